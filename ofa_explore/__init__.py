@@ -1,0 +1,18 @@
+"""ofa-explore: OFA-Net for Earth observation, one shared backbone for every modality."""
+
+__version__ = "0.1.0"
+
+from .modalities import (  # noqa: E402
+    Modality,
+    get_modality,
+    hyperspectral_modality,
+    list_modalities,
+    register_modality,
+)
+from .model import OFANet  # noqa: E402
+from .checkpoint import CheckpointError, load_checkpoint, read_metadata, save_checkpoint  # noqa: E402
+
+__all__ = [
+    "Modality", "get_modality", "hyperspectral_modality", "list_modalities", "register_modality",
+    "OFANet", "CheckpointError", "load_checkpoint", "read_metadata", "save_checkpoint",
+]

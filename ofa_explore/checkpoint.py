@@ -1,0 +1,175 @@
+"""Checkpoints: one safetensors file whose header carries JSON metadata.
+
+Why safetensors: loading it never runs code (no pickle), and a damaged header is detected before
+anything is read. A SHA-256 of the tensor bytes, stored in the header, also catches damage inside
+the data. Saving writes a temporary file beside the target and renames it, so a crash never leaves
+a half-written checkpoint under the final name.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load as st_load
+from safetensors.torch import save as st_save
+
+from .fileio import atomic_write
+from .modalities import Modality
+from .model import OFANet
+
+FORMAT = "ofa_explore.checkpoint"
+FORMAT_VERSION = 1
+METADATA_KEY = "ofa_explore"
+
+
+class CheckpointError(ValueError):
+    """The file is not a usable ofa_explore checkpoint; the message says why and what to do."""
+
+
+def save_checkpoint(model: OFANet, path: str | os.PathLike, dtype: torch.dtype | None = None,
+                    **metadata: Any) -> Path:
+    """Write ``model`` and its metadata to ``path`` atomically; extra keywords become provenance.
+
+    ``dtype`` (e.g. ``torch.float16``) stores floating-point weights smaller; they are cast back
+    to float32 on load.
+    """
+    path = Path(path)
+    tensors = _state_tensors(model, dtype)
+    header = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "architecture": "OFANet",
+        "config": model.config,
+        "modalities": {name: m.to_dict() for name, m in model.modalities.items()},
+        "heads": model.head_info,
+        "provenance": {
+            "saved_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            "ofa_explore_version": _version(),
+            "torch_version": torch.__version__,
+            **metadata,
+        },
+        "sha256": _digest(tensors),
+    }
+    try:
+        json_header = json.dumps(header)
+    except TypeError as err:
+        raise TypeError(f"checkpoint metadata must be JSON-serialisable: {err}") from None
+    data = st_save(tensors, metadata={METADATA_KEY: json_header})
+    return atomic_write(path, data)
+
+
+def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
+    """The JSON metadata of a checkpoint, without reading its weights."""
+    path = _existing(path)
+    with open(path, "rb") as f:
+        head = f.read(8)
+        _refuse_foreign(path, head)
+        if len(head) < 8:
+            raise CheckpointError(f"{path} is truncated (only {len(head)} bytes)")
+        n = int.from_bytes(head, "little")
+        size = path.stat().st_size
+        if n <= 0 or 8 + n > size:
+            raise CheckpointError(f"{path} is truncated or corrupt: its header claims {n} bytes "
+                                  f"but the file has {size}")
+        raw = f.read(n)
+    try:
+        meta = json.loads(raw)[("__metadata__")][METADATA_KEY]
+        return json.loads(meta)
+    except (ValueError, KeyError, TypeError):
+        raise CheckpointError(f"{path} is a safetensors file without ofa_explore metadata; "
+                              "convert published weights with `ofa convert`") from None
+
+
+def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu",
+                    verify: bool = True) -> OFANet:
+    """Rebuild the model saved by ``save_checkpoint``; refuses damaged or foreign files."""
+    path = _existing(path)
+    meta = read_metadata(path)
+    if meta.get("format") != FORMAT:
+        raise CheckpointError(f"{path} is not an ofa_explore checkpoint (format "
+                              f"{meta.get('format')!r})")
+    if meta.get("format_version", 0) > FORMAT_VERSION:
+        raise CheckpointError(f"{path} was written by a newer ofa_explore (format version "
+                              f"{meta['format_version']}); upgrade with `pip install -U "
+                              "ofa-explore`")
+    try:
+        tensors = st_load(path.read_bytes())
+    except SafetensorError as err:
+        raise CheckpointError(f"{path} is truncated or corrupt ({err}); re-download or re-save "
+                              "it") from None
+    if verify and _digest(tensors) != meta.get("sha256"):
+        raise CheckpointError(f"{path} is corrupt: its weights do not match the checksum stored "
+                              "when it was saved; re-download or re-save it")
+    model = model_from_metadata(meta)
+    state = {k: v.float() if v.is_floating_point() else v for k, v in tensors.items()}
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise CheckpointError(f"{path} does not match its own architecture: missing "
+                              f"{missing[:5]}, unexpected {unexpected[:5]}")
+    model.provenance = meta.get("provenance", {})
+    return model.to(map_location).eval()
+
+
+def model_from_metadata(meta: dict[str, Any]) -> OFANet:
+    """An untrained OFANet with the architecture, modalities and heads the metadata describes."""
+    config = dict(meta["config"])
+    modalities = [Modality.from_dict(m) for m in meta.get("modalities", {}).values()]
+    model = OFANet(modalities=modalities, **config)
+    for name, info in meta.get("heads", {}).items():
+        model.add_head(name, info["classes"], pool=info.get("pool", "cls"),
+                       modality=info.get("modality"), colors=info.get("colors"))
+    return model
+
+
+# ------------------------------------------------------------------ helpers
+def _state_tensors(model: OFANet, dtype: torch.dtype | None) -> dict[str, torch.Tensor]:
+    out = {}
+    for key, value in model.state_dict().items():
+        value = value.detach().cpu()
+        if dtype is not None and value.is_floating_point():
+            value = value.to(dtype)
+        out[key] = value.contiguous()
+    return out
+
+
+def _digest(tensors: dict[str, torch.Tensor]) -> str:
+    h = hashlib.sha256()
+    for key in sorted(tensors):
+        t = tensors[key]
+        h.update(f"{key}:{t.dtype}:{tuple(t.shape)};".encode())
+        h.update(t.contiguous().view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
+
+
+def _existing(path: str | os.PathLike) -> Path:
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    if path.is_dir():
+        raise CheckpointError(f"{path} is a directory; pass the checkpoint file inside it")
+    return path
+
+
+def _refuse_foreign(path: Path, head: bytes) -> None:
+    """Name the formats people pass by mistake: PyTorch zip or pickle files are never unpickled."""
+    if head[:2] == b"PK":
+        raise CheckpointError(
+            f"{path} is a PyTorch .pth/.pt file (zip archive), not an ofa_explore checkpoint. It "
+            "is not unpickled here; convert published weights with `ofa convert` "
+            "(or ofa_explore.weights), which reads them with torch.load(weights_only=True)")
+    if head[:1] == b"\x80":
+        raise CheckpointError(
+            f"{path} is a Python pickle, which can run arbitrary code and is refused. "
+            "Only safetensors checkpoints written by ofa_explore are loaded")
+
+
+def _version() -> str:
+    from . import __version__
+    return __version__

@@ -1,0 +1,194 @@
+"""Sensor facts as data: which bands a modality has, at which wavelengths, GSD and statistics.
+
+Every number lives once, in ``data/modalities.json`` (with its source); this module turns it into
+``Modality`` records and keeps the registry that the model, I/O and checkpoints look names up in.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import asdict, dataclass, field, replace
+from importlib import resources
+from typing import Any, Iterable, Sequence
+
+KINDS = ("optical", "sar", "hyperspectral")
+_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+
+
+@dataclass(frozen=True)
+class Modality:
+    """One sensor layout as it lies on disk: bands in file order and how to normalise them.
+
+    ``mean``/``std`` are in the file's own units; ``value * scale + offset`` gives the physical
+    quantity named by ``units`` (e.g. reflectance). SAR ``wavelengths`` are the pseudo-values that
+    wavelength-conditioned weights were trained with (see ``SAR_WAVELENGTH_CONVENTIONS``).
+    """
+
+    name: str
+    bands: tuple[str, ...]
+    wavelengths: tuple[float, ...]  # µm
+    gsd: float | None  # metres; None when it varies (generic RGB)
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    units: str
+    kind: str = "optical"
+    scale: float = 1.0
+    offset: float = 0.0
+    nodata: float | None = None
+    description: str = ""
+    source: str = ""
+    extra: dict[str, Any] = field(default_factory=dict, compare=False)
+
+    def __post_init__(self) -> None:
+        for key in ("bands", "wavelengths", "mean", "std"):
+            object.__setattr__(self, key, tuple(getattr(self, key)))
+        if not _NAME.match(self.name):
+            raise ValueError(f"modality name {self.name!r} must be lower-case letters, digits "
+                             "and underscores, starting with a letter (e.g. 'my_sensor')")
+        if self.kind not in KINDS:
+            raise ValueError(f"modality kind must be one of {KINDS}, got {self.kind!r}")
+        n = len(self.bands)
+        if n == 0:
+            raise ValueError(f"modality {self.name!r} needs at least one band")
+        for key in ("wavelengths", "mean", "std"):
+            if len(getattr(self, key)) != n:
+                raise ValueError(f"modality {self.name!r}: {len(getattr(self, key))} {key} for "
+                                 f"{n} bands; give one per band")
+        if any(s <= 0 for s in self.std):
+            raise ValueError(f"modality {self.name!r}: every std must be positive")
+        if any(w <= 0 for w in self.wavelengths):
+            raise ValueError(f"modality {self.name!r}: wavelengths must be positive (µm)")
+
+    @property
+    def num_bands(self) -> int:
+        return len(self.bands)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        for key in ("bands", "wavelengths", "mean", "std"):
+            d[key] = list(d[key])
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "Modality":
+        return cls(**d)
+
+    def select(self, bands: Sequence[str], name: str | None = None) -> "Modality":
+        """The same sensor with a subset or reordering of its bands."""
+        missing = [b for b in bands if b not in self.bands]
+        if missing:
+            raise ValueError(f"{self.name!r} has no band(s) {missing}; it has "
+                             f"{', '.join(self.bands)}")
+        idx = [self.bands.index(b) for b in bands]
+        pick = lambda values: tuple(values[i] for i in idx)  # noqa: E731
+        return replace(self, name=name or f"{self.name}_subset", bands=tuple(bands),
+                       wavelengths=pick(self.wavelengths), mean=pick(self.mean),
+                       std=pick(self.std))
+
+    def describe(self) -> str:
+        gsd = f"{self.gsd:g} m" if self.gsd else "varies"
+        lines = [f"{self.name}: {self.description}",
+                 f"  kind {self.kind}, {self.num_bands} bands, GSD {gsd}, units: {self.units}"
+                 f" (x {self.scale:g}{f' {self.offset:+g}' if self.offset else ''})",
+                 f"  nodata {self.nodata}; source: {self.source}",
+                 f"  {'band':<8}{'µm':>8}{'mean':>14}{'std':>14}"]
+        for b, w, m, s in zip(self.bands, self.wavelengths, self.mean, self.std):
+            lines.append(f"  {b:<8}{w:>8.3f}{m:>14.4f}{s:>14.4f}")
+        return "\n".join(lines)
+
+
+class UnknownModalityError(ValueError, KeyError):
+    """Raised for a modality name nobody registered; the message lists the known ones."""
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+def _load_builtin() -> tuple[dict[str, Modality], dict[str, float]]:
+    text = resources.files(__package__).joinpath("data/modalities.json").read_text()
+    data = json.loads(text)
+    mods = {d["name"]: Modality.from_dict(d) for d in data["modalities"]}
+    return mods, dict(data["sar_wavelength_conventions"])
+
+
+_REGISTRY, SAR_WAVELENGTH_CONVENTIONS = _load_builtin()
+BUILTIN_MODALITIES: tuple[str, ...] = tuple(_REGISTRY)
+
+
+def list_modalities() -> list[str]:
+    """Names of every registered modality, built-in first."""
+    return list(_REGISTRY)
+
+
+def get_modality(name: str) -> Modality:
+    """The registered modality called ``name``."""
+    try:
+        return _REGISTRY[name]
+    except (KeyError, TypeError):
+        raise UnknownModalityError(
+            f"unknown modality {name!r}; known: {', '.join(_REGISTRY)}. For another sensor, "
+            "register it: ofa_explore.register_modality(Modality(name=..., bands=..., "
+            "wavelengths=..., gsd=..., mean=..., std=..., units=...)), or for a hyperspectral "
+            "cube use ofa_explore.hyperspectral_modality(wavelengths)") from None
+
+
+def register_modality(modality: Modality, overwrite: bool = False) -> Modality:
+    """Make a sensor known by name to the model, the I/O and checkpoints."""
+    if not isinstance(modality, Modality):
+        raise TypeError(f"expected a Modality, got {type(modality).__name__}")
+    if modality.name in _REGISTRY and not overwrite and _REGISTRY[modality.name] != modality:
+        raise ValueError(f"a different modality named {modality.name!r} is already registered; "
+                         "choose another name or pass overwrite=True")
+    if modality.name in BUILTIN_MODALITIES and overwrite:
+        raise ValueError(f"{modality.name!r} is built in and cannot be replaced; register your "
+                         "variant under another name")
+    _REGISTRY[modality.name] = modality
+    return modality
+
+
+def hyperspectral_modality(wavelengths: Iterable[float], name: str = "hyperspectral",
+                           mean: Sequence[float] | None = None,
+                           std: Sequence[float] | None = None, gsd: float | None = None,
+                           units: str = "reflectance x 10000", scale: float = 1.0e-4,
+                           register: bool = False) -> Modality:
+    """A hyperspectral sensor from its band centres (µm).
+
+    Without ``mean``/``std`` the EnMAP statistics are interpolated at these wavelengths, which
+    suits surface-reflectance cubes scaled by 10000; pass your own for anything else.
+    """
+    waves = [float(w) for w in wavelengths]
+    if not waves:
+        raise ValueError("give at least one wavelength (µm)")
+    if max(waves) > 30:
+        raise ValueError(f"wavelengths look like nanometres (max {max(waves):g}); pass µm, "
+                         "e.g. [w / 1000 for w in wavelengths_nm]")
+    ref = _REGISTRY["enmap"]
+    interpolated = mean is None or std is None
+    mean = list(mean) if mean is not None else _interp(waves, ref.wavelengths, ref.mean)
+    std = list(std) if std is not None else _interp(waves, ref.wavelengths, ref.std)
+    modality = Modality(
+        name=name, bands=tuple(f"{w * 1000:.0f}nm" for w in waves), wavelengths=tuple(waves),
+        gsd=gsd, mean=tuple(mean), std=tuple(std), units=units, kind="hyperspectral",
+        scale=scale, description=f"hyperspectral cube, {len(waves)} bands "
+                                 f"{min(waves):.3f}-{max(waves):.3f} µm",
+        source="user wavelengths" + ("; EnMAP statistics interpolated by wavelength"
+                                     if interpolated else ""))
+    return register_modality(modality) if register else modality
+
+
+def _interp(x: Sequence[float], xp: Sequence[float], fp: Sequence[float]) -> list[float]:
+    """Linear interpolation on sorted copies (EnMAP's list has a few repeated centres)."""
+    import numpy as np
+
+    order = np.argsort(xp, kind="stable")
+    return np.interp(x, np.asarray(xp)[order], np.asarray(fp)[order]).tolist()
+
+
+def sar_wavelength(convention: str) -> float:
+    """The pseudo-wavelength a set of weights expects for SAR bands ('ofa', 'dofa_v1', ...)."""
+    try:
+        return SAR_WAVELENGTH_CONVENTIONS[convention]
+    except KeyError:
+        raise ValueError(f"unknown SAR convention {convention!r}; known: "
+                         f"{', '.join(SAR_WAVELENGTH_CONVENTIONS)}") from None

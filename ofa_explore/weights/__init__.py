@@ -1,0 +1,142 @@
+"""Published weights as a registry of records with their metadata, and loading them offline-safe.
+
+``load_published("dofa-base-v1", path="dofa_base_patch16_224-a0275954.pth")`` converts a file
+you have; without ``path`` the file is taken from the cache or downloaded once, and a machine
+without internet gets a message saying how to pass a local file instead.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from ..model import OFANet
+from .convert import ConversionError, ConversionReport, read_state_dict
+from .dofa import convert_dofa_v1, convert_dofa_v2
+from .ofa import convert_ofa
+
+_TORCHGEO_DOFA = "https://hf.co/torchgeo/dofa/resolve/{commit}/{filename}"
+_CURRENT = "b8db318b64a90b9e085ec04ba8851233c5893666"
+_LEGACY = "ade8745c5ec6eddfe15d8c03421e8cb8f21e66ff"
+_EARTHFLOW = "https://huggingface.co/earthflow/DOFA/resolve/main/{filename}"
+_DOFA_CITATION = ("Xiong et al., Neural Plasticity-Inspired Multimodal Foundation Model for Earth "
+                  "Observation, arXiv:2403.15356, 2024")
+_OFA_CITATION = ("Xiong, Wang, Zhang, Zhu, One for All: Toward Unified Foundation Models for "
+                 "Earth Vision, IGARSS 2024")
+
+
+class WeightsUnavailableError(RuntimeError):
+    """The weights file is neither given, cached nor downloadable; the message says what to do."""
+
+
+@dataclass(frozen=True)
+class PublishedWeights:
+    """One set of published weights: where it lives, how to read it, and its terms."""
+
+    name: str
+    layout: str  # "dofa_v1" | "dofa_v2" | "ofa"
+    filename: str
+    url: str | None
+    licence: str
+    citation: str
+    description: str
+    kernel_layout: str = "ckkd"
+
+    def convert(self, state) -> OFANet:
+        if self.layout == "dofa_v1":
+            return convert_dofa_v1(state, kernel_layout=self.kernel_layout)
+        if self.layout == "dofa_v2":
+            return convert_dofa_v2(state)
+        return convert_ofa(state)
+
+
+WEIGHTS: dict[str, PublishedWeights] = {w.name: w for w in [
+    PublishedWeights("dofa-base-v1", "dofa_v1", "dofa_base_patch16_224-a0275954.pth",
+                     _TORCHGEO_DOFA.format(commit=_CURRENT, filename="dofa_base_patch16_224-a0275954.pth"),
+                     "CC-BY-4.0", _DOFA_CITATION,
+                     "DOFA ViT-B/16, current TorchGeo release (SatlasPretrain, Five-Billion-Pixels, HySpecNet-11k)"),
+    PublishedWeights("dofa-large-v1", "dofa_v1", "dofa_large_patch16_224-0ff904d3.pth",
+                     _TORCHGEO_DOFA.format(commit=_CURRENT, filename="dofa_large_patch16_224-0ff904d3.pth"),
+                     "CC-BY-4.0", _DOFA_CITATION, "DOFA ViT-L/16, current TorchGeo release"),
+    PublishedWeights("dofa-base-v1-legacy", "dofa_v1", "dofa_base_patch16_224-7cc0f413.pth",
+                     _TORCHGEO_DOFA.format(commit=_LEGACY, filename="dofa_base_patch16_224-7cc0f413.pth"),
+                     "CC-BY-4.0", _DOFA_CITATION,
+                     "DOFA ViT-B/16 as first released (old kernel reshape, before TorchGeo PR #2256)",
+                     kernel_layout="dckk"),
+    PublishedWeights("dofa-large-v1-legacy", "dofa_v1", "dofa_large_patch16_224-fbd47fa9.pth",
+                     _TORCHGEO_DOFA.format(commit=_LEGACY, filename="dofa_large_patch16_224-fbd47fa9.pth"),
+                     "CC-BY-4.0", _DOFA_CITATION,
+                     "DOFA ViT-L/16 as first released (old kernel reshape)", kernel_layout="dckk"),
+    PublishedWeights("dofa-base-v2", "dofa_v2", "dofav2_vit_base_e150.pth",
+                     _EARTHFLOW.format(filename="dofav2_vit_base_e150.pth"),
+                     "see zhu-xlab/DOFA", _DOFA_CITATION, "DOFA v2 ViT-B/14"),
+    PublishedWeights("dofa-large-v2", "dofa_v2", "dofav2_vit_large_e150.pth",
+                     _EARTHFLOW.format(filename="dofav2_vit_large_e150.pth"),
+                     "see zhu-xlab/DOFA", _DOFA_CITATION, "DOFA v2 ViT-L/14"),
+    PublishedWeights("ofa-net-base", "ofa", "ofa_net_base.pth", None, "see the OFA-Net authors",
+                     _OFA_CITATION,
+                     "OFA-Net ViT-B/16 in the layout of the OFA pre-training code "
+                     "(no longer published: pass the file you have)"),
+]}
+
+
+def cache_dir() -> Path:
+    """Where downloaded weights are kept: $OFA_EXPLORE_CACHE, else ~/.cache/ofa_explore."""
+    return Path(os.environ.get("OFA_EXPLORE_CACHE", Path.home() / ".cache" / "ofa_explore"))
+
+
+def load_published(name: str, path: str | os.PathLike | None = None,
+                   download: bool = True) -> OFANet:
+    """An OFANet holding the published weights ``name`` (see ``WEIGHTS``).
+
+    ``path`` is a local copy of the published file; without it the cache is tried, then a
+    download (``download=False`` forbids it).
+    """
+    if name not in WEIGHTS:
+        raise ValueError(f"unknown weights {name!r}; known: {', '.join(WEIGHTS)}")
+    entry = WEIGHTS[name]
+    if path is None:
+        path = fetch_weights(entry, download=download)
+    model = entry.convert(read_state_dict(path))
+    model.provenance.update(weights=name, licence=entry.licence, citation=entry.citation,
+                            source_file=Path(path).name)
+    return model
+
+
+def fetch_weights(entry: PublishedWeights, download: bool = True,
+                  opener: Callable = urllib.request.urlopen) -> Path:
+    """The cached file of ``entry``, downloading it once (atomically) when allowed."""
+    target = cache_dir() / entry.filename
+    if target.is_file():
+        return target
+    how = (f"download {entry.filename} on a machine with internet access"
+           + (f" from {entry.url}" if entry.url else "")
+           + f", then pass it: load_published({entry.name!r}, path='/path/to/{entry.filename}')"
+           + f" or `ofa convert /path/to/{entry.filename} --from {entry.name} -o model.safetensors`")
+    if entry.url is None:
+        raise WeightsUnavailableError(f"{entry.name} is no longer published for download; {how}")
+    if not download:
+        raise WeightsUnavailableError(f"{entry.name} is not in the cache ({target}) and download "
+                                      f"is off; {how}")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{entry.filename}.", dir=target.parent)
+    try:
+        with os.fdopen(fd, "wb") as out, opener(entry.url, timeout=30) as response:
+            shutil.copyfileobj(response, out)
+        os.replace(tmp, target)
+    except (urllib.error.URLError, OSError, ValueError) as err:
+        Path(tmp).unlink(missing_ok=True)
+        raise WeightsUnavailableError(f"could not download {entry.name} from {entry.url} "
+                                      f"({getattr(err, 'reason', err)}); {how}") from None
+    return target
+
+
+__all__ = ["WEIGHTS", "PublishedWeights", "load_published", "fetch_weights", "cache_dir",
+           "convert_dofa_v1", "convert_dofa_v2", "convert_ofa", "read_state_dict",
+           "ConversionError", "ConversionReport", "WeightsUnavailableError"]
