@@ -42,3 +42,10 @@ def eurosat_batch(shared) -> torch.Tensor:
             picked.append(row)
     chips = [read_tif(shared / "eurosat" / r["path"]) for r in picked[:8]]
     return torch.from_numpy(np.stack(chips).astype(np.float32))
+
+
+class PickleBomb:
+    """Unpickling this runs a shell command that leaves a marker file: loaders must never do it."""
+
+    def __reduce__(self):
+        return (os.system, ("touch PWNED_BY_PICKLE",))

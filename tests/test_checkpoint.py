@@ -8,6 +8,7 @@ import pickle
 import pytest
 import torch
 
+from conftest import PickleBomb
 from ofa_explore import CheckpointError, OFANet, load_checkpoint, read_metadata, save_checkpoint
 from ofa_explore.modalities import hyperspectral_modality
 
@@ -99,19 +100,14 @@ def test_corrupt_header_is_refused(saved):
         load_checkpoint(saved)
 
 
-class Payload:
-    def __reduce__(self):
-        return (os.system, ("touch PWNED_BY_PICKLE",))
-
-
 def test_pickle_payloads_are_refused_and_never_run(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     raw = tmp_path / "raw.safetensors"
-    raw.write_bytes(pickle.dumps({"weights": Payload()}))
+    raw.write_bytes(pickle.dumps({"weights": PickleBomb()}))
     with pytest.raises(CheckpointError, match="pickle"):
         load_checkpoint(raw)
     zipped = tmp_path / "zipped.safetensors"
-    torch.save({"weights": torch.zeros(2), "x": Payload()}, zipped)
+    torch.save({"weights": torch.zeros(2), "x": PickleBomb()}, zipped)
     with pytest.raises(CheckpointError, match="PyTorch .pth"):
         load_checkpoint(zipped)
     assert not (tmp_path / "PWNED_BY_PICKLE").exists()

@@ -7,6 +7,7 @@ import pickle
 import pytest
 import torch
 
+from conftest import PickleBomb
 import published_layouts as layouts  # tests/published_layouts.py
 from ofa_explore import load_checkpoint
 from ofa_explore.cli import main as cli
@@ -115,20 +116,15 @@ def test_load_published_from_local_file_reads_weights_only(tmp_path):
     assert load_published("dofa-base-v1", path=path).config["embed_dim"] == 64
 
 
-class Payload:
-    def __reduce__(self):
-        import os
-        return (os.system, ("touch PWNED_BY_PICKLE",))
-
 
 def test_pickle_payload_in_pth_is_never_executed(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     path = tmp_path / "evil.pth"
     with open(path, "wb") as f:
-        pickle.dump({"cls_token": Payload()}, f)
+        pickle.dump({"cls_token": PickleBomb()}, f)
     with pytest.raises(ConversionError, match="never unpickled"):
         read_state_dict(path)
-    torch.save({"model": layouts.dofa_v1(D=64, depth=1), "args": Payload()}, tmp_path / "wrapped.pth")
+    torch.save({"model": layouts.dofa_v1(D=64, depth=1), "args": PickleBomb()}, tmp_path / "wrapped.pth")
     with pytest.raises(ConversionError):
         read_state_dict(tmp_path / "wrapped.pth")
     assert not (tmp_path / "PWNED_BY_PICKLE").exists()
