@@ -419,15 +419,20 @@ class OFANet(nn.Module):
     def forward_encoder(self, x: torch.Tensor, modality: Modality, mask_ratio: float,
                         generator: torch.Generator | None = None):
         """Normalised [B, C, H, W] -> (latent [B, 1+L_keep, D], mask [B, L], ids_restore)."""
-        grid = (x.shape[2] // self.patch_size, x.shape[3] // self.patch_size)
-        pos = self._pos(self.pos_embed, grid)
-        x = self.embed_patches(x, modality) + pos[:, 1:]
-        x, mask, ids_restore = self.random_masking(x, mask_ratio, generator)
-        cls = (self.cls_token + pos[:, :1]).expand(x.shape[0], -1, -1)
-        x = torch.cat([cls, x], dim=1)
+        tokens, cls = self._embed(x, modality)
+        tokens, mask, ids_restore = self.random_masking(tokens, mask_ratio, generator)
+        return self._encode(tokens, cls), mask, ids_restore
+
+    def _embed(self, x: torch.Tensor, modality: Modality) -> tuple[torch.Tensor, torch.Tensor]:
+        """Patch tokens with position embedding [B, L, D], and the class token [1, 1, D]."""
+        pos = self._pos(self.pos_embed, self._grid_of(x))
+        return self.embed_patches(x, modality) + pos[:, 1:], self.cls_token + pos[:, :1]
+
+    def _encode(self, tokens: torch.Tensor, cls: torch.Tensor) -> torch.Tensor:
+        x = torch.cat([cls.expand(tokens.shape[0], -1, -1), tokens], dim=1)
         for block in self.blocks:
             x = block(x)
-        return self.norm(x), mask, ids_restore
+        return self.norm(x)
 
     # --------------------------------------------------------------- decoder
     def forward_decoder(self, latent: torch.Tensor, ids_restore: torch.Tensor,
@@ -478,14 +483,7 @@ class OFANet(nn.Module):
     def forward_features(self, x: torch.Tensor, modality: str | Modality) -> torch.Tensor:
         """All tokens, nothing masked: [B, C, H, W] -> [B, 1+L, D], class token first."""
         m = self.resolve_modality(modality)
-        x = self.normalize(self.check_input(x, m), m)
-        pos = self._pos(self.pos_embed, self._grid_of(x))
-        x = self.embed_patches(x, m) + pos[:, 1:]
-        cls = (self.cls_token + pos[:, :1]).expand(x.shape[0], -1, -1)
-        x = torch.cat([cls, x], dim=1)
-        for block in self.blocks:
-            x = block(x)
-        return self.norm(x)
+        return self._encode(*self._embed(self.normalize(self.check_input(x, m), m), m))
 
     @torch.no_grad()
     def reconstruct(self, x: torch.Tensor, modality: str | Modality, mask_ratio: float = 0.75,
