@@ -15,8 +15,15 @@ EPILOG = """examples:
   ofa modalities s2_l1c               one modality in full (wavelengths, GSD, statistics)
   ofa info model.safetensors          what a checkpoint holds
   ofa convert dofa_base.pth -o dofa_base.safetensors --from dofa-base-v1
-  ofa demo                            train a tiny OFA-Net briefly on shipped chips, write a panel
+  ofa demo                            train a tiny OFA-Net briefly on shipped chips, write panels
+  ofa embed scene.tif -o emb.tif --checkpoint model.safetensors
+  ofa reconstruct scene.tif -o rec.tif --checkpoint model.safetensors --mask-ratio 0.5
+  ofa classify scene.tif -o classes.tif --checkpoint model.safetensors --modality s2_l1c
+  ofa embed B01.tif B02.tif B03.tif ... -o emb.tif --checkpoint model.safetensors
 """
+
+EXIT_BAD_INPUT = 2
+EXIT_CANCELLED = 130
 
 
 def _cmd_modalities(args: argparse.Namespace) -> int:
@@ -71,6 +78,34 @@ def _cmd_convert(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_predict(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from .checkpoint import load_checkpoint
+    from .inference import predict_raster
+    from .io import KEEP, open_raster
+
+    model = load_checkpoint(args.checkpoint)
+    nodata = KEEP if args.nodata is None else None if args.nodata == "none" else float(args.nodata)
+    raster = open_raster(args.raster if len(args.raster) > 1 else args.raster[0],
+                         modality=args.modality, nodata=nodata)
+    with tqdm(total=None, unit="tile", desc=f"ofa {args.command}", disable=args.quiet) as bar:
+        def progress(done: int, total: int) -> None:
+            bar.total = total
+            bar.update(done - bar.n)
+
+        result = predict_raster(
+            model, raster, args.command, args.output, tile=args.tile, overlap=args.overlap,
+            batch_size=args.batch_size, device=args.device, head=getattr(args, "head", None),
+            mask_ratio=getattr(args, "mask_ratio", 0.75), seed=getattr(args, "seed", 0),
+            overwrite=args.overwrite, progress=progress)
+    print(f"wrote {result.path}" + (f" and {result.pca_path}" if result.pca_path else "")
+          + f" ({result.tiles} tiles in {result.seconds} s on {result.device})")
+    if result.class_names:
+        print("classes: " + ", ".join(f"{i}={n}" for i, n in enumerate(result.class_names)))
+    return 0
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
@@ -103,6 +138,32 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", type=Path, required=True, help="output .safetensors path")
     p.set_defaults(func=_cmd_convert)
 
+    for task, text in (("embed", "patch embeddings (all D bands) and a PCA colour view"),
+                       ("reconstruct", "masked reconstruction in the input's bands"),
+                       ("classify", "class map from the checkpoint's classification head")):
+        p = sub.add_parser(task, help=f"{text}, over a raster of any size",
+                           description=f"Write {text} as a Cloud-Optimised GeoTIFF with the "
+                                       "input's CRS and extent.")
+        p.add_argument("raster", nargs="+", help="a raster GDAL reads, or one single-band file per "
+                                                 "band (stacked in the modality's band order)")
+        p.add_argument("-o", "--output", type=Path, required=True, help="output .tif")
+        p.add_argument("--checkpoint", type=Path, required=True, help="ofa_explore checkpoint")
+        p.add_argument("--modality", help="override modality detection (see `ofa modalities`)")
+        p.add_argument("--tile", type=int, help="tile size in pixels (default: the model's image size)")
+        p.add_argument("--overlap", type=int, help="tile overlap in pixels (default: tile/4)")
+        p.add_argument("--batch-size", type=int, default=8, help="tiles per batch (default: 8)")
+        p.add_argument("--device", default="auto", help="auto (CUDA, MPS, CPU), cpu, cuda, cuda:1, mps")
+        p.add_argument("--nodata", help="override the file's nodata value ('none' to unset)")
+        p.add_argument("--overwrite", action="store_true", help="replace an existing output")
+        p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+        if task == "reconstruct":
+            p.add_argument("--mask-ratio", type=float, default=0.75, help="share of patches hidden "
+                                                                          "(default 0.75; 0 = none)")
+            p.add_argument("--seed", type=int, default=0, help="mask seed (default 0)")
+        if task == "classify":
+            p.add_argument("--head", help="which head of the checkpoint (default: its first)")
+        p.set_defaults(func=_cmd_predict)
+
     p = sub.add_parser("demo", help="train a tiny OFA-Net for a few seconds on the shipped "
                                     "sample chips and write a reconstruction panel")
     p.add_argument("-o", "--output", type=Path, default=Path("ofa-demo"),
@@ -120,10 +181,13 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         return args.func(args)
+    except KeyboardInterrupt:
+        print(f"ofa {args.command}: cancelled; nothing was written", file=sys.stderr)
+        return EXIT_CANCELLED
     except (ValueError, FileNotFoundError, KeyError, OSError) as err:
         message = err.args[0] if isinstance(err, KeyError) and err.args else err
         print(f"ofa {args.command}: error: {message}", file=sys.stderr)
-        return 2
+        return EXIT_BAD_INPUT
 
 
 if __name__ == "__main__":

@@ -38,6 +38,7 @@ class Modality:
     nodata: float | None = None
     description: str = ""
     source: str = ""
+    autodetect: bool = False  # preferred by io.open_raster when guessing from the band count
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
 
     def __post_init__(self) -> None:

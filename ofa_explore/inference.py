@@ -1,0 +1,554 @@
+"""Inference over rasters of any size: embeddings, masked reconstructions, class maps.
+
+A reader thread cuts the raster into overlapping tiles aligned to the patch grid and hands them
+over through a bounded queue; the model runs on batches of tiles; each tile contributes only its
+centre (the overlap is context, then cropped away), which is written straight to a tiled GeoTIFF.
+No accumulator spans the raster, so memory stays flat whatever its size. The finished file is
+converted to a Cloud-Optimised GeoTIFF and renamed into place, so nothing is ever half-written.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import queue
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterator
+
+import numpy as np
+import rasterio
+import rasterio.shutil
+import torch
+import xarray as xr
+from affine import Affine
+from rasterio.windows import Window
+
+from .io import CONVERSION_ATTR, RasterError, open_raster, raster_modality, to_model_units
+from .modalities import Modality
+from .model import OFANet
+
+TASKS = ("embed", "reconstruct", "classify")
+CLASS_NODATA = 255
+DEFAULT_COLORS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2",
+                  "#7f7f7f", "#bcbd22", "#17becf"]
+
+
+class Cancelled(RuntimeError):
+    """The caller's cancel flag was raised; nothing was written."""
+
+
+@dataclass
+class PredictionResult:
+    """What ``predict_raster`` produced: files (``path``, ``pca_path``) or in-memory ``data``."""
+
+    task: str
+    data: xr.DataArray | None
+    path: Path | None
+    pca_path: Path | None
+    pca: xr.DataArray | None
+    class_names: list[str] | None
+    tiles: int
+    seconds: float
+    device: str
+
+
+@dataclass
+class _Tile:
+    index: int
+    y0: int  # window origin in the patch-padded raster, pixels
+    x0: int
+    core: tuple[int, int, int, int]  # y_start, y_stop, x_start, x_stop of its centre, pixels
+    pixels: np.ndarray | None = None  # [C, th, tw], model units, invalid filled with the mean
+    valid: np.ndarray | None = None  # [th, tw] bool
+
+
+def pick_device(device: str = "auto") -> torch.device:
+    """'auto' -> CUDA, then Apple MPS, then CPU."""
+    if device != "auto":
+        return torch.device(device)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def predict_raster(
+    model: OFANet,
+    raster: str | Path | xr.DataArray | list,
+    task: str,
+    output: str | Path | None = None,
+    *,
+    modality: str | Modality | None = None,
+    tile: int | None = None,
+    overlap: int | None = None,
+    batch_size: int = 8,
+    device: str = "auto",
+    head: str | None = None,
+    mask_ratio: float = 0.75,
+    seed: int = 0,
+    overwrite: bool = False,
+    progress: Callable[[int, int], None] | None = None,
+    cancel: Callable[[], bool] | threading.Event | None = None,
+) -> PredictionResult:
+    """Run ``task`` ("embed" | "reconstruct" | "classify") over a raster of any size.
+
+    ``output`` (a .tif path) gets a Cloud-Optimised GeoTIFF with the input's CRS and extent:
+    embeddings [D bands] at patch resolution (plus ``*_pca.tif``, a 3-band colour view), a
+    reconstruction in the input's bands, or class indices (uint8, 255 = nodata) at patch
+    resolution with class names and a colour table. Without ``output`` the result comes back in
+    memory. ``tile``/``overlap`` in pixels (multiples of the patch size; default: the model's image
+    size and a quarter of it). ``progress(done, total)`` is called per batch; ``cancel`` (an Event
+    or a callable) stops the work and removes anything written.
+    """
+    t0 = time.perf_counter()
+    if task not in TASKS:
+        raise ValueError(f"task must be one of {', '.join(TASKS)}, got {task!r}")
+    da = raster if isinstance(raster, xr.DataArray) else open_raster(raster, modality)
+    m = raster_modality(da)
+    out_path = _check_output(output, da.attrs.get("source"), overwrite, task)
+    head_name, classes = _check_model(model, m, task, head)
+    p = model.patch_size
+    H, W = da.sizes["y"], da.sizes["x"]
+    if H < p or W < p:
+        raise RasterError(f"the raster is {H}x{W} pixels, smaller than one {p}x{p} patch; the "
+                          f"model needs at least {p} pixels on each side")
+    tile, margin = _tiling(model, tile, overlap)
+    Hp, Wp = math.ceil(H / p) * p, math.ceil(W / p) * p
+    th, tw = min(tile, Hp), min(tile, Wp)
+    tiles = list(_layout(Hp, Wp, th, tw, margin))
+    dev = pick_device(device)
+    model = model.to(dev).eval()
+
+    res = 1 if task == "reconstruct" else p  # output pixel size, in input pixels
+    out_h, out_w = math.ceil(H / res), math.ceil(W / res)
+    bands = (list(m.bands) if task == "reconstruct" else
+             [f"emb_{i:03d}" for i in range(model.config["embed_dim"])] if task == "embed" else
+             ["class"])
+    dtype = "uint8" if task == "classify" else "float32"
+    nodata = CLASS_NODATA if task == "classify" else float("nan")
+    transform = da.rio.transform() @ Affine.scale(res)
+    sink = (_FileSink(out_path, len(bands), out_h, out_w, dtype, nodata, transform, da.rio.crs, bands)
+            if out_path else _MemorySink(len(bands), out_h, out_w, dtype, nodata))
+    is_cancelled = (cancel.is_set if isinstance(cancel, threading.Event) else cancel) or (lambda: False)
+    reader = _TileReader(da, m, tiles, th, tw, queue_size=2 * batch_size)
+    done = 0
+    try:
+        batch: list[_Tile] = []
+        for t in reader:
+            batch.append(t)
+            if len(batch) == batch_size:
+                batch_size = _run_batch(model, m, task, batch, sink, res, head_name, mask_ratio,
+                                        seed, dev, batch_size)
+                done += len(batch)
+                batch = []
+                if progress:
+                    progress(done, len(tiles))
+                if is_cancelled():
+                    raise Cancelled("cancelled by the caller; nothing was written")
+        if batch:
+            _run_batch(model, m, task, batch, sink, res, head_name, mask_ratio, seed, dev, batch_size)
+            done += len(batch)
+            if progress:
+                progress(done, len(tiles))
+        if is_cancelled():
+            raise Cancelled("cancelled by the caller; nothing was written")
+        pca_path = pca = None
+        if task == "embed":
+            pca_path = _pca_path(out_path) if out_path else None
+            pca = sink.write_pca(pca_path)
+        if task == "classify":
+            sink.set_classes(classes, model.head_info[head_name].get("colors"))
+        data = sink.finish()
+    except BaseException:
+        reader.stop()
+        sink.abort()
+        raise
+    if data is not None:
+        data = _georeferenced(data, transform, da.rio.crs, bands, nodata)
+        if pca is not None:
+            pca = _georeferenced(pca, transform, da.rio.crs, ["pc1", "pc2", "pc3"], 0)
+        if classes:
+            data.attrs["class_names"] = classes
+    return PredictionResult(task, data, out_path, pca_path, pca, classes, len(tiles),
+                            round(time.perf_counter() - t0, 2), str(dev))
+
+
+# ---------------------------------------------------------------- checks and layout
+def _check_output(output, source, overwrite: bool, task: str) -> Path | None:
+    if output is None:
+        return None
+    out = Path(output)
+    if out.suffix.lower() not in (".tif", ".tiff"):
+        raise ValueError(f"output {out} must be a GeoTIFF path ending in .tif")
+    sources = source if isinstance(source, (list, tuple)) else [source] if source else []
+    for src in sources:
+        if Path(src).resolve() == out.resolve():
+            raise ValueError(f"output {out} is the input raster; choose another path, the input "
+                             "is never overwritten")
+    targets = [out] + ([_pca_path(out)] if task == "embed" else [])
+    for target in targets:
+        if target.exists() and not overwrite:
+            raise FileExistsError(f"{target} exists; pass overwrite=True (CLI: --overwrite) to "
+                                  "replace it")
+    parent = out.parent if str(out.parent) else Path(".")
+    if not parent.is_dir():
+        raise FileNotFoundError(f"output folder {parent} does not exist; create it first")
+    if not os.access(parent, os.W_OK):
+        raise PermissionError(f"output folder {parent} is not writable; choose another -o")
+    return out
+
+
+def _check_model(model: OFANet, m: Modality, task: str, head: str | None):
+    if m.name not in model.patch_embeds and model.wavelength_embed is None:
+        raise ValueError(f"this model has no patch embedding for modality '{m.name}' (it knows "
+                         f"{', '.join(model.modalities)}); use a checkpoint trained on it")
+    if task != "classify":
+        return None, None
+    if not model.heads:
+        raise ValueError("this checkpoint carries no classification head; train one (issue: "
+                         "ofa train-head) or pass a checkpoint that has one")
+    name = head or next(iter(model.heads))
+    if name not in model.heads:
+        raise ValueError(f"no head named {name!r}; this checkpoint has {', '.join(model.heads)}")
+    expected = model.head_info[name].get("modality")
+    if expected and expected != m.name:
+        raise ValueError(f"head {name!r} was trained on '{expected}' imagery but this raster is "
+                         f"'{m.name}'; pass a matching raster or --modality {expected}")
+    return name, list(model.head_info[name]["classes"])
+
+
+def _tiling(model: OFANet, tile: int | None, overlap: int | None) -> tuple[int, int]:
+    p = model.patch_size
+    tile = tile or model.config["img_size"]
+    if tile % p or tile <= 0:
+        raise ValueError(f"tile {tile} must be a positive multiple of the patch size {p}")
+    overlap = tile // 4 if overlap is None else overlap
+    margin = (overlap // 2) // p * p  # context cropped from each side of a tile
+    if tile - 2 * margin < p:
+        raise ValueError(f"overlap {overlap} leaves no centre in a {tile}-pixel tile; use a "
+                         "smaller overlap")
+    return tile, margin
+
+
+def _layout(Hp: int, Wp: int, th: int, tw: int, margin: int) -> Iterator[_Tile]:
+    """Windows on the patch grid whose centres tile the raster exactly once."""
+    def axis(size: int, t: int):
+        stride = t - 2 * margin if t < size else size
+        for start in range(0, size, stride):
+            w0 = min(max(start - margin, 0), size - t)
+            yield w0, start, min(start + stride, size)
+    index = 0
+    for y0, ys, ye in axis(Hp, th):
+        for x0, xs, xe in axis(Wp, tw):
+            yield _Tile(index, y0, x0, (ys, ye, xs, xe))
+            index += 1
+
+
+# ---------------------------------------------------------------- reading
+class _TileReader:
+    """Reads tiles in a thread into a bounded queue, so I/O overlaps compute and at most
+    ``queue_size`` tiles wait in memory."""
+
+    _END = object()
+
+    def __init__(self, da: xr.DataArray, m: Modality, tiles: list[_Tile], th: int, tw: int,
+                 queue_size: int):
+        self.da, self.m, self.tiles, self.th, self.tw = da, m, tiles, th, tw
+        self.conversion = da.attrs.get(CONVERSION_ATTR, {"kind": "none"})
+        self.nodata = da.rio.nodata
+        self.mean = np.asarray(m.mean, dtype=np.float32)[:, None, None]
+        self.queue: queue.Queue = queue.Queue(maxsize=max(2, queue_size))
+        self.stopped = threading.Event()
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        try:
+            for t in self.tiles:
+                if self.stopped.is_set():
+                    return
+                self._read(t)
+                self._put(t)
+        except BaseException as err:  # surfaced in the consumer thread
+            self.error = err
+        self._put(self._END)
+
+    def _put(self, item) -> None:
+        while not self.stopped.is_set():
+            try:
+                self.queue.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    def _read(self, t: _Tile) -> None:
+        H, W = self.da.sizes["y"], self.da.sizes["x"]
+        y1, x1 = min(t.y0 + self.th, H), min(t.x0 + self.tw, W)
+        block = self.da.isel(y=slice(t.y0, y1), x=slice(t.x0, x1)).values
+        valid = np.ones(block.shape[1:], dtype=bool)
+        if self.nodata is not None and not (isinstance(self.nodata, float) and math.isnan(self.nodata)):
+            valid &= ~(block == self.nodata).any(axis=0)
+        values = to_model_units(block, self.conversion)
+        valid &= np.isfinite(values).all(axis=0)
+        pixels = np.broadcast_to(self.mean, (block.shape[0], self.th, self.tw)).copy()
+        mask = np.zeros((self.th, self.tw), dtype=bool)
+        h, w = values.shape[1:]
+        pixels[:, :h, :w] = np.where(valid, values, self.mean)
+        mask[:h, :w] = valid
+        t.pixels, t.valid = pixels, mask
+
+    def __iter__(self) -> Iterator[_Tile]:
+        while True:
+            item = self.queue.get()
+            if item is self._END:
+                if self.error is not None:
+                    raise self.error
+                return
+            yield item
+
+    def stop(self) -> None:
+        self.stopped.set()
+
+
+# ---------------------------------------------------------------- model
+def _run_batch(model, m, task, batch, sink, res, head, mask_ratio, seed, dev, batch_size) -> int:
+    """Run the model on a batch (halving it on GPU out-of-memory) and write each tile's centre.
+    Returns the batch size to use from now on."""
+    runnable = [t for t in batch if t.valid.any()]
+    outputs = {}
+    if runnable:
+        x = torch.from_numpy(np.stack([t.pixels for t in runnable]))
+        result, batch_size = _forward_adaptive(model, m, task, x, head, mask_ratio,
+                                               seed + runnable[0].index, dev, batch_size)
+        outputs = {t.index: r for t, r in zip(runnable, result)}
+    for t in batch:
+        sink.write(t, outputs.get(t.index), res)
+    return batch_size
+
+
+def _forward_adaptive(model, m, task, x, head, mask_ratio, seed, dev, batch_size):
+    try:
+        with torch.inference_mode():
+            return _forward(model, m, task, x.to(dev), head, mask_ratio, seed), batch_size
+    except torch.OutOfMemoryError:
+        if x.shape[0] == 1:
+            raise RuntimeError("out of GPU memory even for one tile; use a smaller --tile or "
+                               "--device cpu") from None
+        if dev.type == "cuda":
+            torch.cuda.empty_cache()
+        half = x.shape[0] // 2
+        first, _ = _forward_adaptive(model, m, task, x[:half], head, mask_ratio, seed, dev, half)
+        second, _ = _forward_adaptive(model, m, task, x[half:], head, mask_ratio, seed + half,
+                                      dev, half)
+        return np.concatenate([first, second]), max(1, half)
+
+
+def _forward(model, m, task, x, head, mask_ratio, seed) -> np.ndarray:
+    p = model.patch_size
+    gh, gw = x.shape[2] // p, x.shape[3] // p
+    if task == "embed":
+        tokens = model.forward_features(x, m)[:, 1:]
+        return tokens.transpose(1, 2).reshape(x.shape[0], -1, gh, gw).float().cpu().numpy()
+    if task == "reconstruct":
+        image, _ = model.reconstruct(x, m, mask_ratio=mask_ratio, seed=seed) if mask_ratio > 0 \
+            else (_autoencode(model, x, m), None)
+        return image.float().cpu().numpy()
+    probs = model.classify(x, m, head=head).softmax(-1)
+    return probs[:, :, None, None].expand(-1, -1, gh, gw).float().cpu().numpy()
+
+
+def _autoencode(model: OFANet, x: torch.Tensor, m: Modality) -> torch.Tensor:
+    """Reconstruction with nothing hidden (mask ratio 0)."""
+    xn = model.normalize(model.check_input(x, m), m)
+    latent, _, ids = model.forward_encoder(xn, m, 0.0)
+    pred = model.forward_decoder(latent, ids, m, model._grid_of(x))
+    return model.denormalize(model.unpatchify(pred, x.shape[1], model._grid_of(x)), m)
+
+
+# ---------------------------------------------------------------- writing
+class _Sink:
+    """Receives each tile's centre, cut to the output grid, with invalid cells set to nodata."""
+
+    def __init__(self, count, height, width, dtype, nodata):
+        self.count, self.height, self.width = count, height, width
+        self.dtype, self.nodata = np.dtype(dtype), nodata
+
+    def write(self, t: _Tile, result: np.ndarray | None, res: int) -> None:
+        ys, ye, xs, xe = t.core
+        oy0, oy1 = ys // res, min(math.ceil(ye / res), self.height)
+        ox0, ox1 = xs // res, min(math.ceil(xe / res), self.width)
+        if oy1 <= oy0 or ox1 <= ox0:
+            return
+        ly0, lx0 = (ys - t.y0) // res, (xs - t.x0) // res
+        shape = (oy1 - oy0, ox1 - ox0)
+        valid = _valid_cells(t.valid, res)[ly0:ly0 + shape[0], lx0:lx0 + shape[1]]
+        if result is None:
+            block = np.full((self.count, *shape), self.nodata, dtype=self.dtype)
+        else:
+            block = result[:, ly0:ly0 + shape[0], lx0:lx0 + shape[1]]
+            if self.dtype == np.uint8:  # class probabilities -> index
+                block = block.argmax(axis=0)[None].astype(np.uint8)
+            block = np.where(valid, block, self.dtype.type(self.nodata)).astype(self.dtype)
+        self._store(Window(ox0, oy0, shape[1], shape[0]), block)
+
+    def embedding_sample(self, max_cells: int = 20000) -> np.ndarray:
+        """Valid embedding vectors [N, D] from a decimated read, for fitting the PCA."""
+        cube = self._decimated(int(math.sqrt(max_cells)))
+        vectors = cube.reshape(cube.shape[0], -1).T
+        return vectors[np.isfinite(vectors).all(axis=1)]
+
+    def write_pca(self, path: Path | None) -> np.ndarray | None:
+        """3-band uint8 colour view of the embeddings: first principal components, stretched."""
+        sample = self.embedding_sample()
+        if len(sample) < 3:
+            mean, comps, lo, hi = np.zeros(self.count), np.eye(self.count)[:3], -np.ones(3), np.ones(3)
+        else:
+            mean = sample.mean(axis=0)
+            _, _, vt = np.linalg.svd(sample - mean, full_matrices=False)
+            comps = vt[:3]
+            proj = (sample - mean) @ comps.T
+            lo, hi = np.percentile(proj, 2, axis=0), np.percentile(proj, 98, axis=0)
+        return self._pca(path, mean, comps, lo, np.where(hi > lo, hi, lo + 1))
+
+    @staticmethod
+    def _project(block: np.ndarray, mean, comps, lo, hi) -> np.ndarray:
+        c, h, w = block.shape
+        vectors = block.reshape(c, -1).T
+        ok = np.isfinite(vectors).all(axis=1)
+        proj = (np.nan_to_num(vectors) - mean) @ comps.T
+        scaled = np.clip((proj - lo) / (hi - lo) * 254 + 1, 1, 255).round()
+        scaled[~ok] = 0  # 0 = nodata in the colour view
+        return scaled.T.reshape(comps.shape[0], h, w).astype(np.uint8)
+
+
+class _MemorySink(_Sink):
+    def __init__(self, count, height, width, dtype, nodata):
+        super().__init__(count, height, width, dtype, nodata)
+        self.array = np.full((count, height, width), nodata, dtype=dtype)
+
+    def _store(self, window: Window, block: np.ndarray) -> None:
+        self.array[:, window.row_off:window.row_off + window.height,
+                   window.col_off:window.col_off + window.width] = block
+
+    def _decimated(self, side: int) -> np.ndarray:
+        step = max(1, math.ceil(max(self.height, self.width) / side))
+        return self.array[:, ::step, ::step]
+
+    def _pca(self, path, mean, comps, lo, hi):
+        self.pca_array = self._project(self.array, mean, comps, lo, hi)
+        return self.pca_array
+
+    def set_classes(self, classes, colors) -> None:
+        pass
+
+    def finish(self) -> np.ndarray:
+        return self.array
+
+    def abort(self) -> None:
+        pass
+
+
+class _FileSink(_Sink):
+    """A tiled GeoTIFF beside the target, written window by window, turned into a COG at the end."""
+
+    def __init__(self, path: Path, count, height, width, dtype, nodata, transform, crs, bands):
+        super().__init__(count, height, width, dtype, nodata)
+        self.path = path
+        self.temps: list[Path] = []
+        self.profile = dict(driver="GTiff", count=count, height=height, width=width, dtype=dtype,
+                            nodata=nodata, transform=transform, crs=crs, tiled=True,
+                            blockxsize=256, blockysize=256, compress="deflate", BIGTIFF="IF_SAFER")
+        self.tmp = self._temp(path)
+        self.dst = rasterio.open(self.tmp, "w", **self.profile)
+        for i, name in enumerate(bands, start=1):
+            self.dst.set_band_description(i, name)
+        self.finals: list[tuple[Path, Path]] = []
+
+    def _temp(self, path: Path) -> Path:
+        fd, name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp.tif", dir=path.parent)
+        os.close(fd)
+        self.temps.append(Path(name))
+        return Path(name)
+
+    def _store(self, window: Window, block: np.ndarray) -> None:
+        self.dst.write(block, window=window)
+
+    def _decimated(self, side: int) -> np.ndarray:
+        self.dst.close()
+        with rasterio.open(self.tmp) as src:
+            shape = (min(side, self.height), min(side, self.width))
+            out = src.read(out_shape=(self.count, *shape), resampling=rasterio.enums.Resampling.nearest)
+        self.dst = rasterio.open(self.tmp, "r+")
+        return out
+
+    def _pca(self, path: Path, mean, comps, lo, hi):
+        tmp = self._temp(path)
+        profile = self.profile | dict(count=3, dtype="uint8", nodata=0)
+        with rasterio.open(tmp, "w", **profile) as dst:
+            for _, window in self.dst.block_windows(1):
+                dst.write(self._project(self.dst.read(window=window), mean, comps, lo, hi),
+                          window=window)
+            for i in range(3):
+                dst.set_band_description(i + 1, f"pc{i + 1}")
+        self.finals.append((tmp, path))
+        return None
+
+    def set_classes(self, classes: list[str], colors: list[str] | None) -> None:
+        colors = colors or [DEFAULT_COLORS[i % len(DEFAULT_COLORS)] for i in range(len(classes))]
+        cmap = {i: _rgb(c) for i, c in enumerate(colors)}
+        cmap[CLASS_NODATA] = (0, 0, 0, 0)
+        self.dst.write_colormap(1, cmap)
+        self.dst.update_tags(class_names=",".join(classes), **{f"class_{i}": n for i, n in enumerate(classes)})
+
+    def finish(self) -> None:
+        self.dst.close()
+        for tmp, final in [(self.tmp, self.path)] + self.finals:
+            cog = self._temp(final)
+            rasterio.shutil.copy(tmp, cog, driver="COG", compress="deflate", BIGTIFF="IF_SAFER")
+            os.replace(cog, final)
+        self._cleanup()
+        return None
+
+    def abort(self) -> None:
+        if not self.dst.closed:
+            self.dst.close()
+        self._cleanup()
+
+    def _cleanup(self) -> None:
+        for tmp in self.temps:
+            tmp.unlink(missing_ok=True)
+            Path(str(tmp) + ".aux.xml").unlink(missing_ok=True)
+
+
+def _valid_cells(valid: np.ndarray, res: int) -> np.ndarray:
+    """Pixel validity -> output cell validity: a patch counts when most of its pixels are valid."""
+    if res == 1:
+        return valid
+    h, w = valid.shape[0] // res, valid.shape[1] // res
+    return valid[:h * res, :w * res].reshape(h, res, w, res).mean(axis=(1, 3)) > 0.5
+
+
+def _pca_path(path: Path) -> Path:
+    return path.with_name(path.stem + "_pca" + path.suffix)
+
+
+def _rgb(color: str) -> tuple[int, int, int, int]:
+    color = color.lstrip("#")
+    return tuple(int(color[i:i + 2], 16) for i in (0, 2, 4)) + (255,)
+
+
+def _georeferenced(array: np.ndarray, transform: Affine, crs, bands: list[str], nodata) -> xr.DataArray:
+    h, w = array.shape[1:]
+    xs = transform.c + transform.a * (np.arange(w) + 0.5)
+    ys = transform.f + transform.e * (np.arange(h) + 0.5)
+    da = xr.DataArray(array, dims=("band", "y", "x"), coords={"band": bands, "y": ys, "x": xs})
+    da = da.rio.write_transform(transform)
+    if crs is not None:
+        da = da.rio.write_crs(crs)
+    return da.rio.write_nodata(nodata, encoded=False)

@@ -1,0 +1,267 @@
+"""Rasters in, xarray out: open any GDAL raster (or a set of single-band files) lazily as a
+DataArray with band names, CRS, transform and nodata, and work out which modality it is and in
+which units its values are stored.
+
+Nothing here reads a whole raster: pixels are read window by window by the inference engine;
+detection looks at a decimated sample.
+"""
+
+from __future__ import annotations
+
+import re
+import warnings
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import rasterio
+import rioxarray
+import xarray as xr
+from rasterio.enums import Resampling
+from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
+from rasterio.vrt import WarpedVRT
+
+from .modalities import Modality, get_modality, list_modalities
+
+SAMPLE_SIDE = 256  # pixels per side of the decimated read used for detection
+CONVERSION_ATTR = "ofa_conversion"
+MODALITY_ATTR = "ofa_modality"
+
+
+class RasterError(ValueError):
+    """A raster that cannot be used as it is; the message says why and what to do."""
+
+
+# ---------------------------------------------------------------- opening
+KEEP = "file"  # nodata default: whatever the file says
+
+
+def open_raster(source: str | Path | Sequence[str | Path],
+                modality: str | Modality | None = None,
+                nodata: float | None | str = KEEP) -> xr.DataArray:
+    """A raster as a lazy ``DataArray`` (band, y, x) whose ``band`` coordinate holds band names.
+
+    ``source`` is one file GDAL reads (GeoTIFF, COG, JP2, VRT, ...) or a list of single-band files,
+    which are stacked in the modality's band order and resampled to the finest grid among them.
+    ``modality`` overrides detection; ``nodata`` overrides the file's nodata value (``None``
+    unsets it, e.g. for NEON tiles that flag 255 although it is a valid bright pixel).
+    ``attrs["ofa_modality"]`` holds the modality record and
+    ``attrs["ofa_conversion"]`` how to bring values into the modality's units (see ``to_model_units``).
+    """
+    given = _as_modality(modality)
+    if isinstance(source, (list, tuple)):
+        paths = [_existing(p) for p in source]
+        if not paths:
+            raise RasterError("empty list of files; pass one raster or its single-band files")
+        if len(paths) == 1:
+            return open_raster(paths[0], given, nodata)
+        da, sample, m = _open_stack(paths, given)
+    else:
+        path = _existing(source)
+        da = _open_file(path)
+        sample = _sample(path)
+        m = given or detect_modality(da.sizes["band"], _descriptions(da), da.dtype)
+        da = _order_bands(da, m)
+    if da.sizes["band"] != m.num_bands:
+        raise RasterError(
+            f"{_name(source)} has {da.sizes['band']} bands but modality '{m.name}' expects "
+            f"{m.num_bands} bands ({', '.join(m.bands)}); pick the matching --modality or pass the "
+            "bands in that order")
+    if da.rio.crs is None:
+        warnings.warn(f"{_name(source)} has no CRS: continuing in pixel coordinates, so outputs "
+                      "will not be georeferenced. Assign one (e.g. gdal_edit.py -a_srs "
+                      "EPSG:32633 FILE) to get georeferenced outputs.", stacklevel=2)
+    if nodata != KEEP:
+        da = da.rio.write_nodata(nodata, encoded=False)
+    nodata = da.rio.nodata
+    valid = sample if nodata is None else np.where(sample == nodata, np.nan, sample)
+    if not np.isfinite(valid).any():
+        raise RasterError(f"{_name(source)} holds only nodata/NaN pixels (nodata={nodata}); "
+                          "nothing to run the model on")
+    da = da.assign_coords(band=list(m.bands))
+    da.attrs[MODALITY_ATTR] = m.to_dict()
+    da.attrs[CONVERSION_ATTR] = detect_conversion(valid, da.dtype, m)
+    da.attrs["source"] = str(source) if not isinstance(source, (list, tuple)) else [str(p) for p in source]
+    return da
+
+
+def raster_modality(da: xr.DataArray) -> Modality:
+    """The modality record ``open_raster`` attached."""
+    if MODALITY_ATTR not in da.attrs:
+        raise RasterError("this DataArray was not opened with ofa_explore.io.open_raster; open it "
+                          "with open_raster(path, modality=...) first")
+    return Modality.from_dict(da.attrs[MODALITY_ATTR])
+
+
+def _open_file(path: Path) -> xr.DataArray:
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", NotGeoreferencedWarning)
+            da = rioxarray.open_rasterio(path, cache=False, mask_and_scale=False)
+    except (RasterioIOError, OSError) as err:
+        raise RasterError(f"cannot read {path} as a raster ({_first_line(err)}); is it a complete "
+                          "GeoTIFF/COG or another format GDAL reads?") from None
+    if isinstance(da, list) or isinstance(da, xr.Dataset):
+        raise RasterError(f"{path} holds several sub-datasets; open one of them by its GDAL name")
+    return da
+
+
+def _open_stack(paths: list[Path], given: Modality | None):
+    """Single-band files -> one lazy DataArray on the finest grid, in the modality's band order."""
+    m = given or detect_modality(len(paths), [_band_token(p, None) for p in paths], None)
+    order = []
+    for band in m.bands:
+        match = [p for p in paths if _band_token(p, m) == band]
+        if len(match) != 1:
+            raise RasterError(
+                f"cannot tell which file holds band {band} of '{m.name}' (found {len(match)}); "
+                f"name the files with their band (e.g. ..._{band}.tif) or pass one file per band "
+                f"of {', '.join(m.bands)}")
+        order.append(match[0])
+    if len(paths) != len(order):
+        extra = sorted(set(paths) - set(order))
+        raise RasterError(f"files {', '.join(map(str, extra))} are not bands of '{m.name}'")
+    sources = []
+    for p in order:
+        try:
+            sources.append(rasterio.open(p))
+        except RasterioIOError as err:
+            raise RasterError(f"cannot read {p} as a raster ({_first_line(err)})") from None
+    for p, src in zip(order, sources):
+        if src.count != 1:
+            raise RasterError(f"{p} has {src.count} bands; a list of files must be single-band")
+    finest = min(sources, key=lambda s: abs(s.res[0] * s.res[1]))
+    arrays, samples = [], []
+    for src in sources:
+        vrt = WarpedVRT(src, crs=finest.crs, transform=finest.transform, width=finest.width,
+                        height=finest.height, resampling=Resampling.bilinear)
+        arrays.append(rioxarray.open_rasterio(vrt, cache=False, mask_and_scale=False))
+        samples.append(_sample(src, shape=(min(SAMPLE_SIDE, finest.height),
+                                           min(SAMPLE_SIDE, finest.width))))
+    da = xr.concat(arrays, dim="band")
+    return da, np.concatenate(samples, axis=0), m
+
+
+# ---------------------------------------------------------------- detection
+def detect_modality(band_count: int, descriptions: Sequence[str | None] | None,
+                    dtype: Any) -> Modality:
+    """Guess the modality from the band count, band names and data type; ambiguity is an error
+    that lists the candidates and the ``modality=`` override."""
+    candidates = [get_modality(n) for n in list_modalities()
+                  if get_modality(n).num_bands == band_count]
+    names = [d.upper() for d in (descriptions or []) if d]
+    if names and len(names) == band_count:
+        by_name = [m for m in candidates if {b.upper() for b in m.bands} == set(names)]
+        candidates = by_name or candidates
+    if len(candidates) > 1 and dtype is not None and np.dtype(dtype) == np.uint8:
+        candidates = [m for m in candidates if "8-bit" in m.units] or candidates
+    if len(candidates) > 1:
+        candidates = [m for m in candidates if m.autodetect] or candidates
+    if len(candidates) == 1:
+        return candidates[0]
+    if not candidates:
+        raise RasterError(
+            f"no known modality has {band_count} bands; pass modality= (--modality) with a "
+            "registered one, or register yours (ofa_explore.register_modality), or use "
+            "hyperspectral_modality(wavelengths) for a hyperspectral cube")
+    raise RasterError(f"{band_count} bands could be any of {', '.join(m.name for m in candidates)}; "
+                      "say which with modality= (CLI: --modality NAME)")
+
+
+def detect_conversion(sample: np.ndarray, dtype: Any, m: Modality) -> dict[str, Any]:
+    """How to bring stored values into the modality's units, judged from a sample:
+    floats in 0..~1 for a DN modality are physical reflectance (-> DN), and non-negative
+    backscatter for a dB modality is linear power (-> dB)."""
+    finite = sample[np.isfinite(sample)]
+    if finite.size == 0 or not np.issubdtype(np.dtype(dtype), np.floating):
+        return {"kind": "none"}
+    if "dB" in m.units:
+        if finite.min() >= 0 and np.median(finite) < 1.0:
+            return {"kind": "linear_to_db"}
+        return {"kind": "none"}
+    typical = float(np.median(m.mean))
+    p99 = float(np.percentile(finite, 99))
+    if m.scale < 1 and p99 <= 1.5 and typical > 10 * max(p99, 1e-6):
+        return {"kind": "affine", "scale": 1.0 / m.scale, "offset": -m.offset / m.scale}
+    return {"kind": "none"}
+
+
+def to_model_units(values: np.ndarray, conversion: dict[str, Any]) -> np.ndarray:
+    """Apply a conversion from ``detect_conversion`` to a block of values (float32 out)."""
+    values = values.astype(np.float32, copy=False)
+    kind = conversion.get("kind", "none")
+    if kind == "affine":
+        return values * np.float32(conversion["scale"]) + np.float32(conversion["offset"])
+    if kind == "linear_to_db":
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.float32(10.0) * np.log10(np.maximum(values, np.float32(1e-10)))
+    return values
+
+
+# ---------------------------------------------------------------- helpers
+def _as_modality(modality: str | Modality | None) -> Modality | None:
+    if modality is None or isinstance(modality, Modality):
+        return modality
+    return get_modality(modality)
+
+
+def _existing(path: str | Path) -> Path:
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"raster not found: {path}")
+    if path.is_dir():
+        raise RasterError(f"{path} is a folder; pass a raster file (or a list of band files)")
+    return path
+
+
+def _descriptions(da: xr.DataArray) -> list[str | None]:
+    names = da.attrs.get("long_name")
+    if isinstance(names, str):
+        names = (names,)
+    return list(names) if names else []
+
+
+def _order_bands(da: xr.DataArray, m: Modality) -> xr.DataArray:
+    """Reorder bands to the modality's order when the file names them in another order."""
+    names = [d.upper() if d else None for d in _descriptions(da)]
+    wanted = [b.upper() for b in m.bands]
+    if len(names) == len(wanted) and set(names) == set(wanted) and names != wanted:
+        return da.isel(band=[names.index(b) for b in wanted])
+    return da
+
+
+def _band_token(path: Path, m: Modality | None) -> str | None:
+    """The band a single-band file holds: its description, else a band name in its file name."""
+    with rasterio.open(path) as src:
+        desc = src.descriptions[0] if src.count == 1 else None
+    bands = m.bands if m else sorted({b for n in list_modalities() for b in get_modality(n).bands},
+                                     key=len, reverse=True)
+    if desc and desc.upper() in {b.upper() for b in bands}:
+        return next(b for b in bands if b.upper() == desc.upper())
+    tokens = re.split(r"[_\-.\s]", path.stem.upper())
+    for band in bands:
+        if band.upper() in tokens:
+            return band
+    return None
+
+
+def _sample(source: Path | Any, shape: tuple[int, int] | None = None) -> np.ndarray:
+    """A decimated read (nearest) of all bands as float64, nodata left as stored."""
+    src = rasterio.open(source) if isinstance(source, Path) else source
+    try:
+        side = shape or (min(SAMPLE_SIDE, src.height), min(SAMPLE_SIDE, src.width))
+        return src.read(out_shape=(src.count, *side), resampling=Resampling.nearest).astype(np.float64)
+    except RasterioIOError as err:
+        raise RasterError(f"{getattr(src, 'name', source)} is corrupt or truncated: reading its "
+                          f"pixels failed ({_first_line(err)})") from None
+    finally:
+        if isinstance(source, Path):
+            src.close()
+
+
+def _name(source: Any) -> str:
+    return str(source) if not isinstance(source, (list, tuple)) else f"{len(source)} files"
+
+
+def _first_line(err: Exception) -> str:
+    return (str(err).strip().splitlines() or [type(err).__name__])[0][:200]

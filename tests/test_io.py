@@ -1,0 +1,153 @@
+"""Opening real rasters lazily, detecting modality and units, and refusing bad input clearly."""
+
+from __future__ import annotations
+
+import glob
+import random
+import warnings
+
+import numpy as np
+import pytest
+import rasterio
+
+from ofa_explore.io import RasterError, open_raster, raster_modality, to_model_units
+from ofa_explore.demo import sample_path
+from ofa_explore.modalities import _REGISTRY, Modality, register_modality
+
+
+def write_tif(path, data, crs="EPSG:32633", transform=None, nodata=None, descriptions=None):
+    transform = transform or rasterio.transform.from_origin(500000, 5300000, 10, 10)
+    profile = dict(driver="GTiff", count=data.shape[0], height=data.shape[1], width=data.shape[2],
+                   dtype=data.dtype, transform=transform, nodata=nodata)
+    if crs:
+        profile["crs"] = crs
+    with rasterio.open(path, "w", **profile) as dst:
+        dst.write(data)
+        for i, d in enumerate(descriptions or [], start=1):
+            dst.set_band_description(i, d)
+    return path
+
+
+@pytest.mark.parametrize("filename,modality,bands", [
+    ("eurosat_forest.tif", "s2_l1c", 13), ("bigearthnet_s1_20170613.tif", "s1_grd", 2),
+    ("naip_rgbn_2020.tif", "rgbn", 4), ("neon_rgb_osbs.tif", "rgb", 3)])
+def test_detects_modality_and_keeps_georeferencing(filename, modality, bands):
+    path = sample_path(filename)
+    da = open_raster(path)
+    assert raster_modality(da).name == modality
+    assert list(da.band.values) == list(raster_modality(da).bands) and da.sizes["band"] == bands
+    with rasterio.open(path) as src:
+        assert da.rio.crs == src.crs and da.rio.transform() == src.transform
+        assert da.rio.nodata == src.nodata
+    assert not isinstance(da.variable._data, np.ndarray)  # lazy: nothing read yet
+
+
+def test_large_scene_stays_lazy(shared):
+    da = open_raster(shared / "naip" / "m_4709963_se_14_1_20200831.tif")
+    assert da.sizes == {"band": 4, "y": 723, "x": 934}
+    window = da.isel(y=slice(100, 110), x=slice(200, 220)).values
+    with rasterio.open(shared / "naip" / "m_4709963_se_14_1_20200831.tif") as src:
+        expected = src.read(window=rasterio.windows.Window(200, 100, 20, 10))
+    assert np.array_equal(window, expected)
+
+
+def test_single_band_files_are_stacked_in_band_order_on_the_finest_grid(shared):
+    files = sorted(glob.glob(str(shared / "bigearthnet/S2/S2A_MSIL2A_20170613T101031_87_48/*.tif")))
+    random.Random(0).shuffle(files)
+    da = open_raster(files)
+    m = raster_modality(da)
+    assert m.name == "s2_l2a" and list(da.band.values) == list(m.bands)
+    assert da.sizes["y"] == da.sizes["x"] == 120 and da.rio.transform().a == 10
+    with rasterio.open(next(f for f in files if f.endswith("_B04.tif"))) as src:
+        assert np.array_equal(da.sel(band="B04").values, src.read(1))  # 10 m band untouched
+    with rasterio.open(next(f for f in files if f.endswith("_B01.tif"))) as src:
+        b01 = src.read(1).astype(float)  # 60 m band, bilinear to 10 m: same mean, 6x the pixels
+    assert abs(da.sel(band="B01").values.mean() - b01.mean()) < 0.05 * b01.mean()
+
+
+def test_s1_polarisation_files_in_any_order(shared):
+    patch = sorted(glob.glob(str(shared / "bigearthnet/S1/*")))[0]
+    da = open_raster(sorted(glob.glob(patch + "/*.tif")))  # VH sorts before VV
+    assert raster_modality(da).name == "s1_grd" and list(da.band.values) == ["VV", "VH"]
+    assert da.sel(band="VV").values.mean() > da.sel(band="VH").values.mean()
+
+
+def test_described_bands_are_put_in_modality_order(tmp_path):
+    data = np.stack([np.full((32, 32), -20, np.float32), np.full((32, 32), -10, np.float32)])
+    da = open_raster(write_tif(tmp_path / "vhvv.tif", data, descriptions=["VH", "VV"]))
+    assert list(da.band.values) == ["VV", "VH"]
+    assert da.sel(band="VV").values.mean() == -10
+
+
+def test_value_scale_detection(tmp_path):
+    dn = open_raster(sample_path("eurosat_forest.tif")).values.astype(np.float32)
+    refl = write_tif(tmp_path / "refl.tif", dn / 10000)
+    da = open_raster(refl, modality="s2_l1c")
+    assert da.attrs["ofa_conversion"]["kind"] == "affine"
+    np.testing.assert_allclose(to_model_units(da.values, da.attrs["ofa_conversion"]), dn, rtol=1e-4, atol=0.5)
+    db = open_raster(sample_path("bigearthnet_s1_20170613.tif")).values
+    lin = write_tif(tmp_path / "lin.tif", (10 ** (db / 10)).astype(np.float32), descriptions=["VV", "VH"])
+    da = open_raster(lin)
+    assert da.attrs["ofa_conversion"] == {"kind": "linear_to_db"}
+    np.testing.assert_allclose(to_model_units(da.values, da.attrs["ofa_conversion"]), db, atol=1e-3)
+    assert open_raster(sample_path("eurosat_forest.tif")).attrs["ofa_conversion"] == {"kind": "none"}
+
+
+def test_ambiguous_and_unknown_band_counts(tmp_path):
+    register_modality(Modality(name="test_quad", bands=("a", "b", "c", "d"), wavelengths=(0.5, 0.6, 0.7, 0.8),
+                               gsd=3, mean=(1, 1, 1, 1), std=(1, 1, 1, 1), units="u", autodetect=True))
+    try:
+        path = write_tif(tmp_path / "four.tif", np.ones((4, 16, 16), np.float32))
+        with pytest.raises(RasterError) as err:
+            open_raster(path)
+        assert "rgbn" in str(err.value) and "test_quad" in str(err.value) and "modality=" in str(err.value)
+        assert raster_modality(open_raster(path, modality="rgbn")).name == "rgbn"
+    finally:
+        _REGISTRY.pop("test_quad")
+    with pytest.raises(RasterError, match="no known modality has 5 bands"):
+        open_raster(write_tif(tmp_path / "five.tif", np.ones((5, 16, 16), np.float32)))
+
+
+def test_uint8_two_band_sar_is_the_8bit_layout(tmp_path):
+    da = open_raster(write_tif(tmp_path / "s1_8bit.tif", np.full((2, 16, 16), 120, np.uint8)))
+    assert raster_modality(da).name == "s1"
+
+
+def test_bad_inputs_name_the_problem(tmp_path):
+    with pytest.raises(FileNotFoundError, match="raster not found"):
+        open_raster(tmp_path / "missing.tif")
+    (tmp_path / "notes.tif").write_text("this is not a raster")
+    with pytest.raises(RasterError, match="cannot read"):
+        open_raster(tmp_path / "notes.tif")
+    good = sample_path("naip_rgbn_2020.tif").read_bytes()
+    (tmp_path / "cut.tif").write_bytes(good[: len(good) // 3])
+    with pytest.raises(RasterError, match="corrupt|cannot read"):
+        open_raster(tmp_path / "cut.tif")
+    with pytest.raises(RasterError, match="expects 13 bands"):
+        open_raster(sample_path("naip_rgbn_2020.tif"), modality="s2_l1c")
+    nodata = write_tif(tmp_path / "empty.tif", np.zeros((4, 16, 16), np.uint8), nodata=0)
+    with pytest.raises(RasterError, match="only nodata"):
+        open_raster(nodata)
+    nan = write_tif(tmp_path / "nan.tif", np.full((2, 16, 16), np.nan, np.float32))
+    with pytest.raises(RasterError, match="only nodata"):
+        open_raster(nan)
+    with pytest.raises(RasterError, match="folder"):
+        open_raster(tmp_path)
+    with pytest.raises(KeyError, match="unknown modality"):
+        open_raster(sample_path("naip_rgbn_2020.tif"), modality="landsat9")
+
+
+def test_missing_crs_warns_and_continues(tmp_path):
+    path = write_tif(tmp_path / "nocrs.tif", np.ones((3, 16, 16), np.uint8), crs=None)
+    with pytest.warns(UserWarning, match="no CRS"):
+        da = open_raster(path)
+    assert da.rio.crs is None and raster_modality(da).name == "rgb"
+
+
+def test_nodata_override(shared):
+    path = shared / "neon_rgb" / "OSBS_029.tif"
+    assert open_raster(path).rio.nodata == 255  # as the file says
+    assert open_raster(path, nodata=None).rio.nodata is None  # 255 is a bright pixel here
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        open_raster(path, nodata=None)
