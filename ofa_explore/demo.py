@@ -33,6 +33,9 @@ DEMO_SCENES: dict[str, tuple[str, ...]] = {
 }
 
 
+EMBEDDING_SCENE = "naip_rgbn_2020.tif"  # embedded with the tiled engine, as a map
+
+
 def sample_path(filename: str) -> Path:
     """Path of a shipped sample scene."""
     path = Path(str(resources.files(__package__).joinpath("data/samples", filename)))
@@ -79,6 +82,24 @@ def visible_mean_baseline(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     visible = (1 - mask).expand_as(x)
     mean = (x * visible).sum(dim=(2, 3), keepdim=True) / visible.sum(dim=(2, 3), keepdim=True)
     return mean.expand_as(x)
+
+
+def embedding_map(model: OFANet, output: Path, filename: str) -> dict:
+    """Embed a shipped scene with the tiled engine: GeoTIFFs (all D, PCA view) and a PNG."""
+    from .inference import predict_raster
+
+    stem = "embedding_" + Path(filename).stem
+    result = predict_raster(model, sample_path(filename), "embed", output / f"{stem}.tif",
+                            overwrite=True)
+    import rasterio
+    from PIL import Image
+
+    with rasterio.open(result.pca_path) as src:
+        rgb = src.read().transpose(1, 2, 0)
+    picture = Image.fromarray(rgb).resize((rgb.shape[1] * 8, rgb.shape[0] * 8), Image.NEAREST)
+    png = atomic_write(output / f"{stem}_pca.png", png_bytes(picture))
+    return dict(scene=filename, geotiff=str(result.path), pca_geotiff=str(result.pca_path),
+                png=str(png))
 
 
 def run_demo(output: str | Path = "ofa-demo", steps: int = 300, seed: int = 0,
@@ -131,13 +152,16 @@ def run_demo(output: str | Path = "ofa-demo", steps: int = 300, seed: int = 0,
                              hidden_mse=round(model_err, 4), baseline_mse=round(base_err, 4))
     ckpt = save_checkpoint(model, output / "demo_model.safetensors",
                            trained_on="ofa-explore demo scenes", steps=steps, seed=seed)
+    embedding = embedding_map(model, output, EMBEDDING_SCENE)
     summary = dict(seconds=round(time.perf_counter() - t0, 1), checkpoint=str(ckpt),
-                   modalities=results)
+                   embedding=embedding, modalities=results)
     atomic_write(output / "summary.json", json.dumps(summary, indent=2).encode())
     log(f"\n{'modality':<10}{'train loss':>20}{'hidden MSE':>12}{'baseline':>10}  panel")
     for name, r in results.items():
         log(f"{name:<10}{r['first_train_loss']:>9.3f} -> {r['last_train_loss']:<8.3f}"
             f"{r['hidden_mse']:>12.3f}{r['baseline_mse']:>10.3f}  {r['panel']}")
-    log(f"\ncheckpoint {ckpt}\nsummary    {output / 'summary.json'}\n"
+    log(f"\nembedding  {embedding['geotiff']} (PCA colour view: {embedding['pca_geotiff']}, "
+        f"{embedding['png']})")
+    log(f"checkpoint {ckpt}\nsummary    {output / 'summary.json'}\n"
         f"done in {summary['seconds']} s")
     return summary

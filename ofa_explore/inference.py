@@ -9,30 +9,37 @@ converted to a Cloud-Optimised GeoTIFF and renamed into place, so nothing is eve
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import queue
 import tempfile
 import threading
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
 
 import numpy as np
 import rasterio
+import rasterio.io
 import rasterio.shutil
 import torch
 import xarray as xr
 from affine import Affine
 from rasterio.windows import Window
 
+from .fileio import publish
 from .io import CONVERSION_ATTR, RasterError, open_raster, raster_modality, to_model_units
 from .modalities import Modality
 from .model import OFANet
 
 TASKS = ("embed", "reconstruct", "classify")
+PCA_SAMPLE = 20000  # embedding vectors kept (spread over all tiles) to fit the PCA colour view
 CLASS_NODATA = 255
+GDAL_CACHE_BYTES = 256 * 2**20  # GDAL block cache while reading/writing; its default grows with RAM
+COG_MAX_BANDS = 32  # outputs with more bands (the embedding cube) stay tiled GeoTIFFs, see _FileSink
 DEFAULT_COLORS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2",
                   "#7f7f7f", "#bcbd22", "#17becf"]
 
@@ -105,6 +112,13 @@ def predict_raster(
     size and a quarter of it). ``progress(done, total)`` is called per batch; ``cancel`` (an Event
     or a callable) stops the work and removes anything written.
     """
+    with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_BYTES):  # GDAL's cache bounded, whatever the size
+        return _predict(model, raster, task, output, modality, tile, overlap, batch_size, device,
+                        head, mask_ratio, seed, overwrite, progress, cancel)
+
+
+def _predict(model, raster, task, output, modality, tile, overlap, batch_size, device, head,
+             mask_ratio, seed, overwrite, progress, cancel) -> PredictionResult:
     t0 = time.perf_counter()
     if task not in TASKS:
         raise ValueError(f"task must be one of {', '.join(TASKS)}, got {task!r}")
@@ -134,6 +148,8 @@ def predict_raster(
     transform = da.rio.transform() @ Affine.scale(res)
     sink = (_FileSink(out_path, len(bands), out_h, out_w, dtype, nodata, transform, da.rio.crs, bands)
             if out_path else _MemorySink(len(bands), out_h, out_w, dtype, nodata))
+    if task == "embed":
+        sink.sample_per_tile = max(1, PCA_SAMPLE // len(tiles))
     is_cancelled = (cancel.is_set if isinstance(cancel, threading.Event) else cancel) or (lambda: False)
     reader = _TileReader(da, m, tiles, th, tw, queue_size=2 * batch_size)
     done = 0
@@ -290,7 +306,11 @@ class _TileReader:
     def _read(self, t: _Tile) -> None:
         H, W = self.da.sizes["y"], self.da.sizes["x"]
         y1, x1 = min(t.y0 + self.th, H), min(t.x0 + self.tw, W)
-        block = self.da.isel(y=slice(t.y0, y1), x=slice(t.x0, x1)).values
+        try:
+            block = self.da.isel(y=slice(t.y0, y1), x=slice(t.x0, x1)).values
+        except rasterio.errors.RasterioIOError as err:
+            raise RasterError(f"reading pixels {t.x0}..{x1}, {t.y0}..{y1} failed: the raster is "
+                              f"corrupt or truncated ({str(err).splitlines()[0][:200]})") from None
         valid = np.ones(block.shape[1:], dtype=bool)
         if self.nodata is not None and not (isinstance(self.nodata, float) and math.isnan(self.nodata)):
             valid &= ~(block == self.nodata).any(axis=0)
@@ -329,6 +349,7 @@ def _run_batch(model, m, task, batch, sink, res, head, mask_ratio, seed, dev, ba
         outputs = {t.index: r for t, r in zip(runnable, result)}
     for t in batch:
         sink.write(t, outputs.get(t.index), res)
+        t.pixels = t.valid = None  # the layout keeps the tile records; not their pixels
     return batch_size
 
 
@@ -373,11 +394,16 @@ def _autoencode(model: OFANet, x: torch.Tensor, m: Modality) -> torch.Tensor:
 
 # ---------------------------------------------------------------- writing
 class _Sink:
-    """Receives each tile's centre, cut to the output grid, with invalid cells set to nodata."""
+    """Receives each tile's centre, cut to the output grid, with invalid cells set to nodata.
+    For embeddings it also keeps a few valid vectors of every tile to fit the PCA colour view."""
+
+    sample_per_tile = 0
 
     def __init__(self, count, height, width, dtype, nodata):
         self.count, self.height, self.width = count, height, width
         self.dtype, self.nodata = np.dtype(dtype), nodata
+        self.samples: list[np.ndarray] = []
+        self.rng = np.random.default_rng(0)
 
     def write(self, t: _Tile, result: np.ndarray | None, res: int) -> None:
         ys, ye, xs, xe = t.core
@@ -395,23 +421,24 @@ class _Sink:
             if self.dtype == np.uint8:  # class probabilities -> index
                 block = block.argmax(axis=0)[None].astype(np.uint8)
             block = np.where(valid, block, self.dtype.type(self.nodata)).astype(self.dtype)
+            if self.sample_per_tile and valid.any():
+                vectors = block[:, valid].T
+                pick = self.rng.choice(len(vectors), min(self.sample_per_tile, len(vectors)),
+                                       replace=False)
+                self.samples.append(vectors[pick])
         self._store(Window(ox0, oy0, shape[1], shape[0]), block)
-
-    def embedding_sample(self, max_cells: int = 20000) -> np.ndarray:
-        """Valid embedding vectors [N, D] from a decimated read, for fitting the PCA."""
-        cube = self._decimated(int(math.sqrt(max_cells)))
-        vectors = cube.reshape(cube.shape[0], -1).T
-        return vectors[np.isfinite(vectors).all(axis=1)]
 
     def write_pca(self, path: Path | None) -> np.ndarray | None:
         """3-band uint8 colour view of the embeddings: first principal components, stretched."""
-        sample = self.embedding_sample()
+        sample = np.concatenate(self.samples) if self.samples else np.zeros((0, self.count))
         if len(sample) < 3:
-            mean, comps, lo, hi = np.zeros(self.count), np.eye(self.count)[:3], -np.ones(3), np.ones(3)
+            mean, comps = np.zeros(self.count), np.eye(self.count)[:3]
+            lo, hi = -np.ones(3), np.ones(3)
         else:
             mean = sample.mean(axis=0)
-            _, _, vt = np.linalg.svd(sample - mean, full_matrices=False)
-            comps = vt[:3]
+            centred = sample - mean
+            _, vectors = np.linalg.eigh(centred.T @ centred)  # D x D: cheap whatever the sample
+            comps = vectors[:, ::-1][:, :3].T
             proj = (sample - mean) @ comps.T
             lo, hi = np.percentile(proj, 2, axis=0), np.percentile(proj, 98, axis=0)
         return self._pca(path, mean, comps, lo, np.where(hi > lo, hi, lo + 1))
@@ -436,10 +463,6 @@ class _MemorySink(_Sink):
         self.array[:, window.row_off:window.row_off + window.height,
                    window.col_off:window.col_off + window.width] = block
 
-    def _decimated(self, side: int) -> np.ndarray:
-        step = max(1, math.ceil(max(self.height, self.width) / side))
-        return self.array[:, ::step, ::step]
-
     def _pca(self, path, mean, comps, lo, hi):
         self.pca_array = self._project(self.array, mean, comps, lo, hi)
         return self.pca_array
@@ -455,15 +478,24 @@ class _MemorySink(_Sink):
 
 
 class _FileSink(_Sink):
-    """A tiled GeoTIFF beside the target, written window by window, turned into a COG at the end."""
+    """A tiled GeoTIFF beside the target, written window by window, then renamed into place.
+
+    Outputs with few bands are converted to a COG on the way. The full-D embedding cube is not:
+    GDAL's COG conversion buffers a whole row of tiles of every band, memory that grows with the
+    raster's width, so the cube is written directly as a tiled, compressed GeoTIFF.
+    """
 
     def __init__(self, path: Path, count, height, width, dtype, nodata, transform, crs, bands):
         super().__init__(count, height, width, dtype, nodata)
         self.path = path
         self.temps: list[Path] = []
+        self.cog = count <= COG_MAX_BANDS
+        # a temporary file to be converted stays uncompressed: cheap to write and read back
         self.profile = dict(driver="GTiff", count=count, height=height, width=width, dtype=dtype,
                             nodata=nodata, transform=transform, crs=crs, tiled=True,
-                            blockxsize=256, blockysize=256, compress="deflate", BIGTIFF="IF_SAFER")
+                            blockxsize=256, blockysize=256, BIGTIFF="IF_SAFER")
+        if not self.cog:
+            self.profile.update(compress=_compression(), predictor=3 if dtype == "float32" else 1)
         self.tmp = self._temp(path)
         self.dst = rasterio.open(self.tmp, "w", **self.profile)
         for i, name in enumerate(bands, start=1):
@@ -479,20 +511,14 @@ class _FileSink(_Sink):
     def _store(self, window: Window, block: np.ndarray) -> None:
         self.dst.write(block, window=window)
 
-    def _decimated(self, side: int) -> np.ndarray:
-        self.dst.close()
-        with rasterio.open(self.tmp) as src:
-            shape = (min(side, self.height), min(side, self.width))
-            out = src.read(out_shape=(self.count, *shape), resampling=rasterio.enums.Resampling.nearest)
-        self.dst = rasterio.open(self.tmp, "r+")
-        return out
-
     def _pca(self, path: Path, mean, comps, lo, hi):
         tmp = self._temp(path)
-        profile = self.profile | dict(count=3, dtype="uint8", nodata=0)
-        with rasterio.open(tmp, "w", **profile) as dst:
-            for _, window in self.dst.block_windows(1):
-                dst.write(self._project(self.dst.read(window=window), mean, comps, lo, hi),
+        profile = self.profile | dict(count=3, dtype="uint8", nodata=0, compress=None,
+                                      predictor=1)
+        self.dst.close()
+        with rasterio.open(self.tmp) as src, rasterio.open(tmp, "w", **profile) as dst:
+            for _, window in src.block_windows(1):
+                dst.write(self._project(src.read(window=window), mean, comps, lo, hi),
                           window=window)
             for i in range(3):
                 dst.set_band_description(i + 1, f"pc{i + 1}")
@@ -507,11 +533,15 @@ class _FileSink(_Sink):
         self.dst.update_tags(class_names=",".join(classes), **{f"class_{i}": n for i, n in enumerate(classes)})
 
     def finish(self) -> None:
-        self.dst.close()
+        if not self.dst.closed:
+            self.dst.close()
         for tmp, final in [(self.tmp, self.path)] + self.finals:
+            if tmp == self.tmp and not self.cog:
+                publish(tmp, final)
+                continue
             cog = self._temp(final)
-            rasterio.shutil.copy(tmp, cog, driver="COG", compress="deflate", BIGTIFF="IF_SAFER")
-            os.replace(cog, final)
+            _write_cog(tmp, cog)
+            publish(cog, final)
         self._cleanup()
         return None
 
@@ -524,6 +554,25 @@ class _FileSink(_Sink):
         for tmp in self.temps:
             tmp.unlink(missing_ok=True)
             Path(str(tmp) + ".aux.xml").unlink(missing_ok=True)
+
+
+def _write_cog(src: Path, dst: Path) -> None:
+    rasterio.shutil.copy(src, dst, driver="COG", compress=_compression(), blocksize=256,
+                         num_threads="ALL_CPUS", BIGTIFF="IF_SAFER")
+
+
+@functools.lru_cache(maxsize=None)
+def _compression() -> str:
+    """ZSTD (as small as DEFLATE, faster) where this GDAL has it, else DEFLATE."""
+    try:
+        with warnings.catch_warnings(), rasterio.io.MemoryFile() as memory:
+            warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
+            with memory.open(driver="GTiff", width=1, height=1, count=1, dtype="uint8",
+                             compress="ZSTD") as probe:
+                probe.write(np.zeros((1, 1, 1), np.uint8))
+        return "ZSTD"
+    except rasterio.errors.RasterioError:
+        return "DEFLATE"
 
 
 def _valid_cells(valid: np.ndarray, res: int) -> np.ndarray:

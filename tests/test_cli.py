@@ -67,6 +67,13 @@ def test_demo_writes_panels_checkpoint_and_summary(tmp_path, capsys):
         with Image.open(result["panel"]) as im:
             assert im.width > 3 * 64 and im.mode == "RGB"
         assert result["hidden_mse"] > 0 and result["baseline_mse"] > 0
+    import rasterio
+
+    from ofa_explore.demo import EMBEDDING_SCENE, sample_path
+
+    with rasterio.open(summary["embedding"]["pca_geotiff"]) as pca, rasterio.open(sample_path(EMBEDDING_SCENE)) as src:
+        assert pca.crs == src.crs and pca.count == 3
+    assert Image.open(summary["embedding"]["png"]).size[0] > 100
     model = load_checkpoint(out / "demo_model.safetensors")
     assert set(model.modalities) == {"s2_l1c", "s1_grd", "rgbn", "rgb"}
     assert model.provenance["steps"] == 8

@@ -44,10 +44,20 @@ def test_embed_is_georeferenced_at_patch_resolution(model, shared, tmp_path):
         assert emb.transform == src.transform @ Affine.scale(P)
         assert (emb.height, emb.width) == (math.ceil(src.height / P), math.ceil(src.width / P))
         assert emb.count == model.config["embed_dim"] and pca.count == 3 and pca.dtypes[0] == "uint8"
-        assert emb.tags(ns="IMAGE_STRUCTURE")["LAYOUT"] == "COG"
+        assert pca.tags(ns="IMAGE_STRUCTURE")["LAYOUT"] == "COG"  # the colour view is a COG
+        assert emb.profile["tiled"] and emb.compression is not None  # the D-band cube: tiled, compressed
         data = emb.read(1)
         assert np.isfinite(data).mean() > 0.9
     assert sorted(p.name for p in tmp_path.iterdir()) == ["emb.tif", "emb_pca.tif"]  # no temp files
+    assert oct(out.stat().st_mode & 0o777) == oct(0o666 & ~_umask())  # like any new file
+
+
+def _umask() -> int:
+    import os
+
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def test_reconstruct_keeps_grid_and_bands(model, tmp_path):
@@ -66,6 +76,7 @@ def test_classify_writes_classes_and_colours(model, checkpoint, tmp_path):
     result = predict_raster(model, sample_path("eurosat_river.tif"), "classify", out)
     assert result.class_names == ["Forest", "River", "Urban"]
     with rasterio.open(out) as cls:
+        assert cls.tags(ns="IMAGE_STRUCTURE")["LAYOUT"] == "COG"
         values = np.unique(cls.read(1))
         assert set(values) <= {0, 1, 2} and cls.dtypes[0] == "uint8" and cls.nodata == 255
         assert cls.colormap(1)[0][:3] == (0x22, 0x8B, 0x22)
