@@ -4,12 +4,14 @@ A reader thread cuts the raster into overlapping tiles aligned to the patch grid
 over through a bounded queue; the model runs on batches of tiles; each tile contributes only its
 centre (the overlap is context, then cropped away), which is written straight to a tiled GeoTIFF.
 No accumulator spans the raster, so memory stays flat whatever its size. The finished file is
-converted to a Cloud-Optimised GeoTIFF and renamed into place, so nothing is ever half-written.
+converted to a Cloud-Optimised GeoTIFF (except the many-band embedding cube, see _FileSink) and
+renamed into place, so nothing is ever half-written.
 """
 
 from __future__ import annotations
 
 import functools
+import itertools
 import math
 import os
 import queue
@@ -38,7 +40,8 @@ from .model import OFANet
 TASKS = ("embed", "reconstruct", "classify")
 PCA_SAMPLE = 20000  # embedding vectors kept (spread over all tiles) to fit the PCA colour view
 CLASS_NODATA = 255
-GDAL_CACHE_BYTES = 256 * 2**20  # GDAL block cache while reading/writing; its default grows with RAM
+GDAL_CACHE_BYTES = 96 * 2**20  # GDAL block cache while reading/writing; its default grows with RAM
+CUBE_BLOCK = 64  # block side of the embedding cube: 64 x 64 x D floats, 3 MB for D = 192
 COG_MAX_BANDS = 32  # outputs with more bands (the embedding cube) stay tiled GeoTIFFs, see _FileSink
 DEFAULT_COLORS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2",
                   "#7f7f7f", "#bcbd22", "#17becf"]
@@ -104,10 +107,10 @@ def predict_raster(
 ) -> PredictionResult:
     """Run ``task`` ("embed" | "reconstruct" | "classify") over a raster of any size.
 
-    ``output`` (a .tif path) gets a Cloud-Optimised GeoTIFF with the input's CRS and extent:
-    embeddings [D bands] at patch resolution (plus ``*_pca.tif``, a 3-band colour view), a
-    reconstruction in the input's bands, or class indices (uint8, 255 = nodata) at patch
-    resolution with class names and a colour table. Without ``output`` the result comes back in
+    ``output`` (a .tif path) gets GeoTIFFs with the input's CRS and extent: embeddings [D bands]
+    at patch resolution (tiled, compressed) plus ``*_pca.tif``, a 3-band colour view (COG); a
+    reconstruction in the input's bands (COG); or class indices (uint8, 255 = nodata) at patch
+    resolution with class names and a colour table (COG). Without ``output`` the result comes back in
     memory. ``tile``/``overlap`` in pixels (multiples of the patch size; default: the model's image
     size and a quarter of it). ``progress(done, total)`` is called per batch; ``cancel`` (an Event
     or a callable) stops the work and removes anything written.
@@ -155,24 +158,19 @@ def _predict(model, raster, task, output, modality, tile, overlap, batch_size, d
     done = 0
     try:
         batch: list[_Tile] = []
-        for t in reader:
-            batch.append(t)
-            if len(batch) == batch_size:
-                batch_size = _run_batch(model, m, task, batch, sink, res, head_name, mask_ratio,
-                                        seed, dev, batch_size)
-                done += len(batch)
-                batch = []
-                if progress:
-                    progress(done, len(tiles))
-                if is_cancelled():
-                    raise Cancelled("cancelled by the caller; nothing was written")
-        if batch:
-            _run_batch(model, m, task, batch, sink, res, head_name, mask_ratio, seed, dev, batch_size)
+        for t in itertools.chain(reader, [None]):  # None: flush the last, partial batch
+            if t is not None:
+                batch.append(t)
+            if not batch or (t is not None and len(batch) < batch_size):
+                continue
+            batch_size = _run_batch(model, m, task, batch, sink, res, head_name, mask_ratio,
+                                    seed, dev, batch_size)
             done += len(batch)
+            batch = []
             if progress:
                 progress(done, len(tiles))
-        if is_cancelled():
-            raise Cancelled("cancelled by the caller; nothing was written")
+            if is_cancelled():
+                raise Cancelled("cancelled by the caller; nothing was written")
         pca_path = pca = None
         if task == "embed":
             pca_path = _pca_path(out_path) if out_path else None
@@ -315,10 +313,14 @@ class _TileReader:
         if self.nodata is not None and not (isinstance(self.nodata, float) and math.isnan(self.nodata)):
             valid &= ~(block == self.nodata).any(axis=0)
         values = to_model_units(block, self.conversion)
-        valid &= np.isfinite(values).all(axis=0)
+        if values.dtype.kind == "f" and not np.isfinite(values.sum()):  # integers are finite
+            valid &= np.isfinite(values).all(axis=0)
+        h, w = values.shape[1:]
+        if (h, w) == (self.th, self.tw) and valid.all():  # the common case: nothing to fill
+            t.pixels, t.valid = values, valid
+            return
         pixels = np.broadcast_to(self.mean, (block.shape[0], self.th, self.tw)).copy()
         mask = np.zeros((self.th, self.tw), dtype=bool)
-        h, w = values.shape[1:]
         pixels[:, :h, :w] = np.where(valid, values, self.mean)
         mask[:h, :w] = valid
         t.pixels, t.valid = pixels, mask
@@ -494,13 +496,16 @@ class _FileSink(_Sink):
         self.profile = dict(driver="GTiff", count=count, height=height, width=width, dtype=dtype,
                             nodata=nodata, transform=transform, crs=crs, tiled=True,
                             blockxsize=256, blockysize=256, BIGTIFF="IF_SAFER")
-        if not self.cog:
-            self.profile.update(compress=_compression(), predictor=3 if dtype == "float32" else 1)
+        if not self.cog:  # small blocks: a row of D-band blocks must fit GDAL's cache
+            self.profile.update(compress=_compression(), predictor=3 if dtype == "float32" else 1,
+                                blockxsize=CUBE_BLOCK, blockysize=CUBE_BLOCK, zstd_level=1, zlevel=1)
         self.tmp = self._temp(path)
         self.dst = rasterio.open(self.tmp, "w", **self.profile)
         for i, name in enumerate(bands, start=1):
             self.dst.set_band_description(i, name)
         self.finals: list[tuple[Path, Path]] = []
+        self.strip: np.ndarray | None = None  # one row of tiles of the cube, see _store
+        self.strip_row = -1
 
     def _temp(self, path: Path) -> Path:
         fd, name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp.tif", dir=path.parent)
@@ -509,9 +514,24 @@ class _FileSink(_Sink):
         return Path(name)
 
     def _store(self, window: Window, block: np.ndarray) -> None:
-        self.dst.write(block, window=window)
+        if self.cog:
+            self.dst.write(block, window=window)
+            return
+        # the cube: GDAL's cost is per band and per call, so tiles of one row go out together
+        if self.strip is None or window.row_off != self.strip_row:
+            self._flush()
+            self.strip_row = window.row_off
+            self.strip = np.full((self.count, window.height, self.width), self.nodata, self.dtype)
+        self.strip[:, :, window.col_off:window.col_off + window.width] = block
+
+    def _flush(self) -> None:
+        if self.strip is not None:
+            self.dst.write(self.strip, window=Window(0, self.strip_row, self.width,
+                                                     self.strip.shape[1]))
+            self.strip = None
 
     def _pca(self, path: Path, mean, comps, lo, hi):
+        self._flush()
         tmp = self._temp(path)
         profile = self.profile | dict(count=3, dtype="uint8", nodata=0, compress=None,
                                       predictor=1)
@@ -534,6 +554,7 @@ class _FileSink(_Sink):
 
     def finish(self) -> None:
         if not self.dst.closed:
+            self._flush()
             self.dst.close()
         for tmp, final in [(self.tmp, self.path)] + self.finals:
             if tmp == self.tmp and not self.cog:

@@ -20,6 +20,7 @@ import xarray as xr
 from rasterio.enums import Resampling
 from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
 from rasterio.vrt import WarpedVRT
+from rasterio.windows import Window
 
 from .modalities import Modality, get_modality, list_modalities
 
@@ -75,6 +76,9 @@ def open_raster(source: str | Path | Sequence[str | Path],
         da = da.rio.write_nodata(nodata, encoded=False)
     nodata = da.rio.nodata
     valid = sample if nodata is None else np.where(sample == nodata, np.nan, sample)
+    if not np.isfinite(valid).any() and not isinstance(source, (list, tuple)):
+        full = _sample(Path(source), shape=(min(SAMPLE_SIDE, da.sizes["y"]), min(SAMPLE_SIDE, da.sizes["x"])))
+        valid = full if nodata is None else np.where(full == nodata, np.nan, full)
     if not np.isfinite(valid).any():
         raise RasterError(f"{_name(source)} holds only nodata/NaN pixels (nodata={nodata}); "
                           "nothing to run the model on")
@@ -246,11 +250,23 @@ def _band_token(path: Path, m: Modality | None) -> str | None:
 
 
 def _sample(source: Path | Any, shape: tuple[int, int] | None = None) -> np.ndarray:
-    """A decimated read (nearest) of all bands as float64, nodata left as stored."""
+    """Values of all bands from a cheap look at the raster, as float64, nodata as stored.
+
+    With overviews (or a small raster) a decimated read; otherwise a grid of small windows, so
+    that a large compressed file is not decoded whole just to guess its units.
+    """
     src = rasterio.open(source) if isinstance(source, Path) else source
     try:
         side = shape or (min(SAMPLE_SIDE, src.height), min(SAMPLE_SIDE, src.width))
-        return src.read(out_shape=(src.count, *side), resampling=Resampling.nearest).astype(np.float64)
+        if src.overviews(1) or src.height * src.width <= 4 * SAMPLE_SIDE**2 or shape:
+            return src.read(out_shape=(src.count, *side),
+                            resampling=Resampling.nearest).astype(np.float64)
+        n, size = 8, SAMPLE_SIDE // 8  # 8 x 8 windows of 32 x 32 pixels, spread evenly
+        rows = np.linspace(0, src.height - size, n).astype(int)
+        cols = np.linspace(0, src.width - size, n).astype(int)
+        return np.concatenate([
+            np.concatenate([src.read(window=Window(c, r, size, size)) for c in cols], axis=2)
+            for r in rows], axis=1).astype(np.float64)
     except RasterioIOError as err:
         raise RasterError(f"{getattr(src, 'name', source)} is corrupt or truncated: reading its "
                           f"pixels failed ({_first_line(err)})") from None
