@@ -20,7 +20,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
-from .fileio import atomic_write
+from .fileio import atomic_write, existing_file
 from .modalities import Modality
 from .model import OFANet
 
@@ -149,12 +149,8 @@ def _digest(tensors: dict[str, torch.Tensor]) -> str:
 
 
 def _existing(path: str | os.PathLike) -> Path:
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"checkpoint not found: {path}")
-    if path.is_dir():
-        raise CheckpointError(f"{path} is a directory; pass the checkpoint file inside it")
-    return path
+    return existing_file(path, "checkpoint", CheckpointError,
+                         "pass the checkpoint file inside it")
 
 
 def _refuse_foreign(path: Path, head: bytes) -> None:

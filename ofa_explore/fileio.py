@@ -31,3 +31,14 @@ def publish(tmp: Path, final: Path) -> None:
     os.umask(umask)
     os.chmod(tmp, 0o666 & ~umask)
     os.replace(tmp, final)
+
+
+def existing_file(path: str | os.PathLike, what: str, folder_error: type[Exception],
+                  folder_hint: str) -> Path:
+    """``path`` as a Path when it is an existing file; a missing file or a folder is named."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{what} not found: {path}")
+    if path.is_dir():
+        raise folder_error(f"{path} is a folder; {folder_hint}")
+    return path

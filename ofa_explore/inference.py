@@ -40,7 +40,7 @@ from .model import OFANet
 TASKS = ("embed", "reconstruct", "classify")
 PCA_SAMPLE = 20000  # embedding vectors kept (spread over all tiles) to fit the PCA colour view
 CLASS_NODATA = 255
-GDAL_CACHE_BYTES = 96 * 2**20  # GDAL block cache while reading/writing; its default grows with RAM
+GDAL_CACHE_BYTES = 64 * 2**20  # GDAL block cache while reading/writing; its default grows with RAM
 CUBE_BLOCK = 64  # block side of the embedding cube: 64 x 64 x D floats, 3 MB for D = 192
 COG_MAX_BANDS = 32  # outputs with more bands (the embedding cube) stay tiled GeoTIFFs, see _FileSink
 DEFAULT_COLORS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2",
@@ -504,8 +504,8 @@ class _FileSink(_Sink):
         for i, name in enumerate(bands, start=1):
             self.dst.set_band_description(i, name)
         self.finals: list[tuple[Path, Path]] = []
-        self.strip: np.ndarray | None = None  # one row of tiles of the cube, see _store
-        self.strip_row = -1
+        self.strip: np.ndarray | None = None  # rows of the cube not yet written, see _store
+        self.strip_top = 0
 
     def _temp(self, path: Path) -> Path:
         fd, name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp.tif", dir=path.parent)
@@ -517,18 +517,30 @@ class _FileSink(_Sink):
         if self.cog:
             self.dst.write(block, window=window)
             return
-        # the cube: GDAL's cost is per band and per call, so tiles of one row go out together
-        if self.strip is None or window.row_off != self.strip_row:
-            self._flush()
-            self.strip_row = window.row_off
-            self.strip = np.full((self.count, window.height, self.width), self.nodata, self.dtype)
-        self.strip[:, :, window.col_off:window.col_off + window.width] = block
+        # The cube: GDAL's cost is per band and per call, and a compressed block written twice
+        # is stored twice; so rows of tiles are gathered and only whole rows of blocks written.
+        top, height = window.row_off, window.height
+        if self.strip is None:
+            self.strip_top, self.strip = top, self._nodata_rows(height)
+        if top + height > self.strip_top + self.strip.shape[1]:  # a new row of tiles begins:
+            self._flush(upto=top)  # every row above it is complete
+            missing = top + height - self.strip_top - self.strip.shape[1]
+            self.strip = np.concatenate([self.strip, self._nodata_rows(missing)], axis=1)
+        r0 = top - self.strip_top
+        self.strip[:, r0:r0 + height, window.col_off:window.col_off + window.width] = block
 
-    def _flush(self) -> None:
-        if self.strip is not None:
-            self.dst.write(self.strip, window=Window(0, self.strip_row, self.width,
-                                                     self.strip.shape[1]))
-            self.strip = None
+    def _nodata_rows(self, rows: int) -> np.ndarray:
+        return np.full((self.count, rows, self.width), self.nodata, self.dtype)
+
+    def _flush(self, upto: int | None = None) -> None:
+        """Write the buffered rows above ``upto`` in whole rows of blocks (all rows if None)."""
+        if self.strip is None:
+            return
+        rows = (self.strip.shape[1] if upto is None
+                else (upto - self.strip_top) // CUBE_BLOCK * CUBE_BLOCK)
+        if rows > 0:
+            self.dst.write(self.strip[:, :rows], window=Window(0, self.strip_top, self.width, rows))
+            self.strip, self.strip_top = self.strip[:, rows:].copy(), self.strip_top + rows
 
     def _pca(self, path: Path, mean, comps, lo, hi):
         self._flush()

@@ -22,6 +22,7 @@ from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
 from rasterio.vrt import WarpedVRT
 from rasterio.windows import Window
 
+from .fileio import existing_file
 from .modalities import Modality, get_modality, list_modalities
 
 SAMPLE_SIDE = 256  # pixels per side of the decimated read used for detection
@@ -77,7 +78,8 @@ def open_raster(source: str | Path | Sequence[str | Path],
     nodata = da.rio.nodata
     valid = sample if nodata is None else np.where(sample == nodata, np.nan, sample)
     if not np.isfinite(valid).any() and not isinstance(source, (list, tuple)):
-        full = _sample(Path(source), shape=(min(SAMPLE_SIDE, da.sizes["y"]), min(SAMPLE_SIDE, da.sizes["x"])))
+        side = (min(SAMPLE_SIDE, da.sizes["y"]), min(SAMPLE_SIDE, da.sizes["x"]))
+        full = _sample(Path(source), shape=side)  # confirm on a full decimated read
         valid = full if nodata is None else np.where(full == nodata, np.nan, full)
     if not np.isfinite(valid).any():
         raise RasterError(f"{_name(source)} holds only nodata/NaN pixels (nodata={nodata}); "
@@ -210,12 +212,8 @@ def _as_modality(modality: str | Modality | None) -> Modality | None:
 
 
 def _existing(path: str | Path) -> Path:
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"raster not found: {path}")
-    if path.is_dir():
-        raise RasterError(f"{path} is a folder; pass a raster file (or a list of band files)")
-    return path
+    return existing_file(path, "raster", RasterError,
+                         "pass a raster file (or a list of band files)")
 
 
 def _descriptions(da: xr.DataArray) -> list[str | None]:

@@ -122,7 +122,7 @@ def test_foreign_safetensors_and_missing_file(tmp_path):
         load_checkpoint(other)
     with pytest.raises(FileNotFoundError, match="checkpoint not found"):
         load_checkpoint(tmp_path / "nope.safetensors")
-    with pytest.raises(CheckpointError, match="directory"):
+    with pytest.raises(CheckpointError, match="folder"):
         load_checkpoint(tmp_path)
 
 

@@ -216,3 +216,15 @@ def test_cli_round_trip(checkpoint, tmp_path, capsys):
     assert "expects 13 bands" in capsys.readouterr().err
     assert cli(["embed", str(tmp_path / "missing.tif"), "-o", str(tmp_path / "x.tif"),
                 "--checkpoint", str(checkpoint), "-q"]) == 2
+
+
+def test_file_output_equals_in_memory_result(model, shared, tmp_path):
+    # 91 x 117 cells: several rows of tiles and of 64-cell blocks, written in gathered strips
+    src = shared / "naip" / "m_4709963_se_14_1_20200831.tif"
+    memory = predict_raster(model, src, "embed", tile=64, overlap=16)
+    written = predict_raster(model, src, "embed", tmp_path / "emb.tif", tile=64, overlap=16)
+    with rasterio.open(written.path) as f:
+        cube = f.read()
+    np.testing.assert_array_equal(cube, memory.data.values)
+    with rasterio.open(written.pca_path) as f:
+        np.testing.assert_array_equal(f.read(), memory.pca.values)
