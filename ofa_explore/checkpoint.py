@@ -55,14 +55,41 @@ def save_checkpoint(model: OFANet, path: str | os.PathLike, dtype: torch.dtype |
             "torch_version": torch.__version__,
             **metadata,
         },
-        "sha256": _digest(tensors),
     }
+    return write_tensors(path, tensors, header)
+
+
+def write_tensors(path: str | os.PathLike, tensors: dict[str, torch.Tensor],
+                  header: dict[str, Any]) -> Path:
+    """Tensors plus a JSON header (with a SHA-256 of the tensors) as safetensors, atomically."""
+    header = {**header, "sha256": _digest(tensors)}
     try:
         json_header = json.dumps(header)
     except TypeError as err:
         raise TypeError(f"checkpoint metadata must be JSON-serialisable: {err}") from None
-    data = st_save(tensors, metadata={METADATA_KEY: json_header})
-    return atomic_write(path, data)
+    return atomic_write(path, st_save(tensors, metadata={METADATA_KEY: json_header}))
+
+
+def read_tensors(path: str | os.PathLike, fmt: str = FORMAT,
+                 verify: bool = True) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """The tensors and header written by ``write_tensors``; refuses damaged or foreign files."""
+    path = _existing(path)
+    meta = read_metadata(path)
+    if meta.get("format") != fmt:
+        raise CheckpointError(f"{path} is not an {fmt} file (format {meta.get('format')!r})")
+    if meta.get("format_version", 0) > FORMAT_VERSION:
+        raise CheckpointError(f"{path} was written by a newer ofa_explore (format version "
+                              f"{meta['format_version']}); upgrade with `pip install -U "
+                              "ofa-explore`")
+    try:
+        tensors = st_load(path.read_bytes())
+    except SafetensorError as err:
+        raise CheckpointError(f"{path} is truncated or corrupt ({err}); re-download or re-save "
+                              "it") from None
+    if verify and _digest(tensors) != meta.get("sha256"):
+        raise CheckpointError(f"{path} is corrupt: its weights do not match the checksum stored "
+                              "when it was saved; re-download or re-save it")
+    return tensors, meta
 
 
 def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
@@ -90,23 +117,7 @@ def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu",
                     verify: bool = True) -> OFANet:
     """Rebuild the model saved by ``save_checkpoint``; refuses damaged or foreign files."""
-    path = _existing(path)
-    meta = read_metadata(path)
-    if meta.get("format") != FORMAT:
-        raise CheckpointError(f"{path} is not an ofa_explore checkpoint (format "
-                              f"{meta.get('format')!r})")
-    if meta.get("format_version", 0) > FORMAT_VERSION:
-        raise CheckpointError(f"{path} was written by a newer ofa_explore (format version "
-                              f"{meta['format_version']}); upgrade with `pip install -U "
-                              "ofa-explore`")
-    try:
-        tensors = st_load(path.read_bytes())
-    except SafetensorError as err:
-        raise CheckpointError(f"{path} is truncated or corrupt ({err}); re-download or re-save "
-                              "it") from None
-    if verify and _digest(tensors) != meta.get("sha256"):
-        raise CheckpointError(f"{path} is corrupt: its weights do not match the checksum stored "
-                              "when it was saved; re-download or re-save it")
+    tensors, meta = read_tensors(path, FORMAT, verify)
     model = model_from_metadata(meta)
     state = {k: v.float() if v.is_floating_point() else v for k, v in tensors.items()}
     missing, unexpected = model.load_state_dict(state, strict=False)
@@ -144,7 +155,7 @@ def _digest(tensors: dict[str, torch.Tensor]) -> str:
     for key in sorted(tensors):
         t = tensors[key]
         h.update(f"{key}:{t.dtype}:{tuple(t.shape)};".encode())
-        h.update(t.contiguous().view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+        h.update(t.reshape(-1).contiguous().view(torch.uint8).numpy().tobytes() if t.numel() else b"")
     return h.hexdigest()
 
 

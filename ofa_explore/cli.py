@@ -15,7 +15,8 @@ EPILOG = """examples:
   ofa modalities s2_l1c               one modality in full (wavelengths, GSD, statistics)
   ofa info model.safetensors          what a checkpoint holds
   ofa convert dofa_base.pth -o dofa_base.safetensors --from dofa-base-v1
-  ofa demo                            train a tiny OFA-Net briefly on shipped chips, write panels
+  ofa demo                            shipped model on shipped scenes: reconstructions, embedding map
+  ofa pretrain --config pretraining/configs/demo.yaml
   ofa embed scene.tif -o emb.tif --checkpoint model.safetensors
   ofa reconstruct scene.tif -o rec.tif --checkpoint model.safetensors --mask-ratio 0.5
   ofa classify scene.tif -o classes.tif --checkpoint model.safetensors --modality s2_l1c
@@ -109,8 +110,18 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 def _cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
-    run_demo(args.output, steps=args.steps)
+    run_demo(args.output, checkpoint=args.checkpoint)
     return 0
+
+
+def _cmd_pretrain(args: argparse.Namespace) -> int:
+    from pretraining.train import main as pretrain
+
+    argv = ["--config", str(args.config)] + (["--resume"] if args.resume is True else
+                                             ["--resume", args.resume] if args.resume else [])
+    argv += ["--output-dir", args.output_dir] if args.output_dir else []
+    argv += ["--steps", str(args.steps)] if args.steps else []
+    return pretrain(argv)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -164,12 +175,21 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--head", help="which head of the checkpoint (default: its first)")
         p.set_defaults(func=_cmd_predict)
 
-    p = sub.add_parser("demo", help="train a tiny OFA-Net for a few seconds on the shipped "
-                                    "sample chips and write a reconstruction panel")
+    p = sub.add_parser("demo", help="the shipped pre-trained model on the shipped scenes: "
+                                    "masked reconstructions and an embedding map")
     p.add_argument("-o", "--output", type=Path, default=Path("ofa-demo"),
                    help="output folder (default: ./ofa-demo)")
-    p.add_argument("--steps", type=int, default=300, help="training steps (default: 300, about 15 s)")
+    p.add_argument("--checkpoint", type=Path, help="another checkpoint (default: the shipped one)")
     p.set_defaults(func=_cmd_demo)
+
+    p = sub.add_parser("pretrain", help="MAE pre-training from a YAML config (one process; for "
+                                        "several GPUs: torchrun -m pretraining.train)")
+    p.add_argument("--config", type=Path, required=True, help="e.g. pretraining/configs/demo.yaml")
+    p.add_argument("--resume", nargs="?", const=True, default=False,
+                   help="continue from the newest checkpoint (or the folder given)")
+    p.add_argument("--output-dir", help="override output_dir")
+    p.add_argument("--steps", type=int, help="override steps")
+    p.set_defaults(func=_cmd_pretrain)
     return parser
 
 

@@ -1,9 +1,8 @@
-"""`ofa demo`: the whole model loop on shipped real scenes, in well under a minute on a CPU.
+"""`ofa demo`: the shipped pre-trained OFA-Net on shipped real scenes, in seconds on a CPU.
 
-Trains a tiny OFA-Net briefly on the sample scenes of four modalities (one shared encoder, one
-patch embedding each), then writes masked-reconstruction panels, a checkpoint and a summary, and
-compares each reconstruction with a trivial baseline (every hidden pixel = mean of the visible
-ones). It shows the mechanics; it is not a pre-trained model.
+One shared encoder reconstructs masked scenes of four modalities (Sentinel-2 L1C, Sentinel-1,
+NAIP RGBN, NEON RGB) and embeds a NAIP scene into a georeferenced map with the tiled engine. Each
+reconstruction is compared with a trivial baseline (every hidden pixel = mean of the visible ones).
 """
 
 from __future__ import annotations
@@ -17,22 +16,22 @@ from typing import Callable
 import numpy as np
 import torch
 
-from .checkpoint import save_checkpoint
+from .checkpoint import load_checkpoint
 from .fileio import atomic_write
-from .modalities import get_modality
+from .metrics import reconstruction_scores
 from .model import OFANet
 from .visualize import png_bytes, reconstruction_panel
 
-# modality -> sample files (ofa_explore/data/samples; see README.md there for origin and licence)
-DEMO_SCENES: dict[str, tuple[str, ...]] = {
-    "s2_l1c": ("eurosat_forest.tif", "eurosat_river.tif", "eurosat_industrial.tif",
-               "eurosat_annualcrop.tif", "eurosat_residential.tif"),
-    "s1_grd": ("bigearthnet_s1_20170613.tif", "bigearthnet_s1_20180204.tif"),
-    "rgbn": ("naip_rgbn_2020.tif",),
-    "rgb": ("neon_rgb_osbs.tif",),
+# every shipped sample and its modality (origin and licence: data/samples/README.md)
+SAMPLES: dict[str, str] = {
+    "eurosat_annualcrop.tif": "s2_l1c", "eurosat_forest.tif": "s2_l1c",
+    "eurosat_industrial.tif": "s2_l1c", "eurosat_river.tif": "s2_l1c",
+    "eurosat_residential.tif": "s2_l1c",
+    "bigearthnet_s1_20170613.tif": "s1_grd", "bigearthnet_s1_20180204.tif": "s1_grd",
+    "naip_rgbn_2020.tif": "rgbn", "neon_rgb_osbs.tif": "rgb",
 }
-
-
+DEMO_SCENES = ("eurosat_river.tif", "bigearthnet_s1_20180204.tif", "naip_rgbn_2020.tif",
+               "neon_rgb_osbs.tif")  # one per modality, reconstructed
 EMBEDDING_SCENE = "naip_rgbn_2020.tif"  # embedded with the tiled engine, as a map
 
 
@@ -45,55 +44,26 @@ def sample_path(filename: str) -> Path:
     return path
 
 
-def read_sample(filename: str) -> np.ndarray:
+def sample_chip(filename: str, size: int) -> torch.Tensor:
+    """The centre size x size window of a shipped sample: [1, C, size, size] in sensor units."""
     import rasterio
 
     with rasterio.open(sample_path(filename)) as src:
-        return src.read().astype(np.float32)
-
-
-def random_crops(scenes: list[np.ndarray], size: int, count: int,
-                 rng: np.random.Generator) -> torch.Tensor:
-    """``count`` random size x size windows with random flips, cycling through the scenes."""
-    crops = []
-    for i in range(count):
-        scene = scenes[i % len(scenes)]
-        y = rng.integers(0, scene.shape[1] - size + 1)
-        x = rng.integers(0, scene.shape[2] - size + 1)
-        crop = scene[:, y:y + size, x:x + size]
-        if rng.random() < 0.5:
-            crop = crop[:, :, ::-1]
-        if rng.random() < 0.5:
-            crop = crop[:, ::-1, :]
-        crops.append(np.ascontiguousarray(crop))
-    return torch.from_numpy(np.stack(crops))
-
-
-def hidden_mse(x: torch.Tensor, prediction: torch.Tensor, mask: torch.Tensor, modality) -> float:
-    """Mean squared error on hidden pixels, in normalised units (so bands weigh alike)."""
-    std = torch.tensor(modality.std).view(1, -1, 1, 1)
-    err = ((prediction - x) / std) ** 2
-    hidden = mask.expand_as(x).bool()
-    return err[hidden].mean().item()
-
-
-def visible_mean_baseline(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Trivial reconstruction: every pixel = the per-band mean of the visible pixels."""
-    visible = (1 - mask).expand_as(x)
-    mean = (x * visible).sum(dim=(2, 3), keepdim=True) / visible.sum(dim=(2, 3), keepdim=True)
-    return mean.expand_as(x)
+        y, x = (src.height - size) // 2, (src.width - size) // 2
+        data = src.read(window=rasterio.windows.Window(x, y, size, size)).astype(np.float32)
+    return torch.from_numpy(data)[None]
 
 
 def embedding_map(model: OFANet, output: Path, filename: str) -> dict:
     """Embed a shipped scene with the tiled engine: GeoTIFFs (all D, PCA view) and a PNG."""
+    import rasterio
+    from PIL import Image
+
     from .inference import predict_raster
 
     stem = "embedding_" + Path(filename).stem
     result = predict_raster(model, sample_path(filename), "embed", output / f"{stem}.tif",
                             overwrite=True)
-    import rasterio
-    from PIL import Image
-
     with rasterio.open(result.pca_path) as src:
         rgb = src.read().transpose(1, 2, 0)
     picture = Image.fromarray(rgb).resize((rgb.shape[1] * 8, rgb.shape[0] * 8), Image.NEAREST)
@@ -102,66 +72,39 @@ def embedding_map(model: OFANet, output: Path, filename: str) -> dict:
                 png=str(png))
 
 
-def run_demo(output: str | Path = "ofa-demo", steps: int = 300, seed: int = 0,
-             img_size: int = 64, patch_size: int = 8, batch_size: int = 8,
-             log: Callable[[str], None] = print) -> dict:
-    """Train briefly, reconstruct each modality, write panels/checkpoint/summary into ``output``."""
+def run_demo(output: str | Path = "ofa-demo", checkpoint: str | Path | None = None,
+             seed: int = 0, log: Callable[[str], None] = print) -> dict:
+    """Reconstruct one scene per modality and embed one; write PNG/GeoTIFF/summary to ``output``."""
+    from .pretrained import load_pretrained
+
     output = Path(output)
     if output.exists() and not output.is_dir():
         raise ValueError(f"output {output} exists and is not a folder; choose another -o")
     t0 = time.perf_counter()
-    torch.manual_seed(seed)
-    rng = np.random.default_rng(seed)
-    scenes = {m: [read_sample(f) for f in files] for m, files in DEMO_SCENES.items()}
-    model = OFANet("tiny", modalities=list(scenes), img_size=img_size, patch_size=patch_size,
-                   depth=4, wavelength_embed=False)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1.5e-3, weight_decay=0.05)
-    names = list(scenes)
-    log(f"training a tiny OFA-Net ({sum(p.numel() for p in model.parameters()) / 1e6:.1f} M "
-        f"parameters, one shared encoder) on {sum(len(s) for s in scenes.values())} real scenes "
-        f"of {len(names)} modalities for {steps} steps")
-    model.train()
-    first_losses: dict[str, float] = {}
-    last_losses: dict[str, float] = {}
-    for step in range(steps):
-        name = names[step % len(names)]  # one modality per batch
-        loss, _, _ = model(random_crops(scenes[name], img_size, batch_size, rng), name)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        first_losses.setdefault(name, loss.item())
-        last_losses[name] = loss.item()
-        if (step + 1) % max(1, steps // 5) == 0:
-            log(f"  step {step + 1:4d}/{steps}  loss[{name}] {loss.item():.3f}")
-    model.eval()
-
+    model = load_checkpoint(checkpoint) if checkpoint else load_pretrained()
+    size = model.config["img_size"]
+    log(f"OFA-Net-{model.config['size']}: one shared encoder for "
+        f"{', '.join(model.modalities)} ({sum(p.numel() for p in model.parameters()) / 1e6:.1f} M "
+        "parameters)")
     output.mkdir(parents=True, exist_ok=True)
     results = {}
-    for name, scene_list in scenes.items():
-        m = get_modality(name)
-        x = torch.from_numpy(scene_list[0][:, :img_size, :img_size].copy())[None]
+    for filename in DEMO_SCENES:
+        name = SAMPLES[filename]
+        x = sample_chip(filename, size)
+        scores = reconstruction_scores(model, x, name, seed=seed)
         recon, mask = model.reconstruct(x, name, mask_ratio=0.75, seed=seed)
-        model_err = hidden_mse(x, recon, mask, m)
-        base_err = hidden_mse(x, visible_mean_baseline(x, mask), mask, m)
-        panel = reconstruction_panel(x[0].numpy(), recon[0].numpy(), mask[0, 0].numpy(), m,
-                                     title=f"{name} ({DEMO_SCENES[name][0]})")
+        panel = reconstruction_panel(x[0].numpy(), recon[0].numpy(), mask[0, 0].numpy(),
+                                     model.resolve_modality(name), title=f"{name} ({filename})")
         png = atomic_write(output / f"reconstruction_{name}.png", png_bytes(panel))
-        results[name] = dict(scene=DEMO_SCENES[name][0], panel=str(png),
-                             first_train_loss=round(first_losses[name], 4),
-                             last_train_loss=round(last_losses[name], 4),
-                             hidden_mse=round(model_err, 4), baseline_mse=round(base_err, 4))
-    ckpt = save_checkpoint(model, output / "demo_model.safetensors",
-                           trained_on="ofa-explore demo scenes", steps=steps, seed=seed)
+        results[name] = dict(scene=filename, panel=str(png), **{k: round(v, 4) for k, v in scores.items()})
     embedding = embedding_map(model, output, EMBEDDING_SCENE)
-    summary = dict(seconds=round(time.perf_counter() - t0, 1), checkpoint=str(ckpt),
+    summary = dict(seconds=round(time.perf_counter() - t0, 1), checkpoint=str(checkpoint or "shipped"),
                    embedding=embedding, modalities=results)
     atomic_write(output / "summary.json", json.dumps(summary, indent=2).encode())
-    log(f"\n{'modality':<10}{'train loss':>20}{'hidden MSE':>12}{'baseline':>10}  panel")
+    log(f"\n{'modality':<10}{'hidden-pixel MSE':>18}{'baseline':>10}  panel (75% of patches hidden)")
     for name, r in results.items():
-        log(f"{name:<10}{r['first_train_loss']:>9.3f} -> {r['last_train_loss']:<8.3f}"
-            f"{r['hidden_mse']:>12.3f}{r['baseline_mse']:>10.3f}  {r['panel']}")
+        log(f"{name:<10}{r['model_mse']:>18.3f}{r['baseline_mse']:>10.3f}  {r['panel']}")
     log(f"\nembedding  {embedding['geotiff']} (PCA colour view: {embedding['pca_geotiff']}, "
         f"{embedding['png']})")
-    log(f"checkpoint {ckpt}\nsummary    {output / 'summary.json'}\n"
-        f"done in {summary['seconds']} s")
+    log(f"summary    {output / 'summary.json'}\ndone in {summary['seconds']} s")
     return summary

@@ -11,7 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
-from ofa_explore import OFANet, load_checkpoint, save_checkpoint
+from ofa_explore import OFANet, save_checkpoint
 from ofa_explore.cli import main as cli
 
 
@@ -58,31 +58,30 @@ def test_info_describes_checkpoint(tmp_path, capsys):
     assert cli(["info", str(tmp_path / "missing.safetensors")]) == 2
 
 
-def test_demo_writes_panels_checkpoint_and_summary(tmp_path, capsys):
+def test_demo_writes_panels_embedding_map_and_summary(tmp_path, capsys):
+    import rasterio
+
+    from ofa_explore.demo import EMBEDDING_SCENE, sample_path
+
     out = tmp_path / "demo"
-    assert cli(["demo", "-o", str(out), "--steps", "8"]) == 0
+    assert cli(["demo", "-o", str(out)]) == 0
     summary = json.loads((out / "summary.json").read_text())
     assert set(summary["modalities"]) == {"s2_l1c", "s1_grd", "rgbn", "rgb"}
     for name, result in summary["modalities"].items():
         with Image.open(result["panel"]) as im:
             assert im.width > 3 * 64 and im.mode == "RGB"
-        assert result["hidden_mse"] > 0 and result["baseline_mse"] > 0
-    import rasterio
-
-    from ofa_explore.demo import EMBEDDING_SCENE, sample_path
-
-    with rasterio.open(summary["embedding"]["pca_geotiff"]) as pca, rasterio.open(sample_path(EMBEDDING_SCENE)) as src:
+        assert result["model_mse"] < result["baseline_mse"], (name, result)
+    with rasterio.open(summary["embedding"]["pca_geotiff"]) as pca, \
+            rasterio.open(sample_path(EMBEDDING_SCENE)) as src:
         assert pca.crs == src.crs and pca.count == 3
     assert Image.open(summary["embedding"]["png"]).size[0] > 100
-    model = load_checkpoint(out / "demo_model.safetensors")
-    assert set(model.modalities) == {"s2_l1c", "s1_grd", "rgbn", "rgb"}
-    assert model.provenance["steps"] == 8
     printed = capsys.readouterr().out
     assert "reconstruction_s1_grd.png" in printed and "done in" in printed
+    assert summary["seconds"] < 60
     # an output path that is a file is refused, nothing overwritten
     blocker = tmp_path / "file"
     blocker.write_text("keep me")
-    assert cli(["demo", "-o", str(blocker), "--steps", "1"]) == 2
+    assert cli(["demo", "-o", str(blocker)]) == 2
     assert blocker.read_text() == "keep me"
 
 

@@ -1,0 +1,153 @@
+"""Benchmark: pre-training images/s of OFANet versus a plain reference MAE of the same size.
+
+    python bench/bench_pretrain.py [--size tiny] [--img 64] [--patch 8] [--batch 32] [--steps 30]
+
+The reference is MAE written plainly (timm PatchEmbed and Blocks, encoder on visible patches
+only, one linear pixel head), trained in float32 as most MAE code is. OFANet runs as the
+pre-training pipeline runs it: same masking and decoder work, its per-modality embeddings, and
+bf16 autocast where the CPU/GPU supports it (`precision: bf16`). Both train on the same real
+EuroSAT batches; the script prints both figures and the ratio (goal >= 1.2).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import glob
+import os
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+import rasterio
+import torch
+from timm.layers import PatchEmbed
+from timm.layers.pos_embed_sincos import build_sincos2d_pos_embed
+from timm.models.vision_transformer import Block
+from torch import nn
+
+from ofa_explore import OFANet, get_modality
+from ofa_explore.model import SIZES
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("OFA_SHARED_DATA", ROOT.parent / "shared" / "data"))
+
+
+class PlainMAE(nn.Module):
+    """The reference: MAE as in models_mae.py, for one band set, nothing else."""
+
+    def __init__(self, in_chans, img, patch, embed_dim, depth, num_heads, decoder_embed_dim,
+                 decoder_depth, decoder_num_heads, **_):
+        super().__init__()
+        self.patch = patch
+        grid = img // patch
+        self.patch_embed = PatchEmbed(img, patch, in_chans, embed_dim)
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim))
+        pos = build_sincos2d_pos_embed([grid, grid], dim=embed_dim)
+        self.register_buffer("pos_embed", torch.cat([torch.zeros(1, embed_dim), pos])[None])
+        self.blocks = nn.ModuleList([Block(embed_dim, num_heads, qkv_bias=True) for _ in range(depth)])
+        self.norm = nn.LayerNorm(embed_dim)
+        self.decoder_embed = nn.Linear(embed_dim, decoder_embed_dim)
+        self.mask_token = nn.Parameter(torch.zeros(1, 1, decoder_embed_dim))
+        dpos = build_sincos2d_pos_embed([grid, grid], dim=decoder_embed_dim)
+        self.register_buffer("decoder_pos_embed", torch.cat([torch.zeros(1, decoder_embed_dim), dpos])[None])
+        self.decoder_blocks = nn.ModuleList([Block(decoder_embed_dim, decoder_num_heads, qkv_bias=True)
+                                             for _ in range(decoder_depth)])
+        self.decoder_norm = nn.LayerNorm(decoder_embed_dim)
+        self.decoder_pred = nn.Linear(decoder_embed_dim, patch * patch * in_chans)
+
+    def forward(self, imgs, mask_ratio=0.75):
+        x = self.patch_embed(imgs) + self.pos_embed[:, 1:]
+        B, L, D = x.shape
+        keep = int(L * (1 - mask_ratio))
+        ids_shuffle = torch.argsort(torch.rand(B, L), dim=1)
+        ids_restore = torch.argsort(ids_shuffle, dim=1)
+        x = torch.gather(x, 1, ids_shuffle[:, :keep, None].expand(-1, -1, D))
+        mask = torch.ones(B, L)
+        mask[:, :keep] = 0
+        mask = torch.gather(mask, 1, ids_restore)
+        x = torch.cat([(self.cls_token + self.pos_embed[:, :1]).expand(B, -1, -1), x], dim=1)
+        for blk in self.blocks:
+            x = blk(x)
+        x = self.decoder_embed(self.norm(x))
+        tokens = torch.cat([x[:, 1:], self.mask_token.expand(B, L - keep, -1)], dim=1)
+        tokens = torch.gather(tokens, 1, ids_restore[..., None].expand(-1, -1, x.shape[2]))
+        x = torch.cat([x[:, :1], tokens], dim=1) + self.decoder_pos_embed
+        for blk in self.decoder_blocks:
+            x = blk(x)
+        pred = self.decoder_pred(self.decoder_norm(x))[:, 1:]
+        p, h = self.patch, imgs.shape[2] // self.patch
+        target = imgs.reshape(B, -1, h, p, h, p).permute(0, 2, 4, 3, 5, 1).reshape(B, L, -1)
+        loss = ((pred - target) ** 2).mean(-1)
+        return (loss * mask).sum() / mask.sum()
+
+
+def eurosat_batches(batch: int, img: int, n: int) -> list[torch.Tensor]:
+    files = sorted(glob.glob(str(SHARED / "eurosat/*/*.tif")))
+    chips = np.stack([rasterio.open(f).read()[:, :img, :img] for f in files]).astype(np.float32)
+    rng = np.random.default_rng(0)
+    return [torch.from_numpy(chips[rng.choice(len(chips), batch)]) for _ in range(n)]
+
+
+def images_per_second(step, batches) -> float:
+    step(batches[0])  # warm-up
+    t0 = time.perf_counter()
+    for x in batches:
+        step(x)
+    return len(batches) * batches[0].shape[0] / (time.perf_counter() - t0)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size", default="tiny")
+    parser.add_argument("--img", type=int, default=64)
+    parser.add_argument("--patch", type=int, default=8)
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--steps", type=int, default=30)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    args = parser.parse_args()
+    device = torch.device(args.device)
+    m = get_modality("s2_l1c")
+    batches = [x.to(device) for x in eurosat_batches(args.batch, args.img, args.steps)]
+    mean = torch.tensor(m.mean, device=device).view(1, -1, 1, 1)
+    std = torch.tensor(m.std, device=device).view(1, -1, 1, 1)
+    dims = SIZES[args.size]
+
+    torch.manual_seed(0)
+    plain = PlainMAE(13, args.img, args.patch, **dims).to(device)
+    plain_opt = torch.optim.AdamW(plain.parameters(), lr=1e-4)
+
+    def plain_step(x):
+        loss = plain((x - mean) / std)
+        plain_opt.zero_grad()
+        loss.backward()
+        plain_opt.step()
+
+    ours = OFANet(args.size, modalities=["s2_l1c"], img_size=args.img, patch_size=args.patch,
+                  wavelength_embed=False).to(device)
+    ours_opt = torch.optim.AdamW(ours.parameters(), lr=1e-4)
+    bf16 = torch.autocast(device.type, dtype=torch.bfloat16)
+
+    def our_step(x, autocast=bf16):
+        with autocast:
+            loss, _, _ = ours(x, "s2_l1c")
+        ours_opt.zero_grad()
+        loss.backward()
+        ours_opt.step()
+
+    plain_ips = images_per_second(plain_step, batches)
+    fp32_ips = images_per_second(lambda x: our_step(x, contextlib.nullcontext()), batches)
+    ours_ips = images_per_second(our_step, batches)
+    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, device {device}"
+          f"{' (' + torch.cuda.get_device_name() + ')' if device.type == 'cuda' else ''}, torch "
+          f"{torch.__version__}; ViT-{args.size} ({dims['embed_dim']}x{dims['depth']}), image "
+          f"{args.img}, patch {args.patch}, batch {args.batch}, {args.steps} steps, EuroSAT 13 bands")
+    print(f"plain reference MAE, fp32:       {plain_ips:8.1f} images/s")
+    print(f"OFANet, fp32:                    {fp32_ips:8.1f} images/s  ({fp32_ips / plain_ips:.2f}x)")
+    print(f"OFANet as pre-trained (bf16):    {ours_ips:8.1f} images/s")
+    print(f"ratio OFANet / plain MAE: {ours_ips / plain_ips:.2f} (goal >= 1.2)")
+
+
+if __name__ == "__main__":
+    main()

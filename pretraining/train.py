@@ -1,0 +1,319 @@
+"""MAE pre-training loop: one GPU, many GPUs or CPU processes under torchrun (PyTorch DDP).
+
+    python -m pretraining.train --config pretraining/configs/demo.yaml
+    torchrun --nproc_per_node=4 -m pretraining.train --config CONFIG [--resume]
+
+Rank 0 logs (CSV, TensorBoard when installed, a progress bar) and writes checkpoints every
+``checkpoint_every`` steps: a folder holding the model in ofa_explore's checkpoint format and the
+training state (optimiser, schedule, grad scaler, RNG, step), renamed into place when complete, the
+last ``keep_last`` kept. ``--resume`` continues from the newest one; because the batch of a step is
+a function of the step, a run killed at any moment continues where it stopped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import csv
+import hashlib
+import math
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
+
+from ofa_explore.checkpoint import (CheckpointError, read_tensors, save_checkpoint,
+                                    write_tensors)
+from ofa_explore.model import OFANet
+
+from .config import TrainConfig, load_config
+from .data import ChipSampler, StepBatches, build_sources
+
+STATE_FORMAT = "ofa_explore.training_state"
+LOG_FIELDS = ["step", "modality", "loss", "lr", "images_per_s", "batch_sum", "val_loss"]
+
+
+def build_model(cfg: TrainConfig) -> OFANet:
+    mc = cfg.model
+    modalities = mc.modalities or list(dict.fromkeys(s.modality for s in cfg.data))
+    return OFANet(mc.size, modalities=modalities, patch_size=mc.patch_size, img_size=mc.img_size,
+                  wavelength_embed=mc.wavelength_embed, norm_pix_loss=mc.norm_pix_loss, **mc.arch)
+
+
+def lr_at(step: int, cfg: TrainConfig) -> float:
+    """Linear warm-up, then cosine decay to ``min_lr``."""
+    o = cfg.optim
+    if step < o.warmup_steps:
+        return o.lr * (step + 1) / o.warmup_steps
+    progress = (step - o.warmup_steps) / max(1, cfg.steps - o.warmup_steps)
+    return o.min_lr + (o.lr - o.min_lr) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+
+def make_optimizer(model: OFANet, cfg: TrainConfig) -> torch.optim.Optimizer:
+    """AdamW; no weight decay on norms, biases, tokens and position embeddings (as MAE)."""
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        if p.requires_grad:
+            (no_decay if p.ndim <= 1 or name.endswith(("token", "pos_embed")) else decay).append(p)
+    groups = [{"params": decay, "weight_decay": cfg.optim.weight_decay},
+              {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=cfg.optim.lr, betas=tuple(cfg.optim.betas))
+
+
+# ---------------------------------------------------------------- checkpoints
+def save_training_state(folder: Path, step: int, model: OFANet, optimizer, scaler,
+                        cfg: TrainConfig, metrics: dict[str, Any]) -> Path:
+    """Write ``folder`` (model + state) atomically: a temporary folder renamed when complete."""
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    try:
+        save_checkpoint(model, tmp / "model.safetensors", step=step, config=_plain(cfg), **metrics)
+        opt = optimizer.state_dict()
+        tensors = {f"optim.{i}.{k}": v for i, s in opt["state"].items() for k, v in s.items()}
+        tensors["rng.torch"] = torch.get_rng_state()
+        if torch.cuda.is_available():
+            for i, state in enumerate(torch.cuda.get_rng_state_all()):
+                tensors[f"rng.cuda.{i}"] = state
+        header = {"format": STATE_FORMAT, "format_version": 1, "step": step,
+                  "param_groups": opt["param_groups"], "scaler": scaler.state_dict()}
+        write_tensors(tmp / "state.safetensors", tensors, header)
+        if folder.exists():
+            shutil.rmtree(folder)
+        os.replace(tmp, folder)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return folder
+
+
+def load_training_state(folder: Path, model: OFANet, optimizer, scaler) -> int:
+    """Restore model, optimiser, scaler and RNG from a checkpoint folder; returns its step."""
+    from ofa_explore.checkpoint import load_checkpoint
+
+    if not (folder / "model.safetensors").is_file() or not (folder / "state.safetensors").is_file():
+        raise CheckpointError(f"{folder} is not a complete training checkpoint (model.safetensors "
+                              "and state.safetensors expected)")
+    saved = load_checkpoint(folder / "model.safetensors")
+    model.load_state_dict(saved.state_dict())
+    tensors, header = read_tensors(folder / "state.safetensors", STATE_FORMAT)
+    state: dict[int, dict[str, torch.Tensor]] = {}
+    for key, value in tensors.items():
+        if key.startswith("optim."):
+            _, idx, name = key.split(".", 2)
+            state.setdefault(int(idx), {})[name] = value
+    optimizer.load_state_dict({"state": state, "param_groups": header["param_groups"]})
+    scaler.load_state_dict(header["scaler"])
+    torch.set_rng_state(tensors["rng.torch"])
+    cuda = [tensors[k] for k in sorted(tensors) if k.startswith("rng.cuda.")]
+    if cuda and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(cuda)
+    return int(header["step"])
+
+
+def latest_checkpoint(output_dir: Path) -> Path | None:
+    found = sorted((output_dir / "checkpoints").glob("step_*"))
+    return found[-1] if found else None
+
+
+# ---------------------------------------------------------------- loop
+def train(cfg: TrainConfig, base: Path, resume: bool | str = False, quiet: bool = False) -> Path:
+    """Run (or continue) pre-training; returns the path of the final model checkpoint."""
+    rank, world, device = _setup_distributed()
+    out = Path(cfg.output_dir)
+    torch.manual_seed(cfg.seed)  # same initial weights on every rank
+    model = build_model(cfg).to(device)
+    optimizer = make_optimizer(model, cfg)
+    scaler = torch.amp.GradScaler("cuda", enabled=cfg.precision == "fp16" and device.type == "cuda")
+    start = 0
+    if resume:
+        folder = Path(resume) if isinstance(resume, str) else latest_checkpoint(out)
+        if folder is None:
+            raise FileNotFoundError(f"--resume: no checkpoint in {out / 'checkpoints'}")
+        start = load_training_state(folder, model, optimizer, scaler)
+        _log0(rank, f"resumed from {folder} at step {start}")
+    net = DistributedDataParallel(model, find_unused_parameters=True) if world > 1 else model
+    sources = build_sources(cfg, base)
+    train_batches = ChipSampler(sources, cfg.model.img_size, cfg.seed, "train")
+    val_batches = ChipSampler(sources, cfg.model.img_size, cfg.seed + 1, "val")
+    loader = torch.utils.data.DataLoader(
+        StepBatches(train_batches, rank, cfg.steps), batch_size=None,
+        sampler=range(start, cfg.steps), num_workers=cfg.num_workers,
+        persistent_workers=cfg.num_workers > 0)
+    log = _Log(out, rank, start > 0, quiet, cfg.steps, start)
+    autocast = _autocast(cfg.precision, device)
+    model.train()
+    last = {}
+    t_prev = time.perf_counter()
+    for step, modality, x in loader:
+        for group in optimizer.param_groups:
+            group["lr"] = lr_at(step, cfg)
+        x = x.to(device, non_blocking=True)
+        # masks, like batches, are a function of (seed, step, rank): a resumed run repeats them
+        masks = torch.Generator(device).manual_seed(cfg.seed * 1_000_003 + step * 1009 + rank)
+        with autocast:
+            loss, _, _ = net(x, modality, mask_ratio=cfg.mask_ratio, generator=masks)
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        if cfg.grad_clip:
+            scaler.unscale_(optimizer)
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        scaler.step(optimizer)
+        scaler.update()
+        now = time.perf_counter()
+        last = dict(step=step, modality=modality, loss=loss.item(), lr=lr_at(step, cfg),
+                    images_per_s=x.shape[0] * world / max(now - t_prev, 1e-9),
+                    batch_sum=float(x.double().sum()), val_loss="")
+        t_prev = now
+        done = step + 1
+        if cfg.val_every and done % cfg.val_every == 0:
+            last["val_loss"] = validate(model, val_batches, cfg, autocast)
+        log.step(last)
+        if done % cfg.checkpoint_every == 0 or done == cfg.steps:
+            if rank == 0:
+                save_training_state(out / "checkpoints" / f"step_{done:07d}", done, model,
+                                    optimizer, scaler, cfg, {"train_loss": last["loss"]})
+                _prune(out / "checkpoints", cfg.keep_last)
+            _barrier(world)
+    val = validate(model, val_batches, cfg, autocast)
+    final = out / "model.safetensors"
+    if rank == 0:
+        save_checkpoint(model, final, steps=cfg.steps, config=_plain(cfg),
+                        train_loss=last.get("loss"), val_loss=val)
+        log.close(f"final train loss {last.get('loss', float('nan')):.4f}, val loss {val:.4f}")
+    digest = hashlib.sha256(b"".join(p.detach().cpu().numpy().tobytes()
+                                     for p in model.state_dict().values())).hexdigest()
+    print(f"rank {rank} weights sha256 {digest}", flush=True)
+    _barrier(world)
+    if world > 1:
+        dist.destroy_process_group()
+    return final
+
+
+@torch.no_grad()
+def validate(model: OFANet, sampler: ChipSampler, cfg: TrainConfig, autocast) -> float:
+    """Masked-patch loss on held-out chips, same masks every time (seeded)."""
+    model.eval()
+    losses = []
+    for i in range(cfg.val_batches):
+        name, x = sampler.batch(i)
+        with autocast:
+            loss, _, _ = model(x.to(next(model.parameters()).device), name, cfg.mask_ratio,
+                               generator=torch.Generator().manual_seed(i))
+        losses.append(loss.item())
+    model.train()
+    return float(sum(losses) / len(losses))
+
+
+# ---------------------------------------------------------------- helpers
+def _setup_distributed() -> tuple[int, int, torch.device]:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world == 1:
+        return 0, 1, torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    backend = "nccl" if torch.cuda.is_available() else "gloo"
+    dist.init_process_group(backend)
+    rank, local = dist.get_rank(), int(os.environ.get("LOCAL_RANK", "0"))
+    if torch.cuda.is_available():
+        torch.cuda.set_device(local)
+        return rank, world, torch.device("cuda", local)
+    return rank, world, torch.device("cpu")
+
+
+def _autocast(precision: str, device: torch.device):
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+    if precision == "fp16" and device.type != "cuda":
+        raise ValueError("precision fp16 needs a CUDA device; use bf16 or fp32 on this machine")
+    return torch.autocast(device.type, dtype=dtype)
+
+
+def _barrier(world: int) -> None:
+    if world > 1:
+        dist.barrier()
+
+
+def _prune(folder: Path, keep: int) -> None:
+    for old in sorted(folder.glob("step_*"))[:-keep]:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _plain(cfg: TrainConfig) -> dict[str, Any]:
+    import dataclasses
+
+    return dataclasses.asdict(cfg)
+
+
+def _log0(rank: int, message: str) -> None:
+    if rank == 0:
+        print(message, flush=True)
+
+
+class _Log:
+    """Rank 0: CSV rows (appended on resume), TensorBoard scalars if available, a progress bar."""
+
+    def __init__(self, out: Path, rank: int, append: bool, quiet: bool, steps: int, start: int):
+        self.rank = rank
+        if rank != 0:
+            return
+        out.mkdir(parents=True, exist_ok=True)
+        path = out / "log.csv"
+        if append and path.exists():  # a killed run may have left half a line
+            text = path.read_text()
+            path.write_text(text[:text.rfind("\n") + 1])
+        self.file = open(path, "a" if append and path.exists() else "w", newline="")
+        self.csv = csv.DictWriter(self.file, fieldnames=LOG_FIELDS)
+        if self.file.tell() == 0:
+            self.csv.writeheader()
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+            self.tb = SummaryWriter(str(out / "tensorboard"))
+        except ImportError:
+            self.tb = None
+        from tqdm import tqdm
+        self.bar = tqdm(total=steps, initial=start, disable=quiet, unit="step",
+                        file=sys.stderr, dynamic_ncols=True)
+
+    def step(self, row: dict[str, Any]) -> None:
+        if self.rank != 0:
+            return
+        self.csv.writerow(row)
+        self.file.flush()
+        if self.tb:
+            self.tb.add_scalar("loss/train", row["loss"], row["step"])
+            self.tb.add_scalar("lr", row["lr"], row["step"])
+        self.bar.set_postfix(loss=f"{row['loss']:.3f}", img_s=f"{row['images_per_s']:.0f}",
+                             mod=row["modality"])
+        self.bar.update(1)
+
+    def close(self, message: str) -> None:
+        self.bar.close()
+        self.file.close()
+        if self.tb:
+            self.tb.close()
+        print(message, flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="pretraining.train", description=__doc__.splitlines()[0])
+    parser.add_argument("--config", required=True, type=Path, help="YAML training config")
+    parser.add_argument("--resume", nargs="?", const=True, default=False,
+                        help="continue from the newest checkpoint (or the folder given)")
+    parser.add_argument("--output-dir", help="override output_dir")
+    parser.add_argument("--steps", type=int, help="override steps")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    args = parser.parse_args(argv)
+    cfg = load_config(args.config, output_dir=args.output_dir, steps=args.steps)
+    final = train(cfg, Path.cwd(), resume=args.resume, quiet=args.quiet)
+    _log0(int(os.environ.get("RANK", "0")), f"model written to {final}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

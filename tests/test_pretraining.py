@@ -1,0 +1,139 @@
+"""MAE pre-training on real shared data: learning, SIGKILL + resume, torchrun/gloo, bad configs."""
+
+from __future__ import annotations
+
+import csv
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from ofa_explore import load_checkpoint
+from ofa_explore.checkpoint import CheckpointError
+from pretraining.config import ConfigError, load_config
+from pretraining.train import latest_checkpoint, train
+
+
+def config(shared: Path, out: Path, **overrides) -> dict:
+    cfg = {
+        "model": {"size": "tiny", "patch_size": 8, "img_size": 32, "arch": {"depth": 2}},
+        "data": [{"modality": "s2_l1c", "paths": [str(shared / "eurosat/*/*.tif")], "weight": 2.0},
+                 {"modality": "rgbn", "paths": [str(shared / "naip/*2019*.tif")], "split": "rows"}],
+        "optim": {"lr": 1e-3, "warmup_steps": 5},
+        "steps": 20, "batch_size": 8, "checkpoint_every": 5, "keep_last": 2, "val_batches": 2,
+        "output_dir": str(out), "seed": 3,
+    }
+    cfg.update(overrides)
+    return cfg
+
+
+def write_config(tmp_path: Path, cfg: dict) -> Path:
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def read_log(out: Path) -> list[dict]:
+    with open(out / "log.csv") as f:
+        return list(csv.DictReader(f))
+
+
+def test_twenty_steps_on_real_data_lower_the_loss(shared, tmp_path):
+    cfg = config(shared, tmp_path / "run", data=[{"modality": "s2_l1c", "paths": [str(shared / "eurosat/*/*.tif")]}])
+    final = train(load_config(cfg), Path.cwd(), quiet=True)
+    losses = [float(r["loss"]) for r in read_log(tmp_path / "run")]
+    assert len(losses) == 20
+    assert sum(losses[-5:]) / 5 < 0.8 * sum(losses[:5]) / 5, losses
+    model = load_checkpoint(final)
+    assert model.provenance["steps"] == 20 and model.provenance["val_loss"] > 0
+    assert sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir()) == ["step_0000015", "step_0000020"]
+
+
+def test_sigkill_then_resume_continues_exactly(shared, tmp_path):
+    steps = 120
+    reference = tmp_path / "reference"
+    train(load_config(config(shared, reference, steps=steps, checkpoint_every=20)), Path.cwd(), quiet=True)
+    killed = tmp_path / "killed"
+    path = write_config(tmp_path, config(shared, killed, steps=steps, checkpoint_every=20))
+    proc = subprocess.Popen([sys.executable, "-m", "pretraining.train", "--config", str(path), "-q"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        if (killed / "log.csv").exists() and len(read_log(killed)) >= 50:
+            break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    stopped_at = len(read_log(killed))
+    assert stopped_at < steps, "the run finished before it could be killed"
+    resume_from = latest_checkpoint(killed)
+    start = int(resume_from.name.split("_")[1])
+    assert 20 <= start <= stopped_at
+    assert subprocess.run([sys.executable, "-m", "pretraining.train", "--config", str(path), "-q",
+                           "--resume"], capture_output=True).returncode == 0
+    ref_rows = {int(r["step"]): r for r in read_log(reference)}
+    rows = read_log(killed)
+    resumed = [r for r in rows[stopped_at:]]
+    assert int(resumed[0]["step"]) == start  # continues at the checkpoint's step
+    for r in resumed:  # the same batches, the same losses as the uninterrupted run
+        ref = ref_rows[int(r["step"])]
+        assert r["batch_sum"] == ref["batch_sum"] and r["modality"] == ref["modality"]
+        assert float(r["loss"]) == pytest.approx(float(ref["loss"]), rel=1e-4)
+    a = load_checkpoint(reference / "model.safetensors").state_dict()
+    b = load_checkpoint(killed / "model.safetensors").state_dict()
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=1e-4, atol=1e-6)
+
+
+def test_torchrun_two_gloo_processes_hold_identical_weights(shared, tmp_path):
+    path = write_config(tmp_path, config(shared, tmp_path / "ddp", steps=6, checkpoint_every=3))
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    res = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
+                          "--nproc_per_node=2", "-m", "pretraining.train", "--config", str(path), "-q"],
+                         capture_output=True, text=True, env=env, timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
+    digests = {line.split()[1]: line.split()[-1] for line in res.stdout.splitlines()
+               if line.startswith("rank ") and "sha256" in line}
+    assert set(digests) == {"0", "1"} and digests["0"] == digests["1"]
+    assert len(read_log(tmp_path / "ddp")) == 6  # rank 0 alone logs
+    assert (tmp_path / "ddp" / "model.safetensors").exists()
+
+
+def test_invalid_config_names_the_bad_key(shared, tmp_path):
+    cfg = config(shared, tmp_path)
+    cfg["optim"]["lrr"] = 0.1
+    with pytest.raises(ConfigError, match="unknown key 'optim.lrr'"):
+        load_config(cfg)
+    cfg = config(shared, tmp_path, steps="many")
+    with pytest.raises(ConfigError, match="'steps' must be int"):
+        load_config(cfg)
+    cfg = config(shared, tmp_path, precision="fp8")
+    with pytest.raises(ConfigError, match="precision"):
+        load_config(cfg)
+    cfg = config(shared, tmp_path)
+    del cfg["data"][0]["modality"]
+    with pytest.raises(ConfigError, match="missing key 'data\\[0\\].modality'"):
+        load_config(cfg)
+    with pytest.raises(FileNotFoundError):
+        load_config(tmp_path / "nope.yaml")
+
+
+def test_corrupt_checkpoint_is_refused_on_resume(shared, tmp_path):
+    out = tmp_path / "run"
+    cfg = load_config(config(shared, out, steps=5, checkpoint_every=5))
+    train(cfg, Path.cwd(), quiet=True)
+    state = latest_checkpoint(out) / "state.safetensors"
+    data = bytearray(state.read_bytes())
+    data[-100] ^= 0xFF
+    state.write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match="corrupt"):
+        train(load_config(config(shared, out, steps=8, checkpoint_every=5)), Path.cwd(), resume=True, quiet=True)
+    (latest_checkpoint(out) / "model.safetensors").unlink()
+    with pytest.raises(CheckpointError, match="not a complete training checkpoint"):
+        train(load_config(config(shared, out, steps=8)), Path.cwd(), resume=True, quiet=True)
