@@ -27,9 +27,10 @@ def test_shipped_checkpoint_is_small_and_documented():
 @pytest.mark.parametrize("filename", sorted(SAMPLES))
 def test_reconstructs_every_shipped_sample_better_than_the_baseline(model, filename):
     x = sample_chip(filename, model.config["img_size"])
-    for seed in (0, 1):
-        scores = reconstruction_scores(model, x, SAMPLES[filename], seed=seed)
-        assert scores["model_mse"] < scores["baseline_mse"], scores
+    scores = [reconstruction_scores(model, x, SAMPLES[filename], seed=seed) for seed in range(5)]
+    model_mse = sum(s["model_mse"] for s in scores) / 5  # over five different masks
+    baseline_mse = sum(s["baseline_mse"] for s in scores) / 5
+    assert model_mse < baseline_mse, (model_mse, baseline_mse)
 
 
 def test_every_demo_modality_has_its_own_embedding(model):
