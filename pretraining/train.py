@@ -64,7 +64,10 @@ def make_optimizer(model: OFANet, cfg: TrainConfig) -> torch.optim.Optimizer:
             (no_decay if p.ndim <= 1 or name.endswith(("token", "pos_embed")) else decay).append(p)
     groups = [{"params": decay, "weight_decay": cfg.optim.weight_decay},
               {"params": no_decay, "weight_decay": 0.0}]
-    return torch.optim.AdamW(groups, lr=cfg.optim.lr, betas=tuple(cfg.optim.betas))
+    try:  # one fused kernel instead of a loop over many small tensors (torch >= 2.4)
+        return torch.optim.AdamW(groups, lr=cfg.optim.lr, betas=tuple(cfg.optim.betas), fused=True)
+    except (RuntimeError, TypeError, ValueError):
+        return torch.optim.AdamW(groups, lr=cfg.optim.lr, betas=tuple(cfg.optim.betas))
 
 
 # ---------------------------------------------------------------- checkpoints
