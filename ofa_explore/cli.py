@@ -17,7 +17,7 @@ EPILOG = """examples:
   ofa convert dofa_base.pth -o dofa_base.safetensors --from dofa-base-v1
   ofa demo                            shipped model on shipped scenes: reconstructions, embedding map
   ofa pretrain --config pretraining/configs/demo.yaml
-  ofa embed scene.tif -o emb.tif --checkpoint model.safetensors
+  ofa embed scene.tif -o emb.tif                    (the shipped model; or --checkpoint C)
   ofa reconstruct scene.tif -o rec.tif --checkpoint model.safetensors --mask-ratio 0.5
   ofa classify scene.tif -o classes.tif --checkpoint model.safetensors --modality s2_l1c
   ofa embed B01.tif B02.tif B03.tif ... -o emb.tif --checkpoint model.safetensors
@@ -86,7 +86,9 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     from .inference import predict_raster
     from .io import KEEP, open_raster
 
-    model = load_checkpoint(args.checkpoint)
+    from .pretrained import load_pretrained
+
+    model = load_checkpoint(args.checkpoint) if args.checkpoint else load_pretrained()
     nodata = KEEP if args.nodata is None else None if args.nodata == "none" else float(args.nodata)
     raster = open_raster(args.raster if len(args.raster) > 1 else args.raster[0],
                          modality=args.modality, nodata=nodata)
@@ -158,7 +160,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("raster", nargs="+", help="a raster GDAL reads, or one single-band file per "
                                                  "band (stacked in the modality's band order)")
         p.add_argument("-o", "--output", type=Path, required=True, help="output .tif")
-        p.add_argument("--checkpoint", type=Path, required=True, help="ofa_explore checkpoint")
+        p.add_argument("--checkpoint", type=Path,
+                       help="ofa_explore checkpoint (default: the shipped pre-trained model)")
         p.add_argument("--modality", help="override modality detection (see `ofa modalities`)")
         p.add_argument("--tile", type=int, help="tile size in pixels (default: the model's image size)")
         p.add_argument("--overlap", type=int, help="tile overlap in pixels (default: tile/4)")

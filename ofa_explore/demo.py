@@ -19,7 +19,7 @@ import torch
 from .checkpoint import load_checkpoint
 from .fileio import atomic_write
 from .metrics import reconstruction_scores
-from .model import OFANet
+from .model import OFANet, count_parameters
 from .visualize import png_bytes, reconstruction_panel
 
 # every shipped sample and its modality (origin and licence: data/samples/README.md)
@@ -84,7 +84,7 @@ def run_demo(output: str | Path = "ofa-demo", checkpoint: str | Path | None = No
     model = load_checkpoint(checkpoint) if checkpoint else load_pretrained()
     size = model.config["img_size"]
     log(f"OFA-Net-{model.config['size']}: one shared encoder for "
-        f"{', '.join(model.modalities)} ({sum(p.numel() for p in model.parameters()) / 1e6:.1f} M "
+        f"{', '.join(model.modalities)} ({count_parameters(model) / 1e6:.1f} M "
         "parameters)")
     output.mkdir(parents=True, exist_ok=True)
     results = {}

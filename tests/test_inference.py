@@ -216,6 +216,10 @@ def test_cli_round_trip(checkpoint, tmp_path, capsys):
     assert "expects 13 bands" in capsys.readouterr().err
     assert cli(["embed", str(tmp_path / "missing.tif"), "-o", str(tmp_path / "x.tif"),
                 "--checkpoint", str(checkpoint), "-q"]) == 2
+    # without --checkpoint: the shipped pre-trained model
+    assert cli(["embed", str(src), "-o", str(tmp_path / "shipped.tif"), "-q"]) == 0
+    with rasterio.open(tmp_path / "shipped.tif") as f:
+        assert f.count == 192 and f.res == (5.0 * 8, 5.0 * 8)
 
 
 def test_file_output_equals_in_memory_result(model, shared, tmp_path):
