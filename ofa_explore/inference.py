@@ -4,8 +4,7 @@ A reader thread cuts the raster into overlapping tiles aligned to the patch grid
 over through a bounded queue; the model runs on batches of tiles; each tile contributes only its
 centre (the overlap is context, then cropped away), which is written straight to a tiled GeoTIFF.
 No accumulator spans the raster, so memory stays flat whatever its size. The finished file is
-converted to a Cloud-Optimised GeoTIFF (except the many-band embedding cube, see _FileSink) and
-renamed into place, so nothing is ever half-written.
+converted to a Cloud-Optimised GeoTIFF and renamed into place, so nothing is ever half-written.
 """
 
 from __future__ import annotations
@@ -42,7 +41,7 @@ PCA_SAMPLE = 20000  # embedding vectors kept (spread over all tiles) to fit the 
 CLASS_NODATA = 255
 GDAL_CACHE_BYTES = 64 * 2**20  # GDAL block cache while reading/writing; its default grows with RAM
 CUBE_BLOCK = 64  # block side of the embedding cube: 64 x 64 x D floats, 3 MB for D = 192
-COG_MAX_BANDS = 32  # outputs with more bands (the embedding cube) stay tiled GeoTIFFs, see _FileSink
+CUBE_MIN_BANDS = 33  # outputs with this many bands are treated as the embedding cube, see _FileSink
 DEFAULT_COLORS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2",
                   "#7f7f7f", "#bcbd22", "#17becf"]
 
@@ -107,10 +106,10 @@ def predict_raster(
 ) -> PredictionResult:
     """Run ``task`` ("embed" | "reconstruct" | "classify") over a raster of any size.
 
-    ``output`` (a .tif path) gets GeoTIFFs with the input's CRS and extent: embeddings [D bands]
-    at patch resolution (tiled, compressed) plus ``*_pca.tif``, a 3-band colour view (COG); a
-    reconstruction in the input's bands (COG); or class indices (uint8, 255 = nodata) at patch
-    resolution with class names and a colour table (COG). Without ``output`` the result comes back in
+    ``output`` (a .tif path) gets Cloud-Optimised GeoTIFFs with the input's CRS and extent:
+    embeddings [D bands] at patch resolution plus ``*_pca.tif``, a 3-band colour view; a
+    reconstruction in the input's bands; or class indices (uint8, 255 = nodata) at patch
+    resolution with class names and a colour table. Without ``output`` the result comes back in
     memory. ``tile``/``overlap`` in pixels (multiples of the patch size; default: the model's image
     size and a quarter of it). ``progress(done, total)`` is called per batch; ``cancel`` (an Event
     or a callable) stops the work and removes anything written.
@@ -480,23 +479,24 @@ class _MemorySink(_Sink):
 
 
 class _FileSink(_Sink):
-    """A tiled GeoTIFF beside the target, written window by window, then renamed into place.
+    """A tiled GeoTIFF beside the target, written window by window, converted to a COG and
+    renamed into place.
 
-    Outputs with few bands are converted to a COG on the way. The full-D embedding cube is not:
-    GDAL's COG conversion buffers a whole row of tiles of every band, memory that grows with the
-    raster's width, so the cube is written directly as a tiled, compressed GeoTIFF.
+    The full-D embedding cube uses 64-pixel blocks and no overviews: GDAL buffers a row of blocks
+    of every band (in its cache while writing, in the COG conversion), so small blocks keep that
+    memory small, and averaged embeddings make no useful overview.
     """
 
     def __init__(self, path: Path, count, height, width, dtype, nodata, transform, crs, bands):
         super().__init__(count, height, width, dtype, nodata)
         self.path = path
         self.temps: list[Path] = []
-        self.cog = count <= COG_MAX_BANDS
-        # a temporary file to be converted stays uncompressed: cheap to write and read back
+        self.cube = count >= CUBE_MIN_BANDS
+        # few bands: the temporary file stays uncompressed, cheap to write and read back
         self.profile = dict(driver="GTiff", count=count, height=height, width=width, dtype=dtype,
                             nodata=nodata, transform=transform, crs=crs, tiled=True,
                             blockxsize=256, blockysize=256, BIGTIFF="IF_SAFER")
-        if not self.cog:  # small blocks: a row of D-band blocks must fit GDAL's cache
+        if self.cube:  # small blocks: a row of D-band blocks must fit GDAL's cache
             self.profile.update(compress=_compression(), predictor=3 if dtype == "float32" else 1,
                                 blockxsize=CUBE_BLOCK, blockysize=CUBE_BLOCK, zstd_level=1, zlevel=1)
         self.tmp = self._temp(path)
@@ -514,7 +514,7 @@ class _FileSink(_Sink):
         return Path(name)
 
     def _store(self, window: Window, block: np.ndarray) -> None:
-        if self.cog:
+        if not self.cube:
             self.dst.write(block, window=window)
             return
         # The cube: GDAL's cost is per band and per call, and a compressed block written twice
@@ -569,11 +569,10 @@ class _FileSink(_Sink):
             self._flush()
             self.dst.close()
         for tmp, final in [(self.tmp, self.path)] + self.finals:
-            if tmp == self.tmp and not self.cog:
-                publish(tmp, final)
-                continue
             cog = self._temp(final)
-            _write_cog(tmp, cog)
+            cube = tmp == self.tmp and self.cube
+            _write_cog(tmp, cog, blocksize=CUBE_BLOCK if cube else 256,
+                       overviews="NONE" if cube else "AUTO")
             publish(cog, final)
         self._cleanup()
         return None
@@ -589,9 +588,10 @@ class _FileSink(_Sink):
             Path(str(tmp) + ".aux.xml").unlink(missing_ok=True)
 
 
-def _write_cog(src: Path, dst: Path) -> None:
-    rasterio.shutil.copy(src, dst, driver="COG", compress=_compression(), blocksize=256,
-                         num_threads="ALL_CPUS", BIGTIFF="IF_SAFER")
+def _write_cog(src: Path, dst: Path, blocksize: int, overviews: str) -> None:
+    rasterio.shutil.copy(src, dst, driver="COG", compress=_compression(), blocksize=blocksize,
+                         overviews=overviews, level=1, num_threads="ALL_CPUS",
+                         BIGTIFF="IF_SAFER")
 
 
 @functools.lru_cache(maxsize=None)
