@@ -62,7 +62,7 @@ class TrainConfig:
     grad_clip: float | None = 1.0
     checkpoint_every: int = 200
     keep_last: int = 3
-    log_every: int = 10
+    log_every: int = 10  # TensorBoard and progress-bar updates; log.csv gets every step
     val_every: int = 0  # 0: only at the end
     val_batches: int = 8
     num_workers: int = 0

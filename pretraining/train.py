@@ -149,7 +149,7 @@ def train(cfg: TrainConfig, base: Path, resume: bool | str = False, quiet: bool 
         StepBatches(train_batches, rank, cfg.steps), batch_size=None,
         sampler=range(start, cfg.steps), num_workers=cfg.num_workers,
         persistent_workers=cfg.num_workers > 0)
-    log = _Log(out, rank, start > 0, quiet, cfg.steps, start)
+    log = _Log(out, rank, start > 0, quiet, cfg.steps, start, cfg.log_every)
     autocast = _autocast(cfg.precision, device)
     model.train()
     last = {}
@@ -259,10 +259,12 @@ def _log0(rank: int, message: str) -> None:
 
 
 class _Log:
-    """Rank 0: CSV rows (appended on resume), TensorBoard scalars if available, a progress bar."""
+    """Rank 0: a CSV row per step (appended on resume), and every ``every`` steps TensorBoard
+    scalars (when installed) and the progress bar's loss and images/s."""
 
-    def __init__(self, out: Path, rank: int, append: bool, quiet: bool, steps: int, start: int):
-        self.rank = rank
+    def __init__(self, out: Path, rank: int, append: bool, quiet: bool, steps: int, start: int,
+                 every: int):
+        self.rank, self.every = rank, every
         if rank != 0:
             return
         out.mkdir(parents=True, exist_ok=True)
@@ -288,12 +290,14 @@ class _Log:
             return
         self.csv.writerow(row)
         self.file.flush()
+        self.bar.update(1)
+        if row["step"] % self.every:
+            return
         if self.tb:
             self.tb.add_scalar("loss/train", row["loss"], row["step"])
             self.tb.add_scalar("lr", row["lr"], row["step"])
         self.bar.set_postfix(loss=f"{row['loss']:.3f}", img_s=f"{row['images_per_s']:.0f}",
                              mod=row["modality"])
-        self.bar.update(1)
 
     def close(self, message: str) -> None:
         self.bar.close()
