@@ -76,7 +76,6 @@ def test_demo_writes_panels_embedding_map_and_summary(tmp_path, capsys):
     assert Image.open(summary["embedding"]["png"]).size[0] > 100
     printed = capsys.readouterr().out
     assert "reconstruction_s1_grd.png" in printed and "done in" in printed
-    assert summary["seconds"] < 60
     # an output path that is a file is refused, nothing overwritten
     blocker = tmp_path / "file"
     blocker.write_text("keep me")
