@@ -378,19 +378,11 @@ def _forward(model, m, task, x, head, mask_ratio, seed) -> np.ndarray:
         tokens = model.forward_features(x, m)[:, 1:]
         return tokens.transpose(1, 2).reshape(x.shape[0], -1, gh, gw).float().cpu().numpy()
     if task == "reconstruct":
-        image, _ = model.reconstruct(x, m, mask_ratio=mask_ratio, seed=seed) if mask_ratio > 0 \
-            else (_autoencode(model, x, m), None)
+        image, _ = model.reconstruct(x, m, mask_ratio=mask_ratio, seed=seed,
+                                     keep_visible=mask_ratio > 0)
         return image.float().cpu().numpy()
     probs = model.classify(x, m, head=head).softmax(-1)
     return probs[:, :, None, None].expand(-1, -1, gh, gw).float().cpu().numpy()
-
-
-def _autoencode(model: OFANet, x: torch.Tensor, m: Modality) -> torch.Tensor:
-    """Reconstruction with nothing hidden (mask ratio 0)."""
-    xn = model.normalize(model.check_input(x, m), m)
-    latent, _, ids = model.forward_encoder(xn, m, 0.0)
-    pred = model.forward_decoder(latent, ids, m, model._grid_of(x))
-    return model.denormalize(model.unpatchify(pred, x.shape[1], model._grid_of(x)), m)
 
 
 # ---------------------------------------------------------------- writing

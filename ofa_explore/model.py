@@ -487,11 +487,14 @@ class OFANet(nn.Module):
 
     @torch.no_grad()
     def reconstruct(self, x: torch.Tensor, modality: str | Modality, mask_ratio: float = 0.75,
-                    seed: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                    seed: int | None = None,
+                    keep_visible: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
         """Hide patches, predict them back.
 
         Returns (image [B, C, H, W] in the input's units: visible patches are the input itself,
         hidden ones the model's prediction; mask [B, 1, H, W], 1 = hidden). A seed repeats the mask.
+        ``keep_visible=False`` returns the prediction everywhere (with ``mask_ratio=0``: the
+        model's plain autoencoding of the whole image).
         """
         m = self.resolve_modality(modality)
         x = self.check_input(x, m)
@@ -510,6 +513,8 @@ class OFANet(nn.Module):
         image = self.denormalize(self.unpatchify(pred, x.shape[1], grid), m)
         p = self.patch_size
         mask_img = mask.reshape(-1, 1, *grid).repeat_interleave(p, 2).repeat_interleave(p, 3)
+        if not keep_visible:
+            return image, mask_img
         return torch.where(mask_img.bool(), image, x), mask_img
 
     def classify(self, x: torch.Tensor, modality: str | Modality,

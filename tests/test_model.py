@@ -194,3 +194,12 @@ def test_head_refuses_other_modality():
     assert model.classify(sample("s2_l1c"), "s2_l1c").shape == (2, 2)
     with pytest.raises(ValueError, match="trained on modality 's2_l1c'"):
         model.classify(sample("rgb"), "rgb")
+
+
+def test_reconstruct_can_return_the_prediction_everywhere():
+    model = small_model(["rgb"])
+    x = sample("rgb")
+    pasted, _ = model.reconstruct(x, "rgb", mask_ratio=0.0)
+    assert torch.equal(pasted, x)  # nothing hidden: the input itself
+    predicted, mask = model.reconstruct(x, "rgb", mask_ratio=0.0, keep_visible=False)
+    assert mask.sum() == 0 and not torch.allclose(predicted, x)
