@@ -134,8 +134,7 @@ def model_from_metadata(meta: dict[str, Any]) -> OFANet:
     modalities = [Modality.from_dict(m) for m in meta.get("modalities", {}).values()]
     model = OFANet(modalities=modalities, **config)
     for name, info in meta.get("heads", {}).items():
-        model.add_head(name, info["classes"], pool=info.get("pool", "cls"),
-                       modality=info.get("modality"), colors=info.get("colors"))
+        model.add_head(name, **info)
     return model
 
 

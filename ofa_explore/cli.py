@@ -21,6 +21,11 @@ EPILOG = """examples:
   ofa reconstruct scene.tif -o rec.tif --checkpoint model.safetensors --mask-ratio 0.5
   ofa classify scene.tif -o classes.tif --checkpoint model.safetensors --modality s2_l1c
   ofa embed B01.tif B02.tif B03.tif ... -o emb.tif --checkpoint model.safetensors
+  ofa train-head --data eurosat/ -o landcover.safetensors          (folder per class, or CSV)
+  ofa train-head --data trees/ --task segmentation -o trees.safetensors  (images/ + masks/)
+  ofa evaluate --data eurosat/index.csv --checkpoint landcover.safetensors
+  ofa evaluate --data eurosat/index.csv --probe        linear probe + kNN vs random init
+  ofa evaluate --benchmark geobench --root ~/geobench   the OFA-Net paper's GEO-Bench tasks
 """
 
 EXIT_BAD_INPUT = 2
@@ -126,6 +131,86 @@ def _cmd_pretrain(args: argparse.Namespace) -> int:
     return pretrain(argv)
 
 
+def _cmd_train_head(args: argparse.Namespace) -> int:
+    from .checkpoint import load_checkpoint, save_checkpoint
+    from .downstream import fit_scene_head, fit_segmentation_head
+    from .pretrained import load_pretrained
+
+    model = load_checkpoint(args.checkpoint) if args.checkpoint else load_pretrained()
+    if args.output.exists() and not args.overwrite:
+        raise FileExistsError(f"{args.output} exists; pass --overwrite to replace it")
+    name = args.name or ("segmentation" if args.task == "segmentation" else "classifier")
+    progress = None if args.quiet else _print_progress
+    if args.task == "segmentation":
+        report = fit_segmentation_head(model, args.data, name, modality=args.modality,
+                                       trainable_blocks=args.trainable_blocks,
+                                       epochs=args.epochs or 60, val_fraction=args.val_fraction,
+                                       seed=args.seed, progress=progress)
+        print(f"head {name!r}: mIoU {report['miou']:.3f} on {report['val']} held-out tiles "
+              f"(train {report['train_miou']:.3f})")
+    else:
+        report = fit_scene_head(model, args.data, name, modality=args.modality,
+                                method=args.method, trainable_blocks=args.trainable_blocks,
+                                epochs=args.epochs or 30, val_fraction=args.val_fraction,
+                                seed=args.seed, progress=progress)
+        print(f"head {name!r}: accuracy {report['accuracy']:.3f}, macro-F1 "
+              f"{report['macro_f1']:.3f} on {report['val']} held-out chips "
+              f"({len(report['classes'])} classes, {report['train']} training chips)")
+    source = args.checkpoint or "shipped demo checkpoint"
+    out = save_checkpoint(model, args.output, backbone=str(source), head_trained=name)
+    print(f"wrote {out} (backbone + head; use it with `ofa classify --checkpoint {out}`)")
+    return 0
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from .checkpoint import load_checkpoint
+    from .pretrained import load_pretrained
+
+    model = load_checkpoint(args.checkpoint) if args.checkpoint else load_pretrained()
+    progress = None if args.quiet else _print_progress
+    if args.benchmark:
+        from .downstream.geobench import format_table, run_geobench
+
+        rows = run_geobench(model, args.root, tasks=args.tasks, progress=progress)
+        print(format_table(rows))
+        return 0
+    if args.data is None:
+        raise ValueError("pass --data (labelled chips) or --benchmark geobench --root DIR")
+    if args.probe:
+        from .downstream import compare_with_random_init
+
+        rows = compare_with_random_init(model, args.data, modality=args.modality,
+                                        folds=args.folds, progress=progress)
+        print(f"{'backbone':<13}{'method':<8}{'accuracy':>10}{'± fold sd':>11}{'macro-F1':>10}")
+        for r in rows:
+            print(f"{r['backbone']:<13}{r['method']:<8}{r['accuracy']:>10.3f}"
+                  f"{r['accuracy_std']:>11.3f}{r['macro_f1']:>10.3f}")
+        print(f"({rows[0]['chips']} chips, {rows[0]['folds']}-fold cross-validation, "
+              f"{rows[0]['repeats']} repeats)")
+        return 0
+    from .downstream import evaluate_head
+
+    report = evaluate_head(model, args.data, args.head, args.modality, progress=progress)
+    if report["kind"] == "segmentation":
+        print(f"head {report['head']!r}: mIoU {report['miou']:.3f}, pixel accuracy "
+              f"{report['pixel_accuracy']:.3f}")
+        for name, iou in zip(report["classes"], report["iou"]):
+            print(f"  {name:<24}IoU {'-' if iou is None else f'{iou:.3f}'}")
+        return 0
+    print(f"head {report['head']!r}: accuracy {report['accuracy']:.3f}, macro-F1 "
+          f"{report['macro_f1']:.3f} on {report['count']} chips")
+    width = max(len(c) for c in report["classes"])
+    print("confusion (rows: true, columns: predicted)")
+    for name, row in zip(report["classes"], report["confusion"]):
+        print(f"  {name:<{width}} " + " ".join(f"{v:>3}" for v in row))
+    return 0
+
+
+def _print_progress(stage: str, done: int, total: int) -> None:
+    end = "\n" if done >= total else ""
+    print(f"\r{stage}: {done}/{total}", end=end, file=sys.stderr, flush=True)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ofa", description="OFA-Net for Earth observation: one backbone for every modality.",
@@ -177,6 +262,43 @@ def build_parser() -> argparse.ArgumentParser:
         if task == "classify":
             p.add_argument("--head", help="which head of the checkpoint (default: its first)")
         p.set_defaults(func=_cmd_predict)
+
+    p = sub.add_parser("train-head", help="fit a classification or segmentation head on "
+                                          "labelled data; writes backbone + head")
+    p.add_argument("--data", type=Path, required=True,
+                   help="folder with one sub-folder per class, or a CSV with path,label "
+                        "(optional group column); segmentation: images/ + masks/ or image,mask CSV")
+    p.add_argument("-o", "--output", type=Path, required=True, help="output .safetensors")
+    p.add_argument("--checkpoint", type=Path, help="backbone (default: the shipped model)")
+    p.add_argument("--modality", help="override modality detection (see `ofa modalities`)")
+    p.add_argument("--task", choices=["scene", "segmentation"], default="scene")
+    p.add_argument("--name", help="head name (default: classifier / segmentation)")
+    p.add_argument("--method", choices=["linear", "finetune"], default="linear",
+                   help="scene heads: linear probe on frozen features (default) or fine-tuning")
+    p.add_argument("--trainable-blocks", type=int, default=0,
+                   help="fine-tune the last K encoder blocks too (-1: all; default 0)")
+    p.add_argument("--epochs", type=int, help="training epochs (default 30; segmentation 60)")
+    p.add_argument("--val-fraction", type=float, default=0.2, help="held out for scores (0.2)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress")
+    p.set_defaults(func=_cmd_train_head)
+
+    p = sub.add_parser("evaluate", help="score a head on labelled data, compare a backbone "
+                                        "with random init, or run GEO-Bench")
+    p.add_argument("--data", type=Path, help="labelled chips (as for train-head)")
+    p.add_argument("--checkpoint", type=Path, help="model (default: the shipped one)")
+    p.add_argument("--head", help="which head (default: the first for the data's modality)")
+    p.add_argument("--modality", help="override modality detection")
+    p.add_argument("--probe", action="store_true", help="linear probe + kNN of the frozen "
+                                                        "backbone vs random initialisation")
+    p.add_argument("--folds", type=int, default=5, help="cross-validation folds for --probe")
+    p.add_argument("--benchmark", choices=["geobench"], help="run a benchmark's task list")
+    p.add_argument("--root", type=Path, help="benchmark folder (GEO-Bench: the folder holding "
+                                             "classification_v1.0/ and segmentation_v1.0/)")
+    p.add_argument("--tasks", nargs="+", help="benchmark tasks to run (default: all found)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress")
+    p.set_defaults(func=_cmd_evaluate)
 
     p = sub.add_parser("demo", help="the shipped pre-trained model on the shipped scenes: "
                                     "masked reconstructions and an embedding map")

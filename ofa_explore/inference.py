@@ -108,8 +108,9 @@ def predict_raster(
 
     ``output`` (a .tif path) gets Cloud-Optimised GeoTIFFs with the input's CRS and extent:
     embeddings [D bands] at patch resolution plus ``*_pca.tif``, a 3-band colour view; a
-    reconstruction in the input's bands; or class indices (uint8, 255 = nodata) at patch
-    resolution with class names and a colour table. Without ``output`` the result comes back in
+    reconstruction in the input's bands; or class indices (uint8, 255 = nodata) with class names
+    and a colour table: per patch from a scene head (each tile's label), per pixel from a
+    segmentation head. Without ``output`` the result comes back in
     memory. ``tile``/``overlap`` in pixels (multiples of the patch size; default: the model's image
     size and a quarter of it). ``progress(done, total)`` is called per batch; ``cancel`` (an Event
     or a callable) stops the work and removes anything written.
@@ -140,7 +141,9 @@ def _predict(model, raster, task, output, modality, tile, overlap, batch_size, d
     dev = pick_device(device)
     model = model.to(dev).eval()
 
-    res = 1 if task == "reconstruct" else p  # output pixel size, in input pixels
+    per_pixel = task == "reconstruct" or (
+        task == "classify" and model.head_info[head_name]["kind"] == "segmentation")
+    res = 1 if per_pixel else p  # output pixel size, in input pixels
     out_h, out_w = math.ceil(H / res), math.ceil(W / res)
     bands = (list(m.bands) if task == "reconstruct" else
              [f"emb_{i:03d}" for i in range(model.config["embed_dim"])] if task == "embed" else
@@ -217,21 +220,10 @@ def _check_output(output, source, overwrite: bool, task: str) -> Path | None:
 
 
 def _check_model(model: OFANet, m: Modality, task: str, head: str | None):
-    if m.name not in model.patch_embeds and model.wavelength_embed is None:
-        raise ValueError(f"this model has no patch embedding for modality '{m.name}' (it knows "
-                         f"{', '.join(model.modalities)}); use a checkpoint trained on it")
+    model.require_embedding(m)
     if task != "classify":
         return None, None
-    if not model.heads:
-        raise ValueError("this checkpoint carries no classification head; train one (issue: "
-                         "ofa train-head) or pass a checkpoint that has one")
-    name = head or next(iter(model.heads))
-    if name not in model.heads:
-        raise ValueError(f"no head named {name!r}; this checkpoint has {', '.join(model.heads)}")
-    expected = model.head_info[name].get("modality")
-    if expected and expected != m.name:
-        raise ValueError(f"head {name!r} was trained on '{expected}' imagery but this raster is "
-                         f"'{m.name}'; pass a matching raster or --modality {expected}")
+    name = model.head_for(head, None, m)
     return name, list(model.head_info[name]["classes"])
 
 
@@ -381,6 +373,8 @@ def _forward(model, m, task, x, head, mask_ratio, seed) -> np.ndarray:
         image, _ = model.reconstruct(x, m, mask_ratio=mask_ratio, seed=seed,
                                      keep_visible=mask_ratio > 0)
         return image.float().cpu().numpy()
+    if model.head_info[head]["kind"] == "segmentation":
+        return model.segment(x, m, head=head).softmax(1).float().cpu().numpy()
     probs = model.classify(x, m, head=head).softmax(-1)
     return probs[:, :, None, None].expand(-1, -1, gh, gw).float().cpu().numpy()
 

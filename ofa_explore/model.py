@@ -16,7 +16,7 @@ Dd decoder width.
 from __future__ import annotations
 
 from functools import partial
-from typing import Any, Iterable
+from typing import Any, Iterable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -25,6 +25,7 @@ from timm.layers.pos_embed_sincos import build_sincos2d_pos_embed
 from timm.models.vision_transformer import Block
 from torch import nn
 
+from .heads import HEAD_KINDS, POOLS, SceneHead, SegmentationHead, default_colors, default_layers
 from .modalities import Modality, get_modality
 
 # ViT-Ti/S/B/L encoders (Dosovitskiy et al.; Touvron et al.); MAE's light decoder for B/L,
@@ -264,7 +265,7 @@ class OFANet(nn.Module):
                                                     wavelength_head_order)
                                 if wavelength_embed else None)
 
-        # downstream classification heads over pooled features, named; see add_head
+        # downstream heads (scene classifiers, segmentation decoders), named; see add_head
         self.heads = nn.ModuleDict()
         self.head_info: dict[str, dict[str, Any]] = {}
         self.provenance: dict[str, Any] = {}  # filled by load_checkpoint / weight converters
@@ -281,18 +282,49 @@ class OFANet(nn.Module):
                        self.decoder_norm, self.decoder_heads]:
             module.apply(_init_linear_and_norm)
 
-    def add_head(self, name: str, classes: list[str], pool: str = "cls",
-                 modality: str | None = None, colors: list[str] | None = None) -> nn.Module:
-        """Attach a linear scene classifier over pooled encoder features; saved with the model."""
-        if pool not in ("cls", "mean"):
-            raise ValueError(f"pool must be 'cls' or 'mean', got {pool!r}")
+    def add_head(self, name: str, classes: Sequence[str], kind: str = "scene",
+                 pool: str = "mean", modality: str | None = None,
+                 colors: Sequence[str] | None = None, layers: Sequence[int] | None = None,
+                 **notes: Any) -> nn.Module:
+        """Attach a downstream head; it is saved with the model, with its class names, colours,
+        the modality it expects and any ``notes`` (metrics, training data: JSON values).
+
+        ``kind="scene"``: one label per image from pooled tokens (``pool`` "mean" or "cls").
+        ``kind="segmentation"``: one label per pixel from the token maps of encoder ``layers``
+        (default: four evenly spaced blocks).
+        """
+        if kind not in HEAD_KINDS:
+            raise ValueError(f"head kind must be one of {', '.join(HEAD_KINDS)}, got {kind!r}")
+        if pool not in POOLS:
+            raise ValueError(f"pool must be one of {', '.join(POOLS)}, got {pool!r}")
+        classes = [str(c) for c in classes]
         if not classes:
             raise ValueError("a head needs at least one class name")
-        D = self.config["embed_dim"]
-        head = nn.Sequential(nn.LayerNorm(D), nn.Linear(D, len(classes)))
-        self.heads[name] = head
-        self.head_info[name] = dict(classes=list(classes), pool=pool, modality=modality,
-                                    colors=list(colors) if colors else None)
+        if len(set(classes)) != len(classes):
+            raise ValueError(f"class names must be unique, got {classes}")
+        if len(classes) > 255:
+            raise ValueError("a head has at most 255 classes (class maps are uint8, 255 = nodata)")
+        if colors is not None and len(colors) != len(classes):
+            raise ValueError(f"{len(colors)} colours for {len(classes)} classes")
+        D, depth = self.config["embed_dim"], self.config["depth"]
+        if kind == "segmentation" and modality is None:
+            raise ValueError("a segmentation head needs the modality it will see (its first "
+                             "layer reads the image's bands)")
+        if kind == "scene":
+            head: nn.Module = SceneHead(D, len(classes))
+            layers = None
+        else:
+            layers = list(layers) if layers is not None else default_layers(depth)
+            bad = [i for i in layers if not 0 <= i < depth]
+            if bad or not layers:
+                raise ValueError(f"layers must be encoder block indices in [0, {depth}), "
+                                 f"got {layers}")
+            head = SegmentationHead(D, len(classes), self.patch_size, len(layers),
+                                    self.resolve_modality(modality).num_bands)
+        self.heads[name] = head.to(self.cls_token.device)
+        self.head_info[name] = dict(
+            kind=kind, classes=classes, pool=pool, modality=modality, layers=layers,
+            colors=list(colors) if colors is not None else default_colors(len(classes)), **notes)
         return head
 
     # --------------------------------------------------------- modality I/O
@@ -389,11 +421,16 @@ class OFANet(nn.Module):
                                  f"this model's '{modality.name}' embedding takes "
                                  f"{trained.num_bands}; rename the custom modality")
             return self.patch_embeds[modality.name](x)
-        if self.wavelength_embed is None:
+        self.require_embedding(modality)
+        return self.wavelength_embed(x, self.wavelength_codes(modality, x.device))
+
+    def require_embedding(self, modality: Modality) -> None:
+        """Fail early, naming what the model knows, when it cannot embed ``modality``."""
+        if modality.name not in self.patch_embeds and self.wavelength_embed is None:
             raise ValueError(
                 f"this model has no patch embedding for modality '{modality.name}' and no "
-                f"wavelength-conditioned embedding; it knows {', '.join(self.modalities)}")
-        return self.wavelength_embed(x, self.wavelength_codes(modality, x.device))
+                f"wavelength-conditioned embedding; it knows {', '.join(self.modalities)}; "
+                "pass --modality or use a checkpoint trained on it")
 
     def random_masking(self, x: torch.Tensor, mask_ratio: float,
                        generator: torch.Generator | None = None):
@@ -428,8 +465,12 @@ class OFANet(nn.Module):
         pos = self._pos(self.pos_embed, self._grid_of(x))
         return self.embed_patches(x, modality) + pos[:, 1:], self.cls_token + pos[:, :1]
 
+    @staticmethod
+    def _with_cls(tokens: torch.Tensor, cls: torch.Tensor) -> torch.Tensor:
+        return torch.cat([cls.expand(tokens.shape[0], -1, -1), tokens], dim=1)
+
     def _encode(self, tokens: torch.Tensor, cls: torch.Tensor) -> torch.Tensor:
-        x = torch.cat([cls.expand(tokens.shape[0], -1, -1), tokens], dim=1)
+        x = self._with_cls(tokens, cls)
         for block in self.blocks:
             x = block(x)
         return self.norm(x)
@@ -517,23 +558,73 @@ class OFANet(nn.Module):
             return image, mask_img
         return torch.where(mask_img.bool(), image, x), mask_img
 
+    def encoder_layers(self, x: torch.Tensor, modality: str | Modality,
+                       layers: Sequence[int]) -> list[torch.Tensor]:
+        """Token maps after the given encoder blocks, final norm applied: each [B, D, h, w].
+        ``x`` is normalised already."""
+        m = self.resolve_modality(modality)
+        grid = self._grid_of(x)
+        h = self._with_cls(*self._embed(x, m))
+        wanted, out = set(layers), {}
+        for i, block in enumerate(self.blocks[:max(layers) + 1]):
+            h = block(h)
+            if i in wanted:
+                out[i] = self.norm(h)[:, 1:].transpose(1, 2).reshape(h.shape[0], -1, *grid)
+        return [out[i] for i in layers]
+
+    def head_for(self, head: str | None, kind: str | None = None,
+                 modality: Modality | None = None) -> str:
+        """The head to use: the one named, else the first (of this kind) for this modality."""
+        if head is not None:
+            if head not in self.heads:
+                raise ValueError(f"no head named {head!r}; this model has "
+                                 f"{', '.join(self.heads) or 'none'}")
+            info = self.head_info[head]
+            if modality is not None and info["modality"] and info["modality"] != modality.name:
+                raise ValueError(f"head {head!r} was trained on '{info['modality']}' imagery, "
+                                 f"not '{modality.name}'; pass {info['modality']} imagery or "
+                                 "train a head for this modality (ofa train-head)")
+            return head
+        of_kind = [n for n, i in self.head_info.items() if kind in (None, i["kind"])]
+        kind = kind or "classification"
+        if not of_kind:
+            raise ValueError(f"this model carries no {kind} head; train one with "
+                             "`ofa train-head` or pass a checkpoint that has one")
+        fitting = [n for n in of_kind if modality is None or self.head_info[n]["modality"]
+                   in (None, modality.name)]
+        if not fitting:
+            raise ValueError(
+                f"no {kind} head of this model takes '{modality.name}' imagery (its heads: "
+                + ", ".join(f"{n} for {self.head_info[n]['modality']}" for n in of_kind)
+                + "); train one with `ofa train-head --modality " + modality.name + "`")
+        return fitting[0]
+
+    def pooled_features(self, x: torch.Tensor, modality: str | Modality,
+                        pool: str = "mean") -> torch.Tensor:
+        """One vector per image [B, D]: mean of the patch tokens, or the class token."""
+        tokens = self.forward_features(x, modality)
+        return tokens[:, 0] if pool == "cls" else tokens[:, 1:].mean(1)
+
     def classify(self, x: torch.Tensor, modality: str | Modality,
                  head: str | None = None) -> torch.Tensor:
-        """Scene logits [B, num_classes] from a head added with ``add_head``."""
-        if not self.heads:
-            raise ValueError("this model carries no classification head; train one first")
-        if head is None:
-            head = next(iter(self.heads))
-        if head not in self.heads:
-            raise ValueError(f"no head named {head!r}; this model has {', '.join(self.heads)}")
-        info = self.head_info[head]
+        """Scene logits [B, num_classes] from a scene head (see ``add_head``)."""
         m = self.resolve_modality(modality)
-        if info["modality"] and info["modality"] != m.name:
-            raise ValueError(f"head {head!r} was trained on modality '{info['modality']}', "
-                             f"not '{m.name}'; pass modality='{info['modality']}' imagery")
-        tokens = self.forward_features(x, m)
-        pooled = tokens[:, 0] if info["pool"] == "cls" else tokens[:, 1:].mean(1)
-        return self.heads[head](pooled)
+        name = self.head_for(head, "scene", m)
+        if self.head_info[name]["kind"] != "scene":
+            return self.segment(x, m, name).mean((2, 3))  # a scene label from pixel scores
+        return self.heads[name](self.pooled_features(x, m, self.head_info[name]["pool"]))
+
+    def segment(self, x: torch.Tensor, modality: str | Modality,
+                head: str | None = None) -> torch.Tensor:
+        """Per-pixel logits [B, num_classes, H, W] from a segmentation head."""
+        m = self.resolve_modality(modality)
+        name = self.head_for(head, "segmentation", m)
+        info = self.head_info[name]
+        if info["kind"] != "segmentation":
+            raise ValueError(f"head {name!r} is a scene classifier; it gives one label per "
+                             "image, use classify()")
+        x = self.normalize(self.check_input(x, m), m)
+        return self.heads[name](self.encoder_layers(x, m, info["layers"]), x)
 
     def _grid_of(self, x: torch.Tensor) -> tuple[int, int]:
         return (x.shape[2] // self.patch_size, x.shape[3] // self.patch_size)

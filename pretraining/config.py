@@ -51,13 +51,32 @@ class OptimConfig:
 
 
 @dataclass
+class ContrastiveConfig:
+    """Optional InfoNCE term between two masked views (see pretraining/contrastive.py)."""
+
+    weight: float = 0.0  # 0: plain MAE
+    temperature: float = 0.2
+    crop_scale: list[float] = field(default_factory=lambda: [0.3, 1.0])
+    proj_dim: int = 128
+
+    def __post_init__(self) -> None:
+        if self.weight < 0 or self.temperature <= 0:
+            raise ConfigError("contrastive: weight must be >= 0 and temperature > 0")
+        if len(self.crop_scale) != 2 or not 0 < self.crop_scale[0] <= self.crop_scale[1] <= 1:
+            raise ConfigError(f"contrastive.crop_scale must be [min, max] within (0, 1], got "
+                              f"{self.crop_scale}")
+
+
+@dataclass
 class TrainConfig:
     data: list[SourceConfig]
     model: ModelConfig = field(default_factory=ModelConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
+    contrastive: ContrastiveConfig = field(default_factory=ContrastiveConfig)
     steps: int = 1000
     batch_size: int = 16
     mask_ratio: float = 0.75
+    crop_scale: tuple[float, float] = (1.0, 1.0)  # window area / image area, drawn per chip
     precision: str = "fp32"  # fp32 | bf16 | fp16 (fp16 only on CUDA)
     grad_clip: float | None = 1.0
     checkpoint_every: int = 200
@@ -74,6 +93,10 @@ class TrainConfig:
             raise ConfigError(f"precision must be fp32, bf16 or fp16, got {self.precision!r}")
         if not 0 <= self.mask_ratio < 1:
             raise ConfigError(f"mask_ratio must be in [0, 1), got {self.mask_ratio}")
+        lo, hi = self.crop_scale = tuple(float(v) for v in self.crop_scale)
+        if not 0 < lo <= hi <= 4:
+            raise ConfigError(f"crop_scale must be [min, max] with 0 < min <= max <= 4, got "
+                              f"{list(self.crop_scale)}")
         for key in ("steps", "batch_size", "checkpoint_every", "keep_last", "log_every"):
             if getattr(self, key) <= 0:
                 raise ConfigError(f"{key} must be positive, got {getattr(self, key)}")

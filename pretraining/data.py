@@ -1,8 +1,9 @@
 """Multi-modal chips for MAE pre-training, drawn on the fly from rasters of registered modalities.
 
 The batch of a step is a pure function of (seed, step, rank): one modality per step (the same on
-every rank, chosen by the mixing weights), random windows with flips and rotations, chips with too
-much nodata skipped. Resuming at step N therefore reproduces batch N exactly, with no sampler state
+every rank, chosen by the mixing weights), random windows (of a random area, resized to the
+image size, when ``crop_scale`` asks for it: MAE's random-resized crop) with flips and rotations,
+chips with too much nodata skipped. Resuming at step N therefore reproduces batch N exactly, with no sampler state
 to save, and every rank draws different chips.
 """
 
@@ -67,11 +68,12 @@ class ChipSampler:
     """Batches for training or validation, as a function of the step (and rank)."""
 
     def __init__(self, sources: list[ModalitySource], img_size: int, seed: int,
-                 split: str = "train"):
+                 split: str = "train", crop_scale: tuple[float, float] = (1.0, 1.0)):
         self.sources = [s for s in sources if s.regions(split)]
         if not self.sources:
             raise ValueError(f"no rasters left for the {split} split; lower val_fraction")
         self.img_size, self.seed, self.split = img_size, seed, split
+        self.crop_scale = crop_scale
         weights = np.array([s.cfg.weight for s in self.sources], dtype=float)
         self.weights = weights / weights.sum()
 
@@ -90,11 +92,12 @@ class ChipSampler:
                                           for _ in range(source.batch_size)]))
 
     def _chip(self, source: ModalitySource, rng: np.random.Generator) -> np.ndarray:
-        m, size = source.modality, self.img_size
+        m = source.modality
         mean = np.asarray(m.mean, dtype=np.float32)[:, None, None]
         regions = source.regions(self.split)
         for _ in range(TRIES):
             region = regions[rng.integers(len(regions))]
+            size = self._window_side(rng)
             r0, r1 = region.rows
             width = region.raster.shape[-1]
             y = rng.integers(r0, max(r0, r1 - size) + 1)
@@ -109,12 +112,27 @@ class ChipSampler:
             chip = np.broadcast_to(mean, (m.num_bands, size, size)).copy()
             h, w = values.shape[1:]
             chip[:, :h, :w] = np.where(valid, values, mean)
+            if size != self.img_size:
+                chip = _resize(chip, self.img_size)
             chip = np.rot90(chip, k=rng.integers(4), axes=(1, 2))
             if rng.random() < 0.5:
                 chip = chip[:, :, ::-1]
             return np.ascontiguousarray(chip, dtype=np.float32)
         raise ValueError(f"source '{m.name}': no chip with {MIN_VALID:.0%} valid pixels in {TRIES} "
                          "tries; check nodata")
+
+
+    def _window_side(self, rng: np.random.Generator) -> int:
+        lo, hi = self.crop_scale
+        if lo == hi == 1.0:
+            return self.img_size
+        return max(4, round(self.img_size * float(np.sqrt(rng.uniform(lo, hi)))))
+
+
+def _resize(chip: np.ndarray, size: int) -> np.ndarray:
+    t = torch.from_numpy(np.ascontiguousarray(chip))[None]
+    return torch.nn.functional.interpolate(t, size=(size, size), mode="bilinear",
+                                           antialias=True, align_corners=False)[0].numpy()
 
 
 class StepBatches(torch.utils.data.Dataset):

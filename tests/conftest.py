@@ -49,3 +49,45 @@ class PickleBomb:
 
     def __reduce__(self):
         return (os.system, ("touch PWNED_BY_PICKLE",))
+
+
+@pytest.fixture(scope="session")
+def neon_trees(shared, tmp_path_factory) -> Path:
+    """The NEON 0.1 m RGB tile with its 61 tree-crown boxes rasterised as a mask (1 = tree), in the
+    images/ + masks/ layout that `ofa train-head --task segmentation` reads."""
+    return _neon_trees(shared, tmp_path_factory.mktemp("neon_trees"), None)
+
+
+@pytest.fixture(scope="session")
+def neon_trees_crop(shared, tmp_path_factory) -> Path:
+    """The top-left 192 x 192 pixels of the same scene and mask (small enough to overfit fast)."""
+    return _neon_trees(shared, tmp_path_factory.mktemp("neon_trees_crop"), 192)
+
+
+def _neon_trees(shared: Path, root: Path, crop: int | None) -> Path:
+    import json
+
+    import rasterio
+    from rasterio.windows import Window
+
+    (root / "images").mkdir()
+    (root / "masks").mkdir()
+    src_path = shared / "neon_rgb" / "OSBS_029.tif"
+    with rasterio.open(src_path) as src:
+        window = Window(0, 0, crop or src.width, crop or src.height)
+        profile = src.profile
+        image = src.read(window=window)
+        transform = src.window_transform(window)
+    profile.update(nodata=None, width=image.shape[2], height=image.shape[1], transform=transform)  # 255 is a valid bright pixel here (MANIFEST)
+    with rasterio.open(root / "images" / "OSBS_029.tif", "w", **profile) as dst:
+        dst.write(image)
+    mask = np.zeros(image.shape[1:], np.uint8)
+    with open(shared / "neon_rgb" / "OSBS_029.csv") as f:
+        for box in csv.DictReader(f):
+            mask[int(box["ymin"]):int(box["ymax"]), int(box["xmin"]):int(box["xmax"])] = 1
+    profile.update(count=1, dtype="uint8")
+    with rasterio.open(root / "masks" / "OSBS_029.tif", "w", **profile) as dst:
+        dst.write(mask[None])
+    (root / "classes.json").write_text(json.dumps({"classes": ["background", "tree"],
+                                                   "colors": ["#d9d9d9", "#1b7837"]}))
+    return root

@@ -147,8 +147,10 @@ def test_bad_outputs_and_options(model, tmp_path, monkeypatch):
         predict_raster(model, src, "embed", tile=30)
     with pytest.raises(ValueError, match="task must be"):
         predict_raster(model, src, "segment")
-    with pytest.raises(ValueError, match="trained on 's2_l1c'"):
+    with pytest.raises(ValueError, match="no classification head of this model takes 'rgbn'"):
         predict_raster(model, sample_path("naip_rgbn_2020.tif"), "classify")
+    with pytest.raises(ValueError, match="'landcover' was trained on 's2_l1c' imagery"):
+        predict_raster(model, sample_path("naip_rgbn_2020.tif"), "classify", head="landcover")
     bare = OFANet("tiny", modalities=["rgb"], img_size=32, patch_size=P, depth=1, wavelength_embed=False)
     with pytest.raises(ValueError, match="no patch embedding for modality 's2_l1c'"):
         predict_raster(bare, src, "embed")

@@ -192,8 +192,27 @@ def test_head_refuses_other_modality():
     model = small_model(["s2_l1c", "rgb"])
     model.add_head("landcover", ["a", "b"], modality="s2_l1c")
     assert model.classify(sample("s2_l1c"), "s2_l1c").shape == (2, 2)
-    with pytest.raises(ValueError, match="trained on modality 's2_l1c'"):
+    with pytest.raises(ValueError, match="no scene head of this model takes 'rgb'.*landcover "
+                                         "for s2_l1c.*train-head --modality rgb"):
         model.classify(sample("rgb"), "rgb")
+    with pytest.raises(ValueError, match="'landcover' was trained on 's2_l1c' imagery, not 'rgb'"):
+        model.classify(sample("rgb"), "rgb", head="landcover")
+
+
+def test_segmentation_head_gives_per_pixel_logits_and_picks_its_blocks():
+    model = small_model(["rgb"])
+    model.add_head("trees", ["background", "tree"], kind="segmentation", modality="rgb")
+    info = model.head_info["trees"]
+    assert info["layers"][-1] == model.config["depth"] - 1 and info["colors"][1].startswith("#")
+    x = sample("rgb")
+    assert model.segment(x, "rgb").shape == (x.shape[0], 2, x.shape[2], x.shape[3])
+    assert model.classify(x, "rgb", head="trees").shape == (x.shape[0], 2)
+    with pytest.raises(ValueError, match="no scene head"):
+        model.classify(x, "rgb")
+    with pytest.raises(ValueError, match="unique"):
+        model.add_head("dup", ["a", "a"])
+    with pytest.raises(ValueError, match="block indices"):
+        model.add_head("bad", ["a", "b"], kind="segmentation", layers=[99])
 
 
 def test_reconstruct_can_return_the_prediction_everywhere():

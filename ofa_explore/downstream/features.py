@@ -1,0 +1,41 @@
+"""Frozen-backbone features: one vector per chip, the input of probes and kNN."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+import torch
+
+from ..model import OFANet
+from ..modalities import Modality
+from .datasets import LabelledChips, load_chips
+
+
+@torch.no_grad()
+def extract_features(model: OFANet, chips: np.ndarray | torch.Tensor | LabelledChips,
+                     modality: str | Modality | None = None, pool: str = "mean",
+                     batch_size: int = 64, device: str | torch.device = "cpu",
+                     progress: Callable[[int, int], None] | None = None) -> np.ndarray:
+    """[N, D] features of ``chips`` ([N, C, H, W] in sensor units, or labelled chips on disk).
+
+    ``pool``: "mean" of the patch tokens (the better default for MAE encoders) or the "cls" token.
+    """
+    if isinstance(chips, LabelledChips):
+        chips, found = load_chips(chips.paths, modality)
+        modality = modality or found
+    if modality is None:
+        raise ValueError("pass the modality of the chips (e.g. 's2_l1c')")
+    x = torch.as_tensor(chips, dtype=torch.float32)
+    was_training = model.training
+    model.eval().to(device)
+    out = []
+    try:
+        for start in range(0, len(x), batch_size):
+            batch = x[start:start + batch_size].to(device)
+            out.append(model.pooled_features(batch, modality, pool).float().cpu())
+            if progress:
+                progress(min(start + batch_size, len(x)), len(x))
+    finally:
+        model.train(was_training)
+    return torch.cat(out).numpy() if out else np.zeros((0, model.config["embed_dim"]), np.float32)

@@ -1,0 +1,254 @@
+"""The downstream jobs a user runs (and the CLI calls): fit a head on labelled data and save
+it with the model, score a head, compare a backbone with random initialisation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+
+from ..checkpoint import model_from_metadata
+from ..metrics import classification_scores, segmentation_scores
+from ..model import OFANet
+from ..modalities import Modality
+from .datasets import (IGNORE_INDEX, LabelError, LabelledChips, SegmentationScenes, load_chips, load_masks,
+                       read_labelled_chips, read_segmentation_scenes)
+from .features import extract_features
+from .probes import cross_validate, fit_linear_probe, train_val_split
+from .training import predict, train_head
+
+METHODS = ("linear", "finetune")
+Progress = Callable[[str, int, int], None]  # (stage, done, total)
+
+
+def fit_scene_head(model: OFANet, data: LabelledChips | str | Path, name: str, *,
+                   modality: str | Modality | None = None, method: str = "linear",
+                   trainable_blocks: int = 0, epochs: int = 30, val_fraction: float = 0.2,
+                   colors: Sequence[str] | None = None, seed: int = 0,
+                   progress: Progress | None = None) -> dict[str, Any]:
+    """Add scene head ``name`` to ``model``, fitted on the chips' train split; returns (and
+    stores in ``model.head_info[name]``) its scores on the held-out split.
+
+    ``method="linear"``: logistic regression on frozen mean-pooled features (a linear probe).
+    ``method="finetune"``: that probe, then gradient training of the head and the last
+    ``trainable_blocks`` encoder blocks (-1: all). Fine-tuning changes the shared backbone, so
+    the model's other heads are removed.
+    """
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
+    data = data if isinstance(data, LabelledChips) else read_labelled_chips(data)
+    x, m = load_chips(data.paths, modality, _chip_size(model, data.paths[0], modality),
+                      _stage(progress, "read"))
+    model.require_embedding(m)
+    y = data.targets
+    train, val = train_val_split(len(y), val_fraction, data.groups, y, seed)
+    if method == "finetune" and trainable_blocks:
+        for other in [h for h in model.heads if h != name]:
+            del model.heads[other], model.head_info[other]
+    model.add_head(name, data.classes, modality=m.name, colors=colors)
+    features = extract_features(model, x[train], m, progress=_stage(progress, "features"))
+    probe = fit_linear_probe(features, y[train], len(data.classes),
+                             groups=[data.groups[i] for i in train] if data.groups else None,
+                             seed=seed)
+    model.heads[name].set_linear_probe(probe.mean, probe.var, probe.weight, probe.bias)
+    if method == "finetune":
+        stage = _stage(progress, "fine-tune")
+        train_head(model, name, x[train], y[train], m, trainable_blocks, epochs, seed=seed,
+                   progress=(lambda e, n, _loss: stage(e, n)) if stage else None)
+    scores = classification_scores(predict(model, name, x[val], m), y[val], len(data.classes))
+    model.head_info[name].update(
+        method=method, trainable_blocks=trainable_blocks if method == "finetune" else 0,
+        trained_on=f"{data.source} ({len(train)} chips; {len(val)} held out"
+                   f"{', by group' if data.groups else ''})",
+        validation=_summary(scores))
+    return {"head": name, "classes": data.classes, "train": len(train), "val": len(val), **scores}
+
+
+def fit_segmentation_head(model: OFANet, data: SegmentationScenes | str | Path, name: str, *,
+                          modality: str | Modality | None = None, trainable_blocks: int = 0,
+                          epochs: int = 60, val_fraction: float = 0.2, lr: float = 3e-3,
+                          augment: bool = True, seed: int = 0,
+                          progress: Progress | None = None) -> dict[str, Any]:
+    """Add segmentation head ``name``, trained on model-sized tiles of the scenes; held-out
+    tiles (whole scenes when there are several, else the bottom rows) give the mIoU."""
+    data = data if isinstance(data, SegmentationScenes) else read_segmentation_scenes(data)
+    x, y, groups, m = scene_tiles(model, data, modality)
+    model.require_embedding(m)
+    if len(data) > 1:
+        train, val = train_val_split(len(y), val_fraction, [g[0] for g in groups], None, seed)
+    else:  # one scene: the last rows of tiles are held out
+        rows = np.array([g[1] for g in groups])
+        cut = np.quantile(rows, 1 - val_fraction)
+        train, val = np.flatnonzero(rows < cut), np.flatnonzero(rows >= cut)
+        if not len(train) or not len(val):
+            raise ValueError("the scene is too small to hold rows out; lower val_fraction or "
+                             "add scenes")
+    scores = fit_segmentation_arrays(model, name, x[train], y[train], x[val], y[val],
+                                     data.classes, m, epochs, trainable_blocks, lr, seed,
+                                     data.colors, augment, progress)
+    model.head_info[name]["trained_on"] = (f"{data.source} ({len(train)} tiles; {len(val)} "
+                                           "held out)")
+    return {"head": name, "classes": data.classes, "train": len(train), "val": len(val),
+            **scores}
+
+
+def fit_segmentation_arrays(model: OFANet, name: str, x: np.ndarray, y: np.ndarray,
+                            x_val: np.ndarray, y_val: np.ndarray, classes: Sequence[str],
+                            modality: Modality, epochs: int = 60, trainable_blocks: int = 0,
+                            lr: float = 3e-3, seed: int = 0,
+                            colors: Sequence[str] | None = None, augment: bool = True,
+                            progress: Progress | None = None) -> dict[str, Any]:
+    """Add segmentation head ``name``, train it on tiles ``x`` [N, C, S, S] / masks ``y``
+    [N, S, S], and score it (mIoU) on the validation tiles."""
+    model.add_head(name, classes, kind="segmentation", modality=modality.name, colors=colors)
+    stage = _stage(progress, "train")
+    losses = train_head(model, name, x, y, modality, trainable_blocks, epochs, lr=lr,
+                        batch_size=16, augment=augment, seed=seed,
+                        progress=(lambda e, n, _loss: stage(e, n)) if stage else None)
+    scores = segmentation_scores(predict(model, name, x_val, modality), y_val, len(classes))
+    train_scores = segmentation_scores(predict(model, name, x, modality), y, len(classes))
+    model.head_info[name].update(
+        method="finetune" if trainable_blocks else "frozen", trainable_blocks=trainable_blocks,
+        validation={"miou": round(scores["miou"], 4)})
+    return {"train_miou": train_scores["miou"], "losses": losses, **scores}
+
+
+def evaluate_head(model: OFANet, data: LabelledChips | SegmentationScenes | str | Path,
+                  head: str | None = None, modality: str | Modality | None = None,
+                  progress: Progress | None = None) -> dict[str, Any]:
+    """Scores of a head on labelled data (all of it): accuracy, macro-F1 and confusion matrix,
+    or mIoU for a segmentation head. Labels the head does not know are an error."""
+    if _is_segmentation_data(data):
+        data = data if isinstance(data, SegmentationScenes) else read_segmentation_scenes(data)
+        x, y, _, m = scene_tiles(model, data, modality)
+        name = model.head_for(head, "segmentation", m)
+        info = model.head_info[name]
+        if y[y != IGNORE_INDEX].max(initial=0) >= len(info["classes"]):
+            raise LabelError(f"the masks have class values beyond the {len(info['classes'])} "
+                             f"classes of head {name!r} ({', '.join(info['classes'])})")
+        scores = segmentation_scores(predict(model, name, x, m), y, len(info["classes"]))
+    else:
+        data = data if isinstance(data, LabelledChips) else read_labelled_chips(data)
+        x, m = load_chips(data.paths, modality, _chip_size(model, data.paths[0], modality),
+                          _stage(progress, "read"))
+        name = model.head_for(head, None, m)
+        info = model.head_info[name]
+        data = data.with_classes(info["classes"])
+        scores = classification_scores(predict(model, name, x, m), data.targets,
+                                       len(info["classes"]))
+    return {"head": name, "kind": info["kind"], "classes": info["classes"], **scores}
+
+
+def compare_with_random_init(model: OFANet, data: LabelledChips | str | Path, *,
+                             modality: str | Modality | None = None, folds: int = 5,
+                             seeds: Sequence[int] = (0, 1, 2), k: int = 20,
+                             progress: Progress | None = None) -> list[dict[str, Any]]:
+    """Linear-probe and kNN accuracy (cross-validated, group-aware when the data has groups) of
+    the model's frozen features and of the same architecture randomly initialised.
+
+    Scores are averaged over ``seeds`` (fold assignment, and the random initialisation)."""
+    data = data if isinstance(data, LabelledChips) else read_labelled_chips(data)
+    x, m = load_chips(data.paths, modality, _chip_size(model, data.paths[0], modality),
+                      _stage(progress, "read"))
+    model.require_embedding(m)
+    y = data.targets
+    meta = {"config": model.config, "modalities": {n: v.to_dict() for n, v in
+                                                   model.modalities.items()}}
+    rows = []
+    for label in ("pre-trained", "random init"):
+        runs = []
+        for seed in seeds:
+            if label == "random init":
+                torch.manual_seed(seed)
+                backbone = model_from_metadata(meta)
+            else:
+                backbone = model
+            features = extract_features(backbone, x, m)
+            runs.append(cross_validate(features, y, len(data.classes), data.groups, folds,
+                                       seed, k))
+            if progress:
+                progress(label, len(runs), len(seeds))
+        for method in ("linear", "knn"):
+            acc = [r[method]["accuracy"] for r in runs]
+            f1 = [r[method]["macro_f1"] for r in runs]
+            rows.append({"backbone": label, "method": method, "accuracy": float(np.mean(acc)),
+                         "accuracy_std": float(np.mean([r[method]["accuracy_std"] for r in runs])),
+                         "macro_f1": float(np.mean(f1)), "folds": folds, "repeats": len(seeds),
+                         "chips": len(y)})
+    return rows
+
+
+# ---------------------------------------------------------------- helpers
+def scene_tiles(model: OFANet, data: SegmentationScenes, modality: str | Modality | None = None):
+    """Model-sized tiles of every scene: images [N, C, S, S], masks [N, S, S] (edges padded
+    with the modality mean / ignore), the (scene, row, col) of each tile, and the modality."""
+    size = model.config["img_size"]
+    images, masks, groups, found = [], [], [], None
+    for i, (image_path, mask_path) in enumerate(zip(data.images, data.masks)):
+        image, m = load_chips([image_path], modality or found)
+        mask = load_masks([mask_path])[0]
+        if mask.shape != image.shape[-2:]:
+            raise ValueError(f"mask {mask_path.name} is {mask.shape[0]}x{mask.shape[1]} but its "
+                             f"image is {image.shape[-2]}x{image.shape[-1]}; they must match")
+        found = m
+        bad = (mask != IGNORE_INDEX) & (mask >= len(data.classes))
+        if bad.any():
+            raise ValueError(f"mask {mask_path.name} has class values "
+                             f"{sorted(set(mask[bad].tolist()))[:5]} beyond the "
+                             f"{len(data.classes)} classes {data.classes}")
+        for tile, tile_mask, (r, c) in tile_pairs(image[0], mask, size, m):
+            images.append(tile)
+            masks.append(tile_mask)
+            groups.append((i, r, c))
+    return np.stack(images), np.stack(masks), groups, found
+
+
+def tile_pairs(image: np.ndarray, mask: np.ndarray, size: int, modality: Modality):
+    """Non-overlapping ``size`` tiles of image [C, H, W] and mask [H, W], edges padded with the
+    modality mean and the ignore value: yields (tile, mask tile, (row, col))."""
+    H, W = mask.shape
+    Hp, Wp = -(-H // size) * size, -(-W // size) * size
+    padded = np.broadcast_to(np.asarray(modality.mean, np.float32)[:, None, None],
+                             (image.shape[0], Hp, Wp)).copy()
+    padded[:, :H, :W] = image
+    padded_mask = np.full((Hp, Wp), IGNORE_INDEX, np.int64)
+    padded_mask[:H, :W] = mask
+    for r in range(0, Hp, size):
+        for c in range(0, Wp, size):
+            yield (padded[:, r:r + size, c:c + size], padded_mask[r:r + size, c:c + size],
+                   (r // size, c // size))
+
+
+def _is_segmentation_data(data) -> bool:
+    if isinstance(data, (LabelledChips, SegmentationScenes)):
+        return isinstance(data, SegmentationScenes)
+    path = Path(data)
+    if path.is_dir():
+        return (path / "images").is_dir() and (path / "masks").is_dir()
+    if path.suffix.lower() == ".csv" and path.is_file():
+        with open(path) as f:
+            return "mask" in f.readline().strip().split(",")
+    return False
+
+
+def _chip_size(model: OFANet, first: Path, modality) -> int | None:
+    """Keep the chips' size when the model can take it, else resize to the model's image size."""
+    from ..io import open_raster
+
+    da = open_raster(first, modality)
+    side = da.sizes["y"]
+    p = model.patch_size
+    return None if side == da.sizes["x"] and side % p == 0 else model.config["img_size"]
+
+
+def _summary(scores: dict[str, Any]) -> dict[str, Any]:
+    return {"accuracy": round(scores["accuracy"], 4), "macro_f1": round(scores["macro_f1"], 4),
+            "count": scores["count"]}
+
+
+def _stage(progress: Progress | None, name: str):
+    if progress is None:
+        return None
+    return lambda done, total: progress(name, done, total)
