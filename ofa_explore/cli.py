@@ -181,9 +181,9 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
         rows = compare_with_random_init(model, args.data, modality=args.modality,
                                         folds=args.folds, progress=progress)
-        print(f"{'backbone':<13}{'method':<8}{'accuracy':>10}{'± fold sd':>11}{'macro-F1':>10}")
+        print(f"{'features':<15}{'method':<8}{'accuracy':>10}{'± fold sd':>11}{'macro-F1':>10}")
         for r in rows:
-            print(f"{r['backbone']:<13}{r['method']:<8}{r['accuracy']:>10.3f}"
+            print(f"{r['backbone']:<15}{r['method']:<8}{r['accuracy']:>10.3f}"
                   f"{r['accuracy_std']:>11.3f}{r['macro_f1']:>10.3f}")
         print(f"({rows[0]['chips']} chips, {rows[0]['folds']}-fold cross-validation, "
               f"{rows[0]['repeats']} repeats)")

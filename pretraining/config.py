@@ -51,28 +51,10 @@ class OptimConfig:
 
 
 @dataclass
-class ContrastiveConfig:
-    """Optional InfoNCE term between two masked views (see pretraining/contrastive.py)."""
-
-    weight: float = 0.0  # 0: plain MAE
-    temperature: float = 0.2
-    crop_scale: list[float] = field(default_factory=lambda: [0.3, 1.0])
-    proj_dim: int = 128
-
-    def __post_init__(self) -> None:
-        if self.weight < 0 or self.temperature <= 0:
-            raise ConfigError("contrastive: weight must be >= 0 and temperature > 0")
-        if len(self.crop_scale) != 2 or not 0 < self.crop_scale[0] <= self.crop_scale[1] <= 1:
-            raise ConfigError(f"contrastive.crop_scale must be [min, max] within (0, 1], got "
-                              f"{self.crop_scale}")
-
-
-@dataclass
 class TrainConfig:
     data: list[SourceConfig]
     model: ModelConfig = field(default_factory=ModelConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
-    contrastive: ContrastiveConfig = field(default_factory=ContrastiveConfig)
     steps: int = 1000
     batch_size: int = 16
     mask_ratio: float = 0.75

@@ -34,12 +34,10 @@ from ofa_explore.checkpoint import (CheckpointError, read_tensors, save_checkpoi
 from ofa_explore.model import OFANet
 
 from .config import TrainConfig, load_config
-from .contrastive import MaskedObjective
 from .data import ChipSampler, StepBatches, build_sources
 
 STATE_FORMAT = "ofa_explore.training_state"
-LOG_FIELDS = ["step", "modality", "loss", "lr", "images_per_s", "batch_sum", "val_loss", "mae",
-              "nce"]
+LOG_FIELDS = ["step", "modality", "loss", "lr", "images_per_s", "batch_sum", "val_loss"]
 
 
 def build_model(cfg: TrainConfig) -> OFANet:
@@ -58,12 +56,7 @@ def lr_at(step: int, cfg: TrainConfig) -> float:
     return o.min_lr + (o.lr - o.min_lr) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
 
-def make_objective(model: OFANet, cfg: TrainConfig) -> MaskedObjective:
-    c = cfg.contrastive
-    return MaskedObjective(model, c.weight, c.temperature, tuple(c.crop_scale), c.proj_dim)
-
-
-def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+def make_optimizer(model: OFANet, cfg: TrainConfig) -> torch.optim.Optimizer:
     """AdamW; no weight decay on norms, biases, tokens and position embeddings (as MAE)."""
     decay, no_decay = [], []
     for name, p in model.named_parameters():
@@ -79,8 +72,7 @@ def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Opti
 
 # ---------------------------------------------------------------- checkpoints
 def save_training_state(folder: Path, step: int, model: OFANet, optimizer, scaler,
-                        cfg: TrainConfig, metrics: dict[str, Any],
-                        extra: torch.nn.Module | None = None) -> Path:
+                        cfg: TrainConfig, metrics: dict[str, Any]) -> Path:
     """Write ``folder`` (model + state) atomically: a temporary folder renamed when complete."""
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
@@ -89,9 +81,6 @@ def save_training_state(folder: Path, step: int, model: OFANet, optimizer, scale
         opt = optimizer.state_dict()
         tensors = {f"optim.{i}.{k}": v for i, s in opt["state"].items() for k, v in s.items()}
         tensors["rng.torch"] = torch.get_rng_state()
-        if extra is not None:  # training-only modules (the contrastive projector)
-            tensors.update({f"extra.{k}": v.detach().cpu().contiguous()
-                            for k, v in extra.state_dict().items()})
         if torch.cuda.is_available():
             for i, state in enumerate(torch.cuda.get_rng_state_all()):
                 tensors[f"rng.cuda.{i}"] = state
@@ -107,8 +96,7 @@ def save_training_state(folder: Path, step: int, model: OFANet, optimizer, scale
     return folder
 
 
-def load_training_state(folder: Path, model: OFANet, optimizer, scaler,
-                        extra: torch.nn.Module | None = None) -> int:
+def load_training_state(folder: Path, model: OFANet, optimizer, scaler) -> int:
     """Restore model, optimiser, scaler and RNG from a checkpoint folder; returns its step."""
     from ofa_explore.checkpoint import load_checkpoint
 
@@ -123,9 +111,6 @@ def load_training_state(folder: Path, model: OFANet, optimizer, scaler,
         if key.startswith("optim."):
             _, idx, name = key.split(".", 2)
             state.setdefault(int(idx), {})[name] = value
-    if extra is not None:
-        extra.load_state_dict({k[len("extra."):]: v for k, v in tensors.items()
-                               if k.startswith("extra.")})
     optimizer.load_state_dict({"state": state, "param_groups": header["param_groups"]})
     scaler.load_state_dict(header["scaler"])
     torch.set_rng_state(tensors["rng.torch"])
@@ -146,20 +131,17 @@ def train(cfg: TrainConfig, base: Path, resume: bool | str = False, quiet: bool 
     rank, world, device = _setup_distributed()
     out = Path(cfg.output_dir)
     torch.manual_seed(cfg.seed)  # same initial weights on every rank
-    model = build_model(cfg)
-    objective = make_objective(model, cfg).to(device)
-    projector = objective.projector
-    optimizer = make_optimizer(objective, cfg)
+    model = build_model(cfg).to(device)
+    optimizer = make_optimizer(model, cfg)
     scaler = torch.amp.GradScaler("cuda", enabled=cfg.precision == "fp16" and device.type == "cuda")
     start = 0
     if resume:
         folder = Path(resume) if isinstance(resume, str) else latest_checkpoint(out)
         if folder is None:
             raise FileNotFoundError(f"--resume: no checkpoint in {out / 'checkpoints'}")
-        start = load_training_state(folder, model, optimizer, scaler, projector)
+        start = load_training_state(folder, model, optimizer, scaler)
         _log0(rank, f"resumed from {folder} at step {start}")
-    net = (DistributedDataParallel(objective, find_unused_parameters=True) if world > 1
-           else objective)
+    net = DistributedDataParallel(model, find_unused_parameters=True) if world > 1 else model
     sources = build_sources(cfg, base)
     train_batches = ChipSampler(sources, cfg.model.img_size, cfg.seed, "train",
                                 cfg.crop_scale)
@@ -170,7 +152,7 @@ def train(cfg: TrainConfig, base: Path, resume: bool | str = False, quiet: bool 
         persistent_workers=cfg.num_workers > 0)
     log = _Log(out, rank, start > 0, quiet, cfg.steps, start, cfg.log_every)
     autocast = _autocast(cfg.precision, device)
-    objective.train()
+    model.train()
     last = {}
     t_prev = time.perf_counter()
     for step, modality, x in loader:
@@ -180,19 +162,18 @@ def train(cfg: TrainConfig, base: Path, resume: bool | str = False, quiet: bool 
         # masks, like batches, are a function of (seed, step, rank): a resumed run repeats them
         masks = torch.Generator(device).manual_seed(cfg.seed * 1_000_003 + step * 1009 + rank)
         with autocast:
-            loss, parts = net(x, modality, cfg.mask_ratio, masks)
+            loss, _, _ = net(x, modality, mask_ratio=cfg.mask_ratio, generator=masks)
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
         if cfg.grad_clip:
             scaler.unscale_(optimizer)
-            torch.nn.utils.clip_grad_norm_(objective.parameters(), cfg.grad_clip)
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
         scaler.step(optimizer)
         scaler.update()
         now = time.perf_counter()
         last = dict(step=step, modality=modality, loss=loss.item(), lr=lr_at(step, cfg),
                     images_per_s=x.shape[0] * world / max(now - t_prev, 1e-9),
-                    batch_sum=float(x.double().sum()), val_loss="", mae=parts.get("mae", ""),
-                    nce=parts.get("nce", ""))
+                    batch_sum=float(x.double().sum()), val_loss="")
         t_prev = now
         done = step + 1
         if cfg.val_every and done % cfg.val_every == 0:
@@ -201,8 +182,7 @@ def train(cfg: TrainConfig, base: Path, resume: bool | str = False, quiet: bool 
         if done % cfg.checkpoint_every == 0 or done == cfg.steps:
             if rank == 0:
                 save_training_state(out / "checkpoints" / f"step_{done:07d}", done, model,
-                                    optimizer, scaler, cfg, {"train_loss": last["loss"]},
-                                    projector)
+                                    optimizer, scaler, cfg, {"train_loss": last["loss"]})
                 _prune(out / "checkpoints", cfg.keep_last)
             _barrier(world)
     val = validate(model, val_batches, cfg, autocast)

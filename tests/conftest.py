@@ -70,6 +70,8 @@ def _neon_trees(shared: Path, root: Path, crop: int | None) -> Path:
     import rasterio
     from rasterio.windows import Window
 
+    from ofa_explore.downstream.datasets import boxes_to_mask
+
     (root / "images").mkdir()
     (root / "masks").mkdir()
     src_path = shared / "neon_rgb" / "OSBS_029.tif"
@@ -81,10 +83,8 @@ def _neon_trees(shared: Path, root: Path, crop: int | None) -> Path:
     profile.update(nodata=None, width=image.shape[2], height=image.shape[1], transform=transform)  # 255 is a valid bright pixel here (MANIFEST)
     with rasterio.open(root / "images" / "OSBS_029.tif", "w", **profile) as dst:
         dst.write(image)
-    mask = np.zeros(image.shape[1:], np.uint8)
-    with open(shared / "neon_rgb" / "OSBS_029.csv") as f:
-        for box in csv.DictReader(f):
-            mask[int(box["ymin"]):int(box["ymax"]), int(box["xmin"]):int(box["xmax"])] = 1
+    mask = boxes_to_mask(shared / "neon_rgb" / "OSBS_029.csv", (400, 400))[:image.shape[1],
+                                                                         :image.shape[2]]
     profile.update(count=1, dtype="uint8")
     with rasterio.open(root / "masks" / "OSBS_029.tif", "w", **profile) as dst:
         dst.write(mask[None])

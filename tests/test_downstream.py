@@ -19,6 +19,7 @@ from ofa_explore.downstream import (LabelError, compare_with_random_init, cross_
                                     evaluate_head, extract_features, fit_linear_probe,
                                     fit_scene_head, fit_segmentation_head, knn_predict,
                                     read_labelled_chips, split_folds)
+from ofa_explore.downstream.datasets import boxes_to_mask
 from ofa_explore.downstream.geobench import format_table, read_sample, run_geobench
 from ofa_explore.inference import predict_raster
 from ofa_explore.metrics import classification_scores, segmentation_scores
@@ -202,7 +203,8 @@ def test_backbone_comparison_reports_both_backbones(eurosat_csv):
     rows = compare_with_random_init(load_pretrained(), eurosat_csv, folds=3, seeds=(0,))
     assert [(r["backbone"], r["method"]) for r in rows] == [
         ("pre-trained", "linear"), ("pre-trained", "knn"),
-        ("random init", "linear"), ("random init", "knn")]
+        ("random init", "linear"), ("random init", "knn"),
+        ("band mean+std", "linear"), ("band mean+std", "knn")]
     assert all(0.1 < r["accuracy"] <= 1 for r in rows)
 
 
@@ -269,10 +271,7 @@ def geobench_root(shared, tmp_path_factory):
     seg = root / "segmentation_v1.0" / "m-NeonTree"
     seg.mkdir(parents=True)
     image = read_tif(shared / "neon_rgb" / "OSBS_029.tif")
-    mask = np.zeros((400, 400), np.uint8)
-    with open(shared / "neon_rgb" / "OSBS_029.csv") as f:
-        for b in csv.DictReader(f):
-            mask[int(b["ymin"]):int(b["ymax"]), int(b["xmin"]):int(b["xmax"])] = 1
+    mask = boxes_to_mask(shared / "neon_rgb" / "OSBS_029.csv", (400, 400))
     seg_names = []
     for k, (r, c) in enumerate([(0, 0), (0, 200), (200, 0), (200, 200)]):
         window = np.s_[r:r + 200, c:c + 200]

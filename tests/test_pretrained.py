@@ -35,3 +35,21 @@ def test_reconstructs_every_shipped_sample_better_than_the_baseline(model, filen
 
 def test_every_demo_modality_has_its_own_embedding(model):
     assert set(SAMPLES.values()) <= set(model.patch_embeds)
+
+
+def test_shipped_landcover_head_is_the_default_for_sentinel2(model, tmp_path, capsys):
+    from ofa_explore.cli import main
+    from ofa_explore.demo import sample_path
+
+    info = model.head_info["eurosat_landcover"]
+    assert info["modality"] == "s2_l1c" and len(info["classes"]) == 10
+    assert 0.3 <= info["validation"]["accuracy"] <= 1  # honest, and recorded in the file
+    card = (shipped_checkpoint_path().parent / "MODEL_CARD.md").read_text()
+    assert f"accuracy {info['validation']['accuracy']:.1%}" in card
+
+    out = tmp_path / "classes.tif"
+    assert main(["classify", str(sample_path("eurosat_river.tif")), "-o", str(out), "-q"]) == 0
+    assert "8=River" in capsys.readouterr().out and out.exists()
+    naip = sample_path("naip_rgbn_2020.tif")
+    assert main(["classify", str(naip), "-o", str(tmp_path / "naip.tif"), "-q"]) == 2
+    assert "no classification head of this model takes 'rgbn'" in capsys.readouterr().err

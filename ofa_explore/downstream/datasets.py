@@ -177,6 +177,21 @@ def read_segmentation_scenes(source: str | Path,
     return SegmentationScenes(images, masks, list(classes), colors, str(source))
 
 
+def boxes_to_mask(boxes_csv: str | Path, shape: tuple[int, int], value: int = 1) -> np.ndarray:
+    """A uint8 mask from box annotations in pixel coordinates (DeepForest's CSV: xmin, ymin,
+    xmax, ymax columns), e.g. tree crowns: ``value`` inside any box, 0 elsewhere."""
+    mask = np.zeros(shape, np.uint8)
+    with open(boxes_csv, newline="") as f:
+        for n, box in enumerate(csv.DictReader(f), start=2):
+            try:
+                x0, y0, x1, y1 = (int(float(box[k])) for k in ("xmin", "ymin", "xmax", "ymax"))
+            except (KeyError, ValueError):
+                raise LabelError(f"{boxes_csv}, line {n}: needs numeric xmin,ymin,xmax,ymax "
+                                 "columns (pixel coordinates)") from None
+            mask[max(y0, 0):max(y1, 0), max(x0, 0):max(x1, 0)] = value
+    return mask
+
+
 # ---------------------------------------------------------------- pixels
 def load_chips(paths: Sequence[Path], modality: str | Modality | None = None,
                size: int | None = None,

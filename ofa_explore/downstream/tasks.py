@@ -20,6 +20,7 @@ from .probes import cross_validate, fit_linear_probe, train_val_split
 from .training import predict, train_head
 
 METHODS = ("linear", "finetune")
+BAND_STATS = "band mean+std"  # the no-network baseline of compare_with_random_init
 Progress = Callable[[str, int, int], None]  # (stage, done, total)
 
 
@@ -146,7 +147,8 @@ def compare_with_random_init(model: OFANet, data: LabelledChips | str | Path, *,
                              seeds: Sequence[int] = (0, 1, 2), k: int = 20,
                              progress: Progress | None = None) -> list[dict[str, Any]]:
     """Linear-probe and kNN accuracy (cross-validated, group-aware when the data has groups) of
-    the model's frozen features and of the same architecture randomly initialised.
+    the model's frozen features, of the same architecture randomly initialised, and of no network
+    at all (each band's mean and standard deviation: what colour alone gives).
 
     Scores are averaged over ``seeds`` (fold assignment, and the random initialisation)."""
     data = data if isinstance(data, LabelledChips) else read_labelled_chips(data)
@@ -156,16 +158,19 @@ def compare_with_random_init(model: OFANet, data: LabelledChips | str | Path, *,
     y = data.targets
     meta = {"config": model.config, "modalities": {n: v.to_dict() for n, v in
                                                    model.modalities.items()}}
+    normalised = model.normalize(torch.from_numpy(x), m)
+    band_stats = torch.cat([normalised.mean((2, 3)), normalised.std((2, 3))], 1).numpy()
     rows = []
-    for label in ("pre-trained", "random init"):
+    for label in ("pre-trained", "random init", BAND_STATS):
         runs = []
         for seed in seeds:
-            if label == "random init":
+            if label == BAND_STATS:
+                features = band_stats
+            elif label == "random init":
                 torch.manual_seed(seed)
-                backbone = model_from_metadata(meta)
+                features = extract_features(model_from_metadata(meta), x, m)
             else:
-                backbone = model
-            features = extract_features(backbone, x, m)
+                features = extract_features(model, x, m)
             runs.append(cross_validate(features, y, len(data.classes), data.groups, folds,
                                        seed, k))
             if progress:
