@@ -63,6 +63,8 @@ class PredictionResult:
     tiles: int
     seconds: float
     device: str
+    head: str | None = None  # the head that classified
+    class_colors: list[str] | None = None
 
 
 @dataclass
@@ -190,8 +192,9 @@ def _predict(model, raster, task, output, modality, tile, overlap, batch_size, d
             pca = _georeferenced(pca, transform, da.rio.crs, ["pc1", "pc2", "pc3"], 0)
         if classes:
             data.attrs["class_names"] = classes
+    colors = model.head_info[head_name]["colors"] if head_name else None
     return PredictionResult(task, data, out_path, pca_path, pca, classes, len(tiles),
-                            round(time.perf_counter() - t0, 2), str(dev))
+                            round(time.perf_counter() - t0, 2), str(dev), head_name, colors)
 
 
 # ---------------------------------------------------------------- checks and layout

@@ -327,6 +327,15 @@ class OFANet(nn.Module):
             colors=list(colors) if colors is not None else default_colors(len(classes)), **notes)
         return head
 
+    def set_default_head(self, name: str) -> None:
+        """Put head ``name`` first: the one used when no head is named (for its modality)."""
+        if name not in self.heads:
+            raise ValueError(f"no head named {name!r}")
+        order = [name] + [n for n in self.heads if n != name]
+        modules = {n: self.heads[n] for n in order}
+        self.heads = nn.ModuleDict(modules)
+        self.head_info = {n: self.head_info[n] for n in order}
+
     # --------------------------------------------------------- modality I/O
     def resolve_modality(self, modality: str | Modality) -> Modality:
         """A modality by name: the model's own records first (they travel in checkpoints)."""

@@ -212,7 +212,9 @@ def test_segmentation_head_gives_per_pixel_logits_and_picks_its_blocks():
     with pytest.raises(ValueError, match="unique"):
         model.add_head("dup", ["a", "a"])
     with pytest.raises(ValueError, match="block indices"):
-        model.add_head("bad", ["a", "b"], kind="segmentation", layers=[99])
+        model.add_head("bad", ["a", "b"], kind="segmentation", modality="rgb", layers=[99])
+    with pytest.raises(ValueError, match="needs the modality"):
+        model.add_head("bad", ["a", "b"], kind="segmentation")
 
 
 def test_reconstruct_can_return_the_prediction_everywhere():

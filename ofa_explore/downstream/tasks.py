@@ -35,7 +35,7 @@ def fit_scene_head(model: OFANet, data: LabelledChips | str | Path, name: str, *
     ``method="linear"``: logistic regression on frozen mean-pooled features (a linear probe).
     ``method="finetune"``: that probe, then gradient training of the head and the last
     ``trainable_blocks`` encoder blocks (-1: all). Fine-tuning changes the shared backbone, so
-    the model's other heads are removed.
+    the model's other heads are removed. The new head becomes the model's default.
     """
     if method not in METHODS:
         raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
@@ -49,6 +49,7 @@ def fit_scene_head(model: OFANet, data: LabelledChips | str | Path, name: str, *
         for other in [h for h in model.heads if h != name]:
             del model.heads[other], model.head_info[other]
     model.add_head(name, data.classes, modality=m.name, colors=colors)
+    model.set_default_head(name)  # a freshly fitted head is the one users expect next
     features = extract_features(model, x[train], m, progress=_stage(progress, "features"))
     probe = fit_linear_probe(features, y[train], len(data.classes),
                              groups=[data.groups[i] for i in train] if data.groups else None,
@@ -104,6 +105,7 @@ def fit_segmentation_arrays(model: OFANet, name: str, x: np.ndarray, y: np.ndarr
     """Add segmentation head ``name``, train it on tiles ``x`` [N, C, S, S] / masks ``y``
     [N, S, S], and score it (mIoU) on the validation tiles."""
     model.add_head(name, classes, kind="segmentation", modality=modality.name, colors=colors)
+    model.set_default_head(name)
     stage = _stage(progress, "train")
     losses = train_head(model, name, x, y, modality, trainable_blocks, epochs, lr=lr,
                         batch_size=16, augment=augment, seed=seed,
