@@ -2,7 +2,7 @@
 
 QGIS's Python bindings belong to the system Python (Debian: `apt-get install python3-qgis`), so
 the tests run there, in a venv that sees the system packages (`.venv-qgis`, made on first use
-with `qgis_plugin/constraints.txt`: numpy stays below 2, as QGIS needs). Skipped, saying how to
+with `qgis_plugin/constraints.txt` and QGIS's own numpy pinned: Debian's 1.24, not a newer one). Skipped, saying how to
 enable them, where QGIS is not installed.
 """
 
@@ -30,11 +30,13 @@ def _venv_python() -> Path:
     python = VENV / "bin" / "python"
     ready = VENV / ".ofa-ready"
     if not ready.exists():
+        numpy = subprocess.run([SYSTEM_PYTHON, "-c", "import numpy; print(numpy.__version__)"],
+                               capture_output=True, text=True, check=True).stdout.strip()
         subprocess.run([SYSTEM_PYTHON, "-m", "venv", "--system-site-packages", str(VENV)],
                        check=True)
         subprocess.run([str(python), "-m", "pip", "install", "-q", "-c",
-                        str(ROOT / "qgis_plugin" / "constraints.txt"), "-e", f"{ROOT}[dev]",
-                        "pytest-qgis>=2"], check=True)
+                        str(ROOT / "qgis_plugin" / "constraints.txt"), f"numpy=={numpy}",
+                        "-e", f"{ROOT}[dev]", "pytest-qgis>=2"], check=True)
         ready.write_text("ok\n")
     return python
 
@@ -50,6 +52,9 @@ def test_qgis_plugin_in_real_qgis():
     print(result.stdout[-4000:])
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-3000:]
     assert " passed" in result.stdout and "skipped" not in result.stdout.splitlines()[-1]
+    numpy = subprocess.run([str(python), "-c", "import numpy; print(numpy.__file__, "
+                            "numpy.__version__)"], capture_output=True, text=True).stdout
+    assert numpy.split()[1].startswith("1."), numpy  # QGIS's own numpy 1.x, not a newer one
 
 
 def test_plugin_zip_holds_an_installable_plugin(tmp_path):

@@ -12,9 +12,10 @@ INSTALL_HELP = (
     "The OFA Explore plugin needs the ofa-explore Python package in QGIS's Python. "
     "Install it into the Python that QGIS runs (Linux: a venv made with "
     "`python3 -m venv --system-site-packages ~/ofa-qgis` and "
-    "`~/ofa-qgis/bin/pip install -c qgis_plugin/constraints.txt ofa-explore`, then start QGIS "
-    "with that venv's site-packages on PYTHONPATH; Windows/macOS: the OSGeo4W shell or QGIS's "
-    "bundled python -m pip install ofa-explore). Keep numpy below 2 there.")
+    "`~/ofa-qgis/bin/pip install -c qgis_plugin/constraints.txt ofa-explore` with numpy pinned "
+    "to QGIS's own version, then start QGIS with that venv's site-packages on PYTHONPATH; "
+    "Windows/macOS: the OSGeo4W shell or QGIS's bundled python -m pip install ofa-explore). "
+    "Keep numpy below 2 there (see the README, section QGIS plugin).")
 TASKS = ("classify", "embed")
 _models: dict[str, object] = {}
 _lock = threading.Lock()

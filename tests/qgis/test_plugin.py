@@ -99,9 +99,8 @@ def test_plugin_loads_with_actions_and_processing_provider(plugin):
 # ---------------------------------------------------------------- Classify layer
 def test_classify_layer_adds_a_styled_class_map(plugin, qgis_iface, qgis_app, monkeypatch,
                                                 tmp_path):
-    scene = tmp_path / "s2.tif"
-    big_s2_scene(scene, tiles=4)
-    source = add_layer(qgis_iface, scene, "S2 scene")
+    QgsProject.instance().setFileName(str(tmp_path / "project.qgz"))  # results go beside it
+    source = add_layer(qgis_iface, S2_SCENE, "S2 scene")  # a real Sentinel-2 L1C scene
     accept_dialog(monkeypatch)
     plugin.classify_action.trigger()
     assert plugin.tasks, messages(qgis_iface, "Critical")
@@ -120,10 +119,56 @@ def test_classify_layer_adds_a_styled_class_map(plugin, qgis_iface, qgis_app, mo
     info = load_pretrained().head_info["eurosat_landcover"]
     assert [c.label for c in renderer.classes()] == info["classes"]
     assert [c.color.name() for c in renderer.classes()] == info["colors"]
-    assert Path(layer.source()).parent == tmp_path  # next to the input (project unsaved)
+    assert Path(layer.source()) == tmp_path / "River_1_ofa_classes.tif"
     with rasterio.open(layer.source()) as src:
         assert src.read(1).max() < len(info["classes"])
-    _screenshot_map(layer, ARTIFACTS / "classified_layer.png")
+
+
+def test_embed_layer_adds_the_pca_colour_view_and_never_overwrites(
+        plugin, qgis_iface, qgis_app, monkeypatch, tmp_path):
+    from qgis.core import QgsMultiBandColorRenderer
+
+    scene = big_s2_scene(tmp_path / "mosaic.tif", tiles=4)
+    (tmp_path / "mosaic_ofa_embedding.tif").write_bytes(b"the user's own file")
+    add_layer(qgis_iface, scene, "mosaic")
+    accept_dialog(monkeypatch)
+    for action in (plugin.embed_action, plugin.classify_action):
+        action.trigger()
+        wait(plugin, qgis_app)
+    layers = {lyr.name(): lyr for lyr in QgsProject.instance().mapLayers().values()}
+    pca = layers["mosaic (embedding)"]
+    assert isinstance(pca.renderer(), QgsMultiBandColorRenderer) and pca.bandCount() == 3
+    assert Path(pca.source()).name == "mosaic_ofa_embedding_2_pca.tif"
+    assert (tmp_path / "mosaic_ofa_embedding.tif").read_bytes() == b"the user's own file"
+    _screenshot_side_by_side([layers["mosaic"], layers["mosaic (classes)"]],
+                             ARTIFACTS / "classified_layer.png")
+
+
+def test_plugin_installs_from_the_zip(qgis_iface, tmp_path, monkeypatch):
+    import importlib.util
+    import sys
+    import zipfile
+
+    import qgis.utils
+
+    spec = importlib.util.spec_from_file_location("build", ROOT / "scripts" / "build_qgis_plugin.py")
+    build = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(build)
+    with zipfile.ZipFile(build.build(tmp_path / "plugin.zip")) as zf:
+        zf.extractall(tmp_path / "plugins")
+    for name in [m for m in sys.modules if m.startswith("ofa_explore_qgis")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setattr(sys, "path", [str(tmp_path / "plugins")] + sys.path[1:])
+    monkeypatch.setattr(qgis.utils, "iface", qgis_iface)
+    monkeypatch.setattr(qgis.utils, "plugin_paths", [str(tmp_path / "plugins")])
+    assert qgis.utils.loadPlugin("ofa_explore_qgis")
+    assert qgis.utils.startPlugin("ofa_explore_qgis")
+    try:
+        plugin = qgis.utils.plugins["ofa_explore_qgis"]
+        assert [a.text() for a in plugin.actions] == ["Classify layer", "Embed layer"]
+        assert Path(sys.modules["ofa_explore_qgis"].__file__).parent.parent == tmp_path / "plugins"
+    finally:
+        qgis.utils.unloadPlugin("ofa_explore_qgis")
 
 
 def test_cancel_stops_the_work_and_leaves_no_layer_or_file(plugin, qgis_iface, qgis_app,
@@ -227,17 +272,30 @@ def test_dialog_screenshot(plugin, qgis_iface):
     assert dialog.grab().save(str(ARTIFACTS / "dialog.png"))
 
 
-def _screenshot_map(layer, path: Path) -> None:
-    from qgis.core import QgsMapRendererParallelJob, QgsMapSettings
+def _screenshot_side_by_side(layers, path: Path, size: int = 384) -> None:
+    """The input (true colour: B04, B03, B02) and the styled result, rendered by QGIS."""
+    from qgis.core import (QgsContrastEnhancement, QgsMapRendererParallelJob, QgsMapSettings,
+                           QgsMultiBandColorRenderer, QgsRasterMinMaxOrigin)
     from qgis.PyQt.QtCore import QSize
+    from qgis.PyQt.QtGui import QColor, QImage, QPainter
 
-    settings = QgsMapSettings()
-    settings.setLayers([layer])
-    settings.setDestinationCrs(layer.crs())
-    settings.setExtent(layer.extent())
-    settings.setOutputSize(QSize(512, 512))
-    job = QgsMapRendererParallelJob(settings)
-    job.start()
-    job.waitForFinished()
+    source = layers[0]
+    source.setRenderer(QgsMultiBandColorRenderer(source.dataProvider(), 4, 3, 2))
+    source.setContrastEnhancement(QgsContrastEnhancement.StretchToMinimumMaximum,
+                                  QgsRasterMinMaxOrigin.CumulativeCut)
+    canvas = QImage(size * len(layers) + 8 * (len(layers) - 1), size, QImage.Format_ARGB32)
+    canvas.fill(QColor("white"))
+    painter = QPainter(canvas)
+    for i, layer in enumerate(layers):
+        settings = QgsMapSettings()
+        settings.setLayers([layer])
+        settings.setDestinationCrs(layer.crs())
+        settings.setExtent(layer.extent())
+        settings.setOutputSize(QSize(size, size))
+        job = QgsMapRendererParallelJob(settings)
+        job.start()
+        job.waitForFinished()
+        painter.drawImage(i * (size + 8), 0, job.renderedImage())
+    painter.end()
     path.parent.mkdir(parents=True, exist_ok=True)
-    assert job.renderedImage().save(str(path))
+    assert canvas.save(str(path))
