@@ -15,9 +15,10 @@ SHARED = Path(os.environ.get("OFA_SHARED_DATA", ROOT.parent / "shared" / "data")
 
 torch.set_num_threads(min(2, torch.get_num_threads()))
 
-try:  # tests/qgis need QGIS's Python; tests/test_qgis_plugin.py runs them there
-    import qgis.core  # noqa: F401
-except ImportError:
+import importlib.util
+
+# tests/qgis need QGIS's Python; tests/test_qgis_plugin.py runs them there
+if importlib.util.find_spec("qgis") is None:
     collect_ignore = ["qgis"]
 
 

@@ -51,6 +51,15 @@ def test_head_on_real_eurosat_chips_is_well_above_chance(landcover):
     assert "held out, by group" in info["trained_on"]
 
 
+def test_folder_per_class_reader_gives_the_eurosat_layout(shared):
+    chips = read_labelled_chips(shared / "eurosat")
+    assert len(chips) == 150 and len(chips.classes) == 10 and chips.groups is None
+    assert chips.paths[0].parent.name == chips.labels[0] == "AnnualCrop"
+    assert np.bincount(chips.targets).tolist() == [15] * 10
+    with pytest.raises(LabelError, match="has no class folders with rasters"):
+        read_labelled_chips(shared / "eurosat" / "Forest")  # chips, not class folders
+
+
 def test_linear_probe_head_reproduces_the_probe(landcover, eurosat_csv):
     """The head inside the model (standardise + linear) gives the probe's own predictions."""
     model, _ = landcover
@@ -268,6 +277,18 @@ def geobench_root(shared, tmp_path_factory):
         {"train": order[:100], "valid": order[100:110], "test": order[110:]}))
     (task / "task_specs.pkl").write_bytes(pickle.dumps(TaskSpecifications(classes)))
 
+    kiln = root / "classification_v1.0" / "m-brick-kiln"  # bands only DOFA-style models embed
+    kiln.mkdir(parents=True)
+    for i, row in enumerate(rows[:40]):
+        chip = read_tif(shared / "eurosat" / row["path"]).astype(np.int16)
+        _write_sample(kiln / f"k_{i:03d}.hdf5", {n: chip[j] for j, n in enumerate(S2_NAMES)},
+                      i % 2)
+    (kiln / "default_partition.json").write_text(json.dumps(
+        {"train": [f"k_{i:03d}" for i in range(30)], "valid": [],
+         "test": [f"k_{i:03d}" for i in range(30, 40)]}))
+    (kiln / "band_stats.json").write_text(json.dumps(
+        {n: {"mean": 1000.0 + 10 * j, "std": 500.0} for j, n in enumerate(S2_NAMES)}))
+
     seg = root / "segmentation_v1.0" / "m-NeonTree"
     seg.mkdir(parents=True)
     image = read_tif(shared / "neon_rgb" / "OSBS_029.tif")
@@ -288,7 +309,8 @@ def test_geobench_folders_run_and_give_the_paper_table(geobench_root):
     model = load_pretrained()
     rows = run_geobench(model, geobench_root, seg_epochs=3)
     by_task = {r["task"]: r for r in rows}
-    assert set(by_task) == {"m-eurosat", "m-NeonTree"}
+    assert set(by_task) == {"m-eurosat", "m-brick-kiln", "m-NeonTree"}
+    assert "wavelength-conditioned" in by_task["m-brick-kiln"]["skipped"]
     eurosat = by_task["m-eurosat"]
     assert eurosat["train"] == 100 and eurosat["test"] == 40
     assert eurosat["linear"] > 0.25 and eurosat["knn"] > 0.2  # real chips, well above 0.1
@@ -296,8 +318,39 @@ def test_geobench_folders_run_and_give_the_paper_table(geobench_root):
     assert not [h for h in model.heads if h.startswith("geobench")]  # leaves the model alone
     table = format_table(rows)
     assert "| m-eurosat | accuracy |" in table and "| m-NeonTree | mIoU |" in table
+    assert "| m-brick-kiln | | | | | skipped:" in table
     with pytest.raises(ValueError, match="unknown GEO-Bench task 'm-nope'"):
         run_geobench(model, geobench_root, tasks=["m-nope"])
+
+
+def test_ofa_evaluate_benchmark_prints_the_table(geobench_root, capsys):
+    assert main(["evaluate", "--benchmark", "geobench", "--root", str(geobench_root),
+                 "--tasks", "m-eurosat", "-q"]) == 0
+    out = capsys.readouterr().out
+    assert "| task | metric | linear probe | kNN |" in out and "| m-eurosat | accuracy |" in out
+    assert main(["evaluate", "--benchmark", "geobench", "--root", "/nonexistent", "-q"]) == 2
+    assert "GEO-Bench folder not found" in capsys.readouterr().err
+
+
+def test_published_weight_layout_runs_the_comparison_and_wavelength_only_tasks(
+        eurosat_csv, geobench_root, tmp_path):
+    """Weights of DOFA's published layout (small widths): the backbone comparison and the
+    GEO-Bench tasks that only a wavelength-conditioned embedding can take."""
+    import published_layouts as layouts
+    from ofa_explore.weights import load_published
+
+    path = tmp_path / "dofa_base_patch16_224-a0275954.pth"
+    torch.save(layouts.dofa_v1(D=64, depth=1), path)
+    dofa = load_published("dofa-base-v1", path=path)
+    rows = compare_with_random_init(dofa, eurosat_csv, folds=2, seeds=(0,))
+    assert len(rows) == 6 and all(0 <= r["accuracy"] <= 1 for r in rows)
+    kiln = run_geobench(dofa, geobench_root, tasks=["m-brick-kiln"])[0]
+    assert "skipped" not in kiln and kiln["train"] == 30 and 0 <= kiln["linear"] <= 1
+    from ofa_explore.downstream.geobench import GEOBENCH_TASKS, read_task
+
+    task = next(t for t in GEOBENCH_TASKS if t.name == "m-brick-kiln")
+    m = read_task(geobench_root / "classification_v1.0" / "m-brick-kiln", task).modality
+    assert m.num_bands == 10 and m.wavelengths[6] == pytest.approx(0.865)  # stored 7th = B8A
 
 
 def test_geobench_reader_never_runs_code_from_a_pickle(tmp_path, monkeypatch):

@@ -10,7 +10,7 @@ from __future__ import annotations
 import csv
 import json
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -73,7 +73,7 @@ class SegmentationScenes:
     masks: list[Path]
     classes: list[str]
     colors: list[str] | None = None
-    source: str = field(default="")
+    source: str = ""
 
     def __len__(self) -> int:
         return len(self.images)

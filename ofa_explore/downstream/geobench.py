@@ -40,6 +40,7 @@ class GeoBenchTask:
     modality: str | None  # built-in modality the bands map onto; None: wavelengths only
     band_order: str = "names"  # "names": match band names; "stored": file order (mislabelled)
     note: str = ""
+    true_bands: tuple[str, ...] = ()  # real band ids of the first stored bands, where mislabelled
 
 
 # The OFA-Net paper's downstream tasks: GEO-Bench's six classification and six segmentation
@@ -51,7 +52,9 @@ GEOBENCH_TASKS = (
     GeoBenchTask("m-so2sat", "classification", None,
                  "S1 complex channels + 10 S2 bands; S2 bands used, by wavelength"),
     GeoBenchTask("m-brick-kiln", "classification", None,
-                 "13 stored names, real bands B1-B5,B7,B8A,B8,B11,B12 + true colour; by wavelength"),
+                 "13 stored names, real bands B1-B5,B7,B8A,B8,B11,B12 + true colour; by wavelength",
+                 true_bands=("B01", "B02", "B03", "B04", "B05", "B07", "B8A", "B08", "B11",
+                             "B12")),
     GeoBenchTask("m-forestnet", "classification", None, "Landsat-8, 6 bands; by wavelength"),
     GeoBenchTask("m-pv4ger", "classification", "rgb"),
     GeoBenchTask("m-pv4ger-seg", "segmentation", "rgb"),
@@ -195,18 +198,21 @@ def task_modality(task: GeoBenchTask, order: list[str], stats: dict) -> Modality
         return get_modality(task.modality)
     ids, waves, mean, std = [], [], [], []
     s2, landsat = get_modality("s2_l1c"), get_modality("landsat_oli")
-    for name in order:
-        band = _band_id(name, task)
+    names = order[:len(task.true_bands)] if task.true_bands else order
+    for i, name in enumerate(names):
+        band = task.true_bands[i] if task.true_bands else _band_id(name, task)
         for ref in (s2, landsat):
             if band in ref.bands and name in stats:
                 ids.append(name)
                 waves.append(ref.wavelengths[ref.bands.index(band)])
                 mean.append(float(stats[name]["mean"]))
                 std.append(float(stats[name]["std"]) or 1.0)
+                break
     if not ids:
         raise GeoBenchError(f"{task.name}: no band with a known wavelength and band statistics")
-    return Modality(name=f"geobench:{task.name}", bands=tuple(ids), wavelengths=tuple(waves),
-                    gsd=None, mean=tuple(mean), std=tuple(std), units="as stored by GEO-Bench",
+    name = "geobench_" + re.sub(r"[^a-z0-9]+", "_", task.name.lower()).strip("_")
+    return Modality(name=name, bands=tuple(ids), wavelengths=tuple(waves), gsd=None,
+                    mean=tuple(mean), std=tuple(std), units="as stored by GEO-Bench",
                     description=f"GEO-Bench {task.name} bands", source="band_stats.json")
 
 

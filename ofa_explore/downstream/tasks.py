@@ -13,8 +13,8 @@ from ..checkpoint import model_from_metadata
 from ..metrics import classification_scores, segmentation_scores
 from ..model import OFANet
 from ..modalities import Modality
-from .datasets import (IGNORE_INDEX, LabelError, LabelledChips, SegmentationScenes, load_chips, load_masks,
-                       read_labelled_chips, read_segmentation_scenes)
+from .datasets import (IGNORE_INDEX, LabelError, LabelledChips, SegmentationScenes, load_chips,
+                       load_masks, read_labelled_chips, read_segmentation_scenes)
 from .features import extract_features
 from .probes import cross_validate, fit_linear_probe, train_val_split
 from .training import predict, train_head
@@ -46,8 +46,7 @@ def fit_scene_head(model: OFANet, data: LabelledChips | str | Path, name: str, *
     y = data.targets
     train, val = train_val_split(len(y), val_fraction, data.groups, y, seed)
     if method == "finetune" and trainable_blocks:
-        for other in [h for h in model.heads if h != name]:
-            del model.heads[other], model.head_info[other]
+        _drop_heads(model)
     model.add_head(name, data.classes, modality=m.name, colors=colors)
     model.set_default_head(name)  # a freshly fitted head is the one users expect next
     features = extract_features(model, x[train], m, progress=_stage(progress, "features"))
@@ -103,7 +102,10 @@ def fit_segmentation_arrays(model: OFANet, name: str, x: np.ndarray, y: np.ndarr
                             colors: Sequence[str] | None = None, augment: bool = True,
                             progress: Progress | None = None) -> dict[str, Any]:
     """Add segmentation head ``name``, train it on tiles ``x`` [N, C, S, S] / masks ``y``
-    [N, S, S], and score it (mIoU) on the validation tiles."""
+    [N, S, S], and score it (mIoU) on the validation tiles. Fine-tuning blocks
+    (``trainable_blocks``) changes the shared backbone, so the model's other heads are removed."""
+    if trainable_blocks:
+        _drop_heads(model)
     model.add_head(name, classes, kind="segmentation", modality=modality.name, colors=colors)
     model.set_default_head(name)
     stage = _stage(progress, "train")
@@ -248,6 +250,12 @@ def _chip_size(model: OFANet, first: Path, modality) -> int | None:
     side = da.sizes["y"]
     p = model.patch_size
     return None if side == da.sizes["x"] and side % p == 0 else model.config["img_size"]
+
+
+def _drop_heads(model: OFANet) -> None:
+    """Heads fitted on a backbone that is about to change would silently go wrong: remove them."""
+    for name in list(model.heads):
+        del model.heads[name], model.head_info[name]
 
 
 def _summary(scores: dict[str, Any]) -> dict[str, Any]:
