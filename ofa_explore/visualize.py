@@ -20,9 +20,15 @@ def composite(image: np.ndarray, modality: Modality) -> np.ndarray:
     if modality.kind == "sar":
         a, b = image[0], image[1 % image.shape[0]]
         return np.stack([a, b, a - b])
+    return image[rgb_band_indices(modality)]
+
+
+def rgb_band_indices(modality: Modality) -> list[int]:
+    """The bands nearest red, green and blue (the first bands for SAR)."""
+    if modality.kind == "sar":
+        return [0, 1 % modality.num_bands, 0]
     waves = np.asarray(modality.wavelengths)
-    idx = [int(np.argmin(np.abs(waves - w))) for w in RGB_WAVELENGTHS_UM]
-    return image[idx]
+    return [int(np.argmin(np.abs(waves - w))) for w in RGB_WAVELENGTHS_UM]
 
 
 def stretch_limits(rgb: np.ndarray, percentiles: tuple[float, float] = (2, 98)) -> np.ndarray:

@@ -1,0 +1,54 @@
+"""Classification map: a head's class map over the scene, with a legend and the area of each
+class."""
+
+from __future__ import annotations
+
+import html
+
+import ipywidgets as widgets
+
+from ..inference import predict_raster
+from ..model import OFANet
+from .display import class_areas, class_picture, latlon_bounds, read_scene, rgb_picture
+from .maps import overlay, scene_map
+
+
+class ClassificationMap(widgets.VBox):
+    def __init__(self, model: OFANet, source, head: str | None = None,
+                 modality: str | None = None, basemap: bool | None = None, **engine):
+        pixels, self.modality, self.raster = read_scene(source, modality)
+        self.progress = widgets.IntProgress(description="Classifying", min=0, max=1)
+        super().__init__([self.progress])
+
+        def step(done: int, total: int) -> None:
+            self.progress.max, self.progress.value = total, done
+
+        result = predict_raster(model, self.raster, "classify", head=head, progress=step,
+                                **engine)
+        self.result = result
+        self.classes = result.data.values[0]
+        self.names, self.colors = result.class_names, result.class_colors
+        self.map, _ = scene_map(self.raster, rgb_picture(pixels, self.modality), basemap=basemap)
+        self.layer = overlay(class_picture(self.classes, self.colors), latlon_bounds(self.raster),
+                             f"classes ({result.head})", 0.7)
+        self.map.add(self.layer)
+        self.opacity = widgets.FloatSlider(value=0.7, min=0, max=1, step=0.05,
+                                           description="Opacity")
+        self.opacity.observe(lambda c: setattr(self.layer, "opacity", c["new"]), names="value")
+        res_x, res_y = result.data.rio.resolution()
+        self.areas = class_areas(self.classes, self.names, abs(res_x * res_y))
+        self.legend = widgets.HTML(self.legend_html())
+        self.table = widgets.HTML(self.table_html())
+        self.children = [self.map, self.opacity, widgets.HBox([self.legend, self.table])]
+
+    def legend_html(self) -> str:
+        items = "".join(f"<div><span style='display:inline-block;width:12px;height:12px;"
+                        f"background:{c};margin-right:6px'></span>{html.escape(n)}</div>"
+                        for n, c in zip(self.names, self.colors))
+        return f"<div style='margin-right:24px'><b>{html.escape(self.result.head)}</b>{items}</div>"
+
+    def table_html(self) -> str:
+        rows = "".join(f"<tr><td>{html.escape(r['class'])}</td><td>{r['hectares']:.2f}</td>"
+                       f"<td>{r['share']:.1%}</td></tr>" for r in self.areas if r["cells"])
+        return ("<table><tr><th>class</th><th>area (ha)</th><th>share</th></tr>"
+                f"{rows}</table>")

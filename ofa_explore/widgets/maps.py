@@ -1,0 +1,62 @@
+"""A leafmap map that works offline: the scene and results as image overlays placed by their
+bounds, a tile basemap only when its server answers."""
+
+from __future__ import annotations
+
+import numpy as np
+import xarray as xr
+
+from .display import basemap_reachable, data_url, latlon_bounds, png
+
+
+def scene_map(da: xr.DataArray, rgb: np.ndarray, height: str = "480px", basemap: bool | None = None):
+    """(map, scene overlay): a leafmap (ipyleaflet) map centred on the raster."""
+    import ipyleaflet
+    from leafmap import leafmap
+
+    (south, west), (north, east) = latlon_bounds(da)
+    m = leafmap.Map(center=((south + north) / 2, (west + east) / 2), zoom=14, height=height,
+                    draw_control=False, measure_control=False, toolbar_control=False,
+                    attribution_control=False)
+    if basemap is None:
+        basemap = basemap_reachable()
+    if not basemap:  # offline: no grey tiles that never load
+        for layer in [lyr for lyr in m.layers if isinstance(lyr, ipyleaflet.TileLayer)]:
+            m.remove(layer)
+    scene = overlay(rgb, ((south, west), (north, east)), "scene")
+    m.add(scene)
+    m.fit_bounds([[south, west], [north, east]])
+    return m, scene
+
+
+def overlay(array: np.ndarray, bounds, name: str, opacity: float = 1.0):
+    import ipyleaflet
+
+    return ipyleaflet.ImageOverlay(url=data_url(png(array)), bounds=bounds, name=name,
+                                   opacity=opacity)
+
+
+def write_geotiff(array: np.ndarray, like: xr.DataArray, path, bands: list[str]) -> None:
+    """``array`` [B, h, w] on the grid of ``like`` (same extent), written atomically."""
+    import os
+    import tempfile
+    from pathlib import Path
+
+    from affine import Affine
+
+    from ..fileio import publish
+
+    path = Path(path)
+    h, w = array.shape[1:]
+    transform = like.rio.transform() * Affine.scale(like.sizes["x"] / w, like.sizes["y"] / h)
+    out = xr.DataArray(array.astype(np.float32), dims=("band", "y", "x"),
+                       coords={"band": bands}).rio.write_crs(like.rio.crs)
+    out = out.rio.write_transform(transform).rio.write_nodata(np.nan)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tif", dir=path.parent)
+    os.close(fd)
+    try:
+        out.rio.to_raster(tmp, compress="deflate")
+        publish(Path(tmp), path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

@@ -1,0 +1,84 @@
+"""Raster explorer: load imagery of any modality (a path or an upload), see what was detected,
+override it, and look at it as a natural-colour / SAR composite or any three bands."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import ipywidgets as widgets
+
+from ..modalities import list_modalities
+from ..visualize import rgb_band_indices
+from .display import png, read_scene, rgb_picture
+
+
+class RasterExplorer(widgets.VBox):
+    def __init__(self, source=None, modality: str | None = None):
+        self.path = widgets.Text(placeholder="path to a raster, e.g. scene.tif",
+                                 description="Raster", layout=widgets.Layout(width="420px"))
+        self.load_button = widgets.Button(description="Load", icon="folder-open")
+        self.upload = widgets.FileUpload(accept=".tif,.tiff", multiple=False,
+                                         description="Upload")
+        self.modality = widgets.Dropdown(options=[("auto", "")] + [(n, n) for n in
+                                                                    list_modalities()],
+                                         value=modality or "", description="Modality")
+        self.natural = widgets.Checkbox(value=True, description="natural colour / SAR composite")
+        self.red, self.green, self.blue = (widgets.Dropdown(description=c) for c in "RGB")
+        self.stretch = widgets.FloatRangeSlider(value=(2, 98), min=0, max=100, step=0.5,
+                                                description="Stretch %")
+        self.image = widgets.Image(format="png", layout=widgets.Layout(max_width="512px"))
+        self.info = widgets.HTML()
+        self.pixels = self.modality_record = self.raster = None
+        self.load_button.on_click(lambda _: self.load(self.path.value))
+        self.upload.observe(self._uploaded, names="value")
+        self.modality.observe(lambda _: self.pixels is not None and self.load(self._source),
+                              names="value")
+        for control in (self.natural, self.red, self.green, self.blue, self.stretch):
+            control.observe(lambda _: self.render(), names="value")
+        super().__init__([widgets.HBox([self.path, self.load_button, self.upload]),
+                          self.modality, self.natural,
+                          widgets.HBox([self.red, self.green, self.blue]), self.stretch,
+                          self.info, self.image])
+        if source is not None:
+            self.path.value = str(source)
+            self.load(source)
+
+    def load(self, source) -> None:
+        """Read the raster (decimated for display) and show it; errors are shown, not raised."""
+        self._source = source
+        try:
+            self.pixels, self.modality_record, self.raster = read_scene(
+                source, self.modality.value or None)
+        except (ValueError, OSError) as err:
+            self.info.value = f"<b style='color:#b00'>{err}</b>"
+            return
+        m = self.modality_record
+        names = [(f"{b} ({w:.3f} µm)", i) for i, (b, w) in enumerate(zip(m.bands, m.wavelengths))]
+        self._loading = True
+        for control, default in zip((self.red, self.green, self.blue), rgb_band_indices(m)):
+            control.options, control.value = names, default
+        self._loading = False
+        da = self.raster
+        self.info.value = (f"<b>{m.name}</b> ({m.description}); {da.sizes['band']} bands, "
+                           f"{da.sizes['x']} x {da.sizes['y']} px, CRS {da.rio.crs}")
+        self.render()
+
+    def render(self) -> None:
+        if self.pixels is None or getattr(self, "_loading", False):
+            return
+        bands = None if self.natural.value else (self.red.value, self.green.value, self.blue.value)
+        picture = rgb_picture(self.pixels, self.modality_record, bands, self.stretch.value)
+        self.image.value = png(picture, scale=max(1, 256 // max(picture.shape[:2])))
+
+
+    def _uploaded(self, change) -> None:
+        files = change["new"]
+        if not files:
+            return
+        upload = files[0]
+        folder = Path(tempfile.mkdtemp(prefix="ofa_upload_"))
+        path = folder / upload["name"]
+        path.write_bytes(bytes(upload["content"]))
+        self.path.value = str(path)
+        self.load(path)

@@ -1,0 +1,137 @@
+"""Widget logic without a browser: the callbacks and state behind the JupyterLab widgets, on the
+shipped model and sample scenes (the browser tests are in tests/browser/)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import rasterio
+
+from ofa_explore import OFANet, hyperspectral_modality, load_pretrained
+from ofa_explore.demo import sample_path
+from ofa_explore.io import open_raster
+from ofa_explore.widgets import (ClassificationMap, EmbeddingMap, RasterExplorer,
+                                 ReconstructionExplorer)
+from ofa_explore.widgets.display import (class_areas, colormap_picture, cosine_similarity,
+                                         latlon_bounds, latlon_to_cell)
+
+
+@pytest.fixture(scope="module")
+def model():
+    return load_pretrained()
+
+
+@pytest.fixture(scope="module")
+def naip_map(model):
+    return EmbeddingMap(model, sample_path("naip_rgbn_2020.tif"), basemap=False)
+
+
+def centre(bounds):
+    (south, west), (north, east) = bounds
+    return (south + north) / 2, (west + east) / 2
+
+
+# ---------------------------------------------------------------- pure logic
+def test_similarity_is_one_at_the_clicked_patch_and_nan_on_nodata():
+    rng = np.random.default_rng(0)
+    e = rng.normal(size=(8, 4, 5)) + 5.0  # a shared offset, as real embeddings have
+    e[:, 3, 4] = np.nan
+    s = cosine_similarity(e, 1, 2)
+    assert s[1, 2] == pytest.approx(1.0) and np.isnan(s[3, 4])
+    assert np.nanmin(s) < 0  # the shared mean is removed: not everything looks alike
+
+
+def test_class_areas_and_colour_pictures():
+    classes = np.array([[0, 0, 1], [255, 1, 1]], np.uint8)
+    rows = class_areas(classes, ["water", "forest", "urban"], cell_area_m2=100.0)
+    assert [(r["class"], r["cells"]) for r in rows] == [("forest", 3), ("water", 2), ("urban", 0)]
+    assert rows[0]["hectares"] == pytest.approx(0.03) and rows[0]["share"] == pytest.approx(0.6)
+    rgba = colormap_picture(np.array([[0.1, 0.9], [np.nan, 0.5]]), "magma", 0, 1, threshold=0.4)
+    assert rgba.shape == (2, 2, 4) and rgba[0, 0, 3] == 0 and rgba[1, 0, 3] == 0
+    assert rgba[0, 1, 3] == 255
+
+
+def test_map_clicks_map_to_patches_and_outside_is_none():
+    da = open_raster(sample_path("naip_rgbn_2020.tif"))
+    lat, lon = centre(latlon_bounds(da))
+    row, col = latlon_to_cell(da, lat, lon, 8)
+    assert abs(row - 12) <= 1 and abs(col - 12) <= 1  # 192 px / 8 = 24 patches a side
+    assert latlon_to_cell(da, lat + 1.0, lon, 8) is None
+
+
+# ---------------------------------------------------------------- widgets
+def test_raster_explorer_detects_overrides_and_reports_errors(tmp_path):
+    explorer = RasterExplorer(sample_path("bigearthnet_s1_20170613.tif"))
+    assert "s1_grd" in explorer.info.value and explorer.image.value
+    first = explorer.image.value
+    explorer.stretch.value = (10, 90)
+    assert explorer.image.value != first
+    explorer = RasterExplorer(sample_path("naip_rgbn_2020.tif"))
+    natural = explorer.image.value
+    explorer.natural.value = False
+    explorer.red.value = 3  # NIR as red: false colour
+    assert explorer.image.value != natural
+    explorer.modality.value = "s2_l1c"  # 4 bands cannot be Sentinel-2 L1C
+    assert "13" in explorer.info.value and "color:#b00" in explorer.info.value
+    with open(sample_path("eurosat_river.tif"), "rb") as f:  # an upload
+        explorer.modality.value = ""
+        explorer._uploaded({"new": [{"name": "river.tif", "content": memoryview(f.read())}]})
+    assert "s2_l1c" in explorer.info.value
+
+
+def test_mask_ratio_changes_the_reconstruction_and_the_loss(model):
+    explorer = ReconstructionExplorer(model, sample_path("eurosat_river.tif"))
+    before, loss = explorer.panels["reconstruction"].value, explorer.loss.value
+    scores = explorer.update()
+    assert scores["model"] < scores["baseline"]  # the shipped model beats the trivial guess
+    explorer.mask_ratio.value = 0.5
+    assert explorer.panels["reconstruction"].value != before and explorer.loss.value != loss
+    explorer.band.value = 3
+    explorer.grid.value = False
+    assert "50% hidden" in explorer.loss.value
+
+
+def test_reconstruction_explorer_runs_the_wavelength_conditioned_path(tmp_path):
+    path = tmp_path / "cube.tif"
+    with rasterio.open(sample_path("eurosat_river.tif")) as src:
+        profile, data = src.profile, src.read()[[1, 2, 3, 7]]
+    profile.update(count=4)
+    with rasterio.open(path, "w", **profile) as dst:
+        dst.write(data)
+    cube = hyperspectral_modality([0.49, 0.56, 0.665, 0.842], name="my_cube", scale=1e-4)
+    model = OFANet("tiny", modalities=["rgb"], img_size=32, patch_size=8, depth=1).eval()
+    explorer = ReconstructionExplorer(model, open_raster(path, cube))
+    assert explorer.modality.name == "my_cube" and explorer.panels["error"].value
+
+
+def test_embedding_map_click_similarity_threshold_and_export(naip_map, tmp_path):
+    from ofa_explore.widgets.display import data_url  # noqa: F401 (overlay urls are data URLs)
+
+    empty = naip_map.similarity_layer.url
+    naip_map._on_map(type="click", coordinates=list(centre(naip_map.bounds)))
+    assert naip_map.similarity is not None and naip_map.similarity_layer.url != empty
+    assert "patches above" in naip_map.status.value
+    url = naip_map.similarity_layer.url
+    naip_map.threshold.value = 0.9
+    assert naip_map.similarity_layer.url != url
+    naip_map.opacity.value = 0.3
+    assert naip_map.similarity_layer.opacity == 0.3
+    assert not naip_map.select(0.0, 0.0)  # far outside the scene
+    written = naip_map.export(tmp_path / "export")
+    with rasterio.open(written[1]) as sim, rasterio.open(sample_path("naip_rgbn_2020.tif")) as ref:
+        assert sim.crs == ref.crs and sim.bounds == pytest.approx(ref.bounds, abs=1e-3)
+        assert sim.read(1).shape == naip_map.similarity.shape
+    with rasterio.open(written[0]) as emb:
+        assert emb.count == 192
+    assert [lyr.name for lyr in naip_map.map.layers if hasattr(lyr, "url") and
+            lyr.url.startswith("data:")] == ["scene", "embedding PCA", "similarity"]
+
+
+def test_classification_map_legend_and_area_table(model):
+    widget = ClassificationMap(model, sample_path("eurosat_river.tif"), basemap=False)
+    assert "River" in widget.legend.value and "eurosat_landcover" in widget.legend.value
+    total = sum(r["hectares"] for r in widget.areas)
+    assert total == pytest.approx(64 * 64 * 100 / 1e4, rel=0.05)  # 64 x 64 px at 10 m
+    assert "<table>" in widget.table.value
+    with pytest.raises(ValueError, match="no classification head of this model takes 'rgbn'"):
+        ClassificationMap(model, sample_path("naip_rgbn_2020.tif"), basemap=False)
