@@ -17,7 +17,7 @@ SETUP = """from ofa_explore import load_pretrained
 from ofa_explore.demo import sample_path
 
 model = load_pretrained()   # the shipped ViT-Tiny OFA-Net, no network needed
-model"""
+print(model.extra_repr(), "| heads:", list(model.heads))"""
 
 NOTEBOOKS = {
     "01_modalities_tour.ipynb": [

@@ -105,8 +105,6 @@ def test_reconstruction_explorer_runs_the_wavelength_conditioned_path(tmp_path):
 
 
 def test_embedding_map_click_similarity_threshold_and_export(naip_map, tmp_path):
-    from ofa_explore.widgets.display import data_url  # noqa: F401 (overlay urls are data URLs)
-
     empty = naip_map.similarity_layer.url
     naip_map._on_map(type="click", coordinates=list(centre(naip_map.bounds)))
     assert naip_map.similarity is not None and naip_map.similarity_layer.url != empty

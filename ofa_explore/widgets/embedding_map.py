@@ -70,6 +70,8 @@ class EmbeddingMap(widgets.VBox):
         if cell is None or not np.isfinite(self.embeddings[:, cell[0], cell[1]]).all():
             self.status.value = "That point is outside the scene (or nodata)."
             return False
+        if self.selected is None:
+            self.show_pca.value = False  # first click: show the scene under the similarity
         self.selected = cell
         self.similarity = cosine_similarity(self.embeddings, *cell)
         self.draw()

@@ -15,9 +15,11 @@ def scene_map(da: xr.DataArray, rgb: np.ndarray, height: str = "480px", basemap:
     from leafmap import leafmap
 
     (south, west), (north, east) = latlon_bounds(da)
-    m = leafmap.Map(center=((south + north) / 2, (west + east) / 2), zoom=14, height=height,
-                    draw_control=False, measure_control=False, toolbar_control=False,
-                    attribution_control=False)
+    m = leafmap.Map(center=((south + north) / 2, (west + east) / 2), zoom=14)
+    m.layout.height = height
+    for control in [c for c in m.controls if isinstance(c, (ipyleaflet.DrawControl,
+                                                             ipyleaflet.MeasureControl))]:
+        m.remove(control)  # drawing tools do nothing here
     if basemap is None:
         basemap = basemap_reachable()
     if not basemap:  # offline: no grey tiles that never load

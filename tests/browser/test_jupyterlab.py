@@ -1,0 +1,164 @@
+"""The widgets in a real JupyterLab, driven in headless Chromium (Debian's /usr/bin/chromium, via
+playwright): the workshop notebooks run, images and the map render, the mask-ratio slider
+changes the reconstruction, and a click on the map reaches Python and redraws the similarity
+overlay. Screenshots go to test-artifacts/browser/."""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+CHROMIUM = os.environ.get("OFA_CHROMIUM", "/usr/bin/chromium")
+ARTIFACTS = ROOT / "test-artifacts" / "browser"
+NOTEBOOKS = ("02_masked_reconstruction.ipynb", "03_embeddings_map.ipynb")
+
+pytestmark = pytest.mark.skipif(
+    not Path(CHROMIUM).exists() or shutil.which("jupyter", path=str(Path(sys.executable).parent))
+    is None, reason="needs Debian's chromium (`apt-get install chromium`) and jupyterlab")
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory):
+    root = tmp_path_factory.mktemp("lab")
+    for name in NOTEBOOKS:
+        shutil.copy(ROOT / "notebooks" / name, root / name)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    token = secrets.token_hex(12)
+    home = tmp_path_factory.mktemp("jupyter-home")  # no user settings, workspaces or news
+    settings = home / "settings" / "@jupyterlab" / "notebook-extension"
+    settings.mkdir(parents=True)
+    # render every cell (JupyterLab 4 only renders the cells in view by default)
+    (settings / "tracker.jupyterlab-settings").write_text('{"windowingMode": "none"}')
+    env = {**os.environ, "JUPYTER_CONFIG_DIR": str(home / "config"),
+           "JUPYTER_RUNTIME_DIR": str(home / "runtime"),
+           "JUPYTERLAB_SETTINGS_DIR": str(home / "settings"),
+           "JUPYTERLAB_WORKSPACES_DIR": str(home / "workspaces")}
+    log = open(home / "lab.log", "w")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "jupyter", "lab", "--no-browser", "--ip=127.0.0.1",
+         f"--port={port}", f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}",
+         *(["--allow-root"] if os.geteuid() == 0 else []),
+         "--LabApp.news_url=", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+         "--LabApp.expose_app_in_browser=True"],
+        stdout=log, stderr=subprocess.STDOUT, env=env)
+    url = f"http://127.0.0.1:{port}"
+    t0 = time.time()
+    while True:
+        try:
+            urllib.request.urlopen(f"{url}/api/status?token={token}", timeout=2)
+            break
+        except OSError:
+            assert proc.poll() is None, (home / "lab.log").read_text()[-3000:]
+            assert time.time() - t0 < 90, "JupyterLab did not start"
+            time.sleep(0.5)
+    yield url, token
+    proc.terminate()
+    proc.wait(timeout=30)
+    log.close()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, headless=True,
+                              args=["--no-sandbox", "--disable-gpu"])
+        yield b
+        b.close()
+
+
+def run_notebook(browser, lab, name: str):
+    url, token = lab
+    page = browser.new_page(viewport={"width": 1400, "height": 1100})
+    page.goto(f"{url}/lab/tree/{name}?token={token}")
+    page.wait_for_selector(".jp-NotebookPanel .jp-Cell", timeout=90_000)
+    page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']",
+                           timeout=90_000)
+    page.wait_for_function("window.jupyterapp !== undefined")
+    page.evaluate("""async () => {  // Run > Run All Cells, once the kernel is connected
+        const app = window.jupyterapp, panel = app.shell.currentWidget;
+        await panel.context.ready;
+        await panel.sessionContext.ready;
+        app.commands.execute('notebook:run-all-cells');
+    }""")
+    page.wait_for_function("""() => {  // every code cell has run, and the kernel is idle again
+        const panel = window.jupyterapp.shell.currentWidget;
+        const cells = panel.content.widgets.filter(c => c.model.type === 'code');
+        return cells.every(c => c.model.executionCount !== null)
+            && panel.sessionContext.session.kernel.status === 'idle';
+    }""", timeout=180_000)
+    errors = page.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']")
+    assert page.locator(".jp-RenderedText[data-mime-type='application/vnd.jupyter.error']"
+                        ).count() == 0, errors.all_inner_texts()
+    return page
+
+
+def sources(page, selector: str) -> list[str]:
+    return page.eval_on_selector_all(selector, "els => els.map(e => e.src)")
+
+
+def wait_for_change(page, selector: str, before: list[str], timeout: float = 60) -> list[str]:
+    t0 = time.time()
+    while time.time() - t0 < timeout:
+        now = sources(page, selector)
+        if now != before:
+            return now
+        page.wait_for_timeout(250)
+    raise AssertionError(f"{selector} did not change in {timeout} s")
+
+
+def test_mask_ratio_slider_changes_the_reconstruction(browser, lab):
+    page = run_notebook(browser, lab, NOTEBOOKS[0])
+    images = "img.widget-image"
+    page.wait_for_function(f"document.querySelectorAll('{images}').length >= 12")
+    before = sources(page, images)
+    assert all(src.startswith("blob:") or src.startswith("data:") for src in before)
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.locator(".widget-slider").first.scroll_into_view_if_needed()
+    page.screenshot(path=str(ARTIFACTS / "reconstruction_before.png"))
+    readout = page.locator(".widget-slider .widget-readout").first
+    readout.click()
+    page.keyboard.press("Control+A")
+    page.keyboard.type("0.3")
+    page.keyboard.press("Enter")
+    after = wait_for_change(page, images, before)
+    assert after[:4] != before[:4]  # the first explorer's panels were redrawn by Python
+    assert page.get_by_text(re.compile(r"\b3[01]% hidden")).count() >= 1  # 20 of 64 patches
+    page.screenshot(path=str(ARTIFACTS / "reconstruction_after.png"))
+    page.close()
+
+
+def test_map_renders_and_a_click_updates_the_similarity_overlay(browser, lab):
+    page = run_notebook(browser, lab, NOTEBOOKS[1])
+    overlays = "img.leaflet-image-layer"
+    page.wait_for_function(f"document.querySelectorAll('{overlays}').length >= 3")
+    before = sources(page, overlays)
+    page.locator(".leaflet-container").first.scroll_into_view_if_needed()
+    page.wait_for_timeout(500)
+    box = page.locator(overlays).first.bounding_box()  # the scene itself, within the map
+    page.mouse.click(box["x"] + box["width"] * 0.3, box["y"] + box["height"] * 0.35)
+    try:
+        after = wait_for_change(page, overlays, before)
+    finally:
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "embedding_notebook.png"))
+    changed = [i for i, (a, b) in enumerate(zip(before, after)) if a != b]
+    assert changed == [2], changed  # only the similarity overlay: scene and PCA stay
+    assert page.locator("text=patches above").count() >= 1
+    page.wait_for_timeout(1000)  # let the browser paint the new overlay
+    page.locator(".leaflet-container").first.screenshot(path=str(ARTIFACTS / "embedding_map.png"))
+    page.close()
