@@ -15,10 +15,10 @@ SHARED = Path(os.environ.get("OFA_SHARED_DATA", ROOT.parent / "shared" / "data")
 
 torch.set_num_threads(min(2, torch.get_num_threads()))
 
-import importlib.util
-
-# tests/qgis need QGIS's Python; tests/test_qgis_plugin.py runs them there
-if importlib.util.find_spec("qgis") is None:
+try:  # tests/qgis need QGIS's Python; tests/test_qgis_plugin.py runs them there
+    from qgis.core import Qgis as _qgis  # (tests/qgis itself is no such package)
+    del _qgis
+except ImportError:
     collect_ignore = ["qgis"]
 
 

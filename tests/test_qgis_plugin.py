@@ -2,8 +2,8 @@
 
 QGIS's Python bindings belong to the system Python (Debian: `apt-get install python3-qgis`), so
 the tests run there, in a venv that sees the system packages (`.venv-qgis`, made on first use
-with `qgis_plugin/constraints.txt` and QGIS's own numpy pinned: Debian's 1.24, not a newer one). Skipped, saying how to
-enable them, where QGIS is not installed.
+with `qgis_plugin/constraints.txt` and QGIS's own numpy (Debian's 1.24) and pyproj pinned).
+Skipped, saying how to enable them, where QGIS is not installed.
 """
 
 from __future__ import annotations
@@ -30,13 +30,14 @@ def _venv_python() -> Path:
     python = VENV / "bin" / "python"
     ready = VENV / ".ofa-ready"
     if not ready.exists():
-        numpy = subprocess.run([SYSTEM_PYTHON, "-c", "import numpy; print(numpy.__version__)"],
-                               capture_output=True, text=True, check=True).stdout.strip()
+        own = subprocess.run([SYSTEM_PYTHON, "-c", "import numpy, pyproj; print("
+                              "f'numpy=={numpy.__version__} pyproj=={pyproj.__version__}')"],
+                             capture_output=True, text=True, check=True).stdout.split()
         subprocess.run([SYSTEM_PYTHON, "-m", "venv", "--system-site-packages", str(VENV)],
                        check=True)
         subprocess.run([str(python), "-m", "pip", "install", "-q", "-c",
-                        str(ROOT / "qgis_plugin" / "constraints.txt"), f"numpy=={numpy}",
-                        "-e", f"{ROOT}[dev]", "pytest-qgis>=2"], check=True)
+                        str(ROOT / "qgis_plugin" / "constraints.txt"), *own, "-e", str(ROOT),
+                        "pytest>=7", "pytest-qgis>=2"], check=True)
         ready.write_text("ok\n")
     return python
 

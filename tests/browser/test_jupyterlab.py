@@ -85,22 +85,28 @@ def run_notebook(browser, lab, name: str):
     url, token = lab
     page = browser.new_page(viewport={"width": 1400, "height": 1100})
     page.goto(f"{url}/lab/tree/{name}?token={token}")
-    page.wait_for_selector(".jp-NotebookPanel .jp-Cell", timeout=90_000)
-    page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']",
-                           timeout=90_000)
-    page.wait_for_function("window.jupyterapp !== undefined")
-    page.evaluate("""async () => {  // Run > Run All Cells, once the kernel is connected
-        const app = window.jupyterapp, panel = app.shell.currentWidget;
+    page.wait_for_function("window.jupyterapp !== undefined", timeout=90_000)
+    find = ("Array.from(window.jupyterapp.shell.widgets('main'))"
+            f".find(w => w.context && w.context.path === '{name}')")
+    page.wait_for_function(f"() => {find} !== undefined", timeout=90_000)
+    page.evaluate(f"""async () => {{  // Run > Run All Cells, once the kernel is connected
+        const app = window.jupyterapp, panel = {find};
+        app.shell.activateById(panel.id);
         await panel.context.ready;
         await panel.sessionContext.ready;
         app.commands.execute('notebook:run-all-cells');
-    }""")
-    page.wait_for_function("""() => {  // every code cell has run, and the kernel is idle again
-        const panel = window.jupyterapp.shell.currentWidget;
-        const cells = panel.content.widgets.filter(c => c.model.type === 'code');
-        return cells.every(c => c.model.executionCount !== null)
-            && panel.sessionContext.session.kernel.status === 'idle';
-    }""", timeout=180_000)
+    }}""")
+    try:
+        page.wait_for_function(f"""() => {{  // every code cell has run, the kernel is idle
+            const panel = {find};
+            const cells = panel.content.widgets.filter(c => c.model.type === 'code');
+            return cells.every(c => c.model.executionCount !== null)
+                && panel.sessionContext.session.kernel.status === 'idle';
+        }}""", timeout=180_000)
+    except Exception:
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / f"failed_{name}.png"))
+        raise
     errors = page.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']")
     assert page.locator(".jp-RenderedText[data-mime-type='application/vnd.jupyter.error']"
                         ).count() == 0, errors.all_inner_texts()

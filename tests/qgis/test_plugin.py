@@ -13,7 +13,7 @@ import rasterio
 from qgis.core import (QgsApplication, QgsPalettedRasterRenderer, QgsProject, QgsRasterLayer,
                        QgsVectorLayer)
 
-from conftest import ROOT  # tests/qgis/conftest.py
+ROOT = Path(__file__).resolve().parents[2]
 
 SHARED = Path(os.environ.get("OFA_SHARED_DATA", ROOT.parent / "shared" / "data"))
 ARTIFACTS = ROOT / "test-artifacts" / "qgis"
