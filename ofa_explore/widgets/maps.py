@@ -50,7 +50,7 @@ def write_geotiff(array: np.ndarray, like: xr.DataArray, path, bands: list[str])
 
     path = Path(path)
     h, w = array.shape[1:]
-    transform = like.rio.transform() * Affine.scale(like.sizes["x"] / w, like.sizes["y"] / h)
+    transform = like.rio.transform() @ Affine.scale(like.sizes["x"] / w, like.sizes["y"] / h)
     out = xr.DataArray(array.astype(np.float32), dims=("band", "y", "x"),
                        coords={"band": bands}).rio.write_crs(like.rio.crs)
     out = out.rio.write_transform(transform).rio.write_nodata(np.nan)
