@@ -1,7 +1,17 @@
 """JupyterLab widgets (ipywidgets + leafmap) over the same Python API and engine as the CLI.
 Their logic lives in plain functions (``display``) and methods that tests call directly."""
 
-from .classification_map import ClassificationMap
+import importlib.util
+
+# the widget stack is an extra, not needed by the CLI or the QGIS plugin
+_missing = [m for m in ("ipywidgets", "ipyleaflet", "leafmap")
+            if importlib.util.find_spec(m) is None]
+if _missing:
+    raise ImportError(f"ofa_explore.widgets needs {', '.join(_missing)} (the notebooks extra): "
+                      "`pip install 'ofa-explore[notebooks]'`, or from a checkout "
+                      "`pip install -e '.[notebooks]'`")
+
+from .classification_map import ClassificationMap  # noqa: E402
 from .embedding_map import EmbeddingMap
 from .raster_explorer import RasterExplorer
 from .reconstruction import ReconstructionExplorer
