@@ -186,7 +186,6 @@ def test_cancel_stops_the_work_and_leaves_no_layer_or_file(plugin, qgis_iface, q
     assert "cancelled" in messages(qgis_iface, "Info")
     assert set(QgsProject.instance().mapLayers()) == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["big.tif"]  # no output, no temp file
-    assert time.time() - t0 < 30
 
 
 def test_vector_layer_wrong_bands_and_missing_checkpoint_are_explained(
