@@ -95,17 +95,19 @@ def read_tensors(path: str | os.PathLike, fmt: str = FORMAT,
 def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
     """The JSON metadata of a checkpoint, without reading its weights."""
     path = _existing(path)
+    size = path.stat().st_size
     with open(path, "rb") as f:
         head = f.read(8)
+        n = int.from_bytes(head, "little") if len(head) == 8 else 0
+        raw = f.read(n) if 0 < n and 8 + n <= size else b""
+    # A safetensors header length can begin with any byte (0x80 looks like pickle, "PK" like a
+    # zip), so foreign formats are named only once the file is not a well-formed safetensors.
+    if not raw.startswith(b"{"):
         _refuse_foreign(path, head)
         if len(head) < 8:
             raise CheckpointError(f"{path} is truncated (only {len(head)} bytes)")
-        n = int.from_bytes(head, "little")
-        size = path.stat().st_size
-        if n <= 0 or 8 + n > size:
-            raise CheckpointError(f"{path} is truncated or corrupt: its header claims {n} bytes "
-                                  f"but the file has {size}")
-        raw = f.read(n)
+        raise CheckpointError(f"{path} is truncated or corrupt: its header claims {n} bytes "
+                              f"but the file has {size}")
     try:
         meta = json.loads(raw)[("__metadata__")][METADATA_KEY]
         return json.loads(meta)

@@ -113,6 +113,25 @@ def test_pickle_payloads_are_refused_and_never_run(tmp_path, monkeypatch):
     assert not (tmp_path / "PWNED_BY_PICKLE").exists()
 
 
+@pytest.mark.parametrize("first_bytes", [b"\x80", b"PK"])
+def test_header_length_that_looks_like_pickle_or_zip_still_loads(model, tmp_path, first_bytes):
+    # The 8-byte header length is little-endian: a header of 0x..80 bytes starts with the pickle
+    # opcode, one of 0x4B50 bytes with "PK". Seen in CI: a real checkpoint refused as a pickle.
+    path = tmp_path / "model.safetensors"
+    save_checkpoint(model, path, note="")
+    length = int.from_bytes(path.read_bytes()[:8], "little")
+    target = int.from_bytes(first_bytes, "little")
+    step = 256 ** len(first_bytes)
+    wanted = length + (target - length) % step  # the next length with those low bytes
+    for pad in range(wanted - length - 16, wanted - length + 16):
+        save_checkpoint(model, path, note="x" * pad)
+        if path.read_bytes()[:len(first_bytes)] == first_bytes:
+            break
+    else:
+        pytest.fail(f"no padding gave a header length starting with {first_bytes!r}")
+    assert load_checkpoint(path).config == model.config
+
+
 def test_foreign_safetensors_and_missing_file(tmp_path):
     from safetensors.torch import save_file
 

@@ -143,7 +143,8 @@ def test_mask_ratio_slider_changes_the_reconstruction(browser, lab):
     page.keyboard.press("Enter")
     after = wait_for_change(page, images, before)
     assert after[:4] != before[:4]  # the first explorer's panels were redrawn by Python
-    assert page.get_by_text(re.compile(r"\b3[01]% hidden")).count() >= 1  # 20 of 64 patches
+    # the score line is set after the panels, so wait for it too (CI once read it in between)
+    page.get_by_text(re.compile(r"\b3[01]% hidden")).first.wait_for(timeout=60_000)  # 20 of 64
     page.screenshot(path=str(ARTIFACTS / "reconstruction_after.png"))
     page.close()
 
@@ -164,7 +165,7 @@ def test_map_renders_and_a_click_updates_the_similarity_overlay(browser, lab):
         page.screenshot(path=str(ARTIFACTS / "embedding_notebook.png"))
     changed = [i for i, (a, b) in enumerate(zip(before, after)) if a != b]
     assert changed == [2], changed  # only the similarity overlay: scene and PCA stay
-    assert page.locator("text=patches above").count() >= 1
+    page.locator("text=patches above").first.wait_for(timeout=60_000)  # set after the overlay
     page.wait_for_timeout(1000)  # let the browser paint the new overlay
     page.locator(".leaflet-container").first.screenshot(path=str(ARTIFACTS / "embedding_map.png"))
     page.close()
