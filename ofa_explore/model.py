@@ -433,6 +433,16 @@ class OFANet(nn.Module):
         self.require_embedding(modality)
         return self.wavelength_embed(x, self.wavelength_codes(modality, x.device))
 
+    def set_fused_attention(self, enabled: bool) -> None:
+        """Use PyTorch's fused attention kernel in every block, or plain matmul + softmax.
+
+        Fused is the fast choice on GPUs; on CPUs under bf16 autocast its backward pass is slow
+        for short token sequences, and plain attention trains ~1.4x faster (bench/RESULTS.md).
+        Both compute the same function.
+        """
+        for block in [*self.blocks, *self.decoder_blocks]:
+            block.attn.fused_attn = enabled
+
     def require_embedding(self, modality: Modality) -> None:
         """Fail early, naming what the model knows, when it cannot embed ``modality``."""
         if modality.name not in self.patch_embeds and self.wavelength_embed is None:

@@ -60,6 +60,7 @@ class TrainConfig:
     mask_ratio: float = 0.75
     crop_scale: tuple[float, float] = (1.0, 1.0)  # window area / image area, drawn per chip
     precision: str = "fp32"  # fp32 | bf16 | fp16 (fp16 only on CUDA)
+    attention: str = "auto"  # fused | math | auto: math for bf16 on a CPU, else fused
     grad_clip: float | None = 1.0
     checkpoint_every: int = 200
     keep_last: int = 3
@@ -73,6 +74,8 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.precision not in ("fp32", "bf16", "fp16"):
             raise ConfigError(f"precision must be fp32, bf16 or fp16, got {self.precision!r}")
+        if self.attention not in ("auto", "fused", "math"):
+            raise ConfigError(f"attention must be auto, fused or math, got {self.attention!r}")
         if not 0 <= self.mask_ratio < 1:
             raise ConfigError(f"mask_ratio must be in [0, 1), got {self.mask_ratio}")
         lo, hi = self.crop_scale = tuple(float(v) for v in self.crop_scale)

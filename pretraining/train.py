@@ -47,6 +47,13 @@ def build_model(cfg: TrainConfig) -> OFANet:
                   wavelength_embed=mc.wavelength_embed, norm_pix_loss=mc.norm_pix_loss, **mc.arch)
 
 
+def fused_attention(cfg: TrainConfig, device: torch.device) -> bool:
+    """``attention: auto``: the fused kernel, except under bf16 on a CPU where it is slower."""
+    if cfg.attention == "auto":
+        return not (device.type == "cpu" and cfg.precision == "bf16")
+    return cfg.attention == "fused"
+
+
 def lr_at(step: int, cfg: TrainConfig) -> float:
     """Linear warm-up, then cosine decay to ``min_lr``."""
     o = cfg.optim
@@ -132,6 +139,7 @@ def train(cfg: TrainConfig, base: Path, resume: bool | str = False, quiet: bool 
     out = Path(cfg.output_dir)
     torch.manual_seed(cfg.seed)  # same initial weights on every rank
     model = build_model(cfg).to(device)
+    model.set_fused_attention(fused_attention(cfg, device))
     optimizer = make_optimizer(model, cfg)
     scaler = torch.amp.GradScaler("cuda", enabled=cfg.precision == "fp16" and device.type == "cuda")
     start = 0
@@ -151,7 +159,7 @@ def train(cfg: TrainConfig, base: Path, resume: bool | str = False, quiet: bool 
         sampler=range(start, cfg.steps), num_workers=cfg.num_workers,
         persistent_workers=cfg.num_workers > 0)
     log = _Log(out, rank, start > 0, quiet, cfg.steps, start, cfg.log_every)
-    autocast = _autocast(cfg.precision, device)
+    autocast = autocast_for(cfg.precision, device)
     model.train()
     last = {}
     t_prev = time.perf_counter()
@@ -229,7 +237,8 @@ def _setup_distributed() -> tuple[int, int, torch.device]:
     return rank, world, torch.device("cpu")
 
 
-def _autocast(precision: str, device: torch.device):
+def autocast_for(precision: str, device: torch.device):
+    """The autocast context for a precision (fp32: none); fp16 only on CUDA."""
     if precision == "fp32":
         return contextlib.nullcontext()
     dtype = torch.bfloat16 if precision == "bf16" else torch.float16

@@ -112,6 +112,22 @@ def test_loss_falls_when_overfitting_real_eurosat_batch(eurosat_batch):
     assert last < 0.5 * first, (first, last)
 
 
+def test_plain_attention_computes_what_the_fused_kernel_does():
+    model = small_model(["s2"], decoder_depth=1).train()
+    x = sample("s2")
+    results = []
+    for fused in (True, False):
+        model.set_fused_attention(fused)
+        assert all(b.attn.fused_attn is fused for b in [*model.blocks, *model.decoder_blocks])
+        model.zero_grad()
+        loss, _, _ = model(x, "s2", generator=torch.Generator().manual_seed(0))
+        loss.backward()
+        results.append((loss.detach(), model.blocks[0].attn.qkv.weight.grad.clone()))
+    (loss_fused, grad_fused), (loss_plain, grad_plain) = results
+    assert torch.allclose(loss_fused, loss_plain, atol=1e-5)
+    assert torch.allclose(grad_fused, grad_plain, atol=1e-5, rtol=1e-4)
+
+
 def test_position_embeddings_interpolate_for_other_sizes():
     model = small_model(["s2"])
     x = sample("s2", size=IMG)

@@ -17,7 +17,7 @@ import yaml
 from ofa_explore import load_checkpoint
 from ofa_explore.checkpoint import CheckpointError
 from pretraining.config import ConfigError, load_config
-from pretraining.train import latest_checkpoint, train
+from pretraining.train import fused_attention, latest_checkpoint, train
 
 
 def config(shared: Path, out: Path, **overrides) -> dict:
@@ -44,8 +44,10 @@ def read_log(out: Path) -> list[dict]:
         return list(csv.DictReader(f))
 
 
-def test_twenty_steps_on_real_data_lower_the_loss(shared, tmp_path):
-    cfg = config(shared, tmp_path / "run", data=[{"modality": "s2_l1c", "paths": [str(shared / "eurosat/*/*.tif")]}])
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])  # bf16 on a CPU: plain attention
+def test_twenty_steps_on_real_data_lower_the_loss(shared, tmp_path, precision):
+    cfg = config(shared, tmp_path / "run", precision=precision,
+                 data=[{"modality": "s2_l1c", "paths": [str(shared / "eurosat/*/*.tif")]}])
     final = train(load_config(cfg), Path.cwd(), quiet=True)
     losses = [float(r["loss"]) for r in read_log(tmp_path / "run")]
     assert len(losses) == 20
@@ -124,6 +126,18 @@ def test_invalid_config_names_the_bad_key(shared, tmp_path):
         load_config(tmp_path / "nope.yaml")
     with pytest.raises(ConfigError, match="crop_scale"):
         load_config(config(shared, tmp_path, crop_scale=[0.5, 0.2]))
+    with pytest.raises(ConfigError, match="attention must be auto, fused or math"):
+        load_config(config(shared, tmp_path, attention="flash"))
+
+
+def test_attention_kernel_is_picked_for_the_device(shared, tmp_path):
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    picked = {(d.type, p, a): fused_attention(load_config(config(shared, tmp_path, precision=p,
+                                                                 attention=a)), d)
+              for d in (cpu, cuda) for p in ("fp32", "bf16") for a in ("auto", "fused", "math")}
+    assert picked[("cpu", "bf16", "auto")] is False  # the CPU's fused bf16 backward is slow
+    assert picked[("cpu", "fp32", "auto")] and picked[("cuda", "bf16", "auto")]
+    assert all(v == (a == "fused") for (_, _, a), v in picked.items() if a != "auto")
 
 
 def test_random_resized_crops_zoom_into_the_chips(shared, tmp_path):
