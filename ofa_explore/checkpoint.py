@@ -167,12 +167,12 @@ def _existing(path: str | os.PathLike) -> Path:
 
 def _refuse_foreign(path: Path, head: bytes) -> None:
     """Name the formats people pass by mistake: PyTorch zip or pickle files are never unpickled."""
-    if head[:2] == b"PK":
+    if head[:4] == b"PK\x03\x04":
         raise CheckpointError(
             f"{path} is a PyTorch .pth/.pt file (zip archive), not an ofa_explore checkpoint. It "
             "is not unpickled here; convert published weights with `ofa convert` "
             "(or ofa_explore.weights), which reads them with torch.load(weights_only=True)")
-    if head[:1] == b"\x80":
+    if head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05"):  # protocol
         raise CheckpointError(
             f"{path} is a Python pickle, which can run arbitrary code and is refused. "
             "Only safetensors checkpoints written by ofa_explore are loaded")

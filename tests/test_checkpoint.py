@@ -130,6 +130,9 @@ def test_header_length_that_looks_like_pickle_or_zip_still_loads(model, tmp_path
     else:
         pytest.fail(f"no padding gave a header length starting with {first_bytes!r}")
     assert load_checkpoint(path).config == model.config
+    path.write_bytes(path.read_bytes()[:100])  # and cut short, it is called truncated, not foreign
+    with pytest.raises(CheckpointError, match="truncated"):
+        load_checkpoint(path)
 
 
 def test_foreign_safetensors_and_missing_file(tmp_path):
