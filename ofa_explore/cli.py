@@ -97,16 +97,23 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     nodata = KEEP if args.nodata is None else None if args.nodata == "none" else float(args.nodata)
     raster = open_raster(args.raster if len(args.raster) > 1 else args.raster[0],
                          modality=args.modality, nodata=nodata)
-    with tqdm(total=None, unit="tile", desc=f"ofa {args.command}", disable=args.quiet) as bar:
-        def progress(done: int, total: int) -> None:
-            bar.total = total
-            bar.update(done - bar.n)
+    bars: list[tqdm] = []  # opened at the first batch, so an input error prints no bar
 
+    def progress(done: int, total: int) -> None:
+        if not bars:
+            bars.append(tqdm(total=total, unit="tile", desc=f"ofa {args.command}",
+                             disable=args.quiet))
+        bars[0].update(done - bars[0].n)
+
+    try:
         result = predict_raster(
             model, raster, args.command, args.output, tile=args.tile, overlap=args.overlap,
             batch_size=args.batch_size, device=args.device, head=getattr(args, "head", None),
             mask_ratio=getattr(args, "mask_ratio", 0.75), seed=getattr(args, "seed", 0),
             overwrite=args.overwrite, progress=progress)
+    finally:
+        for bar in bars:
+            bar.close()
     print(f"wrote {result.path}" + (f" and {result.pca_path}" if result.pca_path else "")
           + f" ({result.tiles} tiles in {result.seconds} s on {result.device})")
     if result.class_names:

@@ -1,7 +1,8 @@
 """`ofa demo`: the shipped pre-trained OFA-Net on shipped real scenes, in seconds on a CPU.
 
-One shared encoder reconstructs masked scenes of four modalities (Sentinel-2 L1C, Sentinel-1,
-NAIP RGBN, NEON RGB) and embeds a NAIP scene into a georeferenced map with the tiled engine. Each
+One shared encoder reconstructs masked scenes of five modalities (Sentinel-2 L1C, Sentinel-1,
+NAIP RGBN, NEON RGB through their own patch embeddings; Landsat-8 L1 through the
+wavelength-conditioned one, from its band wavelengths alone) and embeds a NAIP scene into a georeferenced map with the tiled engine. Each
 reconstruction is compared with a trivial baseline (every hidden pixel = mean of the visible ones).
 """
 
@@ -29,9 +30,10 @@ SAMPLES: dict[str, str] = {
     "eurosat_residential.tif": "s2_l1c",
     "bigearthnet_s1_20170613.tif": "s1_grd", "bigearthnet_s1_20180204.tif": "s1_grd",
     "naip_rgbn_2020.tif": "rgbn", "neon_rgb_osbs.tif": "rgb",
+    "landsat8_l1_gulf_coast.tif": "landsat_oli_l1",
 }
 DEMO_SCENES = ("eurosat_river.tif", "bigearthnet_s1_20180204.tif", "naip_rgbn_2020.tif",
-               "neon_rgb_osbs.tif")  # one per modality, reconstructed
+               "neon_rgb_osbs.tif", "landsat8_l1_gulf_coast.tif")  # one per modality
 EMBEDDING_SCENE = "naip_rgbn_2020.tif"  # embedded with the tiled engine, as a map
 
 
@@ -83,8 +85,9 @@ def run_demo(output: str | Path = "ofa-demo", checkpoint: str | Path | None = No
     t0 = time.perf_counter()
     model = load_checkpoint(checkpoint) if checkpoint else load_pretrained()
     size = model.config["img_size"]
+    by_wavelength = " and any band set by its wavelengths" if model.wavelength_embed else ""
     log(f"OFA-Net-{model.config['size']}: one shared encoder for "
-        f"{', '.join(model.modalities)} ({count_parameters(model) / 1e6:.1f} M "
+        f"{', '.join(model.modalities)}{by_wavelength} ({count_parameters(model) / 1e6:.1f} M "
         "parameters)")
     output.mkdir(parents=True, exist_ok=True)
     results = {}

@@ -23,7 +23,7 @@ from rasterio.vrt import WarpedVRT
 from rasterio.windows import Window
 
 from .fileio import existing_file
-from .modalities import Modality, get_modality, list_modalities
+from .modalities import Modality, get_modality, hyperspectral_modality, list_modalities
 
 SAMPLE_SIDE = 256  # pixels per side of the decimated read used for detection
 CONVERSION_ATTR = "ofa_conversion"
@@ -47,6 +47,8 @@ def open_raster(source: str | Path | Sequence[str | Path],
     which are stacked in the modality's band order and resampled to the finest grid among them.
     ``modality`` overrides detection; ``nodata`` overrides the file's nodata value (``None``
     unsets it, e.g. for NEON tiles that flag 255 although it is a valid bright pixel).
+    A file whose bands carry their centre wavelengths (ENVI/EnMAP ``wavelength`` band tags)
+    needs no modality: the wavelengths define it, and bands flagged bad (``bbl`` = 0) are left out.
     ``attrs["ofa_modality"]`` holds the modality record and
     ``attrs["ofa_conversion"]`` how to bring values into the modality's units (see ``to_model_units``).
     """
@@ -62,8 +64,14 @@ def open_raster(source: str | Path | Sequence[str | Path],
         path = _existing(source)
         da = _open_file(path)
         sample = _sample(path)
-        m = given or detect_modality(da.sizes["band"], _descriptions(da), da.dtype)
-        da = _order_bands(da, m)
+        tagged = file_wavelengths(path)
+        if tagged and (given is None or given.num_bands == len(tagged[1]) < da.sizes["band"]):
+            waves, good = tagged
+            da, sample = da.isel(band=good), sample[good]
+            m = given or hyperspectral_modality(waves, gsd=abs(da.rio.resolution()[0]))
+        else:
+            m = given or detect_modality(da.sizes["band"], _descriptions(da), da.dtype)
+            da = _order_bands(da, m)
     if da.sizes["band"] != m.num_bands:
         raise RasterError(
             f"{_name(source)} has {da.sizes['band']} bands but modality '{m.name}' expects "
@@ -89,6 +97,24 @@ def open_raster(source: str | Path | Sequence[str | Path],
     da.attrs[CONVERSION_ATTR] = detect_conversion(valid, da.dtype, m)
     da.attrs["source"] = str(source) if not isinstance(source, (list, tuple)) else [str(p) for p in source]
     return da
+
+
+def file_wavelengths(path: str | Path) -> tuple[list[float], list[int]] | None:
+    """Band centre wavelengths (µm) that a file carries per band, and the indices of the bands
+    it does not flag as bad (``bbl`` = 0); ``None`` unless every band has a wavelength tag."""
+    with rasterio.open(path) as src:
+        tags = [{k.lower(): v for k, v in src.tags(i).items()} for i in range(1, src.count + 1)]
+    waves = []
+    for band in tags:
+        try:
+            wave = float(band.get("wavelength"))
+        except (TypeError, ValueError):
+            return None
+        units = band.get("wavelength_units", "").lower()
+        nanometres = units.startswith("nano") or units == "nm" or (not units and wave > 30)
+        waves.append(wave / 1000.0 if nanometres else wave)
+    good = [i for i, band in enumerate(tags) if band.get("bbl", "1").strip() not in ("0", "0.0")]
+    return ([waves[i] for i in good], good) if good else None
 
 
 def raster_modality(da: xr.DataArray) -> Modality:

@@ -283,7 +283,7 @@ class OFANet(nn.Module):
             module.apply(_init_linear_and_norm)
 
     def add_head(self, name: str, classes: Sequence[str], kind: str = "scene",
-                 pool: str = "mean", modality: str | None = None,
+                 pool: str = "mean", modality: str | Modality | None = None,
                  colors: Sequence[str] | None = None, layers: Sequence[int] | None = None,
                  **notes: Any) -> nn.Module:
         """Attach a downstream head; it is saved with the model, with its class names, colours,
@@ -319,8 +319,14 @@ class OFANet(nn.Module):
             if bad or not layers:
                 raise ValueError(f"layers must be encoder block indices in [0, {depth}), "
                                  f"got {layers}")
-            head = SegmentationHead(D, len(classes), self.patch_size, len(layers),
-                                    self.resolve_modality(modality).num_bands)
+            # a record (e.g. a cube described by its file's wavelengths) or a known name;
+            # the band count is kept with the head so that a checkpoint rebuilds it
+            bands = (modality.num_bands if isinstance(modality, Modality) else
+                     notes.pop("bands", None) or self.resolve_modality(modality).num_bands)
+            head = SegmentationHead(D, len(classes), self.patch_size, len(layers), bands)
+            notes["bands"] = bands
+        if isinstance(modality, Modality):
+            modality = modality.name
         self.heads[name] = head.to(self.cls_token.device)
         self.head_info[name] = dict(
             kind=kind, classes=classes, pool=pool, modality=modality, layers=layers,
@@ -447,9 +453,10 @@ class OFANet(nn.Module):
         """Fail early, naming what the model knows, when it cannot embed ``modality``."""
         if modality.name not in self.patch_embeds and self.wavelength_embed is None:
             raise ValueError(
-                f"this model has no patch embedding for modality '{modality.name}' and no "
-                f"wavelength-conditioned embedding; it knows {', '.join(self.modalities)}; "
-                "pass --modality or use a checkpoint trained on it")
+                f"this model cannot embed '{modality.name}' imagery: it has no patch embedding "
+                f"for it and no wavelength-conditioned embedding (it knows "
+                f"{', '.join(self.modalities)}); use a checkpoint with a wavelength-conditioned "
+                f"embedding (the shipped one has it) or one trained on '{modality.name}'")
 
     def random_masking(self, x: torch.Tensor, mask_ratio: float,
                        generator: torch.Generator | None = None):
@@ -532,13 +539,16 @@ class OFANet(nn.Module):
 
     # ---------------------------------------------------------- public API
     def forward(self, x: torch.Tensor, modality: str | Modality, mask_ratio: float = 0.75,
-                generator: torch.Generator | None = None):
-        """MAE step. x: [B, C, H, W] in sensor units -> (loss, pred [B, L, p*p*C], mask [B, L])."""
+                generator: torch.Generator | None = None, return_latent: bool = False):
+        """MAE step. x: [B, C, H, W] in sensor units -> (loss, pred [B, L, p*p*C], mask [B, L]),
+        and the encoder's output on the visible patches [B, 1+L_keep, D] with ``return_latent``
+        (what a second pre-training objective works on)."""
         m = self.resolve_modality(modality)
         x = self.normalize(self.check_input(x, m), m)
         latent, mask, ids_restore = self.forward_encoder(x, m, mask_ratio, generator)
         pred = self.forward_decoder(latent, ids_restore, m, self._grid_of(x))
-        return self.forward_loss(x, pred, mask), pred, mask
+        loss = self.forward_loss(x, pred, mask)
+        return (loss, pred, mask, latent) if return_latent else (loss, pred, mask)
 
     def forward_features(self, x: torch.Tensor, modality: str | Modality) -> torch.Tensor:
         """All tokens, nothing masked: [B, C, H, W] -> [B, 1+L, D], class token first."""

@@ -26,19 +26,93 @@ class ModelConfig:
     arch: dict[str, int] = field(default_factory=dict)  # e.g. {depth: 6}
 
 
+EMBEDDINGS = ("own", "wavelength")
+
+
 @dataclass
 class SourceConfig:
     """Rasters of one modality: ``paths`` are globs (of files, or of folders holding one
-    single-band file per band when ``stack_folders``), or ``manifest`` a CSV with a ``path`` column."""
+    single-band file per band when ``stack_folders``), or ``manifest`` a CSV with a ``path`` column.
+
+    ``modality: auto`` takes the modality from the files (their band wavelength tags);
+    ``bands`` names the modality's bands the files hold, in file order, when they hold fewer.
+    ``embedding: wavelength`` sends the source through the wavelength-conditioned patch
+    embedding instead of a patch embedding of its own; ``band_subsets`` is the share of steps
+    whose (second) view keeps a random subset of the bands and goes through that path too, so
+    that the model learns band sets no sensor gave it.
+    """
 
     modality: str
     paths: list[str] = field(default_factory=list)
     manifest: str | None = None
     stack_folders: bool = False
+    band_files: str = "*.tif"  # which files of a stacked folder are bands
+    bands: list[str] = field(default_factory=list)
+    embedding: str = "own"
+    band_subsets: float = 0.0
+    chip_size: int | None = None  # default: model.img_size (e.g. 32 for 32-px tiles)
     weight: float = 1.0  # mixing weight: how often a batch comes from this source
     batch_size: int | None = None  # default: train.batch_size
     val_fraction: float = 0.1  # share held out for validation
     split: str = "auto"  # files | rows (bottom rows of each raster) | auto: files if several
+
+    def __post_init__(self) -> None:
+        where = f"source '{self.modality}'"
+        if self.embedding not in EMBEDDINGS:
+            raise ConfigError(f"{where}: embedding must be own or wavelength, got "
+                              f"{self.embedding!r}")
+        if self.modality == "auto" and self.embedding != "wavelength":
+            raise ConfigError(f"{where}: a modality read from the files has no embedding of its "
+                              "own; add 'embedding: wavelength'")
+        if not 0 <= self.band_subsets <= 1:
+            raise ConfigError(f"{where}: band_subsets is a share of steps in [0, 1], got "
+                              f"{self.band_subsets}")
+        if self.chip_size is not None and self.chip_size <= 0:
+            raise ConfigError(f"{where}: chip_size must be positive, got {self.chip_size}")
+
+
+@dataclass
+class ObjectiveConfig:
+    """What pre-training minimises: MAE's masked reconstruction of every view, plus, when
+    ``contrastive`` > 0, that weight times an InfoNCE loss between two augmented, masked views
+    of each chip (mean-pooled encoder tokens through a small projector; the other chips of the
+    batch on the same rank are the negatives)."""
+
+    contrastive: float = 0.0
+    temperature: float = 0.2
+    projection_dim: int = 128
+    hidden_dim: int = 512
+
+    def __post_init__(self) -> None:
+        if self.contrastive < 0:
+            raise ConfigError(f"objective.contrastive is a loss weight >= 0 (0: MAE only), got "
+                              f"{self.contrastive}")
+        if self.temperature <= 0:
+            raise ConfigError(f"objective.temperature must be positive, got {self.temperature}")
+        for key in ("projection_dim", "hidden_dim"):
+            if getattr(self, key) <= 0:
+                raise ConfigError(f"objective.{key} must be positive, got {getattr(self, key)}")
+
+    @property
+    def views(self) -> int:
+        return 2 if self.contrastive > 0 else 1
+
+
+@dataclass
+class AugmentConfig:
+    """Spectral augmentation of every view, drawn per chip: a global gain, per-band gains and
+    offsets (offsets as a share of the band's mean; SAR gains act in dB), and bands replaced by
+    their mean. Without it a contrastive task is solved from colour alone."""
+
+    gain: float = 0.0
+    band_gain: float = 0.0
+    band_offset: float = 0.0
+    band_dropout: float = 0.0
+
+    def __post_init__(self) -> None:
+        for key in ("gain", "band_gain", "band_offset", "band_dropout"):
+            if not 0 <= getattr(self, key) < 1:
+                raise ConfigError(f"augment.{key} must be in [0, 1), got {getattr(self, key)}")
 
 
 @dataclass
@@ -55,6 +129,8 @@ class TrainConfig:
     data: list[SourceConfig]
     model: ModelConfig = field(default_factory=ModelConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
+    objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
     steps: int = 1000
     batch_size: int = 16
     mask_ratio: float = 0.75
@@ -87,6 +163,21 @@ class TrainConfig:
                 raise ConfigError(f"{key} must be positive, got {getattr(self, key)}")
         if not self.data:
             raise ConfigError("data: list at least one source (modality and paths)")
+        own = self.model.modalities or [s.modality for s in self.data if s.embedding == "own"]
+        for s in self.data:
+            uses_wavelengths = s.embedding == "wavelength" or s.band_subsets > 0
+            if uses_wavelengths and not self.model.wavelength_embed:
+                raise ConfigError(f"source '{s.modality}' uses the wavelength-conditioned "
+                                  "embedding (embedding: wavelength or band_subsets > 0); set "
+                                  "model.wavelength_embed: true")
+            if s.embedding == "wavelength" and s.modality in own:
+                raise ConfigError(f"source '{s.modality}': embedding: wavelength, but the model "
+                                  f"gives '{s.modality}' an embedding of its own; drop it from "
+                                  "model.modalities or use embedding: own")
+            size = s.chip_size or self.model.img_size
+            if size % self.model.patch_size:
+                raise ConfigError(f"source '{s.modality}': chip_size {size} must be a multiple "
+                                  f"of model.patch_size {self.model.patch_size}")
 
 
 def load_config(source: str | Path | dict[str, Any], **overrides: Any) -> TrainConfig:

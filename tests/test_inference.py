@@ -152,7 +152,7 @@ def test_bad_outputs_and_options(model, tmp_path, monkeypatch):
     with pytest.raises(ValueError, match="'landcover' was trained on 's2_l1c' imagery"):
         predict_raster(model, sample_path("naip_rgbn_2020.tif"), "classify", head="landcover")
     bare = OFANet("tiny", modalities=["rgb"], img_size=32, patch_size=P, depth=1, wavelength_embed=False)
-    with pytest.raises(ValueError, match="no patch embedding for modality 's2_l1c'"):
+    with pytest.raises(ValueError, match="cannot embed 's2_l1c' imagery"):
         predict_raster(bare, src, "embed")
     with pytest.raises(ValueError, match="no classification head"):
         predict_raster(bare, sample_path("neon_rgb_osbs.tif"), "classify")

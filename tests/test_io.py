@@ -151,3 +151,35 @@ def test_nodata_override(shared):
     with warnings.catch_warnings():
         warnings.simplefilter("error", UserWarning)
         open_raster(path, nodata=None)
+
+
+def test_enmap_file_is_read_by_its_own_wavelengths(shared):
+    """EnMAP's band tags carry wavelength (nm) and bad-band flags: no modality needed, bad
+    bands (filled with nodata) left out, georeferencing kept."""
+    path = shared / "enmap_potsdam" / "images" / "enmap_potsdam_tile_128_0.tif"
+    with rasterio.open(path) as src:
+        flags = [src.tags(i)["bbl"] for i in range(1, src.count + 1)]
+        first_nm = float(src.tags(1)["wavelength"])
+        crs, transform = src.crs, src.transform
+    good = flags.count("1")
+    assert 0 < good < len(flags)  # the file does flag bad bands
+    da = open_raster(path)
+    m = raster_modality(da)
+    assert m.kind == "hyperspectral" and m.num_bands == da.sizes["band"] == good
+    assert m.wavelengths[0] == pytest.approx(first_nm / 1000)
+    assert m.gsd == 30.0
+    assert da.rio.crs == crs and da.rio.transform() == transform
+    assert not (da.values == da.rio.nodata).any()  # the nodata-filled bad bands are gone
+
+
+def test_wavelength_tags_in_micrometres_and_unflagged(tmp_path):
+    path = tmp_path / "cube.tif"
+    waves = [0.45, 0.55, 0.65, 0.85, 1.6]
+    profile = dict(driver="GTiff", width=16, height=16, count=5, dtype="float32",
+                   crs="EPSG:32633", transform=rasterio.transform.from_origin(0, 160, 10, 10))
+    with rasterio.open(path, "w", **profile) as dst:
+        dst.write(np.random.default_rng(0).uniform(0, 3000, (5, 16, 16)).astype("float32"))
+        for i, w in enumerate(waves, start=1):
+            dst.update_tags(i, wavelength=str(w), wavelength_units="Micrometers")
+    m = raster_modality(open_raster(path))
+    assert m.wavelengths == pytest.approx(waves) and m.num_bands == 5

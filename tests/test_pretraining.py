@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import csv
 import os
 import signal
@@ -20,6 +21,13 @@ from pretraining.config import ConfigError, load_config
 from pretraining.train import fused_attention, latest_checkpoint, train
 
 
+CONTRASTIVE = {"objective": {"contrastive": 1.0, "temperature": 0.2, "projection_dim": 32,
+                              "hidden_dim": 64},
+               "augment": {"gain": 0.1, "band_gain": 0.05, "band_offset": 0.05,
+                           "band_dropout": 0.1},
+               "crop_scale": [0.45, 1.0]}
+
+
 def config(shared: Path, out: Path, **overrides) -> dict:
     cfg = {
         "model": {"size": "tiny", "patch_size": 8, "img_size": 32, "arch": {"depth": 2}},
@@ -29,7 +37,7 @@ def config(shared: Path, out: Path, **overrides) -> dict:
         "steps": 20, "batch_size": 8, "checkpoint_every": 5, "keep_last": 2, "val_batches": 2,
         "output_dir": str(out), "seed": 3,
     }
-    cfg.update(overrides)
+    cfg.update(copy.deepcopy(overrides))
     return cfg
 
 
@@ -94,7 +102,12 @@ def test_sigkill_then_resume_continues_exactly(shared, tmp_path):
 
 
 def test_torchrun_two_gloo_processes_hold_identical_weights(shared, tmp_path):
-    path = write_config(tmp_path, config(shared, tmp_path / "ddp", steps=6, checkpoint_every=3))
+    """DDP with the whole objective: two views, the projector, a band subset through the
+    wavelength-conditioned embedding on some steps."""
+    cfg = config(shared, tmp_path / "ddp", steps=6, checkpoint_every=3, **CONTRASTIVE)
+    cfg["model"]["wavelength_embed"] = True
+    cfg["data"][0]["band_subsets"] = 0.5
+    path = write_config(tmp_path, cfg)
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     res = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
                           "--nproc_per_node=2", "-m", "pretraining.train", "--config", str(path), "-q"],
@@ -146,8 +159,8 @@ def test_random_resized_crops_zoom_into_the_chips(shared, tmp_path):
 
     cfg = load_config(config(shared, tmp_path, crop_scale=[0.25, 0.25]))
     sources = build_sources(cfg, Path.cwd())
-    plain = ChipSampler(sources, 32, seed=0).batch(0)[1]
-    zoomed = ChipSampler(sources, 32, seed=0, crop_scale=cfg.crop_scale).batch(0)[1]
+    plain = ChipSampler(sources, 32, seed=0).views_for(0)[1][0].x
+    zoomed = ChipSampler(sources, 32, seed=0, crop_scale=cfg.crop_scale).views_for(0)[1][0].x
     assert plain.shape == zoomed.shape
     # a 16-pixel window blown up to 32: neighbouring pixels differ less than in a plain chip
     def roughness(x):
@@ -168,3 +181,125 @@ def test_corrupt_checkpoint_is_refused_on_resume(shared, tmp_path):
     (latest_checkpoint(out) / "model.safetensors").unlink()
     with pytest.raises(CheckpointError, match="not a complete training checkpoint"):
         train(load_config(config(shared, out, steps=8)), Path.cwd(), resume=True, quiet=True)
+
+
+def wavelength_config(shared: Path, out: Path, **overrides) -> dict:
+    """EuroSAT through its own embedding (band subsets through the wavelength path), real
+    Landsat-8 L1 and EnMAP only through the wavelength-conditioned embedding."""
+    cfg = config(shared, out, **CONTRASTIVE, **overrides)
+    cfg["model"]["wavelength_embed"] = True
+    cfg["data"] = [
+        {"modality": "s2_l1c", "paths": [str(shared / "eurosat/*/*.tif")], "band_subsets": 0.5},
+        {"modality": "landsat_oli_l1", "paths": [str(shared / "landsat/l8_gulf_coast")],
+         "stack_folders": True, "band_files": "B[1-79].tif", "embedding": "wavelength",
+         "split": "rows", "band_subsets": 0.5},
+        {"modality": "auto", "paths": [str(shared / "enmap_potsdam/images/*.tif")],
+         "embedding": "wavelength", "chip_size": 32, "batch_size": 4},
+    ]
+    return cfg
+
+
+def test_contrastive_run_resumes_exactly_with_its_projector(shared, tmp_path):
+    """Stop after a checkpoint, resume from it: the same losses, batches and final weights as
+    an uninterrupted run, projector and optimiser state included."""
+    steps, every = 10, 5
+    reference = tmp_path / "reference"
+    train(load_config(wavelength_config(shared, reference, steps=steps, checkpoint_every=every)),
+          Path.cwd(), quiet=True)
+    state = latest_checkpoint(reference) / "state.safetensors"
+    from ofa_explore.checkpoint import read_tensors
+    from pretraining.train import STATE_FORMAT
+    tensors, _ = read_tensors(state, STATE_FORMAT)
+    assert any(k.startswith("projector.") for k in tensors)
+
+    resumed = tmp_path / "resumed"
+    (resumed / "checkpoints").mkdir(parents=True)
+    import shutil
+    shutil.copytree(reference / "checkpoints" / f"step_{every:07d}",
+                    resumed / "checkpoints" / f"step_{every:07d}")
+    train(load_config(wavelength_config(shared, resumed, steps=steps, checkpoint_every=every)),
+          Path.cwd(), resume=True, quiet=True)
+    ref_rows = {int(r["step"]): r for r in read_log(reference)}
+    rows = read_log(resumed)
+    assert [int(r["step"]) for r in rows] == list(range(every, steps))
+    assert {r["modality"] for r in ref_rows.values()} >= {"s2_l1c"}
+    for r in rows:
+        ref = ref_rows[int(r["step"])]
+        assert r["batch_sum"] == ref["batch_sum"] and r["modality"] == ref["modality"]
+        assert r["contrastive"] != ""
+        for key in ("loss", "mae", "contrastive"):
+            assert float(r[key]) == pytest.approx(float(ref[key]), rel=1e-4)
+    a = load_checkpoint(reference / "model.safetensors").state_dict()
+    b = load_checkpoint(resumed / "model.safetensors").state_dict()
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=1e-4, atol=1e-6)
+
+    # the same folder under an MAE-only config is refused with the reason
+    mae_only = wavelength_config(shared, resumed, steps=steps + 2, checkpoint_every=every)
+    mae_only["objective"] = {"contrastive": 0.0}
+    with pytest.raises(CheckpointError, match="with the contrastive objective"):
+        train(load_config(mae_only), Path.cwd(), resume=True, quiet=True)
+
+
+def test_landsat_and_enmap_train_the_wavelength_path(shared, tmp_path):
+    """Real Landsat-8 L1 and EnMAP chips reach the model only through the wavelength-conditioned
+    embedding and pixel head, and training changes them."""
+    from pretraining.data import ChipSampler, build_sources
+    from pretraining.train import build_model
+
+    cfg = load_config(wavelength_config(shared, tmp_path / "run", steps=12, checkpoint_every=12))
+    sources = build_sources(cfg, Path.cwd())
+    landsat, enmap = sources[1].modality, sources[2].modality
+    assert landsat.num_bands == 8 and enmap.num_bands == 218 and enmap.kind == "hyperspectral"
+    assert list(build_model(cfg).patch_embeds) == ["s2_l1c"]
+    sampler = ChipSampler(sources, 32, seed=0, views=2, augment=cfg.augment)
+    seen = {}
+    for step in range(40):
+        name, views = sampler.views_for(step)
+        seen.setdefault(name, []).append(views)
+    assert set(seen) == {"s2_l1c", "landsat_oli_l1", "hyperspectral"}
+    subsets = [v[1].modality for v in seen["s2_l1c"] if v[1].modality.name == "s2_l1c_subset"]
+    assert subsets and all(3 <= m.num_bands < 13 for m in subsets)  # some steps, fewer bands
+    for views in seen["s2_l1c"]:  # the two views: same windows, augmented independently
+        assert views[0].x.shape[0] == views[1].x.shape[0]
+        assert not torch.equal(views[0].x[:, :views[1].x.shape[1]], views[1].x)
+
+    torch.manual_seed(cfg.seed)
+    before = {k: v.clone() for k, v in build_model(cfg).state_dict().items()}
+    final = train(cfg, Path.cwd(), quiet=True)
+    after = load_checkpoint(final).state_dict()
+    for prefix in ("wavelength_embed.", "wavelength_head."):
+        moved = [k for k in before if k.startswith(prefix)
+                 and not torch.allclose(before[k], after[k].float())]
+        assert moved, f"{prefix} did not train"
+    logged = {r["modality"] for r in read_log(tmp_path / "run")}
+    assert "landsat_oli_l1" in logged or "hyperspectral" in logged
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda c: c["data"][1].update(embedding="both"), "embedding must be own or wavelength"),
+    (lambda c: c["data"][2].update(embedding="own"), "add 'embedding: wavelength'"),
+    (lambda c: c["model"].update(wavelength_embed=False), "set model.wavelength_embed: true"),
+    (lambda c: c["data"][0].update(band_subsets=1.5), "band_subsets is a share of steps"),
+    (lambda c: c["data"][2].update(chip_size=36), "chip_size 36 must be a multiple"),
+    (lambda c: c["objective"].update(contrastive=-1), "objective.contrastive is a loss weight"),
+    (lambda c: c["objective"].update(temperature=0), "objective.temperature must be positive"),
+    (lambda c: c["objective"].update(projector=3), "unknown key 'objective.projector'"),
+    (lambda c: c["augment"].update(band_dropout=1.0), "augment.band_dropout must be in"),
+    (lambda c: c["model"].update(modalities=["s2_l1c", "landsat_oli_l1"]),
+     "the model gives 'landsat_oli_l1' an embedding of its own"),
+])
+def test_new_config_keys_are_validated_with_named_errors(shared, tmp_path, change, message):
+    cfg = wavelength_config(shared, tmp_path)
+    change(cfg)
+    with pytest.raises(ConfigError, match=message):
+        load_config(cfg)
+
+
+def test_info_nce_rewards_matching_views():
+    from pretraining.objective import info_nce
+
+    torch.manual_seed(0)
+    a = torch.randn(16, 64)
+    assert info_nce(a, a + 0.01 * torch.randn(16, 64), 0.1) < 0.1
+    assert info_nce(a, torch.randn(16, 64), 0.1) > 2.0

@@ -106,7 +106,7 @@ def fit_segmentation_arrays(model: OFANet, name: str, x: np.ndarray, y: np.ndarr
     (``trainable_blocks``) changes the shared backbone, so the model's other heads are removed."""
     if trainable_blocks:
         _drop_heads(model)
-    model.add_head(name, classes, kind="segmentation", modality=modality.name, colors=colors)
+    model.add_head(name, classes, kind="segmentation", modality=modality, colors=colors)
     model.set_default_head(name)
     stage = _stage(progress, "train")
     losses = train_head(model, name, x, y, modality, trainable_blocks, epochs, lr=lr,
@@ -146,37 +146,52 @@ def evaluate_head(model: OFANet, data: LabelledChips | SegmentationScenes | str 
     return {"head": name, "kind": info["kind"], "classes": info["classes"], **scores}
 
 
-def compare_with_random_init(model: OFANet, data: LabelledChips | str | Path, *,
-                             modality: str | Modality | None = None, folds: int = 5,
+def compare_with_random_init(model: OFANet, data: LabelledChips | SegmentationScenes | str | Path,
+                             *, modality: str | Modality | None = None, folds: int = 5,
                              seeds: Sequence[int] = (0, 1, 2), k: int = 20,
                              progress: Progress | None = None) -> list[dict[str, Any]]:
     """Linear-probe and kNN accuracy (cross-validated, group-aware when the data has groups) of
     the model's frozen features, of the same architecture randomly initialised, and of no network
     at all (each band's mean and standard deviation: what colour alone gives).
 
-    Scores are averaged over ``seeds`` (fold assignment, and the random initialisation)."""
-    data = data if isinstance(data, LabelledChips) else read_labelled_chips(data)
-    x, m = load_chips(data.paths, modality, _chip_size(model, data.paths[0], modality),
-                      _stage(progress, "read"))
-    model.require_embedding(m)
-    y = data.targets
+    Labelled chips: one mean-pooled feature per chip. Segmentation scenes (images + masks): one
+    token per patch, labelled with the majority class of its labelled pixels (patches less than a
+    quarter labelled are left out), folds split by scene. Scores are averaged over ``seeds``
+    (fold assignment, and the random initialisation)."""
+    if _is_segmentation_data(data):
+        scenes = data if isinstance(data, SegmentationScenes) else read_segmentation_scenes(data)
+        x, m, y, keep, groups = _labelled_patches(model, scenes, modality)
+        model.require_embedding(m)
+        num_classes = len(scenes.classes)
+
+        def features(net: OFANet) -> np.ndarray:
+            return _patch_tokens(net, x, m)[keep]
+        stats = _patch_band_stats(model, x, m)[keep]
+    else:
+        chips = data if isinstance(data, LabelledChips) else read_labelled_chips(data)
+        x, m = load_chips(chips.paths, modality, _chip_size(model, chips.paths[0], modality),
+                          _stage(progress, "read"))
+        model.require_embedding(m)
+        y, groups, num_classes = chips.targets, chips.groups, len(chips.classes)
+
+        def features(net: OFANet) -> np.ndarray:
+            return extract_features(net, x, m)
+        normalised = model.normalize(torch.from_numpy(x), m)
+        stats = torch.cat([normalised.mean((2, 3)), normalised.std((2, 3))], 1).numpy()
     meta = {"config": model.config, "modalities": {n: v.to_dict() for n, v in
                                                    model.modalities.items()}}
-    normalised = model.normalize(torch.from_numpy(x), m)
-    band_stats = torch.cat([normalised.mean((2, 3)), normalised.std((2, 3))], 1).numpy()
     rows = []
     for label in ("pre-trained", "random init", BAND_STATS):
         runs = []
         for seed in seeds:
             if label == BAND_STATS:
-                features = band_stats
+                f = stats
             elif label == "random init":
                 torch.manual_seed(seed)
-                features = extract_features(model_from_metadata(meta), x, m)
+                f = features(model_from_metadata(meta))
             else:
-                features = extract_features(model, x, m)
-            runs.append(cross_validate(features, y, len(data.classes), data.groups, folds,
-                                       seed, k))
+                f = features(model)
+            runs.append(cross_validate(f, y, num_classes, groups, folds, seed, k))
             if progress:
                 progress(label, len(runs), len(seeds))
         for method in ("linear", "knn"):
@@ -187,6 +202,62 @@ def compare_with_random_init(model: OFANet, data: LabelledChips | str | Path, *,
                          "macro_f1": float(np.mean(f1)), "folds": folds, "repeats": len(seeds),
                          "chips": len(y)})
     return rows
+
+
+def _labelled_patches(model: OFANet, scenes: SegmentationScenes,
+                      modality: str | Modality | None):
+    """Tiles of every scene (at most the model's image size), and for every patch of every tile
+    its majority class, whether it is labelled enough to use, and its scene."""
+    sizes = [min(_patch_floor(s, model.patch_size) for s in _raster_shape(path))
+             for path in scenes.images]
+    size = min([model.config["img_size"], *sizes])
+    if size < model.patch_size:
+        raise ValueError(f"a scene is smaller than one {model.patch_size}-pixel patch")
+    tiles, labels, keep, groups, found = [], [], [], [], None
+    p = model.patch_size
+    for i, (image_path, mask_path) in enumerate(zip(scenes.images, scenes.masks)):
+        image, found = load_chips([image_path], modality or found)
+        mask = load_masks([mask_path])[0]
+        for tile, tile_mask, _ in tile_pairs(image[0], mask, size, found):
+            tiles.append(tile)
+            patches = tile_mask.reshape(size // p, p, size // p, p).transpose(0, 2, 1, 3)
+            patches = patches.reshape(-1, p * p)
+            for patch in patches:
+                valid = patch[(patch != IGNORE_INDEX) & (patch < len(scenes.classes))]
+                counts = np.bincount(valid, minlength=len(scenes.classes))
+                labels.append(int(counts.argmax()))
+                keep.append(len(valid) >= p * p / 4)
+                groups.append(i)
+    keep = np.asarray(keep)
+    return (np.stack(tiles), found, np.asarray(labels)[keep], keep,
+            [g for g, k in zip(groups, keep) if k])
+
+
+@torch.no_grad()
+def _patch_tokens(model: OFANet, x: np.ndarray, m: Modality, batch: int = 32) -> np.ndarray:
+    """Frozen patch tokens of every tile, flattened: [N * L, D]."""
+    model.eval()
+    out = [model.forward_features(torch.from_numpy(x[i:i + batch]), m)[:, 1:]
+           for i in range(0, len(x), batch)]
+    return torch.cat(out).flatten(0, 1).numpy()
+
+
+def _patch_band_stats(model: OFANet, x: np.ndarray, m: Modality) -> np.ndarray:
+    """Each patch's per-band mean and standard deviation (normalised units): [N * L, 2C]."""
+    patches = model.patchify(model.normalize(torch.from_numpy(x), m))  # [N, L, p*p*C]
+    patches = patches.unflatten(-1, (-1, x.shape[1]))  # [N, L, p*p, C]
+    return torch.cat([patches.mean(2), patches.std(2)], -1).flatten(0, 1).numpy()
+
+
+def _raster_shape(path: Path) -> tuple[int, int]:
+    import rasterio
+
+    with rasterio.open(path) as src:
+        return src.height, src.width
+
+
+def _patch_floor(side: int, patch: int) -> int:
+    return side // patch * patch
 
 
 # ---------------------------------------------------------------- helpers

@@ -33,6 +33,8 @@ def trainable_parameters(model: OFANet, head: str, trainable_blocks: int) -> lis
         modules += list(model.blocks[depth - k:]) + [model.norm]
         if trainable_blocks == -1:
             modules += list(model.patch_embeds.values()) + [model.cls_token]
+            if model.wavelength_embed is not None:  # the way in for sensors without their own
+                modules.append(model.wavelength_embed)
     params = []
     for module in modules:
         for p in ([module] if isinstance(module, torch.nn.Parameter) else module.parameters()):
