@@ -72,8 +72,8 @@ fitted on {n_train} EuroSAT-MS chips of `../shared/data/eurosat` (10 classes, 15
 {scores['macro_f1']:.3f}** ({n_val} chips, so one chip is {1 / n_val:.1%}; chance is 10%). This
 is a small demonstration head, not a land-cover product. The held-out groups do not cover the
 classes evenly (see the row sums below): {best} held-out chips were all recognised, {worst} the
-least. Its backbone scores no better than the same network randomly
-initialised on this task (docs/EVALUATION.md).
+least. How its frozen backbone compares with the same network randomly initialised and
+with the bands' own statistics, cross-validated: docs/EVALUATION.md.
 
 Confusion on the held-out chips (rows: true class; columns: predicted, in the same order):
 
