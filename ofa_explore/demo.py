@@ -104,9 +104,11 @@ def run_demo(output: str | Path = "ofa-demo", checkpoint: str | Path | None = No
     summary = dict(seconds=round(time.perf_counter() - t0, 1), checkpoint=str(checkpoint or "shipped"),
                    embedding=embedding, modalities=results)
     atomic_write(output / "summary.json", json.dumps(summary, indent=2).encode())
-    log(f"\n{'modality':<10}{'hidden-pixel MSE':>18}{'baseline':>10}  panel (75% of patches hidden)")
+    width = max(len("modality"), *map(len, results)) + 2
+    log(f"\n{'modality':<{width}}{'hidden-pixel MSE':>16}{'baseline':>10}  panel (75% of "
+        "patches hidden)")
     for name, r in results.items():
-        log(f"{name:<10}{r['model_mse']:>18.3f}{r['baseline_mse']:>10.3f}  {r['panel']}")
+        log(f"{name:<{width}}{r['model_mse']:>16.3f}{r['baseline_mse']:>10.3f}  {r['panel']}")
     log(f"\nembedding  {embedding['geotiff']} (PCA colour view: {embedding['pca_geotiff']}, "
         f"{embedding['png']})")
     log(f"summary    {output / 'summary.json'}\ndone in {summary['seconds']} s")

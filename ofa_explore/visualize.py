@@ -62,14 +62,16 @@ def reconstruction_panel(image: np.ndarray, reconstruction: np.ndarray, mask: np
     masked[mask.astype(bool)] = 128
     tiles += [masked, to_uint8(composite(reconstruction, modality), limits)]
     h, w = tiles[0].shape[:2]
-    pad, header = 6, 18
+    pad, header = 6, 32 if title else 18  # the title on a line of its own, above the labels
     canvas = Image.new("RGB", (3 * w * scale + 4 * pad, h * scale + header + 2 * pad), "white")
     draw = ImageDraw.Draw(canvas)
+    if title:
+        draw.text((pad, 3), title, fill="black")
     for i, (tile, label) in enumerate(zip(tiles, ("input", "masked input", "reconstruction"))):
         x = pad + i * (w * scale + pad)
         canvas.paste(Image.fromarray(tile).resize((w * scale, h * scale), Image.NEAREST),
                      (x, header + pad))
-        draw.text((x, 3), f"{title} {label}".strip() if i == 0 else label, fill="black")
+        draw.text((x, header - 15), label, fill="black")
     return canvas
 
 
