@@ -44,7 +44,7 @@ def _venv_python() -> Path:
 
 @pytest.mark.skipif(not _has_qgis(), reason="QGIS is not installed: `apt-get install "
                                              "python3-qgis` to run the QGIS plugin tests")
-def test_qgis_plugin_in_real_qgis():
+def test_qgis_plugin_in_real_qgis(shared):  # skipped, like the rest, without the shared data
     python = _venv_python()
     env = {**os.environ, "QT_QPA_PLATFORM": "offscreen", "PYTHONNOUSERSITE": "1"}
     result = subprocess.run([str(python), "-m", "pytest", "-q", "-p", "no:cacheprovider",
