@@ -1,13 +1,21 @@
 """`ofa ...`: a thin command line over the Python API; it parses arguments and calls functions.
 
-Exit codes: 0 success, 1 unexpected failure, 2 bad usage or bad input (the message says which).
+Exit codes: 0 success, 1 unexpected failure, 2 bad usage or bad input (the message says which),
+130 cancelled (Ctrl-C, or SIGTERM for embed / classify / reconstruct).
+
+`ofa embed|classify|reconstruct --progress json` is the protocol for programs that run the
+command as a worker (e.g. the QGIS plugin): stdout carries only JSON objects, one per line,
+flushed at once; see _JsonReport for the events.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import signal
 import sys
+import warnings
 from pathlib import Path
 
 EPILOG = """examples:
@@ -85,40 +93,139 @@ def _cmd_convert(args: argparse.Namespace) -> int:
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
     from .checkpoint import load_checkpoint
     from .inference import predict_raster
-    from .io import KEEP, open_raster
-
+    from .io import KEEP, open_raster, raster_modality
     from .pretrained import load_pretrained
 
+    report = args.report
     model = load_checkpoint(args.checkpoint) if args.checkpoint else load_pretrained()
     nodata = KEEP if args.nodata is None else None if args.nodata == "none" else float(args.nodata)
     raster = open_raster(args.raster if len(args.raster) > 1 else args.raster[0],
-                         modality=args.modality, nodata=nodata)
-    bars: list[tqdm] = []  # opened at the first batch, so an input error prints no bar
-
-    def progress(done: int, total: int) -> None:
-        if not bars:
-            bars.append(tqdm(total=total, unit="tile", desc=f"ofa {args.command}",
-                             disable=args.quiet))
-        bars[0].update(done - bars[0].n)
-
+                         modality=args.modality, nodata=nodata, bands=args.bands)
+    modality = raster_modality(raster).name
+    report.start(modality, raster.sizes["band"], ", ".join(Path(r).name for r in args.raster))
     try:
         result = predict_raster(
             model, raster, args.command, args.output, tile=args.tile, overlap=args.overlap,
             batch_size=args.batch_size, device=args.device, head=getattr(args, "head", None),
             mask_ratio=getattr(args, "mask_ratio", 0.75), seed=getattr(args, "seed", 0),
-            overwrite=args.overwrite, progress=progress)
+            overwrite=args.overwrite, progress=report.progress)
     finally:
-        for bar in bars:
-            bar.close()
-    print(f"wrote {result.path}" + (f" and {result.pca_path}" if result.pca_path else "")
-          + f" ({result.tiles} tiles in {result.seconds} s on {result.device})")
-    if result.class_names:
-        print("classes: " + ", ".join(f"{i}={n}" for i, n in enumerate(result.class_names)))
+        report.close()
+    report.result(result, modality)
     return 0
+
+
+class _HumanReport:
+    """What a person sees: a tqdm bar on stderr (unless quiet), the files written on stdout,
+    errors as one `ofa COMMAND: error: ...` line on stderr."""
+
+    def __init__(self, command: str, quiet: bool = False):
+        self.command, self.quiet, self.bar = command, quiet, None
+
+    def start(self, modality: str, bands: int, name: str) -> None:
+        pass
+
+    def progress(self, done: int, total: int) -> None:
+        if self.bar is None:  # opened at the first batch, so an input error prints no bar
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, unit="tile", desc=f"ofa {self.command}",
+                            disable=self.quiet)
+        self.bar.update(done - self.bar.n)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+    def result(self, result, modality: str) -> None:
+        print(f"wrote {result.path}" + (f" and {result.pca_path}" if result.pca_path else "")
+              + f" ({result.tiles} tiles in {result.seconds} s on {result.device})")
+        if result.class_names:
+            print("classes: " + ", ".join(f"{i}={n}" for i, n in enumerate(result.class_names)))
+
+    def error(self, message: str) -> None:
+        print(f"ofa {self.command}: error: {message}", file=sys.stderr)
+
+    def cancelled(self, message: str) -> None:
+        print(f"ofa {self.command}: {message}", file=sys.stderr)
+
+
+class _JsonReport:
+    """`--progress json`: one JSON object per line on stdout, flushed at once, nothing else.
+
+    {"event": "start", "task", "modality", "bands", "input"}  before the first batch
+    {"event": "progress", "done", "total", "percent"}        per batch (percent 0-100, 1 decimal)
+    {"event": "result", "path", "pca_path", "device", "seconds", "tiles", "classes", "colors",
+     "head", "modality"}                                    on success
+    {"event": "error", "message"}      bad input (exit code 2)
+    {"event": "cancelled", "message"}  Ctrl-C or SIGTERM (exit code 130)
+    """
+
+    def __init__(self, command: str):
+        self.command = command
+
+    def _emit(self, event: str, **fields) -> None:
+        sys.stdout.write(json.dumps({"event": event, **fields}) + "\n")  # one write per line
+        sys.stdout.flush()
+
+    def start(self, modality: str, bands: int, name: str) -> None:
+        self._emit("start", task=self.command, modality=modality, bands=bands, input=name)
+
+    def progress(self, done: int, total: int) -> None:
+        self._emit("progress", done=done, total=total, percent=round(100 * done / total, 1))
+
+    def close(self) -> None:
+        pass
+
+    def result(self, result, modality: str) -> None:
+        self._emit("result", path=str(result.path),
+                   pca_path=str(result.pca_path) if result.pca_path else None,
+                   device=result.device, seconds=result.seconds, tiles=result.tiles,
+                   classes=result.class_names, colors=result.class_colors, head=result.head,
+                   modality=modality)
+
+    def error(self, message: str) -> None:
+        self._emit("error", message=message)
+
+    def cancelled(self, message: str) -> None:
+        self._emit("cancelled", message=message)
+
+
+def _report(args: argparse.Namespace) -> _HumanReport | _JsonReport:
+    mode = getattr(args, "progress", "none")  # commands without --progress: errors only
+    return _JsonReport(args.command) if mode == "json" else _HumanReport(args.command,
+                                                                         quiet=mode == "none")
+
+
+def _band_numbers(text: str) -> list[int]:
+    try:
+        return [int(b) for b in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: give band numbers counted from 1, separated by commas, e.g. 4,3,2") from None
+
+
+# What a scheduler or a GUI sends to cancel: SIGTERM (POSIX), Ctrl-Break (Windows' process groups)
+CANCEL_SIGNAL = signal.SIGTERM if os.name == "posix" else getattr(signal, "SIGBREAK", None)
+
+
+def _sigterm_as_ctrl_c():
+    """Make the cancel signal raise KeyboardInterrupt in the main thread, so the engine removes
+    its temporary files as on Ctrl-C. Returns the handler to restore, or None where nothing was
+    installed."""
+    if CANCEL_SIGNAL is None:
+        return None
+    try:
+        previous = signal.signal(CANCEL_SIGNAL, _raise_interrupt)
+    except ValueError:  # main() called outside the main thread: signals cannot be handled
+        return None
+    return signal.SIG_DFL if previous is None else previous
+
+
+def _raise_interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
@@ -255,13 +362,20 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--checkpoint", type=Path,
                        help="ofa_explore checkpoint (default: the shipped pre-trained model)")
         p.add_argument("--modality", help="override modality detection (see `ofa modalities`)")
+        p.add_argument("--bands", type=_band_numbers, metavar="N,N,...",
+                       help="use these bands of the file, in this order, counted from 1 as in "
+                            "GIS software (e.g. 4,3,2); detection sees only them")
         p.add_argument("--tile", type=int, help="tile size in pixels (default: the model's image size)")
         p.add_argument("--overlap", type=int, help="tile overlap in pixels (default: tile/4)")
         p.add_argument("--batch-size", type=int, default=8, help="tiles per batch (default: 8)")
         p.add_argument("--device", default="auto", help="auto (CUDA, MPS, CPU), cpu, cuda, cuda:1, mps")
         p.add_argument("--nodata", help="override the file's nodata value ('none' to unset)")
         p.add_argument("--overwrite", action="store_true", help="replace an existing output")
-        p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+        p.add_argument("--progress", choices=["bar", "json", "none"], default="bar",
+                       help="bar (default); json: only JSON lines on stdout (start, progress, "
+                            "result, error, cancelled) for programs that run ofa; none")
+        p.add_argument("-q", "--quiet", dest="progress", action="store_const", const="none",
+                       help="no progress bar (same as --progress none)")
         if task == "reconstruct":
             p.add_argument("--mask-ratio", type=float, default=0.75, help="share of patches hidden "
                                                                           "(default 0.75; 0 = none)")
@@ -331,15 +445,24 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    # rioxarray multiplies affine transforms with `*`, which affine >= 3 flags as pending
+    # deprecation; it is rioxarray's own code, nothing a user of ofa can act on
+    warnings.filterwarnings("ignore", category=PendingDeprecationWarning,
+                            module=r"rioxarray\.rioxarray")
+    args.report = _report(args)
+    previous = _sigterm_as_ctrl_c() if args.func is _cmd_predict else None
     try:
         return args.func(args)
     except KeyboardInterrupt:
-        print(f"ofa {args.command}: cancelled; nothing was written", file=sys.stderr)
+        args.report.cancelled("cancelled; nothing was written")
         return EXIT_CANCELLED
     except (ValueError, FileNotFoundError, KeyError, OSError) as err:
         message = err.args[0] if isinstance(err, KeyError) and err.args else err
-        print(f"ofa {args.command}: error: {message}", file=sys.stderr)
+        args.report.error(str(message))
         return EXIT_BAD_INPUT
+    finally:
+        if previous is not None:
+            signal.signal(CANCEL_SIGNAL, previous)
 
 
 if __name__ == "__main__":

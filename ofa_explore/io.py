@@ -40,13 +40,16 @@ KEEP = "file"  # nodata default: whatever the file says
 
 def open_raster(source: str | Path | Sequence[str | Path],
                 modality: str | Modality | None = None,
-                nodata: float | None | str = KEEP) -> xr.DataArray:
+                nodata: float | None | str = KEEP,
+                bands: Sequence[int] | None = None) -> xr.DataArray:
     """A raster as a lazy ``DataArray`` (band, y, x) whose ``band`` coordinate holds band names.
 
     ``source`` is one file GDAL reads (GeoTIFF, COG, JP2, VRT, ...) or a list of single-band files,
     which are stacked in the modality's band order and resampled to the finest grid among them.
     ``modality`` overrides detection; ``nodata`` overrides the file's nodata value (``None``
     unsets it, e.g. for NEON tiles that flag 255 although it is a valid bright pixel).
+    ``bands`` picks bands of a single file by their 1-based numbers (as GIS software counts them),
+    in the order given, before anything else looks at the file: detection then sees only them.
     A file whose bands carry their centre wavelengths (ENVI/EnMAP ``wavelength`` band tags)
     needs no modality: the wavelengths define it, and bands flagged bad (``bbl`` = 0) are left out.
     ``attrs["ofa_modality"]`` holds the modality record and
@@ -58,13 +61,19 @@ def open_raster(source: str | Path | Sequence[str | Path],
         if not paths:
             raise RasterError("empty list of files; pass one raster or its single-band files")
         if len(paths) == 1:
-            return open_raster(paths[0], given, nodata)
+            return open_raster(paths[0], given, nodata, bands)
+        if bands is not None:
+            raise RasterError("bands= (CLI: --bands) picks bands of one multi-band file; with a "
+                              "list of single-band files, pass only the files of the bands you want")
         da, sample, m = _open_stack(paths, given)
     else:
         path = _existing(source)
         da = _open_file(path)
-        sample = _sample(path)
-        tagged = file_wavelengths(path)
+        if bands is not None:
+            bands = _check_bands(bands, da.sizes["band"], path)
+            da = _select_bands(da, bands)
+        sample = _sample(path, bands=bands)
+        tagged = file_wavelengths(path, bands=bands)
         if tagged and (given is None or given.num_bands == len(tagged[1]) < da.sizes["band"]):
             waves, good = tagged
             da, sample = da.isel(band=good), sample[good]
@@ -87,7 +96,7 @@ def open_raster(source: str | Path | Sequence[str | Path],
     valid = sample if nodata is None else np.where(sample == nodata, np.nan, sample)
     if not np.isfinite(valid).any() and not isinstance(source, (list, tuple)):
         side = (min(SAMPLE_SIDE, da.sizes["y"]), min(SAMPLE_SIDE, da.sizes["x"]))
-        full = _sample(Path(source), shape=side)  # confirm on a full decimated read
+        full = _sample(Path(source), shape=side, bands=bands)  # confirm on a full decimated read
         valid = full if nodata is None else np.where(full == nodata, np.nan, full)
     if not np.isfinite(valid).any():
         raise RasterError(f"{_name(source)} holds only nodata/NaN pixels (nodata={nodata}); "
@@ -99,11 +108,14 @@ def open_raster(source: str | Path | Sequence[str | Path],
     return da
 
 
-def file_wavelengths(path: str | Path) -> tuple[list[float], list[int]] | None:
+def file_wavelengths(path: str | Path,
+                     bands: Sequence[int] | None = None) -> tuple[list[float], list[int]] | None:
     """Band centre wavelengths (µm) that a file carries per band, and the indices of the bands
-    it does not flag as bad (``bbl`` = 0); ``None`` unless every band has a wavelength tag."""
+    it does not flag as bad (``bbl`` = 0); ``None`` unless every band has a wavelength tag.
+    ``bands`` (1-based numbers) looks at those bands only, in that order; indices count in them."""
     with rasterio.open(path) as src:
-        tags = [{k.lower(): v for k, v in src.tags(i).items()} for i in range(1, src.count + 1)]
+        tags = [{k.lower(): v for k, v in src.tags(i).items()}
+                for i in (bands or range(1, src.count + 1))]
     waves = []
     for band in tags:
         try:
@@ -136,6 +148,34 @@ def _open_file(path: Path) -> xr.DataArray:
     if isinstance(da, list) or isinstance(da, xr.Dataset):
         raise RasterError(f"{path} holds several sub-datasets; open one of them by its GDAL name")
     return da
+
+
+def _check_bands(bands: Sequence[int], count: int, path: Path) -> list[int]:
+    """1-based band numbers, each an existing band of the file, none twice."""
+    bands = list(bands)
+    if not bands:
+        raise RasterError("no bands picked; give 1-based band numbers, e.g. bands=[4, 3, 2] "
+                          "(CLI: --bands 4,3,2)")
+    for i, band in enumerate(bands):
+        if isinstance(band, bool) or not isinstance(band, (int, np.integer)):
+            raise RasterError(f"band numbers are whole numbers counted from 1, got {band!r}")
+        if not 1 <= band <= count:
+            raise RasterError(f"band {band} does not exist: {path.name} has {count} bands "
+                              "(bands are numbered from 1)")
+        if band in bands[:i]:
+            raise RasterError(f"band {band} is picked twice; pick each of the {count} bands of "
+                              f"{path.name} at most once")
+    return [int(b) for b in bands]
+
+
+def _select_bands(da: xr.DataArray, bands: list[int]) -> xr.DataArray:
+    """The bands numbered ``bands`` (1-based), with per-band attributes (descriptions) to match."""
+    count, index = da.sizes["band"], [b - 1 for b in bands]
+    picked = da.isel(band=index)
+    for key, value in da.attrs.items():
+        if isinstance(value, tuple) and len(value) == count:
+            picked.attrs[key] = tuple(value[i] for i in index)
+    return picked
 
 
 def _open_stack(paths: list[Path], given: Modality | None):
@@ -273,8 +313,10 @@ def _band_token(path: Path, m: Modality | None) -> str | None:
     return None
 
 
-def _sample(source: Path | Any, shape: tuple[int, int] | None = None) -> np.ndarray:
-    """Values of all bands from a cheap look at the raster, as float64, nodata as stored.
+def _sample(source: Path | Any, shape: tuple[int, int] | None = None,
+            bands: Sequence[int] | None = None) -> np.ndarray:
+    """Values of all bands (or of ``bands``, 1-based) from a cheap look at the raster, as float64,
+    nodata as stored.
 
     With overviews (or a small raster) a decimated read; otherwise a grid of small windows, so
     that a large compressed file is not decoded whole just to guess its units.
@@ -282,14 +324,16 @@ def _sample(source: Path | Any, shape: tuple[int, int] | None = None) -> np.ndar
     src = rasterio.open(source) if isinstance(source, Path) else source
     try:
         side = shape or (min(SAMPLE_SIDE, src.height), min(SAMPLE_SIDE, src.width))
+        indexes = list(bands or range(1, src.count + 1))
         if src.overviews(1) or src.height * src.width <= 4 * SAMPLE_SIDE**2 or shape:
-            return src.read(out_shape=(src.count, *side),
+            return src.read(indexes, out_shape=(len(indexes), *side),
                             resampling=Resampling.nearest).astype(np.float64)
         n, size = 8, SAMPLE_SIDE // 8  # 8 x 8 windows of 32 x 32 pixels, spread evenly
         rows = np.linspace(0, src.height - size, n).astype(int)
         cols = np.linspace(0, src.width - size, n).astype(int)
         return np.concatenate([
-            np.concatenate([src.read(window=Window(c, r, size, size)) for c in cols], axis=2)
+            np.concatenate([src.read(indexes, window=Window(c, r, size, size)) for c in cols],
+                           axis=2)
             for r in rows], axis=1).astype(np.float64)
     except RasterioIOError as err:
         raise RasterError(f"{getattr(src, 'name', source)} is corrupt or truncated: reading its "

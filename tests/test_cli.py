@@ -116,3 +116,142 @@ def test_input_errors_print_no_progress_bar_and_name_what_was_given(tmp_path, ca
     err = capsys.readouterr().err
     assert "cannot embed 'rgbn' imagery" in err and "pass --modality" not in err
     assert "tile/s" not in err
+
+
+# ---------------------------------------------------------------- worker protocol
+def _events(text: str) -> list[dict]:
+    """stdout of `--progress json`: every line one JSON object, nothing else."""
+    return [json.loads(line) for line in text.splitlines()]
+
+
+def test_progress_json_is_the_only_stdout_and_errors_match_human_mode(shared, tmp_path, capsys):
+    chip = shared / "eurosat" / "River" / "River_1.tif"
+    out = tmp_path / "classes.tif"
+    assert cli(["classify", str(chip), "-o", str(out), "--progress", "json"]) == 0
+    captured = capsys.readouterr()
+    events = _events(captured.out)
+    assert captured.err == ""  # no bar, no warnings
+    assert events[0] == {"event": "start", "task": "classify", "modality": "s2_l1c",
+                         "bands": 13, "input": "River_1.tif"}
+    progress = [e for e in events if e["event"] == "progress"]
+    assert progress and progress[-1] == {"event": "progress", "done": 1, "total": 1,
+                                         "percent": 100.0}
+    result = events[-1]
+    assert [e["event"] for e in events] == ["start"] + ["progress"] * len(progress) + ["result"]
+    assert result["path"] == str(out) and out.exists() and result["pca_path"] is None
+    assert result["modality"] == "s2_l1c" and result["tiles"] == 1 and result["device"]
+    assert isinstance(result["seconds"], float) and result["head"] == "eurosat_landcover"
+    assert "River" in result["classes"] and len(result["colors"]) == len(result["classes"])
+
+    # an input error: the human message without its prefix, the same exit code
+    assert cli(["classify", str(chip), "-o", str(out)]) == 2
+    human = capsys.readouterr()
+    assert human.out == "" and human.err.startswith("ofa classify: error: ")
+    assert cli(["classify", str(chip), "-o", str(out), "--progress", "json"]) == 2
+    captured = capsys.readouterr()
+    assert captured.err == ""
+    assert _events(captured.out)[-1] == {
+        "event": "error", "message": human.err.strip().removeprefix("ofa classify: error: ")}
+
+    # human mode unchanged; -q is --progress none
+    other = tmp_path / "emb.tif"
+    assert cli(["embed", str(chip), "-o", str(other), "-q"]) == 0
+    captured = capsys.readouterr()
+    assert captured.out.startswith(f"wrote {other} and {tmp_path / 'emb_pca.tif'} (1 tiles in ")
+    assert captured.err == ""
+    assert cli(["embed", str(chip), "-o", str(other), "--overwrite"]) == 0
+    assert "ofa embed: 100%" in capsys.readouterr().err  # the bar
+
+
+def _mosaic(shared, path, tiles: int):
+    """A real Sentinel-2 L1C scene: EuroSAT chips laid side by side (64 * tiles px square)."""
+    import numpy as np
+    import rasterio
+
+    chips = sorted((shared / "eurosat").glob("*/*.tif"))
+    with rasterio.open(chips[0]) as src:
+        profile = src.profile
+    rows = []
+    for r in range(tiles):
+        row = []
+        for c in range(tiles):
+            with rasterio.open(chips[(r * tiles + c) * 7 % len(chips)]) as src:  # mixed classes
+                row.append(src.read())
+        rows.append(np.concatenate(row, axis=2))
+    data = np.concatenate(rows, axis=1)
+    profile.update(width=data.shape[2], height=data.shape[1])
+    with rasterio.open(path, "w", **profile) as dst:
+        dst.write(data)
+    return path
+
+
+def test_sigterm_cancels_like_ctrl_c_and_leaves_nothing(shared, tmp_path):
+    """What a GUI's cancel or a scheduler sends: SIGTERM to the worker's process group. The
+    engine's hidden temporary files go, and the worker says so on its protocol."""
+    import os
+    import signal
+
+    from ofa_explore.cli import EXIT_CANCELLED
+
+    if os.name != "posix":
+        pytest.skip("SIGTERM handling is POSIX only")
+    (tmp_path / "in").mkdir()
+    (tmp_path / "out").mkdir()
+    scene = _mosaic(shared, tmp_path / "in" / "mosaic.tif", tiles=24)  # 1024 tiles, 128 batches
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ofa_explore", "classify", str(scene),
+         "-o", str(tmp_path / "out" / "out.tif"), "--progress", "json"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1"})
+    try:
+        lines = []
+        for line in proc.stdout:
+            lines.append(line)
+            if json.loads(line)["event"] == "progress":
+                break
+        assert any(p.name.endswith(".tmp.tif") for p in (tmp_path / "out").iterdir())  # running
+        os.killpg(proc.pid, signal.SIGTERM)
+        lines += proc.stdout.readlines()
+        assert proc.wait(timeout=60) == EXIT_CANCELLED, proc.stderr.read()
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        proc.stdout.close()
+        proc.stderr.close()
+    events = _events("".join(lines))
+    assert events[0]["event"] == "start" and events[1]["event"] == "progress"
+    assert events[1]["done"] < events[1]["total"]
+    assert events[-1] == {"event": "cancelled", "message": "cancelled; nothing was written"}
+    assert list((tmp_path / "out").iterdir()) == []  # no output, no hidden temporary file
+
+
+def test_bands_pick_file_bands_before_detection(shared, tmp_path, capsys):
+    import numpy as np
+    import rasterio
+
+    chip = shared / "eurosat" / "River" / "River_1.tif"
+    all_bands = ",".join(str(b) for b in range(1, 14))  # the file's order is s2_l1c's order
+    assert cli(["embed", str(chip), "-o", str(tmp_path / "a.tif"), "-q"]) == 0
+    assert cli(["embed", str(chip), "-o", str(tmp_path / "b.tif"), "-q",
+                "--bands", all_bands]) == 0
+    with rasterio.open(tmp_path / "a.tif") as a, rasterio.open(tmp_path / "b.tif") as b:
+        assert a.count == b.count and np.array_equal(a.read(), b.read())
+    capsys.readouterr()
+
+    naip = shared / "naip" / "m_4709963_se_14_1_20200831.tif"  # R, G, B, NIR
+    assert cli(["embed", str(naip), "-o", str(tmp_path / "rgb.tif"), "--bands", "1,2,3",
+                "--progress", "json"]) == 0
+    events = _events(capsys.readouterr().out)
+    assert events[0]["modality"] == "rgb" and events[0]["bands"] == 3
+    assert events[-1]["event"] == "result" and events[-1]["modality"] == "rgb"
+
+    assert cli(["embed", str(naip), "-o", str(tmp_path / "x.tif"), "--bands", "4,3,5"]) == 2
+    err = capsys.readouterr().err
+    assert "band 5 does not exist" in err and "has 4 bands" in err and "numbered from 1" in err
+    assert cli(["embed", str(naip), "-o", str(tmp_path / "x.tif"), "--bands", "3,3,2"]) == 2
+    assert "picked twice" in capsys.readouterr().err
+    assert not (tmp_path / "x.tif").exists()
+    with pytest.raises(SystemExit):  # not numbers: a usage error from the parser
+        cli(["embed", str(naip), "-o", str(tmp_path / "x.tif"), "--bands", "red,green"])
+    assert "separated by commas" in capsys.readouterr().err

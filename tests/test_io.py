@@ -183,3 +183,39 @@ def test_wavelength_tags_in_micrometres_and_unflagged(tmp_path):
             dst.update_tags(i, wavelength=str(w), wavelength_units="Micrometers")
     m = raster_modality(open_raster(path))
     assert m.wavelengths == pytest.approx(waves) and m.num_bands == 5
+
+
+def test_bands_subset_keeps_the_chosen_wavelengths(shared):
+    """1-based band numbers in the order given, applied before the wavelength tags are read."""
+    path = shared / "enmap_potsdam" / "images" / "enmap_potsdam_tile_128_0.tif"
+    picked = [60, 20, 40]
+    with rasterio.open(path) as src:
+        nm = [float(src.tags(b)["wavelength"]) for b in picked]
+        assert all(src.tags(b)["bbl"] == "1" for b in picked)
+        pixels = src.read(picked)
+    da = open_raster(path, bands=picked)
+    m = raster_modality(da)
+    assert m.kind == "hyperspectral" and m.num_bands == da.sizes["band"] == 3
+    assert m.wavelengths == pytest.approx([w / 1000 for w in nm])
+    assert np.array_equal(da.values, pixels)
+    assert da.attrs["long_name"][0].startswith("band 60 ")  # descriptions follow the bands
+
+
+def test_bands_subset_detects_on_the_chosen_bands_and_refuses_bad_numbers(shared):
+    naip = shared / "naip" / "m_4709963_se_14_1_20200831.tif"
+    da = open_raster(naip, bands=[3, 2, 1])
+    assert raster_modality(da).name == "rgb"
+    with rasterio.open(naip) as src:
+        assert np.array_equal(da.values, src.read([3, 2, 1]))
+    chip = sample_path("eurosat_forest.tif")
+    assert np.array_equal(open_raster(chip, bands=range(1, 14)).values, open_raster(chip).values)
+    with pytest.raises(RasterError, match=r"band 14 does not exist: .* has 13 bands \(bands are "
+                                          r"numbered from 1\)"):
+        open_raster(chip, bands=[4, 3, 14])
+    with pytest.raises(RasterError, match="band 0 does not exist"):
+        open_raster(chip, bands=[0, 1, 2])
+    with pytest.raises(RasterError, match="band 4 is picked twice.* 13 bands"):
+        open_raster(chip, bands=[4, 4, 3])
+    files = sorted(glob.glob(str(shared / "bigearthnet/S2/S2A_MSIL2A_20170613T101031_87_48/*.tif")))
+    with pytest.raises(RasterError, match="single-band files"):
+        open_raster(files, bands=[1, 2, 3])

@@ -1,92 +1,176 @@
-"""The small dialog of "Classify layer" / "Embed layer": it only gathers parameters."""
+"""The dialog of Classify / Embed / Reconstruct layer: it gathers and checks parameters from
+files only (GDAL for the bands, the model file's header for sensors and heads), so it opens at
+once; the work itself runs in the engine's process."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from qgis.core import QgsMapLayerProxyModel, QgsProject
+from qgis.core import QgsMapLayerProxyModel
 from qgis.gui import QgsFileWidget, QgsMapLayerComboBox
-from qgis.PyQt.QtWidgets import (QComboBox, QDialog, QDialogButtonBox, QFormLayout, QLabel,
-                                 QSpinBox)
+from qgis.PyQt.QtCore import Qt
+from qgis.PyQt.QtWidgets import (QCheckBox, QComboBox, QDialog, QDialogButtonBox, QFormLayout,
+                                 QLabel, QListWidget, QListWidgetItem, QSpinBox)
 
-from . import runner
+from . import engine, settings
 
-AUTO = "auto"
-DEVICES = ("auto", "cpu", "cuda", "mps")
+TITLES = {"classify": "Classify layer", "embed": "Embed layer", "reconstruct": "Reconstruct layer"}
+DEVICES = {"auto": "Automatic (GPU when there is one)", "cpu": "CPU", "cuda": "NVIDIA GPU (CUDA)",
+           "mps": "Apple GPU (MPS)"}
 
 
 class OfaDialog(QDialog):
-    def __init__(self, task: str, layer=None, parent=None):
+    def __init__(self, task: str, runner: engine.Engine, layer=None, parent=None):
         super().__init__(parent)
-        self.task = task
-        self.setWindowTitle("OFA Explore: " + ("Classify layer" if task == "classify"
-                                               else "Embed layer"))
+        self.task, self.runner = task, runner
+        self.registry = runner.sensors()
+        self.model: engine.ModelInfo | None = None
+        self.bands: list[engine.Band] = []
+        self.setWindowTitle("OFA Explore: " + TITLES[task])
+        self.setObjectName("ofa_explore_dialog")
         form = QFormLayout(self)
         self.layer = QgsMapLayerComboBox()
         self.layer.setFilters(QgsMapLayerProxyModel.RasterLayer)
         if layer is not None:
             self.layer.setLayer(layer)
         form.addRow("Raster layer", self.layer)
-        self.modality = QComboBox()
-        form.addRow("Modality", self.modality)
+        self.band_list = QListWidget()
+        self.band_list.setMaximumHeight(120)
+        form.addRow("Bands (in order)", self.band_list)
+        self.sensor = QComboBox()
+        form.addRow("Sensor", self.sensor)
         self.checkpoint = QgsFileWidget()
-        self.checkpoint.setFilter("ofa_explore checkpoints (*.safetensors)")
-        form.addRow("Checkpoint", self.checkpoint)
-        form.addRow("", QLabel("empty: the shipped model (EuroSAT land cover for Sentinel-2)"))
+        self.checkpoint.setFilter("OFA Explore models (*.safetensors)")
+        form.addRow("Model", self.checkpoint)
+        form.addRow("", QLabel("empty: the model that comes with ofa-explore"))
         self.head = QComboBox()
         if task == "classify":
-            form.addRow("Head", self.head)
+            form.addRow("Classes from", self.head)
+        self.device = QComboBox()
+        for key, label in DEVICES.items():
+            self.device.addItem(label, key)
+        form.addRow("Run on", self.device)
         self.tile = QSpinBox()
         self.tile.setRange(0, 8192)
         self.tile.setSingleStep(64)
-        self.tile.setSpecialValueText("model's image size")
+        self.tile.setSpecialValueText("the model's image size")
         form.addRow("Tile size (px)", self.tile)
-        self.device = QComboBox()
-        self.device.addItems(DEVICES)
-        form.addRow("Device", self.device)
-        self.output = QgsFileWidget()
-        self.output.setStorageMode(QgsFileWidget.SaveFile)
-        self.output.setFilter("GeoTIFF (*.tif)")
-        form.addRow("Output", self.output)
-        buttons = QDialogButtonBox(QDialogButtonBox.Ok | QDialogButtonBox.Cancel)
-        buttons.accepted.connect(self.accept)
-        buttons.rejected.connect(self.reject)
-        form.addRow(buttons)
-        self.layer.layerChanged.connect(self.refresh)
-        self.checkpoint.fileChanged.connect(self.refresh)
-        self.refresh()
+        self.folder = QgsFileWidget()
+        self.folder.setStorageMode(QgsFileWidget.GetDirectory)
+        self.folder.setFilePath(str(settings.output_folder()))
+        form.addRow("Output folder", self.folder)
+        self.add_cube = QCheckBox("Also add the embedding cube (one band per feature)")
+        if task == "embed":
+            form.addRow("", self.add_cube)
+        self.status = QLabel()
+        self.status.setWordWrap(True)
+        self.status.setStyleSheet("color: #b00020")
+        form.addRow(self.status)
+        self.buttons = QDialogButtonBox(QDialogButtonBox.Ok | QDialogButtonBox.Cancel)
+        self.buttons.accepted.connect(self.accept)
+        self.buttons.rejected.connect(self.reject)
+        form.addRow(self.buttons)
+        self.layer.layerChanged.connect(self.refresh_layer)
+        self.checkpoint.fileChanged.connect(self.refresh_model)
+        self.band_list.itemChanged.connect(self.refresh_sensors)
+        self.sensor.currentIndexChanged.connect(self.validate)
+        self.head.currentIndexChanged.connect(self.validate)
+        self.folder.fileChanged.connect(self.validate)
+        self.refresh_model()
+        self.refresh_layer()
 
-    def refresh(self, *_) -> None:
-        """Fill modality and head lists from the model, suggest an output path."""
-        layer = self.layer.currentLayer()
-        source = layer.source() if layer is not None else ""
-        detected = runner.detect(source) if source else None
-        self.modality.clear()
-        self.modality.addItem(f"{AUTO} (detected: {detected or 'unknown'})", "")
-        self.head.clear()
-        self.head.addItem("default for the modality", "")
+    # ------------------------------------------------------------ filling the fields
+    def refresh_model(self, *_) -> None:
+        """Sensors and heads from the chosen model file's header."""
         try:
-            modalities, heads = runner.model_choices(self.checkpoint.filePath() or None)
-        except Exception as err:  # noqa: BLE001 - shown in the dialog; OK then reports it
-            self.head.addItem(f"(checkpoint unreadable: {err})", "")
-            modalities, heads = [], []
-        for name in modalities:
-            self.modality.addItem(name, name)
-        for name in heads:
-            self.head.addItem(name, name)
-        if source:
-            self.output.setFilePath(runner.default_output(source, self.task, _project_folder()))
+            self.model = engine.read_model_info(self.checkpoint.filePath()
+                                                or self.runner.shipped_checkpoint)
+        except engine.EngineError as err:
+            self.model = None
+            self.status.setText(str(err))
+        self.head.clear()
+        for name, info in (self.model.heads.items() if self.model else []):
+            if info.get("kind") in ("scene", "segmentation"):
+                self.head.addItem(f"{name} ({info.get('modality') or 'any sensor'}: "
+                                  f"{len(info.get('classes', []))} classes)", name)
+        self.refresh_sensors()
 
-    def parameters(self) -> dict:
-        """``runner.run`` keywords."""
+    def refresh_layer(self, *_) -> None:
+        """The band list of the chosen layer, all bands ticked in file order."""
         layer = self.layer.currentLayer()
-        return {"source": layer.source() if layer is not None else "", "task": self.task,
-                "output": self.output.filePath(), "modality": self.modality.currentData() or None,
-                "checkpoint": self.checkpoint.filePath() or None,
-                "head": self.head.currentData() or None if self.task == "classify" else None,
-                "tile": self.tile.value() or None, "device": self.device.currentText()}
+        self.band_list.blockSignals(True)
+        self.band_list.clear()
+        try:
+            self.bands = engine.layer_bands(layer.source()) if layer else []
+        except engine.EngineError:
+            self.bands = []
+        for band in self.bands:
+            text = f"{band.number}: {band.name}"
+            if band.wavelength_um:
+                text += f" ({band.wavelength_um:.3f} µm)"
+            item = QListWidgetItem(text)
+            item.setData(Qt.UserRole, band.number)
+            item.setFlags(item.flags() | Qt.ItemIsUserCheckable)
+            item.setCheckState(Qt.Checked)
+            self.band_list.addItem(item)
+        self.band_list.blockSignals(False)
+        self.refresh_sensors()
 
+    def refresh_sensors(self, *_) -> None:
+        """The sensors the model accepts; keeps the current choice when it is still offered."""
+        previous = self.sensor.currentData()
+        self.sensor.blockSignals(True)
+        self.sensor.clear()
+        if self.model is not None:
+            for choice in engine.sensor_choices(self.model, self.registry, self.selected_bands()):
+                self.sensor.addItem(choice.label, choice)
+        for i in range(self.sensor.count()):
+            if previous is not None and self.sensor.itemData(i).modality == previous.modality:
+                self.sensor.setCurrentIndex(i)
+        self.sensor.blockSignals(False)
+        self.validate()
 
-def _project_folder() -> str | None:
-    home = QgsProject.instance().homePath()
-    return home if home and Path(home).is_dir() else None
+    def selected_bands(self) -> list[engine.Band]:
+        checked = {self.band_list.item(i).data(Qt.UserRole) for i in range(self.band_list.count())
+                   if self.band_list.item(i).checkState() == Qt.Checked}
+        return [b for b in self.bands if b.number in checked]
+
+    # ------------------------------------------------------------ checking and answering
+    def problem(self) -> str | None:
+        """Why the dialog cannot run yet, in a sentence; None when it can."""
+        layer = self.layer.currentLayer()
+        if layer is None:
+            return "Choose a raster layer."
+        if not Path(layer.source()).is_file():
+            return ("This layer is not a raster file on disk: save it as a GeoTIFF first "
+                    "(Export > Save As…).")
+        if self.model is None:
+            return self.status.text() or "The model file cannot be read."
+        if self.task == "classify" and self.head.count() == 0:
+            return "This model has no classification head: train one with `ofa train-head`."
+        folder = Path(self.folder.filePath() or ".")
+        if not folder.is_dir():
+            return f"The output folder {folder} does not exist."
+        if self.sensor.currentData() is None:
+            return "Choose the sensor."
+        return engine.check_selection(self.sensor.currentData(), self.selected_bands(),
+                                      self.registry)
+
+    def validate(self, *_) -> None:
+        problem = self.problem()
+        self.status.setText(problem or "")
+        self.buttons.button(QDialogButtonBox.Ok).setEnabled(problem is None)
+
+    def job(self) -> engine.Job:
+        layer = self.layer.currentLayer()
+        folder = Path(self.folder.filePath())
+        settings.set_value("output_folder", str(folder))
+        bands = [b.number for b in self.selected_bands()]
+        return engine.Job(
+            task=self.task, source=layer.source(),
+            output=str(engine.output_path(folder, layer.name(), self.task)),
+            bands=[] if bands == [b.number for b in self.bands] else bands,
+            modality=self.sensor.currentData().modality,
+            checkpoint=self.checkpoint.filePath() or None,
+            head=self.head.currentData() if self.task == "classify" else None,
+            device=self.device.currentData(), tile=self.tile.value() or None)

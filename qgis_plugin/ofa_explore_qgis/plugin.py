@@ -1,19 +1,27 @@
-"""Toolbar and menu actions; they open the dialog, start a task and show its result."""
+"""Toolbar and menu actions: they check the engine, open the dialog, start a task in the
+engine's process and show its result. Nothing here imports torch or ofa_explore."""
 
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 from qgis.core import Qgis, QgsApplication, QgsMapLayerType
 from qgis.PyQt.QtGui import QIcon
-from qgis.PyQt.QtWidgets import QAction
+from qgis.PyQt.QtWidgets import QAction, QPushButton
 
-from . import runner
-from .dialog import OfaDialog
-from .task import OfaTask
+from . import engine, settings
+from .dialog import TITLES, OfaDialog
+from .setup_dialog import SetupDialog
+from .task import EngineTask, SetupTask, log
 
 MENU = "OFA Explore"
-ICON = os.path.join(os.path.dirname(__file__), "icon.png")
+HERE = Path(__file__).resolve().parent
+VERBS = {"classify": "Classifying", "embed": "Embedding", "reconstruct": "Reconstructing"}
+
+
+def icon(name: str) -> QIcon:
+    return QIcon(str(HERE / "icons" / f"{name}.png"))
 
 
 class OfaExplorePlugin:
@@ -21,7 +29,8 @@ class OfaExplorePlugin:
         self.iface = iface
         self.actions: list[QAction] = []
         self.provider = None
-        self.tasks: list[OfaTask] = []  # keep running tasks referenced
+        self.tasks: list = []  # running tasks stay referenced until they finish
+        self.last_dialog: OfaDialog | None = None
 
     # ------------------------------------------------------------ QGIS hooks
     def initProcessing(self) -> None:  # noqa: N802
@@ -32,8 +41,18 @@ class OfaExplorePlugin:
 
     def initGui(self) -> None:  # noqa: N802
         self.initProcessing()
-        self.classify_action = self._action("Classify layer", lambda: self.open_dialog("classify"))
-        self.embed_action = self._action("Embed layer", lambda: self.open_dialog("embed"))
+        self.classify_action = self._action("classify", TITLES["classify"],
+                                            lambda: self.open_dialog("classify"))
+        self.embed_action = self._action("embed", TITLES["embed"],
+                                         lambda: self.open_dialog("embed"))
+        self.reconstruct_action = self._action("reconstruct", TITLES["reconstruct"],
+                                               lambda: self.open_dialog("reconstruct"))
+        self.setup_action = self._action("setup", "Set up engine…", self.open_setup,
+                                         toolbar=False)
+        try:  # checked at start: a missing engine is said once, with the button to set it up
+            settings.current_engine()
+        except engine.EngineError as err:
+            self._message(str(err), Qgis.Info, setup_button=True)
 
     def unload(self) -> None:
         for action in self.actions:
@@ -45,58 +64,108 @@ class OfaExplorePlugin:
             self.provider = None
 
     # ------------------------------------------------------------ actions
-    def open_dialog(self, task: str) -> OfaTask | None:
-        """Check the setup and the layer, ask for parameters, start the task."""
+    def open_dialog(self, task: str) -> EngineTask | None:
+        """Check the engine and the layer, ask for parameters, start the task."""
         try:
-            runner.check_package()
-        except runner.PluginSetupError as err:
-            self._message(str(err), Qgis.Critical)
+            runner = settings.current_engine()
+        except engine.EngineError as err:
+            self._message(str(err), Qgis.Critical, setup_button=True)
             return None
         layer = self.iface.activeLayer()
         if layer is None or layer.type() != QgsMapLayerType.RasterLayer:
-            self._message("select a raster layer in the Layers panel first (vector layers "
-                          "cannot be classified)", Qgis.Warning)
+            self._message("Select a raster layer in the Layers panel first (vector layers "
+                          "cannot be classified).", Qgis.Warning)
             return None
-        dialog = OfaDialog(task, layer, self.iface.mainWindow())
+        dialog = self.last_dialog = OfaDialog(task, runner, layer, self.iface.mainWindow())
         if not dialog.exec_():
             return None
-        return self.start(dialog.parameters(), dialog.layer.currentLayer().name())
+        return self.start(runner, dialog.job(), dialog.layer.currentLayer(),
+                          add_cube=dialog.add_cube.isChecked())
 
-    def start(self, params: dict, layer_name: str) -> OfaTask:
-        verb = "Classifying" if params["task"] == "classify" else "Embedding"
-        task = OfaTask(f"OFA Explore: {verb} {layer_name}", params,
-                       lambda t, ok: self._finished(t, ok, layer_name))
+    def start(self, runner: engine.Engine, job: engine.Job, layer=None,
+              add_cube: bool = False) -> EngineTask:
+        name = layer.name() if layer is not None else Path(job.source).stem
+        task = EngineTask(f"OFA Explore: {VERBS[job.task]} {name}", runner, job,
+                          lambda t, ok: self._finished(t, ok, layer, name, add_cube))
         self.tasks.append(task)
         QgsApplication.taskManager().addTask(task)
         return task
 
-    def _finished(self, task: OfaTask, ok: bool, layer_name: str) -> None:
-        from .style import add_result_layer
+    def open_setup(self) -> SetupTask | None:
+        dialog = SetupDialog(self.iface.mainWindow())
+        if not dialog.exec_():
+            return None
+        choice = dialog.choice()
+        if "python" in choice:
+            try:
+                found = engine.probe(choice["python"])
+            except engine.EngineError as err:
+                self._message(f"{err}. " + engine.SETUP_HINT, Qgis.Critical)
+                return None
+            self._engine_ready(found)
+            return None
+        task = SetupTask(choice["folder"], choice["package"], choice["torch_build"],
+                         self._setup_finished)
+        self.tasks.append(task)
+        QgsApplication.taskManager().addTask(task)
+        self._message("Setting up the engine: PyTorch and ofa-explore are being installed "
+                      "(see the task's progress; details in the log, tab OFA Explore).", Qgis.Info)
+        return task
+
+    # ------------------------------------------------------------ results
+    def _finished(self, task: EngineTask, ok: bool, layer, name: str, add_cube: bool) -> None:
+        from .style import add_result_layers
 
         self.tasks = [t for t in self.tasks if t is not task]
         if ok:
-            suffix = "classes" if task.info["classes"] else "embedding"
             try:
-                add_result_layer(task.info, f"{layer_name} ({suffix})")
+                added = add_result_layers(task.info, task.job, layer, name, add_cube)
             except RuntimeError as err:
                 self._message(str(err), Qgis.Critical)
                 return
-            self._message(f"wrote {task.info['path']} ({task.info['tiles']} tiles, "
-                          f"{task.info['seconds']} s on {task.info['device']})", Qgis.Success)
+            info = task.info
+            self._message(f"{added[0].name()}: {info['tiles']} tiles in {info['seconds']} s on "
+                          f"{info['device']} (sensor {info.get('modality')}); saved in "
+                          f"{os.path.dirname(info['path'])}", Qgis.Success)
         elif task.error:
             self._message(task.error, Qgis.Critical)
         else:
-            self._message("cancelled; nothing was written", Qgis.Info)
+            for leftover in (task.job.output, task.job.output[:-4] + "_pca.tif"):
+                Path(leftover).unlink(missing_ok=True)
+            self._message("Cancelled; nothing was written.", Qgis.Info)
+
+    def _setup_finished(self, task: SetupTask, ok: bool) -> None:
+        self.tasks = [t for t in self.tasks if t is not task]
+        if ok and task.engine:
+            self._engine_ready(task.engine)
+        elif task.error:
+            self._message(task.error, Qgis.Critical)
+        else:
+            self._message("Engine setup cancelled.", Qgis.Info)
+
+    def _engine_ready(self, found: engine.Engine) -> None:
+        settings.set_value("python", found.python)
+        log(f"engine: ofa-explore {found.version} in {found.python}")
+        self._message(f"The engine is ready (ofa-explore {found.version}).", Qgis.Success)
 
     # ------------------------------------------------------------ helpers
-    def _action(self, text: str, callback) -> QAction:
-        action = QAction(QIcon(ICON), text, self.iface.mainWindow())
-        action.setObjectName("ofa_explore_" + text.lower().replace(" ", "_"))
+    def _action(self, key: str, text: str, callback, toolbar: bool = True) -> QAction:
+        action = QAction(icon(key), text, self.iface.mainWindow())
+        action.setObjectName(f"ofa_explore_{key}")
         action.triggered.connect(callback)
-        self.iface.addToolBarIcon(action)
+        if toolbar:
+            self.iface.addToolBarIcon(action)
         self.iface.addPluginToRasterMenu(MENU, action)
         self.actions.append(action)
         return action
 
-    def _message(self, text: str, level) -> None:
-        self.iface.messageBar().pushMessage("OFA Explore", text, level=level, duration=0)
+    def _message(self, text: str, level, setup_button: bool = False) -> None:
+        bar = self.iface.messageBar()
+        if not setup_button:
+            bar.pushMessage("OFA Explore", text, level=level, duration=0)
+            return
+        widget = bar.createMessage("OFA Explore", text)
+        button = QPushButton("Set up engine…", widget)
+        button.clicked.connect(self.open_setup)
+        widget.layout().addWidget(button)
+        bar.pushWidget(widget, level, 0)

@@ -1,11 +1,15 @@
 """Results as QGIS layers: class maps with a paletted renderer (the head's names and colours),
-embeddings as their PCA colour view."""
+embeddings as their PCA colour view, reconstructions drawn like their input layer."""
 
 from __future__ import annotations
 
 from qgis.core import (QgsMultiBandColorRenderer, QgsPalettedRasterRenderer, QgsProject,
                        QgsRasterLayer)
 from qgis.PyQt.QtGui import QColor
+
+from .engine import Job, unique_name
+
+SUFFIX = {"classify": "classes", "embed": "embedding (PCA colours)", "reconstruct": "reconstruction"}
 
 
 def class_renderer(layer: QgsRasterLayer, classes: list[str],
@@ -20,21 +24,51 @@ def style_classes(layer: QgsRasterLayer, classes: list[str], colors: list[str]) 
     layer.triggerRepaint()
 
 
-def add_result_layer(info: dict, name: str, project: QgsProject | None = None) -> QgsRasterLayer:
-    """Add the result of ``runner.run`` to the project, styled; raises if GDAL cannot read it."""
+def add_result_layers(info: dict, job: Job, source: QgsRasterLayer | None, name: str,
+                      add_cube: bool = False,
+                      project: QgsProject | None = None) -> list[QgsRasterLayer]:
+    """Adds an engine result to the project, styled, under names no other layer has; raises
+    RuntimeError if QGIS cannot read a file."""
     project = project or QgsProject.instance()
-    if info.get("classes"):
-        layer = QgsRasterLayer(info["path"], name)
-        _check(layer, info["path"])
+    taken = {lyr.name() for lyr in project.mapLayers().values()}
+    title = unique_name(f"{name} {SUFFIX[job.task]}", taken)
+    if job.task == "classify":
+        layer = _open(info["path"], title)
         style_classes(layer, info["classes"], info["colors"])
-    else:
-        layer = QgsRasterLayer(info["pca_path"], name)
-        _check(layer, info["pca_path"])
+        layers = [layer]
+    elif job.task == "embed":
+        layer = _open(info["pca_path"], title)
         layer.setRenderer(QgsMultiBandColorRenderer(layer.dataProvider(), 1, 2, 3))
-    project.addMapLayer(layer)
-    return layer
+        layers = [layer]
+        if add_cube:
+            layers.append(_open(info["path"], unique_name(f"{name} embedding cube", taken)))
+    else:
+        layer = _open(info["path"], title)
+        _draw_like(layer, source, job.bands)
+        layers = [layer]
+    for layer in layers:
+        project.addMapLayer(layer)
+    return layers
 
 
-def _check(layer: QgsRasterLayer, path: str) -> None:
+def _draw_like(layer: QgsRasterLayer, source: QgsRasterLayer | None, bands: list[int]) -> None:
+    """The reconstruction holds the chosen bands in order: show the input's colour bands."""
+    renderer = source.renderer() if source is not None else None
+    if not isinstance(renderer, QgsMultiBandColorRenderer):
+        return
+    order = bands or list(range(1, source.bandCount() + 1))
+    picked = [renderer.redBand(), renderer.greenBand(), renderer.blueBand()]
+    if all(b in order for b in picked):
+        clone = renderer.clone()
+        clone.setInput(layer.dataProvider())
+        clone.setRedBand(order.index(picked[0]) + 1)
+        clone.setGreenBand(order.index(picked[1]) + 1)
+        clone.setBlueBand(order.index(picked[2]) + 1)
+        layer.setRenderer(clone)
+
+
+def _open(path: str, name: str) -> QgsRasterLayer:
+    layer = QgsRasterLayer(path, name)
     if not layer.isValid():
         raise RuntimeError(f"QGIS cannot open the result {path}")
+    return layer

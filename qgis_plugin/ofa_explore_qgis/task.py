@@ -1,39 +1,96 @@
-"""The background job: a QgsTask that runs the engine off the UI thread and hands the result back
-on the main thread (``finished``), where layers may be added."""
+"""Background jobs as QgsTasks: an engine run (the worker process streams its progress) and the
+one-time engine setup (venv + pip). Results are handed back on the main thread (``finished``)."""
 
 from __future__ import annotations
 
+import subprocess
+from pathlib import Path
 from typing import Callable
 
-from qgis.core import QgsTask
+from qgis.core import Qgis, QgsMessageLog, QgsTask
 
-from . import runner
+from . import engine
+
+LOG_TAG = "OFA Explore"
 
 
-class OfaTask(QgsTask):
-    """``params`` are ``runner.run``'s keywords; ``on_done(task, ok)`` runs on the main thread
-    with ``task.info`` (the result) or ``task.error`` (a message; None when cancelled)."""
+def log(text: str, level=Qgis.Info) -> None:
+    QgsMessageLog.logMessage(text, LOG_TAG, level=level)
 
-    def __init__(self, description: str, params: dict, on_done: Callable[["OfaTask", bool], None]):
+
+class EngineTask(QgsTask):
+    """Runs ``job`` in the worker; ``on_done(task, ok)`` gets ``task.info`` (the result event)
+    or ``task.error`` (a message for the user; None when cancelled)."""
+
+    def __init__(self, description: str, runner: engine.Engine, job: engine.Job,
+                 on_done: Callable[["EngineTask", bool], None]):
         super().__init__(description, QgsTask.CanCancel)
-        self.params, self.on_done = params, on_done
+        self.runner, self.job, self.on_done = runner, job, on_done
         self.info: dict | None = None
         self.error: str | None = None
 
     def run(self) -> bool:
         try:
-            self.info = runner.run(**self.params, progress=self.setProgress,
-                                   cancel=self.isCanceled)
+            self.info = engine.run(self.runner, self.job, progress=self.setProgress,
+                                   cancelled=self.isCanceled, log=log)
             return True
-        except Exception as err:  # noqa: BLE001 - shown to the user in the message bar
-            cancelled = type(err).__name__ == "Cancelled"  # ofa_explore.inference.Cancelled
-            self.error = None if cancelled else _message(err)
+        except engine.Cancelled:
             return False
+        except engine.EngineError as err:
+            self.error = str(err)
+        except Exception as err:  # noqa: BLE001 - shown in the message bar, never a crash
+            self.error = f"{type(err).__name__}: {err}"
+        return False
 
     def finished(self, ok: bool) -> None:
         self.on_done(self, ok)
 
 
-def _message(err: Exception) -> str:
-    text = err.args[0] if isinstance(err, KeyError) and err.args else str(err)
-    return f"{text}" if text else type(err).__name__
+class SetupTask(QgsTask):
+    """Creates the engine environment (venv, torch, ofa-explore) with pip's progress; on
+    success ``self.engine`` is the probed engine."""
+
+    def __init__(self, folder: Path, package: str, torch_build: str,
+                 on_done: Callable[["SetupTask", bool], None]):
+        super().__init__("OFA Explore: setting up the engine", QgsTask.CanCancel)
+        self.folder, self.package, self.torch_build = folder, package, torch_build
+        self.on_done = on_done
+        self.engine: engine.Engine | None = None
+        self.error: str | None = None
+
+    def run(self) -> bool:
+        try:
+            commands = engine.setup_commands(self.folder, self.package, self.torch_build)
+            for i, command in enumerate(commands):
+                self._run(command, i, len(commands))
+                if self.isCanceled():
+                    return False
+            self.engine = engine.probe(str(engine.venv_python(self.folder)), "settings")
+            return True
+        except engine.EngineError as err:
+            self.error = str(err)
+        except Exception as err:  # noqa: BLE001 - shown in the message bar
+            self.error = f"{type(err).__name__}: {err}"
+        return False
+
+    def _run(self, command: list[str], index: int, count: int) -> None:
+        log("$ " + " ".join(command))
+        proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                text=True, env=engine.worker_env(), **engine._new_group())
+        tail: list[str] = []
+        for line in proc.stdout:
+            tail = (tail + [line.rstrip()])[-20:]
+            stage = engine.pip_stage(line)
+            if stage:  # pip repeats its stages per package: progress only moves forward
+                log(stage[0])
+                self.setProgress(max(self.progress(), 100.0 * (index + stage[1]) / count))
+            if self.isCanceled():
+                engine.stop(proc)
+                return
+        if proc.wait() != 0:
+            raise engine.EngineError(f"setting up the engine failed at `{' '.join(command[:4])}"
+                                     f" …`: " + " | ".join(tail[-4:]))
+        self.setProgress(100.0 * (index + 1) / count)
+
+    def finished(self, ok: bool) -> None:
+        self.on_done(self, ok)

@@ -1,6 +1,7 @@
 """PyQGIS tests of the plugin (real QGIS, headless). Run by tests/test_qgis_plugin.py inside a
 venv that sees Debian's python3-qgis, or directly:
-    QT_QPA_PLATFORM=offscreen .venv-qgis/bin/python -m pytest tests/qgis
+    QT_QPA_PLATFORM=offscreen OFA_EXPLORE_PYTHON=.venv/bin/python \
+        .venv-qgis/bin/python -m pytest --confcutdir tests/qgis tests/qgis
 """
 
 from __future__ import annotations

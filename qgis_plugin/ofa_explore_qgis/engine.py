@@ -1,0 +1,522 @@
+"""The engine as a worker process: QGIS's Python never imports torch or ofa_explore.
+
+Everything here is plain Python (no Qt), shared by the toolbar tasks and the Processing
+algorithms: finding the engine's Python, reading what a checkpoint and the sensor registry offer
+(from files, without torch), building the ``ofa`` command line and running it while its JSON-line
+progress streams back.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+ENV_VAR = "OFA_EXPLORE_PYTHON"
+TASKS = ("classify", "embed", "reconstruct")
+SHIPPED_CHECKPOINT = "ofa_tiny_demo.safetensors"  # inside the engine's package data folder
+METADATA_KEY = "ofa_explore"
+SETUP_HINT = ("Set up the engine with Plugins > OFA Explore > Set up engine… (or point "
+              f"{ENV_VAR} at the Python of an environment where ofa-explore is installed).")
+
+NEUTRAL_FOLDER = tempfile.gettempdir()  # the worker's cwd: `python -m` puts it on sys.path
+_PROBE = ("import importlib.util, importlib.metadata, json, os, sys\n"
+          "spec = importlib.util.find_spec('ofa_explore')\n"
+          "folder = os.path.dirname(spec.origin) if spec else None\n"
+          "version = importlib.metadata.version('ofa-explore') if spec else None\n"
+          "print(json.dumps({'python': sys.executable, 'package': folder, 'version': version}))\n")
+
+
+class EngineError(RuntimeError):
+    """The engine cannot run, or it refused the input; the message is meant for the user."""
+
+
+class Cancelled(RuntimeError):
+    """The user cancelled; the worker was stopped and nothing was written."""
+
+
+# ---------------------------------------------------------------- finding the engine
+@dataclass(frozen=True)
+class Engine:
+    """A Python environment where ofa-explore is installed."""
+
+    python: str
+    package: Path  # the installed ofa_explore folder (its data/ holds registry and model)
+    version: str
+    origin: str  # where the path came from: "settings", ENV_VAR or "PATH"
+
+    @property
+    def shipped_checkpoint(self) -> Path:
+        return self.package / "data" / SHIPPED_CHECKPOINT
+
+    def command(self, *args: str) -> list[str]:
+        return [self.python, "-m", "ofa_explore", *args]
+
+    def sensors(self) -> list[dict]:
+        """The registry's sensor records (name, bands, wavelengths, description, ...)."""
+        data = json.loads((self.package / "data" / "modalities.json").read_text())
+        return data["modalities"]
+
+
+def candidate_pythons(configured: str | None) -> list[tuple[str, str]]:
+    """(path, origin) in the order they are tried: the plugin setting, the environment
+    variable, the Python behind an ``ofa`` found on PATH."""
+    found = []
+    if configured:
+        found.append((configured, "settings"))
+    if os.environ.get(ENV_VAR):
+        found.append((os.environ[ENV_VAR], ENV_VAR))
+    ofa = shutil.which("ofa")
+    if ofa:
+        python = _script_python(Path(ofa))
+        if python:
+            found.append((python, "PATH"))
+    return found
+
+
+def find_engine(configured: str | None = None) -> Engine:
+    """The first working engine, or an EngineError saying what was tried and how to set it up."""
+    tried = []
+    for python, origin in candidate_pythons(configured):
+        try:
+            return probe(python, origin)
+        except EngineError as err:
+            tried.append(f"{origin}: {err}")
+    if not tried:
+        raise EngineError("The OFA Explore engine is not set up yet. " + SETUP_HINT)
+    raise EngineError("The OFA Explore engine could not be started (" + "; ".join(tried)
+                      + "). " + SETUP_HINT)
+
+
+def probe(python: str, origin: str = "settings") -> Engine:
+    """Checks that ``python`` runs and has ofa-explore, without importing it (fast)."""
+    if not Path(python).is_file():
+        raise EngineError(f"{python} does not exist")
+    try:
+        out = subprocess.run([python, "-c", _PROBE], capture_output=True, text=True,
+                             timeout=30, env=worker_env(), cwd=NEUTRAL_FOLDER, **_no_window())
+    except (OSError, subprocess.TimeoutExpired) as err:
+        raise EngineError(f"{python} does not run ({err})") from None
+    if out.returncode != 0:
+        raise EngineError(f"{python} does not run: {_tail(out.stderr)}")
+    info = json.loads(out.stdout.strip().splitlines()[-1])
+    if not info["package"]:
+        raise EngineError(f"ofa-explore is not installed in {python}")
+    return Engine(python=info["python"], package=Path(info["package"]),
+                  version=info["version"] or "?", origin=origin)
+
+
+def worker_env() -> dict[str, str]:
+    """QGIS's environment without what would make the worker load QGIS's Python packages."""
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP")}
+    env["PYTHONUNBUFFERED"] = "1"
+    env["PYTHONIOENCODING"] = "utf-8"
+    return env
+
+
+def _script_python(script: Path) -> str | None:
+    """The interpreter of a console script (its ``#!`` line); None for binary launchers."""
+    try:
+        first = script.read_bytes()[:512].split(b"\n", 1)[0].decode()
+    except (OSError, UnicodeDecodeError):
+        return None
+    if not first.startswith("#!"):
+        sibling = script.with_name("python.exe")  # Windows: Scripts\ofa.exe beside python.exe
+        return str(sibling) if sibling.is_file() else None
+    python = first[2:].strip().split()[0]
+    return python if Path(python).is_file() else None
+
+
+# ---------------------------------------------------------------- what a checkpoint offers
+@dataclass
+class ModelInfo:
+    """What the dialog needs from a checkpoint, read from its safetensors header."""
+
+    path: Path
+    modalities: dict[str, dict]  # sensors with their own patch embedding
+    heads: dict[str, dict]
+    by_wavelength: bool  # the wavelength-conditioned embedding: any sensor with known wavelengths
+    name: str = ""
+
+
+def read_model_info(path: str | os.PathLike) -> ModelInfo:
+    """Reads a checkpoint's metadata from its header only (no torch, milliseconds)."""
+    path = Path(path)
+    if not path.is_file():
+        raise EngineError(f"the model file {path} does not exist")
+    try:
+        with open(path, "rb") as f:
+            size = int.from_bytes(f.read(8), "little")
+            if not 0 < size < 100_000_000:
+                raise ValueError
+            header = json.loads(f.read(size))
+        meta = json.loads(header["__metadata__"][METADATA_KEY])
+    except (ValueError, KeyError, TypeError, OSError):
+        raise EngineError(f"{path.name} is not an OFA Explore model (.safetensors written by "
+                          "ofa-explore; published weights must be converted first with "
+                          "`ofa convert`)") from None
+    return ModelInfo(path=path, modalities=meta.get("modalities", {}),
+                     heads=meta.get("heads", {}),
+                     by_wavelength=bool(meta.get("config", {}).get("wavelength_embed")),
+                     name=meta.get("provenance", {}).get("name", ""))
+
+
+# ---------------------------------------------------------------- the layer and its sensor
+@dataclass(frozen=True)
+class Band:
+    number: int  # 1-based, as GDAL and QGIS count
+    name: str
+    wavelength_um: float | None = None
+
+
+@dataclass(frozen=True)
+class SensorChoice:
+    label: str
+    modality: str | None  # None: the engine decides (detection, or the bands' wavelengths)
+    bands: int | None  # how many bands it expects (None: any)
+
+
+def layer_bands(path: str) -> list[Band]:
+    """The bands of a raster file as GDAL reports them: description (or "Band n") and the
+    centre wavelength when the file tags it (ENVI/EnMAP ``wavelength`` + ``wavelength_units``)."""
+    from osgeo import gdal
+
+    ds = gdal.Open(path)
+    if ds is None:
+        raise EngineError(f"GDAL cannot open {path}")
+    bands = []
+    for i in range(1, ds.RasterCount + 1):
+        band = ds.GetRasterBand(i)
+        tags = {k.lower(): v for k, v in (band.GetMetadata() or {}).items()}
+        try:
+            wave = float(tags["wavelength"])
+            units = tags.get("wavelength_units", "").lower()
+            if units.startswith("nano") or units == "nm" or (not units and wave > 30):
+                wave /= 1000.0
+        except (KeyError, ValueError):
+            wave = None
+        bands.append(Band(i, band.GetDescription() or f"Band {i}", wave))
+    return bands
+
+
+def sensor_choices(model: ModelInfo, registry: list[dict], bands: list[Band]) -> list[SensorChoice]:
+    """The sensors this model accepts for the selected bands, "auto" first: the model's own
+    sensors, then (when the model has the wavelength path) every registered sensor."""
+    guess = guess_sensor(registry, bands)
+    auto = ("auto (from the bands' wavelengths)" if bands and all(b.wavelength_um for b in bands)
+            else f"auto (looks like {guess})" if guess else "auto (the engine decides)")
+    choices = [SensorChoice(auto, None, None)]
+    described = {m["name"]: m for m in registry}
+    for name, record in model.modalities.items():
+        desc = described.get(name, record).get("description") or name
+        choices.append(SensorChoice(f"{desc} [{name}]", name, len(record["bands"])))
+    if model.by_wavelength:
+        for record in registry:
+            if record["name"] not in model.modalities:
+                choices.append(SensorChoice(f"{record.get('description') or record['name']} "
+                                            f"[{record['name']}, by wavelength]",
+                                            record["name"], len(record["bands"])))
+    return choices
+
+
+def guess_sensor(registry: list[dict], bands: list[Band]) -> str | None:
+    """The registered sensor whose band names, or failing that band count, fit: a hint only;
+    the engine's detection decides."""
+    names = {b.name.upper() for b in bands}
+    same_count = [m for m in registry if len(m["bands"]) == len(bands)]
+    by_name = [m for m in same_count if {b.upper() for b in m["bands"]} == names]
+    fits = by_name or [m for m in same_count if m.get("autodetect")] or same_count
+    return fits[0]["name"] if len(fits) == 1 else None
+
+
+def check_selection(choice: SensorChoice, bands: list[Band], registry: list[dict]) -> str | None:
+    """Why these bands cannot run with this sensor (a sentence for the dialog), or None."""
+    if not bands:
+        return "Choose at least one band of the layer."
+    if choice.bands is not None and choice.bands != len(bands):
+        return (f"{choice.label} has {choice.bands} bands but {len(bands)} are selected: "
+                f"select the layer's {choice.bands} bands in the sensor's order.")
+    if choice.modality is None and not all(b.wavelength_um for b in bands):
+        if not any(len(m["bands"]) == len(bands) for m in registry):
+            return (f"No sensor the model knows has {len(bands)} bands, and the bands carry no "
+                    "wavelengths: select the bands that match a sensor, or choose the sensor.")
+    return None
+
+
+# ---------------------------------------------------------------- outputs
+def output_folder(configured: str | None, project_home: str | None) -> Path:
+    """Where results go: the folder set in the settings, else ``ofa_explore_outputs`` in the
+    project's folder, else a folder in the system's temp space; never beside the inputs."""
+    if configured:
+        folder = Path(configured)
+    elif project_home and Path(project_home).is_dir():
+        folder = Path(project_home) / "ofa_explore_outputs"
+    else:
+        folder = Path(tempfile.gettempdir()) / "ofa_explore_outputs"
+    folder.mkdir(parents=True, exist_ok=True)
+    if not os.access(folder, os.W_OK):
+        raise EngineError(f"the output folder {folder} is not writable: choose another one in "
+                          "the dialog or the plugin settings")
+    return folder
+
+
+def output_path(folder: Path, layer_name: str, task: str) -> Path:
+    """``<layer>_<result>.tif`` in ``folder``, numbered rather than replacing anything."""
+    stem = re.sub(r"[^\w.-]+", "_", layer_name).strip("_") or "layer"
+    stem += {"classify": "_classes", "embed": "_embedding", "reconstruct": "_reconstruction"}[task]
+    candidate, n = folder / f"{stem}.tif", 1
+    while any(p.exists() for p in (candidate, candidate.with_name(candidate.stem + "_pca.tif"))):
+        n += 1
+        candidate = folder / f"{stem}_{n}.tif"
+    return candidate
+
+
+def unique_name(name: str, taken: set[str]) -> str:
+    """``name``, or ``name (2)``, ``name (3)``... when a layer of that name exists."""
+    candidate, n = name, 1
+    while candidate in taken:
+        n += 1
+        candidate = f"{name} ({n})"
+    return candidate
+
+
+# ---------------------------------------------------------------- running the worker
+@dataclass
+class Job:
+    """One engine run: ``ofa <task> <source> -o <output>`` with the dialog's choices."""
+
+    task: str
+    source: str
+    output: str
+    bands: list[int] = field(default_factory=list)  # 1-based; empty: all, in file order
+    modality: str | None = None
+    checkpoint: str | None = None
+    head: str | None = None
+    device: str = "auto"
+    tile: int | None = None
+    overwrite: bool = False
+
+    def arguments(self) -> list[str]:
+        if self.task not in TASKS:
+            raise ValueError(f"task must be one of {TASKS}")
+        args = [self.task, self.source, "-o", self.output, "--progress", "json",
+                "--device", self.device]
+        for flag, value in (("--bands", ",".join(map(str, self.bands))),
+                            ("--modality", self.modality), ("--checkpoint", self.checkpoint),
+                            ("--head", self.head if self.task == "classify" else None),
+                            ("--tile", str(self.tile) if self.tile else None)):
+            if value:
+                args += [flag, value]
+        return args + (["--overwrite"] if self.overwrite else [])
+
+
+def run(engine: Engine, job: Job, progress: Callable[[float], None] | None = None,
+        cancelled: Callable[[], bool] = lambda: False,
+        log: Callable[[str], None] | None = None) -> dict:
+    """Runs ``job`` in a worker process and returns its result event (path, pca_path, classes,
+    colors, device, seconds, ...). Raises EngineError with the engine's own message, or Cancelled
+    after stopping the worker's whole process group."""
+    if not Path(job.source).is_file():
+        raise EngineError("the layer is not a raster file on disk (the engine reads files "
+                          "through GDAL): save it as a GeoTIFF first (Export > Save As…)")
+    result = None
+    for event in stream(engine.command(*job.arguments()), cancelled, log):
+        kind = event.get("event")
+        if kind == "progress" and progress:
+            progress(float(event.get("percent", 0.0)))
+        elif kind == "start" and log:
+            log(f"{event.get('input')}: sensor {event.get('modality')}, "
+                f"{event.get('bands')} bands")
+        elif kind == "result":
+            result = event  # kept until the worker has exited on its own
+        elif kind == "error":
+            raise EngineError(gis_words(event.get("message", "the engine failed")))
+        elif kind == "cancelled":
+            raise Cancelled("cancelled; nothing was written")
+    if result is None:
+        raise EngineError("the engine stopped without a result")
+    return result
+
+
+def stream(command: list[str], cancelled: Callable[[], bool] = lambda: False,
+           log: Callable[[str], None] | None = None):
+    """Yields the JSON events a worker prints, one per line; stops the worker (its whole process
+    group) when ``cancelled()`` turns true, and turns a silent crash into an EngineError."""
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            stdin=subprocess.DEVNULL, text=True, encoding="utf-8",
+                            errors="replace", env=worker_env(), cwd=NEUTRAL_FOLDER,
+                            **_new_group())
+    lines: queue.Queue[str | None] = queue.Queue()
+    stderr: list[str] = []
+    readers = [threading.Thread(target=_pump, args=(proc.stdout, lines.put, True), daemon=True),
+               threading.Thread(target=_pump, args=(proc.stderr, stderr.append), daemon=True)]
+    for reader in readers:
+        reader.start()
+    finished = False
+    try:
+        while True:
+            if cancelled():
+                stop(proc)
+                raise Cancelled("cancelled; nothing was written")
+            try:
+                line = lines.get(timeout=0.1)
+            except queue.Empty:
+                continue
+            if line is None:  # stdout closed: the worker ended
+                break
+            try:
+                event = json.loads(line)
+            except ValueError:
+                if log and line.strip():
+                    log(line.rstrip())
+                continue
+            if event.get("event") in ("result", "error", "cancelled"):
+                finished = True
+            yield event
+        code = proc.wait()
+        readers[1].join(timeout=5)
+        if not finished:
+            raise EngineError(f"the engine stopped unexpectedly (exit code {code}): "
+                              f"{_tail(''.join(stderr)) or 'no message'}")
+    finally:
+        if proc.poll() is None:
+            stop(proc)
+
+
+def stop(proc: subprocess.Popen, grace: float = 10.0) -> None:
+    """Ends the worker and anything it started: SIGTERM to its process group (the engine then
+    removes its temporary files), SIGKILL after ``grace`` seconds."""
+    if proc.poll() is not None:
+        return
+    if os.name == "posix":
+        _signal_group(proc.pid, signal.SIGTERM)
+    else:
+        proc.send_signal(signal.CTRL_BREAK_EVENT)
+    deadline = time.monotonic() + grace
+    while proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if proc.poll() is None:
+        if os.name == "posix":
+            _signal_group(proc.pid, signal.SIGKILL)
+        else:
+            proc.kill()
+        proc.wait()
+
+
+def gis_words(message: str) -> str:
+    """The engine speaks CLI; in QGIS the same choices are the dialog's fields."""
+    for cli, gis in ((r"\(CLI: --modality NAME\)", "(choose it in the Sensor list)"),
+                     (r"pass modality= \(--modality\) with a registered one", "choose the sensor"),
+                     (r"modality= \(--modality\)", "the Sensor list"),
+                     (r"--modality", "the Sensor list"), (r"--bands", "the band list"),
+                     (r"--head", "the Head list"), (r"--checkpoint", "the Model field"),
+                     (r"--tile", "the tile size"), (r", or register yours \([^)]*\)", ""),
+                     (r"\bmodality\b", "sensor")):
+        message = re.sub(cli, gis, message)
+    return message
+
+
+def _pump(pipe, put: Callable, mark_end: bool = False) -> None:
+    for line in pipe:
+        put(line)
+    if mark_end:
+        put(None)
+
+
+def _tail(text: str, lines: int = 6) -> str:
+    """The last lines of a worker's stderr, without warnings' noise."""
+    kept = [ln for ln in text.strip().splitlines()
+            if ln.strip() and "Warning" not in ln and not ln.startswith(("  ", "Traceback"))]
+    return " | ".join(kept[-lines:])
+
+
+def _new_group() -> dict:
+    if os.name == "posix":
+        return {"start_new_session": True}
+    return {"creationflags": subprocess.CREATE_NEW_PROCESS_GROUP | subprocess.CREATE_NO_WINDOW}
+
+
+def _no_window() -> dict:
+    return {"creationflags": subprocess.CREATE_NO_WINDOW} if os.name == "nt" else {}
+
+
+def _signal_group(pid: int, sig: int) -> None:
+    try:
+        os.killpg(pid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+# ---------------------------------------------------------------- setting up an engine
+TORCH_BUILDS = {
+    "cpu": "CPU only (smallest download, any computer)",
+    "cuda": "NVIDIA GPU (CUDA; a large download)",
+}
+
+
+def default_engine_folder() -> Path:
+    base = (Path(os.environ.get("LOCALAPPDATA", Path.home())) if os.name == "nt"
+            else Path(os.environ.get("XDG_DATA_HOME", Path.home() / ".local" / "share")))
+    return base / "ofa-explore" / "engine"
+
+
+def venv_python(folder: Path) -> Path:
+    return folder / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
+
+
+def setup_commands(folder: Path, package: str, torch_build: str,
+                   base_python: str | None = None) -> list[list[str]]:
+    """The commands that make an engine environment in ``folder``: a venv of a Python 3.10+
+    that is not QGIS's, torch (CPU or CUDA build), then ofa-explore from ``package`` (a folder,
+    a wheel or a pip requirement)."""
+    base = base_python or find_base_python()
+    pip = [str(venv_python(folder)), "-m", "pip", "install", "--progress-bar", "off"]
+    commands = [[base, "-m", "venv", str(folder)],
+                [str(venv_python(folder)), "-m", "pip", "install", "-q", "--upgrade", "pip"]]
+    if torch_build == "cpu" and sys.platform != "darwin":
+        commands.append(pip + ["torch", "--index-url", "https://download.pytorch.org/whl/cpu"])
+    elif torch_build == "cuda" and os.name == "nt":
+        commands.append(pip + ["torch", "--index-url", "https://download.pytorch.org/whl/cu126"])
+    commands.append(pip + [package])
+    return commands
+
+
+def find_base_python() -> str:
+    """A working Python 3.10+ to make the engine's venv with (not QGIS's embedded one)."""
+    names = ["py"] if os.name == "nt" else ["python3.12", "python3.11", "python3.10", "python3"]
+    for name in names:
+        found = shutil.which(name)
+        if found and _runs_python_310(found):
+            return found
+    raise EngineError("no Python 3.10 or newer found to create the engine with: install "
+                      "Python from python.org (or conda), then run Set up engine… again")
+
+
+def _runs_python_310(python: str) -> bool:
+    try:
+        out = subprocess.run([python, "-c", "import sys, venv; print(sys.version_info >= (3, 10))"],
+                             capture_output=True, text=True, timeout=30, **_no_window())
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return out.stdout.strip() == "True"
+
+
+def pip_stage(line: str) -> tuple[str, float] | None:
+    """A pip output line as (what it is doing, share done 0-1 within the install), if telling."""
+    for prefix, share in (("Collecting", 0.1), ("Downloading", 0.3), ("Installing collected",
+                          0.7), ("Successfully installed", 1.0)):
+        if line.lstrip().startswith(prefix):
+            return line.strip()[:120], share
+    return None

@@ -1,0 +1,180 @@
+"""Drives the real QGIS desktop as a user would (run by ``qgis --code drive.py`` from
+tests/test_qgis_desktop.py): click Classify layer on a EuroSAT chip, then Embed layer on a NAIP
+scene, OK in each dialog, wait for the layers; a heartbeat timer measures the longest stall of
+QGIS's main thread from opening each dialog to its result. Writes ``report.json`` and
+screenshots into OFA_DESKTOP_OUT, then quits QGIS.
+"""
+
+import ctypes
+import glob
+import json
+import os
+import sys
+import time
+import traceback
+
+import qgis.utils
+from qgis.core import QgsProject, QgsSettings
+from qgis.PyQt.QtCore import Qt, QTimer
+from qgis.PyQt.QtTest import QTest
+from qgis.PyQt.QtWidgets import QApplication
+
+OUT = os.environ["OFA_DESKTOP_OUT"]
+STEPS = [("classify", os.environ["OFA_DESKTOP_CHIP"], "EuroSAT chip", "EuroSAT chip classes"),
+         ("embed", os.environ["OFA_DESKTOP_NAIP"], "NAIP scene",
+          "NAIP scene embedding (PCA colours)")]
+report = {"steps": [], "errors": []}
+iface = qgis.utils.iface
+
+
+def mapped(name: str) -> bool:
+    with open("/proc/self/maps") as maps:
+        return name in maps.read()
+
+
+class Heartbeat:
+    """A 20 ms timer on the main thread; ``gap`` is the longest time between two ticks."""
+
+    def __init__(self):
+        self.last, self.gap = time.monotonic(), 0.0
+        self.timer = QTimer()
+        self.timer.setInterval(20)
+        self.timer.timeout.connect(self.tick)
+        self.timer.start()
+
+    def reset(self):
+        self.last, self.gap = time.monotonic(), 0.0
+
+    def tick(self):
+        now = time.monotonic()
+        self.gap = max(self.gap, now - self.last)
+        self.last = now
+
+
+def bar_messages():
+    return [item.text() for item in iface.messageBar().items()]
+
+
+def fail(message):
+    report["errors"].append(message)
+    finish()
+
+
+def finish():
+    report["torch_in_qgis"] = "torch" in sys.modules
+    report["ofa_explore_in_qgis"] = "ofa_explore" in sys.modules
+    report["mesa_llvm_loaded"] = mapped("libLLVM")
+    report["platform"] = QApplication.platformName()
+    report["messages"] = bar_messages()
+    with open(os.path.join(OUT, "report.json"), "w") as f:
+        json.dump(report, f, indent=1)
+    QTimer.singleShot(100, quit_qgis)
+
+
+def quit_qgis():
+    """Project > Exit QGIS, as a user leaves it (nothing to save: the test made no edits)."""
+    QgsProject.instance().removeAllMapLayers()
+    QgsProject.instance().setDirty(False)
+    iface.actionExit().trigger()
+
+
+def guarded(function):
+    def run(*args):
+        try:
+            function(*args)
+        except Exception:  # noqa: BLE001 - reported to the test, QGIS keeps running
+            fail(traceback.format_exc())
+    return run
+
+
+@guarded
+def start():
+    # QGIS's own question when layers in NAD83 and WGS84 meet: not what this test is about
+    QgsSettings().setValue("/projections/promptWhenMultipleTransformsExist", False,
+                           QgsSettings.App)
+    report["mesa_llvm_before"] = mapped("libLLVM")
+    if not report["mesa_llvm_before"]:  # the state that crashed QGIS: Mesa's LLVM in the process
+        for lib in sorted(glob.glob("/usr/lib/*/libLLVM*.so*")):
+            ctypes.CDLL(lib, mode=ctypes.RTLD_GLOBAL)
+            report["mesa_llvm_forced"] = lib
+            break
+    plugin = qgis.utils.plugins.get("ofa_explore_qgis")
+    if plugin is None:
+        return fail(f"plugin not loaded; plugins: {list(qgis.utils.plugins)}")
+    global PLUGIN, BEAT
+    PLUGIN, BEAT = plugin, Heartbeat()
+    step(0)
+
+
+@guarded
+def step(index):
+    if index == len(STEPS):
+        return finish()
+    task, path, name, result_name = STEPS[index]
+    layer = iface.addRasterLayer(path, name)
+    if layer is None or not layer.isValid():
+        return fail(f"cannot open {path}")
+    iface.setActiveLayer(layer)
+    action = getattr(PLUGIN, f"{task}_action")
+    button = iface.pluginToolBar().widgetForAction(action)
+    if button is None:
+        return fail(f"no toolbar button for {action.text()}")
+    record = {"task": task, "layer": name, "t0": time.monotonic()}
+    report["steps"].append(record)
+    QTimer.singleShot(300, lambda: press_ok(record, 0))
+    BEAT.reset()
+    QTest.mouseClick(button, Qt.LeftButton)  # returns when the modal dialog closes
+    record["dialog_closed"] = time.monotonic() - record["t0"]
+    wait_for(result_name, record, index)
+
+
+@guarded
+def press_ok(record, tries):
+    dialog = QApplication.activeModalWidget()
+    if dialog is None or dialog.objectName() != "ofa_explore_dialog":
+        if tries > 100:
+            return fail("the dialog did not open")
+        return QTimer.singleShot(100, lambda: press_ok(record, tries + 1))
+    record["dialog_open_s"] = time.monotonic() - record["t0"]
+    record["dialog_problem"] = dialog.problem()
+    dialog.grab().save(os.path.join(OUT, f"{record['task']}_dialog.png"))
+    ok = dialog.buttons.button(dialog.buttons.Ok)
+    QTest.mouseClick(ok, Qt.LeftButton)
+
+
+def wait_for(result_name, record, index, deadline=240):
+    names = [lyr.name() for lyr in QgsProject.instance().mapLayers().values()]
+    if result_name in names:
+        record["seconds"] = time.monotonic() - record["t0"]
+        record["max_stall_s"] = BEAT.gap
+        result = QgsProject.instance().mapLayersByName(result_name)[0]
+        iface.setActiveLayer(result)
+        iface.zoomToActiveLayer()
+        QTimer.singleShot(2500, lambda: shot(record, index))
+        return
+    if time.monotonic() - record["t0"] > deadline or (not PLUGIN.tasks and record.get("ran")):
+        return fail(f"{result_name} did not appear; layers: {names}; messages: "
+                    f"{bar_messages()}")
+    record["ran"] = record.get("ran") or bool(PLUGIN.tasks)
+    QTimer.singleShot(100, lambda: wait_for(result_name, record, index, deadline))
+
+
+@guarded
+def shot(record, index):
+    iface.mainWindow().grab().save(os.path.join(OUT, f"{record['task']}_result.png"))
+    step(index + 1)
+
+
+def watchdog():
+    """Whatever blocks (a modal window nobody expected), the test gets a picture and a report."""
+    from qgis.PyQt.QtGui import QGuiApplication
+
+    QGuiApplication.primaryScreen().grabWindow(0).save(os.path.join(OUT, "watchdog.png"))
+    top = [w.windowTitle() for w in QApplication.topLevelWidgets() if w.isVisible()]
+    report["errors"].append(f"watchdog: still running; visible windows: {top}")
+    finish()
+    QTimer.singleShot(3000, lambda: os._exit(3))
+
+
+QTimer.singleShot(int(os.environ.get("OFA_DESKTOP_WATCHDOG_S", "240")) * 1000, watchdog)
+QTimer.singleShot(1500, start)

@@ -1,0 +1,128 @@
+"""The QGIS plugin's Qt-free engine module (qgis_plugin/ofa_explore_qgis/engine.py) against the
+real engine: header reading agrees with ofa_explore's, the worker runs the real CLI and streams
+its JSON progress, a cancel stops the whole process group. Runs without QGIS."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+_spec = importlib.util.spec_from_file_location(
+    "ofa_plugin_engine", ROOT / "qgis_plugin" / "ofa_explore_qgis" / "engine.py")
+engine = sys.modules["ofa_plugin_engine"] = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(engine)
+
+
+@pytest.fixture(scope="module")
+def runner():
+    return engine.probe(sys.executable, "test")
+
+
+def test_probe_finds_the_package_and_its_files(runner, tmp_path):
+    from ofa_explore.pretrained import shipped_checkpoint_path
+
+    assert runner.shipped_checkpoint == shipped_checkpoint_path()
+    assert {"s2_l1c", "landsat_etm", "rgbn"} <= {m["name"] for m in runner.sensors()}
+    with pytest.raises(engine.EngineError, match="does not exist"):
+        engine.probe(str(tmp_path / "python"))
+    with pytest.raises(engine.EngineError, match="ofa-explore is not installed"):
+        engine.probe("/usr/bin/python3")
+
+
+def test_model_info_is_the_checkpoint_metadata(runner, tmp_path):
+    from ofa_explore.checkpoint import read_metadata
+
+    info = engine.read_model_info(runner.shipped_checkpoint)
+    meta = read_metadata(runner.shipped_checkpoint)
+    assert info.modalities == meta["modalities"] and info.heads == meta["heads"]
+    assert info.by_wavelength is True
+    bad = tmp_path / "weights.pth"
+    bad.write_bytes(b"\x80\x02not a safetensors file")
+    with pytest.raises(engine.EngineError, match="is not an OFA Explore model"):
+        engine.read_model_info(bad)
+
+
+def test_sensor_choices_and_checks(runner):
+    model = engine.read_model_info(runner.shipped_checkpoint)
+    registry = runner.sensors()
+    s2 = [engine.Band(i + 1, name) for i, name in enumerate(
+        next(m for m in registry if m["name"] == "s2_l1c")["bands"])]
+    choices = engine.sensor_choices(model, registry, s2)
+    assert choices[0].label == "auto (looks like s2_l1c)" and choices[0].modality is None
+    own = [c.modality for c in choices if "by wavelength" not in c.label][1:]
+    assert own == list(model.modalities)
+    assert "landsat_etm" in [c.modality for c in choices if "by wavelength" in c.label]
+    assert engine.check_selection(choices[0], s2, registry) is None
+    five = s2[:5]
+    assert "No sensor the model knows has 5 bands" in engine.check_selection(
+        choices[0], five, registry)
+    s2_choice = next(c for c in choices if c.modality == "s2_l1c")
+    assert "has 13 bands but 5 are selected" in engine.check_selection(s2_choice, five, registry)
+    tagged = [engine.Band(i + 1, f"b{i}", 0.4 + 0.01 * i) for i in range(5)]
+    assert engine.check_selection(choices[0], tagged, registry) is None  # by their wavelengths
+
+
+def test_outputs_never_replace_and_names_stay_unique(tmp_path):
+    first = engine.output_path(tmp_path, "My scene: 2024", "embed")
+    assert first.name == "My_scene_2024_embedding.tif"
+    first.with_name(first.stem + "_pca.tif").write_bytes(b"x")
+    assert engine.output_path(tmp_path, "My scene: 2024", "embed").name == \
+        "My_scene_2024_embedding_2.tif"
+    assert engine.unique_name("a classes", {"a classes", "a classes (2)"}) == "a classes (3)"
+    folder = engine.output_folder(None, str(tmp_path))
+    assert folder == tmp_path / "ofa_explore_outputs" and folder.is_dir()
+
+
+def test_run_streams_progress_and_returns_the_result(runner, shared, tmp_path):
+    chip = shared / "eurosat" / "River" / "River_1.tif"
+    seen: list[float] = []
+    job = engine.Job("classify", str(chip), str(tmp_path / "classes.tif"), bands=[])
+    info = engine.run(runner, job, progress=seen.append)
+    assert info["path"] == str(tmp_path / "classes.tif") and info["modality"] == "s2_l1c"
+    assert info["classes"][0] == "AnnualCrop" and seen[-1] == 100.0
+    bad = engine.Job("classify", str(chip), str(tmp_path / "x.tif"), bands=[1, 14])
+    with pytest.raises(engine.EngineError, match="band 14 does not exist"):
+        engine.run(runner, bad)
+    naip = engine.Job("classify", str(next((shared / "naip").glob("*.tif"))),
+                      str(tmp_path / "y.tif"), modality="rgbn")
+    with pytest.raises(engine.EngineError) as err:
+        engine.run(runner, naip)
+    assert "--" not in str(err.value) and "s2_l1c" in str(err.value)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["classes.tif"]
+
+
+def test_cancel_stops_the_process_group_and_leaves_nothing(runner, shared, tmp_path):
+    import numpy as np
+    import rasterio
+
+    chips = sorted((shared / "eurosat").glob("*/*.tif"))[:36]
+    with rasterio.open(chips[0]) as src:
+        profile = src.profile
+    rows = [np.concatenate([rasterio.open(chips[(r * 6 + c) % 36]).read() for c in range(6)], 2)
+            for r in range(6)]
+    data = np.tile(np.concatenate(rows, axis=1), (1, 4, 4))  # 1536 px square
+    profile.update(width=data.shape[2], height=data.shape[1])
+    scene = tmp_path / "in" / "scene.tif"
+    scene.parent.mkdir()
+    with rasterio.open(scene, "w", **profile) as dst:
+        dst.write(data)
+    out = tmp_path / "out"
+    out.mkdir()
+    started: list[float] = []
+    t0 = time.monotonic()
+    with pytest.raises(engine.Cancelled):
+        engine.run(runner, engine.Job("embed", str(scene), str(out / "emb.tif")),
+                   progress=started.append, cancelled=lambda: bool(started))
+    assert started and time.monotonic() - t0 < 60
+    assert list(out.iterdir()) == []  # no output, no hidden temporary file
+
+
+def test_gis_words():
+    text = engine.gis_words("13 bands could be any of a, b; say which with modality= "
+                            "(CLI: --modality NAME)")
+    assert "--" not in text and "Sensor list" in text
