@@ -39,6 +39,8 @@ SIZES: dict[str, dict[str, int]] = {
                  decoder_embed_dim=512, decoder_depth=8, decoder_num_heads=16),
     "large": dict(embed_dim=1024, depth=24, num_heads=16,
                   decoder_embed_dim=512, decoder_depth=8, decoder_num_heads=16),
+    "huge": dict(embed_dim=1280, depth=32, num_heads=16,  # 16 heads of 80, as DOFA's ViT-H/14
+                 decoder_embed_dim=512, decoder_depth=8, decoder_num_heads=16),
 }
 
 # OFA-Net's five pre-training modalities get their own patch embedding by default.
@@ -203,6 +205,8 @@ class OFANet(nn.Module):
         wavelength_head_order: str = "pixel",
         init_values: float | None = None,
         mlp_ratio: float = 4.0,
+        final_norm: bool = True,
+        pool_norm: bool = False,
         **arch: int,
     ):
         super().__init__()
@@ -222,7 +226,7 @@ class OFANet(nn.Module):
             wavelength_embed_padding=wavelength_embed_padding,
             wavelength_kernel_layout=wavelength_kernel_layout,
             wavelength_head_order=wavelength_head_order, init_values=init_values,
-            mlp_ratio=mlp_ratio, **dims)
+            mlp_ratio=mlp_ratio, final_norm=final_norm, pool_norm=pool_norm, **dims)
         self.modalities: dict[str, Modality] = {}
         for m in modalities:
             m = get_modality(m) if isinstance(m, str) else m
@@ -247,7 +251,10 @@ class OFANet(nn.Module):
             Block(D, dims["num_heads"], mlp_ratio, qkv_bias=True, init_values=init_values,
                   norm_layer=norm_layer)
             for _ in range(dims["depth"])])
-        self.norm = norm_layer(D)
+        # tokens end in a LayerNorm (MAE); DOFA's global-pool models have none and normalise the
+        # pooled vector instead (``fc_norm``, as TorchGeo's DOFA.forward_features)
+        self.norm = norm_layer(D) if final_norm else nn.Identity()
+        self.fc_norm = norm_layer(D) if pool_norm else None
 
         # decoder: shared blocks, per-modality pixel heads
         self.decoder_embed = nn.Linear(D, Dd)
@@ -278,8 +285,8 @@ class OFANet(nn.Module):
             nn.init.xavier_uniform_(w.view(w.shape[0], -1))
         nn.init.normal_(self.cls_token, std=0.02)
         nn.init.normal_(self.mask_token, std=0.02)
-        for module in [self.blocks, self.norm, self.decoder_embed, self.decoder_blocks,
-                       self.decoder_norm, self.decoder_heads]:
+        for module in [self.blocks, self.norm, self.fc_norm or nn.Identity(), self.decoder_embed,
+                       self.decoder_blocks, self.decoder_norm, self.decoder_heads]:
             module.apply(_init_linear_and_norm)
 
     def add_head(self, name: str, classes: Sequence[str], kind: str = "scene",
@@ -630,9 +637,13 @@ class OFANet(nn.Module):
 
     def pooled_features(self, x: torch.Tensor, modality: str | Modality,
                         pool: str = "mean") -> torch.Tensor:
-        """One vector per image [B, D]: mean of the patch tokens, or the class token."""
+        """One vector per image [B, D]: mean of the patch tokens (through ``fc_norm`` where the
+        model has one, as DOFA), or the class token."""
         tokens = self.forward_features(x, modality)
-        return tokens[:, 0] if pool == "cls" else tokens[:, 1:].mean(1)
+        if pool == "cls":
+            return tokens[:, 0]
+        pooled = tokens[:, 1:].mean(1)
+        return self.fc_norm(pooled) if self.fc_norm is not None else pooled
 
     def classify(self, x: torch.Tensor, modality: str | Modality,
                  head: str | None = None) -> torch.Tensor:

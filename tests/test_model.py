@@ -192,8 +192,8 @@ def test_bad_mask_ratio_and_size():
     model = small_model(["rgb"])
     with pytest.raises(ValueError, match="mask_ratio"):
         model(sample("rgb"), "rgb", mask_ratio=1.0)
-    with pytest.raises(ValueError, match="tiny, small, base, large"):
-        OFANet("huge")
+    with pytest.raises(ValueError, match="tiny, small, base, large, huge"):
+        OFANet("giant")
     with pytest.raises(TypeError, match="unknown architecture"):
         OFANet("tiny", dept=3)
 

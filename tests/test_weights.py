@@ -39,12 +39,16 @@ def test_dofa_base_v1_full_size_maps_every_key():
     assert feats.shape == (1, 197, 768)
 
 
-def test_dofa_v1_classifier_keys_are_ignored_and_norm_may_be_missing():
+def test_dofa_v1_keeps_fc_norm_ignores_the_head_and_norm_may_be_missing():
     state = layouts.dofa_v1(D=64, depth=2, extras=("fc_norm",))
     model = convert_dofa_v1(state)
-    assert {"fc_norm.weight", "head.weight"} <= set(model.conversion_report.ignored)
-    assert "norm.weight" in model.conversion_report.initialised
-    assert any("no final norm" in n for n in model.conversion_report.notes)
+    assert "head.weight" in model.conversion_report.ignored
+    assert "fc_norm.weight" in model.conversion_report.mapped  # TorchGeo pools through it
+    assert torch.equal(model.fc_norm.weight, state["fc_norm.weight"])
+    assert model.config["final_norm"] is False and model.config["pool_norm"] is True
+    assert any("fc_norm(mean" in n for n in model.conversion_report.notes)
+    without = convert_dofa_v1(layouts.dofa_v1(D=64, depth=2, extras=()))
+    assert any("no fc_norm" in n for n in without.conversion_report.notes)
 
 
 def test_dofa_kernel_layouts_differ_and_padding_matches_dofa():
@@ -107,13 +111,14 @@ def test_wrong_layout_and_shape_are_named():
 
 def test_load_published_from_local_file_reads_weights_only(tmp_path):
     path = tmp_path / "dofa_base_patch16_224-a0275954.pth"
-    torch.save(layouts.dofa_v1(D=64, depth=1), path)
+    state = layouts.dofa_v1(D=768, depth=1)  # ViT-B wide, one block: small enough to test
+    torch.save(state, path)
     model = load_published("dofa-base-v1", path=path)
     assert model.provenance["weights"] == "dofa-base-v1"
     assert model.provenance["licence"] == "CC-BY-4.0"
     # training checkpoints wrap the weights under "model"
-    torch.save({"model": layouts.dofa_v1(D=64, depth=1)}, path)
-    assert load_published("dofa-base-v1", path=path).config["embed_dim"] == 64
+    torch.save({"model": state}, path)
+    assert load_published("dofa-base-v1", path=path).config["embed_dim"] == 768
 
 
 
@@ -142,7 +147,7 @@ def test_truncated_pth_is_refused(tmp_path):
 def test_offline_download_fails_with_how_to_pass_a_local_file(tmp_path, monkeypatch):
     monkeypatch.setenv("OFA_EXPLORE_CACHE", str(tmp_path / "cache"))
     entry = PublishedWeights("dofa-test", "dofa_v1", "w.pth", "http://127.0.0.1:9/w.pth",
-                             "CC-BY-4.0", "-", "test entry")
+                             "CC-BY-4.0", "-", "test entry", 768)
     with pytest.raises(WeightsUnavailableError) as err:
         fetch_weights(entry)
     assert "path=" in str(err.value) and "ofa convert" in str(err.value)
@@ -164,7 +169,7 @@ def test_registry_entries_carry_metadata():
 
 def test_cli_convert_round_trip(tmp_path, capsys):
     src = tmp_path / "dofa.pth"
-    torch.save(layouts.dofa_v2(D=64, depth=1), src)
+    torch.save(layouts.dofa_v2(D=768, depth=1), src)
     out = tmp_path / "dofa.safetensors"
     assert cli(["convert", str(src), "--from", "dofa-base-v2", "-o", str(out)]) == 0
     model = load_checkpoint(out)
@@ -174,3 +179,12 @@ def test_cli_convert_round_trip(tmp_path, capsys):
     assert model.config["sar_wavelength"] == 5.405
     assert cli(["convert", str(src), "--from", "dofa-base-v1", "-o", str(out)]) == 2
     assert "not a DOFA v1" in capsys.readouterr().err
+
+
+def test_a_file_of_another_size_is_refused_naming_it(tmp_path):
+    state = layouts.dofa_v1(D=384, depth=1)  # a ViT-S file
+    path = tmp_path / "dofa_small.pth"
+    torch.save(state, path)
+    with pytest.raises(ConversionError, match=r"holds ViT-S \(384 wide\), not the ViT-B \(768 "
+                                              r"wide\) of dofa-base-v1"):
+        load_published("dofa-base-v1", path=path)

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from ..model import OFANet
+from ..model import SIZES, OFANet
 from .convert import ConversionError, ConversionReport, read_state_dict
 from .dofa import convert_dofa_v1, convert_dofa_v2
 from .ofa import convert_ofa
@@ -46,6 +46,7 @@ class PublishedWeights:
     licence: str
     citation: str
     description: str
+    embed_dim: int  # the width the file must have (ViT-B 768, ViT-L 1024)
     kernel_layout: str = "ckkd"
 
     def convert(self, state) -> OFANet:
@@ -60,29 +61,30 @@ WEIGHTS: dict[str, PublishedWeights] = {w.name: w for w in [
     PublishedWeights("dofa-base-v1", "dofa_v1", "dofa_base_patch16_224-a0275954.pth",
                      _TORCHGEO_DOFA.format(commit=_CURRENT, filename="dofa_base_patch16_224-a0275954.pth"),
                      "CC-BY-4.0", _DOFA_CITATION,
-                     "DOFA ViT-B/16, current TorchGeo release (SatlasPretrain, Five-Billion-Pixels, HySpecNet-11k)"),
+                     "DOFA ViT-B/16, current TorchGeo release (SatlasPretrain, Five-Billion-Pixels, HySpecNet-11k)",
+                     768),
     PublishedWeights("dofa-large-v1", "dofa_v1", "dofa_large_patch16_224-0ff904d3.pth",
                      _TORCHGEO_DOFA.format(commit=_CURRENT, filename="dofa_large_patch16_224-0ff904d3.pth"),
-                     "CC-BY-4.0", _DOFA_CITATION, "DOFA ViT-L/16, current TorchGeo release"),
+                     "CC-BY-4.0", _DOFA_CITATION, "DOFA ViT-L/16, current TorchGeo release", 1024),
     PublishedWeights("dofa-base-v1-legacy", "dofa_v1", "dofa_base_patch16_224-7cc0f413.pth",
                      _TORCHGEO_DOFA.format(commit=_LEGACY, filename="dofa_base_patch16_224-7cc0f413.pth"),
                      "CC-BY-4.0", _DOFA_CITATION,
                      "DOFA ViT-B/16 as first released (old kernel reshape, before TorchGeo PR #2256)",
-                     kernel_layout="dckk"),
+                     768, kernel_layout="dckk"),
     PublishedWeights("dofa-large-v1-legacy", "dofa_v1", "dofa_large_patch16_224-fbd47fa9.pth",
                      _TORCHGEO_DOFA.format(commit=_LEGACY, filename="dofa_large_patch16_224-fbd47fa9.pth"),
                      "CC-BY-4.0", _DOFA_CITATION,
-                     "DOFA ViT-L/16 as first released (old kernel reshape)", kernel_layout="dckk"),
+                     "DOFA ViT-L/16 as first released (old kernel reshape)", 1024, kernel_layout="dckk"),
     PublishedWeights("dofa-base-v2", "dofa_v2", "dofav2_vit_base_e150.pth",
                      _EARTHFLOW.format(filename="dofav2_vit_base_e150.pth"),
-                     "see zhu-xlab/DOFA", _DOFA_CITATION, "DOFA v2 ViT-B/14"),
+                     "see zhu-xlab/DOFA", _DOFA_CITATION, "DOFA v2 ViT-B/14", 768),
     PublishedWeights("dofa-large-v2", "dofa_v2", "dofav2_vit_large_e150.pth",
                      _EARTHFLOW.format(filename="dofav2_vit_large_e150.pth"),
-                     "see zhu-xlab/DOFA", _DOFA_CITATION, "DOFA v2 ViT-L/14"),
+                     "see zhu-xlab/DOFA", _DOFA_CITATION, "DOFA v2 ViT-L/14", 1024),
     PublishedWeights("ofa-net-base", "ofa", "ofa_net_base.pth", None, "see the OFA-Net authors",
                      _OFA_CITATION,
                      "OFA-Net ViT-B/16 in the layout of the OFA pre-training code "
-                     "(no longer published: pass the file you have)"),
+                     "(no longer published: pass the file you have)", 768),
 ]}
 
 
@@ -103,10 +105,28 @@ def load_published(name: str, path: str | os.PathLike | None = None,
     entry = WEIGHTS[name]
     if path is None:
         path = fetch_weights(entry, download=download)
-    model = entry.convert(read_state_dict(path))
+    state = read_state_dict(path)
+    check_width(entry, state)
+    model = entry.convert(state)
     model.provenance.update(weights=name, licence=entry.licence, citation=entry.citation,
                             source_file=Path(path).name)
     return model
+
+
+def check_width(entry: PublishedWeights, state: dict) -> None:
+    """Refuses a file whose size is not the one ``entry`` names (a ViT-S under dofa-base-v1)."""
+    tokens = [v for k, v in state.items() if k in ("cls_token", "model.cls_token")]
+    if tokens and tokens[0].shape[-1] != entry.embed_dim:
+        width = tokens[0].shape[-1]
+        found = next((f"ViT-{n[0].upper()} ({width} wide)" for n, d in SIZES.items()
+                      if d["embed_dim"] == width), f"a ViT {width} wide")
+        expected = next(f"ViT-{n[0].upper()} ({entry.embed_dim} wide)" for n, d in SIZES.items()
+                        if d["embed_dim"] == entry.embed_dim)
+        matching = [w.name for w in WEIGHTS.values()
+                    if w.embed_dim == width and w.layout == entry.layout]
+        raise ConversionError(f"this file holds {found}, not the {expected} of {entry.name}"
+                              + (f"; did you mean --from {' or '.join(matching)}?" if matching
+                                 else ""))
 
 
 def fetch_weights(entry: PublishedWeights, download: bool = True,

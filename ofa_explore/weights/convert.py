@@ -79,6 +79,12 @@ def size_for(embed_dim: int) -> str:
     return "base"
 
 
+def heads_for(embed_dim: int) -> int:
+    """Attention heads of the named size of this width (ViT-H: 16 of 80), else heads of 64."""
+    return SIZES[size_for(embed_dim)]["num_heads"] if any(
+        d["embed_dim"] == embed_dim for d in SIZES.values()) else embed_dim // 64
+
+
 def wavelength_patch_size(state: dict[str, torch.Tensor], prefix: str, embed_dim: int) -> int:
     """Kernel size of a DOFA wavelength-conditioned embedding, from its generator's output."""
     numel = state[f"{prefix}.weight_generator.fc_weight.weight"].shape[0] // embed_dim

@@ -19,11 +19,10 @@ import torch
 
 from ..model import OFANet
 from ..modalities import sar_wavelength
-from .convert import (ConversionError, count_blocks, finish, grid_size, size_for, transfer,
-                      wavelength_patch_size)
+from .convert import (ConversionError, count_blocks, finish, grid_size, heads_for, size_for,
+                      transfer, wavelength_patch_size)
 
 _V1_IGNORE = {
-    "fc_norm.": "pooling norm of a fine-tuned DOFA classifier, not part of the backbone",
     "head.": "task head of a fine-tuned DOFA classifier",
     "projector.": "distillation projector, used only during pre-training",
     "mask_token": "MAE mask token; the file has no decoder to use it with",
@@ -38,10 +37,14 @@ def convert_dofa_v1(state: dict[str, torch.Tensor], kernel_layout: str = "ckkd",
              "DOFA v1")
     D = state["cls_token"].shape[-1]
     k = wavelength_patch_size(state, "patch_embed", D)
+    # TorchGeo's DOFA (global_pool=True) has no final norm: forward_features is
+    # fc_norm(mean of the patch tokens); a file with `norm` (and no fc_norm) normalises tokens
+    global_pool = "norm.weight" not in state or "fc_norm.weight" in state
     model = OFANet(size_for(D), modalities=(), patch_size=k, img_size=grid_size(state["pos_embed"]) * k,
                    sar_wavelength=sar_wavelength("dofa_v1"), wavelength_embed_padding=1,
                    wavelength_kernel_layout=kernel_layout, embed_dim=D,
-                   depth=count_blocks(state, "blocks"), num_heads=num_heads or D // 64)
+                   depth=count_blocks(state, "blocks"), num_heads=num_heads or heads_for(D),
+                   final_norm="norm.weight" in state, pool_norm=global_pool)
 
     def rename(key: str) -> str:
         return "wavelength_embed." + key[len("patch_embed."):] if key.startswith("patch_embed.") else key
@@ -50,7 +53,12 @@ def convert_dofa_v1(state: dict[str, torch.Tensor], kernel_layout: str = "ckkd",
     report.notes.append(f"kernel layout {kernel_layout!r} "
                         + ("(current DOFA/TorchGeo weights)" if kernel_layout == "ckkd" else
                            "(DOFA weights from before TorchGeo PR #2256)"))
-    _note_common(report, has_norm="norm.weight" in state)
+    if global_pool:
+        report.notes.append("pooled features are fc_norm(mean of the patch tokens), as TorchGeo's "
+                            "DOFA.forward_features" + ("" if "fc_norm.weight" in state else
+                                                       "; the file has no fc_norm: unit scale, "
+                                                       "zero shift, as TorchGeo initialises it"))
+    _note_common(report)
     return finish(model, report, {"weights_family": "DOFA v1",
                                   "sar_wavelength": model.config["sar_wavelength"]})
 
@@ -66,7 +74,7 @@ def convert_dofa_v2(state: dict[str, torch.Tensor], num_heads: int | None = None
                    img_size=grid_size(state["model.pos_embed"]) * k,
                    sar_wavelength=sar_wavelength("dofa_v2"), wavelength_embed_padding=1,
                    init_values=1e-5 if layer_scale else None, embed_dim=D,
-                   depth=count_blocks(state, "model.blocks"), num_heads=num_heads or D // 64)
+                   depth=count_blocks(state, "model.blocks"), num_heads=num_heads or heads_for(D))
 
     def rename(key: str) -> str | None:
         if key.startswith("patch_embed."):
@@ -77,7 +85,10 @@ def convert_dofa_v2(state: dict[str, torch.Tensor], num_heads: int | None = None
 
     ignore = {"norm.": "DOFA v2's extra top-level norm; its forward normalises with model.norm"}
     report = transfer(model, state, "DOFA v2", rename, ignore)
-    _note_common(report, has_norm="model.norm.weight" in state)
+    _note_common(report)
+    if "model.norm.weight" not in state:
+        report.notes.append("no final norm in the file: the encoder ends in a LayerNorm with unit "
+                            "scale and zero shift")
     return finish(model, report, {"weights_family": "DOFA v2",
                                   "sar_wavelength": model.config["sar_wavelength"]})
 
@@ -88,9 +99,6 @@ def _require(state: dict[str, torch.Tensor], keys: list[str], layout: str) -> No
         raise ConversionError(f"not a {layout} state dict: missing {', '.join(missing)}")
 
 
-def _note_common(report, has_norm: bool) -> None:
+def _note_common(report) -> None:
     report.notes.append("no MAE decoder in these weights: embeddings (forward_features) are "
                         "pre-trained, reconstruct() would use an untrained decoder")
-    if not has_norm:
-        report.notes.append("no final norm in the file: the encoder ends in a LayerNorm with unit "
-                            "scale and zero shift")
