@@ -38,6 +38,8 @@ EPILOG = """examples:
 
 EXIT_BAD_INPUT = 2
 EXIT_CANCELLED = 130
+CHECKPOINT_HELP = ("a checkpoint file, or published weights by name (dofa-base-v1, ...: see "
+                   "`ofa convert -h`; downloaded and converted once); default: the shipped model")
 
 
 def _cmd_modalities(args: argparse.Namespace) -> int:
@@ -66,18 +68,24 @@ def _cmd_info(args: argparse.Namespace) -> int:
         print(json.dumps(meta, indent=2))
         return 0
     cfg = meta["config"]
-    print(f"checkpoint   {args.checkpoint}")
-    print(f"model        OFANet-{cfg['size']} (D={cfg['embed_dim']}, depth={cfg['depth']}, "
-          f"heads={cfg['num_heads']}), patch {cfg['patch_size']}, image {cfg['img_size']}")
-    print(f"decoder      D={cfg['decoder_embed_dim']}, depth={cfg['decoder_depth']}; "
-          f"wavelength-conditioned embedding: {'yes' if cfg['wavelength_embed'] else 'no'}")
-    print("modalities   " + (", ".join(f"{k} ({len(v['bands'])} bands)"
-                                       for k, v in meta["modalities"].items()) or "none"))
-    for name, head in meta.get("heads", {}).items():
-        print(f"head         {name}: {len(head['classes'])} classes "
-              f"({', '.join(head['classes'][:6])}{', ...' if len(head['classes']) > 6 else ''})")
-    for key, value in meta.get("provenance", {}).items():
-        print(f"{key:<13}{value}")
+    rows = [("checkpoint", args.checkpoint),
+            ("model", f"OFANet-{cfg['size']} (D={cfg['embed_dim']}, depth={cfg['depth']}, "
+                      f"heads={cfg['num_heads']}), patch {cfg['patch_size']}, image "
+                      f"{cfg['img_size']}"),
+            ("decoder", f"D={cfg['decoder_embed_dim']}, depth={cfg['decoder_depth']}; "
+                        "wavelength-conditioned embedding: "
+                        + ("yes" if cfg["wavelength_embed"] else "no")),
+            ("modalities", ", ".join(f"{k} ({len(v['bands'])} bands)"
+                                     for k, v in meta["modalities"].items()) or "none")]
+    rows += [("head", f"{name}: {len(h['classes'])} classes ({', '.join(h['classes'][:6])}"
+                      f"{', ...' if len(h['classes']) > 6 else ''})")
+             for name, h in meta.get("heads", {}).items()]
+    rows += list(meta.get("provenance", {}).items())
+    width = max(len(key) for key, _ in rows) + 2
+    for key, value in rows:
+        lines = value if isinstance(value, list) else [value]
+        for i, line in enumerate(lines):  # lists (the conversion report): one item per line
+            print(f"{key if i == 0 else '':<{width}}{line}")
     return 0
 
 
@@ -86,20 +94,21 @@ def _cmd_convert(args: argparse.Namespace) -> int:
     from .weights import load_published
 
     model = load_published(args.weights, path=args.checkpoint)
-    out = save_checkpoint(model, args.output, converted_from=str(args.checkpoint),
-                          weights=args.weights)
+    # licence, citation, the source file's name and the conversion report go into the metadata
+    out = save_checkpoint(model, args.output, **model.provenance)
+    print(model.conversion_report.summary())
+    print(f"licence: {model.provenance['licence']}\ncite: {model.provenance['citation']}")
     print(f"wrote {out}")
     return 0
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
-    from .checkpoint import load_checkpoint
     from .inference import predict_raster
     from .io import KEEP, open_raster, raster_modality
-    from .pretrained import load_pretrained
+    from .pretrained import load_model
 
     report = args.report
-    model = load_checkpoint(args.checkpoint) if args.checkpoint else load_pretrained()
+    model = load_model(args.checkpoint)
     nodata = KEEP if args.nodata is None else None if args.nodata == "none" else float(args.nodata)
     raster = open_raster(args.raster if len(args.raster) > 1 else args.raster[0],
                          modality=args.modality, nodata=nodata, bands=args.bands)
@@ -246,11 +255,11 @@ def _cmd_pretrain(args: argparse.Namespace) -> int:
 
 
 def _cmd_train_head(args: argparse.Namespace) -> int:
-    from .checkpoint import load_checkpoint, save_checkpoint
+    from .checkpoint import save_checkpoint
     from .downstream import fit_scene_head, fit_segmentation_head
-    from .pretrained import load_pretrained
+    from .pretrained import load_model
 
-    model = load_checkpoint(args.checkpoint) if args.checkpoint else load_pretrained()
+    model = load_model(args.checkpoint)
     if args.output.exists() and not args.overwrite:
         raise FileExistsError(f"{args.output} exists; pass --overwrite to replace it")
     name = args.name or ("segmentation" if args.task == "segmentation" else "classifier")
@@ -277,10 +286,9 @@ def _cmd_train_head(args: argparse.Namespace) -> int:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    from .checkpoint import load_checkpoint
-    from .pretrained import load_pretrained
+    from .pretrained import load_model
 
-    model = load_checkpoint(args.checkpoint) if args.checkpoint else load_pretrained()
+    model = load_model(args.checkpoint)
     progress = None if args.quiet else _print_progress
     if args.benchmark:
         from .downstream.geobench import format_table, run_geobench
@@ -359,8 +367,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("raster", nargs="+", help="a raster GDAL reads, or one single-band file per "
                                                  "band (stacked in the modality's band order)")
         p.add_argument("-o", "--output", type=Path, required=True, help="output .tif")
-        p.add_argument("--checkpoint", type=Path,
-                       help="ofa_explore checkpoint (default: the shipped pre-trained model)")
+        p.add_argument("--checkpoint", help=CHECKPOINT_HELP)
         p.add_argument("--modality", help="override modality detection (see `ofa modalities`)")
         p.add_argument("--bands", type=_band_numbers, metavar="N,N,...",
                        help="use these bands of the file, in this order, counted from 1 as in "
@@ -390,7 +397,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="folder with one sub-folder per class, or a CSV with path,label "
                         "(optional group column); segmentation: images/ + masks/ or image,mask CSV")
     p.add_argument("-o", "--output", type=Path, required=True, help="output .safetensors")
-    p.add_argument("--checkpoint", type=Path, help="backbone (default: the shipped model)")
+    p.add_argument("--checkpoint", help="backbone: " + CHECKPOINT_HELP)
     p.add_argument("--modality", help="override modality detection (see `ofa modalities`)")
     p.add_argument("--task", choices=["scene", "segmentation"], default="scene")
     p.add_argument("--name", help="head name (default: classifier / segmentation)")
@@ -408,7 +415,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("evaluate", help="score a head on labelled data, compare a backbone "
                                         "with random init, or run GEO-Bench")
     p.add_argument("--data", type=Path, help="labelled chips (as for train-head)")
-    p.add_argument("--checkpoint", type=Path, help="model (default: the shipped one)")
+    p.add_argument("--checkpoint", help=CHECKPOINT_HELP)
     p.add_argument("--head", help="which head (default: the first for the data's modality)")
     p.add_argument("--modality", help="override modality detection")
     p.add_argument("--probe", action="store_true", help="linear probe + kNN of the frozen "
@@ -425,7 +432,7 @@ def build_parser() -> argparse.ArgumentParser:
                                     "masked reconstructions and an embedding map")
     p.add_argument("-o", "--output", type=Path, default=Path("ofa-demo"),
                    help="output folder (default: ./ofa-demo)")
-    p.add_argument("--checkpoint", type=Path, help="another checkpoint (default: the shipped one)")
+    p.add_argument("--checkpoint", help=CHECKPOINT_HELP)
     p.set_defaults(func=_cmd_demo)
 
     p = sub.add_parser("pretrain", help="MAE pre-training from a YAML config (one process; for "

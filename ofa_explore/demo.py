@@ -17,7 +17,6 @@ from typing import Callable
 import numpy as np
 import torch
 
-from .checkpoint import load_checkpoint
 from .fileio import atomic_write
 from .metrics import reconstruction_scores
 from .model import OFANet, count_parameters
@@ -77,13 +76,13 @@ def embedding_map(model: OFANet, output: Path, filename: str) -> dict:
 def run_demo(output: str | Path = "ofa-demo", checkpoint: str | Path | None = None,
              seed: int = 0, log: Callable[[str], None] = print) -> dict:
     """Reconstruct one scene per modality and embed one; write PNG/GeoTIFF/summary to ``output``."""
-    from .pretrained import load_pretrained
+    from .pretrained import load_model
 
     output = Path(output)
     if output.exists() and not output.is_dir():
         raise ValueError(f"output {output} exists and is not a folder; choose another -o")
     t0 = time.perf_counter()
-    model = load_checkpoint(checkpoint) if checkpoint else load_pretrained()
+    model = load_model(checkpoint)
     size = model.config["img_size"]
     by_wavelength = " and any band set by its wavelengths" if model.wavelength_embed else ""
     log(f"OFA-Net-{model.config['size']}: one shared encoder for "

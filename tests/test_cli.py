@@ -255,3 +255,44 @@ def test_bands_pick_file_bands_before_detection(shared, tmp_path, capsys):
     with pytest.raises(SystemExit):  # not numbers: a usage error from the parser
         cli(["embed", str(naip), "-o", str(tmp_path / "x.tif"), "--bands", "red,green"])
     assert "separated by commas" in capsys.readouterr().err
+
+
+def test_published_weights_by_name_wherever_a_checkpoint_is_taken(shared, tmp_path, monkeypatch,
+                                                                  capsys):
+    """`--checkpoint dofa-base-v1`: the published file (here one the test builds, placed in the
+    cache as a download would) is converted once and kept converted; `ofa convert` prints its
+    report and stores licence, citation and the source file's name, not the user's path."""
+    import torch
+
+    import published_layouts as layouts
+    from ofa_explore import load_model, read_metadata
+    from ofa_explore.weights import WEIGHTS
+
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    monkeypatch.setenv("OFA_EXPLORE_CACHE", str(cache))
+    torch.save(layouts.dofa_v1(D=768, depth=1, extras=("fc_norm",)),  # as TorchGeo files
+               cache / WEIGHTS["dofa-base-v1"].filename)
+    naip = next((shared / "naip").glob("*.tif"))
+    assert cli(["embed", str(naip), "-o", str(tmp_path / "emb.tif"), "-q",
+                "--checkpoint", "dofa-base-v1"]) == 0
+    assert "wrote" in capsys.readouterr().out
+    meta = read_metadata(cache / "dofa-base-v1.safetensors")  # converted once, kept
+    assert meta["provenance"]["weights"] == "dofa-base-v1"
+    assert meta["config"]["pool_norm"] is True
+    assert load_model("dofa-base-v1").config["embed_dim"] == 768
+    with pytest.raises(FileNotFoundError, match="nor the name of published weights"):
+        load_model("dofa-bsae-v1")
+
+    out = tmp_path / "dofa.safetensors"
+    assert cli(["convert", str(cache / WEIGHTS["dofa-base-v1"].filename), "--from",
+                "dofa-base-v1", "-o", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "tensors mapped" in printed and "licence: CC-BY-4.0" in printed
+    provenance = read_metadata(out)["provenance"]
+    assert provenance["source_file"] == WEIGHTS["dofa-base-v1"].filename
+    assert str(tmp_path) not in json.dumps(provenance)  # no local path of the user's
+    assert provenance["citation"].startswith("Xiong") and provenance["conversion"][0]
+    assert cli(["info", str(out)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert any(line.startswith("ofa_explore_version  0.1") for line in lines)  # aligned

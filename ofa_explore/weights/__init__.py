@@ -7,14 +7,16 @@ without internet gets a message saying how to pass a local file instead.
 
 from __future__ import annotations
 
+import http.client
 import os
-import shutil
-import tempfile
+import re
 import urllib.error
 import urllib.request
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+
+import torch.hub
 
 from ..model import SIZES, OFANet
 from .convert import ConversionError, ConversionReport, read_state_dict
@@ -48,6 +50,12 @@ class PublishedWeights:
     description: str
     embed_dim: int  # the width the file must have (ViT-B 768, ViT-L 1024)
     kernel_layout: str = "ckkd"
+
+    @property
+    def sha256_prefix(self) -> str | None:
+        """The SHA-256 prefix a TorchGeo-style name carries (``...-a0275954.pth``), else None."""
+        match = re.search(r"-([0-9a-f]{8})\.[A-Za-z0-9]+$", self.filename)
+        return match.group(1) if match else None
 
     def convert(self, state) -> OFANet:
         if self.layout == "dofa_v1":
@@ -130,8 +138,13 @@ def check_width(entry: PublishedWeights, state: dict) -> None:
 
 
 def fetch_weights(entry: PublishedWeights, download: bool = True,
-                  opener: Callable = urllib.request.urlopen) -> Path:
-    """The cached file of ``entry``, downloading it once (atomically) when allowed."""
+                  progress: bool = True) -> Path:
+    """The cached file of ``entry``, downloading it once when allowed.
+
+    The download (``torch.hub.download_url_to_file``, with a progress bar on stderr unless
+    ``progress=False``) is checked against the SHA-256 prefix of the file name when it has one
+    and against the announced size; a failed one leaves nothing in the cache folder.
+    """
     target = cache_dir() / entry.filename
     if target.is_file():
         return target
@@ -145,16 +158,39 @@ def fetch_weights(entry: PublishedWeights, download: bool = True,
         raise WeightsUnavailableError(f"{entry.name} is not in the cache ({target}) and download "
                                       f"is off; {how}")
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{entry.filename}.", dir=target.parent)
+    # torch.hub writes <dst>.<uuid>.partial and removes it on any error; <dst> itself is our own
+    # hidden staging name, renamed to the target only once its size is checked.
+    staging = target.parent / f".{entry.filename}.{uuid.uuid4().hex}.download"
     try:
-        with os.fdopen(fd, "wb") as out, opener(entry.url, timeout=30) as response:
-            shutil.copyfileobj(response, out)
-        os.replace(tmp, target)
-    except (urllib.error.URLError, OSError, ValueError) as err:
-        Path(tmp).unlink(missing_ok=True)
-        raise WeightsUnavailableError(f"could not download {entry.name} from {entry.url} "
-                                      f"({getattr(err, 'reason', err)}); {how}") from None
-    return target
+        # torch.hub reads a body cut short without complaint: the size is asked for first
+        with urllib.request.urlopen(urllib.request.Request(entry.url, method="HEAD"),
+                                    timeout=30) as head:
+            size = head.headers.get("Content-Length")
+        torch.hub.download_url_to_file(entry.url, str(staging), hash_prefix=entry.sha256_prefix,
+                                       progress=progress)
+        got = staging.stat().st_size
+        if size is not None and got != int(size):
+            cause = f"the download was cut off after {got} of {size} bytes"
+        else:
+            os.replace(staging, target)
+            return target
+    except urllib.error.HTTPError as err:
+        cause = f"the server answered HTTP {err.code} {err.reason}"
+    except urllib.error.URLError as err:
+        cause = f"the server could not be reached ({err.reason})"
+    except RuntimeError as err:
+        if "invalid hash value" not in str(err):
+            raise
+        digest = re.search(r'got "([0-9a-f]+)"', str(err))
+        cause = (f"the downloaded file's SHA-256 does not start with {entry.sha256_prefix} "
+                 f"(it starts with {digest.group(1)[:8] if digest else '?'}): the download is "
+                 "damaged or the file changed")
+    except (OSError, ValueError, http.client.HTTPException) as err:
+        cause = f"the download failed ({type(err).__name__}: {err})"
+    finally:
+        staging.unlink(missing_ok=True)
+    raise WeightsUnavailableError(f"could not download {entry.name} from {entry.url}: {cause}; "
+                                  f"nothing was kept. Instead, {how}")
 
 
 __all__ = ["WEIGHTS", "PublishedWeights", "load_published", "fetch_weights", "cache_dir",

@@ -135,6 +135,7 @@ def transfer(model: OFANet, state: dict[str, torch.Tensor], layout: str,
 
 
 def finish(model: OFANet, report: ConversionReport, extra: dict[str, Any]) -> OFANet:
-    model.provenance = {"converted_from": report.layout, "conversion": report.summary(), **extra}
+    model.provenance = {"converted_from": report.layout,
+                        "conversion": report.summary().splitlines(), **extra}
     model.conversion_report = report
     return model.eval()
