@@ -207,6 +207,7 @@ class OFANet(nn.Module):
         mlp_ratio: float = 4.0,
         final_norm: bool = True,
         pool_norm: bool = False,
+        norm_layers: bool = True,
         **arch: int,
     ):
         super().__init__()
@@ -226,7 +227,8 @@ class OFANet(nn.Module):
             wavelength_embed_padding=wavelength_embed_padding,
             wavelength_kernel_layout=wavelength_kernel_layout,
             wavelength_head_order=wavelength_head_order, init_values=init_values,
-            mlp_ratio=mlp_ratio, final_norm=final_norm, pool_norm=pool_norm, **dims)
+            mlp_ratio=mlp_ratio, final_norm=final_norm, pool_norm=pool_norm,
+            norm_layers=norm_layers, **dims)
         self.modalities: dict[str, Modality] = {}
         for m in modalities:
             m = get_modality(m) if isinstance(m, str) else m
@@ -596,7 +598,8 @@ class OFANet(nn.Module):
 
     def encoder_layers(self, x: torch.Tensor, modality: str | Modality,
                        layers: Sequence[int]) -> list[torch.Tensor]:
-        """Token maps after the given encoder blocks, final norm applied: each [B, D, h, w].
+        """Token maps after the given encoder blocks, each [B, D, h, w]: through the final norm,
+        unless the source model's maps have none (``norm_layers=False``, DOFA v2).
         ``x`` is normalised already."""
         m = self.resolve_modality(modality)
         grid = self._grid_of(x)
@@ -605,7 +608,8 @@ class OFANet(nn.Module):
         for i, block in enumerate(self.blocks[:max(layers) + 1]):
             h = block(h)
             if i in wanted:
-                out[i] = self.norm(h)[:, 1:].transpose(1, 2).reshape(h.shape[0], -1, *grid)
+                normed = self.norm(h) if self.config["norm_layers"] else h
+                out[i] = normed[:, 1:].transpose(1, 2).reshape(h.shape[0], -1, *grid)
         return [out[i] for i in layers]
 
     def head_for(self, head: str | None, kind: str | None = None,

@@ -188,3 +188,24 @@ def test_a_file_of_another_size_is_refused_naming_it(tmp_path):
     with pytest.raises(ConversionError, match=r"holds ViT-S \(384 wide\), not the ViT-B \(768 "
                                               r"wide\) of dofa-base-v1"):
         load_published("dofa-base-v1", path=path)
+
+
+def test_dofa_v2_uses_its_published_kernel_layout_and_unnormed_maps():
+    """zhu-xlab's dofa_v2.py: Dynamic_MLP_OFA reshapes the generated kernel view(D, C, k, k)
+    and the out_features are block outputs without the final norm."""
+    model = convert_dofa_v2(layouts.dofa_v2(D=64, depth=2)).eval()
+    assert WEIGHTS["dofa-base-v2"].kernel_layout == model.config["wavelength_kernel_layout"] == "dckk"
+    m = model.resolve_modality("rgb")
+    x = model.normalize(torch.randn(1, 3, 56, 56), m)
+    embed = model.wavelength_embed
+    weight, bias = embed.weight_generator(model.wavelength_codes(m, x.device))
+    expected = torch.nn.functional.conv2d(x, weight.reshape(64, 3, 14, 14) * embed.scaler,
+                                          bias.reshape(64) * embed.scaler, stride=14, padding=1)
+    with torch.no_grad():
+        got = embed(x, model.wavelength_codes(m, x.device))
+        torch.testing.assert_close(got, expected.flatten(2).transpose(1, 2))
+        h = model._with_cls(*model._embed(x, m))
+        for block in model.blocks:
+            h = block(h)
+        last = model.encoder_layers(x, m, [1])[0]
+        torch.testing.assert_close(last, h[:, 1:].transpose(1, 2).reshape(1, 64, 4, 4))

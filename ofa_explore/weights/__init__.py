@@ -61,7 +61,7 @@ class PublishedWeights:
         if self.layout == "dofa_v1":
             return convert_dofa_v1(state, kernel_layout=self.kernel_layout)
         if self.layout == "dofa_v2":
-            return convert_dofa_v2(state)
+            return convert_dofa_v2(state, kernel_layout=self.kernel_layout)
         return convert_ofa(state)
 
 
@@ -85,10 +85,14 @@ WEIGHTS: dict[str, PublishedWeights] = {w.name: w for w in [
                      "DOFA ViT-L/16 as first released (old kernel reshape)", 1024, kernel_layout="dckk"),
     PublishedWeights("dofa-base-v2", "dofa_v2", "dofav2_vit_base_e150.pth",
                      _EARTHFLOW.format(filename="dofav2_vit_base_e150.pth"),
-                     "see zhu-xlab/DOFA", _DOFA_CITATION, "DOFA v2 ViT-B/14", 768),
+                     "see zhu-xlab/DOFA", _DOFA_CITATION,
+                     "DOFA v2 ViT-B/14 (kernel layout dckk, as zhu-xlab's wave_dynamic_layer)",
+                     768, kernel_layout="dckk"),
     PublishedWeights("dofa-large-v2", "dofa_v2", "dofav2_vit_large_e150.pth",
                      _EARTHFLOW.format(filename="dofav2_vit_large_e150.pth"),
-                     "see zhu-xlab/DOFA", _DOFA_CITATION, "DOFA v2 ViT-L/14", 1024),
+                     "see zhu-xlab/DOFA", _DOFA_CITATION,
+                     "DOFA v2 ViT-L/14 (kernel layout dckk, as zhu-xlab's wave_dynamic_layer)",
+                     1024, kernel_layout="dckk"),
     PublishedWeights("ofa-net-base", "ofa", "ofa_net_base.pth", None, "see the OFA-Net authors",
                      _OFA_CITATION,
                      "OFA-Net ViT-B/16 in the layout of the OFA pre-training code "

@@ -63,8 +63,11 @@ def convert_dofa_v1(state: dict[str, torch.Tensor], kernel_layout: str = "ckkd",
                                   "sar_wavelength": model.config["sar_wavelength"]})
 
 
-def convert_dofa_v2(state: dict[str, torch.Tensor], num_heads: int | None = None) -> OFANet:
-    """DOFA v2 (patch 14, timm ViT under ``model.``) -> OFANet."""
+def convert_dofa_v2(state: dict[str, torch.Tensor], kernel_layout: str = "dckk",
+                    num_heads: int | None = None) -> OFANet:
+    """DOFA v2 (patch 14, timm ViT under ``model.``) -> OFANet. zhu-xlab's ``dofa_v2.py`` embeds
+    with ``wave_dynamic_layer.Dynamic_MLP_OFA``, whose kernel is ``view(D, C, k, k)`` ("dckk"),
+    and returns the block outputs of its ``out_indices`` without the final norm."""
     _require(state, ["model.cls_token", "model.pos_embed",
                      "patch_embed.weight_generator.fc_weight.weight"], "DOFA v2")
     D = state["model.cls_token"].shape[-1]
@@ -74,6 +77,7 @@ def convert_dofa_v2(state: dict[str, torch.Tensor], num_heads: int | None = None
                    img_size=grid_size(state["model.pos_embed"]) * k,
                    sar_wavelength=sar_wavelength("dofa_v2"), wavelength_embed_padding=1,
                    init_values=1e-5 if layer_scale else None, embed_dim=D,
+                   wavelength_kernel_layout=kernel_layout, norm_layers=False,
                    depth=count_blocks(state, "model.blocks"), num_heads=num_heads or heads_for(D))
 
     def rename(key: str) -> str | None:
@@ -85,6 +89,9 @@ def convert_dofa_v2(state: dict[str, torch.Tensor], num_heads: int | None = None
 
     ignore = {"norm.": "DOFA v2's extra top-level norm; its forward normalises with model.norm"}
     report = transfer(model, state, "DOFA v2", rename, ignore)
+    report.notes.append(f"kernel layout {kernel_layout!r} (zhu-xlab wave_dynamic_layer: "
+                        "view(D, C, k, k)); intermediate token maps without the final norm, as "
+                        "dofa_v2.py's out_features")
     _note_common(report)
     if "model.norm.weight" not in state:
         report.notes.append("no final norm in the file: the encoder ends in a LayerNorm with unit "
