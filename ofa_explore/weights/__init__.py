@@ -8,12 +8,14 @@ without internet gets a message saying how to pass a local file instead.
 from __future__ import annotations
 
 import http.client
+import json
 import os
 import re
 import urllib.error
 import urllib.request
 import uuid
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 
 import torch.hub
@@ -23,17 +25,8 @@ from .convert import ConversionError, ConversionReport, read_state_dict
 from .dofa import convert_dofa_v1, convert_dofa_v2
 from .ofa import convert_ofa
 
-_TORCHGEO_DOFA = "https://hf.co/torchgeo/dofa/resolve/{commit}/{filename}"
-_CURRENT = "b8db318b64a90b9e085ec04ba8851233c5893666"
-_LEGACY = "ade8745c5ec6eddfe15d8c03421e8cb8f21e66ff"
-_EARTHFLOW = "https://huggingface.co/earthflow/DOFA/resolve/main/{filename}"
-_DOFA_CITATION = ("Xiong et al., Neural Plasticity-Inspired Multimodal Foundation Model for Earth "
-                  "Observation, arXiv:2403.15356, 2024")
-_OFA_CITATION = ("Xiong, Wang, Zhang, Zhu, One for All: Toward Unified Foundation Models for "
-                 "Earth Vision, IGARSS 2024")
 
-
-class WeightsUnavailableError(RuntimeError):
+class WeightsUnavailableError(OSError):
     """The weights file is neither given, cached nor downloadable; the message says what to do."""
 
 
@@ -65,39 +58,13 @@ class PublishedWeights:
         return convert_ofa(state)
 
 
-WEIGHTS: dict[str, PublishedWeights] = {w.name: w for w in [
-    PublishedWeights("dofa-base-v1", "dofa_v1", "dofa_base_patch16_224-a0275954.pth",
-                     _TORCHGEO_DOFA.format(commit=_CURRENT, filename="dofa_base_patch16_224-a0275954.pth"),
-                     "CC-BY-4.0", _DOFA_CITATION,
-                     "DOFA ViT-B/16, current TorchGeo release (SatlasPretrain, Five-Billion-Pixels, HySpecNet-11k)",
-                     768),
-    PublishedWeights("dofa-large-v1", "dofa_v1", "dofa_large_patch16_224-0ff904d3.pth",
-                     _TORCHGEO_DOFA.format(commit=_CURRENT, filename="dofa_large_patch16_224-0ff904d3.pth"),
-                     "CC-BY-4.0", _DOFA_CITATION, "DOFA ViT-L/16, current TorchGeo release", 1024),
-    PublishedWeights("dofa-base-v1-legacy", "dofa_v1", "dofa_base_patch16_224-7cc0f413.pth",
-                     _TORCHGEO_DOFA.format(commit=_LEGACY, filename="dofa_base_patch16_224-7cc0f413.pth"),
-                     "CC-BY-4.0", _DOFA_CITATION,
-                     "DOFA ViT-B/16 as first released (old kernel reshape, before TorchGeo PR #2256)",
-                     768, kernel_layout="dckk"),
-    PublishedWeights("dofa-large-v1-legacy", "dofa_v1", "dofa_large_patch16_224-fbd47fa9.pth",
-                     _TORCHGEO_DOFA.format(commit=_LEGACY, filename="dofa_large_patch16_224-fbd47fa9.pth"),
-                     "CC-BY-4.0", _DOFA_CITATION,
-                     "DOFA ViT-L/16 as first released (old kernel reshape)", 1024, kernel_layout="dckk"),
-    PublishedWeights("dofa-base-v2", "dofa_v2", "dofav2_vit_base_e150.pth",
-                     _EARTHFLOW.format(filename="dofav2_vit_base_e150.pth"),
-                     "see zhu-xlab/DOFA", _DOFA_CITATION,
-                     "DOFA v2 ViT-B/14 (kernel layout dckk, as zhu-xlab's wave_dynamic_layer)",
-                     768, kernel_layout="dckk"),
-    PublishedWeights("dofa-large-v2", "dofa_v2", "dofav2_vit_large_e150.pth",
-                     _EARTHFLOW.format(filename="dofav2_vit_large_e150.pth"),
-                     "see zhu-xlab/DOFA", _DOFA_CITATION,
-                     "DOFA v2 ViT-L/14 (kernel layout dckk, as zhu-xlab's wave_dynamic_layer)",
-                     1024, kernel_layout="dckk"),
-    PublishedWeights("ofa-net-base", "ofa", "ofa_net_base.pth", None, "see the OFA-Net authors",
-                     _OFA_CITATION,
-                     "OFA-Net ViT-B/16 in the layout of the OFA pre-training code "
-                     "(no longer published: pass the file you have)", 768),
-]}
+def _registry() -> dict[str, PublishedWeights]:
+    """The records of data/weights.json (data, so that the QGIS plugin reads them without torch)."""
+    text = resources.files("ofa_explore").joinpath("data", "weights.json").read_text()
+    return {r["name"]: PublishedWeights(**r) for r in json.loads(text)["weights"]}
+
+
+WEIGHTS: dict[str, PublishedWeights] = _registry()
 
 
 def cache_dir() -> Path:

@@ -39,10 +39,15 @@ class OfaDialog(QDialog):
         form.addRow("Bands (in order)", self.band_list)
         self.sensor = QComboBox()
         form.addRow("Sensor", self.sensor)
+        self.model_choice = QComboBox()
+        self.model_choice.addItem("The model that comes with ofa-explore", "")
+        for record in runner.published():
+            self.model_choice.addItem(f"{record['description']} [{record['name']}]: "
+                                      "downloaded once", record["name"])
+        form.addRow("Model", self.model_choice)
         self.checkpoint = QgsFileWidget()
         self.checkpoint.setFilter("OFA Explore models (*.safetensors)")
-        form.addRow("Model", self.checkpoint)
-        form.addRow("", QLabel("empty: the model that comes with ofa-explore"))
+        form.addRow("or a model file", self.checkpoint)
         self.head = QComboBox()
         if task == "classify":
             form.addRow("Classes from", self.head)
@@ -72,6 +77,7 @@ class OfaDialog(QDialog):
         form.addRow(self.buttons)
         self.layer.layerChanged.connect(self.refresh_layer)
         self.checkpoint.fileChanged.connect(self.refresh_model)
+        self.model_choice.currentIndexChanged.connect(self.refresh_model)
         self.band_list.itemChanged.connect(self.refresh_sensors)
         self.sensor.currentIndexChanged.connect(self.validate)
         self.head.currentIndexChanged.connect(self.validate)
@@ -81,10 +87,17 @@ class OfaDialog(QDialog):
 
     # ------------------------------------------------------------ filling the fields
     def refresh_model(self, *_) -> None:
-        """Sensors and heads from the chosen model file's header."""
+        """Sensors and heads from the chosen model file's header (published weights: every
+        sensor by wavelength, no heads)."""
+        published = {r["name"]: r for r in self.runner.published()}
         try:
-            self.model = engine.read_model_info(self.checkpoint.filePath()
-                                                or self.runner.shipped_checkpoint)
+            if self.checkpoint.filePath() or not self.model_choice.currentData():
+                self.model = engine.read_model_info(self.checkpoint.filePath()
+                                                    or self.runner.shipped_checkpoint)
+            else:
+                self.model = engine.published_model_info(
+                    published[self.model_choice.currentData()])
+            self.status.setText("")
         except engine.EngineError as err:
             self.model = None
             self.status.setText(str(err))
@@ -147,7 +160,8 @@ class OfaDialog(QDialog):
         if self.model is None:
             return self.status.text() or "The model file cannot be read."
         if self.task == "classify" and self.head.count() == 0:
-            return "This model has no classification head: train one with `ofa train-head`."
+            return ("This model has no classification head (published weights have none): "
+                    "train one with `ofa train-head --checkpoint MODEL`, or embed the layer.")
         folder = Path(self.folder.filePath() or ".")
         if not folder.is_dir():
             return f"The output folder {folder} does not exist."
@@ -171,6 +185,6 @@ class OfaDialog(QDialog):
             output=str(engine.output_path(folder, layer.name(), self.task)),
             bands=[] if bands == [b.number for b in self.bands] else bands,
             modality=self.sensor.currentData().modality,
-            checkpoint=self.checkpoint.filePath() or None,
+            checkpoint=self.checkpoint.filePath() or self.model_choice.currentData() or None,
             head=self.head.currentData() if self.task == "classify" else None,
             device=self.device.currentData(), tile=self.tile.value() or None)

@@ -68,6 +68,11 @@ class Engine:
         data = json.loads((self.package / "data" / "modalities.json").read_text())
         return data["modalities"]
 
+    def published(self) -> list[dict]:
+        """Published weights the engine downloads by name (records of data/weights.json)."""
+        data = json.loads((self.package / "data" / "weights.json").read_text())
+        return [w for w in data["weights"] if w.get("url")]
+
 
 def candidate_pythons(configured: str | None) -> list[tuple[str, str]]:
     """(path, origin) in the order they are tried: the plugin setting, the environment
@@ -144,7 +149,7 @@ def _script_python(script: Path) -> str | None:
 class ModelInfo:
     """What the dialog needs from a checkpoint, read from its safetensors header."""
 
-    path: Path
+    source: str  # a file, or the name of published weights
     modalities: dict[str, dict]  # sensors with their own patch embedding
     heads: dict[str, dict]
     by_wavelength: bool  # the wavelength-conditioned embedding: any sensor with known wavelengths
@@ -167,10 +172,16 @@ def read_model_info(path: str | os.PathLike) -> ModelInfo:
         raise EngineError(f"{path.name} is not an OFA Explore model (.safetensors written by "
                           "ofa-explore; published weights must be converted first with "
                           "`ofa convert`)") from None
-    return ModelInfo(path=path, modalities=meta.get("modalities", {}),
+    return ModelInfo(source=str(path), modalities=meta.get("modalities", {}),
                      heads=meta.get("heads", {}),
                      by_wavelength=bool(meta.get("config", {}).get("wavelength_embed")),
                      name=meta.get("provenance", {}).get("name", ""))
+
+
+def published_model_info(record: dict) -> ModelInfo:
+    """Published DOFA weights: no sensor of their own, every sensor by wavelength, no heads."""
+    return ModelInfo(source=record["name"], modalities={}, heads={}, by_wavelength=True,
+                     name=record["description"])
 
 
 # ---------------------------------------------------------------- the layer and its sensor

@@ -384,6 +384,42 @@ def test_setup_creates_an_engine_with_pip_progress(plugin, qgis_iface, qgis_app,
         shutil.rmtree(folder, ignore_errors=True)
 
 
+def test_published_weights_by_name_in_the_dialog(plugin, qgis_iface, qgis_app, monkeypatch,
+                                                  data, tmp_path):
+    """Model: "DOFA ViT-B/16 [dofa-base-v1]". The engine fetches it once into its cache (here a
+    file of the published layout that the engine's Python builds there, as a download would) and
+    converts it; the dialog offers every sensor by wavelength and no heads."""
+    import subprocess
+
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("OFA_EXPLORE_CACHE", str(cache))  # the worker inherits it
+    subprocess.run([os.environ["OFA_EXPLORE_PYTHON"], "-c",
+                    "import sys, torch; sys.path.insert(0, 'tests'); import published_layouts as l;"
+                    "from pathlib import Path; from ofa_explore.weights import WEIGHTS;"
+                    f"c = Path({str(cache)!r}); c.mkdir();"
+                    "torch.save(l.dofa_v1(D=768, depth=1, extras=('fc_norm',)),"
+                    " c / WEIGHTS['dofa-base-v1'].filename)"], cwd=ROOT, check=True)
+    from ofa_explore_qgis import settings
+    from ofa_explore_qgis.dialog import OfaDialog
+
+    layer = add_layer(qgis_iface, data / NAIP.name, "naip")
+    dialog = OfaDialog("classify", settings.current_engine(), layer)
+    names = [dialog.model_choice.itemData(i) for i in range(dialog.model_choice.count())]
+    assert names[0] == "" and "dofa-base-v1" in names and "ofa-net-base" not in names
+    dialog.model_choice.setCurrentIndex(names.index("dofa-base-v1"))
+    assert "no classification head" in dialog.problem()
+    labels = [dialog.sensor.itemText(i) for i in range(dialog.sensor.count())]
+    assert all("by wavelength" in t for t in labels[1:]) and len(labels) > 5
+
+    def choose_dofa(d):
+        d.model_choice.setCurrentIndex(names.index("dofa-base-v1"))
+    accept_dialog(monkeypatch, check=choose_dofa)
+    plugin.open_dialog("embed")
+    wait(plugin, qgis_app)
+    assert "naip embedding" in messages(qgis_iface, "Success"), messages(qgis_iface, "Critical")
+    assert (cache / "dofa-base-v1.safetensors").is_file()  # converted once, kept
+
+
 # ---------------------------------------------------------------- Processing
 def test_processing_algorithms_write_the_right_outputs(plugin, data, tmp_path):
     import processing
