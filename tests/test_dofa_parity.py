@@ -1,7 +1,9 @@
 """Parity with TorchGeo's own DOFA (torchgeo.models.DOFA, in the [dev] extra): a DOFA state
 dict converted by ``convert_dofa_v1`` gives the same tokens and the same pooled features as
 TorchGeo's ``forward_features`` (global pool through ``fc_norm``), for ViT-B and ViT-L, on 13-band
-Sentinel-2, RGB and SAR inputs at 224 px; a wrong kernel layout is detected as different."""
+Sentinel-2, RGB and SAR inputs at 224 px; the legacy kernel layout equals TorchGeo's embedding as
+it was before the fix the legacy files were trained with; a wrong kernel layout is detected as
+different."""
 
 from __future__ import annotations
 
@@ -68,6 +70,33 @@ def test_converted_dofa_equals_torchgeo_tokens_and_pooled_features(size):
             our_pooled = ours.pooled_features(x, m)
         assert relative(our_tokens, tokens) < 1e-5, (size, name)
         assert relative(our_pooled, pooled) < 1e-5, (size, name)
+
+
+def legacy_embedding(self, x: torch.Tensor, wavelengths: torch.Tensor):
+    """TorchGeo's DOFAEmbedding as it was before PR #2256, the code the legacy files were
+    trained with: the generated kernel read as view(D, C, k, k) instead of view(C, k, k, D)."""
+    waves = self.fclayer(dofa.position_embedding(self.dynamic_embed_dim, wavelengths * 1000))
+    weight, bias = self.weight_generator(waves)
+    k = self.kernel_size
+    kernel = weight.reshape(self.embed_dim, wavelengths.size(0), k, k) * self.scaler
+    out = torch.nn.functional.conv2d(x, kernel, bias.reshape(self.embed_dim) * self.scaler,
+                                     stride=k, padding=1)
+    return out.flatten(2).transpose(1, 2), waves
+
+
+def test_legacy_kernel_layout_equals_torchgeo_before_the_fix(monkeypatch):
+    theirs = torchgeo_dofa("base")
+    monkeypatch.setattr(dofa.DOFAEmbedding, "forward", legacy_embedding)
+    state = {k: v.clone() for k, v in theirs.state_dict().items()}
+    ours = convert_dofa_v1(state, kernel_layout="dckk").eval()  # dofa-base-v1-legacy
+    torch.manual_seed(3)
+    for name, (waves, kind) in INPUTS.items():
+        x = torch.randn(1, len(waves), 224, 224)
+        tokens, pooled = torchgeo_outputs(theirs, x, waves)
+        with torch.no_grad():
+            m = identity_modality(name, waves, kind)
+            assert relative(ours.forward_features(x, m), tokens) < 1e-5, name
+            assert relative(ours.pooled_features(x, m), pooled) < 1e-5, name
 
 
 def test_wrong_kernel_layout_is_detected_as_different():
