@@ -54,6 +54,17 @@ def torchgeo_outputs(model, x, waves) -> tuple[torch.Tensor, torch.Tensor]:
     return seen["tokens"], pooled
 
 
+def assert_same_outputs(ours, theirs, batch: int) -> None:
+    """Tokens and pooled features of both models within 1e-5 relative, on every input kind."""
+    for name, (waves, kind) in INPUTS.items():
+        x = torch.randn(batch, len(waves), 224, 224)
+        tokens, pooled = torchgeo_outputs(theirs, x, waves)
+        with torch.no_grad():
+            m = identity_modality(name, waves, kind)
+            assert relative(ours.forward_features(x, m), tokens) < 1e-5, name
+            assert relative(ours.pooled_features(x, m), pooled) < 1e-5, name
+
+
 @pytest.mark.parametrize("size", ["base", "large"])
 def test_converted_dofa_equals_torchgeo_tokens_and_pooled_features(size):
     theirs = torchgeo_dofa(size)
@@ -61,15 +72,7 @@ def test_converted_dofa_equals_torchgeo_tokens_and_pooled_features(size):
     ours = convert_dofa_v1(state).eval()
     assert ours.config["num_heads"] == theirs.num_heads
     torch.manual_seed(2)
-    for name, (waves, kind) in INPUTS.items():
-        x = torch.randn(2, len(waves), 224, 224)
-        tokens, pooled = torchgeo_outputs(theirs, x, waves)
-        with torch.no_grad():
-            m = identity_modality(name, waves, kind)
-            our_tokens = ours.forward_features(x, m)
-            our_pooled = ours.pooled_features(x, m)
-        assert relative(our_tokens, tokens) < 1e-5, (size, name)
-        assert relative(our_pooled, pooled) < 1e-5, (size, name)
+    assert_same_outputs(ours, theirs, batch=2)
 
 
 def legacy_embedding(self, x: torch.Tensor, wavelengths: torch.Tensor):
@@ -90,13 +93,7 @@ def test_legacy_kernel_layout_equals_torchgeo_before_the_fix(monkeypatch):
     state = {k: v.clone() for k, v in theirs.state_dict().items()}
     ours = convert_dofa_v1(state, kernel_layout="dckk").eval()  # dofa-base-v1-legacy
     torch.manual_seed(3)
-    for name, (waves, kind) in INPUTS.items():
-        x = torch.randn(1, len(waves), 224, 224)
-        tokens, pooled = torchgeo_outputs(theirs, x, waves)
-        with torch.no_grad():
-            m = identity_modality(name, waves, kind)
-            assert relative(ours.forward_features(x, m), tokens) < 1e-5, name
-            assert relative(ours.pooled_features(x, m), pooled) < 1e-5, name
+    assert_same_outputs(ours, theirs, batch=1)
 
 
 def test_wrong_kernel_layout_is_detected_as_different():

@@ -162,9 +162,8 @@ def test_dialog_reads_bands_and_model_without_the_engine(plugin, qgis_iface, dat
     from ofa_explore_qgis.dialog import OfaDialog
 
     layer = add_layer(qgis_iface, data / S2_CHIP.name, "Sentinel-2 L1C scene")
-    t0 = time.perf_counter()
     dialog = OfaDialog("classify", settings.current_engine(), layer)
-    assert time.perf_counter() - t0 < 0.5  # no torch, no model load: it opens at once
+    assert "torch" not in sys.modules  # read from files: no model load (the desktop test times it)
     assert dialog.band_list.count() == 13
     assert dialog.sensor.itemText(0) == "auto (looks like s2_l1c)"
     labels = [dialog.sensor.itemText(i) for i in range(dialog.sensor.count())]
