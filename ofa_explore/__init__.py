@@ -12,10 +12,11 @@ from .modalities import (  # noqa: E402
 from .model import OFANet  # noqa: E402
 from .checkpoint import CheckpointError, load_checkpoint, read_metadata, save_checkpoint  # noqa: E402
 from .pretrained import load_model, load_pretrained  # noqa: E402
+from .threads import set_threads  # noqa: E402
 
 __all__ = [
     "Modality", "get_modality", "hyperspectral_modality", "list_modalities", "register_modality",
     "OFANet", "CheckpointError", "load_checkpoint", "read_metadata", "save_checkpoint",
     "load_pretrained",
-    "load_model",
+    "load_model", "set_threads",
 ]

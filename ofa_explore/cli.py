@@ -18,6 +18,10 @@ import sys
 import warnings
 from pathlib import Path
 
+from .threads import parse_threads, set_threads
+
+THREADS_HELP = ("CPU threads for the model (default: the cores free for this process; "
+                "environment: OFA_EXPLORE_THREADS)")
 EPILOG = """examples:
   ofa modalities                      list the built-in sensors and their bands
   ofa modalities s2_l1c               one modality in full (wavelengths, GSD, statistics)
@@ -337,6 +341,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ofa", description="OFA-Net for Earth observation: one backbone for every modality.",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--threads", type=_threads, help=THREADS_HELP)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     p = sub.add_parser("modalities", help="list built-in modalities (sensor facts)")
@@ -443,7 +448,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output-dir", help="override output_dir")
     p.add_argument("--steps", type=int, help="override steps")
     p.set_defaults(func=_cmd_pretrain)
+    for command in sub.choices.values():  # also accepted after the command
+        command.add_argument("--threads", type=_threads, default=argparse.SUPPRESS,
+                             help=THREADS_HELP)
     return parser
+
+
+def _threads(value: str) -> int:
+    try:
+        return parse_threads(value, "--threads")
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -456,6 +471,8 @@ def main(argv: list[str] | None = None) -> int:
     # deprecation; it is rioxarray's own code, nothing a user of ofa can act on
     warnings.filterwarnings("ignore", category=PendingDeprecationWarning,
                             module=r"rioxarray\.rioxarray")
+    if args.threads:
+        set_threads(args.threads)
     args.report = _report(args)
     previous = _sigterm_as_ctrl_c() if args.func is _cmd_predict else None
     try:

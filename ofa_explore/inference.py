@@ -35,6 +35,7 @@ from .fileio import publish
 from .io import CONVERSION_ATTR, RasterError, open_raster, raster_modality, to_model_units
 from .modalities import Modality
 from .model import OFANet
+from .threads import ensure_threads
 
 TASKS = ("embed", "reconstruct", "classify")
 PCA_SAMPLE = 20000  # embedding vectors kept (spread over all tiles) to fit the PCA colour view
@@ -75,6 +76,7 @@ class _Tile:
     core: tuple[int, int, int, int]  # y_start, y_stop, x_start, x_stop of its centre, pixels
     pixels: np.ndarray | None = None  # [C, th, tw], model units, invalid filled with the mean
     valid: np.ndarray | None = None  # [th, tw] bool
+    inside: tuple[int, int] = (0, 0)  # rows, columns of the tile that lie inside the raster
 
 
 def pick_device(device: str = "auto") -> torch.device:
@@ -117,6 +119,7 @@ def predict_raster(
     size and a quarter of it). ``progress(done, total)`` is called per batch; ``cancel`` (an Event
     or a callable) stops the work and removes anything written.
     """
+    ensure_threads()
     with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_BYTES):  # GDAL's cache bounded, whatever the size
         return _predict(model, raster, task, output, modality, tile, overlap, batch_size, device,
                         head, mask_ratio, seed, overwrite, progress, cancel)
@@ -310,6 +313,7 @@ class _TileReader:
         if values.dtype.kind == "f" and not np.isfinite(values.sum()):  # integers are finite
             valid &= np.isfinite(values).all(axis=0)
         h, w = values.shape[1:]
+        t.inside = (h, w)
         if (h, w) == (self.th, self.tw) and valid.all():  # the common case: nothing to fill
             t.pixels, t.valid = values, valid
             return
@@ -403,7 +407,7 @@ class _Sink:
             return
         ly0, lx0 = (ys - t.y0) // res, (xs - t.x0) // res
         shape = (oy1 - oy0, ox1 - ox0)
-        valid = _valid_cells(t.valid, res)[ly0:ly0 + shape[0], lx0:lx0 + shape[1]]
+        valid = _valid_cells(t.valid, res, t.inside)[ly0:ly0 + shape[0], lx0:lx0 + shape[1]]
         if result is None:
             block = np.full((self.count, *shape), self.nodata, dtype=self.dtype)
         else:
@@ -597,12 +601,20 @@ def _compression() -> str:
         return "DEFLATE"
 
 
-def _valid_cells(valid: np.ndarray, res: int) -> np.ndarray:
-    """Pixel validity -> output cell validity: a patch counts when most of its pixels are valid."""
+def _valid_cells(valid: np.ndarray, res: int, inside: tuple[int, int]) -> np.ndarray:
+    """Pixel validity -> output cell validity: a patch counts when most of its pixels inside the
+    raster are valid, so the patches cut by the raster's right and bottom edges are kept."""
     if res == 1:
         return valid
     h, w = valid.shape[0] // res, valid.shape[1] // res
-    return valid[:h * res, :w * res].reshape(h, res, w, res).mean(axis=(1, 3)) > 0.5
+    within = np.zeros_like(valid)
+    within[:inside[0], :inside[1]] = True
+
+    def per_cell(a: np.ndarray) -> np.ndarray:
+        return a[:h * res, :w * res].reshape(h, res, w, res).sum(axis=(1, 3))
+
+    count = per_cell(within)
+    return (count > 0) & (2 * per_cell(valid & within) > count)
 
 
 def _pca_path(path: Path) -> Path:

@@ -87,6 +87,17 @@ class Modality:
                        wavelengths=pick(self.wavelengths), mean=pick(self.mean),
                        std=pick(self.std))
 
+    def band_label(self, i: int) -> str:
+        """A band's name with its physical wavelength, for people: "B04 (0.665 µm)", or for SAR
+        "VV (C-band radar, 5.55 cm)" (its ``wavelengths`` are pseudo-values for the model)."""
+        if self.kind == "sar":
+            return f"{self.bands[i]} ({self._radar()})"
+        return f"{self.bands[i]} ({self.wavelengths[i]:.3f} µm)"
+
+    def _radar(self) -> str:
+        band, cm = self.extra.get("radar_band"), self.extra.get("radar_wavelength_cm")
+        return f"{band}-band radar, {cm:g} cm" if band and cm else "radar"
+
     def describe(self) -> str:
         gsd = f"{self.gsd:g} m" if self.gsd else "varies"
         lines = [f"{self.name}: {self.description}",
@@ -96,6 +107,9 @@ class Modality:
                  f"  {'band':<8}{'µm':>8}{'mean':>14}{'std':>14}"]
         for b, w, m, s in zip(self.bands, self.wavelengths, self.mean, self.std):
             lines.append(f"  {b:<8}{w:>8.3f}{m:>14.4f}{s:>14.4f}")
+        if self.kind == "sar":
+            lines.append(f"  {self._radar()}; the µm column holds the pseudo-wavelength that the "
+                         "wavelength-conditioned embedding uses for SAR")
         return "\n".join(lines)
 
 

@@ -32,6 +32,7 @@ from torch.nn.parallel import DistributedDataParallel
 from ofa_explore.checkpoint import (CheckpointError, read_tensors, save_checkpoint,
                                     write_tensors)
 from ofa_explore.model import OFANet
+from ofa_explore.threads import ensure_threads
 
 from .config import TrainConfig, load_config
 from .data import ChipSampler, StepBatches, View, build_sources
@@ -152,10 +153,20 @@ def latest_checkpoint(output_dir: Path) -> Path | None:
 
 
 # ---------------------------------------------------------------- loop
-def train(cfg: TrainConfig, base: Path, resume: bool | str = False, quiet: bool = False) -> Path:
-    """Run (or continue) pre-training; returns the path of the final model checkpoint."""
+def train(cfg: TrainConfig, base: Path | None = None, resume: bool | str = False,
+          quiet: bool = False) -> Path:
+    """Run (or continue) pre-training; returns the path of the final model checkpoint.
+    Relative data paths are read from ``base`` (default: the working directory). A new run
+    refuses an ``output_dir`` that holds another run's checkpoints, which it would mix with its
+    own; ``resume=True`` continues from the newest one."""
+    base = Path.cwd() if base is None else base
     rank, world, device = _setup_distributed()
+    ensure_threads()
     out = Path(cfg.output_dir)
+    if not resume and latest_checkpoint(out) is not None:
+        raise FileExistsError(
+            f"{out} already holds the checkpoints of a run ({latest_checkpoint(out).name}); "
+            "continue it with resume=True (command line: --resume), or choose another output_dir")
     torch.manual_seed(cfg.seed)  # same initial weights on every rank
     model = build_model(cfg).to(device)
     model.set_fused_attention(fused_attention(cfg, device))
@@ -225,12 +236,14 @@ def train(cfg: TrainConfig, base: Path, resume: bool | str = False, quiet: bool 
     if rank == 0:
         save_checkpoint(model, final, steps=cfg.steps, config=_plain(cfg),
                         train_loss=last.get("loss"), val_loss=val)
-        log.close(f"final train loss {last.get('loss', float('nan')):.4f}, val loss {val:.4f}")
-    digest = hashlib.sha256(b"".join(p.detach().cpu().numpy().tobytes()
-                                     for p in model.state_dict().values())).hexdigest()
-    print(f"rank {rank} weights sha256 {digest}", flush=True)
-    _barrier(world)
-    if world > 1:
+        log.close(f"final train loss {last['loss']:.4f}, val loss {val:.4f}" if last else
+                  f"nothing left to train: the run was complete ({cfg.steps} steps); val loss "
+                  f"{val:.4f}")
+    if world > 1:  # every rank must hold the same weights: say so in the job's log
+        digest = hashlib.sha256(b"".join(p.detach().cpu().numpy().tobytes()
+                                         for p in model.state_dict().values())).hexdigest()
+        print(f"rank {rank} weights sha256 {digest}", flush=True)
+        _barrier(world)
         dist.destroy_process_group()
     return final
 
@@ -319,8 +332,9 @@ class _Log:
             self.tb = SummaryWriter(str(out / "tensorboard"))
         except ImportError:
             self.tb = None
-        from tqdm import tqdm
-        self.bar = tqdm(total=steps, initial=start, disable=quiet, unit="step",
+        from tqdm.auto import tqdm  # a progress bar widget in a notebook
+
+        self.bar = tqdm(total=steps, initial=start, disable=quiet, unit="step", desc="pre-training",
                         file=sys.stderr, dynamic_ncols=True)
 
     def step(self, row: dict[str, Any]) -> None:

@@ -121,6 +121,13 @@ def test_small_rasters_are_padded_and_tiny_ones_refused(model, tmp_path):
     small = write_tif(tmp_path / "small.tif", chip[:, :20, :27].astype(np.uint16))
     result = predict_raster(model, small, "embed", modality="s2_l1c", tile=32)
     assert result.data.shape == (192, 3, 4)
+    # 20 = 2 x 8 + 4 rows and 27 = 3 x 8 + 3 columns: the patches cut by the edge are embedded
+    assert np.isfinite(result.data.values).all()
+    edge = chip[:, :20, :27].astype(np.uint16)
+    edge[:, 16:, :] = 0  # nodata inside the raster still counts against the cut patches
+    nodata_edge = write_tif(tmp_path / "edge.tif", edge, nodata=0)
+    cells = predict_raster(model, nodata_edge, "embed", modality="s2_l1c", tile=32).data.values
+    assert np.isnan(cells[:, 2]).all() and np.isfinite(cells[:, :2]).all()
     rec = predict_raster(model, small, "reconstruct", modality="s2_l1c").data
     assert rec.shape == (13, 20, 27)
     tiny = write_tif(tmp_path / "tiny.tif", chip[:, :5, :5].astype(np.uint16))

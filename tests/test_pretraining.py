@@ -172,6 +172,8 @@ def test_corrupt_checkpoint_is_refused_on_resume(shared, tmp_path):
     out = tmp_path / "run"
     cfg = load_config(config(shared, out, steps=5, checkpoint_every=5))
     train(cfg, Path.cwd(), quiet=True)
+    with pytest.raises(FileExistsError, match="continue it with resume=True"):
+        train(cfg, Path.cwd(), quiet=True)  # a new run would mix its checkpoints with these
     state = latest_checkpoint(out) / "state.safetensors"
     data = bytearray(state.read_bytes())
     data[-100] ^= 0xFF

@@ -13,7 +13,7 @@ from ofa_explore.io import open_raster
 from ofa_explore.widgets import (ClassificationMap, EmbeddingMap, RasterExplorer,
                                  ReconstructionExplorer)
 from ofa_explore.widgets.display import (class_areas, colormap_picture, cosine_similarity,
-                                         latlon_bounds, latlon_to_cell)
+                                         latlon_bounds, latlon_to_cell, on_display_grid)
 
 
 @pytest.fixture(scope="module")
@@ -106,12 +106,17 @@ def test_reconstruction_explorer_runs_the_wavelength_conditioned_path(tmp_path):
 
 def test_embedding_map_click_similarity_threshold_and_export(naip_map, tmp_path):
     empty = naip_map.similarity_layer.url
+    assert naip_map.select(*centre(naip_map.bounds))  # from code: the PCA view stays on
+    assert naip_map.show_pca.value and naip_map.pca.opacity > 0
     naip_map._on_map(type="click", coordinates=list(centre(naip_map.bounds)))
+    assert not naip_map.show_pca.value  # a click on the map: the scene under the similarity
     assert naip_map.similarity is not None and naip_map.similarity_layer.url != empty
-    assert "patches above" in naip_map.status.value
-    url = naip_map.similarity_layer.url
+    assert "at or above 0.50" in naip_map.status.value and " ha)" in naip_map.status.value
+    assert "cosine similarity" in naip_map.colorbar.value
+    url, bar = naip_map.similarity_layer.url, naip_map.colorbar.value
     naip_map.threshold.value = 0.9
-    assert naip_map.similarity_layer.url != url
+    assert naip_map.similarity_layer.url != url and naip_map.colorbar.value != bar
+    assert "at or above 0.90" in naip_map.status.value  # the status follows the threshold
     naip_map.opacity.value = 0.3
     assert naip_map.similarity_layer.opacity == 0.3
     assert not naip_map.select(0.0, 0.0)  # far outside the scene
@@ -130,6 +135,24 @@ def test_classification_map_legend_and_area_table(model):
     assert "River" in widget.legend.value and "eurosat_landcover" in widget.legend.value
     total = sum(r["hectares"] for r in widget.areas)
     assert total == pytest.approx(64 * 64 * 100 / 1e4, rel=0.05)  # 64 x 64 px at 10 m
+    assert "image-rendering: pixelated" in widget.children[0].value
     assert "<table>" in widget.table.value
     with pytest.raises(ValueError, match="no classification head of this model takes 'rgbn'"):
         ClassificationMap(model, sample_path("naip_rgbn_2020.tif"), basemap=False)
+
+
+def test_class_map_covers_the_scene_to_its_edges(model, tmp_path):
+    """A scene whose size is not a multiple of the patch: the cells cut by the right and bottom
+    edges are classified, drawn up to the scene's edge, and counted by their area inside it."""
+    path = tmp_path / "cut.tif"
+    with rasterio.open(sample_path("eurosat_river.tif")) as src:
+        profile = {**src.profile, "width": 61, "height": 59}
+        data = src.read(window=rasterio.windows.Window(0, 0, 61, 59))
+    with rasterio.open(path, "w", **profile) as dst:
+        dst.write(data)
+    widget = ClassificationMap(model, path, basemap=False)
+    assert widget.classes.shape == (8, 8) and (widget.classes != 255).all()
+    total = sum(r["hectares"] for r in widget.areas)
+    assert total == pytest.approx(61 * 59 * 100 / 1e4, rel=2e-3)  # exactly the scene, not 64 x 64 px
+    picture = on_display_grid(widget.classes, 8, widget.raster)
+    assert picture.shape == (59, 61) and (picture[-1] == widget.classes[-1, np.arange(61) // 8]).all()

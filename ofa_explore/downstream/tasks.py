@@ -61,7 +61,7 @@ def fit_scene_head(model: OFANet, data: LabelledChips | str | Path, name: str, *
     scores = classification_scores(predict(model, name, x[val], m), y[val], len(data.classes))
     model.head_info[name].update(
         method=method, trainable_blocks=trainable_blocks if method == "finetune" else 0,
-        trained_on=f"{data.source} ({len(train)} chips; {len(val)} held out"
+        trained_on=f"{_data_name(data.source)} ({len(train)} chips; {len(val)} held out"
                    f"{', by group' if data.groups else ''})",
         validation=_summary(scores))
     return {"head": name, "classes": data.classes, "train": len(train), "val": len(val), **scores}
@@ -89,7 +89,7 @@ def fit_segmentation_head(model: OFANet, data: SegmentationScenes | str | Path, 
     scores = fit_segmentation_arrays(model, name, x[train], y[train], x[val], y[val],
                                      data.classes, m, epochs, trainable_blocks, lr, seed,
                                      data.colors, augment, progress)
-    model.head_info[name]["trained_on"] = (f"{data.source} ({len(train)} tiles; {len(val)} "
+    model.head_info[name]["trained_on"] = (f"{_data_name(data.source)} ({len(train)} tiles; {len(val)} "
                                            "held out)")
     return {"head": name, "classes": data.classes, "train": len(train), "val": len(val),
             **scores}
@@ -338,3 +338,10 @@ def _stage(progress: Progress | None, name: str):
     if progress is None:
         return None
     return lambda done, total: progress(name, done, total)
+
+
+def _data_name(source: str) -> str:
+    """The data's folder and file name ("eurosat/index.csv"): enough to say what the head saw,
+    without the trainer's own folders, which would travel in every copy of the model."""
+    parts = Path(str(source)).parts
+    return "/".join(parts[-2:]) if parts else ""

@@ -9,8 +9,9 @@ import ipywidgets as widgets
 
 from ..inference import predict_raster
 from ..model import OFANet
-from .display import class_areas, class_picture, latlon_bounds, read_scene, rgb_picture
-from .maps import overlay, scene_map
+from .display import (cell_areas, class_areas, class_picture, latlon_bounds, on_display_grid,
+                      read_scene, rgb_picture)
+from .maps import PIXELATED_CSS, overlay, scene_map
 
 
 class ClassificationMap(widgets.VBox):
@@ -29,17 +30,21 @@ class ClassificationMap(widgets.VBox):
         self.classes = result.data.values[0]
         self.names, self.colors = result.class_names, result.class_colors
         self.map, _ = scene_map(self.raster, rgb_picture(pixels, self.modality), basemap=basemap)
-        self.layer = overlay(class_picture(self.classes, self.colors), latlon_bounds(self.raster),
-                             f"classes ({result.head})", 0.7)
+        cell = round(abs(result.data.rio.resolution()[0] / self.raster.rio.resolution()[0]))
+        picture = on_display_grid(class_picture(self.classes, self.colors), cell, self.raster)
+        self.layer = overlay(picture, latlon_bounds(self.raster), f"classes ({result.head})", 0.7)
         self.map.add(self.layer)
         self.opacity = widgets.FloatSlider(value=0.7, min=0, max=1, step=0.05,
                                            description="Opacity")
         self.opacity.observe(lambda c: setattr(self.layer, "opacity", c["new"]), names="value")
         res_x, res_y = result.data.rio.resolution()
-        self.areas = class_areas(self.classes, self.names, abs(res_x * res_y))
+        self.areas = class_areas(self.classes, self.names, cell_areas(self.raster, cell))
         self.legend = widgets.HTML(self.legend_html())
         self.table = widgets.HTML(self.table_html())
-        self.children = [self.map, self.opacity, widgets.HBox([self.legend, self.table])]
+        self.status = widgets.HTML(f"{result.tiles} tiles classified in {result.seconds} s on "
+                                   f"{result.device}; cells of {abs(res_x):g} m x {abs(res_y):g} m")
+        self.children = [widgets.HTML(PIXELATED_CSS), self.map, self.opacity,
+                         widgets.HBox([self.legend, self.table]), self.status]
 
     def legend_html(self) -> str:
         items = "".join(f"<div><span style='display:inline-block;width:12px;height:12px;"
@@ -48,7 +53,11 @@ class ClassificationMap(widgets.VBox):
         return f"<div style='margin-right:24px'><b>{html.escape(self.result.head)}</b>{items}</div>"
 
     def table_html(self) -> str:
-        rows = "".join(f"<tr><td>{html.escape(r['class'])}</td><td>{r['hectares']:.2f}</td>"
-                       f"<td>{r['share']:.1%}</td></tr>" for r in self.areas if r["cells"])
+        rows = "".join(f"<tr><td>{html.escape(r['class'])}</td>"
+                       f"<td style='text-align:right'>{r['hectares']:,.1f}</td>"
+                       f"<td style='text-align:right'>{r['share']:.1%}</td></tr>"
+                       for r in self.areas if r["cells"])
+        total = sum(r["hectares"] for r in self.areas)
         return ("<table><tr><th>class</th><th>area (ha)</th><th>share</th></tr>"
-                f"{rows}</table>")
+                f"{rows}<tr><td><b>classified</b></td><td style='text-align:right'>"
+                f"<b>{total:,.1f}</b></td><td></td></tr></table>")

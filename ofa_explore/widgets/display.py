@@ -24,10 +24,22 @@ def read_scene(source: str | Path | xr.DataArray,
     """(pixels [C, H, W] in model units, decimated to at most MAX_DISPLAY_SIDE, modality,
     the lazy DataArray) of a raster file or an already opened raster."""
     da = source if isinstance(source, xr.DataArray) else open_raster(source, modality)
-    step = max(1, int(np.ceil(max(da.sizes["y"], da.sizes["x"]) / MAX_DISPLAY_SIDE)))
+    step = display_step(da)
     values = da.isel(y=slice(None, None, step), x=slice(None, None, step)).values
     pixels = to_model_units(values, da.attrs[CONVERSION_ATTR]).astype(np.float32)
     return pixels, raster_modality(da), da
+
+
+def shown_path(source) -> str:
+    """A file as a person wants to read it: relative to the working folder when inside it,
+    else its name (the folders of an installation or a temporary upload say nothing)."""
+    if not isinstance(source, (str, Path)):
+        return ""
+    path = Path(source)
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return path.name
 
 
 def rgb_picture(pixels: np.ndarray, modality: Modality, bands: tuple[int, int, int] | None = None,
@@ -60,6 +72,42 @@ def class_picture(classes: np.ndarray, colors: list[str], nodata: int = 255) -> 
         table[i] = [int(color[j:j + 2], 16) for j in (1, 3, 5)] + [255]
     table[nodata] = 0
     return table[classes.astype(np.uint8)]
+
+
+def on_display_grid(picture: np.ndarray, cell: int, da: xr.DataArray) -> np.ndarray:
+    """A picture of output cells (each ``cell`` input pixels wide) redrawn on the pixel grid the
+    scene is displayed on (``read_scene``'s decimation), so that both share one extent and the
+    cells cut by the raster's edges end exactly at the scene's edge."""
+    step = display_step(da)
+    rows = np.arange(0, da.sizes["y"], step) // cell
+    cols = np.arange(0, da.sizes["x"], step) // cell
+    return picture[np.minimum(rows, len(picture) - 1)][:, np.minimum(cols, picture.shape[1] - 1)]
+
+
+def display_step(da: xr.DataArray) -> int:
+    """Decimation that keeps the displayed scene within MAX_DISPLAY_SIDE pixels."""
+    return max(1, int(np.ceil(max(da.sizes["y"], da.sizes["x"]) / MAX_DISPLAY_SIDE)))
+
+
+def colorbar_html(cmap: str, vmin: float, vmax: float, label: str,
+                  threshold: float | None = None) -> str:
+    """A horizontal colour bar (a small PNG) with its end values, and the threshold marked."""
+    from matplotlib import colormaps
+
+    ramp = (colormaps[cmap](np.linspace(0, 1, 256))[None].repeat(12, 0) * 255).astype(np.uint8)
+    if threshold is not None:  # values below the threshold are not drawn: grey them out here
+        cut = int(round((threshold - vmin) / (vmax - vmin) * 255))
+        ramp[:, :max(cut, 0), 3] = 60
+    mark = ""
+    if threshold is not None:
+        left = 100 * (threshold - vmin) / (vmax - vmin)
+        mark = (f"<div style='position:absolute;left:{left:.1f}%;top:-3px;height:18px;"
+                "border-left:2px solid #000'></div>")
+    return ("<div style='display:flex;align-items:center;gap:6px;font-size:12px'>"
+            f"<span>{label}</span><span>{vmin:g}</span>"
+            "<div style='position:relative;width:256px;height:12px'>"
+            f"<img src='{data_url(png(ramp))}' style='width:256px;height:12px;display:block'>"
+            f"{mark}</div><span>{vmax:g}</span></div>")
 
 
 def png(array: np.ndarray, scale: int = 1) -> bytes:
@@ -113,15 +161,29 @@ def cosine_similarity(embeddings: np.ndarray, row: int, col: int) -> np.ndarray:
     return np.einsum("dhw,d->hw", e, ref) / np.where(norms > 0, norms, np.nan)
 
 
-def class_areas(classes: np.ndarray, names: list[str], cell_area_m2: float,
+def class_areas(classes: np.ndarray, names: list[str], cell_area_m2: float | np.ndarray,
                 nodata: int = 255) -> list[dict[str, Any]]:
-    """Per-class cell count, area (ha) and share of the classified area, largest first."""
-    valid = classes[classes != nodata].astype(np.int64)
+    """Per-class cell count, area (ha) and share of the classified area, largest first.
+    ``cell_area_m2`` is one area for all cells or one per cell (cells cut by the raster's edge)."""
+    keep = classes != nodata
+    areas = np.broadcast_to(np.asarray(cell_area_m2, dtype=np.float64), classes.shape)[keep]
+    valid = classes[keep].astype(np.int64)
     counts = np.bincount(valid, minlength=len(names))[:len(names)]
-    total = max(int(counts.sum()), 1)
-    rows = [{"class": name, "cells": int(n), "hectares": float(n * cell_area_m2 / 1e4),
-             "share": float(n / total)} for name, n in zip(names, counts)]
+    m2 = np.bincount(valid, weights=areas, minlength=len(names))[:len(names)]
+    total = max(float(m2.sum()), 1e-12)
+    rows = [{"class": name, "cells": int(n), "hectares": float(a / 1e4), "share": float(a / total)}
+            for name, n, a in zip(names, counts, m2)]
     return sorted(rows, key=lambda r: -r["cells"])
+
+
+def cell_areas(da: xr.DataArray, cell: int) -> np.ndarray:
+    """[h, w] area in m² of each ``cell`` x ``cell``-pixel output cell of a raster, counting only
+    the pixels inside it (the last row and column of cells may be cut by the edge)."""
+    H, W = da.sizes["y"], da.sizes["x"]
+    rows = np.minimum(cell, H - np.arange(0, H, cell))
+    cols = np.minimum(cell, W - np.arange(0, W, cell))
+    res_x, res_y = da.rio.resolution()
+    return np.outer(rows, cols) * abs(res_x * res_y)
 
 
 def basemap_reachable(host: str = "tile.openstreetmap.org", timeout: float = 0.5) -> bool:

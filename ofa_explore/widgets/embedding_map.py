@@ -10,9 +10,10 @@ import numpy as np
 
 from ..inference import predict_raster
 from ..model import OFANet
-from .display import (COLORMAPS, colormap_picture, cosine_similarity, data_url, latlon_bounds,
-                      latlon_to_cell, png, read_scene, rgb_picture)
-from .maps import overlay, scene_map, write_geotiff
+from .display import (COLORMAPS, cell_areas, colorbar_html, colormap_picture, cosine_similarity,
+                      data_url, latlon_bounds, latlon_to_cell, on_display_grid, png, read_scene,
+                      rgb_picture)
+from .maps import PIXELATED_CSS, overlay, scene_map, write_geotiff
 
 
 class EmbeddingMap(widgets.VBox):
@@ -34,13 +35,15 @@ class EmbeddingMap(widgets.VBox):
                                          basemap=basemap)
         pca = np.transpose(result.pca.values, (1, 2, 0))
         alpha = np.where((pca == 0).all(-1), 0, 255).astype(np.uint8)[..., None]
-        self.pca = overlay(np.concatenate([pca, alpha], -1), self.bounds, "embedding PCA", 0.8)
+        self.pca = overlay(self._on_scene(np.concatenate([pca, alpha], -1)), self.bounds,
+                           "embedding PCA", 0.8)
         self.similarity_layer = overlay(np.zeros((1, 1, 4), np.uint8), self.bounds,
                                         "similarity", 0.8)
         self.map.add(self.pca)
         self.map.add(self.similarity_layer)
         self.similarity: np.ndarray | None = None
         self.selected: tuple[int, int] | None = None
+        self._clicked = False
         self.threshold = widgets.FloatSlider(value=0.5, min=-1, max=1, step=0.05,
                                              description="Threshold", continuous_update=False)
         self.opacity = widgets.FloatSlider(value=0.8, min=0, max=1, step=0.05,
@@ -57,10 +60,12 @@ class EmbeddingMap(widgets.VBox):
                               names="value")
         self.export_button.on_click(lambda _: self.export(self.folder.value))
         self.map.on_interaction(self._on_map)
+        self.colorbar = widgets.HTML()
         self.status.value = ("Click the map: patches like the clicked one light up "
                              f"({result.tiles} tiles embedded in {result.seconds} s on "
                              f"{result.device}).")
-        self.children = [self.map, widgets.HBox([self.threshold, self.opacity]),
+        self.children = [widgets.HTML(PIXELATED_CSS), self.map, self.colorbar,
+                         widgets.HBox([self.threshold, self.opacity]),
                          widgets.HBox([self.colormap, self.show_pca]),
                          widgets.HBox([self.folder, self.export_button]), self.status]
 
@@ -70,22 +75,30 @@ class EmbeddingMap(widgets.VBox):
         if cell is None or not np.isfinite(self.embeddings[:, cell[0], cell[1]]).all():
             self.status.value = "That point is outside the scene (or nodata)."
             return False
-        if self.selected is None:
-            self.show_pca.value = False  # first click: show the scene under the similarity
         self.selected = cell
         self.similarity = cosine_similarity(self.embeddings, *cell)
         self.draw()
-        self.status.value = (f"Patch row {cell[0]}, column {cell[1]}: "
-                             f"{int((self.similarity >= self.threshold.value).sum())} patches "
-                             f"above {self.threshold.value:.2f}")
         return True
 
     def draw(self) -> None:
+        """Redraw the similarity overlay, its colour bar and the status line."""
         if self.similarity is None:
             return
+        threshold = self.threshold.value
         picture = colormap_picture(self.similarity, self.colormap.value, -1.0, 1.0,
-                                   threshold=self.threshold.value)
-        self.similarity_layer.url = data_url(png(picture))
+                                   threshold=threshold)
+        self.similarity_layer.url = data_url(png(self._on_scene(picture)))
+        self.colorbar.value = colorbar_html(self.colormap.value, -1, 1, "cosine similarity",
+                                            threshold)
+        alike = self.similarity >= threshold
+        above, valid = int(alike.sum()), int(np.isfinite(self.similarity).sum())
+        hectares = float(cell_areas(self.raster, self.cell)[alike].sum()) / 1e4
+        row, col = self.selected
+        self.status.value = (f"Patch row {row}, column {col}: {above} of {valid} patches "
+                             f"({hectares:,.1f} ha) at or above {threshold:.2f}")
+
+    def _on_scene(self, picture: np.ndarray) -> np.ndarray:
+        return on_display_grid(picture, self.cell, self.raster)
 
     def export(self, folder: str | Path) -> list[Path]:
         """Embeddings (D bands) and, after a click, the similarity map, as GeoTIFFs."""
@@ -93,13 +106,16 @@ class EmbeddingMap(widgets.VBox):
         folder.mkdir(parents=True, exist_ok=True)
         written = [folder / "embeddings.tif"]
         write_geotiff(self.embeddings, self.raster, written[0],
-                      [f"emb_{i:03d}" for i in range(len(self.embeddings))])
+                      [f"emb_{i:03d}" for i in range(len(self.embeddings))], self.cell)
         if self.similarity is not None:
             written.append(folder / "similarity.tif")
-            write_geotiff(self.similarity[None], self.raster, written[1], ["cosine_similarity"])
+            write_geotiff(self.similarity[None], self.raster, written[1], ["cosine_similarity"],
+                          self.cell)
         self.status.value = "wrote " + ", ".join(str(p) for p in written)
         return written
 
     def _on_map(self, **event) -> None:
         if event.get("type") == "click":
-            self.select(*event["coordinates"])
+            if self.select(*event["coordinates"]) and not self._clicked:
+                self._clicked = True
+                self.show_pca.value = False  # first click: the scene under the similarity

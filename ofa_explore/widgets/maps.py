@@ -31,6 +31,10 @@ def scene_map(da: xr.DataArray, rgb: np.ndarray, height: str = "480px", basemap:
     return m, scene
 
 
+# drawn pixel for pixel: no smoothing that lets the colours of neighbouring patches bleed
+PIXELATED_CSS = "<style>.leaflet-image-layer { image-rendering: pixelated; }</style>"
+
+
 def overlay(array: np.ndarray, bounds, name: str, opacity: float = 1.0):
     import ipyleaflet
 
@@ -38,8 +42,9 @@ def overlay(array: np.ndarray, bounds, name: str, opacity: float = 1.0):
                                    opacity=opacity)
 
 
-def write_geotiff(array: np.ndarray, like: xr.DataArray, path, bands: list[str]) -> None:
-    """``array`` [B, h, w] on the grid of ``like`` (same extent), written atomically."""
+def write_geotiff(array: np.ndarray, like: xr.DataArray, path, bands: list[str],
+                  cell: int) -> None:
+    """``array`` [B, h, w] of ``cell`` x ``cell``-pixel cells of ``like``, written atomically."""
     import os
     import tempfile
     from pathlib import Path
@@ -49,8 +54,7 @@ def write_geotiff(array: np.ndarray, like: xr.DataArray, path, bands: list[str])
     from ..fileio import publish
 
     path = Path(path)
-    h, w = array.shape[1:]
-    transform = like.rio.transform() @ Affine.scale(like.sizes["x"] / w, like.sizes["y"] / h)
+    transform = like.rio.transform() @ Affine.scale(cell)
     out = xr.DataArray(array.astype(np.float32), dims=("band", "y", "x"),
                        coords={"band": bands}).rio.write_crs(like.rio.crs)
     out = out.rio.write_transform(transform).rio.write_nodata(np.nan)

@@ -10,7 +10,7 @@ import ipywidgets as widgets
 
 from ..modalities import list_modalities
 from ..visualize import rgb_band_indices
-from .display import png, read_scene, rgb_picture
+from .display import png, read_scene, rgb_picture, shown_path
 
 
 class RasterExplorer(widgets.VBox):
@@ -30,7 +30,8 @@ class RasterExplorer(widgets.VBox):
         self.image = widgets.Image(format="png", layout=widgets.Layout(max_width="512px"))
         self.info = widgets.HTML()
         self.pixels = self.modality_record = self.raster = None
-        self.load_button.on_click(lambda _: self.load(self.path.value))
+        self._source = None
+        self.load_button.on_click(lambda _: self.load(self._typed()))
         self.upload.observe(self._uploaded, names="value")
         self.modality.observe(lambda _: self.pixels is not None and self.load(self._source),
                               names="value")
@@ -41,12 +42,12 @@ class RasterExplorer(widgets.VBox):
                           widgets.HBox([self.red, self.green, self.blue]), self.stretch,
                           self.info, self.image])
         if source is not None:
-            self.path.value = str(source)
             self.load(source)
 
     def load(self, source) -> None:
         """Read the raster (decimated for display) and show it; errors are shown, not raised."""
         self._source = source
+        self.path.value = shown_path(source)
         try:
             self.pixels, self.modality_record, self.raster = read_scene(
                 source, self.modality.value or None)
@@ -54,7 +55,7 @@ class RasterExplorer(widgets.VBox):
             self.info.value = f"<b style='color:#b00'>{err}</b>"
             return
         m = self.modality_record
-        names = [(f"{b} ({w:.3f} µm)", i) for i, (b, w) in enumerate(zip(m.bands, m.wavelengths))]
+        names = [(m.band_label(i), i) for i in range(m.num_bands)]
         self._loading = True
         for control, default in zip((self.red, self.green, self.blue), rgb_band_indices(m)):
             control.options, control.value = names, default
@@ -80,5 +81,10 @@ class RasterExplorer(widgets.VBox):
         folder = Path(tempfile.mkdtemp(prefix="ofa_upload_"))
         path = folder / upload["name"]
         path.write_bytes(bytes(upload["content"]))
-        self.path.value = str(path)
         self.load(path)
+
+    def _typed(self):
+        """What the path box asks for: the loaded file while the box still shows its name."""
+        if self._source is not None and self.path.value == shown_path(self._source):
+            return self._source
+        return self.path.value

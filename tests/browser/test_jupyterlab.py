@@ -21,7 +21,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = os.environ.get("OFA_CHROMIUM", "/usr/bin/chromium")
 ARTIFACTS = ROOT / "test-artifacts" / "browser"
-NOTEBOOKS = ("02_masked_reconstruction.ipynb", "03_embeddings_map.ipynb")
+NOTEBOOKS = ("02_masked_reconstruction.ipynb", "03_embeddings_map.ipynb",
+             "04_classify_scene.ipynb")
 
 pytestmark = pytest.mark.skipif(
     not Path(CHROMIUM).exists() or shutil.which("jupyter", path=str(Path(sys.executable).parent))
@@ -33,6 +34,7 @@ def lab(tmp_path_factory):
     root = tmp_path_factory.mktemp("lab")
     for name in NOTEBOOKS:
         shutil.copy(ROOT / "notebooks" / name, root / name)
+    (root / "data").symlink_to(ROOT / "notebooks" / "data", target_is_directory=True)
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -42,6 +44,9 @@ def lab(tmp_path_factory):
     settings.mkdir(parents=True)
     # render every cell (JupyterLab 4 only renders the cells in view by default)
     (settings / "tracker.jupyterlab-settings").write_text('{"windowingMode": "none"}')
+    news = home / "settings" / "@jupyterlab" / "apputils-extension"
+    news.mkdir(parents=True)
+    (news / "notification.jupyterlab-settings").write_text('{"fetchNews": "false"}')
     env = {**os.environ, "JUPYTER_CONFIG_DIR": str(home / "config"),
            "JUPYTER_RUNTIME_DIR": str(home / "runtime"),
            "JUPYTERLAB_SETTINGS_DIR": str(home / "settings"),
@@ -149,13 +154,28 @@ def test_mask_ratio_slider_changes_the_reconstruction(browser, lab):
     page.close()
 
 
+def layer_styles(page, selector: str) -> list[dict]:
+    """Opacity and image rendering of each map overlay, as the browser computes them."""
+    return page.eval_on_selector_all(selector, """els => els.map(e => {
+        const style = getComputedStyle(e);
+        return {opacity: parseFloat(style.opacity), rendering: style.imageRendering};
+    })""")
+
+
 def test_map_renders_and_a_click_updates_the_similarity_overlay(browser, lab):
     page = run_notebook(browser, lab, NOTEBOOKS[1])
     overlays = "img.leaflet-image-layer"
     page.wait_for_function(f"document.querySelectorAll('{overlays}').length >= 3")
     before = sources(page, overlays)
     page.locator(".leaflet-container").first.scroll_into_view_if_needed()
-    page.wait_for_timeout(500)
+    page.wait_for_timeout(1000)
+    styles = layer_styles(page, overlays)
+    # after Run All: the PCA view is on, and every overlay is drawn pixel for pixel
+    assert styles[1]["opacity"] > 0.5, styles
+    assert all(s["rendering"] == "pixelated" for s in styles), styles
+    page.get_by_text("cosine similarity").first.wait_for(timeout=30_000)  # the colour bar
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "notebook03_after_run_all.png"))
     box = page.locator(overlays).first.bounding_box()  # the scene itself, within the map
     page.mouse.click(box["x"] + box["width"] * 0.3, box["y"] + box["height"] * 0.35)
     try:
@@ -165,7 +185,29 @@ def test_map_renders_and_a_click_updates_the_similarity_overlay(browser, lab):
         page.screenshot(path=str(ARTIFACTS / "embedding_notebook.png"))
     changed = [i for i, (a, b) in enumerate(zip(before, after)) if a != b]
     assert changed == [2], changed  # only the similarity overlay: scene and PCA stay
-    page.locator("text=patches above").first.wait_for(timeout=60_000)  # set after the overlay
+    page.locator("text=at or above").first.wait_for(timeout=60_000)  # set after the overlay
     page.wait_for_timeout(1000)  # let the browser paint the new overlay
     page.locator(".leaflet-container").first.screenshot(path=str(ARTIFACTS / "embedding_map.png"))
+    page.close()
+
+
+def test_real_scene_class_map_after_run_all(browser, lab):
+    """Notebook 04 on the full Sentinel-2 scene: a class map of several classes over the scene,
+    the two overlays sharing one extent, and the area table."""
+    page = run_notebook(browser, lab, NOTEBOOKS[2])
+    overlays = "img.leaflet-image-layer"
+    page.wait_for_function(f"document.querySelectorAll('{overlays}').length >= 2")
+    page.locator(".leaflet-container").first.scroll_into_view_if_needed()
+    page.wait_for_timeout(1500)  # let the browser paint the overlays
+    scene, classes = page.locator(overlays).nth(0), page.locator(overlays).nth(1)
+    a, b = scene.bounding_box(), classes.bounding_box()
+    for key in ("x", "y", "width", "height"):  # the class map ends where the scene ends
+        assert abs(a[key] - b[key]) < 1.0, (a, b)
+    assert all(s["rendering"] == "pixelated" for s in layer_styles(page, overlays))
+    rows = page.locator("table tr").all_inner_texts()
+    assert sum(" ha" not in r and "%" in r for r in rows) >= 3, rows  # three classes or more
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "notebook04_after_run_all.png"), full_page=False)
+    page.locator(".leaflet-container").first.screenshot(
+        path=str(ARTIFACTS / "notebook04_class_map.png"))
     page.close()

@@ -1,0 +1,162 @@
+"""CPU threads for torch: no more than the cores this process can really use.
+
+PyTorch starts one compute thread per core of the machine. When other programs keep some of
+those cores busy (a second notebook, a browser, 30 users on one JupyterHub), the threads wait for
+each other at every step and the work gets several times slower: a workshop notebook took 7x as
+long with torch's default 2 threads as with 1 while another process kept one of 2 cores busy.
+So the default here is the cores this process may run on (CPU affinity, a container's CPU quota),
+minus those other programs are keeping busy right now, at least 1.
+
+Override it with ``OFA_EXPLORE_THREADS=N``, ``ofa --threads N`` or ``set_threads(N)``; an
+``OMP_NUM_THREADS`` the user set is respected as it is.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from pathlib import Path
+
+ENV = "OFA_EXPLORE_THREADS"
+_applied = False
+_torch_default: int | None = None  # torch's own choice, read before the first change
+
+
+def usable_cores() -> int:
+    """Cores this process may run on: its CPU affinity, capped by a cgroup CPU quota."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        cores = os.cpu_count() or 1
+    quota = cgroup_cpu_quota()
+    if quota is not None:
+        cores = min(cores, max(1, math.floor(quota)))
+    return max(1, cores)
+
+
+def cgroup_cpu_quota(root: Path = Path("/sys/fs/cgroup"),
+                     membership: Path = Path("/proc/self/cgroup")) -> float | None:
+    """CPUs a container may use: the tightest cgroup quota on the path from this process's own
+    cgroup up to the root (v2 ``cpu.max``, v1 ``cpu.cfs_quota_us``); None: no quota."""
+    quotas = []
+    for folder in _cgroup_folders(root, membership):
+        try:
+            quota, period = (folder / "cpu.max").read_text().split()[:2]
+            if quota != "max":
+                quotas.append(int(quota) / int(period))
+            continue
+        except (OSError, ValueError):
+            pass
+        try:
+            quota = int((folder / "cpu.cfs_quota_us").read_text())
+            if quota > 0:
+                quotas.append(quota / int((folder / "cpu.cfs_period_us").read_text()))
+        except (OSError, ValueError):
+            pass
+    return min(quotas) if quotas else None
+
+
+def _cgroup_folders(root: Path, membership: Path) -> list[Path]:
+    """The cgroup folders that hold this process's CPU limits, innermost first."""
+    own = []
+    try:
+        for line in membership.read_text().splitlines():
+            _, controllers, path = line.split(":", 2)
+            if controllers == "":  # cgroup v2
+                own.append(root / path.lstrip("/"))
+            elif "cpu" in controllers.split(","):  # cgroup v1
+                own.append(root / controllers / path.lstrip("/"))
+    except (OSError, ValueError):
+        pass
+    folders = []
+    for folder in own or [root, root / "cpu"]:
+        while True:  # up to the top of the hierarchy (v1: the controller's folder)
+            folders.append(folder)
+            if folder == root or folder.parent == root:
+                break
+            folder = folder.parent
+    return folders
+
+
+def busy_cores(interval: float = 0.2) -> float:
+    """How many of this process's cores other programs keep busy, measured over ``interval``
+    seconds from /proc/stat (Linux; elsewhere 0). This process's own CPU time is left out."""
+    try:
+        cpus = os.sched_getaffinity(0)
+        before, own0 = _cpu_times(cpus), time.process_time()
+        time.sleep(interval)
+        after, own1 = _cpu_times(cpus), time.process_time()
+    except (OSError, AttributeError, ValueError):
+        return 0.0
+    busy = total = 0.0
+    for cpu, (b_busy, b_total) in before.items():
+        a_busy, a_total = after.get(cpu, (b_busy, b_total))
+        busy += a_busy - b_busy
+        total += a_total - b_total
+    if total <= 0:
+        return 0.0
+    elapsed = total / len(before)  # clock ticks per core during the interval
+    own = (own1 - own0) * os.sysconf("SC_CLK_TCK")
+    return max(0.0, (busy - own) / elapsed)
+
+
+def default_threads() -> int:
+    """``OFA_EXPLORE_THREADS`` if set, else the usable cores minus the busy ones (at least 1),
+    never more than torch's own default."""
+    global _torch_default
+    import torch
+
+    if _torch_default is None:
+        _torch_default = torch.get_num_threads()
+    if os.environ.get(ENV):
+        return parse_threads(os.environ[ENV], ENV)
+    if os.environ.get("OMP_NUM_THREADS"):
+        return _torch_default
+    free = usable_cores() - busy_cores()
+    return max(1, min(_torch_default, int(free + 0.25)))
+
+
+def set_threads(threads: int | None = None) -> int:
+    """Use ``threads`` CPU threads for torch (None: ``default_threads()``); returns the count.
+    Later automatic choices (``ensure_threads``) leave it as it is."""
+    import torch
+
+    global _applied, _torch_default
+    if _torch_default is None:
+        _torch_default = torch.get_num_threads()
+    n = default_threads() if threads is None else parse_threads(threads, "threads")
+    torch.set_num_threads(n)
+    _applied = True
+    return n
+
+
+def ensure_threads() -> None:
+    """Apply the default once per process, unless threads were already chosen; called where
+    work starts (model loading, inference, training), so the widgets and notebooks get it too."""
+    if not _applied:
+        set_threads()
+
+
+def parse_threads(value, name: str) -> int:
+    """A positive thread count, or a ValueError that names the setting."""
+    try:
+        n = int(value)
+    except (TypeError, ValueError):
+        n = 0
+    if n < 1:
+        raise ValueError(f"{name} must be a whole number of threads, 1 or more (got {value!r})")
+    return n
+
+
+def _cpu_times(cpus: set[int]) -> dict[int, tuple[float, float]]:
+    """(busy, total) clock ticks of each CPU in ``cpus`` since boot."""
+    times = {}
+    for line in Path("/proc/stat").read_text().splitlines():
+        name, *fields = line.split()
+        if not name.startswith("cpu") or name == "cpu" or int(name[3:]) not in cpus:
+            continue
+        values = [float(v) for v in fields[:8]]  # user nice system idle iowait irq softirq steal
+        idle = values[3] + values[4]
+        times[int(name[3:])] = (sum(values) - idle, sum(values))
+    return times

@@ -1,0 +1,101 @@
+"""CPU thread defaults: the cores this process may use, less those other programs keep busy."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from ofa_explore import threads
+
+
+@pytest.fixture(autouse=True)
+def keep_torch_threads(monkeypatch):
+    before = torch.get_num_threads()
+    monkeypatch.delenv(threads.ENV, raising=False)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_cgroup_v2_quota_of_own_cgroup_and_its_parents(tmp_path):
+    root = tmp_path / "cgroup"
+    own = root / "user.slice" / "jupyter-ana.service"
+    own.mkdir(parents=True)
+    (own / "cpu.max").write_text("max 100000\n")
+    (own.parent / "cpu.max").write_text("150000 100000\n")  # 1.5 CPUs for the whole slice
+    membership = tmp_path / "cgroup-membership"
+    membership.write_text("0::/user.slice/jupyter-ana.service\n")
+    assert threads.cgroup_cpu_quota(root, membership) == 1.5
+    (own / "cpu.max").write_text("50000 100000\n")
+    assert threads.cgroup_cpu_quota(root, membership) == 0.5
+
+
+def test_cgroup_v1_quota_and_no_quota(tmp_path):
+    root = tmp_path / "cgroup"
+    cpu = root / "cpu,cpuacct" / "docker" / "abc"
+    cpu.mkdir(parents=True)
+    (cpu / "cpu.cfs_quota_us").write_text("200000\n")
+    (cpu / "cpu.cfs_period_us").write_text("100000\n")
+    membership = tmp_path / "cgroup-membership"
+    membership.write_text("4:memory:/docker/abc\n3:cpu,cpuacct:/docker/abc\n")
+    assert threads.cgroup_cpu_quota(root, membership) == 2.0
+    (cpu / "cpu.cfs_quota_us").write_text("-1\n")
+    assert threads.cgroup_cpu_quota(root, membership) is None
+    assert threads.cgroup_cpu_quota(tmp_path / "nothing", tmp_path / "missing") is None
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/proc/stat is Linux's")
+def test_a_competing_process_counts_as_a_busy_core():
+    burner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        time.sleep(0.5)
+        busy = threads.busy_cores(interval=0.5)
+    finally:
+        burner.kill()
+        burner.wait()
+    assert busy >= 0.6, busy
+    if threads.usable_cores() == 2:  # this machine: one core left
+        torch.set_num_threads(2)
+        threads._torch_default = None
+        assert threads.default_threads() == 1 or threads.busy_cores() < 0.75
+
+
+def test_own_work_is_not_counted_as_busy():
+    """The sampling leaves this process's own CPU time out."""
+    t0 = time.perf_counter()
+    sample = {}
+    import threading
+
+    worker = threading.Thread(target=lambda: sample.setdefault("busy", threads.busy_cores(0.4)))
+    worker.start()
+    while time.perf_counter() - t0 < 0.4:  # keep one core busy in this very process
+        pass
+    worker.join()
+    assert sample["busy"] < 0.7, sample
+
+
+def test_settings_named_by_the_user_win(monkeypatch):
+    monkeypatch.setenv(threads.ENV, "3")
+    assert threads.default_threads() == 3
+    monkeypatch.setenv(threads.ENV, "lots")
+    with pytest.raises(ValueError, match="OFA_EXPLORE_THREADS must be a whole number"):
+        threads.default_threads()
+    monkeypatch.delenv(threads.ENV)
+    assert threads.set_threads(1) == 1 and torch.get_num_threads() == 1
+    threads.ensure_threads()  # an explicit choice is kept
+    assert torch.get_num_threads() == 1
+    assert 1 <= threads.default_threads() <= threads.usable_cores()
+
+
+def test_cli_threads_option(monkeypatch, capsys):
+    from ofa_explore.cli import main
+
+    assert main(["modalities", "--threads", "1"]) == 0
+    assert torch.get_num_threads() == 1
+    with pytest.raises(SystemExit):
+        main(["--threads", "0", "modalities"])
+    assert "--threads must be a whole number of threads, 1 or more" in capsys.readouterr().err
