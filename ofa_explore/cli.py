@@ -18,6 +18,7 @@ import sys
 import warnings
 from pathlib import Path
 
+from .precision import PRECISIONS
 from .threads import parse_threads, set_threads
 
 THREADS_HELP = ("CPU threads for the model (default: the cores free for this process; "
@@ -121,7 +122,8 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     try:
         result = predict_raster(
             model, raster, args.command, args.output, tile=args.tile, overlap=args.overlap,
-            batch_size=args.batch_size, device=args.device, head=getattr(args, "head", None),
+            batch_size=args.batch_size, device=args.device, precision=args.precision,
+            head=getattr(args, "head", None),
             mask_ratio=getattr(args, "mask_ratio", 0.75), seed=getattr(args, "seed", 0),
             overwrite=args.overwrite, progress=report.progress)
     finally:
@@ -154,7 +156,8 @@ class _HumanReport:
 
     def result(self, result, modality: str) -> None:
         print(f"wrote {result.path}" + (f" and {result.pca_path}" if result.pca_path else "")
-              + f" ({result.tiles} tiles in {result.seconds} s on {result.device})")
+              + f" ({result.tiles} tiles of {modality} in {result.seconds} s on {result.device}"
+              f", {result.precision})")
         if result.class_names:
             print("classes: " + ", ".join(f"{i}={n}" for i, n in enumerate(result.class_names)))
 
@@ -171,7 +174,7 @@ class _JsonReport:
     {"event": "start", "task", "modality", "bands", "input"}  before the first batch
     {"event": "progress", "done", "total", "percent"}        per batch (percent 0-100, 1 decimal)
     {"event": "result", "path", "pca_path", "device", "seconds", "tiles", "classes", "colors",
-     "head", "modality"}                                    on success
+     "head", "modality", "precision"}                       on success
     {"event": "error", "message"}      bad input (exit code 2)
     {"event": "cancelled", "message"}  Ctrl-C or SIGTERM (exit code 130)
     """
@@ -197,7 +200,7 @@ class _JsonReport:
                    pca_path=str(result.pca_path) if result.pca_path else None,
                    device=result.device, seconds=result.seconds, tiles=result.tiles,
                    classes=result.class_names, colors=result.class_colors, head=result.head,
-                   modality=modality)
+                   modality=modality, precision=result.precision)
 
     def error(self, message: str) -> None:
         self._emit("error", message=message)
@@ -381,6 +384,9 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--overlap", type=int, help="tile overlap in pixels (default: tile/4)")
         p.add_argument("--batch-size", type=int, default=8, help="tiles per batch (default: 8)")
         p.add_argument("--device", default="auto", help="auto (CUDA, MPS, CPU), cpu, cuda, cuda:1, mps")
+        p.add_argument("--precision", choices=PRECISIONS, default="fp32",
+                       help="fp32 (default), bf16, fp16 (CUDA), or auto: bf16 where the device "
+                            "computes it natively (faster; embeddings within 1%% of fp32)")
         p.add_argument("--nodata", help="override the file's nodata value ('none' to unset)")
         p.add_argument("--overwrite", action="store_true", help="replace an existing output")
         p.add_argument("--progress", choices=["bar", "json", "none"], default="bar",

@@ -44,6 +44,12 @@ class SceneHead(nn.Sequential):
         super().__init__(nn.BatchNorm1d(dim, affine=False, eps=STANDARDIZE_EPS),
                          nn.Linear(dim, num_classes))
 
+    def forward(self, pooled: torch.Tensor) -> torch.Tensor:
+        """Always in fp32, also under bf16/fp16 autocast: standardising features and a linear
+        probe are cheap, and their rounding in bf16 flipped about 1% of close class decisions."""
+        with torch.autocast(pooled.device.type, enabled=False):
+            return super().forward(pooled.float())
+
     def set_linear_probe(self, mean: torch.Tensor, var: torch.Tensor, weight: torch.Tensor,
                          bias: torch.Tensor) -> None:
         """Load a probe fitted on (features - mean) / sqrt(var + eps)."""

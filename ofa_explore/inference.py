@@ -35,6 +35,7 @@ from .fileio import publish
 from .io import CONVERSION_ATTR, RasterError, open_raster, raster_modality, to_model_units
 from .modalities import Modality
 from .model import OFANet
+from .precision import autocast_for, fused_attention_for, resolve_precision
 from .threads import ensure_threads
 
 TASKS = ("embed", "reconstruct", "classify")
@@ -66,6 +67,7 @@ class PredictionResult:
     device: str
     head: str | None = None  # the head that classified
     class_colors: list[str] | None = None
+    precision: str = "fp32"  # as resolved ("auto" -> what ran)
 
 
 @dataclass
@@ -101,6 +103,7 @@ def predict_raster(
     overlap: int | None = None,
     batch_size: int = 8,
     device: str = "auto",
+    precision: str = "fp32",
     head: str | None = None,
     mask_ratio: float = 0.75,
     seed: int = 0,
@@ -116,17 +119,19 @@ def predict_raster(
     and a colour table: per patch from a scene head (each tile's label), per pixel from a
     segmentation head. Without ``output`` the result comes back in
     memory. ``tile``/``overlap`` in pixels (multiples of the patch size; default: the model's image
-    size and a quarter of it). ``progress(done, total)`` is called per batch; ``cancel`` (an Event
-    or a callable) stops the work and removes anything written.
+    size and a quarter of it). ``precision``: "fp32", "bf16", "fp16" (CUDA) or "auto" (bf16 where
+    the device computes it natively, see ``precision.resolve_precision``), with the attention
+    kernel picked as pre-training does. ``progress(done, total)`` is called per batch; ``cancel``
+    (an Event or a callable) stops the work and removes anything written.
     """
     ensure_threads()
     with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_BYTES):  # GDAL's cache bounded, whatever the size
         return _predict(model, raster, task, output, modality, tile, overlap, batch_size, device,
-                        head, mask_ratio, seed, overwrite, progress, cancel)
+                        head, mask_ratio, seed, overwrite, progress, cancel, precision=precision)
 
 
 def _predict(model, raster, task, output, modality, tile, overlap, batch_size, device, head,
-             mask_ratio, seed, overwrite, progress, cancel) -> PredictionResult:
+             mask_ratio, seed, overwrite, progress, cancel, *, precision) -> PredictionResult:
     t0 = time.perf_counter()
     if task not in TASKS:
         raise ValueError(f"task must be one of {', '.join(TASKS)}, got {task!r}")
@@ -144,6 +149,7 @@ def _predict(model, raster, task, output, modality, tile, overlap, batch_size, d
     th, tw = min(tile, Hp), min(tile, Wp)
     tiles = list(_layout(Hp, Wp, th, tw, margin))
     dev = pick_device(device)
+    precision = resolve_precision(precision, dev)
     model = model.to(dev).eval()
 
     per_pixel = task == "reconstruct" or (
@@ -163,6 +169,8 @@ def _predict(model, raster, task, output, modality, tile, overlap, batch_size, d
     is_cancelled = (cancel.is_set if isinstance(cancel, threading.Event) else cancel) or (lambda: False)
     reader = _TileReader(da, m, tiles, th, tw, queue_size=2 * batch_size)
     done = 0
+    fused = [block.attn.fused_attn for block in model.blocks]
+    model.set_fused_attention(fused_attention_for(precision, dev))
     try:
         batch: list[_Tile] = []
         for t in itertools.chain(reader, [None]):  # None: flush the last, partial batch
@@ -170,8 +178,9 @@ def _predict(model, raster, task, output, modality, tile, overlap, batch_size, d
                 batch.append(t)
             if not batch or (t is not None and len(batch) < batch_size):
                 continue
-            batch_size = _run_batch(model, m, task, batch, sink, res, head_name, mask_ratio,
-                                    seed, dev, batch_size)
+            with autocast_for(precision, dev):
+                batch_size = _run_batch(model, m, task, batch, sink, res, head_name, mask_ratio,
+                                        seed, dev, batch_size)
             done += len(batch)
             batch = []
             if progress:
@@ -189,6 +198,9 @@ def _predict(model, raster, task, output, modality, tile, overlap, batch_size, d
         reader.stop()
         sink.abort()
         raise
+    finally:
+        for block, was in zip(model.blocks, fused):
+            block.attn.fused_attn = was
     if data is not None:
         data = _georeferenced(data, transform, da.rio.crs, bands, nodata)
         if pca is not None:
@@ -197,7 +209,8 @@ def _predict(model, raster, task, output, modality, tile, overlap, batch_size, d
             data.attrs["class_names"] = classes
     colors = model.head_info[head_name]["colors"] if head_name else None
     return PredictionResult(task, data, out_path, pca_path, pca, classes, len(tiles),
-                            round(time.perf_counter() - t0, 2), str(dev), head_name, colors)
+                            round(time.perf_counter() - t0, 2), str(dev), head_name, colors,
+                            precision)
 
 
 # ---------------------------------------------------------------- checks and layout

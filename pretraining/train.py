@@ -13,7 +13,6 @@ a function of the step, a run killed at any moment continues where it stopped.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import csv
 import hashlib
 import math
@@ -32,6 +31,7 @@ from torch.nn.parallel import DistributedDataParallel
 from ofa_explore.checkpoint import (CheckpointError, read_tensors, save_checkpoint,
                                     write_tensors)
 from ofa_explore.model import OFANet
+from ofa_explore.precision import autocast_for, fused_attention_for
 from ofa_explore.threads import ensure_threads
 
 from .config import TrainConfig, load_config
@@ -56,7 +56,7 @@ def build_model(cfg: TrainConfig) -> OFANet:
 def fused_attention(cfg: TrainConfig, device: torch.device) -> bool:
     """``attention: auto``: the fused kernel, except under bf16 on a CPU where it is slower."""
     if cfg.attention == "auto":
-        return not (device.type == "cpu" and cfg.precision == "bf16")
+        return fused_attention_for(cfg.precision, device)
     return cfg.attention == "fused"
 
 
@@ -278,16 +278,6 @@ def _setup_distributed() -> tuple[int, int, torch.device]:
     return rank, world, torch.device("cpu")
 
 
-def autocast_for(precision: str, device: torch.device):
-    """The autocast context for a precision (fp32: none); fp16 only on CUDA."""
-    if precision == "fp32":
-        return contextlib.nullcontext()
-    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
-    if precision == "fp16" and device.type != "cuda":
-        raise ValueError("precision fp16 needs a CUDA device; use bf16 or fp32 on this machine")
-    return torch.autocast(device.type, dtype=dtype)
-
-
 def _barrier(world: int) -> None:
     if world > 1:
         dist.barrier()
@@ -369,7 +359,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
     cfg = load_config(args.config, output_dir=args.output_dir, steps=args.steps)
-    final = train(cfg, Path.cwd(), resume=args.resume, quiet=args.quiet)
+    try:
+        final = train(cfg, Path.cwd(), resume=args.resume, quiet=args.quiet)
+    except (FileExistsError, FileNotFoundError) as err:  # the run folder: one line, no traceback
+        print(f"{parser.prog}: error: {err}", file=sys.stderr)
+        return 2
     _log0(int(os.environ.get("RANK", "0")), f"model written to {final}")
     return 0
 

@@ -157,10 +157,14 @@ def test_progress_json_is_the_only_stdout_and_errors_match_human_mode(shared, tm
     other = tmp_path / "emb.tif"
     assert cli(["embed", str(chip), "-o", str(other), "-q"]) == 0
     captured = capsys.readouterr()
-    assert captured.out.startswith(f"wrote {other} and {tmp_path / 'emb_pca.tif'} (1 tiles in ")
+    assert captured.out.startswith(f"wrote {other} and {tmp_path / 'emb_pca.tif'} (1 tiles of "
+                                   "s2_l1c in ")  # the modality it detected
+    assert captured.out.rstrip().endswith("on cpu, fp32)")
     assert captured.err == ""
-    assert cli(["embed", str(chip), "-o", str(other), "--overwrite"]) == 0
-    assert "ofa embed: 100%" in capsys.readouterr().err  # the bar
+    assert cli(["embed", str(chip), "-o", str(other), "--overwrite", "--precision", "bf16"]) == 0
+    captured = capsys.readouterr()
+    assert "ofa embed: 100%" in captured.err  # the bar
+    assert captured.out.rstrip().endswith("on cpu, bf16)")
 
 
 def _mosaic(shared, path, tiles: int):

@@ -19,6 +19,7 @@ from ofa_explore import load_checkpoint
 from ofa_explore.checkpoint import CheckpointError
 from pretraining.config import ConfigError, load_config
 from pretraining.train import fused_attention, latest_checkpoint, train
+from pretraining.train import main as train_main
 
 
 CONTRASTIVE = {"objective": {"contrastive": 1.0, "temperature": 0.2, "projection_dim": 32,
@@ -168,12 +169,15 @@ def test_random_resized_crops_zoom_into_the_chips(shared, tmp_path):
     assert roughness(zoomed) < 0.8 * roughness(plain)
 
 
-def test_corrupt_checkpoint_is_refused_on_resume(shared, tmp_path):
+def test_corrupt_checkpoint_is_refused_on_resume(shared, tmp_path, capsys):
     out = tmp_path / "run"
     cfg = load_config(config(shared, out, steps=5, checkpoint_every=5))
     train(cfg, Path.cwd(), quiet=True)
     with pytest.raises(FileExistsError, match="continue it with resume=True"):
         train(cfg, Path.cwd(), quiet=True)  # a new run would mix its checkpoints with these
+    (tmp_path / "run.yaml").write_text(yaml.safe_dump(config(shared, out, steps=5)))
+    assert train_main(["--config", str(tmp_path / "run.yaml"), "-q"]) == 2
+    assert "error: " in capsys.readouterr().err  # one line, no traceback
     state = latest_checkpoint(out) / "state.safetensors"
     data = bytearray(state.read_bytes())
     data[-100] ^= 0xFF
