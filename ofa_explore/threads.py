@@ -104,17 +104,12 @@ def busy_cores(interval: float = 0.2) -> float:
 def default_threads() -> int:
     """``OFA_EXPLORE_THREADS`` if set, else the usable cores minus the busy ones (at least 1),
     never more than torch's own default."""
-    global _torch_default
-    import torch
-
-    if _torch_default is None:
-        _torch_default = torch.get_num_threads()
     if os.environ.get(ENV):
         return parse_threads(os.environ[ENV], ENV)
     if os.environ.get("OMP_NUM_THREADS"):
-        return _torch_default
+        return torch_default_threads()
     free = usable_cores() - busy_cores()
-    return max(1, min(_torch_default, int(free + 0.25)))
+    return max(1, min(torch_default_threads(), int(free + 0.25)))
 
 
 def set_threads(threads: int | None = None) -> int:
@@ -122,13 +117,22 @@ def set_threads(threads: int | None = None) -> int:
     Later automatic choices (``ensure_threads``) leave it as it is."""
     import torch
 
-    global _applied, _torch_default
-    if _torch_default is None:
-        _torch_default = torch.get_num_threads()
+    global _applied
+    torch_default_threads()  # remembered before the first change
     n = default_threads() if threads is None else parse_threads(threads, "threads")
     torch.set_num_threads(n)
     _applied = True
     return n
+
+
+def torch_default_threads() -> int:
+    """torch's own thread count, as it was before this module first changed it."""
+    global _torch_default
+    if _torch_default is None:
+        import torch
+
+        _torch_default = torch.get_num_threads()
+    return _torch_default
 
 
 def ensure_threads() -> None:
