@@ -1,7 +1,7 @@
 """`ofa ...`: a thin command line over the Python API; it parses arguments and calls functions.
 
 Exit codes: 0 success, 1 unexpected failure, 2 bad usage or bad input (the message says which),
-130 cancelled (Ctrl-C, or SIGTERM for embed / classify / reconstruct).
+3 some of several scenes failed (each is reported; the others were written), 130 cancelled (Ctrl-C, or SIGTERM for embed / classify / reconstruct).
 
 `ofa embed|classify|reconstruct --progress json` is the protocol for programs that run the
 command as a worker (e.g. the QGIS plugin): stdout carries only JSON objects, one per line,
@@ -34,6 +34,8 @@ EPILOG = """examples:
   ofa reconstruct scene.tif -o rec.tif --checkpoint model.safetensors --mask-ratio 0.5
   ofa classify scene.tif -o classes.tif --checkpoint model.safetensors --modality s2_l1c
   ofa embed B01.tif B02.tif B03.tif ... -o emb.tif --checkpoint model.safetensors
+  ofa classify 'scenes/*.tif' -o maps/ --checkpoint model.safetensors     many scenes
+  ofa embed scenes.txt -o embeddings/ --dask          many scenes on a local Dask cluster
   ofa train-head --data eurosat/ -o landcover.safetensors          (folder per class, or CSV)
   ofa train-head --data trees/ --task segmentation -o trees.safetensors  (images/ + masks/)
   ofa evaluate --data eurosat/index.csv --checkpoint landcover.safetensors
@@ -42,6 +44,7 @@ EPILOG = """examples:
 """
 
 EXIT_BAD_INPUT = 2
+EXIT_SCENES_FAILED = 3
 EXIT_CANCELLED = 130
 CHECKPOINT_HELP = ("a checkpoint file, or published weights by name (dofa-base-v1, ...: see "
                    "`ofa convert -h`; downloaded and converted once); default: the shipped model")
@@ -108,10 +111,19 @@ def _cmd_convert(args: argparse.Namespace) -> int:
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
-    from .inference import predict_raster
+    from .inference import EngineSettings, predict_raster
     from .io import KEEP, open_raster, raster_modality
     from .pretrained import load_model
 
+    settings = EngineSettings(
+        tile=args.tile, overlap=args.overlap, batch_size=args.batch_size, device=args.device,
+        precision=args.precision, head=getattr(args, "head", None),
+        mask_ratio=getattr(args, "mask_ratio", 0.75), seed=getattr(args, "seed", 0))
+    if not _is_tif(args.output):
+        return _predict_scenes(args, settings)
+    if args.dask or args.scheduler:
+        raise ValueError("--dask and --scheduler spread several scenes over a cluster; give an "
+                         "output folder with -o instead of one .tif")
     report = args.report
     model = load_model(args.checkpoint)
     nodata = KEEP if args.nodata is None else None if args.nodata == "none" else float(args.nodata)
@@ -120,16 +132,43 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     modality = raster_modality(raster).name
     report.start(modality, raster.sizes["band"], ", ".join(Path(r).name for r in args.raster))
     try:
-        result = predict_raster(
-            model, raster, args.command, args.output, tile=args.tile, overlap=args.overlap,
-            batch_size=args.batch_size, device=args.device, precision=args.precision,
-            head=getattr(args, "head", None),
-            mask_ratio=getattr(args, "mask_ratio", 0.75), seed=getattr(args, "seed", 0),
-            overwrite=args.overwrite, progress=report.progress)
+        result = predict_raster(model, raster, args.command, args.output, settings=settings,
+                                overwrite=args.overwrite, progress=report.progress)
     finally:
         report.close()
-    report.result(result, modality)
+    report.result(result)
     return 0
+
+
+def _is_tif(path: Path) -> bool:
+    return path.suffix.lower() in (".tif", ".tiff")
+
+
+def _predict_scenes(args: argparse.Namespace, settings) -> int:
+    """-o FOLDER: every input is a scene (paths, globs, lists of paths), each written to
+    FOLDER/<name>_<task>.tif, one after another or on a Dask cluster."""
+    from .scenes import expand_inputs, predict_scenes
+
+    if args.output.exists() and not args.output.is_dir():
+        raise ValueError(f"{args.output} is neither a .tif nor a folder; give a .tif for one "
+                         "scene or a folder for several")
+    if args.bands or args.nodata is not None:
+        raise ValueError("--bands and --nodata apply to one scene; run several scenes without "
+                         "them, or one scene with -o FILE.tif")
+    scenes = expand_inputs(args.raster)
+    cluster = args.scheduler or ("local" if args.dask else None)
+    report = args.report
+    report.scenes_start(len(scenes), cluster)
+    try:
+        outcomes = predict_scenes(scenes, args.command, args.output, checkpoint=args.checkpoint,
+                                  settings=settings, modality=args.modality,
+                                  overwrite=args.overwrite, cluster=cluster,
+                                  workers=args.workers, on_scene=report.scene)
+    finally:
+        report.close()
+    failed = [o for o in outcomes if o.error]
+    report.scenes_end(len(outcomes), failed)
+    return EXIT_SCENES_FAILED if failed else 0
 
 
 class _HumanReport:
@@ -142,11 +181,11 @@ class _HumanReport:
     def start(self, modality: str, bands: int, name: str) -> None:
         pass
 
-    def progress(self, done: int, total: int) -> None:
+    def progress(self, done: int, total: int, unit: str = "tile") -> None:
         if self.bar is None:  # opened at the first batch, so an input error prints no bar
             from tqdm import tqdm
 
-            self.bar = tqdm(total=total, unit="tile", desc=f"ofa {self.command}",
+            self.bar = tqdm(total=total, unit=unit, desc=f"ofa {self.command}",
                             disable=self.quiet)
         self.bar.update(done - self.bar.n)
 
@@ -154,12 +193,35 @@ class _HumanReport:
         if self.bar is not None:
             self.bar.close()
 
-    def result(self, result, modality: str) -> None:
+    def result(self, result) -> None:
         print(f"wrote {result.path}" + (f" and {result.pca_path}" if result.pca_path else "")
-              + f" ({result.tiles} tiles of {modality} in {result.seconds} s on {result.device}"
-              f", {result.precision})")
-        if result.class_names:
+              + f" ({result.tiles} tiles of {result.modality} in {result.seconds} s on "
+              f"{result.device}, {result.precision})")
+        if result.class_names:  # the raster's values, then what was found
             print("classes: " + ", ".join(f"{i}={n}" for i, n in enumerate(result.class_names)))
+            print(f"found ({result.head}):")
+            print(_class_table(result.class_areas))
+
+    def scenes_start(self, total: int, cluster: str | None) -> None:
+        where = ("one after another" if cluster is None else "on a local Dask cluster"
+                 if cluster == "local" else f"on the Dask cluster at {cluster}")
+        print(f"{total} scene{'s' * (total != 1)}, {where}", file=sys.stderr)
+        self.progress(0, total, unit="scene")
+
+    def scene(self, outcome, done: int, total: int) -> None:
+        from tqdm import tqdm
+
+        r = outcome.result
+        line = (f"{outcome.scene}: failed: {outcome.error}" if outcome.error else
+                f"{outcome.scene} -> {outcome.output} ({r.tiles} tiles of {r.modality} in "
+                f"{r.seconds} s)")
+        tqdm.write(line, file=sys.stdout if r else sys.stderr)
+        self.progress(done, total, unit="scene")
+
+    def scenes_end(self, total: int, failed: list) -> None:
+        if failed:
+            self.error(f"{len(failed)} of {total} scenes failed (listed above); the others "
+                       "were written")
 
     def error(self, message: str) -> None:
         print(f"ofa {self.command}: error: {message}", file=sys.stderr)
@@ -168,15 +230,29 @@ class _HumanReport:
         print(f"ofa {self.command}: {message}", file=sys.stderr)
 
 
+def _class_table(rows: list[dict]) -> str:
+    """The classes found, largest first: hectares where the CRS is in metres, else pixels."""
+    found = [r for r in rows if r["pixels"]]
+    width = max(len(r["class"]) for r in found)
+    return "\n".join(f"  {r['class']:<{width}}  " + (f"{r['hectares']:>12,.1f} ha" if r["hectares"]
+                                                      is not None else f"{r['pixels']:>12,} px")
+                     + f"  {r['share']:>6.1%}" for r in found)
+
+
 class _JsonReport:
     """`--progress json`: one JSON object per line on stdout, flushed at once, nothing else.
 
     {"event": "start", "task", "modality", "bands", "input"}  before the first batch
     {"event": "progress", "done", "total", "percent"}        per batch (percent 0-100, 1 decimal)
     {"event": "result", "path", "pca_path", "device", "seconds", "tiles", "classes", "colors",
-     "head", "modality", "precision"}                       on success
+     "head", "modality", "precision", "areas", "input_bounds"}   on success
     {"event": "error", "message"}      bad input (exit code 2)
     {"event": "cancelled", "message"}  Ctrl-C or SIGTERM (exit code 130)
+    Several scenes (-o FOLDER):
+    {"event": "scenes", "total", "cluster"}  first
+    {"event": "scene", "input", "output", "done", "total", "error", "seconds", "tiles",
+     "modality"}                       as each scene ends ("error": null when written)
+    {"event": "scenes_done", "total", "failed"}  last (exit code 3 when any failed)
     """
 
     def __init__(self, command: str):
@@ -195,12 +271,25 @@ class _JsonReport:
     def close(self) -> None:
         pass
 
-    def result(self, result, modality: str) -> None:
+    def result(self, result) -> None:
         self._emit("result", path=str(result.path),
                    pca_path=str(result.pca_path) if result.pca_path else None,
                    device=result.device, seconds=result.seconds, tiles=result.tiles,
                    classes=result.class_names, colors=result.class_colors, head=result.head,
-                   modality=modality, precision=result.precision)
+                   modality=result.modality, precision=result.precision,
+                   areas=result.class_areas, input_bounds=result.input_bounds)
+
+    def scenes_start(self, total: int, cluster: str | None) -> None:
+        self._emit("scenes", total=total, cluster=cluster)
+
+    def scene(self, outcome, done: int, total: int) -> None:
+        r = outcome.result
+        self._emit("scene", input=str(outcome.scene), output=str(outcome.output), done=done,
+                   total=total, error=outcome.error, seconds=r and r.seconds,
+                   tiles=r and r.tiles, modality=r and r.modality)
+
+    def scenes_end(self, total: int, failed: list) -> None:
+        self._emit("scenes_done", total=total, failed=len(failed))
 
     def error(self, message: str) -> None:
         self._emit("error", message=message)
@@ -372,9 +461,14 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(task, help=f"{text}, over a raster of any size",
                            description=f"Write {text} as a Cloud-Optimised GeoTIFF with the "
                                        "input's CRS and extent.")
-        p.add_argument("raster", nargs="+", help="a raster GDAL reads, or one single-band file per "
-                                                 "band (stacked in the modality's band order)")
-        p.add_argument("-o", "--output", type=Path, required=True, help="output .tif")
+        p.add_argument("raster", nargs="+",
+                       help="with -o FILE.tif: a raster GDAL reads, or one single-band file per "
+                            "band (stacked in the modality's band order); with -o FOLDER: "
+                            "scenes, as paths, quoted glob patterns ('scenes/*.tif') or text "
+                            "files (.txt) listing one path per line")
+        p.add_argument("-o", "--output", type=Path, required=True,
+                       help="output .tif (one scene), or a folder: each scene is written to "
+                            "FOLDER/<name>_%s.tif" % task)
         p.add_argument("--checkpoint", help=CHECKPOINT_HELP)
         p.add_argument("--modality", help="override modality detection (see `ofa modalities`)")
         p.add_argument("--bands", type=_band_numbers, metavar="N,N,...",
@@ -394,6 +488,15 @@ def build_parser() -> argparse.ArgumentParser:
                             "result, error, cancelled) for programs that run ofa; none")
         p.add_argument("-q", "--quiet", dest="progress", action="store_const", const="none",
                        help="no progress bar (same as --progress none)")
+        p.add_argument("--dask", action="store_true",
+                       help="with -o FOLDER: spread the scenes over a local Dask cluster, one "
+                            "model per worker (needs ofa-explore[cluster])")
+        p.add_argument("--scheduler", metavar="ADDRESS",
+                       help="with -o FOLDER: spread the scenes over the running Dask scheduler at "
+                            "ADDRESS (e.g. tcp://10.0.0.5:8786); paths must be the same on "
+                            "every worker")
+        p.add_argument("--workers", type=int, help="--dask: worker processes (default: one per "
+                                                   "core, at most one per scene)")
         if task == "reconstruct":
             p.add_argument("--mask-ratio", type=float, default=0.75, help="share of patches hidden "
                                                                           "(default 0.75; 0 = none)")
@@ -483,8 +586,8 @@ def main(argv: list[str] | None = None) -> int:
     previous = _sigterm_as_ctrl_c() if args.func is _cmd_predict else None
     try:
         return args.func(args)
-    except KeyboardInterrupt:
-        args.report.cancelled("cancelled; nothing was written")
+    except KeyboardInterrupt as interrupt:  # several scenes: says how many were written
+        args.report.cancelled(str(interrupt) or "cancelled; nothing was written")
         return EXIT_CANCELLED
     except (ValueError, FileNotFoundError, KeyError, OSError) as err:
         message = err.args[0] if isinstance(err, KeyError) and err.args else err

@@ -18,7 +18,7 @@ import tempfile
 import threading
 import time
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -31,11 +31,12 @@ import xarray as xr
 from affine import Affine
 from rasterio.windows import Window
 
+from .areas import class_area_table, pixel_area_m2
 from .fileio import publish
 from .io import CONVERSION_ATTR, RasterError, open_raster, raster_modality, to_model_units
 from .modalities import Modality
 from .model import OFANet
-from .precision import autocast_for, fused_attention_for, resolve_precision
+from .precision import PRECISIONS, autocast_for, fused_attention_for, resolve_precision
 from .threads import ensure_threads
 
 TASKS = ("embed", "reconstruct", "classify")
@@ -52,9 +53,42 @@ class Cancelled(RuntimeError):
     """The caller's cancel flag was raised; nothing was written."""
 
 
+@dataclass(frozen=True)
+class EngineSettings:
+    """How the engine runs, whatever raster it runs on: the one record the CLI, the widgets, the
+    QGIS worker (through the CLI) and Dask workers pass, so every caller means the same thing."""
+
+    tile: int | None = None  # pixels, a multiple of the patch size; None: the model's image size
+    overlap: int | None = None  # pixels of context shared by neighbours; None: a quarter tile
+    batch_size: int = 8  # tiles per forward pass (halved on GPU out-of-memory)
+    device: str = "auto"  # "auto" (CUDA, MPS, CPU), "cpu", "cuda", "cuda:1", "mps"
+    precision: str = "fp32"  # "fp32", "bf16", "fp16" (CUDA) or "auto", see resolve_precision
+    head: str | None = None  # classify: the checkpoint's head (None: its first for the modality)
+    mask_ratio: float = 0.75  # reconstruct: share of patches hidden (0: none)
+    seed: int = 0  # reconstruct: the mask's seed
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1:
+            raise ValueError(f"batch size {self.batch_size}: give at least 1 tile per batch")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision {self.precision!r}: choose one of {', '.join(PRECISIONS)}")
+        if not 0.0 <= self.mask_ratio < 1.0:
+            raise ValueError(f"mask ratio {self.mask_ratio}: give a share from 0 up to, not "
+                             "including, 1 (0.75 hides three patches in four)")
+        if self.overlap is not None and self.overlap < 0:
+            raise ValueError(f"overlap {self.overlap}: give 0 or more pixels")
+
+
 @dataclass
 class PredictionResult:
-    """What ``predict_raster`` produced: files (``path``, ``pca_path``) or in-memory ``data``."""
+    """What ``predict_raster`` produced: files (``path``, ``pca_path``) or in-memory ``data``.
+
+    At patch resolution (embeddings, scene-head class maps) the output grid is the input's
+    rounded out to whole patches: the last column and row of cells may reach up to patch - 1
+    pixels past the input's right and bottom edges. ``input_bounds`` (also the files'
+    ``input_bounds`` tag) records the input's own extent; cells cut by it still count only their
+    pixels inside in ``class_areas``.
+    """
 
     task: str
     data: xr.DataArray | None
@@ -68,6 +102,11 @@ class PredictionResult:
     head: str | None = None  # the head that classified
     class_colors: list[str] | None = None
     precision: str = "fp32"  # as resolved ("auto" -> what ran)
+    modality: str | None = None  # the input's, as detected or given
+    input_bounds: tuple[float, float, float, float] | None = None  # left, bottom, right, top
+    # classify: per class (largest first) pixels, hectares (None where the CRS is not in
+    # metres) and share of the classified area
+    class_areas: list[dict] | None = None
 
 
 @dataclass
@@ -98,18 +137,12 @@ def predict_raster(
     task: str,
     output: str | Path | None = None,
     *,
+    settings: EngineSettings | None = None,
     modality: str | Modality | None = None,
-    tile: int | None = None,
-    overlap: int | None = None,
-    batch_size: int = 8,
-    device: str = "auto",
-    precision: str = "fp32",
-    head: str | None = None,
-    mask_ratio: float = 0.75,
-    seed: int = 0,
     overwrite: bool = False,
     progress: Callable[[int, int], None] | None = None,
     cancel: Callable[[], bool] | threading.Event | None = None,
+    **changes,
 ) -> PredictionResult:
     """Run ``task`` ("embed" | "reconstruct" | "classify") over a raster of any size.
 
@@ -117,44 +150,62 @@ def predict_raster(
     embeddings [D bands] at patch resolution plus ``*_pca.tif``, a 3-band colour view; a
     reconstruction in the input's bands; or class indices (uint8, 255 = nodata) with class names
     and a colour table: per patch from a scene head (each tile's label), per pixel from a
-    segmentation head. Without ``output`` the result comes back in
-    memory. ``tile``/``overlap`` in pixels (multiples of the patch size; default: the model's image
-    size and a quarter of it). ``precision``: "fp32", "bf16", "fp16" (CUDA) or "auto" (bf16 where
-    the device computes it natively, see ``precision.resolve_precision``), with the attention
-    kernel picked as pre-training does. ``progress(done, total)`` is called per batch; ``cancel``
-    (an Event or a callable) stops the work and removes anything written.
+    segmentation head. Without ``output`` the result comes back in memory.
+
+    ``settings`` (an ``EngineSettings``) says how to run: tile, overlap, batch size, device,
+    precision, head, mask ratio, seed; keyword arguments named like its fields change single
+    ones (``predict_raster(model, path, "embed", precision="auto")``). ``progress(done, total)``
+    is called per batch; ``cancel`` (an Event or a callable) stops the work and removes anything
+    written.
     """
+    settings = replace(settings or EngineSettings(), **changes)
     ensure_threads()
     with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_BYTES):  # GDAL's cache bounded, whatever the size
-        return _predict(model, raster, task, output, modality, tile, overlap, batch_size, device,
-                        head, mask_ratio, seed, overwrite, progress, cancel, precision=precision)
+        return _predict(model, raster, task, output, settings, modality, overwrite, progress,
+                        cancel)
 
 
-def _predict(model, raster, task, output, modality, tile, overlap, batch_size, device, head,
-             mask_ratio, seed, overwrite, progress, cancel, *, precision) -> PredictionResult:
+@dataclass
+class _Run:
+    """What one call fixes for all its batches."""
+
+    model: OFANet
+    m: Modality
+    task: str
+    settings: EngineSettings
+    dev: torch.device
+    head: str | None
+    res: int  # output cell size, in input pixels
+    batch_size: int  # halved from the settings' on GPU out-of-memory
+
+
+def _predict(model, raster, task, output, settings: EngineSettings, modality, overwrite,
+             progress, cancel) -> PredictionResult:
     t0 = time.perf_counter()
     if task not in TASKS:
         raise ValueError(f"task must be one of {', '.join(TASKS)}, got {task!r}")
     da = raster if isinstance(raster, xr.DataArray) else open_raster(raster, modality)
     m = raster_modality(da)
     out_path = _check_output(output, da.attrs.get("source"), overwrite, task)
-    head_name, classes = _check_model(model, m, task, head)
+    head_name, classes = _check_model(model, m, task, settings.head)
     p = model.patch_size
     H, W = da.sizes["y"], da.sizes["x"]
     if H < p or W < p:
         raise RasterError(f"the raster is {H}x{W} pixels, smaller than one {p}x{p} patch; the "
                           f"model needs at least {p} pixels on each side")
-    tile, margin = _tiling(model, tile, overlap)
+    tile, margin = _tiling(model, settings.tile, settings.overlap)
     Hp, Wp = math.ceil(H / p) * p, math.ceil(W / p) * p
     th, tw = min(tile, Hp), min(tile, Wp)
     tiles = list(_layout(Hp, Wp, th, tw, margin))
-    dev = pick_device(device)
-    precision = resolve_precision(precision, dev)
+    dev = pick_device(settings.device)
+    precision = resolve_precision(settings.precision, dev)
     model = model.to(dev).eval()
 
     per_pixel = task == "reconstruct" or (
         task == "classify" and model.head_info[head_name]["kind"] == "segmentation")
-    res = 1 if per_pixel else p  # output pixel size, in input pixels
+    run = _Run(model, m, task, settings, dev, head_name, 1 if per_pixel else p,
+               settings.batch_size)
+    res = run.res
     out_h, out_w = math.ceil(H / res), math.ceil(W / res)
     bands = (list(m.bands) if task == "reconstruct" else
              [f"emb_{i:03d}" for i in range(model.config["embed_dim"])] if task == "embed" else
@@ -162,12 +213,16 @@ def _predict(model, raster, task, output, modality, tile, overlap, batch_size, d
     dtype = "uint8" if task == "classify" else "float32"
     nodata = CLASS_NODATA if task == "classify" else float("nan")
     transform = da.rio.transform() @ Affine.scale(res)
-    sink = (_FileSink(out_path, len(bands), out_h, out_w, dtype, nodata, transform, da.rio.crs, bands)
+    bounds = tuple(float(v) for v in da.rio.bounds())
+    sink = (_FileSink(out_path, len(bands), out_h, out_w, dtype, nodata, transform, da.rio.crs,
+                      bands, bounds)
             if out_path else _MemorySink(len(bands), out_h, out_w, dtype, nodata))
     if task == "embed":
         sink.sample_per_tile = max(1, PCA_SAMPLE // len(tiles))
+    if task == "classify":
+        sink.count_classes(len(classes), H, W, res)
     is_cancelled = (cancel.is_set if isinstance(cancel, threading.Event) else cancel) or (lambda: False)
-    reader = _TileReader(da, m, tiles, th, tw, queue_size=2 * batch_size)
+    reader = _TileReader(da, m, tiles, th, tw, queue_size=2 * settings.batch_size)
     done = 0
     fused = [block.attn.fused_attn for block in model.blocks]
     model.set_fused_attention(fused_attention_for(precision, dev))
@@ -176,11 +231,10 @@ def _predict(model, raster, task, output, modality, tile, overlap, batch_size, d
         for t in itertools.chain(reader, [None]):  # None: flush the last, partial batch
             if t is not None:
                 batch.append(t)
-            if not batch or (t is not None and len(batch) < batch_size):
+            if not batch or (t is not None and len(batch) < run.batch_size):
                 continue
             with autocast_for(precision, dev):
-                batch_size = _run_batch(model, m, task, batch, sink, res, head_name, mask_ratio,
-                                        seed, dev, batch_size)
+                _run_batch(run, batch, sink)
             done += len(batch)
             batch = []
             if progress:
@@ -203,14 +257,17 @@ def _predict(model, raster, task, output, modality, tile, overlap, batch_size, d
             block.attn.fused_attn = was
     if data is not None:
         data = _georeferenced(data, transform, da.rio.crs, bands, nodata)
+        data.attrs["input_bounds"] = bounds
         if pca is not None:
             pca = _georeferenced(pca, transform, da.rio.crs, ["pc1", "pc2", "pc3"], 0)
         if classes:
             data.attrs["class_names"] = classes
     colors = model.head_info[head_name]["colors"] if head_name else None
+    areas = (class_area_table(classes, sink.class_pixels, pixel_area_m2(da))
+             if task == "classify" else None)
     return PredictionResult(task, data, out_path, pca_path, pca, classes, len(tiles),
                             round(time.perf_counter() - t0, 2), str(dev), head_name, colors,
-                            precision)
+                            precision, m.name, bounds, areas)
 
 
 # ---------------------------------------------------------------- checks and layout
@@ -350,46 +407,44 @@ class _TileReader:
 
 
 # ---------------------------------------------------------------- model
-def _run_batch(model, m, task, batch, sink, res, head, mask_ratio, seed, dev, batch_size) -> int:
-    """Run the model on a batch (halving it on GPU out-of-memory) and write each tile's centre.
-    Returns the batch size to use from now on."""
+def _run_batch(run: _Run, batch: list[_Tile], sink: _Sink) -> None:
+    """Run the model on a batch (halving it on GPU out-of-memory) and write each tile's centre."""
     runnable = [t for t in batch if t.valid.any()]
     outputs = {}
     if runnable:
         x = torch.from_numpy(np.stack([t.pixels for t in runnable]))
-        result, batch_size = _forward_adaptive(model, m, task, x, head, mask_ratio,
-                                               seed + runnable[0].index, dev, batch_size)
+        result = _forward_adaptive(run, x, run.settings.seed + runnable[0].index)
         outputs = {t.index: r for t, r in zip(runnable, result)}
     for t in batch:
-        sink.write(t, outputs.get(t.index), res)
+        sink.write(t, outputs.get(t.index), run.res)
         t.pixels = t.valid = None  # the layout keeps the tile records; not their pixels
-    return batch_size
 
 
-def _forward_adaptive(model, m, task, x, head, mask_ratio, seed, dev, batch_size):
+def _forward_adaptive(run: _Run, x: torch.Tensor, seed: int) -> np.ndarray:
     try:
         with torch.inference_mode():
-            return _forward(model, m, task, x.to(dev), head, mask_ratio, seed), batch_size
+            return _forward(run, x.to(run.dev), seed)
     except torch.OutOfMemoryError:
         if x.shape[0] == 1:
             raise RuntimeError("out of GPU memory even for one tile; use a smaller --tile or "
                                "--device cpu") from None
-        if dev.type == "cuda":
+        if run.dev.type == "cuda":
             torch.cuda.empty_cache()
         half = x.shape[0] // 2
-        first, _ = _forward_adaptive(model, m, task, x[:half], head, mask_ratio, seed, dev, half)
-        second, _ = _forward_adaptive(model, m, task, x[half:], head, mask_ratio, seed + half,
-                                      dev, half)
-        return np.concatenate([first, second]), max(1, half)
+        run.batch_size = max(1, min(run.batch_size, half))  # from now on
+        first = _forward_adaptive(run, x[:half], seed)
+        return np.concatenate([first, _forward_adaptive(run, x[half:], seed + half)])
 
 
-def _forward(model, m, task, x, head, mask_ratio, seed) -> np.ndarray:
+def _forward(run: _Run, x: torch.Tensor, seed: int) -> np.ndarray:
+    model, m, head = run.model, run.m, run.head
     p = model.patch_size
     gh, gw = x.shape[2] // p, x.shape[3] // p
-    if task == "embed":
+    if run.task == "embed":
         tokens = model.forward_features(x, m)[:, 1:]
         return tokens.transpose(1, 2).reshape(x.shape[0], -1, gh, gw).float().cpu().numpy()
-    if task == "reconstruct":
+    if run.task == "reconstruct":
+        mask_ratio = run.settings.mask_ratio
         image, _ = model.reconstruct(x, m, mask_ratio=mask_ratio, seed=seed,
                                      keep_visible=mask_ratio > 0)
         return image.float().cpu().numpy()
@@ -405,12 +460,19 @@ class _Sink:
     For embeddings it also keeps a few valid vectors of every tile to fit the PCA colour view."""
 
     sample_per_tile = 0
+    class_pixels: np.ndarray | None = None  # classify: input pixels per class, see count_classes
 
     def __init__(self, count, height, width, dtype, nodata):
         self.count, self.height, self.width = count, height, width
         self.dtype, self.nodata = np.dtype(dtype), nodata
         self.samples: list[np.ndarray] = []
         self.rng = np.random.default_rng(0)
+
+    def count_classes(self, classes: int, H: int, W: int, res: int) -> None:
+        """Count the input pixels of each class as cells arrive: a cell cut by the raster's
+        edge counts only its pixels inside (H x W input pixels, cells of res x res)."""
+        self.class_pixels = np.zeros(classes, dtype=np.int64)
+        self.size, self.cell = (H, W), res
 
     def write(self, t: _Tile, result: np.ndarray | None, res: int) -> None:
         ys, ye, xs, xe = t.core
@@ -428,12 +490,22 @@ class _Sink:
             if self.dtype == np.uint8:  # class probabilities -> index
                 block = block.argmax(axis=0)[None].astype(np.uint8)
             block = np.where(valid, block, self.dtype.type(self.nodata)).astype(self.dtype)
+            if self.class_pixels is not None:
+                self._count(block[0], valid, oy0, ox0)
             if self.sample_per_tile and valid.any():
                 vectors = block[:, valid].T
                 pick = self.rng.choice(len(vectors), min(self.sample_per_tile, len(vectors)),
                                        replace=False)
                 self.samples.append(vectors[pick])
         self._store(Window(ox0, oy0, shape[1], shape[0]), block)
+
+    def _count(self, classes: np.ndarray, valid: np.ndarray, oy0: int, ox0: int) -> None:
+        (H, W), res = self.size, self.cell
+        rows = np.minimum(res, H - (oy0 + np.arange(classes.shape[0])) * res)
+        cols = np.minimum(res, W - (ox0 + np.arange(classes.shape[1])) * res)
+        pixels = np.outer(rows, cols)
+        self.class_pixels += np.bincount(classes[valid], weights=pixels[valid],
+                                         minlength=len(self.class_pixels)).astype(np.int64)
 
     def write_pca(self, path: Path | None) -> np.ndarray | None:
         """3-band uint8 colour view of the embeddings: first principal components, stretched."""
@@ -493,7 +565,8 @@ class _FileSink(_Sink):
     memory small, and averaged embeddings make no useful overview.
     """
 
-    def __init__(self, path: Path, count, height, width, dtype, nodata, transform, crs, bands):
+    def __init__(self, path: Path, count, height, width, dtype, nodata, transform, crs, bands,
+                 input_bounds: tuple[float, float, float, float]):
         super().__init__(count, height, width, dtype, nodata)
         self.path = path
         self.temps: list[Path] = []
@@ -509,6 +582,7 @@ class _FileSink(_Sink):
         self.dst = rasterio.open(self.tmp, "w", **self.profile)
         for i, name in enumerate(bands, start=1):
             self.dst.set_band_description(i, name)
+        self.dst.update_tags(input_bounds=",".join(f"{v:.6f}" for v in input_bounds))
         self.finals: list[tuple[Path, Path]] = []
         self.strip: np.ndarray | None = None  # rows of the cube not yet written, see _store
         self.strip_top = 0

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import os
+import signal
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +30,22 @@ def read_tif(path: Path) -> np.ndarray:
 
     with rasterio.open(path) as src:
         return src.read()
+
+
+@contextlib.contextmanager
+def process_group(command: list[str], **options):
+    """A command in its own process group with piped text output, as a scheduler or a GUI
+    starts a worker; whatever is left of the group is killed at the end."""
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True, **options)
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        proc.stdout.close()
+        proc.stderr.close()
 
 
 @pytest.fixture(scope="session")

@@ -10,6 +10,7 @@ import sys
 import pytest
 from PIL import Image
 
+from conftest import process_group
 from ofa_explore import OFANet, save_checkpoint
 from ofa_explore.cli import main as cli
 
@@ -202,12 +203,9 @@ def test_sigterm_cancels_like_ctrl_c_and_leaves_nothing(shared, tmp_path):
     (tmp_path / "in").mkdir()
     (tmp_path / "out").mkdir()
     scene = _mosaic(shared, tmp_path / "in" / "mosaic.tif", tiles=24)  # 1024 tiles, 128 batches
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "ofa_explore", "classify", str(scene),
-         "-o", str(tmp_path / "out" / "out.tif"), "--progress", "json"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
-        env={**os.environ, "OMP_NUM_THREADS": "1"})
-    try:
+    command = [sys.executable, "-m", "ofa_explore", "classify", str(scene),
+               "-o", str(tmp_path / "out" / "out.tif"), "--progress", "json"]
+    with process_group(command, env={**os.environ, "OMP_NUM_THREADS": "1"}) as proc:
         lines = []
         for line in proc.stdout:
             lines.append(line)
@@ -217,12 +215,6 @@ def test_sigterm_cancels_like_ctrl_c_and_leaves_nothing(shared, tmp_path):
         os.killpg(proc.pid, signal.SIGTERM)
         lines += proc.stdout.readlines()
         assert proc.wait(timeout=60) == EXIT_CANCELLED, proc.stderr.read()
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-        proc.stdout.close()
-        proc.stderr.close()
     events = _events("".join(lines))
     assert events[0]["event"] == "start" and events[1]["event"] == "progress"
     assert events[1]["done"] < events[1]["total"]

@@ -11,7 +11,7 @@ import rasterio
 import torch
 from affine import Affine
 
-from ofa_explore import OFANet, save_checkpoint
+from ofa_explore import OFANet, load_checkpoint, save_checkpoint
 from ofa_explore.cli import main as cli
 from ofa_explore.demo import sample_path
 from ofa_explore.inference import Cancelled, pick_device, predict_raster
@@ -241,3 +241,42 @@ def test_file_output_equals_in_memory_result(model, shared, tmp_path):
     np.testing.assert_array_equal(cube, memory.data.values)
     with rasterio.open(written.pca_path) as f:
         np.testing.assert_array_equal(f.read(), memory.pca.values)
+
+
+def test_patch_grid_records_the_input_extent_and_class_areas(checkpoint, tmp_path, capsys):
+    """A 61 x 59 px scene: the 8-px cell grid reaches past its right and bottom edges, which the
+    file and the result say (input_bounds); class areas count only the pixels inside; the CLI
+    lists the classes found with hectares, or pixels where the CRS is in degrees."""
+    with rasterio.open(sample_path("eurosat_river.tif")) as src:
+        chip = src.read()[:, :59, :61]
+    scene = write_tif(tmp_path / "cut.tif", chip)
+    out = tmp_path / "cls.tif"
+    assert cli(["classify", str(scene), "-o", str(out), "--checkpoint", str(checkpoint)]) == 0
+    printed = capsys.readouterr().out
+    with rasterio.open(scene) as src, rasterio.open(out) as cls:
+        bounds = src.bounds
+        assert [float(v) for v in cls.tags()["input_bounds"].split(",")] == pytest.approx(list(bounds))
+        assert cls.bounds.right - bounds.right == 3 * 10 and bounds.bottom - cls.bounds.bottom == 5 * 10
+    result = predict_raster(load_checkpoint(checkpoint), scene, "classify")
+    assert result.input_bounds == pytest.approx(tuple(bounds))
+    assert result.data.attrs["input_bounds"] == result.input_bounds
+    rows = result.class_areas
+    assert sum(r["pixels"] for r in rows) == 61 * 59
+    assert sum(r["hectares"] for r in rows) == pytest.approx(61 * 59 * 100 / 1e4)
+    assert sum(r["share"] for r in rows) == pytest.approx(1.0)
+    assert [r["pixels"] for r in rows] == sorted((r["pixels"] for r in rows), reverse=True)
+    assert "classes: 0=Forest, 1=River, 2=Urban\nfound (landcover):\n" in printed
+    for r in rows:
+        if r["pixels"]:
+            assert f"{r['hectares']:,.1f} ha" in printed and r["class"] in printed
+
+    degrees = write_tif(tmp_path / "wgs84.tif", chip, crs="EPSG:4326",
+                        transform=rasterio.transform.from_origin(13.0, 52.0, 1e-4, 1e-4))
+    geographic = predict_raster(load_checkpoint(checkpoint), degrees, "classify")
+    assert all(r["hectares"] is None for r in geographic.class_areas)
+    assert cli(["classify", str(degrees), "-o", str(tmp_path / "deg.tif"), "-q",
+                "--checkpoint", str(checkpoint)]) == 0
+    printed = capsys.readouterr().out
+    for r in geographic.class_areas:
+        if r["pixels"]:
+            assert f"{r['pixels']:,} px" in printed

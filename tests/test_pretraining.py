@@ -15,7 +15,7 @@ import pytest
 import torch
 import yaml
 
-from ofa_explore import load_checkpoint
+from ofa_explore import load_checkpoint, set_threads
 from ofa_explore.checkpoint import CheckpointError
 from pretraining.config import ConfigError, load_config
 from pretraining.train import fused_attention, latest_checkpoint, train
@@ -66,7 +66,11 @@ def test_twenty_steps_on_real_data_lower_the_loss(shared, tmp_path, precision):
     assert sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir()) == ["step_0000015", "step_0000020"]
 
 
-def test_sigkill_then_resume_continues_exactly(shared, tmp_path):
+def test_sigkill_then_resume_continues_exactly(shared, tmp_path, monkeypatch):
+    # one thread count for all three runs: another count sums in another order, and on a busy
+    # machine the automatic choice (threads.default_threads) can differ between processes
+    monkeypatch.setenv("OFA_EXPLORE_THREADS", "2")
+    set_threads(2)
     steps = 120
     reference = tmp_path / "reference"
     train(load_config(config(shared, reference, steps=steps, checkpoint_every=20)), Path.cwd(), quiet=True)

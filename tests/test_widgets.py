@@ -12,8 +12,8 @@ from ofa_explore.demo import sample_path
 from ofa_explore.io import open_raster
 from ofa_explore.widgets import (ClassificationMap, EmbeddingMap, RasterExplorer,
                                  ReconstructionExplorer)
-from ofa_explore.widgets.display import (class_areas, colormap_picture, cosine_similarity,
-                                         latlon_bounds, latlon_to_cell, on_display_grid)
+from ofa_explore.widgets.display import (colormap_picture, cosine_similarity, latlon_bounds,
+                                         latlon_to_cell, on_display_grid)
 
 
 @pytest.fixture(scope="module")
@@ -41,11 +41,7 @@ def test_similarity_is_one_at_the_clicked_patch_and_nan_on_nodata():
     assert np.nanmin(s) < 0  # the shared mean is removed: not everything looks alike
 
 
-def test_class_areas_and_colour_pictures():
-    classes = np.array([[0, 0, 1], [255, 1, 1]], np.uint8)
-    rows = class_areas(classes, ["water", "forest", "urban"], cell_area_m2=100.0)
-    assert [(r["class"], r["cells"]) for r in rows] == [("forest", 3), ("water", 2), ("urban", 0)]
-    assert rows[0]["hectares"] == pytest.approx(0.03) and rows[0]["share"] == pytest.approx(0.6)
+def test_colour_pictures():
     rgba = colormap_picture(np.array([[0.1, 0.9], [np.nan, 0.5]]), "magma", 0, 1, threshold=0.4)
     assert rgba.shape == (2, 2, 4) and rgba[0, 0, 3] == 0 and rgba[1, 0, 3] == 0
     assert rgba[0, 1, 3] == 255

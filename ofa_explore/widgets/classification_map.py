@@ -9,8 +9,7 @@ import ipywidgets as widgets
 
 from ..inference import predict_raster
 from ..model import OFANet
-from .display import (cell_areas, class_areas, class_picture, latlon_bounds, on_display_grid,
-                      read_scene, rgb_picture)
+from .display import class_picture, latlon_bounds, on_display_grid, read_scene, rgb_picture
 from .maps import PIXELATED_CSS, overlay, scene_map
 
 
@@ -38,7 +37,7 @@ class ClassificationMap(widgets.VBox):
                                            description="Opacity")
         self.opacity.observe(lambda c: setattr(self.layer, "opacity", c["new"]), names="value")
         res_x, res_y = result.data.rio.resolution()
-        self.areas = class_areas(self.classes, self.names, cell_areas(self.raster, cell))
+        self.areas = result.class_areas
         self.legend = widgets.HTML(self.legend_html())
         self.table = widgets.HTML(self.table_html())
         self.status = widgets.HTML(f"{result.tiles} tiles classified in {result.seconds} s on "
@@ -53,11 +52,13 @@ class ClassificationMap(widgets.VBox):
         return f"<div style='margin-right:24px'><b>{html.escape(self.result.head)}</b>{items}</div>"
 
     def table_html(self) -> str:
+        metric = self.areas[0]["hectares"] is not None  # no metres in a geographic CRS: pixels
+        key, unit = ("hectares", "area (ha)") if metric else ("pixels", "pixels")
         rows = "".join(f"<tr><td>{html.escape(r['class'])}</td>"
-                       f"<td style='text-align:right'>{r['hectares']:,.1f}</td>"
+                       f"<td style='text-align:right'>{r[key]:,.1f}</td>"
                        f"<td style='text-align:right'>{r['share']:.1%}</td></tr>"
-                       for r in self.areas if r["cells"])
-        total = sum(r["hectares"] for r in self.areas)
-        return ("<table><tr><th>class</th><th>area (ha)</th><th>share</th></tr>"
+                       for r in self.areas if r["pixels"])
+        total = sum(r[key] for r in self.areas)
+        return (f"<table><tr><th>class</th><th>{unit}</th><th>share</th></tr>"
                 f"{rows}<tr><td><b>classified</b></td><td style='text-align:right'>"
                 f"<b>{total:,.1f}</b></td><td></td></tr></table>")

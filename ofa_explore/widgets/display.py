@@ -1,12 +1,11 @@
 """What every widget needs and that is easy to test without a browser: reading a scene for
-display, pictures as PNG, georeferenced overlays, cosine similarity, class areas."""
+display, pictures as PNG, georeferenced overlays, cosine similarity, cell areas."""
 
 from __future__ import annotations
 
 import base64
 import socket
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import xarray as xr
@@ -159,21 +158,6 @@ def cosine_similarity(embeddings: np.ndarray, row: int, col: int) -> np.ndarray:
     ref = e[:, row, col]
     norms = np.linalg.norm(e, axis=0) * (np.linalg.norm(ref) + 1e-12)
     return np.einsum("dhw,d->hw", e, ref) / np.where(norms > 0, norms, np.nan)
-
-
-def class_areas(classes: np.ndarray, names: list[str], cell_area_m2: float | np.ndarray,
-                nodata: int = 255) -> list[dict[str, Any]]:
-    """Per-class cell count, area (ha) and share of the classified area, largest first.
-    ``cell_area_m2`` is one area for all cells or one per cell (cells cut by the raster's edge)."""
-    keep = classes != nodata
-    areas = np.broadcast_to(np.asarray(cell_area_m2, dtype=np.float64), classes.shape)[keep]
-    valid = classes[keep].astype(np.int64)
-    counts = np.bincount(valid, minlength=len(names))[:len(names)]
-    m2 = np.bincount(valid, weights=areas, minlength=len(names))[:len(names)]
-    total = max(float(m2.sum()), 1e-12)
-    rows = [{"class": name, "cells": int(n), "hectares": float(a / 1e4), "share": float(a / total)}
-            for name, n, a in zip(names, counts, m2)]
-    return sorted(rows, key=lambda r: -r["cells"])
 
 
 def cell_areas(da: xr.DataArray, cell: int) -> np.ndarray:

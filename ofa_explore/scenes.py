@@ -1,0 +1,228 @@
+"""Many scenes: one ``predict_raster`` per scene, one after another or spread over a Dask cluster.
+
+Each scene is written by the engine exactly as a single run writes it (a COG renamed into place),
+so a scene that fails, or a run that stops, leaves the finished scenes whole and nothing half
+written. On a cluster every worker loads the model once and keeps it for all its scenes; inputs,
+outputs and the checkpoint must be paths every worker can read (one machine, or a shared disk).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import glob
+import logging
+import os
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from .inference import EngineSettings, PredictionResult, predict_raster
+
+LIST_SUFFIXES = (".txt", ".lst")  # a text file of paths, one per line
+
+
+@dataclass
+class SceneOutcome:
+    """One scene's end: its result, or the one-line error that stopped it."""
+
+    scene: Path
+    output: Path
+    result: PredictionResult | None = None
+    error: str | None = None
+
+
+def expand_inputs(items: list[str]) -> list[Path]:
+    """Paths, glob patterns and text files of paths (``.txt``/``.lst``: one per line, ``#``
+    comments; relative paths are taken from the list's folder) -> scene paths, in the order
+    given, each once. Anything that names no file is an error that says which."""
+    scenes: list[Path] = []
+    for item in items:
+        if glob.has_magic(item):
+            found = sorted(glob.glob(item, recursive=True))
+            if not found:
+                raise FileNotFoundError(f"no file matches {item!r}; check the pattern (quote it "
+                                        "so that ofa, not the shell, expands it)")
+            scenes += [Path(f) for f in found]
+        elif Path(item).suffix.lower() in LIST_SUFFIXES:
+            scenes += _read_list(Path(item))
+        else:
+            scenes.append(Path(item))
+    for scene in scenes:
+        if not scene.is_file():
+            raise FileNotFoundError(f"{scene}: no such raster file")
+    return list(dict.fromkeys(scenes))
+
+
+def _read_list(path: Path) -> list[Path]:
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such list of scenes")
+    lines = [line.split("#", 1)[0].strip() for line in path.read_text().splitlines()]
+    scenes = [Path(line) if Path(line).is_absolute() else path.parent / line
+              for line in lines if line]
+    if not scenes:
+        raise ValueError(f"{path} lists no scenes; write one raster path per line")
+    return scenes
+
+
+def scene_outputs(scenes: list[Path], task: str, folder: str | os.PathLike) -> list[Path]:
+    """Where each scene's result goes: ``FOLDER/<scene name>_<task>.tif``. Two scenes with the
+    same name would write the same file, so that is refused before anything runs."""
+    outputs = [Path(folder) / f"{scene.stem}_{task}.tif" for scene in scenes]
+    seen: dict[Path, Path] = {}
+    for scene, out in zip(scenes, outputs):
+        if out in seen:
+            raise ValueError(f"{seen[out]} and {scene} have the same name and would both write "
+                             f"{out}; rename one, or run them into different folders")
+        seen[out] = scene
+    return outputs
+
+
+def predict_scenes(
+    scenes: list[Path],
+    task: str,
+    folder: str | os.PathLike,
+    *,
+    checkpoint: str | None = None,
+    settings: EngineSettings | None = None,
+    modality: str | None = None,
+    overwrite: bool = False,
+    cluster: str | None = None,
+    workers: int | None = None,
+    on_scene: Callable[[SceneOutcome, int, int], None] | None = None,
+) -> list[SceneOutcome]:
+    """Run ``task`` on every scene into ``folder`` (created if missing); a failed scene is
+    reported in its outcome and the others go on.
+
+    ``checkpoint``: as for ``load_model`` (None: the shipped model). ``cluster``: None runs the
+    scenes one after another in this process; "local" starts a Dask ``LocalCluster`` of
+    ``workers`` processes (default: one per core, at most one per scene) that share the cores;
+    anything else is the address of a running Dask scheduler. ``on_scene(outcome, done,
+    total)`` is called as each scene ends, in the order they end.
+    """
+    settings = settings or EngineSettings()
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    if cluster not in (None, "local"):  # workers elsewhere: no shared working folder
+        scenes, folder = [Path(s).absolute() for s in scenes], folder.absolute()
+    outputs = scene_outputs(scenes, task, folder)
+    jobs = [(checkpoint, scene, task, out, settings, modality, overwrite)
+            for scene, out in zip(scenes, outputs)]
+    if cluster is not None:
+        return _on_dask(jobs, cluster, workers, on_scene)
+    outcomes: list[SceneOutcome] = []
+    try:
+        for job in jobs:
+            outcomes.append(run_scene(*job))
+            if on_scene:
+                on_scene(outcomes[-1], len(outcomes), len(jobs))
+    except KeyboardInterrupt:  # the engine removed the running scene's files
+        raise KeyboardInterrupt(_cancelled(outcomes, len(jobs))) from None
+    return outcomes
+
+
+def run_scene(checkpoint: str | None, scene: Path, task: str, output: Path,
+              settings: EngineSettings, modality: str | None, overwrite: bool,
+              stop_event: str | None = None) -> SceneOutcome:
+    """One scene with the model this process keeps; an error becomes the outcome's message
+    (interrupts still stop the run). ``stop_event``: the name of a Dask ``Event`` that, once
+    set, stops the scene at its next batch (the engine then removes what it wrote)."""
+    cancel = _event_flag(stop_event) if stop_event else None
+    if cancel and cancel():  # a queued scene after the run was stopped
+        return SceneOutcome(scene, output, error="cancelled before it started")
+    try:
+        result = predict_raster(_model(checkpoint), scene, task, output, settings=settings,
+                                modality=modality, overwrite=overwrite, cancel=cancel)
+    except Exception as err:  # noqa: BLE001 - reported per scene, the run goes on
+        return SceneOutcome(scene, output, error=_one_line(err))
+    return SceneOutcome(scene, output, result)
+
+
+@functools.lru_cache(maxsize=1)
+def _model(checkpoint: str | None):
+    """The model, loaded once per process: a Dask worker keeps it for all its scenes."""
+    from .pretrained import load_model
+
+    return load_model(checkpoint)
+
+
+def _event_flag(name: str, every: float = 1.0) -> Callable[[], bool]:
+    """A cancel flag that asks the scheduler about the Dask Event at most once a second."""
+    from distributed import Event
+
+    event, last = Event(name), {"time": 0.0, "set": False}
+
+    def is_set() -> bool:
+        if time.monotonic() - last["time"] > every:
+            last.update(time=time.monotonic(), set=event.is_set())
+        return last["set"]
+    return is_set
+
+
+def _on_dask(jobs: list[tuple], cluster: str, workers: int | None,
+             on_scene: Callable[[SceneOutcome, int, int], None] | None) -> list[SceneOutcome]:
+    try:
+        from distributed import Client, Event, LocalCluster, as_completed, wait
+    except ImportError:
+        raise ImportError("spreading scenes over a Dask cluster needs dask.distributed: "
+                          "pip install 'ofa-explore[cluster]'") from None
+    from .threads import usable_cores
+
+    local = None
+    if cluster == "local":
+        cores = usable_cores()
+        n = max(1, min(workers or cores, len(jobs)))
+        # processes, one thread each: the model is not shared between threads, and each worker's
+        # torch gets an equal share of the cores (Dask sets OMP_NUM_THREADS for its workers)
+        local = LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
+                             dashboard_address=None, silence_logs=logging.ERROR,
+                             env={"OMP_NUM_THREADS": str(max(1, cores // n))})
+    client = Client(local if local is not None else cluster)
+    stop = f"ofa-explore-stop-{uuid.uuid4().hex}"
+    futures = {client.submit(run_scene, *job, stop, pure=False, retries=0): job for job in jobs}
+    outcomes = {}
+    try:
+        for future in as_completed(futures):
+            job = futures[future]
+            try:
+                outcome = future.result()
+            except Exception as err:  # noqa: BLE001 - the worker itself died
+                outcome = SceneOutcome(job[1], job[3], error=_one_line(err))
+            outcomes[job[1]] = outcome
+            if on_scene:
+                on_scene(outcome, len(outcomes), len(jobs))
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM: running scenes stop and clean up after
+        Event(stop, client=client).set()  # queued scenes end at once, running ones in a batch
+        with contextlib.suppress(Exception):  # a worker stopped by the same signal, a timeout
+            wait(list(futures), timeout=60)
+        for future, job in futures.items():  # (workers hit by the same signal return nothing)
+            if job[1] not in outcomes and future.status == "finished":
+                outcomes[job[1]] = future.result()
+        raise KeyboardInterrupt(_cancelled(list(outcomes.values()), len(jobs))) from None
+    finally:
+        client.close()
+        if local is not None:
+            local.close()
+            _remove_leftovers([job[3] for job in jobs if job[1] not in outcomes])
+    return [outcomes[job[1]] for job in jobs]
+
+
+def _one_line(err: BaseException) -> str:
+    """The error as a person reads it: its message (a KeyError's without quotes), or its kind."""
+    message = err.args[0] if isinstance(err, KeyError) and err.args else err
+    return str(message).strip().splitlines()[0] if str(message).strip() else type(err).__name__
+
+
+def _cancelled(ended: list[SceneOutcome], total: int) -> str:
+    written = sum(1 for outcome in ended if outcome.result is not None)
+    return f"cancelled; {written} of {total} scenes were written, nothing of the others"
+
+
+def _remove_leftovers(outputs: list[Path]) -> None:
+    """The engine's hidden temporary files of scenes whose worker was stopped mid-write."""
+    for out in outputs:
+        for pattern in (f".{out.stem}.*.tmp.tif*", f".{out.stem}_pca.*.tmp.tif*"):
+            for leftover in out.parent.glob(pattern):
+                leftover.unlink(missing_ok=True)
