@@ -16,7 +16,7 @@ loading excluded), peak RSS of the process tree (sampled every 0.1 s) and of the
    separate venv, see ``TERRATORCH_SETUP``; skipped with the reason when it is missing or the
    run would not fit in memory).
 
-    python bench/bench_peer.py [--size 8192] [--tile 64] [--overlap 16] [--repeats 1]
+    python bench/bench_peer.py [--size 8192] [--tile 64] [--overlap 16] [--batch 32] [--repeats 1]
 """
 
 from __future__ import annotations
@@ -304,7 +304,9 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=8192)
     parser.add_argument("--tile", type=int, default=64)
     parser.add_argument("--overlap", type=int, default=16)
-    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--batch", type=int, default=32,
+                        help="tiles per batch in every pipeline (default: the engine's own "
+                             "default for this model, 2048 patches' worth)")
     parser.add_argument("--repeats", type=int, default=1, help="runs per pipeline, best counts")
     parser.add_argument("--workdir", type=Path, default=WORKDIR)
     parser.add_argument("--child", help=argparse.SUPPRESS)

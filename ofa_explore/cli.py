@@ -476,7 +476,9 @@ def build_parser() -> argparse.ArgumentParser:
                             "GIS software (e.g. 4,3,2); detection sees only them")
         p.add_argument("--tile", type=int, help="tile size in pixels (default: the model's image size)")
         p.add_argument("--overlap", type=int, help="tile overlap in pixels (default: tile/4)")
-        p.add_argument("--batch-size", type=int, default=8, help="tiles per batch (default: 8)")
+        p.add_argument("--batch-size", type=int,
+                       help="tiles per batch (default: about 2048 patches' worth, 32 tiles of "
+                            "64 x 64 px with 8-px patches)")
         p.add_argument("--device", default="auto", help="auto (CUDA, MPS, CPU), cpu, cuda, cuda:1, mps")
         p.add_argument("--precision", choices=PRECISIONS, default="fp32",
                        help="fp32 (default), bf16, fp16 (CUDA), or auto: bf16 where the device "

@@ -44,6 +44,9 @@ PCA_SAMPLE = 20000  # embedding vectors kept (spread over all tiles) to fit the 
 CLASS_NODATA = 255
 GDAL_CACHE_BYTES = 64 * 2**20  # GDAL block cache while reading/writing; its default grows with RAM
 CUBE_BLOCK = 64  # block side of the embedding cube: 64 x 64 x D floats, 3 MB for D = 192
+READ_VALUES = 4 * 2**20  # values per read window: 16 MB in float32, whatever the raster's width
+BATCH_TOKENS = 2048  # default batch: 32 tiles of 64 px with 8-px patches; measured 1.2x (fp32)
+# to 1.3x (bf16) the throughput of 8 tiles on a 2-core CPU, see bench/RESULTS.md
 CUBE_MIN_BANDS = 33  # outputs with this many bands are treated as the embedding cube, see _FileSink
 DEFAULT_COLORS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2",
                   "#7f7f7f", "#bcbd22", "#17becf"]
@@ -60,7 +63,8 @@ class EngineSettings:
 
     tile: int | None = None  # pixels, a multiple of the patch size; None: the model's image size
     overlap: int | None = None  # pixels of context shared by neighbours; None: a quarter tile
-    batch_size: int = 8  # tiles per forward pass (halved on GPU out-of-memory)
+    batch_size: int | None = None  # tiles per forward pass (None: BATCH_TOKENS tokens' worth;
+    # halved on GPU out-of-memory)
     device: str = "auto"  # "auto" (CUDA, MPS, CPU), "cpu", "cuda", "cuda:1", "mps"
     precision: str = "fp32"  # "fp32", "bf16", "fp16" (CUDA) or "auto", see resolve_precision
     head: str | None = None  # classify: the checkpoint's head (None: its first for the modality)
@@ -68,7 +72,7 @@ class EngineSettings:
     seed: int = 0  # reconstruct: the mask's seed
 
     def __post_init__(self) -> None:
-        if self.batch_size < 1:
+        if self.batch_size is not None and self.batch_size < 1:
             raise ValueError(f"batch size {self.batch_size}: give at least 1 tile per batch")
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision {self.precision!r}: choose one of {', '.join(PRECISIONS)}")
@@ -203,8 +207,8 @@ def _predict(model, raster, task, output, settings: EngineSettings, modality, ov
 
     per_pixel = task == "reconstruct" or (
         task == "classify" and model.head_info[head_name]["kind"] == "segmentation")
-    run = _Run(model, m, task, settings, dev, head_name, 1 if per_pixel else p,
-               settings.batch_size)
+    batch_size = settings.batch_size or max(1, BATCH_TOKENS // ((th // p) * (tw // p)))
+    run = _Run(model, m, task, settings, dev, head_name, 1 if per_pixel else p, batch_size)
     res = run.res
     out_h, out_w = math.ceil(H / res), math.ceil(W / res)
     bands = (list(m.bands) if task == "reconstruct" else
@@ -222,7 +226,7 @@ def _predict(model, raster, task, output, settings: EngineSettings, modality, ov
     if task == "classify":
         sink.count_classes(len(classes), H, W, res)
     is_cancelled = (cancel.is_set if isinstance(cancel, threading.Event) else cancel) or (lambda: False)
-    reader = _TileReader(da, m, tiles, th, tw, queue_size=2 * settings.batch_size)
+    reader = _TileReader(da, m, tiles, th, tw, queue_size=2 * batch_size)
     done = 0
     fused = [block.attn.fused_attn for block in model.blocks]
     model.set_fused_attention(fused_attention_for(precision, dev))
@@ -333,7 +337,9 @@ def _layout(Hp: int, Wp: int, th: int, tw: int, margin: int) -> Iterator[_Tile]:
 # ---------------------------------------------------------------- reading
 class _TileReader:
     """Reads tiles in a thread into a bounded queue, so I/O overlaps compute and at most
-    ``queue_size`` tiles wait in memory."""
+    ``queue_size`` tiles wait in memory. Neighbouring tiles of a row are read as one window
+    (up to READ_VALUES values): one GDAL read and one unit conversion instead of one per tile,
+    and the overlap between them is read once."""
 
     _END = object()
 
@@ -351,14 +357,27 @@ class _TileReader:
 
     def _run(self) -> None:
         try:
-            for t in self.tiles:
+            for group in self._groups():
                 if self.stopped.is_set():
                     return
-                self._read(t)
-                self._put(t)
+                for t in self._read(group):
+                    self._put(t)
         except BaseException as err:  # surfaced in the consumer thread
             self.error = err
         self._put(self._END)
+
+    def _groups(self) -> Iterator[list[_Tile]]:
+        """Runs of consecutive tiles of one row, each read as one window."""
+        per_tile = self.da.sizes["band"] * self.th * self.tw
+        most = max(1, READ_VALUES // per_tile)
+        group: list[_Tile] = []
+        for t in self.tiles:
+            if group and (t.y0 != group[0].y0 or len(group) == most):
+                yield group
+                group = []
+            group.append(t)
+        if group:
+            yield group
 
     def _put(self, item) -> None:
         while not self.stopped.is_set():
@@ -368,13 +387,14 @@ class _TileReader:
             except queue.Full:
                 continue
 
-    def _read(self, t: _Tile) -> None:
+    def _read(self, group: list[_Tile]) -> Iterator[_Tile]:
         H, W = self.da.sizes["y"], self.da.sizes["x"]
-        y1, x1 = min(t.y0 + self.th, H), min(t.x0 + self.tw, W)
+        y0, x0 = group[0].y0, group[0].x0
+        y1, x1 = min(y0 + self.th, H), min(group[-1].x0 + self.tw, W)
         try:
-            block = self.da.isel(y=slice(t.y0, y1), x=slice(t.x0, x1)).values
+            block = self.da.isel(y=slice(y0, y1), x=slice(x0, x1)).values
         except rasterio.errors.RasterioIOError as err:
-            raise RasterError(f"reading pixels {t.x0}..{x1}, {t.y0}..{y1} failed: the raster is "
+            raise RasterError(f"reading pixels {x0}..{x1}, {y0}..{y1} failed: the raster is "
                               f"corrupt or truncated ({str(err).splitlines()[0][:200]})") from None
         valid = np.ones(block.shape[1:], dtype=bool)
         if self.nodata is not None and not (isinstance(self.nodata, float) and math.isnan(self.nodata)):
@@ -382,16 +402,22 @@ class _TileReader:
         values = to_model_units(block, self.conversion)
         if values.dtype.kind == "f" and not np.isfinite(values.sum()):  # integers are finite
             valid &= np.isfinite(values).all(axis=0)
+        for t in group:
+            left = t.x0 - x0
+            yield self._cut(t, values[:, :, left:left + self.tw], valid[:, left:left + self.tw])
+
+    def _cut(self, t: _Tile, values: np.ndarray, valid: np.ndarray) -> _Tile:
         h, w = values.shape[1:]
         t.inside = (h, w)
         if (h, w) == (self.th, self.tw) and valid.all():  # the common case: nothing to fill
-            t.pixels, t.valid = values, valid
-            return
-        pixels = np.broadcast_to(self.mean, (block.shape[0], self.th, self.tw)).copy()
+            t.pixels, t.valid = np.ascontiguousarray(values), valid
+            return t
+        pixels = np.broadcast_to(self.mean, (values.shape[0], self.th, self.tw)).copy()
         mask = np.zeros((self.th, self.tw), dtype=bool)
         pixels[:, :h, :w] = np.where(valid, values, self.mean)
         mask[:h, :w] = valid
         t.pixels, t.valid = pixels, mask
+        return t
 
     def __iter__(self) -> Iterator[_Tile]:
         while True:

@@ -152,3 +152,15 @@ def test_class_map_covers_the_scene_to_its_edges(model, tmp_path):
     assert total == pytest.approx(61 * 59 * 100 / 1e4, rel=2e-3)  # exactly the scene, not 64 x 64 px
     picture = on_display_grid(widget.classes, 8, widget.raster)
     assert picture.shape == (59, 61) and (picture[-1] == widget.classes[-1, np.arange(61) // 8]).all()
+
+
+def test_widgets_take_the_engine_settings(model):
+    from ofa_explore.inference import EngineSettings
+
+    settings = EngineSettings(precision="bf16", batch_size=2, head="eurosat_landcover")
+    widget = ClassificationMap(model, sample_path("eurosat_river.tif"), basemap=False,
+                               settings=settings)
+    assert widget.result.precision == "bf16" and widget.result.head == "eurosat_landcover"
+    with pytest.raises(ValueError, match="no head named 'nope'"):
+        ClassificationMap(model, sample_path("eurosat_river.tif"), basemap=False,
+                          settings=settings, head="nope")  # the argument wins over the settings

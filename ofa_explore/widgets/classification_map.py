@@ -14,6 +14,9 @@ from .maps import PIXELATED_CSS, overlay, scene_map
 
 
 class ClassificationMap(widgets.VBox):
+    """``engine``: how the engine runs, as for ``predict_raster``: ``settings=EngineSettings(...)``
+    and/or single fields (``precision="auto"``)."""
+
     def __init__(self, model: OFANet, source, head: str | None = None,
                  modality: str | None = None, basemap: bool | None = None, **engine):
         pixels, self.modality, self.raster = read_scene(source, modality)
@@ -23,8 +26,9 @@ class ClassificationMap(widgets.VBox):
         def step(done: int, total: int) -> None:
             self.progress.max, self.progress.value = total, done
 
-        result = predict_raster(model, self.raster, "classify", head=head, progress=step,
-                                **engine)
+        if head is not None:  # else the settings' head, if any
+            engine["head"] = head
+        result = predict_raster(model, self.raster, "classify", progress=step, **engine)
         self.result = result
         self.classes = result.data.values[0]
         self.names, self.colors = result.class_names, result.class_colors

@@ -17,6 +17,9 @@ from .maps import PIXELATED_CSS, overlay, scene_map, write_geotiff
 
 
 class EmbeddingMap(widgets.VBox):
+    """``engine``: how the engine runs, as for ``predict_raster``: ``settings=EngineSettings(...)``
+    and/or single fields (``precision="auto"``)."""
+
     def __init__(self, model: OFANet, source, modality: str | None = None,
                  basemap: bool | None = None, **engine):
         pixels, self.modality, self.raster = read_scene(source, modality)
