@@ -42,14 +42,23 @@ def make_scenes(folder: Path) -> list[Path]:
     return scenes
 
 
+def _pixels(path: Path) -> int:
+    with rasterio.open(path) as src:
+        return src.width * src.height
+
+
+def _read(path: Path) -> np.ndarray:
+    with rasterio.open(path) as src:
+        return src.read()
+
+
 def main() -> None:
     with tempfile.TemporaryDirectory(prefix="ofa-bench-scenes-") as tmp:
         tmp = Path(tmp)
         scenes = make_scenes(tmp)
         print(f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch "
               f"{torch.__version__}, serial: {default_threads()} threads; 4 scenes, "
-              f"{sum(rasterio.open(s).width * rasterio.open(s).height for s in scenes) / 1e6:.1f} "
-              "Mpx in all")
+              f"{sum(_pixels(s) for s in scenes) / 1e6:.1f} Mpx in all")
         t0 = time.perf_counter()
         serial = predict_scenes(scenes, "embed", tmp / "serial")
         t_serial = time.perf_counter() - t0
@@ -61,8 +70,8 @@ def main() -> None:
         with LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=None) as cluster, \
                 Client(cluster):
             t_start = time.perf_counter() - t0  # the cluster's own start-up, for reference
-        same = all(np.array_equal(rasterio.open(a.output).read(), rasterio.open(b.output).read(),
-                                  equal_nan=True) for a, b in zip(serial, dask))
+        same = all(np.array_equal(_read(a.output), _read(b.output), equal_nan=True)
+                   for a, b in zip(serial, dask))
         print(f"serial, one process:     {t_serial:6.1f} s")
         print(f"LocalCluster, 2 workers: {t_dask:6.1f} s in all; of that, starting a bare "
               f"2-worker cluster takes {t_start:.1f} s")

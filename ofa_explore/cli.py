@@ -111,7 +111,7 @@ def _cmd_convert(args: argparse.Namespace) -> int:
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
-    from .inference import EngineSettings, predict_raster
+    from .inference import TIF_SUFFIXES, EngineSettings, predict_raster
     from .io import KEEP, open_raster, raster_modality
     from .pretrained import load_model
 
@@ -119,11 +119,11 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         tile=args.tile, overlap=args.overlap, batch_size=args.batch_size, device=args.device,
         precision=args.precision, head=getattr(args, "head", None),
         mask_ratio=getattr(args, "mask_ratio", 0.75), seed=getattr(args, "seed", 0))
-    if not _is_tif(args.output):
+    if args.output.suffix.lower() not in TIF_SUFFIXES:
         return _predict_scenes(args, settings)
-    if args.dask or args.scheduler:
-        raise ValueError("--dask and --scheduler spread several scenes over a cluster; give an "
-                         "output folder with -o instead of one .tif")
+    if args.dask or args.scheduler or args.workers:
+        raise ValueError("--dask, --scheduler and --workers spread several scenes over a "
+                         "cluster; give an output folder with -o instead of one .tif")
     report = args.report
     model = load_model(args.checkpoint)
     nodata = KEEP if args.nodata is None else None if args.nodata == "none" else float(args.nodata)
@@ -140,10 +140,6 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
-def _is_tif(path: Path) -> bool:
-    return path.suffix.lower() in (".tif", ".tiff")
-
-
 def _predict_scenes(args: argparse.Namespace, settings) -> int:
     """-o FOLDER: every input is a scene (paths, globs, lists of paths), each written to
     FOLDER/<name>_<task>.tif, one after another or on a Dask cluster."""
@@ -155,6 +151,9 @@ def _predict_scenes(args: argparse.Namespace, settings) -> int:
     if args.bands or args.nodata is not None:
         raise ValueError("--bands and --nodata apply to one scene; run several scenes without "
                          "them, or one scene with -o FILE.tif")
+    if args.workers is not None and (args.workers < 1 or not args.dask):
+        raise ValueError("--workers N (1 or more) sets the size of the local cluster that --dask "
+                         "starts; add --dask, or leave --workers out")
     scenes = expand_inputs(args.raster)
     cluster = args.scheduler or ("local" if args.dask else None)
     report = args.report
@@ -591,7 +590,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt as interrupt:  # several scenes: says how many were written
         args.report.cancelled(str(interrupt) or "cancelled; nothing was written")
         return EXIT_CANCELLED
-    except (ValueError, FileNotFoundError, KeyError, OSError) as err:
+    except (ValueError, FileNotFoundError, KeyError, OSError, ImportError) as err:
+        # ImportError: an optional part is missing; the message names what to install
         message = err.args[0] if isinstance(err, KeyError) and err.args else err
         args.report.error(str(message))
         return EXIT_BAD_INPUT

@@ -40,6 +40,7 @@ from .precision import PRECISIONS, autocast_for, fused_attention_for, resolve_pr
 from .threads import ensure_threads
 
 TASKS = ("embed", "reconstruct", "classify")
+TIF_SUFFIXES = (".tif", ".tiff")  # what an output file may be called
 PCA_SAMPLE = 20000  # embedding vectors kept (spread over all tiles) to fit the PCA colour view
 CLASS_NODATA = 255
 GDAL_CACHE_BYTES = 64 * 2**20  # GDAL block cache while reading/writing; its default grows with RAM
@@ -279,7 +280,7 @@ def _check_output(output, source, overwrite: bool, task: str) -> Path | None:
     if output is None:
         return None
     out = Path(output)
-    if out.suffix.lower() not in (".tif", ".tiff"):
+    if out.suffix.lower() not in TIF_SUFFIXES:
         raise ValueError(f"output {out} must be a GeoTIFF path ending in .tif")
     sources = source if isinstance(source, (list, tuple)) else [source] if source else []
     for src in sources:

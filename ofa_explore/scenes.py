@@ -104,10 +104,10 @@ def predict_scenes(
     """
     settings = settings or EngineSettings()
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
     if cluster not in (None, "local"):  # workers elsewhere: no shared working folder
         scenes, folder = [Path(s).absolute() for s in scenes], folder.absolute()
-    outputs = scene_outputs(scenes, task, folder)
+    outputs = scene_outputs(scenes, task, folder)  # a name clash stops before anything is made
+    folder.mkdir(parents=True, exist_ok=True)
     jobs = [(checkpoint, scene, task, out, settings, modality, overwrite)
             for scene, out in zip(scenes, outputs)]
     if cluster is not None:

@@ -122,3 +122,18 @@ def test_sigterm_stops_a_dask_run_and_leaves_nothing_hidden(shared, scenes, tmp_
     assert events[-1] == {"event": "cancelled",
                           "message": "cancelled; 1 of 2 scenes were written, nothing of the others"}
     assert sorted(p.name for p in out.iterdir()) == ["River_classify.tif"]
+
+
+def test_cluster_options_without_a_folder_or_dask_are_explained(scenes, tmp_path, capsys,
+                                                              monkeypatch):
+    river = str(scenes / "River.tif")
+    assert cli(["embed", river, "-o", str(tmp_path / "one.tif"), "--dask", "-q"]) == 2
+    assert "give an output folder with -o" in capsys.readouterr().err
+    assert cli(["embed", river, "-o", str(tmp_path / "out"), "--workers", "2", "-q"]) == 2
+    assert "add --dask" in capsys.readouterr().err
+    assert cli(["embed", river, str(scenes / "Forest.tif"), river, "-o", str(tmp_path / "twice"),
+                "-q"]) == 0  # the same file twice is one scene
+    assert "2 scenes, one after another" in capsys.readouterr().err
+    monkeypatch.setitem(sys.modules, "distributed", None)  # dask.distributed not installed
+    assert cli(["embed", river, "-o", str(tmp_path / "d"), "--dask", "-q"]) == 2
+    assert "pip install 'ofa-explore[cluster]'" in capsys.readouterr().err
