@@ -1,0 +1,105 @@
+"""The project's errors: problems a user can fix, each with a structured hint.
+
+A message has two parts: ``problem`` (what is wrong, in neutral words) and ``fix`` (what to do).
+The fix names settings as ``{placeholders}`` (``{output}``, ``{modality}``, ``{overwrite}``) that
+each shell renders in its own words (write a literal brace in a fix as ``{{``): the Python API says ``overwrite=True``, the command line
+``--overwrite``, QGIS "the Overwrite box". Only these errors are "bad input" (exit 2); any other
+exception is a bug and shows its traceback.
+
+Torch-free and numpy-free: the QGIS plugin ships a copy of this file.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+EXIT_OK = 0
+EXIT_FAILED = 1  # an unexpected error: a bug, with its traceback
+EXIT_BAD_INPUT = 2  # an OFAError: the message says what to change
+EXIT_SCENES_FAILED = 3  # some of several scenes failed; the others were written
+EXIT_CANCELLED = 130  # Ctrl-C, or SIGTERM for a running job
+
+# How each shell names a setting; a name missing from a vocabulary is shown as it is.
+API_WORDS: dict[str, str] = {
+    "output": "the output path", "overwrite": "overwrite=True", "modality": "modality=",
+    "bands": "bands=", "checkpoint": "checkpoint=", "head": "head=", "device": "device=",
+    "precision": "precision=", "tile": "tile=", "overlap": "overlap=",
+    "batch_size": "batch_size=", "mask_ratio": "mask_ratio=", "threads": "set_threads()",
+    "train_head": "ofa_explore.downstream.train_head()", "modalities": "list_modalities()",
+    "data": "data=", "config": "the config",
+}
+CLI_WORDS: dict[str, str] = {
+    "output": "-o", "overwrite": "--overwrite", "modality": "--modality", "bands": "--bands",
+    "checkpoint": "--checkpoint", "head": "--head", "device": "--device",
+    "precision": "--precision", "tile": "--tile", "overlap": "--overlap",
+    "batch_size": "--batch-size", "mask_ratio": "--mask-ratio", "threads": "--threads",
+    "train_head": "`ofa train-head`", "modalities": "`ofa modalities`", "data": "--data",
+    "config": "the config file",
+}
+
+
+class _Words(dict):
+    def __missing__(self, key: str) -> str:
+        return key
+
+
+class OFAError(Exception):
+    """A problem the user can fix (bad input, a missing file, an unfit model)."""
+
+    kind = "bad_input"
+
+    def __init__(self, problem: str, fix: str = "", **context: Any):
+        super().__init__(problem)
+        self.problem = problem
+        self.fix = fix
+        self.context = context
+
+    def render(self, words: Mapping[str, str] = API_WORDS) -> str:
+        """One line: the problem, then the fix in the given vocabulary."""
+        return _line(self.problem, self.fix, words)
+
+    def __str__(self) -> str:
+        return self.render(API_WORDS)
+
+    def to_event(self, words: Mapping[str, str] = CLI_WORDS) -> dict[str, Any]:
+        """The JSON ``error`` event a worker sends: the parts, and the line in ``words``."""
+        return {"event": "error", "kind": self.kind, "problem": self.problem, "fix": self.fix,
+                "message": self.render(words)}
+
+
+class BadInput(OFAError, ValueError):
+    """An argument, a file's content or a combination of settings that cannot work."""
+
+
+class NotFound(OFAError, FileNotFoundError):
+    """A file, folder, modality, head or published model that does not exist."""
+
+    kind = "not_found"
+
+
+class OutputError(OFAError, OSError):
+    """An output that cannot be written (exists, read-only folder, no space)."""
+
+    kind = "output"
+
+
+class MissingPart(OFAError, ImportError):
+    """An optional dependency is not installed; the fix names the extra to install."""
+
+    kind = "missing_part"
+
+
+class ModelMismatch(BadInput):
+    """The model cannot do this with this imagery (no embedding, no fitting head)."""
+
+    kind = "model_mismatch"
+
+
+def render_event(event: Mapping[str, Any], words: Mapping[str, str]) -> str:
+    """An ``error`` event's line in another vocabulary (the QGIS plugin's words)."""
+    problem = str(event.get("problem") or event.get("message") or "the engine failed")
+    return _line(problem, str(event.get("fix") or ""), words)
+
+
+def _line(problem: str, fix: str, words: Mapping[str, str]) -> str:
+    return f"{problem}; {fix.format_map(_Words(words))}" if fix else problem
