@@ -1,6 +1,6 @@
 """ofa-explore: OFA-Net for Earth observation, one shared backbone for every modality."""
 
-__version__ = "0.1.0"
+from ._version import __version__
 
 from .modalities import (  # noqa: E402
     Modality,

@@ -23,7 +23,6 @@ from safetensors.torch import save as st_save
 from .fileio import atomic_write, existing_file
 from .modalities import Modality
 from .model import OFANet
-from .threads import ensure_threads
 
 FORMAT = "ofa_explore.checkpoint"
 FORMAT_VERSION = 1
@@ -120,7 +119,6 @@ def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu",
                     verify: bool = True) -> OFANet:
     """Rebuild the model saved by ``save_checkpoint``; refuses damaged or foreign files."""
-    ensure_threads()
     tensors, meta = read_tensors(path, FORMAT, verify)
     model = model_from_metadata(meta)
     state = {k: v.float() if v.is_floating_point() else v for k, v in tensors.items()}

@@ -19,7 +19,7 @@ import warnings
 from pathlib import Path
 
 from .precision import PRECISIONS
-from .threads import parse_threads, set_threads
+from .threads import ensure_threads, parse_threads, set_threads
 
 THREADS_HELP = ("CPU threads for the model (default: the cores free for this process; "
                 "environment: OFA_EXPLORE_THREADS)")
@@ -29,7 +29,7 @@ EPILOG = """examples:
   ofa info model.safetensors          what a checkpoint holds
   ofa convert dofa_base.pth -o dofa_base.safetensors --from dofa-base-v1
   ofa demo                            shipped model on shipped scenes: reconstructions, embedding map
-  ofa pretrain --config pretraining/configs/demo.yaml
+  ofa pretrain --config ofa_explore/pretraining/configs/demo.yaml
   ofa embed scene.tif -o emb.tif                    (the shipped model; or --checkpoint C)
   ofa reconstruct scene.tif -o rec.tif --checkpoint model.safetensors --mask-ratio 0.5
   ofa classify scene.tif -o classes.tif --checkpoint model.safetensors --modality s2_l1c
@@ -340,13 +340,14 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _cmd_pretrain(args: argparse.Namespace) -> int:
-    from pretraining.train import main as pretrain
+    from .pretraining.config import load_config
+    from .pretraining.train import train
 
-    argv = ["--config", str(args.config)] + (["--resume"] if args.resume is True else
-                                             ["--resume", args.resume] if args.resume else [])
-    argv += ["--output-dir", args.output_dir] if args.output_dir else []
-    argv += ["--steps", str(args.steps)] if args.steps else []
-    return pretrain(argv)
+    cfg = load_config(args.config, output_dir=args.output_dir, steps=args.steps)
+    final = train(cfg, Path.cwd(), resume=args.resume)
+    if os.environ.get("RANK", "0") == "0":
+        print(f"model written to {final}", flush=True)
+    return 0
 
 
 def _cmd_train_head(args: argparse.Namespace) -> int:
@@ -551,8 +552,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_demo)
 
     p = sub.add_parser("pretrain", help="MAE pre-training from a YAML config (one process; for "
-                                        "several GPUs: torchrun -m pretraining.train)")
-    p.add_argument("--config", type=Path, required=True, help="e.g. pretraining/configs/demo.yaml")
+                                        "several GPUs: torchrun -m ofa_explore.pretraining.train)")
+    p.add_argument("--config", type=Path, required=True,
+                   help="e.g. ofa_explore/pretraining/configs/demo.yaml")
     p.add_argument("--resume", nargs="?", const=True, default=False,
                    help="continue from the newest checkpoint (or the folder given)")
     p.add_argument("--output-dir", help="override output_dir")
@@ -583,6 +585,8 @@ def main(argv: list[str] | None = None) -> int:
                             module=r"rioxarray\.rioxarray")
     if args.threads:
         set_threads(args.threads)
+    elif args.func not in (_cmd_modalities, _cmd_info, _cmd_convert):  # these run no model
+        ensure_threads()  # the shell's default: the cores free for this process
     args.report = _report(args)
     previous = _sigterm_as_ctrl_c() if args.func is _cmd_predict else None
     try:

@@ -37,7 +37,6 @@ from .io import CONVERSION_ATTR, RasterError, open_raster, raster_modality, to_m
 from .modalities import Modality
 from .model import OFANet
 from .precision import PRECISIONS, autocast_for, fused_attention_for, resolve_precision
-from .threads import ensure_threads
 
 TASKS = ("embed", "reconstruct", "classify")
 TIF_SUFFIXES = (".tif", ".tiff")  # what an output file may be called
@@ -164,7 +163,6 @@ def predict_raster(
     written.
     """
     settings = replace(settings or EngineSettings(), **changes)
-    ensure_threads()
     with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_BYTES):  # GDAL's cache bounded, whatever the size
         return _predict(model, raster, task, output, settings, modality, overwrite, progress,
                         cancel)

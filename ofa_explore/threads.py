@@ -7,6 +7,9 @@ long with torch's default 2 threads as with 1 while another process kept one of 
 So the default here is the cores this process may run on (CPU affinity, a container's CPU quota),
 minus those other programs are keeping busy right now, at least 1.
 
+Library functions (loading a checkpoint, the engine, training) leave torch's thread count as they
+find it; the shells choose it: the command lines (``ofa``, and with it the QGIS plugin's worker,
+``python -m ofa_explore.pretraining.train``), the notebook widgets and the workshop notebooks.
 Override it with ``OFA_EXPLORE_THREADS=N``, ``ofa --threads N`` or ``set_threads(N)``; an
 ``OMP_NUM_THREADS`` the user set is respected as it is.
 """
@@ -136,8 +139,8 @@ def torch_default_threads() -> int:
 
 
 def ensure_threads() -> None:
-    """Apply the default once per process, unless threads were already chosen; called where
-    work starts (model loading, inference, training), so the widgets and notebooks get it too."""
+    """Apply the default once per process, unless threads were already chosen; what a shell
+    calls when it starts work (the ``ofa`` commands that run a model, the notebook widgets)."""
     if not _applied:
         set_threads()
 

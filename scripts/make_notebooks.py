@@ -24,9 +24,10 @@ def _head_accuracy() -> str:
     return f"{info['validation']['accuracy']:.0%}"
 
 
-SETUP = """from ofa_explore import load_pretrained
+SETUP = """from ofa_explore import load_pretrained, set_threads
 from ofa_explore.demo import sample_path
 
+set_threads()               # torch's CPU threads: the cores free for this kernel (or set_threads(N))
 model = load_pretrained()   # the shipped ViT-Tiny OFA-Net, no network needed
 print(model.extra_repr(), "| heads:", list(model.heads))"""
 
@@ -167,9 +168,11 @@ NOTEBOOKS = {
         "about half a minute, on the ten sample scenes of five sensors. Batches hold one "
         "modality each; the encoder is shared. Everything goes to a fixed *run folder*, "
         "`runs/tiny-ofa` beside this notebook: the log, and a checkpoint every 100 steps.",
-        "from pathlib import Path\n\nfrom ofa_explore.demo import SAMPLES, sample_path\n"
-        "from pretraining.config import load_config\n"
-        "from pretraining.train import latest_checkpoint, train\n\n"
+        "from pathlib import Path\n\nfrom ofa_explore import set_threads\n"
+        "from ofa_explore.demo import SAMPLES, sample_path\n"
+        "from ofa_explore.pretraining.config import load_config\n"
+        "from ofa_explore.pretraining.train import latest_checkpoint, train\n\n"
+        "set_threads()   # torch's CPU threads: the cores free for this kernel (or set_threads(N))\n"
         "sources = {}\nfor filename, modality in SAMPLES.items():\n"
         "    sources.setdefault(modality, []).append(str(sample_path(filename)))\n"
         "run = Path(\"runs\") / \"tiny-ofa\"\n"

@@ -23,9 +23,9 @@ import numpy as np
 import torch
 import xarray as xr
 
-from ofa_explore.io import CONVERSION_ATTR, open_raster, raster_modality, to_model_units
-from ofa_explore.modalities import Modality, get_modality
-
+from ..errors import BadInput, NotFound
+from ..io import CONVERSION_ATTR, open_raster, raster_modality, to_model_units
+from ..modalities import Modality, get_modality
 from .config import AugmentConfig, SourceConfig, TrainConfig
 
 IN_MEMORY_BYTES = 512 * 2**20  # rasters up to this size are read once and kept
@@ -61,7 +61,8 @@ class ModalitySource:
         self.chip_size = cfg.chip_size or default_size
         items = _expand(cfg, base)
         if not items:
-            raise FileNotFoundError(f"source '{cfg.modality}': no rasters match {cfg.paths or cfg.manifest}")
+            raise NotFound(f"source '{cfg.modality}': no rasters match "
+                           f"{cfg.paths or cfg.manifest}", "check the paths in {config}")
         given = None if cfg.modality == "auto" else get_modality(cfg.modality)
         if given is not None and cfg.bands:
             given = given.select(cfg.bands, name=given.name if
@@ -74,10 +75,8 @@ class ModalitySource:
         self.modality: Modality = given or raster_modality(rasters[0])
         for da in rasters[1:]:
             if raster_modality(da).wavelengths != self.modality.wavelengths:
-                raise ValueError(f"source '{cfg.modality}': {da.attrs.get('source')} has other "
-                                 "bands than the first file; give such files a source each")
-        if cfg.split not in ("auto", "files", "rows"):
-            raise ValueError(f"source '{cfg.modality}': split must be auto, files or rows")
+                raise BadInput(f"source '{cfg.modality}': {da.attrs.get('source')} has other "
+                               "bands than the first file", "give such files a source each")
         by_files = cfg.split == "files" or (cfg.split == "auto" and len(rasters) > 1)
         self.train, self.val = _split(rasters, cfg.val_fraction, by_files, self.modality.nodata)
 
@@ -88,13 +87,13 @@ class ModalitySource:
 class ChipSampler:
     """Batches for training or validation, as a function of the step (and rank)."""
 
-    def __init__(self, sources: list[ModalitySource], img_size: int, seed: int,
-                 split: str = "train", crop_scale: tuple[float, float] = (1.0, 1.0),
-                 views: int = 1, augment: AugmentConfig | None = None):
+    def __init__(self, sources: list[ModalitySource], seed: int, split: str = "train",
+                 crop_scale: tuple[float, float] = (1.0, 1.0), views: int = 1,
+                 augment: AugmentConfig | None = None):
         self.sources = [s for s in sources if s.regions(split)]
         if not self.sources:
-            raise ValueError(f"no rasters left for the {split} split; lower val_fraction")
-        self.img_size, self.seed, self.split = img_size, seed, split
+            raise BadInput(f"no rasters left for the {split} split", "lower val_fraction")
+        self.seed, self.split = seed, split
         self.crop_scale, self.views = crop_scale, views
         self.augment = augment or AugmentConfig()
         weights = np.array([s.cfg.weight for s in self.sources], dtype=float)
@@ -159,8 +158,8 @@ class ChipSampler:
             h, w = values.shape[1:]
             window[:, :h, :w] = np.where(valid, values, mean)
             return [self._view(window, m, size, rng) for _ in range(count)]
-        raise ValueError(f"source '{m.name}': no chip with {MIN_VALID:.0%} valid pixels in {TRIES} "
-                         "tries; check nodata")
+        raise BadInput(f"source '{m.name}': no chip with {MIN_VALID:.0%} valid pixels in {TRIES} "
+                       "tries", "check the rasters' nodata value")
 
     def _view(self, window: np.ndarray, m: Modality, size: int,
               rng: np.random.Generator) -> np.ndarray:

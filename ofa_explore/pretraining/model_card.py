@@ -1,6 +1,7 @@
 """Turn a finished pre-training run into the shipped checkpoint and its model card.
 
-    python -m pretraining.model_card --run runs/demo --config pretraining/configs/demo.yaml \\
+    python -m ofa_explore.pretraining.model_card --run runs/demo \\
+        --config ofa_explore/pretraining/configs/demo.yaml \\
         --out ofa_explore/data
 
 Evaluates masked reconstruction on the held-out (validation) chips of every source (Landsat and
@@ -49,7 +50,7 @@ def source_label(source) -> str:
 def held_out_scores(model, cfg, base: Path, batches: int) -> dict[str, dict[str, float]]:
     """Hidden-pixel MSE against the trivial baseline on every source's held-out rasters."""
     sources = build_sources(cfg, base)
-    sampler = ChipSampler(sources, cfg.model.img_size, cfg.seed + 1, "val")
+    sampler = ChipSampler(sources, cfg.seed + 1, "val")
     out = {}
     for source in sampler.sources:
         scores = [reconstruction_scores(model, sampler.chips(source, i), source.modality,
@@ -160,7 +161,7 @@ def render(cfg, config_path, run, where, held_out, samples, ckpt) -> str:
           for s in cfg.data],
         "", "## Reproduce",
         f"```\nofa pretrain --config {config_path}\n"
-        f"python -m pretraining.model_card --run {cfg.output_dir} --config {config_path}\n"
+        f"python -m ofa_explore.pretraining.model_card --run {cfg.output_dir} --config {config_path}\n"
         "python scripts/add_shipped_head.py\npython scripts/evaluation_table.py\n```",
         "", "## Training",
         f"Means of the last 200 steps: total loss {fmt(run['train_loss'])}, masked-patch MSE "

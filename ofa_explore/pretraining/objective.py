@@ -15,8 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ofa_explore.model import OFANet
-
+from ..model import OFANet
 from .config import ObjectiveConfig
 from .data import View
 

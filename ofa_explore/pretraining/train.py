@@ -1,7 +1,7 @@
 """MAE pre-training loop: one GPU, many GPUs or CPU processes under torchrun (PyTorch DDP).
 
-    python -m pretraining.train --config pretraining/configs/demo.yaml
-    torchrun --nproc_per_node=4 -m pretraining.train --config CONFIG [--resume]
+    python -m ofa_explore.pretraining.train --config ofa_explore/pretraining/configs/demo.yaml
+    torchrun --nproc_per_node=4 -m ofa_explore.pretraining.train --config CONFIG [--resume]
 
 Rank 0 logs (CSV, TensorBoard when installed, a progress bar) and writes checkpoints every
 ``checkpoint_every`` steps: a folder holding the model in ofa_explore's checkpoint format and the
@@ -28,19 +28,22 @@ import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
-from ofa_explore.checkpoint import (CheckpointError, read_tensors, save_checkpoint,
-                                    write_tensors)
-from ofa_explore.model import OFANet
-from ofa_explore.precision import autocast_for, fused_attention_for
-from ofa_explore.threads import ensure_threads
-
-from .config import TrainConfig, load_config
+from ..checkpoint import CheckpointError, read_tensors, save_checkpoint, write_tensors
+from ..errors import CLI_WORDS, NotFound, OFAError, OutputError
+from ..model import OFANet
+from ..precision import autocast_for, fused_attention_for
+from ..threads import set_threads
+from .config import TrainConfig, config_dict, load_config
 from .data import ChipSampler, StepBatches, View, build_sources
 from .objective import PretrainObjective
 
 STATE_FORMAT = "ofa_explore.training_state"
 LOG_FIELDS = ["step", "modality", "loss", "mae", "contrastive", "lr", "images_per_s",
               "batch_sum", "val_loss"]
+
+
+class RunFolderInUse(OutputError, FileExistsError):
+    """A new run was asked to write where another run's checkpoints are."""
 
 
 def build_model(cfg: TrainConfig) -> OFANet:
@@ -93,7 +96,7 @@ def save_training_state(folder: Path, step: int, objective: PretrainObjective, o
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
     try:
-        save_checkpoint(model, tmp / "model.safetensors", step=step, config=_plain(cfg), **metrics)
+        save_checkpoint(model, tmp / "model.safetensors", step=step, config=config_dict(cfg), **metrics)
         opt = optimizer.state_dict()
         tensors = {f"optim.{i}.{k}": v for i, s in opt["state"].items() for k, v in s.items()}
         if objective.projector is not None:
@@ -118,7 +121,7 @@ def save_training_state(folder: Path, step: int, objective: PretrainObjective, o
 def load_training_state(folder: Path, objective: PretrainObjective, optimizer, scaler) -> int:
     """Restore model, projector, optimiser, scaler and RNG from a checkpoint folder; returns
     its step."""
-    from ofa_explore.checkpoint import load_checkpoint
+    from ..checkpoint import load_checkpoint
 
     if not (folder / "model.safetensors").is_file() or not (folder / "state.safetensors").is_file():
         raise CheckpointError(f"{folder} is not a complete training checkpoint (model.safetensors "
@@ -158,14 +161,15 @@ def train(cfg: TrainConfig, base: Path | None = None, resume: bool | str = False
     """Run (or continue) pre-training; returns the path of the final model checkpoint.
     Relative data paths are read from ``base`` (default: the working directory). A new run
     refuses an ``output_dir`` that holds another run's checkpoints, which it would mix with its
-    own; ``resume=True`` continues from the newest one."""
+    own; ``resume=True`` continues from the newest one. Torch's thread count is the caller's
+    choice (``set_threads``; the command lines set it)."""
     base = Path.cwd() if base is None else base
     rank, world, device = _setup_distributed()
-    ensure_threads()
     out = Path(cfg.output_dir)
-    if not resume and latest_checkpoint(out) is not None:
-        raise FileExistsError(
-            f"{out} already holds the checkpoints of a run ({latest_checkpoint(out).name}); "
+    existing = latest_checkpoint(out)
+    if not resume and existing is not None:
+        raise RunFolderInUse(
+            f"{out} already holds the checkpoints of a run ({existing.name})",
             "continue it with resume=True (command line: --resume), or choose another output_dir")
     torch.manual_seed(cfg.seed)  # same initial weights on every rank
     model = build_model(cfg).to(device)
@@ -177,15 +181,16 @@ def train(cfg: TrainConfig, base: Path | None = None, resume: bool | str = False
     if resume:
         folder = Path(resume) if isinstance(resume, str) else latest_checkpoint(out)
         if folder is None:
-            raise FileNotFoundError(f"--resume: no checkpoint in {out / 'checkpoints'}")
+            raise NotFound(f"no checkpoint to resume from in {out / 'checkpoints'}",
+                           "start the run without resume")
         start = load_training_state(folder, objective, optimizer, scaler)
         _log0(rank, f"resumed from {folder} at step {start}")
     net = (DistributedDataParallel(objective, find_unused_parameters=True) if world > 1
            else objective)
     sources = build_sources(cfg, base)
-    train_batches = ChipSampler(sources, cfg.model.img_size, cfg.seed, "train",
-                                cfg.crop_scale, cfg.objective.views, cfg.augment)
-    val_batches = ChipSampler(sources, cfg.model.img_size, cfg.seed + 1, "val")
+    train_batches = ChipSampler(sources, cfg.seed, "train", cfg.crop_scale, cfg.objective.views,
+                                cfg.augment)
+    val_batches = ChipSampler(sources, cfg.seed + 1, "val")
     loader = torch.utils.data.DataLoader(
         StepBatches(train_batches, rank, cfg.steps), batch_size=None,
         sampler=range(start, cfg.steps), num_workers=cfg.num_workers,
@@ -234,7 +239,7 @@ def train(cfg: TrainConfig, base: Path | None = None, resume: bool | str = False
     val = validate(model, val_batches, cfg, autocast)
     final = out / "model.safetensors"
     if rank == 0:
-        save_checkpoint(model, final, steps=cfg.steps, config=_plain(cfg),
+        save_checkpoint(model, final, steps=cfg.steps, config=config_dict(cfg),
                         train_loss=last.get("loss"), val_loss=val)
         log.close(f"final train loss {last['loss']:.4f}, val loss {val:.4f}" if last else
                   f"nothing left to train: the run was complete ({cfg.steps} steps); val loss "
@@ -286,12 +291,6 @@ def _barrier(world: int) -> None:
 def _prune(folder: Path, keep: int) -> None:
     for old in sorted(folder.glob("step_*"))[:-keep]:
         shutil.rmtree(old, ignore_errors=True)
-
-
-def _plain(cfg: TrainConfig) -> dict[str, Any]:
-    import dataclasses
-
-    return dataclasses.asdict(cfg)
 
 
 def _log0(rank: int, message: str) -> None:
@@ -350,7 +349,10 @@ class _Log:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="pretraining.train", description=__doc__.splitlines()[0])
+    """The command line of ``python -m`` / ``torchrun -m ofa_explore.pretraining.train``: a
+    shell, so it chooses torch's thread count (``OFA_EXPLORE_THREADS``, else the cores free)."""
+    parser = argparse.ArgumentParser(prog="ofa_explore.pretraining.train",
+                                     description=__doc__.splitlines()[0])
     parser.add_argument("--config", required=True, type=Path, help="YAML training config")
     parser.add_argument("--resume", nargs="?", const=True, default=False,
                         help="continue from the newest checkpoint (or the folder given)")
@@ -358,11 +360,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, help="override steps")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
-    cfg = load_config(args.config, output_dir=args.output_dir, steps=args.steps)
     try:
+        set_threads()
+        cfg = load_config(args.config, output_dir=args.output_dir, steps=args.steps)
         final = train(cfg, Path.cwd(), resume=args.resume, quiet=args.quiet)
-    except (FileExistsError, FileNotFoundError) as err:  # the run folder: one line, no traceback
-        print(f"{parser.prog}: error: {err}", file=sys.stderr)
+    except OFAError as err:  # the config, the data, the run folder: one line, no traceback
+        print(f"{parser.prog}: error: {err.render(CLI_WORDS)}", file=sys.stderr)
         return 2
     _log0(int(os.environ.get("RANK", "0")), f"model written to {final}")
     return 0

@@ -9,6 +9,7 @@ import ipywidgets as widgets
 
 from ..inference import predict_raster
 from ..model import OFANet
+from ..threads import ensure_threads
 from .display import class_picture, latlon_bounds, on_display_grid, read_scene, rgb_picture
 from .maps import PIXELATED_CSS, overlay, scene_map
 
@@ -19,6 +20,7 @@ class ClassificationMap(widgets.VBox):
 
     def __init__(self, model: OFANet, source, head: str | None = None,
                  modality: str | None = None, basemap: bool | None = None, **engine):
+        ensure_threads()  # a shell: the default thread count unless one was chosen
         pixels, self.modality, self.raster = read_scene(source, modality)
         self.progress = widgets.IntProgress(description="Classifying", min=0, max=1)
         super().__init__([self.progress])

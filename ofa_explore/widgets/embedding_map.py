@@ -10,6 +10,7 @@ import numpy as np
 
 from ..inference import predict_raster
 from ..model import OFANet
+from ..threads import ensure_threads
 from .display import (COLORMAPS, cell_areas, colorbar_html, colormap_picture, cosine_similarity,
                       data_url, latlon_bounds, latlon_to_cell, on_display_grid, png, read_scene,
                       rgb_picture)
@@ -22,6 +23,7 @@ class EmbeddingMap(widgets.VBox):
 
     def __init__(self, model: OFANet, source, modality: str | None = None,
                  basemap: bool | None = None, **engine):
+        ensure_threads()  # a shell: the default thread count unless one was chosen
         pixels, self.modality, self.raster = read_scene(source, modality)
         self.progress = widgets.IntProgress(description="Embedding", min=0, max=1)
         self.status = widgets.HTML()

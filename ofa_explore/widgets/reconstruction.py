@@ -9,6 +9,7 @@ import torch
 
 from ..metrics import hidden_mse, visible_mean_baseline
 from ..model import OFANet
+from ..threads import ensure_threads
 from ..visualize import composite, stretch_limits, to_uint8
 from .display import colormap_picture, png, read_scene
 
@@ -18,6 +19,7 @@ COMPOSITE = -1  # band selector value for the natural-colour / SAR composite
 class ReconstructionExplorer(widgets.VBox):
     def __init__(self, model: OFANet, source, modality: str | None = None,
                  size: int | None = None):
+        ensure_threads()  # a shell: the default thread count unless one was chosen
         self.model = model.eval()
         pixels, self.modality, self.raster = read_scene(source, modality)
         model.require_embedding(self.modality)
