@@ -17,9 +17,12 @@ import yaml
 
 from ofa_explore import load_checkpoint, set_threads
 from ofa_explore.checkpoint import CheckpointError
-from pretraining.config import ConfigError, load_config
-from pretraining.train import fused_attention, latest_checkpoint, train
-from pretraining.train import main as train_main
+from ofa_explore.errors import BadInput
+from ofa_explore.pretraining.config import ConfigError, load_config
+from ofa_explore.pretraining.train import fused_attention, latest_checkpoint, train
+from ofa_explore.pretraining.train import main as train_main
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 CONTRASTIVE = {"objective": {"contrastive": 1.0, "temperature": 0.2, "projection_dim": 32,
@@ -76,8 +79,8 @@ def test_sigkill_then_resume_continues_exactly(shared, tmp_path, monkeypatch):
     train(load_config(config(shared, reference, steps=steps, checkpoint_every=20)), Path.cwd(), quiet=True)
     killed = tmp_path / "killed"
     path = write_config(tmp_path, config(shared, killed, steps=steps, checkpoint_every=20))
-    proc = subprocess.Popen([sys.executable, "-m", "pretraining.train", "--config", str(path), "-q"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen([sys.executable, "-m", "ofa_explore.pretraining.train", "--config",
+                             str(path), "-q"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 120
     while time.time() < deadline:
         if (killed / "log.csv").exists() and len(read_log(killed)) >= 50:
@@ -90,8 +93,11 @@ def test_sigkill_then_resume_continues_exactly(shared, tmp_path, monkeypatch):
     resume_from = latest_checkpoint(killed)
     start = int(resume_from.name.split("_")[1])
     assert 20 <= start <= stopped_at
-    assert subprocess.run([sys.executable, "-m", "pretraining.train", "--config", str(path), "-q",
-                           "--resume"], capture_output=True).returncode == 0
+    # resumed with the old spelling, kept for one release: it says so in one line, and works
+    resumed = subprocess.run([sys.executable, "-m", "pretraining.train", "--config", str(path),
+                              "-q", "--resume"], capture_output=True, text=True, cwd=ROOT)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert "`-m pretraining.train` is deprecated" in resumed.stderr.splitlines()[0]
     ref_rows = {int(r["step"]): r for r in read_log(reference)}
     rows = read_log(killed)
     resumed = [r for r in rows[stopped_at:]]
@@ -115,7 +121,8 @@ def test_torchrun_two_gloo_processes_hold_identical_weights(shared, tmp_path):
     path = write_config(tmp_path, cfg)
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     res = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
-                          "--nproc_per_node=2", "-m", "pretraining.train", "--config", str(path), "-q"],
+                          "--nproc_per_node=2", "-m", "ofa_explore.pretraining.train", "--config", str(path),
+                          "-q"],
                          capture_output=True, text=True, env=env, timeout=300)
     assert res.returncode == 0, res.stderr[-2000:]
     digests = {line.split()[1]: line.split()[-1] for line in res.stdout.splitlines()
@@ -146,6 +153,29 @@ def test_invalid_config_names_the_bad_key(shared, tmp_path):
         load_config(config(shared, tmp_path, crop_scale=[0.5, 0.2]))
     with pytest.raises(ConfigError, match="attention must be auto, fused or math"):
         load_config(config(shared, tmp_path, attention="flash"))
+    with pytest.raises(ConfigError, match="'model' must be a mapping, got 3"):
+        load_config(config(shared, tmp_path, model=3))
+    cfg = config(shared, tmp_path)
+    cfg["model"]["arch"] = {"depth": True}
+    with pytest.raises(ConfigError, match="'model.arch.depth' must be int, got True"):
+        load_config(cfg)
+    assert issubclass(ConfigError, BadInput)  # the CLI's "bad input", exit 2
+
+
+def test_ofa_pretrain_calls_the_training_function(shared, tmp_path, capsys):
+    from ofa_explore.cli import main as cli
+
+    path = write_config(tmp_path, config(shared, tmp_path / "run", steps=2, checkpoint_every=2))
+    assert cli(["pretrain", "--config", str(path), "--steps", "3", "--threads", "1"]) == 0
+    assert "model written to" in capsys.readouterr().out
+    assert len(read_log(tmp_path / "run")) == 3  # --steps reached the config
+    assert cli(["pretrain", "--config", str(path), "--threads", "1"]) == 2  # the run is there
+    assert "already holds the checkpoints of a run" in capsys.readouterr().err
+    bad = config(shared, tmp_path / "other")
+    bad["optim"]["lrr"] = 1
+    assert cli(["pretrain", "--config", str(write_config(tmp_path, bad))]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "unknown key 'optim.lrr'" in err and len(err.splitlines()) == 1
 
 
 def test_attention_kernel_is_picked_for_the_device(shared, tmp_path):
@@ -160,12 +190,12 @@ def test_attention_kernel_is_picked_for_the_device(shared, tmp_path):
 
 def test_random_resized_crops_zoom_into_the_chips(shared, tmp_path):
     """crop_scale draws smaller windows and resizes them: same chip size, finer detail."""
-    from pretraining.data import ChipSampler, build_sources
+    from ofa_explore.pretraining.data import ChipSampler, build_sources
 
     cfg = load_config(config(shared, tmp_path, crop_scale=[0.25, 0.25]))
     sources = build_sources(cfg, Path.cwd())
-    plain = ChipSampler(sources, 32, seed=0).views_for(0)[1][0].x
-    zoomed = ChipSampler(sources, 32, seed=0, crop_scale=cfg.crop_scale).views_for(0)[1][0].x
+    plain = ChipSampler(sources, seed=0).views_for(0)[1][0].x
+    zoomed = ChipSampler(sources, seed=0, crop_scale=cfg.crop_scale).views_for(0)[1][0].x
     assert plain.shape == zoomed.shape
     # a 16-pixel window blown up to 32: neighbouring pixels differ less than in a plain chip
     def roughness(x):
@@ -218,7 +248,7 @@ def test_contrastive_run_resumes_exactly_with_its_projector(shared, tmp_path):
           Path.cwd(), quiet=True)
     state = latest_checkpoint(reference) / "state.safetensors"
     from ofa_explore.checkpoint import read_tensors
-    from pretraining.train import STATE_FORMAT
+    from ofa_explore.pretraining.train import STATE_FORMAT
     tensors, _ = read_tensors(state, STATE_FORMAT)
     assert any(k.startswith("projector.") for k in tensors)
 
@@ -254,15 +284,15 @@ def test_contrastive_run_resumes_exactly_with_its_projector(shared, tmp_path):
 def test_landsat_and_enmap_train_the_wavelength_path(shared, tmp_path):
     """Real Landsat-8 L1 and EnMAP chips reach the model only through the wavelength-conditioned
     embedding and pixel head, and training changes them."""
-    from pretraining.data import ChipSampler, build_sources
-    from pretraining.train import build_model
+    from ofa_explore.pretraining.data import ChipSampler, build_sources
+    from ofa_explore.pretraining.train import build_model
 
     cfg = load_config(wavelength_config(shared, tmp_path / "run", steps=12, checkpoint_every=12))
     sources = build_sources(cfg, Path.cwd())
     landsat, enmap = sources[1].modality, sources[2].modality
     assert landsat.num_bands == 8 and enmap.num_bands == 218 and enmap.kind == "hyperspectral"
     assert list(build_model(cfg).patch_embeds) == ["s2_l1c"]
-    sampler = ChipSampler(sources, 32, seed=0, views=2, augment=cfg.augment)
+    sampler = ChipSampler(sources, seed=0, views=2, augment=cfg.augment)
     seen = {}
     for step in range(40):
         name, views = sampler.views_for(step)
@@ -307,7 +337,7 @@ def test_new_config_keys_are_validated_with_named_errors(shared, tmp_path, chang
 
 
 def test_info_nce_rewards_matching_views():
-    from pretraining.objective import info_nce
+    from ofa_explore.pretraining.objective import info_nce
 
     torch.manual_seed(0)
     a = torch.randn(16, 64)

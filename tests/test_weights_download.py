@@ -1,16 +1,20 @@
-"""fetch_weights against a real HTTP server on 127.0.0.1: hash check, cut-off, HTTP errors, cache."""
+"""fetch_weights (pooch) against a real HTTP server on 127.0.0.1: full SHA-256 and prefix checks,
+cut-off, HTTP errors, cache; the records hold the published hashes."""
 
 from __future__ import annotations
 
 import hashlib
 import http.server
 import io
+import re
 import threading
 
 import pytest
 import torch
 
-from ofa_explore.weights import WEIGHTS, PublishedWeights, WeightsUnavailableError, fetch_weights
+from ofa_explore.errors import OFAError
+from ofa_explore.weights import (WEIGHTS, PublishedWeights, WeightsHashMismatch,
+                                 WeightsUnavailableError, fetch_weights)
 
 
 @pytest.fixture
@@ -63,9 +67,9 @@ def cache(tmp_path, monkeypatch):
     return folder
 
 
-def _entry(server, filename: str) -> PublishedWeights:
+def _entry(server, filename: str, **hashes) -> PublishedWeights:
     return PublishedWeights("dofa-test", "dofa_v1", filename, f"{server.url}/{filename}",
-                            "CC-BY-4.0", "-", "test entry", 768)
+                            "CC-BY-4.0", "-", "test entry", 768, **hashes)
 
 
 def _state_bytes() -> bytes:
@@ -78,19 +82,29 @@ def _leftovers(folder):
     return sorted(p.name for p in folder.rglob("*")) if folder.exists() else []
 
 
-def test_sha256_prefix_comes_from_torchgeo_names():
-    assert WEIGHTS["dofa-base-v1"].sha256_prefix == "a0275954"
-    assert WEIGHTS["dofa-large-v1-legacy"].sha256_prefix == "fbd47fa9"
-    assert WEIGHTS["dofa-base-v2"].sha256_prefix is None
-    assert WEIGHTS["ofa-net-base"].sha256_prefix is None
+def test_records_hold_the_full_published_sha256_or_say_why_not():
+    """Full digests (and sizes) from the LFS pointers of the pinned TorchGeo revisions; the
+    TorchGeo file names carry their first 8 hex digits."""
+    full = {n: w for n, w in WEIGHTS.items() if w.sha256}
+    assert set(full) == {"dofa-base-v1", "dofa-large-v1", "dofa-large-v1-legacy"}
+    for entry in WEIGHTS.values():
+        assert entry.hash_source
+        named = re.search(r"-([0-9a-f]{8})\.pth$", entry.filename)
+        if named:  # a TorchGeo name: the record's hash agrees with it
+            assert entry.expected_sha256.startswith(named.group(1))
+        if entry.sha256:
+            assert len(entry.sha256) == 64 and entry.size > 0 and "/resolve/" in entry.url
+    assert WEIGHTS["dofa-base-v1-legacy"].expected_sha256 == "7cc0f413"  # only the prefix known
+    assert WEIGHTS["dofa-base-v2"].expected_sha256 is None
+    with pytest.raises(ValueError, match="64 lowercase hex"):
+        PublishedWeights("x", "dofa_v1", "x.pth", None, "-", "-", "-", 768, sha256="a0275954")
 
 
 def test_good_file_is_downloaded_checked_and_cached(server, cache):
     data = _state_bytes()
-    name = f"dofa_test-{hashlib.sha256(data).hexdigest()[:8]}.pth"
+    name = "dofa_test.pth"
     server.files[name] = data
-    entry = _entry(server, name)
-    assert entry.sha256_prefix == hashlib.sha256(data).hexdigest()[:8]
+    entry = _entry(server, name, sha256=hashlib.sha256(data).hexdigest(), size=len(data))
     path = fetch_weights(entry, progress=False)
     assert path == cache / name and path.read_bytes() == data
     assert _leftovers(cache) == [name]  # no temp file next to it
@@ -106,33 +120,47 @@ def test_file_without_hash_in_its_name_downloads_unchecked(server, cache):
     assert fetch_weights(_entry(server, "plain.pth"), progress=False).read_bytes() == b"x" * 3000
 
 
-def test_wrong_hash_is_refused_and_nothing_kept(server, cache):
+def test_wrong_full_hash_is_refused_and_nothing_kept(server, cache):
+    """The full SHA-256 is compared: a file agreeing in its first 63 hex digits is refused."""
     data = b"not the published file" * 100
-    server.files["dofa_test-a0275954.pth"] = data
-    with pytest.raises(WeightsUnavailableError) as err:
-        fetch_weights(_entry(server, "dofa_test-a0275954.pth"), progress=False)
+    digest = hashlib.sha256(data).hexdigest()
+    almost = digest[:-1] + ("0" if digest[-1] != "0" else "1")
+    server.files["dofa_test.pth"] = data
+    with pytest.raises(WeightsHashMismatch) as err:
+        fetch_weights(_entry(server, "dofa_test.pth", sha256=almost), progress=False)
     message = str(err.value)
-    assert "SHA-256 does not start with a0275954" in message
-    assert f"it starts with {hashlib.sha256(data).hexdigest()[:8]}" in message
+    assert f"SHA-256 is {digest}, not the published {almost}" in message
     assert "nothing was kept" in message and "path=" in message and "ofa convert" in message
+    assert isinstance(err.value, WeightsUnavailableError) and isinstance(err.value, OFAError)
     assert _leftovers(cache) == []
 
 
-@pytest.mark.parametrize("name", ["cut.pth", "dofa_test-0123abcd.pth"])
-def test_cut_off_download_is_refused_and_nothing_kept(server, cache, name):
+def test_where_only_a_prefix_is_known_it_is_checked(server, cache):
+    data = b"not the published file" * 100
+    server.files["dofa_test-a0275954.pth"] = data
+    with pytest.raises(WeightsHashMismatch) as err:
+        fetch_weights(_entry(server, "dofa_test-a0275954.pth", sha256_prefix="a0275954"),
+                      progress=False)
+    message = str(err.value)
+    assert "SHA-256 does not start with a0275954" in message
+    assert f"it starts with {hashlib.sha256(data).hexdigest()[:8]}" in message
+    assert _leftovers(cache) == []
+    good = hashlib.sha256(data).hexdigest()[:8]
+    assert fetch_weights(_entry(server, "dofa_test-a0275954.pth", sha256_prefix=good),
+                         progress=False).read_bytes() == data
+
+
+@pytest.mark.parametrize("hashed", [False, True])
+def test_cut_off_download_is_refused_and_nothing_kept(server, cache, hashed):
     data = _state_bytes()
-    if name != "cut.pth":  # a name carrying the right hash of the whole file
-        name = f"dofa_test-{hashlib.sha256(data).hexdigest()[:8]}.pth"
-    server.files[name] = data
-    server.cut.add(name)
+    server.files["cut.pth"] = data
+    server.cut.add("cut.pth")
+    hashes = {"sha256": hashlib.sha256(data).hexdigest()} if hashed else {}
     with pytest.raises(WeightsUnavailableError) as err:
-        fetch_weights(_entry(server, name), progress=False)
+        fetch_weights(_entry(server, "cut.pth", **hashes), progress=False)
     message = str(err.value)
     assert "path=" in message
-    if name == "cut.pth":
-        assert f"cut off after {len(data) // 2} of {len(data)} bytes" in message
-    else:  # the hash check sees it first
-        assert "SHA-256 does not start with" in message
+    assert f"cut off before the end of the file ({len(data)} bytes announced)" in message
     assert _leftovers(cache) == []
 
 
@@ -140,6 +168,19 @@ def test_http_error_names_the_status_and_keeps_nothing(server, cache):
     with pytest.raises(WeightsUnavailableError) as err:
         fetch_weights(_entry(server, "missing-a0275954.pth"), progress=False)
     assert "HTTP 404" in str(err.value) and "ofa convert" in str(err.value)
+    assert _leftovers(cache) == []
+
+
+def test_unreachable_server_is_named_and_nothing_kept(cache):
+    import socket
+
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    entry = PublishedWeights("dofa-test", "dofa_v1", "x.pth", f"http://127.0.0.1:{port}/x.pth",
+                             "CC-BY-4.0", "-", "test entry", 768)
+    with pytest.raises(WeightsUnavailableError, match="could not be reached"):
+        fetch_weights(entry, progress=False)
     assert _leftovers(cache) == []
 
 
@@ -152,3 +193,13 @@ def test_progress_goes_to_stderr_only_when_asked(server, cache, capsys):
     assert captured.err == "" and captured.out == ""
     fetch_weights(_entry(server, "loud.pth"), progress=True)
     assert capsys.readouterr().err != ""
+
+
+def test_recorded_size_is_checked_too(server, cache):
+    """A server that announces and sends a shorter file than the record's size."""
+    data = _state_bytes()
+    server.files["short.pth"] = data
+    with pytest.raises(WeightsUnavailableError, match=f"cut off after {len(data)} of "
+                                                      f"{len(data) + 10} bytes"):
+        fetch_weights(_entry(server, "short.pth", size=len(data) + 10), progress=False)
+    assert _leftovers(cache) == []
