@@ -99,3 +99,55 @@ def test_cli_threads_option(monkeypatch, capsys):
     with pytest.raises(SystemExit):
         main(["--threads", "0", "modalities"])
     assert "--threads must be a whole number of threads, 1 or more" in capsys.readouterr().err
+
+
+def test_library_functions_leave_torch_threads_alone(monkeypatch, tmp_path):
+    """Loading a checkpoint, the engine and training change no global state: in a fresh process
+    (nothing chosen yet) with OFA_EXPLORE_THREADS=1, torch keeps the count it had."""
+    from ofa_explore import load_pretrained
+    from ofa_explore.demo import SAMPLES, sample_path
+    from ofa_explore.inference import predict_raster
+    from ofa_explore.pretraining.config import load_config
+    from ofa_explore.pretraining.train import train
+
+    monkeypatch.setattr(threads, "_applied", False)
+    monkeypatch.setenv(threads.ENV, "1")
+    torch.set_num_threads(2)
+    model = load_pretrained()
+    predict_raster(model, sample_path("eurosat_river.tif"), "embed")
+    config = load_config({
+        "model": {"size": "tiny", "patch_size": 8, "img_size": 32, "arch": {"depth": 1}},
+        "data": [{"modality": m, "paths": [str(sample_path(f))], "val_fraction": 0.25}
+                 for f, m in SAMPLES.items() if m == "s2_l1c"][:1],
+        "steps": 2, "batch_size": 2, "checkpoint_every": 2, "val_batches": 1,
+        "output_dir": str(tmp_path / "run")})
+    train(config, quiet=True)
+    assert torch.get_num_threads() == 2
+
+
+def test_shells_choose_the_default(monkeypatch, tmp_path, capsys):
+    """The CLI commands that run a model and the notebook widgets apply the default once per
+    process (here OFA_EXPLORE_THREADS=1); `ofa info` runs no model and leaves it."""
+    from ofa_explore.cli import main
+    from ofa_explore.demo import sample_path
+    from ofa_explore.pretrained import shipped_checkpoint_path
+
+    monkeypatch.setenv(threads.ENV, "1")
+    monkeypatch.setattr(threads, "_applied", False)
+    torch.set_num_threads(2)
+    assert main(["info", str(shipped_checkpoint_path())]) == 0
+    assert torch.get_num_threads() == 2
+    assert main(["embed", str(sample_path("eurosat_river.tif")), "-o", str(tmp_path / "e.tif"),
+                 "-q"]) == 0
+    assert torch.get_num_threads() == 1
+
+    pytest.importorskip("ipywidgets")
+    from ofa_explore import load_pretrained
+    from ofa_explore.widgets import ReconstructionExplorer
+
+    monkeypatch.setattr(threads, "_applied", False)
+    torch.set_num_threads(2)
+    model = load_pretrained()
+    assert torch.get_num_threads() == 2
+    ReconstructionExplorer(model, sample_path("eurosat_river.tif"))
+    assert torch.get_num_threads() == 1
