@@ -60,7 +60,9 @@ def make_model():
 def run_engine(raster: Path, out: Path) -> dict:
     """One end-to-end run (called in a fresh process for the memory figure)."""
     from ofa_explore.inference import predict_raster
+    from ofa_explore.threads import set_threads
 
+    set_threads()  # a shell: OFA_EXPLORE_THREADS, else the cores free for this process
     model = make_model()
     t0 = time.perf_counter()
     result = predict_raster(model, raster, "embed", out, overwrite=True, batch_size=8)

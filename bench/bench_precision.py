@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ofa_explore import load_pretrained
+from ofa_explore import load_pretrained, set_threads
 from ofa_explore.inference import predict_raster
 from ofa_explore.io import open_raster
 from ofa_explore.precision import resolve_precision
@@ -32,6 +32,7 @@ def best_of(runs: int, **kwargs):
 
 
 def main() -> None:
+    set_threads()  # a shell: OFA_EXPLORE_THREADS, else the cores free for this process
     model = load_pretrained()
     scene = open_raster(sorted((ROOT / "notebooks" / "data" / "s2_chesapeake").glob("B*.tif")))
     auto = resolve_precision("auto", torch.device("cpu"))

@@ -30,8 +30,9 @@ from torch import nn
 
 from ofa_explore import OFANet, get_modality
 from ofa_explore.model import SIZES
-from pretraining.config import load_config
-from pretraining.train import autocast_for, fused_attention, make_optimizer
+from ofa_explore.precision import autocast_for
+from ofa_explore.pretraining.config import load_config
+from ofa_explore.pretraining.train import fused_attention, make_optimizer
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("OFA_SHARED_DATA", ROOT.parent / "shared" / "data"))

@@ -25,7 +25,7 @@ from distributed import Client, LocalCluster
 
 from ofa_explore.io import open_raster
 from ofa_explore.scenes import predict_scenes
-from ofa_explore.threads import default_threads
+from ofa_explore.threads import set_threads
 
 SHARED = Path(os.environ.get("OFA_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 
@@ -53,11 +53,12 @@ def _read(path: Path) -> np.ndarray:
 
 
 def main() -> None:
+    threads = set_threads()  # a shell: OFA_EXPLORE_THREADS, else the cores free for this process
     with tempfile.TemporaryDirectory(prefix="ofa-bench-scenes-") as tmp:
         tmp = Path(tmp)
         scenes = make_scenes(tmp)
         print(f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch "
-              f"{torch.__version__}, serial: {default_threads()} threads; 4 scenes, "
+              f"{torch.__version__}, serial: {threads} threads; 4 scenes, "
               f"{sum(_pixels(s) for s in scenes) / 1e6:.1f} Mpx in all")
         t0 = time.perf_counter()
         serial = predict_scenes(scenes, "embed", tmp / "serial")

@@ -22,8 +22,8 @@ ROOT = Path(__file__).resolve().parents[1]
 PRETRAIN = """
 import tempfile
 from ofa_explore.demo import SAMPLES, sample_path
-from pretraining.config import load_config
-from pretraining.train import train
+from ofa_explore.pretraining.config import load_config
+from ofa_explore.pretraining.train import train
 sources = {}
 for filename, modality in SAMPLES.items():
     sources.setdefault(modality, []).append(str(sample_path(filename)))
@@ -51,8 +51,9 @@ def timed(code: str, threads: str) -> tuple[float, str]:
                                                            "OFA_EXPLORE_THREADS")}
     if threads != "auto":
         env["OFA_EXPLORE_THREADS"] = threads
-    script = ("import time, torch, ofa_explore, pretraining.train\nt0 = time.perf_counter()\n"
-              + code + "\nprint(time.perf_counter() - t0, torch.get_num_threads())")
+    # the script is the shell: it chooses the threads (OFA_EXPLORE_THREADS, else the cores free)
+    script = ("import time, torch, ofa_explore, ofa_explore.pretraining.train\n"
+              "t0 = time.perf_counter()\nofa_explore.set_threads()\n" + code + "\nprint(time.perf_counter() - t0, torch.get_num_threads())")
     out = subprocess.run([sys.executable, "-c", script], env=env, cwd=ROOT, check=True,
                          capture_output=True, text=True).stdout.split()
     return float(out[-2]), out[-1]
