@@ -190,7 +190,7 @@ spread over {len(SEEDS)} seeds.
 ## Recipes tried before this one
 EuroSAT, linear probe / kNN, 5-fold by `geo_group`, 1 seed, as recorded when each was measured
 (random initialisation scored 0.53-0.60 / 0.50-0.52 in those runs); the configuration of the
-shipped recipe is `pretraining/configs/demo.yaml`, its training in the model card.
+shipped recipe is `ofa_explore/pretraining/configs/demo.yaml`, its training in the model card.
 
 | recipe | linear / kNN |
 |---|---|
