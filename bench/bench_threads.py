@@ -53,7 +53,8 @@ def timed(code: str, threads: str) -> tuple[float, str]:
         env["OFA_EXPLORE_THREADS"] = threads
     # the script is the shell: it chooses the threads (OFA_EXPLORE_THREADS, else the cores free)
     script = ("import time, torch, ofa_explore, ofa_explore.pretraining.train\n"
-              "t0 = time.perf_counter()\nofa_explore.set_threads()\n" + code + "\nprint(time.perf_counter() - t0, torch.get_num_threads())")
+              "t0 = time.perf_counter()\nofa_explore.set_threads()\n" + code
+              + "\nprint(time.perf_counter() - t0, torch.get_num_threads())")
     out = subprocess.run([sys.executable, "-c", script], env=env, cwd=ROOT, check=True,
                          capture_output=True, text=True).stdout.split()
     return float(out[-2]), out[-1]

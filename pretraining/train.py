@@ -1,4 +1,5 @@
-"""Deprecated: ``python -m pretraining.train`` is now ``python -m ofa_explore.pretraining.train``."""
+"""Deprecated: ``python -m pretraining.train`` is now
+``python -m ofa_explore.pretraining.train``."""
 
 import os
 import sys

@@ -58,7 +58,8 @@ class SourceConfig(_Section):
     weight: float = 1.0  # mixing weight: how often a batch comes from this source
     batch_size: Optional[int] = None  # default: train.batch_size
     val_fraction: float = 0.1  # share held out for validation
-    split: Literal["auto", "files", "rows"] = "auto"  # files | rows (bottom rows) | auto: files if several
+    # files | rows (the bottom rows of each raster) | auto: files if there are several
+    split: Literal["auto", "files", "rows"] = "auto"
 
     @model_validator(mode="after")
     def _check(self) -> SourceConfig:

@@ -161,7 +161,8 @@ def render(cfg, config_path, run, where, held_out, samples, ckpt) -> str:
           for s in cfg.data],
         "", "## Reproduce",
         f"```\nofa pretrain --config {config_path}\n"
-        f"python -m ofa_explore.pretraining.model_card --run {cfg.output_dir} --config {config_path}\n"
+        f"python -m ofa_explore.pretraining.model_card --run {cfg.output_dir} "
+        f"--config {config_path}\n"
         "python scripts/add_shipped_head.py\npython scripts/evaluation_table.py\n```",
         "", "## Training",
         f"Means of the last 200 steps: total loss {fmt(run['train_loss'])}, masked-patch MSE "

@@ -96,7 +96,8 @@ def save_training_state(folder: Path, step: int, objective: PretrainObjective, o
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
     try:
-        save_checkpoint(model, tmp / "model.safetensors", step=step, config=config_dict(cfg), **metrics)
+        save_checkpoint(model, tmp / "model.safetensors", step=step, config=config_dict(cfg),
+                        **metrics)
         opt = optimizer.state_dict()
         tensors = {f"optim.{i}.{k}": v for i, s in opt["state"].items() for k, v in s.items()}
         if objective.projector is not None:
