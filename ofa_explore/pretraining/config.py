@@ -191,7 +191,7 @@ def load_config(source: str | Path | dict[str, Any], **overrides: Any) -> TrainC
     else:
         path = Path(source)
         if not path.is_file():
-            raise NotFound(f"config not found: {path}", "give the path of a YAML file as {config}")
+            raise NotFound(f"config not found: {path}", "check the path of {config}")
         try:
             raw = yaml.safe_load(path.read_text()) or {}
         except yaml.YAMLError as err:
