@@ -30,7 +30,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from ofa_explore.checkpoint import (CheckpointError, read_tensors, save_checkpoint,
                                     write_tensors)
-from ofa_explore.model import OFANet
+from ofa_explore.model import OFANet, set_fused_attention
 from ofa_explore.precision import autocast_for, fused_attention_for
 from ofa_explore.threads import ensure_threads
 
@@ -169,7 +169,7 @@ def train(cfg: TrainConfig, base: Path | None = None, resume: bool | str = False
             "continue it with resume=True (command line: --resume), or choose another output_dir")
     torch.manual_seed(cfg.seed)  # same initial weights on every rank
     model = build_model(cfg).to(device)
-    model.set_fused_attention(fused_attention(cfg, device))
+    set_fused_attention(model, fused_attention(cfg, device))
     objective = PretrainObjective(model, cfg.objective).to(device)
     optimizer = make_optimizer(objective, cfg)
     scaler = torch.amp.GradScaler("cuda", enabled=cfg.precision == "fp16" and device.type == "cuda")

@@ -46,7 +46,7 @@ def test_unknown_modality_exits_2_with_the_list(capsys):
 
 def test_info_describes_checkpoint(tmp_path, capsys):
     model = OFANet("tiny", modalities=["s2_l1c"], img_size=32, patch_size=8, depth=1)
-    model.add_head("landcover", ["Forest", "River"], modality="s2_l1c")
+    model.heads.add("landcover", ["Forest", "River"], modality="s2_l1c")
     path = save_checkpoint(model, tmp_path / "m.safetensors", trained_on="nothing")
     assert cli(["info", str(path)]) == 0
     out = capsys.readouterr().out

@@ -38,4 +38,4 @@ def extract_features(model: OFANet, chips: np.ndarray | torch.Tensor | LabelledC
                 progress(min(start + batch_size, len(x)), len(x))
     finally:
         model.train(was_training)
-    return torch.cat(out).numpy() if out else np.zeros((0, model.config["embed_dim"]), np.float32)
+    return torch.cat(out).numpy() if out else np.zeros((0, model.config.embed_dim), np.float32)

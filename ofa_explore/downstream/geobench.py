@@ -310,12 +310,12 @@ def run_geobench(model: OFANet, root: str | Path, tasks: Sequence[str] | None = 
         train_y, test_y = data.labels["train"], data.labels["test"]
         k = len(data.classes)
         if task.kind == "segmentation":
-            size = model.config["img_size"]
+            size = model.config.img_size
             train_x, train_y = _tiled(train_x, train_y, size, m)
             test_x, test_y = _tiled(test_x, test_y, size, m)
             scores = fit_segmentation_arrays(model, f"geobench_{name}", train_x, train_y,
                                              test_x, test_y, data.classes, m, seg_epochs)
-            del model.heads[f"geobench_{name}"], model.head_info[f"geobench_{name}"]
+            del model.heads[f"geobench_{name}"]
             row.update(metric="mIoU", segmentation=scores["miou"])
         else:
             f_train = extract_features(model, train_x, m)
