@@ -6,6 +6,9 @@ import pytest
 import torch
 
 from ofa_explore import OFANet, get_modality, hyperspectral_modality, list_modalities
+from ofa_explore.errors import CLI_WORDS, ModelMismatch
+from ofa_explore.heads import classify, segment
+from ofa_explore.model import set_fused_attention
 
 IMG, PATCH = 32, 8
 L = (IMG // PATCH) ** 2
@@ -139,7 +142,7 @@ def test_position_embeddings_interpolate_for_other_sizes():
     pos = model._pos(model.pos_embed, (3, 6))
     assert pos.shape == (1, 19, model.config.embed_dim)
     assert torch.equal(pos[:, 0], model.pos_embed[:, 0])  # class slot kept
-    assert model._pos(model.pos_embed, model.grid) is model.pos_embed  # trained size untouched
+    assert model._pos(model.pos_embed, model.config.grid) is model.pos_embed  # trained size untouched
     big = model.forward_features(sample("s2", size=64), "s2")
     assert big.shape[1] == 1 + 64
 
@@ -208,9 +211,11 @@ def test_head_refuses_other_modality():
     model = small_model(["s2_l1c", "rgb"])
     model.heads.add("landcover", ["a", "b"], modality="s2_l1c")
     assert classify(model, sample("s2_l1c"), "s2_l1c").shape == (2, 2)
-    with pytest.raises(ValueError, match="no scene head of this model takes 'rgb'.*landcover "
-                                         "for s2_l1c.*train-head --modality rgb"):
+    with pytest.raises(ModelMismatch, match="no scene head of this model takes 'rgb'.*landcover "
+                                            "for s2_l1c") as err:
         classify(model, sample("rgb"), "rgb")
+    assert "`ofa train-head` with --modality rgb" in err.value.render(CLI_WORDS)  # no CLI words
+    assert "--" not in str(err.value)  # in the API's own words
     with pytest.raises(ValueError, match="'landcover' was trained on 's2_l1c' imagery, not 'rgb'"):
         classify(model, sample("rgb"), "rgb", head="landcover")
 

@@ -11,6 +11,7 @@ from conftest import PickleBomb
 import published_layouts as layouts  # tests/published_layouts.py
 from ofa_explore import load_checkpoint
 from ofa_explore.cli import main as cli
+from ofa_explore.inputs import normalize, resolve_modality
 from ofa_explore.weights import (WEIGHTS, ConversionError, PublishedWeights, WeightsUnavailableError,
                                  convert_dofa_v1, convert_dofa_v2, convert_ofa, fetch_weights,
                                  load_published, read_state_dict)
