@@ -276,7 +276,7 @@ def test_published_weights_by_name_wherever_a_checkpoint_is_taken(shared, tmp_pa
     meta = read_metadata(cache / "dofa-base-v1.safetensors")  # converted once, kept
     assert meta["provenance"]["weights"] == "dofa-base-v1"
     assert meta["config"]["pool_norm"] is True
-    assert load_model("dofa-base-v1").config["embed_dim"] == 768
+    assert load_model("dofa-base-v1").config.embed_dim == 768
     with pytest.raises(FileNotFoundError, match="nor the name of published weights"):
         load_model("dofa-bsae-v1")
 

@@ -119,7 +119,7 @@ def test_load_published_from_local_file_reads_weights_only(tmp_path):
     assert model.provenance["licence"] == "CC-BY-4.0"
     # training checkpoints wrap the weights under "model"
     torch.save({"model": state}, path)
-    assert load_published("dofa-base-v1", path=path).config["embed_dim"] == 768
+    assert load_published("dofa-base-v1", path=path).config.embed_dim == 768
 
 
 
