@@ -17,6 +17,7 @@ from typing import Callable
 import numpy as np
 import torch
 
+from .errors import BadInput, NotFound
 from .fileio import atomic_write
 from .inputs import resolve_modality
 from .metrics import reconstruction_scores
@@ -41,7 +42,7 @@ def sample_path(filename: str) -> Path:
     """Path of a shipped sample scene."""
     path = Path(str(resources.files(__package__).joinpath("data/samples", filename)))
     if not path.is_file():
-        raise FileNotFoundError(f"sample scene {filename} is missing from the installation "
+        raise NotFound(f"sample scene {filename} is missing from the installation "
                                 f"({path}); reinstall ofa-explore")
     return path
 
@@ -81,7 +82,7 @@ def run_demo(output: str | Path = "ofa-demo", checkpoint: str | Path | None = No
 
     output = Path(output)
     if output.exists() and not output.is_dir():
-        raise ValueError(f"output {output} exists and is not a folder; choose another -o")
+        raise BadInput(f"output {output} exists and is not a folder", "choose another {output}")
     t0 = time.perf_counter()
     model = load_model(checkpoint)
     size = model.config.img_size

@@ -23,6 +23,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from ..errors import BadInput
 from ..metrics import classification_scores
 from ..modalities import Modality, get_modality
 from ..model import OFANet
@@ -71,7 +72,7 @@ LANDSAT_NAMES = {"02 - blue": "SR_B2", "03 - green": "SR_B3", "04 - red": "SR_B4
                  "05 - nir": "SR_B5", "06 - swir1": "SR_B6", "07 - swir2": "SR_B7"}
 
 
-class GeoBenchError(ValueError):
+class GeoBenchError(BadInput):
     """A GEO-Bench folder or sample that cannot be read; the message says which and why."""
 
 

@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from ..checkpoint import model_from_metadata
+from ..errors import BadInput
 from ..inputs import normalize, require_embedding
 from ..metrics import classification_scores, segmentation_scores
 from ..model import OFANet
@@ -39,7 +40,7 @@ def fit_scene_head(model: OFANet, data: LabelledChips | str | Path, name: str, *
     the model's other heads are removed. The new head becomes the model's default.
     """
     if method not in METHODS:
-        raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
+        raise BadInput(f"method must be one of {', '.join(METHODS)}, got {method!r}")
     data = data if isinstance(data, LabelledChips) else read_labelled_chips(data)
     x, m = load_chips(data.paths, modality, _chip_size(model, data.paths[0], modality),
                       _stage(progress, "read"))
@@ -85,8 +86,8 @@ def fit_segmentation_head(model: OFANet, data: SegmentationScenes | str | Path, 
         cut = np.quantile(rows, 1 - val_fraction)
         train, val = np.flatnonzero(rows < cut), np.flatnonzero(rows >= cut)
         if not len(train) or not len(val):
-            raise ValueError("the scene is too small to hold rows out; lower val_fraction or "
-                             "add scenes")
+            raise BadInput("the scene is too small to hold rows out",
+                           "lower the validation fraction or add scenes")
     scores = fit_segmentation_arrays(model, name, x[train], y[train], x[val], y[val],
                                      data.classes, m, epochs, trainable_blocks, lr, seed,
                                      data.colors, augment, progress)
@@ -213,7 +214,7 @@ def _labelled_patches(model: OFANet, scenes: SegmentationScenes,
              for path in scenes.images]
     size = min([model.config.img_size, *sizes])
     if size < model.config.patch_size:
-        raise ValueError(f"a scene is smaller than one {model.config.patch_size}-pixel patch")
+        raise BadInput(f"a scene is smaller than one {model.config.patch_size}-pixel patch")
     tiles, labels, keep, groups, found = [], [], [], [], None
     p = model.config.patch_size
     for i, (image_path, mask_path) in enumerate(zip(scenes.images, scenes.masks)):
@@ -271,12 +272,12 @@ def scene_tiles(model: OFANet, data: SegmentationScenes, modality: str | Modalit
         image, m = load_chips([image_path], modality or found)
         mask = load_masks([mask_path])[0]
         if mask.shape != image.shape[-2:]:
-            raise ValueError(f"mask {mask_path.name} is {mask.shape[0]}x{mask.shape[1]} but its "
+            raise BadInput(f"mask {mask_path.name} is {mask.shape[0]}x{mask.shape[1]} but its "
                              f"image is {image.shape[-2]}x{image.shape[-1]}; they must match")
         found = m
         bad = (mask != IGNORE_INDEX) & (mask >= len(data.classes))
         if bad.any():
-            raise ValueError(f"mask {mask_path.name} has class values "
+            raise BadInput(f"mask {mask_path.name} has class values "
                              f"{sorted(set(mask[bad].tolist()))[:5]} beyond the "
                              f"{len(data.classes)} classes {data.classes}")
         for tile, tile_mask, (r, c) in tile_pairs(image[0], mask, size, m):

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..errors import BadInput
 from ..heads import classify, segment
 from ..inputs import resolve_modality
 from ..model import OFANet
@@ -25,7 +26,7 @@ def trainable_parameters(model: OFANet, head: str, trainable_blocks: int) -> lis
     """Freeze everything but the head and the last ``trainable_blocks`` encoder blocks."""
     depth = len(model.blocks)
     if not -1 <= trainable_blocks <= depth:
-        raise ValueError(f"trainable_blocks must be -1 (all), 0 (head only) or up to the "
+        raise BadInput(f"trainable_blocks must be -1 (all), 0 (head only) or up to the "
                          f"encoder depth {depth}, got {trainable_blocks}")
     for p in model.parameters():
         p.requires_grad_(False)
