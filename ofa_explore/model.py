@@ -1,16 +1,11 @@
 """OFA-Net: one shared ViT encoder for every Earth-observation modality, pre-trained as an MAE.
 
-Reads like MAE's ``models_mae.py``: one class, ``random_masking``, ``forward_encoder``,
-``forward_decoder``, ``forward_loss``. What OFA-Net adds is small: each modality has its own patch
-embedding (and its own pixel head in the decoder); everything in between is shared. A DOFA-style
-wavelength-conditioned patch embedding (``wavelength.py``) lets a sensor with no trained
-embedding run from its band wavelengths alone.
-
+Reads like MAE's ``models_mae.py``. What OFA-Net adds is small: each modality has its own patch
+embedding (and pixel head in the decoder); everything in between is shared, and a DOFA-style
+wavelength-conditioned embedding (``wavelength.py``) runs any other sensor from its wavelengths.
 The public verbs (``forward``, ``forward_features``, ``pooled_features``, ``reconstruct``) take
-pixels in the sensor's own units (as read from the file) and normalise them with the modality's
-statistics (``inputs.py``); ``reconstruct`` answers in the same units. The internal MAE verbs
-(``forward_encoder``, ``forward_decoder``, ``forward_loss``, ``forward_intermediates``) take
-normalised tensors. Downstream heads live in ``heads.py`` (``model.heads``).
+the sensor's own units and normalise them (``inputs.py``); the MAE internals and
+``forward_intermediates`` take normalised tensors. Downstream heads: ``heads.py``.
 
 Shapes: B batch, C bands, H x W pixels, p patch size, L = (H/p)(W/p) patches, D encoder width,
 Dd decoder width.
@@ -117,7 +112,7 @@ class OFAConfig:
 
 
 def sincos_2d_with_cls(dim: int, grid: tuple[int, int]) -> torch.Tensor:
-    """Fixed 2-D sine-cosine position embedding with a zero slot for the class token: [1, 1+L, dim]."""
+    """Fixed 2-D sine-cosine position embedding, a zero slot for the class token: [1, 1+L, dim]."""
     pos = build_sincos2d_pos_embed(list(grid), dim=dim)
     return torch.cat([torch.zeros(1, dim), pos], dim=0)[None]
 
