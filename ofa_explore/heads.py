@@ -110,6 +110,8 @@ class HeadSet(nn.ModuleDict):
     The first head (of a kind, for a modality) is the default; ``set_default`` moves one there.
     """
 
+    _device: torch.Tensor
+
     def __init__(self, config: OFAConfig, modalities: Mapping[str, Modality]):
         super().__init__()
         self.config = config

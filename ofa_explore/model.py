@@ -221,6 +221,7 @@ class OFANet(nn.Module):
         sar = self.config.sar_wavelength
         if modality.kind == "sar" and sar is not None:
             waves = (sar,) * modality.num_bands
+        assert self.wavelength_embed is not None, "require_embedding checks this first"
         codes = torch.tensor(waves, dtype=torch.float32, device=device)
         return self.wavelength_embed.encode_wavelengths(codes)
 
@@ -230,6 +231,7 @@ class OFANet(nn.Module):
         require_embedding(self, modality)
         if modality.name in self.patch_embeds:
             return self.patch_embeds[modality.name](x)
+        assert self.wavelength_embed is not None
         return self.wavelength_embed(x, self.wavelength_codes(modality, x.device))
 
     def _embed(self, x: torch.Tensor, modality: Modality) -> tuple[torch.Tensor, torch.Tensor]:
