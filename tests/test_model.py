@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 
 from ofa_explore import OFANet, get_modality, hyperspectral_modality, list_modalities
 from ofa_explore.errors import CLI_WORDS, ModelMismatch
 from ofa_explore.heads import classify, segment
-from ofa_explore.model import set_fused_attention
+from ofa_explore.model import OFAConfig, set_fused_attention
 
 IMG, PATCH = 32, 8
 L = (IMG // PATCH) ** 2
@@ -245,3 +247,38 @@ def test_reconstruct_can_return_the_prediction_everywhere():
     assert torch.equal(pasted, x)  # nothing hidden: the input itself
     predicted, mask = model.reconstruct(x, "rgb", mask_ratio=0.0, keep_visible=False)
     assert mask.sum() == 0 and not torch.allclose(predicted, x)
+
+
+def test_config_is_one_frozen_dataclass_that_round_trips():
+    model = small_model(["rgb"])
+    c = model.config
+    assert isinstance(c, OFAConfig) and c.depth == 2 and c.embed_dim == 192 and c.grid == (4, 4)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        c.depth = 3
+    assert OFAConfig.from_dict(c.to_dict()) == c
+    assert OFANet(c, ["rgb"]).config == c
+    assert not hasattr(model, "patch_size")  # no second copy of a config value
+
+
+def test_head_set_orders_selects_and_forgets_heads():
+    model = small_model(["rgb"])
+    rgb = get_modality("rgb")
+    model.heads.add("a", ["x", "y"], modality="rgb")
+    model.heads.add("b", ["x", "y"], modality="rgb")
+    assert model.heads.select(None, "scene", rgb) == "a"
+    model.heads.set_default("b")
+    assert list(model.heads) == list(model.heads.info) == ["b", "a"]
+    assert model.heads.select(None, "scene", rgb) == "b"
+    assert "heads.a.1.weight" in model.state_dict()  # keys as before: heads.<name>.*
+    del model.heads["b"]
+    assert list(model.heads.info) == ["a"]
+    with pytest.raises(ModelMismatch, match="no head named 'b'") as err:
+        model.heads.select("b")
+    assert "--head" in err.value.render(CLI_WORDS)
+
+
+def test_embedding_refusal_names_the_setting_in_each_shell():
+    model = small_model(["rgb"], wavelength_embed=False)
+    with pytest.raises(ModelMismatch) as err:
+        model.forward_features(sample("s2"), "s2")
+    assert "checkpoint=" in str(err.value) and "--checkpoint" in err.value.render(CLI_WORDS)
