@@ -139,7 +139,7 @@ def run_torchgeo(raster: Path, out: Path, tile: int, overlap: int, batch: int) -
         all_bands = BANDS
 
     model, m = load_pretrained().eval(), get_modality("s2_l1c")
-    p = model.patch_size
+    p = model.config.patch_size
     start, t0 = rss_mib(), mark_start()
     dataset = Mosaic(paths=[raster])  # values stay in DN: the model normalises internally
     sampler = GridGeoSampler(dataset, size=tile, stride=tile - overlap)
@@ -148,7 +148,7 @@ def run_torchgeo(raster: Path, out: Path, tile: int, overlap: int, batch: int) -
     x, y, _ = dataset.bounds
     res = dataset.res[0]
     H, W = round((y.stop - y.start) / res), round((x.stop - x.start) / res)
-    cube = np.full((model.config["embed_dim"], math.ceil(H / p), math.ceil(W / p)), np.nan,
+    cube = np.full((model.config.embed_dim, math.ceil(H / p), math.ceil(W / p)), np.nan,
                    np.float32)
     keep = (overlap // 2) // p  # patches of context cropped from each side of a chip
     n = tile // p
@@ -190,7 +190,7 @@ def run_terratorch(raster: Path, out: Path, tile: int, overlap: int, batch: int)
     torch.set_float32_matmul_precision(precision)
 
     model, m = load_pretrained().eval(), get_modality("s2_l1c")
-    p = model.patch_size
+    p = model.config.patch_size
     chips = 0
 
     def forward(x: torch.Tensor) -> torch.Tensor:

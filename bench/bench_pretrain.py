@@ -29,7 +29,7 @@ from timm.models.vision_transformer import Block
 from torch import nn
 
 from ofa_explore import OFANet, get_modality
-from ofa_explore.model import SIZES
+from ofa_explore.model import SIZES, set_fused_attention
 from ofa_explore.precision import autocast_for
 from ofa_explore.pretraining.config import load_config
 from ofa_explore.pretraining.train import fused_attention, make_optimizer
@@ -138,7 +138,7 @@ def main() -> None:
         ours = OFANet(args.size, modalities=["s2_l1c"], img_size=args.img, patch_size=args.patch,
                       wavelength_embed=False).to(device)
         cfg = pipeline_config(precision, attention)
-        ours.set_fused_attention(fused_attention(cfg, device))
+        set_fused_attention(ours, fused_attention(cfg, device))
         opt = make_optimizer(ours, cfg) if fused else torch.optim.AdamW(ours.parameters(), lr=1e-4)
         autocast = autocast_for(precision, device)
 

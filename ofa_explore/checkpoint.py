@@ -16,20 +16,21 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
+from .errors import BadInput
 from .fileio import atomic_write, existing_file
 from .modalities import Modality
-from .model import OFANet
+from .model import OFAConfig, OFANet
 
 FORMAT = "ofa_explore.checkpoint"
 FORMAT_VERSION = 1
 METADATA_KEY = "ofa_explore"
 
 
-class CheckpointError(ValueError):
+class CheckpointError(BadInput):
     """The file is not a usable ofa_explore checkpoint; the message says why and what to do."""
 
 
@@ -46,9 +47,9 @@ def save_checkpoint(model: OFANet, path: str | os.PathLike, dtype: torch.dtype |
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "architecture": "OFANet",
-        "config": model.config,
+        "config": model.config.to_dict(),
         "modalities": {name: m.to_dict() for name, m in model.modalities.items()},
-        "heads": model.head_info,
+        "heads": model.heads.info,
         "provenance": {
             "saved_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
             "ofa_explore_version": _version(),
@@ -79,41 +80,40 @@ def read_tensors(path: str | os.PathLike, fmt: str = FORMAT,
         raise CheckpointError(f"{path} is not an {fmt} file (format {meta.get('format')!r})")
     if meta.get("format_version", 0) > FORMAT_VERSION:
         raise CheckpointError(f"{path} was written by a newer ofa_explore (format version "
-                              f"{meta['format_version']}); upgrade with `pip install -U "
-                              "ofa-explore`")
+                              f"{meta['format_version']})",
+                              "upgrade ofa_explore (pip install -U ofa-explore)")
     try:
         tensors = st_load(path.read_bytes())
     except SafetensorError as err:
-        raise CheckpointError(f"{path} is truncated or corrupt ({err}); re-download or re-save "
-                              "it") from None
+        raise CheckpointError(f"{path} is truncated or corrupt ({err})",
+                              "re-download or re-save it") from None
     if verify and _digest(tensors) != meta.get("sha256"):
         raise CheckpointError(f"{path} is corrupt: its weights do not match the checksum stored "
-                              "when it was saved; re-download or re-save it")
+                              "when it was saved", "re-download or re-save it")
     return tensors, meta
 
 
 def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
     """The JSON metadata of a checkpoint, without reading its weights."""
     path = _existing(path)
-    size = path.stat().st_size
-    with open(path, "rb") as f:
-        head = f.read(8)
-        n = int.from_bytes(head, "little") if len(head) == 8 else 0
-        raw = f.read(n) if 0 < n and 8 + n <= size else b""
-    # A safetensors header length can begin with any byte (0x80 looks like pickle, "PK" like a
-    # zip), so foreign formats are named only once the file is not a well-formed safetensors.
-    if not raw.startswith(b"{"):
+    try:
+        with safe_open(path, "pt") as f:
+            meta = f.metadata() or {}
+    except (SafetensorError, OSError) as err:
+        # foreign formats are named only once the file is not a well-formed safetensors: a
+        # header length can begin with any byte (0x80 looks like pickle, "PK" like a zip)
+        with open(path, "rb") as f:
+            head = f.read(8)
         _refuse_foreign(path, head)
         if len(head) < 8:
-            raise CheckpointError(f"{path} is truncated (only {len(head)} bytes)")
-        raise CheckpointError(f"{path} is truncated or corrupt: its header claims {n} bytes "
-                              f"but the file has {size}")
+            raise CheckpointError(f"{path} is truncated (only {len(head)} bytes)") from None
+        raise CheckpointError(f"{path} is truncated or corrupt ({err})",
+                              "re-download or re-save it") from None
     try:
-        meta = json.loads(raw)[("__metadata__")][METADATA_KEY]
-        return json.loads(meta)
+        return json.loads(meta[METADATA_KEY])
     except (ValueError, KeyError, TypeError):
-        raise CheckpointError(f"{path} is a safetensors file without ofa_explore metadata; "
-                              "convert published weights with `ofa convert`") from None
+        raise CheckpointError(f"{path} is a safetensors file without ofa_explore metadata",
+                              "convert published weights with {convert}") from None
 
 
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu",
@@ -132,11 +132,11 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
 
 def model_from_metadata(meta: dict[str, Any]) -> OFANet:
     """An untrained OFANet with the architecture, modalities and heads the metadata describes."""
-    config = dict(meta["config"])
+    config = OFAConfig.from_dict(meta["config"])
     modalities = [Modality.from_dict(m) for m in meta.get("modalities", {}).values()]
-    model = OFANet(modalities=modalities, **config)
+    model = OFANet(config, modalities)
     for name, info in meta.get("heads", {}).items():
-        model.add_head(name, **info)
+        model.heads.add(name, **info)
     return model
 
 
@@ -169,9 +169,10 @@ def _refuse_foreign(path: Path, head: bytes) -> None:
     """Name the formats people pass by mistake: PyTorch zip or pickle files are never unpickled."""
     if head[:4] == b"PK\x03\x04":
         raise CheckpointError(
-            f"{path} is a PyTorch .pth/.pt file (zip archive), not an ofa_explore checkpoint. It "
-            "is not unpickled here; convert published weights with `ofa convert` "
-            "(or ofa_explore.weights), which reads them with torch.load(weights_only=True)")
+            f"{path} is a PyTorch .pth/.pt file (zip archive), not an ofa_explore checkpoint; it "
+            "is not unpickled here",
+            "convert published weights with {convert}, which reads them with "
+            "torch.load(weights_only=True)")
     if head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05"):  # protocol
         raise CheckpointError(
             f"{path} is a Python pickle, which can run arbitrary code and is refused. "

@@ -17,7 +17,9 @@ from typing import Callable
 import numpy as np
 import torch
 
+from .errors import BadInput, NotFound
 from .fileio import atomic_write
+from .inputs import resolve_modality
 from .metrics import reconstruction_scores
 from .model import OFANet, count_parameters
 from .visualize import png_bytes, reconstruction_panel
@@ -40,7 +42,7 @@ def sample_path(filename: str) -> Path:
     """Path of a shipped sample scene."""
     path = Path(str(resources.files(__package__).joinpath("data/samples", filename)))
     if not path.is_file():
-        raise FileNotFoundError(f"sample scene {filename} is missing from the installation "
+        raise NotFound(f"sample scene {filename} is missing from the installation "
                                 f"({path}); reinstall ofa-explore")
     return path
 
@@ -80,12 +82,12 @@ def run_demo(output: str | Path = "ofa-demo", checkpoint: str | Path | None = No
 
     output = Path(output)
     if output.exists() and not output.is_dir():
-        raise ValueError(f"output {output} exists and is not a folder; choose another -o")
+        raise BadInput(f"output {output} exists and is not a folder", "choose another {output}")
     t0 = time.perf_counter()
     model = load_model(checkpoint)
-    size = model.config["img_size"]
+    size = model.config.img_size
     by_wavelength = " and any band set by its wavelengths" if model.wavelength_embed else ""
-    log(f"OFA-Net-{model.config['size']}: one shared encoder for "
+    log(f"OFA-Net-{model.config.size}: one shared encoder for "
         f"{', '.join(model.modalities)}{by_wavelength} ({count_parameters(model) / 1e6:.1f} M "
         "parameters)")
     output.mkdir(parents=True, exist_ok=True)
@@ -96,7 +98,8 @@ def run_demo(output: str | Path = "ofa-demo", checkpoint: str | Path | None = No
         scores = reconstruction_scores(model, x, name, seed=seed)
         recon, mask = model.reconstruct(x, name, mask_ratio=0.75, seed=seed)
         panel = reconstruction_panel(x[0].numpy(), recon[0].numpy(), mask[0, 0].numpy(),
-                                     model.resolve_modality(name), title=f"{name} ({filename})")
+                                     resolve_modality(name, model.modalities),
+                                     title=f"{name} ({filename})")
         png = atomic_write(output / f"reconstruction_{name}.png", png_bytes(panel))
         results[name] = dict(scene=filename, panel=str(png), **{k: round(v, 4) for k, v in scores.items()})
     embedding = embedding_map(model, output, EMBEDDING_SCENE)

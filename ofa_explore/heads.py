@@ -8,16 +8,27 @@ Two kinds, both small:
   UPerNet-style but light: a 1x1 projection per block, summed, then x2 upsampling steps
   (bilinear + 3x3 conv) back to pixel resolution, where a small convolution of the image itself
   joins in (as U-Net's top skip: tokens are one per patch, edges are finer than that).
+
+``HeadSet`` is the model's ``heads``: named heads with their records (classes, colours, the
+modality each was trained on); it adds, orders and selects them. ``classify`` and ``segment``
+apply one to a model's encoder output.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import torch
 from torch import nn
 from torch.nn import functional as F
+
+from .errors import BadInput, ModelMismatch
+from .inputs import prepare, resolve_modality
+from .modalities import Modality
+
+if TYPE_CHECKING:
+    from .model import OFAConfig, OFANet
 
 HEAD_KINDS = ("scene", "segmentation")
 POOLS = ("mean", "cls")
@@ -91,5 +102,146 @@ class SegmentationHead(nn.Module):
         return self.classifier(self.fuse(x + self.pixels(image)))
 
 
-__all__ = ["SceneHead", "SegmentationHead", "HEAD_KINDS", "POOLS", "default_colors",
-           "default_layers"]
+class HeadSet(nn.ModuleDict):
+    """The model's downstream heads by name (state_dict keys ``heads.<name>.*``), and ``info``:
+    each head's record (kind, classes, colours, pool, layers, the modality it was trained on,
+    and any notes such as metrics), saved in the checkpoint's metadata.
+
+    The first head (of a kind, for a modality) is the default; ``set_default`` moves one there.
+    """
+
+    _device: torch.Tensor
+
+    def __init__(self, config: OFAConfig, modalities: Mapping[str, Modality]):
+        super().__init__()
+        self.config = config
+        self.modalities = modalities  # the model's own records, for heads that name one
+        self.info: dict[str, dict[str, Any]] = {}
+        # follows the model across devices, so new heads are made where the model is
+        self.register_buffer("_device", torch.empty(0), persistent=False)
+
+    def add(self, name: str, classes: Sequence[str], kind: str = "scene", pool: str = "mean",
+            modality: str | Modality | None = None, colors: Sequence[str] | None = None,
+            layers: Sequence[int] | None = None, **notes: Any) -> nn.Module:
+        """Attach a head; it is saved with the model, with its class names, colours, the
+        modality it expects and any ``notes`` (metrics, training data: JSON values).
+
+        ``kind="scene"``: one label per image from pooled tokens (``pool`` "mean" or "cls").
+        ``kind="segmentation"``: one label per pixel from the token maps of encoder ``layers``
+        (default: four evenly spaced blocks).
+        """
+        if kind not in HEAD_KINDS:
+            raise BadInput(f"head kind must be one of {', '.join(HEAD_KINDS)}, got {kind!r}")
+        if pool not in POOLS:
+            raise BadInput(f"pool must be one of {', '.join(POOLS)}, got {pool!r}")
+        classes = [str(c) for c in classes]
+        if not classes:
+            raise BadInput("a head needs at least one class name")
+        if len(set(classes)) != len(classes):
+            raise BadInput(f"class names must be unique, got {classes}")
+        if len(classes) > 255:
+            raise BadInput("a head has at most 255 classes (class maps are uint8, 255 = nodata)")
+        if colors is not None and len(colors) != len(classes):
+            raise BadInput(f"{len(colors)} colours for {len(classes)} classes")
+        D, depth = self.config.embed_dim, self.config.depth
+        if kind == "scene":
+            head: nn.Module = SceneHead(D, len(classes))
+            layers = None
+        else:
+            if modality is None:
+                raise BadInput("a segmentation head needs the modality it will see (its first "
+                               "layer reads the image's bands)", "name its {modality}")
+            layers = list(layers) if layers is not None else default_layers(depth)
+            bad = [i for i in layers if not 0 <= i < depth]
+            if bad or not layers:
+                raise BadInput(f"layers must be encoder block indices in [0, {depth}), "
+                               f"got {layers}")
+            # a record (e.g. a cube described by its file's wavelengths) or a known name;
+            # the band count is kept with the head so that a checkpoint rebuilds it
+            bands = (modality.num_bands if isinstance(modality, Modality) else
+                     notes.pop("bands", None)
+                     or resolve_modality(modality, self.modalities).num_bands)
+            head = SegmentationHead(D, len(classes), self.config.patch_size, len(layers), bands)
+            notes["bands"] = bands
+        if isinstance(modality, Modality):
+            modality = modality.name
+        self[name] = head.to(self._device.device)
+        self.info[name] = dict(
+            kind=kind, classes=classes, pool=pool, modality=modality, layers=layers,
+            colors=list(colors) if colors is not None else default_colors(len(classes)), **notes)
+        return head
+
+    def __delitem__(self, name: str) -> None:
+        super().__delitem__(name)
+        self.info.pop(name, None)
+
+    def set_default(self, name: str) -> None:
+        """Put head ``name`` first: the one used when no head is named (for its modality)."""
+        if name not in self:
+            raise ModelMismatch(f"no head named {name!r}; this model has "
+                                f"{', '.join(self) or 'none'}", "name one of them as {head}")
+        for other in [n for n in self if n != name]:  # move the others behind it, in order
+            self._modules[other] = self._modules.pop(other)
+            self.info[other] = self.info.pop(other)
+
+    def select(self, head: str | None, kind: str | None = None,
+               modality: Modality | None = None) -> str:
+        """The head to use: the one named, else the first (of this kind) for this modality.
+        Naming a head trained on another modality fails."""
+        if head is not None:
+            if head not in self:
+                raise ModelMismatch(f"no head named {head!r}; this model has "
+                                    f"{', '.join(self) or 'none'}", "name one of them as {head}")
+            trained_on = self.info[head]["modality"]
+            if modality is not None and trained_on and trained_on != modality.name:
+                raise ModelMismatch(
+                    f"head {head!r} was trained on '{trained_on}' imagery, not "
+                    f"'{modality.name}'",
+                    f"pass {trained_on} imagery or train a head for this modality "
+                    "({train_head})", modality=modality.name, head=head)
+            return head
+        of_kind = [n for n, i in self.info.items() if kind in (None, i["kind"])]
+        kind = kind or "classification"
+        if not of_kind:
+            raise ModelMismatch(f"this model carries no {kind} head",
+                                "train one ({train_head}) or use a {checkpoint} that has one")
+        fitting = [n for n in of_kind
+                   if modality is None or self.info[n]["modality"] in (None, modality.name)]
+        if not fitting:
+            assert modality is not None
+            raise ModelMismatch(
+                f"no {kind} head of this model takes '{modality.name}' imagery (its heads: "
+                + ", ".join(f"{n} for {self.info[n]['modality']}" for n in of_kind) + ")",
+                "train one for it ({train_head} with {modality} " + modality.name + ")",
+                modality=modality.name)
+        return fitting[0]
+
+
+def classify(model: OFANet, x: torch.Tensor, modality: str | Modality,
+             head: str | None = None) -> torch.Tensor:
+    """Scene logits [B, K] for [B, C, H, W] in sensor units, from a scene head (pooled
+    features), or from a segmentation head named here (its per-pixel logits averaged)."""
+    m = resolve_modality(modality, model.modalities)
+    name = model.heads.select(head, "scene", m)
+    info = model.heads.info[name]
+    if info["kind"] != "scene":
+        return segment(model, x, m, name).mean((2, 3))  # a scene label from pixel scores
+    return model.heads[name](model.pooled_features(x, m, info["pool"]))
+
+
+def segment(model: OFANet, x: torch.Tensor, modality: str | Modality,
+            head: str | None = None) -> torch.Tensor:
+    """Per-pixel logits [B, K, H, W] for [B, C, H, W] in sensor units, from a segmentation
+    head: the token maps of its encoder blocks and the image itself."""
+    m = resolve_modality(modality, model.modalities)
+    name = model.heads.select(head, "segmentation", m)
+    info = model.heads.info[name]
+    if info["kind"] != "segmentation":
+        raise ModelMismatch(f"head {name!r} is a scene classifier: it gives one label per "
+                            "image, not one per pixel", "classify with it instead", head=name)
+    xn, m = prepare(x, m, model.modalities, model.config.patch_size)
+    return model.heads[name](model.forward_intermediates(xn, m, info["layers"]), xn)
+
+
+__all__ = ["SceneHead", "SegmentationHead", "HeadSet", "classify", "segment", "HEAD_KINDS",
+           "POOLS", "default_colors", "default_layers"]

@@ -35,7 +35,9 @@ from .areas import class_area_table, pixel_area_m2
 from .fileio import publish
 from .io import CONVERSION_ATTR, RasterError, open_raster, raster_modality, to_model_units
 from .modalities import Modality
-from .model import OFANet
+from .heads import classify, segment
+from .inputs import require_embedding
+from .model import OFANet, set_fused_attention
 from .precision import PRECISIONS, autocast_for, fused_attention_for, resolve_precision
 
 TASKS = ("embed", "reconstruct", "classify")
@@ -191,7 +193,7 @@ def _predict(model, raster, task, output, settings: EngineSettings, modality, ov
     m = raster_modality(da)
     out_path = _check_output(output, da.attrs.get("source"), overwrite, task)
     head_name, classes = _check_model(model, m, task, settings.head)
-    p = model.patch_size
+    p = model.config.patch_size
     H, W = da.sizes["y"], da.sizes["x"]
     if H < p or W < p:
         raise RasterError(f"the raster is {H}x{W} pixels, smaller than one {p}x{p} patch; the "
@@ -205,13 +207,13 @@ def _predict(model, raster, task, output, settings: EngineSettings, modality, ov
     model = model.to(dev).eval()
 
     per_pixel = task == "reconstruct" or (
-        task == "classify" and model.head_info[head_name]["kind"] == "segmentation")
+        task == "classify" and model.heads.info[head_name]["kind"] == "segmentation")
     batch_size = settings.batch_size or max(1, BATCH_TOKENS // ((th // p) * (tw // p)))
     run = _Run(model, m, task, settings, dev, head_name, 1 if per_pixel else p, batch_size)
     res = run.res
     out_h, out_w = math.ceil(H / res), math.ceil(W / res)
     bands = (list(m.bands) if task == "reconstruct" else
-             [f"emb_{i:03d}" for i in range(model.config["embed_dim"])] if task == "embed" else
+             [f"emb_{i:03d}" for i in range(model.config.embed_dim)] if task == "embed" else
              ["class"])
     dtype = "uint8" if task == "classify" else "float32"
     nodata = CLASS_NODATA if task == "classify" else float("nan")
@@ -228,7 +230,7 @@ def _predict(model, raster, task, output, settings: EngineSettings, modality, ov
     reader = _TileReader(da, m, tiles, th, tw, queue_size=2 * batch_size)
     done = 0
     fused = [block.attn.fused_attn for block in model.blocks]
-    model.set_fused_attention(fused_attention_for(precision, dev))
+    set_fused_attention(model, fused_attention_for(precision, dev))
     try:
         batch: list[_Tile] = []
         for t in itertools.chain(reader, [None]):  # None: flush the last, partial batch
@@ -249,7 +251,7 @@ def _predict(model, raster, task, output, settings: EngineSettings, modality, ov
             pca_path = _pca_path(out_path) if out_path else None
             pca = sink.write_pca(pca_path)
         if task == "classify":
-            sink.set_classes(classes, model.head_info[head_name].get("colors"))
+            sink.set_classes(classes, model.heads.info[head_name].get("colors"))
         data = sink.finish()
     except BaseException:
         reader.stop()
@@ -265,7 +267,7 @@ def _predict(model, raster, task, output, settings: EngineSettings, modality, ov
             pca = _georeferenced(pca, transform, da.rio.crs, ["pc1", "pc2", "pc3"], 0)
         if classes:
             data.attrs["class_names"] = classes
-    colors = model.head_info[head_name]["colors"] if head_name else None
+    colors = model.heads.info[head_name]["colors"] if head_name else None
     areas = (class_area_table(classes, sink.class_pixels, pixel_area_m2(da))
              if task == "classify" else None)
     return PredictionResult(task, data, out_path, pca_path, pca, classes, len(tiles),
@@ -299,16 +301,16 @@ def _check_output(output, source, overwrite: bool, task: str) -> Path | None:
 
 
 def _check_model(model: OFANet, m: Modality, task: str, head: str | None):
-    model.require_embedding(m)
+    require_embedding(model, m)
     if task != "classify":
         return None, None
-    name = model.head_for(head, None, m)
-    return name, list(model.head_info[name]["classes"])
+    name = model.heads.select(head, None, m)
+    return name, list(model.heads.info[name]["classes"])
 
 
 def _tiling(model: OFANet, tile: int | None, overlap: int | None) -> tuple[int, int]:
-    p = model.patch_size
-    tile = tile or model.config["img_size"]
+    p = model.config.patch_size
+    tile = tile or model.config.img_size
     if tile % p or tile <= 0:
         raise ValueError(f"tile {tile} must be a positive multiple of the patch size {p}")
     overlap = tile // 4 if overlap is None else overlap
@@ -463,7 +465,7 @@ def _forward_adaptive(run: _Run, x: torch.Tensor, seed: int) -> np.ndarray:
 
 def _forward(run: _Run, x: torch.Tensor, seed: int) -> np.ndarray:
     model, m, head = run.model, run.m, run.head
-    p = model.patch_size
+    p = model.config.patch_size
     gh, gw = x.shape[2] // p, x.shape[3] // p
     if run.task == "embed":
         tokens = model.forward_features(x, m)[:, 1:]
@@ -473,9 +475,9 @@ def _forward(run: _Run, x: torch.Tensor, seed: int) -> np.ndarray:
         image, _ = model.reconstruct(x, m, mask_ratio=mask_ratio, seed=seed,
                                      keep_visible=mask_ratio > 0)
         return image.float().cpu().numpy()
-    if model.head_info[head]["kind"] == "segmentation":
-        return model.segment(x, m, head=head).softmax(1).float().cpu().numpy()
-    probs = model.classify(x, m, head=head).softmax(-1)
+    if model.heads.info[head]["kind"] == "segmentation":
+        return segment(model, x, m, head=head).softmax(1).float().cpu().numpy()
+    probs = classify(model, x, m, head=head).softmax(-1)
     return probs[:, :, None, None].expand(-1, -1, gh, gw).float().cpu().numpy()
 
 

@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from .inputs import resolve_modality
 from .modalities import Modality
 
 
@@ -33,7 +34,7 @@ def visible_mean_baseline(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 def reconstruction_scores(model, x: torch.Tensor, modality: str | Modality,
                           mask_ratio: float = 0.75, seed: int = 0) -> dict[str, float]:
     """Hidden-pixel MSE of the model's reconstruction and of the trivial baseline, same mask."""
-    m = model.resolve_modality(modality)
+    m = resolve_modality(modality, model.modalities)
     image, mask = model.reconstruct(x, m, mask_ratio=mask_ratio, seed=seed)
     return {"model_mse": hidden_mse(x, image, mask, m),
             "baseline_mse": hidden_mse(x, visible_mean_baseline(x, mask), mask, m)}

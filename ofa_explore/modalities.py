@@ -12,6 +12,8 @@ from dataclasses import asdict, dataclass, field, replace
 from importlib import resources
 from typing import Any, Iterable, Sequence
 
+from .errors import BadInput, NotFound
+
 KINDS = ("optical", "sar", "hyperspectral")
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 
@@ -45,21 +47,21 @@ class Modality:
         for key in ("bands", "wavelengths", "mean", "std"):
             object.__setattr__(self, key, tuple(getattr(self, key)))
         if not _NAME.match(self.name):
-            raise ValueError(f"modality name {self.name!r} must be lower-case letters, digits "
+            raise BadInput(f"modality name {self.name!r} must be lower-case letters, digits "
                              "and underscores, starting with a letter (e.g. 'my_sensor')")
         if self.kind not in KINDS:
-            raise ValueError(f"modality kind must be one of {KINDS}, got {self.kind!r}")
+            raise BadInput(f"modality kind must be one of {KINDS}, got {self.kind!r}")
         n = len(self.bands)
         if n == 0:
-            raise ValueError(f"modality {self.name!r} needs at least one band")
+            raise BadInput(f"modality {self.name!r} needs at least one band")
         for key in ("wavelengths", "mean", "std"):
             if len(getattr(self, key)) != n:
-                raise ValueError(f"modality {self.name!r}: {len(getattr(self, key))} {key} for "
+                raise BadInput(f"modality {self.name!r}: {len(getattr(self, key))} {key} for "
                                  f"{n} bands; give one per band")
         if any(s <= 0 for s in self.std):
-            raise ValueError(f"modality {self.name!r}: every std must be positive")
+            raise BadInput(f"modality {self.name!r}: every std must be positive")
         if any(w <= 0 for w in self.wavelengths):
-            raise ValueError(f"modality {self.name!r}: wavelengths must be positive (µm)")
+            raise BadInput(f"modality {self.name!r}: wavelengths must be positive (µm)")
 
     @property
     def num_bands(self) -> int:
@@ -79,7 +81,7 @@ class Modality:
         """The same sensor with a subset or reordering of its bands."""
         missing = [b for b in bands if b not in self.bands]
         if missing:
-            raise ValueError(f"{self.name!r} has no band(s) {missing}; it has "
+            raise BadInput(f"{self.name!r} has no band(s) {missing}; it has "
                              f"{', '.join(self.bands)}")
         idx = [self.bands.index(b) for b in bands]
         pick = lambda values: tuple(values[i] for i in idx)  # noqa: E731
@@ -113,11 +115,8 @@ class Modality:
         return "\n".join(lines)
 
 
-class UnknownModalityError(ValueError, KeyError):
+class UnknownModalityError(NotFound, ValueError, KeyError):
     """Raised for a modality name nobody registered; the message lists the known ones."""
-
-    def __str__(self) -> str:
-        return str(self.args[0])
 
 
 def _load_builtin() -> tuple[dict[str, Modality], dict[str, float]]:
@@ -142,10 +141,11 @@ def get_modality(name: str) -> Modality:
         return _REGISTRY[name]
     except (KeyError, TypeError):
         raise UnknownModalityError(
-            f"unknown modality {name!r}; known: {', '.join(_REGISTRY)}. For another sensor, "
-            "register it: ofa_explore.register_modality(Modality(name=..., bands=..., "
-            "wavelengths=..., gsd=..., mean=..., std=..., units=...)), or for a hyperspectral "
-            "cube use ofa_explore.hyperspectral_modality(wavelengths)") from None
+            f"unknown modality {name!r}; known: {', '.join(_REGISTRY)}",
+            "for another sensor, register it: ofa_explore.register_modality(Modality(name=..., "
+            "bands=..., wavelengths=..., gsd=..., mean=..., std=..., units=...)), or for a "
+            "hyperspectral cube use ofa_explore.hyperspectral_modality(wavelengths)",
+            modality=name) from None
 
 
 def register_modality(modality: Modality, overwrite: bool = False) -> Modality:
@@ -153,10 +153,10 @@ def register_modality(modality: Modality, overwrite: bool = False) -> Modality:
     if not isinstance(modality, Modality):
         raise TypeError(f"expected a Modality, got {type(modality).__name__}")
     if modality.name in _REGISTRY and not overwrite and _REGISTRY[modality.name] != modality:
-        raise ValueError(f"a different modality named {modality.name!r} is already registered; "
+        raise BadInput(f"a different modality named {modality.name!r} is already registered; "
                          "choose another name or pass overwrite=True")
     if modality.name in BUILTIN_MODALITIES and overwrite:
-        raise ValueError(f"{modality.name!r} is built in and cannot be replaced; register your "
+        raise BadInput(f"{modality.name!r} is built in and cannot be replaced; register your "
                          "variant under another name")
     _REGISTRY[modality.name] = modality
     return modality
@@ -174,9 +174,9 @@ def hyperspectral_modality(wavelengths: Iterable[float], name: str = "hyperspect
     """
     waves = [float(w) for w in wavelengths]
     if not waves:
-        raise ValueError("give at least one wavelength (µm)")
+        raise BadInput("give at least one wavelength (µm)")
     if max(waves) > 30:
-        raise ValueError(f"wavelengths look like nanometres (max {max(waves):g}); pass µm, "
+        raise BadInput(f"wavelengths look like nanometres (max {max(waves):g}); pass µm, "
                          "e.g. [w / 1000 for w in wavelengths_nm]")
     ref = _REGISTRY["enmap"]
     interpolated = mean is None or std is None
@@ -205,5 +205,5 @@ def sar_wavelength(convention: str) -> float:
     try:
         return SAR_WAVELENGTH_CONVENTIONS[convention]
     except KeyError:
-        raise ValueError(f"unknown SAR convention {convention!r}; known: "
+        raise BadInput(f"unknown SAR convention {convention!r}; known: "
                          f"{', '.join(SAR_WAVELENGTH_CONVENTIONS)}") from None

@@ -32,7 +32,7 @@ def main(shared: Path) -> None:
     path = shipped_checkpoint_path()
     model = load_checkpoint(path)
     for name in list(model.heads):  # idempotent: refit from scratch
-        del model.heads[name], model.head_info[name]
+        del model.heads[name]
     data = read_labelled_chips(shared / "eurosat" / "index.csv")
     report = fit_scene_head(model, data, HEAD, colors=[COLORS[c] for c in data.classes],
                             seed=SEED)
@@ -55,7 +55,7 @@ def write_card(model, scores: dict, n_val: int, n_train: int) -> None:
     card_path = shipped_checkpoint_path().parent / "MODEL_CARD.md"
     card = card_path.read_text()
     card = card[:card.index(CARD_MARK)].rstrip() + "\n\n" if CARD_MARK in card else card + "\n"
-    classes = model.head_info[HEAD]["classes"]
+    classes = model.heads.info[HEAD]["classes"]
     recall = {c: row[i] / max(sum(row), 1) for i, (c, row) in enumerate(zip(classes,
                                                                            scores["confusion"]))}
     best = ", ".join(c for c, r in recall.items() if r == 1.0) or "no class"

@@ -122,7 +122,7 @@ NOTEBOOKS = {
         "chips from Europe. It is a demonstration head (about "
         f"{_head_accuracy()} on held-out chips; chance is 10%), so expect mistakes.",
         SETUP,
-        "info = model.head_info[\"eurosat_landcover\"]\n"
+        "info = model.heads.info[\"eurosat_landcover\"]\n"
         "print(\"classes:\", \", \".join(info[\"classes\"]))\n"
         "print(f\"held-out accuracy {info['validation']['accuracy']:.0%} on "
         "{info['validation']['count']} chips; trained on {info['trained_on']}\")",

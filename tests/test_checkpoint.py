@@ -10,6 +10,7 @@ import torch
 
 from conftest import PickleBomb
 from ofa_explore import CheckpointError, OFANet, load_checkpoint, read_metadata, save_checkpoint
+from ofa_explore.heads import classify
 from ofa_explore.modalities import hyperspectral_modality
 
 
@@ -18,7 +19,7 @@ def model() -> OFANet:
     torch.manual_seed(0)
     cube = hyperspectral_modality([0.4 + 0.02 * i for i in range(12)], name="my_cube")
     m = OFANet("tiny", modalities=["s2_l1c", "s1_grd", cube], img_size=32, patch_size=8, depth=2)
-    m.add_head("landcover", ["Forest", "River", "Urban"], modality="s2_l1c",
+    m.heads.add("landcover", ["Forest", "River", "Urban"], modality="s2_l1c",
                colors=["#228b22", "#1e90ff", "#dc143c"])
     for p in m.parameters():  # make every tensor non-trivial
         p.data.add_(torch.randn_like(p) * 1e-3)
@@ -38,7 +39,7 @@ def test_round_trip_is_bit_exact(model, saved):
         assert torch.equal(a[key], b[key]), key
     x = torch.rand(2, 13, 32, 32) * 3000
     assert torch.equal(model.forward_features(x, "s2_l1c"), loaded.forward_features(x, "s2_l1c"))
-    assert torch.equal(model.classify(x, "s2_l1c"), loaded.classify(x, "s2_l1c"))
+    assert torch.equal(classify(model, x, "s2_l1c"), classify(loaded, x, "s2_l1c"))
 
 
 def test_metadata_describes_architecture_modalities_heads_provenance(model, saved):
@@ -51,7 +52,7 @@ def test_metadata_describes_architecture_modalities_heads_provenance(model, save
     assert meta["provenance"]["trained_on"] == "unit test" and meta["provenance"]["steps"] == 3
     loaded = load_checkpoint(saved)
     assert loaded.modalities["my_cube"] == model.modalities["my_cube"]  # custom sensor travels along
-    assert loaded.head_info["landcover"]["colors"][0] == "#228b22"
+    assert loaded.heads.info["landcover"]["colors"][0] == "#228b22"
 
 
 def test_half_precision_storage(model, tmp_path):

@@ -46,7 +46,7 @@ def test_unknown_modality_exits_2_with_the_list(capsys):
 
 def test_info_describes_checkpoint(tmp_path, capsys):
     model = OFANet("tiny", modalities=["s2_l1c"], img_size=32, patch_size=8, depth=1)
-    model.add_head("landcover", ["Forest", "River"], modality="s2_l1c")
+    model.heads.add("landcover", ["Forest", "River"], modality="s2_l1c")
     path = save_checkpoint(model, tmp_path / "m.safetensors", trained_on="nothing")
     assert cli(["info", str(path)]) == 0
     out = capsys.readouterr().out
@@ -276,7 +276,7 @@ def test_published_weights_by_name_wherever_a_checkpoint_is_taken(shared, tmp_pa
     meta = read_metadata(cache / "dofa-base-v1.safetensors")  # converted once, kept
     assert meta["provenance"]["weights"] == "dofa-base-v1"
     assert meta["config"]["pool_norm"] is True
-    assert load_model("dofa-base-v1").config["embed_dim"] == 768
+    assert load_model("dofa-base-v1").config.embed_dim == 768
     with pytest.raises(FileNotFoundError, match="nor the name of published weights"):
         load_model("dofa-bsae-v1")
 

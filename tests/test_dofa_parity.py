@@ -70,7 +70,7 @@ def test_converted_dofa_equals_torchgeo_tokens_and_pooled_features(size):
     theirs = torchgeo_dofa(size)
     state = {k: v.clone() for k, v in theirs.state_dict().items()}
     ours = convert_dofa_v1(state).eval()
-    assert ours.config["num_heads"] == theirs.num_heads
+    assert ours.config.num_heads == theirs.num_heads
     torch.manual_seed(2)
     assert_same_outputs(ours, theirs, batch=2)
 

@@ -45,7 +45,7 @@ def test_head_on_real_eurosat_chips_is_well_above_chance(landcover):
     model, report = landcover
     assert report["val"] >= 25 and report["train"] + report["val"] == 150
     assert report["accuracy"] >= 0.3, report  # 10 classes: chance is 0.1
-    info = model.head_info["landcover"]
+    info = model.heads.info["landcover"]
     assert info["modality"] == "s2_l1c" and info["classes"][0] == "AnnualCrop"
     assert info["validation"]["accuracy"] == pytest.approx(report["accuracy"], abs=1e-4)
     assert "held out, by group" in info["trained_on"]
@@ -81,7 +81,7 @@ def test_fine_tuning_trains_the_last_blocks_only(eurosat_csv):
     assert report["accuracy"] >= 0.2
     assert torch.equal(model.blocks[0].mlp.fc1.weight, first)
     assert not torch.equal(model.blocks[-1].mlp.fc1.weight, last)
-    assert model.head_info["ft"]["method"] == "finetune"
+    assert model.heads.info["ft"]["method"] == "finetune"
     assert not any(p.requires_grad for p in model.parameters())  # left frozen for inference
 
 
@@ -92,7 +92,7 @@ def test_saved_head_round_trips_and_drives_ofa_classify(shared, eurosat_csv, tmp
     printed = capsys.readouterr().out
     assert "accuracy" in printed and "held-out chips" in printed
     model = load_checkpoint(out)
-    info = model.head_info["landcover"]
+    info = model.heads.info["landcover"]
     assert len(info["classes"]) == 10 and len(info["colors"]) == 10
     again = tmp_path / "again.safetensors"
     from ofa_explore import save_checkpoint
@@ -152,7 +152,7 @@ def test_segmentation_head_overfits_a_real_labelled_scene(neon_trees_crop, tmp_p
     assert report["losses"][-1] < 0.3 * report["losses"][0]
     assert report["train_miou"] >= 0.8, report["train_miou"]
     assert report["classes"] == ["background", "tree"]
-    assert model.head_info["trees"]["colors"] == ["#d9d9d9", "#1b7837"]
+    assert model.heads.info["trees"]["colors"] == ["#d9d9d9", "#1b7837"]
 
     # through the engine: a per-pixel class map of the scene, as good where the head trained
     out = tmp_path / "trees.tif"
@@ -170,7 +170,7 @@ def test_segmentation_head_from_the_cli_on_the_whole_scene(neon_trees, tmp_path,
     assert main(["train-head", "--task", "segmentation", "--data", str(neon_trees), "-o",
                  str(out), "--epochs", "2", "-q"]) == 0
     assert "mIoU" in capsys.readouterr().out
-    assert load_checkpoint(out).head_info["segmentation"]["kind"] == "segmentation"
+    assert load_checkpoint(out).heads.info["segmentation"]["kind"] == "segmentation"
     assert main(["evaluate", "--data", str(neon_trees), "--checkpoint", str(out), "-q"]) == 0
     assert "IoU" in capsys.readouterr().out
 

@@ -25,7 +25,7 @@ P = 8
 def model() -> OFANet:
     torch.manual_seed(0)
     m = OFANet("tiny", modalities=["s2_l1c", "s1_grd", "rgbn", "rgb"], img_size=32, patch_size=P, depth=2)
-    m.add_head("landcover", ["Forest", "River", "Urban"], modality="s2_l1c",
+    m.heads.add("landcover", ["Forest", "River", "Urban"], modality="s2_l1c",
                colors=["#228b22", "#1e90ff", "#dc143c"])
     return m.eval()
 
@@ -43,7 +43,7 @@ def test_embed_is_georeferenced_at_patch_resolution(model, shared, tmp_path):
         assert emb.crs == src.crs and pca.crs == src.crs
         assert emb.transform == src.transform @ Affine.scale(P)
         assert (emb.height, emb.width) == (math.ceil(src.height / P), math.ceil(src.width / P))
-        assert emb.count == model.config["embed_dim"] and pca.count == 3 and pca.dtypes[0] == "uint8"
+        assert emb.count == model.config.embed_dim and pca.count == 3 and pca.dtypes[0] == "uint8"
         assert pca.tags(ns="IMAGE_STRUCTURE")["LAYOUT"] == "COG"
         assert emb.tags(ns="IMAGE_STRUCTURE")["LAYOUT"] == "COG" and emb.compression is not None
         data = emb.read(1)

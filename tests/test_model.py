@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 
 from ofa_explore import OFANet, get_modality, hyperspectral_modality, list_modalities
+from ofa_explore.errors import CLI_WORDS, ModelMismatch
+from ofa_explore.heads import classify, segment
+from ofa_explore.model import OFAConfig, set_fused_attention
 
 IMG, PATCH = 32, 8
 L = (IMG // PATCH) ** 2
@@ -32,7 +37,7 @@ def check_shapes(model, x, modality):
     assert pred.shape == (2, L, PATCH * PATCH * C)
     assert mask.shape == (2, L)
     feats = model.forward_features(x, modality)
-    assert feats.shape == (2, 1 + L, model.config["embed_dim"])
+    assert feats.shape == (2, 1 + L, model.config.embed_dim)
     image, mask_img = model.reconstruct(x, modality, seed=0)
     assert image.shape == x.shape and mask_img.shape == (2, 1, IMG, IMG)
 
@@ -117,7 +122,7 @@ def test_plain_attention_computes_what_the_fused_kernel_does():
     x = sample("s2")
     results = []
     for fused in (True, False):
-        model.set_fused_attention(fused)
+        set_fused_attention(model, fused)
         assert all(b.attn.fused_attn is fused for b in [*model.blocks, *model.decoder_blocks])
         model.zero_grad()
         loss, _, _ = model(x, "s2", generator=torch.Generator().manual_seed(0))
@@ -133,13 +138,13 @@ def test_position_embeddings_interpolate_for_other_sizes():
     x = sample("s2", size=IMG)
     wide = torch.cat([x, x[..., :16]], dim=3)[:, :, :24]  # 24 x 48 pixels: a 3 x 6 grid
     feats = model.forward_features(wide, "s2")
-    assert feats.shape == (2, 1 + 3 * 6, model.config["embed_dim"])
+    assert feats.shape == (2, 1 + 3 * 6, model.config.embed_dim)
     loss, pred, mask = model(wide, "s2")
     assert pred.shape[1] == 18 and torch.isfinite(loss)
     pos = model._pos(model.pos_embed, (3, 6))
-    assert pos.shape == (1, 19, model.config["embed_dim"])
+    assert pos.shape == (1, 19, model.config.embed_dim)
     assert torch.equal(pos[:, 0], model.pos_embed[:, 0])  # class slot kept
-    assert model._pos(model.pos_embed, model.grid) is model.pos_embed  # trained size untouched
+    assert model._pos(model.pos_embed, model.config.grid) is model.pos_embed  # trained size untouched
     big = model.forward_features(sample("s2", size=64), "s2")
     assert big.shape[1] == 1 + 64
 
@@ -206,31 +211,33 @@ def test_model_without_wavelength_embedding_says_which_modalities_it_knows():
 
 def test_head_refuses_other_modality():
     model = small_model(["s2_l1c", "rgb"])
-    model.add_head("landcover", ["a", "b"], modality="s2_l1c")
-    assert model.classify(sample("s2_l1c"), "s2_l1c").shape == (2, 2)
-    with pytest.raises(ValueError, match="no scene head of this model takes 'rgb'.*landcover "
-                                         "for s2_l1c.*train-head --modality rgb"):
-        model.classify(sample("rgb"), "rgb")
+    model.heads.add("landcover", ["a", "b"], modality="s2_l1c")
+    assert classify(model, sample("s2_l1c"), "s2_l1c").shape == (2, 2)
+    with pytest.raises(ModelMismatch, match="no scene head of this model takes 'rgb'.*landcover "
+                                            "for s2_l1c") as err:
+        classify(model, sample("rgb"), "rgb")
+    assert "`ofa train-head` with --modality rgb" in err.value.render(CLI_WORDS)  # no CLI words
+    assert "--" not in str(err.value)  # in the API's own words
     with pytest.raises(ValueError, match="'landcover' was trained on 's2_l1c' imagery, not 'rgb'"):
-        model.classify(sample("rgb"), "rgb", head="landcover")
+        classify(model, sample("rgb"), "rgb", head="landcover")
 
 
 def test_segmentation_head_gives_per_pixel_logits_and_picks_its_blocks():
     model = small_model(["rgb"])
-    model.add_head("trees", ["background", "tree"], kind="segmentation", modality="rgb")
-    info = model.head_info["trees"]
-    assert info["layers"][-1] == model.config["depth"] - 1 and info["colors"][1].startswith("#")
+    model.heads.add("trees", ["background", "tree"], kind="segmentation", modality="rgb")
+    info = model.heads.info["trees"]
+    assert info["layers"][-1] == model.config.depth - 1 and info["colors"][1].startswith("#")
     x = sample("rgb")
-    assert model.segment(x, "rgb").shape == (x.shape[0], 2, x.shape[2], x.shape[3])
-    assert model.classify(x, "rgb", head="trees").shape == (x.shape[0], 2)
+    assert segment(model, x, "rgb").shape == (x.shape[0], 2, x.shape[2], x.shape[3])
+    assert classify(model, x, "rgb", head="trees").shape == (x.shape[0], 2)
     with pytest.raises(ValueError, match="no scene head"):
-        model.classify(x, "rgb")
+        classify(model, x, "rgb")
     with pytest.raises(ValueError, match="unique"):
-        model.add_head("dup", ["a", "a"])
+        model.heads.add("dup", ["a", "a"])
     with pytest.raises(ValueError, match="block indices"):
-        model.add_head("bad", ["a", "b"], kind="segmentation", modality="rgb", layers=[99])
+        model.heads.add("bad", ["a", "b"], kind="segmentation", modality="rgb", layers=[99])
     with pytest.raises(ValueError, match="needs the modality"):
-        model.add_head("bad", ["a", "b"], kind="segmentation")
+        model.heads.add("bad", ["a", "b"], kind="segmentation")
 
 
 def test_reconstruct_can_return_the_prediction_everywhere():
@@ -240,3 +247,38 @@ def test_reconstruct_can_return_the_prediction_everywhere():
     assert torch.equal(pasted, x)  # nothing hidden: the input itself
     predicted, mask = model.reconstruct(x, "rgb", mask_ratio=0.0, keep_visible=False)
     assert mask.sum() == 0 and not torch.allclose(predicted, x)
+
+
+def test_config_is_one_frozen_dataclass_that_round_trips():
+    model = small_model(["rgb"])
+    c = model.config
+    assert isinstance(c, OFAConfig) and c.depth == 2 and c.embed_dim == 192 and c.grid == (4, 4)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        c.depth = 3
+    assert OFAConfig.from_dict(c.to_dict()) == c
+    assert OFANet(c, ["rgb"]).config == c
+    assert not hasattr(model, "patch_size")  # no second copy of a config value
+
+
+def test_head_set_orders_selects_and_forgets_heads():
+    model = small_model(["rgb"])
+    rgb = get_modality("rgb")
+    model.heads.add("a", ["x", "y"], modality="rgb")
+    model.heads.add("b", ["x", "y"], modality="rgb")
+    assert model.heads.select(None, "scene", rgb) == "a"
+    model.heads.set_default("b")
+    assert list(model.heads) == list(model.heads.info) == ["b", "a"]
+    assert model.heads.select(None, "scene", rgb) == "b"
+    assert "heads.a.1.weight" in model.state_dict()  # keys as before: heads.<name>.*
+    del model.heads["b"]
+    assert list(model.heads.info) == ["a"]
+    with pytest.raises(ModelMismatch, match="no head named 'b'") as err:
+        model.heads.select("b")
+    assert "--head" in err.value.render(CLI_WORDS)
+
+
+def test_embedding_refusal_names_the_setting_in_each_shell():
+    model = small_model(["rgb"], wavelength_embed=False)
+    with pytest.raises(ModelMismatch) as err:
+        model.forward_features(sample("s2"), "s2")
+    assert "checkpoint=" in str(err.value) and "--checkpoint" in err.value.render(CLI_WORDS)

@@ -38,7 +38,7 @@ def random_init_like(model):
 
 @pytest.mark.parametrize("filename", sorted(f for f, m in SAMPLES.items() if m in OWN))
 def test_reconstructs_every_shipped_sample_better_than_the_baseline(model, filename):
-    x = sample_chip(filename, model.config["img_size"])
+    x = sample_chip(filename, model.config.img_size)
     scores = [reconstruction_scores(model, x, SAMPLES[filename], seed=seed) for seed in range(5)]
     model_mse = sum(s["model_mse"] for s in scores) / 5  # over five different masks
     baseline_mse = sum(s["baseline_mse"] for s in scores) / 5
@@ -59,7 +59,7 @@ def test_wavelength_path_sample_is_reconstructed_by_a_trained_path(model):
     """Landsat-8 reaches the model only through the wavelength-conditioned embedding: the
     trained path halves a random network's error. (It is about as good as the trivial
     baseline on this cloudy window, see the model card; the test guards the training.)"""
-    x = sample_chip("landsat8_l1_gulf_coast.tif", model.config["img_size"])
+    x = sample_chip("landsat8_l1_gulf_coast.tif", model.config.img_size)
     trained, untrained, baseline = wavelength_path_errors(model, x, "landsat_oli_l1")
     assert trained < 0.7 * untrained and trained < 1.15 * baseline, (trained, untrained, baseline)
 
@@ -128,7 +128,7 @@ def test_shipped_landcover_head_is_the_default_for_sentinel2(model, tmp_path, ca
     from ofa_explore.cli import main
     from ofa_explore.demo import sample_path
 
-    info = model.head_info["eurosat_landcover"]
+    info = model.heads.info["eurosat_landcover"]
     assert info["modality"] == "s2_l1c" and len(info["classes"]) == 10
     assert 0.3 <= info["validation"]["accuracy"] <= 1  # honest, and recorded in the file
     card = (shipped_checkpoint_path().parent / "MODEL_CARD.md").read_text()

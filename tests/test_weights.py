@@ -11,6 +11,7 @@ from conftest import PickleBomb
 import published_layouts as layouts  # tests/published_layouts.py
 from ofa_explore import load_checkpoint
 from ofa_explore.cli import main as cli
+from ofa_explore.inputs import normalize, resolve_modality
 from ofa_explore.weights import (WEIGHTS, ConversionError, PublishedWeights, WeightsUnavailableError,
                                  convert_dofa_v1, convert_dofa_v2, convert_ofa, fetch_weights,
                                  load_published, read_state_dict)
@@ -30,11 +31,11 @@ def test_dofa_base_v1_full_size_maps_every_key():
     model = convert_dofa_v1(state)
     report = model.conversion_report
     assert_every_key_accounted(model, state, report, ("mask_token", "projector."))
-    assert model.config["embed_dim"] == 768 and model.config["depth"] == 12
-    assert model.config["patch_size"] == 16 and model.config["img_size"] == 224
+    assert model.config.embed_dim == 768 and model.config.depth == 12
+    assert model.config.patch_size == 16 and model.config.img_size == 224
     encoder = [k for k in model.state_dict() if not k.startswith(("decoder", "mask_token", "wavelength_head"))]
     assert set(encoder) <= set(report.mapped.values())  # the whole encoder comes from the file
-    assert model.config["sar_wavelength"] == 3.75
+    assert model.config.sar_wavelength == 3.75
     feats = model.forward_features(torch.rand(1, 2, 224, 224) * 10 - 15, "s1_grd")
     assert feats.shape == (1, 197, 768)
 
@@ -45,7 +46,7 @@ def test_dofa_v1_keeps_fc_norm_ignores_the_head_and_norm_may_be_missing():
     assert "head.weight" in model.conversion_report.ignored
     assert "fc_norm.weight" in model.conversion_report.mapped  # TorchGeo pools through it
     assert torch.equal(model.fc_norm.weight, state["fc_norm.weight"])
-    assert model.config["final_norm"] is False and model.config["pool_norm"] is True
+    assert model.config.final_norm is False and model.config.pool_norm is True
     assert any("fc_norm(mean" in n for n in model.conversion_report.notes)
     without = convert_dofa_v1(layouts.dofa_v1(D=64, depth=2, extras=()))
     assert any("no fc_norm" in n for n in without.conversion_report.notes)
@@ -61,12 +62,12 @@ def test_dofa_kernel_layouts_differ_and_padding_matches_dofa():
     assert current.wavelength_embed.padding == 1  # DOFA convolves with padding 1
     # the generated kernel, by DOFA's formula: view(C, k, k, D) then permute to [D, C, k, k]
     embed = current.wavelength_embed
-    waves = current.wavelength_codes(current.resolve_modality("rgb"), x.device)
+    waves = current.wavelength_codes(resolve_modality("rgb", current.modalities), x.device)
     weight, bias = embed.weight_generator(waves)
     kernel = weight.view(3, 16, 16, 64).permute(3, 0, 1, 2) * 0.01
-    expected = torch.nn.functional.conv2d(current.normalize(x, current.resolve_modality("rgb")),
+    expected = torch.nn.functional.conv2d(normalize(x, resolve_modality("rgb", current.modalities)),
                                           kernel, bias * 0.01, stride=16, padding=1)
-    got = embed(current.normalize(x, current.resolve_modality("rgb")), waves)
+    got = embed(normalize(x, resolve_modality("rgb", current.modalities)), waves)
     torch.testing.assert_close(got, expected.flatten(2).transpose(1, 2))
 
 
@@ -74,8 +75,8 @@ def test_dofa_v2_maps_every_key():
     state = layouts.dofa_v2(D=64, depth=2)
     model = convert_dofa_v2(state)
     assert_every_key_accounted(model, state, model.conversion_report, ("norm.",))
-    assert model.config["patch_size"] == 14 and model.config["img_size"] == 224
-    assert model.config["init_values"] == 1e-5 and model.config["sar_wavelength"] == 5.405
+    assert model.config.patch_size == 14 and model.config.img_size == 224
+    assert model.config.init_values == 1e-5 and model.config.sar_wavelength == 5.405
     assert torch.equal(model.blocks[1].ls2.gamma, state["model.blocks.1.ls2.gamma"])
     assert model.forward_features(torch.randn(1, 2, 224, 224) - 12, "s1_grd").shape == (1, 257, 64)
 
@@ -88,7 +89,7 @@ def test_ofa_pretraining_layout_maps_encoder_and_decoder():
     assert_every_key_accounted(model, state, report, ("teacher.", "projector."))
     assert report.initialised == []  # nothing of OFANet left untrained
     assert list(model.patch_embeds) == ["s2", "s1"]
-    assert model.config["decoder_embed_dim"] == 32 and model.config["decoder_depth"] == 1
+    assert model.config.decoder_embed_dim == 32 and model.config.decoder_depth == 1
     x = torch.rand(1, 9, 224, 224) * 255
     image, mask = model.reconstruct(x, "s2", seed=0)  # own embedding and pixel head
     assert image.shape == x.shape
@@ -118,7 +119,7 @@ def test_load_published_from_local_file_reads_weights_only(tmp_path):
     assert model.provenance["licence"] == "CC-BY-4.0"
     # training checkpoints wrap the weights under "model"
     torch.save({"model": state}, path)
-    assert load_published("dofa-base-v1", path=path).config["embed_dim"] == 768
+    assert load_published("dofa-base-v1", path=path).config.embed_dim == 768
 
 
 
@@ -176,7 +177,7 @@ def test_cli_convert_round_trip(tmp_path, capsys):
     direct = load_published("dofa-base-v2", path=src)
     x = torch.randn(1, 2, 56, 56) - 12
     torch.testing.assert_close(model.forward_features(x, "s1_grd"), direct.forward_features(x, "s1_grd"))
-    assert model.config["sar_wavelength"] == 5.405
+    assert model.config.sar_wavelength == 5.405
     assert cli(["convert", str(src), "--from", "dofa-base-v1", "-o", str(out)]) == 2
     assert "not a DOFA v1" in capsys.readouterr().err
 
@@ -194,9 +195,9 @@ def test_dofa_v2_uses_its_published_kernel_layout_and_unnormed_maps():
     """zhu-xlab's dofa_v2.py: Dynamic_MLP_OFA reshapes the generated kernel view(D, C, k, k)
     and the out_features are block outputs without the final norm."""
     model = convert_dofa_v2(layouts.dofa_v2(D=64, depth=2)).eval()
-    assert WEIGHTS["dofa-base-v2"].kernel_layout == model.config["wavelength_kernel_layout"] == "dckk"
-    m = model.resolve_modality("rgb")
-    x = model.normalize(torch.randn(1, 3, 56, 56), m)
+    assert WEIGHTS["dofa-base-v2"].kernel_layout == model.config.wavelength_kernel_layout == "dckk"
+    m = resolve_modality("rgb", model.modalities)
+    x = normalize(torch.randn(1, 3, 56, 56), m)
     embed = model.wavelength_embed
     weight, bias = embed.weight_generator(model.wavelength_codes(m, x.device))
     expected = torch.nn.functional.conv2d(x, weight.reshape(64, 3, 14, 14) * embed.scaler,
@@ -207,5 +208,5 @@ def test_dofa_v2_uses_its_published_kernel_layout_and_unnormed_maps():
         h = model._with_cls(*model._embed(x, m))
         for block in model.blocks:
             h = block(h)
-        last = model.encoder_layers(x, m, [1])[0]
+        last = model.forward_intermediates(x, m, [1])[0]
         torch.testing.assert_close(last, h[:, 1:].transpose(1, 2).reshape(1, 64, 4, 4))

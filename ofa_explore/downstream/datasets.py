@@ -19,6 +19,7 @@ import rasterio
 import torch
 import torch.nn.functional as F
 
+from ..errors import BadInput, NotFound
 from ..io import CONVERSION_ATTR, RasterError, open_raster, raster_modality, to_model_units
 from ..modalities import Modality
 
@@ -27,7 +28,7 @@ GROUP_COLUMNS = ("group", "geo_group")  # optional CSV column: chips that must s
 IGNORE_INDEX = 255  # mask value that is not scored (nodata, unlabelled)
 
 
-class LabelError(ValueError):
+class LabelError(BadInput):
     """Labels that do not fit the task; the message names them and the fix."""
 
 
@@ -89,7 +90,7 @@ def read_labelled_chips(source: str | Path, classes: Sequence[str] | None = None
     elif source.is_file() and source.suffix.lower() == ".csv":
         chips = _read_label_csv(source)
     elif not source.exists():
-        raise FileNotFoundError(f"labelled data not found: {source}")
+        raise NotFound(f"labelled data not found: {source}")
     else:
         raise LabelError(f"{source}: pass a folder with one sub-folder per class, or a .csv with "
                          "path,label columns")
@@ -124,7 +125,7 @@ def _read_label_csv(path: Path) -> LabelledChips:
     for n, row in enumerate(rows, start=2):
         file = (path.parent / row["path"]).resolve()
         if not file.is_file():
-            raise FileNotFoundError(f"{path}, line {n}: {row['path']} does not exist")
+            raise NotFound(f"{path}, line {n}: {row['path']} does not exist")
         if not row["label"]:
             raise LabelError(f"{path}, line {n}: empty label")
         paths.append(file)
@@ -150,7 +151,7 @@ def read_segmentation_scenes(source: str | Path,
         for image in images:
             mask = source / "masks" / image.name
             if not mask.is_file():
-                raise FileNotFoundError(f"no mask for {image.name}: expected {mask}")
+                raise NotFound(f"no mask for {image.name}: expected {mask}")
             masks.append(mask)
         meta_file = source / "classes.json"
     elif source.is_file() and source.suffix.lower() == ".csv":
@@ -162,10 +163,10 @@ def read_segmentation_scenes(source: str | Path,
         masks = [(source.parent / r["mask"]).resolve() for r in rows]
         for file in images + masks:
             if not file.is_file():
-                raise FileNotFoundError(f"{source}: {file} does not exist")
+                raise NotFound(f"{source}: {file} does not exist")
         meta_file = source.parent / "classes.json"
     else:
-        raise FileNotFoundError(f"segmentation data not found: {source} (a folder with images/ "
+        raise NotFound(f"segmentation data not found: {source} (a folder with images/ "
                                 "and masks/, or a CSV with image,mask)")
     if classes is None and meta_file.is_file():
         meta = json.loads(meta_file.read_text())

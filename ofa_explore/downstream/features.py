@@ -7,6 +7,7 @@ from typing import Callable
 import numpy as np
 import torch
 
+from ..errors import BadInput
 from ..model import OFANet
 from ..modalities import Modality
 from .datasets import LabelledChips, load_chips
@@ -25,7 +26,7 @@ def extract_features(model: OFANet, chips: np.ndarray | torch.Tensor | LabelledC
         chips, found = load_chips(chips.paths, modality)
         modality = modality or found
     if modality is None:
-        raise ValueError("pass the modality of the chips (e.g. 's2_l1c')")
+        raise BadInput("the chips' modality is not known", "name it with {modality}")
     x = torch.as_tensor(chips, dtype=torch.float32)
     was_training = model.training
     model.eval().to(device)
@@ -38,4 +39,4 @@ def extract_features(model: OFANet, chips: np.ndarray | torch.Tensor | LabelledC
                 progress(min(start + batch_size, len(x)), len(x))
     finally:
         model.train(was_training)
-    return torch.cat(out).numpy() if out else np.zeros((0, model.config["embed_dim"]), np.float32)
+    return torch.cat(out).numpy() if out else np.zeros((0, model.config.embed_dim), np.float32)

@@ -23,6 +23,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from ..errors import BadInput
 from ..metrics import classification_scores
 from ..modalities import Modality, get_modality
 from ..model import OFANet
@@ -71,7 +72,7 @@ LANDSAT_NAMES = {"02 - blue": "SR_B2", "03 - green": "SR_B3", "04 - red": "SR_B4
                  "05 - nir": "SR_B5", "06 - swir1": "SR_B6", "07 - swir2": "SR_B7"}
 
 
-class GeoBenchError(ValueError):
+class GeoBenchError(BadInput):
     """A GEO-Bench folder or sample that cannot be read; the message says which and why."""
 
 
@@ -310,12 +311,12 @@ def run_geobench(model: OFANet, root: str | Path, tasks: Sequence[str] | None = 
         train_y, test_y = data.labels["train"], data.labels["test"]
         k = len(data.classes)
         if task.kind == "segmentation":
-            size = model.config["img_size"]
+            size = model.config.img_size
             train_x, train_y = _tiled(train_x, train_y, size, m)
             test_x, test_y = _tiled(test_x, test_y, size, m)
             scores = fit_segmentation_arrays(model, f"geobench_{name}", train_x, train_y,
                                              test_x, test_y, data.classes, m, seg_epochs)
-            del model.heads[f"geobench_{name}"], model.head_info[f"geobench_{name}"]
+            del model.heads[f"geobench_{name}"]
             row.update(metric="mIoU", segmentation=scores["miou"])
         else:
             f_train = extract_features(model, train_x, m)

@@ -9,6 +9,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..errors import BadInput
 from ..heads import STANDARDIZE_EPS
 from ..metrics import classification_scores
 
@@ -105,7 +106,7 @@ def split_folds(n: int, folds: int, groups: list | None = None, targets: np.ndar
         names = np.array([str(g) for g in groups])
         unique = rng.permutation(np.unique(names))
         if len(unique) < folds:
-            raise ValueError(f"only {len(unique)} groups for {folds} folds")
+            raise BadInput(f"only {len(unique)} groups for {folds} folds")
         assignment = {g: i % folds for i, g in enumerate(unique)}
         fold_of = np.array([assignment[g] for g in names])
     else:
@@ -124,7 +125,7 @@ def train_val_split(n: int, val_fraction: float, groups: list | None = None,
                     seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """One hold-out split, group-aware or stratified like ``split_folds``."""
     if not 0 < val_fraction < 1:
-        raise ValueError(f"val_fraction must be between 0 and 1, got {val_fraction}")
+        raise BadInput(f"val_fraction must be between 0 and 1, got {val_fraction}")
     folds = split_folds(n, max(2, round(1 / val_fraction)), groups, targets, seed)
     val = folds[0]
     return np.setdiff1d(np.arange(n), val), val

@@ -10,6 +10,8 @@ import numpy as np
 import torch
 
 from ..checkpoint import model_from_metadata
+from ..errors import BadInput
+from ..inputs import normalize, require_embedding
 from ..metrics import classification_scores, segmentation_scores
 from ..model import OFANet
 from ..modalities import Modality
@@ -30,7 +32,7 @@ def fit_scene_head(model: OFANet, data: LabelledChips | str | Path, name: str, *
                    colors: Sequence[str] | None = None, seed: int = 0,
                    progress: Progress | None = None) -> dict[str, Any]:
     """Add scene head ``name`` to ``model``, fitted on the chips' train split; returns (and
-    stores in ``model.head_info[name]``) its scores on the held-out split.
+    stores in ``model.heads.info[name]``) its scores on the held-out split.
 
     ``method="linear"``: logistic regression on frozen mean-pooled features (a linear probe).
     ``method="finetune"``: that probe, then gradient training of the head and the last
@@ -38,17 +40,17 @@ def fit_scene_head(model: OFANet, data: LabelledChips | str | Path, name: str, *
     the model's other heads are removed. The new head becomes the model's default.
     """
     if method not in METHODS:
-        raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
+        raise BadInput(f"method must be one of {', '.join(METHODS)}, got {method!r}")
     data = data if isinstance(data, LabelledChips) else read_labelled_chips(data)
     x, m = load_chips(data.paths, modality, _chip_size(model, data.paths[0], modality),
                       _stage(progress, "read"))
-    model.require_embedding(m)
+    require_embedding(model, m)
     y = data.targets
     train, val = train_val_split(len(y), val_fraction, data.groups, y, seed)
     if method == "finetune" and trainable_blocks:
         _drop_heads(model)
-    model.add_head(name, data.classes, modality=m.name, colors=colors)
-    model.set_default_head(name)  # a freshly fitted head is the one users expect next
+    model.heads.add(name, data.classes, modality=m.name, colors=colors)
+    model.heads.set_default(name)  # a freshly fitted head is the one users expect next
     features = extract_features(model, x[train], m, progress=_stage(progress, "features"))
     probe = fit_linear_probe(features, y[train], len(data.classes),
                              groups=[data.groups[i] for i in train] if data.groups else None,
@@ -59,7 +61,7 @@ def fit_scene_head(model: OFANet, data: LabelledChips | str | Path, name: str, *
         train_head(model, name, x[train], y[train], m, trainable_blocks, epochs, seed=seed,
                    progress=(lambda e, n, _loss: stage(e, n)) if stage else None)
     scores = classification_scores(predict(model, name, x[val], m), y[val], len(data.classes))
-    model.head_info[name].update(
+    model.heads.info[name].update(
         method=method, trainable_blocks=trainable_blocks if method == "finetune" else 0,
         trained_on=f"{_data_name(data.source)} ({len(train)} chips; {len(val)} held out"
                    f"{', by group' if data.groups else ''})",
@@ -76,7 +78,7 @@ def fit_segmentation_head(model: OFANet, data: SegmentationScenes | str | Path, 
     tiles (whole scenes when there are several, else the bottom rows) give the mIoU."""
     data = data if isinstance(data, SegmentationScenes) else read_segmentation_scenes(data)
     x, y, groups, m = scene_tiles(model, data, modality)
-    model.require_embedding(m)
+    require_embedding(model, m)
     if len(data) > 1:
         train, val = train_val_split(len(y), val_fraction, [g[0] for g in groups], None, seed)
     else:  # one scene: the last rows of tiles are held out
@@ -84,12 +86,12 @@ def fit_segmentation_head(model: OFANet, data: SegmentationScenes | str | Path, 
         cut = np.quantile(rows, 1 - val_fraction)
         train, val = np.flatnonzero(rows < cut), np.flatnonzero(rows >= cut)
         if not len(train) or not len(val):
-            raise ValueError("the scene is too small to hold rows out; lower val_fraction or "
-                             "add scenes")
+            raise BadInput("the scene is too small to hold rows out",
+                           "lower the validation fraction or add scenes")
     scores = fit_segmentation_arrays(model, name, x[train], y[train], x[val], y[val],
                                      data.classes, m, epochs, trainable_blocks, lr, seed,
                                      data.colors, augment, progress)
-    model.head_info[name]["trained_on"] = (f"{_data_name(data.source)} ({len(train)} tiles; {len(val)} "
+    model.heads.info[name]["trained_on"] = (f"{_data_name(data.source)} ({len(train)} tiles; {len(val)} "
                                            "held out)")
     return {"head": name, "classes": data.classes, "train": len(train), "val": len(val),
             **scores}
@@ -106,15 +108,15 @@ def fit_segmentation_arrays(model: OFANet, name: str, x: np.ndarray, y: np.ndarr
     (``trainable_blocks``) changes the shared backbone, so the model's other heads are removed."""
     if trainable_blocks:
         _drop_heads(model)
-    model.add_head(name, classes, kind="segmentation", modality=modality, colors=colors)
-    model.set_default_head(name)
+    model.heads.add(name, classes, kind="segmentation", modality=modality, colors=colors)
+    model.heads.set_default(name)
     stage = _stage(progress, "train")
     losses = train_head(model, name, x, y, modality, trainable_blocks, epochs, lr=lr,
                         batch_size=16, augment=augment, seed=seed,
                         progress=(lambda e, n, _loss: stage(e, n)) if stage else None)
     scores = segmentation_scores(predict(model, name, x_val, modality), y_val, len(classes))
     train_scores = segmentation_scores(predict(model, name, x, modality), y, len(classes))
-    model.head_info[name].update(
+    model.heads.info[name].update(
         method="finetune" if trainable_blocks else "frozen", trainable_blocks=trainable_blocks,
         validation={"miou": round(scores["miou"], 4)})
     return {"train_miou": train_scores["miou"], "losses": losses, **scores}
@@ -128,8 +130,8 @@ def evaluate_head(model: OFANet, data: LabelledChips | SegmentationScenes | str 
     if _is_segmentation_data(data):
         data = data if isinstance(data, SegmentationScenes) else read_segmentation_scenes(data)
         x, y, _, m = scene_tiles(model, data, modality)
-        name = model.head_for(head, "segmentation", m)
-        info = model.head_info[name]
+        name = model.heads.select(head, "segmentation", m)
+        info = model.heads.info[name]
         if y[y != IGNORE_INDEX].max(initial=0) >= len(info["classes"]):
             raise LabelError(f"the masks have class values beyond the {len(info['classes'])} "
                              f"classes of head {name!r} ({', '.join(info['classes'])})")
@@ -138,8 +140,8 @@ def evaluate_head(model: OFANet, data: LabelledChips | SegmentationScenes | str 
         data = data if isinstance(data, LabelledChips) else read_labelled_chips(data)
         x, m = load_chips(data.paths, modality, _chip_size(model, data.paths[0], modality),
                           _stage(progress, "read"))
-        name = model.head_for(head, None, m)
-        info = model.head_info[name]
+        name = model.heads.select(head, None, m)
+        info = model.heads.info[name]
         data = data.with_classes(info["classes"])
         scores = classification_scores(predict(model, name, x, m), data.targets,
                                        len(info["classes"]))
@@ -161,7 +163,7 @@ def compare_with_random_init(model: OFANet, data: LabelledChips | SegmentationSc
     if _is_segmentation_data(data):
         scenes = data if isinstance(data, SegmentationScenes) else read_segmentation_scenes(data)
         x, m, y, keep, groups = _labelled_patches(model, scenes, modality)
-        model.require_embedding(m)
+        require_embedding(model, m)
         num_classes = len(scenes.classes)
 
         def features(net: OFANet) -> np.ndarray:
@@ -171,14 +173,14 @@ def compare_with_random_init(model: OFANet, data: LabelledChips | SegmentationSc
         chips = data if isinstance(data, LabelledChips) else read_labelled_chips(data)
         x, m = load_chips(chips.paths, modality, _chip_size(model, chips.paths[0], modality),
                           _stage(progress, "read"))
-        model.require_embedding(m)
+        require_embedding(model, m)
         y, groups, num_classes = chips.targets, chips.groups, len(chips.classes)
 
         def features(net: OFANet) -> np.ndarray:
             return extract_features(net, x, m)
-        normalised = model.normalize(torch.from_numpy(x), m)
+        normalised = normalize(torch.from_numpy(x), m)
         stats = torch.cat([normalised.mean((2, 3)), normalised.std((2, 3))], 1).numpy()
-    meta = {"config": model.config, "modalities": {n: v.to_dict() for n, v in
+    meta = {"config": model.config.to_dict(), "modalities": {n: v.to_dict() for n, v in
                                                    model.modalities.items()}}
     rows = []
     for label in ("pre-trained", "random init", BAND_STATS):
@@ -208,13 +210,13 @@ def _labelled_patches(model: OFANet, scenes: SegmentationScenes,
                       modality: str | Modality | None):
     """Tiles of every scene (at most the model's image size), and for every patch of every tile
     its majority class, whether it is labelled enough to use, and its scene."""
-    sizes = [min(_patch_floor(s, model.patch_size) for s in _raster_shape(path))
+    sizes = [min(_patch_floor(s, model.config.patch_size) for s in _raster_shape(path))
              for path in scenes.images]
-    size = min([model.config["img_size"], *sizes])
-    if size < model.patch_size:
-        raise ValueError(f"a scene is smaller than one {model.patch_size}-pixel patch")
+    size = min([model.config.img_size, *sizes])
+    if size < model.config.patch_size:
+        raise BadInput(f"a scene is smaller than one {model.config.patch_size}-pixel patch")
     tiles, labels, keep, groups, found = [], [], [], [], None
-    p = model.patch_size
+    p = model.config.patch_size
     for i, (image_path, mask_path) in enumerate(zip(scenes.images, scenes.masks)):
         image, found = load_chips([image_path], modality or found)
         mask = load_masks([mask_path])[0]
@@ -244,7 +246,7 @@ def _patch_tokens(model: OFANet, x: np.ndarray, m: Modality, batch: int = 32) ->
 
 def _patch_band_stats(model: OFANet, x: np.ndarray, m: Modality) -> np.ndarray:
     """Each patch's per-band mean and standard deviation (normalised units): [N * L, 2C]."""
-    patches = model.patchify(model.normalize(torch.from_numpy(x), m))  # [N, L, p*p*C]
+    patches = model.patchify(normalize(torch.from_numpy(x), m))  # [N, L, p*p*C]
     patches = patches.unflatten(-1, (-1, x.shape[1]))  # [N, L, p*p, C]
     return torch.cat([patches.mean(2), patches.std(2)], -1).flatten(0, 1).numpy()
 
@@ -264,18 +266,18 @@ def _patch_floor(side: int, patch: int) -> int:
 def scene_tiles(model: OFANet, data: SegmentationScenes, modality: str | Modality | None = None):
     """Model-sized tiles of every scene: images [N, C, S, S], masks [N, S, S] (edges padded
     with the modality mean / ignore), the (scene, row, col) of each tile, and the modality."""
-    size = model.config["img_size"]
+    size = model.config.img_size
     images, masks, groups, found = [], [], [], None
     for i, (image_path, mask_path) in enumerate(zip(data.images, data.masks)):
         image, m = load_chips([image_path], modality or found)
         mask = load_masks([mask_path])[0]
         if mask.shape != image.shape[-2:]:
-            raise ValueError(f"mask {mask_path.name} is {mask.shape[0]}x{mask.shape[1]} but its "
+            raise BadInput(f"mask {mask_path.name} is {mask.shape[0]}x{mask.shape[1]} but its "
                              f"image is {image.shape[-2]}x{image.shape[-1]}; they must match")
         found = m
         bad = (mask != IGNORE_INDEX) & (mask >= len(data.classes))
         if bad.any():
-            raise ValueError(f"mask {mask_path.name} has class values "
+            raise BadInput(f"mask {mask_path.name} has class values "
                              f"{sorted(set(mask[bad].tolist()))[:5]} beyond the "
                              f"{len(data.classes)} classes {data.classes}")
         for tile, tile_mask, (r, c) in tile_pairs(image[0], mask, size, m):
@@ -319,14 +321,14 @@ def _chip_size(model: OFANet, first: Path, modality) -> int | None:
 
     da = open_raster(first, modality)
     side = da.sizes["y"]
-    p = model.patch_size
-    return None if side == da.sizes["x"] and side % p == 0 else model.config["img_size"]
+    p = model.config.patch_size
+    return None if side == da.sizes["x"] and side % p == 0 else model.config.img_size
 
 
 def _drop_heads(model: OFANet) -> None:
     """Heads fitted on a backbone that is about to change would silently go wrong: remove them."""
     for name in list(model.heads):
-        del model.heads[name], model.head_info[name]
+        del model.heads[name]
 
 
 def _summary(scores: dict[str, Any]) -> dict[str, Any]:

@@ -14,6 +14,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..errors import BadInput
+from ..heads import classify, segment
+from ..inputs import resolve_modality
 from ..model import OFANet
 from ..modalities import Modality
 from .datasets import IGNORE_INDEX
@@ -23,7 +26,7 @@ def trainable_parameters(model: OFANet, head: str, trainable_blocks: int) -> lis
     """Freeze everything but the head and the last ``trainable_blocks`` encoder blocks."""
     depth = len(model.blocks)
     if not -1 <= trainable_blocks <= depth:
-        raise ValueError(f"trainable_blocks must be -1 (all), 0 (head only) or up to the "
+        raise BadInput(f"trainable_blocks must be -1 (all), 0 (head only) or up to the "
                          f"encoder depth {depth}, got {trainable_blocks}")
     for p in model.parameters():
         p.requires_grad_(False)
@@ -49,13 +52,13 @@ def train_head(model: OFANet, head: str, chips: np.ndarray, targets: np.ndarray,
                lr: float = 1e-3, batch_size: int = 32, weight_decay: float = 0.05,
                augment: bool = True, seed: int = 0, device: str | torch.device = "cpu",
                progress: Callable[[int, int, float], None] | None = None) -> list[float]:
-    """Train ``model.heads[head]`` (added with ``add_head``) on chips [N, C, H, W] (sensor
+    """Train ``model.heads[head]`` (added with ``model.heads.add``) on chips [N, C, H, W] (sensor
     units) and targets [N] (scene) or [N, H, W] (segmentation); returns the loss per epoch.
 
     AdamW with a cosine schedule; blocks that are fine-tuned get a tenth of the head's rate.
     """
-    info = model.head_info[head]
-    m = model.resolve_modality(modality)
+    info = model.heads.info[head]
+    m = resolve_modality(modality, model.modalities)
     params = trainable_parameters(model, head, trainable_blocks)
     head_params = {id(p) for p in model.heads[head].parameters()}
     groups = [{"params": [p for p in params if id(p) in head_params], "lr": lr},
@@ -86,9 +89,9 @@ def train_head(model: OFANet, head: str, chips: np.ndarray, targets: np.ndarray,
                     x, y = _flip_rotate(x, y, generator)
                 x, y = x.to(device), y.to(device)
                 if info["kind"] == "segmentation":
-                    loss = F.cross_entropy(model.segment(x, m, head), y, ignore_index=IGNORE_INDEX)
+                    loss = F.cross_entropy(segment(model, x, m, head), y, ignore_index=IGNORE_INDEX)
                 else:
-                    loss = F.cross_entropy(model.classify(x, m, head), y)
+                    loss = F.cross_entropy(classify(model, x, m, head), y)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
@@ -109,11 +112,11 @@ def predict(model: OFANet, head: str, chips: np.ndarray, modality: str | Modalit
             batch_size: int = 32, device: str | torch.device = "cpu") -> np.ndarray:
     """Class indices: [N] for a scene head, [N, H, W] for a segmentation head."""
     model.to(device).eval()
-    segment = model.head_info[head]["kind"] == "segmentation"
+    per_pixel = model.heads.info[head]["kind"] == "segmentation"
     out = []
     for start in range(0, len(chips), batch_size):
         x = torch.as_tensor(chips[start:start + batch_size], dtype=torch.float32).to(device)
-        logits = model.segment(x, modality, head) if segment else model.classify(x, modality, head)
+        logits = (segment if per_pixel else classify)(model, x, modality, head)
         out.append(logits.argmax(1).cpu())
     return torch.cat(out).numpy()
 

@@ -66,7 +66,7 @@ def held_out_scores(model, cfg, base: Path, batches: int) -> dict[str, dict[str,
 
 def sample_scores(model, masks: int = 5) -> dict[str, dict[str, float]]:
     """Each shipped sample's centre window, averaged over several random masks."""
-    size, out = model.config["img_size"], {}
+    size, out = model.config.img_size, {}
     for filename, modality in SAMPLES.items():
         scores = [reconstruction_scores(model, sample_chip(filename, size), modality, seed=seed)
                   for seed in range(masks)]

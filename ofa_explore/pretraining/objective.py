@@ -50,7 +50,7 @@ class PretrainObjective(nn.Module):
         super().__init__()
         self.model = model
         self.cfg = cfg
-        self.projector = (Projector(model.config["embed_dim"], cfg.hidden_dim, cfg.projection_dim)
+        self.projector = (Projector(model.config.embed_dim, cfg.hidden_dim, cfg.projection_dim)
                           if cfg.contrastive > 0 else None)
 
     def forward(self, views: list[View], mask_ratio: float,

@@ -174,7 +174,7 @@ def train(cfg: TrainConfig, base: Path | None = None, resume: bool | str = False
             "continue it with resume=True (command line: --resume), or choose another output_dir")
     torch.manual_seed(cfg.seed)  # same initial weights on every rank
     model = build_model(cfg).to(device)
-    model.set_fused_attention(fused_attention(cfg, device))
+    set_fused_attention(model, fused_attention(cfg, device))
     objective = PretrainObjective(model, cfg.objective).to(device)
     optimizer = make_optimizer(objective, cfg)
     scaler = torch.amp.GradScaler("cuda", enabled=cfg.precision == "fp16" and device.type == "cuda")

@@ -11,10 +11,11 @@ from typing import Any, Callable
 
 import torch
 
+from ..errors import BadInput, NotFound
 from ..model import SIZES, OFANet
 
 
-class ConversionError(ValueError):
+class ConversionError(BadInput):
     """The file does not hold the layout the converter was asked for."""
 
 
@@ -44,7 +45,7 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     a ``{"model": ...}`` / ``{"state_dict": ...}`` wrapper is unwrapped."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"weights file not found: {path}")
+        raise NotFound(f"weights file not found: {path}")
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises several types for damaged or unsafe files

@@ -60,7 +60,7 @@ def convert_dofa_v1(state: dict[str, torch.Tensor], kernel_layout: str = "ckkd",
                                                        "zero shift, as TorchGeo initialises it"))
     _note_common(report)
     return finish(model, report, {"weights_family": "DOFA v1",
-                                  "sar_wavelength": model.config["sar_wavelength"]})
+                                  "sar_wavelength": model.config.sar_wavelength})
 
 
 def convert_dofa_v2(state: dict[str, torch.Tensor], kernel_layout: str = "dckk",
@@ -97,7 +97,7 @@ def convert_dofa_v2(state: dict[str, torch.Tensor], kernel_layout: str = "dckk",
         report.notes.append("no final norm in the file: the encoder ends in a LayerNorm with unit "
                             "scale and zero shift")
     return finish(model, report, {"weights_family": "DOFA v2",
-                                  "sar_wavelength": model.config["sar_wavelength"]})
+                                  "sar_wavelength": model.config.sar_wavelength})
 
 
 def _require(state: dict[str, torch.Tensor], keys: list[str], layout: str) -> None:

@@ -71,7 +71,7 @@ def convert_ofa(state: dict[str, torch.Tensor], num_heads: int | None = None,
     if "decoder_embed.weight" not in state:
         report.notes.append("no MAE decoder in the file: reconstruct() would be untrained")
     return finish(model, report, {"weights_family": "OFA-Net",
-                                  "sar_wavelength": model.config["sar_wavelength"]})
+                                  "sar_wavelength": model.config.sar_wavelength})
 
 
 def _per_modality(state: dict[str, torch.Tensor]) -> list[str]:

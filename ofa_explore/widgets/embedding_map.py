@@ -34,7 +34,7 @@ class EmbeddingMap(widgets.VBox):
 
         result = predict_raster(model, self.raster, "embed", progress=step, **engine)
         self.embeddings = result.data.values  # [D, h, w], NaN = nodata
-        self.cell = model.patch_size
+        self.cell = model.config.patch_size
         self.bounds = latlon_bounds(self.raster)
         self.map, self.scene = scene_map(self.raster, rgb_picture(pixels, self.modality),
                                          basemap=basemap)

@@ -7,6 +7,7 @@ import ipywidgets as widgets
 import numpy as np
 import torch
 
+from ..inputs import require_embedding
 from ..metrics import hidden_mse, visible_mean_baseline
 from ..model import OFANet
 from ..threads import ensure_threads
@@ -22,9 +23,9 @@ class ReconstructionExplorer(widgets.VBox):
         ensure_threads()  # a shell: the default thread count unless one was chosen
         self.model = model.eval()
         pixels, self.modality, self.raster = read_scene(source, modality)
-        model.require_embedding(self.modality)
-        self.x = torch.from_numpy(centre_chip(pixels, size or model.config["img_size"],
-                                              model.patch_size))[None]
+        require_embedding(model, self.modality)
+        self.x = torch.from_numpy(centre_chip(pixels, size or model.config.img_size,
+                                              model.config.patch_size))[None]
         m = self.modality
         self.mask_ratio = widgets.FloatSlider(value=0.75, min=0.0, max=0.95, step=0.05,
                                               description="Mask ratio", continuous_update=False)
@@ -68,7 +69,7 @@ class ReconstructionExplorer(widgets.VBox):
         scale = max(1, 200 // x.shape[-1])
         for name, picture in pictures.items():
             if self.grid.value:
-                picture = with_grid(picture, self.model.patch_size)
+                picture = with_grid(picture, self.model.config.patch_size)
             self.panels[name].value = png(picture, scale)
         scores = {"model": hidden_mse(self.x, recon, mask, m) if hidden.any() else 0.0,
                   "baseline": (hidden_mse(self.x, visible_mean_baseline(self.x, mask), mask, m)
