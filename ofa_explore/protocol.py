@@ -137,8 +137,8 @@ def parse_event(line: str) -> dict[str, Any] | None:
     return message if isinstance(message, dict) and message.get("event") in EVENTS else None
 
 
-def start_event(task_name: str, modality: str, bands: int, input: str) -> dict[str, Any]:
-    return event("start", task=task_name, modality=modality, bands=bands, input=input)
+def start_event(task_name: str, modality: str, bands: int, source: str) -> dict[str, Any]:
+    return event("start", task=task_name, modality=modality, bands=bands, input=source)
 
 
 def progress_event(done: int, total: int) -> dict[str, Any]:
