@@ -126,7 +126,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         return _predict_scenes(args, settings)
     if args.dask or args.scheduler or args.workers:
         raise BadInput("{dask}, {scheduler} and {workers} spread several scenes over a cluster",
-                       "give an output folder in {output} instead of one .tif")
+                       "give an output folder with {output} instead of one .tif")
     report = args.report
     model = load_model(args.checkpoint)
     nodata = KEEP if args.nodata is None else None if args.nodata == "none" else float(args.nodata)

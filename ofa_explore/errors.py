@@ -3,8 +3,8 @@
 A message has two parts: ``problem`` (what is wrong, in neutral words) and ``fix`` (what to do).
 Both name settings as ``{placeholders}`` (``{output}``, ``{modality}``, ``{overwrite}``) that
 each shell renders in its own words (write a literal brace as ``{{``): the Python API says
-``overwrite=True``, the command line ``--overwrite``, QGIS "the Overwrite box". Only these errors are "bad input" (exit 2); any other
-exception is a bug and shows its traceback.
+``overwrite=True``, the command line ``--overwrite``, QGIS "another output file". Only these
+errors are "bad input" (exit 2); any other exception is a bug and shows its traceback.
 
 Torch-free and numpy-free: the QGIS plugin ships a copy of this file.
 """
