@@ -1,11 +1,13 @@
 """`ofa ...`: a thin command line over the Python API; it parses arguments and calls functions.
 
-Exit codes: 0 success, 1 unexpected failure, 2 bad usage or bad input (the message says which),
-3 some of several scenes failed (each is reported; the others were written), 130 cancelled (Ctrl-C, or SIGTERM for embed / classify / reconstruct).
+Exit codes (ofa_explore.errors): 0 success; 1 an unexpected error (a bug: its traceback is
+printed); 2 bad usage or bad input (an OFAError: one line that says what to change, in the
+command line's words); 3 some of several scenes failed (each is reported; the others were
+written); 130 cancelled (Ctrl-C, or SIGTERM for embed / classify / reconstruct).
 
 `ofa embed|classify|reconstruct --progress json` is the protocol for programs that run the
 command as a worker (e.g. the QGIS plugin): stdout carries only JSON objects, one per line,
-flushed at once; see _JsonReport for the events.
+flushed at once; the events are described and built in ofa_explore.protocol.
 """
 
 from __future__ import annotations
@@ -15,9 +17,13 @@ import json
 import os
 import signal
 import sys
+import traceback
 import warnings
 from pathlib import Path
 
+from . import protocol
+from .errors import (CLI_WORDS, EXIT_BAD_INPUT, EXIT_CANCELLED, EXIT_FAILED, EXIT_SCENES_FAILED,
+                     BadInput, OFAError, OutputError)
 from .precision import PRECISIONS
 from .threads import ensure_threads, parse_threads, set_threads
 
@@ -43,9 +49,6 @@ EPILOG = """examples:
   ofa evaluate --benchmark geobench --root ~/geobench   the OFA-Net paper's GEO-Bench tasks
 """
 
-EXIT_BAD_INPUT = 2
-EXIT_SCENES_FAILED = 3
-EXIT_CANCELLED = 130
 CHECKPOINT_HELP = ("a checkpoint file, or published weights by name (dofa-base-v1, ...: see "
                    "`ofa convert -h`; downloaded and converted once); default: the shipped model")
 
@@ -111,7 +114,7 @@ def _cmd_convert(args: argparse.Namespace) -> int:
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
-    from .inference import TIF_SUFFIXES, EngineSettings, predict_raster
+    from .inference import EngineSettings, predict_raster
     from .io import KEEP, open_raster, raster_modality
     from .pretrained import load_model
 
@@ -119,11 +122,11 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         tile=args.tile, overlap=args.overlap, batch_size=args.batch_size, device=args.device,
         precision=args.precision, head=getattr(args, "head", None),
         mask_ratio=getattr(args, "mask_ratio", 0.75), seed=getattr(args, "seed", 0))
-    if args.output.suffix.lower() not in TIF_SUFFIXES:
+    if args.output.suffix.lower() not in protocol.TIF_SUFFIXES:
         return _predict_scenes(args, settings)
     if args.dask or args.scheduler or args.workers:
-        raise ValueError("--dask, --scheduler and --workers spread several scenes over a "
-                         "cluster; give an output folder with -o instead of one .tif")
+        raise BadInput("{dask}, {scheduler} and {workers} spread several scenes over a cluster",
+                       "give an output folder with {output} instead of one .tif")
     report = args.report
     model = load_model(args.checkpoint)
     nodata = KEEP if args.nodata is None else None if args.nodata == "none" else float(args.nodata)
@@ -146,14 +149,14 @@ def _predict_scenes(args: argparse.Namespace, settings) -> int:
     from .scenes import expand_inputs, predict_scenes
 
     if args.output.exists() and not args.output.is_dir():
-        raise ValueError(f"{args.output} is neither a .tif nor a folder; give a .tif for one "
-                         "scene or a folder for several")
+        raise BadInput(f"{args.output} is neither a .tif nor a folder",
+                       "give a .tif in {output} for one scene, or a folder for several")
     if args.bands or args.nodata is not None:
-        raise ValueError("--bands and --nodata apply to one scene; run several scenes without "
-                         "them, or one scene with -o FILE.tif")
+        raise BadInput("{bands} and {nodata} apply to one scene",
+                       "run several scenes without them, or one scene with a .tif in {output}")
     if args.workers is not None and (args.workers < 1 or not args.dask):
-        raise ValueError("--workers N (1 or more) sets the size of the local cluster that --dask "
-                         "starts; add --dask, or leave --workers out")
+        raise BadInput("{workers} (1 or more) sets the size of the local cluster that {dask} "
+                       "starts", "add {dask}, or leave {workers} out")
     scenes = expand_inputs(args.raster)
     cluster = args.scheduler or ("local" if args.dask else None)
     report = args.report
@@ -219,11 +222,12 @@ class _HumanReport:
 
     def scenes_end(self, total: int, failed: list) -> None:
         if failed:
-            self.error(f"{len(failed)} of {total} scenes failed (listed above); the others "
-                       "were written")
+            print(f"ofa {self.command}: error: {len(failed)} of {total} scenes failed (listed "
+                  "above); the others were written", file=sys.stderr)
 
-    def error(self, message: str) -> None:
-        print(f"ofa {self.command}: error: {message}", file=sys.stderr)
+    def error(self, message: dict) -> None:
+        """An ``error`` event (protocol.error_event) as one line."""
+        print(f"ofa {self.command}: error: {message['message']}", file=sys.stderr)
 
     def cancelled(self, message: str) -> None:
         print(f"ofa {self.command}: {message}", file=sys.stderr)
@@ -239,33 +243,25 @@ def _class_table(rows: list[dict]) -> str:
 
 
 class _JsonReport:
-    """`--progress json`: one JSON object per line on stdout, flushed at once, nothing else.
-
-    {"event": "start", "task", "modality", "bands", "input"}  before the first batch
-    {"event": "progress", "done", "total", "percent"}        per batch (percent 0-100, 1 decimal)
-    {"event": "result", "path", "pca_path", "device", "seconds", "tiles", "classes", "colors",
-     "head", "modality", "precision", "areas", "input_bounds"}   on success
-    {"event": "error", "message"}      bad input (exit code 2)
-    {"event": "cancelled", "message"}  Ctrl-C or SIGTERM (exit code 130)
-    Several scenes (-o FOLDER):
-    {"event": "scenes", "total", "cluster"}  first
-    {"event": "scene", "input", "output", "done", "total", "error", "seconds", "tiles",
-     "modality"}                       as each scene ends ("error": null when written)
-    {"event": "scenes_done", "total", "failed"}  last (exit code 3 when any failed)
-    """
+    """`--progress json`: one JSON object per line on stdout, flushed at once, nothing else;
+    the events are those of ofa_explore.protocol (start, progress, result, error, cancelled;
+    scenes, scene, scenes_done for several scenes)."""
 
     def __init__(self, command: str):
         self.command = command
 
-    def _emit(self, event: str, **fields) -> None:
-        sys.stdout.write(json.dumps({"event": event, **fields}) + "\n")  # one write per line
+    def _write(self, message: dict) -> None:
+        sys.stdout.write(protocol.event_line(message))  # one write per line
         sys.stdout.flush()
 
+    def _emit(self, event: str, **fields) -> None:
+        self._write(protocol.event(event, **fields))
+
     def start(self, modality: str, bands: int, name: str) -> None:
-        self._emit("start", task=self.command, modality=modality, bands=bands, input=name)
+        self._write(protocol.start_event(self.command, modality, bands, name))
 
     def progress(self, done: int, total: int) -> None:
-        self._emit("progress", done=done, total=total, percent=round(100 * done / total, 1))
+        self._write(protocol.progress_event(done, total))
 
     def close(self) -> None:
         pass
@@ -290,11 +286,11 @@ class _JsonReport:
     def scenes_end(self, total: int, failed: list) -> None:
         self._emit("scenes_done", total=total, failed=len(failed))
 
-    def error(self, message: str) -> None:
-        self._emit("error", message=message)
+    def error(self, message: dict) -> None:
+        self._write(message)
 
     def cancelled(self, message: str) -> None:
-        self._emit("cancelled", message=message)
+        self._write(protocol.cancelled_event(message))
 
 
 def _report(args: argparse.Namespace) -> _HumanReport | _JsonReport:
@@ -357,7 +353,8 @@ def _cmd_train_head(args: argparse.Namespace) -> int:
 
     model = load_model(args.checkpoint)
     if args.output.exists() and not args.overwrite:
-        raise FileExistsError(f"{args.output} exists; pass --overwrite to replace it")
+        raise OutputError(f"{args.output} exists", "add {overwrite} to replace it",
+                          path=str(args.output))
     name = args.name or ("segmentation" if args.task == "segmentation" else "classifier")
     progress = None if args.quiet else _print_progress
     if args.task == "segmentation":
@@ -393,7 +390,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         print(format_table(rows))
         return 0
     if args.data is None:
-        raise ValueError("pass --data (labelled chips) or --benchmark geobench --root DIR")
+        raise BadInput("nothing to evaluate", "give labelled chips with {data}, or a benchmark "
+                       "with {benchmark}")
     if args.probe:
         from .downstream import compare_with_random_init
 
@@ -455,9 +453,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", type=Path, required=True, help="output .safetensors path")
     p.set_defaults(func=_cmd_convert)
 
-    for task, text in (("embed", "patch embeddings (all D bands) and a PCA colour view"),
-                       ("reconstruct", "masked reconstruction in the input's bands"),
-                       ("classify", "class map from the checkpoint's classification head")):
+    for task, text in ((t.name, t.help) for t in protocol.TASKS.values()):
         p = sub.add_parser(task, help=f"{text}, over a raster of any size",
                            description=f"Write {text} as a Cloud-Optimised GeoTIFF with the "
                                        "input's CRS and extent.")
@@ -594,14 +590,42 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt as interrupt:  # several scenes: says how many were written
         args.report.cancelled(str(interrupt) or "cancelled; nothing was written")
         return EXIT_CANCELLED
-    except (ValueError, FileNotFoundError, KeyError, OSError, ImportError) as err:
-        # ImportError: an optional part is missing; the message names what to install
-        message = err.args[0] if isinstance(err, KeyError) and err.args else err
-        args.report.error(str(message))
+    except OFAError as err:  # the user can fix it: one line in the command line's words
+        args.report.error(err.to_event(CLI_WORDS))
         return EXIT_BAD_INPUT
+    except Exception as err:  # noqa: BLE001 - reported, then the exit code says what it was
+        if _legacy_user_error(err):
+            text = str(err.args[0] if isinstance(err, KeyError) and err.args else err)
+            args.report.error(protocol.error_event("bad_input", text))
+            return EXIT_BAD_INPUT
+        traceback.print_exc()  # a bug: its traceback on stderr, never on the JSON stdout
+        problem = f"unexpected {type(err).__name__}: {err}"
+        args.report.error(protocol.error_event(
+            protocol.FAILED, problem, "this is a bug; please report it with the traceback",
+            f"{problem} (a bug; please report it with the traceback above)"))
+        return EXIT_FAILED
     finally:
         if previous is not None:
             signal.signal(CANCEL_SIGNAL, previous)
+
+
+# Until these modules raise OFAError themselves (the redesign's merge converts them), an error of
+# the old kinds raised by their own code is still a user's mistake (exit 2); raised anywhere else
+# (a library, this package's converted modules) it is a bug (exit 1, with its traceback).
+_NOT_YET_CONVERTED = ("ofa_explore.checkpoint", "ofa_explore.model", "ofa_explore.heads",
+                      "ofa_explore.modalities", "ofa_explore.inference", "ofa_explore.engine",
+                      "ofa_explore.scenes", "ofa_explore.pretrained", "ofa_explore.weights",
+                      "ofa_explore.downstream", "ofa_explore.demo", "ofa_explore.threads",
+                      "ofa_explore.pretraining", "pretraining")
+_OLD_KINDS = (ValueError, KeyError, OSError, ImportError)
+
+
+def _legacy_user_error(err: BaseException) -> bool:
+    tb = err.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    module = tb.tb_frame.f_globals.get("__name__", "") if tb is not None else ""
+    return isinstance(err, _OLD_KINDS) and module.startswith(_NOT_YET_CONVERTED)
 
 
 if __name__ == "__main__":

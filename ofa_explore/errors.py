@@ -1,10 +1,10 @@
 """The project's errors: problems a user can fix, each with a structured hint.
 
 A message has two parts: ``problem`` (what is wrong, in neutral words) and ``fix`` (what to do).
-The fix names settings as ``{placeholders}`` (``{output}``, ``{modality}``, ``{overwrite}``) that
-each shell renders in its own words (write a literal brace in a fix as ``{{``): the Python API says ``overwrite=True``, the command line
-``--overwrite``, QGIS "the Overwrite box". Only these errors are "bad input" (exit 2); any other
-exception is a bug and shows its traceback.
+Both name settings as ``{placeholders}`` (``{output}``, ``{modality}``, ``{overwrite}``) that
+each shell renders in its own words (write a literal brace as ``{{``): the Python API says
+``overwrite=True``, the command line ``--overwrite``, QGIS "another output file". Only these
+errors are "bad input" (exit 2); any other exception is a bug and shows its traceback.
 
 Torch-free and numpy-free: the QGIS plugin ships a copy of this file.
 """
@@ -26,7 +26,9 @@ API_WORDS: dict[str, str] = {
     "precision": "precision=", "tile": "tile=", "overlap": "overlap=",
     "batch_size": "batch_size=", "mask_ratio": "mask_ratio=", "threads": "set_threads()",
     "train_head": "ofa_explore.downstream.train_head()", "modalities": "list_modalities()",
-    "data": "data=", "config": "the config",
+    "data": "data=", "config": "the config", "nodata": "nodata=", "dask": "cluster='local'",
+    "scheduler": "cluster=ADDRESS", "workers": "workers=",
+    "benchmark": "ofa_explore.downstream.geobench.run_geobench()",
 }
 CLI_WORDS: dict[str, str] = {
     "output": "-o", "overwrite": "--overwrite", "modality": "--modality", "bands": "--bands",
@@ -34,7 +36,9 @@ CLI_WORDS: dict[str, str] = {
     "precision": "--precision", "tile": "--tile", "overlap": "--overlap",
     "batch_size": "--batch-size", "mask_ratio": "--mask-ratio", "threads": "--threads",
     "train_head": "`ofa train-head`", "modalities": "`ofa modalities`", "data": "--data",
-    "config": "the config file",
+    "config": "the config file", "nodata": "--nodata", "dask": "--dask",
+    "scheduler": "--scheduler", "workers": "--workers",
+    "benchmark": "--benchmark geobench --root DIR",
 }
 
 
@@ -102,4 +106,12 @@ def render_event(event: Mapping[str, Any], words: Mapping[str, str]) -> str:
 
 
 def _line(problem: str, fix: str, words: Mapping[str, str]) -> str:
-    return f"{problem}; {fix.format_map(_Words(words))}" if fix else problem
+    problem, fix = _words(problem, words), _words(fix, words)
+    return f"{problem}; {fix}" if fix else problem
+
+
+def _words(text: str, words: Mapping[str, str]) -> str:
+    try:
+        return text.format_map(_Words(words))
+    except (ValueError, IndexError, AttributeError):  # a stray brace (a path): shown as it is
+        return text

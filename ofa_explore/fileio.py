@@ -8,6 +8,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
+from .errors import NotFound
+
 
 @contextmanager
 def atomic_output(path: str | os.PathLike, suffix: str = ".tmp") -> Iterator[Path]:
@@ -48,10 +50,11 @@ def publish(tmp: Path, final: Path) -> None:
 
 def existing_file(path: str | os.PathLike, what: str, folder_error: type[Exception],
                   folder_hint: str) -> Path:
-    """``path`` as a Path when it is an existing file; a missing file or a folder is named."""
+    """``path`` as a Path when it is an existing file; a missing file (NotFound) or a folder
+    (``folder_error``) is named."""
     path = Path(path)
     if not path.exists():
-        raise FileNotFoundError(f"{what} not found: {path}")
+        raise NotFound(f"{what} not found: {path}", "check the path", path=str(path))
     if path.is_dir():
         raise folder_error(f"{path} is a folder; {folder_hint}")
     return path

@@ -22,16 +22,18 @@ from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
 from rasterio.vrt import WarpedVRT
 from rasterio.windows import Window
 
+from .errors import BadInput, NotFound
 from .fileio import existing_file
 from .modalities import Modality, get_modality, hyperspectral_modality, list_modalities
+from .protocol import band_wavelengths, sensor_candidates
 
 SAMPLE_SIDE = 256  # pixels per side of the decimated read used for detection
 CONVERSION_ATTR = "ofa_conversion"
 MODALITY_ATTR = "ofa_modality"
 
 
-class RasterError(ValueError):
-    """A raster that cannot be used as it is; the message says why and what to do."""
+class RasterError(BadInput):
+    """A raster that cannot be used as it is: ``problem`` says why, ``fix`` what to do."""
 
 
 # ---------------------------------------------------------------- opening
@@ -59,12 +61,12 @@ def open_raster(source: str | Path | Sequence[str | Path],
     if isinstance(source, (list, tuple)):
         paths = [_existing(p) for p in source]
         if not paths:
-            raise RasterError("empty list of files; pass one raster or its single-band files")
+            raise RasterError("empty list of files", "give one raster or its single-band files")
         if len(paths) == 1:
             return open_raster(paths[0], given, nodata, bands)
         if bands is not None:
-            raise RasterError("bands= (CLI: --bands) picks bands of one multi-band file; with a "
-                              "list of single-band files, pass only the files of the bands you want")
+            raise RasterError("{bands} picks bands of one multi-band file, not of a list of "
+                              "single-band files", "give only the files of the bands you want")
         da, sample, m = _open_stack(paths, given)
     else:
         path = _existing(source)
@@ -84,8 +86,9 @@ def open_raster(source: str | Path | Sequence[str | Path],
     if da.sizes["band"] != m.num_bands:
         raise RasterError(
             f"{_name(source)} has {da.sizes['band']} bands but modality '{m.name}' expects "
-            f"{m.num_bands} bands ({', '.join(m.bands)}); pick the matching --modality or pass the "
-            "bands in that order")
+            f"{m.num_bands} bands ({', '.join(m.bands)})",
+            "pick the matching {modality}, or give the bands in that order with {bands}",
+            modality=m.name, bands=da.sizes["band"])
     if da.rio.crs is None:
         warnings.warn(f"{_name(source)} has no CRS: continuing in pixel coordinates, so outputs "
                       "will not be georeferenced. Assign one (e.g. gdal_edit.py -a_srs "
@@ -100,7 +103,7 @@ def open_raster(source: str | Path | Sequence[str | Path],
         valid = full if nodata is None else np.where(full == nodata, np.nan, full)
     if not np.isfinite(valid).any():
         raise RasterError(f"{_name(source)} holds only nodata/NaN pixels (nodata={nodata}); "
-                          "nothing to run the model on")
+                          "nothing to run the model on", "check the file, or its nodata value")
     da = da.assign_coords(band=list(m.bands))
     da.attrs[MODALITY_ATTR] = m.to_dict()
     da.attrs[CONVERSION_ATTR] = detect_conversion(valid, da.dtype, m)
@@ -113,27 +116,16 @@ def file_wavelengths(path: str | Path,
     """Band centre wavelengths (µm) that a file carries per band, and the indices of the bands
     it does not flag as bad (``bbl`` = 0); ``None`` unless every band has a wavelength tag.
     ``bands`` (1-based numbers) looks at those bands only, in that order; indices count in them."""
-    with rasterio.open(path) as src:
-        tags = [{k.lower(): v for k, v in src.tags(i).items()}
-                for i in (bands or range(1, src.count + 1))]
-    waves = []
-    for band in tags:
-        try:
-            wave = float(band.get("wavelength"))
-        except (TypeError, ValueError):
-            return None
-        units = band.get("wavelength_units", "").lower()
-        nanometres = units.startswith("nano") or units == "nm" or (not units and wave > 30)
-        waves.append(wave / 1000.0 if nanometres else wave)
-    good = [i for i, band in enumerate(tags) if band.get("bbl", "1").strip() not in ("0", "0.0")]
-    return ([waves[i] for i in good], good) if good else None
+    with _open_dataset(Path(path)) as src:
+        tags = [src.tags(i) for i in (bands or range(1, src.count + 1))]
+    return band_wavelengths(tags)
 
 
 def raster_modality(da: xr.DataArray) -> Modality:
     """The modality record ``open_raster`` attached."""
     if MODALITY_ATTR not in da.attrs:
-        raise RasterError("this DataArray was not opened with ofa_explore.io.open_raster; open it "
-                          "with open_raster(path, modality=...) first")
+        raise RasterError("this DataArray was not opened with ofa_explore.io.open_raster",
+                          "open it with open_raster(path, modality=...) first")
     return Modality.from_dict(da.attrs[MODALITY_ATTR])
 
 
@@ -143,10 +135,10 @@ def _open_file(path: Path) -> xr.DataArray:
             warnings.simplefilter("ignore", NotGeoreferencedWarning)
             da = rioxarray.open_rasterio(path, cache=False, mask_and_scale=False)
     except (RasterioIOError, OSError) as err:
-        raise RasterError(f"cannot read {path} as a raster ({_first_line(err)}); is it a complete "
-                          "GeoTIFF/COG or another format GDAL reads?") from None
+        raise _unreadable(path, err) from None
     if isinstance(da, list) or isinstance(da, xr.Dataset):
-        raise RasterError(f"{path} holds several sub-datasets; open one of them by its GDAL name")
+        raise RasterError(f"{path} holds several sub-datasets",
+                          "open one of them by its GDAL name")
     return da
 
 
@@ -154,17 +146,19 @@ def _check_bands(bands: Sequence[int], count: int, path: Path) -> list[int]:
     """1-based band numbers, each an existing band of the file, none twice."""
     bands = list(bands)
     if not bands:
-        raise RasterError("no bands picked; give 1-based band numbers, e.g. bands=[4, 3, 2] "
-                          "(CLI: --bands 4,3,2)")
+        raise RasterError("no bands picked", "give band numbers counted from 1 in {bands}, "
+                          "e.g. 4,3,2")
     for i, band in enumerate(bands):
         if isinstance(band, bool) or not isinstance(band, (int, np.integer)):
-            raise RasterError(f"band numbers are whole numbers counted from 1, got {band!r}")
+            raise RasterError(f"band numbers are whole numbers counted from 1, got {band!r}",
+                              "give band numbers in {bands}, e.g. 4,3,2")
         if not 1 <= band <= count:
             raise RasterError(f"band {band} does not exist: {path.name} has {count} bands "
-                              "(bands are numbered from 1)")
+                              "(bands are numbered from 1)", "check {bands}", band=band)
         if band in bands[:i]:
-            raise RasterError(f"band {band} is picked twice; pick each of the {count} bands of "
-                              f"{path.name} at most once")
+            raise RasterError(f"band {band} is picked twice",
+                              f"pick each of the {count} bands of {path.name} at most once in "
+                              "{bands}", band=band)
     return [int(b) for b in bands]
 
 
@@ -186,22 +180,19 @@ def _open_stack(paths: list[Path], given: Modality | None):
         match = [p for p in paths if _band_token(p, m) == band]
         if len(match) != 1:
             raise RasterError(
-                f"cannot tell which file holds band {band} of '{m.name}' (found {len(match)}); "
-                f"name the files with their band (e.g. ..._{band}.tif) or pass one file per band "
-                f"of {', '.join(m.bands)}")
+                f"cannot tell which file holds band {band} of '{m.name}' (found {len(match)})",
+                f"name the files with their band (e.g. ..._{band}.tif), or give one file per "
+                f"band of {', '.join(m.bands)}")
         order.append(match[0])
     if len(paths) != len(order):
         extra = sorted(set(paths) - set(order))
-        raise RasterError(f"files {', '.join(map(str, extra))} are not bands of '{m.name}'")
-    sources = []
-    for p in order:
-        try:
-            sources.append(rasterio.open(p))
-        except RasterioIOError as err:
-            raise RasterError(f"cannot read {p} as a raster ({_first_line(err)})") from None
+        raise RasterError(f"files {', '.join(map(str, extra))} are not bands of '{m.name}'",
+                          "leave them out, or choose another {modality}")
+    sources = [_open_dataset(p) for p in order]
     for p, src in zip(order, sources):
         if src.count != 1:
-            raise RasterError(f"{p} has {src.count} bands; a list of files must be single-band")
+            raise RasterError(f"{p} has {src.count} bands; a list of files must be single-band",
+                              "give one multi-band file alone, or single-band files")
     finest = min(sources, key=lambda s: abs(s.res[0] * s.res[1]))
     arrays, samples = [], []
     for src in sources:
@@ -219,25 +210,19 @@ def detect_modality(band_count: int, descriptions: Sequence[str | None] | None,
                     dtype: Any) -> Modality:
     """Guess the modality from the band count, band names and data type; ambiguity is an error
     that lists the candidates and the ``modality=`` override."""
-    candidates = [get_modality(n) for n in list_modalities()
-                  if get_modality(n).num_bands == band_count]
-    names = [d.upper() for d in (descriptions or []) if d]
-    if names and len(names) == band_count:
-        by_name = [m for m in candidates if {b.upper() for b in m.bands} == set(names)]
-        candidates = by_name or candidates
-    if len(candidates) > 1 and dtype is not None and np.dtype(dtype) == np.uint8:
-        candidates = [m for m in candidates if "8-bit" in m.units] or candidates
-    if len(candidates) > 1:
-        candidates = [m for m in candidates if m.autodetect] or candidates
-    if len(candidates) == 1:
-        return candidates[0]
-    if not candidates:
+    sensors = [get_modality(n).to_dict() for n in list_modalities()]
+    found = sensor_candidates(sensors, band_count, descriptions,
+                              None if dtype is None else np.dtype(dtype).name)
+    if len(found) == 1:
+        return get_modality(found[0])
+    if not found:
         raise RasterError(
-            f"no known modality has {band_count} bands; pass modality= (--modality) with a "
-            "registered one, or register yours (ofa_explore.register_modality), or use "
-            "hyperspectral_modality(wavelengths) for a hyperspectral cube")
-    raise RasterError(f"{band_count} bands could be any of {', '.join(m.name for m in candidates)}; "
-                      "say which with modality= (CLI: --modality NAME)")
+            f"no known modality has {band_count} bands",
+            "choose a registered one with {modality} (see {modalities}), or register yours "
+            "(ofa_explore.register_modality), or use hyperspectral_modality(wavelengths) for a "
+            "hyperspectral cube", bands=band_count)
+    raise RasterError(f"{band_count} bands could be any of {', '.join(found)}",
+                      "say which with {modality}", candidates=found)
 
 
 def detect_conversion(sample: np.ndarray, dtype: Any, m: Modality) -> dict[str, Any]:
@@ -279,7 +264,7 @@ def _as_modality(modality: str | Modality | None) -> Modality | None:
 
 def _existing(path: str | Path) -> Path:
     return existing_file(path, "raster", RasterError,
-                         "pass a raster file (or a list of band files)")
+                         "give a raster file (or a list of band files)")
 
 
 def _descriptions(da: xr.DataArray) -> list[str | None]:
@@ -300,7 +285,7 @@ def _order_bands(da: xr.DataArray, m: Modality) -> xr.DataArray:
 
 def _band_token(path: Path, m: Modality | None) -> str | None:
     """The band a single-band file holds: its description, else a band name in its file name."""
-    with rasterio.open(path) as src:
+    with _open_dataset(path) as src:
         desc = src.descriptions[0] if src.count == 1 else None
     bands = m.bands if m else sorted({b for n in list_modalities() for b in get_modality(n).bands},
                                      key=len, reverse=True)
@@ -321,7 +306,7 @@ def _sample(source: Path | Any, shape: tuple[int, int] | None = None,
     With overviews (or a small raster) a decimated read; otherwise a grid of small windows, so
     that a large compressed file is not decoded whole just to guess its units.
     """
-    src = rasterio.open(source) if isinstance(source, Path) else source
+    src = _open_dataset(source) if isinstance(source, Path) else source
     try:
         side = shape or (min(SAMPLE_SIDE, src.height), min(SAMPLE_SIDE, src.width))
         indexes = list(bands or range(1, src.count + 1))
@@ -337,10 +322,27 @@ def _sample(source: Path | Any, shape: tuple[int, int] | None = None,
             for r in rows], axis=1).astype(np.float64)
     except RasterioIOError as err:
         raise RasterError(f"{getattr(src, 'name', source)} is corrupt or truncated: reading its "
-                          f"pixels failed ({_first_line(err)})") from None
+                          f"pixels failed ({_first_line(err)})",
+                          "re-download or re-export the file") from None
     finally:
         if isinstance(source, Path):
             src.close()
+
+
+def _open_dataset(path: Path):
+    """``rasterio.open`` for a user's file: GDAL's failures (not a raster, truncated, missing)
+    become errors that name the file."""
+    try:
+        return rasterio.open(path)
+    except (RasterioIOError, OSError) as err:
+        if not Path(path).exists():
+            raise NotFound(f"raster not found: {path}", "check the path") from None
+        raise _unreadable(path, err) from None
+
+
+def _unreadable(path: Path, err: Exception) -> RasterError:
+    return RasterError(f"cannot read {path} as a raster ({_first_line(err)})",
+                       "is it a complete GeoTIFF/COG or another format GDAL reads?")
 
 
 def _name(source: Any) -> str:

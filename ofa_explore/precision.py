@@ -8,6 +8,8 @@ from pathlib import Path
 
 import torch
 
+from .errors import BadInput
+
 PRECISIONS = ("fp32", "bf16", "fp16", "auto")
 
 
@@ -15,11 +17,11 @@ def resolve_precision(precision: str, device: torch.device) -> str:
     """``auto``: bf16 on a CUDA GPU that supports it (else fp16), bf16 on a CPU with bf16
     instructions (AVX512-BF16 or AMX), else fp32. Other values are checked and returned."""
     if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+        raise BadInput(f"unknown precision {precision!r}",
+                       f"choose one of {', '.join(PRECISIONS)} in " + "{precision}")
     if precision != "auto":
         if precision == "fp16" and device.type != "cuda":
-            raise ValueError("precision fp16 needs a CUDA device; use bf16 or fp32 on this "
-                             "machine")
+            raise _fp16_needs_cuda()
         return precision
     if device.type == "cuda":
         return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
@@ -44,9 +46,14 @@ def autocast_for(precision: str, device: torch.device):
     if precision == "fp32":
         return contextlib.nullcontext()
     if precision == "fp16" and device.type != "cuda":
-        raise ValueError("precision fp16 needs a CUDA device; use bf16 or fp32 on this machine")
+        raise _fp16_needs_cuda()
     dtype = torch.bfloat16 if precision == "bf16" else torch.float16
     return torch.autocast(device.type, dtype=dtype)
+
+
+def _fp16_needs_cuda() -> BadInput:
+    return BadInput("precision fp16 needs a CUDA device",
+                    "choose bf16 or fp32 in {precision} on this machine")
 
 
 def fused_attention_for(precision: str, device: torch.device) -> bool:

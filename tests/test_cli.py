@@ -144,15 +144,20 @@ def test_progress_json_is_the_only_stdout_and_errors_match_human_mode(shared, tm
     assert isinstance(result["seconds"], float) and result["head"] == "eurosat_landcover"
     assert "River" in result["classes"] and len(result["colors"]) == len(result["classes"])
 
-    # an input error: the human message without its prefix, the same exit code
-    assert cli(["classify", str(chip), "-o", str(out)]) == 2
-    human = capsys.readouterr()
-    assert human.out == "" and human.err.startswith("ofa classify: error: ")
-    assert cli(["classify", str(chip), "-o", str(out), "--progress", "json"]) == 2
-    captured = capsys.readouterr()
-    assert captured.err == ""
-    assert _events(captured.out)[-1] == {
-        "event": "error", "message": human.err.strip().removeprefix("ofa classify: error: ")}
+    # an input error: the human message without its prefix, the same exit code; the event
+    # also carries its parts, the fix with the settings as placeholders for other shells
+    for bad in (["-o", str(out)], ["-o", str(tmp_path / "x.tif"), "--bands", "1,14"]):
+        assert cli(["classify", str(chip), *bad]) == 2
+        human = capsys.readouterr()
+        assert human.out == "" and human.err.startswith("ofa classify: error: ")
+        assert cli(["classify", str(chip), *bad, "--progress", "json"]) == 2
+        captured = capsys.readouterr()
+        assert captured.err == ""
+        error = _events(captured.out)[-1]
+        assert error["event"] == "error" and error["problem"]
+        assert error["message"] == human.err.strip().removeprefix("ofa classify: error: ")
+    assert error["kind"] == "bad_input" and "band 14 does not exist" in error["problem"]
+    assert "{bands}" in error["fix"] and "--bands" in error["message"]
 
     # human mode unchanged; -q is --progress none
     other = tmp_path / "emb.tif"
@@ -292,3 +297,45 @@ def test_published_weights_by_name_wherever_a_checkpoint_is_taken(shared, tmp_pa
     assert cli(["info", str(out)]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert any(line.startswith("ofa_explore_version  0.1") for line in lines)  # aligned
+
+
+def test_exit_codes_tell_bad_input_from_a_bug(tmp_path, capsys, monkeypatch):
+    """Only an OFAError is bad input (2, one line in the command line's words); any other
+    exception is a bug: exit 1 with its traceback, and a "failed" error event for workers."""
+    from ofa_explore import cli as cli_module
+    from ofa_explore.errors import EXIT_BAD_INPUT, EXIT_FAILED, BadInput
+
+    def bad_input(args):
+        raise BadInput("no good", "change {modality} or {overwrite}")
+
+    def bug(args):
+        raise ValueError("an internal slip")
+
+    monkeypatch.setattr(cli_module, "_cmd_modalities", bad_input)
+    assert cli(["modalities"]) == EXIT_BAD_INPUT
+    err = capsys.readouterr().err
+    assert err == "ofa modalities: error: no good; change --modality or --overwrite\n"
+    monkeypatch.setattr(cli_module, "_cmd_modalities", bug)
+    assert cli(["modalities"]) == EXIT_FAILED
+    err = capsys.readouterr().err
+    assert "Traceback" in err and "ValueError: an internal slip" in err and "a bug" in err
+
+    monkeypatch.setattr(cli_module, "_cmd_predict", bug)
+    assert cli(["embed", "x.tif", "-o", str(tmp_path / "e.tif"), "--progress", "json"]) == 1
+    captured = capsys.readouterr()
+    event = _events(captured.out)[-1]
+    assert event["event"] == "error" and event["kind"] == "failed"
+    assert "an internal slip" in event["message"] and "Traceback" in captured.err
+
+
+def test_missing_and_unreadable_rasters_are_bad_input(tmp_path, capsys):
+    (tmp_path / "notes.tif").write_text("this is not a raster")
+    for name, says in (("missing.tif", "raster not found"), ("notes.tif", "cannot read")):
+        assert cli(["embed", str(tmp_path / name), "-o", str(tmp_path / "e.tif"),
+                    "--progress", "json"]) == 2
+        event = _events(capsys.readouterr().out)[-1]
+        assert event["event"] == "error" and says in event["problem"], event
+    assert cli(["embed", str(tmp_path / "notes.tif"), "-o", str(tmp_path / "e.tif"),
+                "--workers", "2"]) == 2
+    err = capsys.readouterr().err
+    assert "--workers" in err and "{" not in err and "Traceback" not in err

@@ -1,21 +1,33 @@
 """The QGIS plugin's Qt-free engine module (qgis_plugin/ofa_explore_qgis/engine.py) against the
 real engine: header reading agrees with ofa_explore's, the worker runs the real CLI and streams
-its JSON progress, a cancel stops the whole process group. Runs without QGIS."""
+its JSON progress, a cancel stops the whole process group. Runs without QGIS, on the plugin as
+its build stages it (with its _shared copy of protocol.py and errors.py)."""
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-_spec = importlib.util.spec_from_file_location(
-    "ofa_plugin_engine", ROOT / "qgis_plugin" / "ofa_explore_qgis" / "engine.py")
-engine = sys.modules["ofa_plugin_engine"] = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(engine)
+_spec = importlib.util.spec_from_file_location("build_qgis_plugin",
+                                               ROOT / "scripts" / "build_qgis_plugin.py")
+_build = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_build)
+_STAGED = tempfile.TemporaryDirectory(prefix="ofa-plugin-")  # removed when the session ends
+_build.stage(_STAGED.name)
+sys.path.insert(0, _STAGED.name)
+try:
+    engine = importlib.import_module("ofa_explore_qgis.engine")
+    shared = importlib.import_module("ofa_explore_qgis._shared.protocol")
+    shared_errors = importlib.import_module("ofa_explore_qgis._shared.errors")
+finally:
+    sys.path.remove(_STAGED.name)
 
 
 @pytest.fixture(scope="module")
@@ -68,10 +80,10 @@ def test_sensor_choices_and_checks(runner):
 
 
 def test_outputs_never_replace_and_names_stay_unique(tmp_path):
-    first = engine.output_path(tmp_path, "My scene: 2024", "embed")
+    first = shared.layer_output(tmp_path, "My scene: 2024", "embed")
     assert first.name == "My_scene_2024_embedding.tif"
     first.with_name(first.stem + "_pca.tif").write_bytes(b"x")
-    assert engine.output_path(tmp_path, "My scene: 2024", "embed").name == \
+    assert shared.layer_output(tmp_path, "My scene: 2024", "embed").name == \
         "My_scene_2024_embedding_2.tif"
     assert engine.unique_name("a classes", {"a classes", "a classes (2)"}) == "a classes (3)"
     folder = engine.output_folder(None, str(tmp_path))
@@ -86,13 +98,14 @@ def test_run_streams_progress_and_returns_the_result(runner, shared, tmp_path):
     assert info["path"] == str(tmp_path / "classes.tif") and info["modality"] == "s2_l1c"
     assert info["classes"][0] == "AnnualCrop" and seen[-1] == 100.0
     bad = engine.Job("classify", str(chip), str(tmp_path / "x.tif"), bands=[1, 14])
-    with pytest.raises(engine.EngineError, match="band 14 does not exist"):
+    with pytest.raises(engine.EngineError, match="band 14 does not exist") as err:
         engine.run(runner, bad)
+    assert "the band list" in str(err.value) and "--" not in str(err.value)  # the dialog's words
     naip = engine.Job("classify", str(next((shared / "naip").glob("*.tif"))),
                       str(tmp_path / "y.tif"), modality="rgbn")
     with pytest.raises(engine.EngineError) as err:
         engine.run(runner, naip)
-    assert "--" not in str(err.value) and "s2_l1c" in str(err.value)
+    assert "s2_l1c" in str(err.value) and "Traceback" not in str(err.value)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["classes.tif"]
 
 
@@ -122,7 +135,25 @@ def test_cancel_stops_the_process_group_and_leaves_nothing(runner, shared, tmp_p
     assert list(out.iterdir()) == []  # no output, no hidden temporary file
 
 
-def test_gis_words():
-    text = engine.gis_words("13 bands could be any of a, b; say which with modality= "
-                            "(CLI: --modality NAME)")
-    assert "--" not in text and "Sensor list" in text
+def test_errors_in_the_plugins_words():
+    """The engine's error event carries the fix with placeholders; the plugin renders them as
+    its fields, and an unexpected failure points to the log."""
+    event = shared_errors.BadInput("13 bands could be any of a, b",
+                                   "say which with {modality}").to_event()
+    assert event["message"].endswith("say which with --modality")
+    text = engine.error_text(event)
+    assert text == "13 bands could be any of a, b; say which with the Sensor list"
+    failed = shared.error_event(shared.FAILED, "unexpected TypeError: x")
+    assert "in the log" in engine.error_text(failed)
+
+
+def test_the_plugin_ships_the_packages_own_protocol():
+    """The staged copy is the package's file, not a second one kept by hand."""
+    from ofa_explore import errors, protocol
+
+    assert Path(shared.__file__).read_text() == Path(protocol.__file__).read_text()
+    assert Path(shared_errors.__file__).read_text() == Path(errors.__file__).read_text()
+    plugin = ROOT / "qgis_plugin"
+    for name in ("SHIPPED_CHECKPOINT = ", "METADATA_KEY = ", "gis_words", '"nano"',
+                 "int.from_bytes", '"autodetect"', '"_classes"', "re.sub("):
+        assert not [p for p in plugin.rglob("*.py") if name in p.read_text()], name

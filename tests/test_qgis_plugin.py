@@ -74,7 +74,13 @@ def test_plugin_zip_holds_an_installable_plugin(tmp_path):
         meta.read_string(zf.read("ofa_explore_qgis/metadata.txt").decode())
     assert {"ofa_explore_qgis/__init__.py", "ofa_explore_qgis/icon.png",
             "ofa_explore_qgis/plugin.py", "ofa_explore_qgis/provider.py",
-            "ofa_explore_qgis/engine.py", "ofa_explore_qgis/icons/classify.png"} <= names
+            "ofa_explore_qgis/engine.py", "ofa_explore_qgis/icons/classify.png",
+            "ofa_explore_qgis/_shared/__init__.py", "ofa_explore_qgis/_shared/protocol.py",
+            "ofa_explore_qgis/_shared/errors.py"} <= names
+    with zipfile.ZipFile(out) as zf:  # the package's own files, copied at build time
+        for name in ("protocol.py", "errors.py"):
+            assert zf.read(f"ofa_explore_qgis/_shared/{name}") == \
+                (ROOT / "ofa_explore" / name).read_bytes()
     assert not [n for n in names if "__pycache__" in n]
     for key in ("name", "qgisMinimumVersion", "description", "version", "author", "email",
                 "about", "repository"):

@@ -3,13 +3,15 @@ Their logic lives in plain functions (``display``) and methods that tests call d
 
 import importlib.util
 
+from ..errors import MissingPart
+
 # the widget stack is an extra, not needed by the CLI or the QGIS plugin
 _missing = [m for m in ("ipywidgets", "ipyleaflet", "leafmap")
             if importlib.util.find_spec(m) is None]
 if _missing:
-    raise ImportError(f"ofa_explore.widgets needs {', '.join(_missing)} (the notebooks extra): "
+    raise MissingPart(f"ofa_explore.widgets needs {', '.join(_missing)} (the notebooks extra)",
                       "`pip install 'ofa-explore[notebooks]'`, or from a checkout "
-                      "`pip install -e '.[notebooks]'`")
+                      "`pip install -e '.[notebooks]'`", missing=_missing)
 
 from .classification_map import ClassificationMap  # noqa: E402
 from .embedding_map import EmbeddingMap

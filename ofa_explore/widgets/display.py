@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
+from ..errors import BadInput
 from ..io import CONVERSION_ATTR, open_raster, raster_modality, to_model_units
 from ..modalities import Modality
 from ..visualize import composite, png_bytes, stretch_limits, to_uint8
@@ -127,8 +128,8 @@ def latlon_bounds(da: xr.DataArray) -> tuple[tuple[float, float], tuple[float, f
     from rasterio.warp import transform_bounds
 
     if da.rio.crs is None:
-        raise ValueError("the raster has no CRS, so it cannot be placed on a map; assign one "
-                         "(e.g. gdal_edit.py -a_srs EPSG:32633 file.tif)")
+        raise BadInput("the raster has no CRS, so it cannot be placed on a map",
+                       "assign one (e.g. gdal_edit.py -a_srs EPSG:32633 file.tif)")
     west, south, east, north = transform_bounds(da.rio.crs, "EPSG:4326", *da.rio.bounds())
     return (south, west), (north, east)
 

@@ -7,6 +7,7 @@ import ipywidgets as widgets
 import numpy as np
 import torch
 
+from ..errors import BadInput
 from ..inputs import require_embedding
 from ..metrics import hidden_mse, visible_mean_baseline
 from ..model import OFANet
@@ -85,7 +86,8 @@ def centre_chip(pixels: np.ndarray, size: int, patch: int) -> np.ndarray:
     _, H, W = pixels.shape
     side = min(size, H - H % patch, W - W % patch)
     if side < patch:
-        raise ValueError(f"the scene is {H}x{W} px, smaller than one {patch}-px patch")
+        raise BadInput(f"the scene is {H}x{W} px, smaller than one {patch}-px patch",
+                       "choose a larger scene")
     y, x = (H - side) // 2, (W - side) // 2
     return np.ascontiguousarray(pixels[:, y:y + side, x:x + side], dtype=np.float32)
 

@@ -13,8 +13,8 @@ from qgis.PyQt.QtWidgets import (QCheckBox, QComboBox, QDialog, QDialogButtonBox
                                  QLabel, QListWidget, QListWidgetItem, QSpinBox)
 
 from . import engine, settings
+from ._shared import errors, protocol
 
-TITLES = {"classify": "Classify layer", "embed": "Embed layer", "reconstruct": "Reconstruct layer"}
 DEVICES = {"auto": "Automatic (GPU when there is one)", "cpu": "CPU", "cuda": "NVIDIA GPU (CUDA)",
            "mps": "Apple GPU (MPS)"}
 
@@ -26,7 +26,7 @@ class OfaDialog(QDialog):
         self.registry = runner.sensors()
         self.model: engine.ModelInfo | None = None
         self.bands: list[engine.Band] = []
-        self.setWindowTitle("OFA Explore: " + TITLES[task])
+        self.setWindowTitle("OFA Explore: " + protocol.task(task).title)
         self.setObjectName("ofa_explore_dialog")
         form = QFormLayout(self)
         self.layer = QgsMapLayerComboBox()
@@ -121,10 +121,12 @@ class OfaDialog(QDialog):
             text = f"{band.number}: {band.name}"
             if band.wavelength_um:
                 text += f" ({band.wavelength_um:.3f} µm)"
+            if band.bad:
+                text += " - flagged bad in the file"
             item = QListWidgetItem(text)
             item.setData(Qt.UserRole, band.number)
             item.setFlags(item.flags() | Qt.ItemIsUserCheckable)
-            item.setCheckState(Qt.Checked)
+            item.setCheckState(Qt.Unchecked if band.bad else Qt.Checked)
             self.band_list.addItem(item)
         self.band_list.blockSignals(False)
         self.refresh_sensors()
@@ -160,8 +162,9 @@ class OfaDialog(QDialog):
         if self.model is None:
             return self.status.text() or "The model file cannot be read."
         if self.task == "classify" and self.head.count() == 0:
-            return ("This model has no classification head (published weights have none): "
-                    "train one with `ofa train-head --checkpoint MODEL`, or embed the layer.")
+            return errors.ModelMismatch(
+                "This model has no classification head (published weights have none)",
+                "train one with {train_head}, or embed the layer.").render(engine.QGIS_WORDS)
         folder = Path(self.folder.filePath() or ".")
         if not folder.is_dir():
             return f"The output folder {folder} does not exist."
@@ -182,7 +185,7 @@ class OfaDialog(QDialog):
         bands = [b.number for b in self.selected_bands()]
         return engine.Job(
             task=self.task, source=layer.source(),
-            output=str(engine.output_path(folder, layer.name(), self.task)),
+            output=str(protocol.layer_output(folder, layer.name(), self.task)),
             bands=[] if bands == [b.number for b in self.bands] else bands,
             modality=self.sensor.currentData().modality,
             checkpoint=self.checkpoint.filePath() or self.model_choice.currentData() or None,

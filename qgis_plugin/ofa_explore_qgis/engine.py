@@ -3,7 +3,9 @@
 Everything here is plain Python (no Qt), shared by the toolbar tasks and the Processing
 algorithms: finding the engine's Python, reading what a checkpoint and the sensor registry offer
 (from files, without torch), building the ``ofa`` command line and running it while its JSON-line
-progress streams back.
+progress streams back. Task names, output names, the events, the checkpoint header, wavelength
+tags and the sensor hint come from ``_shared`` (the package's protocol.py and errors.py, copied
+into the plugin when it is built); errors are shown in the dialog's words (QGIS_WORDS).
 """
 
 from __future__ import annotations
@@ -11,7 +13,6 @@ from __future__ import annotations
 import json
 import os
 import queue
-import re
 import shutil
 import signal
 import subprocess
@@ -23,10 +24,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from ._shared import errors, protocol
+
 ENV_VAR = "OFA_EXPLORE_PYTHON"
-TASKS = ("classify", "embed", "reconstruct")
-SHIPPED_CHECKPOINT = "ofa_tiny_demo.safetensors"  # inside the engine's package data folder
-METADATA_KEY = "ofa_explore"
 SETUP_HINT = ("Set up the engine with Plugins > OFA Explore > Set up engine… (or point "
               f"{ENV_VAR} at the Python of an environment where ofa-explore is installed).")
 
@@ -38,8 +38,26 @@ _PROBE = ("import importlib.util, importlib.metadata, json, os, sys\n"
           "print(json.dumps({'python': sys.executable, 'package': folder, 'version': version}))\n")
 
 
+# How the plugin names the settings an error's fix refers to (errors.py's {placeholders}).
+QGIS_WORDS: dict[str, str] = {
+    "output": "the Output folder", "overwrite": "another output file",
+    "modality": "the Sensor list", "modalities": "the Sensor list", "bands": "the band list",
+    "checkpoint": "the Model field", "head": "the Classes from list", "device": "the Run on list",
+    "tile": "the Tile size", "overlap": "the tile overlap", "batch_size": "the batch size",
+    "precision": "the precision", "mask_ratio": "the share of hidden patches",
+    "threads": "the OFA_EXPLORE_THREADS variable", "train_head":
+    "`ofa train-head` in the engine's environment", "data": "the labelled data",
+    "config": "the config file",
+}
+
+
 class EngineError(RuntimeError):
     """The engine cannot run, or it refused the input; the message is meant for the user."""
+
+    @classmethod
+    def of(cls, err: errors.OFAError) -> "EngineError":
+        """A shared module's error, in the plugin's words."""
+        return cls(err.render(QGIS_WORDS))
 
 
 class Cancelled(RuntimeError):
@@ -58,19 +76,18 @@ class Engine:
 
     @property
     def shipped_checkpoint(self) -> Path:
-        return self.package / "data" / SHIPPED_CHECKPOINT
+        return self.package / "data" / protocol.SHIPPED_CHECKPOINT
 
     def command(self, *args: str) -> list[str]:
         return [self.python, "-m", "ofa_explore", *args]
 
     def sensors(self) -> list[dict]:
         """The registry's sensor records (name, bands, wavelengths, description, ...)."""
-        data = json.loads((self.package / "data" / "modalities.json").read_text())
-        return data["modalities"]
+        return protocol.load_sensor_facts(self.package / "data")
 
     def published(self) -> list[dict]:
         """Published weights the engine downloads by name (records of data/weights.json)."""
-        data = json.loads((self.package / "data" / "weights.json").read_text())
+        data = json.loads((self.package / "data" / protocol.WEIGHTS_FILE).read_text())
         return [w for w in data["weights"] if w.get("url")]
 
 
@@ -158,20 +175,10 @@ class ModelInfo:
 
 def read_model_info(path: str | os.PathLike) -> ModelInfo:
     """Reads a checkpoint's metadata from its header only (no torch, milliseconds)."""
-    path = Path(path)
-    if not path.is_file():
-        raise EngineError(f"the model file {path} does not exist")
     try:
-        with open(path, "rb") as f:
-            size = int.from_bytes(f.read(8), "little")
-            if not 0 < size < 100_000_000:
-                raise ValueError
-            header = json.loads(f.read(size))
-        meta = json.loads(header["__metadata__"][METADATA_KEY])
-    except (ValueError, KeyError, TypeError, OSError):
-        raise EngineError(f"{path.name} is not an OFA Explore model (.safetensors written by "
-                          "ofa-explore; published weights must be converted first with "
-                          "`ofa convert`)") from None
+        meta = protocol.read_checkpoint_metadata(path)
+    except errors.OFAError as err:
+        raise EngineError.of(err) from None
     return ModelInfo(source=str(path), modalities=meta.get("modalities", {}),
                      heads=meta.get("heads", {}),
                      by_wavelength=bool(meta.get("config", {}).get("wavelength_embed")),
@@ -190,6 +197,8 @@ class Band:
     number: int  # 1-based, as GDAL and QGIS count
     name: str
     wavelength_um: float | None = None
+    bad: bool = False  # flagged bad in the file (``bbl`` = 0); the engine leaves it out
+    data_type: str = ""  # GDAL's name: Byte, UInt16, Float32...
 
 
 @dataclass(frozen=True)
@@ -200,25 +209,23 @@ class SensorChoice:
 
 
 def layer_bands(path: str) -> list[Band]:
-    """The bands of a raster file as GDAL reports them: description (or "Band n") and the
-    centre wavelength when the file tags it (ENVI/EnMAP ``wavelength`` + ``wavelength_units``)."""
+    """The bands of a raster file as GDAL reports them: description (or "Band n"), the centre
+    wavelength and bad-band flag when the file tags them (ENVI/EnMAP ``wavelength`` +
+    ``wavelength_units``, ``bbl``), and the data type."""
     from osgeo import gdal
 
-    ds = gdal.Open(path)
+    try:
+        ds = gdal.Open(path)
+    except RuntimeError:  # GDAL with exceptions on
+        ds = None
     if ds is None:
         raise EngineError(f"GDAL cannot open {path}")
     bands = []
     for i in range(1, ds.RasterCount + 1):
         band = ds.GetRasterBand(i)
-        tags = {k.lower(): v for k, v in (band.GetMetadata() or {}).items()}
-        try:
-            wave = float(tags["wavelength"])
-            units = tags.get("wavelength_units", "").lower()
-            if units.startswith("nano") or units == "nm" or (not units and wave > 30):
-                wave /= 1000.0
-        except (KeyError, ValueError):
-            wave = None
-        bands.append(Band(i, band.GetDescription() or f"Band {i}", wave))
+        tags = band.GetMetadata() or {}
+        bands.append(Band(i, band.GetDescription() or f"Band {i}", protocol.band_wavelength(tags),
+                          protocol.bad_band(tags), gdal.GetDataTypeName(band.DataType)))
     return bands
 
 
@@ -243,13 +250,11 @@ def sensor_choices(model: ModelInfo, registry: list[dict], bands: list[Band]) ->
 
 
 def guess_sensor(registry: list[dict], bands: list[Band]) -> str | None:
-    """The registered sensor whose band names, or failing that band count, fit: a hint only;
-    the engine's detection decides."""
-    names = {b.name.upper() for b in bands}
-    same_count = [m for m in registry if len(m["bands"]) == len(bands)]
-    by_name = [m for m in same_count if {b.upper() for b in m["bands"]} == names]
-    fits = by_name or [m for m in same_count if m.get("autodetect")] or same_count
-    return fits[0]["name"] if len(fits) == 1 else None
+    """The sensor the engine's detection would pick for these bands (the same rule: band count,
+    names, 8-bit data, sensors marked for detection), or None; a hint only."""
+    types = {b.data_type for b in bands}
+    return protocol.sensor_hint(registry, len(bands), [b.name for b in bands],
+                                types.pop() if len(types) == 1 else None)
 
 
 def check_selection(choice: SensorChoice, bands: list[Band], registry: list[dict]) -> str | None:
@@ -260,7 +265,7 @@ def check_selection(choice: SensorChoice, bands: list[Band], registry: list[dict
         return (f"{choice.label} has {choice.bands} bands but {len(bands)} are selected: "
                 f"select the layer's {choice.bands} bands in the sensor's order.")
     if choice.modality is None and not all(b.wavelength_um for b in bands):
-        if not any(len(m["bands"]) == len(bands) for m in registry):
+        if not protocol.sensor_candidates(registry, len(bands)):
             return (f"No sensor the model knows has {len(bands)} bands, and the bands carry no "
                     "wavelengths: select the bands that match a sensor, or choose the sensor.")
     return None
@@ -281,17 +286,6 @@ def output_folder(configured: str | None, project_home: str | None) -> Path:
         raise EngineError(f"the output folder {folder} is not writable: choose another one in "
                           "the dialog or the plugin settings")
     return folder
-
-
-def output_path(folder: Path, layer_name: str, task: str) -> Path:
-    """``<layer>_<result>.tif`` in ``folder``, numbered rather than replacing anything."""
-    stem = re.sub(r"[^\w.-]+", "_", layer_name).strip("_") or "layer"
-    stem += {"classify": "_classes", "embed": "_embedding", "reconstruct": "_reconstruction"}[task]
-    candidate, n = folder / f"{stem}.tif", 1
-    while any(p.exists() for p in (candidate, candidate.with_name(candidate.stem + "_pca.tif"))):
-        n += 1
-        candidate = folder / f"{stem}_{n}.tif"
-    return candidate
 
 
 def unique_name(name: str, taken: set[str]) -> str:
@@ -320,8 +314,7 @@ class Job:
     overwrite: bool = False
 
     def arguments(self) -> list[str]:
-        if self.task not in TASKS:
-            raise ValueError(f"task must be one of {TASKS}")
+        protocol.task(self.task)  # an unknown task is refused here, not by the worker
         args = [self.task, self.source, "-o", self.output, "--progress", "json",
                 "--device", self.device]
         for flag, value in (("--bands", ",".join(map(str, self.bands))),
@@ -353,7 +346,7 @@ def run(engine: Engine, job: Job, progress: Callable[[float], None] | None = Non
         elif kind == "result":
             result = event  # kept until the worker has exited on its own
         elif kind == "error":
-            raise EngineError(gis_words(event.get("message", "the engine failed")))
+            raise EngineError(error_text(event))
         elif kind == "cancelled":
             raise Cancelled("cancelled; nothing was written")
     if result is None:
@@ -387,17 +380,18 @@ def stream(command: list[str], cancelled: Callable[[], bool] = lambda: False,
                 continue
             if line is None:  # stdout closed: the worker ended
                 break
-            try:
-                event = json.loads(line)
-            except ValueError:
+            event = protocol.parse_event(line)
+            if event is None:
                 if log and line.strip():
                     log(line.rstrip())
                 continue
-            if event.get("event") in ("result", "error", "cancelled"):
+            if event["event"] in protocol.FINAL_EVENTS:
                 finished = True
             yield event
         code = proc.wait()
         readers[1].join(timeout=5)
+        if log and code not in (0, errors.EXIT_BAD_INPUT) and stderr:
+            log("".join(stderr)[-6000:])  # a bug's traceback: in the log, not the message bar
         if not finished:
             raise EngineError(f"the engine stopped unexpectedly (exit code {code}): "
                               f"{_tail(''.join(stderr)) or 'no message'}")
@@ -426,17 +420,12 @@ def stop(proc: subprocess.Popen, grace: float = 10.0) -> None:
         proc.wait()
 
 
-def gis_words(message: str) -> str:
-    """The engine speaks CLI; in QGIS the same choices are the dialog's fields."""
-    for cli, gis in ((r"\(CLI: --modality NAME\)", "(choose it in the Sensor list)"),
-                     (r"pass modality= \(--modality\) with a registered one", "choose the sensor"),
-                     (r"modality= \(--modality\)", "the Sensor list"),
-                     (r"--modality", "the Sensor list"), (r"--bands", "the band list"),
-                     (r"--head", "the Head list"), (r"--checkpoint", "the Model field"),
-                     (r"--tile", "the tile size"), (r", or register yours \([^)]*\)", ""),
-                     (r"\bmodality\b", "sensor")):
-        message = re.sub(cli, gis, message)
-    return message
+def error_text(event: dict) -> str:
+    """An ``error`` event in the plugin's words; an unexpected failure points to the log."""
+    text = errors.render_event(event, QGIS_WORDS)
+    if event.get("kind") == protocol.FAILED:
+        text += " (the details are in the log, tab OFA Explore)"
+    return text
 
 
 def _pump(pipe, put: Callable, mark_end: bool = False) -> None:

@@ -7,21 +7,17 @@ import os
 from pathlib import Path
 
 from qgis.core import Qgis, QgsApplication, QgsMapLayerType
-from qgis.PyQt.QtGui import QIcon
 from qgis.PyQt.QtWidgets import QAction, QPushButton
 
 from . import engine, settings
-from .dialog import TITLES, OfaDialog
+from ._shared import protocol
+from .dialog import OfaDialog
+from .provider import OfaProvider
+from .resources import icon
 from .setup_dialog import SetupDialog
 from .task import EngineTask, SetupTask, log
 
 MENU = "OFA Explore"
-HERE = Path(__file__).resolve().parent
-VERBS = {"classify": "Classifying", "embed": "Embedding", "reconstruct": "Reconstructing"}
-
-
-def icon(name: str) -> QIcon:
-    return QIcon(str(HERE / "icons" / f"{name}.png"))
 
 
 class OfaExplorePlugin:
@@ -34,19 +30,14 @@ class OfaExplorePlugin:
 
     # ------------------------------------------------------------ QGIS hooks
     def initProcessing(self) -> None:  # noqa: N802
-        from .provider import OfaProvider
-
         self.provider = OfaProvider()
         QgsApplication.processingRegistry().addProvider(self.provider)
 
     def initGui(self) -> None:  # noqa: N802
         self.initProcessing()
-        self.classify_action = self._action("classify", TITLES["classify"],
-                                            lambda: self.open_dialog("classify"))
-        self.embed_action = self._action("embed", TITLES["embed"],
-                                         lambda: self.open_dialog("embed"))
-        self.reconstruct_action = self._action("reconstruct", TITLES["reconstruct"],
-                                               lambda: self.open_dialog("reconstruct"))
+        for task in protocol.TASKS.values():  # self.classify_action, self.embed_action, ...
+            setattr(self, f"{task.name}_action", self._action(
+                task.name, task.title, lambda _=False, name=task.name: self.open_dialog(name)))
         self.setup_action = self._action("setup", "Set up engine…", self.open_setup,
                                          toolbar=False)
         try:  # checked at start: a missing engine is said once, with the button to set it up
@@ -85,7 +76,7 @@ class OfaExplorePlugin:
     def start(self, runner: engine.Engine, job: engine.Job, layer=None,
               add_cube: bool = False) -> EngineTask:
         name = layer.name() if layer is not None else Path(job.source).stem
-        task = EngineTask(f"OFA Explore: {VERBS[job.task]} {name}", runner, job,
+        task = EngineTask(f"OFA Explore: {protocol.task(job.task).verb} {name}", runner, job,
                           lambda t, ok: self._finished(t, ok, layer, name, add_cube))
         self.tasks.append(task)
         QgsApplication.taskManager().addTask(task)
@@ -130,8 +121,8 @@ class OfaExplorePlugin:
         elif task.error:
             self._message(task.error, Qgis.Critical)
         else:
-            for leftover in (task.job.output, task.job.output[:-4] + "_pca.tif"):
-                Path(leftover).unlink(missing_ok=True)
+            for leftover in protocol.output_files(task.job.output, task.job.task):
+                leftover.unlink(missing_ok=True)
             self._message("Cancelled; nothing was written.", Qgis.Info)
 
     def _setup_finished(self, task: SetupTask, ok: bool) -> None:

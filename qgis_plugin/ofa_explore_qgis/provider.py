@@ -15,7 +15,7 @@ from qgis.core import (QgsProcessingAlgorithm, QgsProcessingException,
 
 from . import engine, settings
 from .dialog import DEVICES
-from .plugin import icon
+from .resources import icon
 
 
 def sensor_names() -> list[str]:

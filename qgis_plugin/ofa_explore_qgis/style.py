@@ -7,9 +7,8 @@ from qgis.core import (QgsMultiBandColorRenderer, QgsPalettedRasterRenderer, Qgs
                        QgsRasterLayer)
 from qgis.PyQt.QtGui import QColor
 
+from ._shared import protocol
 from .engine import Job, unique_name
-
-SUFFIX = {"classify": "classes", "embed": "embedding (PCA colours)", "reconstruct": "reconstruction"}
 
 
 def class_renderer(layer: QgsRasterLayer, classes: list[str],
@@ -31,7 +30,7 @@ def add_result_layers(info: dict, job: Job, source: QgsRasterLayer | None, name:
     RuntimeError if QGIS cannot read a file."""
     project = project or QgsProject.instance()
     taken = {lyr.name() for lyr in project.mapLayers().values()}
-    title = unique_name(f"{name} {SUFFIX[job.task]}", taken)
+    title = unique_name(f"{name} {protocol.task(job.task).layer}", taken)
     if job.task == "classify":
         layer = _open(info["path"], title)
         style_classes(layer, info["classes"], info["colors"])

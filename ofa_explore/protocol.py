@@ -1,0 +1,255 @@
+"""What both sides of the QGIS process boundary share: task names and their outputs, output
+naming, the JSON events of ``ofa <task> --progress json``, checkpoint metadata read from the
+file's header, wavelength band tags and the sensor hint.
+
+Standard library only (no torch, no numpy): the QGIS plugin's build copies this file and
+``errors.py`` into the plugin (``ofa_explore_qgis/_shared/``), so QGIS's Python reads the same
+names, events and facts as the engine without importing it. The package uses these functions
+too, so each rule exists once.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
+
+from .errors import BadInput, NotFound
+
+SHIPPED_CHECKPOINT = "ofa_tiny_demo.safetensors"  # in the package's data folder
+METADATA_KEY = "ofa_explore"  # the safetensors ``__metadata__`` key holding our JSON
+MODALITIES_FILE = "modalities.json"  # sensor facts, in the package's data folder
+WEIGHTS_FILE = "weights.json"  # published weights, in the package's data folder
+TIF_SUFFIXES = (".tif", ".tiff")
+
+
+# ---------------------------------------------------------------- tasks
+@dataclass(frozen=True)
+class Task:
+    """A task as every shell names it."""
+
+    name: str  # the engine's task and the CLI verb
+    help: str  # what it writes, for `ofa -h`
+    title: str  # menu and dialog title
+    verb: str  # "Classifying ..." in a running job's name
+    suffix: str  # <layer>_<suffix>.tif in the plugin's output folder
+    layer: str  # "<layer> <layer word>": the result's name in the Layers panel
+    companions: tuple[str, ...] = ()  # files written beside the output: <stem><companion>.tif
+
+
+TASKS: dict[str, Task] = {t.name: t for t in (
+    Task("classify", "class map from the checkpoint's classification head", "Classify layer",
+         "Classifying", "classes", "classes"),
+    Task("embed", "patch embeddings (all D bands) and a PCA colour view", "Embed layer",
+         "Embedding", "embedding", "embedding (PCA colours)", companions=("_pca",)),
+    Task("reconstruct", "masked reconstruction in the input's bands", "Reconstruct layer",
+         "Reconstructing", "reconstruction", "reconstruction"),
+)}
+TASK_NAMES = tuple(TASKS)
+
+
+def task(name: str) -> Task:
+    """The task called ``name``; an unknown name is a BadInput that lists the tasks."""
+    try:
+        return TASKS[name]
+    except (KeyError, TypeError):
+        raise BadInput(f"unknown task {name!r}", f"choose one of {', '.join(TASK_NAMES)}",
+                       task=name) from None
+
+
+# ---------------------------------------------------------------- output naming
+def pca_path(path: str | os.PathLike) -> Path:
+    """The PCA colour view written beside an embedding: ``<stem>_pca<suffix>``."""
+    path = Path(path)
+    return path.with_name(path.stem + "_pca" + path.suffix)
+
+
+def output_files(path: str | os.PathLike, task_name: str) -> list[Path]:
+    """Every file a task writes for the output ``path``: the output and its companions."""
+    path = Path(path)
+    return [path] + [path.with_name(path.stem + c + path.suffix)
+                     for c in task(task_name).companions]
+
+
+def scene_output(folder: str | os.PathLike, scene: str | os.PathLike, task_name: str) -> Path:
+    """Where one of several scenes goes: ``FOLDER/<scene stem>_<task>.tif``."""
+    return Path(folder) / f"{Path(scene).stem}_{task(task_name).name}.tif"
+
+
+def safe_stem(name: str, default: str = "layer") -> str:
+    """A layer name as a file name: runs of anything but letters, digits, ``.``, ``-`` and
+    ``_`` become one ``_``."""
+    return re.sub(r"[^\w.-]+", "_", name).strip("_") or default
+
+
+def layer_output(folder: str | os.PathLike, layer_name: str, task_name: str) -> Path:
+    """``<layer>_<suffix>.tif`` in ``folder`` (suffix: ``classes``, ``embedding``,
+    ``reconstruction``), numbered (``_2``, ``_3``...) rather than replacing any file the task
+    would write."""
+    folder = Path(folder)
+    stem = f"{safe_stem(layer_name)}_{task(task_name).suffix}"
+    candidate, n = folder / f"{stem}.tif", 1
+    while any(p.exists() for p in output_files(candidate, task_name)):
+        n += 1
+        candidate = folder / f"{stem}_{n}.tif"
+    return candidate
+
+
+# ---------------------------------------------------------------- JSON events
+# `ofa <task> --progress json` prints one JSON object per line on stdout, nothing else:
+#   start        task, modality, bands, input             before the first batch
+#   progress     done, total, percent (0-100, 1 decimal)  per batch
+#   result       path, pca_path, device, seconds, tiles, classes, colors, head, modality,
+#                precision, areas, input_bounds           on success (exit 0)
+#   error        kind, problem, fix, message              exit 2 (an OFAError) or 1 (a bug:
+#                                                         kind "failed", traceback on stderr)
+#   cancelled    message                                  Ctrl-C or SIGTERM (exit 130)
+# several scenes (-o FOLDER):
+#   scenes       total, cluster                           first
+#   scene        input, output, done, total, error, seconds, tiles, modality   per scene
+#   scenes_done  total, failed                            last (exit 3 when any failed)
+EVENTS = ("start", "progress", "result", "error", "cancelled", "scenes", "scene", "scenes_done")
+FINAL_EVENTS = ("result", "error", "cancelled", "scenes_done")
+FAILED = "failed"  # the error kind of an unexpected exception
+
+
+def event(name: str, **fields: Any) -> dict[str, Any]:
+    """An event as a dict, ``{"event": name, **fields}``."""
+    if name not in EVENTS:
+        raise ValueError(f"unknown event {name!r}; known: {', '.join(EVENTS)}")
+    return {"event": name, **fields}
+
+
+def event_line(message: Mapping[str, Any]) -> str:
+    """One event as the line a worker writes (JSON, ending in a newline)."""
+    return json.dumps(dict(message)) + "\n"
+
+
+def parse_event(line: str) -> dict[str, Any] | None:
+    """The event on a worker's output line; None for a line that is not one."""
+    try:
+        message = json.loads(line)
+    except ValueError:
+        return None
+    return message if isinstance(message, dict) and message.get("event") in EVENTS else None
+
+
+def start_event(task_name: str, modality: str, bands: int, source: str) -> dict[str, Any]:
+    return event("start", task=task_name, modality=modality, bands=bands, input=source)
+
+
+def progress_event(done: int, total: int) -> dict[str, Any]:
+    return event("progress", done=done, total=total,
+                 percent=round(100 * done / total, 1) if total else 100.0)
+
+
+def error_event(kind: str, problem: str, fix: str = "", message: str | None = None
+                ) -> dict[str, Any]:
+    """An ``error`` event from its parts (``OFAError.to_event`` builds it from an error)."""
+    return event("error", kind=kind, problem=problem, fix=fix,
+                 message=problem if message is None else message)
+
+
+def cancelled_event(message: str) -> dict[str, Any]:
+    return event("cancelled", message=message)
+
+
+# ---------------------------------------------------------------- checkpoint metadata
+MAX_HEADER = 100_000_000  # bytes; a safetensors header larger than this is not ours
+
+
+def read_checkpoint_metadata(path: str | os.PathLike) -> dict[str, Any]:
+    """The JSON metadata ofa-explore stores in a checkpoint, read from the safetensors header
+    only (8 bytes of length, then the JSON header; no tensors read, no torch)."""
+    path = Path(path)
+    if not path.exists():
+        raise NotFound(f"the model file {path} does not exist", "choose it in {checkpoint}",
+                       path=str(path))
+    try:
+        with open(path, "rb") as f:
+            size = int.from_bytes(f.read(8), "little")
+            if not 0 < size < MAX_HEADER:
+                raise ValueError
+            raw = f.read(size)
+            if len(raw) != size:
+                raise ValueError
+        meta = json.loads(json.loads(raw)["__metadata__"][METADATA_KEY])
+        if not isinstance(meta, dict):
+            raise ValueError
+    except (ValueError, KeyError, TypeError, OSError):  # UnicodeDecodeError is a ValueError
+        raise BadInput(f"{path.name} is not an OFA Explore model (a .safetensors file written "
+                       "by ofa-explore)", "published weights must be converted first with "
+                       "`ofa convert`, or be given by name in {checkpoint}",
+                       path=str(path)) from None
+    return meta
+
+
+# ---------------------------------------------------------------- wavelength band tags
+def band_wavelength(tags: Mapping[str, str]) -> float | None:
+    """A band's centre wavelength in µm from its tags (ENVI/EnMAP ``wavelength`` with
+    ``wavelength_units``; keys in any case); None without a readable one. Without units, a value
+    above 30 is taken as nanometres."""
+    tags = {str(k).lower(): v for k, v in tags.items()}
+    try:
+        wave = float(tags.get("wavelength"))  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
+    units = str(tags.get("wavelength_units", "")).strip().lower()
+    nanometres = units.startswith("nano") or units == "nm" or (not units and wave > 30)
+    return wave / 1000.0 if nanometres else wave
+
+
+def bad_band(tags: Mapping[str, str]) -> bool:
+    """Whether a band's tags flag it as bad (``bbl`` = 0)."""
+    tags = {str(k).lower(): v for k, v in tags.items()}
+    return str(tags.get("bbl", "1")).strip() in ("0", "0.0")
+
+
+def band_wavelengths(tags: Sequence[Mapping[str, str]]) -> tuple[list[float], list[int]] | None:
+    """Per-band tags -> (wavelengths in µm of the good bands, the indices of those bands);
+    None unless every band has a wavelength, or when every band is flagged bad."""
+    waves = [band_wavelength(t) for t in tags]
+    if not waves or any(w is None for w in waves):
+        return None
+    good = [i for i, t in enumerate(tags) if not bad_band(t)]
+    return ([waves[i] for i in good], good) if good else None  # type: ignore[misc]
+
+
+# ---------------------------------------------------------------- the sensor hint
+def load_sensor_facts(data_folder: str | os.PathLike) -> list[dict[str, Any]]:
+    """The built-in sensor records (plain dicts) of ``data/modalities.json``."""
+    data = json.loads((Path(data_folder) / MODALITIES_FILE).read_text(encoding="utf-8"))
+    return list(data["modalities"])
+
+
+def is_8bit(dtype: Any) -> bool:
+    """Whether a data type name is one byte per value (numpy ``uint8``, GDAL ``Byte``)."""
+    return str(dtype).lower() in ("uint8", "byte", "|u1", "u1")
+
+
+def sensor_candidates(sensors: Iterable[Mapping[str, Any]], band_count: int,
+                      names: Sequence[str | None] | None = None, dtype: Any = None) -> list[str]:
+    """The sensors a raster may be, from its band count, band names and data type: those with
+    that many bands; of them, those whose band names are the raster's (when every band is
+    named and any matches); of several, the 8-bit layouts for bytes, then the ones marked for
+    detection (``autodetect``). One name is an answer; several are ambiguous; none: unknown."""
+    candidates = [s for s in sensors if len(s["bands"]) == band_count]
+    given = [str(n).upper() for n in (names or []) if n]
+    if given and len(given) == band_count:
+        by_name = [s for s in candidates if {str(b).upper() for b in s["bands"]} == set(given)]
+        candidates = by_name or candidates
+    if len(candidates) > 1 and dtype is not None and is_8bit(dtype):
+        candidates = [s for s in candidates if "8-bit" in str(s.get("units", ""))] or candidates
+    if len(candidates) > 1:
+        candidates = [s for s in candidates if s.get("autodetect")] or candidates
+    return [str(s["name"]) for s in candidates]
+
+
+def sensor_hint(sensors: Iterable[Mapping[str, Any]], band_count: int,
+                names: Sequence[str | None] | None = None, dtype: Any = None) -> str | None:
+    """The one sensor the raster looks like, or None when none or several fit."""
+    found = sensor_candidates(sensors, band_count, names, dtype)
+    return found[0] if len(found) == 1 else None
