@@ -23,11 +23,11 @@ from safetensors.torch import save as st_save
 from .errors import BadInput
 from .fileio import atomic_write, existing_file
 from .modalities import Modality
+from .protocol import METADATA_KEY
 from .model import OFAConfig, OFANet
 
 FORMAT = "ofa_explore.checkpoint"
 FORMAT_VERSION = 1
-METADATA_KEY = "ofa_explore"
 
 
 class CheckpointError(BadInput):

@@ -29,6 +29,7 @@ API_WORDS: dict[str, str] = {
     "data": "data=", "config": "the config", "nodata": "nodata=", "dask": "cluster='local'",
     "scheduler": "cluster=ADDRESS", "workers": "workers=",
     "benchmark": "ofa_explore.downstream.geobench.run_geobench()",
+    "convert": "ofa_explore.load_model(NAME)",
 }
 CLI_WORDS: dict[str, str] = {
     "output": "-o", "overwrite": "--overwrite", "modality": "--modality", "bands": "--bands",
@@ -38,7 +39,7 @@ CLI_WORDS: dict[str, str] = {
     "train_head": "`ofa train-head`", "modalities": "`ofa modalities`", "data": "--data",
     "config": "the config file", "nodata": "--nodata", "dask": "--dask",
     "scheduler": "--scheduler", "workers": "--workers",
-    "benchmark": "--benchmark geobench --root DIR",
+    "benchmark": "--benchmark geobench --root DIR", "convert": "`ofa convert`",
 }
 
 

@@ -24,7 +24,7 @@ from timm.layers.pos_embed_sincos import build_sincos2d_pos_embed
 from timm.models.vision_transformer import Block
 from torch import nn
 
-from .errors import BadInput
+from .errors import BadInput, ModelMismatch
 from .heads import HeadSet
 from .inputs import check_input, denormalize, normalize, prepare, require_embedding
 from .inputs import resolve_modality
@@ -297,7 +297,8 @@ class OFANet(nn.Module):
         if modality.name in self.decoder_heads:
             return self.decoder_heads[modality.name](x)
         if self.wavelength_head is None:
-            raise ValueError(f"this model has no pixel head for modality '{modality.name}'")
+            raise ModelMismatch(f"this model has no pixel head for modality '{modality.name}'",
+                                "use a checkpoint with a wavelength-conditioned embedding")
         return self.wavelength_head(x, self.wavelength_codes(modality, x.device))
 
     def patch_targets(self, imgs: torch.Tensor) -> torch.Tensor:

@@ -10,16 +10,17 @@ from importlib import resources
 from pathlib import Path
 
 from .checkpoint import load_checkpoint
+from .errors import NotFound
 from .model import OFANet
+from .protocol import SHIPPED_CHECKPOINT
 
-SHIPPED_CHECKPOINT = "ofa_tiny_demo.safetensors"
 
 
 def shipped_checkpoint_path() -> Path:
     path = Path(str(resources.files(__package__).joinpath("data", SHIPPED_CHECKPOINT)))
     if not path.is_file():
-        raise FileNotFoundError(f"the shipped checkpoint is missing from this installation "
-                                f"({path}); reinstall ofa-explore")
+        raise NotFound(f"the shipped checkpoint is missing from this installation ({path})",
+                       "reinstall ofa-explore")
     return path
 
 
@@ -39,8 +40,8 @@ def load_model(checkpoint: str | os.PathLike | None = None, download: bool = Tru
         return load_pretrained(map_location)
     if Path(checkpoint).is_file() or str(checkpoint) not in WEIGHTS:
         if not Path(checkpoint).exists():
-            raise FileNotFoundError(f"{checkpoint}: no such checkpoint file, nor the name of "
-                                    f"published weights ({', '.join(WEIGHTS)})")
+            raise NotFound(f"{checkpoint}: no such checkpoint file, nor the name of published "
+                           f"weights ({', '.join(WEIGHTS)})", "check the {checkpoint} value")
         return load_checkpoint(checkpoint, map_location=map_location)
     converted = cache_dir() / f"{checkpoint}.safetensors"
     if converted.is_file():

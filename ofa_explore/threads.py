@@ -21,6 +21,8 @@ import os
 import time
 from pathlib import Path
 
+from .errors import BadInput
+
 ENV = "OFA_EXPLORE_THREADS"
 _applied = False
 _torch_default: int | None = None  # torch's own choice, read before the first change
@@ -146,13 +148,13 @@ def ensure_threads() -> None:
 
 
 def parse_threads(value, name: str) -> int:
-    """A positive thread count, or a ValueError that names the setting."""
+    """A positive thread count, or a BadInput that names the setting."""
     try:
         n = int(value)
     except (TypeError, ValueError):
         n = 0
     if n < 1:
-        raise ValueError(f"{name} must be a whole number of threads, 1 or more (got {value!r})")
+        raise BadInput(f"{name} must be a whole number of threads, 1 or more (got {value!r})")
     return n
 
 

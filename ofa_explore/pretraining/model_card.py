@@ -20,7 +20,7 @@ import torch
 from ofa_explore import load_checkpoint, save_checkpoint
 from ofa_explore.demo import SAMPLES, sample_chip
 from ofa_explore.metrics import reconstruction_scores
-from ofa_explore.pretrained import SHIPPED_CHECKPOINT
+from ofa_explore.protocol import SHIPPED_CHECKPOINT
 
 from .config import load_config
 from .data import ChipSampler, build_sources

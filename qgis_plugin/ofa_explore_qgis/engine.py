@@ -47,7 +47,7 @@ QGIS_WORDS: dict[str, str] = {
     "precision": "the precision", "mask_ratio": "the share of hidden patches",
     "threads": "the OFA_EXPLORE_THREADS variable", "train_head":
     "`ofa train-head` in the engine's environment", "data": "the labelled data",
-    "config": "the config file",
+    "config": "the config file", "convert": "`ofa convert` in the engine's environment",
 }
 
 
