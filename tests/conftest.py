@@ -18,6 +18,23 @@ SHARED = Path(os.environ.get("OFA_SHARED_DATA", ROOT.parent / "shared" / "data")
 
 torch.set_num_threads(min(2, torch.get_num_threads()))
 
+# `pytest -m "not slow"` is the inner loop (README, Development). Slow: over ~8 s on the 2-core
+# development machine (measured with --durations=0), listed here in one place by test name.
+SLOW_FILES = {"test_pretraining.py", "test_notebooks.py", "test_qgis_desktop.py",
+              "test_qgis_plugin.py", "test_jupyterlab.py"}
+SLOW_TESTS: set[str] = set()
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    for item in items:
+        name = item.path.name
+        if name.startswith("test_qgis"):
+            item.add_marker(pytest.mark.qgis)
+        if "browser" in item.path.parts:
+            item.add_marker(pytest.mark.browser)
+        if name in SLOW_FILES or item.originalname in SLOW_TESTS:
+            item.add_marker(pytest.mark.slow)
+
 try:  # tests/qgis need QGIS's Python; tests/test_qgis_plugin.py runs them there
     from qgis.core import Qgis as _qgis  # (tests/qgis itself is no such package)
     del _qgis
