@@ -18,6 +18,7 @@ import sys
 import warnings
 from pathlib import Path
 
+from .errors import CLI_WORDS, OFAError
 from .precision import PRECISIONS
 from .threads import parse_threads, set_threads
 
@@ -46,6 +47,13 @@ EPILOG = """examples:
 EXIT_BAD_INPUT = 2
 EXIT_SCENES_FAILED = 3
 EXIT_CANCELLED = 130
+# The command-line form of the EngineSettings fields a task lists in its ``options``
+TASK_OPTIONS = {
+    "mask_ratio": ("--mask-ratio", dict(type=float, default=0.75,
+                                        help="share of patches hidden (default 0.75; 0 = none)")),
+    "seed": ("--seed", dict(type=int, default=0, help="mask seed (default 0)")),
+    "head": ("--head", dict(help="which head of the checkpoint (default: its first)")),
+}
 CHECKPOINT_HELP = ("a checkpoint file, or published weights by name (dofa-base-v1, ...: see "
                    "`ofa convert -h`; downloaded and converted once); default: the shipped model")
 
@@ -111,14 +119,14 @@ def _cmd_convert(args: argparse.Namespace) -> int:
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
-    from .inference import TIF_SUFFIXES, EngineSettings, predict_raster
+    from .engine import TIF_SUFFIXES, EngineSettings, predict_raster
     from .io import KEEP, open_raster, raster_modality
     from .pretrained import load_model
 
     settings = EngineSettings(
         tile=args.tile, overlap=args.overlap, batch_size=args.batch_size, device=args.device,
-        precision=args.precision, head=getattr(args, "head", None),
-        mask_ratio=getattr(args, "mask_ratio", 0.75), seed=getattr(args, "seed", 0))
+        precision=args.precision,
+        **{option: getattr(args, option) for option in TASK_OPTIONS if hasattr(args, option)})
     if args.output.suffix.lower() not in TIF_SUFFIXES:
         return _predict_scenes(args, settings)
     if args.dask or args.scheduler or args.workers:
@@ -454,9 +462,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", type=Path, required=True, help="output .safetensors path")
     p.set_defaults(func=_cmd_convert)
 
-    for task, text in (("embed", "patch embeddings (all D bands) and a PCA colour view"),
-                       ("reconstruct", "masked reconstruction in the input's bands"),
-                       ("classify", "class map from the checkpoint's classification head")):
+    from .engine import TASKS
+    for task, kind in TASKS.items():
+        text = kind.summary
         p = sub.add_parser(task, help=f"{text}, over a raster of any size",
                            description=f"Write {text} as a Cloud-Optimised GeoTIFF with the "
                                        "input's CRS and extent.")
@@ -498,12 +506,9 @@ def build_parser() -> argparse.ArgumentParser:
                             "every worker")
         p.add_argument("--workers", type=int, help="--dask: worker processes (default: one per "
                                                    "core, at most one per scene)")
-        if task == "reconstruct":
-            p.add_argument("--mask-ratio", type=float, default=0.75, help="share of patches hidden "
-                                                                          "(default 0.75; 0 = none)")
-            p.add_argument("--seed", type=int, default=0, help="mask seed (default 0)")
-        if task == "classify":
-            p.add_argument("--head", help="which head of the checkpoint (default: its first)")
+        for option in kind.options:  # the settings only this task reads
+            flag, spec = TASK_OPTIONS[option]
+            p.add_argument(flag, **spec)
         p.set_defaults(func=_cmd_predict)
 
     p = sub.add_parser("train-head", help="fit a classification or segmentation head on "
@@ -592,7 +597,8 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_CANCELLED
     except (ValueError, FileNotFoundError, KeyError, OSError, ImportError) as err:
         # ImportError: an optional part is missing; the message names what to install
-        message = err.args[0] if isinstance(err, KeyError) and err.args else err
+        message = (err.render(CLI_WORDS) if isinstance(err, OFAError) else
+                   err.args[0] if isinstance(err, KeyError) and err.args else err)
         args.report.error(str(message))
         return EXIT_BAD_INPUT
     finally:

@@ -13,13 +13,14 @@ import functools
 import glob
 import logging
 import os
+import shutil
 import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from .inference import EngineSettings, PredictionResult, predict_raster
+from .engine import EngineSettings, PredictionResult, get_task, predict_raster
 
 LIST_SUFFIXES = (".txt", ".lst")  # a text file of paths, one per line
 
@@ -103,6 +104,7 @@ def predict_scenes(
     total)`` is called as each scene ends, in the order they end.
     """
     settings = settings or EngineSettings()
+    get_task(task)  # an unknown task stops before anything is made
     folder = Path(folder)
     if cluster not in (None, "local"):  # workers elsewhere: no shared working folder
         scenes, folder = [Path(s).absolute() for s in scenes], folder.absolute()
@@ -205,7 +207,7 @@ def _on_dask(jobs: list[tuple], cluster: str, workers: int | None,
         client.close()
         if local is not None:
             local.close()
-            _remove_leftovers([job[3] for job in jobs if job[1] not in outcomes])
+            _remove_leftovers([(job[3], job[2]) for job in jobs if job[1] not in outcomes])
     return [outcomes[job[1]] for job in jobs]
 
 
@@ -220,9 +222,13 @@ def _cancelled(ended: list[SceneOutcome], total: int) -> str:
     return f"cancelled; {written} of {total} scenes were written, nothing of the others"
 
 
-def _remove_leftovers(outputs: list[Path]) -> None:
-    """The engine's hidden temporary files of scenes whose worker was stopped mid-write."""
-    for out in outputs:
-        for pattern in (f".{out.stem}.*.tmp.tif*", f".{out.stem}_pca.*.tmp.tif*"):
-            for leftover in out.parent.glob(pattern):
-                leftover.unlink(missing_ok=True)
+def _remove_leftovers(outputs: list[tuple[Path, str]]) -> None:
+    """The engine's hidden temporary files and folders (``.<name>.*``, see fileio and
+    engine.sinks) of scenes whose worker was stopped mid-write."""
+    for out, task in outputs:
+        for final in get_task(task).outputs(out):
+            for leftover in final.parent.glob(f".{final.name}.*"):
+                if leftover.is_dir():
+                    shutil.rmtree(leftover, ignore_errors=True)
+                else:
+                    leftover.unlink(missing_ok=True)

@@ -14,7 +14,7 @@ from affine import Affine
 from ofa_explore import OFANet, load_checkpoint, save_checkpoint
 from ofa_explore.cli import main as cli
 from ofa_explore.demo import sample_path
-from ofa_explore.inference import Cancelled, pick_device, predict_raster
+from ofa_explore.engine import Cancelled, pick_device, predict_raster
 from ofa_explore.io import RasterError, open_raster
 from test_io import write_tif
 
@@ -141,7 +141,7 @@ def test_bad_outputs_and_options(model, tmp_path, monkeypatch):
     with pytest.raises(ValueError, match="is the input raster"):
         predict_raster(model, src, "embed", src)
     (tmp_path / "taken.tif").write_text("precious")
-    with pytest.raises(FileExistsError, match="--overwrite"):
+    with pytest.raises(FileExistsError, match="overwrite=True"):
         predict_raster(model, src, "embed", tmp_path / "taken.tif")
     assert (tmp_path / "taken.tif").read_text() == "precious"
     with pytest.raises(FileNotFoundError, match="does not exist"):

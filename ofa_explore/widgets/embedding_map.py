@@ -8,7 +8,7 @@ from pathlib import Path
 import ipywidgets as widgets
 import numpy as np
 
-from ..inference import predict_raster
+from ..engine import predict_raster
 from ..model import OFANet
 from .display import (COLORMAPS, cell_areas, colorbar_html, colormap_picture, cosine_similarity,
                       data_url, latlon_bounds, latlon_to_cell, on_display_grid, png, read_scene,
