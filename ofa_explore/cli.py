@@ -48,11 +48,11 @@ EXIT_BAD_INPUT = 2
 EXIT_SCENES_FAILED = 3
 EXIT_CANCELLED = 130
 # The command-line form of the EngineSettings fields a task lists in its ``options``
-TASK_OPTIONS = {
-    "mask_ratio": ("--mask-ratio", dict(type=float, default=0.75,
-                                        help="share of patches hidden (default 0.75; 0 = none)")),
-    "seed": ("--seed", dict(type=int, default=0, help="mask seed (default 0)")),
-    "head": ("--head", dict(help="which head of the checkpoint (default: its first)")),
+TASK_OPTIONS: dict[str, tuple[str, dict]] = {
+    "mask_ratio": ("--mask-ratio", {"type": float, "default": 0.75,
+                                    "help": "share of patches hidden (default 0.75; 0 = none)"}),
+    "seed": ("--seed", {"type": int, "default": 0, "help": "mask seed (default 0)"}),
+    "head": ("--head", {"help": "which head of the checkpoint (default: its first)"}),
 }
 CHECKPOINT_HELP = ("a checkpoint file, or published weights by name (dofa-base-v1, ...: see "
                    "`ofa convert -h`; downloaded and converted once); default: the shipped model")

@@ -13,9 +13,9 @@ import itertools
 import math
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import rasterio
@@ -106,13 +106,14 @@ def _predict(model, raster, name: str, output, *, settings: EngineSettings, moda
     res = task.resolution
     grid = Grid(height=H, width=W, res=res, tiles=len(tiles),
                 transform=da.rio.transform() @ Affine.scale(res), crs=da.rio.crs,
-                bounds=tuple(float(v) for v in da.rio.bounds()), pixel_m2=pixel_area_m2(da))
+                bounds=_bounds(da), pixel_m2=pixel_area_m2(da))
     task.start(grid)
     batch_size = settings.batch_size or max(1, BATCH_TOKENS // ((th // p) * (tw // p)))
     sink = open_sink(task, grid, out_path)
     runner = _Runner(task=task, sink=sink, device=dev, precision=precision,
                      batch_size=batch_size, seed=settings.seed)
-    is_cancelled = (cancel.is_set if isinstance(cancel, threading.Event) else cancel) or (lambda: False)
+    is_cancelled = ((cancel.is_set if isinstance(cancel, threading.Event) else cancel)
+                    or (lambda: False))
     reader = TileReader(da, m, tiles, th, tw, queue_size=2 * batch_size)
     done = 0
     try:
@@ -142,6 +143,11 @@ def _predict(model, raster, name: str, output, *, settings: EngineSettings, moda
                             **reported)
 
 
+def _bounds(da: xr.DataArray) -> tuple[float, float, float, float]:
+    left, bottom, right, top = (float(v) for v in da.rio.bounds())
+    return left, bottom, right, top
+
+
 class _Runner:
     """Runs the model on batches of tiles (halving them on GPU out-of-memory) and hands each
     tile's result to the sink."""
@@ -153,10 +159,10 @@ class _Runner:
         self.seed = seed
 
     def run(self, batch: list[Tile]) -> None:
-        runnable = [t for t in batch if t.valid.any()]
+        runnable = [t for t in batch if t.valid is not None and t.valid.any()]
         outputs = {}
         if runnable:
-            x = torch.from_numpy(np.stack([t.pixels for t in runnable]))
+            x = torch.from_numpy(np.stack([t.pixels for t in runnable]))  # type: ignore[misc]
             with autocast_for(self.precision, self.device):
                 result = self._forward(x, self.seed + runnable[0].index)
             outputs = {t.index: r for t, r in zip(runnable, result)}

@@ -10,8 +10,8 @@ import os
 import shutil
 import tempfile
 import warnings
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import rasterio
@@ -87,6 +87,7 @@ class Sink:
             return
         ly0, lx0 = (ys - t.y0) // res, (xs - t.x0) // res
         shape = (oy1 - oy0, ox1 - ox0)
+        assert t.valid is not None  # filled by the reader
         valid = valid_cells(t.valid, res, t.inside)[ly0:ly0 + shape[0], lx0:lx0 + shape[1]]
         if result is None:
             block = np.full((self.count, *shape), self.nodata, dtype=self.dtype)
@@ -206,15 +207,14 @@ class FileSink(Sink):
     def derive(self, path, project, bands, dtype, nodata) -> None:
         self._close()
         work = self.scratch / f"extra{len(self.extras)}_{path.name}"
-        profile = self.profile | dict(count=len(bands), dtype=dtype, nodata=nodata,
-                                      compress=None, predictor=1)
+        profile = self.profile | {"count": len(bands), "dtype": dtype, "nodata": nodata,
+                                  "compress": None, "predictor": 1}
         with rasterio.open(self.work) as src, rasterio.open(work, "w", **profile) as dst:
             for _, window in src.block_windows(1):
                 dst.write(project(src.read(window=window)), window=window)
             for i, name in enumerate(bands, start=1):
                 dst.set_band_description(i, name)
         self.extras.append((work, path))
-        return None
 
     def finish(self) -> None:
         self._close()
@@ -226,7 +226,6 @@ class FileSink(Sink):
                                overviews="NONE" if cube else "AUTO")
         finally:
             self._cleanup()
-        return None
 
     def abort(self) -> None:
         if not self.dst.closed:
@@ -257,7 +256,7 @@ def _write_cog(src: Path, dst: Path, blocksize: int, overviews: str) -> None:
                          BIGTIFF="IF_SAFER")
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _compression() -> str:
     """ZSTD (as small as DEFLATE, faster) where this GDAL has it, else DEFLATE."""
     try:

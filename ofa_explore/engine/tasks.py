@@ -12,8 +12,9 @@ Adding a task (change detection, say) is one subclass and one ``register(...)`` 
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Iterator
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import torch
@@ -93,14 +94,15 @@ class Task:
 
     @contextlib.contextmanager
     def attention(self, fused: bool) -> Iterator[None]:
-        """The model with (or without) the fused attention kernel; restored afterwards."""
-        was = [block.attn.fused_attn for block in self.model.blocks]
+        """The model with (or without) the fused attention kernel; every attention layer is
+        left as it was found afterwards."""
+        was = {m: m.fused_attn for m in self.model.modules() if hasattr(m, "fused_attn")}
         self.model.set_fused_attention(fused)
         try:
             yield
         finally:
-            for block, value in zip(self.model.blocks, was):
-                block.attn.fused_attn = value
+            for m, value in was.items():
+                m.fused_attn = value
 
     # -------------------------------------------------------------- per batch and per cell
     def forward(self, x: torch.Tensor, seed: int) -> np.ndarray:
@@ -173,7 +175,7 @@ class Embed(Task):
         mean, comps, lo, hi = self._fit()
         pca = sink.derive(pca_path, lambda block: _project(block, mean, comps, lo, hi),
                           ["pc1", "pc2", "pc3"], "uint8", 0)
-        return dict(pca_path=pca_path, pca=pca)
+        return {"pca_path": pca_path, "pca": pca}
 
     def _fit(self):
         count = len(self.bands())
@@ -246,7 +248,8 @@ class Classify(Task):
 
     def forward(self, x: torch.Tensor, seed: int) -> np.ndarray:
         if self.segmentation:
-            return self.model.segment(x, self.modality, head=self.head).softmax(1).float().cpu().numpy()
+            probs = self.model.segment(x, self.modality, head=self.head).softmax(1)
+            return probs.float().cpu().numpy()
         gh, gw = x.shape[2] // self.patch, x.shape[3] // self.patch
         probs = self.model.classify(x, self.modality, head=self.head).softmax(-1)
         return probs[:, :, None, None].expand(-1, -1, gh, gw).float().cpu().numpy()
@@ -269,11 +272,11 @@ class Classify(Task):
                                    minlength=len(self.pixels)).astype(np.int64)
 
     def tags(self) -> dict[str, str]:
-        return dict(class_names=",".join(self.classes),
-                    **{f"class_{i}": n for i, n in enumerate(self.classes)})
+        return {"class_names": ",".join(self.classes),
+                **{f"class_{i}": n for i, n in enumerate(self.classes)}}
 
     def attrs(self) -> dict[str, Any]:
-        return dict(class_names=self.classes)
+        return {"class_names": self.classes}
 
     def colormap(self) -> dict[int, tuple[int, int, int, int]]:
         colors = self.colors or [DEFAULT_COLORS[i % len(DEFAULT_COLORS)]
@@ -286,10 +289,11 @@ class Classify(Task):
         from ..areas import class_area_table
 
         areas = class_area_table(self.classes, self.pixels, self.grid.pixel_m2)
-        return dict(class_names=self.classes, head=self.head, class_colors=self.colors,
-                    class_areas=areas)
+        return {"class_names": self.classes, "head": self.head, "class_colors": self.colors,
+                "class_areas": areas}
 
 
 def _rgb(color: str) -> tuple[int, int, int, int]:
     color = color.lstrip("#")
-    return tuple(int(color[i:i + 2], 16) for i in (0, 2, 4)) + (255,)
+    red, green, blue = (int(color[i:i + 2], 16) for i in (0, 2, 4))
+    return red, green, blue, 255

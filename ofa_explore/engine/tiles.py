@@ -9,8 +9,9 @@ from __future__ import annotations
 import math
 import queue
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import rasterio
@@ -128,7 +129,7 @@ class TileReader:
                     return
                 for t in self._read(group):
                     self._put(t)
-        except BaseException as err:  # surfaced in the consumer thread
+        except BaseException as err:  # noqa: BLE001 - raised in the consumer thread
             self.error = err
         self._put(self._END)
 
