@@ -170,7 +170,7 @@ def _predict_scenes(args: argparse.Namespace, settings) -> int:
         outcomes = predict_scenes(scenes, args.command, args.output, checkpoint=args.checkpoint,
                                   settings=settings, modality=args.modality,
                                   overwrite=args.overwrite, cluster=cluster,
-                                  workers=args.workers, on_scene=report.scene)
+                                  workers=args.workers, on_scene=report.scene, words=CLI_WORDS)
     finally:
         report.close()
     failed = [o for o in outcomes if o.error]
