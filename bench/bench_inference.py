@@ -59,7 +59,7 @@ def make_model():
 
 def run_engine(raster: Path, out: Path) -> dict:
     """One end-to-end run (called in a fresh process for the memory figure)."""
-    from ofa_explore.inference import predict_raster
+    from ofa_explore.engine import predict_raster
     from ofa_explore.threads import set_threads
 
     set_threads()  # a shell: OFA_EXPLORE_THREADS, else the cores free for this process

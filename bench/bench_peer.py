@@ -114,7 +114,7 @@ def _watch_rss() -> None:
 def run_engine(raster: Path, out: Path, tile: int, overlap: int, batch: int,
                precision: str) -> dict:
     from ofa_explore import load_pretrained
-    from ofa_explore.inference import predict_raster
+    from ofa_explore.engine import predict_raster
 
     model = load_pretrained()
     start, t0 = rss_mib(), mark_start()
@@ -319,7 +319,7 @@ def main() -> None:
     import torch
 
     from ofa_explore import load_pretrained
-    from ofa_explore.inference import predict_raster
+    from ofa_explore.engine import predict_raster
     from ofa_explore.precision import resolve_precision
     from ofa_explore.threads import default_threads
 

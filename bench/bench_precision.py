@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from ofa_explore import load_pretrained, set_threads
-from ofa_explore.inference import predict_raster
+from ofa_explore.engine import predict_raster
 from ofa_explore.io import open_raster
 from ofa_explore.precision import resolve_precision
 

@@ -38,7 +38,7 @@ train(config, quiet=True)
 CLASSIFY = f"""
 from pathlib import Path
 from ofa_explore import load_pretrained
-from ofa_explore.inference import predict_raster
+from ofa_explore.engine import predict_raster
 bands = sorted(Path({str(ROOT / "notebooks" / "data" / "s2_chesapeake")!r}).glob("B*.tif"))
 predict_raster(load_pretrained(), bands, "classify")
 """

@@ -49,6 +49,13 @@ EPILOG = """examples:
   ofa evaluate --benchmark geobench --root ~/geobench   the OFA-Net paper's GEO-Bench tasks
 """
 
+# The command-line form of the EngineSettings fields a task lists in its ``options``
+TASK_OPTIONS: dict[str, tuple[str, dict]] = {
+    "mask_ratio": ("--mask-ratio", {"type": float, "default": 0.75,
+                                    "help": "share of patches hidden (default 0.75; 0 = none)"}),
+    "seed": ("--seed", {"type": int, "default": 0, "help": "mask seed (default 0)"}),
+    "head": ("--head", {"help": "which head of the checkpoint (default: its first)"}),
+}
 CHECKPOINT_HELP = ("a checkpoint file, or published weights by name (dofa-base-v1, ...: see "
                    "`ofa convert -h`; downloaded and converted once); default: the shipped model")
 
@@ -114,14 +121,14 @@ def _cmd_convert(args: argparse.Namespace) -> int:
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
-    from .inference import EngineSettings, predict_raster
+    from .engine import EngineSettings, predict_raster
     from .io import KEEP, open_raster, raster_modality
     from .pretrained import load_model
 
     settings = EngineSettings(
         tile=args.tile, overlap=args.overlap, batch_size=args.batch_size, device=args.device,
-        precision=args.precision, head=getattr(args, "head", None),
-        mask_ratio=getattr(args, "mask_ratio", 0.75), seed=getattr(args, "seed", 0))
+        precision=args.precision,
+        **{option: getattr(args, option) for option in TASK_OPTIONS if hasattr(args, option)})
     if args.output.suffix.lower() not in protocol.TIF_SUFFIXES:
         return _predict_scenes(args, settings)
     if args.dask or args.scheduler or args.workers:
@@ -165,7 +172,7 @@ def _predict_scenes(args: argparse.Namespace, settings) -> int:
         outcomes = predict_scenes(scenes, args.command, args.output, checkpoint=args.checkpoint,
                                   settings=settings, modality=args.modality,
                                   overwrite=args.overwrite, cluster=cluster,
-                                  workers=args.workers, on_scene=report.scene)
+                                  workers=args.workers, on_scene=report.scene, words=CLI_WORDS)
     finally:
         report.close()
     failed = [o for o in outcomes if o.error]
@@ -453,6 +460,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", type=Path, required=True, help="output .safetensors path")
     p.set_defaults(func=_cmd_convert)
 
+    from .engine import TASKS
+
     for task, text in ((t.name, t.help) for t in protocol.TASKS.values()):
         p = sub.add_parser(task, help=f"{text}, over a raster of any size",
                            description=f"Write {text} as a Cloud-Optimised GeoTIFF with the "
@@ -495,12 +504,9 @@ def build_parser() -> argparse.ArgumentParser:
                             "every worker")
         p.add_argument("--workers", type=int, help="--dask: worker processes (default: one per "
                                                    "core, at most one per scene)")
-        if task == "reconstruct":
-            p.add_argument("--mask-ratio", type=float, default=0.75, help="share of patches hidden "
-                                                                          "(default 0.75; 0 = none)")
-            p.add_argument("--seed", type=int, default=0, help="mask seed (default 0)")
-        if task == "classify":
-            p.add_argument("--head", help="which head of the checkpoint (default: its first)")
+        for option in TASKS[task].options:  # the settings only this task reads
+            flag, spec = TASK_OPTIONS[option]
+            p.add_argument(flag, **spec)
         p.set_defaults(func=_cmd_predict)
 
     p = sub.add_parser("train-head", help="fit a classification or segmentation head on "
@@ -594,10 +600,6 @@ def main(argv: list[str] | None = None) -> int:
         args.report.error(err.to_event(CLI_WORDS))
         return EXIT_BAD_INPUT
     except Exception as err:  # noqa: BLE001 - reported, then the exit code says what it was
-        if _legacy_user_error(err):
-            text = str(err.args[0] if isinstance(err, KeyError) and err.args else err)
-            args.report.error(protocol.error_event("bad_input", text))
-            return EXIT_BAD_INPUT
         traceback.print_exc()  # a bug: its traceback on stderr, never on the JSON stdout
         problem = f"unexpected {type(err).__name__}: {err}"
         args.report.error(protocol.error_event(
@@ -607,25 +609,6 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if previous is not None:
             signal.signal(CANCEL_SIGNAL, previous)
-
-
-# Until these modules raise OFAError themselves (the redesign's merge converts them), an error of
-# the old kinds raised by their own code is still a user's mistake (exit 2); raised anywhere else
-# (a library, this package's converted modules) it is a bug (exit 1, with its traceback).
-_NOT_YET_CONVERTED = ("ofa_explore.checkpoint", "ofa_explore.model", "ofa_explore.heads",
-                      "ofa_explore.modalities", "ofa_explore.inference", "ofa_explore.engine",
-                      "ofa_explore.scenes", "ofa_explore.pretrained", "ofa_explore.weights",
-                      "ofa_explore.downstream", "ofa_explore.demo", "ofa_explore.threads",
-                      "ofa_explore.pretraining", "pretraining")
-_OLD_KINDS = (ValueError, KeyError, OSError, ImportError)
-
-
-def _legacy_user_error(err: BaseException) -> bool:
-    tb = err.__traceback__
-    while tb is not None and tb.tb_next is not None:
-        tb = tb.tb_next
-    module = tb.tb_frame.f_globals.get("__name__", "") if tb is not None else ""
-    return isinstance(err, _OLD_KINDS) and module.startswith(_NOT_YET_CONVERTED)
 
 
 if __name__ == "__main__":

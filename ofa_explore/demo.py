@@ -62,7 +62,7 @@ def embedding_map(model: OFANet, output: Path, filename: str) -> dict:
     import rasterio
     from PIL import Image
 
-    from .inference import predict_raster
+    from .engine import predict_raster
 
     stem = "embedding_" + Path(filename).stem
     result = predict_raster(model, sample_path(filename), "embed", output / f"{stem}.tif",

@@ -88,6 +88,14 @@ class OutputError(OFAError, OSError):
     kind = "output"
 
 
+class OutputExists(OutputError, FileExistsError):
+    """An output file exists and may not be replaced."""
+
+
+class OutputNotWritable(OutputError, PermissionError):
+    """The output's folder cannot be written to."""
+
+
 class MissingPart(OFAError, ImportError):
     """An optional dependency is not installed; the fix names the extra to install."""
 

@@ -13,13 +13,16 @@ import functools
 import glob
 import logging
 import os
+import shutil
 import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Mapping
 
-from .inference import EngineSettings, PredictionResult, predict_raster
+from . import protocol
+from .engine import EngineSettings, PredictionResult, get_task, predict_raster
+from .errors import API_WORDS, OFAError
 
 LIST_SUFFIXES = (".txt", ".lst")  # a text file of paths, one per line
 
@@ -70,7 +73,7 @@ def _read_list(path: Path) -> list[Path]:
 def scene_outputs(scenes: list[Path], task: str, folder: str | os.PathLike) -> list[Path]:
     """Where each scene's result goes: ``FOLDER/<scene name>_<task>.tif``. Two scenes with the
     same name would write the same file, so that is refused before anything runs."""
-    outputs = [Path(folder) / f"{scene.stem}_{task}.tif" for scene in scenes]
+    outputs = [protocol.scene_output(folder, scene, task) for scene in scenes]
     seen: dict[Path, Path] = {}
     for scene, out in zip(scenes, outputs):
         if out in seen:
@@ -92,6 +95,7 @@ def predict_scenes(
     cluster: str | None = None,
     workers: int | None = None,
     on_scene: Callable[[SceneOutcome, int, int], None] | None = None,
+    words: Mapping[str, str] = API_WORDS,
 ) -> list[SceneOutcome]:
     """Run ``task`` on every scene into ``folder`` (created if missing); a failed scene is
     reported in its outcome and the others go on.
@@ -100,15 +104,17 @@ def predict_scenes(
     scenes one after another in this process; "local" starts a Dask ``LocalCluster`` of
     ``workers`` processes (default: one per core, at most one per scene) that share the cores;
     anything else is the address of a running Dask scheduler. ``on_scene(outcome, done,
-    total)`` is called as each scene ends, in the order they end.
+    total)`` is called as each scene ends, in the order they end. ``words``: the vocabulary
+    a failed scene's fix is written in (``errors.CLI_WORDS`` for the command line).
     """
     settings = settings or EngineSettings()
+    get_task(task)  # an unknown task stops before anything is made
     folder = Path(folder)
     if cluster not in (None, "local"):  # workers elsewhere: no shared working folder
         scenes, folder = [Path(s).absolute() for s in scenes], folder.absolute()
     outputs = scene_outputs(scenes, task, folder)  # a name clash stops before anything is made
     folder.mkdir(parents=True, exist_ok=True)
-    jobs = [(checkpoint, scene, task, out, settings, modality, overwrite)
+    jobs = [(checkpoint, scene, task, out, settings, modality, overwrite, dict(words))
             for scene, out in zip(scenes, outputs)]
     if cluster is not None:
         return _on_dask(jobs, cluster, workers, on_scene)
@@ -125,7 +131,8 @@ def predict_scenes(
 
 def run_scene(checkpoint: str | None, scene: Path, task: str, output: Path,
               settings: EngineSettings, modality: str | None, overwrite: bool,
-              stop_event: str | None = None) -> SceneOutcome:
+              words: Mapping[str, str] = API_WORDS, stop_event: str | None = None
+              ) -> SceneOutcome:
     """One scene with the model this process keeps; an error becomes the outcome's message
     (interrupts still stop the run). ``stop_event``: the name of a Dask ``Event`` that, once
     set, stops the scene at its next batch (the engine then removes what it wrote)."""
@@ -136,7 +143,7 @@ def run_scene(checkpoint: str | None, scene: Path, task: str, output: Path,
         result = predict_raster(_model(checkpoint), scene, task, output, settings=settings,
                                 modality=modality, overwrite=overwrite, cancel=cancel)
     except Exception as err:  # noqa: BLE001 - reported per scene, the run goes on
-        return SceneOutcome(scene, output, error=_one_line(err))
+        return SceneOutcome(scene, output, error=_one_line(err, words))
     return SceneOutcome(scene, output, result)
 
 
@@ -205,13 +212,15 @@ def _on_dask(jobs: list[tuple], cluster: str, workers: int | None,
         client.close()
         if local is not None:
             local.close()
-            _remove_leftovers([job[3] for job in jobs if job[1] not in outcomes])
+            _remove_leftovers([(job[3], job[2]) for job in jobs if job[1] not in outcomes])
     return [outcomes[job[1]] for job in jobs]
 
 
-def _one_line(err: BaseException) -> str:
-    """The error as a person reads it: its message (a KeyError's without quotes), or its kind."""
-    message = err.args[0] if isinstance(err, KeyError) and err.args else err
+def _one_line(err: BaseException, words: Mapping[str, str] = API_WORDS) -> str:
+    """The error as a person reads it: its message (a KeyError's without quotes; the project's
+    errors in ``words``), or its kind."""
+    message = (err.render(words) if isinstance(err, OFAError) else
+               err.args[0] if isinstance(err, KeyError) and err.args else err)
     return str(message).strip().splitlines()[0] if str(message).strip() else type(err).__name__
 
 
@@ -220,9 +229,13 @@ def _cancelled(ended: list[SceneOutcome], total: int) -> str:
     return f"cancelled; {written} of {total} scenes were written, nothing of the others"
 
 
-def _remove_leftovers(outputs: list[Path]) -> None:
-    """The engine's hidden temporary files of scenes whose worker was stopped mid-write."""
-    for out in outputs:
-        for pattern in (f".{out.stem}.*.tmp.tif*", f".{out.stem}_pca.*.tmp.tif*"):
-            for leftover in out.parent.glob(pattern):
-                leftover.unlink(missing_ok=True)
+def _remove_leftovers(outputs: list[tuple[Path, str]]) -> None:
+    """The engine's hidden temporary files and folders (``.<name>.*``, see fileio and
+    engine.sinks) of scenes whose worker was stopped mid-write."""
+    for out, task in outputs:
+        for final in get_task(task).outputs(out):
+            for leftover in final.parent.glob(f".{final.name}.*"):
+                if leftover.is_dir():
+                    shutil.rmtree(leftover, ignore_errors=True)
+                else:
+                    leftover.unlink(missing_ok=True)

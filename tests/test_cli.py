@@ -216,7 +216,7 @@ def test_sigterm_cancels_like_ctrl_c_and_leaves_nothing(shared, tmp_path):
             lines.append(line)
             if json.loads(line)["event"] == "progress":
                 break
-        assert any(p.name.endswith(".tmp.tif") for p in (tmp_path / "out").iterdir())  # running
+        assert any(p.name.startswith(".out.tif.") for p in (tmp_path / "out").iterdir())  # running
         os.killpg(proc.pid, signal.SIGTERM)
         lines += proc.stdout.readlines()
         assert proc.wait(timeout=60) == EXIT_CANCELLED, proc.stderr.read()

@@ -21,7 +21,7 @@ from ofa_explore.downstream import (LabelError, compare_with_random_init, cross_
                                     read_labelled_chips, split_folds)
 from ofa_explore.downstream.datasets import boxes_to_mask
 from ofa_explore.downstream.geobench import format_table, read_sample, run_geobench
-from ofa_explore.inference import predict_raster
+from ofa_explore.engine import predict_raster
 from ofa_explore.metrics import classification_scores, segmentation_scores
 
 from conftest import PickleBomb, read_tif

@@ -14,7 +14,8 @@ from affine import Affine
 from ofa_explore import OFANet, load_checkpoint, save_checkpoint
 from ofa_explore.cli import main as cli
 from ofa_explore.demo import sample_path
-from ofa_explore.inference import Cancelled, pick_device, predict_raster
+from ofa_explore.engine import TASKS, Cancelled, Task, pick_device, predict_raster, register
+from ofa_explore.errors import CLI_WORDS, BadInput, OutputError
 from ofa_explore.io import RasterError, open_raster
 from test_io import write_tif
 
@@ -141,8 +142,10 @@ def test_bad_outputs_and_options(model, tmp_path, monkeypatch):
     with pytest.raises(ValueError, match="is the input raster"):
         predict_raster(model, src, "embed", src)
     (tmp_path / "taken.tif").write_text("precious")
-    with pytest.raises(FileExistsError, match="--overwrite"):
+    with pytest.raises(FileExistsError, match="overwrite=True") as exists:
         predict_raster(model, src, "embed", tmp_path / "taken.tif")
+    assert isinstance(exists.value, OutputError) and "{overwrite}" in exists.value.fix
+    assert "--overwrite" in exists.value.render(CLI_WORDS)  # each shell in its own words
     assert (tmp_path / "taken.tif").read_text() == "precious"
     with pytest.raises(FileNotFoundError, match="does not exist"):
         predict_raster(model, src, "embed", tmp_path / "nope" / "out.tif")
@@ -203,6 +206,50 @@ def test_out_of_memory_retries_with_smaller_batches(model, monkeypatch):
     result = predict_raster(model, sample_path("naip_rgbn_2020.tif"), "embed", batch_size=8)
     assert np.isfinite(result.data.values).mean() > 0.9
     assert max(sizes) == 8 and sizes[-1] <= 2
+
+
+def test_a_new_task_is_one_class_and_one_registration(model, tmp_path):
+    class Brightness(Task):
+        name = "brightness"
+        summary = "the mean of the bands, per pixel"
+
+        @property
+        def per_pixel(self) -> bool:
+            return True
+
+        def bands(self) -> list[str]:
+            return ["mean"]
+
+        def forward(self, x, seed):
+            return x.mean(1, keepdim=True).float().cpu().numpy()
+
+    src = sample_path("naip_rgbn_2020.tif")
+    register(Brightness)
+    try:
+        memory = predict_raster(model, src, "brightness", tile=64)
+        written = predict_raster(model, src, "brightness", tmp_path / "b.tif", tile=64)
+    finally:
+        del TASKS["brightness"]
+    raster = open_raster(src)
+    assert memory.task == "brightness" and memory.data.shape == (1, *raster.shape[1:])
+    assert np.isfinite(memory.data.values).all()
+    with rasterio.open(written.path) as f:
+        assert f.descriptions == ("mean",) and np.array_equal(f.read(), memory.data.values)
+    with pytest.raises(BadInput, match="task must be one of embed, reconstruct, classify"):
+        predict_raster(model, src, "brightness")
+
+
+def test_the_engine_leaves_torch_threads_alone(model, monkeypatch):
+    import ofa_explore.threads
+
+    monkeypatch.setattr(ofa_explore.threads, "_applied", False)  # as in a fresh process
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        predict_raster(model, sample_path("eurosat_forest.tif"), "embed")
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
 
 
 def test_device_auto_is_cpu_here():

@@ -11,7 +11,7 @@ import torch
 from ofa_explore import load_pretrained
 from ofa_explore import precision as prec
 from ofa_explore.demo import sample_path
-from ofa_explore.inference import predict_raster
+from ofa_explore.engine import predict_raster
 from ofa_explore.io import open_raster
 
 SCENE = Path(__file__).resolve().parents[1] / "notebooks" / "data" / "s2_chesapeake"

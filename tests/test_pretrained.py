@@ -150,7 +150,7 @@ def test_shipped_model_classifies_enmap_after_a_head_is_trained(shared, tmp_path
 
     from ofa_explore import load_checkpoint, save_checkpoint
     from ofa_explore.downstream import fit_segmentation_head
-    from ofa_explore.inference import predict_raster
+    from ofa_explore.engine import predict_raster
 
     source = shared / "enmap_potsdam"
     for sub in ("images", "masks"):

@@ -106,7 +106,7 @@ def test_library_functions_leave_torch_threads_alone(monkeypatch, tmp_path):
     (nothing chosen yet) with OFA_EXPLORE_THREADS=1, torch keeps the count it had."""
     from ofa_explore import load_pretrained
     from ofa_explore.demo import SAMPLES, sample_path
-    from ofa_explore.inference import predict_raster
+    from ofa_explore.engine import predict_raster
     from ofa_explore.pretraining.config import load_config
     from ofa_explore.pretraining.train import train
 

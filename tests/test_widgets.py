@@ -155,7 +155,7 @@ def test_class_map_covers_the_scene_to_its_edges(model, tmp_path):
 
 
 def test_widgets_take_the_engine_settings(model):
-    from ofa_explore.inference import EngineSettings
+    from ofa_explore.engine import EngineSettings
 
     settings = EngineSettings(precision="bf16", batch_size=2, head="eurosat_landcover")
     widget = ClassificationMap(model, sample_path("eurosat_river.tif"), basemap=False,

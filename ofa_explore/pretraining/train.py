@@ -30,7 +30,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from ..checkpoint import CheckpointError, read_tensors, save_checkpoint, write_tensors
 from ..errors import CLI_WORDS, NotFound, OFAError, OutputError
-from ..model import OFANet
+from ..model import OFANet, set_fused_attention
 from ..precision import autocast_for, fused_attention_for
 from ..threads import set_threads
 from .config import TrainConfig, config_dict, load_config

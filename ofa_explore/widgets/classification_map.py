@@ -7,7 +7,7 @@ import html
 
 import ipywidgets as widgets
 
-from ..inference import predict_raster
+from ..engine import predict_raster
 from ..model import OFANet
 from ..threads import ensure_threads
 from .display import class_picture, latlon_bounds, on_display_grid, read_scene, rgb_picture

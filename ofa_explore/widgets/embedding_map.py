@@ -8,7 +8,7 @@ from pathlib import Path
 import ipywidgets as widgets
 import numpy as np
 
-from ..inference import predict_raster
+from ..engine import predict_raster
 from ..model import OFANet
 from ..threads import ensure_threads
 from .display import (COLORMAPS, cell_areas, colorbar_html, colormap_picture, cosine_similarity,
