@@ -462,7 +462,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     from .engine import TASKS
 
-    for task, text in ((t.name, t.help) for t in protocol.TASKS.values()):
+    for task, text in ((t.name, t.help) for t in protocol.TASKS.values() if t.name in TASKS):
         p = sub.add_parser(task, help=f"{text}, over a raster of any size",
                            description=f"Write {text} as a Cloud-Optimised GeoTIFF with the "
                                        "input's CRS and extent.")

@@ -17,7 +17,7 @@ apply one to a model's encoder output.
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence, cast
 
 import torch
 from torch import nn
@@ -64,9 +64,8 @@ class SceneHead(nn.Sequential):
     def set_linear_probe(self, mean: torch.Tensor, var: torch.Tensor, weight: torch.Tensor,
                          bias: torch.Tensor) -> None:
         """Load a probe fitted on (features - mean) / sqrt(var + eps)."""
-        norm, linear = self[0], self[1]
-        norm.running_mean.copy_(mean)
-        norm.running_var.copy_(var)
+        norm, linear = cast(nn.BatchNorm1d, self[0]), cast(nn.Linear, self[1])
+        norm.load_state_dict({**norm.state_dict(), "running_mean": mean, "running_var": var})
         linear.weight.data.copy_(weight)
         linear.bias.data.copy_(bias)
 

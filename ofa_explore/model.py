@@ -16,7 +16,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 from functools import partial
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Sequence, cast
 
 import torch
 from timm.layers import PatchEmbed, resample_abs_pos_embed
@@ -150,7 +150,7 @@ class OFANet(nn.Module):
         self.pos_embed = nn.Parameter(sincos_2d_with_cls(D, c.grid), requires_grad=False)
         self.blocks = nn.ModuleList([
             Block(D, c.num_heads, c.mlp_ratio, qkv_bias=True, init_values=c.init_values,
-                  norm_layer=norm_layer)
+                  norm_layer=norm_layer)  # type: ignore[arg-type]  # timm takes any callable
             for _ in range(c.depth)])
         # tokens end in a LayerNorm (MAE); DOFA's global-pool models have none and normalise the
         # pooled vector instead (``fc_norm``, as TorchGeo's DOFA.forward_features)
@@ -163,7 +163,8 @@ class OFANet(nn.Module):
         self.decoder_pos_embed = nn.Parameter(sincos_2d_with_cls(Dd, c.grid),
                                               requires_grad=False)
         self.decoder_blocks = nn.ModuleList([
-            Block(Dd, c.decoder_num_heads, c.mlp_ratio, qkv_bias=True, norm_layer=norm_layer)
+            Block(Dd, c.decoder_num_heads, c.mlp_ratio, qkv_bias=True,
+                  norm_layer=norm_layer)  # type: ignore[arg-type]
             for _ in range(c.decoder_depth)])
         self.decoder_norm = norm_layer(Dd)
         self.decoder_heads = nn.ModuleDict({
@@ -178,7 +179,7 @@ class OFANet(nn.Module):
 
     def initialize_weights(self) -> None:
         for embed in self.patch_embeds.values():  # as MAE: like nn.Linear, not nn.Conv2d
-            w = embed.proj.weight.data
+            w = cast(PatchEmbed, embed).proj.weight.data
             nn.init.xavier_uniform_(w.view(w.shape[0], -1))
         nn.init.normal_(self.cls_token, std=0.02)
         nn.init.normal_(self.mask_token, std=0.02)

@@ -17,7 +17,7 @@ from .protocol import SHIPPED_CHECKPOINT
 
 
 def shipped_checkpoint_path() -> Path:
-    path = Path(str(resources.files(__package__).joinpath("data", SHIPPED_CHECKPOINT)))
+    path = Path(str(resources.files(__package__) / "data" / SHIPPED_CHECKPOINT))
     if not path.is_file():
         raise NotFound(f"the shipped checkpoint is missing from this installation ({path})",
                        "reinstall ofa-explore")

@@ -22,7 +22,7 @@ from typing import Callable, Mapping
 
 from . import protocol
 from .engine import EngineSettings, PredictionResult, get_task, predict_raster
-from .errors import API_WORDS, OFAError
+from .errors import API_WORDS, MissingPart, OFAError
 
 LIST_SUFFIXES = (".txt", ".lst")  # a text file of paths, one per line
 
@@ -173,7 +173,7 @@ def _on_dask(jobs: list[tuple], cluster: str, workers: int | None,
     try:
         from distributed import Client, Event, LocalCluster, as_completed, wait
     except ImportError:
-        raise ImportError("spreading scenes over a Dask cluster needs dask.distributed: "
+        raise MissingPart("spreading scenes over a Dask cluster needs dask.distributed",
                           "pip install 'ofa-explore[cluster]'") from None
     from .threads import usable_cores
 

@@ -211,7 +211,6 @@ def test_out_of_memory_retries_with_smaller_batches(model, monkeypatch):
 def test_a_new_task_is_one_class_and_one_registration(model, tmp_path):
     class Brightness(Task):
         name = "brightness"
-        summary = "the mean of the bands, per pixel"
 
         @property
         def per_pixel(self) -> bool:

@@ -39,9 +39,8 @@ TASKS: dict[str, type[Task]] = {}  # name -> class, in the order registered
 
 
 def register(cls: type[Task]) -> type[Task]:
-    """Make a task known to the engine (and to the CLI) by its ``name``, which the protocol
-    names for every shell (``protocol.TASKS``: help text, output naming, QGIS words)."""
-    protocol.task(cls.name)
+    """Make a task known to the engine by its ``name``. The shells (``ofa <task>``, the QGIS
+    menu) offer the tasks that ``protocol.TASKS`` also names, with their words and file names."""
     TASKS[cls.name] = cls
     return cls
 
@@ -68,7 +67,8 @@ class Task:
     @classmethod
     def outputs(cls, path: Path) -> list[Path]:
         """Every file a run writes for the output ``path``: the output first, then extras."""
-        return protocol.output_files(path, cls.name)
+        known = cls.name in protocol.TASKS  # the protocol names companions (embed's _pca)
+        return protocol.output_files(path, cls.name) if known else [path]
 
     # -------------------------------------------------------------- the model's facts
     @property
