@@ -38,13 +38,20 @@ def build_raster(path: Path, size: int) -> Path:
     with rasterio.open(SCENE) as src:
         scene, profile = src.read(), src.profile
     scene[scene == 0] = 1  # keep it all valid: the benchmark measures the engine, not nodata
-    profile.update(width=size, height=size, tiled=True, blockxsize=512, blockysize=512,
-                   compress="deflate", BIGTIFF="IF_SAFER")
+    profile.update(
+        width=size,
+        height=size,
+        tiled=True,
+        blockxsize=512,
+        blockysize=512,
+        compress="deflate",
+        BIGTIFF="IF_SAFER",
+    )
     h, w = scene.shape[1:]
     with rasterio.open(path, "w", **profile) as dst:
         for y in range(0, size, 512):
             rows = min(512, size - y)
-            ys = (np.arange(y, y + rows) % h)
+            ys = np.arange(y, y + rows) % h
             strip = scene[:, ys][:, :, np.arange(size) % w]
             dst.write(strip, window=Window(0, y, size, rows))
     return path
@@ -66,8 +73,11 @@ def run_engine(raster: Path, out: Path) -> dict:
     model = make_model()
     t0 = time.perf_counter()
     result = predict_raster(model, raster, "embed", out, overwrite=True, batch_size=8)
-    return dict(seconds=time.perf_counter() - t0, tiles=result.tiles,
-                peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    return dict(
+        seconds=time.perf_counter() - t0,
+        tiles=result.tiles,
+        peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    )
 
 
 def bare_forward(tiles: int, batch_size: int = 8) -> float:
@@ -84,9 +94,11 @@ def bare_forward(tiles: int, batch_size: int = 8) -> float:
 
 
 def in_subprocess(raster: Path, out: Path) -> dict:
-    code = ("import json, sys; sys.path.insert(0, %r); from bench_inference import run_engine; "
-            "from pathlib import Path; print(json.dumps(run_engine(Path(%r), Path(%r))))"
-            % (str(Path(__file__).parent), str(raster), str(out)))
+    code = (
+        f"import json, sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); "
+        "from bench_inference import run_engine; from pathlib import Path; "
+        f"print(json.dumps(run_engine(Path({str(raster)!r}), Path({str(out)!r}))))"
+    )
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     return json.loads(res.stdout.strip().splitlines()[-1])
 
@@ -106,15 +118,23 @@ def main() -> None:
     bare = bare_forward(big_run["tiles"])
     speed_ratio = bare / big_run["seconds"]
     mem_ratio = big_run["peak_rss_mb"] / small_run["peak_rss_mb"]
-    print(f"machine: {platform.machine()}, {os.cpu_count()} CPU cores, torch {torch.__version__}, "
-          f"device cpu; model OFANet-tiny patch 16, tile 224")
-    print(f"end-to-end predict_raster embed {args.size}x{args.size}: {big_run['tiles']} tiles in "
-          f"{big_run['seconds']:.1f} s ({big_run['tiles'] / big_run['seconds']:.1f} tiles/s)")
-    print(f"bare model forward, same tiles:           {bare:.1f} s "
-          f"({big_run['tiles'] / bare:.1f} tiles/s)")
+    print(
+        f"machine: {platform.machine()}, {os.cpu_count()} CPU cores, torch {torch.__version__}, "
+        f"device cpu; model OFANet-tiny patch 16, tile 224"
+    )
+    print(
+        f"end-to-end predict_raster embed {args.size}x{args.size}: {big_run['tiles']} tiles in "
+        f"{big_run['seconds']:.1f} s ({big_run['tiles'] / big_run['seconds']:.1f} tiles/s)"
+    )
+    print(
+        f"bare model forward, same tiles:           {bare:.1f} s "
+        f"({big_run['tiles'] / bare:.1f} tiles/s)"
+    )
     print(f"throughput ratio engine/bare: {speed_ratio:.2f} (goal >= 0.8)")
-    print(f"peak RSS {args.size}^2: {big_run['peak_rss_mb']:.0f} MB, {args.small}^2: "
-          f"{small_run['peak_rss_mb']:.0f} MB, ratio {mem_ratio:.2f} (goal <= 1.3)")
+    print(
+        f"peak RSS {args.size}^2: {big_run['peak_rss_mb']:.0f} MB, {args.small}^2: "
+        f"{small_run['peak_rss_mb']:.0f} MB, ratio {mem_ratio:.2f} (goal <= 1.3)"
+    )
 
 
 if __name__ == "__main__":

@@ -29,15 +29,15 @@ def run_notebook(path: Path) -> float:
     with tempfile.TemporaryDirectory() as tmp:
         (Path(tmp) / "data").symlink_to(ROOT / "notebooks" / "data", target_is_directory=True)
         t0 = time.perf_counter()
-        NotebookClient(nb, timeout=600, kernel_name="python3",
-                       resources={"metadata": {"path": tmp}}).execute()
+        NotebookClient(
+            nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": tmp}}
+        ).execute()
         return time.perf_counter() - t0
 
 
 def competing_load(processes: int) -> list[subprocess.Popen]:
     """CPU-bound processes that run until killed (a pure-Python busy loop each)."""
-    return [subprocess.Popen([sys.executable, "-c", "while True: pass"])
-            for _ in range(processes)]
+    return [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(processes)]
 
 
 def main() -> None:
@@ -46,18 +46,24 @@ def main() -> None:
     parser.add_argument("notebooks", nargs="*", help="notebook names (default: all)")
     args = parser.parse_args()
     paths = [ROOT / "notebooks" / n for n in args.notebooks] or sorted(
-        (ROOT / "notebooks").glob("*.ipynb"))
+        (ROOT / "notebooks").glob("*.ipynb")
+    )
     threads = os.environ.get("OFA_EXPLORE_THREADS") or os.environ.get("OMP_NUM_THREADS") or "auto"
-    print(f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
-          f"{args.load} competing CPU-bound process(es), threads: {threads}")
+    print(
+        f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
+        f"{args.load} competing CPU-bound process(es), threads: {threads}"
+    )
     load = competing_load(args.load)
     try:
         worst = 0.0
         for path in paths:
             seconds = run_notebook(path)
             worst = max(worst, seconds)
-            print(f"{path.name:<34} {seconds:6.1f} s  (goal < {GOAL_S} s; "
-                  f"ratio {seconds / GOAL_S:.2f})", flush=True)
+            print(
+                f"{path.name:<34} {seconds:6.1f} s  (goal < {GOAL_S} s; "
+                f"ratio {seconds / GOAL_S:.2f})",
+                flush=True,
+            )
     finally:
         for p in load:
             p.kill()

@@ -47,8 +47,21 @@ TT_PYTHON = WORKDIR / "tt-venv" / "bin" / "python"
 TERRATORCH_SETUP = f"""python3.11 -m venv {WORKDIR}/tt-venv && {WORKDIR}/tt-venv/bin/pip install \\
   torch==2.14.1 torchvision==0.29.1 terratorch==1.2.11 timm safetensors pillow rasterio \\
   rioxarray xarray tqdm pyyaml psutil   # ofa_explore itself comes in through PYTHONPATH"""
-BANDS = ("B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B09", "B10", "B11", "B12",
-         "B8A")  # s2_l1c band order (ofa_explore/data/modalities.json)
+BANDS = (
+    "B01",
+    "B02",
+    "B03",
+    "B04",
+    "B05",
+    "B06",
+    "B07",
+    "B08",
+    "B09",
+    "B10",
+    "B11",
+    "B12",
+    "B8A",
+)  # s2_l1c band order (ofa_explore/data/modalities.json)
 # DataLoader workers for TorchGeo: 0, the DataLoader's and TorchGeo's datamodules' default. On 2
 # cores, workers would compete with torch's compute threads for the same cores.
 WORKERS = 0
@@ -63,9 +76,20 @@ def build_mosaic(path: Path, size: int) -> Path:
 
     scene = open_raster(sorted(glob(str(SCENE / "B*.tif"))))
     pixels, h, w = scene.values, scene.sizes["y"], scene.sizes["x"]
-    profile = dict(driver="GTiff", width=size, height=size, count=len(BANDS), dtype="uint16",
-                   crs=scene.rio.crs, transform=scene.rio.transform(), tiled=True,
-                   blockxsize=256, blockysize=256, compress="deflate", BIGTIFF="IF_SAFER")
+    profile = dict(
+        driver="GTiff",
+        width=size,
+        height=size,
+        count=len(BANDS),
+        dtype="uint16",
+        crs=scene.rio.crs,
+        transform=scene.rio.transform(),
+        tiled=True,
+        blockxsize=256,
+        blockysize=256,
+        compress="deflate",
+        BIGTIFF="IF_SAFER",
+    )
     tmp = path.with_suffix(".partial.tif")
     with rasterio.open(tmp, "w", **profile) as dst:
         for i, band in enumerate(BANDS, start=1):
@@ -81,10 +105,23 @@ def build_mosaic(path: Path, size: int) -> Path:
 def write_embeddings(path: Path, cube: np.ndarray, transform, crs) -> None:
     """The [D, h, w] cube as a tiled GeoTIFF, compressed as the engine's COG is (ZSTD level 1,
     float predictor), so the file formats cost about the same."""
-    profile = dict(driver="GTiff", width=cube.shape[2], height=cube.shape[1], count=cube.shape[0],
-                   dtype="float32", nodata=float("nan"), crs=crs, transform=transform, tiled=True,
-                   blockxsize=256, blockysize=256, compress="zstd", zstd_level=1, predictor=3,
-                   BIGTIFF="IF_SAFER")
+    profile = dict(
+        driver="GTiff",
+        width=cube.shape[2],
+        height=cube.shape[1],
+        count=cube.shape[0],
+        dtype="float32",
+        nodata=float("nan"),
+        crs=crs,
+        transform=transform,
+        tiled=True,
+        blockxsize=256,
+        blockysize=256,
+        compress="zstd",
+        zstd_level=1,
+        predictor=3,
+        BIGTIFF="IF_SAFER",
+    )
     with rasterio.open(path, "w", **profile) as dst:
         dst.write(cube)
 
@@ -111,15 +148,25 @@ def _watch_rss() -> None:
         time.sleep(0.05)
 
 
-def run_engine(raster: Path, out: Path, tile: int, overlap: int, batch: int,
-               precision: str) -> dict:
+def run_engine(
+    raster: Path, out: Path, tile: int, overlap: int, batch: int, precision: str
+) -> dict:
     from ofa_explore import load_pretrained
     from ofa_explore.engine import predict_raster
 
     model = load_pretrained()
     start, t0 = rss_mib(), mark_start()
-    result = predict_raster(model, raster, "embed", out, tile=tile, overlap=overlap,
-                            batch_size=batch, precision=precision, overwrite=True)
+    result = predict_raster(
+        model,
+        raster,
+        "embed",
+        out,
+        tile=tile,
+        overlap=overlap,
+        batch_size=batch,
+        precision=precision,
+        overwrite=True,
+    )
     return dict(seconds=time.perf_counter() - t0, tiles=result.tiles, start_rss_mib=start)
 
 
@@ -143,13 +190,13 @@ def run_torchgeo(raster: Path, out: Path, tile: int, overlap: int, batch: int) -
     start, t0 = rss_mib(), mark_start()
     dataset = Mosaic(paths=[raster])  # values stay in DN: the model normalises internally
     sampler = GridGeoSampler(dataset, size=tile, stride=tile - overlap)
-    loader = DataLoader(dataset, batch_size=batch, sampler=sampler, collate_fn=stack_samples,
-                        num_workers=WORKERS)
+    loader = DataLoader(
+        dataset, batch_size=batch, sampler=sampler, collate_fn=stack_samples, num_workers=WORKERS
+    )
     x, y, _ = dataset.bounds
     res = dataset.res[0]
     H, W = round((y.stop - y.start) / res), round((x.stop - x.start) / res)
-    cube = np.full((model.config.embed_dim, math.ceil(H / p), math.ceil(W / p)), np.nan,
-                   np.float32)
+    cube = np.full((model.config.embed_dim, math.ceil(H / p), math.ceil(W / p)), np.nan, np.float32)
     keep = (overlap // 2) // p  # patches of context cropped from each side of a chip
     n = tile // p
     chips = 0
@@ -166,12 +213,17 @@ def run_torchgeo(raster: Path, out: Path, tile: int, overlap: int, batch: int) -
                 c1 = n if col + n >= cube.shape[2] else n - keep
                 r0, c0 = max(r0, -row), max(c0, -col)
                 r1, c1 = min(r1, cube.shape[1] - row), min(c1, cube.shape[2] - col)
-                cube[:, row + r0:row + r1, col + c0:col + c1] = e[:, r0:r1, c0:c1]
+                cube[:, row + r0 : row + r1, col + c0 : col + c1] = e[:, r0:r1, c0:c1]
             chips += len(emb)
     transform = from_origin(x.start, y.stop, res * p, res * p)
     write_embeddings(out, cube, transform, dataset.crs)
-    return dict(seconds=time.perf_counter() - t0, tiles=chips, start_rss_mib=start,
-                cube_mib=cube.nbytes / 2**20, uncovered=int(np.isnan(cube[0]).sum()))
+    return dict(
+        seconds=time.perf_counter() - t0,
+        tiles=chips,
+        start_rss_mib=start,
+        cube_mib=cube.nbytes / 2**20,
+        uncovered=int(np.isnan(cube[0]).sum()),
+    )
 
 
 def run_terratorch(raster: Path, out: Path, tile: int, overlap: int, batch: int) -> dict:
@@ -207,14 +259,25 @@ def run_terratorch(raster: Path, out: Path, tile: int, overlap: int, batch: int)
         image = torch.from_numpy(src.read().astype(np.float32))[None]  # [1, C, H, W], DN
         transform, crs = src.transform * src.transform.scale(p), src.crs
     # delta = the centre kept, as the engine keeps it: chips then meet without overlap
-    pixels = tiled_inference(forward, image, crop=tile, stride=tile - overlap,
-                             delta=(overlap // 2) // p * p, batch_size=batch)
+    pixels = tiled_inference(
+        forward,
+        image,
+        crop=tile,
+        stride=tile - overlap,
+        delta=(overlap // 2) // p * p,
+        batch_size=batch,
+    )
     cube = pixels[0, :, ::p, ::p].numpy()  # every pixel of a patch holds its embedding
     del pixels
     write_embeddings(out, np.ascontiguousarray(cube), transform, crs)
-    return dict(seconds=time.perf_counter() - t0, tiles=chips, start_rss_mib=start,
-                version=importlib.metadata.version("terratorch"), patch=p,
-                matmul_after_import=imported)
+    return dict(
+        seconds=time.perf_counter() - t0,
+        tiles=chips,
+        start_rss_mib=start,
+        version=importlib.metadata.version("terratorch"),
+        patch=p,
+        matmul_after_import=imported,
+    )
 
 
 def child(spec: dict) -> None:
@@ -222,8 +285,13 @@ def child(spec: dict) -> None:
 
     set_threads(spec.pop("threads"))
     kind = spec.pop("kind")
-    args = [Path(spec.pop("raster")), Path(spec.pop("out")), spec.pop("tile"),
-            spec.pop("overlap"), spec.pop("batch")]
+    args = [
+        Path(spec.pop("raster")),
+        Path(spec.pop("out")),
+        spec.pop("tile"),
+        spec.pop("overlap"),
+        spec.pop("batch"),
+    ]
     run = {"engine": run_engine, "torchgeo": run_torchgeo, "terratorch": run_terratorch}[kind]
     threading.Thread(target=_watch_rss, daemon=True).start()
     result = run(*args, **spec)
@@ -236,8 +304,12 @@ def child(spec: dict) -> None:
 def measure(python: Path | str, spec: dict) -> dict:
     """Run one pipeline in a fresh process; its result plus the peak RSS of its process tree."""
     env = dict(os.environ, PYTHONPATH=str(ROOT))  # the TerraTorch venv finds ofa_explore too
-    proc = subprocess.Popen([str(python), __file__, "--child", json.dumps(spec)],
-                            stdout=subprocess.PIPE, text=True, env=env)
+    proc = subprocess.Popen(
+        [str(python), __file__, "--child", json.dumps(spec)],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
     peak, parent = 0, psutil.Process(proc.pid)
     while proc.poll() is None:
         try:
@@ -271,7 +343,7 @@ def cosine(a_path: Path, b_path: Path, border: int) -> tuple[float, float, float
             whole.append(c.ravel())
             rows = np.arange(top, top + c.shape[0])
             keep = (rows >= border) & (rows < a.height - border)
-            inner.append(c[keep][:, border:a.width - border].ravel())
+            inner.append(c[keep][:, border : a.width - border].ravel())
     inner, whole = np.concatenate(inner), np.concatenate(whole)
     return np.nanmin(inner), np.nanmean(inner), np.nanmin(whole), np.nanmean(whole)
 
@@ -293,9 +365,11 @@ def terratorch_blocker(size: int, tile: int, overlap: int) -> str | None:
     need += 1.5 * 2**30
     available = psutil.virtual_memory().available
     if need > 0.8 * available:
-        return (f"tiled_inference would need ~{need / 2**30:.0f} GiB here (every chip's "
-                f"{d}-band per-pixel output kept, plus two {d}-band float32 rasters), "
-                f"{available / 2**30:.0f} GiB available")
+        return (
+            f"tiled_inference would need ~{need / 2**30:.0f} GiB here (every chip's "
+            f"{d}-band per-pixel output kept, plus two {d}-band float32 rasters), "
+            f"{available / 2**30:.0f} GiB available"
+        )
     return None
 
 
@@ -304,9 +378,13 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=8192)
     parser.add_argument("--tile", type=int, default=64)
     parser.add_argument("--overlap", type=int, default=16)
-    parser.add_argument("--batch", type=int, default=32,
-                        help="tiles per batch in every pipeline (default: the engine's own "
-                             "default for this model, 2048 patches' worth)")
+    parser.add_argument(
+        "--batch",
+        type=int,
+        default=32,
+        help="tiles per batch in every pipeline (default: the engine's own "
+        "default for this model, 2048 patches' worth)",
+    )
     parser.add_argument("--repeats", type=int, default=1, help="runs per pipeline, best counts")
     parser.add_argument("--workdir", type=Path, default=WORKDIR)
     parser.add_argument("--child", help=argparse.SUPPRESS)
@@ -326,60 +404,92 @@ def main() -> None:
     args.workdir.mkdir(parents=True, exist_ok=True)
     raster = build_mosaic(args.workdir / f"s2_mosaic_{args.size}.tif", args.size)
     threads = default_threads()
-    base = dict(raster=str(raster), tile=args.tile, overlap=args.overlap, batch=args.batch,
-                threads=threads)
-    out = {name: args.workdir / f"emb_{name}_{args.size}.tif"
-           for name in ("fp32", "auto", "torchgeo", "terratorch")}
+    base = dict(
+        raster=str(raster), tile=args.tile, overlap=args.overlap, batch=args.batch, threads=threads
+    )
+    out = {
+        name: args.workdir / f"emb_{name}_{args.size}.tif"
+        for name in ("fp32", "auto", "torchgeo", "terratorch")
+    }
     runs = {}
-    runs["engine fp32"] = best_of(args.repeats, sys.executable, base | dict(
-        kind="engine", out=str(out["fp32"]), precision="fp32"))
-    runs["engine auto"] = best_of(args.repeats, sys.executable, base | dict(
-        kind="engine", out=str(out["auto"]), precision="auto"))
-    runs[f"torchgeo (workers={WORKERS})"] = best_of(args.repeats, sys.executable, base | dict(
-        kind="torchgeo", out=str(out["torchgeo"])))
+    runs["engine fp32"] = best_of(
+        args.repeats,
+        sys.executable,
+        base | dict(kind="engine", out=str(out["fp32"]), precision="fp32"),
+    )
+    runs["engine auto"] = best_of(
+        args.repeats,
+        sys.executable,
+        base | dict(kind="engine", out=str(out["auto"]), precision="auto"),
+    )
+    runs[f"torchgeo (workers={WORKERS})"] = best_of(
+        args.repeats, sys.executable, base | dict(kind="torchgeo", out=str(out["torchgeo"]))
+    )
     blocker = terratorch_blocker(args.size, args.tile, args.overlap)
     if blocker is None:
-        runs["terratorch tiled_inf."] = best_of(args.repeats, TT_PYTHON, base | dict(
-            kind="terratorch", out=str(out["terratorch"])))
+        runs["terratorch tiled_inf."] = best_of(
+            args.repeats, TT_PYTHON, base | dict(kind="terratorch", out=str(out["terratorch"]))
+        )
 
-    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo")
-                if line.startswith("model name")), platform.machine())
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in open("/proc/cpuinfo")
+            if line.startswith("model name")
+        ),
+        platform.machine(),
+    )
     auto = resolve_precision("auto", torch.device("cpu"))
-    print(f"machine: {cpu}, {os.cpu_count()} cores, torch {torch.__version__}, {threads} torch "
-          f"threads in every pipeline; auto = {auto}")
-    print(f"raster: {args.size} x {args.size} px, 13 bands uint16 ({raster}); tile {args.tile}, "
-          f"overlap {args.overlap}, batch {args.batch}; chips: "
-          + ", ".join(f"{name} {r['tiles']}" for name, r in runs.items()))
+    print(
+        f"machine: {cpu}, {os.cpu_count()} cores, torch {torch.__version__}, {threads} torch "
+        f"threads in every pipeline; auto = {auto}"
+    )
+    print(
+        f"raster: {args.size} x {args.size} px, 13 bands uint16 ({raster}); tile {args.tile}, "
+        f"overlap {args.overlap}, batch {args.batch}; chips: "
+        + ", ".join(f"{name} {r['tiles']}" for name, r in runs.items())
+    )
     mpix = args.size**2 / 1e6
-    print(f"{'pipeline':<24}{'seconds':>9}{'MPix/s':>9}{'peak RSS MiB':>14}{'before':>8}"
-          f"{'growth':>8}")
+    print(
+        f"{'pipeline':<24}{'seconds':>9}{'MPix/s':>9}{'peak RSS MiB':>14}{'before':>8}{'growth':>8}"
+    )
     for name, r in runs.items():
-        print(f"{name:<24}{r['seconds']:>9.1f}{mpix / r['seconds']:>9.2f}{r['rss_mib']:>14.0f}"
-              f"{r['start_rss_mib']:>8.0f}{r['growth_mib']:>8.0f}")
-    print("(before: peak RSS of imports and model loading, before the timed part; growth: RSS "
-          "during the timed part above RSS at its start, sampled every 0.05 s)")
+        print(
+            f"{name:<24}{r['seconds']:>9.1f}{mpix / r['seconds']:>9.2f}{r['rss_mib']:>14.0f}"
+            f"{r['start_rss_mib']:>8.0f}{r['growth_mib']:>8.0f}"
+        )
+    print(
+        "(before: peak RSS of imports and model loading, before the timed part; growth: RSS "
+        "during the timed part above RSS at its start, sampled every 0.05 s)"
+    )
     peers = [name for name in runs if not name.startswith("engine")]
     for peer in peers:
         for mine in ("engine fp32", "engine auto"):
             speed = runs[peer]["seconds"] / runs[mine]["seconds"]
             memory = runs[mine]["rss_mib"] / runs[peer]["rss_mib"]
-            print(f"{mine} / {peer}: throughput {speed:.2f}x (goal >= 1.5), peak RSS "
-                  f"{memory:.2f}x (goal <= 0.5)")
+            print(
+                f"{mine} / {peer}: throughput {speed:.2f}x (goal >= 1.5), peak RSS "
+                f"{memory:.2f}x (goal <= 0.5)"
+            )
     if blocker:
         print(f"TerraTorch's tiled_inference was not run: {blocker}")
     tg, stride = runs[f"torchgeo (workers={WORKERS})"], args.tile - args.overlap
     overhang = math.ceil((args.size - args.tile) / stride) * stride + args.tile - args.size
-    print(f"TorchGeo: stitch array {tg['cube_mib']:.0f} MiB, {tg['uncovered']} cells left "
-          f"uncovered; GridGeoSampler lays chips from the raster's bottom-left corner (the engine "
-          f"from the top-left, so chips and each patch's context differ) and its last chips "
-          f"overhang the top and right edges by {overhang} px, read as zeros")
+    print(
+        f"TorchGeo: stitch array {tg['cube_mib']:.0f} MiB, {tg['uncovered']} cells left "
+        f"uncovered; GridGeoSampler lays chips from the raster's bottom-left corner (the engine "
+        f"from the top-left, so chips and each patch's context differ) and its last chips "
+        f"overhang the top and right edges by {overhang} px, read as zeros"
+    )
     if "terratorch tiled_inf." in runs:
         tt = runs["terratorch tiled_inf."]
-        print(f"TerraTorch {tt['version']}: each patch's embedding "
-              f"repeated to its {tt['patch']} x {tt['patch']} pixels (tiled_inference stitches "
-              f"per-pixel maps), one pixel per patch written; raster edges reflect-padded; "
-              f"`import terratorch` set torch's float32 matmul precision to "
-              f"'{tt['matmul_after_import']}' (bf16 matmuls on an AMX CPU), reset for the run")
+        print(
+            f"TerraTorch {tt['version']}: each patch's embedding "
+            f"repeated to its {tt['patch']} x {tt['patch']} pixels (tiled_inference stitches "
+            f"per-pixel maps), one pixel per patch written; raster edges reflect-padded; "
+            f"`import terratorch` set torch's float32 matmul precision to "
+            f"'{tt['matmul_after_import']}' (bf16 matmuls on an AMX CPU), reset for the run"
+        )
 
     border = args.tile // 8
     pairs = [("auto", "engine fp32 vs auto"), ("torchgeo", "engine fp32 vs torchgeo")]
@@ -387,23 +497,35 @@ def main() -> None:
         pairs.append(("terratorch", "engine fp32 vs terratorch"))
     for key, label in pairs:
         lo, mean, lo_all, mean_all = cosine(out["fp32"], out[key], border)
-        print(f"{label}: cosine per patch, interior min {lo:.6f} mean {mean:.6f}; whole raster "
-              f"min {lo_all:.6f} mean {mean_all:.6f}")
+        print(
+            f"{label}: cosine per patch, interior min {lo:.6f} mean {mean:.6f}; whole raster "
+            f"min {lo_all:.6f} mean {mean_all:.6f}"
+        )
 
     # Same computation? With overlap 0 both layouts coincide: the embeddings must match.
     crop = args.workdir / "crop_512.tif"
     with rasterio.open(raster) as src:
-        profile = src.profile | dict(width=512, height=512, transform=src.window_transform(
-            Window(0, 0, 512, 512)))
+        profile = src.profile | dict(
+            width=512, height=512, transform=src.window_transform(Window(0, 0, 512, 512))
+        )
         with rasterio.open(crop, "w", **profile) as dst:
             dst.write(src.read(window=Window(0, 0, 512, 512)))
     model = load_pretrained()
-    predict_raster(model, crop, "embed", args.workdir / "crop_engine.tif", tile=args.tile,
-                   overlap=0, overwrite=True)
+    predict_raster(
+        model,
+        crop,
+        "embed",
+        args.workdir / "crop_engine.tif",
+        tile=args.tile,
+        overlap=0,
+        overwrite=True,
+    )
     run_torchgeo(crop, args.workdir / "crop_torchgeo.tif", args.tile, 0, args.batch)
     lo, mean, _, _ = cosine(args.workdir / "crop_engine.tif", args.workdir / "crop_torchgeo.tif", 0)
-    print(f"same layout check (512 px crop, overlap 0): engine vs torchgeo cosine per patch min "
-          f"{lo:.6f}, mean {mean:.6f}")
+    print(
+        f"same layout check (512 px crop, overlap 0): engine vs torchgeo cosine per patch min "
+        f"{lo:.6f}, mean {mean:.6f}"
+    )
 
 
 if __name__ == "__main__":

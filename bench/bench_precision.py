@@ -36,12 +36,18 @@ def main() -> None:
     model = load_pretrained()
     scene = open_raster(sorted((ROOT / "notebooks" / "data" / "s2_chesapeake").glob("B*.tif")))
     auto = resolve_precision("auto", torch.device("cpu"))
-    print(f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch "
-          f"{torch.__version__}, {torch.get_num_threads()} threads; auto = {auto}")
+    print(
+        f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch "
+        f"{torch.__version__}, {torch.get_num_threads()} threads; auto = {auto}"
+    )
     for task in ("embed", "classify"):
-        runs = {(precision, batch): best_of(2, model=model, raster=scene, task=task,
-                                            precision=precision, batch_size=batch)
-                for precision in ("fp32", "auto") for batch in (8, None)}
+        runs = {
+            (precision, batch): best_of(
+                2, model=model, raster=scene, task=task, precision=precision, batch_size=batch
+            )
+            for precision in ("fp32", "auto")
+            for batch in (8, None)
+        }
         fp32, fast = runs["fp32", None], runs["auto", None]
         a, b = fp32.data.values, fast.data.values
         if task == "embed":
@@ -49,13 +55,18 @@ def main() -> None:
             close = f"cosine per patch: min {np.nanmin(cosine):.4f}, mean {np.nanmean(cosine):.5f}"
         else:
             close = f"class cells equal: {(a == b).mean():.2%}"
-        print(f"{task:<9} {fp32.tiles} tiles: fp32 {fp32.seconds:6.2f} s, auto ({fast.precision}) "
-              f"{fast.seconds:6.2f} s, speed-up {fp32.seconds / fast.seconds:.2f}x (goal >= 1.5); "
-              f"{close}")
-        print(f"{'':<9} batch of 8 tiles instead of the default 32: fp32 "
-              f"{runs['fp32', 8].seconds:6.2f} s, auto {runs['auto', 8].seconds:6.2f} s; the "
-              f"default's gain {runs['fp32', 8].seconds / fp32.seconds:.2f}x and "
-              f"{runs['auto', 8].seconds / fast.seconds:.2f}x")
+        print(
+            f"{task:<9} {fp32.tiles} tiles: fp32 {fp32.seconds:6.2f} s, auto ({fast.precision}) "
+            f"{fast.seconds:6.2f} s, speed-up {fp32.seconds / fast.seconds:.2f}x (goal >= 1.5); "
+            f"{close}"
+        )
+        print(
+            f"{'':<9} batch of 8 tiles instead of the default 32: fp32 "
+            f"{runs['fp32', 8].seconds:6.2f} s, auto {runs['auto', 8].seconds:6.2f} s; the "
+            f"default's gain {runs['fp32', 8].seconds / fp32.seconds:.2f}x and "
+            f"{runs['auto', 8].seconds / fast.seconds:.2f}x"
+        )
+
 
 if __name__ == "__main__":
     main()

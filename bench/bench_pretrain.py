@@ -41,8 +41,19 @@ SHARED = Path(os.environ.get("OFA_SHARED_DATA", ROOT.parent / "shared" / "data")
 class PlainMAE(nn.Module):
     """The reference: MAE as in models_mae.py, for one band set, nothing else."""
 
-    def __init__(self, in_chans, img, patch, embed_dim, depth, num_heads, decoder_embed_dim,
-                 decoder_depth, decoder_num_heads, **_):
+    def __init__(
+        self,
+        in_chans,
+        img,
+        patch,
+        embed_dim,
+        depth,
+        num_heads,
+        decoder_embed_dim,
+        decoder_depth,
+        decoder_num_heads,
+        **_,
+    ):
         super().__init__()
         self.patch = patch
         grid = img // patch
@@ -50,14 +61,22 @@ class PlainMAE(nn.Module):
         self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim))
         pos = build_sincos2d_pos_embed([grid, grid], dim=embed_dim)
         self.register_buffer("pos_embed", torch.cat([torch.zeros(1, embed_dim), pos])[None])
-        self.blocks = nn.ModuleList([Block(embed_dim, num_heads, qkv_bias=True) for _ in range(depth)])
+        self.blocks = nn.ModuleList(
+            [Block(embed_dim, num_heads, qkv_bias=True) for _ in range(depth)]
+        )
         self.norm = nn.LayerNorm(embed_dim)
         self.decoder_embed = nn.Linear(embed_dim, decoder_embed_dim)
         self.mask_token = nn.Parameter(torch.zeros(1, 1, decoder_embed_dim))
         dpos = build_sincos2d_pos_embed([grid, grid], dim=decoder_embed_dim)
-        self.register_buffer("decoder_pos_embed", torch.cat([torch.zeros(1, decoder_embed_dim), dpos])[None])
-        self.decoder_blocks = nn.ModuleList([Block(decoder_embed_dim, decoder_num_heads, qkv_bias=True)
-                                             for _ in range(decoder_depth)])
+        self.register_buffer(
+            "decoder_pos_embed", torch.cat([torch.zeros(1, decoder_embed_dim), dpos])[None]
+        )
+        self.decoder_blocks = nn.ModuleList(
+            [
+                Block(decoder_embed_dim, decoder_num_heads, qkv_bias=True)
+                for _ in range(decoder_depth)
+            ]
+        )
         self.decoder_norm = nn.LayerNorm(decoder_embed_dim)
         self.decoder_pred = nn.Linear(decoder_embed_dim, patch * patch * in_chans)
 
@@ -130,13 +149,24 @@ def main() -> None:
         plain_opt.step()
 
     def pipeline_config(precision: str, attention: str = "auto"):
-        return load_config({"data": [{"modality": "s2_l1c", "paths": []}], "precision": precision,
-                            "attention": attention, "optim": {"lr": 1e-4, "warmup_steps": 1}})
+        return load_config(
+            {
+                "data": [{"modality": "s2_l1c", "paths": []}],
+                "precision": precision,
+                "attention": attention,
+                "optim": {"lr": 1e-4, "warmup_steps": 1},
+            }
+        )
 
     def our_step_fn(precision: str, fused: bool, attention: str = "auto"):
         torch.manual_seed(0)
-        ours = OFANet(args.size, modalities=["s2_l1c"], img_size=args.img, patch_size=args.patch,
-                      wavelength_embed=False).to(device)
+        ours = OFANet(
+            args.size,
+            modalities=["s2_l1c"],
+            img_size=args.img,
+            patch_size=args.patch,
+            wavelength_embed=False,
+        ).to(device)
         cfg = pipeline_config(precision, attention)
         set_fused_attention(ours, fused_attention(cfg, device))
         opt = make_optimizer(ours, cfg) if fused else torch.optim.AdamW(ours.parameters(), lr=1e-4)
@@ -148,25 +178,36 @@ def main() -> None:
             opt.zero_grad()
             loss.backward()
             opt.step()
+
         return step
 
     plain_ips = images_per_second(plain_step, batches)
     plain_bf16_ips = images_per_second(
-        lambda x: plain_step(x, autocast_for("bf16", device)), batches)
+        lambda x: plain_step(x, autocast_for("bf16", device)), batches
+    )
     fp32_ips = images_per_second(our_step_fn("fp32", False), batches)
     fused_ips = images_per_second(our_step_fn("fp32", True), batches)
     bf16_fused_attn_ips = images_per_second(our_step_fn("bf16", True, "fused"), batches)
     ours_ips = images_per_second(our_step_fn("bf16", True), batches)
     auto = "fused" if fused_attention(pipeline_config("bf16"), device) else "math"
-    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, device {device}"
-          f"{' (' + torch.cuda.get_device_name() + ')' if device.type == 'cuda' else ''}, torch "
-          f"{torch.__version__}; ViT-{args.size} ({dims['embed_dim']}x{dims['depth']}), image "
-          f"{args.img}, patch {args.patch}, batch {args.batch}, {args.steps} steps, EuroSAT 13 bands")
+    print(
+        f"machine: {platform.machine()}, {os.cpu_count()} cores, device {device}"
+        f"{' (' + torch.cuda.get_device_name() + ')' if device.type == 'cuda' else ''}, torch "
+        f"{torch.__version__}; ViT-{args.size} ({dims['embed_dim']}x{dims['depth']}), image "
+        f"{args.img}, patch {args.patch}, batch {args.batch}, {args.steps} steps, EuroSAT 13 bands"
+    )
     print(f"plain reference MAE, fp32:       {plain_ips:8.1f} images/s")
-    print(f"plain reference MAE, bf16:       {plain_bf16_ips:8.1f} images/s  "
-          f"({plain_bf16_ips / plain_ips:.2f}x)")
-    print(f"OFANet, fp32, same AdamW:        {fp32_ips:8.1f} images/s  ({fp32_ips / plain_ips:.2f}x)")
-    print(f"OFANet, fp32, fused AdamW:       {fused_ips:8.1f} images/s  ({fused_ips / plain_ips:.2f}x)")
+    print(
+        f"plain reference MAE, bf16:       {plain_bf16_ips:8.1f} images/s  "
+        f"({plain_bf16_ips / plain_ips:.2f}x)"
+    )
+    print(
+        f"OFANet, fp32, same AdamW:        {fp32_ips:8.1f} images/s  ({fp32_ips / plain_ips:.2f}x)"
+    )
+    print(
+        f"OFANet, fp32, fused AdamW:       {fused_ips:8.1f} images/s  "
+        f"({fused_ips / plain_ips:.2f}x)"
+    )
     print(f"OFANet, bf16, fused AdamW, fused attention: {bf16_fused_attn_ips:8.1f} images/s")
     print(f"OFANet, bf16, fused AdamW, attention auto ({auto}): {ours_ips:8.1f} images/s")
     print(f"ratio OFANet / plain MAE: {ours_ips / plain_ips:.2f} (goal >= 1.2)")

@@ -27,7 +27,9 @@ from ofa_explore.io import open_raster
 from ofa_explore.scenes import predict_scenes
 from ofa_explore.threads import set_threads
 
-SHARED = Path(os.environ.get("OFA_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
+SHARED = Path(
+    os.environ.get("OFA_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data")
+)
 
 
 def make_scenes(folder: Path) -> list[Path]:
@@ -35,7 +37,8 @@ def make_scenes(folder: Path) -> list[Path]:
     for name in ("chesapeake", "brandenburg_20170216"):
         first = folder / f"{name}_a.tif"
         open_raster(sorted((SHARED / "s2_scenes" / name).glob("B*.tif"))).rio.to_raster(
-            first, tiled=True, compress="deflate")
+            first, tiled=True, compress="deflate"
+        )
         second = folder / f"{name}_b.tif"
         shutil.copy(first, second)
         scenes += [first, second]
@@ -57,9 +60,11 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="ofa-bench-scenes-") as tmp:
         tmp = Path(tmp)
         scenes = make_scenes(tmp)
-        print(f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch "
-              f"{torch.__version__}, serial: {threads} threads; 4 scenes, "
-              f"{sum(_pixels(s) for s in scenes) / 1e6:.1f} Mpx in all")
+        print(
+            f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch "
+            f"{torch.__version__}, serial: {threads} threads; 4 scenes, "
+            f"{sum(_pixels(s) for s in scenes) / 1e6:.1f} Mpx in all"
+        )
         t0 = time.perf_counter()
         serial = predict_scenes(scenes, "embed", tmp / "serial")
         t_serial = time.perf_counter() - t0
@@ -68,16 +73,24 @@ def main() -> None:
         dask = predict_scenes(scenes, "embed", tmp / "dask", cluster="local", workers=2)
         t_dask = time.perf_counter() - t0
         t0 = time.perf_counter()
-        with LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=None) as cluster, \
-                Client(cluster):
+        with (
+            LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=None) as cluster,
+            Client(cluster),
+        ):
             t_start = time.perf_counter() - t0  # the cluster's own start-up, for reference
-        same = all(np.array_equal(_read(a.output), _read(b.output), equal_nan=True)
-                   for a, b in zip(serial, dask))
+        same = all(
+            np.array_equal(_read(a.output), _read(b.output), equal_nan=True)
+            for a, b in zip(serial, dask)
+        )
         print(f"serial, one process:     {t_serial:6.1f} s")
-        print(f"LocalCluster, 2 workers: {t_dask:6.1f} s in all; of that, starting a bare "
-              f"2-worker cluster takes {t_start:.1f} s")
-        print(f"ratio serial / cluster: {t_serial / t_dask:.2f}x (without start-up "
-              f"{t_serial / (t_dask - t_start):.2f}x); files identical: {same}")
+        print(
+            f"LocalCluster, 2 workers: {t_dask:6.1f} s in all; of that, starting a bare "
+            f"2-worker cluster takes {t_start:.1f} s"
+        )
+        print(
+            f"ratio serial / cluster: {t_serial / t_dask:.2f}x (without start-up "
+            f"{t_serial / (t_dask - t_start):.2f}x); files identical: {same}"
+        )
 
 
 if __name__ == "__main__":

@@ -47,16 +47,26 @@ WORKLOADS = {"pre-training, 100 steps": PRETRAIN, "classify the S2 scene": CLASS
 
 def timed(code: str, threads: str) -> tuple[float, str]:
     """Seconds the workload takes in a new process (after imports), and the threads it used."""
-    env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS",
-                                                           "OFA_EXPLORE_THREADS")}
+    env = {
+        k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "OFA_EXPLORE_THREADS")
+    }
     if threads != "auto":
         env["OFA_EXPLORE_THREADS"] = threads
     # the script is the shell: it chooses the threads (OFA_EXPLORE_THREADS, else the cores free)
-    script = ("import time, torch, ofa_explore, ofa_explore.pretraining.train\n"
-              "t0 = time.perf_counter()\nofa_explore.set_threads()\n" + code
-              + "\nprint(time.perf_counter() - t0, torch.get_num_threads())")
-    out = subprocess.run([sys.executable, "-c", script], env=env, cwd=ROOT, check=True,
-                         capture_output=True, text=True).stdout.split()
+    script = (
+        "import time, torch, ofa_explore, ofa_explore.pretraining.train\n"
+        "t0 = time.perf_counter()\nofa_explore.set_threads()\n"
+        + code
+        + "\nprint(time.perf_counter() - t0, torch.get_num_threads())"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script],
+        env=env,
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.split()
     return float(out[-2]), out[-1]
 
 
@@ -64,20 +74,24 @@ def main() -> None:
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     print(f"{platform.processor() or platform.machine()}, {cores} cores")
     settings = [str(cores), "auto", "1"]
-    print(f"{'workload':<26}{'machine':<10}" + "".join(
-        f"{'torch default (' + s + ')' if s == str(cores) else s:>22}" for s in settings)
-          + f"{'default/auto':>14}")
+    print(
+        f"{'workload':<26}{'machine':<10}"
+        + "".join(f"{'torch default (' + s + ')' if s == str(cores) else s:>22}" for s in settings)
+        + f"{'default/auto':>14}"
+    )
     for load in (0, 1):
-        burners = [subprocess.Popen([sys.executable, "-c", "while True: pass"])
-                   for _ in range(load)]
+        burners = [
+            subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(load)
+        ]
         time.sleep(1)
         try:
             for name, code in WORKLOADS.items():
                 figures = {s: timed(code, s) for s in settings}
                 cells = "".join(f"{f'{t:.1f} s ({n} thr)':>22}" for t, n in figures.values())
                 ratio = figures[str(cores)][0] / figures["auto"][0]
-                print(f"{name:<26}{'busy' if load else 'idle':<10}{cells}{ratio:>13.2f}x",
-                      flush=True)
+                print(
+                    f"{name:<26}{'busy' if load else 'idle':<10}{cells}{ratio:>13.2f}x", flush=True
+                )
         finally:
             for p in burners:
                 p.kill()

@@ -10,19 +10,27 @@ import xarray as xr
 def pixel_area_m2(da: xr.DataArray) -> float | None:
     """One pixel's area in m², or None where the CRS is missing or not in metres (degrees)."""
     crs = da.rio.crs
-    if crs is None or not crs.is_projected or (crs.linear_units or "").lower() not in (
-            "metre", "meter", "m"):
+    if (
+        crs is None
+        or not crs.is_projected
+        or (crs.linear_units or "").lower() not in ("metre", "meter", "m")
+    ):
         return None
     res_x, res_y = da.rio.resolution()
     return abs(res_x * res_y)
 
 
-def class_area_table(names: list[str], pixels: np.ndarray,
-                     pixel_m2: float | None) -> list[dict]:
+def class_area_table(names: list[str], pixels: np.ndarray, pixel_m2: float | None) -> list[dict]:
     """Per class: input pixels, hectares (None without a metric CRS) and share of the classified
     area; largest first."""
     total = max(int(pixels.sum()), 1)
-    rows = [{"class": name, "pixels": int(n),
-             "hectares": None if pixel_m2 is None else float(n * pixel_m2 / 1e4),
-             "share": float(n / total)} for name, n in zip(names, pixels)]
+    rows = [
+        {
+            "class": name,
+            "pixels": int(n),
+            "hectares": None if pixel_m2 is None else float(n * pixel_m2 / 1e4),
+            "share": float(n / total),
+        }
+        for name, n in zip(names, pixels)
+    ]
     return sorted(rows, key=lambda r: -r["pixels"])

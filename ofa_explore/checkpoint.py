@@ -23,8 +23,8 @@ from safetensors.torch import save as st_save
 from .errors import BadInput
 from .fileio import atomic_write, existing_file
 from .modalities import Modality
-from .protocol import METADATA_KEY
 from .model import OFAConfig, OFANet
+from .protocol import METADATA_KEY
 
 FORMAT = "ofa_explore.checkpoint"
 FORMAT_VERSION = 1
@@ -34,8 +34,9 @@ class CheckpointError(BadInput):
     """The file is not a usable ofa_explore checkpoint; the message says why and what to do."""
 
 
-def save_checkpoint(model: OFANet, path: str | os.PathLike, dtype: torch.dtype | None = None,
-                    **metadata: Any) -> Path:
+def save_checkpoint(
+    model: OFANet, path: str | os.PathLike, dtype: torch.dtype | None = None, **metadata: Any
+) -> Path:
     """Write ``model`` and its metadata to ``path`` atomically; extra keywords become provenance.
 
     ``dtype`` (e.g. ``torch.float16``) stores floating-point weights smaller; they are cast back
@@ -60,8 +61,9 @@ def save_checkpoint(model: OFANet, path: str | os.PathLike, dtype: torch.dtype |
     return write_tensors(path, tensors, header)
 
 
-def write_tensors(path: str | os.PathLike, tensors: dict[str, torch.Tensor],
-                  header: dict[str, Any]) -> Path:
+def write_tensors(
+    path: str | os.PathLike, tensors: dict[str, torch.Tensor], header: dict[str, Any]
+) -> Path:
     """Tensors plus a JSON header (with a SHA-256 of the tensors) as safetensors, atomically."""
     header = {**header, "sha256": _digest(tensors)}
     try:
@@ -71,25 +73,30 @@ def write_tensors(path: str | os.PathLike, tensors: dict[str, torch.Tensor],
     return atomic_write(path, st_save(tensors, metadata={METADATA_KEY: json_header}))
 
 
-def read_tensors(path: str | os.PathLike, fmt: str = FORMAT,
-                 verify: bool = True) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+def read_tensors(
+    path: str | os.PathLike, fmt: str = FORMAT, verify: bool = True
+) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """The tensors and header written by ``write_tensors``; refuses damaged or foreign files."""
     path = _existing(path)
     meta = read_metadata(path)
     if meta.get("format") != fmt:
         raise CheckpointError(f"{path} is not an {fmt} file (format {meta.get('format')!r})")
     if meta.get("format_version", 0) > FORMAT_VERSION:
-        raise CheckpointError(f"{path} was written by a newer ofa_explore (format version "
-                              f"{meta['format_version']})",
-                              "upgrade ofa_explore (pip install -U ofa-explore)")
+        raise CheckpointError(
+            f"{path} was written by a newer ofa_explore (format version {meta['format_version']})",
+            "upgrade ofa_explore (pip install -U ofa-explore)",
+        )
     try:
         tensors = st_load(path.read_bytes())
     except SafetensorError as err:
-        raise CheckpointError(f"{path} is truncated or corrupt ({err})",
-                              "re-download or re-save it") from None
+        raise CheckpointError(
+            f"{path} is truncated or corrupt ({err})", "re-download or re-save it"
+        ) from None
     if verify and _digest(tensors) != meta.get("sha256"):
-        raise CheckpointError(f"{path} is corrupt: its weights do not match the checksum stored "
-                              "when it was saved", "re-download or re-save it")
+        raise CheckpointError(
+            f"{path} is corrupt: its weights do not match the checksum stored when it was saved",
+            "re-download or re-save it",
+        )
     return tensors, meta
 
 
@@ -107,25 +114,31 @@ def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
         _refuse_foreign(path, head)
         if len(head) < 8:
             raise CheckpointError(f"{path} is truncated (only {len(head)} bytes)") from None
-        raise CheckpointError(f"{path} is truncated or corrupt ({err})",
-                              "re-download or re-save it") from None
+        raise CheckpointError(
+            f"{path} is truncated or corrupt ({err})", "re-download or re-save it"
+        ) from None
     try:
         return json.loads(meta[METADATA_KEY])
     except (ValueError, KeyError, TypeError):
-        raise CheckpointError(f"{path} is a safetensors file without ofa_explore metadata",
-                              "convert published weights with {convert}") from None
+        raise CheckpointError(
+            f"{path} is a safetensors file without ofa_explore metadata",
+            "convert published weights with {convert}",
+        ) from None
 
 
-def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu",
-                    verify: bool = True) -> OFANet:
+def load_checkpoint(
+    path: str | os.PathLike, map_location: str | torch.device = "cpu", verify: bool = True
+) -> OFANet:
     """Rebuild the model saved by ``save_checkpoint``; refuses damaged or foreign files."""
     tensors, meta = read_tensors(path, FORMAT, verify)
     model = model_from_metadata(meta)
     state = {k: v.float() if v.is_floating_point() else v for k, v in tensors.items()}
     missing, unexpected = model.load_state_dict(state, strict=False)
     if missing or unexpected:
-        raise CheckpointError(f"{path} does not match its own architecture: missing "
-                              f"{missing[:5]}, unexpected {unexpected[:5]}")
+        raise CheckpointError(
+            f"{path} does not match its own architecture: missing "
+            f"{missing[:5]}, unexpected {unexpected[:5]}"
+        )
     model.provenance = meta.get("provenance", {})
     return model.to(map_location).eval()
 
@@ -156,13 +169,14 @@ def _digest(tensors: dict[str, torch.Tensor]) -> str:
     for key in sorted(tensors):
         t = tensors[key]
         h.update(f"{key}:{t.dtype}:{tuple(t.shape)};".encode())
-        h.update(t.reshape(-1).contiguous().view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+        h.update(
+            t.reshape(-1).contiguous().view(torch.uint8).numpy().tobytes() if t.numel() else b""
+        )
     return h.hexdigest()
 
 
 def _existing(path: str | os.PathLike) -> Path:
-    return existing_file(path, "checkpoint", CheckpointError,
-                         "pass the checkpoint file inside it")
+    return existing_file(path, "checkpoint", CheckpointError, "pass the checkpoint file inside it")
 
 
 def _refuse_foreign(path: Path, head: bytes) -> None:
@@ -172,13 +186,16 @@ def _refuse_foreign(path: Path, head: bytes) -> None:
             f"{path} is a PyTorch .pth/.pt file (zip archive), not an ofa_explore checkpoint; it "
             "is not unpickled here",
             "convert published weights with {convert}, which reads them with "
-            "torch.load(weights_only=True)")
+            "torch.load(weights_only=True)",
+        )
     if head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05"):  # protocol
         raise CheckpointError(
             f"{path} is a Python pickle, which can run arbitrary code and is refused. "
-            "Only safetensors checkpoints written by ofa_explore are loaded")
+            "Only safetensors checkpoints written by ofa_explore are loaded"
+        )
 
 
 def _version() -> str:
     from . import __version__
+
     return __version__

@@ -22,19 +22,30 @@ import warnings
 from pathlib import Path
 
 from . import protocol
-from .errors import (CLI_WORDS, EXIT_BAD_INPUT, EXIT_CANCELLED, EXIT_FAILED, EXIT_SCENES_FAILED,
-                     BadInput, OFAError, OutputError)
+from .errors import (
+    CLI_WORDS,
+    EXIT_BAD_INPUT,
+    EXIT_CANCELLED,
+    EXIT_FAILED,
+    EXIT_SCENES_FAILED,
+    BadInput,
+    OFAError,
+    OutputError,
+)
 from .precision import PRECISIONS
+from .report import report_for
 from .threads import ensure_threads, parse_threads, set_threads
 
-THREADS_HELP = ("CPU threads for the model (default: the cores free for this process; "
-                "environment: OFA_EXPLORE_THREADS)")
+THREADS_HELP = (
+    "CPU threads for the model (default: the cores free for this process; "
+    "environment: OFA_EXPLORE_THREADS)"
+)
 EPILOG = """examples:
   ofa modalities                      list the built-in sensors and their bands
   ofa modalities s2_l1c               one modality in full (wavelengths, GSD, statistics)
   ofa info model.safetensors          what a checkpoint holds
   ofa convert dofa_base.pth -o dofa_base.safetensors --from dofa-base-v1
-  ofa demo                            shipped model on shipped scenes: reconstructions, embedding map
+  ofa demo                            shipped model on shipped scenes: reconstructions, embeddings
   ofa pretrain --config ofa_explore/pretraining/configs/demo.yaml
   ofa embed scene.tif -o emb.tif                    (the shipped model; or --checkpoint C)
   ofa reconstruct scene.tif -o rec.tif --checkpoint model.safetensors --mask-ratio 0.5
@@ -51,13 +62,21 @@ EPILOG = """examples:
 
 # The command-line form of the EngineSettings fields a task lists in its ``options``
 TASK_OPTIONS: dict[str, tuple[str, dict]] = {
-    "mask_ratio": ("--mask-ratio", {"type": float, "default": 0.75,
-                                    "help": "share of patches hidden (default 0.75; 0 = none)"}),
+    "mask_ratio": (
+        "--mask-ratio",
+        {
+            "type": float,
+            "default": 0.75,
+            "help": "share of patches hidden (default 0.75; 0 = none)",
+        },
+    ),
     "seed": ("--seed", {"type": int, "default": 0, "help": "mask seed (default 0)"}),
     "head": ("--head", {"help": "which head of the checkpoint (default: its first)"}),
 }
-CHECKPOINT_HELP = ("a checkpoint file, or published weights by name (dofa-base-v1, ...: see "
-                   "`ofa convert -h`; downloaded and converted once); default: the shipped model")
+CHECKPOINT_HELP = (
+    "a checkpoint file, or published weights by name (dofa-base-v1, ...: see "
+    "`ofa convert -h`; downloaded and converted once); default: the shipped model"
+)
 
 
 def _cmd_modalities(args: argparse.Namespace) -> int:
@@ -86,18 +105,33 @@ def _cmd_info(args: argparse.Namespace) -> int:
         print(json.dumps(meta, indent=2))
         return 0
     cfg = meta["config"]
-    rows = [("checkpoint", args.checkpoint),
-            ("model", f"OFANet-{cfg['size']} (D={cfg['embed_dim']}, depth={cfg['depth']}, "
-                      f"heads={cfg['num_heads']}), patch {cfg['patch_size']}, image "
-                      f"{cfg['img_size']}"),
-            ("decoder", f"D={cfg['decoder_embed_dim']}, depth={cfg['decoder_depth']}; "
-                        "wavelength-conditioned embedding: "
-                        + ("yes" if cfg["wavelength_embed"] else "no")),
-            ("modalities", ", ".join(f"{k} ({len(v['bands'])} bands)"
-                                     for k, v in meta["modalities"].items()) or "none")]
-    rows += [("head", f"{name}: {len(h['classes'])} classes ({', '.join(h['classes'][:6])}"
-                      f"{', ...' if len(h['classes']) > 6 else ''})")
-             for name, h in meta.get("heads", {}).items()]
+    rows = [
+        ("checkpoint", args.checkpoint),
+        (
+            "model",
+            f"OFANet-{cfg['size']} (D={cfg['embed_dim']}, depth={cfg['depth']}, "
+            f"heads={cfg['num_heads']}), patch {cfg['patch_size']}, image "
+            f"{cfg['img_size']}",
+        ),
+        (
+            "decoder",
+            f"D={cfg['decoder_embed_dim']}, depth={cfg['decoder_depth']}; "
+            "wavelength-conditioned embedding: " + ("yes" if cfg["wavelength_embed"] else "no"),
+        ),
+        (
+            "modalities",
+            ", ".join(f"{k} ({len(v['bands'])} bands)" for k, v in meta["modalities"].items())
+            or "none",
+        ),
+    ]
+    rows += [
+        (
+            "head",
+            f"{name}: {len(h['classes'])} classes ({', '.join(h['classes'][:6])}"
+            f"{', ...' if len(h['classes']) > 6 else ''})",
+        )
+        for name, h in meta.get("heads", {}).items()
+    ]
     rows += list(meta.get("provenance", {}).items())
     width = max(len(key) for key, _ in rows) + 2
     for key, value in rows:
@@ -126,24 +160,41 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     from .pretrained import load_model
 
     settings = EngineSettings(
-        tile=args.tile, overlap=args.overlap, batch_size=args.batch_size, device=args.device,
+        tile=args.tile,
+        overlap=args.overlap,
+        batch_size=args.batch_size,
+        device=args.device,
         precision=args.precision,
-        **{option: getattr(args, option) for option in TASK_OPTIONS if hasattr(args, option)})
+        **{option: getattr(args, option) for option in TASK_OPTIONS if hasattr(args, option)},
+    )
     if args.output.suffix.lower() not in protocol.TIF_SUFFIXES:
         return _predict_scenes(args, settings)
     if args.dask or args.scheduler or args.workers:
-        raise BadInput("{dask}, {scheduler} and {workers} spread several scenes over a cluster",
-                       "give an output folder with {output} instead of one .tif")
+        raise BadInput(
+            "{dask}, {scheduler} and {workers} spread several scenes over a cluster",
+            "give an output folder with {output} instead of one .tif",
+        )
     report = args.report
     model = load_model(args.checkpoint)
     nodata = KEEP if args.nodata is None else None if args.nodata == "none" else float(args.nodata)
-    raster = open_raster(args.raster if len(args.raster) > 1 else args.raster[0],
-                         modality=args.modality, nodata=nodata, bands=args.bands)
+    raster = open_raster(
+        args.raster if len(args.raster) > 1 else args.raster[0],
+        modality=args.modality,
+        nodata=nodata,
+        bands=args.bands,
+    )
     modality = raster_modality(raster).name
     report.start(modality, raster.sizes["band"], ", ".join(Path(r).name for r in args.raster))
     try:
-        result = predict_raster(model, raster, args.command, args.output, settings=settings,
-                                overwrite=args.overwrite, progress=report.progress)
+        result = predict_raster(
+            model,
+            raster,
+            args.command,
+            args.output,
+            settings=settings,
+            overwrite=args.overwrite,
+            progress=report.progress,
+        )
     finally:
         report.close()
     report.result(result)
@@ -156,23 +207,38 @@ def _predict_scenes(args: argparse.Namespace, settings) -> int:
     from .scenes import expand_inputs, predict_scenes
 
     if args.output.exists() and not args.output.is_dir():
-        raise BadInput(f"{args.output} is neither a .tif nor a folder",
-                       "give a .tif in {output} for one scene, or a folder for several")
+        raise BadInput(
+            f"{args.output} is neither a .tif nor a folder",
+            "give a .tif in {output} for one scene, or a folder for several",
+        )
     if args.bands or args.nodata is not None:
-        raise BadInput("{bands} and {nodata} apply to one scene",
-                       "run several scenes without them, or one scene with a .tif in {output}")
+        raise BadInput(
+            "{bands} and {nodata} apply to one scene",
+            "run several scenes without them, or one scene with a .tif in {output}",
+        )
     if args.workers is not None and (args.workers < 1 or not args.dask):
-        raise BadInput("{workers} (1 or more) sets the size of the local cluster that {dask} "
-                       "starts", "add {dask}, or leave {workers} out")
+        raise BadInput(
+            "{workers} (1 or more) sets the size of the local cluster that {dask} starts",
+            "add {dask}, or leave {workers} out",
+        )
     scenes = expand_inputs(args.raster)
     cluster = args.scheduler or ("local" if args.dask else None)
     report = args.report
     report.scenes_start(len(scenes), cluster)
     try:
-        outcomes = predict_scenes(scenes, args.command, args.output, checkpoint=args.checkpoint,
-                                  settings=settings, modality=args.modality,
-                                  overwrite=args.overwrite, cluster=cluster,
-                                  workers=args.workers, on_scene=report.scene, words=CLI_WORDS)
+        outcomes = predict_scenes(
+            scenes,
+            args.command,
+            args.output,
+            checkpoint=args.checkpoint,
+            settings=settings,
+            modality=args.modality,
+            overwrite=args.overwrite,
+            cluster=cluster,
+            workers=args.workers,
+            on_scene=report.scene,
+            words=CLI_WORDS,
+        )
     finally:
         report.close()
     failed = [o for o in outcomes if o.error]
@@ -180,138 +246,13 @@ def _predict_scenes(args: argparse.Namespace, settings) -> int:
     return EXIT_SCENES_FAILED if failed else 0
 
 
-class _HumanReport:
-    """What a person sees: a tqdm bar on stderr (unless quiet), the files written on stdout,
-    errors as one `ofa COMMAND: error: ...` line on stderr."""
-
-    def __init__(self, command: str, quiet: bool = False):
-        self.command, self.quiet, self.bar = command, quiet, None
-
-    def start(self, modality: str, bands: int, name: str) -> None:
-        pass
-
-    def progress(self, done: int, total: int, unit: str = "tile") -> None:
-        if self.bar is None:  # opened at the first batch, so an input error prints no bar
-            from tqdm import tqdm
-
-            self.bar = tqdm(total=total, unit=unit, desc=f"ofa {self.command}",
-                            disable=self.quiet)
-        self.bar.update(done - self.bar.n)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
-
-    def result(self, result) -> None:
-        print(f"wrote {result.path}" + (f" and {result.pca_path}" if result.pca_path else "")
-              + f" ({result.tiles} tiles of {result.modality} in {result.seconds} s on "
-              f"{result.device}, {result.precision})")
-        if result.class_names:  # the raster's values, then what was found
-            print("classes: " + ", ".join(f"{i}={n}" for i, n in enumerate(result.class_names)))
-            print(f"found ({result.head}):")
-            print(_class_table(result.class_areas))
-
-    def scenes_start(self, total: int, cluster: str | None) -> None:
-        where = ("one after another" if cluster is None else "on a local Dask cluster"
-                 if cluster == "local" else f"on the Dask cluster at {cluster}")
-        print(f"{total} scene{'s' * (total != 1)}, {where}", file=sys.stderr)
-        self.progress(0, total, unit="scene")
-
-    def scene(self, outcome, done: int, total: int) -> None:
-        from tqdm import tqdm
-
-        r = outcome.result
-        line = (f"{outcome.scene}: failed: {outcome.error}" if outcome.error else
-                f"{outcome.scene} -> {outcome.output} ({r.tiles} tiles of {r.modality} in "
-                f"{r.seconds} s)")
-        tqdm.write(line, file=sys.stdout if r else sys.stderr)
-        self.progress(done, total, unit="scene")
-
-    def scenes_end(self, total: int, failed: list) -> None:
-        if failed:
-            print(f"ofa {self.command}: error: {len(failed)} of {total} scenes failed (listed "
-                  "above); the others were written", file=sys.stderr)
-
-    def error(self, message: dict) -> None:
-        """An ``error`` event (protocol.error_event) as one line."""
-        print(f"ofa {self.command}: error: {message['message']}", file=sys.stderr)
-
-    def cancelled(self, message: str) -> None:
-        print(f"ofa {self.command}: {message}", file=sys.stderr)
-
-
-def _class_table(rows: list[dict]) -> str:
-    """The classes found, largest first: hectares where the CRS is in metres, else pixels."""
-    found = [r for r in rows if r["pixels"]]
-    width = max(len(r["class"]) for r in found)
-    return "\n".join(f"  {r['class']:<{width}}  " + (f"{r['hectares']:>12,.1f} ha" if r["hectares"]
-                                                      is not None else f"{r['pixels']:>12,} px")
-                     + f"  {r['share']:>6.1%}" for r in found)
-
-
-class _JsonReport:
-    """`--progress json`: one JSON object per line on stdout, flushed at once, nothing else;
-    the events are those of ofa_explore.protocol (start, progress, result, error, cancelled;
-    scenes, scene, scenes_done for several scenes)."""
-
-    def __init__(self, command: str):
-        self.command = command
-
-    def _write(self, message: dict) -> None:
-        sys.stdout.write(protocol.event_line(message))  # one write per line
-        sys.stdout.flush()
-
-    def _emit(self, event: str, **fields) -> None:
-        self._write(protocol.event(event, **fields))
-
-    def start(self, modality: str, bands: int, name: str) -> None:
-        self._write(protocol.start_event(self.command, modality, bands, name))
-
-    def progress(self, done: int, total: int) -> None:
-        self._write(protocol.progress_event(done, total))
-
-    def close(self) -> None:
-        pass
-
-    def result(self, result) -> None:
-        self._emit("result", path=str(result.path),
-                   pca_path=str(result.pca_path) if result.pca_path else None,
-                   device=result.device, seconds=result.seconds, tiles=result.tiles,
-                   classes=result.class_names, colors=result.class_colors, head=result.head,
-                   modality=result.modality, precision=result.precision,
-                   areas=result.class_areas, input_bounds=result.input_bounds)
-
-    def scenes_start(self, total: int, cluster: str | None) -> None:
-        self._emit("scenes", total=total, cluster=cluster)
-
-    def scene(self, outcome, done: int, total: int) -> None:
-        r = outcome.result
-        self._emit("scene", input=str(outcome.scene), output=str(outcome.output), done=done,
-                   total=total, error=outcome.error, seconds=r and r.seconds,
-                   tiles=r and r.tiles, modality=r and r.modality)
-
-    def scenes_end(self, total: int, failed: list) -> None:
-        self._emit("scenes_done", total=total, failed=len(failed))
-
-    def error(self, message: dict) -> None:
-        self._write(message)
-
-    def cancelled(self, message: str) -> None:
-        self._write(protocol.cancelled_event(message))
-
-
-def _report(args: argparse.Namespace) -> _HumanReport | _JsonReport:
-    mode = getattr(args, "progress", "none")  # commands without --progress: errors only
-    return _JsonReport(args.command) if mode == "json" else _HumanReport(args.command,
-                                                                         quiet=mode == "none")
-
-
 def _band_numbers(text: str) -> list[int]:
     try:
         return [int(b) for b in text.split(",")]
     except ValueError:
         raise argparse.ArgumentTypeError(
-            f"{text!r}: give band numbers counted from 1, separated by commas, e.g. 4,3,2") from None
+            f"{text!r}: give band numbers counted from 1, separated by commas, e.g. 4,3,2"
+        ) from None
 
 
 # What a scheduler or a GUI sends to cancel: SIGTERM (POSIX), Ctrl-Break (Windows' process groups)
@@ -360,25 +301,45 @@ def _cmd_train_head(args: argparse.Namespace) -> int:
 
     model = load_model(args.checkpoint)
     if args.output.exists() and not args.overwrite:
-        raise OutputError(f"{args.output} exists", "add {overwrite} to replace it",
-                          path=str(args.output))
+        raise OutputError(
+            f"{args.output} exists", "add {overwrite} to replace it", path=str(args.output)
+        )
     name = args.name or ("segmentation" if args.task == "segmentation" else "classifier")
     progress = None if args.quiet else _print_progress
     if args.task == "segmentation":
-        report = fit_segmentation_head(model, args.data, name, modality=args.modality,
-                                       trainable_blocks=args.trainable_blocks,
-                                       epochs=args.epochs or 60, val_fraction=args.val_fraction,
-                                       seed=args.seed, progress=progress)
-        print(f"head {name!r}: mIoU {report['miou']:.3f} on {report['val']} held-out tiles "
-              f"(train {report['train_miou']:.3f})")
+        report = fit_segmentation_head(
+            model,
+            args.data,
+            name,
+            modality=args.modality,
+            trainable_blocks=args.trainable_blocks,
+            epochs=args.epochs or 60,
+            val_fraction=args.val_fraction,
+            seed=args.seed,
+            progress=progress,
+        )
+        print(
+            f"head {name!r}: mIoU {report['miou']:.3f} on {report['val']} held-out tiles "
+            f"(train {report['train_miou']:.3f})"
+        )
     else:
-        report = fit_scene_head(model, args.data, name, modality=args.modality,
-                                method=args.method, trainable_blocks=args.trainable_blocks,
-                                epochs=args.epochs or 30, val_fraction=args.val_fraction,
-                                seed=args.seed, progress=progress)
-        print(f"head {name!r}: accuracy {report['accuracy']:.3f}, macro-F1 "
-              f"{report['macro_f1']:.3f} on {report['val']} held-out chips "
-              f"({len(report['classes'])} classes, {report['train']} training chips)")
+        report = fit_scene_head(
+            model,
+            args.data,
+            name,
+            modality=args.modality,
+            method=args.method,
+            trainable_blocks=args.trainable_blocks,
+            epochs=args.epochs or 30,
+            val_fraction=args.val_fraction,
+            seed=args.seed,
+            progress=progress,
+        )
+        print(
+            f"head {name!r}: accuracy {report['accuracy']:.3f}, macro-F1 "
+            f"{report['macro_f1']:.3f} on {report['val']} held-out chips "
+            f"({len(report['classes'])} classes, {report['train']} training chips)"
+        )
     source = args.checkpoint or "shipped demo checkpoint"
     out = save_checkpoint(model, args.output, backbone=str(source), head_trained=name)
     print(f"wrote {out} (backbone + head; use it with `ofa classify --checkpoint {out}`)")
@@ -397,31 +358,42 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         print(format_table(rows))
         return 0
     if args.data is None:
-        raise BadInput("nothing to evaluate", "give labelled chips with {data}, or a benchmark "
-                       "with {benchmark}")
+        raise BadInput(
+            "nothing to evaluate",
+            "give labelled chips with {data}, or a benchmark with {benchmark}",
+        )
     if args.probe:
         from .downstream import compare_with_random_init
 
-        rows = compare_with_random_init(model, args.data, modality=args.modality,
-                                        folds=args.folds, progress=progress)
+        rows = compare_with_random_init(
+            model, args.data, modality=args.modality, folds=args.folds, progress=progress
+        )
         print(f"{'features':<15}{'method':<8}{'accuracy':>10}{'± fold sd':>11}{'macro-F1':>10}")
         for r in rows:
-            print(f"{r['backbone']:<15}{r['method']:<8}{r['accuracy']:>10.3f}"
-                  f"{r['accuracy_std']:>11.3f}{r['macro_f1']:>10.3f}")
-        print(f"({rows[0]['chips']} chips, {rows[0]['folds']}-fold cross-validation, "
-              f"{rows[0]['repeats']} repeats)")
+            print(
+                f"{r['backbone']:<15}{r['method']:<8}{r['accuracy']:>10.3f}"
+                f"{r['accuracy_std']:>11.3f}{r['macro_f1']:>10.3f}"
+            )
+        print(
+            f"({rows[0]['chips']} chips, {rows[0]['folds']}-fold cross-validation, "
+            f"{rows[0]['repeats']} repeats)"
+        )
         return 0
     from .downstream import evaluate_head
 
     report = evaluate_head(model, args.data, args.head, args.modality, progress=progress)
     if report["kind"] == "segmentation":
-        print(f"head {report['head']!r}: mIoU {report['miou']:.3f}, pixel accuracy "
-              f"{report['pixel_accuracy']:.3f}")
+        print(
+            f"head {report['head']!r}: mIoU {report['miou']:.3f}, pixel accuracy "
+            f"{report['pixel_accuracy']:.3f}"
+        )
         for name, iou in zip(report["classes"], report["iou"]):
             print(f"  {name:<24}IoU {'-' if iou is None else f'{iou:.3f}'}")
         return 0
-    print(f"head {report['head']!r}: accuracy {report['accuracy']:.3f}, macro-F1 "
-          f"{report['macro_f1']:.3f} on {report['count']} chips")
+    print(
+        f"head {report['head']!r}: accuracy {report['accuracy']:.3f}, macro-F1 "
+        f"{report['macro_f1']:.3f} on {report['count']} chips"
+    )
     width = max(len(c) for c in report["classes"])
     print("confusion (rows: true, columns: predicted)")
     for name, row in zip(report["classes"], report["confusion"]):
@@ -436,8 +408,11 @@ def _print_progress(stage: str, done: int, total: int) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="ofa", description="OFA-Net for Earth observation: one backbone for every modality.",
-        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+        prog="ofa",
+        description="OFA-Net for Earth observation: one backbone for every modality.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--threads", type=_threads, help=THREADS_HELP)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
@@ -452,77 +427,144 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_info)
 
     from .weights import WEIGHTS
-    p = sub.add_parser("convert", help="convert published DOFA / OFA-Net weights (.pth) into "
-                                       "an ofa_explore checkpoint")
+
+    p = sub.add_parser(
+        "convert",
+        help="convert published DOFA / OFA-Net weights (.pth) into an ofa_explore checkpoint",
+    )
     p.add_argument("checkpoint", type=Path, help="local .pth file of the published weights")
-    p.add_argument("--from", dest="weights", required=True, choices=sorted(WEIGHTS),
-                   help="which published weights the file holds")
+    p.add_argument(
+        "--from",
+        dest="weights",
+        required=True,
+        choices=sorted(WEIGHTS),
+        help="which published weights the file holds",
+    )
     p.add_argument("-o", "--output", type=Path, required=True, help="output .safetensors path")
     p.set_defaults(func=_cmd_convert)
 
     from .engine import TASKS
 
     for task, text in ((t.name, t.help) for t in protocol.TASKS.values() if t.name in TASKS):
-        p = sub.add_parser(task, help=f"{text}, over a raster of any size",
-                           description=f"Write {text} as a Cloud-Optimised GeoTIFF with the "
-                                       "input's CRS and extent.")
-        p.add_argument("raster", nargs="+",
-                       help="with -o FILE.tif: a raster GDAL reads, or one single-band file per "
-                            "band (stacked in the modality's band order); with -o FOLDER: "
-                            "scenes, as paths, quoted glob patterns ('scenes/*.tif') or text "
-                            "files (.txt) listing one path per line")
-        p.add_argument("-o", "--output", type=Path, required=True,
-                       help="output .tif (one scene), or a folder: each scene is written to "
-                            "FOLDER/<name>_%s.tif" % task)
+        p = sub.add_parser(
+            task,
+            help=f"{text}, over a raster of any size",
+            description=f"Write {text} as a Cloud-Optimised GeoTIFF with the "
+            "input's CRS and extent.",
+        )
+        p.add_argument(
+            "raster",
+            nargs="+",
+            help="with -o FILE.tif: a raster GDAL reads, or one single-band file per "
+            "band (stacked in the modality's band order); with -o FOLDER: "
+            "scenes, as paths, quoted glob patterns ('scenes/*.tif') or text "
+            "files (.txt) listing one path per line",
+        )
+        p.add_argument(
+            "-o",
+            "--output",
+            type=Path,
+            required=True,
+            help="output .tif (one scene), or a folder: each scene is written to "
+            f"FOLDER/<name>_{task}.tif",
+        )
         p.add_argument("--checkpoint", help=CHECKPOINT_HELP)
         p.add_argument("--modality", help="override modality detection (see `ofa modalities`)")
-        p.add_argument("--bands", type=_band_numbers, metavar="N,N,...",
-                       help="use these bands of the file, in this order, counted from 1 as in "
-                            "GIS software (e.g. 4,3,2); detection sees only them")
-        p.add_argument("--tile", type=int, help="tile size in pixels (default: the model's image size)")
+        p.add_argument(
+            "--bands",
+            type=_band_numbers,
+            metavar="N,N,...",
+            help="use these bands of the file, in this order, counted from 1 as in "
+            "GIS software (e.g. 4,3,2); detection sees only them",
+        )
+        p.add_argument(
+            "--tile", type=int, help="tile size in pixels (default: the model's image size)"
+        )
         p.add_argument("--overlap", type=int, help="tile overlap in pixels (default: tile/4)")
-        p.add_argument("--batch-size", type=int,
-                       help="tiles per batch (default: about 2048 patches' worth, 32 tiles of "
-                            "64 x 64 px with 8-px patches)")
-        p.add_argument("--device", default="auto", help="auto (CUDA, MPS, CPU), cpu, cuda, cuda:1, mps")
-        p.add_argument("--precision", choices=PRECISIONS, default="fp32",
-                       help="fp32 (default), bf16, fp16 (CUDA), or auto: bf16 where the device "
-                            "computes it natively (faster; embeddings within 1%% of fp32)")
+        p.add_argument(
+            "--batch-size",
+            type=int,
+            help="tiles per batch (default: about 2048 patches' worth, 32 tiles of "
+            "64 x 64 px with 8-px patches)",
+        )
+        p.add_argument(
+            "--device", default="auto", help="auto (CUDA, MPS, CPU), cpu, cuda, cuda:1, mps"
+        )
+        p.add_argument(
+            "--precision",
+            choices=PRECISIONS,
+            default="fp32",
+            help="fp32 (default), bf16, fp16 (CUDA), or auto: bf16 where the device "
+            "computes it natively (faster; embeddings within 1%% of fp32)",
+        )
         p.add_argument("--nodata", help="override the file's nodata value ('none' to unset)")
         p.add_argument("--overwrite", action="store_true", help="replace an existing output")
-        p.add_argument("--progress", choices=["bar", "json", "none"], default="bar",
-                       help="bar (default); json: only JSON lines on stdout (start, progress, "
-                            "result, error, cancelled) for programs that run ofa; none")
-        p.add_argument("-q", "--quiet", dest="progress", action="store_const", const="none",
-                       help="no progress bar (same as --progress none)")
-        p.add_argument("--dask", action="store_true",
-                       help="with -o FOLDER: spread the scenes over a local Dask cluster, one "
-                            "model per worker (needs ofa-explore[cluster])")
-        p.add_argument("--scheduler", metavar="ADDRESS",
-                       help="with -o FOLDER: spread the scenes over the running Dask scheduler at "
-                            "ADDRESS (e.g. tcp://10.0.0.5:8786); paths must be the same on "
-                            "every worker")
-        p.add_argument("--workers", type=int, help="--dask: worker processes (default: one per "
-                                                   "core, at most one per scene)")
+        p.add_argument(
+            "--progress",
+            choices=["bar", "json", "none"],
+            default="bar",
+            help="bar (default); json: only JSON lines on stdout (start, progress, "
+            "result, error, cancelled) for programs that run ofa; none",
+        )
+        p.add_argument(
+            "-q",
+            "--quiet",
+            dest="progress",
+            action="store_const",
+            const="none",
+            help="no progress bar (same as --progress none)",
+        )
+        p.add_argument(
+            "--dask",
+            action="store_true",
+            help="with -o FOLDER: spread the scenes over a local Dask cluster, one "
+            "model per worker (needs ofa-explore[cluster])",
+        )
+        p.add_argument(
+            "--scheduler",
+            metavar="ADDRESS",
+            help="with -o FOLDER: spread the scenes over the running Dask scheduler at "
+            "ADDRESS (e.g. tcp://10.0.0.5:8786); paths must be the same on "
+            "every worker",
+        )
+        p.add_argument(
+            "--workers",
+            type=int,
+            help="--dask: worker processes (default: one per core, at most one per scene)",
+        )
         for option in TASKS[task].options:  # the settings only this task reads
             flag, spec = TASK_OPTIONS[option]
             p.add_argument(flag, **spec)
         p.set_defaults(func=_cmd_predict)
 
-    p = sub.add_parser("train-head", help="fit a classification or segmentation head on "
-                                          "labelled data; writes backbone + head")
-    p.add_argument("--data", type=Path, required=True,
-                   help="folder with one sub-folder per class, or a CSV with path,label "
-                        "(optional group column); segmentation: images/ + masks/ or image,mask CSV")
+    p = sub.add_parser(
+        "train-head",
+        help="fit a classification or segmentation head on labelled data; writes backbone + head",
+    )
+    p.add_argument(
+        "--data",
+        type=Path,
+        required=True,
+        help="folder with one sub-folder per class, or a CSV with path,label "
+        "(optional group column); segmentation: images/ + masks/ or image,mask CSV",
+    )
     p.add_argument("-o", "--output", type=Path, required=True, help="output .safetensors")
     p.add_argument("--checkpoint", help="backbone: " + CHECKPOINT_HELP)
     p.add_argument("--modality", help="override modality detection (see `ofa modalities`)")
     p.add_argument("--task", choices=["scene", "segmentation"], default="scene")
     p.add_argument("--name", help="head name (default: classifier / segmentation)")
-    p.add_argument("--method", choices=["linear", "finetune"], default="linear",
-                   help="scene heads: linear probe on frozen features (default) or fine-tuning")
-    p.add_argument("--trainable-blocks", type=int, default=0,
-                   help="fine-tune the last K encoder blocks too (-1: all; default 0)")
+    p.add_argument(
+        "--method",
+        choices=["linear", "finetune"],
+        default="linear",
+        help="scene heads: linear probe on frozen features (default) or fine-tuning",
+    )
+    p.add_argument(
+        "--trainable-blocks",
+        type=int,
+        default=0,
+        help="fine-tune the last K encoder blocks too (-1: all; default 0)",
+    )
     p.add_argument("--epochs", type=int, help="training epochs (default 30; segmentation 60)")
     p.add_argument("--val-fraction", type=float, default=0.2, help="held out for scores (0.2)")
     p.add_argument("--seed", type=int, default=0)
@@ -530,41 +572,68 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-q", "--quiet", action="store_true", help="no progress")
     p.set_defaults(func=_cmd_train_head)
 
-    p = sub.add_parser("evaluate", help="score a head on labelled data, compare a backbone "
-                                        "with random init, or run GEO-Bench")
+    p = sub.add_parser(
+        "evaluate",
+        help="score a head on labelled data, compare a backbone with random init, or run GEO-Bench",
+    )
     p.add_argument("--data", type=Path, help="labelled chips (as for train-head)")
     p.add_argument("--checkpoint", help=CHECKPOINT_HELP)
     p.add_argument("--head", help="which head (default: the first for the data's modality)")
     p.add_argument("--modality", help="override modality detection")
-    p.add_argument("--probe", action="store_true", help="linear probe + kNN of the frozen "
-                                                        "backbone vs random initialisation")
+    p.add_argument(
+        "--probe",
+        action="store_true",
+        help="linear probe + kNN of the frozen backbone vs random initialisation",
+    )
     p.add_argument("--folds", type=int, default=5, help="cross-validation folds for --probe")
     p.add_argument("--benchmark", choices=["geobench"], help="run a benchmark's task list")
-    p.add_argument("--root", type=Path, help="benchmark folder (GEO-Bench: the folder holding "
-                                             "classification_v1.0/ and segmentation_v1.0/)")
+    p.add_argument(
+        "--root",
+        type=Path,
+        help="benchmark folder (GEO-Bench: the folder holding "
+        "classification_v1.0/ and segmentation_v1.0/)",
+    )
     p.add_argument("--tasks", nargs="+", help="benchmark tasks to run (default: all found)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress")
     p.set_defaults(func=_cmd_evaluate)
 
-    p = sub.add_parser("demo", help="the shipped pre-trained model on the shipped scenes: "
-                                    "masked reconstructions and an embedding map")
-    p.add_argument("-o", "--output", type=Path, default=Path("ofa-demo"),
-                   help="output folder (default: ./ofa-demo)")
+    p = sub.add_parser(
+        "demo",
+        help="the shipped pre-trained model on the shipped scenes: "
+        "masked reconstructions and an embedding map",
+    )
+    p.add_argument(
+        "-o",
+        "--output",
+        type=Path,
+        default=Path("ofa-demo"),
+        help="output folder (default: ./ofa-demo)",
+    )
     p.add_argument("--checkpoint", help=CHECKPOINT_HELP)
     p.set_defaults(func=_cmd_demo)
 
-    p = sub.add_parser("pretrain", help="MAE pre-training from a YAML config (one process; for "
-                                        "several GPUs: torchrun -m ofa_explore.pretraining.train)")
-    p.add_argument("--config", type=Path, required=True,
-                   help="e.g. ofa_explore/pretraining/configs/demo.yaml")
-    p.add_argument("--resume", nargs="?", const=True, default=False,
-                   help="continue from the newest checkpoint (or the folder given)")
+    p = sub.add_parser(
+        "pretrain",
+        help="MAE pre-training from a YAML config (one process; for "
+        "several GPUs: torchrun -m ofa_explore.pretraining.train)",
+    )
+    p.add_argument(
+        "--config", type=Path, required=True, help="e.g. ofa_explore/pretraining/configs/demo.yaml"
+    )
+    p.add_argument(
+        "--resume",
+        nargs="?",
+        const=True,
+        default=False,
+        help="continue from the newest checkpoint (or the folder given)",
+    )
     p.add_argument("--output-dir", help="override output_dir")
     p.add_argument("--steps", type=int, help="override steps")
     p.set_defaults(func=_cmd_pretrain)
     for command in sub.choices.values():  # also accepted after the command
-        command.add_argument("--threads", type=_threads, default=argparse.SUPPRESS,
-                             help=THREADS_HELP)
+        command.add_argument(
+            "--threads", type=_threads, default=argparse.SUPPRESS, help=THREADS_HELP
+        )
     return parser
 
 
@@ -583,13 +652,14 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     # rioxarray multiplies affine transforms with `*`, which affine >= 3 flags as pending
     # deprecation; it is rioxarray's own code, nothing a user of ofa can act on
-    warnings.filterwarnings("ignore", category=PendingDeprecationWarning,
-                            module=r"rioxarray\.rioxarray")
+    warnings.filterwarnings(
+        "ignore", category=PendingDeprecationWarning, module=r"rioxarray\.rioxarray"
+    )
     if args.threads:
         set_threads(args.threads)
     elif args.func not in (_cmd_modalities, _cmd_info, _cmd_convert):  # these run no model
         ensure_threads()  # the shell's default: the cores free for this process
-    args.report = _report(args)
+    args.report = report_for(args.command, getattr(args, "progress", "none"))
     previous = _sigterm_as_ctrl_c() if args.func is _cmd_predict else None
     try:
         return args.func(args)
@@ -602,9 +672,14 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as err:  # noqa: BLE001 - reported, then the exit code says what it was
         traceback.print_exc()  # a bug: its traceback on stderr, never on the JSON stdout
         problem = f"unexpected {type(err).__name__}: {err}"
-        args.report.error(protocol.error_event(
-            protocol.FAILED, problem, "this is a bug; please report it with the traceback",
-            f"{problem} (a bug; please report it with the traceback above)"))
+        args.report.error(
+            protocol.error_event(
+                protocol.FAILED,
+                problem,
+                "this is a bug; please report it with the traceback",
+                f"{problem} (a bug; please report it with the traceback above)",
+            )
+        )
         return EXIT_FAILED
     finally:
         if previous is not None:

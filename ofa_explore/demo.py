@@ -2,7 +2,8 @@
 
 One shared encoder reconstructs masked scenes of five modalities (Sentinel-2 L1C, Sentinel-1,
 NAIP RGBN, NEON RGB through their own patch embeddings; Landsat-8 L1 through the
-wavelength-conditioned one, from its band wavelengths alone) and embeds a NAIP scene into a georeferenced map with the tiled engine. Each
+wavelength-conditioned one, from its band wavelengths alone) and embeds a NAIP scene into a
+georeferenced map with the tiled engine. Each
 reconstruction is compared with a trivial baseline (every hidden pixel = mean of the visible ones).
 """
 
@@ -10,9 +11,9 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
@@ -26,15 +27,24 @@ from .visualize import png_bytes, reconstruction_panel
 
 # every shipped sample and its modality (origin and licence: data/samples/README.md)
 SAMPLES: dict[str, str] = {
-    "eurosat_annualcrop.tif": "s2_l1c", "eurosat_forest.tif": "s2_l1c",
-    "eurosat_industrial.tif": "s2_l1c", "eurosat_river.tif": "s2_l1c",
+    "eurosat_annualcrop.tif": "s2_l1c",
+    "eurosat_forest.tif": "s2_l1c",
+    "eurosat_industrial.tif": "s2_l1c",
+    "eurosat_river.tif": "s2_l1c",
     "eurosat_residential.tif": "s2_l1c",
-    "bigearthnet_s1_20170613.tif": "s1_grd", "bigearthnet_s1_20180204.tif": "s1_grd",
-    "naip_rgbn_2020.tif": "rgbn", "neon_rgb_osbs.tif": "rgb",
+    "bigearthnet_s1_20170613.tif": "s1_grd",
+    "bigearthnet_s1_20180204.tif": "s1_grd",
+    "naip_rgbn_2020.tif": "rgbn",
+    "neon_rgb_osbs.tif": "rgb",
     "landsat8_l1_gulf_coast.tif": "landsat_oli_l1",
 }
-DEMO_SCENES = ("eurosat_river.tif", "bigearthnet_s1_20180204.tif", "naip_rgbn_2020.tif",
-               "neon_rgb_osbs.tif", "landsat8_l1_gulf_coast.tif")  # one per modality
+DEMO_SCENES = (
+    "eurosat_river.tif",
+    "bigearthnet_s1_20180204.tif",
+    "naip_rgbn_2020.tif",
+    "neon_rgb_osbs.tif",
+    "landsat8_l1_gulf_coast.tif",
+)  # one per modality
 EMBEDDING_SCENE = "naip_rgbn_2020.tif"  # embedded with the tiled engine, as a map
 
 
@@ -42,8 +52,10 @@ def sample_path(filename: str) -> Path:
     """Path of a shipped sample scene."""
     path = Path(str(resources.files(__package__).joinpath("data/samples", filename)))
     if not path.is_file():
-        raise NotFound(f"sample scene {filename} is missing from the installation "
-                                f"({path}); reinstall ofa-explore")
+        raise NotFound(
+            f"sample scene {filename} is missing from the installation "
+            f"({path}); reinstall ofa-explore"
+        )
     return path
 
 
@@ -65,18 +77,24 @@ def embedding_map(model: OFANet, output: Path, filename: str) -> dict:
     from .engine import predict_raster
 
     stem = "embedding_" + Path(filename).stem
-    result = predict_raster(model, sample_path(filename), "embed", output / f"{stem}.tif",
-                            overwrite=True)
+    result = predict_raster(
+        model, sample_path(filename), "embed", output / f"{stem}.tif", overwrite=True
+    )
     with rasterio.open(result.pca_path) as src:
         rgb = src.read().transpose(1, 2, 0)
     picture = Image.fromarray(rgb).resize((rgb.shape[1] * 8, rgb.shape[0] * 8), Image.NEAREST)
     png = atomic_write(output / f"{stem}_pca.png", png_bytes(picture))
-    return dict(scene=filename, geotiff=str(result.path), pca_geotiff=str(result.pca_path),
-                png=str(png))
+    return dict(
+        scene=filename, geotiff=str(result.path), pca_geotiff=str(result.pca_path), png=str(png)
+    )
 
 
-def run_demo(output: str | Path = "ofa-demo", checkpoint: str | Path | None = None,
-             seed: int = 0, log: Callable[[str], None] = print) -> dict:
+def run_demo(
+    output: str | Path = "ofa-demo",
+    checkpoint: str | Path | None = None,
+    seed: int = 0,
+    log: Callable[[str], None] = print,
+) -> dict:
     """Reconstruct one scene per modality and embed one; write PNG/GeoTIFF/summary to ``output``."""
     from .pretrained import load_model
 
@@ -87,9 +105,11 @@ def run_demo(output: str | Path = "ofa-demo", checkpoint: str | Path | None = No
     model = load_model(checkpoint)
     size = model.config.img_size
     by_wavelength = " and any band set by its wavelengths" if model.wavelength_embed else ""
-    log(f"OFA-Net-{model.config.size}: one shared encoder for "
+    log(
+        f"OFA-Net-{model.config.size}: one shared encoder for "
         f"{', '.join(model.modalities)}{by_wavelength} ({count_parameters(model) / 1e6:.1f} M "
-        "parameters)")
+        "parameters)"
+    )
     output.mkdir(parents=True, exist_ok=True)
     results = {}
     for filename in DEMO_SCENES:
@@ -97,21 +117,35 @@ def run_demo(output: str | Path = "ofa-demo", checkpoint: str | Path | None = No
         x = sample_chip(filename, size)
         scores = reconstruction_scores(model, x, name, seed=seed)
         recon, mask = model.reconstruct(x, name, mask_ratio=0.75, seed=seed)
-        panel = reconstruction_panel(x[0].numpy(), recon[0].numpy(), mask[0, 0].numpy(),
-                                     resolve_modality(name, model.modalities),
-                                     title=f"{name} ({filename})")
+        panel = reconstruction_panel(
+            x[0].numpy(),
+            recon[0].numpy(),
+            mask[0, 0].numpy(),
+            resolve_modality(name, model.modalities),
+            title=f"{name} ({filename})",
+        )
         png = atomic_write(output / f"reconstruction_{name}.png", png_bytes(panel))
-        results[name] = dict(scene=filename, panel=str(png), **{k: round(v, 4) for k, v in scores.items()})
+        results[name] = dict(
+            scene=filename, panel=str(png), **{k: round(v, 4) for k, v in scores.items()}
+        )
     embedding = embedding_map(model, output, EMBEDDING_SCENE)
-    summary = dict(seconds=round(time.perf_counter() - t0, 1), checkpoint=str(checkpoint or "shipped"),
-                   embedding=embedding, modalities=results)
+    summary = dict(
+        seconds=round(time.perf_counter() - t0, 1),
+        checkpoint=str(checkpoint or "shipped"),
+        embedding=embedding,
+        modalities=results,
+    )
     atomic_write(output / "summary.json", json.dumps(summary, indent=2).encode())
     width = max(len("modality"), *map(len, results)) + 2
-    log(f"\n{'modality':<{width}}{'hidden-pixel MSE':>16}{'baseline':>10}  panel (75% of "
-        "patches hidden)")
+    log(
+        f"\n{'modality':<{width}}{'hidden-pixel MSE':>16}{'baseline':>10}  panel (75% of "
+        "patches hidden)"
+    )
     for name, r in results.items():
         log(f"{name:<{width}}{r['model_mse']:>16.3f}{r['baseline_mse']:>10.3f}  {r['panel']}")
-    log(f"\nembedding  {embedding['geotiff']} (PCA colour view: {embedding['pca_geotiff']}, "
-        f"{embedding['png']})")
+    log(
+        f"\nembedding  {embedding['geotiff']} (PCA colour view: {embedding['pca_geotiff']}, "
+        f"{embedding['png']})"
+    )
     log(f"summary    {output / 'summary.json'}\ndone in {summary['seconds']} s")
     return summary

@@ -11,7 +11,8 @@ Torch-free and numpy-free: the QGIS plugin ships a copy of this file.
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 EXIT_OK = 0
 EXIT_FAILED = 1  # an unexpected error: a bug, with its traceback
@@ -21,25 +22,54 @@ EXIT_CANCELLED = 130  # Ctrl-C, or SIGTERM for a running job
 
 # How each shell names a setting; a name missing from a vocabulary is shown as it is.
 API_WORDS: dict[str, str] = {
-    "output": "the output path", "overwrite": "overwrite=True", "modality": "modality=",
-    "bands": "bands=", "checkpoint": "checkpoint=", "head": "head=", "device": "device=",
-    "precision": "precision=", "tile": "tile=", "overlap": "overlap=",
-    "batch_size": "batch_size=", "mask_ratio": "mask_ratio=", "threads": "set_threads()",
-    "train_head": "ofa_explore.downstream.train_head()", "modalities": "list_modalities()",
-    "data": "data=", "config": "the config", "nodata": "nodata=", "dask": "cluster='local'",
-    "scheduler": "cluster=ADDRESS", "workers": "workers=",
+    "output": "the output path",
+    "overwrite": "overwrite=True",
+    "modality": "modality=",
+    "bands": "bands=",
+    "checkpoint": "checkpoint=",
+    "head": "head=",
+    "device": "device=",
+    "precision": "precision=",
+    "tile": "tile=",
+    "overlap": "overlap=",
+    "batch_size": "batch_size=",
+    "mask_ratio": "mask_ratio=",
+    "threads": "set_threads()",
+    "train_head": "ofa_explore.downstream.train_head()",
+    "modalities": "list_modalities()",
+    "data": "data=",
+    "config": "the config",
+    "nodata": "nodata=",
+    "dask": "cluster='local'",
+    "scheduler": "cluster=ADDRESS",
+    "workers": "workers=",
     "benchmark": "ofa_explore.downstream.geobench.run_geobench()",
     "convert": "ofa_explore.load_model(NAME)",
 }
 CLI_WORDS: dict[str, str] = {
-    "output": "-o", "overwrite": "--overwrite", "modality": "--modality", "bands": "--bands",
-    "checkpoint": "--checkpoint", "head": "--head", "device": "--device",
-    "precision": "--precision", "tile": "--tile", "overlap": "--overlap",
-    "batch_size": "--batch-size", "mask_ratio": "--mask-ratio", "threads": "--threads",
-    "train_head": "`ofa train-head`", "modalities": "`ofa modalities`", "data": "--data",
-    "config": "the config file", "nodata": "--nodata", "dask": "--dask",
-    "scheduler": "--scheduler", "workers": "--workers",
-    "benchmark": "--benchmark geobench --root DIR", "convert": "`ofa convert`",
+    "output": "-o",
+    "overwrite": "--overwrite",
+    "modality": "--modality",
+    "bands": "--bands",
+    "checkpoint": "--checkpoint",
+    "head": "--head",
+    "device": "--device",
+    "precision": "--precision",
+    "tile": "--tile",
+    "overlap": "--overlap",
+    "batch_size": "--batch-size",
+    "mask_ratio": "--mask-ratio",
+    "threads": "--threads",
+    "train_head": "`ofa train-head`",
+    "modalities": "`ofa modalities`",
+    "data": "--data",
+    "config": "the config file",
+    "nodata": "--nodata",
+    "dask": "--dask",
+    "scheduler": "--scheduler",
+    "workers": "--workers",
+    "benchmark": "--benchmark geobench --root DIR",
+    "convert": "`ofa convert`",
 }
 
 
@@ -68,8 +98,13 @@ class OFAError(Exception):
 
     def to_event(self, words: Mapping[str, str] = CLI_WORDS) -> dict[str, Any]:
         """The JSON ``error`` event a worker sends: the parts, and the line in ``words``."""
-        return {"event": "error", "kind": self.kind, "problem": self.problem, "fix": self.fix,
-                "message": self.render(words)}
+        return {
+            "event": "error",
+            "kind": self.kind,
+            "problem": self.problem,
+            "fix": self.fix,
+            "message": self.render(words),
+        }
 
 
 class BadInput(OFAError, ValueError):

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 from .errors import NotFound
 
@@ -48,8 +48,9 @@ def publish(tmp: Path, final: Path) -> None:
     os.replace(tmp, final)
 
 
-def existing_file(path: str | os.PathLike, what: str, folder_error: type[Exception],
-                  folder_hint: str) -> Path:
+def existing_file(
+    path: str | os.PathLike, what: str, folder_error: type[Exception], folder_hint: str
+) -> Path:
     """``path`` as a Path when it is an existing file; a missing file (NotFound) or a folder
     (``folder_error``) is named."""
     path = Path(path)

@@ -17,7 +17,8 @@ apply one to a model's encoder output.
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any, Mapping, Sequence, cast
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 from torch import nn
@@ -34,8 +35,18 @@ HEAD_KINDS = ("scene", "segmentation")
 POOLS = ("mean", "cls")
 STANDARDIZE_EPS = 1e-5
 # used when a head is saved without colours: distinct, readable on a map (Tableau 10, then grey)
-DEFAULT_PALETTE = ["#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948",
-                   "#b07aa1", "#ff9da7", "#9c755f", "#bab0ac"]
+DEFAULT_PALETTE = [
+    "#4e79a7",
+    "#f28e2b",
+    "#e15759",
+    "#76b7b2",
+    "#59a14f",
+    "#edc948",
+    "#b07aa1",
+    "#ff9da7",
+    "#9c755f",
+    "#bab0ac",
+]
 
 
 def default_colors(n: int) -> list[str]:
@@ -52,8 +63,9 @@ class SceneHead(nn.Sequential):
     """pooled [B, D] -> logits [B, K]."""
 
     def __init__(self, dim: int, num_classes: int):
-        super().__init__(nn.BatchNorm1d(dim, affine=False, eps=STANDARDIZE_EPS),
-                         nn.Linear(dim, num_classes))
+        super().__init__(
+            nn.BatchNorm1d(dim, affine=False, eps=STANDARDIZE_EPS), nn.Linear(dim, num_classes)
+        )
 
     def forward(self, pooled: torch.Tensor) -> torch.Tensor:
         """Always in fp32, also under bf16/fp16 autocast: standardising features and a linear
@@ -61,8 +73,9 @@ class SceneHead(nn.Sequential):
         with torch.autocast(pooled.device.type, enabled=False):
             return super().forward(pooled.float())
 
-    def set_linear_probe(self, mean: torch.Tensor, var: torch.Tensor, weight: torch.Tensor,
-                         bias: torch.Tensor) -> None:
+    def set_linear_probe(
+        self, mean: torch.Tensor, var: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor
+    ) -> None:
         """Load a probe fitted on (features - mean) / sqrt(var + eps)."""
         norm, linear = cast(nn.BatchNorm1d, self[0]), cast(nn.Linear, self[1])
         norm.load_state_dict({**norm.state_dict(), "running_mean": mean, "running_var": var})
@@ -74,20 +87,39 @@ class SegmentationHead(nn.Module):
     """Token maps of ``len(layers)`` blocks, each [B, D, h, w], and the normalised image
     [B, C, h*p, w*p] -> logits [B, K, h*p, w*p]."""
 
-    def __init__(self, dim: int, num_classes: int, patch_size: int, num_levels: int,
-                 in_chans: int, width: int = 64):
+    def __init__(
+        self,
+        dim: int,
+        num_classes: int,
+        patch_size: int,
+        num_levels: int,
+        in_chans: int,
+        width: int = 64,
+    ):
         super().__init__()
         self.patch_size = patch_size
         self.lateral = nn.ModuleList([nn.Conv2d(dim, width, 1) for _ in range(num_levels)])
         steps = max(0, math.ceil(math.log2(patch_size)))
-        self.up = nn.ModuleList([
-            nn.Sequential(nn.Conv2d(width, width, 3, padding=1, bias=False),
-                          nn.BatchNorm2d(width), nn.ReLU(inplace=True))
-            for _ in range(steps)])
-        self.pixels = nn.Sequential(nn.Conv2d(in_chans, width, 3, padding=1, bias=False),
-                                    nn.BatchNorm2d(width), nn.ReLU(inplace=True))
-        self.fuse = nn.Sequential(nn.Conv2d(width, width, 3, padding=1, bias=False),
-                                  nn.BatchNorm2d(width), nn.ReLU(inplace=True))
+        self.up = nn.ModuleList(
+            [
+                nn.Sequential(
+                    nn.Conv2d(width, width, 3, padding=1, bias=False),
+                    nn.BatchNorm2d(width),
+                    nn.ReLU(inplace=True),
+                )
+                for _ in range(steps)
+            ]
+        )
+        self.pixels = nn.Sequential(
+            nn.Conv2d(in_chans, width, 3, padding=1, bias=False),
+            nn.BatchNorm2d(width),
+            nn.ReLU(inplace=True),
+        )
+        self.fuse = nn.Sequential(
+            nn.Conv2d(width, width, 3, padding=1, bias=False),
+            nn.BatchNorm2d(width),
+            nn.ReLU(inplace=True),
+        )
         self.classifier = nn.Conv2d(width, num_classes, 1)
 
     def forward(self, levels: Sequence[torch.Tensor], image: torch.Tensor) -> torch.Tensor:
@@ -119,9 +151,17 @@ class HeadSet(nn.ModuleDict):
         # follows the model across devices, so new heads are made where the model is
         self.register_buffer("_device", torch.empty(0), persistent=False)
 
-    def add(self, name: str, classes: Sequence[str], kind: str = "scene", pool: str = "mean",
-            modality: str | Modality | None = None, colors: Sequence[str] | None = None,
-            layers: Sequence[int] | None = None, **notes: Any) -> nn.Module:
+    def add(
+        self,
+        name: str,
+        classes: Sequence[str],
+        kind: str = "scene",
+        pool: str = "mean",
+        modality: str | Modality | None = None,
+        colors: Sequence[str] | None = None,
+        layers: Sequence[int] | None = None,
+        **notes: Any,
+    ) -> nn.Module:
         """Attach a head; it is saved with the model, with its class names, colours, the
         modality it expects and any ``notes`` (metrics, training data: JSON values).
 
@@ -148,26 +188,39 @@ class HeadSet(nn.ModuleDict):
             layers = None
         else:
             if modality is None:
-                raise BadInput("a segmentation head needs the modality it will see (its first "
-                               "layer reads the image's bands)", "name its {modality}")
+                raise BadInput(
+                    "a segmentation head needs the modality it will see (its first "
+                    "layer reads the image's bands)",
+                    "name its {modality}",
+                )
             layers = list(layers) if layers is not None else default_layers(depth)
             bad = [i for i in layers if not 0 <= i < depth]
             if bad or not layers:
-                raise BadInput(f"layers must be encoder block indices in [0, {depth}), "
-                               f"got {layers}")
+                raise BadInput(
+                    f"layers must be encoder block indices in [0, {depth}), got {layers}"
+                )
             # a record (e.g. a cube described by its file's wavelengths) or a known name;
             # the band count is kept with the head so that a checkpoint rebuilds it
-            bands = (modality.num_bands if isinstance(modality, Modality) else
-                     notes.pop("bands", None)
-                     or resolve_modality(modality, self.modalities).num_bands)
+            bands = (
+                modality.num_bands
+                if isinstance(modality, Modality)
+                else notes.pop("bands", None)
+                or resolve_modality(modality, self.modalities).num_bands
+            )
             head = SegmentationHead(D, len(classes), self.config.patch_size, len(layers), bands)
             notes["bands"] = bands
         if isinstance(modality, Modality):
             modality = modality.name
         self[name] = head.to(self._device.device)
         self.info[name] = dict(
-            kind=kind, classes=classes, pool=pool, modality=modality, layers=layers,
-            colors=list(colors) if colors is not None else default_colors(len(classes)), **notes)
+            kind=kind,
+            classes=classes,
+            pool=pool,
+            modality=modality,
+            layers=layers,
+            colors=list(colors) if colors is not None else default_colors(len(classes)),
+            **notes,
+        )
         return head
 
     def __delitem__(self, name: str) -> None:
@@ -177,47 +230,61 @@ class HeadSet(nn.ModuleDict):
     def set_default(self, name: str) -> None:
         """Put head ``name`` first: the one used when no head is named (for its modality)."""
         if name not in self:
-            raise ModelMismatch(f"no head named {name!r}; this model has "
-                                f"{', '.join(self) or 'none'}", "name one of them as {head}")
+            raise ModelMismatch(
+                f"no head named {name!r}; this model has {', '.join(self) or 'none'}",
+                "name one of them as {head}",
+            )
         for other in [n for n in self if n != name]:  # move the others behind it, in order
             self._modules[other] = self._modules.pop(other)
             self.info[other] = self.info.pop(other)
 
-    def select(self, head: str | None, kind: str | None = None,
-               modality: Modality | None = None) -> str:
+    def select(
+        self, head: str | None, kind: str | None = None, modality: Modality | None = None
+    ) -> str:
         """The head to use: the one named, else the first (of this kind) for this modality.
         Naming a head trained on another modality fails."""
         if head is not None:
             if head not in self:
-                raise ModelMismatch(f"no head named {head!r}; this model has "
-                                    f"{', '.join(self) or 'none'}", "name one of them as {head}")
+                raise ModelMismatch(
+                    f"no head named {head!r}; this model has {', '.join(self) or 'none'}",
+                    "name one of them as {head}",
+                )
             trained_on = self.info[head]["modality"]
             if modality is not None and trained_on and trained_on != modality.name:
                 raise ModelMismatch(
-                    f"head {head!r} was trained on '{trained_on}' imagery, not "
-                    f"'{modality.name}'",
-                    f"pass {trained_on} imagery or train a head for this modality "
-                    "({train_head})", modality=modality.name, head=head)
+                    f"head {head!r} was trained on '{trained_on}' imagery, not '{modality.name}'",
+                    f"pass {trained_on} imagery or train a head for this modality ({{train_head}})",
+                    modality=modality.name,
+                    head=head,
+                )
             return head
         of_kind = [n for n, i in self.info.items() if kind in (None, i["kind"])]
         kind = kind or "classification"
         if not of_kind:
-            raise ModelMismatch(f"this model carries no {kind} head",
-                                "train one ({train_head}) or use a {checkpoint} that has one")
-        fitting = [n for n in of_kind
-                   if modality is None or self.info[n]["modality"] in (None, modality.name)]
+            raise ModelMismatch(
+                f"this model carries no {kind} head",
+                "train one ({train_head}) or use a {checkpoint} that has one",
+            )
+        fitting = [
+            n
+            for n in of_kind
+            if modality is None or self.info[n]["modality"] in (None, modality.name)
+        ]
         if not fitting:
             assert modality is not None
             raise ModelMismatch(
                 f"no {kind} head of this model takes '{modality.name}' imagery (its heads: "
-                + ", ".join(f"{n} for {self.info[n]['modality']}" for n in of_kind) + ")",
+                + ", ".join(f"{n} for {self.info[n]['modality']}" for n in of_kind)
+                + ")",
                 "train one for it ({train_head} with {modality} " + modality.name + ")",
-                modality=modality.name)
+                modality=modality.name,
+            )
         return fitting[0]
 
 
-def classify(model: OFANet, x: torch.Tensor, modality: str | Modality,
-             head: str | None = None) -> torch.Tensor:
+def classify(
+    model: OFANet, x: torch.Tensor, modality: str | Modality, head: str | None = None
+) -> torch.Tensor:
     """Scene logits [B, K] for [B, C, H, W] in sensor units, from a scene head (pooled
     features), or from a segmentation head named here (its per-pixel logits averaged)."""
     m = resolve_modality(modality, model.modalities)
@@ -228,19 +295,32 @@ def classify(model: OFANet, x: torch.Tensor, modality: str | Modality,
     return model.heads[name](model.pooled_features(x, m, info["pool"]))
 
 
-def segment(model: OFANet, x: torch.Tensor, modality: str | Modality,
-            head: str | None = None) -> torch.Tensor:
+def segment(
+    model: OFANet, x: torch.Tensor, modality: str | Modality, head: str | None = None
+) -> torch.Tensor:
     """Per-pixel logits [B, K, H, W] for [B, C, H, W] in sensor units, from a segmentation
     head: the token maps of its encoder blocks and the image itself."""
     m = resolve_modality(modality, model.modalities)
     name = model.heads.select(head, "segmentation", m)
     info = model.heads.info[name]
     if info["kind"] != "segmentation":
-        raise ModelMismatch(f"head {name!r} is a scene classifier: it gives one label per "
-                            "image, not one per pixel", "classify with it instead", head=name)
+        raise ModelMismatch(
+            f"head {name!r} is a scene classifier: it gives one label per image, not one per pixel",
+            "classify with it instead",
+            head=name,
+        )
     xn, m = prepare(x, m, model.modalities, model.config.patch_size)
     return model.heads[name](model.forward_intermediates(xn, m, info["layers"]), xn)
 
 
-__all__ = ["SceneHead", "SegmentationHead", "HeadSet", "classify", "segment", "HEAD_KINDS",
-           "POOLS", "default_colors", "default_layers"]
+__all__ = [
+    "SceneHead",
+    "SegmentationHead",
+    "HeadSet",
+    "classify",
+    "segment",
+    "HEAD_KINDS",
+    "POOLS",
+    "default_colors",
+    "default_layers",
+]

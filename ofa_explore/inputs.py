@@ -9,7 +9,8 @@ Shapes: B batch, C bands, H x W pixels.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Mapping
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -20,8 +21,9 @@ if TYPE_CHECKING:
     from .model import OFANet
 
 
-def resolve_modality(modality: str | Modality,
-                     known: Mapping[str, Modality] | None = None) -> Modality:
+def resolve_modality(
+    modality: str | Modality, known: Mapping[str, Modality] | None = None
+) -> Modality:
     """A modality by name: ``known`` records first (a model's own, which travel in its
     checkpoint), then the registry. A ``Modality`` is returned as it is."""
     if isinstance(modality, Modality):
@@ -40,7 +42,9 @@ def require_embedding(model: OFANet, modality: Modality) -> None:
             raise ModelMismatch(
                 f"modality '{modality.name}' has {modality.num_bands} bands but this model's "
                 f"'{modality.name}' embedding takes {trained.num_bands}",
-                "register the custom modality under another name", modality=modality.name)
+                "register the custom modality under another name",
+                modality=modality.name,
+            )
         return
     if model.wavelength_embed is None:
         raise ModelMismatch(
@@ -48,7 +52,9 @@ def require_embedding(model: OFANet, modality: Modality) -> None:
             "it and no wavelength-conditioned embedding (it knows "
             f"{', '.join(model.modalities)})",
             "use a {checkpoint} with a wavelength-conditioned embedding (the shipped one has it) "
-            f"or one trained on '{modality.name}'", modality=modality.name)
+            f"or one trained on '{modality.name}'",
+            modality=modality.name,
+        )
 
 
 def check_input(x: torch.Tensor, modality: Modality, patch_size: int) -> torch.Tensor:
@@ -57,28 +63,34 @@ def check_input(x: torch.Tensor, modality: Modality, patch_size: int) -> torch.T
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"x must be a torch.Tensor [B, C, H, W], got {type(x).__name__}")
     if x.ndim != 4:
-        raise BadInput(f"x must have shape [B, C, H, W], got {tuple(x.shape)}",
-                       "add a batch dimension with x[None] for a single image")
+        raise BadInput(
+            f"x must have shape [B, C, H, W], got {tuple(x.shape)}",
+            "add a batch dimension with x[None] for a single image",
+        )
     c, h, w = x.shape[1:]
     if c != modality.num_bands:
         raise BadInput(
             f"modality '{modality.name}' expects {modality.num_bands} bands "
             f"({', '.join(modality.bands)}), got {c}",
             "pass the bands in this order or choose the matching {modality} "
-            "({modalities} lists them)", modality=modality.name)
+            "({modalities} lists them)",
+            modality=modality.name,
+        )
     p = patch_size
     if h < p or w < p or h % p or w % p:
         raise BadInput(
             f"image size {h}x{w} is not a positive multiple of the patch size {p}",
             f"crop or pad it to a multiple of {p} (the inference engine tiles and pads rasters "
-            "of any size)")
+            "of any size)",
+        )
     if not x.is_floating_point():
         x = x.float()
     if not torch.isfinite(x.sum()):  # NaN/inf propagate into the sum: one cheap reduction
         raise BadInput(
             "x contains NaN or infinite values (nodata?)",
             "fill or mask them before calling the model (the inference engine keeps nodata out "
-            "of the model for you)")
+            "of the model for you)",
+        )
     return x
 
 
@@ -101,13 +113,21 @@ def denormalize(x: torch.Tensor, modality: Modality) -> torch.Tensor:
     return x * std + mean
 
 
-def prepare(x: torch.Tensor, modality: str | Modality, known: Mapping[str, Modality],
-            patch_size: int) -> tuple[torch.Tensor, Modality]:
+def prepare(
+    x: torch.Tensor, modality: str | Modality, known: Mapping[str, Modality], patch_size: int
+) -> tuple[torch.Tensor, Modality]:
     """Resolve, check and normalise: sensor units [B, C, H, W] -> (normalised [B, C, H, W],
     the Modality)."""
     m = resolve_modality(modality, known)
     return normalize(check_input(x, m, patch_size), m), m
 
 
-__all__ = ["resolve_modality", "require_embedding", "check_input", "normalize", "denormalize",
-           "prepare", "stats"]
+__all__ = [
+    "resolve_modality",
+    "require_embedding",
+    "check_input",
+    "normalize",
+    "denormalize",
+    "prepare",
+    "stats",
+]

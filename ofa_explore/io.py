@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import re
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import rasterio
@@ -40,10 +41,12 @@ class RasterError(BadInput):
 KEEP = "file"  # nodata default: whatever the file says
 
 
-def open_raster(source: str | Path | Sequence[str | Path],
-                modality: str | Modality | None = None,
-                nodata: float | None | str = KEEP,
-                bands: Sequence[int] | None = None) -> xr.DataArray:
+def open_raster(
+    source: str | Path | Sequence[str | Path],
+    modality: str | Modality | None = None,
+    nodata: float | None | str = KEEP,
+    bands: Sequence[int] | None = None,
+) -> xr.DataArray:
     """A raster as a lazy ``DataArray`` (band, y, x) whose ``band`` coordinate holds band names.
 
     ``source`` is one file GDAL reads (GeoTIFF, COG, JP2, VRT, ...) or a list of single-band files,
@@ -55,7 +58,8 @@ def open_raster(source: str | Path | Sequence[str | Path],
     A file whose bands carry their centre wavelengths (ENVI/EnMAP ``wavelength`` band tags)
     needs no modality: the wavelengths define it, and bands flagged bad (``bbl`` = 0) are left out.
     ``attrs["ofa_modality"]`` holds the modality record and
-    ``attrs["ofa_conversion"]`` how to bring values into the modality's units (see ``to_model_units``).
+    ``attrs["ofa_conversion"]`` how to bring values into the modality's units
+    (see ``to_model_units``).
     """
     given = _as_modality(modality)
     if isinstance(source, (list, tuple)):
@@ -65,8 +69,10 @@ def open_raster(source: str | Path | Sequence[str | Path],
         if len(paths) == 1:
             return open_raster(paths[0], given, nodata, bands)
         if bands is not None:
-            raise RasterError("{bands} picks bands of one multi-band file, not of a list of "
-                              "single-band files", "give only the files of the bands you want")
+            raise RasterError(
+                "{bands} picks bands of one multi-band file, not of a list of single-band files",
+                "give only the files of the bands you want",
+            )
         da, sample, m = _open_stack(paths, given)
     else:
         path = _existing(source)
@@ -88,11 +94,16 @@ def open_raster(source: str | Path | Sequence[str | Path],
             f"{_name(source)} has {da.sizes['band']} bands but modality '{m.name}' expects "
             f"{m.num_bands} bands ({', '.join(m.bands)})",
             "pick the matching {modality}, or give the bands in that order with {bands}",
-            modality=m.name, bands=da.sizes["band"])
+            modality=m.name,
+            bands=da.sizes["band"],
+        )
     if da.rio.crs is None:
-        warnings.warn(f"{_name(source)} has no CRS: continuing in pixel coordinates, so outputs "
-                      "will not be georeferenced. Assign one (e.g. gdal_edit.py -a_srs "
-                      "EPSG:32633 FILE) to get georeferenced outputs.", stacklevel=2)
+        warnings.warn(
+            f"{_name(source)} has no CRS: continuing in pixel coordinates, so outputs "
+            "will not be georeferenced. Assign one (e.g. gdal_edit.py -a_srs "
+            "EPSG:32633 FILE) to get georeferenced outputs.",
+            stacklevel=2,
+        )
     if nodata != KEEP:
         da = da.rio.write_nodata(nodata, encoded=False)
     nodata = da.rio.nodata
@@ -102,17 +113,23 @@ def open_raster(source: str | Path | Sequence[str | Path],
         full = _sample(Path(source), shape=side, bands=bands)  # confirm on a full decimated read
         valid = full if nodata is None else np.where(full == nodata, np.nan, full)
     if not np.isfinite(valid).any():
-        raise RasterError(f"{_name(source)} holds only nodata/NaN pixels (nodata={nodata}); "
-                          "nothing to run the model on", "check the file, or its nodata value")
+        raise RasterError(
+            f"{_name(source)} holds only nodata/NaN pixels (nodata={nodata}); "
+            "nothing to run the model on",
+            "check the file, or its nodata value",
+        )
     da = da.assign_coords(band=list(m.bands))
     da.attrs[MODALITY_ATTR] = m.to_dict()
     da.attrs[CONVERSION_ATTR] = detect_conversion(valid, da.dtype, m)
-    da.attrs["source"] = str(source) if not isinstance(source, (list, tuple)) else [str(p) for p in source]
+    da.attrs["source"] = (
+        str(source) if not isinstance(source, (list, tuple)) else [str(p) for p in source]
+    )
     return da
 
 
-def file_wavelengths(path: str | Path,
-                     bands: Sequence[int] | None = None) -> tuple[list[float], list[int]] | None:
+def file_wavelengths(
+    path: str | Path, bands: Sequence[int] | None = None
+) -> tuple[list[float], list[int]] | None:
     """Band centre wavelengths (µm) that a file carries per band, and the indices of the bands
     it does not flag as bad (``bbl`` = 0); ``None`` unless every band has a wavelength tag.
     ``bands`` (1-based numbers) looks at those bands only, in that order; indices count in them."""
@@ -124,8 +141,10 @@ def file_wavelengths(path: str | Path,
 def raster_modality(da: xr.DataArray) -> Modality:
     """The modality record ``open_raster`` attached."""
     if MODALITY_ATTR not in da.attrs:
-        raise RasterError("this DataArray was not opened with ofa_explore.io.open_raster",
-                          "open it with open_raster(path, modality=...) first")
+        raise RasterError(
+            "this DataArray was not opened with ofa_explore.io.open_raster",
+            "open it with open_raster(path, modality=...) first",
+        )
     return Modality.from_dict(da.attrs[MODALITY_ATTR])
 
 
@@ -137,8 +156,7 @@ def _open_file(path: Path) -> xr.DataArray:
     except (RasterioIOError, OSError) as err:
         raise _unreadable(path, err) from None
     if isinstance(da, list) or isinstance(da, xr.Dataset):
-        raise RasterError(f"{path} holds several sub-datasets",
-                          "open one of them by its GDAL name")
+        raise RasterError(f"{path} holds several sub-datasets", "open one of them by its GDAL name")
     return da
 
 
@@ -146,19 +164,28 @@ def _check_bands(bands: Sequence[int], count: int, path: Path) -> list[int]:
     """1-based band numbers, each an existing band of the file, none twice."""
     bands = list(bands)
     if not bands:
-        raise RasterError("no bands picked", "give band numbers counted from 1 in {bands}, "
-                          "e.g. 4,3,2")
+        raise RasterError(
+            "no bands picked", "give band numbers counted from 1 in {bands}, e.g. 4,3,2"
+        )
     for i, band in enumerate(bands):
         if isinstance(band, bool) or not isinstance(band, (int, np.integer)):
-            raise RasterError(f"band numbers are whole numbers counted from 1, got {band!r}",
-                              "give band numbers in {bands}, e.g. 4,3,2")
+            raise RasterError(
+                f"band numbers are whole numbers counted from 1, got {band!r}",
+                "give band numbers in {bands}, e.g. 4,3,2",
+            )
         if not 1 <= band <= count:
-            raise RasterError(f"band {band} does not exist: {path.name} has {count} bands "
-                              "(bands are numbered from 1)", "check {bands}", band=band)
+            raise RasterError(
+                f"band {band} does not exist: {path.name} has {count} bands "
+                "(bands are numbered from 1)",
+                "check {bands}",
+                band=band,
+            )
         if band in bands[:i]:
-            raise RasterError(f"band {band} is picked twice",
-                              f"pick each of the {count} bands of {path.name} at most once in "
-                              "{bands}", band=band)
+            raise RasterError(
+                f"band {band} is picked twice",
+                f"pick each of the {count} bands of {path.name} at most once in {{bands}}",
+                band=band,
+            )
     return [int(b) for b in bands]
 
 
@@ -182,37 +209,51 @@ def _open_stack(paths: list[Path], given: Modality | None):
             raise RasterError(
                 f"cannot tell which file holds band {band} of '{m.name}' (found {len(match)})",
                 f"name the files with their band (e.g. ..._{band}.tif), or give one file per "
-                f"band of {', '.join(m.bands)}")
+                f"band of {', '.join(m.bands)}",
+            )
         order.append(match[0])
     if len(paths) != len(order):
         extra = sorted(set(paths) - set(order))
-        raise RasterError(f"files {', '.join(map(str, extra))} are not bands of '{m.name}'",
-                          "leave them out, or choose another {modality}")
+        raise RasterError(
+            f"files {', '.join(map(str, extra))} are not bands of '{m.name}'",
+            "leave them out, or choose another {modality}",
+        )
     sources = [_open_dataset(p) for p in order]
     for p, src in zip(order, sources):
         if src.count != 1:
-            raise RasterError(f"{p} has {src.count} bands; a list of files must be single-band",
-                              "give one multi-band file alone, or single-band files")
+            raise RasterError(
+                f"{p} has {src.count} bands; a list of files must be single-band",
+                "give one multi-band file alone, or single-band files",
+            )
     finest = min(sources, key=lambda s: abs(s.res[0] * s.res[1]))
     arrays, samples = [], []
     for src in sources:
-        vrt = WarpedVRT(src, crs=finest.crs, transform=finest.transform, width=finest.width,
-                        height=finest.height, resampling=Resampling.bilinear)
+        vrt = WarpedVRT(
+            src,
+            crs=finest.crs,
+            transform=finest.transform,
+            width=finest.width,
+            height=finest.height,
+            resampling=Resampling.bilinear,
+        )
         arrays.append(rioxarray.open_rasterio(vrt, cache=False, mask_and_scale=False))
-        samples.append(_sample(src, shape=(min(SAMPLE_SIDE, finest.height),
-                                           min(SAMPLE_SIDE, finest.width))))
+        samples.append(
+            _sample(src, shape=(min(SAMPLE_SIDE, finest.height), min(SAMPLE_SIDE, finest.width)))
+        )
     da = xr.concat(arrays, dim="band")
     return da, np.concatenate(samples, axis=0), m
 
 
 # ---------------------------------------------------------------- detection
-def detect_modality(band_count: int, descriptions: Sequence[str | None] | None,
-                    dtype: Any) -> Modality:
+def detect_modality(
+    band_count: int, descriptions: Sequence[str | None] | None, dtype: Any
+) -> Modality:
     """Guess the modality from the band count, band names and data type; ambiguity is an error
     that lists the candidates and the ``modality=`` override."""
     sensors = [get_modality(n).to_dict() for n in list_modalities()]
-    found = sensor_candidates(sensors, band_count, descriptions,
-                              None if dtype is None else np.dtype(dtype).name)
+    found = sensor_candidates(
+        sensors, band_count, descriptions, None if dtype is None else np.dtype(dtype).name
+    )
     if len(found) == 1:
         return get_modality(found[0])
     if not found:
@@ -220,9 +261,14 @@ def detect_modality(band_count: int, descriptions: Sequence[str | None] | None,
             f"no known modality has {band_count} bands",
             "choose a registered one with {modality} (see {modalities}), or register yours "
             "(ofa_explore.register_modality), or use hyperspectral_modality(wavelengths) for a "
-            "hyperspectral cube", bands=band_count)
-    raise RasterError(f"{band_count} bands could be any of {', '.join(found)}",
-                      "say which with {modality}", candidates=found)
+            "hyperspectral cube",
+            bands=band_count,
+        )
+    raise RasterError(
+        f"{band_count} bands could be any of {', '.join(found)}",
+        "say which with {modality}",
+        candidates=found,
+    )
 
 
 def detect_conversion(sample: np.ndarray, dtype: Any, m: Modality) -> dict[str, Any]:
@@ -263,8 +309,9 @@ def _as_modality(modality: str | Modality | None) -> Modality | None:
 
 
 def _existing(path: str | Path) -> Path:
-    return existing_file(path, "raster", RasterError,
-                         "give a raster file (or a list of band files)")
+    return existing_file(
+        path, "raster", RasterError, "give a raster file (or a list of band files)"
+    )
 
 
 def _descriptions(da: xr.DataArray) -> list[str | None]:
@@ -287,8 +334,13 @@ def _band_token(path: Path, m: Modality | None) -> str | None:
     """The band a single-band file holds: its description, else a band name in its file name."""
     with _open_dataset(path) as src:
         desc = src.descriptions[0] if src.count == 1 else None
-    bands = m.bands if m else sorted({b for n in list_modalities() for b in get_modality(n).bands},
-                                     key=len, reverse=True)
+    bands = (
+        m.bands
+        if m
+        else sorted(
+            {b for n in list_modalities() for b in get_modality(n).bands}, key=len, reverse=True
+        )
+    )
     if desc and desc.upper() in {b.upper() for b in bands}:
         return next(b for b in bands if b.upper() == desc.upper())
     tokens = re.split(r"[_\-.\s]", path.stem.upper())
@@ -298,8 +350,9 @@ def _band_token(path: Path, m: Modality | None) -> str | None:
     return None
 
 
-def _sample(source: Path | Any, shape: tuple[int, int] | None = None,
-            bands: Sequence[int] | None = None) -> np.ndarray:
+def _sample(
+    source: Path | Any, shape: tuple[int, int] | None = None, bands: Sequence[int] | None = None
+) -> np.ndarray:
     """Values of all bands (or of ``bands``, 1-based) from a cheap look at the raster, as float64,
     nodata as stored.
 
@@ -311,19 +364,27 @@ def _sample(source: Path | Any, shape: tuple[int, int] | None = None,
         side = shape or (min(SAMPLE_SIDE, src.height), min(SAMPLE_SIDE, src.width))
         indexes = list(bands or range(1, src.count + 1))
         if src.overviews(1) or src.height * src.width <= 4 * SAMPLE_SIDE**2 or shape:
-            return src.read(indexes, out_shape=(len(indexes), *side),
-                            resampling=Resampling.nearest).astype(np.float64)
+            return src.read(
+                indexes, out_shape=(len(indexes), *side), resampling=Resampling.nearest
+            ).astype(np.float64)
         n, size = 8, SAMPLE_SIDE // 8  # 8 x 8 windows of 32 x 32 pixels, spread evenly
         rows = np.linspace(0, src.height - size, n).astype(int)
         cols = np.linspace(0, src.width - size, n).astype(int)
-        return np.concatenate([
-            np.concatenate([src.read(indexes, window=Window(c, r, size, size)) for c in cols],
-                           axis=2)
-            for r in rows], axis=1).astype(np.float64)
+        return np.concatenate(
+            [
+                np.concatenate(
+                    [src.read(indexes, window=Window(c, r, size, size)) for c in cols], axis=2
+                )
+                for r in rows
+            ],
+            axis=1,
+        ).astype(np.float64)
     except RasterioIOError as err:
-        raise RasterError(f"{getattr(src, 'name', source)} is corrupt or truncated: reading its "
-                          f"pixels failed ({_first_line(err)})",
-                          "re-download or re-export the file") from None
+        raise RasterError(
+            f"{getattr(src, 'name', source)} is corrupt or truncated: reading its "
+            f"pixels failed ({_first_line(err)})",
+            "re-download or re-export the file",
+        ) from None
     finally:
         if isinstance(source, Path):
             src.close()
@@ -341,8 +402,10 @@ def _open_dataset(path: Path):
 
 
 def _unreadable(path: Path, err: Exception) -> RasterError:
-    return RasterError(f"cannot read {path} as a raster ({_first_line(err)})",
-                       "is it a complete GeoTIFF/COG or another format GDAL reads?")
+    return RasterError(
+        f"cannot read {path} as a raster ({_first_line(err)})",
+        "is it a complete GeoTIFF/COG or another format GDAL reads?",
+    )
 
 
 def _name(source: Any) -> str:

@@ -12,8 +12,9 @@ from .inputs import resolve_modality
 from .modalities import Modality
 
 
-def hidden_mse(x: torch.Tensor, prediction: torch.Tensor, mask: torch.Tensor,
-               modality: Modality) -> float:
+def hidden_mse(
+    x: torch.Tensor, prediction: torch.Tensor, mask: torch.Tensor, modality: Modality
+) -> float:
     """Mean squared error on hidden pixels, each band divided by its std (so bands weigh alike).
 
     x, prediction: [B, C, H, W] in sensor units; mask: [B, 1, H, W], 1 = hidden.
@@ -31,18 +32,22 @@ def visible_mean_baseline(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def reconstruction_scores(model, x: torch.Tensor, modality: str | Modality,
-                          mask_ratio: float = 0.75, seed: int = 0) -> dict[str, float]:
+def reconstruction_scores(
+    model, x: torch.Tensor, modality: str | Modality, mask_ratio: float = 0.75, seed: int = 0
+) -> dict[str, float]:
     """Hidden-pixel MSE of the model's reconstruction and of the trivial baseline, same mask."""
     m = resolve_modality(modality, model.modalities)
     image, mask = model.reconstruct(x, m, mask_ratio=mask_ratio, seed=seed)
-    return {"model_mse": hidden_mse(x, image, mask, m),
-            "baseline_mse": hidden_mse(x, visible_mean_baseline(x, mask), mask, m)}
+    return {
+        "model_mse": hidden_mse(x, image, mask, m),
+        "baseline_mse": hidden_mse(x, visible_mean_baseline(x, mask), mask, m),
+    }
 
 
 # ---------------------------------------------------------------- downstream
-def confusion_matrix(pred: np.ndarray, target: np.ndarray, num_classes: int,
-                     ignore_index: int | None = None) -> np.ndarray:
+def confusion_matrix(
+    pred: np.ndarray, target: np.ndarray, num_classes: int, ignore_index: int | None = None
+) -> np.ndarray:
     """[true class, predicted class] counts."""
     pred, target = np.asarray(pred).ravel(), np.asarray(target).ravel()
     keep = target != ignore_index if ignore_index is not None else np.ones_like(target, bool)
@@ -50,8 +55,7 @@ def confusion_matrix(pred: np.ndarray, target: np.ndarray, num_classes: int,
     return np.bincount(index, minlength=num_classes**2).reshape(num_classes, num_classes)
 
 
-def classification_scores(pred: np.ndarray, target: np.ndarray,
-                          num_classes: int) -> dict[str, Any]:
+def classification_scores(pred: np.ndarray, target: np.ndarray, num_classes: int) -> dict[str, Any]:
     """Overall accuracy, macro-F1 (classes absent from both target and prediction are skipped)
     and the confusion matrix."""
     cm = confusion_matrix(pred, target, num_classes)
@@ -59,18 +63,24 @@ def classification_scores(pred: np.ndarray, target: np.ndarray,
     support, predicted = cm.sum(1), cm.sum(0)
     present = (support + predicted) > 0
     f1 = np.divide(2 * tp, support + predicted, out=np.zeros_like(tp), where=present)
-    return {"accuracy": float(tp.sum() / max(cm.sum(), 1)),
-            "macro_f1": float(f1[present].mean()) if present.any() else 0.0,
-            "confusion": cm.tolist(), "count": int(cm.sum())}
+    return {
+        "accuracy": float(tp.sum() / max(cm.sum(), 1)),
+        "macro_f1": float(f1[present].mean()) if present.any() else 0.0,
+        "confusion": cm.tolist(),
+        "count": int(cm.sum()),
+    }
 
 
-def segmentation_scores(pred: np.ndarray, target: np.ndarray, num_classes: int,
-                        ignore_index: int | None = 255) -> dict[str, Any]:
+def segmentation_scores(
+    pred: np.ndarray, target: np.ndarray, num_classes: int, ignore_index: int | None = 255
+) -> dict[str, Any]:
     """Mean IoU over classes present in target or prediction, per-class IoU, pixel accuracy."""
     cm = confusion_matrix(pred, target, num_classes, ignore_index)
     tp = np.diag(cm).astype(float)
     union = cm.sum(0) + cm.sum(1) - tp
     iou = np.divide(tp, union, out=np.full_like(tp, np.nan), where=union > 0)
-    return {"miou": float(np.nanmean(iou)) if (union > 0).any() else 0.0,
-            "iou": [None if np.isnan(v) else float(v) for v in iou],
-            "pixel_accuracy": float(tp.sum() / max(cm.sum(), 1))}
+    return {
+        "miou": float(np.nanmean(iou)) if (union > 0).any() else 0.0,
+        "iou": [None if np.isnan(v) else float(v) for v in iou],
+        "pixel_accuracy": float(tp.sum() / max(cm.sum(), 1)),
+    }

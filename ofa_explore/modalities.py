@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from importlib import resources
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 from .errors import BadInput, NotFound
 
@@ -47,8 +48,10 @@ class Modality:
         for key in ("bands", "wavelengths", "mean", "std"):
             object.__setattr__(self, key, tuple(getattr(self, key)))
         if not _NAME.match(self.name):
-            raise BadInput(f"modality name {self.name!r} must be lower-case letters, digits "
-                             "and underscores, starting with a letter (e.g. 'my_sensor')")
+            raise BadInput(
+                f"modality name {self.name!r} must be lower-case letters, digits "
+                "and underscores, starting with a letter (e.g. 'my_sensor')"
+            )
         if self.kind not in KINDS:
             raise BadInput(f"modality kind must be one of {KINDS}, got {self.kind!r}")
         n = len(self.bands)
@@ -56,8 +59,10 @@ class Modality:
             raise BadInput(f"modality {self.name!r} needs at least one band")
         for key in ("wavelengths", "mean", "std"):
             if len(getattr(self, key)) != n:
-                raise BadInput(f"modality {self.name!r}: {len(getattr(self, key))} {key} for "
-                                 f"{n} bands; give one per band")
+                raise BadInput(
+                    f"modality {self.name!r}: {len(getattr(self, key))} {key} for "
+                    f"{n} bands; give one per band"
+                )
         if any(s <= 0 for s in self.std):
             raise BadInput(f"modality {self.name!r}: every std must be positive")
         if any(w <= 0 for w in self.wavelengths):
@@ -74,20 +79,26 @@ class Modality:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "Modality":
+    def from_dict(cls, d: dict[str, Any]) -> Modality:
         return cls(**d)
 
-    def select(self, bands: Sequence[str], name: str | None = None) -> "Modality":
+    def select(self, bands: Sequence[str], name: str | None = None) -> Modality:
         """The same sensor with a subset or reordering of its bands."""
         missing = [b for b in bands if b not in self.bands]
         if missing:
-            raise BadInput(f"{self.name!r} has no band(s) {missing}; it has "
-                             f"{', '.join(self.bands)}")
+            raise BadInput(
+                f"{self.name!r} has no band(s) {missing}; it has {', '.join(self.bands)}"
+            )
         idx = [self.bands.index(b) for b in bands]
         pick = lambda values: tuple(values[i] for i in idx)  # noqa: E731
-        return replace(self, name=name or f"{self.name}_subset", bands=tuple(bands),
-                       wavelengths=pick(self.wavelengths), mean=pick(self.mean),
-                       std=pick(self.std))
+        return replace(
+            self,
+            name=name or f"{self.name}_subset",
+            bands=tuple(bands),
+            wavelengths=pick(self.wavelengths),
+            mean=pick(self.mean),
+            std=pick(self.std),
+        )
 
     def band_label(self, i: int) -> str:
         """A band's name with its physical wavelength, for people: "B04 (0.665 µm)", or for SAR
@@ -102,16 +113,20 @@ class Modality:
 
     def describe(self) -> str:
         gsd = f"{self.gsd:g} m" if self.gsd else "varies"
-        lines = [f"{self.name}: {self.description}",
-                 f"  kind {self.kind}, {self.num_bands} bands, GSD {gsd}, units: {self.units}"
-                 f" (x {self.scale:g}{f' {self.offset:+g}' if self.offset else ''})",
-                 f"  nodata {self.nodata}; source: {self.source}",
-                 f"  {'band':<8}{'µm':>8}{'mean':>14}{'std':>14}"]
+        lines = [
+            f"{self.name}: {self.description}",
+            f"  kind {self.kind}, {self.num_bands} bands, GSD {gsd}, units: {self.units}"
+            f" (x {self.scale:g}{f' {self.offset:+g}' if self.offset else ''})",
+            f"  nodata {self.nodata}; source: {self.source}",
+            f"  {'band':<8}{'µm':>8}{'mean':>14}{'std':>14}",
+        ]
         for b, w, m, s in zip(self.bands, self.wavelengths, self.mean, self.std):
             lines.append(f"  {b:<8}{w:>8.3f}{m:>14.4f}{s:>14.4f}")
         if self.kind == "sar":
-            lines.append(f"  {self._radar()}; the µm column holds the pseudo-wavelength that the "
-                         "wavelength-conditioned embedding uses for SAR")
+            lines.append(
+                f"  {self._radar()}; the µm column holds the pseudo-wavelength that the "
+                "wavelength-conditioned embedding uses for SAR"
+            )
         return "\n".join(lines)
 
 
@@ -145,7 +160,8 @@ def get_modality(name: str) -> Modality:
             "for another sensor, register it: ofa_explore.register_modality(Modality(name=..., "
             "bands=..., wavelengths=..., gsd=..., mean=..., std=..., units=...)), or for a "
             "hyperspectral cube use ofa_explore.hyperspectral_modality(wavelengths)",
-            modality=name) from None
+            modality=name,
+        ) from None
 
 
 def register_modality(modality: Modality, overwrite: bool = False) -> Modality:
@@ -153,20 +169,29 @@ def register_modality(modality: Modality, overwrite: bool = False) -> Modality:
     if not isinstance(modality, Modality):
         raise TypeError(f"expected a Modality, got {type(modality).__name__}")
     if modality.name in _REGISTRY and not overwrite and _REGISTRY[modality.name] != modality:
-        raise BadInput(f"a different modality named {modality.name!r} is already registered; "
-                         "choose another name or pass overwrite=True")
+        raise BadInput(
+            f"a different modality named {modality.name!r} is already registered; "
+            "choose another name or pass overwrite=True"
+        )
     if modality.name in BUILTIN_MODALITIES and overwrite:
-        raise BadInput(f"{modality.name!r} is built in and cannot be replaced; register your "
-                         "variant under another name")
+        raise BadInput(
+            f"{modality.name!r} is built in and cannot be replaced; register your "
+            "variant under another name"
+        )
     _REGISTRY[modality.name] = modality
     return modality
 
 
-def hyperspectral_modality(wavelengths: Iterable[float], name: str = "hyperspectral",
-                           mean: Sequence[float] | None = None,
-                           std: Sequence[float] | None = None, gsd: float | None = None,
-                           units: str = "reflectance x 10000", scale: float = 1.0e-4,
-                           register: bool = False) -> Modality:
+def hyperspectral_modality(
+    wavelengths: Iterable[float],
+    name: str = "hyperspectral",
+    mean: Sequence[float] | None = None,
+    std: Sequence[float] | None = None,
+    gsd: float | None = None,
+    units: str = "reflectance x 10000",
+    scale: float = 1.0e-4,
+    register: bool = False,
+) -> Modality:
     """A hyperspectral sensor from its band centres (µm).
 
     Without ``mean``/``std`` the EnMAP statistics are interpolated at these wavelengths, which
@@ -176,19 +201,28 @@ def hyperspectral_modality(wavelengths: Iterable[float], name: str = "hyperspect
     if not waves:
         raise BadInput("give at least one wavelength (µm)")
     if max(waves) > 30:
-        raise BadInput(f"wavelengths look like nanometres (max {max(waves):g}); pass µm, "
-                         "e.g. [w / 1000 for w in wavelengths_nm]")
+        raise BadInput(
+            f"wavelengths look like nanometres (max {max(waves):g}); pass µm, "
+            "e.g. [w / 1000 for w in wavelengths_nm]"
+        )
     ref = _REGISTRY["enmap"]
     interpolated = mean is None or std is None
     mean = list(mean) if mean is not None else _interp(waves, ref.wavelengths, ref.mean)
     std = list(std) if std is not None else _interp(waves, ref.wavelengths, ref.std)
     modality = Modality(
-        name=name, bands=tuple(f"{w * 1000:.0f}nm" for w in waves), wavelengths=tuple(waves),
-        gsd=gsd, mean=tuple(mean), std=tuple(std), units=units, kind="hyperspectral",
-        scale=scale, description=f"hyperspectral cube, {len(waves)} bands "
-                                 f"{min(waves):.3f}-{max(waves):.3f} µm",
-        source="user wavelengths" + ("; EnMAP statistics interpolated by wavelength"
-                                     if interpolated else ""))
+        name=name,
+        bands=tuple(f"{w * 1000:.0f}nm" for w in waves),
+        wavelengths=tuple(waves),
+        gsd=gsd,
+        mean=tuple(mean),
+        std=tuple(std),
+        units=units,
+        kind="hyperspectral",
+        scale=scale,
+        description=f"hyperspectral cube, {len(waves)} bands {min(waves):.3f}-{max(waves):.3f} µm",
+        source="user wavelengths"
+        + ("; EnMAP statistics interpolated by wavelength" if interpolated else ""),
+    )
     return register_modality(modality) if register else modality
 
 
@@ -205,5 +239,6 @@ def sar_wavelength(convention: str) -> float:
     try:
         return SAR_WAVELENGTH_CONVENTIONS[convention]
     except KeyError:
-        raise BadInput(f"unknown SAR convention {convention!r}; known: "
-                         f"{', '.join(SAR_WAVELENGTH_CONVENTIONS)}") from None
+        raise BadInput(
+            f"unknown SAR convention {convention!r}; known: {', '.join(SAR_WAVELENGTH_CONVENTIONS)}"
+        ) from None

@@ -14,9 +14,10 @@ Dd decoder width.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import partial
-from typing import Any, Iterable, Sequence, cast
+from typing import Any, cast
 
 import torch
 from timm.layers import PatchEmbed, resample_abs_pos_embed
@@ -26,24 +27,60 @@ from torch import nn
 
 from .errors import BadInput, ModelMismatch
 from .heads import HeadSet
-from .inputs import check_input, denormalize, normalize, prepare, require_embedding
-from .inputs import resolve_modality
+from .inputs import (
+    check_input,
+    denormalize,
+    normalize,
+    prepare,
+    require_embedding,
+    resolve_modality,
+)
 from .modalities import Modality, get_modality
 from .wavelength import WavelengthPatchEmbed, WavelengthPixelHead
 
 # ViT-Ti/S/B/L encoders (Dosovitskiy et al.; Touvron et al.); MAE's light decoder for B/L,
 # a lighter one for the small sizes so that CPU pre-training stays cheap.
 SIZES: dict[str, dict[str, int]] = {
-    "tiny": dict(embed_dim=192, depth=12, num_heads=3,
-                 decoder_embed_dim=128, decoder_depth=2, decoder_num_heads=4),
-    "small": dict(embed_dim=384, depth=12, num_heads=6,
-                  decoder_embed_dim=256, decoder_depth=4, decoder_num_heads=8),
-    "base": dict(embed_dim=768, depth=12, num_heads=12,
-                 decoder_embed_dim=512, decoder_depth=8, decoder_num_heads=16),
-    "large": dict(embed_dim=1024, depth=24, num_heads=16,
-                  decoder_embed_dim=512, decoder_depth=8, decoder_num_heads=16),
-    "huge": dict(embed_dim=1280, depth=32, num_heads=16,  # 16 heads of 80, as DOFA's ViT-H/14
-                 decoder_embed_dim=512, decoder_depth=8, decoder_num_heads=16),
+    "tiny": dict(
+        embed_dim=192,
+        depth=12,
+        num_heads=3,
+        decoder_embed_dim=128,
+        decoder_depth=2,
+        decoder_num_heads=4,
+    ),
+    "small": dict(
+        embed_dim=384,
+        depth=12,
+        num_heads=6,
+        decoder_embed_dim=256,
+        decoder_depth=4,
+        decoder_num_heads=8,
+    ),
+    "base": dict(
+        embed_dim=768,
+        depth=12,
+        num_heads=12,
+        decoder_embed_dim=512,
+        decoder_depth=8,
+        decoder_num_heads=16,
+    ),
+    "large": dict(
+        embed_dim=1024,
+        depth=24,
+        num_heads=16,
+        decoder_embed_dim=512,
+        decoder_depth=8,
+        decoder_num_heads=16,
+    ),
+    "huge": dict(
+        embed_dim=1280,
+        depth=32,
+        num_heads=16,  # 16 heads of 80, as DOFA's ViT-H/14
+        decoder_embed_dim=512,
+        decoder_depth=8,
+        decoder_num_heads=16,
+    ),
 }
 
 # OFA-Net's five pre-training modalities get their own patch embedding by default.
@@ -81,8 +118,9 @@ class OFAConfig:
 
     def __post_init__(self) -> None:
         if self.img_size % self.patch_size:
-            raise BadInput(f"img_size {self.img_size} must be a multiple of patch_size "
-                           f"{self.patch_size}")
+            raise BadInput(
+                f"img_size {self.img_size} must be a multiple of patch_size {self.patch_size}"
+            )
 
     @classmethod
     def of_size(cls, size: str = "base", **overrides: Any) -> OFAConfig:
@@ -92,8 +130,9 @@ class OFAConfig:
         known = [f.name for f in dataclasses.fields(cls) if f.name != "size"]
         unknown = set(overrides) - set(known)
         if unknown:
-            raise TypeError(f"unknown architecture option(s) {sorted(unknown)}; "
-                            f"known: {sorted(known)}")
+            raise TypeError(
+                f"unknown architecture option(s) {sorted(unknown)}; known: {sorted(known)}"
+            )
         return cls(size=size, **{**SIZES[size], **overrides})
 
     @classmethod
@@ -124,8 +163,12 @@ class OFANet(nn.Module):
     any ``OFAConfig`` field as a keyword, or ``OFANet(OFAConfig(...), modalities)``.
     """
 
-    def __init__(self, config: OFAConfig | str = "base",
-                 modalities: Iterable[str | Modality] = DEFAULT_MODALITIES, **overrides: Any):
+    def __init__(
+        self,
+        config: OFAConfig | str = "base",
+        modalities: Iterable[str | Modality] = DEFAULT_MODALITIES,
+        **overrides: Any,
+    ):
         super().__init__()
         if isinstance(config, str):
             config = OFAConfig.of_size(config, **overrides)
@@ -137,21 +180,38 @@ class OFANet(nn.Module):
             m = get_modality(m) if isinstance(m, str) else m
             self.modalities[m.name] = m
         D, Dd, p = c.embed_dim, c.decoder_embed_dim, c.patch_size
-        norm_layer = partial(nn.LayerNorm, eps=1e-6)  # as MAE, timm ViT and DOFA
+        # as MAE, timm ViT and DOFA; timm's Block takes any callable that makes a norm layer
+        norm_layer = cast(type[nn.Module], partial(nn.LayerNorm, eps=1e-6))
 
         # encoder: per-modality patch embeddings, then everything shared
-        self.patch_embeds = nn.ModuleDict({
-            name: PatchEmbed(c.img_size, p, m.num_bands, D, strict_img_size=False)
-            for name, m in self.modalities.items()})
+        self.patch_embeds = nn.ModuleDict(
+            {
+                name: PatchEmbed(c.img_size, p, m.num_bands, D, strict_img_size=False)
+                for name, m in self.modalities.items()
+            }
+        )
         self.wavelength_embed = (
-            WavelengthPatchEmbed(c.wv_planes, p, D, c.wavelength_embed_padding,
-                                 c.wavelength_kernel_layout) if c.wavelength_embed else None)
+            WavelengthPatchEmbed(
+                c.wv_planes, p, D, c.wavelength_embed_padding, c.wavelength_kernel_layout
+            )
+            if c.wavelength_embed
+            else None
+        )
         self.cls_token = nn.Parameter(torch.zeros(1, 1, D))
         self.pos_embed = nn.Parameter(sincos_2d_with_cls(D, c.grid), requires_grad=False)
-        self.blocks = nn.ModuleList([
-            Block(D, c.num_heads, c.mlp_ratio, qkv_bias=True, init_values=c.init_values,
-                  norm_layer=norm_layer)  # type: ignore[arg-type]  # timm takes any callable
-            for _ in range(c.depth)])
+        self.blocks = nn.ModuleList(
+            [
+                Block(
+                    D,
+                    c.num_heads,
+                    c.mlp_ratio,
+                    qkv_bias=True,
+                    init_values=c.init_values,
+                    norm_layer=norm_layer,
+                )
+                for _ in range(c.depth)
+            ]
+        )
         # tokens end in a LayerNorm (MAE); DOFA's global-pool models have none and normalise the
         # pooled vector instead (``fc_norm``, as TorchGeo's DOFA.forward_features)
         self.norm = norm_layer(D) if c.final_norm else nn.Identity()
@@ -160,17 +220,22 @@ class OFANet(nn.Module):
         # decoder: shared blocks, per-modality pixel heads
         self.decoder_embed = nn.Linear(D, Dd)
         self.mask_token = nn.Parameter(torch.zeros(1, 1, Dd))
-        self.decoder_pos_embed = nn.Parameter(sincos_2d_with_cls(Dd, c.grid),
-                                              requires_grad=False)
-        self.decoder_blocks = nn.ModuleList([
-            Block(Dd, c.decoder_num_heads, c.mlp_ratio, qkv_bias=True,
-                  norm_layer=norm_layer)  # type: ignore[arg-type]
-            for _ in range(c.decoder_depth)])
+        self.decoder_pos_embed = nn.Parameter(sincos_2d_with_cls(Dd, c.grid), requires_grad=False)
+        self.decoder_blocks = nn.ModuleList(
+            [
+                Block(Dd, c.decoder_num_heads, c.mlp_ratio, qkv_bias=True, norm_layer=norm_layer)
+                for _ in range(c.decoder_depth)
+            ]
+        )
         self.decoder_norm = norm_layer(Dd)
-        self.decoder_heads = nn.ModuleDict({
-            name: nn.Linear(Dd, p**2 * m.num_bands) for name, m in self.modalities.items()})
-        self.wavelength_head = (WavelengthPixelHead(c.wv_planes, Dd, p, c.wavelength_head_order)
-                                if c.wavelength_embed else None)
+        self.decoder_heads = nn.ModuleDict(
+            {name: nn.Linear(Dd, p**2 * m.num_bands) for name, m in self.modalities.items()}
+        )
+        self.wavelength_head = (
+            WavelengthPixelHead(c.wv_planes, Dd, p, c.wavelength_head_order)
+            if c.wavelength_embed
+            else None
+        )
 
         # downstream heads (scene classifiers, segmentation decoders), named: heads.py
         self.heads = HeadSet(c, self.modalities)
@@ -183,8 +248,15 @@ class OFANet(nn.Module):
             nn.init.xavier_uniform_(w.view(w.shape[0], -1))
         nn.init.normal_(self.cls_token, std=0.02)
         nn.init.normal_(self.mask_token, std=0.02)
-        for module in [self.blocks, self.norm, self.fc_norm or nn.Identity(), self.decoder_embed,
-                       self.decoder_blocks, self.decoder_norm, self.decoder_heads]:
+        for module in [
+            self.blocks,
+            self.norm,
+            self.fc_norm or nn.Identity(),
+            self.decoder_embed,
+            self.decoder_blocks,
+            self.decoder_norm,
+            self.decoder_heads,
+        ]:
             module.apply(_init_linear_and_norm)
 
     # ------------------------------------------------------ patches <-> image
@@ -211,8 +283,9 @@ class OFANet(nn.Module):
         """Position embedding for a patch grid, interpolated when it is not the trained one."""
         if grid == self.config.grid:
             return pos_embed
-        return resample_abs_pos_embed(pos_embed, list(grid), list(self.config.grid),
-                                      num_prefix_tokens=1)
+        return resample_abs_pos_embed(
+            pos_embed, list(grid), list(self.config.grid), num_prefix_tokens=1
+        )
 
     # --------------------------------------------------------------- encoder
     def wavelength_codes(self, modality: Modality, device: torch.device) -> torch.Tensor:
@@ -253,16 +326,18 @@ class OFANet(nn.Module):
             x = block(x)
         return self.norm(x)
 
-    def random_masking(self, x: torch.Tensor, mask_ratio: float,
-                       generator: torch.Generator | None = None):
+    def random_masking(
+        self, x: torch.Tensor, mask_ratio: float, generator: torch.Generator | None = None
+    ):
         """Per-sample random masking by sorting random noise.
 
         x: [B, L, D] -> (kept tokens [B, L_keep, D], mask [B, L] with 1 = hidden,
         ids_restore [B, L]). Exactly int(L * (1 - mask_ratio)) patches stay visible.
         """
         if not 0.0 <= mask_ratio < 1.0:
-            raise BadInput(f"mask_ratio must be in [0, 1), got {mask_ratio}",
-                           "choose a smaller {mask_ratio}")
+            raise BadInput(
+                f"mask_ratio must be in [0, 1), got {mask_ratio}", "choose a smaller {mask_ratio}"
+            )
         B, L, D = x.shape
         len_keep = max(1, int(L * (1 - mask_ratio)))
         noise = torch.rand(B, L, device=x.device, generator=generator)
@@ -275,16 +350,26 @@ class OFANet(nn.Module):
         mask = torch.gather(mask, 1, ids_restore)
         return x_kept, mask, ids_restore
 
-    def forward_encoder(self, x: torch.Tensor, modality: Modality, mask_ratio: float,
-                        generator: torch.Generator | None = None):
+    def forward_encoder(
+        self,
+        x: torch.Tensor,
+        modality: Modality,
+        mask_ratio: float,
+        generator: torch.Generator | None = None,
+    ):
         """Normalised [B, C, H, W] -> (latent [B, 1+L_keep, D], mask [B, L], ids_restore [B, L])."""
         tokens, cls = self._embed(x, modality)
         tokens, mask, ids_restore = self.random_masking(tokens, mask_ratio, generator)
         return self._encode(tokens, cls), mask, ids_restore
 
     # --------------------------------------------------------------- decoder
-    def forward_decoder(self, latent: torch.Tensor, ids_restore: torch.Tensor,
-                        modality: Modality, grid: tuple[int, int]) -> torch.Tensor:
+    def forward_decoder(
+        self,
+        latent: torch.Tensor,
+        ids_restore: torch.Tensor,
+        modality: Modality,
+        grid: tuple[int, int],
+    ) -> torch.Tensor:
         """latent [B, 1+L_keep, D] -> pixel predictions [B, L, p*p*C] (normalised units)."""
         x = self.decoder_embed(latent)
         B, L = ids_restore.shape
@@ -298,8 +383,10 @@ class OFANet(nn.Module):
         if modality.name in self.decoder_heads:
             return self.decoder_heads[modality.name](x)
         if self.wavelength_head is None:
-            raise ModelMismatch(f"this model has no pixel head for modality '{modality.name}'",
-                                "use a checkpoint with a wavelength-conditioned embedding")
+            raise ModelMismatch(
+                f"this model has no pixel head for modality '{modality.name}'",
+                "use a checkpoint with a wavelength-conditioned embedding",
+            )
         return self.wavelength_head(x, self.wavelength_codes(modality, x.device))
 
     def patch_targets(self, imgs: torch.Tensor) -> torch.Tensor:
@@ -312,8 +399,9 @@ class OFANet(nn.Module):
             target = (target - mean) / (var + 1.0e-6) ** 0.5
         return target
 
-    def forward_loss(self, imgs: torch.Tensor, pred: torch.Tensor,
-                     mask: torch.Tensor) -> torch.Tensor:
+    def forward_loss(
+        self, imgs: torch.Tensor, pred: torch.Tensor, mask: torch.Tensor
+    ) -> torch.Tensor:
         """Mean squared error on hidden patches: normalised imgs [B, C, H, W], pred
         [B, L, p*p*C], mask [B, L] -> a scalar."""
         loss = ((pred - self.patch_targets(imgs)) ** 2).mean(dim=-1)  # [B, L], per patch
@@ -322,8 +410,14 @@ class OFANet(nn.Module):
         return (loss * mask).sum() / mask.sum()
 
     # ---------------------------------------------------------- public API
-    def forward(self, x: torch.Tensor, modality: str | Modality, mask_ratio: float = 0.75,
-                generator: torch.Generator | None = None, return_latent: bool = False):
+    def forward(
+        self,
+        x: torch.Tensor,
+        modality: str | Modality,
+        mask_ratio: float = 0.75,
+        generator: torch.Generator | None = None,
+        return_latent: bool = False,
+    ):
         """MAE step. x: [B, C, H, W] in sensor units -> (loss, pred [B, L, p*p*C], mask [B, L]),
         and the encoder's output on the visible patches [B, 1+L_keep, D] with ``return_latent``
         (what a second pre-training objective works on)."""
@@ -339,8 +433,9 @@ class OFANet(nn.Module):
         x, m = prepare(x, modality, self.modalities, self.config.patch_size)
         return self._encode(*self._embed(x, m))
 
-    def pooled_features(self, x: torch.Tensor, modality: str | Modality,
-                        pool: str = "mean") -> torch.Tensor:
+    def pooled_features(
+        self, x: torch.Tensor, modality: str | Modality, pool: str = "mean"
+    ) -> torch.Tensor:
         """One vector per image: [B, C, H, W] in sensor units -> [B, D], the mean of the patch
         tokens (through ``fc_norm`` where the model has one, as DOFA), or the class token."""
         tokens = self.forward_features(x, modality)
@@ -349,8 +444,9 @@ class OFANet(nn.Module):
         pooled = tokens[:, 1:].mean(1)
         return self.fc_norm(pooled) if self.fc_norm is not None else pooled
 
-    def forward_intermediates(self, x: torch.Tensor, modality: str | Modality,
-                              layers: Sequence[int]) -> list[torch.Tensor]:
+    def forward_intermediates(
+        self, x: torch.Tensor, modality: str | Modality, layers: Sequence[int]
+    ) -> list[torch.Tensor]:
         """Token maps after the given encoder blocks: normalised [B, C, H, W] -> one
         [B, D, h, w] per layer, through the final norm unless the source model's maps have
         none (``norm_layers=False``, DOFA v2)."""
@@ -358,7 +454,7 @@ class OFANet(nn.Module):
         grid = self._grid_of(x)
         h = self._with_cls(*self._embed(x, m))
         wanted, out = set(layers), {}
-        for i, block in enumerate(self.blocks[:max(layers) + 1]):
+        for i, block in enumerate(self.blocks[: max(layers) + 1]):
             h = block(h)
             if i in wanted:
                 normed = self.norm(h) if self.config.norm_layers else h
@@ -366,9 +462,14 @@ class OFANet(nn.Module):
         return [out[i] for i in layers]
 
     @torch.no_grad()
-    def reconstruct(self, x: torch.Tensor, modality: str | Modality, mask_ratio: float = 0.75,
-                    seed: int | None = None,
-                    keep_visible: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    def reconstruct(
+        self,
+        x: torch.Tensor,
+        modality: str | Modality,
+        mask_ratio: float = 0.75,
+        seed: int | None = None,
+        keep_visible: bool = True,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Hide patches, predict them back: [B, C, H, W] in sensor units ->
 
         (image [B, C, H, W] in the input's units: visible patches are the input itself, hidden
@@ -399,8 +500,10 @@ class OFANet(nn.Module):
 
     def extra_repr(self) -> str:
         c = self.config
-        return (f"size={c.size}, patch_size={c.patch_size}, img_size={c.img_size}, "
-                f"modalities={list(self.modalities)}")
+        return (
+            f"size={c.size}, patch_size={c.patch_size}, img_size={c.img_size}, "
+            f"modalities={list(self.modalities)}"
+        )
 
 
 def set_fused_attention(model: OFANet, enabled: bool) -> None:
@@ -428,5 +531,12 @@ def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-__all__ = ["OFANet", "OFAConfig", "SIZES", "DEFAULT_MODALITIES", "WavelengthPatchEmbed",
-           "count_parameters", "set_fused_attention"]
+__all__ = [
+    "OFANet",
+    "OFAConfig",
+    "SIZES",
+    "DEFAULT_MODALITIES",
+    "WavelengthPatchEmbed",
+    "count_parameters",
+    "set_fused_attention",
+]

@@ -17,8 +17,10 @@ def resolve_precision(precision: str, device: torch.device) -> str:
     """``auto``: bf16 on a CUDA GPU that supports it (else fp16), bf16 on a CPU with bf16
     instructions (AVX512-BF16 or AMX), else fp32. Other values are checked and returned."""
     if precision not in PRECISIONS:
-        raise BadInput(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}",
-                       "set {precision} to one of them")
+        raise BadInput(
+            f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}",
+            "set {precision} to one of them",
+        )
     if precision != "auto":
         if precision == "fp16" and device.type != "cuda":
             raise _fp16_needs_cuda()
@@ -34,8 +36,9 @@ def cpu_has_fast_bf16(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
     """Whether the CPU computes in bf16 natively (x86 AVX512-BF16 or AMX); elsewhere bf16 is
     emulated and slower than fp32."""
     try:
-        flags = next((line for line in cpuinfo.read_text().splitlines()
-                      if line.startswith("flags")), "").split()
+        flags = next(
+            (line for line in cpuinfo.read_text().splitlines() if line.startswith("flags")), ""
+        ).split()
     except OSError:
         return False
     return "avx512_bf16" in flags or "amx_bf16" in flags
@@ -52,8 +55,9 @@ def autocast_for(precision: str, device: torch.device):
 
 
 def _fp16_needs_cuda() -> BadInput:
-    return BadInput("precision fp16 needs a CUDA device",
-                    "choose bf16 or fp32 in {precision} on this machine")
+    return BadInput(
+        "precision fp16 needs a CUDA device", "choose bf16 or fp32 in {precision} on this machine"
+    )
 
 
 def fused_attention_for(precision: str, device: torch.device) -> bool:

@@ -15,12 +15,13 @@ from .model import OFANet
 from .protocol import SHIPPED_CHECKPOINT
 
 
-
 def shipped_checkpoint_path() -> Path:
     path = Path(str(resources.files(__package__) / "data" / SHIPPED_CHECKPOINT))
     if not path.is_file():
-        raise NotFound(f"the shipped checkpoint is missing from this installation ({path})",
-                       "reinstall ofa-explore")
+        raise NotFound(
+            f"the shipped checkpoint is missing from this installation ({path})",
+            "reinstall ofa-explore",
+        )
     return path
 
 
@@ -29,8 +30,9 @@ def load_pretrained(map_location: str = "cpu") -> OFANet:
     return load_checkpoint(shipped_checkpoint_path(), map_location=map_location)
 
 
-def load_model(checkpoint: str | os.PathLike | None = None, download: bool = True,
-               map_location: str = "cpu") -> OFANet:
+def load_model(
+    checkpoint: str | os.PathLike | None = None, download: bool = True, map_location: str = "cpu"
+) -> OFANet:
     """The model a user names wherever one is asked for: nothing -> the shipped one; a
     checkpoint file; or published weights by name (``dofa-base-v1``, see ``ofa_explore.weights.
     WEIGHTS``), downloaded and converted once, then kept converted in the cache."""
@@ -40,8 +42,11 @@ def load_model(checkpoint: str | os.PathLike | None = None, download: bool = Tru
         return load_pretrained(map_location)
     if Path(checkpoint).is_file() or str(checkpoint) not in WEIGHTS:
         if not Path(checkpoint).exists():
-            raise NotFound(f"{checkpoint}: no such checkpoint file, nor the name of published "
-                           f"weights ({', '.join(WEIGHTS)})", "check the {checkpoint} value")
+            raise NotFound(
+                f"{checkpoint}: no such checkpoint file, nor the name of published "
+                f"weights ({', '.join(WEIGHTS)})",
+                "check the {checkpoint} value",
+            )
         return load_checkpoint(checkpoint, map_location=map_location)
     converted = cache_dir() / f"{checkpoint}.safetensors"
     if converted.is_file():

@@ -13,9 +13,10 @@ from __future__ import annotations
 import json
 import os
 import re
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
 from .errors import BadInput, NotFound
 
@@ -40,14 +41,36 @@ class Task:
     companions: tuple[str, ...] = ()  # files written beside the output: <stem><companion>.tif
 
 
-TASKS: dict[str, Task] = {t.name: t for t in (
-    Task("classify", "class map from the checkpoint's classification head", "Classify layer",
-         "Classifying", "classes", "classes"),
-    Task("embed", "patch embeddings (all D bands) and a PCA colour view", "Embed layer",
-         "Embedding", "embedding", "embedding (PCA colours)", companions=("_pca",)),
-    Task("reconstruct", "masked reconstruction in the input's bands", "Reconstruct layer",
-         "Reconstructing", "reconstruction", "reconstruction"),
-)}
+TASKS: dict[str, Task] = {
+    t.name: t
+    for t in (
+        Task(
+            "classify",
+            "class map from the checkpoint's classification head",
+            "Classify layer",
+            "Classifying",
+            "classes",
+            "classes",
+        ),
+        Task(
+            "embed",
+            "patch embeddings (all D bands) and a PCA colour view",
+            "Embed layer",
+            "Embedding",
+            "embedding",
+            "embedding (PCA colours)",
+            companions=("_pca",),
+        ),
+        Task(
+            "reconstruct",
+            "masked reconstruction in the input's bands",
+            "Reconstruct layer",
+            "Reconstructing",
+            "reconstruction",
+            "reconstruction",
+        ),
+    )
+}
 TASK_NAMES = tuple(TASKS)
 
 
@@ -56,8 +79,9 @@ def task(name: str) -> Task:
     try:
         return TASKS[name]
     except (KeyError, TypeError):
-        raise BadInput(f"unknown task {name!r}", f"choose one of {', '.join(TASK_NAMES)}",
-                       task=name) from None
+        raise BadInput(
+            f"unknown task {name!r}", f"choose one of {', '.join(TASK_NAMES)}", task=name
+        ) from None
 
 
 # ---------------------------------------------------------------- output naming
@@ -70,8 +94,9 @@ def pca_path(path: str | os.PathLike) -> Path:
 def output_files(path: str | os.PathLike, task_name: str) -> list[Path]:
     """Every file a task writes for the output ``path``: the output and its companions."""
     path = Path(path)
-    return [path] + [path.with_name(path.stem + c + path.suffix)
-                     for c in task(task_name).companions]
+    return [path] + [
+        path.with_name(path.stem + c + path.suffix) for c in task(task_name).companions
+    ]
 
 
 def scene_output(folder: str | os.PathLike, scene: str | os.PathLike, task_name: str) -> Path:
@@ -142,15 +167,22 @@ def start_event(task_name: str, modality: str, bands: int, source: str) -> dict[
 
 
 def progress_event(done: int, total: int) -> dict[str, Any]:
-    return event("progress", done=done, total=total,
-                 percent=round(100 * done / total, 1) if total else 100.0)
+    return event(
+        "progress", done=done, total=total, percent=round(100 * done / total, 1) if total else 100.0
+    )
 
 
-def error_event(kind: str, problem: str, fix: str = "", message: str | None = None
-                ) -> dict[str, Any]:
+def error_event(
+    kind: str, problem: str, fix: str = "", message: str | None = None
+) -> dict[str, Any]:
     """An ``error`` event from its parts (``OFAError.to_event`` builds it from an error)."""
-    return event("error", kind=kind, problem=problem, fix=fix,
-                 message=problem if message is None else message)
+    return event(
+        "error",
+        kind=kind,
+        problem=problem,
+        fix=fix,
+        message=problem if message is None else message,
+    )
 
 
 def cancelled_event(message: str) -> dict[str, Any]:
@@ -166,8 +198,9 @@ def read_checkpoint_metadata(path: str | os.PathLike) -> dict[str, Any]:
     only (8 bytes of length, then the JSON header; no tensors read, no torch)."""
     path = Path(path)
     if not path.exists():
-        raise NotFound(f"the model file {path} does not exist", "choose it in {checkpoint}",
-                       path=str(path))
+        raise NotFound(
+            f"the model file {path} does not exist", "choose it in {checkpoint}", path=str(path)
+        )
     try:
         with open(path, "rb") as f:
             size = int.from_bytes(f.read(8), "little")
@@ -180,10 +213,12 @@ def read_checkpoint_metadata(path: str | os.PathLike) -> dict[str, Any]:
         if not isinstance(meta, dict):
             raise ValueError
     except (ValueError, KeyError, TypeError, OSError):  # UnicodeDecodeError is a ValueError
-        raise BadInput(f"{path.name} is not an OFA Explore model (a .safetensors file written "
-                       "by ofa-explore)", "published weights must be converted first with "
-                       "`ofa convert`, or be given by name in {checkpoint}",
-                       path=str(path)) from None
+        raise BadInput(
+            f"{path.name} is not an OFA Explore model (a .safetensors file written by ofa-explore)",
+            "published weights must be converted first with "
+            "`ofa convert`, or be given by name in {checkpoint}",
+            path=str(path),
+        ) from None
     return meta
 
 
@@ -230,8 +265,12 @@ def is_8bit(dtype: Any) -> bool:
     return str(dtype).lower() in ("uint8", "byte", "|u1", "u1")
 
 
-def sensor_candidates(sensors: Iterable[Mapping[str, Any]], band_count: int,
-                      names: Sequence[str | None] | None = None, dtype: Any = None) -> list[str]:
+def sensor_candidates(
+    sensors: Iterable[Mapping[str, Any]],
+    band_count: int,
+    names: Sequence[str | None] | None = None,
+    dtype: Any = None,
+) -> list[str]:
     """The sensors a raster may be, from its band count, band names and data type: those with
     that many bands; of them, those whose band names are the raster's (when every band is
     named and any matches); of several, the 8-bit layouts for bytes, then the ones marked for
@@ -248,8 +287,12 @@ def sensor_candidates(sensors: Iterable[Mapping[str, Any]], band_count: int,
     return [str(s["name"]) for s in candidates]
 
 
-def sensor_hint(sensors: Iterable[Mapping[str, Any]], band_count: int,
-                names: Sequence[str | None] | None = None, dtype: Any = None) -> str | None:
+def sensor_hint(
+    sensors: Iterable[Mapping[str, Any]],
+    band_count: int,
+    names: Sequence[str | None] | None = None,
+    dtype: Any = None,
+) -> str | None:
     """The one sensor the raster looks like, or None when none or several fit."""
     found = sensor_candidates(sensors, band_count, names, dtype)
     return found[0] if len(found) == 1 else None

@@ -16,9 +16,9 @@ import os
 import shutil
 import time
 import uuid
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Mapping
 
 from . import protocol
 from .engine import EngineSettings, PredictionResult, get_task, predict_raster
@@ -46,8 +46,10 @@ def expand_inputs(items: list[str]) -> list[Path]:
         if glob.has_magic(item):
             found = sorted(glob.glob(item, recursive=True))
             if not found:
-                raise FileNotFoundError(f"no file matches {item!r}; check the pattern (quote it "
-                                        "so that ofa, not the shell, expands it)")
+                raise FileNotFoundError(
+                    f"no file matches {item!r}; check the pattern (quote it "
+                    "so that ofa, not the shell, expands it)"
+                )
             scenes += [Path(f) for f in found]
         elif Path(item).suffix.lower() in LIST_SUFFIXES:
             scenes += _read_list(Path(item))
@@ -63,8 +65,9 @@ def _read_list(path: Path) -> list[Path]:
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such list of scenes")
     lines = [line.split("#", 1)[0].strip() for line in path.read_text().splitlines()]
-    scenes = [Path(line) if Path(line).is_absolute() else path.parent / line
-              for line in lines if line]
+    scenes = [
+        Path(line) if Path(line).is_absolute() else path.parent / line for line in lines if line
+    ]
     if not scenes:
         raise ValueError(f"{path} lists no scenes; write one raster path per line")
     return scenes
@@ -77,8 +80,10 @@ def scene_outputs(scenes: list[Path], task: str, folder: str | os.PathLike) -> l
     seen: dict[Path, Path] = {}
     for scene, out in zip(scenes, outputs):
         if out in seen:
-            raise ValueError(f"{seen[out]} and {scene} have the same name and would both write "
-                             f"{out}; rename one, or run them into different folders")
+            raise ValueError(
+                f"{seen[out]} and {scene} have the same name and would both write "
+                f"{out}; rename one, or run them into different folders"
+            )
         seen[out] = scene
     return outputs
 
@@ -114,8 +119,10 @@ def predict_scenes(
         scenes, folder = [Path(s).absolute() for s in scenes], folder.absolute()
     outputs = scene_outputs(scenes, task, folder)  # a name clash stops before anything is made
     folder.mkdir(parents=True, exist_ok=True)
-    jobs = [(checkpoint, scene, task, out, settings, modality, overwrite, dict(words))
-            for scene, out in zip(scenes, outputs)]
+    jobs = [
+        (checkpoint, scene, task, out, settings, modality, overwrite, dict(words))
+        for scene, out in zip(scenes, outputs)
+    ]
     if cluster is not None:
         return _on_dask(jobs, cluster, workers, on_scene)
     outcomes: list[SceneOutcome] = []
@@ -129,10 +136,17 @@ def predict_scenes(
     return outcomes
 
 
-def run_scene(checkpoint: str | None, scene: Path, task: str, output: Path,
-              settings: EngineSettings, modality: str | None, overwrite: bool,
-              words: Mapping[str, str] = API_WORDS, stop_event: str | None = None
-              ) -> SceneOutcome:
+def run_scene(
+    checkpoint: str | None,
+    scene: Path,
+    task: str,
+    output: Path,
+    settings: EngineSettings,
+    modality: str | None,
+    overwrite: bool,
+    words: Mapping[str, str] = API_WORDS,
+    stop_event: str | None = None,
+) -> SceneOutcome:
     """One scene with the model this process keeps; an error becomes the outcome's message
     (interrupts still stop the run). ``stop_event``: the name of a Dask ``Event`` that, once
     set, stops the scene at its next batch (the engine then removes what it wrote)."""
@@ -140,8 +154,16 @@ def run_scene(checkpoint: str | None, scene: Path, task: str, output: Path,
     if cancel and cancel():  # a queued scene after the run was stopped
         return SceneOutcome(scene, output, error="cancelled before it started")
     try:
-        result = predict_raster(_model(checkpoint), scene, task, output, settings=settings,
-                                modality=modality, overwrite=overwrite, cancel=cancel)
+        result = predict_raster(
+            _model(checkpoint),
+            scene,
+            task,
+            output,
+            settings=settings,
+            modality=modality,
+            overwrite=overwrite,
+            cancel=cancel,
+        )
     except Exception as err:  # noqa: BLE001 - reported per scene, the run goes on
         return SceneOutcome(scene, output, error=_one_line(err, words))
     return SceneOutcome(scene, output, result)
@@ -165,16 +187,23 @@ def _event_flag(name: str, every: float = 1.0) -> Callable[[], bool]:
         if time.monotonic() - last["time"] > every:
             last.update(time=time.monotonic(), set=event.is_set())
         return last["set"]
+
     return is_set
 
 
-def _on_dask(jobs: list[tuple], cluster: str, workers: int | None,
-             on_scene: Callable[[SceneOutcome, int, int], None] | None) -> list[SceneOutcome]:
+def _on_dask(
+    jobs: list[tuple],
+    cluster: str,
+    workers: int | None,
+    on_scene: Callable[[SceneOutcome, int, int], None] | None,
+) -> list[SceneOutcome]:
     try:
         from distributed import Client, Event, LocalCluster, as_completed, wait
     except ImportError:
-        raise MissingPart("spreading scenes over a Dask cluster needs dask.distributed",
-                          "pip install 'ofa-explore[cluster]'") from None
+        raise MissingPart(
+            "spreading scenes over a Dask cluster needs dask.distributed",
+            "pip install 'ofa-explore[cluster]'",
+        ) from None
     from .threads import usable_cores
 
     local = None
@@ -183,9 +212,14 @@ def _on_dask(jobs: list[tuple], cluster: str, workers: int | None,
         n = max(1, min(workers or cores, len(jobs)))
         # processes, one thread each: the model is not shared between threads, and each worker's
         # torch gets an equal share of the cores (Dask sets OMP_NUM_THREADS for its workers)
-        local = LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
-                             dashboard_address=None, silence_logs=logging.ERROR,
-                             env={"OMP_NUM_THREADS": str(max(1, cores // n))})
+        local = LocalCluster(
+            n_workers=n,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=None,
+            silence_logs=logging.ERROR,
+            env={"OMP_NUM_THREADS": str(max(1, cores // n))},
+        )
     client = Client(local if local is not None else cluster)
     stop = f"ofa-explore-stop-{uuid.uuid4().hex}"
     futures = {client.submit(run_scene, *job, stop, pure=False, retries=0): job for job in jobs}
@@ -219,8 +253,13 @@ def _on_dask(jobs: list[tuple], cluster: str, workers: int | None,
 def _one_line(err: BaseException, words: Mapping[str, str] = API_WORDS) -> str:
     """The error as a person reads it: its message (a KeyError's without quotes; the project's
     errors in ``words``), or its kind."""
-    message = (err.render(words) if isinstance(err, OFAError) else
-               err.args[0] if isinstance(err, KeyError) and err.args else err)
+    message = (
+        err.render(words)
+        if isinstance(err, OFAError)
+        else err.args[0]
+        if isinstance(err, KeyError) and err.args
+        else err
+    )
     return str(message).strip().splitlines()[0] if str(message).strip() else type(err).__name__
 
 

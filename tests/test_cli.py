@@ -8,9 +8,9 @@ import subprocess
 import sys
 
 import pytest
+from conftest import process_group
 from PIL import Image
 
-from conftest import process_group
 from ofa_explore import OFANet, save_checkpoint
 from ofa_explore.cli import main as cli
 
@@ -72,8 +72,10 @@ def test_demo_writes_panels_embedding_map_and_summary(tmp_path, capsys):
             assert im.width > 3 * 64 and im.mode == "RGB"
         if name != "landsat_oli_l1":  # own embeddings; Landsat's path is tested beside the model
             assert result["model_mse"] < result["baseline_mse"], (name, result)
-    with rasterio.open(summary["embedding"]["pca_geotiff"]) as pca, \
-            rasterio.open(sample_path(EMBEDDING_SCENE)) as src:
+    with (
+        rasterio.open(summary["embedding"]["pca_geotiff"]) as pca,
+        rasterio.open(sample_path(EMBEDDING_SCENE)) as src,
+    ):
         assert pca.crs == src.crs and pca.count == 3
     assert Image.open(summary["embedding"]["png"]).size[0] > 100
     printed = capsys.readouterr().out
@@ -89,8 +91,11 @@ def test_help_examples_parse():
     from ofa_explore.cli import EPILOG, build_parser
 
     parser = build_parser()
-    examples = [line.strip().split("  ")[0] for line in EPILOG.splitlines()
-                if line.strip().startswith("ofa ")]
+    examples = [
+        line.strip().split("  ")[0]
+        for line in EPILOG.splitlines()
+        if line.strip().startswith("ofa ")
+    ]
     assert len(examples) >= 4
     for example in examples:
         assert parser.parse_args(example.split()[1:]).command == example.split()[1]
@@ -109,11 +114,25 @@ def test_input_errors_print_no_progress_bar_and_name_what_was_given(tmp_path, ca
     assert "tile/s" not in err and "0tile" not in err and "%|" not in err
     assert out.read_text() == "keep me"
 
-    bare = OFANet("tiny", modalities=["rgb"], img_size=32, patch_size=8, depth=1,
-                  wavelength_embed=False)
+    bare = OFANet(
+        "tiny", modalities=["rgb"], img_size=32, patch_size=8, depth=1, wavelength_embed=False
+    )
     ckpt = save_checkpoint(bare, tmp_path / "rgb_only.safetensors")
-    assert cli(["embed", str(sample_path("naip_rgbn_2020.tif")), "-o", str(tmp_path / "n.tif"),
-                "--checkpoint", str(ckpt), "--modality", "rgbn"]) == 2
+    assert (
+        cli(
+            [
+                "embed",
+                str(sample_path("naip_rgbn_2020.tif")),
+                "-o",
+                str(tmp_path / "n.tif"),
+                "--checkpoint",
+                str(ckpt),
+                "--modality",
+                "rgbn",
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err
     assert "cannot embed 'rgbn' imagery" in err and "pass --modality" not in err
     assert "tile/s" not in err
@@ -132,11 +151,20 @@ def test_progress_json_is_the_only_stdout_and_errors_match_human_mode(shared, tm
     captured = capsys.readouterr()
     events = _events(captured.out)
     assert captured.err == ""  # no bar, no warnings
-    assert events[0] == {"event": "start", "task": "classify", "modality": "s2_l1c",
-                         "bands": 13, "input": "River_1.tif"}
+    assert events[0] == {
+        "event": "start",
+        "task": "classify",
+        "modality": "s2_l1c",
+        "bands": 13,
+        "input": "River_1.tif",
+    }
     progress = [e for e in events if e["event"] == "progress"]
-    assert progress and progress[-1] == {"event": "progress", "done": 1, "total": 1,
-                                         "percent": 100.0}
+    assert progress and progress[-1] == {
+        "event": "progress",
+        "done": 1,
+        "total": 1,
+        "percent": 100.0,
+    }
     result = events[-1]
     assert [e["event"] for e in events] == ["start"] + ["progress"] * len(progress) + ["result"]
     assert result["path"] == str(out) and out.exists() and result["pca_path"] is None
@@ -163,8 +191,9 @@ def test_progress_json_is_the_only_stdout_and_errors_match_human_mode(shared, tm
     other = tmp_path / "emb.tif"
     assert cli(["embed", str(chip), "-o", str(other), "-q"]) == 0
     captured = capsys.readouterr()
-    assert captured.out.startswith(f"wrote {other} and {tmp_path / 'emb_pca.tif'} (1 tiles of "
-                                   "s2_l1c in ")  # the modality it detected
+    assert captured.out.startswith(
+        f"wrote {other} and {tmp_path / 'emb_pca.tif'} (1 tiles of s2_l1c in "
+    )  # the modality it detected
     assert captured.out.rstrip().endswith("on cpu, fp32)")
     assert captured.err == ""
     assert cli(["embed", str(chip), "-o", str(other), "--overwrite", "--precision", "bf16"]) == 0
@@ -208,8 +237,17 @@ def test_sigterm_cancels_like_ctrl_c_and_leaves_nothing(shared, tmp_path):
     (tmp_path / "in").mkdir()
     (tmp_path / "out").mkdir()
     scene = _mosaic(shared, tmp_path / "in" / "mosaic.tif", tiles=24)  # 1024 tiles, 128 batches
-    command = [sys.executable, "-m", "ofa_explore", "classify", str(scene),
-               "-o", str(tmp_path / "out" / "out.tif"), "--progress", "json"]
+    command = [
+        sys.executable,
+        "-m",
+        "ofa_explore",
+        "classify",
+        str(scene),
+        "-o",
+        str(tmp_path / "out" / "out.tif"),
+        "--progress",
+        "json",
+    ]
     with process_group(command, env={**os.environ, "OMP_NUM_THREADS": "1"}) as proc:
         lines = []
         for line in proc.stdout:
@@ -234,15 +272,27 @@ def test_bands_pick_file_bands_before_detection(shared, tmp_path, capsys):
     chip = shared / "eurosat" / "River" / "River_1.tif"
     all_bands = ",".join(str(b) for b in range(1, 14))  # the file's order is s2_l1c's order
     assert cli(["embed", str(chip), "-o", str(tmp_path / "a.tif"), "-q"]) == 0
-    assert cli(["embed", str(chip), "-o", str(tmp_path / "b.tif"), "-q",
-                "--bands", all_bands]) == 0
+    assert cli(["embed", str(chip), "-o", str(tmp_path / "b.tif"), "-q", "--bands", all_bands]) == 0
     with rasterio.open(tmp_path / "a.tif") as a, rasterio.open(tmp_path / "b.tif") as b:
         assert a.count == b.count and np.array_equal(a.read(), b.read())
     capsys.readouterr()
 
     naip = shared / "naip" / "m_4709963_se_14_1_20200831.tif"  # R, G, B, NIR
-    assert cli(["embed", str(naip), "-o", str(tmp_path / "rgb.tif"), "--bands", "1,2,3",
-                "--progress", "json"]) == 0
+    assert (
+        cli(
+            [
+                "embed",
+                str(naip),
+                "-o",
+                str(tmp_path / "rgb.tif"),
+                "--bands",
+                "1,2,3",
+                "--progress",
+                "json",
+            ]
+        )
+        == 0
+    )
     events = _events(capsys.readouterr().out)
     assert events[0]["modality"] == "rgb" and events[0]["bands"] == 3
     assert events[-1]["event"] == "result" and events[-1]["modality"] == "rgb"
@@ -258,25 +308,40 @@ def test_bands_pick_file_bands_before_detection(shared, tmp_path, capsys):
     assert "separated by commas" in capsys.readouterr().err
 
 
-def test_published_weights_by_name_wherever_a_checkpoint_is_taken(shared, tmp_path, monkeypatch,
-                                                                  capsys):
+def test_published_weights_by_name_wherever_a_checkpoint_is_taken(
+    shared, tmp_path, monkeypatch, capsys
+):
     """`--checkpoint dofa-base-v1`: the published file (here one the test builds, placed in the
     cache as a download would) is converted once and kept converted; `ofa convert` prints its
     report and stores licence, citation and the source file's name, not the user's path."""
+    import published_layouts as layouts
     import torch
 
-    import published_layouts as layouts
     from ofa_explore import load_model, read_metadata
     from ofa_explore.weights import WEIGHTS
 
     cache = tmp_path / "cache"
     cache.mkdir()
     monkeypatch.setenv("OFA_EXPLORE_CACHE", str(cache))
-    torch.save(layouts.dofa_v1(D=768, depth=1, extras=("fc_norm",)),  # as TorchGeo files
-               cache / WEIGHTS["dofa-base-v1"].filename)
+    torch.save(
+        layouts.dofa_v1(D=768, depth=1, extras=("fc_norm",)),  # as TorchGeo files
+        cache / WEIGHTS["dofa-base-v1"].filename,
+    )
     naip = next((shared / "naip").glob("*.tif"))
-    assert cli(["embed", str(naip), "-o", str(tmp_path / "emb.tif"), "-q",
-                "--checkpoint", "dofa-base-v1"]) == 0
+    assert (
+        cli(
+            [
+                "embed",
+                str(naip),
+                "-o",
+                str(tmp_path / "emb.tif"),
+                "-q",
+                "--checkpoint",
+                "dofa-base-v1",
+            ]
+        )
+        == 0
+    )
     assert "wrote" in capsys.readouterr().out
     meta = read_metadata(cache / "dofa-base-v1.safetensors")  # converted once, kept
     assert meta["provenance"]["weights"] == "dofa-base-v1"
@@ -286,8 +351,19 @@ def test_published_weights_by_name_wherever_a_checkpoint_is_taken(shared, tmp_pa
         load_model("dofa-bsae-v1")
 
     out = tmp_path / "dofa.safetensors"
-    assert cli(["convert", str(cache / WEIGHTS["dofa-base-v1"].filename), "--from",
-                "dofa-base-v1", "-o", str(out)]) == 0
+    assert (
+        cli(
+            [
+                "convert",
+                str(cache / WEIGHTS["dofa-base-v1"].filename),
+                "--from",
+                "dofa-base-v1",
+                "-o",
+                str(out),
+            ]
+        )
+        == 0
+    )
     printed = capsys.readouterr().out
     assert "tensors mapped" in printed and "licence: CC-BY-4.0" in printed
     provenance = read_metadata(out)["provenance"]
@@ -331,11 +407,17 @@ def test_exit_codes_tell_bad_input_from_a_bug(tmp_path, capsys, monkeypatch):
 def test_missing_and_unreadable_rasters_are_bad_input(tmp_path, capsys):
     (tmp_path / "notes.tif").write_text("this is not a raster")
     for name, says in (("missing.tif", "raster not found"), ("notes.tif", "cannot read")):
-        assert cli(["embed", str(tmp_path / name), "-o", str(tmp_path / "e.tif"),
-                    "--progress", "json"]) == 2
+        assert (
+            cli(
+                ["embed", str(tmp_path / name), "-o", str(tmp_path / "e.tif"), "--progress", "json"]
+            )
+            == 2
+        )
         event = _events(capsys.readouterr().out)[-1]
         assert event["event"] == "error" and says in event["problem"], event
-    assert cli(["embed", str(tmp_path / "notes.tif"), "-o", str(tmp_path / "e.tif"),
-                "--workers", "2"]) == 2
+    assert (
+        cli(["embed", str(tmp_path / "notes.tif"), "-o", str(tmp_path / "e.tif"), "--workers", "2"])
+        == 2
+    )
     err = capsys.readouterr().err
     assert "--workers" in err and "{" not in err and "Traceback" not in err

@@ -16,8 +16,11 @@ from ofa_explore.weights import convert_dofa_v1
 dofa = pytest.importorskip("torchgeo.models.dofa", reason="torchgeo is in the [dev] extra")
 
 S2 = [0.443, 0.49, 0.56, 0.665, 0.705, 0.74, 0.783, 0.842, 0.865, 0.945, 1.375, 1.61, 2.19]
-INPUTS = {"s2": (S2, "optical"), "rgb": ([0.665, 0.56, 0.49], "optical"),
-          "sar": ([3.75, 3.75], "sar")}  # DOFA v1's SAR pseudo-wavelength (sar_wavelength)
+INPUTS = {
+    "s2": (S2, "optical"),
+    "rgb": ([0.665, 0.56, 0.49], "optical"),
+    "sar": ([3.75, 3.75], "sar"),
+}  # DOFA v1's SAR pseudo-wavelength (sar_wavelength)
 SIZES = {"base": dofa.dofa_base_patch16_224, "large": dofa.dofa_large_patch16_224}
 
 
@@ -36,9 +39,16 @@ def torchgeo_dofa(size: str) -> torch.nn.Module:
 def identity_modality(name: str, waves: list[float], kind: str) -> Modality:
     """Inputs given to both models as they are (mean 0, std 1), with these wavelengths."""
     n = len(waves)
-    return Modality(name=f"parity_{name}", bands=tuple(f"b{i}" for i in range(n)),
-                    wavelengths=tuple(waves), gsd=10.0, mean=(0.0,) * n, std=(1.0,) * n,
-                    units="normalised", kind=kind)
+    return Modality(
+        name=f"parity_{name}",
+        bands=tuple(f"b{i}" for i in range(n)),
+        wavelengths=tuple(waves),
+        gsd=10.0,
+        mean=(0.0,) * n,
+        std=(1.0,) * n,
+        units="normalised",
+        kind=kind,
+    )
 
 
 def relative(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -82,8 +92,9 @@ def legacy_embedding(self, x: torch.Tensor, wavelengths: torch.Tensor):
     weight, bias = self.weight_generator(waves)
     k = self.kernel_size
     kernel = weight.reshape(self.embed_dim, wavelengths.size(0), k, k) * self.scaler
-    out = torch.nn.functional.conv2d(x, kernel, bias.reshape(self.embed_dim) * self.scaler,
-                                     stride=k, padding=1)
+    out = torch.nn.functional.conv2d(
+        x, kernel, bias.reshape(self.embed_dim) * self.scaler, stride=k, padding=1
+    )
     return out.flatten(2).transpose(1, 2), waves
 
 
@@ -109,9 +120,9 @@ def test_wrong_kernel_layout_is_detected_as_different():
 
 
 def test_huge_has_dofas_16_heads():
-    from ofa_explore.weights.convert import heads_for
-
     import inspect
+
+    from ofa_explore.weights.convert import heads_for
 
     assert "'num_heads': 16" in inspect.getsource(dofa.dofa_huge_patch14_224)  # 1280 wide
     assert heads_for(1280) == 16

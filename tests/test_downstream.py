@@ -12,19 +12,27 @@ import numpy as np
 import pytest
 import rasterio
 import torch
+from conftest import PickleBomb, read_tif
 
 from ofa_explore import OFANet, load_checkpoint, load_pretrained
 from ofa_explore.cli import main
-from ofa_explore.downstream import (LabelError, compare_with_random_init, cross_validate,
-                                    evaluate_head, extract_features, fit_linear_probe,
-                                    fit_scene_head, fit_segmentation_head, knn_predict,
-                                    read_labelled_chips, split_folds)
+from ofa_explore.downstream import (
+    LabelError,
+    compare_with_random_init,
+    cross_validate,
+    evaluate_head,
+    extract_features,
+    fit_linear_probe,
+    fit_scene_head,
+    fit_segmentation_head,
+    knn_predict,
+    read_labelled_chips,
+    split_folds,
+)
 from ofa_explore.downstream.datasets import boxes_to_mask
 from ofa_explore.downstream.geobench import format_table, read_sample, run_geobench
 from ofa_explore.engine import predict_raster
 from ofa_explore.metrics import classification_scores, segmentation_scores
-
-from conftest import PickleBomb, read_tif
 
 
 @pytest.fixture(scope="module")
@@ -76,8 +84,9 @@ def test_linear_probe_head_reproduces_the_probe(landcover, eurosat_csv):
 def test_fine_tuning_trains_the_last_blocks_only(eurosat_csv):
     model = load_pretrained()
     first, last = (model.blocks[0].mlp.fc1.weight.clone(), model.blocks[-1].mlp.fc1.weight.clone())
-    report = fit_scene_head(model, eurosat_csv, "ft", method="finetune", trainable_blocks=1,
-                            epochs=4)
+    report = fit_scene_head(
+        model, eurosat_csv, "ft", method="finetune", trainable_blocks=1, epochs=4
+    )
     assert report["accuracy"] >= 0.2
     assert torch.equal(model.blocks[0].mlp.fc1.weight, first)
     assert not torch.equal(model.blocks[-1].mlp.fc1.weight, last)
@@ -87,8 +96,12 @@ def test_fine_tuning_trains_the_last_blocks_only(eurosat_csv):
 
 def test_saved_head_round_trips_and_drives_ofa_classify(shared, eurosat_csv, tmp_path, capsys):
     out = tmp_path / "landcover.safetensors"
-    assert main(["train-head", "--data", str(eurosat_csv), "-o", str(out), "--name",
-                 "landcover", "-q"]) == 0
+    assert (
+        main(
+            ["train-head", "--data", str(eurosat_csv), "-o", str(out), "--name", "landcover", "-q"]
+        )
+        == 0
+    )
     printed = capsys.readouterr().out
     assert "accuracy" in printed and "held-out chips" in printed
     model = load_checkpoint(out)
@@ -96,6 +109,7 @@ def test_saved_head_round_trips_and_drives_ofa_classify(shared, eurosat_csv, tmp
     assert len(info["classes"]) == 10 and len(info["colors"]) == 10
     again = tmp_path / "again.safetensors"
     from ofa_explore import save_checkpoint
+
     save_checkpoint(model, again)
     reloaded = load_checkpoint(again)
     for key, value in model.heads.state_dict().items():
@@ -103,16 +117,18 @@ def test_saved_head_round_trips_and_drives_ofa_classify(shared, eurosat_csv, tmp
 
     scene = shared / "eurosat" / "River" / "River_1.tif"
     classes_tif = tmp_path / "classes.tif"
-    assert main(["classify", str(scene), "-o", str(classes_tif), "--checkpoint", str(out),
-                 "-q"]) == 0
+    assert (
+        main(["classify", str(scene), "-o", str(classes_tif), "--checkpoint", str(out), "-q"]) == 0
+    )
     assert "classes: 0=AnnualCrop" in capsys.readouterr().out
     with rasterio.open(classes_tif) as src, rasterio.open(scene) as ref:
         assert src.crs == ref.crs and src.bounds == pytest.approx(ref.bounds, abs=1e-6)
         values = src.read(1)
         assert values.max() < 10
         assert src.tags()["class_names"].split(",")[8] == "River"
-        assert src.colormap(1)[0][:3] == tuple(int(info["colors"][0][i:i + 2], 16)
-                                               for i in (1, 3, 5))
+        assert src.colormap(1)[0][:3] == tuple(
+            int(info["colors"][0][i : i + 2], 16) for i in (1, 3, 5)
+        )
 
     assert main(["evaluate", "--data", str(eurosat_csv), "--checkpoint", str(out), "-q"]) == 0
     assert "confusion" in capsys.readouterr().out
@@ -136,8 +152,12 @@ def test_wrong_modality_and_unknown_labels_are_named(landcover, shared, tmp_path
 
     bad_columns = tmp_path / "bad.csv"
     bad_columns.write_text(f"file,class\n{chip},Forest\n")
-    assert main(["train-head", "--data", str(bad_columns), "-o", str(tmp_path / "x.safetensors"),
-                 "-q"]) == 2
+    assert (
+        main(
+            ["train-head", "--data", str(bad_columns), "-o", str(tmp_path / "x.safetensors"), "-q"]
+        )
+        == 2
+    )
     assert "needs the columns path,label" in capsys.readouterr().err
     assert not (tmp_path / "x.safetensors").exists()
 
@@ -146,8 +166,15 @@ def test_wrong_modality_and_unknown_labels_are_named(landcover, shared, tmp_path
 def test_segmentation_head_overfits_a_real_labelled_scene(neon_trees_crop, tmp_path):
     """Fine-tuned end to end without augmentation, the head memorises the tree boxes it saw."""
     model = load_pretrained()
-    report = fit_segmentation_head(model, neon_trees_crop, "trees", epochs=80, val_fraction=0.34,
-                                   trainable_blocks=-1, augment=False)
+    report = fit_segmentation_head(
+        model,
+        neon_trees_crop,
+        "trees",
+        epochs=80,
+        val_fraction=0.34,
+        trainable_blocks=-1,
+        augment=False,
+    )
     assert (report["train"], report["val"]) == (6, 3)
     assert report["losses"][-1] < 0.3 * report["losses"][0]
     assert report["train_miou"] >= 0.8, report["train_miou"]
@@ -156,8 +183,9 @@ def test_segmentation_head_overfits_a_real_labelled_scene(neon_trees_crop, tmp_p
 
     # through the engine: a per-pixel class map of the scene, as good where the head trained
     out = tmp_path / "trees.tif"
-    result = predict_raster(model, neon_trees_crop / "images" / "OSBS_029.tif", "classify", out,
-                            head="trees", overlap=0)
+    result = predict_raster(
+        model, neon_trees_crop / "images" / "OSBS_029.tif", "classify", out, head="trees", overlap=0
+    )
     assert result.class_names == ["background", "tree"]
     classes = read_tif(out)[0]
     truth = read_tif(neon_trees_crop / "masks" / "OSBS_029.tif")[0]
@@ -167,8 +195,23 @@ def test_segmentation_head_overfits_a_real_labelled_scene(neon_trees_crop, tmp_p
 
 def test_segmentation_head_from_the_cli_on_the_whole_scene(neon_trees, tmp_path, capsys):
     out = tmp_path / "trees.safetensors"
-    assert main(["train-head", "--task", "segmentation", "--data", str(neon_trees), "-o",
-                 str(out), "--epochs", "2", "-q"]) == 0
+    assert (
+        main(
+            [
+                "train-head",
+                "--task",
+                "segmentation",
+                "--data",
+                str(neon_trees),
+                "-o",
+                str(out),
+                "--epochs",
+                "2",
+                "-q",
+            ]
+        )
+        == 0
+    )
     assert "mIoU" in capsys.readouterr().out
     assert load_checkpoint(out).heads.info["segmentation"]["kind"] == "segmentation"
     assert main(["evaluate", "--data", str(neon_trees), "--checkpoint", str(out), "-q"]) == 0
@@ -211,9 +254,13 @@ def test_metrics_on_known_values():
 def test_backbone_comparison_reports_both_backbones(eurosat_csv):
     rows = compare_with_random_init(load_pretrained(), eurosat_csv, folds=3, seeds=(0,))
     assert [(r["backbone"], r["method"]) for r in rows] == [
-        ("pre-trained", "linear"), ("pre-trained", "knn"),
-        ("random init", "linear"), ("random init", "knn"),
-        ("band mean+std", "linear"), ("band mean+std", "knn")]
+        ("pre-trained", "linear"),
+        ("pre-trained", "knn"),
+        ("random init", "linear"),
+        ("random init", "knn"),
+        ("band mean+std", "linear"),
+        ("band mean+std", "knn"),
+    ]
     assert all(0.1 < r["accuracy"] <= 1 for r in rows)
 
 
@@ -233,10 +280,21 @@ class TaskSpecifications:
         self.label_type = LabelType(names)
 
 
-S2_NAMES = ["01 - Coastal aerosol", "02 - Blue", "03 - Green", "04 - Red",
-            "05 - Vegetation Red Edge", "06 - Vegetation Red Edge", "07 - Vegetation Red Edge",
-            "08 - NIR", "08A - Vegetation Red Edge", "09 - Water vapour", "10 - SWIR - Cirrus",
-            "11 - SWIR", "12 - SWIR"]
+S2_NAMES = [
+    "01 - Coastal aerosol",
+    "02 - Blue",
+    "03 - Green",
+    "04 - Red",
+    "05 - Vegetation Red Edge",
+    "06 - Vegetation Red Edge",
+    "07 - Vegetation Red Edge",
+    "08 - NIR",
+    "08A - Vegetation Red Edge",
+    "09 - Water vapour",
+    "10 - SWIR - Cirrus",
+    "11 - SWIR",
+    "12 - SWIR",
+]
 
 
 def _write_sample(path, bands: dict, label=None, order=None):
@@ -268,26 +326,36 @@ def geobench_root(shared, tmp_path_factory):
         chip = read_tif(shared / "eurosat" / row["path"]).astype(np.int16)
         name = f"id_{i:04d}"
         # stored in EuroSAT order under standard-order names, as GEO-Bench v1.0 does
-        _write_sample(task / f"{name}.hdf5", {n: chip[j] for j, n in enumerate(S2_NAMES)},
-                      classes.index(row["label"]))
+        _write_sample(
+            task / f"{name}.hdf5",
+            {n: chip[j] for j, n in enumerate(S2_NAMES)},
+            classes.index(row["label"]),
+        )
         names.append(name)
     rng = np.random.default_rng(0)
     order = rng.permutation(names).tolist()
-    (task / "default_partition.json").write_text(json.dumps(
-        {"train": order[:100], "valid": order[100:110], "test": order[110:]}))
+    (task / "default_partition.json").write_text(
+        json.dumps({"train": order[:100], "valid": order[100:110], "test": order[110:]})
+    )
     (task / "task_specs.pkl").write_bytes(pickle.dumps(TaskSpecifications(classes)))
 
     kiln = root / "classification_v1.0" / "m-brick-kiln"  # bands only DOFA-style models embed
     kiln.mkdir(parents=True)
     for i, row in enumerate(rows[:40]):
         chip = read_tif(shared / "eurosat" / row["path"]).astype(np.int16)
-        _write_sample(kiln / f"k_{i:03d}.hdf5", {n: chip[j] for j, n in enumerate(S2_NAMES)},
-                      i % 2)
-    (kiln / "default_partition.json").write_text(json.dumps(
-        {"train": [f"k_{i:03d}" for i in range(30)], "valid": [],
-         "test": [f"k_{i:03d}" for i in range(30, 40)]}))
-    (kiln / "band_stats.json").write_text(json.dumps(
-        {n: {"mean": 1000.0 + 10 * j, "std": 500.0} for j, n in enumerate(S2_NAMES)}))
+        _write_sample(kiln / f"k_{i:03d}.hdf5", {n: chip[j] for j, n in enumerate(S2_NAMES)}, i % 2)
+    (kiln / "default_partition.json").write_text(
+        json.dumps(
+            {
+                "train": [f"k_{i:03d}" for i in range(30)],
+                "valid": [],
+                "test": [f"k_{i:03d}" for i in range(30, 40)],
+            }
+        )
+    )
+    (kiln / "band_stats.json").write_text(
+        json.dumps({n: {"mean": 1000.0 + 10 * j, "std": 500.0} for j, n in enumerate(S2_NAMES)})
+    )
 
     seg = root / "segmentation_v1.0" / "m-NeonTree"
     seg.mkdir(parents=True)
@@ -295,13 +363,18 @@ def geobench_root(shared, tmp_path_factory):
     mask = boxes_to_mask(shared / "neon_rgb" / "OSBS_029.csv", (400, 400))
     seg_names = []
     for k, (r, c) in enumerate([(0, 0), (0, 200), (200, 0), (200, 200)]):
-        window = np.s_[r:r + 200, c:c + 200]
-        bands = {"Red": image[0][window], "Green": image[1][window], "Blue": image[2][window],
-                 "Canopy Height Model": np.zeros((200, 200), np.float32)}
+        window = np.s_[r : r + 200, c : c + 200]
+        bands = {
+            "Red": image[0][window],
+            "Green": image[1][window],
+            "Blue": image[2][window],
+            "Canopy Height Model": np.zeros((200, 200), np.float32),
+        }
         _write_sample(seg / f"tile_{k}.hdf5", bands, mask[window])
         seg_names.append(f"tile_{k}")
-    (seg / "default_partition.json").write_text(json.dumps(
-        {"train": seg_names[:3], "valid": [], "test": seg_names[3:]}))
+    (seg / "default_partition.json").write_text(
+        json.dumps({"train": seg_names[:3], "valid": [], "test": seg_names[3:]})
+    )
     return root
 
 
@@ -320,8 +393,9 @@ def test_geobench_folders_run_and_give_the_paper_table(geobench_root):
     assert not [h for h in model.heads if h.startswith("geobench")]  # leaves the model alone
     table = format_table(rows)
     assert "| m-eurosat | accuracy |" in table and "| m-NeonTree | mIoU |" in table
-    bare = OFANet("tiny", modalities=["s2_l1c"], img_size=64, patch_size=8, depth=1,
-                  wavelength_embed=False)
+    bare = OFANet(
+        "tiny", modalities=["s2_l1c"], img_size=64, patch_size=8, depth=1, wavelength_embed=False
+    )
     skipped = run_geobench(bare, geobench_root, tasks=["m-brick-kiln"])
     assert "wavelength-conditioned" in skipped[0]["skipped"]
     assert "| m-brick-kiln | | | | | skipped:" in format_table(skipped)
@@ -330,8 +404,21 @@ def test_geobench_folders_run_and_give_the_paper_table(geobench_root):
 
 
 def test_ofa_evaluate_benchmark_prints_the_table(geobench_root, capsys):
-    assert main(["evaluate", "--benchmark", "geobench", "--root", str(geobench_root),
-                 "--tasks", "m-eurosat", "-q"]) == 0
+    assert (
+        main(
+            [
+                "evaluate",
+                "--benchmark",
+                "geobench",
+                "--root",
+                str(geobench_root),
+                "--tasks",
+                "m-eurosat",
+                "-q",
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "| task | metric | linear probe | kNN |" in out and "| m-eurosat | accuracy |" in out
     assert main(["evaluate", "--benchmark", "geobench", "--root", "/nonexistent", "-q"]) == 2
@@ -339,10 +426,12 @@ def test_ofa_evaluate_benchmark_prints_the_table(geobench_root, capsys):
 
 
 def test_published_weight_layout_runs_the_comparison_and_wavelength_only_tasks(
-        eurosat_csv, geobench_root, tmp_path):
+    eurosat_csv, geobench_root, tmp_path
+):
     """Weights of DOFA's published layout (small widths): the backbone comparison and the
     GEO-Bench tasks that only a wavelength-conditioned embedding can take."""
     import published_layouts as layouts
+
     from ofa_explore.weights import convert_dofa_v1
 
     dofa = convert_dofa_v1(layouts.dofa_v1(D=64, depth=1))  # the layout; widths kept small

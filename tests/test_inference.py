@@ -10,6 +10,7 @@ import pytest
 import rasterio
 import torch
 from affine import Affine
+from test_io import write_tif
 
 from ofa_explore import OFANet, load_checkpoint, save_checkpoint
 from ofa_explore.cli import main as cli
@@ -17,7 +18,6 @@ from ofa_explore.demo import sample_path
 from ofa_explore.engine import TASKS, Cancelled, Task, pick_device, predict_raster, register
 from ofa_explore.errors import CLI_WORDS, BadInput, OutputError
 from ofa_explore.io import RasterError, open_raster
-from test_io import write_tif
 
 P = 8
 
@@ -25,9 +25,15 @@ P = 8
 @pytest.fixture(scope="module")
 def model() -> OFANet:
     torch.manual_seed(0)
-    m = OFANet("tiny", modalities=["s2_l1c", "s1_grd", "rgbn", "rgb"], img_size=32, patch_size=P, depth=2)
-    m.heads.add("landcover", ["Forest", "River", "Urban"], modality="s2_l1c",
-               colors=["#228b22", "#1e90ff", "#dc143c"])
+    m = OFANet(
+        "tiny", modalities=["s2_l1c", "s1_grd", "rgbn", "rgb"], img_size=32, patch_size=P, depth=2
+    )
+    m.heads.add(
+        "landcover",
+        ["Forest", "River", "Urban"],
+        modality="s2_l1c",
+        colors=["#228b22", "#1e90ff", "#dc143c"],
+    )
     return m.eval()
 
 
@@ -40,7 +46,11 @@ def test_embed_is_georeferenced_at_patch_resolution(model, shared, tmp_path):
     src_path = shared / "naip" / "m_4709963_se_14_1_20200831.tif"
     out = tmp_path / "emb.tif"
     result = predict_raster(model, src_path, "embed", out)
-    with rasterio.open(src_path) as src, rasterio.open(out) as emb, rasterio.open(result.pca_path) as pca:
+    with (
+        rasterio.open(src_path) as src,
+        rasterio.open(out) as emb,
+        rasterio.open(result.pca_path) as pca,
+    ):
         assert emb.crs == src.crs and pca.crs == src.crs
         assert emb.transform == src.transform @ Affine.scale(P)
         assert (emb.height, emb.width) == (math.ceil(src.height / P), math.ceil(src.width / P))
@@ -95,7 +105,9 @@ def test_tiled_matches_untiled(model):
     assert cosine.mean() > 0.9, cosine.mean()
     # reconstruction without masking: identical tiles give identical pixels
     rec_whole = predict_raster(model, raster, "reconstruct", tile=64, mask_ratio=0).data.values
-    rec_tiled = predict_raster(model, raster, "reconstruct", tile=32, overlap=16, mask_ratio=0).data.values
+    rec_tiled = predict_raster(
+        model, raster, "reconstruct", tile=32, overlap=16, mask_ratio=0
+    ).data.values
     assert np.corrcoef(rec_whole.ravel(), rec_tiled.ravel())[0, 1] > 0.9
 
 
@@ -113,7 +125,9 @@ def test_nodata_stays_nodata(model, tmp_path):
     floats = data.astype(np.float32)
     floats[:, 100:140, 100:140] = np.nan
     nan_path = write_tif(tmp_path / "nan.tif", floats, descriptions=["R", "G", "B", "NIR"])
-    emb = predict_raster(model, open_raster(nan_path, modality="rgbn", nodata=None), "embed").data.values
+    emb = predict_raster(
+        model, open_raster(nan_path, modality="rgbn", nodata=None), "embed"
+    ).data.values
     assert np.isnan(emb[:, 13:17, 13:17]).all() and np.isfinite(emb[:, 20:, 20:]).all()
 
 
@@ -161,7 +175,9 @@ def test_bad_outputs_and_options(model, tmp_path, monkeypatch):
         predict_raster(model, sample_path("naip_rgbn_2020.tif"), "classify")
     with pytest.raises(ValueError, match="'landcover' was trained on 's2_l1c' imagery"):
         predict_raster(model, sample_path("naip_rgbn_2020.tif"), "classify", head="landcover")
-    bare = OFANet("tiny", modalities=["rgb"], img_size=32, patch_size=P, depth=1, wavelength_embed=False)
+    bare = OFANet(
+        "tiny", modalities=["rgb"], img_size=32, patch_size=P, depth=1, wavelength_embed=False
+    )
     with pytest.raises(ValueError, match="cannot embed 's2_l1c' imagery"):
         predict_raster(bare, src, "embed")
     with pytest.raises(ValueError, match="no classification head"):
@@ -186,8 +202,15 @@ def test_cancel_leaves_nothing(model, shared, tmp_path):
         stop.set()
 
     with pytest.raises(Cancelled):
-        predict_raster(model, shared / "naip" / "m_4709963_se_14_1_20200831.tif", "embed",
-                       tmp_path / "emb.tif", batch_size=4, progress=progress, cancel=stop)
+        predict_raster(
+            model,
+            shared / "naip" / "m_4709963_se_14_1_20200831.tif",
+            "embed",
+            tmp_path / "emb.tif",
+            batch_size=4,
+            progress=progress,
+            cancel=stop,
+        )
     assert calls == [(4, calls[0][1])] and calls[0][1] > 100
     assert list(tmp_path.iterdir()) == []
 
@@ -263,14 +286,52 @@ def test_cli_round_trip(checkpoint, tmp_path, capsys):
     assert "wrote" in capsys.readouterr().out
     assert cli(["embed", str(src), "-o", str(out), "--checkpoint", str(checkpoint), "-q"]) == 2
     assert "--overwrite" in capsys.readouterr().err
-    assert cli(["classify", str(sample_path("eurosat_forest.tif")), "-o", str(tmp_path / "c.tif"),
-                "--checkpoint", str(checkpoint), "-q"]) == 0
+    assert (
+        cli(
+            [
+                "classify",
+                str(sample_path("eurosat_forest.tif")),
+                "-o",
+                str(tmp_path / "c.tif"),
+                "--checkpoint",
+                str(checkpoint),
+                "-q",
+            ]
+        )
+        == 0
+    )
     assert "0=Forest, 1=River, 2=Urban" in capsys.readouterr().out
-    assert cli(["reconstruct", str(src), "-o", str(tmp_path / "r.tif"), "--checkpoint", str(checkpoint),
-                "--modality", "s2_l1c", "-q"]) == 2
+    assert (
+        cli(
+            [
+                "reconstruct",
+                str(src),
+                "-o",
+                str(tmp_path / "r.tif"),
+                "--checkpoint",
+                str(checkpoint),
+                "--modality",
+                "s2_l1c",
+                "-q",
+            ]
+        )
+        == 2
+    )
     assert "expects 13 bands" in capsys.readouterr().err
-    assert cli(["embed", str(tmp_path / "missing.tif"), "-o", str(tmp_path / "x.tif"),
-                "--checkpoint", str(checkpoint), "-q"]) == 2
+    assert (
+        cli(
+            [
+                "embed",
+                str(tmp_path / "missing.tif"),
+                "-o",
+                str(tmp_path / "x.tif"),
+                "--checkpoint",
+                str(checkpoint),
+                "-q",
+            ]
+        )
+        == 2
+    )
     # without --checkpoint: the shipped pre-trained model
     assert cli(["embed", str(src), "-o", str(tmp_path / "shipped.tif"), "-q"]) == 0
     with rasterio.open(tmp_path / "shipped.tif") as f:
@@ -301,8 +362,13 @@ def test_patch_grid_records_the_input_extent_and_class_areas(checkpoint, tmp_pat
     printed = capsys.readouterr().out
     with rasterio.open(scene) as src, rasterio.open(out) as cls:
         bounds = src.bounds
-        assert [float(v) for v in cls.tags()["input_bounds"].split(",")] == pytest.approx(list(bounds))
-        assert cls.bounds.right - bounds.right == 3 * 10 and bounds.bottom - cls.bounds.bottom == 5 * 10
+        assert [float(v) for v in cls.tags()["input_bounds"].split(",")] == pytest.approx(
+            list(bounds)
+        )
+        assert (
+            cls.bounds.right - bounds.right == 3 * 10
+            and bounds.bottom - cls.bounds.bottom == 5 * 10
+        )
     result = predict_raster(load_checkpoint(checkpoint), scene, "classify")
     assert result.input_bounds == pytest.approx(tuple(bounds))
     assert result.data.attrs["input_bounds"] == result.input_bounds
@@ -316,12 +382,28 @@ def test_patch_grid_records_the_input_extent_and_class_areas(checkpoint, tmp_pat
         if r["pixels"]:
             assert f"{r['hectares']:,.1f} ha" in printed and r["class"] in printed
 
-    degrees = write_tif(tmp_path / "wgs84.tif", chip, crs="EPSG:4326",
-                        transform=rasterio.transform.from_origin(13.0, 52.0, 1e-4, 1e-4))
+    degrees = write_tif(
+        tmp_path / "wgs84.tif",
+        chip,
+        crs="EPSG:4326",
+        transform=rasterio.transform.from_origin(13.0, 52.0, 1e-4, 1e-4),
+    )
     geographic = predict_raster(load_checkpoint(checkpoint), degrees, "classify")
     assert all(r["hectares"] is None for r in geographic.class_areas)
-    assert cli(["classify", str(degrees), "-o", str(tmp_path / "deg.tif"), "-q",
-                "--checkpoint", str(checkpoint)]) == 0
+    assert (
+        cli(
+            [
+                "classify",
+                str(degrees),
+                "-o",
+                str(tmp_path / "deg.tif"),
+                "-q",
+                "--checkpoint",
+                str(checkpoint),
+            ]
+        )
+        == 0
+    )
     printed = capsys.readouterr().out
     for r in geographic.class_areas:
         if r["pixels"]:

@@ -10,15 +10,22 @@ import numpy as np
 import pytest
 import rasterio
 
-from ofa_explore.io import RasterError, open_raster, raster_modality, to_model_units
 from ofa_explore.demo import sample_path
+from ofa_explore.io import RasterError, open_raster, raster_modality, to_model_units
 from ofa_explore.modalities import _REGISTRY, Modality, register_modality
 
 
 def write_tif(path, data, crs="EPSG:32633", transform=None, nodata=None, descriptions=None):
     transform = transform or rasterio.transform.from_origin(500000, 5300000, 10, 10)
-    profile = dict(driver="GTiff", count=data.shape[0], height=data.shape[1], width=data.shape[2],
-                   dtype=data.dtype, transform=transform, nodata=nodata)
+    profile = dict(
+        driver="GTiff",
+        count=data.shape[0],
+        height=data.shape[1],
+        width=data.shape[2],
+        dtype=data.dtype,
+        transform=transform,
+        nodata=nodata,
+    )
     if crs:
         profile["crs"] = crs
     with rasterio.open(path, "w", **profile) as dst:
@@ -28,9 +35,15 @@ def write_tif(path, data, crs="EPSG:32633", transform=None, nodata=None, descrip
     return path
 
 
-@pytest.mark.parametrize("filename,modality,bands", [
-    ("eurosat_forest.tif", "s2_l1c", 13), ("bigearthnet_s1_20170613.tif", "s1_grd", 2),
-    ("naip_rgbn_2020.tif", "rgbn", 4), ("neon_rgb_osbs.tif", "rgb", 3)])
+@pytest.mark.parametrize(
+    "filename,modality,bands",
+    [
+        ("eurosat_forest.tif", "s2_l1c", 13),
+        ("bigearthnet_s1_20170613.tif", "s1_grd", 2),
+        ("naip_rgbn_2020.tif", "rgbn", 4),
+        ("neon_rgb_osbs.tif", "rgb", 3),
+    ],
+)
 def test_detects_modality_and_keeps_georeferencing(filename, modality, bands):
     path = sample_path(filename)
     da = open_raster(path)
@@ -84,23 +97,43 @@ def test_value_scale_detection(tmp_path):
     refl = write_tif(tmp_path / "refl.tif", dn / 10000)
     da = open_raster(refl, modality="s2_l1c")
     assert da.attrs["ofa_conversion"]["kind"] == "affine"
-    np.testing.assert_allclose(to_model_units(da.values, da.attrs["ofa_conversion"]), dn, rtol=1e-4, atol=0.5)
+    np.testing.assert_allclose(
+        to_model_units(da.values, da.attrs["ofa_conversion"]), dn, rtol=1e-4, atol=0.5
+    )
     db = open_raster(sample_path("bigearthnet_s1_20170613.tif")).values
-    lin = write_tif(tmp_path / "lin.tif", (10 ** (db / 10)).astype(np.float32), descriptions=["VV", "VH"])
+    lin = write_tif(
+        tmp_path / "lin.tif", (10 ** (db / 10)).astype(np.float32), descriptions=["VV", "VH"]
+    )
     da = open_raster(lin)
     assert da.attrs["ofa_conversion"] == {"kind": "linear_to_db"}
     np.testing.assert_allclose(to_model_units(da.values, da.attrs["ofa_conversion"]), db, atol=1e-3)
-    assert open_raster(sample_path("eurosat_forest.tif")).attrs["ofa_conversion"] == {"kind": "none"}
+    assert open_raster(sample_path("eurosat_forest.tif")).attrs["ofa_conversion"] == {
+        "kind": "none"
+    }
 
 
 def test_ambiguous_and_unknown_band_counts(tmp_path):
-    register_modality(Modality(name="test_quad", bands=("a", "b", "c", "d"), wavelengths=(0.5, 0.6, 0.7, 0.8),
-                               gsd=3, mean=(1, 1, 1, 1), std=(1, 1, 1, 1), units="u", autodetect=True))
+    register_modality(
+        Modality(
+            name="test_quad",
+            bands=("a", "b", "c", "d"),
+            wavelengths=(0.5, 0.6, 0.7, 0.8),
+            gsd=3,
+            mean=(1, 1, 1, 1),
+            std=(1, 1, 1, 1),
+            units="u",
+            autodetect=True,
+        )
+    )
     try:
         path = write_tif(tmp_path / "four.tif", np.ones((4, 16, 16), np.float32))
         with pytest.raises(RasterError) as err:
             open_raster(path)
-        assert "rgbn" in str(err.value) and "test_quad" in str(err.value) and "modality=" in str(err.value)
+        assert (
+            "rgbn" in str(err.value)
+            and "test_quad" in str(err.value)
+            and "modality=" in str(err.value)
+        )
         assert raster_modality(open_raster(path, modality="rgbn")).name == "rgbn"
     finally:
         _REGISTRY.pop("test_quad")
@@ -175,8 +208,15 @@ def test_enmap_file_is_read_by_its_own_wavelengths(shared):
 def test_wavelength_tags_in_micrometres_and_unflagged(tmp_path):
     path = tmp_path / "cube.tif"
     waves = [0.45, 0.55, 0.65, 0.85, 1.6]
-    profile = dict(driver="GTiff", width=16, height=16, count=5, dtype="float32",
-                   crs="EPSG:32633", transform=rasterio.transform.from_origin(0, 160, 10, 10))
+    profile = dict(
+        driver="GTiff",
+        width=16,
+        height=16,
+        count=5,
+        dtype="float32",
+        crs="EPSG:32633",
+        transform=rasterio.transform.from_origin(0, 160, 10, 10),
+    )
     with rasterio.open(path, "w", **profile) as dst:
         dst.write(np.random.default_rng(0).uniform(0, 3000, (5, 16, 16)).astype("float32"))
         for i, w in enumerate(waves, start=1):
@@ -209,8 +249,11 @@ def test_bands_subset_detects_on_the_chosen_bands_and_refuses_bad_numbers(shared
         assert np.array_equal(da.values, src.read([3, 2, 1]))
     chip = sample_path("eurosat_forest.tif")
     assert np.array_equal(open_raster(chip, bands=range(1, 14)).values, open_raster(chip).values)
-    with pytest.raises(RasterError, match=r"band 14 does not exist: .* has 13 bands \(bands are "
-                                          r"numbered from 1\)"):
+    with pytest.raises(
+        RasterError,
+        match=r"band 14 does not exist: .* has 13 bands \(bands are "
+        r"numbered from 1\)",
+    ):
         open_raster(chip, bands=[4, 3, 14])
     with pytest.raises(RasterError, match="band 0 does not exist"):
         open_raster(chip, bands=[0, 1, 2])

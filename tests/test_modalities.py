@@ -6,14 +6,32 @@ import glob
 
 import numpy as np
 import pytest
-
 from conftest import read_tif
-from ofa_explore.modalities import (SAR_WAVELENGTH_CONVENTIONS, Modality, get_modality,
-                                    hyperspectral_modality, list_modalities, register_modality,
-                                    sar_wavelength)
 
-REQUIRED = {"s1": 2, "s2": 9, "naip": 3, "enmap": 202, "gaofen": 4, "s2_l1c": 13, "s2_l2a": 12,
-            "s1_grd": 2, "rgb": 3, "rgbn": 4, "landsat_oli": 7, "landsat_etm": 6}
+from ofa_explore.modalities import (
+    SAR_WAVELENGTH_CONVENTIONS,
+    Modality,
+    get_modality,
+    hyperspectral_modality,
+    list_modalities,
+    register_modality,
+    sar_wavelength,
+)
+
+REQUIRED = {
+    "s1": 2,
+    "s2": 9,
+    "naip": 3,
+    "enmap": 202,
+    "gaofen": 4,
+    "s2_l1c": 13,
+    "s2_l2a": 12,
+    "s1_grd": 2,
+    "rgb": 3,
+    "rgbn": 4,
+    "landsat_oli": 7,
+    "landsat_etm": 6,
+}
 
 
 def test_builtin_modalities_and_band_counts():
@@ -54,8 +72,12 @@ def test_eurosat_band_order_and_statistics_fit_real_chips(shared):
 
 def test_bigearthnet_l2a_and_s1_statistics_fit_real_patches(shared):
     m = get_modality("s2_l2a")
-    means = [np.mean([read_tif(p).mean() for p in glob.glob(str(shared / f"bigearthnet/S2/*/*_{b}.tif"))])
-             for b in m.bands]
+    means = [
+        np.mean(
+            [read_tif(p).mean() for p in glob.glob(str(shared / f"bigearthnet/S2/*/*_{b}.tif"))]
+        )
+        for b in m.bands
+    ]
     assert np.corrcoef(means, m.mean)[0, 1] > 0.8
     s1 = get_modality("s1_grd")
     vv = np.mean([read_tif(p).mean() for p in glob.glob(str(shared / "bigearthnet/S1/*/*_VV.tif"))])
@@ -72,9 +94,16 @@ def test_unknown_name_lists_known_and_how_to_register():
 
 
 def test_register_custom_modality():
-    m = Modality(name="planetscope_test", bands=("B", "G", "R", "NIR"), wavelengths=(0.49, 0.565, 0.665, 0.865),
-                 gsd=3.0, mean=(500, 700, 800, 2500), std=(200, 250, 300, 700), units="SR x 10000",
-                 scale=1e-4)
+    m = Modality(
+        name="planetscope_test",
+        bands=("B", "G", "R", "NIR"),
+        wavelengths=(0.49, 0.565, 0.665, 0.865),
+        gsd=3.0,
+        mean=(500, 700, 800, 2500),
+        std=(200, 250, 300, 700),
+        units="SR x 10000",
+        scale=1e-4,
+    )
     register_modality(m)
     assert get_modality("planetscope_test") is m
     register_modality(m)  # the same record again is fine
@@ -86,10 +115,19 @@ def test_register_custom_modality():
 
 def test_bad_records_are_refused():
     with pytest.raises(ValueError, match="2 mean for 3 bands"):
-        Modality(name="x", bands=("a", "b", "c"), wavelengths=(1, 2, 3), gsd=1, mean=(1, 2),
-                 std=(1, 1, 1), units="u")
+        Modality(
+            name="x",
+            bands=("a", "b", "c"),
+            wavelengths=(1, 2, 3),
+            gsd=1,
+            mean=(1, 2),
+            std=(1, 1, 1),
+            units="u",
+        )
     with pytest.raises(ValueError, match="lower-case"):
-        Modality(name="My Sensor", bands=("a",), wavelengths=(1,), gsd=1, mean=(1,), std=(1,), units="u")
+        Modality(
+            name="My Sensor", bands=("a",), wavelengths=(1,), gsd=1, mean=(1,), std=(1,), units="u"
+        )
     with pytest.raises(ValueError, match="positive"):
         Modality(name="x", bands=("a",), wavelengths=(1,), gsd=1, mean=(1,), std=(0,), units="u")
 

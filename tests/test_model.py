@@ -27,7 +27,9 @@ def sample(modality, batch=2, size=IMG) -> torch.Tensor:
     m = get_modality(modality) if isinstance(modality, str) else modality
     mean = torch.tensor(m.mean).view(1, -1, 1, 1)
     std = torch.tensor(m.std).view(1, -1, 1, 1)
-    return mean + std * torch.randn(batch, m.num_bands, size, size, generator=torch.Generator().manual_seed(1))
+    return mean + std * torch.randn(
+        batch, m.num_bands, size, size, generator=torch.Generator().manual_seed(1)
+    )
 
 
 def check_shapes(model, x, modality):
@@ -81,7 +83,9 @@ def test_reconstruct_keeps_visible_patches_and_returns_its_mask():
     assert not torch.allclose(image[~visible], x[~visible])  # hidden ones are predictions
     # the mask is whole patches, 75% of them
     patches = mask[:, 0, ::PATCH, ::PATCH]
-    assert torch.equal(mask, patches.repeat_interleave(PATCH, 1).repeat_interleave(PATCH, 2)[:, None])
+    assert torch.equal(
+        mask, patches.repeat_interleave(PATCH, 1).repeat_interleave(PATCH, 2)[:, None]
+    )
     assert patches.sum().item() == 2 * (L - int(L * 0.25))
     # the same seed repeats, another seed differs
     again, mask_again = model.reconstruct(x, "rgbn", mask_ratio=0.75, seed=7)
@@ -107,7 +111,7 @@ def test_loss_falls_when_overfitting_real_eurosat_batch(eurosat_batch):
     model.train()
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
     losses = []
-    for step in range(40):
+    for _ in range(40):
         loss, _, _ = model(eurosat_batch, "s2_l1c", mask_ratio=0.75)
         opt.zero_grad()
         loss.backward()
@@ -144,7 +148,9 @@ def test_position_embeddings_interpolate_for_other_sizes():
     pos = model._pos(model.pos_embed, (3, 6))
     assert pos.shape == (1, 19, model.config.embed_dim)
     assert torch.equal(pos[:, 0], model.pos_embed[:, 0])  # class slot kept
-    assert model._pos(model.pos_embed, model.config.grid) is model.pos_embed  # trained size untouched
+    assert (
+        model._pos(model.pos_embed, model.config.grid) is model.pos_embed
+    )  # trained size untouched
     big = model.forward_features(sample("s2", size=64), "s2")
     assert big.shape[1] == 1 + 64
 
@@ -213,8 +219,9 @@ def test_head_refuses_other_modality():
     model = small_model(["s2_l1c", "rgb"])
     model.heads.add("landcover", ["a", "b"], modality="s2_l1c")
     assert classify(model, sample("s2_l1c"), "s2_l1c").shape == (2, 2)
-    with pytest.raises(ModelMismatch, match="no scene head of this model takes 'rgb'.*landcover "
-                                            "for s2_l1c") as err:
+    with pytest.raises(
+        ModelMismatch, match="no scene head of this model takes 'rgb'.*landcover for s2_l1c"
+    ) as err:
         classify(model, sample("rgb"), "rgb")
     assert "`ofa train-head` with --modality rgb" in err.value.render(CLI_WORDS)  # no CLI words
     assert "--" not in str(err.value)  # in the API's own words

@@ -29,8 +29,13 @@ def workshop_folder(tmp_path: Path) -> Path:
 
 
 def outputs(nb, kind: str | None = None):
-    return [o for c in nb.cells if c.cell_type == "code" for o in c.outputs
-            if kind is None or o.output_type == kind]
+    return [
+        o
+        for c in nb.cells
+        if c.cell_type == "code"
+        for o in c.outputs
+        if kind is None or o.output_type == kind
+    ]
 
 
 def shown_text(nb) -> str:
@@ -58,16 +63,21 @@ def test_notebook_runs_top_to_bottom(path, tmp_path):
     for cell in nb.cells:
         if cell.cell_type == "code":
             assert not cell.outputs and cell.execution_count is None, "store without outputs"
-    NotebookClient(nb, timeout=300, kernel_name="python3",
-                   resources={"metadata": {"path": str(workshop_folder(tmp_path))}}).execute()
+    NotebookClient(
+        nb,
+        timeout=300,
+        kernel_name="python3",
+        resources={"metadata": {"path": str(workshop_folder(tmp_path))}},
+    ).execute()
     assert not outputs(nb, "error")
     stderr = [o["text"] for o in outputs(nb, "stream") if o["name"] == "stderr"]
     assert not stderr, stderr  # warnings and text progress bars show as pink boxes
     text = shown_text(nb)
     assert not MACHINE_PATH.search(text), MACHINE_PATH.search(text)
     assert "sha256" not in text
-    widgets = [o for o in outputs(nb) if "application/vnd.jupyter.widget-view+json"
-               in o.get("data", {})]
+    widgets = [
+        o for o in outputs(nb) if "application/vnd.jupyter.widget-view+json" in o.get("data", {})
+    ]
     if "Explorer" in path.read_text() or "Map(" in path.read_text():
         assert widgets, "the notebook's widgets produced no view"
     if path.name.startswith("04"):
@@ -106,8 +116,10 @@ def test_resume_exercise_after_a_kernel_restart(tmp_path):
         assert said, reply["stdout"]
         assert int(said.group(2)) >= 100 and not os.path.isabs(said.group(1))
         assert (folder / "runs" / "tiny-ofa" / "model.safetensors").is_file()
-        steps = [int(line.split(",")[0]) for line in
-                 (folder / "runs" / "tiny-ofa" / "log.csv").read_text().splitlines()[1:]]
+        steps = [
+            int(line.split(",")[0])
+            for line in (folder / "runs" / "tiny-ofa" / "log.csv").read_text().splitlines()[1:]
+        ]
         assert steps[-1] == 599 and sorted(set(steps)) == list(range(600))
     finally:
         kc.stop_channels()
@@ -131,5 +143,8 @@ def _run(kc, code: str, timeout: float = 300) -> dict:
     reply = kc.get_shell_msg(timeout=timeout)
     while reply["parent_header"].get("msg_id") != msg_id:
         reply = kc.get_shell_msg(timeout=timeout)
-    return {"status": reply["content"]["status"], "stdout": "".join(stdout),
-            "traceback": reply["content"].get("traceback")}
+    return {
+        "status": reply["content"]["status"],
+        "stdout": "".join(stdout),
+        "traceback": reply["content"].get("traceback"),
+    }

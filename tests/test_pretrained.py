@@ -48,11 +48,18 @@ def test_reconstructs_every_shipped_sample_better_than_the_baseline(model, filen
 def wavelength_path_errors(model, x, modality) -> tuple[float, float, float]:
     """Hidden-pixel MSE of the shipped model, of the same network randomly initialised, and of
     the trivial baseline, over five masks."""
-    runs = [(reconstruction_scores(model, x, modality, seed=s),
-             reconstruction_scores(random_init_like(model), x, modality, seed=s))
-            for s in range(5)]
-    return (sum(a["model_mse"] for a, _ in runs) / 5, sum(b["model_mse"] for _, b in runs) / 5,
-            sum(a["baseline_mse"] for a, _ in runs) / 5)
+    runs = [
+        (
+            reconstruction_scores(model, x, modality, seed=s),
+            reconstruction_scores(random_init_like(model), x, modality, seed=s),
+        )
+        for s in range(5)
+    ]
+    return (
+        sum(a["model_mse"] for a, _ in runs) / 5,
+        sum(b["model_mse"] for _, b in runs) / 5,
+        sum(a["baseline_mse"] for a, _ in runs) / 5,
+    )
 
 
 def test_wavelength_path_sample_is_reconstructed_by_a_trained_path(model):
@@ -84,8 +91,9 @@ def etm_layout_scene(shared, path):
         with rasterio.open(shared / "landsat" / "l8_gulf_coast" / f"{band}.tif") as src:
             window = Window(200, 150, 200, 180)
             bands.append(src.read(1, window=window))
-            profile = src.profile | dict(count=6, width=200, height=180, nodata=0,
-                                         transform=src.window_transform(window))
+            profile = src.profile | dict(
+                count=6, width=200, height=180, nodata=0, transform=src.window_transform(window)
+            )
     with rasterio.open(path, "w", **profile) as dst:
         dst.write(np.stack(bands))
     return path
@@ -102,8 +110,11 @@ def test_shipped_model_embeds_and_reconstructs_landsat_and_enmap(shared, tmp_pat
     from ofa_explore.cli import main
     from ofa_explore.io import open_raster, raster_modality
 
-    path = (etm_layout_scene(shared, tmp_path / "etm.tif") if scene == "landsat_etm" else
-            shared / "enmap_potsdam" / "images" / "enmap_potsdam_tile_96_0.tif")
+    path = (
+        etm_layout_scene(shared, tmp_path / "etm.tif")
+        if scene == "landsat_etm"
+        else shared / "enmap_potsdam" / "images" / "enmap_potsdam_tile_96_0.tif"
+    )
     m = raster_modality(open_raster(path))
     assert m.name == ("landsat_etm" if scene == "landsat_etm" else "hyperspectral")
     for task in ("embed", "reconstruct"):
@@ -115,10 +126,11 @@ def test_shipped_model_embeds_and_reconstructs_landsat_and_enmap(shared, tmp_pat
             assert res.bounds == pytest.approx(src.bounds) or task == "embed"
             data = res.read()
             whole = (src.height // 8, src.width // 8) if task == "embed" else src.shape
-        assert np.isfinite(data[:, :whole[0], :whole[1]]).all()  # every whole patch / pixel
+        assert np.isfinite(data[:, : whole[0], : whole[1]]).all()  # every whole patch / pixel
         if task == "reconstruct":
             assert data.shape == (m.num_bands, *res.shape)
     import torch
+
     x = torch.from_numpy(open_raster(path).values[None, :, :32, :32].astype("float32"))
     trained, untrained, baseline = wavelength_path_errors(load_pretrained(), x, m)
     assert trained < 0.7 * untrained, (trained, untrained, baseline)
@@ -167,8 +179,9 @@ def test_shipped_model_classifies_enmap_after_a_head_is_trained(shared, tmp_path
     assert report["val"] > 0 and 0 <= report["miou"] <= 1
     saved = load_checkpoint(save_checkpoint(model, tmp_path / "enmap.safetensors"))
     tile = source / "images" / "enmap_potsdam_tile_96_96.tif"
-    result = predict_raster(saved, tile, "classify", tmp_path / "classes.tif",
-                            head="enmap_landcover")
+    result = predict_raster(
+        saved, tile, "classify", tmp_path / "classes.tif", head="enmap_landcover"
+    )
     with rasterio.open(tile) as src, rasterio.open(result.path) as out:
         assert out.crs == src.crs and out.bounds == pytest.approx(src.bounds)
         classes = out.read(1)

@@ -25,21 +25,28 @@ from ofa_explore.pretraining.train import main as train_main
 ROOT = Path(__file__).resolve().parents[1]
 
 
-CONTRASTIVE = {"objective": {"contrastive": 1.0, "temperature": 0.2, "projection_dim": 32,
-                              "hidden_dim": 64},
-               "augment": {"gain": 0.1, "band_gain": 0.05, "band_offset": 0.05,
-                           "band_dropout": 0.1},
-               "crop_scale": [0.45, 1.0]}
+CONTRASTIVE = {
+    "objective": {"contrastive": 1.0, "temperature": 0.2, "projection_dim": 32, "hidden_dim": 64},
+    "augment": {"gain": 0.1, "band_gain": 0.05, "band_offset": 0.05, "band_dropout": 0.1},
+    "crop_scale": [0.45, 1.0],
+}
 
 
 def config(shared: Path, out: Path, **overrides) -> dict:
     cfg = {
         "model": {"size": "tiny", "patch_size": 8, "img_size": 32, "arch": {"depth": 2}},
-        "data": [{"modality": "s2_l1c", "paths": [str(shared / "eurosat/*/*.tif")], "weight": 2.0},
-                 {"modality": "rgbn", "paths": [str(shared / "naip/*2019*.tif")], "split": "rows"}],
+        "data": [
+            {"modality": "s2_l1c", "paths": [str(shared / "eurosat/*/*.tif")], "weight": 2.0},
+            {"modality": "rgbn", "paths": [str(shared / "naip/*2019*.tif")], "split": "rows"},
+        ],
         "optim": {"lr": 1e-3, "warmup_steps": 5},
-        "steps": 20, "batch_size": 8, "checkpoint_every": 5, "keep_last": 2, "val_batches": 2,
-        "output_dir": str(out), "seed": 3,
+        "steps": 20,
+        "batch_size": 8,
+        "checkpoint_every": 5,
+        "keep_last": 2,
+        "val_batches": 2,
+        "output_dir": str(out),
+        "seed": 3,
     }
     cfg.update(copy.deepcopy(overrides))
     return cfg
@@ -58,15 +65,22 @@ def read_log(out: Path) -> list[dict]:
 
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])  # bf16 on a CPU: plain attention
 def test_twenty_steps_on_real_data_lower_the_loss(shared, tmp_path, precision):
-    cfg = config(shared, tmp_path / "run", precision=precision,
-                 data=[{"modality": "s2_l1c", "paths": [str(shared / "eurosat/*/*.tif")]}])
+    cfg = config(
+        shared,
+        tmp_path / "run",
+        precision=precision,
+        data=[{"modality": "s2_l1c", "paths": [str(shared / "eurosat/*/*.tif")]}],
+    )
     final = train(load_config(cfg), Path.cwd(), quiet=True)
     losses = [float(r["loss"]) for r in read_log(tmp_path / "run")]
     assert len(losses) == 20
     assert sum(losses[-5:]) / 5 < 0.8 * sum(losses[:5]) / 5, losses
     model = load_checkpoint(final)
     assert model.provenance["steps"] == 20 and model.provenance["val_loss"] > 0
-    assert sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir()) == ["step_0000015", "step_0000020"]
+    assert sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir()) == [
+        "step_0000015",
+        "step_0000020",
+    ]
 
 
 def test_sigkill_then_resume_continues_exactly(shared, tmp_path, monkeypatch):
@@ -76,11 +90,18 @@ def test_sigkill_then_resume_continues_exactly(shared, tmp_path, monkeypatch):
     set_threads(2)
     steps = 120
     reference = tmp_path / "reference"
-    train(load_config(config(shared, reference, steps=steps, checkpoint_every=20)), Path.cwd(), quiet=True)
+    train(
+        load_config(config(shared, reference, steps=steps, checkpoint_every=20)),
+        Path.cwd(),
+        quiet=True,
+    )
     killed = tmp_path / "killed"
     path = write_config(tmp_path, config(shared, killed, steps=steps, checkpoint_every=20))
-    proc = subprocess.Popen([sys.executable, "-m", "ofa_explore.pretraining.train", "--config",
-                             str(path), "-q"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ofa_explore.pretraining.train", "--config", str(path), "-q"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.time() + 120
     while time.time() < deadline:
         if (killed / "log.csv").exists() and len(read_log(killed)) >= 50:
@@ -94,8 +115,12 @@ def test_sigkill_then_resume_continues_exactly(shared, tmp_path, monkeypatch):
     start = int(resume_from.name.split("_")[1])
     assert 20 <= start <= stopped_at
     # resumed with the old spelling, kept for one release: it says so in one line, and works
-    resumed = subprocess.run([sys.executable, "-m", "pretraining.train", "--config", str(path),
-                              "-q", "--resume"], capture_output=True, text=True, cwd=ROOT)
+    resumed = subprocess.run(
+        [sys.executable, "-m", "pretraining.train", "--config", str(path), "-q", "--resume"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert "`-m pretraining.train` is deprecated" in resumed.stderr.splitlines()[0]
     ref_rows = {int(r["step"]): r for r in read_log(reference)}
@@ -120,13 +145,30 @@ def test_torchrun_two_gloo_processes_hold_identical_weights(shared, tmp_path):
     cfg["data"][0]["band_subsets"] = 0.5
     path = write_config(tmp_path, cfg)
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    res = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
-                          "--nproc_per_node=2", "-m", "ofa_explore.pretraining.train", "--config", str(path),
-                          "-q"],
-                         capture_output=True, text=True, env=env, timeout=300)
+    res = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node=2",
+            "-m",
+            "ofa_explore.pretraining.train",
+            "--config",
+            str(path),
+            "-q",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
     assert res.returncode == 0, res.stderr[-2000:]
-    digests = {line.split()[1]: line.split()[-1] for line in res.stdout.splitlines()
-               if line.startswith("rank ") and "sha256" in line}
+    digests = {
+        line.split()[1]: line.split()[-1]
+        for line in res.stdout.splitlines()
+        if line.startswith("rank ") and "sha256" in line
+    }
     assert set(digests) == {"0", "1"} and digests["0"] == digests["1"]
     assert len(read_log(tmp_path / "ddp")) == 6  # rank 0 alone logs
     assert (tmp_path / "ddp" / "model.safetensors").exists()
@@ -180,9 +222,14 @@ def test_ofa_pretrain_calls_the_training_function(shared, tmp_path, capsys):
 
 def test_attention_kernel_is_picked_for_the_device(shared, tmp_path):
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
-    picked = {(d.type, p, a): fused_attention(load_config(config(shared, tmp_path, precision=p,
-                                                                 attention=a)), d)
-              for d in (cpu, cuda) for p in ("fp32", "bf16") for a in ("auto", "fused", "math")}
+    picked = {
+        (d.type, p, a): fused_attention(
+            load_config(config(shared, tmp_path, precision=p, attention=a)), d
+        )
+        for d in (cpu, cuda)
+        for p in ("fp32", "bf16")
+        for a in ("auto", "fused", "math")
+    }
     assert picked[("cpu", "bf16", "auto")] is False  # the CPU's fused bf16 backward is slow
     assert picked[("cpu", "fp32", "auto")] and picked[("cuda", "bf16", "auto")]
     assert all(v == (a == "fused") for (_, _, a), v in picked.items() if a != "auto")
@@ -197,9 +244,11 @@ def test_random_resized_crops_zoom_into_the_chips(shared, tmp_path):
     plain = ChipSampler(sources, seed=0).views_for(0)[1][0].x
     zoomed = ChipSampler(sources, seed=0, crop_scale=cfg.crop_scale).views_for(0)[1][0].x
     assert plain.shape == zoomed.shape
+
     # a 16-pixel window blown up to 32: neighbouring pixels differ less than in a plain chip
     def roughness(x):
         return (x[..., 1:] - x[..., :-1]).abs().mean() / x.std()
+
     assert roughness(zoomed) < 0.8 * roughness(plain)
 
 
@@ -217,7 +266,12 @@ def test_corrupt_checkpoint_is_refused_on_resume(shared, tmp_path, capsys):
     data[-100] ^= 0xFF
     state.write_bytes(bytes(data))
     with pytest.raises(CheckpointError, match="corrupt"):
-        train(load_config(config(shared, out, steps=8, checkpoint_every=5)), Path.cwd(), resume=True, quiet=True)
+        train(
+            load_config(config(shared, out, steps=8, checkpoint_every=5)),
+            Path.cwd(),
+            resume=True,
+            quiet=True,
+        )
     (latest_checkpoint(out) / "model.safetensors").unlink()
     with pytest.raises(CheckpointError, match="not a complete training checkpoint"):
         train(load_config(config(shared, out, steps=8)), Path.cwd(), resume=True, quiet=True)
@@ -230,11 +284,22 @@ def wavelength_config(shared: Path, out: Path, **overrides) -> dict:
     cfg["model"]["wavelength_embed"] = True
     cfg["data"] = [
         {"modality": "s2_l1c", "paths": [str(shared / "eurosat/*/*.tif")], "band_subsets": 0.5},
-        {"modality": "landsat_oli_l1", "paths": [str(shared / "landsat/l8_gulf_coast")],
-         "stack_folders": True, "band_files": "B[1-79].tif", "embedding": "wavelength",
-         "split": "rows", "band_subsets": 0.5},
-        {"modality": "auto", "paths": [str(shared / "enmap_potsdam/images/*.tif")],
-         "embedding": "wavelength", "chip_size": 32, "batch_size": 4},
+        {
+            "modality": "landsat_oli_l1",
+            "paths": [str(shared / "landsat/l8_gulf_coast")],
+            "stack_folders": True,
+            "band_files": "B[1-79].tif",
+            "embedding": "wavelength",
+            "split": "rows",
+            "band_subsets": 0.5,
+        },
+        {
+            "modality": "auto",
+            "paths": [str(shared / "enmap_potsdam/images/*.tif")],
+            "embedding": "wavelength",
+            "chip_size": 32,
+            "batch_size": 4,
+        },
     ]
     return cfg
 
@@ -244,21 +309,32 @@ def test_contrastive_run_resumes_exactly_with_its_projector(shared, tmp_path):
     an uninterrupted run, projector and optimiser state included."""
     steps, every = 10, 5
     reference = tmp_path / "reference"
-    train(load_config(wavelength_config(shared, reference, steps=steps, checkpoint_every=every)),
-          Path.cwd(), quiet=True)
+    train(
+        load_config(wavelength_config(shared, reference, steps=steps, checkpoint_every=every)),
+        Path.cwd(),
+        quiet=True,
+    )
     state = latest_checkpoint(reference) / "state.safetensors"
     from ofa_explore.checkpoint import read_tensors
     from ofa_explore.pretraining.train import STATE_FORMAT
+
     tensors, _ = read_tensors(state, STATE_FORMAT)
     assert any(k.startswith("projector.") for k in tensors)
 
     resumed = tmp_path / "resumed"
     (resumed / "checkpoints").mkdir(parents=True)
     import shutil
-    shutil.copytree(reference / "checkpoints" / f"step_{every:07d}",
-                    resumed / "checkpoints" / f"step_{every:07d}")
-    train(load_config(wavelength_config(shared, resumed, steps=steps, checkpoint_every=every)),
-          Path.cwd(), resume=True, quiet=True)
+
+    shutil.copytree(
+        reference / "checkpoints" / f"step_{every:07d}",
+        resumed / "checkpoints" / f"step_{every:07d}",
+    )
+    train(
+        load_config(wavelength_config(shared, resumed, steps=steps, checkpoint_every=every)),
+        Path.cwd(),
+        resume=True,
+        quiet=True,
+    )
     ref_rows = {int(r["step"]): r for r in read_log(reference)}
     rows = read_log(resumed)
     assert [int(r["step"]) for r in rows] == list(range(every, steps))
@@ -302,33 +378,41 @@ def test_landsat_and_enmap_train_the_wavelength_path(shared, tmp_path):
     assert subsets and all(3 <= m.num_bands < 13 for m in subsets)  # some steps, fewer bands
     for views in seen["s2_l1c"]:  # the two views: same windows, augmented independently
         assert views[0].x.shape[0] == views[1].x.shape[0]
-        assert not torch.equal(views[0].x[:, :views[1].x.shape[1]], views[1].x)
+        assert not torch.equal(views[0].x[:, : views[1].x.shape[1]], views[1].x)
 
     torch.manual_seed(cfg.seed)
     before = {k: v.clone() for k, v in build_model(cfg).state_dict().items()}
     final = train(cfg, Path.cwd(), quiet=True)
     after = load_checkpoint(final).state_dict()
     for prefix in ("wavelength_embed.", "wavelength_head."):
-        moved = [k for k in before if k.startswith(prefix)
-                 and not torch.allclose(before[k], after[k].float())]
+        moved = [
+            k
+            for k in before
+            if k.startswith(prefix) and not torch.allclose(before[k], after[k].float())
+        ]
         assert moved, f"{prefix} did not train"
     logged = {r["modality"] for r in read_log(tmp_path / "run")}
     assert "landsat_oli_l1" in logged or "hyperspectral" in logged
 
 
-@pytest.mark.parametrize("change, message", [
-    (lambda c: c["data"][1].update(embedding="both"), "embedding must be own or wavelength"),
-    (lambda c: c["data"][2].update(embedding="own"), "add 'embedding: wavelength'"),
-    (lambda c: c["model"].update(wavelength_embed=False), "set model.wavelength_embed: true"),
-    (lambda c: c["data"][0].update(band_subsets=1.5), "band_subsets is a share of steps"),
-    (lambda c: c["data"][2].update(chip_size=36), "chip_size 36 must be a multiple"),
-    (lambda c: c["objective"].update(contrastive=-1), "objective.contrastive is a loss weight"),
-    (lambda c: c["objective"].update(temperature=0), "objective.temperature must be positive"),
-    (lambda c: c["objective"].update(projector=3), "unknown key 'objective.projector'"),
-    (lambda c: c["augment"].update(band_dropout=1.0), "augment.band_dropout must be in"),
-    (lambda c: c["model"].update(modalities=["s2_l1c", "landsat_oli_l1"]),
-     "the model gives 'landsat_oli_l1' an embedding of its own"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (lambda c: c["data"][1].update(embedding="both"), "embedding must be own or wavelength"),
+        (lambda c: c["data"][2].update(embedding="own"), "add 'embedding: wavelength'"),
+        (lambda c: c["model"].update(wavelength_embed=False), "set model.wavelength_embed: true"),
+        (lambda c: c["data"][0].update(band_subsets=1.5), "band_subsets is a share of steps"),
+        (lambda c: c["data"][2].update(chip_size=36), "chip_size 36 must be a multiple"),
+        (lambda c: c["objective"].update(contrastive=-1), "objective.contrastive is a loss weight"),
+        (lambda c: c["objective"].update(temperature=0), "objective.temperature must be positive"),
+        (lambda c: c["objective"].update(projector=3), "unknown key 'objective.projector'"),
+        (lambda c: c["augment"].update(band_dropout=1.0), "augment.band_dropout must be in"),
+        (
+            lambda c: c["model"].update(modalities=["s2_l1c", "landsat_oli_l1"]),
+            "the model gives 'landsat_oli_l1' an embedding of its own",
+        ),
+    ],
+)
 def test_new_config_keys_are_validated_with_named_errors(shared, tmp_path, change, message):
     cfg = wavelength_config(shared, tmp_path)
     change(cfg)

@@ -15,63 +15,89 @@ from ofa_explore.errors import API_WORDS, CLI_WORDS, BadInput, NotFound, render_
 
 def test_stdlib_only():
     """Importing protocol and errors loads neither torch nor numpy (QGIS ships a copy)."""
-    code = ("import sys, importlib.util, pathlib\n"
-            "for name in ('errors', 'protocol'):\n"
-            "    spec = importlib.util.spec_from_file_location(\n"
-            "        'ofa_explore.' + name, pathlib.Path('ofa_explore') / (name + '.py'))\n"
-            "    m = importlib.util.module_from_spec(spec); sys.modules[spec.name] = m\n"
-            "    spec.loader.exec_module(m)\n"
-            "print(sorted(n for n in ('numpy', 'torch', 'rasterio') if n in sys.modules))\n")
+    code = (
+        "import sys, importlib.util, pathlib\n"
+        "for name in ('errors', 'protocol'):\n"
+        "    spec = importlib.util.spec_from_file_location(\n"
+        "        'ofa_explore.' + name, pathlib.Path('ofa_explore') / (name + '.py'))\n"
+        "    m = importlib.util.module_from_spec(spec); sys.modules[spec.name] = m\n"
+        "    spec.loader.exec_module(m)\n"
+        "print(sorted(n for n in ('numpy', 'torch', 'rasterio') if n in sys.modules))\n"
+    )
     root = Path(protocol.__file__).parents[1]
-    out = subprocess.run([sys.executable, "-I", "-c", code], cwd=root, capture_output=True,
-                         text=True, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-I", "-c", code], cwd=root, capture_output=True, text=True, check=True
+    ).stdout
     assert out.strip() == "[]"
 
 
 def test_tasks_and_output_names(tmp_path):
     assert protocol.TASK_NAMES == ("classify", "embed", "reconstruct")
     assert [protocol.task(n).suffix for n in protocol.TASK_NAMES] == [
-        "classes", "embedding", "reconstruction"]
+        "classes",
+        "embedding",
+        "reconstruction",
+    ]
     with pytest.raises(BadInput, match="unknown task 'segment'"):
         protocol.task("segment")
-    assert protocol.scene_output(tmp_path, "a/b/scene.v2.tif", "embed") == \
-        tmp_path / "scene.v2_embed.tif"
-    assert protocol.output_files(tmp_path / "e.tif", "embed") == [tmp_path / "e.tif",
-                                                                   tmp_path / "e_pca.tif"]
+    assert (
+        protocol.scene_output(tmp_path, "a/b/scene.v2.tif", "embed")
+        == tmp_path / "scene.v2_embed.tif"
+    )
+    assert protocol.output_files(tmp_path / "e.tif", "embed") == [
+        tmp_path / "e.tif",
+        tmp_path / "e_pca.tif",
+    ]
     assert protocol.pca_path(tmp_path / "e.tif") == tmp_path / "e_pca.tif"
     first = protocol.layer_output(tmp_path, "S2 scene / 2024", "classify")
     assert first == tmp_path / "S2_scene_2024_classes.tif"
     first.write_bytes(b"x")
-    assert protocol.layer_output(tmp_path, "S2 scene / 2024", "classify").name == \
-        "S2_scene_2024_classes_2.tif"
-    assert protocol.layer_output(tmp_path, "***", "reconstruct").name == \
-        "layer_reconstruction.tif"
+    assert (
+        protocol.layer_output(tmp_path, "S2 scene / 2024", "classify").name
+        == "S2_scene_2024_classes_2.tif"
+    )
+    assert protocol.layer_output(tmp_path, "***", "reconstruct").name == "layer_reconstruction.tif"
 
 
 def test_events_round_trip():
     line = protocol.event_line(protocol.progress_event(3, 8))
     assert line.endswith("\n") and line.count("\n") == 1
-    assert protocol.parse_event(line) == {"event": "progress", "done": 3, "total": 8,
-                                          "percent": 37.5}
+    assert protocol.parse_event(line) == {
+        "event": "progress",
+        "done": 3,
+        "total": 8,
+        "percent": 37.5,
+    }
     assert protocol.parse_event("a warning") is None
     assert protocol.parse_event('{"no": "event"}') is None
-    assert protocol.parse_event('[1, 2]') is None
+    assert protocol.parse_event("[1, 2]") is None
     with pytest.raises(ValueError, match="unknown event"):
         protocol.event("finished")
     start = protocol.start_event("embed", "rgb", 3, "a.tif")
-    assert start == {"event": "start", "task": "embed", "modality": "rgb", "bands": 3,
-                     "input": "a.tif"}
+    assert start == {
+        "event": "start",
+        "task": "embed",
+        "modality": "rgb",
+        "bands": 3,
+        "input": "a.tif",
+    }
     err = BadInput("3 bands could be rgb or naip", "say which with {modality}")
     event = err.to_event()
-    assert event == {"event": "error", "kind": "bad_input", "problem": err.problem,
-                     "fix": "say which with {modality}",
-                     "message": "3 bands could be rgb or naip; say which with --modality"}
+    assert event == {
+        "event": "error",
+        "kind": "bad_input",
+        "problem": err.problem,
+        "fix": "say which with {modality}",
+        "message": "3 bands could be rgb or naip; say which with --modality",
+    }
     assert protocol.parse_event(protocol.event_line(event)) == event
     assert render_event(event, {"modality": "the Sensor list"}).endswith("the Sensor list")
     assert str(err).endswith("say which with modality=")  # the Python API's words
     assert err.render(CLI_WORDS) != err.render(API_WORDS)
-    assert BadInput("a {path with braces", "fix {modality}").render(CLI_WORDS) == \
-        "a {path with braces; fix --modality"
+    assert (
+        BadInput("a {path with braces", "fix {modality}").render(CLI_WORDS)
+        == "a {path with braces; fix --modality"
+    )
 
 
 def test_checkpoint_metadata_from_the_header(tmp_path):
@@ -83,22 +109,30 @@ def test_checkpoint_metadata_from_the_header(tmp_path):
     assert protocol.read_checkpoint_metadata(shipped) == read_metadata(shipped)
     with pytest.raises(NotFound, match="does not exist"):
         protocol.read_checkpoint_metadata(tmp_path / "missing.safetensors")
-    for content in (b"", b"\x80\x02not a safetensors file", shipped.read_bytes()[:200],
-                    (20).to_bytes(8, "little") + b'{"__metadata__": {}}'):
+    for content in (
+        b"",
+        b"\x80\x02not a safetensors file",
+        shipped.read_bytes()[:200],
+        (20).to_bytes(8, "little") + b'{"__metadata__": {}}',
+    ):
         (tmp_path / "bad.safetensors").write_bytes(content)
         with pytest.raises(BadInput, match="is not an OFA Explore model"):
             protocol.read_checkpoint_metadata(tmp_path / "bad.safetensors")
 
 
 def test_wavelength_tags():
-    assert protocol.band_wavelength({"WAVELENGTH": "665", "wavelength_units": "Nanometers"}) == \
-        pytest.approx(0.665)
+    assert protocol.band_wavelength(
+        {"WAVELENGTH": "665", "wavelength_units": "Nanometers"}
+    ) == pytest.approx(0.665)
     assert protocol.band_wavelength({"wavelength": "0.665", "wavelength_units": "um"}) == 0.665
     assert protocol.band_wavelength({"wavelength": "842"}) == pytest.approx(0.842)  # no units
     assert protocol.band_wavelength({"wavelength": "n/a"}) is None
     assert protocol.band_wavelength({}) is None
-    tags = [{"wavelength": "450", "bbl": "1"}, {"wavelength": "1400", "bbl": "0"},
-            {"wavelength": "865"}]
+    tags = [
+        {"wavelength": "450", "bbl": "1"},
+        {"wavelength": "1400", "bbl": "0"},
+        {"wavelength": "865"},
+    ]
     waves, good = protocol.band_wavelengths(tags)
     assert good == [0, 2] and waves == pytest.approx([0.45, 0.865])
     assert protocol.band_wavelengths(tags + [{}]) is None  # one band without: none
@@ -112,7 +146,7 @@ def test_sensor_hint_is_the_engines_detection():
     from ofa_explore.modalities import get_modality, list_modalities
 
     facts = protocol.load_sensor_facts(Path(protocol.__file__).parent / "data")
-    assert [f["name"] for f in facts] == list_modalities()[:len(facts)]
+    assert [f["name"] for f in facts] == list_modalities()[: len(facts)]
     assert protocol.sensor_hint(facts, 2, None, "uint8") == "s1"  # the uint8 rule
     assert protocol.sensor_hint(facts, 2, None, "Byte") == "s1"  # GDAL's name
     assert protocol.sensor_hint(facts, 2, None, "float32") == "s1_grd"
@@ -121,10 +155,12 @@ def test_sensor_hint_is_the_engines_detection():
     assert protocol.sensor_hint(facts, 2, ["VH", "VV"], "float32") == "s1_grd"
     for count, dtype in ((2, "uint8"), (2, "float32"), (3, "uint8"), (13, "uint16")):
         assert detect_modality(count, None, dtype).name == protocol.sensor_hint(
-            [get_modality(n).to_dict() for n in list_modalities()], count, None, dtype)
+            [get_modality(n).to_dict() for n in list_modalities()], count, None, dtype
+        )
 
 
 def test_facts_file_is_plain_json():
-    data = json.loads((Path(protocol.__file__).parent / "data" / protocol.MODALITIES_FILE)
-                      .read_text())
+    data = json.loads(
+        (Path(protocol.__file__).parent / "data" / protocol.MODALITIES_FILE).read_text()
+    )
     assert {"name", "bands", "units"} <= set(data["modalities"][0])

@@ -40,15 +40,19 @@ def profile(tmp_path: Path, engine_python: str, results: Path) -> Path:
         zf.extractall(plugins)
     ini = profiles / "default" / "QGIS" / "QGIS3.ini"
     ini.parent.mkdir(parents=True)
-    ini.write_text("[PythonPlugins]\nofa_explore_qgis=true\n\n"
-                   f"[ofa_explore]\npython={engine_python}\noutput_folder={results}\n\n"
-                   "[qgis]\ncheckVersion=false\nshowTips=false\n"
-                   "allowVersionCheck=false\n")
+    ini.write_text(
+        "[PythonPlugins]\nofa_explore_qgis=true\n\n"
+        f"[ofa_explore]\npython={engine_python}\noutput_folder={results}\n\n"
+        "[qgis]\ncheckVersion=false\nshowTips=false\n"
+        "allowVersionCheck=false\n"
+    )
     return root
 
 
-@pytest.mark.skipif(not (QGIS and XVFB), reason="needs the QGIS desktop and Xvfb: "
-                    "`apt-get install qgis xvfb` to run the desktop test")
+@pytest.mark.skipif(
+    not (QGIS and XVFB),
+    reason="needs the QGIS desktop and Xvfb: `apt-get install qgis xvfb` to run the desktop test",
+)
 def test_classify_and_embed_in_the_real_qgis_desktop(shared, tmp_path):
     import importlib.util
 
@@ -68,12 +72,27 @@ def test_classify_and_embed_in_the_real_qgis_desktop(shared, tmp_path):
     shutil.copy(shared / "naip" / naip.name, naip)
     profiles = profile(tmp_path, sys.executable, results)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("QT_", "OFA_EXPLORE"))}
-    env.update(QT_QPA_PLATFORM="xcb", OFA_DESKTOP_OUT=str(out), HOME=str(tmp_path),
-               OFA_DESKTOP_CHIP=str(chip), OFA_DESKTOP_NAIP=str(naip),
-               PATH="/usr/bin:/bin")  # no `ofa` of this venv: the engine comes from settings
-    command = [XVFB, "-a", "-s", "-screen 0 1600x1000x24", QGIS, "--nologo",
-               "--noversioncheck", "--profiles-path", str(profiles),
-               "--code", str(ROOT / "tests" / "qgis_desktop" / "drive.py")]
+    env.update(
+        QT_QPA_PLATFORM="xcb",
+        OFA_DESKTOP_OUT=str(out),
+        HOME=str(tmp_path),
+        OFA_DESKTOP_CHIP=str(chip),
+        OFA_DESKTOP_NAIP=str(naip),
+        PATH="/usr/bin:/bin",
+    )  # no `ofa` of this venv: the engine comes from settings
+    command = [
+        XVFB,
+        "-a",
+        "-s",
+        "-screen 0 1600x1000x24",
+        QGIS,
+        "--nologo",
+        "--noversioncheck",
+        "--profiles-path",
+        str(profiles),
+        "--code",
+        str(ROOT / "tests" / "qgis_desktop" / "drive.py"),
+    ]
     proc = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     for png in out.glob("*.png"):
@@ -90,7 +109,10 @@ def test_classify_and_embed_in_the_real_qgis_desktop(shared, tmp_path):
         assert step["dialog_problem"] is None, step
         assert step["max_stall_s"] < 0.5, step  # QGIS stays responsive throughout
     assert sorted(p.name for p in results.glob("*.tif")) == [
-        "EuroSAT_chip_classes.tif", "NAIP_scene_embedding.tif", "NAIP_scene_embedding_pca.tif"]
+        "EuroSAT_chip_classes.tif",
+        "NAIP_scene_embedding.tif",
+        "NAIP_scene_embedding_pca.tif",
+    ]
     beside = {p.name for p in inputs.iterdir()} - {chip.name, naip.name}
     assert beside <= {chip.name + ".aux.xml", naip.name + ".aux.xml"}, beside  # QGIS's own only
     for name in ("classify_dialog", "classify_result", "embed_dialog", "embed_result"):
@@ -109,13 +131,23 @@ def test_qgis_process_runs_the_algorithms(shared, tmp_path):
     out.mkdir()
     root = profile(tmp_path, sys.executable, tmp_path / "results")
     env = {k: v for k, v in os.environ.items() if not k.startswith("OFA_EXPLORE")}
-    env.update(QGIS_CUSTOM_CONFIG_PATH=str(root), QT_QPA_PLATFORM="offscreen",
-               PATH="/usr/bin:/bin")
+    env.update(QGIS_CUSTOM_CONFIG_PATH=str(root), QT_QPA_PLATFORM="offscreen", PATH="/usr/bin:/bin")
 
     def qgis_process(algorithm: str, **params: str) -> subprocess.CompletedProcess:
-        return subprocess.run([QGIS_PROCESS, "--json", "run", f"ofa_explore:{algorithm}", "--",
-                               *[f"{k}={v}" for k, v in params.items()]], env=env,
-                              capture_output=True, text=True, timeout=300)
+        return subprocess.run(
+            [
+                QGIS_PROCESS,
+                "--json",
+                "run",
+                f"ofa_explore:{algorithm}",
+                "--",
+                *[f"{k}={v}" for k, v in params.items()],
+            ],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
 
     chip, naip = tmp_path / "River_1.tif", tmp_path / "naip.tif"  # QGIS's .aux.xml lands there
     shutil.copy(shared / "eurosat" / "River" / chip.name, chip)
@@ -129,8 +161,7 @@ def test_qgis_process_runs_the_algorithms(shared, tmp_path):
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     with rasterio.open(out / "view.tif") as src, rasterio.open(naip) as ref:
         assert src.count == 3 and src.crs == ref.crs  # the colour view
-    refused = qgis_process("embed_raster", INPUT=str(chip), BANDS="14",
-                           OUTPUT=str(out / "x.tif"))
+    refused = qgis_process("embed_raster", INPUT=str(chip), BANDS="14", OUTPUT=str(out / "x.tif"))
     assert refused.returncode != 0
     assert "band 14 does not exist" in refused.stdout + refused.stderr
     assert sorted(p.name for p in out.iterdir()) == ["classes.tif", "view.tif"]

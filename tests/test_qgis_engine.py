@@ -15,8 +15,9 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-_spec = importlib.util.spec_from_file_location("build_qgis_plugin",
-                                               ROOT / "scripts" / "build_qgis_plugin.py")
+_spec = importlib.util.spec_from_file_location(
+    "build_qgis_plugin", ROOT / "scripts" / "build_qgis_plugin.py"
+)
 _build = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(_build)
 _STAGED = tempfile.TemporaryDirectory(prefix="ofa-plugin-")  # removed when the session ends
@@ -62,8 +63,10 @@ def test_model_info_is_the_checkpoint_metadata(runner, tmp_path):
 def test_sensor_choices_and_checks(runner):
     model = engine.read_model_info(runner.shipped_checkpoint)
     registry = runner.sensors()
-    s2 = [engine.Band(i + 1, name) for i, name in enumerate(
-        next(m for m in registry if m["name"] == "s2_l1c")["bands"])]
+    s2 = [
+        engine.Band(i + 1, name)
+        for i, name in enumerate(next(m for m in registry if m["name"] == "s2_l1c")["bands"])
+    ]
     choices = engine.sensor_choices(model, registry, s2)
     assert choices[0].label == "auto (looks like s2_l1c)" and choices[0].modality is None
     own = [c.modality for c in choices if "by wavelength" not in c.label][1:]
@@ -72,7 +75,8 @@ def test_sensor_choices_and_checks(runner):
     assert engine.check_selection(choices[0], s2, registry) is None
     five = s2[:5]
     assert "No sensor the model knows has 5 bands" in engine.check_selection(
-        choices[0], five, registry)
+        choices[0], five, registry
+    )
     s2_choice = next(c for c in choices if c.modality == "s2_l1c")
     assert "has 13 bands but 5 are selected" in engine.check_selection(s2_choice, five, registry)
     tagged = [engine.Band(i + 1, f"b{i}", 0.4 + 0.01 * i) for i in range(5)]
@@ -83,8 +87,10 @@ def test_outputs_never_replace_and_names_stay_unique(tmp_path):
     first = shared.layer_output(tmp_path, "My scene: 2024", "embed")
     assert first.name == "My_scene_2024_embedding.tif"
     first.with_name(first.stem + "_pca.tif").write_bytes(b"x")
-    assert shared.layer_output(tmp_path, "My scene: 2024", "embed").name == \
-        "My_scene_2024_embedding_2.tif"
+    assert (
+        shared.layer_output(tmp_path, "My scene: 2024", "embed").name
+        == "My_scene_2024_embedding_2.tif"
+    )
     assert engine.unique_name("a classes", {"a classes", "a classes (2)"}) == "a classes (3)"
     folder = engine.output_folder(None, str(tmp_path))
     assert folder == tmp_path / "ofa_explore_outputs" and folder.is_dir()
@@ -101,8 +107,12 @@ def test_run_streams_progress_and_returns_the_result(runner, shared, tmp_path):
     with pytest.raises(engine.EngineError, match="band 14 does not exist") as err:
         engine.run(runner, bad)
     assert "the band list" in str(err.value) and "--" not in str(err.value)  # the dialog's words
-    naip = engine.Job("classify", str(next((shared / "naip").glob("*.tif"))),
-                      str(tmp_path / "y.tif"), modality="rgbn")
+    naip = engine.Job(
+        "classify",
+        str(next((shared / "naip").glob("*.tif"))),
+        str(tmp_path / "y.tif"),
+        modality="rgbn",
+    )
     with pytest.raises(engine.EngineError) as err:
         engine.run(runner, naip)
     assert "s2_l1c" in str(err.value) and "Traceback" not in str(err.value)
@@ -116,8 +126,10 @@ def test_cancel_stops_the_process_group_and_leaves_nothing(runner, shared, tmp_p
     chips = sorted((shared / "eurosat").glob("*/*.tif"))[:36]
     with rasterio.open(chips[0]) as src:
         profile = src.profile
-    rows = [np.concatenate([rasterio.open(chips[(r * 6 + c) % 36]).read() for c in range(6)], 2)
-            for r in range(6)]
+    rows = [
+        np.concatenate([rasterio.open(chips[(r * 6 + c) % 36]).read() for c in range(6)], 2)
+        for r in range(6)
+    ]
     data = np.tile(np.concatenate(rows, axis=1), (1, 4, 4))  # 1536 px square
     profile.update(width=data.shape[2], height=data.shape[1])
     scene = tmp_path / "in" / "scene.tif"
@@ -129,8 +141,12 @@ def test_cancel_stops_the_process_group_and_leaves_nothing(runner, shared, tmp_p
     started: list[float] = []
     t0 = time.monotonic()
     with pytest.raises(engine.Cancelled):
-        engine.run(runner, engine.Job("embed", str(scene), str(out / "emb.tif")),
-                   progress=started.append, cancelled=lambda: bool(started))
+        engine.run(
+            runner,
+            engine.Job("embed", str(scene), str(out / "emb.tif")),
+            progress=started.append,
+            cancelled=lambda: bool(started),
+        )
     assert started and time.monotonic() - t0 < 60
     assert list(out.iterdir()) == []  # no output, no hidden temporary file
 
@@ -138,8 +154,9 @@ def test_cancel_stops_the_process_group_and_leaves_nothing(runner, shared, tmp_p
 def test_errors_in_the_plugins_words():
     """The engine's error event carries the fix with placeholders; the plugin renders them as
     its fields, and an unexpected failure points to the log."""
-    event = shared_errors.BadInput("13 bands could be any of a, b",
-                                   "say which with {modality}").to_event()
+    event = shared_errors.BadInput(
+        "13 bands could be any of a, b", "say which with {modality}"
+    ).to_event()
     assert event["message"].endswith("say which with --modality")
     text = engine.error_text(event)
     assert text == "13 bands could be any of a, b; say which with the Sensor list"
@@ -154,6 +171,14 @@ def test_the_plugin_ships_the_packages_own_protocol():
     assert Path(shared.__file__).read_text() == Path(protocol.__file__).read_text()
     assert Path(shared_errors.__file__).read_text() == Path(errors.__file__).read_text()
     plugin = ROOT / "qgis_plugin"
-    for name in ("SHIPPED_CHECKPOINT = ", "METADATA_KEY = ", "gis_words", '"nano"',
-                 "int.from_bytes", '"autodetect"', '"_classes"', "re.sub("):
+    for name in (
+        "SHIPPED_CHECKPOINT = ",
+        "METADATA_KEY = ",
+        "gis_words",
+        '"nano"',
+        "int.from_bytes",
+        '"autodetect"',
+        '"_classes"',
+        "re.sub(",
+    ):
         assert not [p for p in plugin.rglob("*.py") if name in p.read_text()], name

@@ -11,8 +11,8 @@ import sys
 
 import numpy as np
 import pytest
-
 from conftest import process_group, read_tif
+
 from ofa_explore import load_pretrained
 from ofa_explore.cli import EXIT_CANCELLED, EXIT_SCENES_FAILED
 from ofa_explore.cli import main as cli
@@ -37,7 +37,9 @@ def scenes(shared, tmp_path_factory):
 
 def test_inputs_from_paths_globs_and_lists(scenes, tmp_path):
     listing = tmp_path / "list.txt"
-    listing.write_text(f"# my scenes\n{scenes / 'naip.tif'}\n\n{os.path.relpath(scenes / 'River.tif', tmp_path)}\n")
+    listing.write_text(
+        f"# my scenes\n{scenes / 'naip.tif'}\n\n{os.path.relpath(scenes / 'River.tif', tmp_path)}\n"
+    )
     found = expand_inputs([str(scenes / "[FH]*.tif"), str(listing), str(scenes / "Forest.tif")])
     assert [p.name for p in found] == ["Forest.tif", "Highway.tif", "naip.tif", "River.tif"]
     with pytest.raises(FileNotFoundError, match="no file matches"):
@@ -56,11 +58,15 @@ def test_serial_run_reports_the_failed_scene_and_writes_the_others(scenes, tmp_p
     assert code == EXIT_SCENES_FAILED
     assert "broken.tif: failed: cannot read" in err and "1 of 5 scenes failed" in err
     names = sorted(p.name for p in (tmp_path / "out").iterdir())
-    assert names == sorted(f"{s}_embed{pca}.tif" for s in ("Forest", "Highway", "River", "naip")
-                           for pca in ("", "_pca"))  # nothing hidden left behind
+    assert names == sorted(
+        f"{s}_embed{pca}.tif"
+        for s in ("Forest", "Highway", "River", "naip")
+        for pca in ("", "_pca")
+    )  # nothing hidden left behind
     single = predict_raster(load_pretrained(), scenes / "naip.tif", "embed")
-    assert np.array_equal(read_tif(tmp_path / "out" / "naip_embed.tif"), single.data.values,
-                          equal_nan=True)
+    assert np.array_equal(
+        read_tif(tmp_path / "out" / "naip_embed.tif"), single.data.values, equal_nan=True
+    )
 
 
 def test_local_dask_cluster_matches_serial_run(scenes, tmp_path):
@@ -68,9 +74,15 @@ def test_local_dask_cluster_matches_serial_run(scenes, tmp_path):
     ended = []
     settings = EngineSettings(batch_size=4)
     serial = predict_scenes(order, "classify", tmp_path / "serial", settings=settings)
-    dask = predict_scenes(order, "classify", tmp_path / "dask", settings=settings,
-                          cluster="local", workers=2,
-                          on_scene=lambda o, done, total: ended.append((done, total)))
+    dask = predict_scenes(
+        order,
+        "classify",
+        tmp_path / "dask",
+        settings=settings,
+        cluster="local",
+        workers=2,
+        on_scene=lambda o, done, total: ended.append((done, total)),
+    )
     assert ended == [(1, 4), (2, 4), (3, 4), (4, 4)]  # a progress step per scene
     assert [o.scene for o in dask] == order  # outcomes in the order given
     for s, d in zip(serial, dask):
@@ -85,16 +97,23 @@ def test_local_dask_cluster_matches_serial_run(scenes, tmp_path):
 def test_existing_scheduler_loads_one_model_per_worker(scenes, tmp_path):
     from distributed import Client, LocalCluster
 
-    with LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=None) as cluster, \
-            Client(cluster) as client:
-        outcomes = predict_scenes([scenes / f"{n}.tif" for n in ("River", "Forest", "Highway")] * 1,
-                                  "embed", tmp_path, cluster=cluster.scheduler_address)
+    with (
+        LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=None) as cluster,
+        Client(cluster) as client,
+    ):
+        outcomes = predict_scenes(
+            [scenes / f"{n}.tif" for n in ("River", "Forest", "Highway")] * 1,
+            "embed",
+            tmp_path,
+            cluster=cluster.scheduler_address,
+        )
         assert all(o.error is None for o in outcomes)
 
         def models_loaded() -> int:
             from ofa_explore.scenes import _model
 
             return _model.cache_info().misses
+
         loads = client.run(models_loaded)
     assert sorted(loads.values()) in ([0, 1], [1, 1])  # never more than one per worker
 
@@ -108,8 +127,21 @@ def test_sigterm_stops_a_dask_run_and_leaves_nothing_hidden(shared, scenes, tmp_
 
     big = _mosaic(shared, tmp_path / "big.tif", tiles=24)  # 1024 tiles
     out = tmp_path / "out"
-    command = [sys.executable, "-m", "ofa_explore", "classify", str(scenes / "River.tif"),
-               str(big), "-o", str(out), "--dask", "--workers", "1", "--progress", "json"]
+    command = [
+        sys.executable,
+        "-m",
+        "ofa_explore",
+        "classify",
+        str(scenes / "River.tif"),
+        str(big),
+        "-o",
+        str(out),
+        "--dask",
+        "--workers",
+        "1",
+        "--progress",
+        "json",
+    ]
     with process_group(command) as proc:
         events = []
         for line in proc.stdout:
@@ -119,20 +151,27 @@ def test_sigterm_stops_a_dask_run_and_leaves_nothing_hidden(shared, scenes, tmp_
         os.killpg(proc.pid, signal.SIGTERM)
         events += [json.loads(line) for line in proc.stdout]
         assert proc.wait(timeout=90) == EXIT_CANCELLED, proc.stderr.read()
-    assert events[-1] == {"event": "cancelled",
-                          "message": "cancelled; 1 of 2 scenes were written, nothing of the others"}
+    assert events[-1] == {
+        "event": "cancelled",
+        "message": "cancelled; 1 of 2 scenes were written, nothing of the others",
+    }
     assert sorted(p.name for p in out.iterdir()) == ["River_classify.tif"]
 
 
-def test_cluster_options_without_a_folder_or_dask_are_explained(scenes, tmp_path, capsys,
-                                                              monkeypatch):
+def test_cluster_options_without_a_folder_or_dask_are_explained(
+    scenes, tmp_path, capsys, monkeypatch
+):
     river = str(scenes / "River.tif")
     assert cli(["embed", river, "-o", str(tmp_path / "one.tif"), "--dask", "-q"]) == 2
     assert "give an output folder with -o" in capsys.readouterr().err
     assert cli(["embed", river, "-o", str(tmp_path / "out"), "--workers", "2", "-q"]) == 2
     assert "add --dask" in capsys.readouterr().err
-    assert cli(["embed", river, str(scenes / "Forest.tif"), river, "-o", str(tmp_path / "twice"),
-                "-q"]) == 0  # the same file twice is one scene
+    assert (
+        cli(
+            ["embed", river, str(scenes / "Forest.tif"), river, "-o", str(tmp_path / "twice"), "-q"]
+        )
+        == 0
+    )  # the same file twice is one scene
     assert "2 scenes, one after another" in capsys.readouterr().err
     monkeypatch.setitem(sys.modules, "distributed", None)  # dask.distributed not installed
     assert cli(["embed", river, "-o", str(tmp_path / "d"), "--dask", "-q"]) == 2

@@ -115,12 +115,21 @@ def test_library_functions_leave_torch_threads_alone(monkeypatch, tmp_path):
     torch.set_num_threads(2)
     model = load_pretrained()
     predict_raster(model, sample_path("eurosat_river.tif"), "embed")
-    config = load_config({
-        "model": {"size": "tiny", "patch_size": 8, "img_size": 32, "arch": {"depth": 1}},
-        "data": [{"modality": m, "paths": [str(sample_path(f))], "val_fraction": 0.25}
-                 for f, m in SAMPLES.items() if m == "s2_l1c"][:1],
-        "steps": 2, "batch_size": 2, "checkpoint_every": 2, "val_batches": 1,
-        "output_dir": str(tmp_path / "run")})
+    config = load_config(
+        {
+            "model": {"size": "tiny", "patch_size": 8, "img_size": 32, "arch": {"depth": 1}},
+            "data": [
+                {"modality": m, "paths": [str(sample_path(f))], "val_fraction": 0.25}
+                for f, m in SAMPLES.items()
+                if m == "s2_l1c"
+            ][:1],
+            "steps": 2,
+            "batch_size": 2,
+            "checkpoint_every": 2,
+            "val_batches": 1,
+            "output_dir": str(tmp_path / "run"),
+        }
+    )
     train(config, quiet=True)
     assert torch.get_num_threads() == 2
 
@@ -137,8 +146,10 @@ def test_shells_choose_the_default(monkeypatch, tmp_path, capsys):
     torch.set_num_threads(2)
     assert main(["info", str(shipped_checkpoint_path())]) == 0
     assert torch.get_num_threads() == 2
-    assert main(["embed", str(sample_path("eurosat_river.tif")), "-o", str(tmp_path / "e.tif"),
-                 "-q"]) == 0
+    assert (
+        main(["embed", str(sample_path("eurosat_river.tif")), "-o", str(tmp_path / "e.tif"), "-q"])
+        == 0
+    )
     assert torch.get_num_threads() == 1
 
     pytest.importorskip("ipywidgets")

@@ -4,17 +4,26 @@ from __future__ import annotations
 
 import pickle
 
+import published_layouts as layouts  # tests/published_layouts.py
 import pytest
 import torch
-
 from conftest import PickleBomb
-import published_layouts as layouts  # tests/published_layouts.py
+
 from ofa_explore import load_checkpoint
 from ofa_explore.cli import main as cli
 from ofa_explore.inputs import normalize, resolve_modality
-from ofa_explore.weights import (WEIGHTS, ConversionError, PublishedWeights, WeightsUnavailableError,
-                                 convert_dofa_v1, convert_dofa_v2, convert_ofa, fetch_weights,
-                                 load_published, read_state_dict)
+from ofa_explore.weights import (
+    WEIGHTS,
+    ConversionError,
+    PublishedWeights,
+    WeightsUnavailableError,
+    convert_dofa_v1,
+    convert_dofa_v2,
+    convert_ofa,
+    fetch_weights,
+    load_published,
+    read_state_dict,
+)
 
 
 def assert_every_key_accounted(model, state, report, ignored_prefixes=()):
@@ -33,7 +42,11 @@ def test_dofa_base_v1_full_size_maps_every_key():
     assert_every_key_accounted(model, state, report, ("mask_token", "projector."))
     assert model.config.embed_dim == 768 and model.config.depth == 12
     assert model.config.patch_size == 16 and model.config.img_size == 224
-    encoder = [k for k in model.state_dict() if not k.startswith(("decoder", "mask_token", "wavelength_head"))]
+    encoder = [
+        k
+        for k in model.state_dict()
+        if not k.startswith(("decoder", "mask_token", "wavelength_head"))
+    ]
     assert set(encoder) <= set(report.mapped.values())  # the whole encoder comes from the file
     assert model.config.sar_wavelength == 3.75
     feats = model.forward_features(torch.rand(1, 2, 224, 224) * 10 - 15, "s1_grd")
@@ -65,8 +78,13 @@ def test_dofa_kernel_layouts_differ_and_padding_matches_dofa():
     waves = current.wavelength_codes(resolve_modality("rgb", current.modalities), x.device)
     weight, bias = embed.weight_generator(waves)
     kernel = weight.view(3, 16, 16, 64).permute(3, 0, 1, 2) * 0.01
-    expected = torch.nn.functional.conv2d(normalize(x, resolve_modality("rgb", current.modalities)),
-                                          kernel, bias * 0.01, stride=16, padding=1)
+    expected = torch.nn.functional.conv2d(
+        normalize(x, resolve_modality("rgb", current.modalities)),
+        kernel,
+        bias * 0.01,
+        stride=16,
+        padding=1,
+    )
     got = embed(normalize(x, resolve_modality("rgb", current.modalities)), waves)
     torch.testing.assert_close(got, expected.flatten(2).transpose(1, 2))
 
@@ -82,8 +100,7 @@ def test_dofa_v2_maps_every_key():
 
 
 def test_ofa_pretraining_layout_maps_encoder_and_decoder():
-    state = layouts.ofa_mae(D=64, depth=2, Dd=32, dec_depth=1,
-                            per_modality=[("s2", 9), ("s1", 2)])
+    state = layouts.ofa_mae(D=64, depth=2, Dd=32, dec_depth=1, per_modality=[("s2", 9), ("s1", 2)])
     model = convert_ofa(state)
     report = model.conversion_report
     assert_every_key_accounted(model, state, report, ("teacher.", "projector."))
@@ -93,7 +110,9 @@ def test_ofa_pretraining_layout_maps_encoder_and_decoder():
     x = torch.rand(1, 9, 224, 224) * 255
     image, mask = model.reconstruct(x, "s2", seed=0)  # own embedding and pixel head
     assert image.shape == x.shape
-    image, _ = model.reconstruct(torch.rand(1, 4, 224, 224) * 255, "gaofen", seed=0)  # generated ones
+    image, _ = model.reconstruct(
+        torch.rand(1, 4, 224, 224) * 255, "gaofen", seed=0
+    )  # generated ones
     assert image.shape == (1, 4, 224, 224)
 
 
@@ -104,8 +123,9 @@ def test_wrong_layout_and_shape_are_named():
     state["mystery.weight"] = torch.zeros(3)
     with pytest.raises(ConversionError, match="mystery.weight"):
         convert_dofa_v1(state)
-    state = layouts.ofa_mae(D=64, depth=1, Dd=32, dec_depth=1, teacher=False,
-                            per_modality=[("s2", 4)])
+    state = layouts.ofa_mae(
+        D=64, depth=1, Dd=32, dec_depth=1, teacher=False, per_modality=[("s2", 4)]
+    )
     with pytest.raises(ConversionError, match="takes 4 bands"):
         convert_ofa(state)
 
@@ -122,7 +142,6 @@ def test_load_published_from_local_file_reads_weights_only(tmp_path):
     assert load_published("dofa-base-v1", path=path).config.embed_dim == 768
 
 
-
 def test_pickle_payload_in_pth_is_never_executed(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     path = tmp_path / "evil.pth"
@@ -130,7 +149,9 @@ def test_pickle_payload_in_pth_is_never_executed(tmp_path, monkeypatch):
         pickle.dump({"cls_token": PickleBomb()}, f)
     with pytest.raises(ConversionError, match="never unpickled"):
         read_state_dict(path)
-    torch.save({"model": layouts.dofa_v1(D=64, depth=1), "args": PickleBomb()}, tmp_path / "wrapped.pth")
+    torch.save(
+        {"model": layouts.dofa_v1(D=64, depth=1), "args": PickleBomb()}, tmp_path / "wrapped.pth"
+    )
     with pytest.raises(ConversionError):
         read_state_dict(tmp_path / "wrapped.pth")
     assert not (tmp_path / "PWNED_BY_PICKLE").exists()
@@ -147,8 +168,16 @@ def test_truncated_pth_is_refused(tmp_path):
 
 def test_offline_download_fails_with_how_to_pass_a_local_file(tmp_path, monkeypatch):
     monkeypatch.setenv("OFA_EXPLORE_CACHE", str(tmp_path / "cache"))
-    entry = PublishedWeights("dofa-test", "dofa_v1", "w.pth", "http://127.0.0.1:9/w.pth",
-                             "CC-BY-4.0", "-", "test entry", 768)
+    entry = PublishedWeights(
+        "dofa-test",
+        "dofa_v1",
+        "w.pth",
+        "http://127.0.0.1:9/w.pth",
+        "CC-BY-4.0",
+        "-",
+        "test entry",
+        768,
+    )
     with pytest.raises(WeightsUnavailableError) as err:
         fetch_weights(entry)
     assert "path=" in str(err.value) and "ofa convert" in str(err.value)
@@ -176,7 +205,9 @@ def test_cli_convert_round_trip(tmp_path, capsys):
     model = load_checkpoint(out)
     direct = load_published("dofa-base-v2", path=src)
     x = torch.randn(1, 2, 56, 56) - 12
-    torch.testing.assert_close(model.forward_features(x, "s1_grd"), direct.forward_features(x, "s1_grd"))
+    torch.testing.assert_close(
+        model.forward_features(x, "s1_grd"), direct.forward_features(x, "s1_grd")
+    )
     assert model.config.sar_wavelength == 5.405
     assert cli(["convert", str(src), "--from", "dofa-base-v1", "-o", str(out)]) == 2
     assert "not a DOFA v1" in capsys.readouterr().err
@@ -186,8 +217,11 @@ def test_a_file_of_another_size_is_refused_naming_it(tmp_path):
     state = layouts.dofa_v1(D=384, depth=1)  # a ViT-S file
     path = tmp_path / "dofa_small.pth"
     torch.save(state, path)
-    with pytest.raises(ConversionError, match=r"holds ViT-S \(384 wide\), not the ViT-B \(768 "
-                                              r"wide\) of dofa-base-v1"):
+    with pytest.raises(
+        ConversionError,
+        match=r"holds ViT-S \(384 wide\), not the ViT-B \(768 "
+        r"wide\) of dofa-base-v1",
+    ):
         load_published("dofa-base-v1", path=path)
 
 
@@ -200,8 +234,13 @@ def test_dofa_v2_uses_its_published_kernel_layout_and_unnormed_maps():
     x = normalize(torch.randn(1, 3, 56, 56), m)
     embed = model.wavelength_embed
     weight, bias = embed.weight_generator(model.wavelength_codes(m, x.device))
-    expected = torch.nn.functional.conv2d(x, weight.reshape(64, 3, 14, 14) * embed.scaler,
-                                          bias.reshape(64) * embed.scaler, stride=14, padding=1)
+    expected = torch.nn.functional.conv2d(
+        x,
+        weight.reshape(64, 3, 14, 14) * embed.scaler,
+        bias.reshape(64) * embed.scaler,
+        stride=14,
+        padding=1,
+    )
     with torch.no_grad():
         got = embed(x, model.wavelength_codes(m, x.device))
         torch.testing.assert_close(got, expected.flatten(2).transpose(1, 2))

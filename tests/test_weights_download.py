@@ -13,8 +13,13 @@ import pytest
 import torch
 
 from ofa_explore.errors import OFAError
-from ofa_explore.weights import (WEIGHTS, PublishedWeights, WeightsHashMismatch,
-                                 WeightsUnavailableError, fetch_weights)
+from ofa_explore.weights import (
+    WEIGHTS,
+    PublishedWeights,
+    WeightsHashMismatch,
+    WeightsUnavailableError,
+    fetch_weights,
+)
 
 
 @pytest.fixture
@@ -37,7 +42,7 @@ def server():
             self.send_header("Content-Length", str(len(data)))
             self.end_headers()
             if body:
-                self.wfile.write(data[:len(data) // 2] if name in cut else data)
+                self.wfile.write(data[: len(data) // 2] if name in cut else data)
             self.close_connection = True
 
         def do_GET(self):
@@ -68,8 +73,17 @@ def cache(tmp_path, monkeypatch):
 
 
 def _entry(server, filename: str, **hashes) -> PublishedWeights:
-    return PublishedWeights("dofa-test", "dofa_v1", filename, f"{server.url}/{filename}",
-                            "CC-BY-4.0", "-", "test entry", 768, **hashes)
+    return PublishedWeights(
+        "dofa-test",
+        "dofa_v1",
+        filename,
+        f"{server.url}/{filename}",
+        "CC-BY-4.0",
+        "-",
+        "test entry",
+        768,
+        **hashes,
+    )
 
 
 def _state_bytes() -> bytes:
@@ -139,15 +153,20 @@ def test_where_only_a_prefix_is_known_it_is_checked(server, cache):
     data = b"not the published file" * 100
     server.files["dofa_test-a0275954.pth"] = data
     with pytest.raises(WeightsHashMismatch) as err:
-        fetch_weights(_entry(server, "dofa_test-a0275954.pth", sha256_prefix="a0275954"),
-                      progress=False)
+        fetch_weights(
+            _entry(server, "dofa_test-a0275954.pth", sha256_prefix="a0275954"), progress=False
+        )
     message = str(err.value)
     assert "SHA-256 does not start with a0275954" in message
     assert f"it starts with {hashlib.sha256(data).hexdigest()[:8]}" in message
     assert _leftovers(cache) == []
     good = hashlib.sha256(data).hexdigest()[:8]
-    assert fetch_weights(_entry(server, "dofa_test-a0275954.pth", sha256_prefix=good),
-                         progress=False).read_bytes() == data
+    assert (
+        fetch_weights(
+            _entry(server, "dofa_test-a0275954.pth", sha256_prefix=good), progress=False
+        ).read_bytes()
+        == data
+    )
 
 
 @pytest.mark.parametrize("hashed", [False, True])
@@ -177,8 +196,16 @@ def test_unreachable_server_is_named_and_nothing_kept(cache):
     with socket.socket() as s:  # a port nobody listens on
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    entry = PublishedWeights("dofa-test", "dofa_v1", "x.pth", f"http://127.0.0.1:{port}/x.pth",
-                             "CC-BY-4.0", "-", "test entry", 768)
+    entry = PublishedWeights(
+        "dofa-test",
+        "dofa_v1",
+        "x.pth",
+        f"http://127.0.0.1:{port}/x.pth",
+        "CC-BY-4.0",
+        "-",
+        "test entry",
+        768,
+    )
     with pytest.raises(WeightsUnavailableError, match="could not be reached"):
         fetch_weights(entry, progress=False)
     assert _leftovers(cache) == []
@@ -199,7 +226,8 @@ def test_recorded_size_is_checked_too(server, cache):
     """A server that announces and sends a shorter file than the record's size."""
     data = _state_bytes()
     server.files["short.pth"] = data
-    with pytest.raises(WeightsUnavailableError, match=f"cut off after {len(data)} of "
-                                                      f"{len(data) + 10} bytes"):
+    with pytest.raises(
+        WeightsUnavailableError, match=f"cut off after {len(data)} of {len(data) + 10} bytes"
+    ):
         fetch_weights(_entry(server, "short.pth", size=len(data) + 10), progress=False)
     assert _leftovers(cache) == []

@@ -10,10 +10,19 @@ import rasterio
 from ofa_explore import OFANet, hyperspectral_modality, load_pretrained
 from ofa_explore.demo import sample_path
 from ofa_explore.io import open_raster
-from ofa_explore.widgets import (ClassificationMap, EmbeddingMap, RasterExplorer,
-                                 ReconstructionExplorer)
-from ofa_explore.widgets.display import (colormap_picture, cosine_similarity, latlon_bounds,
-                                         latlon_to_cell, on_display_grid)
+from ofa_explore.widgets import (
+    ClassificationMap,
+    EmbeddingMap,
+    RasterExplorer,
+    ReconstructionExplorer,
+)
+from ofa_explore.widgets.display import (
+    colormap_picture,
+    cosine_similarity,
+    latlon_bounds,
+    latlon_to_cell,
+    on_display_grid,
+)
 
 
 @pytest.fixture(scope="module")
@@ -122,8 +131,11 @@ def test_embedding_map_click_similarity_threshold_and_export(naip_map, tmp_path)
         assert sim.read(1).shape == naip_map.similarity.shape
     with rasterio.open(written[0]) as emb:
         assert emb.count == 192
-    assert [lyr.name for lyr in naip_map.map.layers if hasattr(lyr, "url") and
-            lyr.url.startswith("data:")] == ["scene", "embedding PCA", "similarity"]
+    assert [
+        lyr.name
+        for lyr in naip_map.map.layers
+        if hasattr(lyr, "url") and lyr.url.startswith("data:")
+    ] == ["scene", "embedding PCA", "similarity"]
 
 
 def test_classification_map_legend_and_area_table(model):
@@ -149,18 +161,24 @@ def test_class_map_covers_the_scene_to_its_edges(model, tmp_path):
     widget = ClassificationMap(model, path, basemap=False)
     assert widget.classes.shape == (8, 8) and (widget.classes != 255).all()
     total = sum(r["hectares"] for r in widget.areas)
-    assert total == pytest.approx(61 * 59 * 100 / 1e4, rel=2e-3)  # exactly the scene, not 64 x 64 px
+    assert total == pytest.approx(
+        61 * 59 * 100 / 1e4, rel=2e-3
+    )  # exactly the scene, not 64 x 64 px
     picture = on_display_grid(widget.classes, 8, widget.raster)
-    assert picture.shape == (59, 61) and (picture[-1] == widget.classes[-1, np.arange(61) // 8]).all()
+    assert (
+        picture.shape == (59, 61) and (picture[-1] == widget.classes[-1, np.arange(61) // 8]).all()
+    )
 
 
 def test_widgets_take_the_engine_settings(model):
     from ofa_explore.engine import EngineSettings
 
     settings = EngineSettings(precision="bf16", batch_size=2, head="eurosat_landcover")
-    widget = ClassificationMap(model, sample_path("eurosat_river.tif"), basemap=False,
-                               settings=settings)
+    widget = ClassificationMap(
+        model, sample_path("eurosat_river.tif"), basemap=False, settings=settings
+    )
     assert widget.result.precision == "bf16" and widget.result.head == "eurosat_landcover"
     with pytest.raises(ValueError, match="no head named 'nope'"):
-        ClassificationMap(model, sample_path("eurosat_river.tif"), basemap=False,
-                          settings=settings, head="nope")  # the argument wins over the settings
+        ClassificationMap(
+            model, sample_path("eurosat_river.tif"), basemap=False, settings=settings, head="nope"
+        )  # the argument wins over the settings

@@ -10,9 +10,9 @@ from __future__ import annotations
 import csv
 import json
 import warnings
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
 
 import numpy as np
 import rasterio
@@ -50,20 +50,26 @@ class LabelledChips:
         index = {c: i for i, c in enumerate(self.classes)}
         return np.array([index[label] for label in self.labels], dtype=np.int64)
 
-    def with_classes(self, classes: Sequence[str]) -> "LabelledChips":
+    def with_classes(self, classes: Sequence[str]) -> LabelledChips:
         """The same chips with the label order of a trained head; unknown labels are an error."""
         unknown = sorted(set(self.labels) - set(classes))
         if unknown:
-            raise LabelError(f"{self.source or 'the data'} has labels the head does not know: "
-                             f"{', '.join(unknown)}; the head's classes are "
-                             f"{', '.join(classes)}. Drop those chips or train a new head")
+            raise LabelError(
+                f"{self.source or 'the data'} has labels the head does not know: "
+                f"{', '.join(unknown)}; the head's classes are "
+                f"{', '.join(classes)}. Drop those chips or train a new head"
+            )
         return LabelledChips(self.paths, self.labels, list(classes), self.groups, self.source)
 
-    def subset(self, index: Sequence[int] | np.ndarray) -> "LabelledChips":
+    def subset(self, index: Sequence[int] | np.ndarray) -> LabelledChips:
         index = [int(i) for i in index]
-        return LabelledChips([self.paths[i] for i in index], [self.labels[i] for i in index],
-                             self.classes, [self.groups[i] for i in index] if self.groups else None,
-                             self.source)
+        return LabelledChips(
+            [self.paths[i] for i in index],
+            [self.labels[i] for i in index],
+            self.classes,
+            [self.groups[i] for i in index] if self.groups else None,
+            self.source,
+        )
 
 
 @dataclass
@@ -92,11 +98,15 @@ def read_labelled_chips(source: str | Path, classes: Sequence[str] | None = None
     elif not source.exists():
         raise NotFound(f"labelled data not found: {source}")
     else:
-        raise LabelError(f"{source}: pass a folder with one sub-folder per class, or a .csv with "
-                         "path,label columns")
+        raise LabelError(
+            f"{source}: pass a folder with one sub-folder per class, or a .csv with "
+            "path,label columns"
+        )
     if len(set(chips.labels)) < 2 and classes is None:
-        raise LabelError(f"{source}: a classifier needs at least two classes, found "
-                         f"{sorted(set(chips.labels)) or 'none'}")
+        raise LabelError(
+            f"{source}: a classifier needs at least two classes, found "
+            f"{sorted(set(chips.labels)) or 'none'}"
+        )
     return chips.with_classes(classes) if classes is not None else chips
 
 
@@ -108,8 +118,10 @@ def _read_class_folders(root: Path) -> LabelledChips:
                 paths.append(path)
                 labels.append(folder.name)
     if not paths:
-        raise LabelError(f"{root} has no class folders with rasters ({', '.join(RASTER_SUFFIXES)}) "
-                         "in them; expected <root>/<class name>/<chip>.tif")
+        raise LabelError(
+            f"{root} has no class folders with rasters ({', '.join(RASTER_SUFFIXES)}) "
+            "in them; expected <root>/<class name>/<chip>.tif"
+        )
     return LabelledChips(paths, labels, sorted(set(labels)), None, str(root))
 
 
@@ -118,8 +130,9 @@ def _read_label_csv(path: Path) -> LabelledChips:
         rows = list(csv.DictReader(f))
     columns = set(rows[0]) if rows else set()
     if not {"path", "label"} <= columns:
-        raise LabelError(f"{path} needs the columns path,label (found "
-                         f"{', '.join(sorted(columns)) or 'no rows'})")
+        raise LabelError(
+            f"{path} needs the columns path,label (found {', '.join(sorted(columns)) or 'no rows'})"
+        )
     group_column = next((c for c in GROUP_COLUMNS if c in columns), None)
     paths, labels, groups = [], [], []
     for n, row in enumerate(rows, start=2):
@@ -135,18 +148,22 @@ def _read_label_csv(path: Path) -> LabelledChips:
     return LabelledChips(paths, labels, classes, groups if group_column else None, str(path))
 
 
-def read_segmentation_scenes(source: str | Path,
-                             classes: Sequence[str] | None = None) -> SegmentationScenes:
+def read_segmentation_scenes(
+    source: str | Path, classes: Sequence[str] | None = None
+) -> SegmentationScenes:
     """A CSV with ``image,mask`` columns, or a folder with ``images/`` and ``masks/`` whose files
     share names. Class names come from ``classes``, else a ``classes.json`` beside the data
     (a list, or {"classes": [...], "colors": [...]}), else the largest mask value."""
     source = Path(source)
     colors = None
     if source.is_dir():
-        images = sorted(p for p in (source / "images").glob("*") if p.suffix.lower() in RASTER_SUFFIXES)
+        images = sorted(
+            p for p in (source / "images").glob("*") if p.suffix.lower() in RASTER_SUFFIXES
+        )
         if not images:
-            raise LabelError(f"{source} needs images/ and masks/ folders with rasters of the same "
-                             "names")
+            raise LabelError(
+                f"{source} needs images/ and masks/ folders with rasters of the same names"
+            )
         masks = []
         for image in images:
             mask = source / "masks" / image.name
@@ -166,8 +183,10 @@ def read_segmentation_scenes(source: str | Path,
                 raise NotFound(f"{source}: {file} does not exist")
         meta_file = source.parent / "classes.json"
     else:
-        raise NotFound(f"segmentation data not found: {source} (a folder with images/ "
-                                "and masks/, or a CSV with image,mask)")
+        raise NotFound(
+            f"segmentation data not found: {source} (a folder with images/ "
+            "and masks/, or a CSV with image,mask)"
+        )
     if classes is None and meta_file.is_file():
         meta = json.loads(meta_file.read_text())
         classes = meta if isinstance(meta, list) else meta["classes"]
@@ -187,16 +206,21 @@ def boxes_to_mask(boxes_csv: str | Path, shape: tuple[int, int], value: int = 1)
             try:
                 x0, y0, x1, y1 = (int(float(box[k])) for k in ("xmin", "ymin", "xmax", "ymax"))
             except (KeyError, ValueError):
-                raise LabelError(f"{boxes_csv}, line {n}: needs numeric xmin,ymin,xmax,ymax "
-                                 "columns (pixel coordinates)") from None
-            mask[max(y0, 0):max(y1, 0), max(x0, 0):max(x1, 0)] = value
+                raise LabelError(
+                    f"{boxes_csv}, line {n}: needs numeric xmin,ymin,xmax,ymax "
+                    "columns (pixel coordinates)"
+                ) from None
+            mask[max(y0, 0) : max(y1, 0), max(x0, 0) : max(x1, 0)] = value
     return mask
 
 
 # ---------------------------------------------------------------- pixels
-def load_chips(paths: Sequence[Path], modality: str | Modality | None = None,
-               size: int | None = None,
-               progress: Callable[[int, int], None] | None = None) -> tuple[np.ndarray, Modality]:
+def load_chips(
+    paths: Sequence[Path],
+    modality: str | Modality | None = None,
+    size: int | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> tuple[np.ndarray, Modality]:
     """Read chips into one array [N, C, S, S] in model units.
 
     Chips of other sizes are resized (bilinear) to ``size`` (default: the first chip's size);
@@ -209,15 +233,17 @@ def load_chips(paths: Sequence[Path], modality: str | Modality | None = None,
         if modality_of is None:
             modality_of = m
         elif m.name != modality_of.name:
-            raise RasterError(f"{path} looks like '{m.name}' but earlier chips are "
-                              f"'{modality_of.name}'; pass the modality (--modality) or keep one "
-                              "sensor per dataset")
+            raise RasterError(
+                f"{path} looks like '{m.name}' but earlier chips are "
+                f"'{modality_of.name}'; pass the modality (--modality) or keep one "
+                "sensor per dataset"
+            )
         raw = da.values
         values = to_model_units(raw, da.attrs[CONVERSION_ATTR])
         bad = ~np.isfinite(values)
         nodata = da.rio.nodata
         if nodata is not None and np.isfinite(nodata):
-            bad |= (raw == nodata)
+            bad |= raw == nodata
         if bad.any():
             filled.append(path.name)
             values = np.where(bad, np.asarray(m.mean, np.float32)[:, None, None], values)
@@ -227,9 +253,11 @@ def load_chips(paths: Sequence[Path], modality: str | Modality | None = None,
     if not arrays:
         raise LabelError("no chips to read")
     if filled:
-        warnings.warn(f"{len(filled)} chip(s) had nodata/NaN pixels, filled with the modality "
-                      f"mean: {', '.join(filled[:5])}{' ...' if len(filled) > 5 else ''}",
-                      stacklevel=2)
+        warnings.warn(
+            f"{len(filled)} chip(s) had nodata/NaN pixels, filled with the modality "
+            f"mean: {', '.join(filled[:5])}{' ...' if len(filled) > 5 else ''}",
+            stacklevel=2,
+        )
     size = size or arrays[0].shape[-1]
     return np.stack([_resized(a, size) for a in arrays]), modality_of
 
@@ -249,8 +277,10 @@ def load_masks(paths: Sequence[Path], size: int | None = None) -> np.ndarray:
 def _mask(path: Path) -> np.ndarray:
     with rasterio.open(path) as src:
         if src.count != 1:
-            raise LabelError(f"mask {path} has {src.count} bands; a mask is one band of class "
-                             f"indices ({IGNORE_INDEX} = ignore)")
+            raise LabelError(
+                f"mask {path} has {src.count} bands; a mask is one band of class "
+                f"indices ({IGNORE_INDEX} = ignore)"
+            )
         return src.read(1)
 
 
@@ -258,5 +288,6 @@ def _resized(chip: np.ndarray, size: int) -> np.ndarray:
     if chip.shape[-2:] == (size, size):
         return chip
     t = torch.from_numpy(chip)[None]
-    return F.interpolate(t, size=(size, size), mode="bilinear", antialias=True,
-                         align_corners=False)[0].numpy()
+    return F.interpolate(
+        t, size=(size, size), mode="bilinear", antialias=True, align_corners=False
+    )[0].numpy()

@@ -2,22 +2,27 @@
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import torch
 
 from ..errors import BadInput
-from ..model import OFANet
 from ..modalities import Modality
+from ..model import OFANet
 from .datasets import LabelledChips, load_chips
 
 
 @torch.no_grad()
-def extract_features(model: OFANet, chips: np.ndarray | torch.Tensor | LabelledChips,
-                     modality: str | Modality | None = None, pool: str = "mean",
-                     batch_size: int = 64, device: str | torch.device = "cpu",
-                     progress: Callable[[int, int], None] | None = None) -> np.ndarray:
+def extract_features(
+    model: OFANet,
+    chips: np.ndarray | torch.Tensor | LabelledChips,
+    modality: str | Modality | None = None,
+    pool: str = "mean",
+    batch_size: int = 64,
+    device: str | torch.device = "cpu",
+    progress: Callable[[int, int], None] | None = None,
+) -> np.ndarray:
     """[N, D] features of ``chips`` ([N, C, H, W] in sensor units, or labelled chips on disk).
 
     ``pool``: "mean" of the patch tokens (the better default for MAE encoders) or the "cls" token.
@@ -33,7 +38,7 @@ def extract_features(model: OFANet, chips: np.ndarray | torch.Tensor | LabelledC
     out = []
     try:
         for start in range(0, len(x), batch_size):
-            batch = x[start:start + batch_size].to(device)
+            batch = x[start : start + batch_size].to(device)
             out.append(model.pooled_features(batch, modality, pool).float().cpu())
             if progress:
                 progress(min(start + batch_size, len(x)), len(x))

@@ -17,9 +17,10 @@ import io
 import json
 import pickle
 import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -47,15 +48,27 @@ class GeoBenchTask:
 # The OFA-Net paper's downstream tasks: GEO-Bench's six classification and six segmentation
 # tasks. Metric: top-1 accuracy, F1 for the multi-label m-bigearthnet, mIoU for segmentation.
 GEOBENCH_TASKS = (
-    GeoBenchTask("m-eurosat", "classification", "s2_l1c", "stored",
-                 "bands stored in EuroSAT order (B8A last) under standard-order names"),
+    GeoBenchTask(
+        "m-eurosat",
+        "classification",
+        "s2_l1c",
+        "stored",
+        "bands stored in EuroSAT order (B8A last) under standard-order names",
+    ),
     GeoBenchTask("m-bigearthnet", "multilabel", "s2_l2a"),
-    GeoBenchTask("m-so2sat", "classification", None,
-                 "S1 complex channels + 10 S2 bands; S2 bands used, by wavelength"),
-    GeoBenchTask("m-brick-kiln", "classification", None,
-                 "13 stored names, real bands B1-B5,B7,B8A,B8,B11,B12 + true colour; by wavelength",
-                 true_bands=("B01", "B02", "B03", "B04", "B05", "B07", "B8A", "B08", "B11",
-                             "B12")),
+    GeoBenchTask(
+        "m-so2sat",
+        "classification",
+        None,
+        "S1 complex channels + 10 S2 bands; S2 bands used, by wavelength",
+    ),
+    GeoBenchTask(
+        "m-brick-kiln",
+        "classification",
+        None,
+        "13 stored names, real bands B1-B5,B7,B8A,B8,B11,B12 + true colour; by wavelength",
+        true_bands=("B01", "B02", "B03", "B04", "B05", "B07", "B8A", "B08", "B11", "B12"),
+    ),
     GeoBenchTask("m-forestnet", "classification", None, "Landsat-8, 6 bands; by wavelength"),
     GeoBenchTask("m-pv4ger", "classification", "rgb"),
     GeoBenchTask("m-pv4ger-seg", "segmentation", "rgb"),
@@ -65,11 +78,20 @@ GEOBENCH_TASKS = (
     GeoBenchTask("m-SA-crop-type", "segmentation", "s2_l2a"),
     GeoBenchTask("m-chesapeake", "segmentation", "rgbn"),
 )
-ALIASES = {"m-cashew-plantation": "m-cashew-plant", "m-chesapeake-landcover": "m-chesapeake",
-           "m-chesapeake-lancover": "m-chesapeake"}  # GEO-Bench v0.9 folder names
+ALIASES = {
+    "m-cashew-plantation": "m-cashew-plant",
+    "m-chesapeake-landcover": "m-chesapeake",
+    "m-chesapeake-lancover": "m-chesapeake",
+}  # GEO-Bench v0.9 folder names
 RGB_NAMES = {"red": "R", "green": "G", "blue": "B", "nearinfrared": "NIR", "nir": "NIR"}
-LANDSAT_NAMES = {"02 - blue": "SR_B2", "03 - green": "SR_B3", "04 - red": "SR_B4",
-                 "05 - nir": "SR_B5", "06 - swir1": "SR_B6", "07 - swir2": "SR_B7"}
+LANDSAT_NAMES = {
+    "02 - blue": "SR_B2",
+    "03 - green": "SR_B3",
+    "04 - red": "SR_B4",
+    "05 - nir": "SR_B5",
+    "06 - swir1": "SR_B6",
+    "07 - swir2": "SR_B7",
+}
 
 
 class GeoBenchError(BadInput):
@@ -91,8 +113,10 @@ def find_tasks(root: str | Path) -> dict[str, Path]:
     """Task folders under ``root`` (the folder holding the ``*_v1.0`` benchmarks, or one)."""
     root = Path(root).expanduser()
     if not root.is_dir():
-        raise GeoBenchError(f"GEO-Bench folder not found: {root}. Download GEO-Bench (`pip "
-                            "install geobench && geobench-download`) and pass its folder")
+        raise GeoBenchError(
+            f"GEO-Bench folder not found: {root}. Download GEO-Bench (`pip "
+            "install geobench && geobench-download`) and pass its folder"
+        )
     parents = [root / b for b in BENCHMARKS if (root / b).is_dir()] or [root]
     found = {}
     for parent in parents:
@@ -100,20 +124,28 @@ def find_tasks(root: str | Path) -> dict[str, Path]:
             if folder.is_dir() and (folder / "default_partition.json").is_file():
                 found[ALIASES.get(folder.name, folder.name)] = folder
     if not found:
-        raise GeoBenchError(f"no GEO-Bench task folders (with default_partition.json) under "
-                            f"{root}; expected {root}/classification_v1.0/m-eurosat/ ...")
+        raise GeoBenchError(
+            f"no GEO-Bench task folders (with default_partition.json) under "
+            f"{root}; expected {root}/classification_v1.0/m-eurosat/ ..."
+        )
     return found
 
 
-def read_task(folder: str | Path, task: GeoBenchTask, partition: str = "default",
-              max_per_split: int | None = None,
-              modality: Modality | None = None) -> GeoBenchData:
+def read_task(
+    folder: str | Path,
+    task: GeoBenchTask,
+    partition: str = "default",
+    max_per_split: int | None = None,
+    modality: Modality | None = None,
+) -> GeoBenchData:
     """All samples of a task's partition, bands mapped onto the task's modality."""
     folder = Path(folder)
     part_file = folder / f"{partition}_partition.json"
     if not part_file.is_file():
-        raise GeoBenchError(f"{part_file} not found; partitions here: "
-                            f"{', '.join(p.name for p in folder.glob('*_partition.json'))}")
+        raise GeoBenchError(
+            f"{part_file} not found; partitions here: "
+            f"{', '.join(p.name for p in folder.glob('*_partition.json'))}"
+        )
     splits = json.loads(part_file.read_text())
     stats = _read_json(folder / "band_stats.json")
     images, labels, modality_of = {}, {}, modality
@@ -131,8 +163,9 @@ def read_task(folder: str | Path, task: GeoBenchTask, partition: str = "default"
             labels[split] = np.stack([np.asarray(t) for t in targets])
     if "train" not in images or "test" not in images:
         raise GeoBenchError(f"{folder}: the {partition} partition needs train and test samples")
-    return GeoBenchData(task, folder, images, labels, _class_names(folder, task, labels),
-                        modality_of)
+    return GeoBenchData(
+        task, folder, images, labels, _class_names(folder, task, labels), modality_of
+    )
 
 
 def read_sample(path: Path) -> tuple[dict[str, np.ndarray], list[str], Any]:
@@ -151,8 +184,9 @@ def read_sample(path: Path) -> tuple[dict[str, np.ndarray], list[str], Any]:
     if label is None:
         label = attrs.get("label") if isinstance(attrs, dict) else None
         if label is None:
-            raise GeoBenchError(f"{path} has no label (neither a 'label' dataset nor one in its "
-                                "attributes)")
+            raise GeoBenchError(
+                f"{path} has no label (neither a 'label' dataset nor one in its attributes)"
+            )
     order = [_undated(b) for b in attrs.get("bands_order", [])] if isinstance(attrs, dict) else []
     return bands, order or sorted(bands), label
 
@@ -171,11 +205,19 @@ class _Record:
 
 
 class _SafeUnpickler(pickle.Unpickler):
-    ALLOWED = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
-               ("numpy", "ndarray"), ("numpy", "dtype"), ("numpy.core.multiarray", "scalar"),
-               ("numpy._core.multiarray", "scalar"), ("datetime", "date"),
-               ("datetime", "datetime"), ("collections", "OrderedDict"),
-               ("copyreg", "_reconstructor"), ("builtins", "object")}
+    ALLOWED = {
+        ("numpy.core.multiarray", "_reconstruct"),
+        ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy", "ndarray"),
+        ("numpy", "dtype"),
+        ("numpy.core.multiarray", "scalar"),
+        ("numpy._core.multiarray", "scalar"),
+        ("datetime", "date"),
+        ("datetime", "datetime"),
+        ("collections", "OrderedDict"),
+        ("copyreg", "_reconstructor"),
+        ("builtins", "object"),
+    }
 
     def find_class(self, module: str, name: str) -> Any:
         if (module, name) in self.ALLOWED:
@@ -199,7 +241,7 @@ def task_modality(task: GeoBenchTask, order: list[str], stats: dict) -> Modality
         return get_modality(task.modality)
     ids, waves, mean, std = [], [], [], []
     s2, landsat = get_modality("s2_l1c"), get_modality("landsat_oli")
-    names = order[:len(task.true_bands)] if task.true_bands else order
+    names = order[: len(task.true_bands)] if task.true_bands else order
     for i, name in enumerate(names):
         band = task.true_bands[i] if task.true_bands else _band_id(name, task)
         for ref in (s2, landsat):
@@ -212,27 +254,38 @@ def task_modality(task: GeoBenchTask, order: list[str], stats: dict) -> Modality
     if not ids:
         raise GeoBenchError(f"{task.name}: no band with a known wavelength and band statistics")
     name = "geobench_" + re.sub(r"[^a-z0-9]+", "_", task.name.lower()).strip("_")
-    return Modality(name=name, bands=tuple(ids), wavelengths=tuple(waves), gsd=None,
-                    mean=tuple(mean), std=tuple(std), units="as stored by GEO-Bench",
-                    description=f"GEO-Bench {task.name} bands", source="band_stats.json")
+    return Modality(
+        name=name,
+        bands=tuple(ids),
+        wavelengths=tuple(waves),
+        gsd=None,
+        mean=tuple(mean),
+        std=tuple(std),
+        units="as stored by GEO-Bench",
+        description=f"GEO-Bench {task.name} bands",
+        source="band_stats.json",
+    )
 
 
-def _select_bands(bands: dict[str, np.ndarray], order: list[str], task: GeoBenchTask,
-                  m: Modality) -> np.ndarray:
+def _select_bands(
+    bands: dict[str, np.ndarray], order: list[str], task: GeoBenchTask, m: Modality
+) -> np.ndarray:
     if task.band_order == "stored":  # names are wrong; positions are right
-        arrays = [bands[name] for name in order[:m.num_bands]]
+        arrays = [bands[name] for name in order[: m.num_bands]]
     elif not task.modality:
         arrays = [bands[name] for name in m.bands]
     else:
         by_id = {_band_id(name, task): array for name, array in bands.items()}
         missing = [b for b in m.bands if b not in by_id]
         if missing:
-            raise GeoBenchError(f"{task.name}: bands {missing} of '{m.name}' not found among "
-                                f"{sorted(bands)}")
+            raise GeoBenchError(
+                f"{task.name}: bands {missing} of '{m.name}' not found among {sorted(bands)}"
+            )
         arrays = [by_id[b] for b in m.bands]
     if len(arrays) != m.num_bands:
-        raise GeoBenchError(f"{task.name}: {len(arrays)} bands found, '{m.name}' needs "
-                            f"{m.num_bands}")
+        raise GeoBenchError(
+            f"{task.name}: {len(arrays)} bands found, '{m.name}' needs {m.num_bands}"
+        )
     return np.stack([a.astype(np.float32) for a in arrays])
 
 
@@ -280,10 +333,15 @@ def _read_json(path: Path) -> dict:
 
 
 # ---------------------------------------------------------------- evaluation
-def run_geobench(model: OFANet, root: str | Path, tasks: Sequence[str] | None = None,
-                 partition: str = "default", max_per_split: int | None = None,
-                 seg_epochs: int = 20,
-                 progress: Callable[[str, int, int], None] | None = None) -> list[dict[str, Any]]:
+def run_geobench(
+    model: OFANet,
+    root: str | Path,
+    tasks: Sequence[str] | None = None,
+    partition: str = "default",
+    max_per_split: int | None = None,
+    seg_epochs: int = 20,
+    progress: Callable[[str, int, int], None] | None = None,
+) -> list[dict[str, Any]]:
     """Frozen-backbone scores on each GEO-Bench task found under ``root``: linear probe and kNN
     (classification; F1 for multi-label), a light segmentation head's mIoU (segmentation).
     Train on ``train``, score on ``test``. Tasks the model cannot embed are reported, not run."""
@@ -304,8 +362,13 @@ def run_geobench(model: OFANet, root: str | Path, tasks: Sequence[str] | None = 
         data = read_task(found[name], task, partition, max_per_split)
         m = data.modality
         if m.name not in model.patch_embeds and model.wavelength_embed is None:
-            rows.append({**row, "skipped": f"needs a '{m.name}' embedding or a wavelength-"
-                                           "conditioned model (e.g. converted DOFA weights)"})
+            rows.append(
+                {
+                    **row,
+                    "skipped": f"needs a '{m.name}' embedding or a wavelength-"
+                    "conditioned model (e.g. converted DOFA weights)",
+                }
+            )
             continue
         train_x, test_x = data.images["train"], data.images["test"]
         train_y, test_y = data.labels["train"], data.labels["test"]
@@ -314,8 +377,17 @@ def run_geobench(model: OFANet, root: str | Path, tasks: Sequence[str] | None = 
             size = model.config.img_size
             train_x, train_y = _tiled(train_x, train_y, size, m)
             test_x, test_y = _tiled(test_x, test_y, size, m)
-            scores = fit_segmentation_arrays(model, f"geobench_{name}", train_x, train_y,
-                                             test_x, test_y, data.classes, m, seg_epochs)
+            scores = fit_segmentation_arrays(
+                model,
+                f"geobench_{name}",
+                train_x,
+                train_y,
+                test_x,
+                test_y,
+                data.classes,
+                m,
+                seg_epochs,
+            )
             del model.heads[f"geobench_{name}"]
             row.update(metric="mIoU", segmentation=scores["miou"])
         else:
@@ -323,15 +395,18 @@ def run_geobench(model: OFANet, root: str | Path, tasks: Sequence[str] | None = 
             f_test = extract_features(model, test_x, m)
             if task.kind == "multilabel":
                 probe = fit_linear_probe(f_train, train_y, k, multilabel=True)
-                row.update(metric="micro-F1", linear=_micro_f1(probe.logits(f_test).numpy() > 0,
-                                                               test_y))
+                row.update(
+                    metric="micro-F1", linear=_micro_f1(probe.logits(f_test).numpy() > 0, test_y)
+                )
             else:
                 probe = fit_linear_probe(f_train, train_y, k)
-                row.update(metric="accuracy",
-                           linear=classification_scores(probe.predict(f_test), test_y,
-                                                        k)["accuracy"],
-                           knn=classification_scores(knn_predict(f_train, train_y, f_test, k),
-                                                     test_y, k)["accuracy"])
+                row.update(
+                    metric="accuracy",
+                    linear=classification_scores(probe.predict(f_test), test_y, k)["accuracy"],
+                    knn=classification_scores(knn_predict(f_train, train_y, f_test, k), test_y, k)[
+                        "accuracy"
+                    ],
+                )
         rows.append({**row, "train": len(train_x), "test": len(test_x)})
         if progress:
             progress("geobench", i + 1, len(wanted))
@@ -352,19 +427,33 @@ def _micro_f1(pred: np.ndarray, target: np.ndarray) -> float:
 
 def format_table(rows: list[dict[str, Any]]) -> str:
     """The paper-style table: one row per task, frozen-backbone scores in percent."""
+
     def pct(v):
         return "" if v is None else f"{100 * v:.1f}"
-    lines = ["| task | metric | linear probe | kNN | segmentation head | train / test |",
-             "|---|---|---|---|---|---|"]
+
+    lines = [
+        "| task | metric | linear probe | kNN | segmentation head | train / test |",
+        "|---|---|---|---|---|---|",
+    ]
     for r in rows:
         if "skipped" in r:
             lines.append(f"| {r['task']} | | | | | skipped: {r['skipped']} |")
             continue
-        lines.append(f"| {r['task']} | {r['metric']} | {pct(r.get('linear'))} | "
-                     f"{pct(r.get('knn'))} | {pct(r.get('segmentation'))} | "
-                     f"{r['train']} / {r['test']} |")
+        lines.append(
+            f"| {r['task']} | {r['metric']} | {pct(r.get('linear'))} | "
+            f"{pct(r.get('knn'))} | {pct(r.get('segmentation'))} | "
+            f"{r['train']} / {r['test']} |"
+        )
     return "\n".join(lines)
 
 
-__all__ = ["GEOBENCH_TASKS", "GeoBenchTask", "GeoBenchError", "find_tasks", "read_task",
-           "read_sample", "run_geobench", "format_table"]
+__all__ = [
+    "GEOBENCH_TASKS",
+    "GeoBenchTask",
+    "GeoBenchError",
+    "find_tasks",
+    "read_task",
+    "read_sample",
+    "run_geobench",
+    "format_table",
+]

@@ -30,23 +30,29 @@ class LinearProbe:
 
     def logits(self, features: np.ndarray) -> torch.Tensor:
         f = torch.as_tensor(features, dtype=torch.float32)
-        return F.linear((f - self.mean) / (self.var + STANDARDIZE_EPS).sqrt(), self.weight,
-                        self.bias)
+        return F.linear(
+            (f - self.mean) / (self.var + STANDARDIZE_EPS).sqrt(), self.weight, self.bias
+        )
 
     def predict(self, features: np.ndarray) -> np.ndarray:
         logits = self.logits(features)
         return (logits > 0).numpy() if self.multilabel else logits.argmax(1).numpy()
 
 
-def fit_linear_probe(features: np.ndarray, targets: np.ndarray, num_classes: int,
-                     weight_decay: float | None = None, groups: list | None = None,
-                     seed: int = 0, multilabel: bool = False) -> LinearProbe:
+def fit_linear_probe(
+    features: np.ndarray,
+    targets: np.ndarray,
+    num_classes: int,
+    weight_decay: float | None = None,
+    groups: list | None = None,
+    seed: int = 0,
+    multilabel: bool = False,
+) -> LinearProbe:
     """Full-batch L-BFGS logistic regression; ``weight_decay=None`` picks it by 3-fold CV.
     ``multilabel``: targets [N, K] of 0/1, one sigmoid per class."""
     targets = np.asarray(targets)
     if weight_decay is None:
-        weight_decay = _pick_weight_decay(features, targets, num_classes, groups, seed,
-                                          multilabel)
+        weight_decay = _pick_weight_decay(features, targets, num_classes, groups, seed, multilabel)
     f = torch.as_tensor(features, dtype=torch.float32)
     mean, var = f.mean(0), f.var(0, unbiased=False)
     z = (f - mean) / (var + STANDARDIZE_EPS).sqrt()
@@ -56,8 +62,9 @@ def fit_linear_probe(features: np.ndarray, targets: np.ndarray, num_classes: int
     linear = torch.nn.Linear(f.shape[1], num_classes)
     torch.nn.init.zeros_(linear.weight)
     torch.nn.init.zeros_(linear.bias)
-    optimizer = torch.optim.LBFGS(linear.parameters(), lr=1, max_iter=500,
-                                  line_search_fn="strong_wolfe")
+    optimizer = torch.optim.LBFGS(
+        linear.parameters(), lr=1, max_iter=500, line_search_fn="strong_wolfe"
+    )
 
     def closure():
         optimizer.zero_grad()
@@ -67,8 +74,14 @@ def fit_linear_probe(features: np.ndarray, targets: np.ndarray, num_classes: int
 
     with torch.enable_grad():
         optimizer.step(closure)
-    return LinearProbe(mean, var, linear.weight.detach().clone(), linear.bias.detach().clone(),
-                       float(weight_decay), multilabel)
+    return LinearProbe(
+        mean,
+        var,
+        linear.weight.detach().clone(),
+        linear.bias.detach().clone(),
+        float(weight_decay),
+        multilabel,
+    )
 
 
 def _pick_weight_decay(features, targets, num_classes, groups, seed, multilabel) -> float:
@@ -78,16 +91,23 @@ def _pick_weight_decay(features, targets, num_classes, groups, seed, multilabel)
         correct = 0
         for test in folds:
             train = np.setdiff1d(np.arange(len(targets)), test)
-            probe = fit_linear_probe(features[train], targets[train], num_classes, wd, seed=seed,
-                                     multilabel=multilabel)
+            probe = fit_linear_probe(
+                features[train], targets[train], num_classes, wd, seed=seed, multilabel=multilabel
+            )
             correct += int((probe.predict(features[test]) == targets[test]).sum())
         if correct > best_acc:
             best, best_acc = wd, correct
     return best
 
 
-def knn_predict(train_features: np.ndarray, train_targets: np.ndarray, features: np.ndarray,
-                num_classes: int, k: int = 20, temperature: float = 0.07) -> np.ndarray:
+def knn_predict(
+    train_features: np.ndarray,
+    train_targets: np.ndarray,
+    features: np.ndarray,
+    num_classes: int,
+    k: int = 20,
+    temperature: float = 0.07,
+) -> np.ndarray:
     """Cosine-similarity kNN with temperature-weighted votes (as in DINO's kNN evaluation)."""
     a = F.normalize(torch.as_tensor(train_features, dtype=torch.float32), dim=1)
     b = F.normalize(torch.as_tensor(features, dtype=torch.float32), dim=1)
@@ -97,8 +117,9 @@ def knn_predict(train_features: np.ndarray, train_targets: np.ndarray, features:
     return votes.argmax(1).numpy()
 
 
-def split_folds(n: int, folds: int, groups: list | None = None, targets: np.ndarray | None = None,
-                seed: int = 0) -> list[np.ndarray]:
+def split_folds(
+    n: int, folds: int, groups: list | None = None, targets: np.ndarray | None = None, seed: int = 0
+) -> list[np.ndarray]:
     """Test indices of each fold. With ``groups``, a group never straddles folds (spatial
     blocks stay together); otherwise folds are stratified by ``targets``."""
     rng = np.random.default_rng(seed)
@@ -120,9 +141,13 @@ def split_folds(n: int, folds: int, groups: list | None = None, targets: np.ndar
     return [np.flatnonzero(fold_of == i) for i in range(folds)]
 
 
-def train_val_split(n: int, val_fraction: float, groups: list | None = None,
-                    targets: np.ndarray | None = None,
-                    seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def train_val_split(
+    n: int,
+    val_fraction: float,
+    groups: list | None = None,
+    targets: np.ndarray | None = None,
+    seed: int = 0,
+) -> tuple[np.ndarray, np.ndarray]:
     """One hold-out split, group-aware or stratified like ``split_folds``."""
     if not 0 < val_fraction < 1:
         raise BadInput(f"val_fraction must be between 0 and 1, got {val_fraction}")
@@ -131,24 +156,36 @@ def train_val_split(n: int, val_fraction: float, groups: list | None = None,
     return np.setdiff1d(np.arange(n), val), val
 
 
-def cross_validate(features: np.ndarray, targets: np.ndarray, num_classes: int,
-                   groups: list | None = None, folds: int = 5, seed: int = 0,
-                   k: int = 20) -> dict[str, dict[str, float]]:
+def cross_validate(
+    features: np.ndarray,
+    targets: np.ndarray,
+    num_classes: int,
+    groups: list | None = None,
+    folds: int = 5,
+    seed: int = 0,
+    k: int = 20,
+) -> dict[str, dict[str, float]]:
     """Linear-probe and kNN scores averaged over folds (accuracy, macro-F1, and their spread)."""
     targets = np.asarray(targets)
     scores: dict[str, list[dict]] = {"linear": [], "knn": []}
     for test in split_folds(len(targets), folds, groups, targets, seed):
         train = np.setdiff1d(np.arange(len(targets)), test)
         groups_train = [groups[i] for i in train] if groups is not None else None
-        probe = fit_linear_probe(features[train], targets[train], num_classes,
-                                 groups=groups_train, seed=seed)
-        predictions = {"linear": probe.predict(features[test]),
-                       "knn": knn_predict(features[train], targets[train], features[test],
-                                          num_classes, k)}
+        probe = fit_linear_probe(
+            features[train], targets[train], num_classes, groups=groups_train, seed=seed
+        )
+        predictions = {
+            "linear": probe.predict(features[test]),
+            "knn": knn_predict(features[train], targets[train], features[test], num_classes, k),
+        }
         for method, pred in predictions.items():
             scores[method].append(classification_scores(pred, targets[test], num_classes))
-    return {method: {"accuracy": float(np.mean([s["accuracy"] for s in runs])),
-                     "accuracy_std": float(np.std([s["accuracy"] for s in runs])),
-                     "macro_f1": float(np.mean([s["macro_f1"] for s in runs])),
-                     "folds": folds}
-            for method, runs in scores.items()}
+    return {
+        method: {
+            "accuracy": float(np.mean([s["accuracy"] for s in runs])),
+            "accuracy_std": float(np.std([s["accuracy"] for s in runs])),
+            "macro_f1": float(np.mean([s["macro_f1"] for s in runs])),
+            "folds": folds,
+        }
+        for method, runs in scores.items()
+    }

@@ -3,8 +3,9 @@ it with the model, score a head, compare a backbone with random initialisation."
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -13,10 +14,18 @@ from ..checkpoint import model_from_metadata
 from ..errors import BadInput
 from ..inputs import normalize, require_embedding
 from ..metrics import classification_scores, segmentation_scores
-from ..model import OFANet
 from ..modalities import Modality
-from .datasets import (IGNORE_INDEX, LabelError, LabelledChips, SegmentationScenes, load_chips,
-                       load_masks, read_labelled_chips, read_segmentation_scenes)
+from ..model import OFANet
+from .datasets import (
+    IGNORE_INDEX,
+    LabelError,
+    LabelledChips,
+    SegmentationScenes,
+    load_chips,
+    load_masks,
+    read_labelled_chips,
+    read_segmentation_scenes,
+)
 from .features import extract_features
 from .probes import cross_validate, fit_linear_probe, train_val_split
 from .training import predict, train_head
@@ -26,11 +35,20 @@ BAND_STATS = "band mean+std"  # the no-network baseline of compare_with_random_i
 Progress = Callable[[str, int, int], None]  # (stage, done, total)
 
 
-def fit_scene_head(model: OFANet, data: LabelledChips | str | Path, name: str, *,
-                   modality: str | Modality | None = None, method: str = "linear",
-                   trainable_blocks: int = 0, epochs: int = 30, val_fraction: float = 0.2,
-                   colors: Sequence[str] | None = None, seed: int = 0,
-                   progress: Progress | None = None) -> dict[str, Any]:
+def fit_scene_head(
+    model: OFANet,
+    data: LabelledChips | str | Path,
+    name: str,
+    *,
+    modality: str | Modality | None = None,
+    method: str = "linear",
+    trainable_blocks: int = 0,
+    epochs: int = 30,
+    val_fraction: float = 0.2,
+    colors: Sequence[str] | None = None,
+    seed: int = 0,
+    progress: Progress | None = None,
+) -> dict[str, Any]:
     """Add scene head ``name`` to ``model``, fitted on the chips' train split; returns (and
     stores in ``model.heads.info[name]``) its scores on the held-out split.
 
@@ -42,8 +60,9 @@ def fit_scene_head(model: OFANet, data: LabelledChips | str | Path, name: str, *
     if method not in METHODS:
         raise BadInput(f"method must be one of {', '.join(METHODS)}, got {method!r}")
     data = data if isinstance(data, LabelledChips) else read_labelled_chips(data)
-    x, m = load_chips(data.paths, modality, _chip_size(model, data.paths[0], modality),
-                      _stage(progress, "read"))
+    x, m = load_chips(
+        data.paths, modality, _chip_size(model, data.paths[0], modality), _stage(progress, "read")
+    )
     require_embedding(model, m)
     y = data.targets
     train, val = train_val_split(len(y), val_fraction, data.groups, y, seed)
@@ -52,28 +71,52 @@ def fit_scene_head(model: OFANet, data: LabelledChips | str | Path, name: str, *
     model.heads.add(name, data.classes, modality=m.name, colors=colors)
     model.heads.set_default(name)  # a freshly fitted head is the one users expect next
     features = extract_features(model, x[train], m, progress=_stage(progress, "features"))
-    probe = fit_linear_probe(features, y[train], len(data.classes),
-                             groups=[data.groups[i] for i in train] if data.groups else None,
-                             seed=seed)
+    probe = fit_linear_probe(
+        features,
+        y[train],
+        len(data.classes),
+        groups=[data.groups[i] for i in train] if data.groups else None,
+        seed=seed,
+    )
     model.heads[name].set_linear_probe(probe.mean, probe.var, probe.weight, probe.bias)
     if method == "finetune":
         stage = _stage(progress, "fine-tune")
-        train_head(model, name, x[train], y[train], m, trainable_blocks, epochs, seed=seed,
-                   progress=(lambda e, n, _loss: stage(e, n)) if stage else None)
+        train_head(
+            model,
+            name,
+            x[train],
+            y[train],
+            m,
+            trainable_blocks,
+            epochs,
+            seed=seed,
+            progress=(lambda e, n, _loss: stage(e, n)) if stage else None,
+        )
     scores = classification_scores(predict(model, name, x[val], m), y[val], len(data.classes))
     model.heads.info[name].update(
-        method=method, trainable_blocks=trainable_blocks if method == "finetune" else 0,
+        method=method,
+        trainable_blocks=trainable_blocks if method == "finetune" else 0,
         trained_on=f"{_data_name(data.source)} ({len(train)} chips; {len(val)} held out"
-                   f"{', by group' if data.groups else ''})",
-        validation=_summary(scores))
+        f"{', by group' if data.groups else ''})",
+        validation=_summary(scores),
+    )
     return {"head": name, "classes": data.classes, "train": len(train), "val": len(val), **scores}
 
 
-def fit_segmentation_head(model: OFANet, data: SegmentationScenes | str | Path, name: str, *,
-                          modality: str | Modality | None = None, trainable_blocks: int = 0,
-                          epochs: int = 60, val_fraction: float = 0.2, lr: float = 3e-3,
-                          augment: bool = True, seed: int = 0,
-                          progress: Progress | None = None) -> dict[str, Any]:
+def fit_segmentation_head(
+    model: OFANet,
+    data: SegmentationScenes | str | Path,
+    name: str,
+    *,
+    modality: str | Modality | None = None,
+    trainable_blocks: int = 0,
+    epochs: int = 60,
+    val_fraction: float = 0.2,
+    lr: float = 3e-3,
+    augment: bool = True,
+    seed: int = 0,
+    progress: Progress | None = None,
+) -> dict[str, Any]:
     """Add segmentation head ``name``, trained on model-sized tiles of the scenes; held-out
     tiles (whole scenes when there are several, else the bottom rows) give the mIoU."""
     data = data if isinstance(data, SegmentationScenes) else read_segmentation_scenes(data)
@@ -86,23 +129,50 @@ def fit_segmentation_head(model: OFANet, data: SegmentationScenes | str | Path, 
         cut = np.quantile(rows, 1 - val_fraction)
         train, val = np.flatnonzero(rows < cut), np.flatnonzero(rows >= cut)
         if not len(train) or not len(val):
-            raise BadInput("the scene is too small to hold rows out",
-                           "lower the validation fraction or add scenes")
-    scores = fit_segmentation_arrays(model, name, x[train], y[train], x[val], y[val],
-                                     data.classes, m, epochs, trainable_blocks, lr, seed,
-                                     data.colors, augment, progress)
-    model.heads.info[name]["trained_on"] = (f"{_data_name(data.source)} ({len(train)} tiles; {len(val)} "
-                                           "held out)")
-    return {"head": name, "classes": data.classes, "train": len(train), "val": len(val),
-            **scores}
+            raise BadInput(
+                "the scene is too small to hold rows out",
+                "lower the validation fraction or add scenes",
+            )
+    scores = fit_segmentation_arrays(
+        model,
+        name,
+        x[train],
+        y[train],
+        x[val],
+        y[val],
+        data.classes,
+        m,
+        epochs,
+        trainable_blocks,
+        lr,
+        seed,
+        data.colors,
+        augment,
+        progress,
+    )
+    model.heads.info[name]["trained_on"] = (
+        f"{_data_name(data.source)} ({len(train)} tiles; {len(val)} held out)"
+    )
+    return {"head": name, "classes": data.classes, "train": len(train), "val": len(val), **scores}
 
 
-def fit_segmentation_arrays(model: OFANet, name: str, x: np.ndarray, y: np.ndarray,
-                            x_val: np.ndarray, y_val: np.ndarray, classes: Sequence[str],
-                            modality: Modality, epochs: int = 60, trainable_blocks: int = 0,
-                            lr: float = 3e-3, seed: int = 0,
-                            colors: Sequence[str] | None = None, augment: bool = True,
-                            progress: Progress | None = None) -> dict[str, Any]:
+def fit_segmentation_arrays(
+    model: OFANet,
+    name: str,
+    x: np.ndarray,
+    y: np.ndarray,
+    x_val: np.ndarray,
+    y_val: np.ndarray,
+    classes: Sequence[str],
+    modality: Modality,
+    epochs: int = 60,
+    trainable_blocks: int = 0,
+    lr: float = 3e-3,
+    seed: int = 0,
+    colors: Sequence[str] | None = None,
+    augment: bool = True,
+    progress: Progress | None = None,
+) -> dict[str, Any]:
     """Add segmentation head ``name``, train it on tiles ``x`` [N, C, S, S] / masks ``y``
     [N, S, S], and score it (mIoU) on the validation tiles. Fine-tuning blocks
     (``trainable_blocks``) changes the shared backbone, so the model's other heads are removed."""
@@ -111,20 +181,37 @@ def fit_segmentation_arrays(model: OFANet, name: str, x: np.ndarray, y: np.ndarr
     model.heads.add(name, classes, kind="segmentation", modality=modality, colors=colors)
     model.heads.set_default(name)
     stage = _stage(progress, "train")
-    losses = train_head(model, name, x, y, modality, trainable_blocks, epochs, lr=lr,
-                        batch_size=16, augment=augment, seed=seed,
-                        progress=(lambda e, n, _loss: stage(e, n)) if stage else None)
+    losses = train_head(
+        model,
+        name,
+        x,
+        y,
+        modality,
+        trainable_blocks,
+        epochs,
+        lr=lr,
+        batch_size=16,
+        augment=augment,
+        seed=seed,
+        progress=(lambda e, n, _loss: stage(e, n)) if stage else None,
+    )
     scores = segmentation_scores(predict(model, name, x_val, modality), y_val, len(classes))
     train_scores = segmentation_scores(predict(model, name, x, modality), y, len(classes))
     model.heads.info[name].update(
-        method="finetune" if trainable_blocks else "frozen", trainable_blocks=trainable_blocks,
-        validation={"miou": round(scores["miou"], 4)})
+        method="finetune" if trainable_blocks else "frozen",
+        trainable_blocks=trainable_blocks,
+        validation={"miou": round(scores["miou"], 4)},
+    )
     return {"train_miou": train_scores["miou"], "losses": losses, **scores}
 
 
-def evaluate_head(model: OFANet, data: LabelledChips | SegmentationScenes | str | Path,
-                  head: str | None = None, modality: str | Modality | None = None,
-                  progress: Progress | None = None) -> dict[str, Any]:
+def evaluate_head(
+    model: OFANet,
+    data: LabelledChips | SegmentationScenes | str | Path,
+    head: str | None = None,
+    modality: str | Modality | None = None,
+    progress: Progress | None = None,
+) -> dict[str, Any]:
     """Scores of a head on labelled data (all of it): accuracy, macro-F1 and confusion matrix,
     or mIoU for a segmentation head. Labels the head does not know are an error."""
     if _is_segmentation_data(data):
@@ -133,25 +220,38 @@ def evaluate_head(model: OFANet, data: LabelledChips | SegmentationScenes | str 
         name = model.heads.select(head, "segmentation", m)
         info = model.heads.info[name]
         if y[y != IGNORE_INDEX].max(initial=0) >= len(info["classes"]):
-            raise LabelError(f"the masks have class values beyond the {len(info['classes'])} "
-                             f"classes of head {name!r} ({', '.join(info['classes'])})")
+            raise LabelError(
+                f"the masks have class values beyond the {len(info['classes'])} "
+                f"classes of head {name!r} ({', '.join(info['classes'])})"
+            )
         scores = segmentation_scores(predict(model, name, x, m), y, len(info["classes"]))
     else:
         data = data if isinstance(data, LabelledChips) else read_labelled_chips(data)
-        x, m = load_chips(data.paths, modality, _chip_size(model, data.paths[0], modality),
-                          _stage(progress, "read"))
+        x, m = load_chips(
+            data.paths,
+            modality,
+            _chip_size(model, data.paths[0], modality),
+            _stage(progress, "read"),
+        )
         name = model.heads.select(head, None, m)
         info = model.heads.info[name]
         data = data.with_classes(info["classes"])
-        scores = classification_scores(predict(model, name, x, m), data.targets,
-                                       len(info["classes"]))
+        scores = classification_scores(
+            predict(model, name, x, m), data.targets, len(info["classes"])
+        )
     return {"head": name, "kind": info["kind"], "classes": info["classes"], **scores}
 
 
-def compare_with_random_init(model: OFANet, data: LabelledChips | SegmentationScenes | str | Path,
-                             *, modality: str | Modality | None = None, folds: int = 5,
-                             seeds: Sequence[int] = (0, 1, 2), k: int = 20,
-                             progress: Progress | None = None) -> list[dict[str, Any]]:
+def compare_with_random_init(
+    model: OFANet,
+    data: LabelledChips | SegmentationScenes | str | Path,
+    *,
+    modality: str | Modality | None = None,
+    folds: int = 5,
+    seeds: Sequence[int] = (0, 1, 2),
+    k: int = 20,
+    progress: Progress | None = None,
+) -> list[dict[str, Any]]:
     """Linear-probe and kNN accuracy (cross-validated, group-aware when the data has groups) of
     the model's frozen features, of the same architecture randomly initialised, and of no network
     at all (each band's mean and standard deviation: what colour alone gives).
@@ -168,20 +268,28 @@ def compare_with_random_init(model: OFANet, data: LabelledChips | SegmentationSc
 
         def features(net: OFANet) -> np.ndarray:
             return _patch_tokens(net, x, m)[keep]
+
         stats = _patch_band_stats(model, x, m)[keep]
     else:
         chips = data if isinstance(data, LabelledChips) else read_labelled_chips(data)
-        x, m = load_chips(chips.paths, modality, _chip_size(model, chips.paths[0], modality),
-                          _stage(progress, "read"))
+        x, m = load_chips(
+            chips.paths,
+            modality,
+            _chip_size(model, chips.paths[0], modality),
+            _stage(progress, "read"),
+        )
         require_embedding(model, m)
         y, groups, num_classes = chips.targets, chips.groups, len(chips.classes)
 
         def features(net: OFANet) -> np.ndarray:
             return extract_features(net, x, m)
+
         normalised = normalize(torch.from_numpy(x), m)
         stats = torch.cat([normalised.mean((2, 3)), normalised.std((2, 3))], 1).numpy()
-    meta = {"config": model.config.to_dict(), "modalities": {n: v.to_dict() for n, v in
-                                                   model.modalities.items()}}
+    meta = {
+        "config": model.config.to_dict(),
+        "modalities": {n: v.to_dict() for n, v in model.modalities.items()},
+    }
     rows = []
     for label in ("pre-trained", "random init", BAND_STATS):
         runs = []
@@ -199,19 +307,28 @@ def compare_with_random_init(model: OFANet, data: LabelledChips | SegmentationSc
         for method in ("linear", "knn"):
             acc = [r[method]["accuracy"] for r in runs]
             f1 = [r[method]["macro_f1"] for r in runs]
-            rows.append({"backbone": label, "method": method, "accuracy": float(np.mean(acc)),
-                         "accuracy_std": float(np.mean([r[method]["accuracy_std"] for r in runs])),
-                         "macro_f1": float(np.mean(f1)), "folds": folds, "repeats": len(seeds),
-                         "chips": len(y)})
+            rows.append(
+                {
+                    "backbone": label,
+                    "method": method,
+                    "accuracy": float(np.mean(acc)),
+                    "accuracy_std": float(np.mean([r[method]["accuracy_std"] for r in runs])),
+                    "macro_f1": float(np.mean(f1)),
+                    "folds": folds,
+                    "repeats": len(seeds),
+                    "chips": len(y),
+                }
+            )
     return rows
 
 
-def _labelled_patches(model: OFANet, scenes: SegmentationScenes,
-                      modality: str | Modality | None):
+def _labelled_patches(model: OFANet, scenes: SegmentationScenes, modality: str | Modality | None):
     """Tiles of every scene (at most the model's image size), and for every patch of every tile
     its majority class, whether it is labelled enough to use, and its scene."""
-    sizes = [min(_patch_floor(s, model.config.patch_size) for s in _raster_shape(path))
-             for path in scenes.images]
+    sizes = [
+        min(_patch_floor(s, model.config.patch_size) for s in _raster_shape(path))
+        for path in scenes.images
+    ]
     size = min([model.config.img_size, *sizes])
     if size < model.config.patch_size:
         raise BadInput(f"a scene is smaller than one {model.config.patch_size}-pixel patch")
@@ -231,16 +348,23 @@ def _labelled_patches(model: OFANet, scenes: SegmentationScenes,
                 keep.append(len(valid) >= p * p / 4)
                 groups.append(i)
     keep = np.asarray(keep)
-    return (np.stack(tiles), found, np.asarray(labels)[keep], keep,
-            [g for g, k in zip(groups, keep) if k])
+    return (
+        np.stack(tiles),
+        found,
+        np.asarray(labels)[keep],
+        keep,
+        [g for g, k in zip(groups, keep) if k],
+    )
 
 
 @torch.no_grad()
 def _patch_tokens(model: OFANet, x: np.ndarray, m: Modality, batch: int = 32) -> np.ndarray:
     """Frozen patch tokens of every tile, flattened: [N * L, D]."""
     model.eval()
-    out = [model.forward_features(torch.from_numpy(x[i:i + batch]), m)[:, 1:]
-           for i in range(0, len(x), batch)]
+    out = [
+        model.forward_features(torch.from_numpy(x[i : i + batch]), m)[:, 1:]
+        for i in range(0, len(x), batch)
+    ]
     return torch.cat(out).flatten(0, 1).numpy()
 
 
@@ -272,14 +396,18 @@ def scene_tiles(model: OFANet, data: SegmentationScenes, modality: str | Modalit
         image, m = load_chips([image_path], modality or found)
         mask = load_masks([mask_path])[0]
         if mask.shape != image.shape[-2:]:
-            raise BadInput(f"mask {mask_path.name} is {mask.shape[0]}x{mask.shape[1]} but its "
-                             f"image is {image.shape[-2]}x{image.shape[-1]}; they must match")
+            raise BadInput(
+                f"mask {mask_path.name} is {mask.shape[0]}x{mask.shape[1]} but its "
+                f"image is {image.shape[-2]}x{image.shape[-1]}; they must match"
+            )
         found = m
         bad = (mask != IGNORE_INDEX) & (mask >= len(data.classes))
         if bad.any():
-            raise BadInput(f"mask {mask_path.name} has class values "
-                             f"{sorted(set(mask[bad].tolist()))[:5]} beyond the "
-                             f"{len(data.classes)} classes {data.classes}")
+            raise BadInput(
+                f"mask {mask_path.name} has class values "
+                f"{sorted(set(mask[bad].tolist()))[:5]} beyond the "
+                f"{len(data.classes)} classes {data.classes}"
+            )
         for tile, tile_mask, (r, c) in tile_pairs(image[0], mask, size, m):
             images.append(tile)
             masks.append(tile_mask)
@@ -292,15 +420,19 @@ def tile_pairs(image: np.ndarray, mask: np.ndarray, size: int, modality: Modalit
     modality mean and the ignore value: yields (tile, mask tile, (row, col))."""
     H, W = mask.shape
     Hp, Wp = -(-H // size) * size, -(-W // size) * size
-    padded = np.broadcast_to(np.asarray(modality.mean, np.float32)[:, None, None],
-                             (image.shape[0], Hp, Wp)).copy()
+    padded = np.broadcast_to(
+        np.asarray(modality.mean, np.float32)[:, None, None], (image.shape[0], Hp, Wp)
+    ).copy()
     padded[:, :H, :W] = image
     padded_mask = np.full((Hp, Wp), IGNORE_INDEX, np.int64)
     padded_mask[:H, :W] = mask
     for r in range(0, Hp, size):
         for c in range(0, Wp, size):
-            yield (padded[:, r:r + size, c:c + size], padded_mask[r:r + size, c:c + size],
-                   (r // size, c // size))
+            yield (
+                padded[:, r : r + size, c : c + size],
+                padded_mask[r : r + size, c : c + size],
+                (r // size, c // size),
+            )
 
 
 def _is_segmentation_data(data) -> bool:
@@ -332,8 +464,11 @@ def _drop_heads(model: OFANet) -> None:
 
 
 def _summary(scores: dict[str, Any]) -> dict[str, Any]:
-    return {"accuracy": round(scores["accuracy"], 4), "macro_f1": round(scores["macro_f1"], 4),
-            "count": scores["count"]}
+    return {
+        "accuracy": round(scores["accuracy"], 4),
+        "macro_f1": round(scores["macro_f1"], 4),
+        "count": scores["count"],
+    }
 
 
 def _stage(progress: Progress | None, name: str):

@@ -21,8 +21,18 @@ from .tasks import TASKS, Classify, Embed, Reconstruct, Task, get_task, register
 _LATER = {"predict_raster": "run", "pick_device": "run", "BATCH_TOKENS": "run"}
 
 __all__ = [
-    "predict_raster", "pick_device", "EngineSettings", "PredictionResult", "Cancelled",
-    "TASKS", "Task", "Embed", "Reconstruct", "Classify", "register", "get_task",
+    "predict_raster",
+    "pick_device",
+    "EngineSettings",
+    "PredictionResult",
+    "Cancelled",
+    "TASKS",
+    "Task",
+    "Embed",
+    "Reconstruct",
+    "Classify",
+    "register",
+    "get_task",
     "BATCH_TOKENS",
 ]
 

@@ -79,12 +79,31 @@ def predict_raster(
     """
     settings = replace(settings or EngineSettings(), **changes)
     with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_BYTES):  # GDAL's cache bounded, whatever the size
-        return _predict(model, raster, task, output, settings=settings, modality=modality,
-                        overwrite=overwrite, progress=progress, cancel=cancel)
+        return _predict(
+            model,
+            raster,
+            task,
+            output,
+            settings=settings,
+            modality=modality,
+            overwrite=overwrite,
+            progress=progress,
+            cancel=cancel,
+        )
 
 
-def _predict(model, raster, name: str, output, *, settings: EngineSettings, modality,
-             overwrite: bool, progress, cancel) -> PredictionResult:
+def _predict(
+    model,
+    raster,
+    name: str,
+    output,
+    *,
+    settings: EngineSettings,
+    modality,
+    overwrite: bool,
+    progress,
+    cancel,
+) -> PredictionResult:
     t0 = time.perf_counter()
     kind = get_task(name)
     da = raster if isinstance(raster, xr.DataArray) else open_raster(raster, modality)
@@ -94,8 +113,10 @@ def _predict(model, raster, name: str, output, *, settings: EngineSettings, moda
     p = task.patch
     H, W = da.sizes["y"], da.sizes["x"]
     if H < p or W < p:
-        raise RasterError(f"the raster is {H}x{W} pixels, smaller than one {p}x{p} patch; the "
-                          f"model needs at least {p} pixels on each side")
+        raise RasterError(
+            f"the raster is {H}x{W} pixels, smaller than one {p}x{p} patch; the "
+            f"model needs at least {p} pixels on each side"
+        )
     tile, margin = tiling(p, settings.tile or task.default_tile, settings.overlap)
     Hp, Wp = math.ceil(H / p) * p, math.ceil(W / p) * p
     th, tw = min(tile, Hp), min(tile, Wp)
@@ -104,16 +125,30 @@ def _predict(model, raster, name: str, output, *, settings: EngineSettings, moda
     precision = resolve_precision(settings.precision, dev)
     task.to(dev)
     res = task.resolution
-    grid = Grid(height=H, width=W, res=res, tiles=len(tiles),
-                transform=da.rio.transform() @ Affine.scale(res), crs=da.rio.crs,
-                bounds=_bounds(da), pixel_m2=pixel_area_m2(da))
+    grid = Grid(
+        height=H,
+        width=W,
+        res=res,
+        tiles=len(tiles),
+        transform=da.rio.transform() @ Affine.scale(res),
+        crs=da.rio.crs,
+        bounds=_bounds(da),
+        pixel_m2=pixel_area_m2(da),
+    )
     task.start(grid)
     batch_size = settings.batch_size or max(1, BATCH_TOKENS // ((th // p) * (tw // p)))
     sink = open_sink(task, grid, out_path)
-    runner = _Runner(task=task, sink=sink, device=dev, precision=precision,
-                     batch_size=batch_size, seed=settings.seed)
-    is_cancelled = ((cancel.is_set if isinstance(cancel, threading.Event) else cancel)
-                    or (lambda: False))
+    runner = _Runner(
+        task=task,
+        sink=sink,
+        device=dev,
+        precision=precision,
+        batch_size=batch_size,
+        seed=settings.seed,
+    )
+    is_cancelled = (cancel.is_set if isinstance(cancel, threading.Event) else cancel) or (
+        lambda: False
+    )
     reader = TileReader(da, m, tiles, th, tw, queue_size=2 * batch_size)
     done = 0
     try:
@@ -137,10 +172,18 @@ def _predict(model, raster, name: str, output, *, settings: EngineSettings, moda
         reader.stop()
         sink.abort()
         raise
-    return PredictionResult(task=kind.name, data=data, path=out_path, tiles=len(tiles),
-                            seconds=round(time.perf_counter() - t0, 2), device=str(dev),
-                            precision=precision, modality=m.name, input_bounds=grid.bounds,
-                            **reported)
+    return PredictionResult(
+        task=kind.name,
+        data=data,
+        path=out_path,
+        tiles=len(tiles),
+        seconds=round(time.perf_counter() - t0, 2),
+        device=str(dev),
+        precision=precision,
+        modality=m.name,
+        input_bounds=grid.bounds,
+        **reported,
+    )
 
 
 def _bounds(da: xr.DataArray) -> tuple[float, float, float, float]:
@@ -152,8 +195,16 @@ class _Runner:
     """Runs the model on batches of tiles (halving them on GPU out-of-memory) and hands each
     tile's result to the sink."""
 
-    def __init__(self, *, task: Task, sink: Sink, device: torch.device, precision: str,
-                 batch_size: int, seed: int):
+    def __init__(
+        self,
+        *,
+        task: Task,
+        sink: Sink,
+        device: torch.device,
+        precision: str,
+        batch_size: int,
+        seed: int,
+    ):
         self.task, self.sink, self.device, self.precision = task, sink, device, precision
         self.batch_size = batch_size  # halved from the settings' on GPU out-of-memory
         self.seed = seed
@@ -176,8 +227,9 @@ class _Runner:
                 return self.task.forward(x.to(self.device), seed)
         except torch.OutOfMemoryError:
             if x.shape[0] == 1:
-                raise BadInput("out of GPU memory even for one tile",
-                               "use a smaller {tile} or {device} cpu") from None
+                raise BadInput(
+                    "out of GPU memory even for one tile", "use a smaller {tile} or {device} cpu"
+                ) from None
             if self.device.type == "cuda":
                 torch.cuda.empty_cache()
             half = x.shape[0] // 2

@@ -34,15 +34,20 @@ class EngineSettings:
 
     def __post_init__(self) -> None:
         if self.batch_size is not None and self.batch_size < 1:
-            raise BadInput(f"batch size {self.batch_size}",
-                           "give at least 1 tile per batch with {batch_size}")
+            raise BadInput(
+                f"batch size {self.batch_size}", "give at least 1 tile per batch with {batch_size}"
+            )
         if self.precision not in PRECISIONS:
-            raise BadInput(f"precision {self.precision!r}",
-                           f"choose one of {', '.join(PRECISIONS)} with {{precision}}")
+            raise BadInput(
+                f"precision {self.precision!r}",
+                f"choose one of {', '.join(PRECISIONS)} with {{precision}}",
+            )
         if not 0.0 <= self.mask_ratio < 1.0:
-            raise BadInput(f"mask ratio {self.mask_ratio}",
-                           "give {mask_ratio} a share from 0 up to, not including, 1 (0.75 hides "
-                           "three patches in four)")
+            raise BadInput(
+                f"mask ratio {self.mask_ratio}",
+                "give {mask_ratio} a share from 0 up to, not including, 1 (0.75 hides "
+                "three patches in four)",
+            )
         if self.overlap is not None and self.overlap < 0:
             raise BadInput(f"overlap {self.overlap}", "give {overlap} 0 or more pixels")
 

@@ -21,8 +21,8 @@ import xarray as xr
 from rasterio.windows import Window
 
 from ..errors import BadInput, NotFound, OutputExists, OutputNotWritable
-from ..protocol import TIF_SUFFIXES
 from ..fileio import atomic_output
+from ..protocol import TIF_SUFFIXES
 from .tasks import Task
 from .tiles import Grid, Tile, valid_cells
 
@@ -37,13 +37,17 @@ def check_output(output, source, overwrite: bool, task: type[Task]) -> Path | No
         return None
     out = Path(output)
     if out.suffix.lower() not in TIF_SUFFIXES:
-        raise BadInput(f"output {out} must be a GeoTIFF path ending in .tif",
-                       "give {output} a name ending in .tif")
+        raise BadInput(
+            f"output {out} must be a GeoTIFF path ending in .tif",
+            "give {output} a name ending in .tif",
+        )
     sources = source if isinstance(source, (list, tuple)) else [source] if source else []
     for src in sources:
         if Path(src).resolve() == out.resolve():
-            raise BadInput(f"output {out} is the input raster",
-                           "choose another {output}; the input is never overwritten")
+            raise BadInput(
+                f"output {out} is the input raster",
+                "choose another {output}; the input is never overwritten",
+            )
     for target in task.outputs(out):
         if target.exists() and not overwrite:
             raise OutputExists(f"{target} exists", "pass {overwrite} to replace it")
@@ -51,8 +55,9 @@ def check_output(output, source, overwrite: bool, task: type[Task]) -> Path | No
     if not parent.is_dir():
         raise NotFound(f"output folder {parent} does not exist", "create it first")
     if not os.access(parent, os.W_OK):
-        raise OutputNotWritable(f"output folder {parent} is not writable",
-                                "choose another {output}")
+        raise OutputNotWritable(
+            f"output folder {parent} is not writable", "choose another {output}"
+        )
     return out
 
 
@@ -80,11 +85,11 @@ class Sink:
         ly0, lx0 = (ys - t.y0) // res, (xs - t.x0) // res
         shape = (oy1 - oy0, ox1 - ox0)
         assert t.valid is not None  # filled by the reader
-        valid = valid_cells(t.valid, res, t.inside)[ly0:ly0 + shape[0], lx0:lx0 + shape[1]]
+        valid = valid_cells(t.valid, res, t.inside)[ly0 : ly0 + shape[0], lx0 : lx0 + shape[1]]
         if result is None:
             block = np.full((self.count, *shape), self.nodata, dtype=self.dtype)
         else:
-            block = self.task.cells(result[:, ly0:ly0 + shape[0], lx0:lx0 + shape[1]])
+            block = self.task.cells(result[:, ly0 : ly0 + shape[0], lx0 : lx0 + shape[1]])
             block = np.where(valid, block, self.dtype.type(self.nodata)).astype(self.dtype)
             self.task.observe(block, valid, oy0, ox0)
         self._store(Window(ox0, oy0, shape[1], shape[0]), block)
@@ -92,8 +97,14 @@ class Sink:
     def _store(self, window: Window, block: np.ndarray) -> None:
         raise NotImplementedError
 
-    def derive(self, path: Path | None, project: Callable[[np.ndarray], np.ndarray],
-               bands: list[str], dtype: str, nodata) -> xr.DataArray | None:
+    def derive(
+        self,
+        path: Path | None,
+        project: Callable[[np.ndarray], np.ndarray],
+        bands: list[str],
+        dtype: str,
+        nodata,
+    ) -> xr.DataArray | None:
         """An extra output computed block by block from this one by ``project``
         ([count, h, w] -> [len(bands), h, w]): a file at ``path`` when the sink writes files
         (None comes back), else an array."""
@@ -112,8 +123,11 @@ class MemorySink(Sink):
         self.array = np.full((self.count, self.height, self.width), self.nodata, self.dtype)
 
     def _store(self, window: Window, block: np.ndarray) -> None:
-        self.array[:, window.row_off:window.row_off + window.height,
-                   window.col_off:window.col_off + window.width] = block
+        self.array[
+            :,
+            window.row_off : window.row_off + window.height,
+            window.col_off : window.col_off + window.width,
+        ] = block
 
     def derive(self, path, project, bands, dtype, nodata) -> xr.DataArray:
         return georeferenced(project(self.array), self.grid, bands, nodata)
@@ -139,22 +153,37 @@ class FileSink(Sink):
         self.path = path
         self.cube = self.count >= CUBE_MIN_BANDS
         # few bands: the working file stays uncompressed, cheap to write and read back
-        self.profile = dict(driver="GTiff", count=self.count, height=self.height,
-                            width=self.width, dtype=task.dtype, nodata=self.nodata,
-                            transform=grid.transform, crs=grid.crs, tiled=True, blockxsize=256,
-                            blockysize=256, BIGTIFF="IF_SAFER")
+        self.profile = dict(
+            driver="GTiff",
+            count=self.count,
+            height=self.height,
+            width=self.width,
+            dtype=task.dtype,
+            nodata=self.nodata,
+            transform=grid.transform,
+            crs=grid.crs,
+            tiled=True,
+            blockxsize=256,
+            blockysize=256,
+            BIGTIFF="IF_SAFER",
+        )
         if self.cube:  # small blocks: a row of D-band blocks must fit GDAL's cache
-            self.profile.update(compress=_compression(), blockxsize=CUBE_BLOCK,
-                                blockysize=CUBE_BLOCK, zstd_level=1, zlevel=1,
-                                predictor=3 if task.dtype == "float32" else 1)
-        self.scratch = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp",
-                                             dir=path.parent))
+            self.profile.update(
+                compress=_compression(),
+                blockxsize=CUBE_BLOCK,
+                blockysize=CUBE_BLOCK,
+                zstd_level=1,
+                zlevel=1,
+                predictor=3 if task.dtype == "float32" else 1,
+            )
+        self.scratch = Path(
+            tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        )
         self.work = self.scratch / path.name
         self.dst = rasterio.open(self.work, "w", **self.profile)
         for i, name in enumerate(self.bands, start=1):
             self.dst.set_band_description(i, name)
-        self.dst.update_tags(input_bounds=",".join(f"{v:.6f}" for v in grid.bounds),
-                             **task.tags())
+        self.dst.update_tags(input_bounds=",".join(f"{v:.6f}" for v in grid.bounds), **task.tags())
         colormap = task.colormap()
         if colormap:
             self.dst.write_colormap(1, colormap)
@@ -176,7 +205,7 @@ class FileSink(Sink):
             missing = top + height - self.strip_top - self.strip.shape[1]
             self.strip = np.concatenate([self.strip, self._nodata_rows(missing)], axis=1)
         r0 = top - self.strip_top
-        self.strip[:, r0:r0 + height, window.col_off:window.col_off + window.width] = block
+        self.strip[:, r0 : r0 + height, window.col_off : window.col_off + window.width] = block
 
     def _nodata_rows(self, rows: int) -> np.ndarray:
         return np.full((self.count, rows, self.width), self.nodata, self.dtype)
@@ -185,8 +214,11 @@ class FileSink(Sink):
         """Write the buffered rows above ``upto`` in whole rows of blocks (all rows if None)."""
         if self.strip is None:
             return
-        rows = (self.strip.shape[1] if upto is None
-                else (upto - self.strip_top) // CUBE_BLOCK * CUBE_BLOCK)
+        rows = (
+            self.strip.shape[1]
+            if upto is None
+            else (upto - self.strip_top) // CUBE_BLOCK * CUBE_BLOCK
+        )
         if rows > 0:
             self.dst.write(self.strip[:, :rows], window=Window(0, self.strip_top, self.width, rows))
             self.strip, self.strip_top = self.strip[:, rows:].copy(), self.strip_top + rows
@@ -199,8 +231,13 @@ class FileSink(Sink):
     def derive(self, path, project, bands, dtype, nodata) -> None:
         self._close()
         work = self.scratch / f"extra{len(self.extras)}_{path.name}"
-        profile = self.profile | {"count": len(bands), "dtype": dtype, "nodata": nodata,
-                                  "compress": None, "predictor": 1}
+        profile = self.profile | {
+            "count": len(bands),
+            "dtype": dtype,
+            "nodata": nodata,
+            "compress": None,
+            "predictor": 1,
+        }
         with rasterio.open(self.work) as src, rasterio.open(work, "w", **profile) as dst:
             for _, window in src.block_windows(1):
                 dst.write(project(src.read(window=window)), window=window)
@@ -214,8 +251,12 @@ class FileSink(Sink):
             for work, final in [(self.work, self.path)] + self.extras:
                 cube = work == self.work and self.cube
                 with atomic_output(final, suffix=".tmp.tif") as cog:
-                    _write_cog(work, cog, blocksize=CUBE_BLOCK if cube else 256,
-                               overviews="NONE" if cube else "AUTO")
+                    _write_cog(
+                        work,
+                        cog,
+                        blocksize=CUBE_BLOCK if cube else 256,
+                        overviews="NONE" if cube else "AUTO",
+                    )
         finally:
             self._cleanup()
 
@@ -243,9 +284,17 @@ def georeferenced(array: np.ndarray, grid: Grid, bands: list[str], nodata) -> xr
 
 
 def _write_cog(src: Path, dst: Path, blocksize: int, overviews: str) -> None:
-    rasterio.shutil.copy(src, dst, driver="COG", compress=_compression(), blocksize=blocksize,
-                         overviews=overviews, level=1, num_threads="ALL_CPUS",
-                         BIGTIFF="IF_SAFER")
+    rasterio.shutil.copy(
+        src,
+        dst,
+        driver="COG",
+        compress=_compression(),
+        blocksize=blocksize,
+        overviews=overviews,
+        level=1,
+        num_threads="ALL_CPUS",
+        BIGTIFF="IF_SAFER",
+    )
 
 
 @functools.cache
@@ -254,8 +303,9 @@ def _compression() -> str:
     try:
         with warnings.catch_warnings(), rasterio.io.MemoryFile() as memory:
             warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
-            with memory.open(driver="GTiff", width=1, height=1, count=1, dtype="uint8",
-                             compress="ZSTD") as probe:
+            with memory.open(
+                driver="GTiff", width=1, height=1, count=1, dtype="uint8", compress="ZSTD"
+            ) as probe:
                 probe.write(np.zeros((1, 1, 1), np.uint8))
         return "ZSTD"
     except rasterio.errors.RasterioError:

@@ -163,16 +163,20 @@ class Embed(Task):
     def observe(self, block: np.ndarray, valid: np.ndarray, row: int, col: int) -> None:
         if valid.any():  # a few valid vectors of every tile, to fit the colour view
             vectors = block[:, valid].T
-            pick = self.rng.choice(len(vectors), min(self.per_tile, len(vectors)),
-                                   replace=False)
+            pick = self.rng.choice(len(vectors), min(self.per_tile, len(vectors)), replace=False)
             self.samples.append(vectors[pick])
 
     def finish(self, sink: Sink, path: Path | None) -> dict[str, Any]:
         """The 3-band uint8 colour view: first principal components, stretched."""
         pca_path = self.outputs(path)[1] if path else None
         mean, comps, lo, hi = self._fit()
-        pca = sink.derive(pca_path, lambda block: _project(block, mean, comps, lo, hi),
-                          ["pc1", "pc2", "pc3"], "uint8", 0)
+        pca = sink.derive(
+            pca_path,
+            lambda block: _project(block, mean, comps, lo, hi),
+            ["pc1", "pc2", "pc3"],
+            "uint8",
+            0,
+        )
         return {"pca_path": pca_path, "pca": pca}
 
     def _fit(self):
@@ -215,8 +219,9 @@ class Reconstruct(Task):
 
     def forward(self, x: torch.Tensor, seed: int) -> np.ndarray:
         ratio = self.settings.mask_ratio
-        image, _ = self.model.reconstruct(x, self.modality, mask_ratio=ratio, seed=seed,
-                                          keep_visible=ratio > 0)
+        image, _ = self.model.reconstruct(
+            x, self.modality, mask_ratio=ratio, seed=seed, keep_visible=ratio > 0
+        )
         return image.float().cpu().numpy()
 
 
@@ -264,12 +269,15 @@ class Classify(Task):
         rows = np.minimum(g.res, g.height - (row + np.arange(classes.shape[0])) * g.res)
         cols = np.minimum(g.res, g.width - (col + np.arange(classes.shape[1])) * g.res)
         pixels = np.outer(rows, cols)
-        self.pixels += np.bincount(classes[valid], weights=pixels[valid],
-                                   minlength=len(self.pixels)).astype(np.int64)
+        self.pixels += np.bincount(
+            classes[valid], weights=pixels[valid], minlength=len(self.pixels)
+        ).astype(np.int64)
 
     def tags(self) -> dict[str, str]:
-        return {"class_names": ",".join(self.classes),
-                **{f"class_{i}": n for i, n in enumerate(self.classes)}}
+        return {
+            "class_names": ",".join(self.classes),
+            **{f"class_{i}": n for i, n in enumerate(self.classes)},
+        }
 
     def attrs(self) -> dict[str, Any]:
         return {"class_names": self.classes}
@@ -284,11 +292,15 @@ class Classify(Task):
         from ..areas import class_area_table
 
         areas = class_area_table(self.classes, self.pixels, self.grid.pixel_m2)
-        return {"class_names": self.classes, "head": self.head, "class_colors": self.colors,
-                "class_areas": areas}
+        return {
+            "class_names": self.classes,
+            "head": self.head,
+            "class_colors": self.colors,
+            "class_areas": areas,
+        }
 
 
 def _rgb(color: str) -> tuple[int, int, int, int]:
     color = color.lstrip("#")
-    red, green, blue = (int(color[i:i + 2], 16) for i in (0, 2, 4))
+    red, green, blue = (int(color[i : i + 2], 16) for i in (0, 2, 4))
     return red, green, blue, 255

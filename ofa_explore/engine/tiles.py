@@ -62,23 +62,28 @@ class Tile:
 def tiling(patch: int, tile: int, overlap: int | None) -> tuple[int, int]:
     """Checked tile side and the margin cropped from each side of a tile, in pixels."""
     if tile % patch or tile <= 0:
-        raise BadInput(f"tile {tile} must be a positive multiple of the patch size {patch}",
-                       "give {tile} a multiple of the patch size")
+        raise BadInput(
+            f"tile {tile} must be a positive multiple of the patch size {patch}",
+            "give {tile} a multiple of the patch size",
+        )
     overlap = tile // 4 if overlap is None else overlap
     margin = (overlap // 2) // patch * patch
     if tile - 2 * margin < patch:
-        raise BadInput(f"overlap {overlap} leaves no centre in a {tile}-pixel tile",
-                       "use a smaller {overlap}")
+        raise BadInput(
+            f"overlap {overlap} leaves no centre in a {tile}-pixel tile", "use a smaller {overlap}"
+        )
     return tile, margin
 
 
 def layout(Hp: int, Wp: int, th: int, tw: int, margin: int) -> Iterator[Tile]:
     """Windows on the patch grid whose centres tile the raster exactly once."""
+
     def axis(size: int, t: int):
         stride = t - 2 * margin if t < size else size
         for start in range(0, size, stride):
             w0 = min(max(start - margin, 0), size - t)
             yield w0, start, min(start + stride, size)
+
     index = 0
     for y0, ys, ye in axis(Hp, th):
         for x0, xs, xe in axis(Wp, tw):
@@ -93,10 +98,10 @@ def valid_cells(valid: np.ndarray, res: int, inside: tuple[int, int]) -> np.ndar
         return valid
     h, w = valid.shape[0] // res, valid.shape[1] // res
     within = np.zeros_like(valid)
-    within[:inside[0], :inside[1]] = True
+    within[: inside[0], : inside[1]] = True
 
     def per_cell(a: np.ndarray) -> np.ndarray:
-        return a[:h * res, :w * res].reshape(h, res, w, res).sum(axis=(1, 3))
+        return a[: h * res, : w * res].reshape(h, res, w, res).sum(axis=(1, 3))
 
     count = per_cell(within)
     return (count > 0) & (2 * per_cell(valid & within) > count)
@@ -110,8 +115,9 @@ class TileReader:
 
     _END = object()
 
-    def __init__(self, da: xr.DataArray, m: Modality, tiles: list[Tile], th: int, tw: int,
-                 queue_size: int):
+    def __init__(
+        self, da: xr.DataArray, m: Modality, tiles: list[Tile], th: int, tw: int, queue_size: int
+    ):
         self.da, self.m, self.tiles, self.th, self.tw = da, m, tiles, th, tw
         self.conversion = da.attrs.get(CONVERSION_ATTR, {"kind": "none"})
         self.nodata = da.rio.nodata
@@ -161,18 +167,21 @@ class TileReader:
         try:
             block = self.da.isel(y=slice(y0, y1), x=slice(x0, x1)).values
         except rasterio.errors.RasterioIOError as err:
-            raise RasterError(f"reading pixels {x0}..{x1}, {y0}..{y1} failed: the raster is "
-                              f"corrupt or truncated ({str(err).splitlines()[0][:200]})") from None
+            raise RasterError(
+                f"reading pixels {x0}..{x1}, {y0}..{y1} failed: the raster is "
+                f"corrupt or truncated ({str(err).splitlines()[0][:200]})"
+            ) from None
         valid = np.ones(block.shape[1:], dtype=bool)
-        if self.nodata is not None and not (isinstance(self.nodata, float)
-                                            and math.isnan(self.nodata)):
+        if self.nodata is not None and not (
+            isinstance(self.nodata, float) and math.isnan(self.nodata)
+        ):
             valid &= ~(block == self.nodata).any(axis=0)
         values = to_model_units(block, self.conversion)
         if values.dtype.kind == "f" and not np.isfinite(values.sum()):  # integers are finite
             valid &= np.isfinite(values).all(axis=0)
         for t in group:
             left = t.x0 - x0
-            yield self._cut(t, values[:, :, left:left + self.tw], valid[:, left:left + self.tw])
+            yield self._cut(t, values[:, :, left : left + self.tw], valid[:, left : left + self.tw])
 
     def _cut(self, t: Tile, values: np.ndarray, valid: np.ndarray) -> Tile:
         h, w = values.shape[1:]

@@ -4,7 +4,7 @@ named in one line."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal, Optional
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -33,7 +33,6 @@ class ModelConfig(_Section):
     arch: dict[str, int] = Field(default_factory=dict)  # e.g. {depth: 6}
 
 
-
 class SourceConfig(_Section):
     """Rasters of one modality: ``paths`` are globs (of files, or of folders holding one
     single-band file per band when ``stack_folders``), or ``manifest`` a CSV with a ``path`` column.
@@ -48,15 +47,15 @@ class SourceConfig(_Section):
 
     modality: str
     paths: list[str] = Field(default_factory=list)
-    manifest: Optional[str] = None
+    manifest: str | None = None
     stack_folders: bool = False
     band_files: str = "*.tif"  # which files of a stacked folder are bands
     bands: list[str] = Field(default_factory=list)
     embedding: Literal["own", "wavelength"] = "own"
     band_subsets: float = 0.0
-    chip_size: Optional[int] = None  # default: model.img_size (e.g. 32 for 32-px tiles)
+    chip_size: int | None = None  # default: model.img_size (e.g. 32 for 32-px tiles)
     weight: float = 1.0  # mixing weight: how often a batch comes from this source
-    batch_size: Optional[int] = None  # default: train.batch_size
+    batch_size: int | None = None  # default: train.batch_size
     val_fraction: float = 0.1  # share held out for validation
     # files | rows (the bottom rows of each raster) | auto: files if there are several
     split: Literal["auto", "files", "rows"] = "auto"
@@ -65,11 +64,14 @@ class SourceConfig(_Section):
     def _check(self) -> SourceConfig:
         where = f"source '{self.modality}'"
         if self.modality == "auto" and self.embedding != "wavelength":
-            raise ValueError(f"{where}: a modality read from the files has no embedding of its "
-                             "own; add 'embedding: wavelength'")
+            raise ValueError(
+                f"{where}: a modality read from the files has no embedding of its "
+                "own; add 'embedding: wavelength'"
+            )
         if not 0 <= self.band_subsets <= 1:
-            raise ValueError(f"{where}: band_subsets is a share of steps in [0, 1], got "
-                             f"{self.band_subsets}")
+            raise ValueError(
+                f"{where}: band_subsets is a share of steps in [0, 1], got {self.band_subsets}"
+            )
         if self.chip_size is not None and self.chip_size <= 0:
             raise ValueError(f"{where}: chip_size must be positive, got {self.chip_size}")
         return self
@@ -89,8 +91,9 @@ class ObjectiveConfig(_Section):
     @model_validator(mode="after")
     def _check(self) -> ObjectiveConfig:
         if self.contrastive < 0:
-            raise ValueError(f"objective.contrastive is a loss weight >= 0 (0: MAE only), got "
-                             f"{self.contrastive}")
+            raise ValueError(
+                f"objective.contrastive is a loss weight >= 0 (0: MAE only), got {self.contrastive}"
+            )
         if self.temperature <= 0:
             raise ValueError(f"objective.temperature must be positive, got {self.temperature}")
         for key in ("projection_dim", "hidden_dim"):
@@ -142,7 +145,7 @@ class TrainConfig(_Section):
     crop_scale: tuple[float, float] = Field((1.0, 1.0), strict=False)
     precision: Literal["fp32", "bf16", "fp16"] = "fp32"  # fp16 only on CUDA
     attention: Literal["auto", "fused", "math"] = "auto"  # auto: math for bf16 on a CPU, else fused
-    grad_clip: Optional[float] = 1.0
+    grad_clip: float | None = 1.0
     checkpoint_every: int = 200
     keep_last: int = 3
     log_every: int = 10  # TensorBoard and progress-bar updates; log.csv gets every step
@@ -158,8 +161,10 @@ class TrainConfig(_Section):
             raise ValueError(f"mask_ratio must be in [0, 1), got {self.mask_ratio}")
         lo, hi = self.crop_scale
         if not 0 < lo <= hi <= 4:
-            raise ValueError(f"crop_scale must be [min, max] with 0 < min <= max <= 4, got "
-                             f"{list(self.crop_scale)}")
+            raise ValueError(
+                f"crop_scale must be [min, max] with 0 < min <= max <= 4, got "
+                f"{list(self.crop_scale)}"
+            )
         for key in ("steps", "batch_size", "checkpoint_every", "keep_last", "log_every"):
             if getattr(self, key) <= 0:
                 raise ValueError(f"{key} must be positive, got {getattr(self, key)}")
@@ -169,22 +174,29 @@ class TrainConfig(_Section):
         for s in self.data:
             uses_wavelengths = s.embedding == "wavelength" or s.band_subsets > 0
             if uses_wavelengths and not self.model.wavelength_embed:
-                raise ValueError(f"source '{s.modality}' uses the wavelength-conditioned "
-                                 "embedding (embedding: wavelength or band_subsets > 0); set "
-                                 "model.wavelength_embed: true")
+                raise ValueError(
+                    f"source '{s.modality}' uses the wavelength-conditioned "
+                    "embedding (embedding: wavelength or band_subsets > 0); set "
+                    "model.wavelength_embed: true"
+                )
             if s.embedding == "wavelength" and s.modality in own:
-                raise ValueError(f"source '{s.modality}': embedding: wavelength, but the model "
-                                 f"gives '{s.modality}' an embedding of its own; drop it from "
-                                 "model.modalities or use embedding: own")
+                raise ValueError(
+                    f"source '{s.modality}': embedding: wavelength, but the model "
+                    f"gives '{s.modality}' an embedding of its own; drop it from "
+                    "model.modalities or use embedding: own"
+                )
             size = s.chip_size or self.model.img_size
             if size % self.model.patch_size:
-                raise ValueError(f"source '{s.modality}': chip_size {size} must be a multiple "
-                                 f"of model.patch_size {self.model.patch_size}")
+                raise ValueError(
+                    f"source '{s.modality}': chip_size {size} must be a multiple "
+                    f"of model.patch_size {self.model.patch_size}"
+                )
         return self
 
 
 def load_config(source: str | Path | dict[str, Any], **overrides: Any) -> TrainConfig:
-    """A validated ``TrainConfig`` from a YAML file or a dict; ``overrides`` replace top-level keys."""
+    """A validated ``TrainConfig`` from a YAML file or a dict; ``overrides`` replace top-level
+    keys."""
     name = str(source) if not isinstance(source, dict) else "config"
     if isinstance(source, dict):
         raw = source
@@ -212,10 +224,20 @@ def config_dict(cfg: TrainConfig) -> dict[str, Any]:
 
 
 # What a value of a declared type is called in a message.
-_KINDS = {"int_type": "int", "int_parsing": "int", "int_from_float": "int", "bool_type": "bool",
-          "string_type": "str", "float_type": "a number", "float_parsing": "a number",
-          "list_type": "a list", "tuple_type": "a list", "dict_type": "a mapping",
-          "model_type": "a mapping", "model_attributes_type": "a mapping"}
+_KINDS = {
+    "int_type": "int",
+    "int_parsing": "int",
+    "int_from_float": "int",
+    "bool_type": "bool",
+    "string_type": "str",
+    "float_type": "a number",
+    "float_parsing": "a number",
+    "list_type": "a list",
+    "tuple_type": "a list",
+    "dict_type": "a mapping",
+    "model_type": "a mapping",
+    "model_attributes_type": "a mapping",
+}
 
 
 def _first_problem(err: ValidationError) -> tuple[str, str]:

@@ -61,12 +61,15 @@ class ModalitySource:
         self.chip_size = cfg.chip_size or default_size
         items = _expand(cfg, base)
         if not items:
-            raise NotFound(f"source '{cfg.modality}': no rasters match "
-                           f"{cfg.paths or cfg.manifest}", "check the paths in {config}")
+            raise NotFound(
+                f"source '{cfg.modality}': no rasters match {cfg.paths or cfg.manifest}",
+                "check the paths in {config}",
+            )
         given = None if cfg.modality == "auto" else get_modality(cfg.modality)
         if given is not None and cfg.bands:
-            given = given.select(cfg.bands, name=given.name if
-                                 list(cfg.bands) == list(given.bands) else None)
+            given = given.select(
+                cfg.bands, name=given.name if list(cfg.bands) == list(given.bands) else None
+            )
         rasters = []
         for item in items:
             with warnings.catch_warnings():
@@ -75,8 +78,11 @@ class ModalitySource:
         self.modality: Modality = given or raster_modality(rasters[0])
         for da in rasters[1:]:
             if raster_modality(da).wavelengths != self.modality.wavelengths:
-                raise BadInput(f"source '{cfg.modality}': {da.attrs.get('source')} has other "
-                               "bands than the first file", "give such files a source each")
+                raise BadInput(
+                    f"source '{cfg.modality}': {da.attrs.get('source')} has other "
+                    "bands than the first file",
+                    "give such files a source each",
+                )
         by_files = cfg.split == "files" or (cfg.split == "auto" and len(rasters) > 1)
         self.train, self.val = _split(rasters, cfg.val_fraction, by_files, self.modality.nodata)
 
@@ -87,9 +93,15 @@ class ModalitySource:
 class ChipSampler:
     """Batches for training or validation, as a function of the step (and rank)."""
 
-    def __init__(self, sources: list[ModalitySource], seed: int, split: str = "train",
-                 crop_scale: tuple[float, float] = (1.0, 1.0), views: int = 1,
-                 augment: AugmentConfig | None = None):
+    def __init__(
+        self,
+        sources: list[ModalitySource],
+        seed: int,
+        split: str = "train",
+        crop_scale: tuple[float, float] = (1.0, 1.0),
+        views: int = 1,
+        augment: AugmentConfig | None = None,
+    ):
         self.sources = [s for s in sources if s.regions(split)]
         if not self.sources:
             raise BadInput(f"no rasters left for the {split} split", "lower val_fraction")
@@ -106,8 +118,9 @@ class ChipSampler:
     def chips(self, source: ModalitySource, step: int, rank: int = 0) -> torch.Tensor:
         """A batch of ``source`` for this step and rank: [B, C, size, size], all bands."""
         rng = np.random.default_rng([self.seed, step, 1, rank])
-        return torch.from_numpy(np.stack([self._views(source, rng, 1)[0]
-                                          for _ in range(source.batch_size)]))
+        return torch.from_numpy(
+            np.stack([self._views(source, rng, 1)[0] for _ in range(source.batch_size)])
+        )
 
     def views_for(self, step: int, rank: int = 0) -> tuple[str, list[View]]:
         """The step's source name and its views (one, or two of the same windows)."""
@@ -115,13 +128,16 @@ class ChipSampler:
         m = source.modality
         rng = np.random.default_rng([self.seed, step, 1, rank])
         chips = [self._views(source, rng, self.views) for _ in range(source.batch_size)]
-        views = [View(m, torch.from_numpy(np.stack([c[i] for c in chips])))
-                 for i in range(self.views)]
+        views = [
+            View(m, torch.from_numpy(np.stack([c[i] for c in chips]))) for i in range(self.views)
+        ]
         subset = self._band_subset(source, step)
         if subset is not None:  # the last view, through the wavelength-conditioned path
             last = views[-1]
-            views[-1] = View(m.select([m.bands[i] for i in subset], name=f"{m.name}_subset"),
-                             last.x[:, subset].contiguous())
+            views[-1] = View(
+                m.select([m.bands[i] for i in subset], name=f"{m.name}_subset"),
+                last.x[:, subset].contiguous(),
+            )
         return m.name, views
 
     def _band_subset(self, source: ModalitySource, step: int) -> list[int] | None:
@@ -133,8 +149,9 @@ class ChipSampler:
         k = int(rng.integers(min(3, c - 1), c)) if c > 2 else 1
         return sorted(rng.choice(c, size=k, replace=False).tolist())
 
-    def _views(self, source: ModalitySource, rng: np.random.Generator,
-               count: int) -> list[np.ndarray]:
+    def _views(
+        self, source: ModalitySource, rng: np.random.Generator, count: int
+    ) -> list[np.ndarray]:
         """``count`` augmented crops of one random window of ``source``: each [C, size, size]."""
         m = source.modality
         mean = np.asarray(m.mean, dtype=np.float32)[:, None, None]
@@ -158,19 +175,25 @@ class ChipSampler:
             h, w = values.shape[1:]
             window[:, :h, :w] = np.where(valid, values, mean)
             return [self._view(window, m, size, rng) for _ in range(count)]
-        raise BadInput(f"source '{m.name}': no chip with {MIN_VALID:.0%} valid pixels in {TRIES} "
-                       "tries", "check the rasters' nodata value")
+        raise BadInput(
+            f"source '{m.name}': no chip with {MIN_VALID:.0%} valid pixels in {TRIES} tries",
+            "check the rasters' nodata value",
+        )
 
-    def _view(self, window: np.ndarray, m: Modality, size: int,
-              rng: np.random.Generator) -> np.ndarray:
+    def _view(
+        self, window: np.ndarray, m: Modality, size: int, rng: np.random.Generator
+    ) -> np.ndarray:
         """A random-resized crop of ``window`` (area share in ``crop_scale``), flipped, rotated
         and spectrally augmented."""
         lo, hi = self.crop_scale
         side = window.shape[-1]
-        crop = side if lo == hi else max(4, min(side, round(side * float(
-            np.sqrt(rng.uniform(lo, hi) / hi)))))
+        crop = (
+            side
+            if lo == hi
+            else max(4, min(side, round(side * float(np.sqrt(rng.uniform(lo, hi) / hi)))))
+        )
         y, x = rng.integers(side - crop + 1), rng.integers(side - crop + 1)
-        chip = window[:, y:y + crop, x:x + crop]
+        chip = window[:, y : y + crop, x : x + crop]
         if crop != size:
             chip = _resize(chip, size)
         chip = np.rot90(chip, k=rng.integers(4), axes=(1, 2))
@@ -179,8 +202,9 @@ class ChipSampler:
         return _augment(np.ascontiguousarray(chip, dtype=np.float32), m, self.augment, rng)
 
 
-def _augment(chip: np.ndarray, m: Modality, a: AugmentConfig,
-             rng: np.random.Generator) -> np.ndarray:
+def _augment(
+    chip: np.ndarray, m: Modality, a: AugmentConfig, rng: np.random.Generator
+) -> np.ndarray:
     """Spectral augmentation of one chip in sensor units (no-op when every share is 0)."""
     if not (a.gain or a.band_gain or a.band_offset or a.band_dropout):
         return chip
@@ -192,8 +216,10 @@ def _augment(chip: np.ndarray, m: Modality, a: AugmentConfig,
         shift = 10 * np.log10(gain) + offset * np.asarray(m.std)
         chip = chip + shift.astype(np.float32)[:, None, None]
     else:
-        chip = (chip * gain.astype(np.float32)[:, None, None]
-                + (offset * mean).astype(np.float32)[:, None, None])
+        chip = (
+            chip * gain.astype(np.float32)[:, None, None]
+            + (offset * mean).astype(np.float32)[:, None, None]
+        )
     dropped = rng.random(c) < a.band_dropout
     if dropped.all():
         dropped[rng.integers(c)] = False
@@ -203,8 +229,9 @@ def _augment(chip: np.ndarray, m: Modality, a: AugmentConfig,
 
 def _resize(chip: np.ndarray, size: int) -> np.ndarray:
     t = torch.from_numpy(np.ascontiguousarray(chip))[None]
-    return torch.nn.functional.interpolate(t, size=(size, size), mode="bilinear",
-                                           antialias=True, align_corners=False)[0].numpy()
+    return torch.nn.functional.interpolate(
+        t, size=(size, size), mode="bilinear", antialias=True, align_corners=False
+    )[0].numpy()
 
 
 class StepBatches(torch.utils.data.Dataset):
@@ -229,7 +256,9 @@ def _expand(cfg: SourceConfig, base: Path) -> list:
     """Rasters of a source: files, or lists of single-band files (one folder each)."""
     patterns = list(cfg.paths)
     if cfg.manifest:
-        manifest = base / cfg.manifest if not Path(cfg.manifest).is_absolute() else Path(cfg.manifest)
+        manifest = (
+            base / cfg.manifest if not Path(cfg.manifest).is_absolute() else Path(cfg.manifest)
+        )
         with open(manifest) as f:
             patterns += [str(manifest.parent / row["path"]) for row in csv.DictReader(f)]
     items = []
@@ -244,10 +273,12 @@ def _expand(cfg: SourceConfig, base: Path) -> list:
     return items
 
 
-def _split(rasters: list[xr.DataArray], val_fraction: float, by_files: bool,
-           nodata: float | None = None) -> tuple[list[Region], list[Region]]:
+def _split(
+    rasters: list[xr.DataArray], val_fraction: float, by_files: bool, nodata: float | None = None
+) -> tuple[list[Region], list[Region]]:
     """Whole rasters held out (every k-th), or the bottom rows of each raster. ``nodata``: the
     sensor's fill value, for files that do not declare theirs."""
+
     def region(da, rows):
         data = da.values if da.nbytes <= IN_MEMORY_BYTES else da
         fill = da.rio.nodata if da.rio.nodata is not None else nodata
@@ -257,12 +288,18 @@ def _split(rasters: list[xr.DataArray], val_fraction: float, by_files: bool,
         return [region(da, (0, da.sizes["y"])) for da in rasters], []
     if by_files and len(rasters) > 1:
         every = max(2, round(1 / val_fraction))
-        train = [region(da, (0, da.sizes["y"])) for i, da in enumerate(rasters) if i % every != every - 1]
-        val = [region(da, (0, da.sizes["y"])) for i, da in enumerate(rasters) if i % every == every - 1]
+        train = [
+            region(da, (0, da.sizes["y"])) for i, da in enumerate(rasters) if i % every != every - 1
+        ]
+        val = [
+            region(da, (0, da.sizes["y"])) for i, da in enumerate(rasters) if i % every == every - 1
+        ]
         return train, val
     cuts = [int(da.sizes["y"] * (1 - val_fraction)) for da in rasters]
-    return ([region(da, (0, cut)) for da, cut in zip(rasters, cuts)],
-            [region(da, (cut, da.sizes["y"])) for da, cut in zip(rasters, cuts)])
+    return (
+        [region(da, (0, cut)) for da, cut in zip(rasters, cuts)],
+        [region(da, (cut, da.sizes["y"])) for da, cut in zip(rasters, cuts)],
+    )
 
 
 def _read(raster, y0: int, y1: int, x0: int, x1: int) -> np.ndarray:

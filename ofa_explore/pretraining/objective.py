@@ -25,8 +25,9 @@ class Projector(nn.Module):
 
     def __init__(self, dim: int, hidden_dim: int, out_dim: int):
         super().__init__()
-        self.net = nn.Sequential(nn.Linear(dim, hidden_dim), nn.GELU(),
-                                 nn.Linear(hidden_dim, out_dim))
+        self.net = nn.Sequential(
+            nn.Linear(dim, hidden_dim), nn.GELU(), nn.Linear(hidden_dim, out_dim)
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
@@ -50,16 +51,21 @@ class PretrainObjective(nn.Module):
         super().__init__()
         self.model = model
         self.cfg = cfg
-        self.projector = (Projector(model.config.embed_dim, cfg.hidden_dim, cfg.projection_dim)
-                          if cfg.contrastive > 0 else None)
+        self.projector = (
+            Projector(model.config.embed_dim, cfg.hidden_dim, cfg.projection_dim)
+            if cfg.contrastive > 0
+            else None
+        )
 
-    def forward(self, views: list[View], mask_ratio: float,
-                generators: list[torch.Generator]) -> dict[str, torch.Tensor]:
+    def forward(
+        self, views: list[View], mask_ratio: float, generators: list[torch.Generator]
+    ) -> dict[str, torch.Tensor]:
         """{"loss": total, "mae": mean reconstruction loss of the views, "contrastive": ...}."""
         maes, pooled = [], []
         for view, generator in zip(views, generators):
-            mae, _, _, latent = self.model(view.x, view.modality, mask_ratio, generator,
-                                           return_latent=True)
+            mae, _, _, latent = self.model(
+                view.x, view.modality, mask_ratio, generator, return_latent=True
+            )
             maes.append(mae)
             pooled.append(latent[:, 1:].mean(1))  # as pooled_features: mean of patch tokens
         losses = {"mae": torch.stack(maes).mean()}

@@ -38,8 +38,17 @@ from .data import ChipSampler, StepBatches, View, build_sources
 from .objective import PretrainObjective
 
 STATE_FORMAT = "ofa_explore.training_state"
-LOG_FIELDS = ["step", "modality", "loss", "mae", "contrastive", "lr", "images_per_s",
-              "batch_sum", "val_loss"]
+LOG_FIELDS = [
+    "step",
+    "modality",
+    "loss",
+    "mae",
+    "contrastive",
+    "lr",
+    "images_per_s",
+    "batch_sum",
+    "val_loss",
+]
 
 
 class RunFolderInUse(OutputError, FileExistsError):
@@ -50,10 +59,18 @@ def build_model(cfg: TrainConfig) -> OFANet:
     """The model a config describes: an own patch embedding for each source with
     ``embedding: own`` (or ``model.modalities``), the wavelength-conditioned one if asked."""
     mc = cfg.model
-    modalities = mc.modalities or list(dict.fromkeys(s.modality for s in cfg.data
-                                                     if s.embedding == "own"))
-    return OFANet(mc.size, modalities=modalities, patch_size=mc.patch_size, img_size=mc.img_size,
-                  wavelength_embed=mc.wavelength_embed, norm_pix_loss=mc.norm_pix_loss, **mc.arch)
+    modalities = mc.modalities or list(
+        dict.fromkeys(s.modality for s in cfg.data if s.embedding == "own")
+    )
+    return OFANet(
+        mc.size,
+        modalities=modalities,
+        patch_size=mc.patch_size,
+        img_size=mc.img_size,
+        wavelength_embed=mc.wavelength_embed,
+        norm_pix_loss=mc.norm_pix_loss,
+        **mc.arch,
+    )
 
 
 def fused_attention(cfg: TrainConfig, device: torch.device) -> bool:
@@ -78,8 +95,10 @@ def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Opti
     for name, p in model.named_parameters():
         if p.requires_grad:
             (no_decay if p.ndim <= 1 or name.endswith(("token", "pos_embed")) else decay).append(p)
-    groups = [{"params": decay, "weight_decay": cfg.optim.weight_decay},
-              {"params": no_decay, "weight_decay": 0.0}]
+    groups = [
+        {"params": decay, "weight_decay": cfg.optim.weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
     try:  # one fused kernel instead of a loop over many small tensors (torch >= 2.4)
         return torch.optim.AdamW(groups, lr=cfg.optim.lr, betas=tuple(cfg.optim.betas), fused=True)
     except (RuntimeError, TypeError, ValueError):
@@ -87,8 +106,15 @@ def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Opti
 
 
 # ---------------------------------------------------------------- checkpoints
-def save_training_state(folder: Path, step: int, objective: PretrainObjective, optimizer, scaler,
-                        cfg: TrainConfig, metrics: dict[str, Any]) -> Path:
+def save_training_state(
+    folder: Path,
+    step: int,
+    objective: PretrainObjective,
+    optimizer,
+    scaler,
+    cfg: TrainConfig,
+    metrics: dict[str, Any],
+) -> Path:
     """Write ``folder`` atomically: the model in ofa_explore's format, and the state (optimiser,
     the objective's own modules such as the projector, scaler, RNG, step); a temporary folder
     renamed when complete."""
@@ -96,19 +122,29 @@ def save_training_state(folder: Path, step: int, objective: PretrainObjective, o
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
     try:
-        save_checkpoint(model, tmp / "model.safetensors", step=step, config=config_dict(cfg),
-                        **metrics)
+        save_checkpoint(
+            model, tmp / "model.safetensors", step=step, config=config_dict(cfg), **metrics
+        )
         opt = optimizer.state_dict()
         tensors = {f"optim.{i}.{k}": v for i, s in opt["state"].items() for k, v in s.items()}
         if objective.projector is not None:
-            tensors.update({f"projector.{k}": v.detach().cpu()
-                            for k, v in objective.projector.state_dict().items()})
+            tensors.update(
+                {
+                    f"projector.{k}": v.detach().cpu()
+                    for k, v in objective.projector.state_dict().items()
+                }
+            )
         tensors["rng.torch"] = torch.get_rng_state()
         if torch.cuda.is_available():
             for i, state in enumerate(torch.cuda.get_rng_state_all()):
                 tensors[f"rng.cuda.{i}"] = state
-        header = {"format": STATE_FORMAT, "format_version": 1, "step": step,
-                  "param_groups": opt["param_groups"], "scaler": scaler.state_dict()}
+        header = {
+            "format": STATE_FORMAT,
+            "format_version": 1,
+            "step": step,
+            "param_groups": opt["param_groups"],
+            "scaler": scaler.state_dict(),
+        }
         write_tensors(tmp / "state.safetensors", tensors, header)
         if folder.exists():
             shutil.rmtree(folder)
@@ -125,16 +161,21 @@ def load_training_state(folder: Path, objective: PretrainObjective, optimizer, s
     from ..checkpoint import load_checkpoint
 
     if not (folder / "model.safetensors").is_file() or not (folder / "state.safetensors").is_file():
-        raise CheckpointError(f"{folder} is not a complete training checkpoint (model.safetensors "
-                              "and state.safetensors expected)")
+        raise CheckpointError(
+            f"{folder} is not a complete training checkpoint (model.safetensors "
+            "and state.safetensors expected)"
+        )
     saved = load_checkpoint(folder / "model.safetensors")
     objective.model.load_state_dict(saved.state_dict())
     tensors, header = read_tensors(folder / "state.safetensors", STATE_FORMAT)
-    projector = {k[len("projector."):]: v for k, v in tensors.items() if k.startswith("projector.")}
+    projector = {
+        k[len("projector.") :]: v for k, v in tensors.items() if k.startswith("projector.")
+    }
     if (objective.projector is None) != (not projector):
         raise CheckpointError(
             f"{folder} was written by a run {'with' if projector else 'without'} the contrastive "
-            "objective; resume with the config it was started with (objective.contrastive)")
+            "objective; resume with the config it was started with (objective.contrastive)"
+        )
     if objective.projector is not None:
         objective.projector.load_state_dict(projector)
     state: dict[int, dict[str, torch.Tensor]] = {}
@@ -157,8 +198,9 @@ def latest_checkpoint(output_dir: Path) -> Path | None:
 
 
 # ---------------------------------------------------------------- loop
-def train(cfg: TrainConfig, base: Path | None = None, resume: bool | str = False,
-          quiet: bool = False) -> Path:
+def train(
+    cfg: TrainConfig, base: Path | None = None, resume: bool | str = False, quiet: bool = False
+) -> Path:
     """Run (or continue) pre-training; returns the path of the final model checkpoint.
     Relative data paths are read from ``base`` (default: the working directory). A new run
     refuses an ``output_dir`` that holds another run's checkpoints, which it would mix with its
@@ -171,7 +213,8 @@ def train(cfg: TrainConfig, base: Path | None = None, resume: bool | str = False
     if not resume and existing is not None:
         raise RunFolderInUse(
             f"{out} already holds the checkpoints of a run ({existing.name})",
-            "continue it with resume=True (command line: --resume), or choose another output_dir")
+            "continue it with resume=True (command line: --resume), or choose another output_dir",
+        )
     torch.manual_seed(cfg.seed)  # same initial weights on every rank
     model = build_model(cfg).to(device)
     set_fused_attention(model, fused_attention(cfg, device))
@@ -182,20 +225,27 @@ def train(cfg: TrainConfig, base: Path | None = None, resume: bool | str = False
     if resume:
         folder = Path(resume) if isinstance(resume, str) else latest_checkpoint(out)
         if folder is None:
-            raise NotFound(f"no checkpoint to resume from in {out / 'checkpoints'}",
-                           "start the run without resume")
+            raise NotFound(
+                f"no checkpoint to resume from in {out / 'checkpoints'}",
+                "start the run without resume",
+            )
         start = load_training_state(folder, objective, optimizer, scaler)
         _log0(rank, f"resumed from {folder} at step {start}")
-    net = (DistributedDataParallel(objective, find_unused_parameters=True) if world > 1
-           else objective)
+    net = (
+        DistributedDataParallel(objective, find_unused_parameters=True) if world > 1 else objective
+    )
     sources = build_sources(cfg, base)
-    train_batches = ChipSampler(sources, cfg.seed, "train", cfg.crop_scale, cfg.objective.views,
-                                cfg.augment)
+    train_batches = ChipSampler(
+        sources, cfg.seed, "train", cfg.crop_scale, cfg.objective.views, cfg.augment
+    )
     val_batches = ChipSampler(sources, cfg.seed + 1, "val")
     loader = torch.utils.data.DataLoader(
-        StepBatches(train_batches, rank, cfg.steps), batch_size=None,
-        sampler=range(start, cfg.steps), num_workers=cfg.num_workers,
-        persistent_workers=cfg.num_workers > 0)
+        StepBatches(train_batches, rank, cfg.steps),
+        batch_size=None,
+        sampler=range(start, cfg.steps),
+        num_workers=cfg.num_workers,
+        persistent_workers=cfg.num_workers > 0,
+    )
     log = _Log(out, rank, start > 0, quiet, cfg.steps, start, cfg.log_every)
     autocast = autocast_for(cfg.precision, device)
     model.train()
@@ -206,8 +256,12 @@ def train(cfg: TrainConfig, base: Path | None = None, resume: bool | str = False
             group["lr"] = lr_at(step, cfg)
         views = [View(v.modality, v.x.to(device, non_blocking=True)) for v in views]
         # masks, like batches, are a function of (seed, step, rank): a resumed run repeats them
-        masks = [torch.Generator(device).manual_seed(
-            cfg.seed * 1_000_003 + step * 1009 + rank + 7919 * i) for i in range(len(views))]
+        masks = [
+            torch.Generator(device).manual_seed(
+                cfg.seed * 1_000_003 + step * 1009 + rank + 7919 * i
+            )
+            for i in range(len(views))
+        ]
         with autocast:
             losses = net(views, cfg.mask_ratio, masks)
         loss = losses["loss"]
@@ -220,12 +274,17 @@ def train(cfg: TrainConfig, base: Path | None = None, resume: bool | str = False
         scaler.update()
         now = time.perf_counter()
         x = views[0].x
-        last = dict(step=step, modality=modality, loss=loss.item(),
-                    mae=losses["mae"].item(), contrastive=(losses["contrastive"].item()
-                                                           if "contrastive" in losses else ""),
-                    lr=lr_at(step, cfg),
-                    images_per_s=x.shape[0] * world / max(now - t_prev, 1e-9),
-                    batch_sum=float(x.double().sum()), val_loss="")
+        last = dict(
+            step=step,
+            modality=modality,
+            loss=loss.item(),
+            mae=losses["mae"].item(),
+            contrastive=(losses["contrastive"].item() if "contrastive" in losses else ""),
+            lr=lr_at(step, cfg),
+            images_per_s=x.shape[0] * world / max(now - t_prev, 1e-9),
+            batch_sum=float(x.double().sum()),
+            val_loss="",
+        )
         t_prev = now
         done = step + 1
         if cfg.val_every and done % cfg.val_every == 0:
@@ -233,21 +292,38 @@ def train(cfg: TrainConfig, base: Path | None = None, resume: bool | str = False
         log.step(last)
         if done % cfg.checkpoint_every == 0 or done == cfg.steps:
             if rank == 0:
-                save_training_state(out / "checkpoints" / f"step_{done:07d}", done, objective,
-                                    optimizer, scaler, cfg, {"train_loss": last["loss"]})
+                save_training_state(
+                    out / "checkpoints" / f"step_{done:07d}",
+                    done,
+                    objective,
+                    optimizer,
+                    scaler,
+                    cfg,
+                    {"train_loss": last["loss"]},
+                )
                 _prune(out / "checkpoints", cfg.keep_last)
             _barrier(world)
     val = validate(model, val_batches, cfg, autocast)
     final = out / "model.safetensors"
     if rank == 0:
-        save_checkpoint(model, final, steps=cfg.steps, config=config_dict(cfg),
-                        train_loss=last.get("loss"), val_loss=val)
-        log.close(f"final train loss {last['loss']:.4f}, val loss {val:.4f}" if last else
-                  f"nothing left to train: the run was complete ({cfg.steps} steps); val loss "
-                  f"{val:.4f}")
+        save_checkpoint(
+            model,
+            final,
+            steps=cfg.steps,
+            config=config_dict(cfg),
+            train_loss=last.get("loss"),
+            val_loss=val,
+        )
+        log.close(
+            f"final train loss {last['loss']:.4f}, val loss {val:.4f}"
+            if last
+            else f"nothing left to train: the run was complete ({cfg.steps} steps); val loss "
+            f"{val:.4f}"
+        )
     if world > 1:  # every rank must hold the same weights: say so in the job's log
-        digest = hashlib.sha256(b"".join(p.detach().cpu().numpy().tobytes()
-                                         for p in model.state_dict().values())).hexdigest()
+        digest = hashlib.sha256(
+            b"".join(p.detach().cpu().numpy().tobytes() for p in model.state_dict().values())
+        ).hexdigest()
         print(f"rank {rank} weights sha256 {digest}", flush=True)
         _barrier(world)
         dist.destroy_process_group()
@@ -263,8 +339,12 @@ def validate(model: OFANet, sampler: ChipSampler, cfg: TrainConfig, autocast) ->
         source = sampler.source_for(i)
         x = sampler.chips(source, i)
         with autocast:
-            loss, _, _ = model(x.to(next(model.parameters()).device), source.modality,
-                               cfg.mask_ratio, generator=torch.Generator().manual_seed(i))
+            loss, _, _ = model(
+                x.to(next(model.parameters()).device),
+                source.modality,
+                cfg.mask_ratio,
+                generator=torch.Generator().manual_seed(i),
+            )
         losses.append(loss.item())
     model.train()
     return float(sum(losses) / len(losses))
@@ -303,8 +383,9 @@ class _Log:
     """Rank 0: a CSV row per step (appended on resume), and every ``every`` steps TensorBoard
     scalars (when installed) and the progress bar's loss and images/s."""
 
-    def __init__(self, out: Path, rank: int, append: bool, quiet: bool, steps: int, start: int,
-                 every: int):
+    def __init__(
+        self, out: Path, rank: int, append: bool, quiet: bool, steps: int, start: int, every: int
+    ):
         self.rank, self.every = rank, every
         if rank != 0:
             return
@@ -312,20 +393,28 @@ class _Log:
         path = out / "log.csv"
         if append and path.exists():  # a killed run may have left half a line
             text = path.read_text()
-            path.write_text(text[:text.rfind("\n") + 1])
+            path.write_text(text[: text.rfind("\n") + 1])
         self.file = open(path, "a" if append and path.exists() else "w", newline="")
         self.csv = csv.DictWriter(self.file, fieldnames=LOG_FIELDS)
         if self.file.tell() == 0:
             self.csv.writeheader()
         try:
             from torch.utils.tensorboard import SummaryWriter
+
             self.tb = SummaryWriter(str(out / "tensorboard"))
         except ImportError:
             self.tb = None
         from tqdm.auto import tqdm  # a progress bar widget in a notebook
 
-        self.bar = tqdm(total=steps, initial=start, disable=quiet, unit="step", desc="pre-training",
-                        file=sys.stderr, dynamic_ncols=True)
+        self.bar = tqdm(
+            total=steps,
+            initial=start,
+            disable=quiet,
+            unit="step",
+            desc="pre-training",
+            file=sys.stderr,
+            dynamic_ncols=True,
+        )
 
     def step(self, row: dict[str, Any]) -> None:
         if self.rank != 0:
@@ -338,8 +427,9 @@ class _Log:
         if self.tb:
             self.tb.add_scalar("loss/train", row["loss"], row["step"])
             self.tb.add_scalar("lr", row["lr"], row["step"])
-        self.bar.set_postfix(loss=f"{row['loss']:.3f}", img_s=f"{row['images_per_s']:.0f}",
-                             mod=row["modality"])
+        self.bar.set_postfix(
+            loss=f"{row['loss']:.3f}", img_s=f"{row['images_per_s']:.0f}", mod=row["modality"]
+        )
 
     def close(self, message: str) -> None:
         self.bar.close()
@@ -352,11 +442,17 @@ class _Log:
 def main(argv: list[str] | None = None) -> int:
     """The command line of ``python -m`` / ``torchrun -m ofa_explore.pretraining.train``: a
     shell, so it chooses torch's thread count (``OFA_EXPLORE_THREADS``, else the cores free)."""
-    parser = argparse.ArgumentParser(prog="ofa_explore.pretraining.train",
-                                     description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="ofa_explore.pretraining.train", description=__doc__.splitlines()[0]
+    )
     parser.add_argument("--config", required=True, type=Path, help="YAML training config")
-    parser.add_argument("--resume", nargs="?", const=True, default=False,
-                        help="continue from the newest checkpoint (or the folder given)")
+    parser.add_argument(
+        "--resume",
+        nargs="?",
+        const=True,
+        default=False,
+        help="continue from the newest checkpoint (or the folder given)",
+    )
     parser.add_argument("--output-dir", help="override output_dir")
     parser.add_argument("--steps", type=int, help="override steps")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")

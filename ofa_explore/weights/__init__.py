@@ -59,8 +59,9 @@ class PublishedWeights:
     def __post_init__(self) -> None:
         if self.sha256 is not None and not re.fullmatch(r"[0-9a-f]{64}", self.sha256):
             raise ValueError(f"{self.name}: sha256 must be 64 lowercase hex digits")
-        if self.sha256_prefix is not None and not re.fullmatch(r"[0-9a-f]{4,63}",
-                                                               self.sha256_prefix):
+        if self.sha256_prefix is not None and not re.fullmatch(
+            r"[0-9a-f]{4,63}", self.sha256_prefix
+        ):
             raise ValueError(f"{self.name}: sha256_prefix must be lowercase hex digits")
         if self.sha256 and self.sha256_prefix and not self.sha256.startswith(self.sha256_prefix):
             raise ValueError(f"{self.name}: sha256 does not start with sha256_prefix")
@@ -92,8 +93,9 @@ def cache_dir() -> Path:
     return Path(os.environ.get("OFA_EXPLORE_CACHE", Path.home() / ".cache" / "ofa_explore"))
 
 
-def load_published(name: str, path: str | os.PathLike | None = None,
-                   download: bool = True) -> OFANet:
+def load_published(
+    name: str, path: str | os.PathLike | None = None, download: bool = True
+) -> OFANet:
     """An OFANet holding the published weights ``name`` (see ``WEIGHTS``).
 
     ``path`` is a local copy of the published file; without it the cache is tried, then a
@@ -107,8 +109,9 @@ def load_published(name: str, path: str | os.PathLike | None = None,
     state = read_state_dict(path)
     check_width(entry, state)
     model = entry.convert(state)
-    model.provenance.update(weights=name, licence=entry.licence, citation=entry.citation,
-                            source_file=Path(path).name)
+    model.provenance.update(
+        weights=name, licence=entry.licence, citation=entry.citation, source_file=Path(path).name
+    )
     return model
 
 
@@ -117,19 +120,29 @@ def check_width(entry: PublishedWeights, state: dict) -> None:
     tokens = [v for k, v in state.items() if k in ("cls_token", "model.cls_token")]
     if tokens and tokens[0].shape[-1] != entry.embed_dim:
         width = tokens[0].shape[-1]
-        found = next((f"ViT-{n[0].upper()} ({width} wide)" for n, d in SIZES.items()
-                      if d["embed_dim"] == width), f"a ViT {width} wide")
-        expected = next(f"ViT-{n[0].upper()} ({entry.embed_dim} wide)" for n, d in SIZES.items()
-                        if d["embed_dim"] == entry.embed_dim)
-        matching = [w.name for w in WEIGHTS.values()
-                    if w.embed_dim == width and w.layout == entry.layout]
-        raise ConversionError(f"this file holds {found}, not the {expected} of {entry.name}"
-                              + (f"; did you mean --from {' or '.join(matching)}?" if matching
-                                 else ""))
+        found = next(
+            (
+                f"ViT-{n[0].upper()} ({width} wide)"
+                for n, d in SIZES.items()
+                if d["embed_dim"] == width
+            ),
+            f"a ViT {width} wide",
+        )
+        expected = next(
+            f"ViT-{n[0].upper()} ({entry.embed_dim} wide)"
+            for n, d in SIZES.items()
+            if d["embed_dim"] == entry.embed_dim
+        )
+        matching = [
+            w.name for w in WEIGHTS.values() if w.embed_dim == width and w.layout == entry.layout
+        ]
+        raise ConversionError(
+            f"this file holds {found}, not the {expected} of {entry.name}"
+            + (f"; did you mean --from {' or '.join(matching)}?" if matching else "")
+        )
 
 
-def fetch_weights(entry: PublishedWeights, download: bool = True,
-                  progress: bool = True) -> Path:
+def fetch_weights(entry: PublishedWeights, download: bool = True, progress: bool = True) -> Path:
     """The cached file of ``entry``, downloading it once when allowed.
 
     pooch's HTTP downloader writes the file to a hidden temporary name beside the target (a
@@ -141,24 +154,31 @@ def fetch_weights(entry: PublishedWeights, download: bool = True,
     target = cache_dir() / entry.filename
     if target.is_file():
         return target
-    how = (f"download {entry.filename} on a machine with internet access"
-           + (f" from {entry.url}" if entry.url else "")
-           + f", then pass it: load_published({entry.name!r}, path='/path/to/{entry.filename}')"
-           + f" or `ofa convert /path/to/{entry.filename} --from {entry.name} -o model.safetensors`")
+    how = (
+        f"download {entry.filename} on a machine with internet access"
+        + (f" from {entry.url}" if entry.url else "")
+        + f", then pass it: load_published({entry.name!r}, path='/path/to/{entry.filename}')"
+        + f" or `ofa convert /path/to/{entry.filename} --from {entry.name} -o model.safetensors`"
+    )
     if entry.url is None:
         raise WeightsUnavailableError(f"{entry.name} is no longer published for download", how)
     if not download:
-        raise WeightsUnavailableError(f"{entry.name} is not in the cache ({target}) and download "
-                                      "is off", how)
+        raise WeightsUnavailableError(
+            f"{entry.name} is not in the cache ({target}) and download is off", how
+        )
     with atomic_output(target, suffix=".download") as tmp:
         cause = _download(entry, tmp, progress)
         if cause is not None:
-            raise WeightsUnavailableError(f"could not download {entry.name} from {entry.url}: "
-                                          f"{cause}; nothing was kept", f"instead, {how}")
+            raise WeightsUnavailableError(
+                f"could not download {entry.name} from {entry.url}: {cause}; nothing was kept",
+                f"instead, {how}",
+            )
         mismatch = _hash_mismatch(entry, tmp)
         if mismatch is not None:
-            raise WeightsHashMismatch(f"could not download {entry.name} from {entry.url}: "
-                                      f"{mismatch}; nothing was kept", f"instead, {how}")
+            raise WeightsHashMismatch(
+                f"could not download {entry.name} from {entry.url}: {mismatch}; nothing was kept",
+                f"instead, {how}",
+            )
     return target
 
 
@@ -170,7 +190,8 @@ def _download(entry: PublishedWeights, path: Path, progress: bool) -> str | None
     meter = _Meter(progress)
     try:
         pooch.HTTPDownloader(progressbar=meter, chunk_size=CHUNK, timeout=TIMEOUT_S)(
-            entry.url, str(path), None)
+            entry.url, str(path), None
+        )
     except requests.HTTPError as err:
         return f"the server answered HTTP {err.response.status_code} {err.response.reason}"
     except requests.Timeout:
@@ -203,10 +224,14 @@ def _hash_mismatch(entry: PublishedWeights, path: Path) -> str | None:
     if digest.startswith(expected):
         return None
     if entry.sha256:
-        return (f"the downloaded file's SHA-256 is {digest}, not the published {expected}: the "
-                "download is damaged or the file changed")
-    return (f"the downloaded file's SHA-256 does not start with {expected} (it starts with "
-            f"{digest[:len(expected)]}): the download is damaged or the file changed")
+        return (
+            f"the downloaded file's SHA-256 is {digest}, not the published {expected}: the "
+            "download is damaged or the file changed"
+        )
+    return (
+        f"the downloaded file's SHA-256 does not start with {expected} (it starts with "
+        f"{digest[: len(expected)]}): the download is damaged or the file changed"
+    )
 
 
 def _reason(err: Exception) -> str:
@@ -231,8 +256,14 @@ class _Meter:
         if self.bar is None:
             from tqdm.auto import tqdm
 
-            self.bar = tqdm(total=self.total or None, unit="B", unit_scale=True,
-                            file=sys.stderr, desc="download", dynamic_ncols=True)
+            self.bar = tqdm(
+                total=self.total or None,
+                unit="B",
+                unit_scale=True,
+                file=sys.stderr,
+                desc="download",
+                dynamic_ncols=True,
+            )
         self.bar.update(n)
 
     def reset(self) -> None:
@@ -244,7 +275,18 @@ class _Meter:
             self.bar.close()
 
 
-__all__ = ["WEIGHTS", "PublishedWeights", "load_published", "fetch_weights", "cache_dir",
-           "convert_dofa_v1", "convert_dofa_v2", "convert_ofa", "read_state_dict",
-           "ConversionError", "ConversionReport", "WeightsUnavailableError",
-           "WeightsHashMismatch"]
+__all__ = [
+    "WEIGHTS",
+    "PublishedWeights",
+    "load_published",
+    "fetch_weights",
+    "cache_dir",
+    "convert_dofa_v1",
+    "convert_dofa_v2",
+    "convert_ofa",
+    "read_state_dict",
+    "ConversionError",
+    "ConversionReport",
+    "WeightsUnavailableError",
+    "WeightsHashMismatch",
+]

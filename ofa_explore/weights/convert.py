@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
@@ -30,8 +31,10 @@ class ConversionReport:
     notes: list[str] = field(default_factory=list)
 
     def summary(self) -> str:
-        lines = [f"{self.layout}: {len(self.mapped)} tensors mapped, {len(self.ignored)} ignored, "
-                 f"{len(self.initialised)} OFANet tensors left at their initial values"]
+        lines = [
+            f"{self.layout}: {len(self.mapped)} tensors mapped, {len(self.ignored)} ignored, "
+            f"{len(self.initialised)} OFANet tensors left at their initial values"
+        ]
         reasons: dict[str, int] = {}
         for reason in self.ignored.values():
             reasons[reason] = reasons.get(reason, 0) + 1
@@ -55,7 +58,8 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
             "file is damaged or incomplete (download it again), or it holds Python objects "
             "beside the tensors (e.g. training arguments), which are never unpickled here; if "
             "you trust it, extract the tensors once with torch.save(torch.load(f, "
-            "weights_only=False)['model'], 'weights.pth')") from None
+            "weights_only=False)['model'], 'weights.pth')"
+        ) from None
     for key in ("model", "state_dict"):  # training checkpoints wrap the weights
         if isinstance(obj, dict) and isinstance(obj.get(key), dict):
             obj = obj[key]
@@ -82,8 +86,11 @@ def size_for(embed_dim: int) -> str:
 
 def heads_for(embed_dim: int) -> int:
     """Attention heads of the named size of this width (ViT-H: 16 of 80), else heads of 64."""
-    return SIZES[size_for(embed_dim)]["num_heads"] if any(
-        d["embed_dim"] == embed_dim for d in SIZES.values()) else embed_dim // 64
+    return (
+        SIZES[size_for(embed_dim)]["num_heads"]
+        if any(d["embed_dim"] == embed_dim for d in SIZES.values())
+        else embed_dim // 64
+    )
 
 
 def wavelength_patch_size(state: dict[str, torch.Tensor], prefix: str, embed_dim: int) -> int:
@@ -99,13 +106,19 @@ def grid_size(pos_embed: torch.Tensor) -> int:
     """Side of the square patch grid of a [1, 1+L, D] position embedding."""
     side = int(round((pos_embed.shape[1] - 1) ** 0.5))
     if side * side + 1 != pos_embed.shape[1]:
-        raise ConversionError(f"pos_embed of shape {tuple(pos_embed.shape)} is not a square grid "
-                              "plus a class token")
+        raise ConversionError(
+            f"pos_embed of shape {tuple(pos_embed.shape)} is not a square grid plus a class token"
+        )
     return side
 
 
-def transfer(model: OFANet, state: dict[str, torch.Tensor], layout: str,
-             rename: Callable[[str], str | None], ignore: dict[str, str]) -> ConversionReport:
+def transfer(
+    model: OFANet,
+    state: dict[str, torch.Tensor],
+    layout: str,
+    rename: Callable[[str], str | None],
+    ignore: dict[str, str],
+) -> ConversionReport:
     """Copy ``state`` into ``model``: each key is ignored (prefix in ``ignore``), renamed, or an
     error; shapes must match exactly. Keys the model has and the file lacks are reported."""
     report = ConversionReport(layout)
@@ -122,21 +135,28 @@ def transfer(model: OFANet, state: dict[str, torch.Tensor], layout: str,
             unknown.append(key)
             continue
         if tuple(target[new_key].shape) != tuple(value.shape):
-            raise ConversionError(f"{layout}: {key} has shape {tuple(value.shape)} but OFANet's "
-                                  f"{new_key} needs {tuple(target[new_key].shape)}")
+            raise ConversionError(
+                f"{layout}: {key} has shape {tuple(value.shape)} but OFANet's "
+                f"{new_key} needs {tuple(target[new_key].shape)}"
+            )
         new_state[new_key] = value.to(target[new_key].dtype)
         report.mapped[key] = new_key
     if unknown:
-        raise ConversionError(f"these keys are not part of the {layout} layout: "
-                              f"{', '.join(sorted(unknown)[:8])}{' ...' if len(unknown) > 8 else ''}"
-                              "; is this the right --from choice?")
+        raise ConversionError(
+            f"these keys are not part of the {layout} layout: "
+            f"{', '.join(sorted(unknown)[:8])}{' ...' if len(unknown) > 8 else ''}"
+            "; is this the right --from choice?"
+        )
     model.load_state_dict(new_state, strict=False)
     report.initialised = sorted(set(target) - set(new_state))
     return report
 
 
 def finish(model: OFANet, report: ConversionReport, extra: dict[str, Any]) -> OFANet:
-    model.provenance = {"converted_from": report.layout,
-                        "conversion": report.summary().splitlines(), **extra}
+    model.provenance = {
+        "converted_from": report.layout,
+        "conversion": report.summary().splitlines(),
+        **extra,
+    }
     model.conversion_report = report
     return model.eval()

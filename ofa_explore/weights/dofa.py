@@ -17,10 +17,18 @@ from __future__ import annotations
 
 import torch
 
-from ..model import OFANet
 from ..modalities import sar_wavelength
-from .convert import (ConversionError, count_blocks, finish, grid_size, heads_for, size_for,
-                      transfer, wavelength_patch_size)
+from ..model import OFANet
+from .convert import (
+    ConversionError,
+    count_blocks,
+    finish,
+    grid_size,
+    heads_for,
+    size_for,
+    transfer,
+    wavelength_patch_size,
+)
 
 _V1_IGNORE = {
     "head.": "task head of a fine-tuned DOFA classifier",
@@ -29,75 +37,121 @@ _V1_IGNORE = {
 }
 
 
-def convert_dofa_v1(state: dict[str, torch.Tensor], kernel_layout: str = "ckkd",
-                    num_heads: int | None = None) -> OFANet:
+def convert_dofa_v1(
+    state: dict[str, torch.Tensor], kernel_layout: str = "ckkd", num_heads: int | None = None
+) -> OFANet:
     """DOFA v1 (TorchGeo layout) -> OFANet. ``kernel_layout='dckk'`` for files published before
-    TorchGeo PR #2256 (e.g. ``dofa_base_patch16_224-7cc0f413.pth``); the default is the current one."""
-    _require(state, ["cls_token", "pos_embed", "patch_embed.weight_generator.fc_weight.weight"],
-             "DOFA v1")
+    TorchGeo PR #2256 (e.g. ``dofa_base_patch16_224-7cc0f413.pth``); the default is the current
+    one."""
+    _require(
+        state,
+        ["cls_token", "pos_embed", "patch_embed.weight_generator.fc_weight.weight"],
+        "DOFA v1",
+    )
     D = state["cls_token"].shape[-1]
     k = wavelength_patch_size(state, "patch_embed", D)
     # TorchGeo's DOFA (global_pool=True) has no final norm: forward_features is
     # fc_norm(mean of the patch tokens); a file with `norm` (and no fc_norm) normalises tokens
     global_pool = "norm.weight" not in state or "fc_norm.weight" in state
-    model = OFANet(size_for(D), modalities=(), patch_size=k, img_size=grid_size(state["pos_embed"]) * k,
-                   sar_wavelength=sar_wavelength("dofa_v1"), wavelength_embed_padding=1,
-                   wavelength_kernel_layout=kernel_layout, embed_dim=D,
-                   depth=count_blocks(state, "blocks"), num_heads=num_heads or heads_for(D),
-                   final_norm="norm.weight" in state, pool_norm=global_pool)
+    model = OFANet(
+        size_for(D),
+        modalities=(),
+        patch_size=k,
+        img_size=grid_size(state["pos_embed"]) * k,
+        sar_wavelength=sar_wavelength("dofa_v1"),
+        wavelength_embed_padding=1,
+        wavelength_kernel_layout=kernel_layout,
+        embed_dim=D,
+        depth=count_blocks(state, "blocks"),
+        num_heads=num_heads or heads_for(D),
+        final_norm="norm.weight" in state,
+        pool_norm=global_pool,
+    )
 
     def rename(key: str) -> str:
-        return "wavelength_embed." + key[len("patch_embed."):] if key.startswith("patch_embed.") else key
+        return (
+            "wavelength_embed." + key[len("patch_embed.") :]
+            if key.startswith("patch_embed.")
+            else key
+        )
 
     report = transfer(model, state, "DOFA v1", rename, _V1_IGNORE)
-    report.notes.append(f"kernel layout {kernel_layout!r} "
-                        + ("(current DOFA/TorchGeo weights)" if kernel_layout == "ckkd" else
-                           "(DOFA weights from before TorchGeo PR #2256)"))
+    report.notes.append(
+        f"kernel layout {kernel_layout!r} "
+        + (
+            "(current DOFA/TorchGeo weights)"
+            if kernel_layout == "ckkd"
+            else "(DOFA weights from before TorchGeo PR #2256)"
+        )
+    )
     if global_pool:
-        report.notes.append("pooled features are fc_norm(mean of the patch tokens), as TorchGeo's "
-                            "DOFA.forward_features" + ("" if "fc_norm.weight" in state else
-                                                       "; the file has no fc_norm: unit scale, "
-                                                       "zero shift, as TorchGeo initialises it"))
+        report.notes.append(
+            "pooled features are fc_norm(mean of the patch tokens), as TorchGeo's "
+            "DOFA.forward_features"
+            + (
+                ""
+                if "fc_norm.weight" in state
+                else "; the file has no fc_norm: unit scale, zero shift, as TorchGeo initialises it"
+            )
+        )
     _note_common(report)
-    return finish(model, report, {"weights_family": "DOFA v1",
-                                  "sar_wavelength": model.config.sar_wavelength})
+    return finish(
+        model, report, {"weights_family": "DOFA v1", "sar_wavelength": model.config.sar_wavelength}
+    )
 
 
-def convert_dofa_v2(state: dict[str, torch.Tensor], kernel_layout: str = "dckk",
-                    num_heads: int | None = None) -> OFANet:
+def convert_dofa_v2(
+    state: dict[str, torch.Tensor], kernel_layout: str = "dckk", num_heads: int | None = None
+) -> OFANet:
     """DOFA v2 (patch 14, timm ViT under ``model.``) -> OFANet. zhu-xlab's ``dofa_v2.py`` embeds
     with ``wave_dynamic_layer.Dynamic_MLP_OFA``, whose kernel is ``view(D, C, k, k)`` ("dckk"),
     and returns the block outputs of its ``out_indices`` without the final norm."""
-    _require(state, ["model.cls_token", "model.pos_embed",
-                     "patch_embed.weight_generator.fc_weight.weight"], "DOFA v2")
+    _require(
+        state,
+        ["model.cls_token", "model.pos_embed", "patch_embed.weight_generator.fc_weight.weight"],
+        "DOFA v2",
+    )
     D = state["model.cls_token"].shape[-1]
     k = wavelength_patch_size(state, "patch_embed", D)
     layer_scale = "model.blocks.0.ls1.gamma" in state
-    model = OFANet(size_for(D), modalities=(), patch_size=k,
-                   img_size=grid_size(state["model.pos_embed"]) * k,
-                   sar_wavelength=sar_wavelength("dofa_v2"), wavelength_embed_padding=1,
-                   init_values=1e-5 if layer_scale else None, embed_dim=D,
-                   wavelength_kernel_layout=kernel_layout, norm_layers=False,
-                   depth=count_blocks(state, "model.blocks"), num_heads=num_heads or heads_for(D))
+    model = OFANet(
+        size_for(D),
+        modalities=(),
+        patch_size=k,
+        img_size=grid_size(state["model.pos_embed"]) * k,
+        sar_wavelength=sar_wavelength("dofa_v2"),
+        wavelength_embed_padding=1,
+        init_values=1e-5 if layer_scale else None,
+        embed_dim=D,
+        wavelength_kernel_layout=kernel_layout,
+        norm_layers=False,
+        depth=count_blocks(state, "model.blocks"),
+        num_heads=num_heads or heads_for(D),
+    )
 
     def rename(key: str) -> str | None:
         if key.startswith("patch_embed."):
-            return "wavelength_embed." + key[len("patch_embed."):]
+            return "wavelength_embed." + key[len("patch_embed.") :]
         if key.startswith("model."):
-            return key[len("model."):]
+            return key[len("model.") :]
         return None
 
     ignore = {"norm.": "DOFA v2's extra top-level norm; its forward normalises with model.norm"}
     report = transfer(model, state, "DOFA v2", rename, ignore)
-    report.notes.append(f"kernel layout {kernel_layout!r} (zhu-xlab wave_dynamic_layer: "
-                        "view(D, C, k, k)); intermediate token maps without the final norm, as "
-                        "dofa_v2.py's out_features")
+    report.notes.append(
+        f"kernel layout {kernel_layout!r} (zhu-xlab wave_dynamic_layer: "
+        "view(D, C, k, k)); intermediate token maps without the final norm, as "
+        "dofa_v2.py's out_features"
+    )
     _note_common(report)
     if "model.norm.weight" not in state:
-        report.notes.append("no final norm in the file: the encoder ends in a LayerNorm with unit "
-                            "scale and zero shift")
-    return finish(model, report, {"weights_family": "DOFA v2",
-                                  "sar_wavelength": model.config.sar_wavelength})
+        report.notes.append(
+            "no final norm in the file: the encoder ends in a LayerNorm with unit "
+            "scale and zero shift"
+        )
+    return finish(
+        model, report, {"weights_family": "DOFA v2", "sar_wavelength": model.config.sar_wavelength}
+    )
 
 
 def _require(state: dict[str, torch.Tensor], keys: list[str], layout: str) -> None:
@@ -107,5 +161,7 @@ def _require(state: dict[str, torch.Tensor], keys: list[str], layout: str) -> No
 
 
 def _note_common(report) -> None:
-    report.notes.append("no MAE decoder in these weights: embeddings (forward_features) are "
-                        "pre-trained, reconstruct() would use an untrained decoder")
+    report.notes.append(
+        "no MAE decoder in these weights: embeddings (forward_features) are "
+        "pre-trained, reconstruct() would use an untrained decoder"
+    )

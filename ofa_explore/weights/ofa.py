@@ -20,8 +20,15 @@ import torch
 
 from ..modalities import get_modality, sar_wavelength
 from ..model import OFANet
-from .convert import (ConversionError, count_blocks, finish, grid_size, size_for, transfer,
-                      wavelength_patch_size)
+from .convert import (
+    ConversionError,
+    count_blocks,
+    finish,
+    grid_size,
+    size_for,
+    transfer,
+    wavelength_patch_size,
+)
 
 OFA_MODALITIES = ("s1", "s2", "naip", "gaofen", "enmap")
 _PER_MODALITY = re.compile(r"^(patch_embed|decoder_pred)_([a-z0-9]+)\.(.+)$")
@@ -31,8 +38,11 @@ _IGNORE = {
 }
 
 
-def convert_ofa(state: dict[str, torch.Tensor], num_heads: int | None = None,
-                decoder_num_heads: int | None = None) -> OFANet:
+def convert_ofa(
+    state: dict[str, torch.Tensor],
+    num_heads: int | None = None,
+    decoder_num_heads: int | None = None,
+) -> OFANet:
     """OFA pre-training state dict (encoder and MAE decoder) -> OFANet."""
     if "cls_token" not in state or "pos_embed" not in state:
         raise ConversionError("not an OFA-Net state dict: missing cls_token / pos_embed")
@@ -48,30 +58,48 @@ def convert_ofa(state: dict[str, torch.Tensor], num_heads: int | None = None,
     arch = dict(embed_dim=D, depth=count_blocks(state, "blocks"), num_heads=num_heads or D // 64)
     if "decoder_embed.weight" in state:
         Dd = state["decoder_embed.weight"].shape[0]
-        arch.update(decoder_embed_dim=Dd, decoder_depth=count_blocks(state, "decoder_blocks"),
-                    decoder_num_heads=decoder_num_heads or Dd // 32)
-    model = OFANet(size_for(D), modalities=modalities, patch_size=k,
-                   img_size=grid_size(state["pos_embed"]) * k, wavelength_embed=dynamic,
-                   norm_pix_loss=True, sar_wavelength=sar_wavelength("ofa"),
-                   wavelength_embed_padding=1, wavelength_head_order="dofa", **arch)
+        arch.update(
+            decoder_embed_dim=Dd,
+            decoder_depth=count_blocks(state, "decoder_blocks"),
+            decoder_num_heads=decoder_num_heads or Dd // 32,
+        )
+    model = OFANet(
+        size_for(D),
+        modalities=modalities,
+        patch_size=k,
+        img_size=grid_size(state["pos_embed"]) * k,
+        wavelength_embed=dynamic,
+        norm_pix_loss=True,
+        sar_wavelength=sar_wavelength("ofa"),
+        wavelength_embed_padding=1,
+        wavelength_head_order="dofa",
+        **arch,
+    )
 
     def rename(key: str) -> str | None:
         if key.startswith("patch_embed."):
-            return "wavelength_embed." + key[len("patch_embed."):]
+            return "wavelength_embed." + key[len("patch_embed.") :]
         if key.startswith("decoder_pred.weight_generator."):
-            return "wavelength_head." + key[len("decoder_pred."):]
+            return "wavelength_head." + key[len("decoder_pred.") :]
         if m := _PER_MODALITY.match(key):
             kind, name, rest = m.groups()
-            return f"patch_embeds.{name}.{rest}" if kind == "patch_embed" else f"decoder_heads.{name}.{rest}"
+            return (
+                f"patch_embeds.{name}.{rest}"
+                if kind == "patch_embed"
+                else f"decoder_heads.{name}.{rest}"
+            )
         return key
 
     report = transfer(model, state, "OFA-Net (OFA pre-training code)", rename, _IGNORE)
-    report.notes.append("trained with norm_pix_loss (train_mae_all.sh): reconstruct() rescales "
-                        "each hidden patch with its true mean and spread, for display")
+    report.notes.append(
+        "trained with norm_pix_loss (train_mae_all.sh): reconstruct() rescales "
+        "each hidden patch with its true mean and spread, for display"
+    )
     if "decoder_embed.weight" not in state:
         report.notes.append("no MAE decoder in the file: reconstruct() would be untrained")
-    return finish(model, report, {"weights_family": "OFA-Net",
-                                  "sar_wavelength": model.config.sar_wavelength})
+    return finish(
+        model, report, {"weights_family": "OFA-Net", "sar_wavelength": model.config.sar_wavelength}
+    )
 
 
 def _per_modality(state: dict[str, torch.Tensor]) -> list[str]:
@@ -82,10 +110,14 @@ def _per_modality(state: dict[str, torch.Tensor]) -> list[str]:
             names.append(m.group(2))
     for name in names:
         if name not in OFA_MODALITIES:
-            raise ConversionError(f"per-modality keys for unknown modality {name!r}; OFA-Net "
-                                  f"has {', '.join(OFA_MODALITIES)}")
+            raise ConversionError(
+                f"per-modality keys for unknown modality {name!r}; OFA-Net "
+                f"has {', '.join(OFA_MODALITIES)}"
+            )
         weight = state.get(f"patch_embed_{name}.proj.weight")
         if weight is not None and weight.shape[1] != get_modality(name).num_bands:
-            raise ConversionError(f"patch_embed_{name} takes {weight.shape[1]} bands but "
-                                  f"modality {name!r} has {get_modality(name).num_bands}")
+            raise ConversionError(
+                f"patch_embed_{name} takes {weight.shape[1]} bands but "
+                f"modality {name!r} has {get_modality(name).num_bands}"
+            )
     return names

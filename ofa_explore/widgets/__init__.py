@@ -6,16 +6,20 @@ import importlib.util
 from ..errors import MissingPart
 
 # the widget stack is an extra, not needed by the CLI or the QGIS plugin
-_missing = [m for m in ("ipywidgets", "ipyleaflet", "leafmap")
-            if importlib.util.find_spec(m) is None]
+_missing = [
+    m for m in ("ipywidgets", "ipyleaflet", "leafmap") if importlib.util.find_spec(m) is None
+]
 if _missing:
-    raise MissingPart(f"ofa_explore.widgets needs {', '.join(_missing)} (the notebooks extra)",
-                      "`pip install 'ofa-explore[notebooks]'`, or from a checkout "
-                      "`pip install -e '.[notebooks]'`", missing=_missing)
+    raise MissingPart(
+        f"ofa_explore.widgets needs {', '.join(_missing)} (the notebooks extra)",
+        "`pip install 'ofa-explore[notebooks]'`, or from a checkout "
+        "`pip install -e '.[notebooks]'`",
+        missing=_missing,
+    )
 
 from .classification_map import ClassificationMap  # noqa: E402
-from .embedding_map import EmbeddingMap
-from .raster_explorer import RasterExplorer
-from .reconstruction import ReconstructionExplorer
+from .embedding_map import EmbeddingMap  # noqa: E402
+from .raster_explorer import RasterExplorer  # noqa: E402
+from .reconstruction import ReconstructionExplorer  # noqa: E402
 
 __all__ = ["RasterExplorer", "ReconstructionExplorer", "EmbeddingMap", "ClassificationMap"]

@@ -19,8 +19,9 @@ MAX_DISPLAY_SIDE = 1024  # larger scenes are shown decimated
 COLORMAPS = ("magma", "viridis", "inferno", "plasma", "cividis", "gray")
 
 
-def read_scene(source: str | Path | xr.DataArray,
-               modality: str | Modality | None = None) -> tuple[np.ndarray, Modality, xr.DataArray]:
+def read_scene(
+    source: str | Path | xr.DataArray, modality: str | Modality | None = None
+) -> tuple[np.ndarray, Modality, xr.DataArray]:
     """(pixels [C, H, W] in model units, decimated to at most MAX_DISPLAY_SIDE, modality,
     the lazy DataArray) of a raster file or an already opened raster."""
     da = source if isinstance(source, xr.DataArray) else open_raster(source, modality)
@@ -42,15 +43,24 @@ def shown_path(source) -> str:
         return path.name
 
 
-def rgb_picture(pixels: np.ndarray, modality: Modality, bands: tuple[int, int, int] | None = None,
-                percentiles: tuple[float, float] = (2, 98)) -> np.ndarray:
+def rgb_picture(
+    pixels: np.ndarray,
+    modality: Modality,
+    bands: tuple[int, int, int] | None = None,
+    percentiles: tuple[float, float] = (2, 98),
+) -> np.ndarray:
     """[H, W, 3] uint8: the natural-colour composite (or the chosen band indices), stretched."""
     rgb = pixels[list(bands)] if bands else composite(pixels, modality)
     return to_uint8(rgb, stretch_limits(rgb, percentiles))
 
 
-def colormap_picture(values: np.ndarray, cmap: str = "magma", vmin: float | None = None,
-                     vmax: float | None = None, threshold: float | None = None) -> np.ndarray:
+def colormap_picture(
+    values: np.ndarray,
+    cmap: str = "magma",
+    vmin: float | None = None,
+    vmax: float | None = None,
+    threshold: float | None = None,
+) -> np.ndarray:
     """[H, W] -> [H, W, 4] uint8 RGBA; NaN, and values below ``threshold``, transparent."""
     from matplotlib import colormaps
 
@@ -59,8 +69,9 @@ def colormap_picture(values: np.ndarray, cmap: str = "magma", vmin: float | None
     hi = np.nanmax(values) if vmax is None and finite.any() else (vmax or 1.0)
     scaled = np.clip((np.nan_to_num(values, nan=lo) - lo) / max(hi - lo, 1e-12), 0, 1)
     rgba = (colormaps[cmap](scaled) * 255).round().astype(np.uint8)
-    hidden = ~finite if threshold is None else ~finite | (np.nan_to_num(values, nan=-np.inf)
-                                                           < threshold)
+    hidden = (
+        ~finite if threshold is None else ~finite | (np.nan_to_num(values, nan=-np.inf) < threshold)
+    )
     rgba[hidden, 3] = 0
     return rgba
 
@@ -69,7 +80,7 @@ def class_picture(classes: np.ndarray, colors: list[str], nodata: int = 255) -> 
     """Class indices [H, W] -> RGBA with the head's colours; nodata transparent."""
     table = np.zeros((256, 4), np.uint8)
     for i, color in enumerate(colors):
-        table[i] = [int(color[j:j + 2], 16) for j in (1, 3, 5)] + [255]
+        table[i] = [int(color[j : j + 2], 16) for j in (1, 3, 5)] + [255]
     table[nodata] = 0
     return table[classes.astype(np.uint8)]
 
@@ -89,25 +100,30 @@ def display_step(da: xr.DataArray) -> int:
     return max(1, int(np.ceil(max(da.sizes["y"], da.sizes["x"]) / MAX_DISPLAY_SIDE)))
 
 
-def colorbar_html(cmap: str, vmin: float, vmax: float, label: str,
-                  threshold: float | None = None) -> str:
+def colorbar_html(
+    cmap: str, vmin: float, vmax: float, label: str, threshold: float | None = None
+) -> str:
     """A horizontal colour bar (a small PNG) with its end values, and the threshold marked."""
     from matplotlib import colormaps
 
     ramp = (colormaps[cmap](np.linspace(0, 1, 256))[None].repeat(12, 0) * 255).astype(np.uint8)
     if threshold is not None:  # values below the threshold are not drawn: grey them out here
         cut = int(round((threshold - vmin) / (vmax - vmin) * 255))
-        ramp[:, :max(cut, 0), 3] = 60
+        ramp[:, : max(cut, 0), 3] = 60
     mark = ""
     if threshold is not None:
         left = 100 * (threshold - vmin) / (vmax - vmin)
-        mark = (f"<div style='position:absolute;left:{left:.1f}%;top:-3px;height:18px;"
-                "border-left:2px solid #000'></div>")
-    return ("<div style='display:flex;align-items:center;gap:6px;font-size:12px'>"
-            f"<span>{label}</span><span>{vmin:g}</span>"
-            "<div style='position:relative;width:256px;height:12px'>"
-            f"<img src='{data_url(png(ramp))}' style='width:256px;height:12px;display:block'>"
-            f"{mark}</div><span>{vmax:g}</span></div>")
+        mark = (
+            f"<div style='position:absolute;left:{left:.1f}%;top:-3px;height:18px;"
+            "border-left:2px solid #000'></div>"
+        )
+    return (
+        "<div style='display:flex;align-items:center;gap:6px;font-size:12px'>"
+        f"<span>{label}</span><span>{vmin:g}</span>"
+        "<div style='position:relative;width:256px;height:12px'>"
+        f"<img src='{data_url(png(ramp))}' style='width:256px;height:12px;display:block'>"
+        f"{mark}</div><span>{vmax:g}</span></div>"
+    )
 
 
 def png(array: np.ndarray, scale: int = 1) -> bytes:
@@ -128,8 +144,10 @@ def latlon_bounds(da: xr.DataArray) -> tuple[tuple[float, float], tuple[float, f
     from rasterio.warp import transform_bounds
 
     if da.rio.crs is None:
-        raise BadInput("the raster has no CRS, so it cannot be placed on a map",
-                       "assign one (e.g. gdal_edit.py -a_srs EPSG:32633 file.tif)")
+        raise BadInput(
+            "the raster has no CRS, so it cannot be placed on a map",
+            "assign one (e.g. gdal_edit.py -a_srs EPSG:32633 file.tif)",
+        )
     west, south, east, north = transform_bounds(da.rio.crs, "EPSG:4326", *da.rio.bounds())
     return (south, west), (north, east)
 

@@ -11,9 +11,20 @@ import numpy as np
 from ..engine import predict_raster
 from ..model import OFANet
 from ..threads import ensure_threads
-from .display import (COLORMAPS, cell_areas, colorbar_html, colormap_picture, cosine_similarity,
-                      data_url, latlon_bounds, latlon_to_cell, on_display_grid, png, read_scene,
-                      rgb_picture)
+from .display import (
+    COLORMAPS,
+    cell_areas,
+    colorbar_html,
+    colormap_picture,
+    cosine_similarity,
+    data_url,
+    latlon_bounds,
+    latlon_to_cell,
+    on_display_grid,
+    png,
+    read_scene,
+    rgb_picture,
+)
 from .maps import PIXELATED_CSS, overlay, scene_map, write_geotiff
 
 
@@ -21,8 +32,14 @@ class EmbeddingMap(widgets.VBox):
     """``engine``: how the engine runs, as for ``predict_raster``: ``settings=EngineSettings(...)``
     and/or single fields (``precision="auto"``)."""
 
-    def __init__(self, model: OFANet, source, modality: str | None = None,
-                 basemap: bool | None = None, **engine):
+    def __init__(
+        self,
+        model: OFANet,
+        source,
+        modality: str | None = None,
+        basemap: bool | None = None,
+        **engine,
+    ):
         ensure_threads()  # a shell: the default thread count unless one was chosen
         pixels, self.modality, self.raster = read_scene(source, modality)
         self.progress = widgets.IntProgress(description="Embedding", min=0, max=1)
@@ -36,43 +53,55 @@ class EmbeddingMap(widgets.VBox):
         self.embeddings = result.data.values  # [D, h, w], NaN = nodata
         self.cell = model.config.patch_size
         self.bounds = latlon_bounds(self.raster)
-        self.map, self.scene = scene_map(self.raster, rgb_picture(pixels, self.modality),
-                                         basemap=basemap)
+        self.map, self.scene = scene_map(
+            self.raster, rgb_picture(pixels, self.modality), basemap=basemap
+        )
         pca = np.transpose(result.pca.values, (1, 2, 0))
         alpha = np.where((pca == 0).all(-1), 0, 255).astype(np.uint8)[..., None]
-        self.pca = overlay(self._on_scene(np.concatenate([pca, alpha], -1)), self.bounds,
-                           "embedding PCA", 0.8)
-        self.similarity_layer = overlay(np.zeros((1, 1, 4), np.uint8), self.bounds,
-                                        "similarity", 0.8)
+        self.pca = overlay(
+            self._on_scene(np.concatenate([pca, alpha], -1)), self.bounds, "embedding PCA", 0.8
+        )
+        self.similarity_layer = overlay(
+            np.zeros((1, 1, 4), np.uint8), self.bounds, "similarity", 0.8
+        )
         self.map.add(self.pca)
         self.map.add(self.similarity_layer)
         self.similarity: np.ndarray | None = None
         self.selected: tuple[int, int] | None = None
         self._clicked = False
-        self.threshold = widgets.FloatSlider(value=0.5, min=-1, max=1, step=0.05,
-                                             description="Threshold", continuous_update=False)
-        self.opacity = widgets.FloatSlider(value=0.8, min=0, max=1, step=0.05,
-                                           description="Opacity")
+        self.threshold = widgets.FloatSlider(
+            value=0.5, min=-1, max=1, step=0.05, description="Threshold", continuous_update=False
+        )
+        self.opacity = widgets.FloatSlider(
+            value=0.8, min=0, max=1, step=0.05, description="Opacity"
+        )
         self.colormap = widgets.Dropdown(options=COLORMAPS, value="magma", description="Colours")
         self.show_pca = widgets.Checkbox(value=True, description="embedding PCA")
         self.folder = widgets.Text(value="ofa-export", description="Export to")
         self.export_button = widgets.Button(description="Export GeoTIFFs", icon="download")
         for control in (self.threshold, self.colormap):
             control.observe(lambda _: self.draw(), names="value")
-        self.opacity.observe(lambda c: setattr(self.similarity_layer, "opacity", c["new"]),
-                             names="value")
-        self.show_pca.observe(lambda c: setattr(self.pca, "opacity", 0.8 * c["new"]),
-                              names="value")
+        self.opacity.observe(
+            lambda c: setattr(self.similarity_layer, "opacity", c["new"]), names="value"
+        )
+        self.show_pca.observe(lambda c: setattr(self.pca, "opacity", 0.8 * c["new"]), names="value")
         self.export_button.on_click(lambda _: self.export(self.folder.value))
         self.map.on_interaction(self._on_map)
         self.colorbar = widgets.HTML()
-        self.status.value = ("Click the map: patches like the clicked one light up "
-                             f"({result.tiles} tiles embedded in {result.seconds} s on "
-                             f"{result.device}).")
-        self.children = [widgets.HTML(PIXELATED_CSS), self.map, self.colorbar,
-                         widgets.HBox([self.threshold, self.opacity]),
-                         widgets.HBox([self.colormap, self.show_pca]),
-                         widgets.HBox([self.folder, self.export_button]), self.status]
+        self.status.value = (
+            "Click the map: patches like the clicked one light up "
+            f"({result.tiles} tiles embedded in {result.seconds} s on "
+            f"{result.device})."
+        )
+        self.children = [
+            widgets.HTML(PIXELATED_CSS),
+            self.map,
+            self.colorbar,
+            widgets.HBox([self.threshold, self.opacity]),
+            widgets.HBox([self.colormap, self.show_pca]),
+            widgets.HBox([self.folder, self.export_button]),
+            self.status,
+        ]
 
     def select(self, lat: float, lon: float) -> bool:
         """Similarity to the patch under (lat, lon); False when outside the scene or nodata."""
@@ -90,17 +119,21 @@ class EmbeddingMap(widgets.VBox):
         if self.similarity is None:
             return
         threshold = self.threshold.value
-        picture = colormap_picture(self.similarity, self.colormap.value, -1.0, 1.0,
-                                   threshold=threshold)
+        picture = colormap_picture(
+            self.similarity, self.colormap.value, -1.0, 1.0, threshold=threshold
+        )
         self.similarity_layer.url = data_url(png(self._on_scene(picture)))
-        self.colorbar.value = colorbar_html(self.colormap.value, -1, 1, "cosine similarity",
-                                            threshold)
+        self.colorbar.value = colorbar_html(
+            self.colormap.value, -1, 1, "cosine similarity", threshold
+        )
         alike = self.similarity >= threshold
         above, valid = int(alike.sum()), int(np.isfinite(self.similarity).sum())
         hectares = float(cell_areas(self.raster, self.cell)[alike].sum()) / 1e4
         row, col = self.selected
-        self.status.value = (f"Patch row {row}, column {col}: {above} of {valid} patches "
-                             f"({hectares:,.1f} ha) at or above {threshold:.2f}")
+        self.status.value = (
+            f"Patch row {row}, column {col}: {above} of {valid} patches "
+            f"({hectares:,.1f} ha) at or above {threshold:.2f}"
+        )
 
     def _on_scene(self, picture: np.ndarray) -> np.ndarray:
         return on_display_grid(picture, self.cell, self.raster)
@@ -110,12 +143,18 @@ class EmbeddingMap(widgets.VBox):
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         written = [folder / "embeddings.tif"]
-        write_geotiff(self.embeddings, self.raster, written[0],
-                      [f"emb_{i:03d}" for i in range(len(self.embeddings))], self.cell)
+        write_geotiff(
+            self.embeddings,
+            self.raster,
+            written[0],
+            [f"emb_{i:03d}" for i in range(len(self.embeddings))],
+            self.cell,
+        )
         if self.similarity is not None:
             written.append(folder / "similarity.tif")
-            write_geotiff(self.similarity[None], self.raster, written[1], ["cosine_similarity"],
-                          self.cell)
+            write_geotiff(
+                self.similarity[None], self.raster, written[1], ["cosine_similarity"], self.cell
+            )
         self.status.value = "wrote " + ", ".join(str(p) for p in written)
         return written
 

@@ -9,7 +9,9 @@ import xarray as xr
 from .display import basemap_reachable, data_url, latlon_bounds, png
 
 
-def scene_map(da: xr.DataArray, rgb: np.ndarray, height: str = "480px", basemap: bool | None = None):
+def scene_map(
+    da: xr.DataArray, rgb: np.ndarray, height: str = "480px", basemap: bool | None = None
+):
     """(map, scene overlay): a leafmap (ipyleaflet) map centred on the raster."""
     import ipyleaflet
     from leafmap import leafmap
@@ -17,8 +19,9 @@ def scene_map(da: xr.DataArray, rgb: np.ndarray, height: str = "480px", basemap:
     (south, west), (north, east) = latlon_bounds(da)
     m = leafmap.Map(center=((south + north) / 2, (west + east) / 2), zoom=14)
     m.layout.height = height
-    for control in [c for c in m.controls if isinstance(c, (ipyleaflet.DrawControl,
-                                                             ipyleaflet.MeasureControl))]:
+    for control in [
+        c for c in m.controls if isinstance(c, (ipyleaflet.DrawControl, ipyleaflet.MeasureControl))
+    ]:
         m.remove(control)  # drawing tools do nothing here
     if basemap is None:
         basemap = basemap_reachable()
@@ -38,12 +41,12 @@ PIXELATED_CSS = "<style>.leaflet-image-layer { image-rendering: pixelated; }</st
 def overlay(array: np.ndarray, bounds, name: str, opacity: float = 1.0):
     import ipyleaflet
 
-    return ipyleaflet.ImageOverlay(url=data_url(png(array)), bounds=bounds, name=name,
-                                   opacity=opacity)
+    return ipyleaflet.ImageOverlay(
+        url=data_url(png(array)), bounds=bounds, name=name, opacity=opacity
+    )
 
 
-def write_geotiff(array: np.ndarray, like: xr.DataArray, path, bands: list[str],
-                  cell: int) -> None:
+def write_geotiff(array: np.ndarray, like: xr.DataArray, path, bands: list[str], cell: int) -> None:
     """``array`` [B, h, w] of ``cell`` x ``cell``-pixel cells of ``like``, written atomically."""
     import os
     import tempfile
@@ -55,8 +58,9 @@ def write_geotiff(array: np.ndarray, like: xr.DataArray, path, bands: list[str],
 
     path = Path(path)
     transform = like.rio.transform() @ Affine.scale(cell)
-    out = xr.DataArray(array.astype(np.float32), dims=("band", "y", "x"),
-                       coords={"band": bands}).rio.write_crs(like.rio.crs)
+    out = xr.DataArray(
+        array.astype(np.float32), dims=("band", "y", "x"), coords={"band": bands}
+    ).rio.write_crs(like.rio.crs)
     out = out.rio.write_transform(transform).rio.write_nodata(np.nan)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tif", dir=path.parent)
     os.close(fd)

@@ -15,32 +15,45 @@ from .display import png, read_scene, rgb_picture, shown_path
 
 class RasterExplorer(widgets.VBox):
     def __init__(self, source=None, modality: str | None = None):
-        self.path = widgets.Text(placeholder="path to a raster, e.g. scene.tif",
-                                 description="Raster", layout=widgets.Layout(width="420px"))
+        self.path = widgets.Text(
+            placeholder="path to a raster, e.g. scene.tif",
+            description="Raster",
+            layout=widgets.Layout(width="420px"),
+        )
         self.load_button = widgets.Button(description="Load", icon="folder-open")
-        self.upload = widgets.FileUpload(accept=".tif,.tiff", multiple=False,
-                                         description="Upload")
-        self.modality = widgets.Dropdown(options=[("auto", "")] + [(n, n) for n in
-                                                                    list_modalities()],
-                                         value=modality or "", description="Modality")
+        self.upload = widgets.FileUpload(accept=".tif,.tiff", multiple=False, description="Upload")
+        self.modality = widgets.Dropdown(
+            options=[("auto", "")] + [(n, n) for n in list_modalities()],
+            value=modality or "",
+            description="Modality",
+        )
         self.natural = widgets.Checkbox(value=True, description="natural colour / SAR composite")
         self.red, self.green, self.blue = (widgets.Dropdown(description=c) for c in "RGB")
-        self.stretch = widgets.FloatRangeSlider(value=(2, 98), min=0, max=100, step=0.5,
-                                                description="Stretch %")
+        self.stretch = widgets.FloatRangeSlider(
+            value=(2, 98), min=0, max=100, step=0.5, description="Stretch %"
+        )
         self.image = widgets.Image(format="png", layout=widgets.Layout(max_width="512px"))
         self.info = widgets.HTML()
         self.pixels = self.modality_record = self.raster = None
         self._source = None
         self.load_button.on_click(lambda _: self.load(self._typed()))
         self.upload.observe(self._uploaded, names="value")
-        self.modality.observe(lambda _: self.pixels is not None and self.load(self._source),
-                              names="value")
+        self.modality.observe(
+            lambda _: self.pixels is not None and self.load(self._source), names="value"
+        )
         for control in (self.natural, self.red, self.green, self.blue, self.stretch):
             control.observe(lambda _: self.render(), names="value")
-        super().__init__([widgets.HBox([self.path, self.load_button, self.upload]),
-                          self.modality, self.natural,
-                          widgets.HBox([self.red, self.green, self.blue]), self.stretch,
-                          self.info, self.image])
+        super().__init__(
+            [
+                widgets.HBox([self.path, self.load_button, self.upload]),
+                self.modality,
+                self.natural,
+                widgets.HBox([self.red, self.green, self.blue]),
+                self.stretch,
+                self.info,
+                self.image,
+            ]
+        )
         if source is not None:
             self.load(source)
 
@@ -50,7 +63,8 @@ class RasterExplorer(widgets.VBox):
         self.path.value = shown_path(source)
         try:
             self.pixels, self.modality_record, self.raster = read_scene(
-                source, self.modality.value or None)
+                source, self.modality.value or None
+            )
         except (ValueError, OSError) as err:
             self.info.value = f"<b style='color:#b00'>{err}</b>"
             return
@@ -61,8 +75,10 @@ class RasterExplorer(widgets.VBox):
             control.options, control.value = names, default
         self._loading = False
         da = self.raster
-        self.info.value = (f"<b>{m.name}</b> ({m.description}); {da.sizes['band']} bands, "
-                           f"{da.sizes['x']} x {da.sizes['y']} px, CRS {da.rio.crs}")
+        self.info.value = (
+            f"<b>{m.name}</b> ({m.description}); {da.sizes['band']} bands, "
+            f"{da.sizes['x']} x {da.sizes['y']} px, CRS {da.rio.crs}"
+        )
         self.render()
 
     def render(self) -> None:
@@ -71,7 +87,6 @@ class RasterExplorer(widgets.VBox):
         bands = None if self.natural.value else (self.red.value, self.green.value, self.blue.value)
         picture = rgb_picture(self.pixels, self.modality_record, bands, self.stretch.value)
         self.image.value = png(picture, scale=max(1, 256 // max(picture.shape[:2])))
-
 
     def _uploaded(self, change) -> None:
         files = change["new"]

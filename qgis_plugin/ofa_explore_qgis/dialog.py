@@ -9,14 +9,27 @@ from pathlib import Path
 from qgis.core import QgsMapLayerProxyModel
 from qgis.gui import QgsFileWidget, QgsMapLayerComboBox
 from qgis.PyQt.QtCore import Qt
-from qgis.PyQt.QtWidgets import (QCheckBox, QComboBox, QDialog, QDialogButtonBox, QFormLayout,
-                                 QLabel, QListWidget, QListWidgetItem, QSpinBox)
+from qgis.PyQt.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QDialog,
+    QDialogButtonBox,
+    QFormLayout,
+    QLabel,
+    QListWidget,
+    QListWidgetItem,
+    QSpinBox,
+)
 
 from . import engine, settings
 from ._shared import errors, protocol
 
-DEVICES = {"auto": "Automatic (GPU when there is one)", "cpu": "CPU", "cuda": "NVIDIA GPU (CUDA)",
-           "mps": "Apple GPU (MPS)"}
+DEVICES = {
+    "auto": "Automatic (GPU when there is one)",
+    "cpu": "CPU",
+    "cuda": "NVIDIA GPU (CUDA)",
+    "mps": "Apple GPU (MPS)",
+}
 
 
 class OfaDialog(QDialog):
@@ -42,8 +55,9 @@ class OfaDialog(QDialog):
         self.model_choice = QComboBox()
         self.model_choice.addItem("The model that comes with ofa-explore", "")
         for record in runner.published():
-            self.model_choice.addItem(f"{record['description']} [{record['name']}]: "
-                                      "downloaded once", record["name"])
+            self.model_choice.addItem(
+                f"{record['description']} [{record['name']}]: downloaded once", record["name"]
+            )
         form.addRow("Model", self.model_choice)
         self.checkpoint = QgsFileWidget()
         self.checkpoint.setFilter("OFA Explore models (*.safetensors)")
@@ -92,20 +106,23 @@ class OfaDialog(QDialog):
         published = {r["name"]: r for r in self.runner.published()}
         try:
             if self.checkpoint.filePath() or not self.model_choice.currentData():
-                self.model = engine.read_model_info(self.checkpoint.filePath()
-                                                    or self.runner.shipped_checkpoint)
+                self.model = engine.read_model_info(
+                    self.checkpoint.filePath() or self.runner.shipped_checkpoint
+                )
             else:
-                self.model = engine.published_model_info(
-                    published[self.model_choice.currentData()])
+                self.model = engine.published_model_info(published[self.model_choice.currentData()])
             self.status.setText("")
         except engine.EngineError as err:
             self.model = None
             self.status.setText(str(err))
         self.head.clear()
-        for name, info in (self.model.heads.items() if self.model else []):
+        for name, info in self.model.heads.items() if self.model else []:
             if info.get("kind") in ("scene", "segmentation"):
-                self.head.addItem(f"{name} ({info.get('modality') or 'any sensor'}: "
-                                  f"{len(info.get('classes', []))} classes)", name)
+                self.head.addItem(
+                    f"{name} ({info.get('modality') or 'any sensor'}: "
+                    f"{len(info.get('classes', []))} classes)",
+                    name,
+                )
         self.refresh_sensors()
 
     def refresh_layer(self, *_) -> None:
@@ -146,8 +163,11 @@ class OfaDialog(QDialog):
         self.validate()
 
     def selected_bands(self) -> list[engine.Band]:
-        checked = {self.band_list.item(i).data(Qt.UserRole) for i in range(self.band_list.count())
-                   if self.band_list.item(i).checkState() == Qt.Checked}
+        checked = {
+            self.band_list.item(i).data(Qt.UserRole)
+            for i in range(self.band_list.count())
+            if self.band_list.item(i).checkState() == Qt.Checked
+        }
         return [b for b in self.bands if b.number in checked]
 
     # ------------------------------------------------------------ checking and answering
@@ -157,21 +177,25 @@ class OfaDialog(QDialog):
         if layer is None:
             return "Choose a raster layer."
         if not Path(layer.source()).is_file():
-            return ("This layer is not a raster file on disk: save it as a GeoTIFF first "
-                    "(Export > Save As…).")
+            return (
+                "This layer is not a raster file on disk: save it as a GeoTIFF first "
+                "(Export > Save As…)."
+            )
         if self.model is None:
             return self.status.text() or "The model file cannot be read."
         if self.task == "classify" and self.head.count() == 0:
             return errors.ModelMismatch(
                 "This model has no classification head (published weights have none)",
-                "train one with {train_head}, or embed the layer.").render(engine.QGIS_WORDS)
+                "train one with {train_head}, or embed the layer.",
+            ).render(engine.QGIS_WORDS)
         folder = Path(self.folder.filePath() or ".")
         if not folder.is_dir():
             return f"The output folder {folder} does not exist."
         if self.sensor.currentData() is None:
             return "Choose the sensor."
-        return engine.check_selection(self.sensor.currentData(), self.selected_bands(),
-                                      self.registry)
+        return engine.check_selection(
+            self.sensor.currentData(), self.selected_bands(), self.registry
+        )
 
     def validate(self, *_) -> None:
         problem = self.problem()
@@ -184,10 +208,13 @@ class OfaDialog(QDialog):
         settings.set_value("output_folder", str(folder))
         bands = [b.number for b in self.selected_bands()]
         return engine.Job(
-            task=self.task, source=layer.source(),
+            task=self.task,
+            source=layer.source(),
             output=str(protocol.layer_output(folder, layer.name(), self.task)),
             bands=[] if bands == [b.number for b in self.bands] else bands,
             modality=self.sensor.currentData().modality,
             checkpoint=self.checkpoint.filePath() or self.model_choice.currentData() or None,
             head=self.head.currentData() if self.task == "classify" else None,
-            device=self.device.currentData(), tile=self.tile.value() or None)
+            device=self.device.currentData(),
+            tile=self.tile.value() or None,
+        )

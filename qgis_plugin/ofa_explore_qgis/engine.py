@@ -20,34 +20,48 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 from ._shared import errors, protocol
 
 ENV_VAR = "OFA_EXPLORE_PYTHON"
-SETUP_HINT = ("Set up the engine with Plugins > OFA Explore > Set up engine… (or point "
-              f"{ENV_VAR} at the Python of an environment where ofa-explore is installed).")
+SETUP_HINT = (
+    "Set up the engine with Plugins > OFA Explore > Set up engine… (or point "
+    f"{ENV_VAR} at the Python of an environment where ofa-explore is installed)."
+)
 
 NEUTRAL_FOLDER = tempfile.gettempdir()  # the worker's cwd: `python -m` puts it on sys.path
-_PROBE = ("import importlib.util, importlib.metadata, json, os, sys\n"
-          "spec = importlib.util.find_spec('ofa_explore')\n"
-          "folder = os.path.dirname(spec.origin) if spec else None\n"
-          "version = importlib.metadata.version('ofa-explore') if spec else None\n"
-          "print(json.dumps({'python': sys.executable, 'package': folder, 'version': version}))\n")
+_PROBE = (
+    "import importlib.util, importlib.metadata, json, os, sys\n"
+    "spec = importlib.util.find_spec('ofa_explore')\n"
+    "folder = os.path.dirname(spec.origin) if spec else None\n"
+    "version = importlib.metadata.version('ofa-explore') if spec else None\n"
+    "print(json.dumps({'python': sys.executable, 'package': folder, 'version': version}))\n"
+)
 
 
 # How the plugin names the settings an error's fix refers to (errors.py's {placeholders}).
 QGIS_WORDS: dict[str, str] = {
-    "output": "the Output folder", "overwrite": "another output file",
-    "modality": "the Sensor list", "modalities": "the Sensor list", "bands": "the band list",
-    "checkpoint": "the Model field", "head": "the Classes from list", "device": "the Run on list",
-    "tile": "the Tile size", "overlap": "the tile overlap", "batch_size": "the batch size",
-    "precision": "the precision", "mask_ratio": "the share of hidden patches",
-    "threads": "the OFA_EXPLORE_THREADS variable", "train_head":
-    "`ofa train-head` in the engine's environment", "data": "the labelled data",
-    "config": "the config file", "convert": "`ofa convert` in the engine's environment",
+    "output": "the Output folder",
+    "overwrite": "another output file",
+    "modality": "the Sensor list",
+    "modalities": "the Sensor list",
+    "bands": "the band list",
+    "checkpoint": "the Model field",
+    "head": "the Classes from list",
+    "device": "the Run on list",
+    "tile": "the Tile size",
+    "overlap": "the tile overlap",
+    "batch_size": "the batch size",
+    "precision": "the precision",
+    "mask_ratio": "the share of hidden patches",
+    "threads": "the OFA_EXPLORE_THREADS variable",
+    "train_head": "`ofa train-head` in the engine's environment",
+    "data": "the labelled data",
+    "config": "the config file",
+    "convert": "`ofa convert` in the engine's environment",
 }
 
 
@@ -55,7 +69,7 @@ class EngineError(RuntimeError):
     """The engine cannot run, or it refused the input; the message is meant for the user."""
 
     @classmethod
-    def of(cls, err: errors.OFAError) -> "EngineError":
+    def of(cls, err: errors.OFAError) -> EngineError:
         """A shared module's error, in the plugin's words."""
         return cls(err.render(QGIS_WORDS))
 
@@ -117,8 +131,9 @@ def find_engine(configured: str | None = None) -> Engine:
             tried.append(f"{origin}: {err}")
     if not tried:
         raise EngineError("The OFA Explore engine is not set up yet. " + SETUP_HINT)
-    raise EngineError("The OFA Explore engine could not be started (" + "; ".join(tried)
-                      + "). " + SETUP_HINT)
+    raise EngineError(
+        "The OFA Explore engine could not be started (" + "; ".join(tried) + "). " + SETUP_HINT
+    )
 
 
 def probe(python: str, origin: str = "settings") -> Engine:
@@ -126,8 +141,15 @@ def probe(python: str, origin: str = "settings") -> Engine:
     if not Path(python).is_file():
         raise EngineError(f"{python} does not exist")
     try:
-        out = subprocess.run([python, "-c", _PROBE], capture_output=True, text=True,
-                             timeout=30, env=worker_env(), cwd=NEUTRAL_FOLDER, **_no_window())
+        out = subprocess.run(
+            [python, "-c", _PROBE],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            env=worker_env(),
+            cwd=NEUTRAL_FOLDER,
+            **_no_window(),
+        )
     except (OSError, subprocess.TimeoutExpired) as err:
         raise EngineError(f"{python} does not run ({err})") from None
     if out.returncode != 0:
@@ -135,14 +157,21 @@ def probe(python: str, origin: str = "settings") -> Engine:
     info = json.loads(out.stdout.strip().splitlines()[-1])
     if not info["package"]:
         raise EngineError(f"ofa-explore is not installed in {python}")
-    return Engine(python=info["python"], package=Path(info["package"]),
-                  version=info["version"] or "?", origin=origin)
+    return Engine(
+        python=info["python"],
+        package=Path(info["package"]),
+        version=info["version"] or "?",
+        origin=origin,
+    )
 
 
 def worker_env() -> dict[str, str]:
     """QGIS's environment without what would make the worker load QGIS's Python packages."""
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP")
+    }
     env["PYTHONUNBUFFERED"] = "1"
     env["PYTHONIOENCODING"] = "utf-8"
     return env
@@ -179,16 +208,24 @@ def read_model_info(path: str | os.PathLike) -> ModelInfo:
         meta = protocol.read_checkpoint_metadata(path)
     except errors.OFAError as err:
         raise EngineError.of(err) from None
-    return ModelInfo(source=str(path), modalities=meta.get("modalities", {}),
-                     heads=meta.get("heads", {}),
-                     by_wavelength=bool(meta.get("config", {}).get("wavelength_embed")),
-                     name=meta.get("provenance", {}).get("name", ""))
+    return ModelInfo(
+        source=str(path),
+        modalities=meta.get("modalities", {}),
+        heads=meta.get("heads", {}),
+        by_wavelength=bool(meta.get("config", {}).get("wavelength_embed")),
+        name=meta.get("provenance", {}).get("name", ""),
+    )
 
 
 def published_model_info(record: dict) -> ModelInfo:
     """Published DOFA weights: no sensor of their own, every sensor by wavelength, no heads."""
-    return ModelInfo(source=record["name"], modalities={}, heads={}, by_wavelength=True,
-                     name=record["description"])
+    return ModelInfo(
+        source=record["name"],
+        modalities={},
+        heads={},
+        by_wavelength=True,
+        name=record["description"],
+    )
 
 
 # ---------------------------------------------------------------- the layer and its sensor
@@ -224,8 +261,15 @@ def layer_bands(path: str) -> list[Band]:
     for i in range(1, ds.RasterCount + 1):
         band = ds.GetRasterBand(i)
         tags = band.GetMetadata() or {}
-        bands.append(Band(i, band.GetDescription() or f"Band {i}", protocol.band_wavelength(tags),
-                          protocol.bad_band(tags), gdal.GetDataTypeName(band.DataType)))
+        bands.append(
+            Band(
+                i,
+                band.GetDescription() or f"Band {i}",
+                protocol.band_wavelength(tags),
+                protocol.bad_band(tags),
+                gdal.GetDataTypeName(band.DataType),
+            )
+        )
     return bands
 
 
@@ -233,8 +277,13 @@ def sensor_choices(model: ModelInfo, registry: list[dict], bands: list[Band]) ->
     """The sensors this model accepts for the selected bands, "auto" first: the model's own
     sensors, then (when the model has the wavelength path) every registered sensor."""
     guess = guess_sensor(registry, bands)
-    auto = ("auto (from the bands' wavelengths)" if bands and all(b.wavelength_um for b in bands)
-            else f"auto (looks like {guess})" if guess else "auto (the engine decides)")
+    auto = (
+        "auto (from the bands' wavelengths)"
+        if bands and all(b.wavelength_um for b in bands)
+        else f"auto (looks like {guess})"
+        if guess
+        else "auto (the engine decides)"
+    )
     choices = [SensorChoice(auto, None, None)]
     described = {m["name"]: m for m in registry}
     for name, record in model.modalities.items():
@@ -243,9 +292,14 @@ def sensor_choices(model: ModelInfo, registry: list[dict], bands: list[Band]) ->
     if model.by_wavelength:
         for record in registry:
             if record["name"] not in model.modalities:
-                choices.append(SensorChoice(f"{record.get('description') or record['name']} "
-                                            f"[{record['name']}, by wavelength]",
-                                            record["name"], len(record["bands"])))
+                choices.append(
+                    SensorChoice(
+                        f"{record.get('description') or record['name']} "
+                        f"[{record['name']}, by wavelength]",
+                        record["name"],
+                        len(record["bands"]),
+                    )
+                )
     return choices
 
 
@@ -253,8 +307,9 @@ def guess_sensor(registry: list[dict], bands: list[Band]) -> str | None:
     """The sensor the engine's detection would pick for these bands (the same rule: band count,
     names, 8-bit data, sensors marked for detection), or None; a hint only."""
     types = {b.data_type for b in bands}
-    return protocol.sensor_hint(registry, len(bands), [b.name for b in bands],
-                                types.pop() if len(types) == 1 else None)
+    return protocol.sensor_hint(
+        registry, len(bands), [b.name for b in bands], types.pop() if len(types) == 1 else None
+    )
 
 
 def check_selection(choice: SensorChoice, bands: list[Band], registry: list[dict]) -> str | None:
@@ -262,12 +317,16 @@ def check_selection(choice: SensorChoice, bands: list[Band], registry: list[dict
     if not bands:
         return "Choose at least one band of the layer."
     if choice.bands is not None and choice.bands != len(bands):
-        return (f"{choice.label} has {choice.bands} bands but {len(bands)} are selected: "
-                f"select the layer's {choice.bands} bands in the sensor's order.")
+        return (
+            f"{choice.label} has {choice.bands} bands but {len(bands)} are selected: "
+            f"select the layer's {choice.bands} bands in the sensor's order."
+        )
     if choice.modality is None and not all(b.wavelength_um for b in bands):
         if not protocol.sensor_candidates(registry, len(bands)):
-            return (f"No sensor the model knows has {len(bands)} bands, and the bands carry no "
-                    "wavelengths: select the bands that match a sensor, or choose the sensor.")
+            return (
+                f"No sensor the model knows has {len(bands)} bands, and the bands carry no "
+                "wavelengths: select the bands that match a sensor, or choose the sensor."
+            )
     return None
 
 
@@ -283,8 +342,10 @@ def output_folder(configured: str | None, project_home: str | None) -> Path:
         folder = Path(tempfile.gettempdir()) / "ofa_explore_outputs"
     folder.mkdir(parents=True, exist_ok=True)
     if not os.access(folder, os.W_OK):
-        raise EngineError(f"the output folder {folder} is not writable: choose another one in "
-                          "the dialog or the plugin settings")
+        raise EngineError(
+            f"the output folder {folder} is not writable: choose another one in "
+            "the dialog or the plugin settings"
+        )
     return folder
 
 
@@ -315,34 +376,50 @@ class Job:
 
     def arguments(self) -> list[str]:
         protocol.task(self.task)  # an unknown task is refused here, not by the worker
-        args = [self.task, self.source, "-o", self.output, "--progress", "json",
-                "--device", self.device]
-        for flag, value in (("--bands", ",".join(map(str, self.bands))),
-                            ("--modality", self.modality), ("--checkpoint", self.checkpoint),
-                            ("--head", self.head if self.task == "classify" else None),
-                            ("--tile", str(self.tile) if self.tile else None)):
+        args = [
+            self.task,
+            self.source,
+            "-o",
+            self.output,
+            "--progress",
+            "json",
+            "--device",
+            self.device,
+        ]
+        for flag, value in (
+            ("--bands", ",".join(map(str, self.bands))),
+            ("--modality", self.modality),
+            ("--checkpoint", self.checkpoint),
+            ("--head", self.head if self.task == "classify" else None),
+            ("--tile", str(self.tile) if self.tile else None),
+        ):
             if value:
                 args += [flag, value]
         return args + (["--overwrite"] if self.overwrite else [])
 
 
-def run(engine: Engine, job: Job, progress: Callable[[float], None] | None = None,
-        cancelled: Callable[[], bool] = lambda: False,
-        log: Callable[[str], None] | None = None) -> dict:
+def run(
+    engine: Engine,
+    job: Job,
+    progress: Callable[[float], None] | None = None,
+    cancelled: Callable[[], bool] = lambda: False,
+    log: Callable[[str], None] | None = None,
+) -> dict:
     """Runs ``job`` in a worker process and returns its result event (path, pca_path, classes,
     colors, device, seconds, ...). Raises EngineError with the engine's own message, or Cancelled
     after stopping the worker's whole process group."""
     if not Path(job.source).is_file():
-        raise EngineError("the layer is not a raster file on disk (the engine reads files "
-                          "through GDAL): save it as a GeoTIFF first (Export > Save As…)")
+        raise EngineError(
+            "the layer is not a raster file on disk (the engine reads files "
+            "through GDAL): save it as a GeoTIFF first (Export > Save As…)"
+        )
     result = None
     for event in stream(engine.command(*job.arguments()), cancelled, log):
         kind = event.get("event")
         if kind == "progress" and progress:
             progress(float(event.get("percent", 0.0)))
         elif kind == "start" and log:
-            log(f"{event.get('input')}: sensor {event.get('modality')}, "
-                f"{event.get('bands')} bands")
+            log(f"{event.get('input')}: sensor {event.get('modality')}, {event.get('bands')} bands")
         elif kind == "result":
             result = event  # kept until the worker has exited on its own
         elif kind == "error":
@@ -354,18 +431,31 @@ def run(engine: Engine, job: Job, progress: Callable[[float], None] | None = Non
     return result
 
 
-def stream(command: list[str], cancelled: Callable[[], bool] = lambda: False,
-           log: Callable[[str], None] | None = None):
+def stream(
+    command: list[str],
+    cancelled: Callable[[], bool] = lambda: False,
+    log: Callable[[str], None] | None = None,
+):
     """Yields the JSON events a worker prints, one per line; stops the worker (its whole process
     group) when ``cancelled()`` turns true, and turns a silent crash into an EngineError."""
-    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            stdin=subprocess.DEVNULL, text=True, encoding="utf-8",
-                            errors="replace", env=worker_env(), cwd=NEUTRAL_FOLDER,
-                            **_new_group())
+    proc = subprocess.Popen(
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        text=True,
+        encoding="utf-8",
+        errors="replace",
+        env=worker_env(),
+        cwd=NEUTRAL_FOLDER,
+        **_new_group(),
+    )
     lines: queue.Queue[str | None] = queue.Queue()
     stderr: list[str] = []
-    readers = [threading.Thread(target=_pump, args=(proc.stdout, lines.put, True), daemon=True),
-               threading.Thread(target=_pump, args=(proc.stderr, stderr.append), daemon=True)]
+    readers = [
+        threading.Thread(target=_pump, args=(proc.stdout, lines.put, True), daemon=True),
+        threading.Thread(target=_pump, args=(proc.stderr, stderr.append), daemon=True),
+    ]
     for reader in readers:
         reader.start()
     finished = False
@@ -393,8 +483,10 @@ def stream(command: list[str], cancelled: Callable[[], bool] = lambda: False,
         if log and code not in (0, errors.EXIT_BAD_INPUT) and stderr:
             log("".join(stderr)[-6000:])  # a bug's traceback: in the log, not the message bar
         if not finished:
-            raise EngineError(f"the engine stopped unexpectedly (exit code {code}): "
-                              f"{_tail(''.join(stderr)) or 'no message'}")
+            raise EngineError(
+                f"the engine stopped unexpectedly (exit code {code}): "
+                f"{_tail(''.join(stderr)) or 'no message'}"
+            )
     finally:
         if proc.poll() is None:
             stop(proc)
@@ -437,8 +529,11 @@ def _pump(pipe, put: Callable, mark_end: bool = False) -> None:
 
 def _tail(text: str, lines: int = 6) -> str:
     """The last lines of a worker's stderr, without warnings' noise."""
-    kept = [ln for ln in text.strip().splitlines()
-            if ln.strip() and "Warning" not in ln and not ln.startswith(("  ", "Traceback"))]
+    kept = [
+        ln
+        for ln in text.strip().splitlines()
+        if ln.strip() and "Warning" not in ln and not ln.startswith(("  ", "Traceback"))
+    ]
     return " | ".join(kept[-lines:])
 
 
@@ -467,8 +562,11 @@ TORCH_BUILDS = {
 
 
 def default_engine_folder() -> Path:
-    base = (Path(os.environ.get("LOCALAPPDATA", Path.home())) if os.name == "nt"
-            else Path(os.environ.get("XDG_DATA_HOME", Path.home() / ".local" / "share")))
+    base = (
+        Path(os.environ.get("LOCALAPPDATA", Path.home()))
+        if os.name == "nt"
+        else Path(os.environ.get("XDG_DATA_HOME", Path.home() / ".local" / "share"))
+    )
     return base / "ofa-explore" / "engine"
 
 
@@ -476,15 +574,18 @@ def venv_python(folder: Path) -> Path:
     return folder / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
 
 
-def setup_commands(folder: Path, package: str, torch_build: str,
-                   base_python: str | None = None) -> list[list[str]]:
+def setup_commands(
+    folder: Path, package: str, torch_build: str, base_python: str | None = None
+) -> list[list[str]]:
     """The commands that make an engine environment in ``folder``: a venv of a Python 3.10+
     that is not QGIS's, torch (CPU or CUDA build), then ofa-explore from ``package`` (a folder,
     a wheel or a pip requirement)."""
     base = base_python or find_base_python()
     pip = [str(venv_python(folder)), "-m", "pip", "install", "--progress-bar", "off"]
-    commands = [[base, "-m", "venv", str(folder)],
-                [str(venv_python(folder)), "-m", "pip", "install", "-q", "--upgrade", "pip"]]
+    commands = [
+        [base, "-m", "venv", str(folder)],
+        [str(venv_python(folder)), "-m", "pip", "install", "-q", "--upgrade", "pip"],
+    ]
     if torch_build == "cpu" and sys.platform != "darwin":
         commands.append(pip + ["torch", "--index-url", "https://download.pytorch.org/whl/cpu"])
     elif torch_build == "cuda" and os.name == "nt":
@@ -500,14 +601,21 @@ def find_base_python() -> str:
         found = shutil.which(name)
         if found and _runs_python_310(found):
             return found
-    raise EngineError("no Python 3.10 or newer found to create the engine with: install "
-                      "Python from python.org (or conda), then run Set up engine… again")
+    raise EngineError(
+        "no Python 3.10 or newer found to create the engine with: install "
+        "Python from python.org (or conda), then run Set up engine… again"
+    )
 
 
 def _runs_python_310(python: str) -> bool:
     try:
-        out = subprocess.run([python, "-c", "import sys, venv; print(sys.version_info >= (3, 10))"],
-                             capture_output=True, text=True, timeout=30, **_no_window())
+        out = subprocess.run(
+            [python, "-c", "import sys, venv; print(sys.version_info >= (3, 10))"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            **_no_window(),
+        )
     except (OSError, subprocess.TimeoutExpired):
         return False
     return out.stdout.strip() == "True"
@@ -515,8 +623,12 @@ def _runs_python_310(python: str) -> bool:
 
 def pip_stage(line: str) -> tuple[str, float] | None:
     """A pip output line as (what it is doing, share done 0-1 within the install), if telling."""
-    for prefix, share in (("Collecting", 0.1), ("Downloading", 0.3), ("Installing collected",
-                          0.7), ("Successfully installed", 1.0)):
+    for prefix, share in (
+        ("Collecting", 0.1),
+        ("Downloading", 0.3),
+        ("Installing collected", 0.7),
+        ("Successfully installed", 1.0),
+    ):
         if line.lstrip().startswith(prefix):
             return line.strip()[:120], share
     return None

@@ -36,10 +36,14 @@ class OfaExplorePlugin:
     def initGui(self) -> None:  # noqa: N802
         self.initProcessing()
         for task in protocol.TASKS.values():  # self.classify_action, self.embed_action, ...
-            setattr(self, f"{task.name}_action", self._action(
-                task.name, task.title, lambda _=False, name=task.name: self.open_dialog(name)))
-        self.setup_action = self._action("setup", "Set up engine…", self.open_setup,
-                                         toolbar=False)
+            setattr(
+                self,
+                f"{task.name}_action",
+                self._action(
+                    task.name, task.title, lambda _=False, name=task.name: self.open_dialog(name)
+                ),
+            )
+        self.setup_action = self._action("setup", "Set up engine…", self.open_setup, toolbar=False)
         try:  # checked at start: a missing engine is said once, with the button to set it up
             settings.current_engine()
         except engine.EngineError as err:
@@ -64,20 +68,29 @@ class OfaExplorePlugin:
             return None
         layer = self.iface.activeLayer()
         if layer is None or layer.type() != QgsMapLayerType.RasterLayer:
-            self._message("Select a raster layer in the Layers panel first (vector layers "
-                          "cannot be classified).", Qgis.Warning)
+            self._message(
+                "Select a raster layer in the Layers panel first (vector layers "
+                "cannot be classified).",
+                Qgis.Warning,
+            )
             return None
         dialog = self.last_dialog = OfaDialog(task, runner, layer, self.iface.mainWindow())
         if not dialog.exec_():
             return None
-        return self.start(runner, dialog.job(), dialog.layer.currentLayer(),
-                          add_cube=dialog.add_cube.isChecked())
+        return self.start(
+            runner, dialog.job(), dialog.layer.currentLayer(), add_cube=dialog.add_cube.isChecked()
+        )
 
-    def start(self, runner: engine.Engine, job: engine.Job, layer=None,
-              add_cube: bool = False) -> EngineTask:
+    def start(
+        self, runner: engine.Engine, job: engine.Job, layer=None, add_cube: bool = False
+    ) -> EngineTask:
         name = layer.name() if layer is not None else Path(job.source).stem
-        task = EngineTask(f"OFA Explore: {protocol.task(job.task).verb} {name}", runner, job,
-                          lambda t, ok: self._finished(t, ok, layer, name, add_cube))
+        task = EngineTask(
+            f"OFA Explore: {protocol.task(job.task).verb} {name}",
+            runner,
+            job,
+            lambda t, ok: self._finished(t, ok, layer, name, add_cube),
+        )
         self.tasks.append(task)
         QgsApplication.taskManager().addTask(task)
         return task
@@ -95,12 +108,16 @@ class OfaExplorePlugin:
                 return None
             self._engine_ready(found)
             return None
-        task = SetupTask(choice["folder"], choice["package"], choice["torch_build"],
-                         self._setup_finished)
+        task = SetupTask(
+            choice["folder"], choice["package"], choice["torch_build"], self._setup_finished
+        )
         self.tasks.append(task)
         QgsApplication.taskManager().addTask(task)
-        self._message("Setting up the engine: PyTorch and ofa-explore are being installed "
-                      "(see the task's progress; details in the log, tab OFA Explore).", Qgis.Info)
+        self._message(
+            "Setting up the engine: PyTorch and ofa-explore are being installed "
+            "(see the task's progress; details in the log, tab OFA Explore).",
+            Qgis.Info,
+        )
         return task
 
     # ------------------------------------------------------------ results
@@ -115,9 +132,12 @@ class OfaExplorePlugin:
                 self._message(str(err), Qgis.Critical)
                 return
             info = task.info
-            self._message(f"{added[0].name()}: {info['tiles']} tiles in {info['seconds']} s on "
-                          f"{info['device']} (sensor {info.get('modality')}); saved in "
-                          f"{os.path.dirname(info['path'])}", Qgis.Success)
+            self._message(
+                f"{added[0].name()}: {info['tiles']} tiles in {info['seconds']} s on "
+                f"{info['device']} (sensor {info.get('modality')}); saved in "
+                f"{os.path.dirname(info['path'])}",
+                Qgis.Success,
+            )
         elif task.error:
             self._message(task.error, Qgis.Critical)
         else:

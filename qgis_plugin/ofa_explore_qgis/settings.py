@@ -33,5 +33,6 @@ def current_engine() -> engine.Engine:
 
 def output_folder():
     """The folder results are written to (see engine.output_folder)."""
-    return engine.output_folder(value("output_folder") or None,
-                                QgsProject.instance().homePath() or None)
+    return engine.output_folder(
+        value("output_folder") or None, QgsProject.instance().homePath() or None
+    )

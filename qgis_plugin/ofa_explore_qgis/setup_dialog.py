@@ -6,8 +6,15 @@ from __future__ import annotations
 from pathlib import Path
 
 from qgis.gui import QgsFileWidget
-from qgis.PyQt.QtWidgets import (QComboBox, QDialog, QDialogButtonBox, QFormLayout, QLabel,
-                                 QLineEdit, QRadioButton)
+from qgis.PyQt.QtWidgets import (
+    QComboBox,
+    QDialog,
+    QDialogButtonBox,
+    QFormLayout,
+    QLabel,
+    QLineEdit,
+    QRadioButton,
+)
 
 from . import engine, settings
 
@@ -19,8 +26,12 @@ class SetupDialog(QDialog):
         super().__init__(parent)
         self.setWindowTitle("OFA Explore: Set up engine")
         form = QFormLayout(self)
-        form.addRow(QLabel("The engine (PyTorch and ofa-explore) runs in its own Python "
-                           "environment, apart from QGIS's Python."))
+        form.addRow(
+            QLabel(
+                "The engine (PyTorch and ofa-explore) runs in its own Python "
+                "environment, apart from QGIS's Python."
+            )
+        )
         self.create = QRadioButton("Create a new environment")
         self.create.setChecked(True)
         form.addRow(self.create)
@@ -33,8 +44,9 @@ class SetupDialog(QDialog):
             self.torch.addItem(label, key)
         form.addRow("PyTorch for", self.torch)
         self.package = QLineEdit(REPOSITORY)
-        self.package.setToolTip("a folder with ofa-explore's sources, a wheel file, or a pip "
-                                "requirement")
+        self.package.setToolTip(
+            "a folder with ofa-explore's sources, a wheel file, or a pip requirement"
+        )
         form.addRow("ofa-explore from", self.package)
         self.existing = QRadioButton("Use the Python of an existing environment")
         form.addRow(self.existing)
@@ -50,5 +62,8 @@ class SetupDialog(QDialog):
         """{"python": path} to use as is, or {"folder", "package", "torch_build"} to create."""
         if self.existing.isChecked():
             return {"python": self.python.filePath()}
-        return {"folder": Path(self.folder.filePath()), "package": self.package.text().strip(),
-                "torch_build": self.torch.currentData()}
+        return {
+            "folder": Path(self.folder.filePath()),
+            "package": self.package.text().strip(),
+            "torch_build": self.torch.currentData(),
+        }

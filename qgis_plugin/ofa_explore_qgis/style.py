@@ -3,18 +3,25 @@ embeddings as their PCA colour view, reconstructions drawn like their input laye
 
 from __future__ import annotations
 
-from qgis.core import (QgsMultiBandColorRenderer, QgsPalettedRasterRenderer, QgsProject,
-                       QgsRasterLayer)
+from qgis.core import (
+    QgsMultiBandColorRenderer,
+    QgsPalettedRasterRenderer,
+    QgsProject,
+    QgsRasterLayer,
+)
 from qgis.PyQt.QtGui import QColor
 
 from ._shared import protocol
 from .engine import Job, unique_name
 
 
-def class_renderer(layer: QgsRasterLayer, classes: list[str],
-                   colors: list[str]) -> QgsPalettedRasterRenderer:
-    entries = [QgsPalettedRasterRenderer.Class(i, QColor(color), name)
-               for i, (name, color) in enumerate(zip(classes, colors))]
+def class_renderer(
+    layer: QgsRasterLayer, classes: list[str], colors: list[str]
+) -> QgsPalettedRasterRenderer:
+    entries = [
+        QgsPalettedRasterRenderer.Class(i, QColor(color), name)
+        for i, (name, color) in enumerate(zip(classes, colors))
+    ]
     return QgsPalettedRasterRenderer(layer.dataProvider(), 1, entries)
 
 
@@ -23,9 +30,14 @@ def style_classes(layer: QgsRasterLayer, classes: list[str], colors: list[str]) 
     layer.triggerRepaint()
 
 
-def add_result_layers(info: dict, job: Job, source: QgsRasterLayer | None, name: str,
-                      add_cube: bool = False,
-                      project: QgsProject | None = None) -> list[QgsRasterLayer]:
+def add_result_layers(
+    info: dict,
+    job: Job,
+    source: QgsRasterLayer | None,
+    name: str,
+    add_cube: bool = False,
+    project: QgsProject | None = None,
+) -> list[QgsRasterLayer]:
     """Adds an engine result to the project, styled, under names no other layer has; raises
     RuntimeError if QGIS cannot read a file."""
     project = project or QgsProject.instance()

@@ -4,8 +4,8 @@ one-time engine setup (venv + pip). Results are handed back on the main thread (
 from __future__ import annotations
 
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from qgis.core import Qgis, QgsMessageLog, QgsTask
 
@@ -22,8 +22,13 @@ class EngineTask(QgsTask):
     """Runs ``job`` in the worker; ``on_done(task, ok)`` gets ``task.info`` (the result event)
     or ``task.error`` (a message for the user; None when cancelled)."""
 
-    def __init__(self, description: str, runner: engine.Engine, job: engine.Job,
-                 on_done: Callable[["EngineTask", bool], None]):
+    def __init__(
+        self,
+        description: str,
+        runner: engine.Engine,
+        job: engine.Job,
+        on_done: Callable[[EngineTask, bool], None],
+    ):
         super().__init__(description, QgsTask.CanCancel)
         self.runner, self.job, self.on_done = runner, job, on_done
         self.info: dict | None = None
@@ -31,8 +36,9 @@ class EngineTask(QgsTask):
 
     def run(self) -> bool:
         try:
-            self.info = engine.run(self.runner, self.job, progress=self.setProgress,
-                                   cancelled=self.isCanceled, log=log)
+            self.info = engine.run(
+                self.runner, self.job, progress=self.setProgress, cancelled=self.isCanceled, log=log
+            )
             return True
         except engine.Cancelled:
             return False
@@ -50,8 +56,13 @@ class SetupTask(QgsTask):
     """Creates the engine environment (venv, torch, ofa-explore) with pip's progress; on
     success ``self.engine`` is the probed engine."""
 
-    def __init__(self, folder: Path, package: str, torch_build: str,
-                 on_done: Callable[["SetupTask", bool], None]):
+    def __init__(
+        self,
+        folder: Path,
+        package: str,
+        torch_build: str,
+        on_done: Callable[[SetupTask, bool], None],
+    ):
         super().__init__("OFA Explore: setting up the engine", QgsTask.CanCancel)
         self.folder, self.package, self.torch_build = folder, package, torch_build
         self.on_done = on_done
@@ -75,8 +86,14 @@ class SetupTask(QgsTask):
 
     def _run(self, command: list[str], index: int, count: int) -> None:
         log("$ " + " ".join(command))
-        proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                text=True, env=engine.worker_env(), **engine._new_group())
+        proc = subprocess.Popen(
+            command,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=engine.worker_env(),
+            **engine._new_group(),
+        )
         tail: list[str] = []
         for line in proc.stdout:
             tail = (tail + [line.rstrip()])[-20:]
@@ -88,8 +105,10 @@ class SetupTask(QgsTask):
                 engine.stop(proc)
                 return
         if proc.wait() != 0:
-            raise engine.EngineError(f"setting up the engine failed at `{' '.join(command[:4])}"
-                                     f" …`: " + " | ".join(tail[-4:]))
+            raise engine.EngineError(
+                f"setting up the engine failed at `{' '.join(command[:4])}"
+                f" …`: " + " | ".join(tail[-4:])
+            )
         self.setProgress(100.0 * (index + 1) / count)
 
     def finished(self, ok: bool) -> None:

@@ -21,12 +21,13 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = os.environ.get("OFA_CHROMIUM", "/usr/bin/chromium")
 ARTIFACTS = ROOT / "test-artifacts" / "browser"
-NOTEBOOKS = ("02_masked_reconstruction.ipynb", "03_embeddings_map.ipynb",
-             "04_classify_scene.ipynb")
+NOTEBOOKS = ("02_masked_reconstruction.ipynb", "03_embeddings_map.ipynb", "04_classify_scene.ipynb")
 
 pytestmark = pytest.mark.skipif(
-    not Path(CHROMIUM).exists() or shutil.which("jupyter", path=str(Path(sys.executable).parent))
-    is None, reason="needs Debian's chromium (`apt-get install chromium`) and jupyterlab")
+    not Path(CHROMIUM).exists()
+    or shutil.which("jupyter", path=str(Path(sys.executable).parent)) is None,
+    reason="needs Debian's chromium (`apt-get install chromium`) and jupyterlab",
+)
 
 
 @pytest.fixture(scope="module")
@@ -47,18 +48,34 @@ def lab(tmp_path_factory):
     news = home / "settings" / "@jupyterlab" / "apputils-extension"
     news.mkdir(parents=True)
     (news / "notification.jupyterlab-settings").write_text('{"fetchNews": "false"}')
-    env = {**os.environ, "JUPYTER_CONFIG_DIR": str(home / "config"),
-           "JUPYTER_RUNTIME_DIR": str(home / "runtime"),
-           "JUPYTERLAB_SETTINGS_DIR": str(home / "settings"),
-           "JUPYTERLAB_WORKSPACES_DIR": str(home / "workspaces")}
+    env = {
+        **os.environ,
+        "JUPYTER_CONFIG_DIR": str(home / "config"),
+        "JUPYTER_RUNTIME_DIR": str(home / "runtime"),
+        "JUPYTERLAB_SETTINGS_DIR": str(home / "settings"),
+        "JUPYTERLAB_WORKSPACES_DIR": str(home / "workspaces"),
+    }
     log = open(home / "lab.log", "w")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "jupyter", "lab", "--no-browser", "--ip=127.0.0.1",
-         f"--port={port}", f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}",
-         *(["--allow-root"] if os.geteuid() == 0 else []),
-         "--LabApp.news_url=", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
-         "--LabApp.expose_app_in_browser=True"],
-        stdout=log, stderr=subprocess.STDOUT, env=env)
+        [
+            sys.executable,
+            "-m",
+            "jupyter",
+            "lab",
+            "--no-browser",
+            "--ip=127.0.0.1",
+            f"--port={port}",
+            f"--IdentityProvider.token={token}",
+            f"--ServerApp.root_dir={root}",
+            *(["--allow-root"] if os.geteuid() == 0 else []),
+            "--LabApp.news_url=",
+            "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+            "--LabApp.expose_app_in_browser=True",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=env,
+    )
     url = f"http://127.0.0.1:{port}"
     t0 = time.time()
     while True:
@@ -80,8 +97,9 @@ def browser():
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, headless=True,
-                              args=["--no-sandbox", "--disable-gpu"])
+        b = p.chromium.launch(
+            executable_path=CHROMIUM, headless=True, args=["--no-sandbox", "--disable-gpu"]
+        )
         yield b
         b.close()
 
@@ -91,8 +109,10 @@ def run_notebook(browser, lab, name: str):
     page = browser.new_page(viewport={"width": 1400, "height": 1100})
     page.goto(f"{url}/lab/tree/{name}?token={token}")
     page.wait_for_function("window.jupyterapp !== undefined", timeout=90_000)
-    find = ("Array.from(window.jupyterapp.shell.widgets('main'))"
-            f".find(w => w.context && w.context.path === '{name}')")
+    find = (
+        "Array.from(window.jupyterapp.shell.widgets('main'))"
+        f".find(w => w.context && w.context.path === '{name}')"
+    )
     page.wait_for_function(f"() => {find} !== undefined", timeout=90_000)
     page.evaluate(f"""async () => {{  // Run > Run All Cells, once the kernel is connected
         const app = window.jupyterapp, panel = {find};
@@ -102,19 +122,24 @@ def run_notebook(browser, lab, name: str):
         app.commands.execute('notebook:run-all-cells');
     }}""")
     try:
-        page.wait_for_function(f"""() => {{  // every code cell has run, the kernel is idle
+        page.wait_for_function(
+            f"""() => {{  // every code cell has run, the kernel is idle
             const panel = {find};
             const cells = panel.content.widgets.filter(c => c.model.type === 'code');
             return cells.every(c => c.model.executionCount !== null)
                 && panel.sessionContext.session.kernel.status === 'idle';
-        }}""", timeout=180_000)
+        }}""",
+            timeout=180_000,
+        )
     except Exception:
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(ARTIFACTS / f"failed_{name}.png"))
         raise
     errors = page.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']")
-    assert page.locator(".jp-RenderedText[data-mime-type='application/vnd.jupyter.error']"
-                        ).count() == 0, errors.all_inner_texts()
+    assert (
+        page.locator(".jp-RenderedText[data-mime-type='application/vnd.jupyter.error']").count()
+        == 0
+    ), errors.all_inner_texts()
     return page
 
 
@@ -156,10 +181,13 @@ def test_mask_ratio_slider_changes_the_reconstruction(browser, lab):
 
 def layer_styles(page, selector: str) -> list[dict]:
     """Opacity and image rendering of each map overlay, as the browser computes them."""
-    return page.eval_on_selector_all(selector, """els => els.map(e => {
+    return page.eval_on_selector_all(
+        selector,
+        """els => els.map(e => {
         const style = getComputedStyle(e);
         return {opacity: parseFloat(style.opacity), rendering: style.imageRendering};
-    })""")
+    })""",
+    )
 
 
 def test_map_renders_and_a_click_updates_the_similarity_overlay(browser, lab):
@@ -209,5 +237,6 @@ def test_real_scene_class_map_after_run_all(browser, lab):
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "notebook04_after_run_all.png"), full_page=False)
     page.locator(".leaflet-container").first.screenshot(
-        path=str(ARTIFACTS / "notebook04_class_map.png"))
+        path=str(ARTIFACTS / "notebook04_class_map.png")
+    )
     page.close()

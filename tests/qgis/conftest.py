@@ -15,11 +15,15 @@ import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-_spec = importlib.util.spec_from_file_location("build_qgis_plugin",
-                                               ROOT / "scripts" / "build_qgis_plugin.py")
+_spec = importlib.util.spec_from_file_location(
+    "build_qgis_plugin", ROOT / "scripts" / "build_qgis_plugin.py"
+)
 _build = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(_build)
 STAGED = tempfile.TemporaryDirectory(prefix="ofa-qgis-plugin-")  # removed when pytest ends
 _build.stage(STAGED.name)
-sys.path[:0] = [STAGED.name, str(ROOT / "tests"),
-                "/usr/share/qgis/python/plugins"]  # QGIS's own processing plugin
+sys.path[:0] = [
+    STAGED.name,
+    str(ROOT / "tests"),
+    "/usr/share/qgis/python/plugins",
+]  # QGIS's own processing plugin

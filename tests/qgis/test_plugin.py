@@ -15,8 +15,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 from osgeo import gdal
-from qgis.core import (QgsApplication, QgsMultiBandColorRenderer, QgsPalettedRasterRenderer,
-                       QgsProject, QgsRasterLayer, QgsSettings, QgsVectorLayer)
+from qgis.core import (
+    QgsApplication,
+    QgsMultiBandColorRenderer,
+    QgsPalettedRasterRenderer,
+    QgsProject,
+    QgsRasterLayer,
+    QgsSettings,
+    QgsVectorLayer,
+)
 from qgis.PyQt.QtCore import Qt
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -73,6 +80,7 @@ def accept_dialog(monkeypatch, check=None, **fields):
             check(self)
         assert self.problem() is None, self.problem()
         return 1
+
     monkeypatch.setattr(OfaDialog, "exec_", exec_)
 
 
@@ -92,19 +100,31 @@ def messages(qgis_iface, level):
 
 
 def layers_named(prefix):
-    return sorted(lyr.name() for lyr in QgsProject.instance().mapLayers().values()
-                  if lyr.name().startswith(prefix))
+    return sorted(
+        lyr.name()
+        for lyr in QgsProject.instance().mapLayers().values()
+        if lyr.name().startswith(prefix)
+    )
 
 
 def big_s2_scene(path: Path, tiles: int = 16) -> Path:
     """A real Sentinel-2 L1C mosaic: EuroSAT chips laid side by side (64*tiles px square)."""
     chips = sorted((SHARED / "eurosat").glob("*/*.tif"))
-    rows = [np.concatenate([gdal.Open(str(chips[(r * tiles + c) * 7 % len(chips)])).ReadAsArray()
-                            for c in range(tiles)], axis=2) for r in range(tiles)]
+    rows = [
+        np.concatenate(
+            [
+                gdal.Open(str(chips[(r * tiles + c) * 7 % len(chips)])).ReadAsArray()
+                for c in range(tiles)
+            ],
+            axis=2,
+        )
+        for r in range(tiles)
+    ]
     data = np.concatenate(rows, axis=1)
     ref = gdal.Open(str(chips[0]))
-    dst = gdal.GetDriverByName("GTiff").Create(str(path), data.shape[2], data.shape[1],
-                                               data.shape[0], gdal.GDT_UInt16)
+    dst = gdal.GetDriverByName("GTiff").Create(
+        str(path), data.shape[2], data.shape[1], data.shape[0], gdal.GDT_UInt16
+    )
     dst.SetGeoTransform(ref.GetGeoTransform())
     dst.SetProjection(ref.GetProjection())
     for i in range(data.shape[0]):
@@ -115,10 +135,15 @@ def big_s2_scene(path: Path, tiles: int = 16) -> Path:
 
 # ---------------------------------------------------------------- loading
 def test_plugin_loads_with_distinct_actions_and_processing_provider(plugin):
-    assert [a.text() for a in plugin.actions] == ["Classify layer", "Embed layer",
-                                                  "Reconstruct layer", "Set up engine…"]
-    images = {a.icon().pixmap(24, 24).toImage().bits().asstring(24 * 24 * 4)
-              for a in plugin.actions}
+    assert [a.text() for a in plugin.actions] == [
+        "Classify layer",
+        "Embed layer",
+        "Reconstruct layer",
+        "Set up engine…",
+    ]
+    images = {
+        a.icon().pixmap(24, 24).toImage().bits().asstring(24 * 24 * 4) for a in plugin.actions
+    }
     assert len(images) == 4  # four different icons
     registry = QgsApplication.processingRegistry()
     for name in ("classify_raster", "embed_raster", "reconstruct_raster"):
@@ -136,7 +161,9 @@ def test_plugin_installs_from_the_zip(qgis_iface, tmp_path, monkeypatch):
 
     import qgis.utils
 
-    spec = importlib.util.spec_from_file_location("build", ROOT / "scripts" / "build_qgis_plugin.py")
+    spec = importlib.util.spec_from_file_location(
+        "build", ROOT / "scripts" / "build_qgis_plugin.py"
+    )
     build = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(build)
     with zipfile.ZipFile(build.build(tmp_path / "plugin.zip")) as zf:
@@ -193,8 +220,9 @@ def test_dialog_reads_bands_and_model_without_the_engine(plugin, qgis_iface, dat
 
 
 # ---------------------------------------------------------------- running
-def test_classify_adds_a_styled_class_map_in_the_output_folder(plugin, qgis_iface, qgis_app,
-                                                                monkeypatch, data, tmp_path):
+def test_classify_adds_a_styled_class_map_in_the_output_folder(
+    plugin, qgis_iface, qgis_app, monkeypatch, data, tmp_path
+):
     source = add_layer(qgis_iface, data / S2_CHIP.name, "S2 scene")
     before = sorted(p.name for p in data.iterdir())
     accept_dialog(monkeypatch)
@@ -204,8 +232,11 @@ def test_classify_adds_a_styled_class_map_in_the_output_folder(plugin, qgis_ifac
         wait(plugin, qgis_app)
     assert "S2 scene classes" in messages(qgis_iface, "Success"), messages(qgis_iface, "Critical")
     assert layers_named("S2 scene classes") == ["S2 scene classes", "S2 scene classes (2)"]
-    layer = next(lyr for lyr in QgsProject.instance().mapLayers().values()
-                 if lyr.name() == "S2 scene classes")
+    layer = next(
+        lyr
+        for lyr in QgsProject.instance().mapLayers().values()
+        if lyr.name() == "S2 scene classes"
+    )
     assert layer.crs() == source.crs()
     assert layer.extent().toString(3) == source.extent().toString(3)
     renderer = layer.renderer()
@@ -217,8 +248,9 @@ def test_classify_adds_a_styled_class_map_in_the_output_folder(plugin, qgis_ifac
     assert sorted(p.name for p in data.iterdir()) == before  # nothing beside the input
 
 
-def test_embed_shows_the_pca_view_and_the_cube_on_request(plugin, qgis_iface, qgis_app,
-                                                           monkeypatch, data, tmp_path):
+def test_embed_shows_the_pca_view_and_the_cube_on_request(
+    plugin, qgis_iface, qgis_app, monkeypatch, data, tmp_path
+):
     add_layer(qgis_iface, data / NAIP.name, "naip")
     (tmp_path / "results" / "naip_embedding.tif").write_bytes(b"the user's own file")
     accept_dialog(monkeypatch, check=lambda d: d.add_cube.setChecked(True))
@@ -233,8 +265,9 @@ def test_embed_shows_the_pca_view_and_the_cube_on_request(plugin, qgis_iface, qg
     assert (tmp_path / "results" / "naip_embedding.tif").read_bytes() == b"the user's own file"
 
 
-def test_reconstruct_with_picked_bands_draws_like_the_input(plugin, qgis_iface, qgis_app,
-                                                            monkeypatch, data):
+def test_reconstruct_with_picked_bands_draws_like_the_input(
+    plugin, qgis_iface, qgis_app, monkeypatch, data
+):
     source = add_layer(qgis_iface, data / NAIP.name, "naip")
     source.setRenderer(QgsMultiBandColorRenderer(source.dataProvider(), 1, 2, 3))
 
@@ -242,12 +275,16 @@ def test_reconstruct_with_picked_bands_draws_like_the_input(plugin, qgis_iface, 
         dialog.band_list.item(3).setCheckState(Qt.Unchecked)
         names = [dialog.sensor.itemData(i).modality for i in range(dialog.sensor.count())]
         dialog.sensor.setCurrentIndex(names.index("rgb"))
+
     accept_dialog(monkeypatch, check=rgb_only)
     plugin.open_dialog("reconstruct")
     wait(plugin, qgis_app)
     assert "reconstruction" in messages(qgis_iface, "Success"), messages(qgis_iface, "Critical")
-    layer = next(lyr for lyr in QgsProject.instance().mapLayers().values()
-                 if lyr.name() == "naip reconstruction")
+    layer = next(
+        lyr
+        for lyr in QgsProject.instance().mapLayers().values()
+        if lyr.name() == "naip reconstruction"
+    )
     assert layer.bandCount() == 3
     assert isinstance(layer.renderer(), QgsMultiBandColorRenderer)
     assert (layer.renderer().redBand(), layer.renderer().blueBand()) == (1, 3)
@@ -272,8 +309,7 @@ def engine_job(task, source, output, **choices):
     return engine.Job(task, str(source), str(output), **choices)
 
 
-def test_cancel_ends_the_worker_and_leaves_no_layer_or_file(plugin, qgis_iface, qgis_app,
-                                                           tmp_path):
+def test_cancel_ends_the_worker_and_leaves_no_layer_or_file(plugin, qgis_iface, qgis_app, tmp_path):
     from ofa_explore_qgis import engine, settings
 
     scene = big_s2_scene(tmp_path / "big.tif", tiles=24)  # 1536 x 1536 px: many batches
@@ -311,10 +347,9 @@ def test_errors_speak_gis_and_name_the_fix(plugin, qgis_iface, qgis_app, monkeyp
 
 
 def test_missing_engine_offers_the_setup(plugin, qgis_iface, monkeypatch, tmp_path):
+    from ofa_explore_qgis import settings
     from qgis.gui import QgsMessageBarItem
     from qgis.PyQt.QtWidgets import QPushButton
-
-    from ofa_explore_qgis import settings
 
     monkeypatch.delenv("OFA_EXPLORE_PYTHON")
     monkeypatch.setenv("PATH", str(tmp_path))  # no `ofa` on PATH either
@@ -341,6 +376,7 @@ def test_setup_uses_an_existing_environment(plugin, qgis_iface, monkeypatch, tmp
         self.existing.setChecked(True)
         self.python.setFilePath(python)
         return 1
+
     monkeypatch.setattr(SetupDialog, "exec_", exec_)
     monkeypatch.delenv("OFA_EXPLORE_PYTHON")
     plugin.setup_action.trigger()
@@ -349,8 +385,9 @@ def test_setup_uses_an_existing_environment(plugin, qgis_iface, monkeypatch, tmp
     assert settings.current_engine().origin == "settings"
 
 
-def test_setup_creates_an_engine_with_pip_progress(plugin, qgis_iface, qgis_app, monkeypatch,
-                                                  data, tmp_path):
+def test_setup_creates_an_engine_with_pip_progress(
+    plugin, qgis_iface, qgis_app, monkeypatch, data, tmp_path
+):
     """The whole first-run path for real: venv, PyTorch (PyPI's default build) and ofa-explore
     from this repository, about 90 s and 6 GB; then the new engine classifies a chip."""
     import shutil
@@ -365,6 +402,7 @@ def test_setup_creates_an_engine_with_pip_progress(plugin, qgis_iface, qgis_app,
         self.package.setText(str(ROOT))
         self.torch.setCurrentIndex(self.torch.findData("cuda"))
         return 1
+
     monkeypatch.setattr(SetupDialog, "exec_", exec_)
     monkeypatch.delenv("OFA_EXPLORE_PYTHON")
     try:
@@ -372,19 +410,23 @@ def test_setup_creates_an_engine_with_pip_progress(plugin, qgis_iface, qgis_app,
         progress = []
         task.progressChanged.connect(progress.append)
         wait(plugin, qgis_app, timeout=1200)
-        assert "The engine is ready" in messages(qgis_iface, "Success"), \
-            messages(qgis_iface, "Critical")
+        assert "The engine is ready" in messages(qgis_iface, "Success"), messages(
+            qgis_iface, "Critical"
+        )
         assert settings.value("python") == str(engine.venv_python(folder))
         assert progress == sorted(progress) and progress[-1] == 100 and len(progress) >= 4
-        info = engine.run(settings.current_engine(), engine.Job(
-            "classify", str(data / S2_CHIP.name), str(tmp_path / "results" / "c.tif")))
+        info = engine.run(
+            settings.current_engine(),
+            engine.Job("classify", str(data / S2_CHIP.name), str(tmp_path / "results" / "c.tif")),
+        )
         assert info["classes"][0] == "AnnualCrop"
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def test_published_weights_by_name_in_the_dialog(plugin, qgis_iface, qgis_app, monkeypatch,
-                                                  data, tmp_path):
+def test_published_weights_by_name_in_the_dialog(
+    plugin, qgis_iface, qgis_app, monkeypatch, data, tmp_path
+):
     """Model: "DOFA ViT-B/16 [dofa-base-v1]". The engine fetches it once into its cache (here a
     file of the published layout that the engine's Python builds there, as a download would) and
     converts it; the dialog offers every sensor by wavelength and no heads."""
@@ -392,12 +434,19 @@ def test_published_weights_by_name_in_the_dialog(plugin, qgis_iface, qgis_app, m
 
     cache = tmp_path / "cache"
     monkeypatch.setenv("OFA_EXPLORE_CACHE", str(cache))  # the worker inherits it
-    subprocess.run([os.environ["OFA_EXPLORE_PYTHON"], "-c",
-                    "import sys, torch; sys.path.insert(0, 'tests'); import published_layouts as l;"
-                    "from pathlib import Path; from ofa_explore.weights import WEIGHTS;"
-                    f"c = Path({str(cache)!r}); c.mkdir();"
-                    "torch.save(l.dofa_v1(D=768, depth=1, extras=('fc_norm',)),"
-                    " c / WEIGHTS['dofa-base-v1'].filename)"], cwd=ROOT, check=True)
+    subprocess.run(
+        [
+            os.environ["OFA_EXPLORE_PYTHON"],
+            "-c",
+            "import sys, torch; sys.path.insert(0, 'tests'); import published_layouts as l;"
+            "from pathlib import Path; from ofa_explore.weights import WEIGHTS;"
+            f"c = Path({str(cache)!r}); c.mkdir();"
+            "torch.save(l.dofa_v1(D=768, depth=1, extras=('fc_norm',)),"
+            " c / WEIGHTS['dofa-base-v1'].filename)",
+        ],
+        cwd=ROOT,
+        check=True,
+    )
     from ofa_explore_qgis import settings
     from ofa_explore_qgis.dialog import OfaDialog
 
@@ -412,6 +461,7 @@ def test_published_weights_by_name_in_the_dialog(plugin, qgis_iface, qgis_app, m
 
     def choose_dofa(d):
         d.model_choice.setCurrentIndex(names.index("dofa-base-v1"))
+
     accept_dialog(monkeypatch, check=choose_dofa)
     plugin.open_dialog("embed")
     wait(plugin, qgis_app)
@@ -425,8 +475,9 @@ def test_processing_algorithms_write_the_right_outputs(plugin, data, tmp_path):
     from qgis.core import QgsProcessingException
 
     out = tmp_path / "classes.tif"
-    result = processing.run("ofa_explore:classify_raster",
-                            {"INPUT": str(data / S2_CHIP.name), "OUTPUT": str(out)})
+    result = processing.run(
+        "ofa_explore:classify_raster", {"INPUT": str(data / S2_CHIP.name), "OUTPUT": str(out)}
+    )
     assert result["OUTPUT"] == str(out)
     ds = gdal.Open(str(out))
     assert ds.RasterCount == 1 and ds.ReadAsArray().max() < 10
@@ -434,29 +485,40 @@ def test_processing_algorithms_write_the_right_outputs(plugin, data, tmp_path):
 
     view = tmp_path / "view.tif"
     sensors = plugin.provider.algorithms()[0].sensors
-    result = processing.run("ofa_explore:embed_raster", {
-        "INPUT": str(data / S2_CHIP.name), "OUTPUT": str(view),
-        "SENSOR": sensors.index("s2_l1c")})
+    result = processing.run(
+        "ofa_explore:embed_raster",
+        {"INPUT": str(data / S2_CHIP.name), "OUTPUT": str(view), "SENSOR": sensors.index("s2_l1c")},
+    )
     assert gdal.Open(result["OUTPUT"]).RasterCount == 3  # the colour view, not the cube
 
     with pytest.raises(QgsProcessingException, match="band 14 does not exist") as err:
-        processing.run("ofa_explore:embed_raster", {"INPUT": str(data / S2_CHIP.name),
-                                                    "BANDS": [1, 14],
-                                                    "OUTPUT": str(tmp_path / "x.tif")})
+        processing.run(
+            "ofa_explore:embed_raster",
+            {
+                "INPUT": str(data / S2_CHIP.name),
+                "BANDS": [1, 14],
+                "OUTPUT": str(tmp_path / "x.tif"),
+            },
+        )
     assert "the band list" in str(err.value) and "--" not in str(err.value)  # QGIS's words
 
 
 def _screenshot_side_by_side(layers, path: Path, size: int = 384) -> None:
     """The input (true colour: B04, B03, B02) and the styled result, rendered by QGIS."""
-    from qgis.core import (QgsContrastEnhancement, QgsMapRendererParallelJob, QgsMapSettings,
-                           QgsRasterMinMaxOrigin)
+    from qgis.core import (
+        QgsContrastEnhancement,
+        QgsMapRendererParallelJob,
+        QgsMapSettings,
+        QgsRasterMinMaxOrigin,
+    )
     from qgis.PyQt.QtCore import QSize
     from qgis.PyQt.QtGui import QColor, QImage, QPainter
 
     source = layers[0]
     source.setRenderer(QgsMultiBandColorRenderer(source.dataProvider(), 4, 3, 2))
-    source.setContrastEnhancement(QgsContrastEnhancement.StretchToMinimumMaximum,
-                                  QgsRasterMinMaxOrigin.CumulativeCut)
+    source.setContrastEnhancement(
+        QgsContrastEnhancement.StretchToMinimumMaximum, QgsRasterMinMaxOrigin.CumulativeCut
+    )
     canvas = QImage(size * len(layers) + 8 * (len(layers) - 1), size, QImage.Format_ARGB32)
     canvas.fill(QColor("white"))
     painter = QPainter(canvas)

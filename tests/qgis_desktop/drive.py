@@ -20,9 +20,10 @@ from qgis.PyQt.QtTest import QTest
 from qgis.PyQt.QtWidgets import QApplication
 
 OUT = os.environ["OFA_DESKTOP_OUT"]
-STEPS = [("classify", os.environ["OFA_DESKTOP_CHIP"], "EuroSAT chip", "EuroSAT chip classes"),
-         ("embed", os.environ["OFA_DESKTOP_NAIP"], "NAIP scene",
-          "NAIP scene embedding (PCA colours)")]
+STEPS = [
+    ("classify", os.environ["OFA_DESKTOP_CHIP"], "EuroSAT chip", "EuroSAT chip classes"),
+    ("embed", os.environ["OFA_DESKTOP_NAIP"], "NAIP scene", "NAIP scene embedding (PCA colours)"),
+]
 report = {"steps": [], "errors": []}
 iface = qgis.utils.iface
 
@@ -84,14 +85,14 @@ def guarded(function):
             function(*args)
         except Exception:  # noqa: BLE001 - reported to the test, QGIS keeps running
             fail(traceback.format_exc())
+
     return run
 
 
 @guarded
 def start():
     # QGIS's own question when layers in NAD83 and WGS84 meet: not what this test is about
-    QgsSettings().setValue("/projections/promptWhenMultipleTransformsExist", False,
-                           QgsSettings.App)
+    QgsSettings().setValue("/projections/promptWhenMultipleTransformsExist", False, QgsSettings.App)
     report["mesa_llvm_before"] = mapped("libLLVM")
     if not report["mesa_llvm_before"]:  # the state that crashed QGIS: Mesa's LLVM in the process
         for lib in sorted(glob.glob("/usr/lib/*/libLLVM*.so*")):
@@ -153,8 +154,7 @@ def wait_for(result_name, record, index, deadline=240):
         QTimer.singleShot(2500, lambda: shot(record, index))
         return
     if time.monotonic() - record["t0"] > deadline or (not PLUGIN.tasks and record.get("ran")):
-        return fail(f"{result_name} did not appear; layers: {names}; messages: "
-                    f"{bar_messages()}")
+        return fail(f"{result_name} did not appear; layers: {names}; messages: {bar_messages()}")
     record["ran"] = record.get("ran") or bool(PLUGIN.tasks)
     QTimer.singleShot(100, lambda: wait_for(result_name, record, index, deadline))
 

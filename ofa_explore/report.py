@@ -1,0 +1,166 @@
+"""How `ofa` tells what it does: a progress bar and lines for people, or JSON lines for programs
+(`--progress json`, the protocol the QGIS plugin reads; the events are ofa_explore.protocol's)."""
+
+from __future__ import annotations
+
+import sys
+
+from . import protocol
+
+
+class HumanReport:
+    """What a person sees: a tqdm bar on stderr (unless quiet), the files written on stdout,
+    errors as one `ofa COMMAND: error: ...` line on stderr."""
+
+    def __init__(self, command: str, quiet: bool = False):
+        self.command, self.quiet, self.bar = command, quiet, None
+
+    def start(self, modality: str, bands: int, name: str) -> None:
+        pass
+
+    def progress(self, done: int, total: int, unit: str = "tile") -> None:
+        if self.bar is None:  # opened at the first batch, so an input error prints no bar
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, unit=unit, desc=f"ofa {self.command}", disable=self.quiet)
+        self.bar.update(done - self.bar.n)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+    def result(self, result) -> None:
+        print(
+            f"wrote {result.path}"
+            + (f" and {result.pca_path}" if result.pca_path else "")
+            + f" ({result.tiles} tiles of {result.modality} in {result.seconds} s on "
+            f"{result.device}, {result.precision})"
+        )
+        if result.class_names:  # the raster's values, then what was found
+            print("classes: " + ", ".join(f"{i}={n}" for i, n in enumerate(result.class_names)))
+            print(f"found ({result.head}):")
+            print(class_table(result.class_areas))
+
+    def scenes_start(self, total: int, cluster: str | None) -> None:
+        where = (
+            "one after another"
+            if cluster is None
+            else "on a local Dask cluster"
+            if cluster == "local"
+            else f"on the Dask cluster at {cluster}"
+        )
+        print(f"{total} scene{'s' * (total != 1)}, {where}", file=sys.stderr)
+        self.progress(0, total, unit="scene")
+
+    def scene(self, outcome, done: int, total: int) -> None:
+        from tqdm import tqdm
+
+        r = outcome.result
+        line = (
+            f"{outcome.scene}: failed: {outcome.error}"
+            if outcome.error
+            else f"{outcome.scene} -> {outcome.output} ({r.tiles} tiles of {r.modality} in "
+            f"{r.seconds} s)"
+        )
+        tqdm.write(line, file=sys.stdout if r else sys.stderr)
+        self.progress(done, total, unit="scene")
+
+    def scenes_end(self, total: int, failed: list) -> None:
+        if failed:
+            print(
+                f"ofa {self.command}: error: {len(failed)} of {total} scenes failed (listed "
+                "above); the others were written",
+                file=sys.stderr,
+            )
+
+    def error(self, message: dict) -> None:
+        """An ``error`` event (protocol.error_event) as one line."""
+        print(f"ofa {self.command}: error: {message['message']}", file=sys.stderr)
+
+    def cancelled(self, message: str) -> None:
+        print(f"ofa {self.command}: {message}", file=sys.stderr)
+
+
+def class_table(rows: list[dict]) -> str:
+    """The classes found, largest first: hectares where the CRS is in metres, else pixels."""
+    found = [r for r in rows if r["pixels"]]
+    width = max(len(r["class"]) for r in found)
+    return "\n".join(
+        f"  {r['class']:<{width}}  "
+        + (f"{r['hectares']:>12,.1f} ha" if r["hectares"] is not None else f"{r['pixels']:>12,} px")
+        + f"  {r['share']:>6.1%}"
+        for r in found
+    )
+
+
+class JsonReport:
+    """`--progress json`: one JSON object per line on stdout, flushed at once, nothing else;
+    the events are those of ofa_explore.protocol (start, progress, result, error, cancelled;
+    scenes, scene, scenes_done for several scenes)."""
+
+    def __init__(self, command: str):
+        self.command = command
+
+    def _write(self, message: dict) -> None:
+        sys.stdout.write(protocol.event_line(message))  # one write per line
+        sys.stdout.flush()
+
+    def _emit(self, event: str, **fields) -> None:
+        self._write(protocol.event(event, **fields))
+
+    def start(self, modality: str, bands: int, name: str) -> None:
+        self._write(protocol.start_event(self.command, modality, bands, name))
+
+    def progress(self, done: int, total: int) -> None:
+        self._write(protocol.progress_event(done, total))
+
+    def close(self) -> None:
+        pass
+
+    def result(self, result) -> None:
+        self._emit(
+            "result",
+            path=str(result.path),
+            pca_path=str(result.pca_path) if result.pca_path else None,
+            device=result.device,
+            seconds=result.seconds,
+            tiles=result.tiles,
+            classes=result.class_names,
+            colors=result.class_colors,
+            head=result.head,
+            modality=result.modality,
+            precision=result.precision,
+            areas=result.class_areas,
+            input_bounds=result.input_bounds,
+        )
+
+    def scenes_start(self, total: int, cluster: str | None) -> None:
+        self._emit("scenes", total=total, cluster=cluster)
+
+    def scene(self, outcome, done: int, total: int) -> None:
+        r = outcome.result
+        self._emit(
+            "scene",
+            input=str(outcome.scene),
+            output=str(outcome.output),
+            done=done,
+            total=total,
+            error=outcome.error,
+            seconds=r and r.seconds,
+            tiles=r and r.tiles,
+            modality=r and r.modality,
+        )
+
+    def scenes_end(self, total: int, failed: list) -> None:
+        self._emit("scenes_done", total=total, failed=len(failed))
+
+    def error(self, message: dict) -> None:
+        self._write(message)
+
+    def cancelled(self, message: str) -> None:
+        self._write(protocol.cancelled_event(message))
+
+
+def report_for(command: str, mode: str) -> HumanReport | JsonReport:
+    """``mode``: bar, json or none (commands without --progress report errors only)."""
+    return JsonReport(command) if mode == "json" else HumanReport(command, quiet=mode == "none")
