@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from functools import partial
 from typing import Any, cast
 
@@ -23,7 +22,7 @@ import torch
 from timm.layers import PatchEmbed, resample_abs_pos_embed
 from timm.layers.pos_embed_sincos import build_sincos2d_pos_embed
 from timm.models.vision_transformer import Block
-from torch import nn
+from torch import Generator, Tensor, nn
 
 from .errors import BadInput, ModelMismatch
 from .heads import HeadSet
@@ -36,121 +35,11 @@ from .inputs import (
     resolve_modality,
 )
 from .modalities import Modality, get_modality
+from .model_config import DEFAULT_MODALITIES, SIZES, OFAConfig
 from .wavelength import WavelengthPatchEmbed, WavelengthPixelHead
 
-# ViT-Ti/S/B/L encoders (Dosovitskiy et al.; Touvron et al.); MAE's light decoder for B/L,
-# a lighter one for the small sizes so that CPU pre-training stays cheap.
-SIZES: dict[str, dict[str, int]] = {
-    "tiny": dict(
-        embed_dim=192,
-        depth=12,
-        num_heads=3,
-        decoder_embed_dim=128,
-        decoder_depth=2,
-        decoder_num_heads=4,
-    ),
-    "small": dict(
-        embed_dim=384,
-        depth=12,
-        num_heads=6,
-        decoder_embed_dim=256,
-        decoder_depth=4,
-        decoder_num_heads=8,
-    ),
-    "base": dict(
-        embed_dim=768,
-        depth=12,
-        num_heads=12,
-        decoder_embed_dim=512,
-        decoder_depth=8,
-        decoder_num_heads=16,
-    ),
-    "large": dict(
-        embed_dim=1024,
-        depth=24,
-        num_heads=16,
-        decoder_embed_dim=512,
-        decoder_depth=8,
-        decoder_num_heads=16,
-    ),
-    "huge": dict(
-        embed_dim=1280,
-        depth=32,
-        num_heads=16,  # 16 heads of 80, as DOFA's ViT-H/14
-        decoder_embed_dim=512,
-        decoder_depth=8,
-        decoder_num_heads=16,
-    ),
-}
 
-# OFA-Net's five pre-training modalities get their own patch embedding by default.
-DEFAULT_MODALITIES = ("s1", "s2", "naip", "gaofen", "enmap")
-
-
-@dataclass(frozen=True)
-class OFAConfig:
-    """Every architecture choice of an OFANet; stored in checkpoints as a dict of these keys.
-
-    Build one with ``OFAConfig.of_size("tiny", depth=4)``: the size fills the widths and depths.
-    """
-
-    size: str = "base"
-    patch_size: int = 16
-    img_size: int = 224
-    embed_dim: int = 768
-    depth: int = 12
-    num_heads: int = 12
-    decoder_embed_dim: int = 512
-    decoder_depth: int = 8
-    decoder_num_heads: int = 16
-    mlp_ratio: float = 4.0
-    wavelength_embed: bool = True  # the DOFA-style embedding for sensors without their own
-    wv_planes: int = 128
-    wavelength_embed_padding: int = 0
-    wavelength_kernel_layout: str = "ckkd"  # "dckk": DOFA's first release
-    wavelength_head_order: str = "pixel"  # "dofa": DOFA's pre-training channel order
-    init_values: float | None = None  # LayerScale (DOFA v2)
-    final_norm: bool = True  # tokens end in a LayerNorm (MAE); DOFA's pooled models have none
-    pool_norm: bool = False  # a LayerNorm on the pooled vector (DOFA's fc_norm)
-    norm_layers: bool = True  # intermediate token maps go through the final norm
-    norm_pix_loss: bool = False
-    sar_wavelength: float | None = None  # pseudo-wavelength (µm) the weights use for SAR bands
-
-    def __post_init__(self) -> None:
-        if self.img_size % self.patch_size:
-            raise BadInput(
-                f"img_size {self.img_size} must be a multiple of patch_size {self.patch_size}"
-            )
-
-    @classmethod
-    def of_size(cls, size: str = "base", **overrides: Any) -> OFAConfig:
-        """The config of a named size (``SIZES``), with any field overridden."""
-        if size not in SIZES:
-            raise BadInput(f"unknown model size {size!r}; choose one of {', '.join(SIZES)}")
-        known = [f.name for f in dataclasses.fields(cls) if f.name != "size"]
-        unknown = set(overrides) - set(known)
-        if unknown:
-            raise TypeError(
-                f"unknown architecture option(s) {sorted(unknown)}; known: {sorted(known)}"
-            )
-        return cls(size=size, **{**SIZES[size], **overrides})
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> OFAConfig:
-        """The config a checkpoint stored (``to_dict``); keys it lacks take their defaults."""
-        d = dict(d)
-        return cls.of_size(d.pop("size", "base"), **d)
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @property
-    def grid(self) -> tuple[int, int]:
-        """The patch grid of the trained image size."""
-        return (self.img_size // self.patch_size, self.img_size // self.patch_size)
-
-
-def sincos_2d_with_cls(dim: int, grid: tuple[int, int]) -> torch.Tensor:
+def sincos_2d_with_cls(dim: int, grid: tuple[int, int]) -> Tensor:
     """Fixed 2-D sine-cosine position embedding, a zero slot for the class token: [1, 1+L, dim]."""
     pos = build_sincos2d_pos_embed(list(grid), dim=dim)
     return torch.cat([torch.zeros(1, dim), pos], dim=0)[None]
@@ -199,19 +88,7 @@ class OFANet(nn.Module):
         )
         self.cls_token = nn.Parameter(torch.zeros(1, 1, D))
         self.pos_embed = nn.Parameter(sincos_2d_with_cls(D, c.grid), requires_grad=False)
-        self.blocks = nn.ModuleList(
-            [
-                Block(
-                    D,
-                    c.num_heads,
-                    c.mlp_ratio,
-                    qkv_bias=True,
-                    init_values=c.init_values,
-                    norm_layer=norm_layer,
-                )
-                for _ in range(c.depth)
-            ]
-        )
+        self.blocks = _blocks(D, c.num_heads, c.depth, c.mlp_ratio, norm_layer, c.init_values)
         # tokens end in a LayerNorm (MAE); DOFA's global-pool models have none and normalise the
         # pooled vector instead (``fc_norm``, as TorchGeo's DOFA.forward_features)
         self.norm = norm_layer(D) if c.final_norm else nn.Identity()
@@ -221,11 +98,8 @@ class OFANet(nn.Module):
         self.decoder_embed = nn.Linear(D, Dd)
         self.mask_token = nn.Parameter(torch.zeros(1, 1, Dd))
         self.decoder_pos_embed = nn.Parameter(sincos_2d_with_cls(Dd, c.grid), requires_grad=False)
-        self.decoder_blocks = nn.ModuleList(
-            [
-                Block(Dd, c.decoder_num_heads, c.mlp_ratio, qkv_bias=True, norm_layer=norm_layer)
-                for _ in range(c.decoder_depth)
-            ]
+        self.decoder_blocks = _blocks(
+            Dd, c.decoder_num_heads, c.decoder_depth, c.mlp_ratio, norm_layer
         )
         self.decoder_norm = norm_layer(Dd)
         self.decoder_heads = nn.ModuleDict(
@@ -248,19 +122,12 @@ class OFANet(nn.Module):
             nn.init.xavier_uniform_(w.view(w.shape[0], -1))
         nn.init.normal_(self.cls_token, std=0.02)
         nn.init.normal_(self.mask_token, std=0.02)
-        for module in [
-            self.blocks,
-            self.norm,
-            self.fc_norm or nn.Identity(),
-            self.decoder_embed,
-            self.decoder_blocks,
-            self.decoder_norm,
-            self.decoder_heads,
-        ]:
+        shared = (self.blocks, self.norm, self.fc_norm or nn.Identity(), self.decoder_embed)
+        for module in (*shared, self.decoder_blocks, self.decoder_norm, self.decoder_heads):
             module.apply(_init_linear_and_norm)
 
     # ------------------------------------------------------ patches <-> image
-    def patchify(self, imgs: torch.Tensor) -> torch.Tensor:
+    def patchify(self, imgs: Tensor) -> Tensor:
         """[B, C, H, W] -> [B, L, p*p*C] (MAE's order: pixel rows, pixel columns, bands)."""
         p = self.config.patch_size
         B, C, H, W = imgs.shape
@@ -268,7 +135,7 @@ class OFANet(nn.Module):
         x = torch.einsum("nchpwq->nhwpqc", x)
         return x.reshape(B, (H // p) * (W // p), p * p * C)
 
-    def unpatchify(self, x: torch.Tensor, channels: int, grid: tuple[int, int]) -> torch.Tensor:
+    def unpatchify(self, x: Tensor, channels: int, grid: tuple[int, int]) -> Tensor:
         """[B, L, p*p*C] -> [B, C, H, W]."""
         p = self.config.patch_size
         h, w = grid
@@ -276,10 +143,10 @@ class OFANet(nn.Module):
         x = torch.einsum("nhwpqc->nchpwq", x)
         return x.reshape(x.shape[0], channels, h * p, w * p)
 
-    def _grid_of(self, x: torch.Tensor) -> tuple[int, int]:
+    def _grid_of(self, x: Tensor) -> tuple[int, int]:
         return (x.shape[2] // self.config.patch_size, x.shape[3] // self.config.patch_size)
 
-    def _pos(self, pos_embed: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
+    def _pos(self, pos_embed: Tensor, grid: tuple[int, int]) -> Tensor:
         """Position embedding for a patch grid, interpolated when it is not the trained one."""
         if grid == self.config.grid:
             return pos_embed
@@ -288,7 +155,7 @@ class OFANet(nn.Module):
         )
 
     # --------------------------------------------------------------- encoder
-    def wavelength_codes(self, modality: Modality, device: torch.device) -> torch.Tensor:
+    def wavelength_codes(self, modality: Modality, device: torch.device) -> Tensor:
         """The modality's wavelength codes [C, wv_planes]; SAR bands take the pseudo-wavelength
         that the loaded weights were trained with (``sar_wavelength``), so users never guess."""
         waves = modality.wavelengths
@@ -299,7 +166,7 @@ class OFANet(nn.Module):
         codes = torch.tensor(waves, dtype=torch.float32, device=device)
         return self.wavelength_embed.encode_wavelengths(codes)
 
-    def embed_patches(self, x: torch.Tensor, modality: Modality) -> torch.Tensor:
+    def embed_patches(self, x: Tensor, modality: Modality) -> Tensor:
         """Normalised [B, C, H, W] -> tokens [B, L, D], through the modality's own embedding
         when the model has one, else through the wavelength-conditioned one."""
         require_embedding(self, modality)
@@ -308,27 +175,25 @@ class OFANet(nn.Module):
         assert self.wavelength_embed is not None
         return self.wavelength_embed(x, self.wavelength_codes(modality, x.device))
 
-    def _embed(self, x: torch.Tensor, modality: Modality) -> tuple[torch.Tensor, torch.Tensor]:
+    def _embed(self, x: Tensor, modality: Modality) -> tuple[Tensor, Tensor]:
         """Normalised [B, C, H, W] -> (patch tokens with position [B, L, D], class token
         with position [1, 1, D])."""
         pos = self._pos(self.pos_embed, self._grid_of(x))
         return self.embed_patches(x, modality) + pos[:, 1:], self.cls_token + pos[:, :1]
 
     @staticmethod
-    def _with_cls(tokens: torch.Tensor, cls: torch.Tensor) -> torch.Tensor:
+    def _with_cls(tokens: Tensor, cls: Tensor) -> Tensor:
         """[B, L, D], [1, 1, D] -> [B, 1+L, D]."""
         return torch.cat([cls.expand(tokens.shape[0], -1, -1), tokens], dim=1)
 
-    def _encode(self, tokens: torch.Tensor, cls: torch.Tensor) -> torch.Tensor:
+    def _encode(self, tokens: Tensor, cls: Tensor) -> Tensor:
         """[B, L, D] tokens, [1, 1, D] class token -> [B, 1+L, D] after every block and norm."""
         x = self._with_cls(tokens, cls)
         for block in self.blocks:
             x = block(x)
         return self.norm(x)
 
-    def random_masking(
-        self, x: torch.Tensor, mask_ratio: float, generator: torch.Generator | None = None
-    ):
+    def random_masking(self, x: Tensor, mask_ratio: float, generator: Generator | None = None):
         """Per-sample random masking by sorting random noise.
 
         x: [B, L, D] -> (kept tokens [B, L_keep, D], mask [B, L] with 1 = hidden,
@@ -352,10 +217,10 @@ class OFANet(nn.Module):
 
     def forward_encoder(
         self,
-        x: torch.Tensor,
+        x: Tensor,
         modality: Modality,
         mask_ratio: float,
-        generator: torch.Generator | None = None,
+        generator: Generator | None = None,
     ):
         """Normalised [B, C, H, W] -> (latent [B, 1+L_keep, D], mask [B, L], ids_restore [B, L])."""
         tokens, cls = self._embed(x, modality)
@@ -365,11 +230,11 @@ class OFANet(nn.Module):
     # --------------------------------------------------------------- decoder
     def forward_decoder(
         self,
-        latent: torch.Tensor,
-        ids_restore: torch.Tensor,
+        latent: Tensor,
+        ids_restore: Tensor,
         modality: Modality,
         grid: tuple[int, int],
-    ) -> torch.Tensor:
+    ) -> Tensor:
         """latent [B, 1+L_keep, D] -> pixel predictions [B, L, p*p*C] (normalised units)."""
         x = self.decoder_embed(latent)
         B, L = ids_restore.shape
@@ -389,7 +254,7 @@ class OFANet(nn.Module):
             )
         return self.wavelength_head(x, self.wavelength_codes(modality, x.device))
 
-    def patch_targets(self, imgs: torch.Tensor) -> torch.Tensor:
+    def patch_targets(self, imgs: Tensor) -> Tensor:
         """Normalised [B, C, H, W] -> what the decoder learns to predict [B, L, p*p*C]: patches,
         each standardised on its own with ``norm_pix_loss``."""
         target = self.patchify(imgs)
@@ -399,9 +264,7 @@ class OFANet(nn.Module):
             target = (target - mean) / (var + 1.0e-6) ** 0.5
         return target
 
-    def forward_loss(
-        self, imgs: torch.Tensor, pred: torch.Tensor, mask: torch.Tensor
-    ) -> torch.Tensor:
+    def forward_loss(self, imgs: Tensor, pred: Tensor, mask: Tensor) -> Tensor:
         """Mean squared error on hidden patches: normalised imgs [B, C, H, W], pred
         [B, L, p*p*C], mask [B, L] -> a scalar."""
         loss = ((pred - self.patch_targets(imgs)) ** 2).mean(dim=-1)  # [B, L], per patch
@@ -412,10 +275,10 @@ class OFANet(nn.Module):
     # ---------------------------------------------------------- public API
     def forward(
         self,
-        x: torch.Tensor,
+        x: Tensor,
         modality: str | Modality,
         mask_ratio: float = 0.75,
-        generator: torch.Generator | None = None,
+        generator: Generator | None = None,
         return_latent: bool = False,
     ):
         """MAE step. x: [B, C, H, W] in sensor units -> (loss, pred [B, L, p*p*C], mask [B, L]),
@@ -427,15 +290,13 @@ class OFANet(nn.Module):
         loss = self.forward_loss(x, pred, mask)
         return (loss, pred, mask, latent) if return_latent else (loss, pred, mask)
 
-    def forward_features(self, x: torch.Tensor, modality: str | Modality) -> torch.Tensor:
+    def forward_features(self, x: Tensor, modality: str | Modality) -> Tensor:
         """All tokens, nothing masked: [B, C, H, W] in sensor units -> [B, 1+L, D], class
         token first."""
         x, m = prepare(x, modality, self.modalities, self.config.patch_size)
         return self._encode(*self._embed(x, m))
 
-    def pooled_features(
-        self, x: torch.Tensor, modality: str | Modality, pool: str = "mean"
-    ) -> torch.Tensor:
+    def pooled_features(self, x: Tensor, modality: str | Modality, pool: str = "mean") -> Tensor:
         """One vector per image: [B, C, H, W] in sensor units -> [B, D], the mean of the patch
         tokens (through ``fc_norm`` where the model has one, as DOFA), or the class token."""
         tokens = self.forward_features(x, modality)
@@ -445,8 +306,8 @@ class OFANet(nn.Module):
         return self.fc_norm(pooled) if self.fc_norm is not None else pooled
 
     def forward_intermediates(
-        self, x: torch.Tensor, modality: str | Modality, layers: Sequence[int]
-    ) -> list[torch.Tensor]:
+        self, x: Tensor, modality: str | Modality, layers: Sequence[int]
+    ) -> list[Tensor]:
         """Token maps after the given encoder blocks: normalised [B, C, H, W] -> one
         [B, D, h, w] per layer, through the final norm unless the source model's maps have
         none (``norm_layers=False``, DOFA v2)."""
@@ -464,12 +325,12 @@ class OFANet(nn.Module):
     @torch.no_grad()
     def reconstruct(
         self,
-        x: torch.Tensor,
+        x: Tensor,
         modality: str | Modality,
         mask_ratio: float = 0.75,
         seed: int | None = None,
         keep_visible: bool = True,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+    ) -> tuple[Tensor, Tensor]:
         """Hide patches, predict them back: [B, C, H, W] in sensor units ->
 
         (image [B, C, H, W] in the input's units: visible patches are the input itself, hidden
@@ -515,6 +376,25 @@ def set_fused_attention(model: OFANet, enabled: bool) -> None:
     """
     for block in [*model.blocks, *model.decoder_blocks]:
         block.attn.fused_attn = enabled
+
+
+def _blocks(
+    dim: int,
+    heads: int,
+    depth: int,
+    mlp_ratio: float,
+    norm_layer: type[nn.Module],
+    init_values: float | None = None,
+) -> nn.ModuleList:
+    """``depth`` timm ViT blocks of width ``dim``, as MAE builds its encoder and decoder."""
+    return nn.ModuleList(
+        [
+            Block(
+                dim, heads, mlp_ratio, qkv_bias=True, init_values=init_values, norm_layer=norm_layer
+            )
+            for _ in range(depth)
+        ]
+    )
 
 
 def _init_linear_and_norm(module: nn.Module) -> None:
