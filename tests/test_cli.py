@@ -379,6 +379,7 @@ def test_exit_codes_tell_bad_input_from_a_bug(tmp_path, capsys, monkeypatch):
     """Only an OFAError is bad input (2, one line in the command line's words); any other
     exception is a bug: exit 1 with its traceback, and a "failed" error event for workers."""
     from ofa_explore import cli as cli_module
+    from ofa_explore import cli_raster
     from ofa_explore.errors import EXIT_BAD_INPUT, EXIT_FAILED, BadInput
 
     def bad_input(args):
@@ -396,7 +397,7 @@ def test_exit_codes_tell_bad_input_from_a_bug(tmp_path, capsys, monkeypatch):
     err = capsys.readouterr().err
     assert "Traceback" in err and "ValueError: an internal slip" in err and "a bug" in err
 
-    monkeypatch.setattr(cli_module, "_cmd_predict", bug)
+    monkeypatch.setattr(cli_raster, "cmd_predict", bug)
     assert cli(["embed", "x.tif", "-o", str(tmp_path / "e.tif"), "--progress", "json"]) == 1
     captured = capsys.readouterr()
     event = _events(captured.out)[-1]
