@@ -25,6 +25,7 @@ _build.stage(_STAGED.name)
 sys.path.insert(0, _STAGED.name)
 try:
     engine = importlib.import_module("ofa_explore_qgis.engine")
+    layers = importlib.import_module("ofa_explore_qgis.layers")
     shared = importlib.import_module("ofa_explore_qgis._shared.protocol")
     shared_errors = importlib.import_module("ofa_explore_qgis._shared.errors")
 finally:
@@ -64,23 +65,23 @@ def test_sensor_choices_and_checks(runner):
     model = engine.read_model_info(runner.shipped_checkpoint)
     registry = runner.sensors()
     s2 = [
-        engine.Band(i + 1, name)
+        layers.Band(i + 1, name)
         for i, name in enumerate(next(m for m in registry if m["name"] == "s2_l1c")["bands"])
     ]
-    choices = engine.sensor_choices(model, registry, s2)
+    choices = layers.sensor_choices(model, registry, s2)
     assert choices[0].label == "auto (looks like s2_l1c)" and choices[0].modality is None
     own = [c.modality for c in choices if "by wavelength" not in c.label][1:]
     assert own == list(model.modalities)
     assert "landsat_etm" in [c.modality for c in choices if "by wavelength" in c.label]
-    assert engine.check_selection(choices[0], s2, registry) is None
+    assert layers.check_selection(choices[0], s2, registry) is None
     five = s2[:5]
-    assert "No sensor the model knows has 5 bands" in engine.check_selection(
+    assert "No sensor the model knows has 5 bands" in layers.check_selection(
         choices[0], five, registry
     )
     s2_choice = next(c for c in choices if c.modality == "s2_l1c")
-    assert "has 13 bands but 5 are selected" in engine.check_selection(s2_choice, five, registry)
-    tagged = [engine.Band(i + 1, f"b{i}", 0.4 + 0.01 * i) for i in range(5)]
-    assert engine.check_selection(choices[0], tagged, registry) is None  # by their wavelengths
+    assert "has 13 bands but 5 are selected" in layers.check_selection(s2_choice, five, registry)
+    tagged = [layers.Band(i + 1, f"b{i}", 0.4 + 0.01 * i) for i in range(5)]
+    assert layers.check_selection(choices[0], tagged, registry) is None  # by their wavelengths
 
 
 def test_outputs_never_replace_and_names_stay_unique(tmp_path):

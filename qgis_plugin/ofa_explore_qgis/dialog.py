@@ -21,7 +21,7 @@ from qgis.PyQt.QtWidgets import (
     QSpinBox,
 )
 
-from . import engine, settings
+from . import engine, layers, settings
 from ._shared import errors, protocol
 
 DEVICES = {
@@ -38,7 +38,7 @@ class OfaDialog(QDialog):
         self.task, self.runner = task, runner
         self.registry = runner.sensors()
         self.model: engine.ModelInfo | None = None
-        self.bands: list[engine.Band] = []
+        self.bands: list[layers.Band] = []
         self.setWindowTitle("OFA Explore: " + protocol.task(task).title)
         self.setObjectName("ofa_explore_dialog")
         form = QFormLayout(self)
@@ -131,7 +131,7 @@ class OfaDialog(QDialog):
         self.band_list.blockSignals(True)
         self.band_list.clear()
         try:
-            self.bands = engine.layer_bands(layer.source()) if layer else []
+            self.bands = layers.layer_bands(layer.source()) if layer else []
         except engine.EngineError:
             self.bands = []
         for band in self.bands:
@@ -154,7 +154,7 @@ class OfaDialog(QDialog):
         self.sensor.blockSignals(True)
         self.sensor.clear()
         if self.model is not None:
-            for choice in engine.sensor_choices(self.model, self.registry, self.selected_bands()):
+            for choice in layers.sensor_choices(self.model, self.registry, self.selected_bands()):
                 self.sensor.addItem(choice.label, choice)
         for i in range(self.sensor.count()):
             if previous is not None and self.sensor.itemData(i).modality == previous.modality:
@@ -162,7 +162,7 @@ class OfaDialog(QDialog):
         self.sensor.blockSignals(False)
         self.validate()
 
-    def selected_bands(self) -> list[engine.Band]:
+    def selected_bands(self) -> list[layers.Band]:
         checked = {
             self.band_list.item(i).data(Qt.UserRole)
             for i in range(self.band_list.count())
@@ -193,7 +193,7 @@ class OfaDialog(QDialog):
             return f"The output folder {folder} does not exist."
         if self.sensor.currentData() is None:
             return "Choose the sensor."
-        return engine.check_selection(
+        return layers.check_selection(
             self.sensor.currentData(), self.selected_bands(), self.registry
         )
 

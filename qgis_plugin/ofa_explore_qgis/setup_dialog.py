@@ -16,7 +16,7 @@ from qgis.PyQt.QtWidgets import (
     QRadioButton,
 )
 
-from . import engine, settings
+from . import install, settings
 
 REPOSITORY = "ofa-explore @ git+https://github.com/ofa-explore/ofa-explore"
 
@@ -37,10 +37,10 @@ class SetupDialog(QDialog):
         form.addRow(self.create)
         self.folder = QgsFileWidget()
         self.folder.setStorageMode(QgsFileWidget.GetDirectory)
-        self.folder.setFilePath(str(engine.default_engine_folder()))
+        self.folder.setFilePath(str(install.default_engine_folder()))
         form.addRow("Folder", self.folder)
         self.torch = QComboBox()
-        for key, label in engine.TORCH_BUILDS.items():
+        for key, label in install.TORCH_BUILDS.items():
             self.torch.addItem(label, key)
         form.addRow("PyTorch for", self.torch)
         self.package = QLineEdit(REPOSITORY)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from qgis.core import Qgis, QgsMessageLog, QgsTask
 
-from . import engine
+from . import engine, install
 
 LOG_TAG = "OFA Explore"
 
@@ -71,12 +71,12 @@ class SetupTask(QgsTask):
 
     def run(self) -> bool:
         try:
-            commands = engine.setup_commands(self.folder, self.package, self.torch_build)
+            commands = install.setup_commands(self.folder, self.package, self.torch_build)
             for i, command in enumerate(commands):
                 self._run(command, i, len(commands))
                 if self.isCanceled():
                     return False
-            self.engine = engine.probe(str(engine.venv_python(self.folder)), "settings")
+            self.engine = engine.probe(str(install.venv_python(self.folder)), "settings")
             return True
         except engine.EngineError as err:
             self.error = str(err)
@@ -97,7 +97,7 @@ class SetupTask(QgsTask):
         tail: list[str] = []
         for line in proc.stdout:
             tail = (tail + [line.rstrip()])[-20:]
-            stage = engine.pip_stage(line)
+            stage = install.pip_stage(line)
             if stage:  # pip repeats its stages per package: progress only moves forward
                 log(stage[0])
                 self.setProgress(max(self.progress(), 100.0 * (index + stage[1]) / count))

@@ -392,7 +392,7 @@ def test_setup_creates_an_engine_with_pip_progress(
     from this repository, about 90 s and 6 GB; then the new engine classifies a chip."""
     import shutil
 
-    from ofa_explore_qgis import engine, settings
+    from ofa_explore_qgis import engine, install, settings
     from ofa_explore_qgis.setup_dialog import SetupDialog
 
     folder = tmp_path / "engine"
@@ -413,7 +413,7 @@ def test_setup_creates_an_engine_with_pip_progress(
         assert "The engine is ready" in messages(qgis_iface, "Success"), messages(
             qgis_iface, "Critical"
         )
-        assert settings.value("python") == str(engine.venv_python(folder))
+        assert settings.value("python") == str(install.venv_python(folder))
         assert progress == sorted(progress) and progress[-1] == 100 and len(progress) >= 4
         info = engine.run(
             settings.current_engine(),

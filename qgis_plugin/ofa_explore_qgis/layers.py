@@ -1,0 +1,110 @@
+"""The layer and its sensor: the bands a GDAL layer offers, the sensors a model can read them as,
+and the check of the user's choice, in the dialog's words. Torch-free, Qt-free."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ._shared import protocol
+from .engine import EngineError, ModelInfo
+
+
+@dataclass(frozen=True)
+class Band:
+    number: int  # 1-based, as GDAL and QGIS count
+    name: str
+    wavelength_um: float | None = None
+    bad: bool = False  # flagged bad in the file (``bbl`` = 0); the engine leaves it out
+    data_type: str = ""  # GDAL's name: Byte, UInt16, Float32...
+
+
+@dataclass(frozen=True)
+class SensorChoice:
+    label: str
+    modality: str | None  # None: the engine decides (detection, or the bands' wavelengths)
+    bands: int | None  # how many bands it expects (None: any)
+
+
+def layer_bands(path: str) -> list[Band]:
+    """The bands of a raster file as GDAL reports them: description (or "Band n"), the centre
+    wavelength and bad-band flag when the file tags them (ENVI/EnMAP ``wavelength`` +
+    ``wavelength_units``, ``bbl``), and the data type."""
+    from osgeo import gdal
+
+    try:
+        ds = gdal.Open(path)
+    except RuntimeError:  # GDAL with exceptions on
+        ds = None
+    if ds is None:
+        raise EngineError(f"GDAL cannot open {path}")
+    bands = []
+    for i in range(1, ds.RasterCount + 1):
+        band = ds.GetRasterBand(i)
+        tags = band.GetMetadata() or {}
+        bands.append(
+            Band(
+                i,
+                band.GetDescription() or f"Band {i}",
+                protocol.band_wavelength(tags),
+                protocol.bad_band(tags),
+                gdal.GetDataTypeName(band.DataType),
+            )
+        )
+    return bands
+
+
+def sensor_choices(model: ModelInfo, registry: list[dict], bands: list[Band]) -> list[SensorChoice]:
+    """The sensors this model accepts for the selected bands, "auto" first: the model's own
+    sensors, then (when the model has the wavelength path) every registered sensor."""
+    guess = guess_sensor(registry, bands)
+    auto = (
+        "auto (from the bands' wavelengths)"
+        if bands and all(b.wavelength_um for b in bands)
+        else f"auto (looks like {guess})"
+        if guess
+        else "auto (the engine decides)"
+    )
+    choices = [SensorChoice(auto, None, None)]
+    described = {m["name"]: m for m in registry}
+    for name, record in model.modalities.items():
+        desc = described.get(name, record).get("description") or name
+        choices.append(SensorChoice(f"{desc} [{name}]", name, len(record["bands"])))
+    if model.by_wavelength:
+        for record in registry:
+            if record["name"] not in model.modalities:
+                choices.append(
+                    SensorChoice(
+                        f"{record.get('description') or record['name']} "
+                        f"[{record['name']}, by wavelength]",
+                        record["name"],
+                        len(record["bands"]),
+                    )
+                )
+    return choices
+
+
+def guess_sensor(registry: list[dict], bands: list[Band]) -> str | None:
+    """The sensor the engine's detection would pick for these bands (the same rule: band count,
+    names, 8-bit data, sensors marked for detection), or None; a hint only."""
+    types = {b.data_type for b in bands}
+    return protocol.sensor_hint(
+        registry, len(bands), [b.name for b in bands], types.pop() if len(types) == 1 else None
+    )
+
+
+def check_selection(choice: SensorChoice, bands: list[Band], registry: list[dict]) -> str | None:
+    """Why these bands cannot run with this sensor (a sentence for the dialog), or None."""
+    if not bands:
+        return "Choose at least one band of the layer."
+    if choice.bands is not None and choice.bands != len(bands):
+        return (
+            f"{choice.label} has {choice.bands} bands but {len(bands)} are selected: "
+            f"select the layer's {choice.bands} bands in the sensor's order."
+        )
+    if choice.modality is None and not all(b.wavelength_um for b in bands):
+        if not protocol.sensor_candidates(registry, len(bands)):
+            return (
+                f"No sensor the model knows has {len(bands)} bands, and the bands carry no "
+                "wavelengths: select the bands that match a sensor, or choose the sensor."
+            )
+    return None
