@@ -14,9 +14,9 @@ import pytest
 from conftest import process_group, read_tif
 
 from ofa_explore import load_pretrained
-from ofa_explore.cli import EXIT_CANCELLED, EXIT_SCENES_FAILED
 from ofa_explore.cli import main as cli
 from ofa_explore.engine import EngineSettings, predict_raster
+from ofa_explore.errors import EXIT_CANCELLED, EXIT_SCENES_FAILED
 from ofa_explore.scenes import expand_inputs, predict_scenes, scene_outputs
 
 distributed = pytest.importorskip("distributed")
