@@ -25,7 +25,7 @@ def atomic_output(path: str | os.PathLike, suffix: str = ".tmp") -> Iterator[Pat
     tmp = Path(name)
     try:
         yield tmp
-        publish(tmp, path)
+        _publish(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
 
@@ -39,7 +39,7 @@ def atomic_write(path: str | os.PathLike, data: bytes) -> Path:
     return Path(path)
 
 
-def publish(tmp: Path, final: Path) -> None:
+def _publish(tmp: Path, final: Path) -> None:
     """Rename a finished temporary file into place, with the permissions a new file would get
     (temporary files are created private)."""
     umask = os.umask(0)

@@ -291,3 +291,51 @@ def _resized(chip: np.ndarray, size: int) -> np.ndarray:
     return F.interpolate(
         t, size=(size, size), mode="bilinear", antialias=True, align_corners=False
     )[0].numpy()
+
+
+def scene_tiles(size: int, data: SegmentationScenes, modality: str | Modality | None = None):
+    """``size`` x ``size`` tiles of every scene (the model's image size): images [N, C, S, S],
+    masks [N, S, S] (edges padded with the modality mean / ignore), the (scene, row, col) of each
+    tile, and the modality."""
+    images, masks, groups, found = [], [], [], None
+    for i, (image_path, mask_path) in enumerate(zip(data.images, data.masks)):
+        image, m = load_chips([image_path], modality or found)
+        mask = load_masks([mask_path])[0]
+        if mask.shape != image.shape[-2:]:
+            raise BadInput(
+                f"mask {mask_path.name} is {mask.shape[0]}x{mask.shape[1]} but its "
+                f"image is {image.shape[-2]}x{image.shape[-1]}; they must match"
+            )
+        found = m
+        bad = (mask != IGNORE_INDEX) & (mask >= len(data.classes))
+        if bad.any():
+            raise BadInput(
+                f"mask {mask_path.name} has class values "
+                f"{sorted(set(mask[bad].tolist()))[:5]} beyond the "
+                f"{len(data.classes)} classes {data.classes}"
+            )
+        for tile, tile_mask, (r, c) in tile_pairs(image[0], mask, size, m):
+            images.append(tile)
+            masks.append(tile_mask)
+            groups.append((i, r, c))
+    return np.stack(images), np.stack(masks), groups, found
+
+
+def tile_pairs(image: np.ndarray, mask: np.ndarray, size: int, modality: Modality):
+    """Non-overlapping ``size`` tiles of image [C, H, W] and mask [H, W], edges padded with the
+    modality mean and the ignore value: yields (tile, mask tile, (row, col))."""
+    H, W = mask.shape
+    Hp, Wp = -(-H // size) * size, -(-W // size) * size
+    padded = np.broadcast_to(
+        np.asarray(modality.mean, np.float32)[:, None, None], (image.shape[0], Hp, Wp)
+    ).copy()
+    padded[:, :H, :W] = image
+    padded_mask = np.full((Hp, Wp), IGNORE_INDEX, np.int64)
+    padded_mask[:H, :W] = mask
+    for r in range(0, Hp, size):
+        for c in range(0, Wp, size):
+            yield (
+                padded[:, r : r + size, c : c + size],
+                padded_mask[r : r + size, c : c + size],
+                (r // size, c // size),
+            )

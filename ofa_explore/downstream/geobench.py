@@ -28,9 +28,10 @@ from ..errors import BadInput
 from ..metrics import classification_scores
 from ..modalities import Modality, get_modality
 from ..model import OFANet
+from .datasets import tile_pairs
 from .features import extract_features
 from .probes import fit_linear_probe, knn_predict
-from .tasks import fit_segmentation_arrays, tile_pairs
+from .tasks import fit_segmentation_arrays
 
 BENCHMARKS = ("classification_v1.0", "segmentation_v1.0")
 

@@ -25,6 +25,8 @@ from .datasets import (
     load_masks,
     read_labelled_chips,
     read_segmentation_scenes,
+    scene_tiles,
+    tile_pairs,
 )
 from .features import extract_features
 from .probes import cross_validate, fit_linear_probe, train_val_split
@@ -120,7 +122,7 @@ def fit_segmentation_head(
     """Add segmentation head ``name``, trained on model-sized tiles of the scenes; held-out
     tiles (whole scenes when there are several, else the bottom rows) give the mIoU."""
     data = data if isinstance(data, SegmentationScenes) else read_segmentation_scenes(data)
-    x, y, groups, m = scene_tiles(model, data, modality)
+    x, y, groups, m = scene_tiles(model.config.img_size, data, modality)
     require_embedding(model, m)
     if len(data) > 1:
         train, val = train_val_split(len(y), val_fraction, [g[0] for g in groups], None, seed)
@@ -216,7 +218,7 @@ def evaluate_head(
     or mIoU for a segmentation head. Labels the head does not know are an error."""
     if _is_segmentation_data(data):
         data = data if isinstance(data, SegmentationScenes) else read_segmentation_scenes(data)
-        x, y, _, m = scene_tiles(model, data, modality)
+        x, y, _, m = scene_tiles(model.config.img_size, data, modality)
         name = model.heads.select(head, "segmentation", m)
         info = model.heads.info[name]
         if y[y != IGNORE_INDEX].max(initial=0) >= len(info["classes"]):
@@ -387,54 +389,6 @@ def _patch_floor(side: int, patch: int) -> int:
 
 
 # ---------------------------------------------------------------- helpers
-def scene_tiles(model: OFANet, data: SegmentationScenes, modality: str | Modality | None = None):
-    """Model-sized tiles of every scene: images [N, C, S, S], masks [N, S, S] (edges padded
-    with the modality mean / ignore), the (scene, row, col) of each tile, and the modality."""
-    size = model.config.img_size
-    images, masks, groups, found = [], [], [], None
-    for i, (image_path, mask_path) in enumerate(zip(data.images, data.masks)):
-        image, m = load_chips([image_path], modality or found)
-        mask = load_masks([mask_path])[0]
-        if mask.shape != image.shape[-2:]:
-            raise BadInput(
-                f"mask {mask_path.name} is {mask.shape[0]}x{mask.shape[1]} but its "
-                f"image is {image.shape[-2]}x{image.shape[-1]}; they must match"
-            )
-        found = m
-        bad = (mask != IGNORE_INDEX) & (mask >= len(data.classes))
-        if bad.any():
-            raise BadInput(
-                f"mask {mask_path.name} has class values "
-                f"{sorted(set(mask[bad].tolist()))[:5]} beyond the "
-                f"{len(data.classes)} classes {data.classes}"
-            )
-        for tile, tile_mask, (r, c) in tile_pairs(image[0], mask, size, m):
-            images.append(tile)
-            masks.append(tile_mask)
-            groups.append((i, r, c))
-    return np.stack(images), np.stack(masks), groups, found
-
-
-def tile_pairs(image: np.ndarray, mask: np.ndarray, size: int, modality: Modality):
-    """Non-overlapping ``size`` tiles of image [C, H, W] and mask [H, W], edges padded with the
-    modality mean and the ignore value: yields (tile, mask tile, (row, col))."""
-    H, W = mask.shape
-    Hp, Wp = -(-H // size) * size, -(-W // size) * size
-    padded = np.broadcast_to(
-        np.asarray(modality.mean, np.float32)[:, None, None], (image.shape[0], Hp, Wp)
-    ).copy()
-    padded[:, :H, :W] = image
-    padded_mask = np.full((Hp, Wp), IGNORE_INDEX, np.int64)
-    padded_mask[:H, :W] = mask
-    for r in range(0, Hp, size):
-        for c in range(0, Wp, size):
-            yield (
-                padded[:, r : r + size, c : c + size],
-                padded_mask[r : r + size, c : c + size],
-                (r // size, c // size),
-            )
-
-
 def _is_segmentation_data(data) -> bool:
     if isinstance(data, (LabelledChips, SegmentationScenes)):
         return isinstance(data, SegmentationScenes)

@@ -13,7 +13,6 @@ a function of the step, a run killed at any moment continues where it stopped.
 from __future__ import annotations
 
 import argparse
-import csv
 import hashlib
 import math
 import os
@@ -35,20 +34,10 @@ from ..precision import autocast_for, fused_attention_for
 from ..threads import set_threads
 from .config import TrainConfig, config_dict, load_config
 from .data import ChipSampler, StepBatches, View, build_sources
+from .log import TrainingLog
 from .objective import PretrainObjective
 
 STATE_FORMAT = "ofa_explore.training_state"
-LOG_FIELDS = [
-    "step",
-    "modality",
-    "loss",
-    "mae",
-    "contrastive",
-    "lr",
-    "images_per_s",
-    "batch_sum",
-    "val_loss",
-]
 
 
 class RunFolderInUse(OutputError, FileExistsError):
@@ -246,7 +235,7 @@ def train(
         num_workers=cfg.num_workers,
         persistent_workers=cfg.num_workers > 0,
     )
-    log = _Log(out, rank, start > 0, quiet, cfg.steps, start, cfg.log_every)
+    log = TrainingLog(out, rank, start > 0, quiet, cfg.steps, start, cfg.log_every)
     autocast = autocast_for(cfg.precision, device)
     model.train()
     last = {}
@@ -376,66 +365,6 @@ def _prune(folder: Path, keep: int) -> None:
 
 def _log0(rank: int, message: str) -> None:
     if rank == 0:
-        print(message, flush=True)
-
-
-class _Log:
-    """Rank 0: a CSV row per step (appended on resume), and every ``every`` steps TensorBoard
-    scalars (when installed) and the progress bar's loss and images/s."""
-
-    def __init__(
-        self, out: Path, rank: int, append: bool, quiet: bool, steps: int, start: int, every: int
-    ):
-        self.rank, self.every = rank, every
-        if rank != 0:
-            return
-        out.mkdir(parents=True, exist_ok=True)
-        path = out / "log.csv"
-        if append and path.exists():  # a killed run may have left half a line
-            text = path.read_text()
-            path.write_text(text[: text.rfind("\n") + 1])
-        self.file = open(path, "a" if append and path.exists() else "w", newline="")
-        self.csv = csv.DictWriter(self.file, fieldnames=LOG_FIELDS)
-        if self.file.tell() == 0:
-            self.csv.writeheader()
-        try:
-            from torch.utils.tensorboard import SummaryWriter
-
-            self.tb = SummaryWriter(str(out / "tensorboard"))
-        except ImportError:
-            self.tb = None
-        from tqdm.auto import tqdm  # a progress bar widget in a notebook
-
-        self.bar = tqdm(
-            total=steps,
-            initial=start,
-            disable=quiet,
-            unit="step",
-            desc="pre-training",
-            file=sys.stderr,
-            dynamic_ncols=True,
-        )
-
-    def step(self, row: dict[str, Any]) -> None:
-        if self.rank != 0:
-            return
-        self.csv.writerow(row)
-        self.file.flush()
-        self.bar.update(1)
-        if row["step"] % self.every:
-            return
-        if self.tb:
-            self.tb.add_scalar("loss/train", row["loss"], row["step"])
-            self.tb.add_scalar("lr", row["lr"], row["step"])
-        self.bar.set_postfix(
-            loss=f"{row['loss']:.3f}", img_s=f"{row['images_per_s']:.0f}", mod=row["modality"]
-        )
-
-    def close(self, message: str) -> None:
-        self.bar.close()
-        self.file.close()
-        if self.tb:
-            self.tb.close()
         print(message, flush=True)
 
 

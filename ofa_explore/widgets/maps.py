@@ -48,13 +48,11 @@ def overlay(array: np.ndarray, bounds, name: str, opacity: float = 1.0):
 
 def write_geotiff(array: np.ndarray, like: xr.DataArray, path, bands: list[str], cell: int) -> None:
     """``array`` [B, h, w] of ``cell`` x ``cell``-pixel cells of ``like``, written atomically."""
-    import os
-    import tempfile
     from pathlib import Path
 
     from affine import Affine
 
-    from ..fileio import publish
+    from ..fileio import atomic_output
 
     path = Path(path)
     transform = like.rio.transform() @ Affine.scale(cell)
@@ -62,11 +60,5 @@ def write_geotiff(array: np.ndarray, like: xr.DataArray, path, bands: list[str],
         array.astype(np.float32), dims=("band", "y", "x"), coords={"band": bands}
     ).rio.write_crs(like.rio.crs)
     out = out.rio.write_transform(transform).rio.write_nodata(np.nan)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tif", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_output(path, suffix=".tif") as tmp:
         out.rio.to_raster(tmp, compress="deflate")
-        publish(Path(tmp), path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
