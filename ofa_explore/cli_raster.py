@@ -10,8 +10,8 @@ import signal
 from pathlib import Path
 
 from . import protocol
+from .checks import PRECISIONS
 from .errors import CLI_WORDS, EXIT_SCENES_FAILED, BadInput
-from .precision import PRECISIONS
 
 CHECKPOINT_HELP = (
     "a checkpoint file, or published weights by name (dofa-base-v1, ...: see "

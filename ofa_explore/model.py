@@ -24,7 +24,8 @@ from timm.layers.pos_embed_sincos import build_sincos2d_pos_embed
 from timm.models.vision_transformer import Block
 from torch import Generator, Tensor, nn
 
-from .errors import BadInput, ModelMismatch
+from .checks import check_mask_ratio
+from .errors import ModelMismatch
 from .heads import HeadSet
 from .inputs import (
     check_input,
@@ -199,10 +200,7 @@ class OFANet(nn.Module):
         x: [B, L, D] -> (kept tokens [B, L_keep, D], mask [B, L] with 1 = hidden,
         ids_restore [B, L]). Exactly int(L * (1 - mask_ratio)) patches stay visible.
         """
-        if not 0.0 <= mask_ratio < 1.0:
-            raise BadInput(
-                f"mask_ratio must be in [0, 1), got {mask_ratio}", "choose a smaller {mask_ratio}"
-            )
+        check_mask_ratio(mask_ratio)
         B, L, D = x.shape
         len_keep = max(1, int(L * (1 - mask_ratio)))
         noise = torch.rand(B, L, device=x.device, generator=generator)

@@ -8,20 +8,14 @@ from pathlib import Path
 
 import torch
 
+from .checks import check_precision
 from .errors import BadInput
-
-PRECISIONS = ("fp32", "bf16", "fp16", "auto")
 
 
 def resolve_precision(precision: str, device: torch.device) -> str:
     """``auto``: bf16 on a CUDA GPU that supports it (else fp16), bf16 on a CPU with bf16
     instructions (AVX512-BF16 or AMX), else fp32. Other values are checked and returned."""
-    if precision not in PRECISIONS:
-        raise BadInput(
-            f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}",
-            "set {precision} to one of them",
-        )
-    if precision != "auto":
+    if check_precision(precision) != "auto":
         if precision == "fp16" and device.type != "cuda":
             raise _fp16_needs_cuda()
         return precision

@@ -6,8 +6,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ..checks import check_mask_ratio, check_precision
 from ..errors import BadInput
-from ..precision import PRECISIONS
 
 if TYPE_CHECKING:
     import xarray as xr
@@ -37,17 +37,8 @@ class EngineSettings:
             raise BadInput(
                 f"batch size {self.batch_size}", "give at least 1 tile per batch with {batch_size}"
             )
-        if self.precision not in PRECISIONS:
-            raise BadInput(
-                f"precision {self.precision!r}",
-                f"choose one of {', '.join(PRECISIONS)} with {{precision}}",
-            )
-        if not 0.0 <= self.mask_ratio < 1.0:
-            raise BadInput(
-                f"mask ratio {self.mask_ratio}",
-                "give {mask_ratio} a share from 0 up to, not including, 1 (0.75 hides "
-                "three patches in four)",
-            )
+        check_precision(self.precision)
+        check_mask_ratio(self.mask_ratio)
         if self.overlap is not None and self.overlap < 0:
             raise BadInput(f"overlap {self.overlap}", "give {overlap} 0 or more pixels")
 

@@ -9,6 +9,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from ..checks import check_mask_ratio
 from ..errors import BadInput, NotFound
 
 
@@ -143,7 +144,9 @@ class TrainConfig(_Section):
     mask_ratio: float = 0.75
     # window area / image area, drawn per chip; a YAML list [min, max]
     crop_scale: tuple[float, float] = Field((1.0, 1.0), strict=False)
-    precision: Literal["fp32", "bf16", "fp16"] = "fp32"  # fp16 only on CUDA
+    precision: Literal["fp32", "bf16", "fp16", "auto"] = (
+        "fp32"  # fp16: CUDA; auto: see precision.py
+    )
     attention: Literal["auto", "fused", "math"] = "auto"  # auto: math for bf16 on a CPU, else fused
     grad_clip: float | None = 1.0
     checkpoint_every: int = 200
@@ -157,8 +160,7 @@ class TrainConfig(_Section):
 
     @model_validator(mode="after")
     def _check(self) -> TrainConfig:
-        if not 0 <= self.mask_ratio < 1:
-            raise ValueError(f"mask_ratio must be in [0, 1), got {self.mask_ratio}")
+        check_mask_ratio(self.mask_ratio)
         lo, hi = self.crop_scale
         if not 0 < lo <= hi <= 4:
             raise ValueError(

@@ -30,7 +30,7 @@ from torch.nn.parallel import DistributedDataParallel
 from ..checkpoint import CheckpointError, read_tensors, save_checkpoint, write_tensors
 from ..errors import CLI_WORDS, NotFound, OFAError, OutputError
 from ..model import OFANet, set_fused_attention
-from ..precision import autocast_for, fused_attention_for
+from ..precision import autocast_for, fused_attention_for, resolve_precision
 from ..threads import set_threads
 from .config import TrainConfig, config_dict, load_config
 from .data import ChipSampler, StepBatches, View, build_sources
@@ -65,7 +65,7 @@ def build_model(cfg: TrainConfig) -> OFANet:
 def fused_attention(cfg: TrainConfig, device: torch.device) -> bool:
     """``attention: auto``: the fused kernel, except under bf16 on a CPU where it is slower."""
     if cfg.attention == "auto":
-        return fused_attention_for(cfg.precision, device)
+        return fused_attention_for(resolve_precision(cfg.precision, device), device)
     return cfg.attention == "fused"
 
 
@@ -209,7 +209,8 @@ def train(
     set_fused_attention(model, fused_attention(cfg, device))
     objective = PretrainObjective(model, cfg.objective).to(device)
     optimizer = make_optimizer(objective, cfg)
-    scaler = torch.amp.GradScaler("cuda", enabled=cfg.precision == "fp16" and device.type == "cuda")
+    precision = resolve_precision(cfg.precision, device)  # auto: bf16 where native, else fp32
+    scaler = torch.amp.GradScaler("cuda", enabled=precision == "fp16" and device.type == "cuda")
     start = 0
     if resume:
         folder = Path(resume) if isinstance(resume, str) else latest_checkpoint(out)
@@ -236,7 +237,7 @@ def train(
         persistent_workers=cfg.num_workers > 0,
     )
     log = TrainingLog(out, rank, start > 0, quiet, cfg.steps, start, cfg.log_every)
-    autocast = autocast_for(cfg.precision, device)
+    autocast = autocast_for(precision, device)
     model.train()
     last = {}
     t_prev = time.perf_counter()
