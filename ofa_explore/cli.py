@@ -20,6 +20,7 @@ import sys
 import traceback
 import warnings
 from pathlib import Path
+from typing import Any, cast
 
 from . import protocol
 from .cli_raster import (
@@ -135,7 +136,7 @@ def _cmd_convert(args: argparse.Namespace) -> int:
     model = load_published(args.weights, path=args.checkpoint)
     # licence, citation, the source file's name and the conversion report go into the metadata
     out = save_checkpoint(model, args.output, **model.provenance)
-    print(model.conversion_report.summary())
+    print(cast(Any, model).conversion_report.summary())  # attached by load_published
     print(f"licence: {model.provenance['licence']}\ncite: {model.provenance['citation']}")
     print(f"wrote {out}")
     return 0
@@ -455,7 +456,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         return EXIT_FAILED
     finally:
-        if previous is not None:
+        if previous is not None and CANCEL_SIGNAL is not None:
             signal.signal(CANCEL_SIGNAL, previous)
 
 

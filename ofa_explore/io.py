@@ -12,7 +12,7 @@ import re
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import rasterio
@@ -75,7 +75,7 @@ def open_raster(
             )
         da, sample, m = _open_stack(paths, given)
     else:
-        path = _existing(source)
+        path = _existing(cast("str | Path", source))  # one file (lists are handled above)
         da = _open_file(path)
         if bands is not None:
             bands = _check_bands(bands, da.sizes["band"], path)
@@ -110,7 +110,9 @@ def open_raster(
     valid = sample if nodata is None else np.where(sample == nodata, np.nan, sample)
     if not np.isfinite(valid).any() and not isinstance(source, (list, tuple)):
         side = (min(SAMPLE_SIDE, da.sizes["y"]), min(SAMPLE_SIDE, da.sizes["x"]))
-        full = _sample(Path(source), shape=side, bands=bands)  # confirm on a full decimated read
+        full = _sample(
+            Path(cast("str | Path", source)), shape=side, bands=bands
+        )  # confirm on a full decimated read
         valid = full if nodata is None else np.where(full == nodata, np.nan, full)
     if not np.isfinite(valid).any():
         raise RasterError(
@@ -240,7 +242,7 @@ def _open_stack(paths: list[Path], given: Modality | None):
         samples.append(
             _sample(src, shape=(min(SAMPLE_SIDE, finest.height), min(SAMPLE_SIDE, finest.width)))
         )
-    da = xr.concat(arrays, dim="band")
+    da = xr.concat(cast("list[xr.DataArray]", arrays), dim="band")
     return da, np.concatenate(samples, axis=0), m
 
 

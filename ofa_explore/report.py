@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import sys
+from typing import Any
 
 from . import protocol
 
@@ -13,7 +14,8 @@ class HumanReport:
     errors as one `ofa COMMAND: error: ...` line on stderr."""
 
     def __init__(self, command: str, quiet: bool = False):
-        self.command, self.quiet, self.bar = command, quiet, None
+        self.command, self.quiet = command, quiet
+        self.bar: Any = None  # a tqdm bar, opened at the first batch
 
     def start(self, modality: str, bands: int, name: str) -> None:
         pass

@@ -186,7 +186,7 @@ def _event_flag(name: str, every: float = 1.0) -> Callable[[], bool]:
     def is_set() -> bool:
         if time.monotonic() - last["time"] > every:
             last.update(time=time.monotonic(), set=event.is_set())
-        return last["set"]
+        return bool(last["set"])
 
     return is_set
 

@@ -55,9 +55,9 @@ def cgroup_cpu_quota(
         except (OSError, ValueError):
             pass
         try:
-            quota = int((folder / "cpu.cfs_quota_us").read_text())
-            if quota > 0:
-                quotas.append(quota / int((folder / "cpu.cfs_period_us").read_text()))
+            quota_us = int((folder / "cpu.cfs_quota_us").read_text())
+            if quota_us > 0:
+                quotas.append(quota_us / int((folder / "cpu.cfs_period_us").read_text()))
         except (OSError, ValueError):
             pass
     return min(quotas) if quotas else None
