@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -31,6 +31,7 @@ class EngineSettings:
     head: str | None = None  # classify: the checkpoint's head (None: its first for the modality)
     mask_ratio: float = 0.75  # reconstruct: share of patches hidden (0: none)
     seed: int = 0  # reconstruct: the mask's seed
+    quicklook: bool = False  # with an output file: also write a small PNG beside it to look at
 
     def __post_init__(self) -> None:
         if self.batch_size is not None and self.batch_size < 1:
@@ -71,3 +72,12 @@ class PredictionResult:
     # classify: per class (largest first) pixels, hectares (None where the CRS is not in
     # metres) and share of the classified area
     class_areas: list[dict] | None = None
+    quicklook: Path | None = None  # the PNG beside ``path`` (settings.quicklook)
+    # what the run decided on its own (e.g. the value scale it read the input in), one sentence
+    # each; the CLI prints them with the result and the output file records them
+    notes: list[str] = field(default_factory=list)
+    # what the run checked and found wanting (e.g. a reconstruction no better than the trivial
+    # baseline): the CLI prints each as a warning
+    warnings: list[str] = field(default_factory=list)
+    # figures of the run's self-checks, by name (reconstruct: hidden-pixel errors)
+    checks: dict[str, float] = field(default_factory=dict)
