@@ -8,6 +8,7 @@ detection looks at a decimated sample.
 
 from __future__ import annotations
 
+import json
 import re
 import warnings
 from collections.abc import Sequence
@@ -27,10 +28,16 @@ from .errors import BadInput, NotFound
 from .fileio import existing_file
 from .modalities import Modality, get_modality, hyperspectral_modality, list_modalities
 from .protocol import band_wavelengths, sensor_candidates
+from .scale import ScaleFit, detect_conversion, scale_fit, span
 
 SAMPLE_SIDE = 256  # pixels per side of the decimated read used for detection
 CONVERSION_ATTR = "ofa_conversion"
 MODALITY_ATTR = "ofa_modality"
+NOTES_ATTR = "ofa_notes"  # what detection decided, one sentence each (results and tags repeat it)
+
+
+class ScaleWarning(UserWarning):
+    """The values do not fit the statistics of the modality that was asked for."""
 
 
 class RasterError(BadInput):
@@ -74,6 +81,7 @@ def open_raster(
                 "give only the files of the bands you want",
             )
         da, sample, m = _open_stack(paths, given)
+        tagged_cube = False
     else:
         path = _existing(cast("str | Path", source))  # one file (lists are handled above)
         da = _open_file(path)
@@ -82,13 +90,15 @@ def open_raster(
             da = _select_bands(da, bands)
         sample = _sample(path, bands=bands)
         tagged = file_wavelengths(path, bands=bands)
-        if tagged and (given is None or given.num_bands == len(tagged[1]) < da.sizes["band"]):
+        tagged_cube = tagged is not None and (
+            given is None or given.num_bands == len(tagged[1]) < da.sizes["band"]
+        )
+        if tagged is not None and tagged_cube:
             waves, good = tagged
             da, sample = da.isel(band=good), sample[good]
             m = given or hyperspectral_modality(waves, gsd=abs(da.rio.resolution()[0]))
         else:
             m = given or detect_modality(da.sizes["band"], _descriptions(da), da.dtype)
-            da = _order_bands(da, m)
     if da.sizes["band"] != m.num_bands:
         raise RasterError(
             f"{_name(source)} has {da.sizes['band']} bands but modality '{m.name}' expects "
@@ -120,9 +130,19 @@ def open_raster(
             "nothing to run the model on",
             "check the file, or its nodata value",
         )
+    notes = []
+    if tagged_cube:
+        conversion = detect_conversion(valid, da.dtype, m)
+    else:
+        fit = _check_scale(da, valid, m, given is not None, source)
+        m, conversion = fit.modality, fit.conversion
+        notes.append(fit.note())
+        if not isinstance(source, (list, tuple)):
+            da = _order_bands(da, m)
     da = da.assign_coords(band=list(m.bands))
     da.attrs[MODALITY_ATTR] = m.to_dict()
-    da.attrs[CONVERSION_ATTR] = detect_conversion(valid, da.dtype, m)
+    da.attrs[CONVERSION_ATTR] = conversion
+    da.attrs[NOTES_ATTR] = notes
     da.attrs["source"] = (
         str(source) if not isinstance(source, (list, tuple)) else [str(p) for p in source]
     )
@@ -148,6 +168,19 @@ def raster_modality(da: xr.DataArray) -> Modality:
             "open it with open_raster(path, modality=...) first",
         )
     return Modality.from_dict(da.attrs[MODALITY_ATTR])
+
+
+def source_tags(da: xr.DataArray) -> dict[str, str]:
+    """How a raster was read, as metadata tags for the outputs made from it: the modality, its
+    units, the conversion applied and what detection decided."""
+    m = raster_modality(da)
+    conversion = da.attrs.get(CONVERSION_ATTR, {"kind": "none"})
+    return {
+        "ofa_modality": m.name,
+        "ofa_units": m.units,
+        "ofa_conversion": json.dumps(conversion, sort_keys=True),
+        "ofa_notes": " ".join(da.attrs.get(NOTES_ATTR, [])),
+    }
 
 
 def _open_file(path: Path) -> xr.DataArray:
@@ -273,36 +306,6 @@ def detect_modality(
     )
 
 
-def detect_conversion(sample: np.ndarray, dtype: Any, m: Modality) -> dict[str, Any]:
-    """How to bring stored values into the modality's units, judged from a sample:
-    floats in 0..~1 for a DN modality are physical reflectance (-> DN), and non-negative
-    backscatter for a dB modality is linear power (-> dB)."""
-    finite = sample[np.isfinite(sample)]
-    if finite.size == 0 or not np.issubdtype(np.dtype(dtype), np.floating):
-        return {"kind": "none"}
-    if "dB" in m.units:
-        if finite.min() >= 0 and np.median(finite) < 1.0:
-            return {"kind": "linear_to_db"}
-        return {"kind": "none"}
-    typical = float(np.median(m.mean))
-    p99 = float(np.percentile(finite, 99))
-    if m.scale < 1 and p99 <= 1.5 and typical > 10 * max(p99, 1e-6):
-        return {"kind": "affine", "scale": 1.0 / m.scale, "offset": -m.offset / m.scale}
-    return {"kind": "none"}
-
-
-def to_model_units(values: np.ndarray, conversion: dict[str, Any]) -> np.ndarray:
-    """Apply a conversion from ``detect_conversion`` to a block of values (float32 out)."""
-    values = values.astype(np.float32, copy=False)
-    kind = conversion.get("kind", "none")
-    if kind == "affine":
-        return values * np.float32(conversion["scale"]) + np.float32(conversion["offset"])
-    if kind == "linear_to_db":
-        with np.errstate(divide="ignore", invalid="ignore"):
-            return np.float32(10.0) * np.log10(np.maximum(values, np.float32(1e-10)))
-    return values
-
-
 # ---------------------------------------------------------------- helpers
 def _as_modality(modality: str | Modality | None) -> Modality | None:
     if modality is None or isinstance(modality, Modality):
@@ -325,11 +328,70 @@ def _descriptions(da: xr.DataArray) -> list[str | None]:
 
 def _order_bands(da: xr.DataArray, m: Modality) -> xr.DataArray:
     """Reorder bands to the modality's order when the file names them in another order."""
+    order = _band_order(da, m)
+    return da if order is None else da.isel(band=order)
+
+
+def _band_order(da: xr.DataArray, m: Modality) -> list[int] | None:
+    """The file's band indices in the modality's order, when the file names its bands in
+    another order; else None."""
     names = [d.upper() if d else None for d in _descriptions(da)]
     wanted = [b.upper() for b in m.bands]
     if len(names) == len(wanted) and set(names) == set(wanted) and names != wanted:
-        return da.isel(band=[names.index(b) for b in wanted])
-    return da
+        return [names.index(b) for b in wanted]
+    return None
+
+
+# ---------------------------------------------------------------- value scale
+def _fit(da: xr.DataArray, sample: np.ndarray, m: Modality) -> ScaleFit:
+    order = _band_order(da, m)
+    return scale_fit(sample if order is None else sample[order], da.dtype, m)
+
+
+def _check_scale(
+    da: xr.DataArray, sample: np.ndarray, m: Modality, given: bool, source: Any
+) -> ScaleFit:
+    """The modality whose statistics the values fit, and how to convert them.
+
+    A detected modality the values do not fit is replaced by another one with as many bands
+    that they fit (8-bit DN of the same sensor, say); when none fits, the raster is refused with
+    the scale named. A modality the caller gave is kept, with a ``ScaleWarning``."""
+    fit = _fit(da, sample, m)
+    if fit.fits:
+        return fit
+    values = fit.describe(da.dtype)
+    expected = f"'{m.name}' ({m.units}, band means {span(m.mean)})"
+    if given:
+        warnings.warn(
+            f"{_name(source)}'s values {values} are {fit.mismatch()} the statistics of "
+            f"{expected}: the outputs will not mean much unless the values are converted to "
+            "those units",
+            ScaleWarning,
+            stacklevel=3,
+        )
+        return fit
+    others = [
+        _fit(da, sample, get_modality(n))
+        for n in list_modalities()
+        if n != m.name and get_modality(n).num_bands == m.num_bands
+    ]
+    fitting = [f for f in others if f.fits]
+    names = sensor_candidates(
+        [f.modality.to_dict() for f in fitting], m.num_bands, _descriptions(da), da.dtype
+    )
+    if len(names) == 1:
+        return next(f for f in fitting if f.modality.name == names[0])
+    if names:
+        raise RasterError(
+            f"{_name(source)}'s values {values} could be any of {', '.join(names)}",
+            "say which with {modality}",
+        )
+    raise RasterError(
+        f"{_name(source)}'s values {values} are {fit.mismatch()} those of {expected} or of "
+        f"any other {m.num_bands}-band sensor",
+        "convert the file to those units, or name its sensor with {modality} ({modalities} "
+        "lists them)",
+    )
 
 
 def _band_token(path: Path, m: Modality | None) -> str | None:

@@ -11,8 +11,9 @@ import pytest
 import rasterio
 
 from ofa_explore.demo import sample_path
-from ofa_explore.io import RasterError, open_raster, raster_modality, to_model_units
+from ofa_explore.io import RasterError, open_raster, raster_modality
 from ofa_explore.modalities import _REGISTRY, Modality, register_modality
+from ofa_explore.scale import to_model_units
 
 
 def write_tif(path, data, crs="EPSG:32633", transform=None, nodata=None, descriptions=None):

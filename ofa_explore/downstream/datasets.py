@@ -20,8 +20,9 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import BadInput, NotFound
-from ..io import CONVERSION_ATTR, RasterError, open_raster, raster_modality, to_model_units
+from ..io import CONVERSION_ATTR, RasterError, open_raster, raster_modality
 from ..modalities import Modality
+from ..scale import to_model_units
 
 RASTER_SUFFIXES = (".tif", ".tiff", ".jp2", ".img", ".vrt")
 GROUP_COLUMNS = ("group", "geo_group")  # optional CSV column: chips that must stay together

@@ -25,7 +25,7 @@ from affine import Affine
 
 from ..areas import pixel_area_m2
 from ..errors import BadInput
-from ..io import RasterError, open_raster, raster_modality
+from ..io import NOTES_ATTR, RasterError, open_raster, raster_modality, source_tags
 from ..modalities import Modality
 from ..precision import autocast_for, fused_attention_for, resolve_precision
 from .settings import Cancelled, EngineSettings, PredictionResult
@@ -134,6 +134,7 @@ def _predict(
         crs=da.rio.crs,
         bounds=_bounds(da),
         pixel_m2=pixel_area_m2(da),
+        tags=source_tags(da),
     )
     task.start(grid)
     batch_size = settings.batch_size or max(1, BATCH_TOKENS // ((th // p) * (tw // p)))
@@ -172,7 +173,7 @@ def _predict(
         reader.stop()
         sink.abort()
         raise
-    return PredictionResult(
+    result = PredictionResult(
         task=kind.name,
         data=data,
         path=out_path,
@@ -184,6 +185,8 @@ def _predict(
         input_bounds=grid.bounds,
         **reported,
     )
+    result.notes[:0] = da.attrs.get(NOTES_ATTR, [])  # how the input was read, then the task's
+    return result
 
 
 def _bounds(da: xr.DataArray) -> tuple[float, float, float, float]:

@@ -110,6 +110,10 @@ class Sink:
         (None comes back), else an array."""
         raise NotImplementedError
 
+    def add_tags(self, tags: dict[str, str]) -> None:
+        """Metadata learnt during the run (a self-check's figures), added before ``finish``."""
+        raise NotImplementedError
+
     def finish(self) -> xr.DataArray | None:
         raise NotImplementedError
 
@@ -121,6 +125,7 @@ class MemorySink(Sink):
     def __init__(self, task: Task, grid: Grid):
         super().__init__(task, grid)
         self.array = np.full((self.count, self.height, self.width), self.nodata, self.dtype)
+        self.tags = dict(grid.tags)
 
     def _store(self, window: Window, block: np.ndarray) -> None:
         self.array[
@@ -132,9 +137,13 @@ class MemorySink(Sink):
     def derive(self, path, project, bands, dtype, nodata) -> xr.DataArray:
         return georeferenced(project(self.array), self.grid, bands, nodata)
 
+    def add_tags(self, tags: dict[str, str]) -> None:
+        self.tags.update(tags)
+
     def finish(self) -> xr.DataArray:
         data = georeferenced(self.array, self.grid, self.bands, self.nodata)
         data.attrs["input_bounds"] = self.grid.bounds
+        data.attrs.update(self.tags)
         data.attrs.update(self.task.attrs())
         return data
 
@@ -183,7 +192,9 @@ class FileSink(Sink):
         self.dst = rasterio.open(self.work, "w", **self.profile)
         for i, name in enumerate(self.bands, start=1):
             self.dst.set_band_description(i, name)
-        self.dst.update_tags(input_bounds=",".join(f"{v:.6f}" for v in grid.bounds), **task.tags())
+        self.dst.update_tags(
+            input_bounds=",".join(f"{v:.6f}" for v in grid.bounds), **grid.tags, **task.tags()
+        )
         colormap = task.colormap()
         if colormap:
             self.dst.write_colormap(1, colormap)
@@ -227,6 +238,11 @@ class FileSink(Sink):
         if not self.dst.closed:
             self._flush()
             self.dst.close()
+
+    def add_tags(self, tags: dict[str, str]) -> None:
+        if self.dst.closed:
+            raise RuntimeError("add_tags after the working file was closed (derive, finish)")
+        self.dst.update_tags(**tags)
 
     def derive(self, path, project, bands, dtype, nodata) -> None:
         self._close()

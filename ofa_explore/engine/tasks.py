@@ -207,6 +207,10 @@ def _project(block: np.ndarray, mean, comps, lo, hi) -> np.ndarray:
 
 @register
 class Reconstruct(Task):
+    """Hides patches and predicts them back. Knowing what it hid, it checks itself: the
+    hidden pixels' error against the trivial baseline (each hidden pixel = the band means of
+    its tile's visible pixels), over the valid pixels of every tile's centre."""
+
     name = "reconstruct"
     options = ("mask_ratio", "seed")
 
@@ -214,15 +218,66 @@ class Reconstruct(Task):
     def per_pixel(self) -> bool:
         return True
 
+    @property
+    def checked(self) -> bool:
+        return self.settings.mask_ratio > 0
+
     def bands(self) -> list[str]:
         return list(self.modality.bands)
 
     def forward(self, x: torch.Tensor, seed: int) -> np.ndarray:
+        """[N, C, H, W] -> the reconstruction, then (when patches are hidden) three planes for
+        the self-check: hidden (1/0), the model's and the baseline's squared error per pixel
+        (normalised units, mean over bands)."""
         ratio = self.settings.mask_ratio
-        image, _ = self.model.reconstruct(
+        image, mask = self.model.reconstruct(
             x, self.modality, mask_ratio=ratio, seed=seed, keep_visible=ratio > 0
         )
-        return image.float().cpu().numpy()
+        if not self.checked:
+            return image.float().cpu().numpy()
+        x, image, mask = x.float(), image.float(), mask.float()
+        std = torch.tensor(self.modality.std, device=x.device).view(1, -1, 1, 1)
+        visible = 1 - mask
+        seen = visible.sum(dim=(2, 3), keepdim=True).clamp(min=1)
+        baseline = (x * visible).sum(dim=(2, 3), keepdim=True) / seen
+        model_err = (((image - x) / std) ** 2).mean(dim=1, keepdim=True)
+        baseline_err = (((baseline - x) / std) ** 2).mean(dim=1, keepdim=True)
+        return torch.cat([image, mask, model_err, baseline_err], dim=1).cpu().numpy()
+
+    def cells(self, block: np.ndarray) -> np.ndarray:
+        count = self.modality.num_bands
+        self.planes = block[count:]  # the self-check's, for observe() right after
+        return block[:count]
+
+    def start(self, grid: Grid) -> None:
+        super().start(grid)
+        self.sums = np.zeros(3)  # hidden pixels, model's squared error, baseline's
+
+    def observe(self, block: np.ndarray, valid: np.ndarray, row: int, col: int) -> None:
+        if not self.checked:
+            return
+        hidden, model_err, baseline_err = self.planes
+        counted = valid & (hidden > 0.5)
+        self.sums += (counted.sum(), model_err[counted].sum(), baseline_err[counted].sum())
+
+    def finish(self, sink: Sink, path: Path | None) -> dict[str, Any]:
+        pixels, model_sum, baseline_sum = self.sums
+        if not pixels:
+            return {}
+        model, baseline = model_sum / pixels, baseline_sum / pixels
+        checks = {"hidden_mse": model, "baseline_mse": baseline, "hidden_pixels": pixels}
+        sink.add_tags({f"ofa_{k}": f"{v:.6g}" for k, v in checks.items()})
+        said = (
+            f"hidden-pixel error {model:.3f} against {baseline:.3f} for the trivial baseline "
+            "(the visible pixels' band means)"
+        )
+        cautions = []
+        if model >= baseline:
+            cautions.append(
+                f"the model fills the hidden patches no better than the trivial baseline "
+                f"({said}): it does not know this imagery well; treat its outputs with care"
+            )
+        return {"checks": checks, "notes": [said], "warnings": cautions}
 
 
 @register

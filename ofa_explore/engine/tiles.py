@@ -10,7 +10,7 @@ import math
 import queue
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -19,8 +19,9 @@ import xarray as xr
 from affine import Affine
 
 from ..errors import BadInput
-from ..io import CONVERSION_ATTR, RasterError, to_model_units
+from ..io import CONVERSION_ATTR, RasterError
 from ..modalities import Modality
+from ..scale import to_model_units
 
 READ_VALUES = 4 * 2**20  # values per read window: 16 MB in float32, whatever the raster's width
 
@@ -38,6 +39,7 @@ class Grid:
     crs: Any
     bounds: tuple[float, float, float, float]  # the input's own extent
     pixel_m2: float | None  # an input pixel's area (None: the CRS is not in metres)
+    tags: dict[str, str] = field(default_factory=dict)  # how the input was read, for the record
 
     @property
     def rows(self) -> int:
@@ -54,7 +56,7 @@ class Tile:
     y0: int  # window origin in the patch-padded raster, pixels
     x0: int
     core: tuple[int, int, int, int]  # y_start, y_stop, x_start, x_stop of its centre, pixels
-    pixels: np.ndarray | None = None  # [C, th, tw], model units, invalid filled with the mean
+    pixels: np.ndarray | None = None  # [C, th, tw], model units, filled (TileReader._cut)
     valid: np.ndarray | None = None  # [th, tw] bool
     inside: tuple[int, int] = (0, 0)  # rows, columns of the tile that lie inside the raster
 
@@ -184,16 +186,23 @@ class TileReader:
             yield self._cut(t, values[:, :, left : left + self.tw], valid[:, left : left + self.tw])
 
     def _cut(self, t: Tile, values: np.ndarray, valid: np.ndarray) -> Tile:
+        """A tile's pixels, whole: invalid pixels take the mean of the tile's valid ones, and
+        the part past the raster's edge mirrors the part inside, so a cell cut by the edge is
+        computed from real pixels, not from padding that would make it an outlier."""
         h, w = values.shape[1:]
         t.inside = (h, w)
         if (h, w) == (self.th, self.tw) and valid.all():  # the common case: nothing to fill
             t.pixels, t.valid = np.ascontiguousarray(values), valid
             return t
-        pixels = np.broadcast_to(self.mean, (values.shape[0], self.th, self.tw)).copy()
+        if valid.any():
+            fill = values[:, valid].mean(axis=1, dtype=np.float64)[:, None, None]
+            values = np.where(valid, values, fill.astype(values.dtype))
+        else:
+            values = np.broadcast_to(self.mean, values.shape)
+        pad = ((0, 0), (0, self.th - h), (0, self.tw - w))
         mask = np.zeros((self.th, self.tw), dtype=bool)
-        pixels[:, :h, :w] = np.where(valid, values, self.mean)
         mask[:h, :w] = valid
-        t.pixels, t.valid = pixels, mask
+        t.pixels, t.valid = np.pad(values, pad, mode="symmetric").astype(np.float32), mask
         return t
 
     def __iter__(self) -> Iterator[Tile]:

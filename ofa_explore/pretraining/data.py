@@ -24,8 +24,9 @@ import torch
 import xarray as xr
 
 from ..errors import BadInput, NotFound
-from ..io import CONVERSION_ATTR, open_raster, raster_modality, to_model_units
+from ..io import CONVERSION_ATTR, open_raster, raster_modality
 from ..modalities import Modality, get_modality
+from ..scale import to_model_units
 from .config import AugmentConfig, SourceConfig, TrainConfig
 
 IN_MEMORY_BYTES = 512 * 2**20  # rasters up to this size are read once and kept

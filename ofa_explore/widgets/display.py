@@ -11,8 +11,9 @@ import numpy as np
 import xarray as xr
 
 from ..errors import BadInput
-from ..io import CONVERSION_ATTR, open_raster, raster_modality, to_model_units
+from ..io import CONVERSION_ATTR, open_raster, raster_modality
 from ..modalities import Modality
+from ..scale import to_model_units
 from ..visualize import composite, png_bytes, stretch_limits, to_uint8
 
 MAX_DISPLAY_SIDE = 1024  # larger scenes are shown decimated

@@ -1,0 +1,171 @@
+"""Data the model was not trained on: the value scale is detected for integer files too (or the
+file is refused, naming the scale), edge cells are computed from real pixels, and reconstruct
+checks itself against the trivial baseline. Real Landsat files of one sensor family: Landsat-5
+TM 8-bit (Nanjing), Landsat-8 OLI 16-bit (Gulf Coast, Brazil)."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+import rasterio
+from rasterio.windows import Window
+
+from ofa_explore.engine import predict_raster
+from ofa_explore.io import RasterError, ScaleWarning, open_raster, raster_modality, source_tags
+from ofa_explore.pretrained import load_model
+
+
+@pytest.fixture(scope="module")
+def model():
+    return load_model()
+
+
+def crop(src: str, dst, height: int, width: int, nodata=None):
+    """The top-left height x width pixels of a real scene, as a new GeoTIFF."""
+    with rasterio.open(src) as s:
+        window = Window(0, 0, width, height)
+        profile = s.profile | dict(
+            width=width, height=height, transform=s.window_transform(window), tiled=False
+        )
+        data = s.read(window=window)
+    if nodata is not None:
+        profile["nodata"] = nodata
+    profile.pop("blockxsize", None), profile.pop("blockysize", None)
+    with rasterio.open(dst, "w", **profile) as d:
+        d.write(data)
+    return dst
+
+
+def test_8bit_landsat_is_read_as_8bit_dn_not_as_reflectance(shared):
+    """Six uint8 Landsat bands used to be read with surface-reflectance statistics (means
+    ~9000): now the 8-bit layout of the sensor family, and the record says why."""
+    da = open_raster(shared / "change/landsat_tm/nanjing/nanjing_20000503.tif")
+    assert raster_modality(da).name == "landsat_tm_8bit"
+    tags = source_tags(da)
+    assert tags["ofa_modality"] == "landsat_tm_8bit" and "8-bit" in tags["ofa_units"]
+    assert "fit its statistics" in tags["ofa_notes"]
+
+
+def test_16bit_landsat_of_the_same_family_keeps_its_own_scale(shared):
+    da = open_raster([shared / f"landsat/l8_gulf_coast/B{b}.tif" for b in (1, 2, 3, 4, 5, 6, 7, 9)])
+    assert raster_modality(da).name == "landsat_oli_l1"
+    assert "band means" in source_tags(da)["ofa_notes"]
+
+
+def test_16bit_values_where_8bit_are_expected_are_refused_naming_the_scale(shared):
+    """Landsat-8 blue/green/red in 16-bit DN: three bands suggest 8-bit RGB, whose statistics
+    are ~50x smaller; nothing fits, so one line says so."""
+    with pytest.raises(RasterError) as err:
+        open_raster(shared / "landsat/l8_224078_20200518_B2B3B4.tif")
+    text = str(err.value)
+    assert "uint16" in text and "larger than those of 'rgb'" in text and "modality" in text
+    assert "\n" not in text
+
+
+def test_a_modality_given_in_other_units_warns(shared):
+    with pytest.warns(ScaleWarning, match=r"~\d+x smaller than the statistics of 'landsat_etm'"):
+        da = open_raster(
+            shared / "change/landsat_tm/nanjing/nanjing_20000503.tif", modality="landsat_etm"
+        )
+    assert raster_modality(da).name == "landsat_etm"  # the caller's word stands
+
+
+def test_reflectance_floats_are_converted_and_the_note_says_so(tmp_path):
+    from ofa_explore.demo import sample_path
+
+    with rasterio.open(sample_path("eurosat_forest.tif")) as src:
+        profile, data = src.profile, src.read().astype("float32") / 10000
+    profile.update(dtype="float32")
+    with rasterio.open(tmp_path / "refl.tif", "w", **profile) as dst:
+        dst.write(data)
+    da = open_raster(tmp_path / "refl.tif")
+    assert da.attrs["ofa_conversion"]["kind"] == "affine"
+    assert "after scaling to its units" in source_tags(da)["ofa_notes"]
+
+
+def edge_ratio(embedding: np.ndarray) -> tuple[float, float]:
+    """Largest distance from the mean embedding among the last row and column of cells, and
+    among the others, each over the median distance."""
+    ok = np.isfinite(embedding).all(axis=0)
+    vectors = embedding[:, ok].T
+    dist = np.full(ok.shape, np.nan)
+    dist[ok] = np.linalg.norm(vectors - vectors.mean(axis=0), axis=1)
+    edge = np.zeros(ok.shape, bool)
+    edge[-1, :] = edge[:, -1] = True
+    median = np.nanmedian(dist)
+    return np.nanmax(dist[edge]) / median, np.nanmax(dist[~edge]) / median
+
+
+@pytest.mark.parametrize("modality", [None, "landsat_etm"])
+def test_cells_cut_by_the_edge_are_not_outliers(shared, tmp_path, model, modality):
+    """A 253 x 245 crop (not a multiple of the 8-pixel patch): the cut cells used to be filled
+    with the modality's mean, which at the wrong scale made them 43x further from the mean
+    embedding than the median cell. Even then they are now ordinary cells."""
+    path = crop(
+        shared / "change/landsat_tm/nanjing/nanjing_20000503.tif", tmp_path / "c.tif", 253, 245
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ScaleWarning)
+        result = predict_raster(model, path, "embed", modality=modality)
+    embedding = result.data.values
+    assert embedding.shape[1:] == (32, 31) and np.isfinite(embedding).all()
+    edge, interior = edge_ratio(embedding)
+    assert edge < 5 and edge < 1.5 * interior
+
+
+def test_cells_outside_the_data_are_nodata_and_the_colour_view_ignores_them(
+    shared, tmp_path, model
+):
+    """A crop whose right third is nodata: those cells are NaN in the embedding and 0 in the
+    colour view, whose colours are stretched over the valid cells only."""
+    path = crop(
+        shared / "change/landsat_tm/nanjing/nanjing_20000503.tif",
+        tmp_path / "n.tif",
+        64,
+        96,
+        nodata=0,
+    )
+    with rasterio.open(path, "r+") as dst:
+        data = dst.read()
+        data[:, :, 64:] = 0
+        dst.write(data)
+    result = predict_raster(model, path, "embed")
+    embedding, pca = result.data.values, result.pca.values
+    outside = ~np.isfinite(embedding).all(axis=0)
+    assert outside[:, 8:].all() and not outside[:, :8].any()
+    assert (pca[:, outside] == 0).all() and (pca[:, ~outside] > 0).all()
+    assert len(np.unique(pca[0, ~outside])) > 8  # stretched over real cells, not flattened
+
+
+def test_reconstruct_reports_its_error_against_the_trivial_baseline(shared, tmp_path, model):
+    path = crop(
+        shared / "change/landsat_tm/nanjing/nanjing_20000503.tif", tmp_path / "r.tif", 128, 128
+    )
+    out = tmp_path / "rec.tif"
+    result = predict_raster(model, path, "reconstruct", out, mask_ratio=0.75)
+    checks = result.checks
+    assert checks["hidden_pixels"] > 0.6 * 128 * 128  # most of 75 % hidden: valid centres
+    assert 0 < checks["hidden_mse"] and 0 < checks["baseline_mse"]
+    assert any("trivial baseline" in note for note in result.notes)
+    assert result.notes[0].startswith("read as 'landsat_tm_8bit'")  # how it was read comes first
+    with rasterio.open(out) as src:
+        tags = src.tags()
+    assert float(tags["ofa_hidden_mse"]) == pytest.approx(checks["hidden_mse"], rel=1e-5)
+    assert tags["ofa_modality"] == "landsat_tm_8bit"
+    no_mask = predict_raster(model, path, "reconstruct", mask_ratio=0)
+    assert no_mask.checks == {} and no_mask.warnings == []
+
+
+def test_reconstruct_warns_when_it_does_no_better_than_the_baseline(shared, tmp_path, model):
+    """The 8-bit TM scene read with the Peru composites' statistics (as the issue's user did
+    with --modality landsat_composite_8bit --bands 5,4,3,2): the model loses to the trivial
+    baseline, and says so."""
+    path = crop(
+        shared / "change/landsat_tm/nanjing/nanjing_20000503.tif", tmp_path / "r.tif", 128, 128
+    )
+    raster = open_raster(path, modality="landsat_composite_8bit", bands=[5, 4, 3, 2])
+    result = predict_raster(model, raster, "reconstruct")
+    assert result.checks["hidden_mse"] > result.checks["baseline_mse"]
+    assert len(result.warnings) == 1 and "no better than the trivial baseline" in result.warnings[0]
