@@ -81,7 +81,7 @@ def open_raster(
                 "give only the files of the bands you want",
             )
         da, sample, m = _open_stack(paths, given)
-        tagged_cube = False
+        tagged_cube, candidates = False, [m]
     else:
         path = _existing(cast("str | Path", source))  # one file (lists are handled above)
         da = _open_file(path)
@@ -98,7 +98,12 @@ def open_raster(
             da, sample = da.isel(band=good), sample[good]
             m = given or hyperspectral_modality(waves, gsd=abs(da.rio.resolution()[0]))
         else:
-            m = given or detect_modality(da.sizes["band"], _descriptions(da), da.dtype)
+            candidates = (
+                [given]
+                if given
+                else likely_modalities(da.sizes["band"], _descriptions(da), da.dtype)
+            )
+            m = candidates[0]
     if da.sizes["band"] != m.num_bands:
         raise RasterError(
             f"{_name(source)} has {da.sizes['band']} bands but modality '{m.name}' expects "
@@ -134,7 +139,7 @@ def open_raster(
     if tagged_cube:
         conversion = detect_conversion(valid, da.dtype, m)
     else:
-        fit = _check_scale(da, valid, m, given is not None, source)
+        fit = _check_scale(da, valid, candidates, given is not None, source)
         m, conversion = fit.modality, fit.conversion
         notes.append(fit.note())
         if not isinstance(source, (list, tuple)):
@@ -284,26 +289,35 @@ def detect_modality(
     band_count: int, descriptions: Sequence[str | None] | None, dtype: Any
 ) -> Modality:
     """Guess the modality from the band count, band names and data type; ambiguity is an error
-    that lists the candidates and the ``modality=`` override."""
+    that lists the candidates and the ``modality=`` override. (``open_raster`` also looks at the
+    values, see ``_check_scale``.)"""
+    found = likely_modalities(band_count, descriptions, dtype)
+    if len(found) > 1:
+        raise RasterError(
+            f"{band_count} bands could be any of {', '.join(m.name for m in found)}",
+            "say which with {modality}",
+        )
+    return found[0]
+
+
+def likely_modalities(
+    band_count: int, descriptions: Sequence[str | None] | None, dtype: Any
+) -> list[Modality]:
+    """The modalities a raster may be from its band count, band names and data type (see
+    ``protocol.sensor_candidates``), most likely first; none is an error."""
     sensors = [get_modality(n).to_dict() for n in list_modalities()]
     found = sensor_candidates(
         sensors, band_count, descriptions, None if dtype is None else np.dtype(dtype).name
     )
-    if len(found) == 1:
-        return get_modality(found[0])
     if not found:
+        plural = "s" * (band_count != 1)
         raise RasterError(
-            f"no known modality has {band_count} bands",
-            "choose a registered one with {modality} (see {modalities}), or register yours "
-            "(ofa_explore.register_modality), or use hyperspectral_modality(wavelengths) for a "
-            "hyperspectral cube",
+            f"no known sensor has {band_count} band{plural}",
+            "name its sensor with {modality} ({modalities} lists them; others can be "
+            "registered), or give all the bands of the scene",
             bands=band_count,
         )
-    raise RasterError(
-        f"{band_count} bands could be any of {', '.join(found)}",
-        "say which with {modality}",
-        candidates=found,
-    )
+    return [get_modality(n) for n in found]
 
 
 # ---------------------------------------------------------------- helpers
@@ -349,46 +363,48 @@ def _fit(da: xr.DataArray, sample: np.ndarray, m: Modality) -> ScaleFit:
 
 
 def _check_scale(
-    da: xr.DataArray, sample: np.ndarray, m: Modality, given: bool, source: Any
+    da: xr.DataArray, sample: np.ndarray, candidates: list[Modality], given: bool, source: Any
 ) -> ScaleFit:
     """The modality whose statistics the values fit, and how to convert them.
 
-    A detected modality the values do not fit is replaced by another one with as many bands
-    that they fit (8-bit DN of the same sensor, say); when none fits, the raster is refused with
-    the scale named. A modality the caller gave is kept, with a ``ScaleWarning``."""
-    fit = _fit(da, sample, m)
-    if fit.fits:
-        return fit
-    values = fit.describe(da.dtype)
+    Of the likely ``candidates`` (all with the raster's band count), the one the values fit;
+    when none does, another modality with as many bands that they fit (8-bit DN of the same
+    sensor, say); when none fits, the raster is refused with the scale named. A modality the
+    caller gave is kept, with a ``ScaleWarning`` when the values do not fit it."""
+    fits = [_fit(da, sample, m) for m in candidates]
+    good = [f for f in fits if f.fits]
+    m, values = candidates[0], fits[0].describe(da.dtype)
     expected = f"'{m.name}' ({m.units}, band means {span(m.mean)})"
     if given:
-        warnings.warn(
-            f"{_name(source)}'s values {values} are {fit.mismatch()} the statistics of "
-            f"{expected}: the outputs will not mean much unless the values are converted to "
-            "those units",
-            ScaleWarning,
-            stacklevel=3,
+        if not good:
+            warnings.warn(
+                f"{_name(source)}'s values {values} are {fits[0].mismatch()} the statistics "
+                f"of {expected}: the outputs will not mean much unless the values are "
+                "converted to those units",
+                ScaleWarning,
+                stacklevel=3,
+            )
+        return fits[0]
+    if not good:
+        names = {c.name for c in candidates}
+        others = [get_modality(n) for n in list_modalities() if n not in names]
+        good = [_fit(da, sample, o) for o in others if o.num_bands == m.num_bands]
+        good = [f for f in good if f.fits]
+        fitting = sensor_candidates(
+            [f.modality.to_dict() for f in good], m.num_bands, _descriptions(da), da.dtype
         )
-        return fit
-    others = [
-        _fit(da, sample, get_modality(n))
-        for n in list_modalities()
-        if n != m.name and get_modality(n).num_bands == m.num_bands
-    ]
-    fitting = [f for f in others if f.fits]
-    names = sensor_candidates(
-        [f.modality.to_dict() for f in fitting], m.num_bands, _descriptions(da), da.dtype
-    )
-    if len(names) == 1:
-        return next(f for f in fitting if f.modality.name == names[0])
-    if names:
+        good = [f for f in good if f.modality.name in fitting]
+    if len(good) == 1:
+        return good[0]
+    if good:
         raise RasterError(
-            f"{_name(source)}'s values {values} could be any of {', '.join(names)}",
+            f"{_name(source)}'s values {values} could be any of "
+            f"{', '.join(f.modality.name for f in good)}",
             "say which with {modality}",
         )
     raise RasterError(
-        f"{_name(source)}'s values {values} are {fit.mismatch()} those of {expected} or of "
-        f"any other {m.num_bands}-band sensor",
+        f"{_name(source)}'s values {values} are {fits[0].mismatch()} those of {expected} or "
+        f"of any other {m.num_bands}-band sensor",
         "convert the file to those units, or name its sensor with {modality} ({modalities} "
         "lists them)",
     )

@@ -19,9 +19,10 @@ import numpy as np
 from .modalities import Modality
 from .protocol import is_8bit
 
-FIT_FACTOR = 8.0  # band means more than 8x off a modality's: not its units. Scenes of one
-# sensor in one unit stay within ~5x of its means (dark water, snow); a unit change is 40x
-# (8-bit vs x 10000) or more.
+FIT_FACTOR = 32.0  # band means more than 32x off a modality's: not its units. Scenes of one
+# sensor in one unit stay within ~12x of its means (a EuroSAT lake chip: 11x below the L1C
+# means); a unit change is ~40x (8-bit vs reflectance x 10000) or more, and changes between
+# 8 and 16 bits are caught by the value range.
 DB_FIT_STDS = 4.0  # for dB modalities (means near or below 0): means within 4 std
 
 
@@ -109,10 +110,21 @@ def scale_fit(sample: np.ndarray, dtype: Any, m: Modality) -> ScaleFit:
     if not positive.any():
         return ScaleFit(m, conversion, tuple(means), math.nan, False)
     factor = float(np.exp(np.median(np.log(got[positive] / mean[positive]))))
-    same_range = is_8bit(dtype) and "8-bit" in m.units  # bytes for bytes: a dark or a bright
-    # scene, not another unit
-    fits = same_range or 1 / FIT_FACTOR <= factor <= FIT_FACTOR
-    return ScaleFit(m, conversion, tuple(means), factor, fits)
+    return ScaleFit(m, conversion, tuple(means), factor, _fits(values, dtype, m, factor))
+
+
+def _fits(values: np.ndarray, dtype: Any, m: Modality, factor: float) -> bool:
+    """Whether values [C, n] in the modality's units can be in them: bytes cannot hold a
+    modality whose means exceed 255, an 8-bit modality cannot hold values beyond 255, and
+    otherwise the band means are within FIT_FACTOR of the modality's."""
+    eight_bit = "8-bit" in m.units
+    if is_8bit(dtype):
+        return eight_bit or float(np.median(m.mean)) <= 255
+    if eight_bit:
+        finite = values[np.isfinite(values)]
+        if finite.size and float(np.percentile(finite, 99)) > 255 * 1.05:
+            return False
+    return 1 / FIT_FACTOR <= factor <= FIT_FACTOR
 
 
 def span(values: tuple[float, ...]) -> str:

@@ -138,7 +138,7 @@ def test_ambiguous_and_unknown_band_counts(tmp_path):
         assert raster_modality(open_raster(path, modality="rgbn")).name == "rgbn"
     finally:
         _REGISTRY.pop("test_quad")
-    with pytest.raises(RasterError, match="no known modality has 5 bands"):
+    with pytest.raises(RasterError, match="no known sensor has 5 bands"):
         open_raster(write_tif(tmp_path / "five.tif", np.ones((5, 16, 16), np.float32)))
 
 
