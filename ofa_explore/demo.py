@@ -4,7 +4,9 @@ One shared encoder reconstructs masked scenes of five modalities (Sentinel-2 L1C
 NAIP RGBN, NEON RGB through their own patch embeddings; Landsat-8 L1 through the
 wavelength-conditioned one, from its band wavelengths alone) and embeds a NAIP scene into a
 georeferenced map with the tiled engine. Each
-reconstruction is compared with a trivial baseline (every hidden pixel = mean of the visible ones).
+reconstruction is compared with a trivial baseline (every hidden pixel = mean of the visible ones),
+and a source where the model does not beat it is marked so in the table, its panel and the
+summary (``beats_baseline``, ``worse_than_baseline``), with a warning line naming it.
 """
 
 from __future__ import annotations
@@ -89,6 +91,48 @@ def embedding_map(model: OFANet, output: Path, filename: str) -> dict:
     )
 
 
+WORSE = "worse than the trivial baseline"  # the mark of a source where the model loses
+
+
+def beats_baseline(scores: dict) -> bool:
+    """Whether the model's hidden-pixel error is below the trivial baseline's (the mean of the
+    visible pixels), compared as measured."""
+    return bool(scores["model_mse"] < scores["baseline_mse"])
+
+
+def score_table(results: dict[str, dict]) -> list[str]:
+    """The demo's table, one line a source: hidden-pixel MSE of the model and of the trivial
+    baseline, a mark where the model does not beat it, and the panel."""
+    width = max(len("modality"), *map(len, results)) + 2
+    mark = max(len("better"), len(f"! {WORSE}"))
+    lines = [
+        f"{'modality':<{width}}{'hidden-pixel MSE':>16}{'baseline':>10}  "
+        f"{'model vs baseline':<{mark}}  panel (75% of patches hidden)"
+    ]
+    for name, r in results.items():
+        verdict = "better" if r["beats_baseline"] else f"! {WORSE}"
+        lines.append(
+            f"{name:<{width}}{r['model_mse']:>16.3f}{r['baseline_mse']:>10.3f}  "
+            f"{verdict:<{mark}}  {r['panel']}"
+        )
+    return lines
+
+
+def baseline_warning(results: dict[str, dict]) -> str | None:
+    """One warning line naming the sources where the model does not beat the baseline."""
+    losers = [
+        f"{n} ({r['model_mse']:.3f} vs {r['baseline_mse']:.3f})"
+        for n, r in results.items()
+        if not r["beats_baseline"]
+    ]
+    if not losers:
+        return None
+    return (
+        f"warning: the model's reconstruction is {WORSE} (every hidden pixel = the mean of the "
+        f"visible ones) on {', '.join(losers)}; do not read its panels as a success"
+    )
+
+
 def run_demo(
     output: str | Path = "ofa-demo",
     checkpoint: str | Path | None = None,
@@ -116,17 +160,24 @@ def run_demo(
         name = SAMPLES[filename]
         x = sample_chip(filename, size)
         scores = reconstruction_scores(model, x, name, seed=seed)
+        beats = beats_baseline(scores)
+        title = f"{name} ({filename})"
+        if not beats:
+            title += f" - {WORSE} ({scores['model_mse']:.3f} vs {scores['baseline_mse']:.3f})"
         recon, mask = model.reconstruct(x, name, mask_ratio=0.75, seed=seed)
         panel = reconstruction_panel(
             x[0].numpy(),
             recon[0].numpy(),
             mask[0, 0].numpy(),
             resolve_modality(name, model.modalities),
-            title=f"{name} ({filename})",
+            title=title,
         )
         png = atomic_write(output / f"reconstruction_{name}.png", png_bytes(panel))
         results[name] = dict(
-            scene=filename, panel=str(png), **{k: round(v, 4) for k, v in scores.items()}
+            scene=filename,
+            panel=str(png),
+            **{k: round(v, 4) for k, v in scores.items()},
+            beats_baseline=beats,
         )
     embedding = embedding_map(model, output, EMBEDDING_SCENE)
     summary = dict(
@@ -134,15 +185,15 @@ def run_demo(
         checkpoint=str(checkpoint or "shipped"),
         embedding=embedding,
         modalities=results,
+        worse_than_baseline=[name for name, r in results.items() if not r["beats_baseline"]],
     )
     atomic_write(output / "summary.json", json.dumps(summary, indent=2).encode())
-    width = max(len("modality"), *map(len, results)) + 2
-    log(
-        f"\n{'modality':<{width}}{'hidden-pixel MSE':>16}{'baseline':>10}  panel (75% of "
-        "patches hidden)"
-    )
-    for name, r in results.items():
-        log(f"{name:<{width}}{r['model_mse']:>16.3f}{r['baseline_mse']:>10.3f}  {r['panel']}")
+    log("")
+    for line in score_table(results):
+        log(line)
+    warning = baseline_warning(results)
+    if warning:
+        log(warning)
     log(
         f"\nembedding  {embedding['geotiff']} (PCA colour view: {embedding['pca_geotiff']}, "
         f"{embedding['png']})"

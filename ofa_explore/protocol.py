@@ -25,6 +25,7 @@ METADATA_KEY = "ofa_explore"  # the safetensors ``__metadata__`` key holding our
 MODALITIES_FILE = "modalities.json"  # sensor facts, in the package's data folder
 WEIGHTS_FILE = "weights.json"  # published weights, in the package's data folder
 TIF_SUFFIXES = (".tif", ".tiff")
+QUICKLOOK = ".png"  # the small picture of a result beside its output: <stem>.png
 
 
 # ---------------------------------------------------------------- tasks
@@ -38,7 +39,10 @@ class Task:
     verb: str  # "Classifying ..." in a running job's name
     suffix: str  # <layer>_<suffix>.tif in the plugin's output folder
     layer: str  # "<layer> <layer word>": the result's name in the Layers panel
-    companions: tuple[str, ...] = ()  # files written beside the output: <stem><companion>.tif
+    # files written beside the output <stem><suffix>: "_pca" -> <stem>_pca<suffix>; one that
+    # starts with a dot is a file extension of its own: ".png" -> <stem>.png (the quicklook, only
+    # written when asked for, yet counted so that overwrite checks and clean-ups see it)
+    companions: tuple[str, ...] = (QUICKLOOK,)
 
 
 TASKS: dict[str, Task] = {
@@ -59,7 +63,7 @@ TASKS: dict[str, Task] = {
             "Embedding",
             "embedding",
             "embedding (PCA colours)",
-            companions=("_pca",),
+            companions=("_pca", QUICKLOOK),
         ),
         Task(
             "reconstruct",
@@ -87,16 +91,26 @@ def task(name: str) -> Task:
 # ---------------------------------------------------------------- output naming
 def pca_path(path: str | os.PathLike) -> Path:
     """The PCA colour view written beside an embedding: ``<stem>_pca<suffix>``."""
+    return companion_path(path, "_pca")
+
+
+def quicklook_path(path: str | os.PathLike) -> Path:
+    """The quicklook PNG beside an output: ``<stem>.png``."""
+    return companion_path(path, QUICKLOOK)
+
+
+def companion_path(path: str | os.PathLike, companion: str) -> Path:
+    """A companion file of the output ``path`` (see ``Task.companions``)."""
     path = Path(path)
-    return path.with_name(path.stem + "_pca" + path.suffix)
+    if companion.startswith("."):
+        return path.with_name(path.stem + companion)
+    return path.with_name(path.stem + companion + path.suffix)
 
 
 def output_files(path: str | os.PathLike, task_name: str) -> list[Path]:
-    """Every file a task writes for the output ``path``: the output and its companions."""
-    path = Path(path)
-    return [path] + [
-        path.with_name(path.stem + c + path.suffix) for c in task(task_name).companions
-    ]
+    """Every file a task may write for the output ``path``: the output and its companions (the
+    quicklook last)."""
+    return [Path(path)] + [companion_path(path, c) for c in task(task_name).companions]
 
 
 def scene_output(folder: str | os.PathLike, scene: str | os.PathLike, task_name: str) -> Path:

@@ -47,7 +47,13 @@ def test_tasks_and_output_names(tmp_path):
     assert protocol.output_files(tmp_path / "e.tif", "embed") == [
         tmp_path / "e.tif",
         tmp_path / "e_pca.tif",
+        tmp_path / "e.png",  # the quicklook
     ]
+    assert protocol.output_files(tmp_path / "c.tiff", "classify") == [
+        tmp_path / "c.tiff",
+        tmp_path / "c.png",
+    ]
+    assert protocol.quicklook_path(tmp_path / "r.tif") == tmp_path / "r.png"
     assert protocol.pca_path(tmp_path / "e.tif") == tmp_path / "e_pca.tif"
     first = protocol.layer_output(tmp_path, "S2 scene / 2024", "classify")
     assert first == tmp_path / "S2_scene_2024_classes.tif"

@@ -28,6 +28,8 @@ from ..errors import BadInput
 from ..io import NOTES_ATTR, RasterError, open_raster, raster_modality, source_tags
 from ..modalities import Modality
 from ..precision import autocast_for, fused_attention_for, resolve_precision
+from ..protocol import quicklook_path
+from ..quicklook import write_quicklook
 from .settings import Cancelled, EngineSettings, PredictionResult
 from .sinks import Sink, check_output, open_sink
 from .tasks import Task, get_task
@@ -186,7 +188,50 @@ def _predict(
         **reported,
     )
     result.notes[:0] = da.attrs.get(NOTES_ATTR, [])  # how the input was read, then the task's
+    if out_path is not None:
+        _quicklook(result, da, task.outputs(out_path), settings, is_cancelled)
     return result
+
+
+def _quicklook(
+    result: PredictionResult,
+    da: xr.DataArray,
+    outputs: list[Path],
+    settings: EngineSettings,
+    is_cancelled: Callable[[], bool],
+) -> None:
+    """The quicklook PNG beside a written output (``settings.quicklook``), into
+    ``result.quicklook``. A picture that cannot be drawn costs a warning, never the GeoTIFFs;
+    a cancel before or while it is drawn removes everything the run wrote."""
+    assert result.path is not None
+    target = quicklook_path(result.path)
+    if target not in outputs:  # a task the protocol does not name has no quicklook
+        if settings.quicklook:
+            result.notes.append(f"no quicklook: the task {result.task} has none")
+        return
+    if not settings.quicklook:
+        if target.is_file():  # an earlier run's (its output was just overwritten): stale
+            try:
+                target.unlink()
+            except OSError as err:
+                result.warnings.append(f"{target} is an earlier run's quicklook: {err}")
+        return
+    try:
+        if is_cancelled():
+            raise Cancelled("cancelled by the caller; nothing was written")
+        result.quicklook = write_quicklook(result, da, settings.mask_ratio)
+    except (Cancelled, KeyboardInterrupt):
+        for path in outputs:
+            if not path.is_dir():
+                path.unlink(missing_ok=True)
+        raise
+    except Exception as err:  # noqa: BLE001 - the result stands without its picture
+        problem = str(err).strip().splitlines()[0] if str(err).strip() else ""
+        result.warnings.append(
+            f"no quicklook: {target.name} could not be written "
+            f"({type(err).__name__}{': ' + problem if problem else ''}); the GeoTIFF output is "
+            "complete"
+        )
 
 
 def _bounds(da: xr.DataArray) -> tuple[float, float, float, float]:
