@@ -99,7 +99,8 @@ def _reconstruct(result: PredictionResult, source, mask_ratio) -> Image.Image:
     import rasterio
     from rasterio.windows import Window
 
-    from .io import CONVERSION_ATTR, raster_modality, to_model_units
+    from .io import CONVERSION_ATTR, raster_modality
+    from .scale import to_model_units
 
     if source is None:
         raise ValueError("the reconstruct quicklook needs the input raster")
