@@ -33,6 +33,8 @@ from .scale import ScaleFit, detect_conversion, scale_fit, span
 SAMPLE_SIDE = 256  # pixels per side of the decimated read used for detection
 CONVERSION_ATTR = "ofa_conversion"
 MODALITY_ATTR = "ofa_modality"
+FILL_ATTR = "ofa_fill"  # a value that marks a pixel as nodata when every band has it (a file
+# without a nodata value whose integer pixels are 0 in every band: Landsat's scene borders)
 NOTES_ATTR = "ofa_notes"  # what detection decided, one sentence each (results and tags repeat it)
 
 
@@ -119,16 +121,18 @@ def open_raster(
             "EPSG:32633 FILE) to get georeferenced outputs.",
             stacklevel=2,
         )
+    infer_fill = nodata == KEEP and da.rio.nodata is None and da.dtype.kind in "iu"
     if nodata != KEEP:
         da = da.rio.write_nodata(nodata, encoded=False)
     nodata = da.rio.nodata
-    valid = sample if nodata is None else np.where(sample == nodata, np.nan, sample)
+    fill = 0 if infer_fill and (sample == 0).all(axis=0).any() else None
+    valid = _valid(sample, nodata, fill)
     if not np.isfinite(valid).any() and not isinstance(source, (list, tuple)):
         side = (min(SAMPLE_SIDE, da.sizes["y"]), min(SAMPLE_SIDE, da.sizes["x"]))
         full = _sample(
             Path(cast("str | Path", source)), shape=side, bands=bands
         )  # confirm on a full decimated read
-        valid = full if nodata is None else np.where(full == nodata, np.nan, full)
+        valid = _valid(full, nodata, fill)
     if not np.isfinite(valid).any():
         raise RasterError(
             f"{_name(source)} holds only nodata/NaN pixels (nodata={nodata}); "
@@ -136,6 +140,13 @@ def open_raster(
             "check the file, or its nodata value",
         )
     notes = []
+    if fill is not None:
+        da.attrs[FILL_ATTR] = fill
+        share = (sample == fill).all(axis=0).mean()
+        notes.append(
+            f"pixels that are 0 in every band ({share:.0%} of a sample) are taken as "
+            "nodata, as the file declares none (give a nodata value to override)"
+        )
     if tagged_cube:
         conversion = detect_conversion(valid, da.dtype, m)
     else:
@@ -173,6 +184,14 @@ def raster_modality(da: xr.DataArray) -> Modality:
             "open it with open_raster(path, modality=...) first",
         )
     return Modality.from_dict(da.attrs[MODALITY_ATTR])
+
+
+def _valid(sample: np.ndarray, nodata: float | None, fill: float | None) -> np.ndarray:
+    """The sample with nodata values (per band) and fill pixels (all bands) as NaN."""
+    valid = sample if nodata is None else np.where(sample == nodata, np.nan, sample)
+    if fill is not None:
+        valid = np.where((sample == fill).all(axis=0), np.nan, valid)
+    return valid
 
 
 def source_tags(da: xr.DataArray) -> dict[str, str]:

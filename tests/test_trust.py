@@ -169,3 +169,28 @@ def test_reconstruct_warns_when_it_does_no_better_than_the_baseline(shared, tmp_
     result = predict_raster(model, raster, "reconstruct")
     assert result.checks["hidden_mse"] > result.checks["baseline_mse"]
     assert len(result.warnings) == 1 and "no better than the trivial baseline" in result.warnings[0]
+
+
+def test_zero_borders_without_a_nodata_value_are_nodata_not_outliers(shared, tmp_path, model):
+    """Landsat scenes come with 0-filled borders around the tilted footprint, often without a
+    nodata value (as the shared Landsat-8 file from the same carrier). Pixels that are 0 in every
+    band are taken as nodata, and said so."""
+    path = crop(
+        shared / "change/landsat_tm/nanjing/nanjing_20000503.tif", tmp_path / "z.tif", 160, 160
+    )
+    with rasterio.open(path, "r+") as dst:
+        data = dst.read()
+        rows, cols = np.indices(data.shape[1:])
+        data[:, cols - rows > 100] = 0  # the top-right corner, as outside a tilted footprint
+        data[:, :, -5:] = 0  # most of the last column of cells
+        dst.write(data)
+    result = predict_raster(model, path, "embed")
+    assert any("0 in every band" in note for note in result.notes)
+    embedding = result.data.values
+    border = ~np.isfinite(embedding).all(axis=0)
+    assert border[0, -1] and border[:, -1].all() and not border[-1, 0]
+    edge, interior = edge_ratio(embedding)
+    assert edge < 5
+    kept = predict_raster(model, open_raster(path, nodata=None), "embed")
+    assert np.isfinite(kept.data.values).all()  # nodata unset on purpose: all of it is data
+    assert not any("0 in every band" in note for note in kept.notes)

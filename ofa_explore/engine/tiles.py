@@ -19,7 +19,7 @@ import xarray as xr
 from affine import Affine
 
 from ..errors import BadInput
-from ..io import CONVERSION_ATTR, RasterError
+from ..io import CONVERSION_ATTR, FILL_ATTR, RasterError
 from ..modalities import Modality
 from ..scale import to_model_units
 
@@ -123,6 +123,7 @@ class TileReader:
         self.da, self.m, self.tiles, self.th, self.tw = da, m, tiles, th, tw
         self.conversion = da.attrs.get(CONVERSION_ATTR, {"kind": "none"})
         self.nodata = da.rio.nodata
+        self.fill = da.attrs.get(FILL_ATTR)  # invalid where every band has it
         self.mean = np.asarray(m.mean, dtype=np.float32)[:, None, None]
         self.queue: queue.Queue = queue.Queue(maxsize=max(2, queue_size))
         self.stopped = threading.Event()
@@ -178,6 +179,8 @@ class TileReader:
             isinstance(self.nodata, float) and math.isnan(self.nodata)
         ):
             valid &= ~(block == self.nodata).any(axis=0)
+        if self.fill is not None:
+            valid &= ~(block == self.fill).all(axis=0)
         values = to_model_units(block, self.conversion)
         if values.dtype.kind == "f" and not np.isfinite(values.sum()):  # integers are finite
             valid &= np.isfinite(values).all(axis=0)
