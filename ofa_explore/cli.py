@@ -19,10 +19,12 @@ import signal
 import sys
 import traceback
 import warnings
+from importlib import resources
 from pathlib import Path
 from typing import Any, cast
 
 from . import protocol
+from .cli_downstream import cmd_evaluate, cmd_train_head
 from .cli_raster import (
     CANCEL_SIGNAL,
     CHECKPOINT_HELP,
@@ -35,9 +37,7 @@ from .errors import (
     EXIT_BAD_INPUT,
     EXIT_CANCELLED,
     EXIT_FAILED,
-    BadInput,
     OFAError,
-    OutputError,
 )
 from .report import report_for
 from .threads import ensure_threads, parse_threads, set_threads
@@ -78,10 +78,13 @@ def _cmd_modalities(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps([m.to_dict() for m in mods], indent=2))
         return 0
-    print(f"{'name':<14}{'kind':<15}{'bands':>5}  {'GSD (m)':>8}  description")
-    for m in mods:
-        gsd = f"{m.gsd:g}" if m.gsd else "varies"
-        print(f"{m.name:<14}{m.kind:<15}{m.num_bands:>5}  {gsd:>8}  {m.description}")
+    rows = [("name", "kind", "bands", "GSD (m)", "description")] + [
+        (m.name, m.kind, str(m.num_bands), f"{m.gsd:g}" if m.gsd else "varies", m.description)
+        for m in mods
+    ]
+    name, kind = (max(len(row[i]) for row in rows) for i in (0, 1))  # columns as wide as needed
+    for row in rows:
+        print(f"{row[0]:<{name}}  {row[1]:<{kind}}  {row[2]:>5}  {row[3]:>8}  {row[4]}")
     return 0
 
 
@@ -160,118 +163,6 @@ def _cmd_pretrain(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_train_head(args: argparse.Namespace) -> int:
-    from .checkpoint import save_checkpoint
-    from .downstream import fit_scene_head, fit_segmentation_head
-    from .pretrained import load_model
-
-    model = load_model(args.checkpoint)
-    if args.output.exists() and not args.overwrite:
-        raise OutputError(
-            f"{args.output} exists", "add {overwrite} to replace it", path=str(args.output)
-        )
-    name = args.name or ("segmentation" if args.task == "segmentation" else "classifier")
-    progress = None if args.quiet else _print_progress
-    if args.task == "segmentation":
-        report = fit_segmentation_head(
-            model,
-            args.data,
-            name,
-            modality=args.modality,
-            trainable_blocks=args.trainable_blocks,
-            epochs=args.epochs or 60,
-            val_fraction=args.val_fraction,
-            seed=args.seed,
-            progress=progress,
-        )
-        print(
-            f"head {name!r}: mIoU {report['miou']:.3f} on {report['val']} held-out tiles "
-            f"(train {report['train_miou']:.3f})"
-        )
-    else:
-        report = fit_scene_head(
-            model,
-            args.data,
-            name,
-            modality=args.modality,
-            method=args.method,
-            trainable_blocks=args.trainable_blocks,
-            epochs=args.epochs or 30,
-            val_fraction=args.val_fraction,
-            seed=args.seed,
-            progress=progress,
-        )
-        print(
-            f"head {name!r}: accuracy {report['accuracy']:.3f}, macro-F1 "
-            f"{report['macro_f1']:.3f} on {report['val']} held-out chips "
-            f"({len(report['classes'])} classes, {report['train']} training chips)"
-        )
-    source = args.checkpoint or "shipped demo checkpoint"
-    out = save_checkpoint(model, args.output, backbone=str(source), head_trained=name)
-    print(f"wrote {out} (backbone + head; use it with `ofa classify --checkpoint {out}`)")
-    return 0
-
-
-def _cmd_evaluate(args: argparse.Namespace) -> int:
-    from .pretrained import load_model
-
-    model = load_model(args.checkpoint)
-    progress = None if args.quiet else _print_progress
-    if args.benchmark:
-        from .downstream.geobench import format_table, run_geobench
-
-        rows = run_geobench(model, args.root, tasks=args.tasks, progress=progress)
-        print(format_table(rows))
-        return 0
-    if args.data is None:
-        raise BadInput(
-            "nothing to evaluate",
-            "give labelled chips with {data}, or a benchmark with {benchmark}",
-        )
-    if args.probe:
-        from .downstream import compare_with_random_init
-
-        rows = compare_with_random_init(
-            model, args.data, modality=args.modality, folds=args.folds, progress=progress
-        )
-        print(f"{'features':<15}{'method':<8}{'accuracy':>10}{'± fold sd':>11}{'macro-F1':>10}")
-        for r in rows:
-            print(
-                f"{r['backbone']:<15}{r['method']:<8}{r['accuracy']:>10.3f}"
-                f"{r['accuracy_std']:>11.3f}{r['macro_f1']:>10.3f}"
-            )
-        print(
-            f"({rows[0]['chips']} chips, {rows[0]['folds']}-fold cross-validation, "
-            f"{rows[0]['repeats']} repeats)"
-        )
-        return 0
-    from .downstream import evaluate_head
-
-    report = evaluate_head(model, args.data, args.head, args.modality, progress=progress)
-    if report["kind"] == "segmentation":
-        print(
-            f"head {report['head']!r}: mIoU {report['miou']:.3f}, pixel accuracy "
-            f"{report['pixel_accuracy']:.3f}"
-        )
-        for name, iou in zip(report["classes"], report["iou"]):
-            print(f"  {name:<24}IoU {'-' if iou is None else f'{iou:.3f}'}")
-        return 0
-    print(
-        f"head {report['head']!r}: accuracy {report['accuracy']:.3f}, macro-F1 "
-        f"{report['macro_f1']:.3f} on {report['count']} chips"
-    )
-    width = max(len(c) for c in report["classes"])
-    print("confusion (rows: true, columns: predicted)")
-    for name, row in zip(report["classes"], report["confusion"]):
-        print(f"  {name:<{width}} " + " ".join(f"{v:>3}" for v in row))
-    return 0
-
-
-def _print_progress(stage: str, done: int, total: int) -> None:
-    end = "\n" if done >= total else ""
-    print(f"\r{stage}: {done}/{total}", end=end, file=sys.stderr, flush=True)
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ofa",
@@ -292,8 +183,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the whole metadata as JSON")
     p.set_defaults(func=_cmd_info)
 
-    from .weights import WEIGHTS
-
     p = sub.add_parser(
         "convert",
         help="convert published DOFA / OFA-Net weights (.pth) into an ofa_explore checkpoint",
@@ -303,7 +192,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--from",
         dest="weights",
         required=True,
-        choices=sorted(WEIGHTS),
+        choices=published_weights(),
         help="which published weights the file holds",
     )
     p.add_argument("-o", "--output", type=Path, required=True, help="output .safetensors path")
@@ -344,7 +233,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--overwrite", action="store_true", help="replace an existing output")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress")
-    p.set_defaults(func=_cmd_train_head)
+    p.set_defaults(func=cmd_train_head)
 
     p = sub.add_parser(
         "evaluate",
@@ -369,7 +258,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--tasks", nargs="+", help="benchmark tasks to run (default: all found)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress")
-    p.set_defaults(func=_cmd_evaluate)
+    p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser(
         "demo",
@@ -411,6 +300,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def published_weights() -> list[str]:
+    """The names of the published weights, read from their records (``weights.WEIGHTS`` reads
+    the same file, and loads torch with the converters)."""
+    text = resources.files(__package__).joinpath(f"data/{protocol.WEIGHTS_FILE}").read_text()
+    return sorted(record["name"] for record in json.loads(text)["weights"])
+
+
+def quiet_gdal() -> None:
+    """GDAL prints its own errors on stderr (``ERROR 1: TIFFFetchDirectory...``) wherever no
+    handler catches them (threads, reads outside rasterio's environment); the command line says
+    what went wrong in one line of its own, so those go nowhere unless the user asks for them
+    (``CPL_LOG=/dev/stderr``, GDAL's own setting, wins)."""
+    os.environ.setdefault("CPL_LOG", os.devnull)
+
+
 def _threads(value: str) -> int:
     try:
         return parse_threads(value, "--threads")
@@ -424,6 +328,7 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    quiet_gdal()
     # rioxarray multiplies affine transforms with `*`, which affine >= 3 flags as pending
     # deprecation; it is rioxarray's own code, nothing a user of ofa can act on
     warnings.filterwarnings(

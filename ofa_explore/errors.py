@@ -143,6 +143,12 @@ class ModelMismatch(BadInput):
     kind = "model_mismatch"
 
 
+def literal(text: object) -> str:
+    """A user's text (a path, a name) to put inside a problem or fix: its braces are kept as
+    they are, not taken for placeholders."""
+    return str(text).replace("{", "{{").replace("}", "}}")
+
+
 def render_event(event: Mapping[str, Any], words: Mapping[str, str]) -> str:
     """An ``error`` event's line in another vocabulary (the QGIS plugin's words)."""
     problem = str(event.get("problem") or event.get("message") or "the engine failed")

@@ -6,6 +6,7 @@ Every number lives once, in ``data/modalities.json`` (with its source); this mod
 
 from __future__ import annotations
 
+import difflib
 import json
 import re
 from collections.abc import Iterable, Sequence
@@ -13,7 +14,7 @@ from dataclasses import asdict, dataclass, field, replace
 from importlib import resources
 from typing import Any
 
-from .errors import BadInput, NotFound
+from .errors import BadInput, NotFound, literal
 
 KINDS = ("optical", "sar", "hyperspectral")
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
@@ -131,7 +132,15 @@ class Modality:
 
 
 class UnknownModalityError(NotFound, ValueError, KeyError):
-    """Raised for a modality name nobody registered; the message lists the known ones."""
+    """Raised for a modality name nobody registered; the message suggests or lists known ones.
+    In Python (``str``) it also says how to register another sensor."""
+
+    def __str__(self) -> str:
+        return (
+            super().__str__() + "; for another sensor: ofa_explore.register_modality(Modality("
+            "name=..., bands=..., wavelengths=..., gsd=..., mean=..., std=..., units=...)), or "
+            "ofa_explore.hyperspectral_modality(wavelengths) for a hyperspectral cube"
+        )
 
 
 def _load_builtin() -> tuple[dict[str, Modality], dict[str, float]]:
@@ -155,13 +164,62 @@ def get_modality(name: str) -> Modality:
     try:
         return _REGISTRY[name]
     except (KeyError, TypeError):
-        raise UnknownModalityError(
-            f"unknown modality {name!r}; known: {', '.join(_REGISTRY)}",
-            "for another sensor, register it: ofa_explore.register_modality(Modality(name=..., "
-            "bands=..., wavelengths=..., gsd=..., mean=..., std=..., units=...)), or for a "
-            "hyperspectral cube use ofa_explore.hyperspectral_modality(wavelengths)",
-            modality=name,
-        ) from None
+        raise _unknown(name) from None
+
+
+# What people call the sensors, for "did you mean" (keys as _plain writes them)
+ALIASES: dict[str, tuple[str, ...]] = {
+    "sentinel2": ("s2_l1c", "s2_l2a"),
+    "sentinel2a": ("s2_l1c", "s2_l2a"),
+    "sentinel2b": ("s2_l1c", "s2_l2a"),
+    "msi": ("s2_l1c", "s2_l2a"),
+    "l1c": ("s2_l1c",),
+    "l2a": ("s2_l2a",),
+    "sentinel1": ("s1_grd",),
+    "sentinel1a": ("s1_grd",),
+    "sentinel1b": ("s1_grd",),
+    "grd": ("s1_grd",),
+    "sar": ("s1_grd",),
+    "landsat": ("landsat_oli", "landsat_etm"),
+    "landsat8": ("landsat_oli", "landsat_oli_l1"),
+    "landsat9": ("landsat_oli", "landsat_oli_l1"),
+    "oli": ("landsat_oli", "landsat_oli_l1"),
+    "landsat7": ("landsat_etm",),
+    "etm": ("landsat_etm",),
+    "hyperspectral": ("enmap",),
+    "aerial": ("rgb", "rgbn"),
+    "rgbnir": ("rgbn",),
+    "gaofen2": ("gaofen",),
+}
+
+
+def _plain(name: str) -> str:
+    return re.sub(r"[^a-z0-9]", "", name.lower())
+
+
+def _suggestions(name: str) -> list[str]:
+    """Registered names the user may have meant: known aliases, then close spellings."""
+    plain = _plain(name)
+    names = {_plain(n): n for n in _REGISTRY}
+    found = [n for n in ALIASES.get(plain, ()) if n in _REGISTRY]
+    if plain in names:  # S2-L1C, s2l1c
+        found.append(names[plain])
+    if not found:
+        close = difflib.get_close_matches(plain, list(names), n=3, cutoff=0.75)
+        found = [names[m] for m in close]
+    return list(dict.fromkeys(found))[:3]
+
+
+def _unknown(name: object) -> UnknownModalityError:
+    """One short line: what the user may have meant, else the names there are."""
+    shown = literal(name)
+    found = _suggestions(name) if isinstance(name, str) else []
+    if found:
+        either = ", ".join(found[:-1]) + " or " + found[-1] if len(found) > 1 else found[0]
+        fix = f"did you mean {either}? ({{modalities}} lists them)"
+    else:
+        fix = f"choose one of {', '.join(_REGISTRY)} ({{modalities}} describes them)"
+    return UnknownModalityError(f"unknown modality {shown!r}", fix, modality=str(name))
 
 
 def register_modality(modality: Modality, overwrite: bool = False) -> Modality:

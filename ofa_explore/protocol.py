@@ -43,6 +43,9 @@ class Task:
     # starts with a dot is a file extension of its own: ".png" -> <stem>.png (the quicklook, only
     # written when asked for, yet counted so that overwrite checks and clean-ups see it)
     companions: tuple[str, ...] = (QUICKLOOK,)
+    # the EngineSettings fields only this task reads (its own options of `ofa <task>`), as the
+    # engine's Task.options lists them: the CLI builds its parser from here without torch
+    options: tuple[str, ...] = ()
 
 
 TASKS: dict[str, Task] = {
@@ -55,6 +58,7 @@ TASKS: dict[str, Task] = {
             "Classifying",
             "classes",
             "classes",
+            options=("head",),
         ),
         Task(
             "embed",
@@ -72,6 +76,7 @@ TASKS: dict[str, Task] = {
             "Reconstructing",
             "reconstruction",
             "reconstruction",
+            options=("mask_ratio", "seed"),
         ),
     )
 }
@@ -142,7 +147,8 @@ def layer_output(folder: str | os.PathLike, layer_name: str, task_name: str) -> 
 #   start        task, modality, bands, input             before the first batch
 #   progress     done, total, percent (0-100, 1 decimal)  per batch
 #   result       path, pca_path, device, seconds, tiles, classes, colors, head, modality,
-#                precision, areas, input_bounds           on success (exit 0)
+#                precision, areas, input_bounds, quicklook, notes, warnings,
+#                checks                                   on success (exit 0)
 #   error        kind, problem, fix, message              exit 2 (an OFAError) or 1 (a bug:
 #                                                         kind "failed", traceback on stderr)
 #   cancelled    message                                  Ctrl-C or SIGTERM (exit 130)

@@ -13,6 +13,7 @@ import functools
 import glob
 import logging
 import os
+import re
 import shutil
 import time
 import uuid
@@ -22,9 +23,21 @@ from pathlib import Path
 
 from . import protocol
 from .engine import EngineSettings, PredictionResult, get_task, predict_raster
-from .errors import API_WORDS, MissingPart, OFAError
+from .errors import (
+    API_WORDS,
+    BadInput,
+    MissingPart,
+    NotFound,
+    OFAError,
+    OutputNotWritable,
+    literal,
+)
+from .fileio import check_writable
+from .modalities import get_modality
 
 LIST_SUFFIXES = (".txt", ".lst")  # a text file of paths, one per line
+# a name ending like a file's (.txt, .png, .json): not taken as a new output folder's name
+FILE_SUFFIX = re.compile(r"\.[A-Za-z][A-Za-z0-9]{1,4}")
 
 
 @dataclass
@@ -46,9 +59,9 @@ def expand_inputs(items: list[str]) -> list[Path]:
         if glob.has_magic(item):
             found = sorted(glob.glob(item, recursive=True))
             if not found:
-                raise FileNotFoundError(
-                    f"no file matches {item!r}; check the pattern (quote it "
-                    "so that ofa, not the shell, expands it)"
+                raise NotFound(
+                    f"no file matches {literal(repr(item))}",
+                    "check the pattern (quote it so that ofa, not the shell, expands it)",
                 )
             scenes += [Path(f) for f in found]
         elif Path(item).suffix.lower() in LIST_SUFFIXES:
@@ -57,19 +70,19 @@ def expand_inputs(items: list[str]) -> list[Path]:
             scenes.append(Path(item))
     for scene in scenes:
         if not scene.is_file():
-            raise FileNotFoundError(f"{scene}: no such raster file")
+            raise NotFound(f"{literal(scene)}: no such raster file", "check the path")
     return list(dict.fromkeys(scenes))
 
 
 def _read_list(path: Path) -> list[Path]:
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such list of scenes")
+        raise NotFound(f"{literal(path)}: no such list of scenes", "check the path")
     lines = [line.split("#", 1)[0].strip() for line in path.read_text().splitlines()]
     scenes = [
         Path(line) if Path(line).is_absolute() else path.parent / line for line in lines if line
     ]
     if not scenes:
-        raise ValueError(f"{path} lists no scenes; write one raster path per line")
+        raise BadInput(f"{literal(path)} lists no scenes", "write one raster path per line")
     return scenes
 
 
@@ -80,12 +93,47 @@ def scene_outputs(scenes: list[Path], task: str, folder: str | os.PathLike) -> l
     seen: dict[Path, Path] = {}
     for scene, out in zip(scenes, outputs):
         if out in seen:
-            raise ValueError(
-                f"{seen[out]} and {scene} have the same name and would both write "
-                f"{out}; rename one, or run them into different folders"
+            raise BadInput(
+                f"{literal(seen[out])} and {literal(scene)} have the same name and would both "
+                f"write {literal(out)}",
+                "rename one, or run them into different folders",
             )
         seen[out] = scene
     return outputs
+
+
+def check_folder(folder: str | os.PathLike) -> Path:
+    """An output folder for several scenes: an existing folder, or a new name that does not end
+    like a file's (``-o b6.txt`` is a typo for a file, not a folder to make)."""
+    folder = Path(folder)
+    if folder.exists():
+        if not folder.is_dir():
+            raise BadInput(
+                f"{literal(folder)} is neither a .tif nor a folder",
+                "give a .tif in {output} for one scene, or a folder for several",
+            )
+        return folder
+    if FILE_SUFFIX.fullmatch(folder.suffix) and folder.suffix.lower() not in protocol.TIF_SUFFIXES:
+        raise BadInput(
+            f"{{output}} {literal(folder)} is neither a .tif (one scene) nor a folder name "
+            "(several scenes)",
+            f"end it in .tif, or give a folder such as {literal(folder.with_suffix(''))}/ "
+            "(made if missing)",
+            path=str(folder),
+        )
+    return folder
+
+
+def need_distributed(cluster: str) -> None:
+    """Dask's distributed scheduler, which ``cluster`` needs (the ``cluster`` extra)."""
+    try:
+        import distributed  # noqa: F401
+    except ImportError:
+        raise MissingPart(
+            ("{dask}" if cluster == "local" else "{scheduler}")
+            + " needs dask.distributed, which is not installed",
+            "pip install 'ofa-explore[cluster]'",
+        ) from None
 
 
 def predict_scenes(
@@ -100,40 +148,81 @@ def predict_scenes(
     cluster: str | None = None,
     workers: int | None = None,
     on_scene: Callable[[SceneOutcome, int, int], None] | None = None,
+    on_start: Callable[[], None] | None = None,
     words: Mapping[str, str] = API_WORDS,
 ) -> list[SceneOutcome]:
-    """Run ``task`` on every scene into ``folder`` (created if missing); a failed scene is
-    reported in its outcome and the others go on.
+    """Run ``task`` on every scene into ``folder`` (created if missing; removed again if it
+    was made and nothing was written to it); a failed scene is reported in its outcome and the
+    others go on.
 
     ``checkpoint``: as for ``load_model`` (None: the shipped model). ``cluster``: None runs the
     scenes one after another in this process; "local" starts a Dask ``LocalCluster`` of
     ``workers`` processes (default: one per core, at most one per scene) that share the cores;
     anything else is the address of a running Dask scheduler. ``on_scene(outcome, done,
-    total)`` is called as each scene ends, in the order they end. ``words``: the vocabulary
-    a failed scene's fix is written in (``errors.CLI_WORDS`` for the command line).
+    total)`` is called as each scene ends, in the order they end; ``on_start()`` once all
+    checks have passed, before the first scene. ``words``: the vocabulary a failed scene's fix
+    is written in (``errors.CLI_WORDS`` for the command line).
     """
     settings = settings or EngineSettings()
-    get_task(task)  # an unknown task stops before anything is made
-    folder = Path(folder)
+    get_task(task)  # an unknown task stops before anything is made, as do the checks below
+    folder = check_folder(folder)
+    if cluster is None:  # here: the device must be one of this machine's
+        from .devices import check_device
+
+        check_device(settings.device)
+    else:
+        need_distributed(cluster)
+    if modality is not None:
+        get_modality(modality)
     if cluster not in (None, "local"):  # workers elsewhere: no shared working folder
         scenes, folder = [Path(s).absolute() for s in scenes], folder.absolute()
     outputs = scene_outputs(scenes, task, folder)  # a name clash stops before anything is made
-    folder.mkdir(parents=True, exist_ok=True)
+    made = _make_folder(folder)
     jobs = [
         (checkpoint, scene, task, out, settings, modality, overwrite, dict(words))
         for scene, out in zip(scenes, outputs)
     ]
-    if cluster is not None:
-        return _on_dask(jobs, cluster, workers, on_scene)
-    outcomes: list[SceneOutcome] = []
     try:
-        for job in jobs:
-            outcomes.append(run_scene(*job))
-            if on_scene:
-                on_scene(outcomes[-1], len(outcomes), len(jobs))
-    except KeyboardInterrupt:  # the engine removed the running scene's files
-        raise KeyboardInterrupt(_cancelled(outcomes, len(jobs))) from None
-    return outcomes
+        if on_start:
+            on_start()
+        if cluster is not None:
+            return _on_dask(jobs, cluster, workers, on_scene)
+        outcomes: list[SceneOutcome] = []
+        try:
+            for job in jobs:
+                outcomes.append(run_scene(*job))
+                if on_scene:
+                    on_scene(outcomes[-1], len(outcomes), len(jobs))
+        except KeyboardInterrupt:  # the engine removed the running scene's files
+            raise KeyboardInterrupt(_cancelled(outcomes, len(jobs))) from None
+        return outcomes
+    finally:
+        if made:  # no empty folder left behind when every scene failed
+            with contextlib.suppress(OSError):  # (it is not empty: fine)
+                folder.rmdir()
+
+
+def _make_folder(folder: Path) -> bool:
+    """The output folder, made if missing and tried for writing (whether it was made comes
+    back); a folder this call made is removed again when it cannot be written to."""
+    made = not folder.exists()
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise OutputNotWritable(
+            f"cannot make the output folder {literal(folder)} ({literal(err.strerror or err)})",
+            "choose another {output}",
+            path=str(folder),
+        ) from None
+    try:
+        check_writable(folder / "scene.tif")
+    except OFAError:
+        if made:
+            folder.rmdir()
+        raise OutputNotWritable(
+            f"the output folder {literal(folder)} is not writable", "choose another {output}"
+        ) from None
+    return made
 
 
 def run_scene(

@@ -144,7 +144,11 @@ def _events(text: str) -> list[dict]:
     return [json.loads(line) for line in text.splitlines()]
 
 
-def test_progress_json_is_the_only_stdout_and_errors_match_human_mode(shared, tmp_path, capsys):
+def test_progress_json_is_the_only_stdout_and_errors_match_human_mode(
+    shared, tmp_path, capsys, monkeypatch
+):
+    from ofa_explore.precision import cpu_has_fast_bf16
+
     chip = shared / "eurosat" / "River" / "River_1.tif"
     out = tmp_path / "classes.tif"
     assert cli(["classify", str(chip), "-o", str(out), "--progress", "json"]) == 0
@@ -187,18 +191,25 @@ def test_progress_json_is_the_only_stdout_and_errors_match_human_mode(shared, tm
     assert error["kind"] == "bad_input" and "band 14 does not exist" in error["problem"]
     assert "{bands}" in error["fix"] and "--bands" in error["message"]
 
-    # human mode unchanged; -q is --progress none
+    # human mode unchanged; -q is --progress none; precision auto by default: bf16 where the
+    # CPU computes it natively, else exact fp32
     other = tmp_path / "emb.tif"
     assert cli(["embed", str(chip), "-o", str(other), "-q"]) == 0
     captured = capsys.readouterr()
     assert captured.out.startswith(
         f"wrote {other} and {tmp_path / 'emb_pca.tif'} (1 tiles of s2_l1c in "
     )  # the modality it detected
-    assert captured.out.rstrip().endswith("on cpu, fp32)")
+    auto = "bf16" if cpu_has_fast_bf16() else "fp32"
+    assert captured.out.rstrip().endswith(f"on cpu, {auto})")
     assert captured.err == ""
+    assert cli(["embed", str(chip), "-o", str(other), "--overwrite", "--precision", "fp32"]) == 0
+    captured = capsys.readouterr()
+    assert "%|" not in captured.err  # no terminal: no bar, whose redraws would litter a log
+    assert captured.out.rstrip().endswith("on cpu, fp32)")
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True, raising=False)
     assert cli(["embed", str(chip), "-o", str(other), "--overwrite", "--precision", "bf16"]) == 0
     captured = capsys.readouterr()
-    assert "ofa embed: 100%" in captured.err  # the bar
+    assert "ofa embed: 100%" in captured.err  # the bar, on a terminal
     assert captured.out.rstrip().endswith("on cpu, bf16)")
 
 

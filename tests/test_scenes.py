@@ -53,7 +53,10 @@ def test_inputs_from_paths_globs_and_lists(scenes, tmp_path):
 
 
 def test_serial_run_reports_the_failed_scene_and_writes_the_others(scenes, tmp_path, capsys):
-    code = cli(["embed", str(scenes / "*.tif"), "-o", str(tmp_path / "out"), "-q"])
+    # --precision fp32: exactly what predict_raster's default (fp32) gives, compared below
+    code = cli(
+        ["embed", str(scenes / "*.tif"), "-o", str(tmp_path / "out"), "-q", "--precision", "fp32"]
+    )
     out, err = capsys.readouterr()
     assert code == EXIT_SCENES_FAILED
     assert "broken.tif: failed: cannot read" in err and "1 of 5 scenes failed" in err

@@ -6,19 +6,29 @@ tiles.py     the tile layout on the patch grid and the threaded TileReader
 sinks.py     the memory sink and the COG file sink, each configured by its task
 run.py       predict_raster
 
-The tasks and settings load with the package (the CLI builds its commands from ``TASKS``);
-the reading and writing parts (rasterio, xarray) load with the first name that needs them.
+The settings load with the package; the tasks (torch) and the reading and writing parts
+(rasterio, xarray) load with the first name that needs them, so the command line's parser, built
+from ``protocol.TASKS``, needs none of them.
 """
 
 from __future__ import annotations
 
 import importlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .settings import Cancelled, EngineSettings, PredictionResult
-from .tasks import TASKS, Classify, Embed, Reconstruct, Task, get_task, register
 
-_LATER = {"predict_raster": "run", "pick_device": "run", "BATCH_TOKENS": "run"}
+_LATER = {
+    "predict_raster": "run",
+    "pick_device": "run",
+    "BATCH_TOKENS": "run",
+    **dict.fromkeys(
+        ("TASKS", "Task", "Embed", "Reconstruct", "Classify", "register", "get_task"), "tasks"
+    ),
+}
+if TYPE_CHECKING:
+    from .run import BATCH_TOKENS, pick_device, predict_raster
+    from .tasks import TASKS, Classify, Embed, Reconstruct, Task, get_task, register
 
 __all__ = [
     "predict_raster",

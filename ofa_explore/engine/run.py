@@ -41,14 +41,11 @@ BATCH_TOKENS = 2048  # default batch: 32 tiles of 64 px with 8-px patches; measu
 
 
 def pick_device(device: str = "auto") -> torch.device:
-    """'auto' -> CUDA, then Apple MPS, then CPU."""
-    if device != "auto":
-        return torch.device(device)
-    if torch.cuda.is_available():
-        return torch.device("cuda")
-    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
-        return torch.device("mps")
-    return torch.device("cpu")
+    """'auto' -> CUDA, then Apple MPS, then CPU; a device this machine lacks, or a name that is
+    no device, is a BadInput that names it (devices.check_device)."""
+    from ..devices import check_device
+
+    return check_device(device)
 
 
 def predict_raster(

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import functools
 import math
-import os
 import shutil
 import tempfile
 import warnings
@@ -20,8 +19,8 @@ import rasterio.shutil
 import xarray as xr
 from rasterio.windows import Window
 
-from ..errors import BadInput, NotFound, OutputExists, OutputNotWritable
-from ..fileio import atomic_output
+from ..errors import BadInput, OutputExists
+from ..fileio import atomic_output, check_writable
 from ..protocol import TIF_SUFFIXES
 from .tasks import Task
 from .tiles import Grid, Tile, valid_cells
@@ -51,14 +50,7 @@ def check_output(output, source, overwrite: bool, task: type[Task]) -> Path | No
     for target in task.outputs(out):
         if target.exists() and not overwrite:
             raise OutputExists(f"{target} exists", "pass {overwrite} to replace it")
-    parent = out.parent if str(out.parent) else Path(".")
-    if not parent.is_dir():
-        raise NotFound(f"output folder {parent} does not exist", "create it first")
-    if not os.access(parent, os.W_OK):
-        raise OutputNotWritable(
-            f"output folder {parent} is not writable", "choose another {output}"
-        )
-    return out
+    return check_writable(out)  # its folder exists and takes a new file (tried for real)
 
 
 def open_sink(task: Task, grid: Grid, path: Path | None) -> Sink:

@@ -1,0 +1,122 @@
+"""The downstream verbs of `ofa`: train-head (fit a head on labelled data, save backbone + head)
+and evaluate (score a head, compare a backbone with random init, run GEO-Bench); their parsers
+are in cli.py."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from .errors import BadInput, OutputError
+
+
+def cmd_train_head(args: argparse.Namespace) -> int:
+    from .checkpoint import save_checkpoint
+    from .downstream import fit_scene_head, fit_segmentation_head
+    from .pretrained import load_model
+
+    model = load_model(args.checkpoint)
+    if args.output.exists() and not args.overwrite:
+        raise OutputError(
+            f"{args.output} exists", "add {overwrite} to replace it", path=str(args.output)
+        )
+    name = args.name or ("segmentation" if args.task == "segmentation" else "classifier")
+    progress = None if args.quiet else print_progress
+    if args.task == "segmentation":
+        report = fit_segmentation_head(
+            model,
+            args.data,
+            name,
+            modality=args.modality,
+            trainable_blocks=args.trainable_blocks,
+            epochs=args.epochs or 60,
+            val_fraction=args.val_fraction,
+            seed=args.seed,
+            progress=progress,
+        )
+        print(
+            f"head {name!r}: mIoU {report['miou']:.3f} on {report['val']} held-out tiles "
+            f"(train {report['train_miou']:.3f})"
+        )
+    else:
+        report = fit_scene_head(
+            model,
+            args.data,
+            name,
+            modality=args.modality,
+            method=args.method,
+            trainable_blocks=args.trainable_blocks,
+            epochs=args.epochs or 30,
+            val_fraction=args.val_fraction,
+            seed=args.seed,
+            progress=progress,
+        )
+        print(
+            f"head {name!r}: accuracy {report['accuracy']:.3f}, macro-F1 "
+            f"{report['macro_f1']:.3f} on {report['val']} held-out chips "
+            f"({len(report['classes'])} classes, {report['train']} training chips)"
+        )
+    source = args.checkpoint or "shipped demo checkpoint"
+    out = save_checkpoint(model, args.output, backbone=str(source), head_trained=name)
+    print(f"wrote {out} (backbone + head; use it with `ofa classify --checkpoint {out}`)")
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from .pretrained import load_model
+
+    model = load_model(args.checkpoint)
+    progress = None if args.quiet else print_progress
+    if args.benchmark:
+        from .downstream.geobench import format_table, run_geobench
+
+        rows = run_geobench(model, args.root, tasks=args.tasks, progress=progress)
+        print(format_table(rows))
+        return 0
+    if args.data is None:
+        raise BadInput(
+            "nothing to evaluate",
+            "give labelled chips with {data}, or a benchmark with {benchmark}",
+        )
+    if args.probe:
+        from .downstream import compare_with_random_init
+
+        rows = compare_with_random_init(
+            model, args.data, modality=args.modality, folds=args.folds, progress=progress
+        )
+        print(f"{'features':<15}{'method':<8}{'accuracy':>10}{'± fold sd':>11}{'macro-F1':>10}")
+        for r in rows:
+            print(
+                f"{r['backbone']:<15}{r['method']:<8}{r['accuracy']:>10.3f}"
+                f"{r['accuracy_std']:>11.3f}{r['macro_f1']:>10.3f}"
+            )
+        print(
+            f"({rows[0]['chips']} chips, {rows[0]['folds']}-fold cross-validation, "
+            f"{rows[0]['repeats']} repeats)"
+        )
+        return 0
+    from .downstream import evaluate_head
+
+    report = evaluate_head(model, args.data, args.head, args.modality, progress=progress)
+    if report["kind"] == "segmentation":
+        print(
+            f"head {report['head']!r}: mIoU {report['miou']:.3f}, pixel accuracy "
+            f"{report['pixel_accuracy']:.3f}"
+        )
+        for name, iou in zip(report["classes"], report["iou"]):
+            print(f"  {name:<24}IoU {'-' if iou is None else f'{iou:.3f}'}")
+        return 0
+    print(
+        f"head {report['head']!r}: accuracy {report['accuracy']:.3f}, macro-F1 "
+        f"{report['macro_f1']:.3f} on {report['count']} chips"
+    )
+    width = max(len(c) for c in report["classes"])
+    print("confusion (rows: true, columns: predicted)")
+    for name, row in zip(report["classes"], report["confusion"]):
+        print(f"  {name:<{width}} " + " ".join(f"{v:>3}" for v in row))
+    return 0
+
+
+def print_progress(stage: str, done: int, total: int) -> None:
+    end = "\n" if done >= total else ""
+    print(f"\r{stage}: {done}/{total}", end=end, file=sys.stderr, flush=True)
