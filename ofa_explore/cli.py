@@ -340,6 +340,8 @@ def main(argv: list[str] | None = None) -> int:
         ensure_threads()  # the shell's default: the cores free for this process
     args.report = report_for(args.command, getattr(args, "progress", "none"))
     previous = sigterm_as_ctrl_c() if args.func is cmd_predict else None
+    shown = warnings.showwarning
+    warnings.showwarning = lambda message, *_, **__: args.report.warning(str(message))
     try:
         return args.func(args)
     except KeyboardInterrupt as interrupt:  # several scenes: says how many were written
@@ -361,6 +363,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         return EXIT_FAILED
     finally:
+        warnings.showwarning = shown
         if previous is not None and CANCEL_SIGNAL is not None:
             signal.signal(CANCEL_SIGNAL, previous)
 

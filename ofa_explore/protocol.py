@@ -152,11 +152,24 @@ def layer_output(folder: str | os.PathLike, layer_name: str, task_name: str) -> 
 #   error        kind, problem, fix, message              exit 2 (an OFAError) or 1 (a bug:
 #                                                         kind "failed", traceback on stderr)
 #   cancelled    message                                  Ctrl-C or SIGTERM (exit 130)
+#   warning      message                                  any time: something the user should
+#                                                         know (values that do not fit the
+#                                                         sensor given, no CRS, ...)
 # several scenes (-o FOLDER):
 #   scenes       total, cluster                           first
 #   scene        input, output, done, total, error, seconds, tiles, modality   per scene
 #   scenes_done  total, failed                            last (exit 3 when any failed)
-EVENTS = ("start", "progress", "result", "error", "cancelled", "scenes", "scene", "scenes_done")
+EVENTS = (
+    "start",
+    "progress",
+    "warning",
+    "result",
+    "error",
+    "cancelled",
+    "scenes",
+    "scene",
+    "scenes_done",
+)
 FINAL_EVENTS = ("result", "error", "cancelled", "scenes_done")
 FAILED = "failed"  # the error kind of an unexpected exception
 

@@ -221,6 +221,9 @@ class JsonReport:
     def cancelled(self, message: str) -> None:
         self._write(protocol.cancelled_event(message))
 
+    def warning(self, message: str) -> None:
+        self._emit("warning", message=message)
+
 
 def report_for(command: str, mode: str) -> HumanReport | JsonReport:
     """``mode``: bar, json or none (commands without --progress report errors only)."""

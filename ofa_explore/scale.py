@@ -82,11 +82,11 @@ class ScaleFit:
         """One sentence for the record (the result line, the output's tags)."""
         how = {"affine": " after scaling to its units", "linear_to_db": " after conversion to dB"}
         conv = how.get(self.conversion.get("kind", "none"), "")
-        ratio = f"{self.factor:.2g}x" if math.isfinite(self.factor) else "n/a"
-        return (
-            f"read as '{self.modality.name}' ({self.modality.units}){conv}; the values fit "
-            f"its statistics (band means {ratio} its own)"
-        )
+        read = f"read as '{self.modality.name}', in {self.modality.units}{conv}"
+        if not self.fits:
+            return f"{read}, as asked; the values are {self.mismatch()} its statistics"
+        ratio = f"{self.factor:.2f}x" if math.isfinite(self.factor) else "n/a"
+        return f"{read}; the values fit its statistics (band means {ratio} its own)"
 
 
 def scale_fit(sample: np.ndarray, dtype: Any, m: Modality) -> ScaleFit:

@@ -196,21 +196,24 @@ def test_progress_json_is_the_only_stdout_and_errors_match_human_mode(
     other = tmp_path / "emb.tif"
     assert cli(["embed", str(chip), "-o", str(other), "-q"]) == 0
     captured = capsys.readouterr()
-    assert captured.out.startswith(
-        f"wrote {other} and {tmp_path / 'emb_pca.tif'} (1 tiles of s2_l1c in "
+    wrote, note = captured.out.splitlines()  # the files, then how the input was read
+    assert wrote.startswith(
+        f"wrote {other}, {tmp_path / 'emb_pca.tif'} and quicklook {tmp_path / 'emb.png'} "
+        "(1 tiles of s2_l1c in "
     )  # the modality it detected
+    assert note.startswith("  note: read as 's2_l1c'")
     auto = "bf16" if cpu_has_fast_bf16() else "fp32"
-    assert captured.out.rstrip().endswith(f"on cpu, {auto})")
+    assert wrote.endswith(f"on cpu, {auto})")
     assert captured.err == ""
     assert cli(["embed", str(chip), "-o", str(other), "--overwrite", "--precision", "fp32"]) == 0
     captured = capsys.readouterr()
     assert "%|" not in captured.err  # no terminal: no bar, whose redraws would litter a log
-    assert captured.out.rstrip().endswith("on cpu, fp32)")
+    assert captured.out.splitlines()[0].endswith("on cpu, fp32)")
     monkeypatch.setattr(sys.stderr, "isatty", lambda: True, raising=False)
     assert cli(["embed", str(chip), "-o", str(other), "--overwrite", "--precision", "bf16"]) == 0
     captured = capsys.readouterr()
     assert "ofa embed: 100%" in captured.err  # the bar, on a terminal
-    assert captured.out.rstrip().endswith("on cpu, bf16)")
+    assert captured.out.splitlines()[0].endswith("on cpu, bf16)")
 
 
 def _mosaic(shared, path, tiles: int):

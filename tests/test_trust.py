@@ -194,3 +194,29 @@ def test_zero_borders_without_a_nodata_value_are_nodata_not_outliers(shared, tmp
     kept = predict_raster(model, open_raster(path, nodata=None), "embed")
     assert np.isfinite(kept.data.values).all()  # nodata unset on purpose: all of it is data
     assert not any("0 in every band" in note for note in kept.notes)
+
+
+def test_the_cli_says_what_it_decided_and_warns_in_one_line_each(shared, tmp_path, capsys):
+    """The result line carries the scale decision and the self-check; a value scale that does
+    not fit the sensor given, and a reconstruction that loses to the baseline, are one
+    `ofa reconstruct: warning:` line each (no Python warning format, no source line)."""
+    from ofa_explore.cli import main
+
+    path = crop(
+        shared / "change/landsat_tm/nanjing/nanjing_20000503.tif", tmp_path / "s.tif", 64, 64
+    )
+    assert main(["reconstruct", str(path), "-o", str(tmp_path / "a.tif"), "-q"]) == 0
+    out = capsys.readouterr().out
+    assert "note: read as 'landsat_tm_8bit', in 8-bit DN" in out and "trivial baseline" in out
+    code = main(
+        ["reconstruct", str(path), "-o", str(tmp_path / "b.tif"), "-q", "--modality", "landsat_etm"]
+    )
+    assert code == 0
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 2 and all(x.startswith("ofa reconstruct: warning: ") for x in lines)
+    assert "x smaller than the statistics of 'landsat_etm'" in lines[0]
+    assert "no better than the trivial baseline" in lines[1]
+    assert "as asked; the values are ~" in captured.out
+    with rasterio.open(tmp_path / "b.tif") as src:
+        assert "as asked" in src.tags()["ofa_notes"]

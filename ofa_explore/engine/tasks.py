@@ -268,14 +268,14 @@ class Reconstruct(Task):
         checks = {"hidden_mse": model, "baseline_mse": baseline, "hidden_pixels": pixels}
         sink.add_tags({f"ofa_{k}": f"{v:.6g}" for k, v in checks.items()})
         said = (
-            f"hidden-pixel error {model:.3f} against {baseline:.3f} for the trivial baseline "
+            f"hidden-pixel error {model:.3g} against {baseline:.3g} for the trivial baseline "
             "(the visible pixels' band means)"
         )
         cautions = []
         if model >= baseline:
             cautions.append(
-                f"the model fills the hidden patches no better than the trivial baseline "
-                f"({said}): it does not know this imagery well; treat its outputs with care"
+                f"the model fills the hidden patches no better than the trivial baseline: "
+                f"{said}; it does not know this imagery well, so treat its outputs with care"
             )
         return {"checks": checks, "notes": [said], "warnings": cautions}
 
