@@ -124,7 +124,7 @@ def open_raster(
     infer_fill = nodata == KEEP and da.rio.nodata is None and da.dtype.kind in "iu"
     if nodata != KEEP:
         da = da.rio.write_nodata(nodata, encoded=False)
-    nodata = da.rio.nodata
+    nodata = cast("float | None", da.rio.nodata)
     fill = 0 if infer_fill and (sample == 0).all(axis=0).any() else None
     valid = _valid(sample, nodata, fill)
     if not np.isfinite(valid).any() and not isinstance(source, (list, tuple)):
