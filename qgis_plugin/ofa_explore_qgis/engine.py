@@ -282,6 +282,7 @@ class Job:
             "json",
             "--device",
             self.device,
+            "--no-quicklook",  # QGIS shows the result itself
         ]
         for flag, value in (
             ("--bands", ",".join(map(str, self.bands))),
