@@ -45,6 +45,7 @@ SLOW_TESTS = {
     "test_existing_scheduler_loads_one_model_per_worker",
     "test_local_dask_cluster_matches_serial_run",
     "test_sigterm_stops_a_dask_run_and_leaves_nothing_hidden",
+    "test_generated_rasters_succeed_or_fail_cleanly",
 }
 
 
@@ -57,6 +58,15 @@ def pytest_collection_modifyitems(config, items) -> None:
             item.add_marker(pytest.mark.browser)
         if name in SLOW_FILES or item.originalname in SLOW_TESTS:
             item.add_marker(pytest.mark.slow)
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    """A test's ``summary`` property (e.g. how many generated cases ran) at the session's end."""
+    for reports in terminalreporter.stats.values():
+        for report in reports:
+            for name, value in getattr(report, "user_properties", ()):
+                if name == "summary" and report.when == "call":
+                    terminalreporter.write_line(f"{report.nodeid}:\n{value}")
 
 
 try:  # tests/qgis need QGIS's Python; tests/test_qgis_plugin.py runs them there
