@@ -85,7 +85,8 @@ def check_input(x: torch.Tensor, modality: Modality, patch_size: int) -> torch.T
         )
     if not x.is_floating_point():
         x = x.float()
-    if not torch.isfinite(x.sum()):  # NaN/inf propagate into the sum: one cheap reduction
+    if not torch.isfinite(x.sum()) and not torch.isfinite(x).all():  # the cheap sum first
+        # (NaN/inf propagate into it; huge finite values may overflow it: then look closer)
         raise BadInput(
             "x contains NaN or infinite values (nodata?)",
             "fill or mask them before calling the model (the inference engine keeps nodata out "

@@ -31,6 +31,7 @@ from .protocol import band_wavelengths, sensor_candidates
 from .scale import ScaleFit, detect_conversion, scale_fit, span
 
 SAMPLE_SIDE = 256  # pixels per side of the decimated read used for detection
+ABSURD = 1e30  # a value this large is a float nodata marker (-3.4e38), not a measurement
 CONVERSION_ATTR = "ofa_conversion"
 MODALITY_ATTR = "ofa_modality"
 FILL_ATTR = "ofa_fill"  # a value that marks a pixel as nodata when every band has it (a file
@@ -135,8 +136,8 @@ def open_raster(
         valid = _valid(full, nodata, fill)
     if not np.isfinite(valid).any():
         raise RasterError(
-            f"{_name(source)} holds only nodata/NaN pixels (nodata={nodata}); "
-            "nothing to run the model on",
+            f"{_name(source)} has no pixel with data in every band (nodata={nodata}, NaN "
+            "and infinite values are no data); nothing to run the model on",
             "check the file, or its nodata value",
         )
     notes = []
@@ -187,11 +188,15 @@ def raster_modality(da: xr.DataArray) -> Modality:
 
 
 def _valid(sample: np.ndarray, nodata: float | None, fill: float | None) -> np.ndarray:
-    """The sample with nodata values (per band) and fill pixels (all bands) as NaN."""
-    valid = sample if nodata is None else np.where(sample == nodata, np.nan, sample)
+    """The sample with pixels the engine leaves out as NaN in every band: nodata in any band,
+    fill in every band, NaN or infinite, or no number at all (float nodata such as -3.4e38)."""
+    with np.errstate(invalid="ignore"):
+        bad = ~(np.abs(sample) < ABSURD).all(axis=0)
+    if nodata is not None:
+        bad |= (sample == nodata).any(axis=0)
     if fill is not None:
-        valid = np.where((sample == fill).all(axis=0), np.nan, valid)
-    return valid
+        bad |= (sample == fill).all(axis=0)
+    return np.where(bad, np.nan, sample)
 
 
 def source_tags(da: xr.DataArray) -> dict[str, str]:

@@ -38,8 +38,8 @@ def detect_conversion(sample: np.ndarray, dtype: Any, m: Modality) -> dict[str, 
             return {"kind": "linear_to_db"}
         return {"kind": "none"}
     typical = float(np.median(m.mean))
-    p99 = float(np.percentile(finite, 99))
-    if m.scale < 1 and p99 <= 1.5 and typical > 10 * max(p99, 1e-6):
+    p1, p99 = (float(v) for v in np.percentile(finite, [1, 99]))
+    if m.scale < 1 and -0.5 <= p1 and p99 <= 1.5 and typical > 10 * max(p99, 1e-6):
         return {"kind": "affine", "scale": 1.0 / m.scale, "offset": -m.offset / m.scale}
     return {"kind": "none"}
 
@@ -48,11 +48,12 @@ def to_model_units(values: np.ndarray, conversion: dict[str, Any]) -> np.ndarray
     """Apply a conversion from ``detect_conversion`` to a block of values (float32 out)."""
     values = values.astype(np.float32, copy=False)
     kind = conversion.get("kind", "none")
-    if kind == "affine":
-        return values * np.float32(conversion["scale"]) + np.float32(conversion["offset"])
-    if kind == "linear_to_db":
-        with np.errstate(divide="ignore", invalid="ignore"):
-            return np.float32(10.0) * np.log10(np.maximum(values, np.float32(1e-10)))
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # -> inf/NaN: invalid
+        if kind == "affine":
+            return values * np.float32(conversion["scale"]) + np.float32(conversion["offset"])
+        if kind == "linear_to_db":  # power <= 0 (or -inf, NaN) has no dB value: invalid
+            db = np.float32(10.0) * np.log10(np.maximum(values, np.float32(1e-10)))
+            return np.where(values > 0, db, np.float32(np.nan))
     return values
 
 

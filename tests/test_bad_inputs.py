@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import logging
 import math
 import os
@@ -34,6 +35,8 @@ from rasterio.crs import CRS
 
 from ofa_explore import pretrained
 from ofa_explore.cli import main
+from ofa_explore.modalities import get_modality
+from ofa_explore.scale import to_model_units
 
 EXAMPLES = int(os.environ.get("OFA_BAD_INPUT_EXAMPLES", "700"))
 SEED = os.environ.get("OFA_BAD_INPUT_SEED")  # explore other cases than CI's (derandomized) ones
@@ -57,25 +60,7 @@ REALISTIC = {"uint8": (0, 255), "uint16": (0, 10000), "int16": (-100, 4000)}
 
 # Failures found and not fixed yet: each is assumed away so the search goes on to others.
 # Remove an entry once its fix is in: (what fails, (spec, written) -> True where it applies).
-KNOWN_FAILURES: list[tuple[str, Callable[[Spec, dict], bool]]] = [
-    (  # |values| > ~1e19: exit 0 with an all-NaN output (the model returns NaN; or the affine
-        # "reflectance" conversion overflows to -inf), or near 3.4e38 exit 2 "x contains NaN or
-        # infinite values" (check_input's x.sum() overflows)
-        "huge finite float32 values",
-        lambda spec, written: written["peak"] > 1e19,
-    ),
-    (  # exit 0, output all nodata: open_raster's all-nodata check counts values, the engine
-        # counts pixels valid in every band (and patches more than half valid)
-        "no patch with data",
-        lambda spec, written: (
-            written["some_value"] and not _valid_cells(written["valid"], PATCH).any()
-        ),
-    ),
-    (  # -inf in linear-power SAR becomes -100 dB (log10 of max(x, 1e-10)) and counts as data
-        "-inf in s1_grd linear power",
-        lambda spec, written: spec.bands == 2 and spec.special == "inf_some",
-    ),
-]
+KNOWN_FAILURES: list[tuple[str, Callable[[Spec, dict], bool]]] = []
 
 
 @dataclass(frozen=True)
@@ -216,17 +201,35 @@ def write_raster(spec: Spec, path: Path) -> dict:
         "transform": transform,
         "shape": data.shape,
         "valid": ok.all(axis=0),  # what the engine runs the model on: data in every band
+        "data": data,
         "some_value": ok.any(),
         "peak": float(np.abs(data[ok]).max(initial=0.0)),
     }
 
 
 def _valid_values(data: np.ndarray, nodata: float | None) -> np.ndarray:
-    """Values that are data: finite and not the nodata value."""
-    ok = np.isfinite(data)
+    """Values that are data, as the README says the engine sees them: finite, below 1e30 in
+    size (float nodata markers), not the nodata value; without a nodata value, integer pixels
+    that are 0 in every band are nodata (scene borders)."""
+    with np.errstate(invalid="ignore"):
+        ok = np.abs(data.astype(np.float64)) < 1e30
     if nodata is not None and not math.isnan(nodata):
         ok &= data != np.array(nodata).astype(data.dtype)
+    if nodata is None and data.dtype.kind in "iu":
+        ok &= ~(data == 0).all(axis=0)
     return ok
+
+
+def _in_range(data: np.ndarray, tags: dict) -> np.ndarray:
+    """Pixels within 1e4 standard deviations of the detected sensor's means in every band
+    (after its unit conversion), as the engine requires of float values."""
+    if data.dtype.kind != "f":
+        return np.ones(data.shape[1:], bool)
+    m = get_modality(tags["ofa_modality"])
+    values = to_model_units(data, json.loads(tags["ofa_conversion"]))
+    mean, std = (np.asarray(v, np.float32)[:, None, None] for v in (m.mean, m.std))
+    with np.errstate(invalid="ignore"):
+        return (np.abs(values - mean) <= 1e4 * std).all(axis=0)
 
 
 def _valid_cells(valid: np.ndarray, res: int) -> np.ndarray:
@@ -319,8 +322,8 @@ def check_outcome(verb: str, run: Run, spec: Spec, written: dict, out_dir: Path)
     where = f"{verb} on {spec}: exit {run.code}\nstderr:\n{run.stderr[-3000:]}"
     assert run.code in (0, 2), where
     new = sorted(p.name for p in out_dir.iterdir())
-    if run.code == 2:
-        lines = run.stderr.splitlines()
+    if run.code == 2:  # one error line (after any `ofa VERB: warning:` lines)
+        lines = [x for x in run.stderr.splitlines() if not x.startswith(f"ofa {verb}: warning: ")]
         assert len(lines) == 1 and lines[0].startswith(prefix), where
         assert len(lines[0]) > len(prefix), where
         # the engine keeps nodata/NaN out of the model and tiles to the patch size, so the
@@ -328,12 +331,14 @@ def check_outcome(verb: str, run: Run, spec: Spec, written: dict, out_dir: Path)
         assert not lines[0][len(prefix) :].startswith("x "), where
         assert new == [], f"{where}\nleft in the output folder: {new}"
         return
-    expected = ["out.tif", "out_pca.tif"] if verb == "embed" else ["out.tif"]
+    expected = ["out.png", "out.tif"] + (["out_pca.tif"] if verb == "embed" else [])
     assert new == expected, f"{where}\nthe output folder holds {new}"
     bands, height, width = written["shape"]
     res = PATCH if verb == "embed" else 1
     t_in = written["transform"]
-    for name in expected:
+    with rasterio.open(out_dir / "out.tif") as dst:
+        valid = written["valid"] & _in_range(written["data"], dst.tags())
+    for name in expected[1:]:  # the GeoTIFFs (the quicklook PNG is tested elsewhere)
         with rasterio.open(out_dir / name) as dst:
             what = f"{where}\n{name}"
             if written["crs"] is not None:
@@ -348,7 +353,7 @@ def check_outcome(verb: str, run: Run, spec: Spec, written: dict, out_dir: Path)
             want = _envelope(t_in, height, width)
             covers = (have[:2] <= want[:2] + tol).all() and (have[2:] >= want[2:] - tol).all()
             assert covers, f"{what}: bounds {have} do not cover the input's {want}"
-            cells = _valid_cells(written["valid"], res)
+            cells = _valid_cells(valid, res)
             assert (dst.height, dst.width) == cells.shape, f"{what}: {dst.shape}"
             if name == "out_pca.tif":
                 assert dst.count == 3, what

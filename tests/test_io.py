@@ -160,10 +160,10 @@ def test_bad_inputs_name_the_problem(tmp_path):
     with pytest.raises(RasterError, match="expects 13 bands"):
         open_raster(sample_path("naip_rgbn_2020.tif"), modality="s2_l1c")
     nodata = write_tif(tmp_path / "empty.tif", np.zeros((4, 16, 16), np.uint8), nodata=0)
-    with pytest.raises(RasterError, match="only nodata"):
+    with pytest.raises(RasterError, match="no pixel with data"):
         open_raster(nodata)
     nan = write_tif(tmp_path / "nan.tif", np.full((2, 16, 16), np.nan, np.float32))
-    with pytest.raises(RasterError, match="only nodata"):
+    with pytest.raises(RasterError, match="no pixel with data"):
         open_raster(nan)
     with pytest.raises(RasterError, match="folder"):
         open_raster(tmp_path)

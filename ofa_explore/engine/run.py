@@ -166,6 +166,12 @@ def _predict(
                     progress(done, len(tiles))
                 if is_cancelled():
                     raise Cancelled("cancelled by the caller; nothing was written")
+        if not sink.cells_with_data:
+            raise RasterError(
+                f"no {p}x{p}-pixel patch of the raster has data in most of its pixels, so "
+                "there is nothing to compute; nothing was written",
+                "check the raster's nodata value, or give one with more data",
+            )
         reported = task.finish(sink, out_path)
         data = sink.finish()
     except BaseException:

@@ -66,6 +66,7 @@ class Sink:
         self.bands = task.bands()
         self.count, self.height, self.width = len(self.bands), grid.rows, grid.cols
         self.dtype, self.nodata = np.dtype(task.dtype), task.nodata
+        self.cells_with_data = 0  # output cells written with a value, not nodata
 
     def write(self, t: Tile, result: np.ndarray | None) -> None:
         res = self.grid.res
@@ -84,6 +85,7 @@ class Sink:
             block = self.task.cells(result[:, ly0 : ly0 + shape[0], lx0 : lx0 + shape[1]])
             block = np.where(valid, block, self.dtype.type(self.nodata)).astype(self.dtype)
             self.task.observe(block, valid, oy0, ox0)
+            self.cells_with_data += int(valid.sum())
         self._store(Window(ox0, oy0, shape[1], shape[0]), block)
 
     def _store(self, window: Window, block: np.ndarray) -> None:

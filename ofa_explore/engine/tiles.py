@@ -23,6 +23,7 @@ from ..io import CONVERSION_ATTR, FILL_ATTR, RasterError
 from ..modalities import Modality
 from ..scale import to_model_units
 
+OUTLIER_STDS = 1e4  # see TileReader.bound
 READ_VALUES = 4 * 2**20  # values per read window: 16 MB in float32, whatever the raster's width
 
 
@@ -125,6 +126,9 @@ class TileReader:
         self.nodata = da.rio.nodata
         self.fill = da.attrs.get(FILL_ATTR)  # invalid where every band has it
         self.mean = np.asarray(m.mean, dtype=np.float32)[:, None, None]
+        # values further than this from the mean are no measurement (float nodata such as
+        # -3.4e38 that the file does not declare, inf): invalid, so the model never sees them
+        self.bound = OUTLIER_STDS * np.asarray(m.std, dtype=np.float32)[:, None, None]
         self.queue: queue.Queue = queue.Queue(maxsize=max(2, queue_size))
         self.stopped = threading.Event()
         self.error: BaseException | None = None
@@ -182,8 +186,10 @@ class TileReader:
         if self.fill is not None:
             valid &= ~(block == self.fill).all(axis=0)
         values = to_model_units(block, self.conversion)
-        if values.dtype.kind == "f" and not np.isfinite(values.sum()):  # integers are finite
-            valid &= np.isfinite(values).all(axis=0)
+        if block.dtype.kind == "f":  # stored integers are finite and within their type's range
+            with np.errstate(invalid="ignore"):  # NaN compares False: invalid
+                sane = np.abs(values - self.mean) <= self.bound
+            valid &= sane.all(axis=0)
         for t in group:
             left = t.x0 - x0
             yield self._cut(t, values[:, :, left : left + self.tw], valid[:, left : left + self.tw])
