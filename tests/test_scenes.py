@@ -62,10 +62,10 @@ def test_serial_run_reports_the_failed_scene_and_writes_the_others(scenes, tmp_p
     assert "broken.tif: failed: cannot read" in err and "1 of 5 scenes failed" in err
     names = sorted(p.name for p in (tmp_path / "out").iterdir())
     assert names == sorted(
-        f"{s}_embed{pca}.tif"
+        f"{s}_embed{extra}"
         for s in ("Forest", "Highway", "River", "naip")
-        for pca in ("", "_pca")
-    )  # nothing hidden left behind
+        for extra in (".tif", "_pca.tif", ".png")
+    )  # each scene's embedding, colour view and quicklook; nothing hidden left behind
     single = predict_raster(load_pretrained(), scenes / "naip.tif", "embed")
     assert np.array_equal(
         read_tif(tmp_path / "out" / "naip_embed.tif"), single.data.values, equal_nan=True
@@ -158,7 +158,7 @@ def test_sigterm_stops_a_dask_run_and_leaves_nothing_hidden(shared, scenes, tmp_
         "event": "cancelled",
         "message": "cancelled; 1 of 2 scenes were written, nothing of the others",
     }
-    assert sorted(p.name for p in out.iterdir()) == ["River_classify.tif"]
+    assert sorted(p.name for p in out.iterdir()) == ["River_classify.png", "River_classify.tif"]
 
 
 def test_cluster_options_without_a_folder_or_dask_are_explained(
