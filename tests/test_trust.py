@@ -220,3 +220,14 @@ def test_the_cli_says_what_it_decided_and_warns_in_one_line_each(shared, tmp_pat
     assert "as asked; the values are ~" in captured.out
     with rasterio.open(tmp_path / "b.tif") as src:
         assert "as asked" in src.tags()["ofa_notes"]
+
+
+def test_reconstruct_warns_when_it_barely_beats_the_baseline(shared, model):
+    """The whole Nanjing TM scene read at the right scale: the shipped model's hidden-pixel
+    error is within 10 % of the trivial baseline's, and the result says so."""
+    result = predict_raster(
+        model, shared / "change/landsat_tm/nanjing/nanjing_20000503.tif", "reconstruct"
+    )
+    checks = result.checks
+    assert 0.9 * checks["baseline_mse"] < checks["hidden_mse"] < checks["baseline_mse"]
+    assert len(result.warnings) == 1 and "only slightly better" in result.warnings[0]

@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 
 PCA_SAMPLE = 20000  # embedding vectors kept (spread over all tiles) to fit the PCA colour view
 CLASS_NODATA = 255
+BARELY = 0.9  # reconstruct: a hidden-pixel error above 90 % of the baseline's earns a warning
 
 TASKS: dict[str, type[Task]] = {}  # name -> class, in the order registered
 
@@ -267,15 +268,19 @@ class Reconstruct(Task):
         model, baseline = model_sum / pixels, baseline_sum / pixels
         checks = {"hidden_mse": model, "baseline_mse": baseline, "hidden_pixels": pixels}
         sink.add_tags({f"ofa_{k}": f"{v:.6g}" for k, v in checks.items()})
-        said = (
-            f"hidden-pixel error {model:.3g} against {baseline:.3g} for the trivial baseline "
-            "(the visible pixels' band means)"
-        )
+        figures = f"hidden-pixel error {model:.3g} against {baseline:.3g}"
+        said = f"{figures} for the trivial baseline (the visible pixels' band means)"
         cautions = []
         if model >= baseline:
             cautions.append(
-                f"the model fills the hidden patches no better than the trivial baseline: "
-                f"{said}; it does not know this imagery well, so treat its outputs with care"
+                f"the model fills the hidden patches no better than the trivial baseline "
+                f"({figures}); it does not know this imagery well, so treat its outputs with care"
+            )
+        elif model > BARELY * baseline:
+            cautions.append(
+                f"the model fills the hidden patches only slightly better than the trivial "
+                f"baseline ({figures}, {1 - model / baseline:.0%} lower); it knows this imagery "
+                "little, so treat its outputs with care"
             )
         return {"checks": checks, "notes": [said], "warnings": cautions}
 
