@@ -163,6 +163,17 @@ def _cmd_pretrain(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from .serve import serve
+
+    code = serve()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # every job has ended and its files are closed: skip the interpreter's teardown, which takes
+    # about 1.5 s with torch loaded (the plugin waits for it when QGIS closes)
+    os._exit(code)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ofa",
@@ -293,6 +304,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output-dir", help="override output_dir")
     p.add_argument("--steps", type=int, help="override steps")
     p.set_defaults(func=_cmd_pretrain)
+
+    p = sub.add_parser(
+        "serve",
+        help="for programs: a worker that keeps the engine and its models loaded; one JSON "
+        "job a line on stdin (a task's arguments), JSON events on stdout (see "
+        "ofa_explore.serve; the QGIS plugin's warm engine)",
+    )
+    p.set_defaults(func=_cmd_serve)
     for command in sub.choices.values():  # also accepted after the command
         command.add_argument(
             "--threads", type=_threads, default=argparse.SUPPRESS, help=THREADS_HELP
@@ -340,6 +359,16 @@ def main(argv: list[str] | None = None) -> int:
         ensure_threads()  # the shell's default: the cores free for this process
     args.report = report_for(args.command, getattr(args, "progress", "none"))
     previous = sigterm_as_ctrl_c() if args.func is cmd_predict else None
+    try:
+        return run_command(args)
+    finally:
+        if previous is not None and CANCEL_SIGNAL is not None:
+            signal.signal(CANCEL_SIGNAL, previous)
+
+
+def run_command(args: argparse.Namespace) -> int:
+    """Runs a parsed command, telling ``args.report`` what happens (warnings included), and
+    turns what it raises into an exit code; `ofa serve` runs each job through here too."""
     shown = warnings.showwarning
     warnings.showwarning = lambda message, *_, **__: args.report.warning(str(message))
     try:
@@ -364,8 +393,6 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_FAILED
     finally:
         warnings.showwarning = shown
-        if previous is not None and CANCEL_SIGNAL is not None:
-            signal.signal(CANCEL_SIGNAL, previous)
 
 
 if __name__ == "__main__":

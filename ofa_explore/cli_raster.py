@@ -137,9 +137,12 @@ def add_raster_verbs(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
+    """`ofa <task>`. A program that runs it in-process (`ofa serve`) may set ``args.load_model``
+    (models kept between jobs) and ``args.cancel`` (a threading.Event: a cancel, reported like
+    Ctrl-C)."""
     several = args.output.suffix.lower() not in protocol.TIF_SUFFIXES
     _check_first(args, several)  # before the model loads and before anything is written
-    from .engine import EngineSettings, predict_raster
+    from .engine import Cancelled, EngineSettings, predict_raster
     from .io import KEEP, open_raster, raster_modality
     from .pretrained import load_model
 
@@ -155,7 +158,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if several:
         return _predict_scenes(args, settings)
     report = args.report
-    model = load_model(args.checkpoint)
+    cancel = getattr(args, "cancel", None)
+    model = (getattr(args, "load_model", None) or load_model)(args.checkpoint)
     nodata = KEEP if args.nodata is None else None if args.nodata == "none" else float(args.nodata)
     raster = open_raster(
         args.raster if len(args.raster) > 1 else args.raster[0],
@@ -166,6 +170,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
     modality = raster_modality(raster).name
     report.start(modality, raster.sizes["band"], ", ".join(Path(r).name for r in args.raster))
     try:
+        if cancel is not None and cancel.is_set():
+            raise Cancelled("cancelled before the first batch")
         result = predict_raster(
             model,
             raster,
@@ -174,7 +180,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
             settings=settings,
             overwrite=args.overwrite,
             progress=report.progress,
+            cancel=cancel,
         )
+    except Cancelled:  # the caller's cancel is a Ctrl-C to the shell
+        raise KeyboardInterrupt("cancelled; nothing was written") from None
     finally:
         report.close()
     report.result(result)

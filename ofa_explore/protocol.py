@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import BadInput, NotFound
+from .errors import BadInput, NotFound, literal
 
 SHIPPED_CHECKPOINT = "ofa_tiny_demo.safetensors"  # in the package's data folder
 METADATA_KEY = "ofa_explore"  # the safetensors ``__metadata__`` key holding our JSON
@@ -159,7 +159,13 @@ def layer_output(folder: str | os.PathLike, layer_name: str, task_name: str) -> 
 #   scenes       total, cluster                           first
 #   scene        input, output, done, total, error, seconds, tiles, modality   per scene
 #   scenes_done  total, failed                            last (exit 3 when any failed)
+# `ofa serve` (a worker kept for many jobs, e.g. by the QGIS plugin) reads one JSON job a line
+# on stdin (JOBS, job_line, parse_job) and writes the events above, each job's with its "id":
+#   ready        version, pid, protocol                   once, when the engine is imported
+#   result       ... + model_loads (models loaded by this worker so far), cached (this job's
+#                model was loaded before)
 EVENTS = (
+    "ready",
     "start",
     "progress",
     "warning",
@@ -195,6 +201,10 @@ def parse_event(line: str) -> dict[str, Any] | None:
     return message if isinstance(message, dict) and message.get("event") in EVENTS else None
 
 
+def ready_event(version: str, pid: int) -> dict[str, Any]:
+    return event("ready", version=version, pid=pid, protocol=SERVE_PROTOCOL)
+
+
 def start_event(task_name: str, modality: str, bands: int, source: str) -> dict[str, Any]:
     return event("start", task=task_name, modality=modality, bands=bands, input=source)
 
@@ -220,6 +230,51 @@ def error_event(
 
 def cancelled_event(message: str) -> dict[str, Any]:
     return event("cancelled", message=message)
+
+
+# ---------------------------------------------------------------- `ofa serve` jobs
+#   {"job": "run", "id": 3, "argv": ["classify", "scene.tif", "-o", "classes.tif", ...]}
+#        the arguments of `ofa` for one task and one scene (`--progress json` is implied)
+#   {"job": "cancel", "id": 3}   stops job 3 at its next batch (its outputs removed), `cancelled`
+#   {"job": "quit"}              cancels the running job and ends the worker; EOF on stdin ends
+#                                it once the jobs sent have run
+JOBS = ("run", "cancel", "quit")
+SERVE_PROTOCOL = 1  # the version of these lines; `ready` says it
+
+
+def job_line(kind: str, job_id: int | str | None = None, argv: Sequence[str] = ()) -> str:
+    """One job as the line a program writes to `ofa serve` (JSON, ending in a newline)."""
+    message: dict[str, Any] = {"job": kind}
+    if job_id is not None:
+        message["id"] = job_id
+    if kind == "run":
+        message["argv"] = [str(a) for a in argv]
+    return json.dumps(message) + "\n"
+
+
+def parse_job(line: str) -> dict[str, Any]:
+    """The job on a line written to `ofa serve`; a line that is no job is a BadInput."""
+    try:
+        message = json.loads(line)
+    except ValueError:
+        message = None
+    if not isinstance(message, dict) or message.get("job") not in JOBS:
+        raise BadInput(
+            f"not a job: {literal(repr(line.strip()[:200]))}",
+            'write one JSON object a line: {{"job": "run", "id": 1, "argv": [...]}}, '
+            '{{"job": "cancel", "id": 1}} or {{"job": "quit"}}',
+        )
+    if message["job"] != "quit" and not isinstance(message.get("id"), (int, str)):
+        raise BadInput(f'a {message["job"]} job needs an "id" (a number or a string)')
+    argv = message.get("argv")
+    if message["job"] == "run" and not (
+        isinstance(argv, list) and argv and all(isinstance(a, str) for a in argv)
+    ):
+        raise BadInput(
+            'a run job needs "argv": the arguments of `ofa` as strings',
+            'e.g. ["classify", "scene.tif", "-o", "classes.tif"]',
+        )
+    return message
 
 
 # ---------------------------------------------------------------- checkpoint metadata

@@ -46,6 +46,14 @@ SLOW_TESTS = {
     "test_local_dask_cluster_matches_serial_run",
     "test_sigterm_stops_a_dask_run_and_leaves_nothing_hidden",
     "test_generated_rasters_succeed_or_fail_cleanly",
+    "test_two_jobs_on_one_worker_load_the_model_once",
+    "test_a_killed_worker_is_replaced_and_the_job_sent_again",
+    "test_an_engine_without_serve_runs_one_process_per_job",
+    "test_shutdown_leaves_no_process",
+    "test_serve_runs_the_jobs_sent_until_eof",
+    "test_serve_quit_cancels_the_running_job_and_ends",
+    "test_cancel_stops_the_job_not_the_worker",
+    "test_an_error_leaves_the_worker_alive",
 }
 
 

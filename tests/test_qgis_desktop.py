@@ -2,7 +2,8 @@
 the process, as on a user's desktop), the plugin installed from its zip into a fresh profile,
 the engine in this test environment's Python (the default pip torch: CUDA build with triton).
 tests/qgis_desktop/drive.py clicks Classify layer on a EuroSAT chip and Embed layer on a NAIP
-scene; QGIS must not crash nor stall its main thread for more than 0.5 s.
+scene; QGIS must not crash nor stall its main thread for more than 0.5 s; both run on one warm
+engine worker, which ends with QGIS.
 Screenshots: test-artifacts/qgis_desktop/.
 """
 
@@ -108,6 +109,10 @@ def test_classify_and_embed_in_the_real_qgis_desktop(shared, tmp_path):
     for step in report["steps"]:
         assert step["dialog_problem"] is None, step
         assert step["max_stall_s"] < 0.5, step  # QGIS stays responsive throughout
+    worker = report["steps"][0]["worker_after"]  # the warm engine: one worker for both runs
+    assert worker and report["steps"][1]["worker_before"] == worker, report["steps"]
+    with pytest.raises(ProcessLookupError):
+        os.kill(worker, 0)  # ended when QGIS closed
     assert sorted(p.name for p in results.glob("*.tif")) == [
         "EuroSAT_chip_classes.tif",
         "NAIP_scene_embedding.tif",

@@ -1,7 +1,8 @@
 """The QGIS plugin's Qt-free engine module (qgis_plugin/ofa_explore_qgis/engine.py) against the
 real engine: header reading agrees with ofa_explore's, the worker runs the real CLI and streams
-its JSON progress, a cancel stops the whole process group. Runs without QGIS, on the plugin as
-its build stages it (with its _shared copy of protocol.py and errors.py)."""
+its JSON progress, a cancel stops the job and leaves nothing (the warm worker itself:
+tests/test_worker.py). Runs without QGIS, on the plugin as its build stages it (with its _shared
+copy of protocol.py and errors.py)."""
 
 from __future__ import annotations
 

@@ -3,22 +3,19 @@
 Everything here is plain Python (no Qt), shared by the toolbar tasks and the Processing
 algorithms: finding the engine's Python, reading what a checkpoint and the sensor registry offer
 (from files, without torch), building the ``ofa`` command line and running it while its JSON-line
-progress streams back. Task names, output names, the events, the checkpoint header, wavelength
-tags and the sensor hint come from ``_shared`` (the package's protocol.py and errors.py, copied
-into the plugin when it is built); errors are shown in the dialog's words (QGIS_WORDS).
+progress streams back (the processes themselves, the warm worker among them: workers.py).
+Task names, output names, the events, the checkpoint header, wavelength tags and the sensor hint
+come from ``_shared`` (the package's protocol.py and errors.py, copied into the plugin when it is
+built); errors are shown in the dialog's words (QGIS_WORDS).
 """
 
 from __future__ import annotations
 
 import json
 import os
-import queue
 import shutil
-import signal
 import subprocess
 import tempfile
-import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -152,7 +149,7 @@ def probe(python: str, origin: str = "settings") -> Engine:
     except (OSError, subprocess.TimeoutExpired) as err:
         raise EngineError(f"{python} does not run ({err})") from None
     if out.returncode != 0:
-        raise EngineError(f"{python} does not run: {_tail(out.stderr)}")
+        raise EngineError(f"{python} does not run: {stderr_tail(out.stderr)}")
     info = json.loads(out.stdout.strip().splitlines()[-1])
     if not info["package"]:
         raise EngineError(f"ofa-explore is not installed in {python}")
@@ -255,7 +252,7 @@ def unique_name(name: str, taken: set[str]) -> str:
     return candidate
 
 
-# ---------------------------------------------------------------- running the worker
+# ---------------------------------------------------------------- running a job
 @dataclass
 class Job:
     """One engine run: ``ofa <task> <source> -o <output>`` with the dialog's choices."""
@@ -302,24 +299,29 @@ def run(
     progress: Callable[[float], None] | None = None,
     cancelled: Callable[[], bool] = lambda: False,
     log: Callable[[str], None] | None = None,
+    status: Callable[[str], None] | None = None,
 ) -> dict:
-    """Runs ``job`` in a worker process and returns its result event (path, pca_path, classes,
-    colors, device, seconds, ...). Raises EngineError with the engine's own message, or Cancelled
-    after stopping the worker's whole process group."""
+    """Runs ``job`` in the engine (its warm worker, or a process of its own: workers.py) and
+    returns its result event (path, pca_path, classes, colors, device, seconds, ...). Raises
+    EngineError with the engine's own message, or Cancelled once the engine stopped the job
+    (nothing written). ``status(text)``: what the job waits for ("starting the engine"), then
+    "" once it runs."""
+    from . import workers  # it imports this module
+
     if not Path(job.source).is_file():
         raise EngineError(
             "the layer is not a raster file on disk (the engine reads files "
             "through GDAL): save it as a GeoTIFF first (Export > Save As…)"
         )
     result = None
-    for event in stream(engine.command(*job.arguments()), cancelled, log):
+    for event in workers.events(engine, job, cancelled, log, status):
         kind = event.get("event")
         if kind == "progress" and progress:
             progress(float(event.get("percent", 0.0)))
         elif kind == "start" and log:
             log(f"{event.get('input')}: sensor {event.get('modality')}, {event.get('bands')} bands")
         elif kind == "result":
-            result = event  # kept until the worker has exited on its own
+            result = event  # kept until the job's events end
         elif kind == "error":
             raise EngineError(error_text(event))
         elif kind == "cancelled":
@@ -327,87 +329,6 @@ def run(
     if result is None:
         raise EngineError("the engine stopped without a result")
     return result
-
-
-def stream(
-    command: list[str],
-    cancelled: Callable[[], bool] = lambda: False,
-    log: Callable[[str], None] | None = None,
-):
-    """Yields the JSON events a worker prints, one per line; stops the worker (its whole process
-    group) when ``cancelled()`` turns true, and turns a silent crash into an EngineError."""
-    proc = subprocess.Popen(
-        command,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        stdin=subprocess.DEVNULL,
-        text=True,
-        encoding="utf-8",
-        errors="replace",
-        env=worker_env(),
-        cwd=NEUTRAL_FOLDER,
-        **_new_group(),
-    )
-    lines: queue.Queue[str | None] = queue.Queue()
-    stderr: list[str] = []
-    readers = [
-        threading.Thread(target=_pump, args=(proc.stdout, lines.put, True), daemon=True),
-        threading.Thread(target=_pump, args=(proc.stderr, stderr.append), daemon=True),
-    ]
-    for reader in readers:
-        reader.start()
-    finished = False
-    try:
-        while True:
-            if cancelled():
-                stop(proc)
-                raise Cancelled("cancelled; nothing was written")
-            try:
-                line = lines.get(timeout=0.1)
-            except queue.Empty:
-                continue
-            if line is None:  # stdout closed: the worker ended
-                break
-            event = protocol.parse_event(line)
-            if event is None:
-                if log and line.strip():
-                    log(line.rstrip())
-                continue
-            if event["event"] in protocol.FINAL_EVENTS:
-                finished = True
-            yield event
-        code = proc.wait()
-        readers[1].join(timeout=5)
-        if log and code not in (0, errors.EXIT_BAD_INPUT) and stderr:
-            log("".join(stderr)[-6000:])  # a bug's traceback: in the log, not the message bar
-        if not finished:
-            raise EngineError(
-                f"the engine stopped unexpectedly (exit code {code}): "
-                f"{_tail(''.join(stderr)) or 'no message'}"
-            )
-    finally:
-        if proc.poll() is None:
-            stop(proc)
-
-
-def stop(proc: subprocess.Popen, grace: float = 10.0) -> None:
-    """Ends the worker and anything it started: SIGTERM to its process group (the engine then
-    removes its temporary files), SIGKILL after ``grace`` seconds."""
-    if proc.poll() is not None:
-        return
-    if os.name == "posix":
-        _signal_group(proc.pid, signal.SIGTERM)
-    else:
-        proc.send_signal(signal.CTRL_BREAK_EVENT)
-    deadline = time.monotonic() + grace
-    while proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.05)
-    if proc.poll() is None:
-        if os.name == "posix":
-            _signal_group(proc.pid, signal.SIGKILL)
-        else:
-            proc.kill()
-        proc.wait()
 
 
 def error_text(event: dict) -> str:
@@ -418,14 +339,11 @@ def error_text(event: dict) -> str:
     return text
 
 
-def _pump(pipe, put: Callable, mark_end: bool = False) -> None:
-    for line in pipe:
-        put(line)
-    if mark_end:
-        put(None)
+def _no_window() -> dict:
+    return {"creationflags": subprocess.CREATE_NO_WINDOW} if os.name == "nt" else {}
 
 
-def _tail(text: str, lines: int = 6) -> str:
+def stderr_tail(text: str, lines: int = 6) -> str:
     """The last lines of a worker's stderr, without warnings' noise."""
     kept = [
         ln
@@ -433,20 +351,3 @@ def _tail(text: str, lines: int = 6) -> str:
         if ln.strip() and "Warning" not in ln and not ln.startswith(("  ", "Traceback"))
     ]
     return " | ".join(kept[-lines:])
-
-
-def _new_group() -> dict:
-    if os.name == "posix":
-        return {"start_new_session": True}
-    return {"creationflags": subprocess.CREATE_NEW_PROCESS_GROUP | subprocess.CREATE_NO_WINDOW}
-
-
-def _no_window() -> dict:
-    return {"creationflags": subprocess.CREATE_NO_WINDOW} if os.name == "nt" else {}
-
-
-def _signal_group(pid: int, sig: int) -> None:
-    try:
-        os.killpg(pid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass

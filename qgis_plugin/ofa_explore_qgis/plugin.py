@@ -4,12 +4,13 @@ engine's process and show its result. Nothing here imports torch or ofa_explore.
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
 
 from qgis.core import Qgis, QgsApplication, QgsMapLayerType
 from qgis.PyQt.QtWidgets import QAction, QPushButton
 
-from . import engine, settings
+from . import engine, settings, workers
 from ._shared import protocol
 from .dialog import OfaDialog
 from .provider import OfaProvider
@@ -57,6 +58,7 @@ class OfaExplorePlugin:
         if self.provider is not None:
             QgsApplication.processingRegistry().removeProvider(self.provider)
             self.provider = None
+        workers.shutdown()  # the warm engine ends with the plugin (and QGIS)
 
     # ------------------------------------------------------------ actions
     def open_dialog(self, task: str) -> EngineTask | None:
@@ -74,6 +76,7 @@ class OfaExplorePlugin:
                 Qgis.Warning,
             )
             return None
+        workers.warm_up(runner)  # the engine starts while the user fills in the dialog
         dialog = self.last_dialog = OfaDialog(task, runner, layer, self.iface.mainWindow())
         if not dialog.exec_():
             return None
@@ -91,9 +94,20 @@ class OfaExplorePlugin:
             job,
             lambda t, ok: self._finished(t, ok, layer, name, add_cube),
         )
+        task.status.connect(lambda text: self._status(text, runner))
         self.tasks.append(task)
         QgsApplication.taskManager().addTask(task)
         return task
+
+    def _status(self, text: str, runner: engine.Engine) -> None:
+        if text == workers.STARTING:
+            warm = workers.serves(runner)
+            self._message(
+                "Starting the engine (a few seconds"
+                + ("; once per QGIS session, the next runs start at once)." if warm else ")."),
+                Qgis.Info,
+                duration=8,
+            )
 
     def open_setup(self) -> SetupTask | None:
         dialog = SetupDialog(self.iface.mainWindow())
@@ -156,6 +170,7 @@ class OfaExplorePlugin:
 
     def _engine_ready(self, found: engine.Engine) -> None:
         settings.set_value("python", found.python)
+        threading.Thread(target=workers.shutdown, daemon=True).start()  # the old engine's
         log(f"engine: ofa-explore {found.version} in {found.python}")
         self._message(f"The engine is ready (ofa-explore {found.version}).", Qgis.Success)
 
@@ -170,10 +185,10 @@ class OfaExplorePlugin:
         self.actions.append(action)
         return action
 
-    def _message(self, text: str, level, setup_button: bool = False) -> None:
+    def _message(self, text: str, level, setup_button: bool = False, duration: int = 0) -> None:
         bar = self.iface.messageBar()
         if not setup_button:
-            bar.pushMessage("OFA Explore", text, level=level, duration=0)
+            bar.pushMessage("OFA Explore", text, level=level, duration=duration)
             return
         widget = bar.createMessage("OFA Explore", text)
         button = QPushButton("Set up engine…", widget)

@@ -127,6 +127,7 @@ class _OfaAlgorithm(QgsProcessingAlgorithm):
                 progress=feedback.setProgress,
                 cancelled=feedback.isCanceled,
                 log=feedback.pushInfo,
+                status=lambda text: feedback.setProgressText(text and f"{text.capitalize()}…"),
             )
         except engine.Cancelled:
             raise QgsProcessingException("Cancelled; nothing was written.") from None

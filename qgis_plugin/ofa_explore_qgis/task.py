@@ -8,8 +8,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 from qgis.core import Qgis, QgsMessageLog, QgsTask
+from qgis.PyQt.QtCore import pyqtSignal, pyqtSlot
 
-from . import engine, install
+from . import engine, install, workers
 
 LOG_TAG = "OFA Explore"
 
@@ -19,8 +20,11 @@ def log(text: str, level=Qgis.Info) -> None:
 
 
 class EngineTask(QgsTask):
-    """Runs ``job`` in the worker; ``on_done(task, ok)`` gets ``task.info`` (the result event)
-    or ``task.error`` (a message for the user; None when cancelled)."""
+    """Runs ``job`` in the engine; ``on_done(task, ok)`` gets ``task.info`` (the result event)
+    or ``task.error`` (a message for the user; None when cancelled). ``status`` carries what the
+    job waits for ("starting the engine", then ""), shown in the task's description."""
+
+    status = pyqtSignal(str)
 
     def __init__(
         self,
@@ -33,11 +37,18 @@ class EngineTask(QgsTask):
         self.runner, self.job, self.on_done = runner, job, on_done
         self.info: dict | None = None
         self.error: str | None = None
+        self.title = description
+        self.status.connect(self._show_status)  # emitted in the task's thread, shown in QGIS's
 
     def run(self) -> bool:
         try:
             self.info = engine.run(
-                self.runner, self.job, progress=self.setProgress, cancelled=self.isCanceled, log=log
+                self.runner,
+                self.job,
+                progress=self.setProgress,
+                cancelled=self.isCanceled,
+                log=log,
+                status=self.status.emit,
             )
             return True
         except engine.Cancelled:
@@ -47,6 +58,10 @@ class EngineTask(QgsTask):
         except Exception as err:  # noqa: BLE001 - shown in the message bar, never a crash
             self.error = f"{type(err).__name__}: {err}"
         return False
+
+    @pyqtSlot(str)
+    def _show_status(self, text: str) -> None:
+        self.setDescription(f"{self.title} ({text}…)" if text else self.title)
 
     def finished(self, ok: bool) -> None:
         self.on_done(self, ok)
@@ -92,7 +107,7 @@ class SetupTask(QgsTask):
             stderr=subprocess.STDOUT,
             text=True,
             env=engine.worker_env(),
-            **engine._new_group(),
+            **workers.new_group(),
         )
         tail: list[str] = []
         for line in proc.stdout:
@@ -102,7 +117,7 @@ class SetupTask(QgsTask):
                 log(stage[0])
                 self.setProgress(max(self.progress(), 100.0 * (index + stage[1]) / count))
             if self.isCanceled():
-                engine.stop(proc)
+                workers.stop(proc)
                 return
         if proc.wait() != 0:
             raise engine.EngineError(

@@ -248,6 +248,34 @@ def test_classify_adds_a_styled_class_map_in_the_output_folder(
     assert sorted(p.name for p in data.iterdir()) == before  # nothing beside the input
 
 
+def test_the_engine_stays_warm_between_runs_and_ends_with_the_plugin(
+    plugin, qgis_iface, qgis_app, monkeypatch, data
+):
+    """The first run starts the engine's worker (and says so), the next runs reuse it, unloading
+    the plugin (QGIS closing) ends it and its process group."""
+    from ofa_explore_qgis import workers
+
+    workers.shutdown()
+    add_layer(qgis_iface, data / S2_CHIP.name, "S2 scene")
+    accept_dialog(monkeypatch)
+    descriptions, pids = [], []
+    for _ in range(2):
+        plugin.classify_action.trigger()
+        task = plugin.tasks[-1]
+        task.status.connect(lambda _text, t=task: descriptions.append(t.description()))
+        wait(plugin, qgis_app)
+        pids.append(workers.current().proc.pid)
+    assert "Starting the engine" in messages(qgis_iface, "Info")
+    assert layers_named("S2 scene classes") == ["S2 scene classes", "S2 scene classes (2)"]
+    assert pids[0] == pids[1] and workers.current().alive()
+    assert any("starting the engine" in d for d in descriptions), descriptions
+    proc = workers.current().proc
+    plugin.unload()
+    assert proc.poll() is not None and workers.current() is None
+    with pytest.raises(ProcessLookupError):
+        os.killpg(proc.pid, 0)  # nothing of its process group is left
+
+
 def test_embed_shows_the_pca_view_and_the_cube_on_request(
     plugin, qgis_iface, qgis_app, monkeypatch, data, tmp_path
 ):

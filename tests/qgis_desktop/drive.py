@@ -20,10 +20,18 @@ from qgis.PyQt.QtTest import QTest
 from qgis.PyQt.QtWidgets import QApplication
 
 OUT = os.environ["OFA_DESKTOP_OUT"]
-STEPS = [
-    ("classify", os.environ["OFA_DESKTOP_CHIP"], "EuroSAT chip", "EuroSAT chip classes"),
-    ("embed", os.environ["OFA_DESKTOP_NAIP"], "NAIP scene", "NAIP scene embedding (PCA colours)"),
-]
+if os.environ.get("OFA_DESKTOP_STEPS"):  # [[task, path, layer name, result layer name], ...]
+    STEPS = json.loads(os.environ["OFA_DESKTOP_STEPS"])  # bench/bench_qgis.py
+else:
+    STEPS = [
+        ("classify", os.environ["OFA_DESKTOP_CHIP"], "EuroSAT chip", "EuroSAT chip classes"),
+        (
+            "embed",
+            os.environ["OFA_DESKTOP_NAIP"],
+            "NAIP scene",
+            "NAIP scene embedding (PCA colours)",
+        ),
+    ]
 report = {"steps": [], "errors": []}
 iface = qgis.utils.iface
 
@@ -50,6 +58,13 @@ class Heartbeat:
         now = time.monotonic()
         self.gap = max(self.gap, now - self.last)
         self.last = now
+
+
+def worker_pid():
+    """The plugin's warm engine worker's process id (None: none running)."""
+    workers = sys.modules.get("ofa_explore_qgis.workers")
+    worker = workers and workers.current()
+    return worker.proc.pid if worker and worker.alive() else None
 
 
 def bar_messages():
@@ -120,7 +135,7 @@ def step(index):
     button = iface.pluginToolBar().widgetForAction(action)
     if button is None:
         return fail(f"no toolbar button for {action.text()}")
-    record = {"task": task, "layer": name, "t0": time.monotonic()}
+    record = {"task": task, "layer": name, "worker_before": worker_pid(), "t0": time.monotonic()}
     report["steps"].append(record)
     QTimer.singleShot(300, lambda: press_ok(record, 0))
     BEAT.reset()
@@ -140,6 +155,7 @@ def press_ok(record, tries):
     record["dialog_problem"] = dialog.problem()
     dialog.grab().save(os.path.join(OUT, f"{record['task']}_dialog.png"))
     ok = dialog.buttons.button(dialog.buttons.Ok)
+    record["ok_s"] = time.monotonic() - record["t0"]
     QTest.mouseClick(ok, Qt.LeftButton)
 
 
@@ -148,6 +164,7 @@ def wait_for(result_name, record, index, deadline=240):
     if result_name in names:
         record["seconds"] = time.monotonic() - record["t0"]
         record["max_stall_s"] = BEAT.gap
+        record["worker_after"] = worker_pid()
         result = QgsProject.instance().mapLayersByName(result_name)[0]
         iface.setActiveLayer(result)
         iface.zoomToActiveLayer()
