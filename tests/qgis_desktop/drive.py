@@ -137,7 +137,8 @@ def step(index):
         return fail(f"no toolbar button for {action.text()}")
     record = {"task": task, "layer": name, "worker_before": worker_pid(), "t0": time.monotonic()}
     report["steps"].append(record)
-    QTimer.singleShot(300, lambda: press_ok(record, 0))
+    delay = int(os.environ.get("OFA_DESKTOP_OK_AFTER_MS", "300"))  # a user reading the dialog
+    QTimer.singleShot(delay, lambda: press_ok(record, 0))
     BEAT.reset()
     QTest.mouseClick(button, Qt.LeftButton)  # returns when the modal dialog closes
     record["dialog_closed"] = time.monotonic() - record["t0"]
