@@ -250,6 +250,28 @@ def test_serve_in_this_process_keeps_the_model(chip, tmp_path):
     assert results[1]["cached"] and sys.stdout is not sys.stderr
 
 
+def test_models_are_kept_per_checkpoint_and_reloaded_when_the_file_changes(tmp_path):
+    import shutil
+
+    from ofa_explore.pretrained import shipped_checkpoint_path
+    from ofa_explore.serve import Models
+
+    copies = [tmp_path / f"model{i}.safetensors" for i in (1, 2)]
+    for copy in copies:
+        shutil.copy(shipped_checkpoint_path(), copy)
+    models = Models(keep=2)
+    shipped = models.load(None)
+    assert models.load("") is shipped and models.cached and models.loads == 1
+    first = models.load(copies[0])
+    assert first is not shipped and not models.cached and models.loads == 2
+    assert models.load(str(copies[0])) is first and models.cached
+    stat = copies[0].stat()
+    os.utime(copies[0], ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))  # the file rewritten
+    assert models.load(copies[0]) is not first and models.loads == 3
+    models.load(copies[1])  # a third model: the one used longest ago (the shipped) goes
+    assert len(models.kept) == 2 and models.load(None) is not shipped and models.loads == 5
+
+
 def test_serve_runs_the_jobs_sent_until_eof(chip, tmp_path):
     events, code = serve(
         job(1, "classify", chip, "-o", tmp_path / "a.tif", "--no-quicklook"),

@@ -208,7 +208,7 @@ def _same(worker: Worker, runner: engine.Engine) -> bool:
     return (worker.engine.python, worker.engine.package) == (runner.python, runner.package)
 
 
-def _take(runner: engine.Engine, start: bool = True) -> Worker | None:
+def _take(runner: engine.Engine) -> Worker | None:
     """The engine's worker, started if needed and reserved for the caller (``busy`` held); None
     when it is busy with another job."""
     global _worker
@@ -220,8 +220,6 @@ def _take(runner: engine.Engine, start: bool = True) -> Worker | None:
             _worker = None
             old.stop()
         if _worker is None:
-            if not start:
-                return None
             _worker = Worker(runner)
         return _worker if _worker.busy.acquire(blocking=False) else None
 
