@@ -40,6 +40,7 @@ from .errors import (
     OFAError,
 )
 from .report import report_for
+from .startup import loading
 from .threads import ensure_threads, parse_threads, set_threads
 
 THREADS_HELP = (
@@ -334,10 +335,11 @@ def main(argv: list[str] | None = None) -> int:
     warnings.filterwarnings(
         "ignore", category=PendingDeprecationWarning, module=r"rioxarray\.rioxarray"
     )
-    if args.threads:
-        set_threads(args.threads)
-    elif args.func not in (_cmd_modalities, _cmd_info, _cmd_convert):  # these run no model
-        ensure_threads()  # the shell's default: the cores free for this process
+    with loading():  # imports torch: the collector paused meanwhile (startup.py)
+        if args.threads:
+            set_threads(args.threads)
+        elif args.func not in (_cmd_modalities, _cmd_info, _cmd_convert):  # these run no model
+            ensure_threads()  # the shell's default: the cores free for this process
     args.report = report_for(args.command, getattr(args, "progress", "none"))
     previous = sigterm_as_ctrl_c() if args.func is cmd_predict else None
     shown = warnings.showwarning

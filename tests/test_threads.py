@@ -78,6 +78,21 @@ def test_own_work_is_not_counted_as_busy():
     assert sample["busy"] < 0.7, sample
 
 
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/proc/stat is Linux's")
+def test_busy_cores_since_an_earlier_sample_waits_only_for_the_rest():
+    """The CLI samples before importing torch: the import's time counts, no extra wait."""
+    since = threads.cpu_sample()
+    assert since is not None
+    time.sleep(0.3)
+    t0 = time.perf_counter()
+    busy = threads.busy_cores(0.2, since=since)
+    assert time.perf_counter() - t0 < 0.1
+    assert 0 <= busy <= threads.usable_cores() + 0.5
+    t0 = time.perf_counter()
+    threads.busy_cores(0.2, since=threads.cpu_sample())  # a fresh sample: the whole interval
+    assert time.perf_counter() - t0 >= 0.19
+
+
 def test_settings_named_by_the_user_win(monkeypatch):
     monkeypatch.setenv(threads.ENV, "3")
     assert threads.default_threads() == 3
@@ -162,3 +177,25 @@ def test_shells_choose_the_default(monkeypatch, tmp_path, capsys):
     assert torch.get_num_threads() == 2
     ReconstructionExplorer(model, sample_path("eurosat_river.tif"))
     assert torch.get_num_threads() == 1
+
+
+def test_loading_pauses_the_collector_then_freezes_what_was_loaded():
+    import gc
+
+    from ofa_explore.startup import loading
+
+    assert gc.isenabled()
+    frozen = gc.get_freeze_count()
+    try:
+        with loading():
+            assert not gc.isenabled()
+            kept = [[i] for i in range(1000)]
+            with loading():  # nested: the outer block decides
+                assert not gc.isenabled()
+            assert not gc.isenabled()
+        assert gc.isenabled() and gc.get_freeze_count() >= frozen + len(kept)
+        with pytest.raises(KeyError), loading():
+            raise KeyError("a failed import")
+        assert gc.isenabled()  # resumed whatever happened
+    finally:
+        gc.unfreeze()
