@@ -16,7 +16,6 @@ import argparse
 import json
 import os
 import signal
-import sys
 import traceback
 import warnings
 from importlib import resources
@@ -40,7 +39,7 @@ from .errors import (
     OFAError,
 )
 from .report import report_for
-from .startup import loading
+from .startup import loading, run_and_exit
 from .threads import ensure_threads, parse_threads, set_threads
 
 THREADS_HELP = (
@@ -370,5 +369,11 @@ def main(argv: list[str] | None = None) -> int:
             signal.signal(CANCEL_SIGNAL, previous)
 
 
+def run() -> None:
+    """The ``ofa`` command (its console script, ``python -m ofa_explore``): ``main`` with this
+    process's arguments, then the process ends without its slow teardown (startup.py)."""
+    run_and_exit(main)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    run()

@@ -177,25 +177,3 @@ def test_shells_choose_the_default(monkeypatch, tmp_path, capsys):
     assert torch.get_num_threads() == 2
     ReconstructionExplorer(model, sample_path("eurosat_river.tif"))
     assert torch.get_num_threads() == 1
-
-
-def test_loading_pauses_the_collector_then_freezes_what_was_loaded():
-    import gc
-
-    from ofa_explore.startup import loading
-
-    assert gc.isenabled()
-    frozen = gc.get_freeze_count()
-    try:
-        with loading():
-            assert not gc.isenabled()
-            kept = [[i] for i in range(1000)]
-            with loading():  # nested: the outer block decides
-                assert not gc.isenabled()
-            assert not gc.isenabled()
-        assert gc.isenabled() and gc.get_freeze_count() >= frozen + len(kept)
-        with pytest.raises(KeyError), loading():
-            raise KeyError("a failed import")
-        assert gc.isenabled()  # resumed whatever happened
-    finally:
-        gc.unfreeze()
