@@ -40,6 +40,8 @@ from .wavelength import WavelengthPatchEmbed, WavelengthPixelHead
 
 def sincos_2d_with_cls(dim: int, grid: tuple[int, int]) -> Tensor:
     """Fixed 2-D sine-cosine position embedding, a zero slot for the class token: [1, 1+L, dim]."""
+    if torch.get_default_device().type == "meta":  # shapes only: see load_checkpoint
+        return torch.zeros(1, 1 + grid[0] * grid[1], dim)
     pos = sincos_2d(grid, dim)
     return torch.cat([torch.zeros(1, dim), pos], dim=0)[None]
 
@@ -112,6 +114,8 @@ class OFANet(nn.Module):
         self.initialize_weights()
 
     def initialize_weights(self) -> None:
+        if self.cls_token.is_meta:  # shapes only: the weights come from a checkpoint
+            return
         for embed in self.patch_embeds.values():  # as MAE: like nn.Linear, not nn.Conv2d
             w = cast(PatchEmbed, embed).proj.weight.data
             nn.init.xavier_uniform_(w.view(w.shape[0], -1))
