@@ -1,7 +1,5 @@
 """`python -m ofa_explore ...`: the `ofa` command line."""
 
-import sys
+from .cli import run
 
-from .cli import main
-
-sys.exit(main())
+run()

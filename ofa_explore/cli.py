@@ -16,7 +16,6 @@ import argparse
 import json
 import os
 import signal
-import sys
 import traceback
 import warnings
 from importlib import resources
@@ -40,6 +39,7 @@ from .errors import (
     OFAError,
 )
 from .report import report_for
+from .startup import loading, run_and_exit
 from .threads import ensure_threads, parse_threads, set_threads
 
 THREADS_HELP = (
@@ -166,12 +166,7 @@ def _cmd_pretrain(args: argparse.Namespace) -> int:
 def _cmd_serve(args: argparse.Namespace) -> int:
     from .serve import serve
 
-    code = serve()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    # every job has ended and its files are closed: skip the interpreter's teardown, which takes
-    # about 1.5 s with torch loaded (the plugin waits for it when QGIS closes)
-    os._exit(code)
+    return serve()  # `run` then skips the teardown (~1.5 s with torch), which QGIS would wait for
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -353,10 +348,11 @@ def main(argv: list[str] | None = None) -> int:
     warnings.filterwarnings(
         "ignore", category=PendingDeprecationWarning, module=r"rioxarray\.rioxarray"
     )
-    if args.threads:
-        set_threads(args.threads)
-    elif args.func not in (_cmd_modalities, _cmd_info, _cmd_convert):  # these run no model
-        ensure_threads()  # the shell's default: the cores free for this process
+    with loading():  # imports torch: the collector paused meanwhile (startup.py)
+        if args.threads:
+            set_threads(args.threads)
+        elif args.func not in (_cmd_modalities, _cmd_info, _cmd_convert):  # these run no model
+            ensure_threads()  # the shell's default: the cores free for this process
     args.report = report_for(args.command, getattr(args, "progress", "none"))
     previous = sigterm_as_ctrl_c() if args.func is cmd_predict else None
     try:
@@ -395,5 +391,11 @@ def run_command(args: argparse.Namespace) -> int:
         warnings.showwarning = shown
 
 
+def run() -> None:
+    """The ``ofa`` command (its console script, ``python -m ofa_explore``): ``main`` with this
+    process's arguments, then the process ends without its slow teardown (startup.py)."""
+    run_and_exit(main)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    run()

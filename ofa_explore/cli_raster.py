@@ -12,6 +12,7 @@ from pathlib import Path
 from . import protocol
 from .checks import PRECISIONS
 from .errors import CLI_WORDS, EXIT_SCENES_FAILED, BadInput
+from .startup import loading
 
 CHECKPOINT_HELP = (
     "a checkpoint file, or published weights by name (dofa-base-v1, ...: see "
@@ -142,9 +143,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
     Ctrl-C)."""
     several = args.output.suffix.lower() not in protocol.TIF_SUFFIXES
     _check_first(args, several)  # before the model loads and before anything is written
-    from .engine import Cancelled, EngineSettings, predict_raster
-    from .io import KEEP, open_raster, raster_modality
-    from .pretrained import load_model
+    with loading():  # the engine's imports (xarray, rasterio...), the collector paused
+        from .engine import Cancelled, EngineSettings, predict_raster
+        from .io import KEEP, open_raster, raster_modality
+        from .pretrained import load_model
 
     settings = EngineSettings(
         tile=args.tile,

@@ -14,14 +14,11 @@ Dd decoder width.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from functools import partial
 from typing import Any, cast
 
 import torch
-from timm.layers import PatchEmbed, resample_abs_pos_embed
-from timm.layers.pos_embed_sincos import build_sincos2d_pos_embed
-from timm.models.vision_transformer import Block
 from torch import Generator, Tensor, nn
 
 from .checks import check_mask_ratio
@@ -37,12 +34,15 @@ from .inputs import (
 )
 from .modalities import Modality, get_modality
 from .model_config import DEFAULT_MODALITIES, SIZES, OFAConfig
+from .vit import Block, PatchEmbed, resample_abs_pos_embed, sincos_2d
 from .wavelength import WavelengthPatchEmbed, WavelengthPixelHead
 
 
 def sincos_2d_with_cls(dim: int, grid: tuple[int, int]) -> Tensor:
     """Fixed 2-D sine-cosine position embedding, a zero slot for the class token: [1, 1+L, dim]."""
-    pos = build_sincos2d_pos_embed(list(grid), dim=dim)
+    if torch.get_default_device().type == "meta":  # shapes only: see load_checkpoint
+        return torch.zeros(1, 1 + grid[0] * grid[1], dim)
+    pos = sincos_2d(grid, dim)
     return torch.cat([torch.zeros(1, dim), pos], dim=0)[None]
 
 
@@ -70,15 +70,11 @@ class OFANet(nn.Module):
             m = get_modality(m) if isinstance(m, str) else m
             self.modalities[m.name] = m
         D, Dd, p = c.embed_dim, c.decoder_embed_dim, c.patch_size
-        # as MAE, timm ViT and DOFA; timm's Block takes any callable that makes a norm layer
-        norm_layer = cast(type[nn.Module], partial(nn.LayerNorm, eps=1e-6))
+        norm_layer = partial(nn.LayerNorm, eps=1e-6)  # as MAE, timm's ViT and DOFA
 
         # encoder: per-modality patch embeddings, then everything shared
         self.patch_embeds = nn.ModuleDict(
-            {
-                name: PatchEmbed(c.img_size, p, m.num_bands, D, strict_img_size=False)
-                for name, m in self.modalities.items()
-            }
+            {name: PatchEmbed(c.img_size, p, m.num_bands, D) for name, m in self.modalities.items()}
         )
         self.wavelength_embed = (
             WavelengthPatchEmbed(
@@ -118,6 +114,8 @@ class OFANet(nn.Module):
         self.initialize_weights()
 
     def initialize_weights(self) -> None:
+        if self.cls_token.is_meta:  # shapes only: the weights come from a checkpoint
+            return
         for embed in self.patch_embeds.values():  # as MAE: like nn.Linear, not nn.Conv2d
             w = cast(PatchEmbed, embed).proj.weight.data
             nn.init.xavier_uniform_(w.view(w.shape[0], -1))
@@ -381,10 +379,11 @@ def _blocks(
     heads: int,
     depth: int,
     mlp_ratio: float,
-    norm_layer: type[nn.Module],
+    norm_layer: Callable[[int], nn.Module],
     init_values: float | None = None,
 ) -> nn.ModuleList:
-    """``depth`` timm ViT blocks of width ``dim``, as MAE builds its encoder and decoder."""
+    """``depth`` ViT blocks (timm's, see vit.py) of width ``dim``, as MAE builds its encoder
+    and decoder."""
     return nn.ModuleList(
         [
             Block(

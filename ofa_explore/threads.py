@@ -20,6 +20,7 @@ import math
 import os
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 from .errors import BadInput
 
@@ -85,47 +86,69 @@ def _cgroup_folders(root: Path, membership: Path) -> list[Path]:
     return folders
 
 
-def busy_cores(interval: float = 0.2) -> float:
+def busy_cores(interval: float = 0.2, since: CpuSample | None = None) -> float:
     """How many of this process's cores other programs keep busy, measured over ``interval``
-    seconds from /proc/stat (Linux; elsewhere 0). This process's own CPU time is left out."""
+    seconds from /proc/stat (Linux; elsewhere 0). This process's own CPU time is left out.
+    ``since`` (a ``cpu_sample()`` taken earlier) starts the interval then: the time spent since
+    (importing torch, say) counts, and only what is left of ``interval`` is waited."""
     try:
-        cpus = os.sched_getaffinity(0)
-        before, own0 = _cpu_times(cpus), time.process_time()
-        time.sleep(interval)
-        after, own1 = _cpu_times(cpus), time.process_time()
+        start = since or cpu_sample()
+        if start is None:
+            return 0.0
+        time.sleep(max(0.0, interval - (time.perf_counter() - start.clock)))
+        end = cpu_sample()
     except (OSError, AttributeError, ValueError):
         return 0.0
+    if end is None:
+        return 0.0
     busy = total = 0.0
-    for cpu, (b_busy, b_total) in before.items():
-        a_busy, a_total = after.get(cpu, (b_busy, b_total))
+    for cpu, (b_busy, b_total) in start.cpus.items():
+        a_busy, a_total = end.cpus.get(cpu, (b_busy, b_total))
         busy += a_busy - b_busy
         total += a_total - b_total
     if total <= 0:
         return 0.0
-    elapsed = total / len(before)  # clock ticks per core during the interval
-    own = (own1 - own0) * os.sysconf("SC_CLK_TCK")
+    elapsed = total / len(start.cpus)  # clock ticks per core during the interval
+    own = (end.own - start.own) * os.sysconf("SC_CLK_TCK")
     return max(0.0, (busy - own) / elapsed)
 
 
-def default_threads() -> int:
-    """``OFA_EXPLORE_THREADS`` if set, else the usable cores minus the busy ones (at least 1),
-    never more than torch's own default."""
+class CpuSample(NamedTuple):
+    cpus: dict[int, tuple[float, float]]  # (busy, total) clock ticks of each usable CPU
+    own: float  # this process's CPU seconds
+    clock: float  # time.perf_counter()
+
+
+def cpu_sample() -> CpuSample | None:
+    """Where the CPUs stand now, for ``busy_cores``; None where /proc/stat cannot tell."""
+    try:
+        cpus = _cpu_times(os.sched_getaffinity(0))
+    except (OSError, AttributeError, ValueError):
+        return None
+    return CpuSample(cpus, time.process_time(), time.perf_counter()) if cpus else None
+
+
+def default_threads(since: CpuSample | None = None) -> int:
+    """``OFA_EXPLORE_THREADS`` if set, else the usable cores minus the busy ones (at least 1,
+    measured from ``since`` when given, see ``busy_cores``), never more than torch's own
+    default."""
     if os.environ.get(ENV):
         return parse_threads(os.environ[ENV], ENV)
     if os.environ.get("OMP_NUM_THREADS"):
         return torch_default_threads()
-    free = usable_cores() - busy_cores()
+    free = usable_cores() - busy_cores(since=since)
     return max(1, min(torch_default_threads(), int(free + 0.25)))
 
 
 def set_threads(threads: int | None = None) -> int:
     """Use ``threads`` CPU threads for torch (None: ``default_threads()``); returns the count.
     Later automatic choices (``ensure_threads``) leave it as it is."""
-    import torch
+    since = cpu_sample() if threads is None else None  # the busy cores: measured while torch
+    import torch  # is imported (the first time, over a second), not in a wait of their own
 
     global _applied
     torch_default_threads()  # remembered before the first change
-    n = default_threads() if threads is None else parse_threads(threads, "threads")
+    n = default_threads(since) if threads is None else parse_threads(threads, "threads")
     torch.set_num_threads(n)
     _applied = True
     return n

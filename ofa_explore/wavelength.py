@@ -53,8 +53,9 @@ class WeightGenerator(nn.Module):
         self.fc_bias = nn.Linear(wv_planes, embed_dim)
         self.weight_tokens = nn.Parameter(torch.empty(num_weight_tokens, wv_planes))
         self.bias_token = nn.Parameter(torch.empty(1, wv_planes))
-        nn.init.normal_(self.weight_tokens, std=0.02)
-        nn.init.normal_(self.bias_token, std=0.02)
+        if not self.weight_tokens.is_meta:  # (meta: shapes only, see checkpoint.load_checkpoint)
+            nn.init.normal_(self.weight_tokens, std=0.02)
+            nn.init.normal_(self.bias_token, std=0.02)
 
     def forward(self, waves: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """waves: [C, wv_planes] -> (weights [C, k*k*D], bias [D])."""

@@ -46,6 +46,28 @@ def test_round_trip_is_bit_exact(model, saved):
     assert torch.equal(classify(model, x, "s2_l1c"), classify(loaded, x, "s2_l1c"))
 
 
+def test_loading_draws_nothing_at_random_and_gives_writable_weights(model, saved, tmp_path):
+    """The model is built on the meta device (load_checkpoint): every tensor comes from the file,
+    into memory of its own, and the heads' device marker is real."""
+    model.heads.add("parcels", ["a", "b"], kind="segmentation", modality="s2_l1c")
+    try:
+        path = save_checkpoint(model, tmp_path / "seg.safetensors")
+    finally:
+        del model.heads["parcels"]
+    rng = torch.random.get_rng_state()
+    loaded = load_checkpoint(path)
+    assert torch.equal(torch.random.get_rng_state(), rng)  # no random initialisation ran
+    tensors = [*loaded.parameters(), *loaded.buffers()]
+    assert not any(t.is_meta for t in tensors) and loaded.heads._device.device.type == "cpu"
+    assert not loaded.pos_embed.requires_grad and loaded.cls_token.requires_grad
+    with torch.no_grad():
+        for p in loaded.parameters():
+            p.add_(1.0)  # its own memory: the file's bytes and a second load are untouched
+    again = load_checkpoint(path).state_dict()
+    for key, value in model.state_dict().items():
+        assert torch.equal(again[key], value), key
+
+
 def test_metadata_describes_architecture_modalities_heads_provenance(model, saved):
     meta = read_metadata(saved)
     assert meta["config"]["size"] == "tiny" and meta["config"]["depth"] == 2

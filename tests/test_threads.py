@@ -78,6 +78,21 @@ def test_own_work_is_not_counted_as_busy():
     assert sample["busy"] < 0.7, sample
 
 
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/proc/stat is Linux's")
+def test_busy_cores_since_an_earlier_sample_waits_only_for_the_rest():
+    """The CLI samples before importing torch: the import's time counts, no extra wait."""
+    since = threads.cpu_sample()
+    assert since is not None
+    time.sleep(0.3)
+    t0 = time.perf_counter()
+    busy = threads.busy_cores(0.2, since=since)
+    assert time.perf_counter() - t0 < 0.1
+    assert 0 <= busy <= threads.usable_cores() + 0.5
+    t0 = time.perf_counter()
+    threads.busy_cores(0.2, since=threads.cpu_sample())  # a fresh sample: the whole interval
+    assert time.perf_counter() - t0 >= 0.19
+
+
 def test_settings_named_by_the_user_win(monkeypatch):
     monkeypatch.setenv(threads.ENV, "3")
     assert threads.default_threads() == 3

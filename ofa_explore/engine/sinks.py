@@ -1,6 +1,7 @@
-"""Where tile centres go: an array in memory, or a GeoTIFF written window by window and turned
-into a Cloud-Optimised GeoTIFF that is renamed into place (``fileio.atomic_output``), so nothing is
-ever half-written. A sink is configured by the task it serves and the output grid."""
+"""Where tile centres go: an array in memory, or an uncompressed GeoTIFF written window by window
+and then compressed, once, into a Cloud-Optimised GeoTIFF that is renamed into place
+(``fileio.atomic_output``), so nothing is ever half-written. A sink is configured by the task it
+serves and the output grid."""
 
 from __future__ import annotations
 
@@ -143,9 +144,12 @@ class MemorySink(Sink):
 
 
 class FileSink(Sink):
-    """A tiled GeoTIFF in a hidden scratch folder beside the target, written window by window,
-    converted to a COG and renamed into place.
+    """A tiled, uncompressed GeoTIFF in a hidden scratch folder beside the target, written window
+    by window, converted to a compressed COG and renamed into place.
 
+    The working file stays uncompressed, so the output is compressed once, by GDAL's COG driver
+    (for the embedding cube of a 3072 x 3072 px mosaic, a compressed working file cost 1.17 s of
+    writing and conversion against 0.59 s, and took 94 MB of scratch space against 108 MB).
     The full-D embedding cube uses 64-pixel blocks and no overviews: GDAL buffers a row of blocks
     of every band (in its cache while writing, in the COG conversion), so small blocks keep that
     memory small, and averaged embeddings make no useful overview.
@@ -155,8 +159,7 @@ class FileSink(Sink):
         super().__init__(task, grid)
         self.path = path
         self.cube = self.count >= CUBE_MIN_BANDS
-        # few bands: the working file stays uncompressed, cheap to write and read back
-        self.profile = dict(
+        self.profile = dict(  # uncompressed: cheap to write and read back, compressed once
             driver="GTiff",
             count=self.count,
             height=self.height,
@@ -171,14 +174,7 @@ class FileSink(Sink):
             BIGTIFF="IF_SAFER",
         )
         if self.cube:  # small blocks: a row of D-band blocks must fit GDAL's cache
-            self.profile.update(
-                compress=_compression(),
-                blockxsize=CUBE_BLOCK,
-                blockysize=CUBE_BLOCK,
-                zstd_level=1,
-                zlevel=1,
-                predictor=3 if task.dtype == "float32" else 1,
-            )
+            self.profile.update(blockxsize=CUBE_BLOCK, blockysize=CUBE_BLOCK)
         self.scratch = Path(
             tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         )
@@ -200,8 +196,8 @@ class FileSink(Sink):
         if not self.cube:
             self.dst.write(block, window=window)
             return
-        # The cube: GDAL's cost is per band and per call, and a compressed block written twice
-        # is stored twice; so rows of tiles are gathered and only whole rows of blocks written.
+        # The cube: GDAL's cost is per band and per call, so rows of tiles are gathered and only
+        # whole rows of blocks written.
         top, height = window.row_off, window.height
         if self.strip is None:
             self.strip_top, self.strip = top, self._nodata_rows(height)
@@ -241,13 +237,7 @@ class FileSink(Sink):
     def derive(self, path, project, bands, dtype, nodata) -> None:
         self._close()
         work = self.scratch / f"extra{len(self.extras)}_{path.name}"
-        profile = self.profile | {
-            "count": len(bands),
-            "dtype": dtype,
-            "nodata": nodata,
-            "compress": None,
-            "predictor": 1,
-        }
+        profile = self.profile | {"count": len(bands), "dtype": dtype, "nodata": nodata}
         with rasterio.open(self.work) as src, rasterio.open(work, "w", **profile) as dst:
             for _, window in src.block_windows(1):
                 dst.write(project(src.read(window=window)), window=window)
