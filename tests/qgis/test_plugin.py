@@ -254,15 +254,21 @@ def test_the_engine_stays_warm_between_runs_and_ends_with_the_plugin(
     """The first run starts the engine's worker (and says so), the next runs reuse it, unloading
     the plugin (QGIS closing) ends it and its process group."""
     from ofa_explore_qgis import workers
+    from ofa_explore_qgis.task import EngineTask
 
+    descriptions, pids = [], []
+    show_status = EngineTask._show_status
+
+    def recorded(task, text):  # the task's thread may say it before a test could connect
+        show_status(task, text)
+        descriptions.append(task.description())
+
+    monkeypatch.setattr(EngineTask, "_show_status", recorded)
     workers.shutdown()
     add_layer(qgis_iface, data / S2_CHIP.name, "S2 scene")
     accept_dialog(monkeypatch)
-    descriptions, pids = [], []
     for _ in range(2):
         plugin.classify_action.trigger()
-        task = plugin.tasks[-1]
-        task.status.connect(lambda _text, t=task: descriptions.append(t.description()))
         wait(plugin, qgis_app)
         pids.append(workers.current().proc.pid)
     assert "Starting the engine" in messages(qgis_iface, "Info")
