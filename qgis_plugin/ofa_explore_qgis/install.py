@@ -125,7 +125,6 @@ def run_setup(
     base = base_python or find_base_python()
     python = str(venv_python(folder))
     existed = folder.exists()  # and is empty: it is left as it was
-    pip = [python, "-m", "pip", "install", "--disable-pip-version-check"]
     try:
         run_step(
             Step("creating the Python environment", [base, "-m", "venv", str(folder)], 0, 5),
@@ -133,14 +132,12 @@ def run_setup(
             cancelled,
             log,
         )
+        update = [python, "-m", "pip", "install", "--disable-pip-version-check", "-U", "pip"]
         try:  # a newer pip reports its downloads' bytes; the venv's own pip works too
-            run_step(
-                Step("updating pip", pip + ["--upgrade", "pip"], 5, 8), progress, cancelled, log
-            )
+            run_step(Step("updating pip", update, 5, 8), progress, cancelled, log)
         except EngineError as err:
             log(f"pip was not updated ({err}); going on with the environment's own pip")
-        pip += ["--progress-bar", "raw" if pip_version(python) >= (24, 1) else "off"]
-        for step in install_steps(pip, package, torch_build):
+        for step in install_steps(pip_install(python), package, torch_build):
             run_step(step, progress, cancelled, log)
         found = engine.probe(python, "settings")
     except EngineError as err:
@@ -292,6 +289,13 @@ def failure_text(step: Step, output: list[str]) -> str:
         f"The engine could not be set up while {step.what} ({detail}; the details are in the "
         f"log, tab OFA Explore). Run Set up engine… again, {WAY_OUT}"
     )
+
+
+def pip_install(python: str) -> list[str]:
+    """``pip install`` in ``python``'s environment, its download bytes on stdout where that pip
+    can (24.1 and newer)."""
+    bar = "raw" if pip_version(python) >= (24, 1) else "off"
+    return [python, "-m", "pip", "install", "--disable-pip-version-check", "--progress-bar", bar]
 
 
 def pip_version(python: str) -> tuple[int, ...]:
