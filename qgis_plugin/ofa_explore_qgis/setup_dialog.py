@@ -28,6 +28,7 @@ class SetupDialog(QDialog):
     def __init__(self, parent=None):
         super().__init__(parent)
         self.setWindowTitle("OFA Explore: Set up engine")
+        self.setObjectName("ofa_explore_setup_dialog")
         form = QFormLayout(self)
         form.addRow(
             QLabel(
@@ -171,4 +172,7 @@ class SetupTask(QgsTask):
         self.setDescription(f"{self.title} ({text}…)" if text else self.title)
 
     def finished(self, ok: bool) -> None:
+        if not ok:  # QGIS's own "Task failed: <description>" comes first: it says why, briefly
+            why = self.error.split(":")[0] if self.error else "cancelled, nothing was left"
+            self.setDescription(f"{self.title}: {why}")
         self.on_done(self, ok)

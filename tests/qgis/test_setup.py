@@ -111,6 +111,14 @@ def messages(qgis_iface, level) -> str:
     return " | ".join(qgis_iface.messageBar().get_messages(level))
 
 
+def keep_description(task) -> list[str]:
+    """The task's description when it ends (QGIS deletes the task right after)."""
+    seen: list[str] = []
+    done = task.on_done
+    task.on_done = lambda t, ok: (seen.append(t.description()), done(t, ok))
+    return seen
+
+
 def sensor_options() -> list[str]:
     algorithm = QgsApplication.processingRegistry().algorithmById("ofa_explore:classify_raster")
     return algorithm.parameterDefinition("SENSOR").options()
@@ -171,6 +179,7 @@ def test_setup_offline_says_pytorch_could_not_be_fetched_and_leaves_nothing(
     offline(monkeypatch)
     choose(monkeypatch, create=True, folder=folder)
     task = plugin.open_setup()
+    described = keep_description(task)
     progress: list[float] = []
     task.progressChanged.connect(progress.append)
     t0 = time.monotonic()
@@ -182,6 +191,8 @@ def test_setup_offline_says_pytorch_could_not_be_fetched_and_leaves_nothing(
         assert pip_words not in text, text
     assert not folder.exists()  # no half-made engine left
     assert progress and progress == sorted(progress)
+    # what QGIS's own "Task failed: ..." shows (after a few seconds' run) says why, too
+    assert described == ["OFA Explore: setting up the engine: PyTorch could not be downloaded"]
     assert settings.value("python") == before and settings.current_engine().python
     assert time.monotonic() - t0 < 120
 
@@ -198,8 +209,10 @@ def test_cancelled_setup_removes_its_folder(
         qgis_app.processEvents()
         time.sleep(0.02)
     assert folder.exists()
+    described = keep_description(task)
     task.cancel()
     wait(plugin, qgis_app)
     assert "Engine setup cancelled" in messages(qgis_iface, Qgis.Info)
+    assert described == ["OFA Explore: setting up the engine: cancelled, nothing was left"]
     assert not messages(qgis_iface, Qgis.Critical)
     assert not folder.exists()
