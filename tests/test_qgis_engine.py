@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import os
 import sys
 import tempfile
 import time
@@ -26,6 +27,7 @@ _build.stage(_STAGED.name)
 sys.path.insert(0, _STAGED.name)
 try:
     engine = importlib.import_module("ofa_explore_qgis.engine")
+    install = importlib.import_module("ofa_explore_qgis.install")
     layers = importlib.import_module("ofa_explore_qgis.layers")
     shared = importlib.import_module("ofa_explore_qgis._shared.protocol")
     shared_errors = importlib.import_module("ofa_explore_qgis._shared.errors")
@@ -184,3 +186,78 @@ def test_the_plugin_ships_the_packages_own_protocol():
         "re.sub(",
     ):
         assert not [p for p in plugin.rglob("*.py") if name in p.read_text()], name
+
+
+@pytest.mark.slow  # about 20 s: a venv, pip, an engine process
+def test_the_zips_wheel_installs_a_working_engine_of_the_same_version(
+    shared, tmp_path, monkeypatch
+):
+    """The wheel the plugin's zip carries, installed by Set up engine…'s own pip step into a
+    new venv, is a working engine of the package's version (registry, shipped model, a
+    classified chip). PyTorch and the libraries come from this test environment (a .pth line:
+    the ones pip would fetch), and pip runs without any index: nothing is downloaded."""
+    import subprocess
+    import sysconfig
+
+    import ofa_explore
+
+    wheel = _build.build_wheel(tmp_path / "wheels")
+    assert wheel.name == f"ofa_explore-{ofa_explore.__version__}-py3-none-any.whl"
+    assert wheel.stat().st_size < 20e6  # the shipped model is most of it
+    folder = tmp_path / "engine"
+    python = str(install.venv_python(folder))
+    subprocess.run([sys.executable, "-m", "venv", str(folder)], check=True)
+    subprocess.run([python, "-m", "pip", "uninstall", "-q", "-y", "setuptools"], check=True)
+    site = subprocess.run(
+        [python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    Path(site, "reuse.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    for name in ("PIP_FIND_LINKS", "PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("PIP_CONFIG_FILE", os.devnull)
+    monkeypatch.setenv("PIP_NO_INDEX", "1")
+    monkeypatch.setenv("OFA_EXPLORE_WARM", "0")  # one process for the job, ended with it
+    steps = install.install_steps(install.pip_install(python), str(wheel), "cuda")
+    assert len(steps) == 1 and steps[0].end == 100  # Linux: PyTorch comes with the package
+    seen: list[tuple[float, str]] = []
+    lines: list[str] = []
+    install.run_step(steps[0], lambda p, what: seen.append((p, what)), lambda: False, lines.append)
+    assert seen[0] == (8, "installing ofa-explore and its libraries") and seen[-1][0] == 100
+    assert [p for p, _ in seen] == sorted(p for p, _ in seen)
+    assert any(ln.startswith("Successfully installed ofa-explore") for ln in lines), lines[-5:]
+
+    found = engine.probe(python, "settings")
+    assert found.version == ofa_explore.__version__
+    assert found.package.is_relative_to(folder) and found.shipped_checkpoint.is_file()
+    assert {"s2_l1c", "landsat_etm", "rgbn"} <= {m["name"] for m in found.sensors()}
+    chip = shared / "eurosat" / "River" / "River_1.tif"
+    info = engine.run(found, engine.Job("classify", str(chip), str(tmp_path / "classes.tif")))
+    assert info["classes"][0] == "AnnualCrop" and Path(info["path"]).is_file()
+
+
+def test_pip_lines_move_the_setup_progress_forward():
+    """pip 24.1+ with ``--progress-bar raw`` prints a download's bytes; the bar follows them,
+    never back (pip repeats its stages per package), and says what it downloads."""
+    reader = install.PipProgress("downloading PyTorch")
+    shares = []
+    for line in (
+        "Looking in indexes: https://download.pytorch.org/whl/cpu",
+        "Collecting torch",
+        "  Downloading https://download.pytorch.org/whl/cpu/torch-2.14.1%2Bcpu-cp311.whl (190 MB)",
+        "Progress 0 of 190000000",
+        "Progress 95000000 of 190000000",
+        "Progress 190000000 of 190000000",
+        "Collecting filelock (from torch)",
+        "  Downloading filelock-3.20.0-py3-none-any.whl (16 kB)",
+        "Installing collected packages: filelock, torch",
+        "Successfully installed filelock-3.20.0 torch-2.14.1+cpu",
+    ):
+        if reader.feed(line):
+            shares.append(round(reader.share, 2))
+        if line == "Progress 95000000 of 190000000":
+            assert reader.detail == "downloading torch-2.14.1%2Bcpu-cp311.whl (95 of 190 MB)"
+    assert shares == [0.05, 0.1, 0.1, 0.45, 0.8, 0.8, 0.8, 0.85, 1.0]
+    assert not reader.feed("Requirement already satisfied: numpy in ./lib (2.1.3)")

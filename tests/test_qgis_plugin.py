@@ -124,6 +124,22 @@ def test_plugin_zip_holds_an_installable_plugin(tmp_path):
                 == (ROOT / "ofa_explore" / name).read_bytes()
             )
     assert not [n for n in names if "__pycache__" in n]
+    # the package's own wheel, of the package's version: Set up engine… installs exactly it
+    from ofa_explore import __version__
+
+    wheel = f"ofa_explore_qgis/wheels/ofa_explore-{__version__}-py3-none-any.whl"
+    assert wheel in names
+    with zipfile.ZipFile(out) as zf, zf.open(wheel) as whl, zipfile.ZipFile(whl) as inner:
+        packed = set(inner.namelist())
+    assert {
+        "ofa_explore/protocol.py",
+        "ofa_explore/data/modalities.json",
+        "ofa_explore/data/ofa_tiny_demo.safetensors",
+        "ofa_explore/pretraining/configs/demo.yaml",
+        f"ofa_explore-{__version__}.dist-info/entry_points.txt",
+    } <= packed, sorted(packed)
+    assert not [n for n in packed if "__pycache__" in n or not n.startswith("ofa_explore")]
+    assert out.stat().st_size < 20e6  # the shipped model (17 MB) is most of it
     for key in (
         "name",
         "qgisMinimumVersion",

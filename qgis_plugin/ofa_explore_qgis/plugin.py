@@ -15,8 +15,8 @@ from ._shared import protocol
 from .dialog import OfaDialog
 from .provider import OfaProvider
 from .resources import icon
-from .setup_dialog import SetupDialog
-from .task import EngineTask, SetupTask, log
+from .setup_dialog import SetupDialog, SetupTask
+from .task import EngineTask, log
 
 MENU = "OFA Explore"
 
@@ -170,6 +170,8 @@ class OfaExplorePlugin:
 
     def _engine_ready(self, found: engine.Engine) -> None:
         settings.set_value("python", found.python)
+        if self.provider is not None:  # Processing's Sensor lists: the new engine's sensors
+            self.provider.refreshAlgorithms()
         threading.Thread(target=workers.shutdown, daemon=True).start()  # the old engine's
         log(f"engine: ofa-explore {found.version} in {found.python}")
         self._message(f"The engine is ready (ofa-explore {found.version}).", Qgis.Success)
