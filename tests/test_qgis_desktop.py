@@ -168,5 +168,5 @@ def test_qgis_process_runs_the_algorithms(shared, tmp_path):
         assert src.count == 3 and src.crs == ref.crs  # the colour view
     refused = qgis_process("embed_raster", INPUT=str(chip), BANDS="14", OUTPUT=str(out / "x.tif"))
     assert refused.returncode != 0
-    assert "band 14 does not exist" in refused.stdout + refused.stderr
+    assert "Band 14 does not exist" in refused.stdout + refused.stderr
     assert sorted(p.name for p in out.iterdir()) == ["classes.tif", "view.tif"]
