@@ -108,3 +108,37 @@ def check_selection(choice: SensorChoice, bands: list[Band], registry: list[dict
                 "wavelengths: select the bands that match a sensor, or choose the sensor."
             )
     return None
+
+
+def sensor_name(registry: list[dict], name: str) -> str:
+    """A sensor as people call it ("Sentinel-2 L1C, 13 bands in EuroSAT order"), from the
+    registry's description without its parenthesis; the registry name when it has none."""
+    for record in registry:
+        if record["name"] == name and record.get("description"):
+            return str(record["description"]).split(" (")[0]
+    return name
+
+
+def read_as(choice: SensorChoice, bands: list[Band], registry: list[dict]) -> str | None:
+    """The sensor the engine will read these bands as: the one chosen, else the one it would
+    detect; None when it reads them by their wavelengths (tagged files such as EnMAP) or cannot
+    tell."""
+    if choice.modality:
+        return choice.modality
+    if bands and all(b.wavelength_um for b in bands):
+        return None
+    return guess_sensor(registry, bands)
+
+
+def head_problem(info: dict, sensor: str | None, registry: list[dict]) -> str | None:
+    """Why a head cannot classify bands read as ``sensor`` (the engine refuses a head trained
+    on another sensor), or None when it fits."""
+    trained = info.get("modality")
+    if not trained or trained == sensor:
+        return None
+    layer = (
+        f"this layer looks like {sensor_name(registry, sensor)}"
+        if sensor
+        else "this layer's bands are not recognised as that sensor"
+    )
+    return f"trained on {sensor_name(registry, trained)}; {layer}"

@@ -64,6 +64,8 @@ class EngineTask(QgsTask):
         self.setDescription(f"{self.title} ({text}…)" if text else self.title)
 
     def finished(self, ok: bool) -> None:
+        if not ok and self.error is None:  # QGIS's own "Task failed: ..." then says so too
+            self.setDescription(f"{self.title}: cancelled, nothing was written")
         self.on_done(self, ok)
 
 
