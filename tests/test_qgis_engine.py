@@ -70,7 +70,7 @@ def test_sensor_choices_and_checks(runner):
         for i, name in enumerate(next(m for m in registry if m["name"] == "s2_l1c")["bands"])
     ]
     choices = layers.sensor_choices(model, registry, s2)
-    assert choices[0].label == "auto (looks like s2_l1c)" and choices[0].modality is None
+    assert choices[0].label == "auto (looks like Sentinel-2 L1C)" and choices[0].modality is None
     own = [c.modality for c in choices if "by wavelength" not in c.label][1:]
     assert own == list(model.modalities)
     assert "landsat_etm" in [c.modality for c in choices if "by wavelength" in c.label]

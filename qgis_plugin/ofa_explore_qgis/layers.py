@@ -3,6 +3,7 @@ and the check of the user's choice, in the dialog's words. Torch-free, Qt-free."
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from ._shared import protocol
@@ -60,7 +61,7 @@ def sensor_choices(model: ModelInfo, registry: list[dict], bands: list[Band]) ->
     auto = (
         "auto (from the bands' wavelengths)"
         if bands and all(b.wavelength_um for b in bands)
-        else f"auto (looks like {guess})"
+        else f"auto (looks like {sensor_name(registry, guess)})"
         if guess
         else "auto (the engine decides)"
     )
@@ -111,11 +112,11 @@ def check_selection(choice: SensorChoice, bands: list[Band], registry: list[dict
 
 
 def sensor_name(registry: list[dict], name: str) -> str:
-    """A sensor as people call it ("Sentinel-2 L1C, 13 bands in EuroSAT order"), from the
-    registry's description without its parenthesis; the registry name when it has none."""
+    """A sensor as people call it ("Sentinel-2 L1C", "NAIP-style aerial R, G, B, NIR"): the
+    registry's description up to its details (", 13 bands...", " (8-bit)"); else the name."""
     for record in registry:
         if record["name"] == name and record.get("description"):
-            return str(record["description"]).split(" (")[0]
+            return re.split(r", \d| \(", str(record["description"]))[0]
     return name
 
 

@@ -236,27 +236,35 @@ class OfaExplorePlugin:
 
 
 def summary(info: dict, layer_name: str, registry: list[dict]) -> tuple[str, str]:
-    """What a run found, for the message bar (one line) and its Details: the classes with
-    their areas and shares, the sensor the layer was read as, the precision, the time, the file."""
+    """What a run found, for the message bar (one line, the rest under Details): the classes
+    with their shares (areas in Details), the sensor the layer was read as, the precision, the
+    tiles and time, the file."""
     sensor = layers.sensor_name(registry, info.get("modality") or "?")
-    how = (
-        f"read as {sensor}, {info.get('precision')} on {info.get('device')}, "
-        f"{protocol.count(int(info.get('tiles') or 0), 'tile')} in {info.get('seconds')} s"
+    tiles = protocol.count(int(info.get("tiles") or 0), "tile")
+    found = sorted(
+        (a for a in info.get("areas") or [] if a.get("pixels")), key=lambda a: -a["share"]
     )
-    found = [a for a in info.get("areas") or [] if a.get("pixels")]
-    found.sort(key=lambda a: -a["share"])
-    top = ", ".join(f"{a['class']} {a['share']:.0%}" for a in found[:3])
-    more = f" and {protocol.count(len(found) - 3, 'more class')}" if len(found) > 3 else ""
-    short = f"{layer_name}: " + (f"{top}{more}; " if found else "") + how
-    details = [f"{layer_name}", how, f"File: {info.get('path')}"]
+    classes = ", ".join(f"{a['class']} {a['share']:.0%}" for a in found[:3])
+    short = (
+        f"{layer_name}: "
+        + (f"{classes}{', …' if len(found) > 3 else ''}; " if found else "")
+        + f"{sensor}, {info.get('precision')}, {tiles} in {info.get('seconds')} s; "
+        + f"saved as {Path(info['path']).name}"
+    )
+    details = [
+        layer_name,
+        f"Read as {sensor} ({info.get('modality')}), {info.get('precision')} on "
+        f"{info.get('device')}, {tiles} in {info.get('seconds')} s",
+        f"File: {info.get('path')}",
+    ]
     if info.get("pca_path"):
         details.append(f"Colour view: {info['pca_path']}")
     if found:
-        details += [f"Classes found ({info.get('head')}), largest first:", ""]
+        details += ["", f"Classes found ({info.get('head')}), largest first:"]
         details.append(protocol.class_table(found))
     details += [f"Note: {n}" for n in info.get("notes") or []]
     details += [f"Warning: {w}" for w in info.get("warnings") or []]
-    return short + f"; saved as {Path(info['path']).name}", "\n".join(details)
+    return short, "\n".join(details)
 
 
 def cancelled_text(job: engine.Job, name: str) -> str:

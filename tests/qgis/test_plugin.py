@@ -209,7 +209,7 @@ def test_dialog_reads_bands_and_model_without_the_engine(plugin, qgis_iface, dat
     dialog = OfaDialog("classify", settings.current_engine(), layer)
     assert "torch" not in sys.modules  # read from files: no model load (the desktop test times it)
     assert dialog.band_list.count() == 13
-    assert dialog.sensor.itemText(0) == "auto (looks like s2_l1c)"
+    assert dialog.sensor.itemText(0) == "auto (looks like Sentinel-2 L1C)"
     labels = [dialog.sensor.itemText(i) for i in range(dialog.sensor.count())]
     assert any("[s2_l1c]" in t for t in labels)
     assert any("[landsat_etm, by wavelength]" in t for t in labels)  # the wavelength path
@@ -634,12 +634,17 @@ def test_results_say_what_was_found(plugin, qgis_iface, qgis_app, monkeypatch, d
     accept_dialog(monkeypatch)
     plugin.classify_action.trigger()
     wait(plugin, qgis_app)
+    import re
+
     text = messages(qgis_iface, "Success")
-    assert "S2 scene classes: " in text and "%" in text, messages(qgis_iface, "Critical")
-    assert "read as Sentinel-2 L1C, 13 bands in EuroSAT order, " in text
-    assert " on cpu, 1 tile in " in text and "saved as S2_scene_classes.tif" in text
+    assert re.search(
+        r"S2 scene classes: \w+ \d+%; Sentinel-2 L1C, (fp32|bf16), 1 tile in [\d.]+ s; "
+        r"saved as S2_scene_classes\.tif",
+        text,
+    ), text + messages(qgis_iface, "Critical")
     shown = details(plugin, qgis_iface, "S2 scene classes")
     assert str(tmp_path / "results" / "S2_scene_classes.tif") in shown
+    assert "Read as Sentinel-2 L1C (s2_l1c), " in shown and " on cpu, 1 tile in " in shown
     assert "Classes found (eurosat_landcover), largest first:" in shown and " ha " in shown
     top = QgsProject.instance().layerTreeRoot().children()[0]
     assert top.layer().name() == "S2 scene classes"  # above its input: the newest is seen
