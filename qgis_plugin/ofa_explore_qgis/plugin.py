@@ -210,7 +210,8 @@ class OfaExplorePlugin:
         ``details``) under a Details button, so that nothing is cut off."""
         bar = self.iface.messageBar()
         if details is None and len(text) > SHORT:
-            details, text = text, text[: text.rfind(" ", 0, SHORT)] + " …"
+            cut = text.rfind(" ", SHORT // 2, SHORT)  # at a word, unless a long path is there
+            details, text = text, text[: cut if cut > 0 else SHORT] + " …"
         if not setup_button and details is None:
             bar.pushMessage("OFA Explore", text, level=level, duration=duration)
             return
