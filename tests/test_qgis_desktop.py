@@ -138,7 +138,7 @@ def test_classify_and_embed_in_the_real_qgis_desktop(shared, tmp_path):
     # 3. results say what they found, the newest layer on top; a cancel says so
     found = next(m for m in steps[0]["messages"] if m.startswith("EuroSAT chip classes: "))
     assert "%; Sentinel-2 L1C, " in found and " 1 tile in " in found, found
-    assert found.endswith("saved as EuroSAT_chip_classes.tif"), found
+    assert len(found) < 100, found  # one line of the bar; the file and areas under Details
     assert steps[2]["top_layer"] == "NAIP scene embedding (PCA colours)"
     said = steps[3]["messages_after_cancel"]
     assert "Classifying Big mosaic was cancelled; nothing was written." in said, said

@@ -294,7 +294,8 @@ def run(
     status: Callable[[str], None] | None = None,
 ) -> dict:
     """Runs ``job`` in the engine (its warm worker, or a process of its own: workers.py) and
-    returns its result event (path, pca_path, classes, colors, device, seconds, ...). Raises
+    returns its result event (path, pca_path, classes, colors, device, seconds, ...; warnings
+    also holds those the engine said on the way). Raises
     EngineError with the engine's own message, or Cancelled once the engine stopped the job
     (nothing written). ``status(text)``: what the job waits for ("starting the engine"), then
     "" once it runs."""
@@ -305,10 +306,12 @@ def run(
             "the layer is not a raster file on disk (the engine reads files "
             "through GDAL): save it as a GeoTIFF first (Export > Save As…)"
         )
-    result = None
+    result, warnings = None, []
     for event in workers.events(engine, job, cancelled, log, status):
         kind = event.get("event")
-        if kind == "progress" and progress:
+        if kind == "warning":  # said before the result (values that do not fit the sensor)
+            warnings.append(str(event.get("message")))
+        elif kind == "progress" and progress:
             progress(float(event.get("percent", 0.0)))
         elif kind == "start" and log:
             log(f"{event.get('input')}: sensor {event.get('modality')}, {event.get('bands')} bands")
@@ -320,7 +323,7 @@ def run(
             raise Cancelled("cancelled; nothing was written")
     if result is None:
         raise EngineError("the engine stopped without a result")
-    return result
+    return {**result, "warnings": warnings + list(result.get("warnings") or [])}
 
 
 def error_text(event: dict) -> str:

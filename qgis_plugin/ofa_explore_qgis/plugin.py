@@ -164,7 +164,8 @@ class OfaExplorePlugin:
                 return
             short, details = summary(task.info, added[0].name(), task.runner.sensors())
             log(details)
-            self._message(short, Qgis.Success, details=details)
+            level = Qgis.Warning if task.info.get("warnings") else Qgis.Success
+            self._message(short, level, details=details)
         elif task.error:
             self._message(task.error, Qgis.Critical)
         else:
@@ -237,9 +238,9 @@ class OfaExplorePlugin:
 
 
 def summary(info: dict, layer_name: str, registry: list[dict]) -> tuple[str, str]:
-    """What a run found, for the message bar (one line, the rest under Details): the classes
-    with their shares (areas in Details), the sensor the layer was read as, the precision, the
-    tiles and time, the file."""
+    """What a run found, for the message bar (one line that fits it, about 100 characters)
+    and its Details: the classes with their shares (areas and the file under Details), the
+    sensor the layer was read as, the precision, the tiles and time."""
     sensor = layers.sensor_name(registry, info.get("modality") or "?")
     tiles = protocol.count(int(info.get("tiles") or 0), "tile")
     found = sorted(
@@ -249,9 +250,10 @@ def summary(info: dict, layer_name: str, registry: list[dict]) -> tuple[str, str
     short = (
         f"{layer_name}: "
         + (f"{classes}{', …' if len(found) > 3 else ''}; " if found else "")
-        + f"{sensor}, {info.get('precision')}, {tiles} in {info.get('seconds')} s; "
-        + f"saved as {Path(info['path']).name}"
+        + f"{sensor}, {info.get('precision')}, {tiles} in {info.get('seconds')} s"
     )
+    if info.get("warnings"):  # the values do not fit the sensor, no CRS...: worth a look
+        short += f"; {protocol.count(len(info['warnings']), 'warning')} under Details"
     details = [
         layer_name,
         f"Read as {sensor} ({info.get('modality')}), {info.get('precision')} on "
@@ -260,11 +262,11 @@ def summary(info: dict, layer_name: str, registry: list[dict]) -> tuple[str, str
     ]
     if info.get("pca_path"):
         details.append(f"Colour view: {info['pca_path']}")
-    if found:
-        details += ["", f"Classes found ({info.get('head')}), largest first:"]
-        details.append(protocol.class_table(found))
     details += [f"Note: {n}" for n in info.get("notes") or []]
     details += [f"Warning: {w}" for w in info.get("warnings") or []]
+    if found:  # last: the table's columns line up in the Details window's fixed font
+        details += ["", f"Classes found ({info.get('head')}), largest first:"]
+        details.append(protocol.class_table(found))
     return short, "\n".join(details)
 
 

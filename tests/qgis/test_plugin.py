@@ -8,6 +8,7 @@ venv's); QGIS's own Python here has neither torch nor ofa_explore.
 from __future__ import annotations
 
 import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -351,6 +352,11 @@ def test_classify_a_mosaic_gives_a_multi_class_map(plugin, qgis_iface, qgis_app,
     wait(plugin, qgis_app)
     layer = QgsProject.instance().mapLayersByName("mosaic classes")[0]
     assert len(np.unique(gdal.Open(layer.source()).ReadAsArray())) >= 4
+    said = messages(qgis_iface, "Success")  # the three largest classes, largest first, and …
+    shares = [int(share) for share in re.findall(r" (\d+)%", said)]
+    assert len(shares) == 3 and shares == sorted(shares, reverse=True) and ", …; " in said, said
+    table = details(plugin, qgis_iface, "mosaic classes").split("largest first:\n")[1]
+    assert len(table.splitlines()) >= 4 and table.count(" ha ") == len(table.splitlines())
     _screenshot_side_by_side([source, layer], ARTIFACTS / "classified_layer.png")
 
 
@@ -634,12 +640,9 @@ def test_results_say_what_was_found(plugin, qgis_iface, qgis_app, monkeypatch, d
     accept_dialog(monkeypatch)
     plugin.classify_action.trigger()
     wait(plugin, qgis_app)
-    import re
-
     text = messages(qgis_iface, "Success")
     assert re.search(
-        r"S2 scene classes: \w+ \d+%; Sentinel-2 L1C, (fp32|bf16), 1 tile in [\d.]+ s; "
-        r"saved as S2_scene_classes\.tif",
+        r"S2 scene classes: \w+ \d+%; Sentinel-2 L1C, (fp32|bf16), 1 tile in [\d.]+ s",
         text,
     ), text + messages(qgis_iface, "Critical")
     shown = details(plugin, qgis_iface, "S2 scene classes")
@@ -648,6 +651,25 @@ def test_results_say_what_was_found(plugin, qgis_iface, qgis_app, monkeypatch, d
     assert "Classes found (eurosat_landcover), largest first:" in shown and " ha " in shown
     top = QgsProject.instance().layerTreeRoot().children()[0]
     assert top.layer().name() == "S2 scene classes"  # above its input: the newest is seen
+
+
+def test_a_result_to_doubt_says_why(plugin, qgis_iface, qgis_app, monkeypatch):
+    """8-bit Landsat TM read as Landsat 7 surface reflectance (by the user's choice): the layer
+    comes, and the bar warns that the values do not fit that sensor's units."""
+
+    def reflectance(dialog):
+        names = [dialog.sensor.itemData(i).modality for i in range(dialog.sensor.count())]
+        dialog.sensor.setCurrentIndex(names.index("landsat_etm"))
+
+    add_layer(qgis_iface, LANDSAT_TM, "nanjing")
+    accept_dialog(monkeypatch, check=reflectance)
+    plugin.open_dialog("embed")
+    wait(plugin, qgis_app)
+    said = messages(qgis_iface, "Warning")
+    assert "nanjing embedding (PCA colours): Landsat 7 ETM+ surface reflectance, " in said, said
+    assert said.endswith("; 1 warning under Details"), said
+    text = details(plugin, qgis_iface, "nanjing embedding")
+    assert "Warning: " in text and "smaller than the statistics of 'landsat_etm'" in text, text
 
 
 def test_reconstruct_draws_the_inputs_colour_bands_though_bad_bands_are_dropped(
