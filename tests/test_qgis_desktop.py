@@ -139,6 +139,9 @@ def test_classify_and_embed_in_the_real_qgis_desktop(shared, tmp_path):
     found = next(m for m in steps[0]["messages"] if m.startswith("EuroSAT chip classes: "))
     assert "%; Sentinel-2 L1C, " in found and " 1 tile in " in found, found
     assert len(found) < 100, found  # one line of the bar; the file and areas under Details
+    shown = steps[0]["details"]
+    assert f"File: {results / 'EuroSAT_chip_classes.tif'}" in shown, shown
+    assert "Classes found (eurosat_landcover), largest first:" in shown and " ha " in shown
     assert steps[2]["top_layer"] == "NAIP scene embedding (PCA colours)"
     said = steps[3]["messages_after_cancel"]
     assert "Classifying Big mosaic was cancelled; nothing was written." in said, said

@@ -239,7 +239,27 @@ def wait_for(result_name, record, index, deadline=240):
 @guarded
 def shot(record, index):
     iface.mainWindow().grab().save(os.path.join(OUT, f"{record['task']}_result.png"))
+    open_details(record)
     step(index + 1)
+
+
+def open_details(record):
+    """Clicks Details on the result's message, as a user would, and keeps what it shows."""
+    from qgis.PyQt.QtWidgets import QPushButton
+
+    name = record["layer"]
+    item = next((i for i in iface.messageBar().items() if i.text().startswith(name)), None)
+    button = item and next(
+        (b for b in item.findChildren(QPushButton) if b.text() == "Details"), None
+    )
+    if button is None:
+        record["details"] = None
+        return
+    QTest.mouseClick(button, Qt.LeftButton)
+    box = PLUGIN.details
+    record["details"] = box.text()
+    box.grab().save(os.path.join(OUT, f"{record['task']}_details.png"))
+    box.close()
 
 
 def watchdog():
