@@ -197,11 +197,13 @@ class OfaDialog(QDialog):
         self.head.blockSignals(False)
 
     def head_label(self, name: str, info: dict) -> str:
+        """What the head gives and the sensor it was trained on, as the list shows it."""
         trained = info.get("modality")
         on = layers.sensor_name(self.registry, trained) if trained else "any sensor"
         return f"{name} ({len(info.get('classes', []))} classes, {on})"
 
     def head_fits(self) -> bool:
+        """Whether the chosen head can classify the layer as it will be read."""
         i = self.head.currentIndex()
         return i >= 0 and self.head.model().item(i).isEnabled()
 
