@@ -3,7 +3,8 @@
 A message has two parts: ``problem`` (what is wrong, in neutral words) and ``fix`` (what to do).
 Both name settings as ``{placeholders}`` (``{output}``, ``{modality}``, ``{overwrite}``) that
 each shell renders in its own words (write a literal brace as ``{{``): the Python API says
-``overwrite=True``, the command line ``--overwrite``, QGIS "another output file". Only these
+``overwrite=True``, the command line ``--overwrite``, QGIS names its dialog's fields ("Output
+folder"). A placeholder names a setting where a noun fits in every vocabulary. Only these
 errors are "bad input" (exit 2); any other exception is a bug and shows its traceback.
 
 Torch-free and numpy-free: the QGIS plugin ships a copy of this file.
@@ -70,6 +71,31 @@ CLI_WORDS: dict[str, str] = {
     "workers": "--workers",
     "benchmark": "--benchmark geobench --root DIR",
     "convert": "`ofa convert`",
+}
+
+# The QGIS plugin's: its dialog's field labels, bare, as a user reads them on screen ("choose
+# another Output folder", "use a smaller Tile size or Run on cpu"); every fix must read well
+# with these too (tests/test_qgis_engine.py renders each one).
+QGIS_WORDS: dict[str, str] = {
+    "output": "Output folder",
+    "overwrite": "the overwrite option",
+    "modality": "Sensor",
+    "modalities": "the Sensor list",
+    "bands": "Bands",
+    "checkpoint": "Model",
+    "head": "Classes from",
+    "device": "Run on",
+    "precision": "precision",
+    "tile": "Tile size",
+    "overlap": "tile overlap",
+    "batch_size": "batch size",
+    "mask_ratio": "share of hidden patches",
+    "threads": "the OFA_EXPLORE_THREADS variable",
+    "train_head": "`ofa train-head` in the engine's environment",
+    "data": "labelled data",
+    "config": "the config file",
+    "nodata": "the nodata value",
+    "convert": "`ofa convert` in the engine's environment",
 }
 
 

@@ -276,7 +276,7 @@ class HeadSet(nn.ModuleDict):
                 f"no {kind} head of this model takes '{modality.name}' imagery (its heads: "
                 + ", ".join(f"{n} for {self.info[n]['modality']}" for n in of_kind)
                 + ")",
-                "train one for it ({train_head} with {modality} " + modality.name + ")",
+                f"train a head on '{modality.name}' imagery ({{train_head}})",
                 modality=modality.name,
             )
         return fitting[0]

@@ -136,7 +136,7 @@ def open_raster(
         valid = _valid(full, nodata, fill)
     if not np.isfinite(valid).any():
         raise RasterError(
-            f"{_name(source)} has no pixel with data in every band (nodata={nodata}, NaN "
+            f"{_name(source)} has no pixel with data in every band (nodata value {nodata}, NaN "
             "and infinite values are no data); nothing to run the model on",
             "check the file, or its nodata value",
         )

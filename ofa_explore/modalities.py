@@ -229,7 +229,7 @@ def register_modality(modality: Modality, overwrite: bool = False) -> Modality:
     if modality.name in _REGISTRY and not overwrite and _REGISTRY[modality.name] != modality:
         raise BadInput(
             f"a different modality named {modality.name!r} is already registered; "
-            "choose another name or pass overwrite=True"
+            "choose another name or pass {overwrite}"
         )
     if modality.name in BUILTIN_MODALITIES and overwrite:
         raise BadInput(

@@ -142,6 +142,25 @@ def layer_output(folder: str | os.PathLike, layer_name: str, task_name: str) -> 
     return candidate
 
 
+# ---------------------------------------------------------------- words in results
+def count(n: int, word: str) -> str:
+    """``1 tile``, ``2 tiles``: a number with its noun."""
+    return f"{n} {word}{'s' * (n != 1)}"
+
+
+def class_table(rows: Sequence[Mapping[str, Any]]) -> str:
+    """The classes found (a ``result`` event's ``areas``), largest first, one a line: hectares
+    where the CRS is in metres, else pixels, and the share; the CLI prints it, QGIS shows it."""
+    found = [r for r in rows if r["pixels"]]
+    width = max((len(r["class"]) for r in found), default=0)
+    return "\n".join(
+        f"  {r['class']:<{width}}  "
+        + (f"{r['hectares']:>12,.1f} ha" if r["hectares"] is not None else f"{r['pixels']:>12,} px")
+        + f"  {r['share']:>6.1%}"
+        for r in found
+    )
+
+
 # ---------------------------------------------------------------- JSON events
 # `ofa <task> --progress json` prints one JSON object per line on stdout, nothing else:
 #   start        task, modality, bands, input             before the first batch

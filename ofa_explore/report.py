@@ -50,15 +50,15 @@ class HumanReport:
             "wrote "
             + (", ".join(files[:-1]) + " and " if len(files) > 1 else "")
             + files[-1]
-            + f" ({result.tiles} tiles of {result.modality} in {result.seconds} s on "
-            f"{result.device}, {result.precision})"
+            + f" ({protocol.count(result.tiles, 'tile')} of {result.modality} in "
+            f"{result.seconds} s on {result.device}, {result.precision})"
         )
         for note in result.notes:
             print(f"  note: {note}")
         if result.class_names:  # the raster's values, then what was found
             print("classes: " + ", ".join(f"{i}={n}" for i, n in enumerate(result.class_names)))
             print(f"found ({result.head}):")
-            print(class_table(result.class_areas))
+            print(protocol.class_table(result.class_areas))
         sys.stdout.flush()  # before the warnings on stderr
         for warning in result.warnings:
             self.warning(warning)
@@ -82,8 +82,8 @@ class HumanReport:
             self._line(f"{outcome.scene}: failed: {outcome.error}", sys.stderr)
         else:
             self._line(
-                f"{outcome.scene} -> {outcome.output} ({r.tiles} tiles of {r.modality} in "
-                f"{r.seconds} s)",
+                f"{outcome.scene} -> {outcome.output} ({protocol.count(r.tiles, 'tile')} of "
+                f"{r.modality} in {r.seconds} s)",
                 sys.stdout,
             )
             for warning in r.warnings:
@@ -136,18 +136,6 @@ def _terminal(stream) -> bool:
         return bool(stream.isatty())
     except (AttributeError, ValueError):  # closed, or no file at all
         return False
-
-
-def class_table(rows: list[dict]) -> str:
-    """The classes found, largest first: hectares where the CRS is in metres, else pixels."""
-    found = [r for r in rows if r["pixels"]]
-    width = max(len(r["class"]) for r in found)
-    return "\n".join(
-        f"  {r['class']:<{width}}  "
-        + (f"{r['hectares']:>12,.1f} ha" if r["hectares"] is not None else f"{r['pixels']:>12,} px")
-        + f"  {r['share']:>6.1%}"
-        for r in found
-    )
 
 
 class JsonReport:

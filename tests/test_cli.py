@@ -199,7 +199,7 @@ def test_progress_json_is_the_only_stdout_and_errors_match_human_mode(
     wrote, note = captured.out.splitlines()  # the files, then how the input was read
     assert wrote.startswith(
         f"wrote {other}, {tmp_path / 'emb_pca.tif'} and quicklook {tmp_path / 'emb.png'} "
-        "(1 tiles of s2_l1c in "
+        "(1 tile of s2_l1c in "
     )  # the modality it detected
     assert note.startswith("  note: read as 's2_l1c'")
     auto = "bf16" if cpu_has_fast_bf16() else "fp32"

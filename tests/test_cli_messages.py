@@ -297,7 +297,7 @@ def test_scene_lines_never_run_into_the_bar_and_show_warnings(tmp_path, capsys, 
     assert code == EXIT_SCENES_FAILED and [s.quicklook for s in seen] == [False, False]
     assert "%|" in err  # the bar was drawn
     assert out.splitlines()[0] == f"{RIVER} -> {tmp_path / 'maps' / 'eurosat_river_embed.tif'} " + (
-        "(1 tiles of s2_l1c in 0.1 s)"
+        "(1 tile of s2_l1c in 0.1 s)"
     )
     pieces = re.split(r"[\r\n]", err)  # what a terminal shows: the bar is cleared before a line
     assert f"ofa embed: warning: {RIVER}: looks cloudy" in pieces

@@ -223,7 +223,7 @@ def test_head_refuses_other_modality():
         ModelMismatch, match="no scene head of this model takes 'rgb'.*landcover for s2_l1c"
     ) as err:
         classify(model, sample("rgb"), "rgb")
-    assert "`ofa train-head` with --modality rgb" in err.value.render(CLI_WORDS)  # no CLI words
+    assert "train a head on 'rgb' imagery (`ofa train-head`)" in err.value.render(CLI_WORDS)
     assert "--" not in str(err.value)  # in the API's own words
     with pytest.raises(ValueError, match="'landcover' was trained on 's2_l1c' imagery, not 'rgb'"):
         classify(model, sample("rgb"), "rgb", head="landcover")

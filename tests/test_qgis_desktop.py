@@ -3,7 +3,10 @@ the process, as on a user's desktop), the plugin installed from its zip into a f
 the engine in this test environment's Python (the default pip torch: CUDA build with triton).
 tests/qgis_desktop/drive.py clicks Classify layer on a EuroSAT chip and Embed layer on a NAIP
 scene; QGIS must not crash nor stall its main thread for more than 0.5 s; both run on one warm
-engine worker, which ends with QGIS.
+engine worker, which ends with QGIS. In the same session, the first hour's dead ends (issue 24):
+the output folder saved in the settings no longer works (the dialog opens anyway, says so and
+offers the default), Classify on NAIP (no head fits: greyed with the reason, OK disabled), the
+results say what was found, and a cancelled run says so.
 Screenshots: test-artifacts/qgis_desktop/.
 """
 
@@ -25,7 +28,7 @@ QGIS = shutil.which("qgis")
 XVFB = shutil.which("xvfb-run")
 
 
-def profile(tmp_path: Path, engine_python: str, results: Path) -> Path:
+def profile(tmp_path: Path, engine_python: str, results: Path | str) -> Path:
     """A fresh QGIS profile with the plugin installed from its zip, enabled, and the engine set
     (as Set up engine… leaves it)."""
     sys.path.insert(0, str(ROOT / "scripts"))
@@ -63,6 +66,8 @@ def test_classify_and_embed_in_the_real_qgis_desktop(shared, tmp_path):
     assert torch.version.cuda and importlib.util.find_spec("triton"), torch.__version__
     results = tmp_path / "results"
     results.mkdir()
+    (tmp_path / "old_results.tif").write_bytes(b"a file where a folder was once saved")
+    broken = tmp_path / "old_results.tif" / "maps"  # the saved Output folder: cannot be made
     out = tmp_path / "out"
     out.mkdir()
     inputs = tmp_path / "inputs"  # copies: QGIS writes its statistics (.aux.xml) beside them
@@ -71,7 +76,8 @@ def test_classify_and_embed_in_the_real_qgis_desktop(shared, tmp_path):
     naip = inputs / "m_4709963_se_14_1_20180716.tif"
     shutil.copy(shared / "eurosat" / "River" / chip.name, chip)
     shutil.copy(shared / "naip" / naip.name, naip)
-    profiles = profile(tmp_path, sys.executable, results)
+    big = mosaic(shared, inputs / "big_mosaic.tif")
+    profiles = profile(tmp_path, sys.executable, broken)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("QT_", "OFA_EXPLORE"))}
     env.update(
         QT_QPA_PLATFORM="xcb",
@@ -79,6 +85,8 @@ def test_classify_and_embed_in_the_real_qgis_desktop(shared, tmp_path):
         HOME=str(tmp_path),
         OFA_DESKTOP_CHIP=str(chip),
         OFA_DESKTOP_NAIP=str(naip),
+        OFA_DESKTOP_BIG=str(big),
+        OFA_DESKTOP_RESULTS=str(results),
         PATH="/usr/bin:/bin",
     )  # no `ofa` of this venv: the engine comes from settings
     command = [
@@ -105,12 +113,41 @@ def test_classify_and_embed_in_the_real_qgis_desktop(shared, tmp_path):
     assert not report["errors"], report["errors"][0] + log
     assert report["platform"] == "xcb" and report["mesa_llvm_loaded"], report
     assert not report["torch_in_qgis"] and not report["ofa_explore_in_qgis"]
-    assert [s["task"] for s in report["steps"]] == ["classify", "embed"]
-    for step in report["steps"]:
+    steps = report["steps"]
+    assert [(s["task"], s["expect"]) for s in steps] == [
+        ("classify", "result"),
+        ("classify", "refused"),
+        ("embed", "result"),
+        ("classify", "cancel"),
+    ]
+    for step in (steps[0], steps[2]):
         assert step["dialog_problem"] is None, step
         assert step["max_stall_s"] < 0.5, step  # QGIS stays responsive throughout
-    worker = report["steps"][0]["worker_after"]  # the warm engine: one worker for both runs
-    assert worker and report["steps"][1]["worker_before"] == worker, report["steps"]
+    worker = steps[0]["worker_after"]  # the warm engine: one worker for every run
+    assert worker and steps[2]["worker_before"] == worker, steps
+    # 1. the saved folder that stopped working: reported, replaced, the dialog opened anyway
+    assert f"The output folder {broken} cannot be created" in steps[0]["folder_notice"]
+    assert "reset to the default" in steps[0]["folder_notice"]
+    assert not [m for m in report["messages"] if "Python error" in m]
+    # the progress bar says why it waits while the engine starts
+    assert any("starting the engine" in d and p == 0 for d, p in steps[0]["task_bar"]), steps[0]
+    # 2. no head fits NAIP: greyed with the reason, OK disabled, the way forward said
+    (head, enabled), *_ = steps[1]["heads"]
+    assert not enabled and "trained on Sentinel-2 L1C" in head and "NAIP" in head, head
+    assert not steps[1]["ok_enabled"] and "`ofa train-head`" in steps[1]["dialog_problem"]
+    # 3. results say what they found, the newest layer on top; a cancel says so
+    found = next(m for m in steps[0]["messages"] if m.startswith("EuroSAT chip classes: "))
+    assert "%; Sentinel-2 L1C, " in found and " 1 tile in " in found, found
+    assert len(found) < 100, found  # one line of the bar; the file and areas under Details
+    shown = steps[0]["details"]
+    assert f"File: {results / 'EuroSAT_chip_classes.tif'}" in shown, shown
+    assert "Classes found (eurosat_landcover), largest first:" in shown and " ha " in shown
+    assert steps[2]["top_layer"] == "NAIP scene embedding (PCA colours)"
+    said = steps[3]["messages_after_cancel"]
+    assert "Classifying Big mosaic was cancelled; nothing was written." in said, said
+    failed = [m for m in said if "Task failed" in m or "Classifying Big mosaic" in m]
+    assert all("cancelled" in m for m in failed), failed  # QGIS's own notice says it too
+    assert not [n for n in steps[3]["layers_after_cancel"] if n.startswith("Big mosaic ")]
     with pytest.raises(ProcessLookupError):
         os.kill(worker, 0)  # ended when QGIS closed
     assert sorted(p.name for p in results.glob("*.tif")) == [
@@ -118,10 +155,32 @@ def test_classify_and_embed_in_the_real_qgis_desktop(shared, tmp_path):
         "NAIP_scene_embedding.tif",
         "NAIP_scene_embedding_pca.tif",
     ]
-    beside = {p.name for p in inputs.iterdir()} - {chip.name, naip.name}
-    assert beside <= {chip.name + ".aux.xml", naip.name + ".aux.xml"}, beside  # QGIS's own only
-    for name in ("classify_dialog", "classify_result", "embed_dialog", "embed_result"):
+    beside = {p.name for p in inputs.iterdir()} - {chip.name, naip.name, big.name}
+    assert beside <= {f"{p.name}.aux.xml" for p in (chip, naip, big)}, beside  # QGIS's own only
+    for name in ("classify_dialog", "classify_refused_dialog", "classify_result", "embed_result"):
         assert (ARTIFACTS / f"{name}.png").stat().st_size > 10_000, name
+
+
+def mosaic(shared: Path, path: Path, tiles: int = 24) -> Path:
+    """A real Sentinel-2 L1C scene big enough to cancel while it runs: EuroSAT chips side by
+    side (64 * tiles px square)."""
+    import numpy as np
+    import rasterio
+
+    chips = sorted((shared / "eurosat").glob("*/*.tif"))
+    rows = []
+    for r in range(tiles):
+        row = []
+        for c in range(tiles):
+            with rasterio.open(chips[(r * tiles + c) * 7 % len(chips)]) as src:
+                row.append(src.read())
+        rows.append(np.concatenate(row, axis=2))
+    data = np.concatenate(rows, axis=1)
+    with rasterio.open(chips[0]) as ref:
+        profile = {**ref.profile, "width": data.shape[2], "height": data.shape[1]}
+    with rasterio.open(path, "w", **profile) as dst:
+        dst.write(data)
+    return path
 
 
 QGIS_PROCESS = shutil.which("qgis_process.bin") or shutil.which("qgis_process")
@@ -168,5 +227,5 @@ def test_qgis_process_runs_the_algorithms(shared, tmp_path):
         assert src.count == 3 and src.crs == ref.crs  # the colour view
     refused = qgis_process("embed_raster", INPUT=str(chip), BANDS="14", OUTPUT=str(out / "x.tif"))
     assert refused.returncode != 0
-    assert "band 14 does not exist" in refused.stdout + refused.stderr
+    assert "Band 14 does not exist" in refused.stdout + refused.stderr
     assert sorted(p.name for p in out.iterdir()) == ["classes.tif", "view.tif"]

@@ -72,7 +72,7 @@ def test_sensor_choices_and_checks(runner):
         for i, name in enumerate(next(m for m in registry if m["name"] == "s2_l1c")["bands"])
     ]
     choices = layers.sensor_choices(model, registry, s2)
-    assert choices[0].label == "auto (looks like s2_l1c)" and choices[0].modality is None
+    assert choices[0].label == "auto (looks like Sentinel-2 L1C)" and choices[0].modality is None
     own = [c.modality for c in choices if "by wavelength" not in c.label][1:]
     assert own == list(model.modalities)
     assert "landsat_etm" in [c.modality for c in choices if "by wavelength" in c.label]
@@ -108,9 +108,9 @@ def test_run_streams_progress_and_returns_the_result(runner, shared, tmp_path):
     assert info["path"] == str(tmp_path / "classes.tif") and info["modality"] == "s2_l1c"
     assert info["classes"][0] == "AnnualCrop" and seen[-1] == 100.0
     bad = engine.Job("classify", str(chip), str(tmp_path / "x.tif"), bands=[1, 14])
-    with pytest.raises(engine.EngineError, match="band 14 does not exist") as err:
+    with pytest.raises(engine.EngineError, match="Band 14 does not exist") as err:
         engine.run(runner, bad)
-    assert "the band list" in str(err.value) and "--" not in str(err.value)  # the dialog's words
+    assert "check Bands" in str(err.value) and "--" not in str(err.value)  # the dialog's words
     naip = engine.Job(
         "classify",
         str(next((shared / "naip").glob("*.tif"))),
@@ -163,7 +163,7 @@ def test_errors_in_the_plugins_words():
     ).to_event()
     assert event["message"].endswith("say which with --modality")
     text = engine.error_text(event)
-    assert text == "13 bands could be any of a, b; say which with the Sensor list"
+    assert text == "13 bands could be any of a, b; say which with Sensor"  # its field
     failed = shared.error_event(shared.FAILED, "unexpected TypeError: x")
     assert "in the log" in engine.error_text(failed)
 
@@ -261,3 +261,43 @@ def test_pip_lines_move_the_setup_progress_forward():
             assert reader.detail == "downloading torch-2.14.1%2Bcpu-cp311.whl (95 of 190 MB)"
     assert shares == [0.05, 0.1, 0.1, 0.45, 0.8, 0.8, 0.8, 0.85, 1.0]
     assert not reader.feed("Requirement already satisfied: numpy in ./lib (2.1.3)")
+
+
+def error_texts() -> list[tuple[str, str]]:
+    """(where, text) of every problem and fix the package raises as an OFAError, its f-string
+    parts joined ("?" for a value)."""
+    import ast
+
+    names = {"BadInput", "NotFound", "OutputError", "OutputExists", "OutputNotWritable"}
+    names |= {"MissingPart", "ModelMismatch", "RasterError", "OFAError"}
+    found = []
+    for path in sorted((ROOT / "ofa_explore").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            func = getattr(node, "func", None)
+            if not isinstance(node, ast.Call) or getattr(func, "id", None) not in names:
+                continue
+            for arg in node.args[:2]:
+                parts = arg.values if isinstance(arg, ast.JoinedStr) else [arg]
+                text = "".join(
+                    p.value if isinstance(p, ast.Constant) and isinstance(p.value, str) else "?"
+                    for p in parts
+                )
+                found.append((f"{path.relative_to(ROOT)}:{node.lineno}", text))
+    return found
+
+
+def test_engine_messages_read_in_qgis_words():
+    """The engine's problems and fixes, as QGIS shows them: no command-line flags ("-o",
+    "--modality"), no Python arguments ("modality="), no doubled articles ("another the");
+    commands in backticks and Python calls (API-only paths) are shown as they are."""
+    import re
+
+    texts = error_texts()
+    assert len(texts) > 100  # the scan sees the package's errors
+    bad = []
+    for where, text in texts:
+        shown = shared_errors._words(text, engine.QGIS_WORDS)
+        shown = re.sub(r"`[^`]*`|\w+\([^)]*\)", "", shown)
+        if re.search(r"(^|[\s(])--?[a-z]|\b[a-z_]+=[^=]|\b(the|a|another) the\b", shown):
+            bad.append(f"{where}: {shown}")
+    assert not bad, "\n".join(bad)

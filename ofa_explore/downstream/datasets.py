@@ -236,7 +236,7 @@ def load_chips(
         elif m.name != modality_of.name:
             raise RasterError(
                 f"{path} looks like '{m.name}' but earlier chips are "
-                f"'{modality_of.name}'; pass the modality (--modality) or keep one "
+                f"'{modality_of.name}'; name the sensor with {{modality}} or keep one "
                 "sensor per dataset"
             )
         raw = da.values

@@ -147,7 +147,7 @@ def latlon_bounds(da: xr.DataArray) -> tuple[tuple[float, float], tuple[float, f
     if da.rio.crs is None:
         raise BadInput(
             "the raster has no CRS, so it cannot be placed on a map",
-            "assign one (e.g. gdal_edit.py -a_srs EPSG:32633 file.tif)",
+            "assign one (e.g. `gdal_edit.py -a_srs EPSG:32633 file.tif`)",
         )
     west, south, east, north = transform_bounds(da.rio.crs, "EPSG:4326", *da.rio.bounds())
     return (south, west), (north, east)

@@ -10,6 +10,7 @@ from qgis.core import QgsMapLayerProxyModel
 from qgis.gui import QgsFileWidget, QgsMapLayerComboBox
 from qgis.PyQt.QtCore import Qt
 from qgis.PyQt.QtWidgets import (
+    QAbstractItemView,
     QCheckBox,
     QComboBox,
     QDialog,
@@ -22,7 +23,7 @@ from qgis.PyQt.QtWidgets import (
 )
 
 from . import engine, layers, settings
-from ._shared import errors, protocol
+from ._shared import protocol
 
 DEVICES = {
     "auto": "Automatic (GPU when there is one)",
@@ -49,7 +50,9 @@ class OfaDialog(QDialog):
         form.addRow("Raster layer", self.layer)
         self.band_list = QListWidget()
         self.band_list.setMaximumHeight(120)
-        form.addRow("Bands (in order)", self.band_list)
+        self.band_list.setDragDropMode(QAbstractItemView.InternalMove)  # the order fed in
+        self.band_list.setToolTip("Tick the bands to use; drag them into the sensor's order.")
+        form.addRow("Bands (drag to reorder)", self.band_list)
         self.sensor = QComboBox()
         form.addRow("Sensor", self.sensor)
         self.model_choice = QComboBox()
@@ -76,8 +79,13 @@ class OfaDialog(QDialog):
         form.addRow("Tile size (px)", self.tile)
         self.folder = QgsFileWidget()
         self.folder.setStorageMode(QgsFileWidget.GetDirectory)
-        self.folder.setFilePath(str(settings.output_folder()))
+        folder, self.folder_notice = settings.output_folder()  # a saved folder may be gone
+        self.folder.setFilePath(str(folder or ""))
         form.addRow("Output folder", self.folder)
+        if self.folder_notice:
+            notice = QLabel(self.folder_notice)
+            notice.setWordWrap(True)
+            form.addRow(notice)
         self.add_cube = QCheckBox("Also add the embedding cube (one band per feature)")
         if task == "embed":
             form.addRow("", self.add_cube)
@@ -93,6 +101,7 @@ class OfaDialog(QDialog):
         self.checkpoint.fileChanged.connect(self.refresh_model)
         self.model_choice.currentIndexChanged.connect(self.refresh_model)
         self.band_list.itemChanged.connect(self.refresh_sensors)
+        self.band_list.model().rowsMoved.connect(self.refresh_sensors)
         self.sensor.currentIndexChanged.connect(self.validate)
         self.head.currentIndexChanged.connect(self.validate)
         self.folder.fileChanged.connect(self.validate)
@@ -118,11 +127,7 @@ class OfaDialog(QDialog):
         self.head.clear()
         for name, info in self.model.heads.items() if self.model else []:
             if info.get("kind") in ("scene", "segmentation"):
-                self.head.addItem(
-                    f"{name} ({info.get('modality') or 'any sensor'}: "
-                    f"{len(info.get('classes', []))} classes)",
-                    name,
-                )
+                self.head.addItem(self.head_label(name, info), name)
         self.refresh_sensors()
 
     def refresh_layer(self, *_) -> None:
@@ -163,12 +168,44 @@ class OfaDialog(QDialog):
         self.validate()
 
     def selected_bands(self) -> list[layers.Band]:
-        checked = {
-            self.band_list.item(i).data(Qt.UserRole)
+        """The ticked bands in the order of the list (the order the model reads them in)."""
+        by_number = {b.number: b for b in self.bands}
+        return [
+            by_number[self.band_list.item(i).data(Qt.UserRole)]
             for i in range(self.band_list.count())
             if self.band_list.item(i).checkState() == Qt.Checked
-        }
-        return [b for b in self.bands if b.number in checked]
+        ]
+
+    def refresh_heads(self) -> None:
+        """Heads that cannot read the layer as the chosen sensor are greyed out with the
+        reason; the choice moves to one that fits."""
+        choice = self.sensor.currentData()
+        sensor = layers.read_as(choice, self.selected_bands(), self.registry) if choice else None
+        items = self.head.model()
+        self.head.blockSignals(True)
+        for i in range(self.head.count()):
+            name = self.head.itemData(i)
+            info = self.model.heads[name] if self.model else {}
+            why = layers.head_problem(info, sensor, self.registry)
+            self.head.setItemText(i, self.head_label(name, info) + (f": {why}" if why else ""))
+            items.item(i).setEnabled(why is None)
+            self.head.setItemData(i, why, Qt.ToolTipRole)
+        if self.head.currentIndex() >= 0 and not self.head_fits():
+            fitting = [i for i in range(self.head.count()) if items.item(i).isEnabled()]
+            if fitting:
+                self.head.setCurrentIndex(fitting[0])
+        self.head.blockSignals(False)
+
+    def head_label(self, name: str, info: dict) -> str:
+        """What the head gives and the sensor it was trained on, as the list shows it."""
+        trained = info.get("modality")
+        on = layers.sensor_name(self.registry, trained) if trained else "any sensor"
+        return f"{name} ({len(info.get('classes', []))} classes, {on})"
+
+    def head_fits(self) -> bool:
+        """Whether the chosen head can classify the layer as it will be read."""
+        i = self.head.currentIndex()
+        return i >= 0 and self.head.model().item(i).isEnabled()
 
     # ------------------------------------------------------------ checking and answering
     def problem(self) -> str | None:
@@ -184,20 +221,36 @@ class OfaDialog(QDialog):
         if self.model is None:
             return self.status.text() or "The model file cannot be read."
         if self.task == "classify" and self.head.count() == 0:
-            return errors.ModelMismatch(
-                "This model has no classification head (published weights have none)",
-                "train one with {train_head}, or embed the layer.",
-            ).render(engine.QGIS_WORDS)
-        folder = Path(self.folder.filePath() or ".")
-        if not folder.is_dir():
-            return f"The output folder {folder} does not exist."
+            return (
+                "This model has no classification head (published weights have none): "
+                "choose another model, or train a head with `ofa train-head` in the engine's "
+                "environment. Embed layer works with any model."
+            )
+        if not self.folder.filePath():
+            return "Choose an Output folder."
+        folder_problem = engine.folder_problem(Path(self.folder.filePath()))
+        if folder_problem:
+            return folder_problem
         if self.sensor.currentData() is None:
             return "Choose the sensor."
-        return layers.check_selection(
+        selection = layers.check_selection(
             self.sensor.currentData(), self.selected_bands(), self.registry
+        )
+        if selection or self.task != "classify" or self.head_fits():
+            return selection
+        reasons = "; ".join(
+            f"{self.head.itemData(i)} was {self.head.itemData(i, Qt.ToolTipRole)}"
+            for i in range(self.head.count())
+        )
+        return (
+            f"No classification head of this model fits this layer ({reasons}). Choose the "
+            "Sensor and bands it was trained on, another model, or train a head for this "
+            "sensor with `ofa train-head` in the engine's environment."
         )
 
     def validate(self, *_) -> None:
+        if self.task == "classify":
+            self.refresh_heads()
         problem = self.problem()
         self.status.setText(problem or "")
         self.buttons.button(QDialogButtonBox.Ok).setEnabled(problem is None)

@@ -24,7 +24,7 @@ from ._shared import errors, protocol
 
 ENV_VAR = "OFA_EXPLORE_PYTHON"
 SETUP_HINT = (
-    "Set up the engine with Plugins > OFA Explore > Set up engine… (or point "
+    "Set up the engine with Raster > OFA Explore > Set up engine… (or point "
     f"{ENV_VAR} at the Python of an environment where ofa-explore is installed)."
 )
 
@@ -38,27 +38,7 @@ _PROBE = (
 )
 
 
-# How the plugin names the settings an error's fix refers to (errors.py's {placeholders}).
-QGIS_WORDS: dict[str, str] = {
-    "output": "the Output folder",
-    "overwrite": "another output file",
-    "modality": "the Sensor list",
-    "modalities": "the Sensor list",
-    "bands": "the band list",
-    "checkpoint": "the Model field",
-    "head": "the Classes from list",
-    "device": "the Run on list",
-    "tile": "the Tile size",
-    "overlap": "the tile overlap",
-    "batch_size": "the batch size",
-    "precision": "the precision",
-    "mask_ratio": "the share of hidden patches",
-    "threads": "the OFA_EXPLORE_THREADS variable",
-    "train_head": "`ofa train-head` in the engine's environment",
-    "data": "the labelled data",
-    "config": "the config file",
-    "convert": "`ofa convert` in the engine's environment",
-}
+QGIS_WORDS = errors.QGIS_WORDS  # how the plugin names the settings an error's fix names
 
 
 class EngineError(RuntimeError):
@@ -234,13 +214,25 @@ def output_folder(configured: str | None, project_home: str | None) -> Path:
         folder = Path(project_home) / "ofa_explore_outputs"
     else:
         folder = Path(tempfile.gettempdir()) / "ofa_explore_outputs"
-    folder.mkdir(parents=True, exist_ok=True)
-    if not os.access(folder, os.W_OK):
-        raise EngineError(
-            f"the output folder {folder} is not writable: choose another one in "
-            "the dialog or the plugin settings"
-        )
+    problem = folder_problem(folder, create=True)
+    if problem:
+        raise EngineError(problem)
     return folder
+
+
+def folder_problem(folder: Path, create: bool = False) -> str | None:
+    """Why results cannot be written in ``folder`` (a sentence naming the dialog's field), or
+    None; ``create`` makes it first, as the default folders are made on first use."""
+    try:
+        if create:
+            folder.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        return f"The output folder {folder} cannot be created ({err.strerror or err})."
+    if not folder.is_dir():
+        return f"The output folder {folder} does not exist: choose another Output folder."
+    if not os.access(folder, os.W_OK | os.X_OK):
+        return f"The output folder {folder} is read-only: choose another Output folder."
+    return None
 
 
 def unique_name(name: str, taken: set[str]) -> str:
@@ -302,7 +294,8 @@ def run(
     status: Callable[[str], None] | None = None,
 ) -> dict:
     """Runs ``job`` in the engine (its warm worker, or a process of its own: workers.py) and
-    returns its result event (path, pca_path, classes, colors, device, seconds, ...). Raises
+    returns its result event (path, pca_path, classes, colors, device, seconds, ...; warnings
+    also holds those the engine said on the way). Raises
     EngineError with the engine's own message, or Cancelled once the engine stopped the job
     (nothing written). ``status(text)``: what the job waits for ("starting the engine"), then
     "" once it runs."""
@@ -313,10 +306,12 @@ def run(
             "the layer is not a raster file on disk (the engine reads files "
             "through GDAL): save it as a GeoTIFF first (Export > Save As…)"
         )
-    result = None
+    result, warnings = None, []
     for event in workers.events(engine, job, cancelled, log, status):
         kind = event.get("event")
-        if kind == "progress" and progress:
+        if kind == "warning":  # said before the result (values that do not fit the sensor)
+            warnings.append(str(event.get("message")))
+        elif kind == "progress" and progress:
             progress(float(event.get("percent", 0.0)))
         elif kind == "start" and log:
             log(f"{event.get('input')}: sensor {event.get('modality')}, {event.get('bands')} bands")
@@ -328,12 +323,13 @@ def run(
             raise Cancelled("cancelled; nothing was written")
     if result is None:
         raise EngineError("the engine stopped without a result")
-    return result
+    return {**result, "warnings": warnings + list(result.get("warnings") or [])}
 
 
 def error_text(event: dict) -> str:
     """An ``error`` event in the plugin's words; an unexpected failure points to the log."""
     text = errors.render_event(event, QGIS_WORDS)
+    text = text[:1].upper() + text[1:]  # a sentence in the message bar
     if event.get("kind") == protocol.FAILED:
         text += " (the details are in the log, tab OFA Explore)"
     return text

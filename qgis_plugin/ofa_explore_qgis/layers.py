@@ -3,6 +3,7 @@ and the check of the user's choice, in the dialog's words. Torch-free, Qt-free."
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from ._shared import protocol
@@ -60,7 +61,7 @@ def sensor_choices(model: ModelInfo, registry: list[dict], bands: list[Band]) ->
     auto = (
         "auto (from the bands' wavelengths)"
         if bands and all(b.wavelength_um for b in bands)
-        else f"auto (looks like {guess})"
+        else f"auto (looks like {sensor_name(registry, guess)})"
         if guess
         else "auto (the engine decides)"
     )
@@ -108,3 +109,37 @@ def check_selection(choice: SensorChoice, bands: list[Band], registry: list[dict
                 "wavelengths: select the bands that match a sensor, or choose the sensor."
             )
     return None
+
+
+def sensor_name(registry: list[dict], name: str) -> str:
+    """A sensor as people call it ("Sentinel-2 L1C", "NAIP-style aerial R, G, B, NIR"): the
+    registry's description up to its details (", 13 bands...", " (8-bit)"); else the name."""
+    for record in registry:
+        if record["name"] == name and record.get("description"):
+            return re.split(r", \d| \(", str(record["description"]))[0]
+    return name
+
+
+def read_as(choice: SensorChoice, bands: list[Band], registry: list[dict]) -> str | None:
+    """The sensor the engine will read these bands as: the one chosen, else the one it would
+    detect; None when it reads them by their wavelengths (tagged files such as EnMAP) or cannot
+    tell."""
+    if choice.modality:
+        return choice.modality
+    if bands and all(b.wavelength_um for b in bands):
+        return None
+    return guess_sensor(registry, bands)
+
+
+def head_problem(info: dict, sensor: str | None, registry: list[dict]) -> str | None:
+    """Why a head cannot classify bands read as ``sensor`` (the engine refuses a head trained
+    on another sensor), or None when it fits."""
+    trained = info.get("modality")
+    if not trained or trained == sensor:
+        return None
+    layer = (
+        f"this layer looks like {sensor_name(registry, sensor)}"
+        if sensor
+        else "this layer's bands are not recognised as that sensor"
+    )
+    return f"trained on {sensor_name(registry, trained)}; {layer}"

@@ -3,14 +3,16 @@ engine's process and show its result. Nothing here imports torch or ofa_explore.
 
 from __future__ import annotations
 
-import os
 import threading
+import traceback
 from pathlib import Path
 
 from qgis.core import Qgis, QgsApplication, QgsMapLayerType
-from qgis.PyQt.QtWidgets import QAction, QPushButton
+from qgis.PyQt.QtCore import Qt
+from qgis.PyQt.QtGui import QFontDatabase
+from qgis.PyQt.QtWidgets import QAction, QMessageBox, QPushButton
 
-from . import engine, settings, workers
+from . import engine, layers, settings, workers
 from ._shared import protocol
 from .dialog import OfaDialog
 from .provider import OfaProvider
@@ -18,7 +20,8 @@ from .resources import icon
 from .setup_dialog import SetupDialog, SetupTask
 from .task import EngineTask, log
 
-MENU = "OFA Explore"
+MENU = "OFA Explore"  # under QGIS's Raster menu: Raster > OFA Explore
+SHORT = 160  # longer messages show their start in the bar and all of it under Details
 
 
 class OfaExplorePlugin:
@@ -28,6 +31,7 @@ class OfaExplorePlugin:
         self.provider = None
         self.tasks: list = []  # running tasks stay referenced until they finish
         self.last_dialog: OfaDialog | None = None
+        self.details: QMessageBox | None = None  # the last Details window opened
 
     # ------------------------------------------------------------ QGIS hooks
     def initProcessing(self) -> None:  # noqa: N802
@@ -70,14 +74,27 @@ class OfaExplorePlugin:
             return None
         layer = self.iface.activeLayer()
         if layer is None or layer.type() != QgsMapLayerType.RasterLayer:
+            what = f"{layer.name()} is not a raster layer" if layer else "no layer is selected"
             self._message(
-                "Select a raster layer in the Layers panel first (vector layers "
-                "cannot be classified).",
+                f"{protocol.task(task).title} works on a raster layer, and {what}: select one "
+                "in the Layers panel first.",
                 Qgis.Warning,
             )
             return None
         workers.warm_up(runner)  # the engine starts while the user fills in the dialog
-        dialog = self.last_dialog = OfaDialog(task, runner, layer, self.iface.mainWindow())
+        try:
+            dialog = self.last_dialog = OfaDialog(task, runner, layer, self.iface.mainWindow())
+        except Exception as err:  # noqa: BLE001 - a message, never QGIS's "Python error"
+            log(traceback.format_exc(), Qgis.Critical)
+            self._message(
+                f"The {protocol.task(task).title} dialog could not open: check the engine "
+                "with Raster > OFA Explore > Set up engine… (the details are in the log, tab "
+                f"OFA Explore: {err})",
+                Qgis.Critical,
+            )
+            return None
+        if dialog.folder_notice:
+            self._message(dialog.folder_notice, Qgis.Warning)
         if not dialog.exec_():
             return None
         return self.start(
@@ -145,19 +162,16 @@ class OfaExplorePlugin:
             except RuntimeError as err:
                 self._message(str(err), Qgis.Critical)
                 return
-            info = task.info
-            self._message(
-                f"{added[0].name()}: {info['tiles']} tiles in {info['seconds']} s on "
-                f"{info['device']} (sensor {info.get('modality')}); saved in "
-                f"{os.path.dirname(info['path'])}",
-                Qgis.Success,
-            )
+            short, details = summary(task.info, added[0].name(), task.runner.sensors())
+            log(details)
+            level = Qgis.Warning if task.info.get("warnings") else Qgis.Success
+            self._message(short, level, details=details)
         elif task.error:
             self._message(task.error, Qgis.Critical)
         else:
             for leftover in protocol.output_files(task.job.output, task.job.task):
                 leftover.unlink(missing_ok=True)
-            self._message("Cancelled; nothing was written.", Qgis.Info)
+            self._message(cancelled_text(task.job, name), Qgis.Info)
 
     def _setup_finished(self, task: SetupTask, ok: bool) -> None:
         self.tasks = [t for t in self.tasks if t is not task]
@@ -187,13 +201,76 @@ class OfaExplorePlugin:
         self.actions.append(action)
         return action
 
-    def _message(self, text: str, level, setup_button: bool = False, duration: int = 0) -> None:
+    def _message(
+        self,
+        text: str,
+        level,
+        setup_button: bool = False,
+        duration: int = 0,
+        details: str | None = None,
+    ) -> None:
+        """A message in the bar; a long one shows its start there and the whole text (or
+        ``details``) under a Details button, so that nothing is cut off."""
         bar = self.iface.messageBar()
-        if not setup_button:
+        if details is None and len(text) > SHORT:
+            cut = text.rfind(" ", SHORT // 2, SHORT)  # at a word, unless a long path is there
+            details, text = text, text[: cut if cut > 0 else SHORT] + " …"
+        if not setup_button and details is None:
             bar.pushMessage("OFA Explore", text, level=level, duration=duration)
             return
         widget = bar.createMessage("OFA Explore", text)
-        button = QPushButton("Set up engine…", widget)
-        button.clicked.connect(self.open_setup)
-        widget.layout().addWidget(button)
-        bar.pushWidget(widget, level, 0)
+        if details is not None:
+            button = QPushButton("Details", widget)
+            button.clicked.connect(lambda: self._show_details(details))
+            widget.layout().addWidget(button)
+        if setup_button:
+            button = QPushButton("Set up engine…", widget)
+            button.clicked.connect(self.open_setup)
+            widget.layout().addWidget(button)
+        bar.pushWidget(widget, level, duration)
+
+    def _show_details(self, text: str) -> None:
+        box = self.details = QMessageBox(self.iface.mainWindow())
+        box.setWindowTitle("OFA Explore")
+        box.setTextFormat(Qt.PlainText)
+        box.setText(text)
+        if "\n" in text:  # a table: its columns line up
+            box.setFont(QFontDatabase.systemFont(QFontDatabase.FixedFont))
+        box.show()
+
+
+def summary(info: dict, layer_name: str, registry: list[dict]) -> tuple[str, str]:
+    """What a run found, for the message bar (one line that fits it, about 100 characters)
+    and its Details: the classes with their shares (areas and the file under Details), the
+    sensor the layer was read as, the precision, the tiles and time."""
+    sensor = layers.sensor_name(registry, info.get("modality") or "?")
+    tiles = protocol.count(int(info.get("tiles") or 0), "tile")
+    found = sorted(
+        (a for a in info.get("areas") or [] if a.get("pixels")), key=lambda a: -a["share"]
+    )
+    classes = ", ".join(f"{a['class']} {a['share']:.0%}" for a in found[:3])
+    short = (
+        f"{layer_name}: "
+        + (f"{classes}{', …' if len(found) > 3 else ''}; " if found else "")
+        + f"{sensor}, {info.get('precision')}, {tiles} in {info.get('seconds')} s"
+    )
+    if info.get("warnings"):  # the values do not fit the sensor, no CRS...: worth a look
+        short += f"; {protocol.count(len(info['warnings']), 'warning')} under Details"
+    details = [
+        layer_name,
+        f"Read as {sensor} ({info.get('modality')}), {info.get('precision')} on "
+        f"{info.get('device')}, {tiles} in {info.get('seconds')} s",
+        f"File: {info.get('path')}",
+    ]
+    if info.get("pca_path"):
+        details.append(f"Colour view: {info['pca_path']}")
+    details += [f"Note: {n}" for n in info.get("notes") or []]
+    details += [f"Warning: {w}" for w in info.get("warnings") or []]
+    if found:  # last: the table's columns line up in the Details window's fixed font
+        details += ["", f"Classes found ({info.get('head')}), largest first:"]
+        details.append(protocol.class_table(found))
+    return short, "\n".join(details)
+
+
+def cancelled_text(job: engine.Job, name: str) -> str:
+    return f"{protocol.task(job.task).verb} {name} was cancelled; nothing was written."

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 from qgis.core import QgsProject, QgsSettings
 
@@ -31,8 +32,21 @@ def current_engine() -> engine.Engine:
     return _found[key]
 
 
-def output_folder():
-    """The folder results are written to (see engine.output_folder)."""
-    return engine.output_folder(
-        value("output_folder") or None, QgsProject.instance().homePath() or None
-    )
+def output_folder() -> tuple[Path | None, str | None]:
+    """The folder results go to, and a notice when the saved one no longer works (deleted,
+    read-only): that setting is forgotten and the default used, so that one bad folder never
+    stops the dialogs from opening. None when not even the default can be written."""
+    home = QgsProject.instance().homePath() or None
+    saved = value("output_folder")
+    notice = None
+    if saved:
+        try:
+            return engine.output_folder(saved, home), None
+        except engine.EngineError as err:
+            set_value("output_folder", "")
+            notice = f"{err} The saved Output folder was reset to the default"
+    try:
+        folder = engine.output_folder(None, home)
+    except engine.EngineError as err:
+        return None, (notice + "; " if notice else "") + str(err)
+    return folder, notice + f" ({folder})." if notice else None

@@ -13,6 +13,7 @@ from qgis.PyQt.QtGui import QColor
 
 from ._shared import protocol
 from .engine import Job, unique_name
+from .layers import layer_bands
 
 
 def class_renderer(
@@ -57,17 +58,22 @@ def add_result_layers(
         layer = _open(info["path"], title)
         _draw_like(layer, source, job.bands)
         layers = [layer]
-    for layer in layers:
-        project.addMapLayer(layer)
+    for layer in reversed(layers):  # on top of the Layers panel, the first one uppermost:
+        project.addMapLayer(layer, False)  # the newest result is the one seen
+        project.layerTreeRoot().insertLayer(0, layer)
     return layers
 
 
 def _draw_like(layer: QgsRasterLayer, source: QgsRasterLayer | None, bands: list[int]) -> None:
-    """The reconstruction holds the chosen bands in order: show the input's colour bands."""
+    """The reconstruction holds the chosen bands in order, less those the file flags bad when
+    the engine left them out (EnMAP): show the input's colour bands at their new places."""
     renderer = source.renderer() if source is not None else None
     if not isinstance(renderer, QgsMultiBandColorRenderer):
         return
     order = bands or list(range(1, source.bandCount() + 1))
+    if layer.bandCount() < len(order):
+        bad = {b.number for b in layer_bands(source.source()) if b.bad}
+        order = [b for b in order if b not in bad]
     picked = [renderer.redBand(), renderer.greenBand(), renderer.blueBand()]
     if all(b in order for b in picked):
         clone = renderer.clone()

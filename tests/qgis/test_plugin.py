@@ -8,6 +8,7 @@ venv's); QGIS's own Python here has neither torch nor ofa_explore.
 from __future__ import annotations
 
 import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -22,6 +23,7 @@ from qgis.core import (
     QgsProject,
     QgsRasterLayer,
     QgsSettings,
+    QgsTask,
     QgsVectorLayer,
 )
 from qgis.PyQt.QtCore import Qt
@@ -31,6 +33,8 @@ SHARED = Path(os.environ.get("OFA_SHARED_DATA", ROOT.parent / "shared" / "data")
 ARTIFACTS = ROOT / "test-artifacts" / "qgis"
 S2_CHIP = SHARED / "eurosat" / "River" / "River_1.tif"
 NAIP = SHARED / "naip" / "m_4709963_se_14_1_20180716.tif"
+LANDSAT_TM = SHARED / "change" / "landsat_tm" / "nanjing" / "nanjing_20000503.tif"
+ENMAP = SHARED / "enmap_potsdam" / "images" / "enmap_potsdam_tile_128_0.tif"  # bands 130-135 bad
 gdal.UseExceptions()
 
 
@@ -54,6 +58,7 @@ def plugin(qgis_iface, qgis_new_project, qgis_processing, tmp_path):
     p = classFactory(qgis_iface)
     p.initGui()
     qgis_iface.messageBar().clear_messages()
+    qgis_iface.messageBar().clearWidgets()  # messages with buttons (Details, Set up engine…)
     yield p
     p.unload()
     QgsSettings().remove("ofa_explore")
@@ -94,9 +99,22 @@ def wait(plugin, qgis_app, timeout=180):
 
 
 def messages(qgis_iface, level):
+    """What the message bar says at ``level``: plain messages and those with buttons."""
     from qgis.core import Qgis
 
-    return " | ".join(qgis_iface.messageBar().get_messages(getattr(Qgis, level)))
+    bar = qgis_iface.messageBar()
+    level = getattr(Qgis, level)
+    with_buttons = [f"OFA Explore:{i.text()}" for i in bar.items() if i.level() == level]
+    return " | ".join(bar.get_messages(level) + with_buttons)
+
+
+def details(plugin, qgis_iface, needle):
+    """The whole text behind the Details button of the bar message that says ``needle``."""
+    from qgis.PyQt.QtWidgets import QPushButton
+
+    item = next(i for i in qgis_iface.messageBar().items() if needle in i.text())
+    next(b for b in item.findChildren(QPushButton) if b.text() == "Details").click()
+    return plugin.details.text()
 
 
 def layers_named(prefix):
@@ -192,7 +210,7 @@ def test_dialog_reads_bands_and_model_without_the_engine(plugin, qgis_iface, dat
     dialog = OfaDialog("classify", settings.current_engine(), layer)
     assert "torch" not in sys.modules  # read from files: no model load (the desktop test times it)
     assert dialog.band_list.count() == 13
-    assert dialog.sensor.itemText(0) == "auto (looks like s2_l1c)"
+    assert dialog.sensor.itemText(0) == "auto (looks like Sentinel-2 L1C)"
     labels = [dialog.sensor.itemText(i) for i in range(dialog.sensor.count())]
     assert any("[s2_l1c]" in t for t in labels)
     assert any("[landsat_etm, by wavelength]" in t for t in labels)  # the wavelength path
@@ -313,7 +331,8 @@ def test_reconstruct_with_picked_bands_draws_like_the_input(
     accept_dialog(monkeypatch, check=rgb_only)
     plugin.open_dialog("reconstruct")
     wait(plugin, qgis_app)
-    assert "reconstruction" in messages(qgis_iface, "Success"), messages(qgis_iface, "Critical")
+    said = messages(qgis_iface, "Success") + messages(qgis_iface, "Warning")  # a doubt: warned
+    assert "naip reconstruction: Any 8-bit RGB image, " in said, messages(qgis_iface, "Critical")
     layer = next(
         lyr
         for lyr in QgsProject.instance().mapLayers().values()
@@ -334,6 +353,11 @@ def test_classify_a_mosaic_gives_a_multi_class_map(plugin, qgis_iface, qgis_app,
     wait(plugin, qgis_app)
     layer = QgsProject.instance().mapLayersByName("mosaic classes")[0]
     assert len(np.unique(gdal.Open(layer.source()).ReadAsArray())) >= 4
+    said = messages(qgis_iface, "Success")  # the three largest classes, largest first, and …
+    shares = [int(share) for share in re.findall(r" (\d+)%", said)]
+    assert len(shares) == 3 and shares == sorted(shares, reverse=True) and ", …; " in said, said
+    table = details(plugin, qgis_iface, "mosaic classes").split("largest first:\n")[1]
+    assert len(table.splitlines()) >= 4 and table.count(" ha ") == len(table.splitlines())
     _screenshot_side_by_side([source, layer], ARTIFACTS / "classified_layer.png")
 
 
@@ -351,6 +375,13 @@ def test_cancel_ends_the_worker_and_leaves_no_layer_or_file(plugin, qgis_iface, 
     before = set(QgsProject.instance().mapLayers())
     job = engine.Job("classify", str(scene), str(out_dir / "classes.tif"))
     task = plugin.start(settings.current_engine(), job)
+    said = []  # what QGIS's own "Task failed: ..." notice reads when the task ends
+
+    def ended(task_id, status):
+        if status == QgsTask.Terminated:
+            said.append(QgsApplication.taskManager().task(task_id).description())
+
+    QgsApplication.taskManager().statusChanged.connect(ended)
     t0 = time.time()
     while task.progress() <= 0 and time.time() - t0 < 90:
         qgis_app.processEvents()
@@ -358,7 +389,9 @@ def test_cancel_ends_the_worker_and_leaves_no_layer_or_file(plugin, qgis_iface, 
     assert task.progress() > 0
     task.cancel()
     wait(plugin, qgis_app)
-    assert "Cancelled" in messages(qgis_iface, "Info")
+    assert "Classifying big was cancelled; nothing was written." in messages(qgis_iface, "Info")
+    QgsApplication.taskManager().statusChanged.disconnect(ended)
+    assert said == ["OFA Explore: Classifying big: cancelled, nothing was written"], said
     assert set(QgsProject.instance().mapLayers()) == before
     assert list(out_dir.iterdir()) == []  # no output, no hidden temporary file
 
@@ -368,21 +401,29 @@ def test_errors_speak_gis_and_name_the_fix(plugin, qgis_iface, qgis_app, monkeyp
     QgsProject.instance().addMapLayer(vector)
     qgis_iface.setActiveLayer(vector)
     plugin.classify_action.trigger()
-    assert "Select a raster layer" in messages(qgis_iface, "Warning")
+    assert "Classify layer works on a raster layer, and points is not" in messages(
+        qgis_iface, "Warning"
+    )
     assert not plugin.tasks
 
-    add_layer(qgis_iface, data / NAIP.name, "naip")  # the EuroSAT head is for Sentinel-2
-    accept_dialog(monkeypatch)
-    plugin.classify_action.trigger()
+    plugin.embed_action.trigger()  # the verb the user pressed
+    assert "Embed layer works on a raster layer" in messages(qgis_iface, "Warning")
+
+    # the engine's own refusal (the dialog does not offer this head for NAIP), in QGIS's words
+    from ofa_explore_qgis import settings
+
+    naip = add_layer(qgis_iface, data / NAIP.name, "naip")
+    job = engine_job("classify", naip.source(), data.parent / "results" / "naip_classes.tif")
+    plugin.start(settings.current_engine(), job, naip)
     wait(plugin, qgis_app)
-    text = messages(qgis_iface, "Critical")
-    assert "s2_l1c" in text and "Traceback" not in text, text
+    text = details(plugin, qgis_iface, "No classification head of this model takes 'rgbn'")
+    assert "train a head on 'rgbn' imagery (`ofa train-head` in the engine's environment)" in text
+    assert "s2_l1c" in text and "Traceback" not in text and " --" not in text, text
     assert not layers_named("naip classes")
 
 
 def test_missing_engine_offers_the_setup(plugin, qgis_iface, monkeypatch, tmp_path):
     from ofa_explore_qgis import settings
-    from qgis.gui import QgsMessageBarItem
     from qgis.PyQt.QtWidgets import QPushButton
 
     monkeypatch.delenv("OFA_EXPLORE_PYTHON")
@@ -392,11 +433,14 @@ def test_missing_engine_offers_the_setup(plugin, qgis_iface, monkeypatch, tmp_pa
     plugin.unload()
     plugin.initGui()  # QGIS starting: the check says it once, with the button
     plugin.classify_action.trigger()  # and again on use
-    items = bar.findChildren(QgsMessageBarItem)
+    items = bar.items()
     assert len(items) == 2
-    for item in items:
-        assert "could not be started" in item.text() and "Set up engine" in item.text()
-        assert [b.text() for b in item.findChildren(QPushButton)] == ["Set up engine…"]
+    for item in items:  # a long message: its start, and all of it under Details
+        assert "could not be started" in item.text()
+        assert [b.text() for b in item.findChildren(QPushButton)] == ["Details", "Set up engine…"]
+    assert "Set up the engine with Raster > OFA Explore > Set up engine…" in details(
+        plugin, qgis_iface, "could not be started"
+    )
     assert not plugin.tasks
 
 
@@ -503,6 +547,174 @@ def test_published_weights_by_name_in_the_dialog(
     assert (cache / "dofa-base-v1.safetensors").is_file()  # converted once, kept
 
 
+# ---------------------------------------------------------------- no dead ends (issue 24)
+def test_a_saved_output_folder_that_stopped_working_is_replaced(
+    plugin, qgis_iface, monkeypatch, data, tmp_path
+):
+    """Every click opens a working dialog: the saved folder that cannot be used any more is
+    reported, forgotten and replaced by the default; a folder chosen in the dialog is checked."""
+    from ofa_explore_qgis import settings
+    from ofa_explore_qgis.dialog import OfaDialog
+
+    blocked = tmp_path / "a_file.tif"
+    blocked.write_bytes(b"not a folder")
+    settings.set_value("output_folder", str(blocked / "maps"))  # can never be created
+    add_layer(qgis_iface, data / S2_CHIP.name, "S2 scene")
+    opened = []
+    monkeypatch.setattr(OfaDialog, "exec_", lambda self: opened.append(self) or 0)
+    for action in (plugin.embed_action, plugin.classify_action, plugin.reconstruct_action):
+        action.trigger()
+    assert len(opened) == 3 and not messages(qgis_iface, "Critical")
+    warning = messages(qgis_iface, "Warning")
+    assert warning.count("cannot be created") == 1  # said once: the setting is gone
+    text = details(plugin, qgis_iface, "cannot be created")
+    assert f"The output folder {blocked / 'maps'} cannot be created" in text
+    assert "The saved Output folder was reset to the default" in text
+    assert settings.value("output_folder") == ""
+    dialog = opened[-1]
+    assert Path(dialog.folder.filePath()).name == "ofa_explore_outputs"
+    assert dialog.problem() is None
+    dialog.folder.setFilePath(str(blocked))
+    assert dialog.status.text() == (
+        f"The output folder {blocked} does not exist: choose another Output folder."
+    )
+    assert not dialog.buttons.button(dialog.buttons.Ok).isEnabled()
+
+
+def test_a_dialog_that_cannot_open_says_why(plugin, qgis_iface, monkeypatch, tmp_path):
+    """An engine whose install lost its data files: a message and the log, no Python error."""
+    import dataclasses
+
+    from ofa_explore_qgis import settings
+    from ofa_explore_qgis.dialog import OfaDialog
+
+    monkeypatch.setattr(OfaDialog, "exec_", lambda self: 0)  # were it to open: no hang
+    runner = settings.current_engine()
+    key = next(k for k, found in settings._found.items() if found is runner)
+    monkeypatch.setitem(
+        settings._found, key, dataclasses.replace(runner, package=tmp_path / "ofa_explore")
+    )
+    add_layer(qgis_iface, NAIP, "naip")
+    assert plugin.open_dialog("classify") is None
+    text = messages(qgis_iface, "Critical")
+    assert "The Classify layer dialog could not open" in text
+    assert "Raster > OFA Explore > Set up engine…" in text
+
+
+def test_classify_offers_only_heads_that_fit_the_layer(plugin, qgis_iface, data):
+    """The EuroSAT head needs Sentinel-2 L1C: for NAIP, Landsat TM, EnMAP and a Sentinel-2
+    layer with a band left out it is greyed with the reason and OK is disabled."""
+    from ofa_explore_qgis import settings
+    from ofa_explore_qgis.dialog import OfaDialog
+
+    def head_state(dialog):
+        item = dialog.head.model().item(0)
+        return item.isEnabled(), dialog.head.itemText(0), dialog.status.text()
+
+    runner = settings.current_engine()
+    seen = {}
+    for path, name in ((NAIP, "naip"), (LANDSAT_TM, "landsat"), (ENMAP, "enmap")):
+        dialog = OfaDialog("classify", runner, add_layer(qgis_iface, path, name))
+        seen[name] = head_state(dialog)
+        assert not dialog.buttons.button(dialog.buttons.Ok).isEnabled()
+    for enabled, text, status in seen.values():
+        assert not enabled and "trained on Sentinel-2 L1C" in text
+        assert status.startswith("No classification head of this model fits this layer")
+        assert "train a head for this sensor with `ofa train-head`" in status
+    assert "this layer looks like NAIP-style aerial R, G, B, NIR" in seen["naip"][1]
+    assert "this layer looks like Landsat-4/5 TM" in seen["landsat"][1]
+    assert "not recognised as that sensor" in seen["enmap"][1]
+
+    dialog = OfaDialog("classify", runner, add_layer(qgis_iface, data / S2_CHIP.name, "s2"))
+    assert head_state(dialog)[0] and dialog.problem() is None
+    dialog.band_list.item(9).setCheckState(Qt.Unchecked)  # B10 out: reads as L2A, 12 bands
+    enabled, text, status = head_state(dialog)
+    assert not enabled and "this layer looks like Sentinel-2 L2A" in text, text
+    dialog.band_list.item(9).setCheckState(Qt.Checked)
+    assert head_state(dialog)[0] and dialog.buttons.button(dialog.buttons.Ok).isEnabled()
+
+
+def test_results_say_what_was_found(plugin, qgis_iface, qgis_app, monkeypatch, data, tmp_path):
+    """The bar: classes with shares, the sensor, precision, tiles, time and file; Details: the
+    class table with areas and the whole path. The newest layer is on top."""
+    add_layer(qgis_iface, data / S2_CHIP.name, "S2 scene")
+    accept_dialog(monkeypatch)
+    plugin.classify_action.trigger()
+    wait(plugin, qgis_app)
+    text = messages(qgis_iface, "Success")
+    assert re.search(
+        r"S2 scene classes: \w+ \d+%; Sentinel-2 L1C, (fp32|bf16), 1 tile in [\d.]+ s",
+        text,
+    ), text + messages(qgis_iface, "Critical")
+    shown = details(plugin, qgis_iface, "S2 scene classes")
+    assert str(tmp_path / "results" / "S2_scene_classes.tif") in shown
+    assert "Read as Sentinel-2 L1C (s2_l1c), " in shown and " on cpu, 1 tile in " in shown
+    assert "Classes found (eurosat_landcover), largest first:" in shown and " ha " in shown
+    top = QgsProject.instance().layerTreeRoot().children()[0]
+    assert top.layer().name() == "S2 scene classes"  # above its input: the newest is seen
+
+
+def test_a_result_to_doubt_says_why(plugin, qgis_iface, qgis_app, monkeypatch):
+    """8-bit Landsat TM read as Landsat 7 surface reflectance (by the user's choice): the layer
+    comes, and the bar warns that the values do not fit that sensor's units."""
+
+    def reflectance(dialog):
+        names = [dialog.sensor.itemData(i).modality for i in range(dialog.sensor.count())]
+        dialog.sensor.setCurrentIndex(names.index("landsat_etm"))
+
+    add_layer(qgis_iface, LANDSAT_TM, "nanjing")
+    accept_dialog(monkeypatch, check=reflectance)
+    plugin.open_dialog("embed")
+    wait(plugin, qgis_app)
+    said = messages(qgis_iface, "Warning")
+    assert "nanjing embedding (PCA colours): Landsat 7 ETM+ surface reflectance, " in said, said
+    assert said.endswith("; 1 warning under Details"), said
+    text = details(plugin, qgis_iface, "nanjing embedding")
+    assert "Warning: " in text and "smaller than the statistics of 'landsat_etm'" in text, text
+
+
+def test_reconstruct_draws_the_inputs_colour_bands_though_bad_bands_are_dropped(
+    plugin, qgis_iface, qgis_app, monkeypatch, tmp_path
+):
+    """EnMAP: bands 130-135 are flagged bad (unticked in the list; the engine leaves them out
+    even when ticked): the reconstruction shows the input's bands 150, 60, 20 at 144, 60, 20."""
+    source = add_layer(qgis_iface, ENMAP, "enmap")
+    source.setRenderer(QgsMultiBandColorRenderer(source.dataProvider(), 150, 60, 20))
+    unticked = []
+
+    def tick_all(dialog):
+        for i in range(dialog.band_list.count()):
+            item = dialog.band_list.item(i)
+            if item.checkState() == Qt.Unchecked:
+                unticked.append(item.data(Qt.UserRole))
+                item.setCheckState(Qt.Checked)
+
+    accept_dialog(monkeypatch, check=tick_all)
+    plugin.open_dialog("reconstruct")
+    wait(plugin, qgis_app)
+    assert unticked == [130, 131, 132, 133, 134, 135]
+    layer = QgsProject.instance().mapLayersByName("enmap reconstruction")
+    assert layer, messages(qgis_iface, "Critical")
+    assert layer[0].bandCount() == 218
+    renderer = layer[0].renderer()
+    assert (renderer.redBand(), renderer.greenBand(), renderer.blueBand()) == (144, 60, 20)
+
+
+def test_bands_can_be_reordered(plugin, qgis_iface, data):
+    """The band list is the order the model reads: moving a band changes what is sent."""
+    from ofa_explore_qgis import settings
+    from ofa_explore_qgis.dialog import OfaDialog
+    from qgis.PyQt.QtCore import QModelIndex
+
+    layer = add_layer(qgis_iface, data / NAIP.name, "naip")
+    dialog = OfaDialog("embed", settings.current_engine(), layer)
+    assert dialog.job().bands == []  # all, in file order
+    moved = dialog.band_list.model().moveRow(QModelIndex(), 2, QModelIndex(), 0)  # blue first
+    assert moved
+    assert [b.number for b in dialog.selected_bands()] == [3, 1, 2, 4]
+    assert dialog.job().bands == [3, 1, 2, 4]
+
+
 # ---------------------------------------------------------------- Processing
 def test_processing_algorithms_write_the_right_outputs(plugin, data, tmp_path):
     import processing
@@ -525,7 +737,7 @@ def test_processing_algorithms_write_the_right_outputs(plugin, data, tmp_path):
     )
     assert gdal.Open(result["OUTPUT"]).RasterCount == 3  # the colour view, not the cube
 
-    with pytest.raises(QgsProcessingException, match="band 14 does not exist") as err:
+    with pytest.raises(QgsProcessingException, match="Band 14 does not exist") as err:
         processing.run(
             "ofa_explore:embed_raster",
             {
@@ -534,7 +746,7 @@ def test_processing_algorithms_write_the_right_outputs(plugin, data, tmp_path):
                 "OUTPUT": str(tmp_path / "x.tif"),
             },
         )
-    assert "the band list" in str(err.value) and "--" not in str(err.value)  # QGIS's words
+    assert "check Bands" in str(err.value) and "--" not in str(err.value)  # QGIS's words
 
 
 def _screenshot_side_by_side(layers, path: Path, size: int = 384) -> None:

@@ -1,8 +1,11 @@
 """Drives the real QGIS desktop as a user would (run by ``qgis --code drive.py`` from
 tests/test_qgis_desktop.py): click Classify layer on a EuroSAT chip, then Embed layer on a NAIP
 scene, OK in each dialog, wait for the layers; a heartbeat timer measures the longest stall of
-QGIS's main thread from opening each dialog to its result. Writes ``report.json`` and
-screenshots into OFA_DESKTOP_OUT, then quits QGIS.
+QGIS's main thread from opening each dialog to its result. With OFA_DESKTOP_RESULTS (the folder
+to choose when the saved one no longer works), OFA_DESKTOP_NAIP and OFA_DESKTOP_BIG, three more
+steps: Classify on NAIP (no head fits: the dialog must say so, OK disabled, Cancel), and a
+Classify of a big mosaic cancelled once it runs. Writes ``report.json`` and screenshots into
+OFA_DESKTOP_OUT, then quits QGIS.
 """
 
 import ctypes
@@ -25,13 +28,16 @@ if os.environ.get("OFA_DESKTOP_STEPS"):  # [[task, path, layer name, result laye
 else:
     STEPS = [
         ("classify", os.environ["OFA_DESKTOP_CHIP"], "EuroSAT chip", "EuroSAT chip classes"),
+        ("classify", os.environ["OFA_DESKTOP_NAIP"], "NAIP scene", None, "refused"),
         (
             "embed",
             os.environ["OFA_DESKTOP_NAIP"],
             "NAIP scene",
             "NAIP scene embedding (PCA colours)",
         ),
+        ("classify", os.environ["OFA_DESKTOP_BIG"], "Big mosaic", None, "cancel"),
     ]
+RESULTS = os.environ.get("OFA_DESKTOP_RESULTS")  # chosen in the dialog when the saved one broke
 report = {"steps": [], "errors": []}
 iface = qgis.utils.iface
 
@@ -126,8 +132,9 @@ def start():
 def step(index):
     if index == len(STEPS):
         return finish()
-    task, path, name, result_name = STEPS[index]
-    layer = iface.addRasterLayer(path, name)
+    task, path, name, result_name, *expect = STEPS[index]
+    layer = QgsProject.instance().mapLayersByName(name)
+    layer = layer[0] if layer else iface.addRasterLayer(path, name)
     if layer is None or not layer.isValid():
         return fail(f"cannot open {path}")
     iface.setActiveLayer(layer)
@@ -136,12 +143,17 @@ def step(index):
     if button is None:
         return fail(f"no toolbar button for {action.text()}")
     record = {"task": task, "layer": name, "worker_before": worker_pid(), "t0": time.monotonic()}
+    record["expect"] = expect[0] if expect else "result"
     report["steps"].append(record)
     delay = int(os.environ.get("OFA_DESKTOP_OK_AFTER_MS", "300"))  # a user reading the dialog
     QTimer.singleShot(delay, lambda: press_ok(record, 0))
     BEAT.reset()
     QTest.mouseClick(button, Qt.LeftButton)  # returns when the modal dialog closes
     record["dialog_closed"] = time.monotonic() - record["t0"]
+    if record["expect"] == "refused":
+        return QTimer.singleShot(0, lambda: step(index + 1))
+    if record["expect"] == "cancel":
+        return cancel_when_running(record, index)
     wait_for(result_name, record, index)
 
 
@@ -153,19 +165,66 @@ def press_ok(record, tries):
             return fail("the dialog did not open")
         return QTimer.singleShot(100, lambda: press_ok(record, tries + 1))
     record["dialog_open_s"] = time.monotonic() - record["t0"]
+    record["folder_notice"] = dialog.folder_notice
+    if RESULTS and dialog.folder_notice:  # the saved folder broke: choose one, as a user would
+        dialog.folder.setFilePath(RESULTS)
     record["dialog_problem"] = dialog.problem()
-    dialog.grab().save(os.path.join(OUT, f"{record['task']}_dialog.png"))
     ok = dialog.buttons.button(dialog.buttons.Ok)
+    record["ok_enabled"] = ok.isEnabled()
+    record["heads"] = [
+        [dialog.head.itemText(i), dialog.head.model().item(i).isEnabled()]
+        for i in range(dialog.head.count())
+    ]
+    suffix = {"refused": "_refused", "cancel": "_cancel"}.get(record["expect"], "")
+    dialog.grab().save(os.path.join(OUT, f"{record['task']}{suffix}_dialog.png"))
     record["ok_s"] = time.monotonic() - record["t0"]
+    if record["expect"] == "refused":
+        return QTest.mouseClick(dialog.buttons.button(dialog.buttons.Cancel), Qt.LeftButton)
     QTest.mouseClick(ok, Qt.LeftButton)
 
 
+def watch_task(record):
+    """What the running task shows in QGIS's task bar: its description and progress."""
+    for task in PLUGIN.tasks:
+        seen = [task.description(), round(task.progress(), 1)]
+        if not record.setdefault("task_bar", []) or record["task_bar"][-1] != seen:
+            record["task_bar"].append(seen)
+
+
+def cancel_when_running(record, index, deadline=120):
+    """Cancels the job once its progress moves (the user's click on the task's cancel), then
+    waits for QGIS's and the plugin's words about it."""
+    watch_task(record)
+    if PLUGIN.tasks and PLUGIN.tasks[0].progress() > 0:
+        record["cancelled_at"] = PLUGIN.tasks[0].progress()
+        PLUGIN.tasks[0].cancel()
+        return QTimer.singleShot(100, lambda: after_cancel(record, index, time.monotonic()))
+    if time.monotonic() - record["t0"] > deadline:
+        return fail(f"the job to cancel never ran; messages: {bar_messages()}")
+    QTimer.singleShot(50, lambda: cancel_when_running(record, index, deadline))
+
+
+@guarded
+def after_cancel(record, index, since):
+    if PLUGIN.tasks or time.monotonic() - since < 2.0:  # QGIS's own notice comes after
+        return QTimer.singleShot(100, lambda: after_cancel(record, index, since))
+    record["messages_after_cancel"] = bar_messages()
+    record["layers_after_cancel"] = [
+        lyr.name() for lyr in QgsProject.instance().mapLayers().values()
+    ]
+    iface.mainWindow().grab().save(os.path.join(OUT, "cancelled.png"))
+    step(index + 1)
+
+
 def wait_for(result_name, record, index, deadline=240):
+    watch_task(record)
     names = [lyr.name() for lyr in QgsProject.instance().mapLayers().values()]
     if result_name in names:
         record["seconds"] = time.monotonic() - record["t0"]
         record["max_stall_s"] = BEAT.gap
         record["worker_after"] = worker_pid()
+        record["messages"] = bar_messages()
+        record["top_layer"] = QgsProject.instance().layerTreeRoot().children()[0].name()
         result = QgsProject.instance().mapLayersByName(result_name)[0]
         iface.setActiveLayer(result)
         iface.zoomToActiveLayer()
@@ -180,7 +239,27 @@ def wait_for(result_name, record, index, deadline=240):
 @guarded
 def shot(record, index):
     iface.mainWindow().grab().save(os.path.join(OUT, f"{record['task']}_result.png"))
+    open_details(record)
     step(index + 1)
+
+
+def open_details(record):
+    """Clicks Details on the result's message, as a user would, and keeps what it shows."""
+    from qgis.PyQt.QtWidgets import QPushButton
+
+    name = record["layer"]
+    item = next((i for i in iface.messageBar().items() if i.text().startswith(name)), None)
+    button = item and next(
+        (b for b in item.findChildren(QPushButton) if b.text() == "Details"), None
+    )
+    if button is None:
+        record["details"] = None
+        return
+    QTest.mouseClick(button, Qt.LeftButton)
+    box = PLUGIN.details
+    record["details"] = box.text()
+    box.grab().save(os.path.join(OUT, f"{record['task']}_details.png"))
+    box.close()
 
 
 def watchdog():
