@@ -18,7 +18,8 @@ import time
 from pathlib import Path
 
 import pytest
-from qgis.core import Qgis, QgsApplication, QgsSettings
+from qgis.core import QgsApplication, QgsSettings
+from test_plugin import details, messages  # the message bar as the user reads it
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -60,6 +61,7 @@ def plugin(qgis_iface, qgis_new_project, qgis_processing, engine_python, wheel):
     p = classFactory(qgis_iface)
     p.initGui()
     qgis_iface.messageBar().clear_messages()
+    qgis_iface.messageBar().clearWidgets()  # messages with buttons (Details, Set up engine…)
     yield p
     p.unload()
     QgsSettings().remove("ofa_explore")
@@ -107,10 +109,6 @@ def wait(plugin, qgis_app, timeout=300):
     qgis_app.processEvents()
 
 
-def messages(qgis_iface, level) -> str:
-    return " | ".join(qgis_iface.messageBar().get_messages(level))
-
-
 def keep_description(task) -> list[str]:
     """The task's description when it ends (QGIS deletes the task right after)."""
     seen: list[str] = []
@@ -155,7 +153,7 @@ def test_setup_opens_on_a_new_engine_from_the_zips_wheel_then_on_the_engine_set(
     assert sensor_options() == ["auto"]  # no engine yet: Processing knows no sensor
     choose(monkeypatch, existing=True, python=engine_python)
     plugin.setup_action.trigger()
-    assert "The engine is ready" in messages(qgis_iface, Qgis.Success)
+    assert "The engine is ready" in messages(qgis_iface, "Success")
     assert {"s2_l1c", "landsat_etm", "rgbn"} <= set(sensor_options())  # without a restart
 
     reopened = SetupDialog()  # the engine that works is what OK keeps
@@ -184,8 +182,9 @@ def test_setup_offline_says_pytorch_could_not_be_fetched_and_leaves_nothing(
     task.progressChanged.connect(progress.append)
     t0 = time.monotonic()
     wait(plugin, qgis_app)
-    text = messages(qgis_iface, Qgis.Critical)
-    assert text.startswith("OFA Explore:PyTorch could not be downloaded"), text
+    short = messages(qgis_iface, "Critical")
+    assert short.startswith("OFA Explore:PyTorch could not be downloaded"), short
+    text = details(plugin, qgis_iface, "could not be downloaded")  # the whole message
     assert "Use the Python of an existing environment" in text and "internet" in text
     for pip_words in ("ERROR", "Retrying", "Traceback", "Looking in indexes", "127.0.0.1"):
         assert pip_words not in text, text
@@ -212,7 +211,7 @@ def test_cancelled_setup_removes_its_folder(
     described = keep_description(task)
     task.cancel()
     wait(plugin, qgis_app)
-    assert "Engine setup cancelled" in messages(qgis_iface, Qgis.Info)
+    assert "Engine setup cancelled" in messages(qgis_iface, "Info")
     assert described == ["OFA Explore: setting up the engine: cancelled, nothing was left"]
-    assert not messages(qgis_iface, Qgis.Critical)
+    assert not messages(qgis_iface, "Critical")
     assert not folder.exists()

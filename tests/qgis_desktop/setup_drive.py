@@ -28,6 +28,19 @@ def bar_messages():
     return [item.text() for item in iface.messageBar().items()]
 
 
+def details_of(needle):
+    """Clicks Details on the bar message that says ``needle``, as a user would: the whole text."""
+    from qgis.PyQt.QtWidgets import QPushButton
+
+    for item in iface.messageBar().items():
+        if needle in item.text():
+            for button in item.findChildren(QPushButton):
+                if button.text() == "Details":
+                    button.click()
+                    return PLUGIN.details.text()
+    return None
+
+
 def sensors():
     algorithm = QgsApplication.processingRegistry().algorithmById("ofa_explore:classify_raster")
     return algorithm.parameterDefinition("SENSOR").options() if algorithm else None
@@ -146,6 +159,7 @@ def wait_offline(record, deadline=180):
 def look_at_the_message(record):
     record["messages"] = bar_messages()
     record["folder_left"] = os.path.exists(record["folder"])
+    record["details"] = details_of("could not be downloaded")
     iface.mainWindow().grab().save(os.path.join(OUT, "setup_offline_message.png"))
     QTimer.singleShot(200, use_existing)
 
