@@ -250,7 +250,7 @@ def test_several_scenes_end_with_a_summary_line(tmp_path, capsys):
     out = tmp_path / "maps"
     code, printed, err = run(capsys, "embed", RIVER, FOREST, "-o", str(out), "-q")
     assert code == 0 and err == ["2 scenes, one after another"]
-    assert printed[0].startswith(f"{RIVER} -> {out / 'eurosat_river_embed.tif'} (1 tiles")
+    assert printed[0].startswith(f"{RIVER} -> {out / 'eurosat_river_embed.tif'} (1 tile of")
     assert re.fullmatch(rf"2 scenes written to {re.escape(str(out))}/ in \d+\.\d s", printed[-1])
     assert len(printed) == 3
 
@@ -330,7 +330,7 @@ def test_result_lines_show_quicklook_notes_and_warnings(tmp_path, capsys, monkey
     out = tmp_path / "r.tif"
     code, printed, err = run(capsys, "reconstruct", RIVER, "-o", str(out), "-q")
     assert code == 0 and seen[-1].quicklook is True and seen[-1].precision == "auto"
-    assert printed[0].startswith(f"wrote {out} and quicklook {out.with_suffix('.png')} (1 tiles")
+    assert printed[0].startswith(f"wrote {out} and quicklook {out.with_suffix('.png')} (1 tile of")
     assert printed[1] == "  note: read as reflectance x 10000"
     assert err == ["ofa reconstruct: warning: no better than the mean"]
     code, printed, err = run(capsys, "reconstruct", RIVER, "-o", str(out), "--progress", "json")

@@ -104,9 +104,9 @@ def test_two_jobs_on_one_worker_load_the_model_once(runner, chip, tmp_path):
 def test_an_error_leaves_the_worker_alive(runner, chip, tmp_path):
     classify(runner, chip, tmp_path / "warm.tif")
     worker = pid()
-    with pytest.raises(engine.EngineError, match="band 14 does not exist") as err:
+    with pytest.raises(engine.EngineError, match="Band 14 does not exist") as err:
         classify(runner, chip, tmp_path / "x.tif", bands=[1, 14])
-    assert "the band list" in str(err.value)
+    assert "check Bands" in str(err.value)  # the dialog's field, in QGIS words
     (tmp_path / "exists.tif").write_bytes(b"x")
     with pytest.raises(engine.EngineError, match="exists"):
         classify(runner, chip, tmp_path / "exists.tif")
