@@ -184,6 +184,13 @@ def test_embedding_map_click_similarity_threshold_and_export(naip_map, tmp_path)
     ] == ["scene", "embedding PCA", "similarity"]
 
 
+def test_the_map_offers_only_tools_that_work_offline(naip_map):
+    """No leafmap toolbar (basemap gallery, search, downloads: all need the internet), no
+    drawing tools: zoom, full screen, the scale bar and the attribution."""
+    controls = {type(c).__name__ for c in naip_map.map.controls}
+    assert controls == {"ZoomControl", "FullScreenControl", "ScaleControl", "AttributionControl"}
+
+
 def test_classification_map_legend_and_area_table(model):
     widget = ClassificationMap(model, sample_path("eurosat_river.tif"), basemap=False)
     assert "River" in widget.legend.value and "eurosat_landcover" in widget.legend.value

@@ -17,12 +17,15 @@ def scene_map(
     from leafmap import leafmap
 
     (south, west), (north, east) = latlon_bounds(da)
-    m = leafmap.Map(center=((south + north) / 2, (west + east) / 2), zoom=14)
+    m = leafmap.Map(
+        center=((south + north) / 2, (west + east) / 2),
+        zoom=14,
+        toolbar_control=False,  # its tools (basemaps, search, downloads) need the internet
+        search_control=False,
+        draw_control=False,  # drawing does nothing here
+        measure_control=False,
+    )
     m.layout.height = height
-    for control in [
-        c for c in m.controls if isinstance(c, (ipyleaflet.DrawControl, ipyleaflet.MeasureControl))
-    ]:
-        m.remove(control)  # drawing tools do nothing here
     if basemap is None:
         basemap = basemap_reachable()
     if not basemap:  # offline: no grey tiles that never load
