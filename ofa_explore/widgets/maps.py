@@ -17,15 +17,16 @@ def scene_map(
     from leafmap import leafmap
 
     (south, west), (north, east) = latlon_bounds(da)
-    m = leafmap.Map(
-        center=((south + north) / 2, (west + east) / 2),
-        zoom=14,
-        toolbar_control=False,  # its tools (basemaps, search, downloads) need the internet
-        search_control=False,
-        draw_control=False,  # drawing does nothing here
-        measure_control=False,
-    )
+    m = leafmap.Map(center=((south + north) / 2, (west + east) / 2), zoom=14)
     m.layout.height = height
+    offline = (
+        ipyleaflet.ZoomControl,
+        ipyleaflet.FullScreenControl,
+        ipyleaflet.ScaleControl,
+        ipyleaflet.AttributionControl,
+    )
+    for control in [c for c in m.controls if not isinstance(c, offline)]:
+        m.remove(control)  # leafmap's toolbar (basemaps, search, downloads) needs the internet
     if basemap is None:
         basemap = basemap_reachable()
     if not basemap:  # offline: no grey tiles that never load
