@@ -26,6 +26,7 @@ NOTEBOOKS = (
     "03_embeddings_map.ipynb",
     "04_classify_scene.ipynb",
     "01_modalities_tour.ipynb",
+    "05_pretrain_tiny.ipynb",
 )
 
 pytestmark = pytest.mark.skipif(
@@ -87,7 +88,7 @@ def lab(tmp_path_factory):
             assert proc.poll() is None, (home / "lab.log").read_text()[-3000:]
             assert time.time() - t0 < 90, "JupyterLab did not start"
             time.sleep(0.5)
-    yield url, token
+    yield url, token, root
     proc.terminate()
     proc.wait(timeout=30)
     log.close()
@@ -106,7 +107,7 @@ def browser():
 
 
 def run_notebook(browser, lab, name: str):
-    url, token = lab
+    url, token, _ = lab
     page = browser.new_page(viewport={"width": 1400, "height": 1100})
     page.goto(f"{url}/lab/tree/{name}?token={token}")
     page.wait_for_function("window.jupyterapp !== undefined", timeout=90_000)
@@ -300,4 +301,15 @@ def test_raster_explorer_exercise_of_notebook_01(browser, lab):
     naip.get_by_text("Sentinel-2 L1C, 13 bands").wait_for(timeout=30_000)
     assert naip.locator("img.widget-image").is_visible()
     assert page.get_by_text(re.compile("Jupyter news", re.I)).count() == 0
+    page.close()
+
+
+def test_run_all_of_notebook_05_ends_by_deleting_the_run_folder(browser, lab):
+    """Notebook 05's last cell, the first step of its "stop and resume" exercise: it deletes the
+    run folder with Python (no *Move to Trash*), so that the next training starts over."""
+    run_folder = lab[2] / "runs" / "tiny-ofa"
+    page = run_notebook(browser, lab, NOTEBOOKS[4])
+    page.get_by_text(re.compile("final train loss")).first.wait_for()  # the run was written
+    page.get_by_text("deleted runs/tiny-ofa: the next training starts over").wait_for()
+    assert not run_folder.exists() and (lab[2] / "runs").is_dir()
     page.close()
