@@ -58,6 +58,23 @@ def test_there_are_the_five_workshop_notebooks():
     assert [p.name[:3] for p in NOTEBOOKS] == ["01_", "02_", "03_", "04_", "05_"]
 
 
+def test_the_notebooks_are_what_the_script_writes():
+    """scripts/make_notebooks.py is the source of truth: an edit of a stored .ipynb alone fails."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "make_notebooks", FOLDER.parent / "scripts" / "make_notebooks.py"
+    )
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    assert sorted(script.NOTEBOOKS) == [p.name for p in NOTEBOOKS]
+    for path in NOTEBOOKS:
+        stored = [c.source for c in nbformat.read(path, as_version=4).cells]
+        assert stored == script.NOTEBOOKS[path.name], (
+            f"run python scripts/make_notebooks.py ({path.name})"
+        )
+
+
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
 def test_notebook_runs_top_to_bottom(path, tmp_path):
     nb = nbformat.read(path, as_version=4)
