@@ -99,6 +99,7 @@ def test_raster_explorer_says_why_a_file_cannot_be_shown_in_its_own_words():
     assert "no known sensor has 1 band" in message and "Modality" in message, message
     assert "--modality" not in message and "modality=" not in message, message
     assert explorer.image.value == b"" and explorer.image.layout.display == "none"
+    assert explorer.red.options == ()  # no band names of the NAIP scene either
     explorer.path.value = str(shipped / "my_chips" / "Forest" / "Forest_1.tif")
     explorer.load_button.click()
     assert "s2_l1c" in explorer.info.value and explorer.image.value

@@ -74,6 +74,8 @@ class RasterExplorer(widgets.VBox):
             self.pixels = self.modality_record = self.raster = None
             self.image.value = b""  # no picture of the file before under this message
             self.image.layout.display = "none"
+            for control in (self.red, self.green, self.blue):
+                control.options = []  # nor its band names
             shown = err.render(WIDGET_WORDS) if isinstance(err, OFAError) else str(err)
             self.info.value = f"<b style='color:#b00'>{html.escape(shown)}</b>"
             return
