@@ -137,11 +137,9 @@ def run_notebook(browser, lab, name: str):
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(ARTIFACTS / f"failed_{name}.png"))
         raise
-    errors = page.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']")
-    assert (
-        page.locator(".jp-RenderedText[data-mime-type='application/vnd.jupyter.error']").count()
-        == 0
-    ), errors.all_inner_texts()
+    # JupyterLab draws error outputs (tracebacks) and stderr alike, as stderr text
+    errors = page.locator(".jp-RenderedText[data-mime-type='application/vnd.jupyter.stderr']")
+    assert errors.count() == 0, errors.all_inner_texts()
     return page
 
 
