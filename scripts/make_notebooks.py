@@ -26,7 +26,9 @@ def _head_accuracy() -> str:
 
 SETUP = """from ofa_explore import load_pretrained, set_threads
 from ofa_explore.demo import sample_path
+from ofa_explore.notebook import brief_errors
 
+brief_errors()              # a mistake in what you type shows as one line, not a traceback
 set_threads()               # torch's CPU threads: the cores free for this kernel (or set_threads(N))
 model = load_pretrained()   # the shipped ViT-Tiny OFA-Net, no network needed
 print(model.extra_repr(), "| heads:", list(model.heads))"""
@@ -54,11 +56,18 @@ NOTEBOOKS = {
         '    print(filename, "->", modality)',
         'RasterExplorer(sample_path("eurosat_river.tif"))   # Sentinel-2 L1C, 10 m',
         'RasterExplorer(sample_path("bigearthnet_s1_20170613.tif"))   # Sentinel-1 SAR, dB',
+        'RasterExplorer(sample_path("neon_rgb_osbs.tif"))   # NEON RGB, 0.1 m',
         'RasterExplorer(sample_path("naip_rgbn_2020.tif"))   # NAIP RGB + NIR: 1 m imagery, '
         "shipped resampled to 5 m",
-        'RasterExplorer(sample_path("neon_rgb_osbs.tif"))   # NEON RGB, 0.1 m',
-        "**Try it:** untick *natural colour* and show NIR as red (a false-colour composite: "
-        "vegetation turns red). Paste the path of one of your own GeoTIFFs, or upload one.",
+        "**Try it** in the NAIP explorer just above:\n\n"
+        "1. Untick *natural colour* and pick NIR as R (red): a false-colour composite, in which "
+        "vegetation turns red.\n"
+        "2. Type `data/s2_chesapeake/B08.tif` in the *Raster* box and click *Load*: one band "
+        "(near infrared) of a Sentinel-2 scene. One band does not say which sensor took it, "
+        "and the explorer tells you so.\n"
+        "3. Type `data/my_chips/Forest/Forest_1.tif` and click *Load*: all 13 bands of a "
+        "Sentinel-2 chip, and the explorer recognises the sensor.\n"
+        "4. Your own GeoTIFF: type its path, or *Upload* it.",
     ],
     "02_masked_reconstruction.ipynb": [
         "# 2. Masked reconstruction: how the model learned\n\nOFA-Net is pre-trained as a "
@@ -73,7 +82,8 @@ NOTEBOOKS = {
         'ReconstructionExplorer(model, sample_path("eurosat_river.tif"))',
         "Move the **mask ratio**: at 0 the model just copies; at 0.75 (the pre-training "
         "setting) it must guess three quarters of the image. The *error* panel shows where it "
-        "guessed wrong; the loss compares it with a trivial guess (the mean of what it saw).",
+        "guessed wrong (bright: large error; grey: a patch it saw); the loss compares it with a "
+        "trivial guess (the mean of what it saw).",
         'ReconstructionExplorer(model, sample_path("bigearthnet_s1_20180204.tif"))   # SAR',
         "**Why SAR looks worst.** Radar images are covered in *speckle*: a grainy interference "
         "pattern that changes at random from pixel to pixel. Nobody can predict the speckle of a "
@@ -85,8 +95,17 @@ NOTEBOOKS = {
         "**A sensor without an embedding of its own.** Landsat-8 has none in this model: its "
         "patches go through the *wavelength-conditioned* embedding, which builds the first layer "
         "from the bands' wavelengths. Pre-training fed it Landsat, EnMAP and random band subsets "
-        "of the other sensors, so any raster whose band wavelengths are known works.",
+        "of the other sensors, so the model *accepts* any raster whose band wavelengths are "
+        "known.",
         'ReconstructionExplorer(model, sample_path("landsat8_l1_gulf_coast.tif"))   # Landsat-8',
+        "Accepting is not the same as reconstructing well. Here the model does **no better than "
+        "the trivial guess**: its error is about the baseline's, slightly above it at seed 0 "
+        "(compare the two numbers under the panels), where on the Sentinel-2 and NAIP scenes "
+        "above it is about half. Change the *Seed* (another random mask): the model wins on some "
+        "masks and loses on others. The wavelength-conditioned path is the weakest part of this "
+        "small model, and this cloudy scene of raw Landsat digital numbers a hard case for it. "
+        "In the *error* panel, grey marks the patches the model saw (nothing to score); black "
+        "means no error.",
         "**Same encoder, different sensors.** Only the first layer (the patch embedding) and the "
         "last (the pixel head) differ per modality; everything in between is shared:",
         "shared = sum(p.numel() for p in model.blocks.parameters())\n"
@@ -107,12 +126,18 @@ NOTEBOOKS = {
         "patch you clicked (cosine similarity, from -1 to 1; the colour bar under the map); the "
         "threshold hides the patches below it, and the status line counts those above it. "
         "The first click hides the PCA colours so that the scene shows through; tick "
-        "*embedding PCA* to bring them back. The same search from code, e.g. for a report:",
+        "*embedding PCA* to bring them back. The same search from code, e.g. for a report "
+        "(the map is left as it is):",
+        "import numpy as np\n\n"
         "(south, west), (north, east) = emb.bounds\n"
-        "emb.select((south + north) / 2, (west + east) / 2)   # the patch at the centre of the "
-        "scene\nprint(emb.status.value)",
-        "Export the embeddings (192 bands, one pixel per patch) and the similarity map as "
-        "GeoTIFFs, to open in QGIS; they go to the folder `ofa-export` beside this notebook:",
+        "similarity = emb.similarity_at((south + north) / 2, (west + east) / 2)   # centre patch\n"
+        "alike = similarity >= 0.5\n"
+        'print(f"{alike.sum()} of {np.isfinite(similarity).sum()} patches have a cosine "\n'
+        '      "similarity of 0.5 or more to the patch at the centre of the scene")',
+        "Export the embeddings as a GeoTIFF (192 bands, one pixel per patch) to open in QGIS; "
+        "it goes to the folder `ofa-export` beside this notebook. The map's *Export GeoTIFFs* "
+        "button does the same, and once you have clicked the map it also writes the similarity "
+        "map:",
         'written = emb.export("ofa-export")\nprint(*written, sep="\\n")',
     ],
     "04_classify_scene.ipynb": [
@@ -145,22 +170,32 @@ NOTEBOOKS = {
         "table gives each class's area, counting only what lies inside the scene.",
         "from ofa_explore.widgets import ClassificationMap\n\n"
         "classes = ClassificationMap(model, scene)\nclasses",
-        "**Look closely** (zoom in; *Opacity* fades the class map). The sea (*SeaLake*) and the "
-        "lagoons and tidal channels behind the barrier islands (*River*) come out clearly. On "
-        "land the head mixes herbaceous vegetation, highway and residential, and it calls the "
-        "sandy barrier islands industrial: EuroSAT has no beach, salt-marsh or barrier-island "
-        "class, and the dark forests here are mostly taken for herbaceous vegetation. A head "
-        "trained on 119 chips from Europe carries only so far; your own labelled chips from "
-        "your region (below) carry further. The five largest classes:",
+        "**Look closely** (zoom in; *Opacity* fades the class map). Open water comes out as "
+        "*SeaLake*, about half of the scene: the Atlantic, and also the lagoons and salt marshes "
+        "behind the barrier islands. *River* follows the mainland's shore, where tidal creeks "
+        "and marsh mix land and water. The sandy barrier islands come out as *Industrial*. On "
+        "land the head mixes herbaceous vegetation, highway and residential, and *Forest* is "
+        "not among the five largest classes, though dark forests cover much of the mainland. "
+        "EuroSAT has no beach, salt-marsh or barrier-island class: a head trained on 119 chips "
+        "from Europe carries only so far; your own labelled chips from your region (below) "
+        "carry further. The five largest classes:",
         "for row in classes.areas[:5]:\n"
         "    print(f\"{row['class']:<22}{row['hectares']:>9,.0f} ha  {row['share']:>6.1%}\")",
-        "## Your own classes\nWith labelled chips (a folder per class, or a CSV of `path,label`)"
-        " a new head takes a minute:\n\n```python\nfrom ofa_explore.downstream import "
-        'fit_scene_head\nreport = fit_scene_head(model, "my_chips/", "my_classes")\n'
-        'print(report["accuracy"], report["macro_f1"])\n```\n\nor `ofa train-head --data '
-        "my_chips/ -o my_model.safetensors`, then `ofa classify data/s2_chesapeake/B*.tif -o "
-        "classes.tif --checkpoint my_model.safetensors` (a GeoTIFF for QGIS), or the QGIS "
-        "plugin's *Classify layer*.",
+        "## Your own classes\nWith labelled chips, a folder per class (or a CSV of "
+        "`path,label`), a new head takes seconds. `data/my_chips` beside this notebook holds "
+        "20 EuroSAT chips (Sentinel-2 L1C, 64 × 64 pixels), five of each of four classes, one "
+        "folder per class: `AnnualCrop`, `Forest`, `River`, `SeaLake`. The head is fitted on "
+        "16 of them and scored on the other 4:",
+        "from ofa_explore.downstream import fit_scene_head\n\n"
+        'report = fit_scene_head(model, "data/my_chips/", "my_classes")\n'
+        "print(f\"{report['val']} held-out chips: accuracy {report['accuracy']:.0%}, "
+        "macro-F1 {report['macro_f1']:.2f}\")",
+        "**Try it:** put your own chips in a folder laid out the same way (a sub-folder per "
+        "class, named after the class) and give its path instead of `data/my_chips/`. A path "
+        "that does not exist says so in one line. Then `ofa train-head --data my_chips/ -o "
+        "my_model.safetensors` and `ofa classify data/s2_chesapeake/B*.tif -o classes.tif "
+        "--checkpoint my_model.safetensors` make a GeoTIFF for QGIS (or use the QGIS plugin's "
+        "*Classify layer*).",
     ],
     "05_pretrain_tiny.ipynb": [
         "# 5. Pre-training a tiny OFA-Net yourself\n\nThe same pipeline that made the shipped "
@@ -185,14 +220,9 @@ NOTEBOOKS = {
         '    "steps": 600, "batch_size": 16, "mask_ratio": 0.75, "checkpoint_every": 100,'
         '\n    "log_every": 25, "output_dir": str(run), "seed": 0,\n})',
         "Train. With `resume=True` the pipeline continues from the newest checkpoint in the run "
-        "folder instead of starting over; this cell asks for that whenever there is one.",
+        "folder instead of starting over; this cell asks for that whenever there is one (the "
+        "exercise at the end of this notebook uses it).",
         "final = train(config, resume=latest_checkpoint(run) is not None)",
-        "**Try it: stop and resume.** Delete the folder `runs/tiny-ofa` (in the file browser on "
-        "the left) to start over, and run the training cell. Once its bar has passed 100 steps, "
-        "restart the kernel (*Kernel > Restart Kernel*): Python forgets everything, the "
-        "checkpoints stay on disk. Then run the first code cell again, and the training cell: "
-        "it says *resumed from ... at step 100* (or 200, ...) and carries on from there, with "
-        "the same batches and masks as an uninterrupted run.\n\n"
         "The loss per step, one colour per modality (the log is written as training goes):",
         "import csv\nimport matplotlib.pyplot as plt\n\n"
         'with open(run / "log.csv") as f:\n    rows = list(csv.DictReader(f))\n'
@@ -226,6 +256,23 @@ NOTEBOOKS = {
         "the lever: `steps` in the config, or the same pipeline on GPUs.",
         "from ofa_explore.widgets import ReconstructionExplorer\n\n"
         'ReconstructionExplorer(tiny, sample_path("naip_rgbn_2020.tif"))',
+        "## Try it: stop and resume\n"
+        "1. Run the cell below: it deletes the run folder `runs/tiny-ofa`, so the next "
+        "training starts over.\n"
+        "2. Scroll up and run the training cell. Once its bar has passed 100 steps, restart the "
+        "kernel (*Kernel > Restart Kernel*): Python forgets everything, the checkpoints stay "
+        "on disk.\n"
+        "3. Run the first code cell again, and the training cell: it says *resumed from ... at "
+        "step 100* (or 200, ...) and carries on from there, with the same batches and masks as "
+        "an uninterrupted run.\n\n"
+        "*Run All* also ends here, so that running the notebook again trains from the start.",
+        "import shutil\nfrom pathlib import Path\n\n"
+        'run = Path("runs") / "tiny-ofa"\n'
+        "shutil.rmtree(run, ignore_errors=True)\n"
+        "if run.exists():   # on Windows, a file still open in this kernel cannot be deleted\n"
+        '    print(f"{run} is still in use: restart the kernel, then run this cell again")\n'
+        "else:\n"
+        '    print(f"deleted {run}: the next training starts over")',
     ],
 }
 
@@ -237,6 +284,8 @@ def main() -> None:
         nb = new_notebook(
             cells=[new_code_cell(c) if _is_code(c) else new_markdown_cell(c) for c in cells]
         )
+        for number, cell in enumerate(nb.cells):
+            cell.id = f"cell-{number:02d}"  # stable: regenerating changes only what changed
         nb.metadata["kernelspec"] = {
             "name": "python3",
             "display_name": "Python 3",

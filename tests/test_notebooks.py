@@ -13,6 +13,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from jupyter_client.manager import start_new_kernel
 from nbclient import NotebookClient
 
 FOLDER = Path(__file__).resolve().parents[1] / "notebooks"
@@ -57,6 +58,23 @@ def test_there_are_the_five_workshop_notebooks():
     assert [p.name[:3] for p in NOTEBOOKS] == ["01_", "02_", "03_", "04_", "05_"]
 
 
+def test_the_notebooks_are_what_the_script_writes():
+    """scripts/make_notebooks.py is the source of truth: an edit of a stored .ipynb alone fails."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "make_notebooks", FOLDER.parent / "scripts" / "make_notebooks.py"
+    )
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    assert sorted(script.NOTEBOOKS) == [p.name for p in NOTEBOOKS]
+    for path in NOTEBOOKS:
+        stored = [c.source for c in nbformat.read(path, as_version=4).cells]
+        assert stored == script.NOTEBOOKS[path.name], (
+            f"run python scripts/make_notebooks.py ({path.name})"
+        )
+
+
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
 def test_notebook_runs_top_to_bottom(path, tmp_path):
     nb = nbformat.read(path, as_version=4)
@@ -80,23 +98,68 @@ def test_notebook_runs_top_to_bottom(path, tmp_path):
     ]
     if "Explorer" in path.read_text() or "Map(" in path.read_text():
         assert widgets, "the notebook's widgets produced no view"
+    if path.name.startswith("03"):  # after Run All: PCA colours alone, the click prompt
+        assert "Click the map: patches like the clicked one light up" in text
+        assert "at or above" not in text and "wrote " not in text
+        assert re.search(r"^\d+ of \d+ patches have a cosine similarity", text, re.M), text
     if path.name.startswith("04"):
         assert "1933 x 1947 pixels of 10 m" in text
-        assert len(re.findall(r"^\w+\s+[\d,]+ ha\s+[\d.]+%$", text, re.M)) >= 3  # multi-class
+        rows = re.findall(r"^(\w+)\s+[\d,]+ ha\s+([\d.]+)%$", text, re.M)
+        assert len(rows) == 5, rows  # the five largest classes, several of them
+        check_class_claims(path, {name: float(share) for name, share in rows})
+        assert re.search(r"^4 held-out chips: accuracy \d+%, macro-F1 [\d.]+$", text, re.M)
+
+
+def check_class_claims(path: Path, shares: dict[str, float]) -> None:
+    """Notebook 04's "Look closely" against the table it prints (the five largest classes)."""
+    claims = next(
+        c.source for c in nbformat.read(path, as_version=4).cells if "Look closely" in c.source
+    )
+    assert "*SeaLake*, about half of the scene" in claims
+    assert next(iter(shares)) == "SeaLake" and 40 <= shares["SeaLake"] <= 60, shares
+    assert "lagoons and salt marshes" in claims and "*River* follows the mainland's shore" in claims
+    assert "River" in shares, shares
+    assert "barrier islands come out as *Industrial*" in claims and "Industrial" in shares
+    assert "*Forest* is not among the five largest classes" in claims
+    assert "Forest" not in shares, shares
+    assert {"HerbaceousVegetation", "Highway"} <= set(shares), shares  # "mixes herbaceous ..."
+
+
+def test_a_missing_chip_folder_is_one_line(tmp_path):
+    """Notebook 04's "Your own classes" with a folder that is not there: one line that names the
+    folder as typed, no traceback through the package (machine paths)."""
+    nb = nbformat.read(FOLDER / "04_classify_scene.ipynb", as_version=4)
+    code = [c.source for c in nb.cells if c.cell_type == "code"]
+    fit = next(c for c in code if "fit_scene_head(" in c)
+    km, kc = start_new_kernel(kernel_name="python3", cwd=str(workshop_folder(tmp_path)))
+    try:
+        assert _run(kc, code[0])["status"] == "ok"
+        reply = _run(kc, fit.replace("data/my_chips/", "my_chips/"))
+        assert reply["status"] == "error"
+        shown = "\n".join(reply["traceback"])
+        assert len(reply["traceback"]) == 1 and "labelled data not found: my_chips" in shown
+        assert "a folder with one sub-folder of chips per class" in shown
+        assert not MACHINE_PATH.search(shown) and "File " not in shown, shown
+    finally:
+        kc.stop_channels()
+        km.shutdown_kernel(now=True)
 
 
 def test_resume_exercise_after_a_kernel_restart(tmp_path):
     """Notebook 05 followed as its text says: start the training cell, restart the kernel once a
     checkpoint is written, run the first code cell again and the training cell: it continues."""
-    from jupyter_client.manager import start_new_kernel
-
     nb = nbformat.read(FOLDER / "05_pretrain_tiny.ipynb", as_version=4)
     code = [c.source for c in nb.cells if c.cell_type == "code"]
-    setup, training = code[0], code[1]
-    assert "train(config, resume=" in training
+    setup, training, delete = code[0], code[1], code[-1]
+    assert "train(config, resume=" in training and "rmtree" in delete
     folder = workshop_folder(tmp_path)
+    (folder / "runs" / "tiny-ofa" / "checkpoints").mkdir(parents=True)  # an earlier run
+    (folder / "runs" / "tiny-ofa" / "log.csv").write_text("step,modality,loss\n")
     km, kc = start_new_kernel(kernel_name="python3", cwd=str(folder))
     try:
+        deleted = _run(kc, delete)  # step 1: the cell that deletes the run folder
+        assert deleted["status"] == "ok" and "deleted runs" in deleted["stdout"], deleted
+        assert not (folder / "runs" / "tiny-ofa").exists()
         assert _run(kc, setup)["status"] == "ok"
         kc.execute(training)  # not waited for: the kernel is restarted while it trains
         checkpoints = folder / "runs" / "tiny-ofa" / "checkpoints"
@@ -130,7 +193,8 @@ def test_resume_exercise_after_a_kernel_restart(tmp_path):
 def _run(kc, code: str, timeout: float = 300) -> dict:
     """Execute ``code`` and collect its reply status and printed text."""
     msg_id = kc.execute(code)
-    stdout = []
+    stdout: list[str] = []
+    shown: list[str] | None = None
     t0 = time.time()
     while True:
         msg = kc.get_iopub_msg(timeout=max(1, timeout - (time.time() - t0)))
@@ -138,6 +202,8 @@ def _run(kc, code: str, timeout: float = 300) -> dict:
             continue
         if msg["msg_type"] == "stream" and msg["content"]["name"] == "stdout":
             stdout.append(msg["content"]["text"])
+        if msg["msg_type"] == "error":
+            shown = msg["content"]["traceback"]  # what the notebook shows: the error output
         if msg["msg_type"] == "status" and msg["content"]["execution_state"] == "idle":
             break
     reply = kc.get_shell_msg(timeout=timeout)
@@ -146,5 +212,5 @@ def _run(kc, code: str, timeout: float = 300) -> dict:
     return {
         "status": reply["content"]["status"],
         "stdout": "".join(stdout),
-        "traceback": reply["content"].get("traceback"),
+        "traceback": shown if shown is not None else reply["content"].get("traceback"),
     }

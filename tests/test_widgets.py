@@ -3,6 +3,8 @@ shipped model and sample scenes (the browser tests are in tests/browser/)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import rasterio
@@ -84,6 +86,26 @@ def test_raster_explorer_detects_overrides_and_reports_errors(tmp_path):
     assert "s2_l1c" in explorer.info.value
 
 
+def test_raster_explorer_says_why_a_file_cannot_be_shown_in_its_own_words():
+    """Notebook 01's exercise: a single-band file pasted into an explorer that shows a scene:
+    the message names the widget's Modality drop-down (not `--modality` or `modality=`), the old
+    picture goes; a 13-band file pasted next is shown again."""
+    shipped = Path(__file__).resolve().parents[1] / "notebooks" / "data"
+    explorer = RasterExplorer(sample_path("naip_rgbn_2020.tif"))
+    assert explorer.image.value
+    explorer.path.value = str(shipped / "s2_chesapeake" / "B08.tif")
+    explorer.load_button.click()
+    message = explorer.info.value
+    assert "no known sensor has 1 band" in message and "Modality" in message, message
+    assert "--modality" not in message and "modality=" not in message, message
+    assert explorer.image.value == b"" and explorer.image.layout.display == "none"
+    assert explorer.red.options == ()  # no band names of the NAIP scene either
+    explorer.path.value = str(shipped / "my_chips" / "Forest" / "Forest_1.tif")
+    explorer.load_button.click()
+    assert "s2_l1c" in explorer.info.value and explorer.image.value
+    assert explorer.image.layout.display != "none"
+
+
 def test_mask_ratio_changes_the_reconstruction_and_the_loss(model):
     explorer = ReconstructionExplorer(model, sample_path("eurosat_river.tif"))
     before, loss = explorer.panels["reconstruction"].value, explorer.loss.value
@@ -94,6 +116,31 @@ def test_mask_ratio_changes_the_reconstruction_and_the_loss(model):
     explorer.band.value = 3
     explorer.grid.value = False
     assert "50% hidden" in explorer.loss.value
+
+
+def test_error_panel_greys_the_patches_the_model_saw(model):
+    """Patches that were not hidden are not scored: grey, unlike black (no error)."""
+    from io import BytesIO
+
+    from matplotlib.image import imread
+
+    explorer = ReconstructionExplorer(model, sample_path("eurosat_river.tif"))
+    explorer.grid.value = False
+    _, mask = model.reconstruct(explorer.x, explorer.modality, mask_ratio=0.75, seed=0)
+    hidden = mask[0, 0].numpy().astype(bool)
+    error = imread(BytesIO(explorer.panels["error"].value))[..., :3]  # float 0-1, upscaled
+    error = error[:: error.shape[0] // hidden.shape[0], :: error.shape[1] // hidden.shape[1]]
+    assert (error[~hidden] == 128 / 255).all()
+    assert not (error[hidden] == 128 / 255).all(axis=-1).any()
+
+
+def test_landsat_reconstruction_is_no_better_than_the_trivial_guess(model):
+    """What notebook 02 says of its Landsat-8 scene: at seed 0 the model's error is slightly
+    above the trivial baseline's, and on the Sentinel-2 scene about half of it."""
+    landsat = ReconstructionExplorer(model, sample_path("landsat8_l1_gulf_coast.tif")).update()
+    assert landsat["baseline"] < landsat["model"] < 1.1 * landsat["baseline"], landsat
+    river = ReconstructionExplorer(model, sample_path("eurosat_river.tif")).update()
+    assert river["model"] < 0.6 * river["baseline"], river
 
 
 def test_reconstruction_explorer_runs_the_wavelength_conditioned_path(tmp_path):
@@ -136,6 +183,13 @@ def test_embedding_map_click_similarity_threshold_and_export(naip_map, tmp_path)
         for lyr in naip_map.map.layers
         if hasattr(lyr, "url") and lyr.url.startswith("data:")
     ] == ["scene", "embedding PCA", "similarity"]
+
+
+def test_the_map_offers_only_tools_that_work_offline(naip_map):
+    """No leafmap toolbar (basemap gallery, search, downloads: all need the internet), no
+    drawing tools: zoom, full screen, the scale bar and the attribution."""
+    controls = {type(c).__name__ for c in naip_map.map.controls}
+    assert controls == {"ZoomControl", "FullScreenControl", "ScaleControl", "AttributionControl"}
 
 
 def test_classification_map_legend_and_area_table(model):

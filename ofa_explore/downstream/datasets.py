@@ -19,7 +19,7 @@ import rasterio
 import torch
 import torch.nn.functional as F
 
-from ..errors import BadInput, NotFound
+from ..errors import BadInput, NotFound, literal
 from ..io import CONVERSION_ATTR, RasterError, open_raster, raster_modality
 from ..modalities import Modality
 from ..scale import to_model_units
@@ -97,7 +97,10 @@ def read_labelled_chips(source: str | Path, classes: Sequence[str] | None = None
     elif source.is_file() and source.suffix.lower() == ".csv":
         chips = _read_label_csv(source)
     elif not source.exists():
-        raise NotFound(f"labelled data not found: {source}")
+        raise NotFound(
+            f"labelled data not found: {literal(source)}",
+            "give a folder with one sub-folder of chips per class, or a CSV file of path,label",
+        )
     else:
         raise LabelError(
             f"{source}: pass a folder with one sub-folder per class, or a .csv with "

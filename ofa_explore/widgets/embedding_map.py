@@ -85,7 +85,7 @@ class EmbeddingMap(widgets.VBox):
             lambda c: setattr(self.similarity_layer, "opacity", c["new"]), names="value"
         )
         self.show_pca.observe(lambda c: setattr(self.pca, "opacity", 0.8 * c["new"]), names="value")
-        self.export_button.on_click(lambda _: self.export(self.folder.value))
+        self.export_button.on_click(lambda _: self._export_clicked())
         self.map.on_interaction(self._on_map)
         self.colorbar = widgets.HTML()
         self.status.value = (
@@ -103,14 +103,23 @@ class EmbeddingMap(widgets.VBox):
             self.status,
         ]
 
-    def select(self, lat: float, lon: float) -> bool:
-        """Similarity to the patch under (lat, lon); False when outside the scene or nodata."""
+    def similarity_at(self, lat: float, lon: float) -> np.ndarray | None:
+        """[h, w] cosine similarity of every patch to the one under (lat, lon), None outside the
+        scene or on nodata; the map is left as it is (a search from code, for a report)."""
         cell = latlon_to_cell(self.raster, lat, lon, self.cell)
         if cell is None or not np.isfinite(self.embeddings[:, cell[0], cell[1]]).all():
+            return None
+        return cosine_similarity(self.embeddings, *cell)
+
+    def select(self, lat: float, lon: float) -> bool:
+        """Similarity to the patch under (lat, lon), drawn on the map; False when outside the
+        scene or nodata."""
+        similarity = self.similarity_at(lat, lon)
+        if similarity is None:
             self.status.value = "That point is outside the scene (or nodata)."
             return False
-        self.selected = cell
-        self.similarity = cosine_similarity(self.embeddings, *cell)
+        self.selected = latlon_to_cell(self.raster, lat, lon, self.cell)
+        self.similarity = similarity
         self.draw()
         return True
 
@@ -155,8 +164,12 @@ class EmbeddingMap(widgets.VBox):
             write_geotiff(
                 self.similarity[None], self.raster, written[1], ["cosine_similarity"], self.cell
             )
-        self.status.value = "wrote " + ", ".join(str(p) for p in written)
         return written
+
+    def _export_clicked(self) -> None:
+        """The button: export, and say where to (from code, the returned paths say it)."""
+        written = self.export(self.folder.value)
+        self.status.value = "wrote " + ", ".join(str(p) for p in written)
 
     def _on_map(self, **event) -> None:
         if event.get("type") == "click":

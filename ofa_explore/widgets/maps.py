@@ -19,10 +19,14 @@ def scene_map(
     (south, west), (north, east) = latlon_bounds(da)
     m = leafmap.Map(center=((south + north) / 2, (west + east) / 2), zoom=14)
     m.layout.height = height
-    for control in [
-        c for c in m.controls if isinstance(c, (ipyleaflet.DrawControl, ipyleaflet.MeasureControl))
-    ]:
-        m.remove(control)  # drawing tools do nothing here
+    offline = (
+        ipyleaflet.ZoomControl,
+        ipyleaflet.FullScreenControl,
+        ipyleaflet.ScaleControl,
+        ipyleaflet.AttributionControl,
+    )
+    for control in [c for c in m.controls if not isinstance(c, offline)]:
+        m.remove(control)  # leafmap's toolbar (basemaps, search, downloads) needs the internet
     if basemap is None:
         basemap = basemap_reachable()
     if not basemap:  # offline: no grey tiles that never load

@@ -3,14 +3,19 @@ override it, and look at it as a natural-colour / SAR composite or any three ban
 
 from __future__ import annotations
 
+import html
 import tempfile
 from pathlib import Path
 
 import ipywidgets as widgets
 
+from ..errors import API_WORDS, OFAError
 from ..modalities import list_modalities
 from ..visualize import rgb_band_indices
 from .display import png, read_scene, rgb_picture, shown_path
+
+# how this widget names what the package's messages call {modality}: its own controls
+WIDGET_WORDS = {**API_WORDS, "modality": "Modality", "modalities": "the drop-down"}
 
 
 class RasterExplorer(widgets.VBox):
@@ -39,7 +44,7 @@ class RasterExplorer(widgets.VBox):
         self.load_button.on_click(lambda _: self.load(self._typed()))
         self.upload.observe(self._uploaded, names="value")
         self.modality.observe(
-            lambda _: self.pixels is not None and self.load(self._source), names="value"
+            lambda _: self._source is not None and self.load(self._source), names="value"
         )
         for control in (self.natural, self.red, self.green, self.blue, self.stretch):
             control.observe(lambda _: self.render(), names="value")
@@ -66,7 +71,13 @@ class RasterExplorer(widgets.VBox):
                 source, self.modality.value or None
             )
         except (ValueError, OSError) as err:
-            self.info.value = f"<b style='color:#b00'>{err}</b>"
+            self.pixels = self.modality_record = self.raster = None
+            self.image.value = b""  # no picture of the file before under this message
+            self.image.layout.display = "none"
+            for control in (self.red, self.green, self.blue):
+                control.options = []  # nor its band names
+            shown = err.render(WIDGET_WORDS) if isinstance(err, OFAError) else str(err)
+            self.info.value = f"<b style='color:#b00'>{html.escape(shown)}</b>"
             return
         m = self.modality_record
         names = [(m.band_label(i), i) for i in range(m.num_bands)]
@@ -87,6 +98,7 @@ class RasterExplorer(widgets.VBox):
         bands = None if self.natural.value else (self.red.value, self.green.value, self.blue.value)
         picture = rgb_picture(self.pixels, self.modality_record, bands, self.stretch.value)
         self.image.value = png(picture, scale=max(1, 256 // max(picture.shape[:2])))
+        self.image.layout.display = None
 
     def _uploaded(self, change) -> None:
         files = change["new"]

@@ -16,6 +16,7 @@ from ..visualize import composite, stretch_limits, to_uint8
 from .display import colormap_picture, png, read_scene
 
 COMPOSITE = -1  # band selector value for the natural-colour / SAR composite
+NOT_HIDDEN = 128  # the error panel's grey for the patches the model saw
 
 
 class ReconstructionExplorer(widgets.VBox):
@@ -89,6 +90,7 @@ class ReconstructionExplorer(widgets.VBox):
         pictures["error"] = colormap_picture(
             np.where(hidden, error, np.nan), "magma", 0, max(float(np.nanmax(error)), 1e-6)
         )[..., :3]
+        pictures["error"][~hidden] = NOT_HIDDEN  # grey: not scored, unlike black (no error)
         scale = max(1, 200 // x.shape[-1])
         for name, picture in pictures.items():
             if self.grid.value:

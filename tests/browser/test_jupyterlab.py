@@ -21,7 +21,13 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = os.environ.get("OFA_CHROMIUM", "/usr/bin/chromium")
 ARTIFACTS = ROOT / "test-artifacts" / "browser"
-NOTEBOOKS = ("02_masked_reconstruction.ipynb", "03_embeddings_map.ipynb", "04_classify_scene.ipynb")
+NOTEBOOKS = (
+    "02_masked_reconstruction.ipynb",
+    "03_embeddings_map.ipynb",
+    "04_classify_scene.ipynb",
+    "01_modalities_tour.ipynb",
+    "05_pretrain_tiny.ipynb",
+)
 
 pytestmark = pytest.mark.skipif(
     not Path(CHROMIUM).exists()
@@ -40,14 +46,11 @@ def lab(tmp_path_factory):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     token = secrets.token_hex(12)
-    home = tmp_path_factory.mktemp("jupyter-home")  # no user settings, workspaces or news
+    home = tmp_path_factory.mktemp("jupyter-home")  # no user settings or workspaces
     settings = home / "settings" / "@jupyterlab" / "notebook-extension"
     settings.mkdir(parents=True)
     # render every cell (JupyterLab 4 only renders the cells in view by default)
     (settings / "tracker.jupyterlab-settings").write_text('{"windowingMode": "none"}')
-    news = home / "settings" / "@jupyterlab" / "apputils-extension"
-    news.mkdir(parents=True)
-    (news / "notification.jupyterlab-settings").write_text('{"fetchNews": "false"}')
     env = {
         **os.environ,
         "JUPYTER_CONFIG_DIR": str(home / "config"),
@@ -68,8 +71,7 @@ def lab(tmp_path_factory):
             f"--IdentityProvider.token={token}",
             f"--ServerApp.root_dir={root}",
             *(["--allow-root"] if os.geteuid() == 0 else []),
-            "--LabApp.news_url=",
-            "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+            f"--config={ROOT / 'workshop-lab' / 'jupyter_lab_config.py'}",  # no news pop-up
             "--LabApp.expose_app_in_browser=True",
         ],
         stdout=log,
@@ -86,7 +88,7 @@ def lab(tmp_path_factory):
             assert proc.poll() is None, (home / "lab.log").read_text()[-3000:]
             assert time.time() - t0 < 90, "JupyterLab did not start"
             time.sleep(0.5)
-    yield url, token
+    yield url, token, root
     proc.terminate()
     proc.wait(timeout=30)
     log.close()
@@ -105,7 +107,7 @@ def browser():
 
 
 def run_notebook(browser, lab, name: str):
-    url, token = lab
+    url, token, _ = lab
     page = browser.new_page(viewport={"width": 1400, "height": 1100})
     page.goto(f"{url}/lab/tree/{name}?token={token}")
     page.wait_for_function("window.jupyterapp !== undefined", timeout=90_000)
@@ -135,11 +137,9 @@ def run_notebook(browser, lab, name: str):
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(ARTIFACTS / f"failed_{name}.png"))
         raise
-    errors = page.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']")
-    assert (
-        page.locator(".jp-RenderedText[data-mime-type='application/vnd.jupyter.error']").count()
-        == 0
-    ), errors.all_inner_texts()
+    # JupyterLab draws error outputs (tracebacks) and stderr alike, as stderr text
+    errors = page.locator(".jp-RenderedText[data-mime-type='application/vnd.jupyter.stderr']")
+    assert errors.count() == 0, errors.all_inner_texts()
     return page
 
 
@@ -198,12 +198,17 @@ def test_map_renders_and_a_click_updates_the_similarity_overlay(browser, lab):
     page.locator(".leaflet-container").first.scroll_into_view_if_needed()
     page.wait_for_timeout(1000)
     styles = layer_styles(page, overlays)
-    # after Run All: the PCA view is on, and every overlay is drawn pixel for pixel
+    # after Run All: the PCA colours alone (no similarity yet), drawn pixel for pixel
     assert styles[1]["opacity"] > 0.5, styles
     assert all(s["rendering"] == "pixelated" for s in styles), styles
-    page.get_by_text("cosine similarity").first.wait_for(timeout=30_000)  # the colour bar
+    page.get_by_text("Click the map: patches like the clicked one light up").wait_for()
+    colour_bar = page.locator(".widget-html:has-text('cosine similarity')")
+    assert colour_bar.count() == 0  # no colour bar before a click
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "notebook03_after_run_all.png"))
+    page.locator(".leaflet-container").first.screenshot(
+        path=str(ARTIFACTS / "notebook03_pca_view.png")
+    )
     box = page.locator(overlays).first.bounding_box()  # the scene itself, within the map
     page.mouse.click(box["x"] + box["width"] * 0.3, box["y"] + box["height"] * 0.35)
     try:
@@ -214,6 +219,7 @@ def test_map_renders_and_a_click_updates_the_similarity_overlay(browser, lab):
     changed = [i for i, (a, b) in enumerate(zip(before, after)) if a != b]
     assert changed == [2], changed  # only the similarity overlay: scene and PCA stay
     page.locator("text=at or above").first.wait_for(timeout=60_000)  # set after the overlay
+    colour_bar.first.wait_for(timeout=30_000)
     page.wait_for_timeout(1000)  # let the browser paint the new overlay
     page.locator(".leaflet-container").first.screenshot(path=str(ARTIFACTS / "embedding_map.png"))
     page.close()
@@ -239,4 +245,69 @@ def test_real_scene_class_map_after_run_all(browser, lab):
     page.locator(".leaflet-container").first.screenshot(
         path=str(ARTIFACTS / "notebook04_class_map.png")
     )
+    # "Your own classes" with a folder that is not there: one red line, no traceback
+    run_cell(page, NOTEBOOKS[2], 'fit_scene_head(model, "my_chips/", "my_classes")')
+    # JupyterLab draws an error output as stderr text: its traceback lines, here one
+    error = page.locator(".jp-RenderedText[data-mime-type='application/vnd.jupyter.stderr']")
+    try:
+        error.last.wait_for(timeout=60_000)
+    finally:
+        page.screenshot(path=str(ARTIFACTS / "notebook04_missing_folder.png"))
+    text = error.last.inner_text().strip()
+    assert text.startswith("labelled data not found: my_chips;") and "\n" not in text, text
+    assert "Traceback" not in text and "site-packages" not in text, text
+    page.close()
+
+
+def run_cell(page, name: str, code: str) -> None:
+    """Add a code cell at the end of the open notebook and run it, as a participant would."""
+    find = (
+        "Array.from(window.jupyterapp.shell.widgets('main'))"
+        f".find(w => w.context && w.context.path === '{name}')"
+    )
+    page.evaluate(f"""async () => {{
+        const app = window.jupyterapp, panel = {find};
+        const notebook = panel.content;
+        notebook.activeCellIndex = notebook.widgets.length - 1;
+        await app.commands.execute('notebook:insert-cell-below');
+        notebook.activeCell.model.sharedModel.setSource({code!r});
+        await app.commands.execute('notebook:run-cell');
+    }}""")
+
+
+def test_raster_explorer_exercise_of_notebook_01(browser, lab):
+    """Notebook 01's "Try it", typed into the NAIP explorer: a single-band file says why in the
+    widget's words and its old picture goes; a 13-band file is shown. No news pop-up."""
+    page = run_notebook(browser, lab, NOTEBOOKS[3])
+    explorers = page.locator(".jp-OutputArea-output:has(input[placeholder*='path to a raster'])")
+    explorers.nth(3).wait_for(timeout=60_000)
+    naip = explorers.nth(3)  # eurosat, SAR, NEON, NAIP: the "Try it" is under NAIP
+    naip.scroll_into_view_if_needed()
+    assert "rgbn" in naip.inner_text() and naip.locator("img.widget-image").is_visible()
+    box = naip.locator("input[placeholder*='path to a raster']")
+    load = naip.locator("button[title='Load']")
+    box.fill("data/s2_chesapeake/B08.tif")
+    load.click()
+    naip.get_by_text("no known sensor has 1 band").wait_for(timeout=30_000)
+    message = naip.inner_text()
+    assert "Modality" in message and "--modality" not in message and "modality=" not in message
+    assert not naip.locator("img.widget-image").is_visible()  # the NAIP picture is gone
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "notebook01_one_band.png"))
+    box.fill("data/my_chips/Forest/Forest_1.tif")
+    load.click()
+    naip.get_by_text("Sentinel-2 L1C, 13 bands").wait_for(timeout=30_000)
+    assert naip.locator("img.widget-image").is_visible()
+    assert page.get_by_text(re.compile("Jupyter news", re.I)).count() == 0
+    page.close()
+
+
+def test_run_all_of_notebook_05_ends_by_deleting_the_run_folder(browser, lab):
+    """Notebook 05's last cell, the first step of its "stop and resume" exercise: it deletes the
+    run folder with Python (no *Move to Trash*), so that the next training starts over."""
+    run_folder = lab[2] / "runs" / "tiny-ofa"
+    page = run_notebook(browser, lab, NOTEBOOKS[4])
+    page.get_by_text(re.compile("final train loss")).first.wait_for()  # the run was written
+    page.get_by_text("deleted runs/tiny-ofa: the next training starts over").wait_for()
+    assert not run_folder.exists() and (lab[2] / "runs").is_dir()
     page.close()
