@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, cast
 
 from . import protocol
+from .cli_change import add_change_verb
 from .cli_downstream import cmd_evaluate, cmd_train_head
 from .cli_raster import (
     CANCEL_SIGNAL,
@@ -205,6 +206,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_convert)
 
     add_raster_verbs(sub)
+    add_change_verb(sub)
 
     p = sub.add_parser(
         "train-head",

@@ -31,6 +31,8 @@ API_WORDS: dict[str, str] = {
     "head": "head=",
     "device": "device=",
     "precision": "precision=",
+    "threshold": "threshold=",
+    "polygons": "polygons=",
     "tile": "tile=",
     "overlap": "overlap=",
     "batch_size": "batch_size=",
@@ -71,6 +73,8 @@ CLI_WORDS: dict[str, str] = {
     "workers": "--workers",
     "benchmark": "--benchmark geobench --root DIR",
     "convert": "`ofa convert`",
+    "threshold": "--threshold",
+    "polygons": "--polygons",
 }
 
 # The QGIS plugin's: its dialog's field labels, bare, as a user reads them on screen ("choose

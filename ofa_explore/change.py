@@ -1,0 +1,524 @@
+"""Change between two dates: ``change(before, after)`` and ``ofa change BEFORE AFTER -o OUT.tif``.
+
+The zero-shot score, per pixel of BEFORE's grid (float32, higher = more change, in standard
+deviations of the scene's own scores):
+
+    score = z(pixels) + EMBEDDING_WEIGHT * z(embeddings)
+
+* pixels: each date's bands standardised by that date's own band means and deviations (which
+  removes most of the difference of season, sun and haze), the absolute difference averaged
+  over the visible bands (400-700 nm, from the modality's wavelengths; all bands for a sensor
+  without them) and over a PIXEL_BOX x PIXEL_BOX window, so one pixel of misregistration
+  barely counts.
+* embeddings: 1 - cosine of the two dates' patch embeddings from the model, each date's mean
+  embedding subtracted first (raw embeddings mostly say "other season"), one value per patch.
+* z(): standardised by its mean and deviation over the scene, so scores of different scenes
+  and sensors mean the same.
+
+The band statistics, the mean embeddings and z's figures come from a sample of tiles spread over
+the scene (``calibrate``) before the engine runs the task tile by tile; memory stays flat in the
+raster's size. Measured on the 8 labelled OSCD cities in docs/EVALUATION.md
+(scripts/evaluate_change.py), where the weights below were chosen.
+
+AFTER is warped onto BEFORE's grid by GDAL (rasterio's WarpedVRT, bilinear) when its grid differs.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import rasterio
+import torch
+import torch.nn.functional as F
+import xarray as xr
+from rasterio.enums import Resampling
+from rasterio.vrt import WarpedVRT
+from rasterio.warp import transform_bounds
+from xarray.backends import BackendArray
+from xarray.core import indexing
+
+from .engine import EngineSettings, PredictionResult, Task, predict_raster, register
+from .engine.sinks import check_output
+from .errors import BadInput, MissingPart
+from .fileio import atomic_output, check_writable
+from .io import (
+    CONVERSION_ATTR,
+    FILL_ATTR,
+    MODALITY_ATTR,
+    NOTES_ATTR,
+    RasterError,
+    _band_order,
+    _open_file,
+    open_raster,
+    raster_modality,
+)
+from .modalities import Modality
+from .scale import to_model_units
+
+EMBEDDING_WEIGHT = 0.5  # measured: 0.25-0.5 best on OSCD, see docs/EVALUATION.md
+PIXEL_BOX = 5  # pixels; tolerance to ~1 px of misregistration, measured best of 3, 5, 7
+VISIBLE_UM = (0.4, 0.7)  # the bands the pixel term averages (wavelengths in µm)
+SAMPLE_TILES = 16  # tiles read and embedded to calibrate the score
+CHANGE_ATTR = "change"  # the calibration, in the pair modality's ``extra``
+
+
+# ------------------------------------------------------------------ the two dates as one raster
+class _PairArray(BackendArray):
+    """BEFORE's and AFTER's bands, in model units, as one lazily read [2C, H, W] float32 array:
+    a pixel that either date has no data for is NaN in every band of its date."""
+
+    def __init__(self, before: xr.DataArray, after: xr.DataArray, keep: Any = None):
+        self.before, self.after = before, after
+        self.keep = keep  # the WarpedVRT that AFTER is read through, open while this lives
+        count = before.sizes["band"]
+        self.shape = (2 * count, before.sizes["y"], before.sizes["x"])
+        self.dtype = np.dtype("float32")
+
+    def __deepcopy__(self, memo) -> _PairArray:
+        return self  # read-only; a WarpedVRT cannot be copied (xarray copies on every write_*)
+
+    def __getitem__(self, key):
+        return indexing.explicit_indexing_adapter(
+            key, self.shape, indexing.IndexingSupport.BASIC, self._read
+        )
+
+    def _read(self, key: tuple) -> np.ndarray:
+        bands, ys, xs = key
+        dates = [_units(da.isel(y=ys, x=xs), da) for da in (self.before, self.after)]
+        return np.concatenate(dates)[bands]
+
+
+def _units(window: xr.DataArray, da: xr.DataArray) -> np.ndarray:
+    """A window in the modality's units, NaN where the pixel has no data."""
+    raw = np.atleast_3d(window.values)
+    values = to_model_units(raw, da.attrs.get(CONVERSION_ATTR, {"kind": "none"}))
+    bad = ~np.isfinite(values).all(axis=0)
+    nodata = da.rio.nodata
+    if nodata is not None and not (isinstance(nodata, float) and math.isnan(nodata)):
+        bad |= (raw == nodata).any(axis=0)
+    fill = da.attrs.get(FILL_ATTR)
+    if fill is not None:
+        bad |= (raw == fill).all(axis=0)
+    values = values.astype(np.float32)
+    values[:, bad] = np.nan
+    return values
+
+
+def open_pair(
+    before: str | Path, after: str | Path, modality: str | Modality | None = None
+) -> xr.DataArray:
+    """The two dates as one lazy DataArray on BEFORE's grid, ready for the "change" task. AFTER
+    on another grid or CRS is warped by GDAL; a raster of another sensor or band set, or one
+    that does not overlap, is a one-line BadInput."""
+    first = open_raster(before, modality)
+    second = open_raster(after, modality or raster_modality(first))
+    m, m2 = raster_modality(first), raster_modality(second)
+    if (m.name, m.bands) != (m2.name, m2.bands):
+        raise BadInput(
+            f"BEFORE is {m.name} ({m.num_bands} bands) but AFTER is {m2.name} "
+            f"({m2.num_bands} bands): the two dates must come from the same sensor and bands",
+            "give two rasters with the same bands",
+        )
+    vrt = None
+    if not _same_grid(first, second):
+        second, vrt = _warped(Path(after), first, second, m)
+    # the pair: NaN marks nodata, values are in model units
+    pair_modality = replace(
+        m,
+        bands=tuple(f"before_{b}" for b in m.bands) + tuple(f"after_{b}" for b in m.bands),
+        wavelengths=m.wavelengths * 2,
+        mean=m.mean * 2,
+        std=m.std * 2,
+        nodata=None,
+    )
+    lazy = indexing.LazilyIndexedArray(_PairArray(first, second, vrt))
+    da = xr.DataArray(
+        xr.Variable(("band", "y", "x"), lazy),
+        coords={"band": list(pair_modality.bands), "y": first.y, "x": first.x},
+    )
+    da = da.rio.write_transform(first.rio.transform())
+    if first.rio.crs is not None:
+        da = da.rio.write_crs(first.rio.crs)
+    da.attrs[MODALITY_ATTR] = pair_modality.to_dict()
+    da.attrs[CONVERSION_ATTR] = {"kind": "none"}
+    da.attrs[NOTES_ATTR] = [f"BEFORE: {n}" for n in first.attrs.get(NOTES_ATTR, [])] + [
+        f"AFTER: {n}" for n in second.attrs.get(NOTES_ATTR, [])
+    ]
+    da.attrs["source"] = [str(before), str(after)]
+    return da
+
+
+def _same_grid(a: xr.DataArray, b: xr.DataArray) -> bool:
+    return (
+        a.rio.crs == b.rio.crs
+        and a.rio.shape == b.rio.shape
+        and a.rio.transform().almost_equals(b.rio.transform())
+    )
+
+
+def _warped(
+    path: Path, first: xr.DataArray, second: xr.DataArray, m: Modality
+) -> tuple[xr.DataArray, WarpedVRT]:
+    """AFTER warped onto BEFORE's grid (bilinear, GDAL), lazily, with AFTER's band order,
+    nodata and units; refused when the two do not overlap."""
+    if first.rio.crs is None or second.rio.crs is None:
+        raise BadInput(
+            "BEFORE and AFTER lie on different grids and one has no CRS, so AFTER cannot be "
+            "placed on BEFORE's grid",
+            "give both rasters a CRS, or the same grid",
+        )
+    left, bottom, right, top = transform_bounds(second.rio.crs, first.rio.crs, *second.rio.bounds())
+    l1, b1, r1, t1 = first.rio.bounds()
+    if left >= r1 or right <= l1 or bottom >= t1 or top <= b1:
+        raise BadInput(
+            f"BEFORE ({l1:.6g}, {b1:.6g}, {r1:.6g}, {t1:.6g}) and AFTER ({left:.6g}, "
+            f"{bottom:.6g}, {right:.6g}, {top:.6g}, in BEFORE's CRS) do not overlap",
+            "give two rasters of the same place",
+        )
+    src = rasterio.open(path)
+    nodata = second.rio.nodata
+    if nodata is None or (isinstance(nodata, float) and math.isnan(nodata)):
+        nodata = second.attrs.get(FILL_ATTR, 0 if np.dtype(second.dtype).kind in "iu" else np.nan)
+    vrt = WarpedVRT(
+        src,
+        crs=first.rio.crs,
+        transform=first.rio.transform(),
+        width=first.sizes["x"],
+        height=first.sizes["y"],
+        resampling=Resampling.bilinear,
+        nodata=nodata,
+    )
+    raw = _open_file(vrt)  # rioxarray reads a WarpedVRT lazily
+    order = _band_order(raw, m)
+    warped = raw if order is None else raw.isel(band=order)
+    warped = warped.rio.write_nodata(nodata, encoded=False)
+    warped.attrs.update({k: v for k, v in second.attrs.items() if k != FILL_ATTR})
+    warped.attrs[NOTES_ATTR] = second.attrs.get(NOTES_ATTR, []) + [
+        "warped onto BEFORE's grid (GDAL, bilinear)"
+    ]
+    return warped, vrt
+
+
+# ------------------------------------------------------------------ the score's two terms
+def visible_bands(m: Modality) -> list[int]:
+    """Indices of the bands within VISIBLE_UM; all bands when there are none."""
+    low, high = VISIBLE_UM
+    picked = [i for i, w in enumerate(m.wavelengths) if low <= w <= high]
+    return picked if picked and m.kind == "optical" else list(range(m.num_bands))
+
+
+def pixel_term(before: torch.Tensor, after: torch.Tensor, stats: dict[str, Any]) -> torch.Tensor:
+    """[N, C, H, W] twice -> [N, H, W]: the mean absolute difference of the dates' own
+    standardised visible bands, averaged over a PIXEL_BOX window."""
+    vis = stats["visible"]
+
+    def standard(x: torch.Tensor, date: str) -> torch.Tensor:
+        mean = torch.tensor(stats[f"{date}_mean"], dtype=x.dtype, device=x.device)
+        std = torch.tensor(stats[f"{date}_std"], dtype=x.dtype, device=x.device)
+        return (x[:, vis] - mean.view(1, -1, 1, 1)) / std.view(1, -1, 1, 1)
+
+    diff = (standard(after, "after") - standard(before, "before")).abs().mean(1, keepdim=True)
+    pad = PIXEL_BOX // 2
+    return F.avg_pool2d(F.pad(diff, (pad,) * 4, mode="replicate"), PIXEL_BOX, 1)[:, 0]
+
+
+def embedding_term(
+    model, before: torch.Tensor, after: torch.Tensor, m: Modality, stats: dict[str, Any] | None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """1 - cosine of the dates' patch embeddings, each date's mean embedding (``stats``)
+    subtracted: [N, h, w] per patch, with the raw tokens of each date ([N, L, D]) for
+    calibration."""
+    n, _, height, width = before.shape
+    tokens = model.forward_features(torch.cat([before, after]), m)[:, 1:].float()
+    tb, ta = tokens[:n], tokens[n:]
+    if stats is not None:
+        tb = tb - torch.tensor(stats["before_embedding"], device=tb.device)
+        ta = ta - torch.tensor(stats["after_embedding"], device=ta.device)
+    distance = 1 - F.cosine_similarity(tb, ta, dim=-1, eps=1e-6)
+    p = model.config.patch_size
+    return distance.reshape(n, height // p, width // p), tokens[:n], tokens[n:]
+
+
+def combine(pixels: torch.Tensor, embeddings: torch.Tensor, stats: dict[str, Any]) -> torch.Tensor:
+    """The score: z(pixels) + EMBEDDING_WEIGHT * z(embeddings, upsampled to pixels)."""
+    p = pixels.shape[-1] // embeddings.shape[-1]
+    up = embeddings.repeat_interleave(p, dim=-2).repeat_interleave(p, dim=-1)
+    z_pix = (pixels - stats["pixel_mean"]) / stats["pixel_std"]
+    z_emb = (up - stats["embedding_mean"]) / stats["embedding_std"]
+    return z_pix + EMBEDDING_WEIGHT * z_emb
+
+
+# ------------------------------------------------------------------ calibration on a sample
+def calibrate(model, pair: xr.DataArray, tile: int, threshold: float | str | None) -> dict:
+    """The figures the score needs, from up to SAMPLE_TILES tiles spread over the scene: each
+    date's band means and deviations, its mean embedding, the two terms' means and deviations
+    (and the Otsu threshold of the sample's scores for ``threshold="otsu"``)."""
+    pm = raster_modality(pair)
+    count = pm.num_bands // 2
+    m = _date_modality(pm)
+    H, W = pair.sizes["y"], pair.sizes["x"]
+    p = model.config.patch_size
+    th, tw = min(tile, H // p * p), min(tile, W // p * p)
+    side = max(1, math.isqrt(SAMPLE_TILES))
+    ys = np.unique(np.linspace(0, H - th, side).round().astype(int))
+    xs = np.unique(np.linspace(0, W - tw, side).round().astype(int))
+    tiles = [pair.isel(y=slice(y, y + th), x=slice(x, x + tw)).values for y in ys for x in xs]
+    x = np.stack(tiles)  # [T, 2C, th, tw]
+    valid = np.isfinite(x).all(axis=1)  # [T, th, tw]
+    if valid.sum() < 16:
+        raise RasterError(
+            "BEFORE and AFTER have almost no pixel with data in both dates where they were "
+            "sampled (one date is nodata there, or they barely overlap)",
+            "give two rasters of the same place with data in both",
+        )
+    values = x.transpose(1, 0, 2, 3)[:, valid]  # [2C, pixels]
+    mean, std = values.mean(axis=1), values.std(axis=1)
+    std = np.where(std > 0, std, 1.0)
+    vis = visible_bands(m)
+    stats: dict[str, Any] = {
+        "visible": vis,
+        "before_mean": mean[:count][vis].tolist(),
+        "before_std": std[:count][vis].tolist(),
+        "after_mean": mean[count:][vis].tolist(),
+        "after_std": std[count:][vis].tolist(),
+    }
+    filled = np.where(np.isfinite(x), x, mean[None, :, None, None]).astype(np.float32)
+    t = torch.from_numpy(filled)
+    with torch.inference_mode():
+        pixels = pixel_term(t[:, :count], t[:, count:], stats).numpy()
+        _, tb, ta = embedding_term(model, t[:, :count], t[:, count:], m, None)
+        patch_valid = torch.from_numpy(valid).float()
+        patch_valid = F.avg_pool2d(patch_valid[:, None], p)[:, 0].flatten(1) > 0.5  # [T, L]
+        stats["before_embedding"] = tb[patch_valid].mean(0).tolist()
+        stats["after_embedding"] = ta[patch_valid].mean(0).tolist()
+        emb, _, _ = embedding_term(model, t[:, :count], t[:, count:], m, stats)
+    up = emb.repeat_interleave(p, -2).repeat_interleave(p, -1).numpy()
+    for name, term in (("pixel", pixels), ("embedding", up)):
+        stats[f"{name}_mean"] = float(term[valid].mean())
+        stats[f"{name}_std"] = float(term[valid].std()) or 1.0
+    if threshold == "otsu":
+        score = combine(torch.from_numpy(pixels), emb, stats).numpy()[valid]
+        stats["threshold"] = otsu(score)
+    elif threshold is not None:
+        stats["threshold"] = float(threshold)
+    return stats
+
+
+def otsu(values: np.ndarray, bins: int = 256) -> float:
+    """The threshold that best splits ``values`` into two classes (Otsu 1979)."""
+    counts, edges = np.histogram(values, bins=bins)
+    centres = (edges[:-1] + edges[1:]) / 2
+    w0 = np.cumsum(counts)
+    w1 = w0[-1] - w0
+    m0 = np.cumsum(counts * centres) / np.maximum(w0, 1)
+    m1 = (np.sum(counts * centres) - np.cumsum(counts * centres)) / np.maximum(w1, 1)
+    between = w0 * w1 * (m0 - m1) ** 2
+    return float(edges[int(np.argmax(between[:-1])) + 1])
+
+
+def _date_modality(pair: Modality) -> Modality:
+    count = pair.num_bands // 2
+    return replace(
+        pair,
+        bands=tuple(b.removeprefix("before_") for b in pair.bands[:count]),
+        wavelengths=pair.wavelengths[:count],
+        mean=pair.mean[:count],
+        std=pair.std[:count],
+        extra={k: v for k, v in pair.extra.items() if k != CHANGE_ATTR},
+    )
+
+
+# ------------------------------------------------------------------ the engine's task
+@register
+class Change(Task):
+    """The zero-shot change score of two dates (the pair from ``open_pair``, calibrated by
+    ``calibrate``), per pixel; band 2 is the 0/1 mask when a threshold was given."""
+
+    name = "change"
+
+    def __init__(self, model, modality: Modality, settings: EngineSettings):
+        if CHANGE_ATTR not in modality.extra:
+            raise BadInput(
+                "the change task runs on two dates calibrated by ofa_explore.change",
+                "call ofa_explore.change.change(before, after)",
+            )
+        self.stats = modality.extra[CHANGE_ATTR]
+        self.date = _date_modality(modality)
+        super().__init__(model, self.date, settings)
+        self.threshold = self.stats.get("threshold")
+
+    @property
+    def per_pixel(self) -> bool:
+        return True
+
+    def bands(self) -> list[str]:
+        return ["change_score"] + (["change_mask"] if self.threshold is not None else [])
+
+    def forward(self, x: torch.Tensor, seed: int) -> np.ndarray:
+        count = self.date.num_bands
+        before, after = x[:, :count], x[:, count:]
+        pixels = pixel_term(before.float(), after.float(), self.stats)
+        embeddings, _, _ = embedding_term(self.model, before, after, self.date, self.stats)
+        return combine(pixels, embeddings.float(), self.stats)[:, None].cpu().numpy()
+
+    def cells(self, block: np.ndarray) -> np.ndarray:
+        if self.threshold is None:
+            return block
+        return np.concatenate([block, (block >= self.threshold).astype(block.dtype)])
+
+    def start(self, grid) -> None:
+        super().start(grid)
+        self.counts = np.zeros(2, dtype=np.int64)  # valid pixels, changed pixels
+
+    def observe(self, block: np.ndarray, valid: np.ndarray, row: int, col: int) -> None:
+        changed = block[1] > 0.5 if self.threshold is not None else np.zeros_like(valid)
+        self.counts += (int(valid.sum()), int((changed & valid).sum()))
+
+    def tags(self) -> dict[str, str]:
+        tags = {"ofa_change_score": f"z(pixels) + {EMBEDDING_WEIGHT:g} * z(embeddings)"}
+        if self.threshold is not None:
+            tags["ofa_change_threshold"] = f"{self.threshold:.6g}"
+        return tags
+
+    def finish(self, sink, path: Path | None) -> dict[str, Any]:
+        pixels, changed = (int(v) for v in self.counts)
+        checks: dict[str, float] = {"valid_pixels": pixels}
+        notes = []
+        if self.threshold is not None:
+            share = changed / max(pixels, 1)
+            checks.update(changed_pixels=changed, changed_share=share)
+            area = f"{changed} px"
+            if self.grid.pixel_m2 is not None:
+                hectares = changed * self.grid.pixel_m2 / 1e4
+                checks["changed_hectares"] = hectares
+                area = f"{hectares:.2f} ha ({changed} px)"
+            notes.append(
+                f"changed: {area}, {share:.2%} of the pixels with data in both dates "
+                f"(score >= {self.threshold:.3g})"
+            )
+        return {"checks": checks, "notes": notes}
+
+
+# ------------------------------------------------------------------ the public function
+def change(
+    before: str | Path,
+    after: str | Path,
+    output: str | Path | None = None,
+    *,
+    model=None,  # an OFANet, a function that loads one, or None: the shipped model
+    threshold: float | str | None = None,
+    polygons: str | Path | None = None,
+    modality: str | Modality | None = None,
+    settings: EngineSettings | None = None,
+    overwrite: bool = False,
+    progress=None,
+    cancel=None,
+) -> PredictionResult:
+    """The change between two dates on BEFORE's grid: ``result.data`` (in memory, a
+    georeferenced DataArray) or ``output`` (a COG): band 1 the zero-shot score (see the
+    module's docstring), band 2 a 0/1 mask when ``threshold`` (a score, or "otsu") is given.
+    ``polygons`` (a .gpkg, needs a threshold) gets the changed areas as polygons."""
+    from .pretrained import load_model
+
+    if threshold is not None and threshold != "otsu" and not isinstance(threshold, (int, float)):
+        raise BadInput(f"threshold {threshold!r}", "give {threshold} a number or 'otsu'")
+    check_output(output, [str(before), str(after)], overwrite, Change)  # before any work
+    gpkg = _check_polygons(polygons, threshold, overwrite)
+    settings = settings or EngineSettings()
+    model = load_model(None) if model is None else model() if callable(model) else model
+    pair = open_pair(before, after, modality)
+    tile = settings.tile or model.config.img_size
+    stats = calibrate(model.eval(), pair, tile, threshold)
+    pm = raster_modality(pair)
+    pair.attrs[MODALITY_ATTR] = replace(pm, extra={**pm.extra, CHANGE_ATTR: stats}).to_dict()
+    result = predict_raster(
+        model,
+        pair,
+        "change",
+        output,
+        settings=replace(settings, quicklook=False),
+        overwrite=overwrite,
+        progress=progress,
+        cancel=cancel,
+    )
+    if gpkg is not None:
+        try:
+            count = write_polygons(result, gpkg)
+        except BaseException:
+            if result.path is not None:
+                result.path.unlink(missing_ok=True)
+            raise
+        result.notes.append(f"wrote {count} changed area(s) to {gpkg}")
+    return result
+
+
+def _check_polygons(polygons, threshold, overwrite: bool) -> Path | None:
+    if polygons is None:
+        return None
+    path = Path(polygons)
+    if threshold is None:
+        raise BadInput(
+            "{polygons} outlines the changed areas of the mask", "add {threshold} VALUE or otsu"
+        )
+    if path.suffix.lower() != ".gpkg":
+        raise BadInput(f"polygons {path} must be a GeoPackage", "give {polygons} a .gpkg name")
+    if path.exists() and not overwrite:
+        from .errors import OutputExists
+
+        raise OutputExists(f"{path} exists", "pass {overwrite} to replace it")
+    _vector_writer()
+    return check_writable(path)
+
+
+def _vector_writer():
+    try:
+        import pyogrio
+        import pyogrio.raw
+        import shapely
+    except ImportError:
+        raise MissingPart(
+            "writing polygons needs pyogrio and shapely",
+            "install them: pip install 'ofa-explore[change]'",
+        ) from None
+    return pyogrio, shapely
+
+
+def write_polygons(result: PredictionResult, path: Path) -> int:
+    """The mask's changed areas as polygons with their area (hectares in a metric CRS, else
+    pixels), written to a GeoPackage atomically. Reads the mask band whole (1 byte a pixel)."""
+    pyogrio, shapely = _vector_writer()
+    from rasterio.features import shapes
+
+    if result.path is not None:
+        with rasterio.open(result.path) as src:
+            mask = src.read(2) == 1
+            transform, crs = src.transform, src.crs
+    else:
+        assert result.data is not None
+        mask = result.data.values[1] == 1
+        transform, crs = result.data.rio.transform(), result.data.rio.crs
+    geoms = [
+        shapely.geometry.shape(g)
+        for g, _ in shapes(mask.astype(np.uint8), mask=mask, transform=transform)
+    ]
+    metric = crs is not None and crs.is_projected and (crs.linear_units or "") in ("metre", "m")
+    pixel = abs(transform.a * transform.e - transform.b * transform.d)
+    areas = np.array([g.area for g in geoms], dtype=np.float64)
+    field, values = ("hectares", areas / 1e4) if metric else ("pixels", areas / pixel)
+    with atomic_output(path, suffix=".tmp.gpkg") as tmp:
+        tmp.unlink()
+        pyogrio.raw.write(  # the raw writer: no pandas needed
+            tmp,
+            geometry=shapely.to_wkb(np.array(geoms, dtype=object)) if geoms else np.array([]),
+            field_data=[values],
+            fields=[field],
+            geometry_type="Polygon",
+            crs=crs.to_wkt() if crs is not None else None,
+            driver="GPKG",
+            layer="change",
+        )
+    return len(geoms)

@@ -1,0 +1,97 @@
+"""`ofa change BEFORE AFTER -o OUT.tif`: the change between two dates (ofa_explore.change)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from .checks import PRECISIONS
+from .cli_raster import CHECKPOINT_HELP
+from .startup import loading
+
+
+def add_change_verb(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "change",
+        help="change between two dates of the same place, per pixel",
+        description="Write the change between BEFORE and AFTER as a Cloud-Optimised GeoTIFF on "
+        "BEFORE's grid: band 1 a zero-shot change score (higher = more change; in standard "
+        "deviations of the scene's scores), band 2 a 0/1 mask with --threshold. AFTER on "
+        "another grid or CRS is warped onto BEFORE's.",
+    )
+    p.add_argument("before", help="the earlier raster (its grid is the output's)")
+    p.add_argument("after", help="the later raster, same sensor and bands")
+    p.add_argument("-o", "--output", type=Path, required=True, help="output .tif")
+    p.add_argument(
+        "--threshold",
+        type=_threshold,
+        help="add band 2, a 0/1 mask of score >= VALUE, or 'otsu' (Otsu's threshold of the "
+        "scene's scores); e.g. 3",
+    )
+    p.add_argument(
+        "--polygons",
+        type=Path,
+        metavar="OUT.gpkg",
+        help="also write the changed areas as polygons with their area (needs --threshold)",
+    )
+    p.add_argument("--checkpoint", help=CHECKPOINT_HELP)
+    p.add_argument("--modality", help="override modality detection (see `ofa modalities`)")
+    p.add_argument("--tile", type=int, help="tile size in pixels (default: the model's)")
+    p.add_argument("--overlap", type=int, help="tile overlap in pixels (default: tile/4)")
+    p.add_argument("--batch-size", type=int, help="tiles per batch")
+    p.add_argument("--device", default="auto", help="auto (CUDA, MPS, CPU), cpu, cuda, mps")
+    p.add_argument("--precision", choices=PRECISIONS, default="auto", help="as for `ofa embed`")
+    p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    p.add_argument("--progress", choices=["bar", "json", "none"], default="bar")
+    p.add_argument(
+        "-q", "--quiet", dest="progress", action="store_const", const="none", help="no bar"
+    )
+    p.set_defaults(func=cmd_change)
+
+
+def _threshold(text: str) -> float | str:
+    if text == "otsu":
+        return text
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: give a number or 'otsu'") from None
+
+
+def cmd_change(args: argparse.Namespace) -> int:
+    from .devices import check_device
+    from .fileio import check_writable
+
+    check_writable(args.output)
+    check_device(args.device)
+    with loading():
+        from .change import change
+        from .engine import EngineSettings
+        from .pretrained import load_model
+
+    settings = EngineSettings(
+        tile=args.tile,
+        overlap=args.overlap,
+        batch_size=args.batch_size,
+        device=args.device,
+        precision=args.precision,
+    )
+    report = args.report
+    report.start("change", 2, f"{Path(args.before).name} -> {Path(args.after).name}")
+    try:
+        result = change(
+            args.before,
+            args.after,
+            args.output,
+            model=lambda: load_model(args.checkpoint),
+            threshold=args.threshold,
+            polygons=args.polygons,
+            modality=args.modality,
+            settings=settings,
+            overwrite=args.overwrite,
+            progress=report.progress,
+        )
+    finally:
+        report.close()
+    report.result(result)
+    return 0

@@ -1,0 +1,212 @@
+"""Write the change-detection section of docs/EVALUATION.md: `ofa change`'s zero-shot score
+against the embedding distance alone, random-init embeddings and three band baselines, on the
+8 labelled OSCD cities of the shared data (pixel level, on the label grid) and the Nanjing
+Landsat-5 pair (255 = not labelled).
+
+The OSCD change maps are CC BY-NC-SA: they are read from the shared data, never copied.
+
+    python scripts/evaluate_change.py [--shared ../shared/data] [--threads 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import time
+from pathlib import Path
+
+import numpy as np
+import rasterio
+import torch
+
+from ofa_explore import change as change_module
+from ofa_explore.checkpoint import model_from_metadata, read_metadata
+from ofa_explore.engine import predict_raster
+from ofa_explore.io import CONVERSION_ATTR, open_raster
+from ofa_explore.pretrained import load_pretrained, shipped_checkpoint_path
+from ofa_explore.scale import to_model_units
+
+ROOT = Path(__file__).resolve().parents[1]
+# the methods, by their short names (the per-city table's columns)
+LONG = {
+    "default": "**zero-shot default** (`ofa change`: z(pixels) + 0.5 z(embeddings))",
+    "pixels only": "its pixel term alone (embedding weight 0)",
+    "random-init": "zero-shot default with random-init embeddings",
+    "embedding only": "embedding distance alone (1 - cosine, raw, upsampled)",
+    "abs(B04)": "abs(B04 difference)",
+    "CVA": "change vector magnitude (standardised bands)",
+    "1-cos bands": "1 - cosine of the band vectors",
+}
+START, END = "<!-- change-evaluation:start -->", "<!-- change-evaluation:end -->"
+
+
+def scores(y: np.ndarray, s: np.ndarray) -> tuple[float, float, float]:
+    """AUROC, average precision and the best F1 over thresholds; ties count together."""
+    s = np.where(np.isfinite(s), s, -np.inf)
+    order = np.argsort(-s, kind="stable")
+    y, s = y[order].astype(np.float64), s[order]
+    tp, fp = np.cumsum(y), np.cumsum(1 - y)
+    last = np.r_[s[1:] != s[:-1], True]  # the end of each run of equal scores
+    tp, fp = tp[last], fp[last]
+    recall, fpr = tp / tp[-1], fp / fp[-1]
+    precision = tp / (tp + fp)
+    auroc = float(np.trapezoid(np.r_[0, recall], np.r_[0, fpr]))
+    ap = float(np.sum(np.diff(np.r_[0, recall]) * precision))
+    f1 = float(np.max(2 * precision * recall / np.maximum(precision + recall, 1e-12)))
+    return auroc, ap, f1
+
+
+def band_baselines(before: str, after: str) -> dict[str, np.ndarray]:
+    """The issue's training-free baselines: bands standardised per scene (both dates together)."""
+    b, a = (
+        to_model_units(d.values, d.attrs[CONVERSION_ATTR])
+        for d in map(open_raster, (before, after))
+    )
+    names = list(open_raster(before).band.values)
+    std = np.concatenate([b, a], axis=2).std(axis=(1, 2))[:, None, None]
+    red = names.index("B04") if "B04" in names else names.index("B3")  # Landsat TM red
+    cos = (a * b).sum(0) / (np.linalg.norm(a, axis=0) * np.linalg.norm(b, axis=0) + 1e-12)
+    return {
+        "abs(B04 difference)": np.abs(a[red] - b[red]) / std[red],
+        "change vector magnitude (standardised bands)": np.sqrt((((a - b) / std) ** 2).sum(0)),
+        "1 - cosine of the band vectors": 1 - cos,
+    }
+
+
+def embedding_distance(model, before: str, after: str) -> np.ndarray:
+    """1 - cosine of the two dates' patch embeddings, nearest-upsampled to pixels."""
+    e = [_values(predict_raster(model, p, "embed", precision="fp32")) for p in (before, after)]
+    cos = (e[0] * e[1]).sum(0) / (np.linalg.norm(e[0], axis=0) * np.linalg.norm(e[1], axis=0))
+    p = model.config.patch_size
+    h, w = rasterio.open(before).shape
+    return np.repeat(np.repeat(1 - cos, p, 0), p, 1)[:h, :w]
+
+
+def _values(result) -> np.ndarray:
+    assert result.data is not None  # in memory: no output file was asked for
+    return result.data.values
+
+
+def zero_shot(model, before: str, after: str, weight: float | None = None) -> np.ndarray:
+    kept = change_module.EMBEDDING_WEIGHT
+    if weight is not None:
+        change_module.EMBEDDING_WEIGHT = weight
+    try:
+        return _values(change_module.change(before, after, model=model))[0]
+    finally:
+        change_module.EMBEDDING_WEIGHT = kept
+
+
+def pairs(shared: Path) -> list[tuple[str, str, str, Path]]:
+    manifest = json.loads((shared / "change" / "manifest.json").read_text())
+    found = []
+    for item in manifest["items"]:
+        name = item.get("city") or item.get("site")
+        paths = [shared / "change" / f["path"] for f in item["files"]]
+        label = [p for p in paths if p.name.endswith("_change.tif")]
+        if not label:
+            continue
+        before, after = sorted(p for p in paths if re.search(r"_\d{8}\.tif$", p.name))
+        found.append((name, str(before), str(after), label[0]))
+    return found
+
+
+def main(shared: Path, threads: int) -> None:
+    torch.set_num_threads(threads)
+    t0 = time.perf_counter()
+    model = load_pretrained()
+    torch.manual_seed(0)
+    random_model = model_from_metadata(read_metadata(shipped_checkpoint_path()))
+    methods = list(LONG)
+    per: dict[str, dict[str, tuple[float, float, float]]] = {}
+    pooled_s: dict[str, list[np.ndarray]] = {m: [] for m in methods}
+    pooled_y: list[np.ndarray] = []
+    nanjing: dict[str, tuple[float, float, float]] = {}
+    for name, before, after, label_path in pairs(shared):
+        with rasterio.open(label_path) as src:
+            label = src.read(1)
+        keep = label != 255
+        y = (label[keep] == 1).astype(np.uint8)
+        bands = band_baselines(before, after)
+        found = {
+            "default": zero_shot(model, before, after),
+            "pixels only": zero_shot(model, before, after, weight=0.0),
+            "random-init": zero_shot(random_model, before, after),
+            "embedding only": embedding_distance(model, before, after),
+            "abs(B04)": bands["abs(B04 difference)"],
+            "CVA": bands["change vector magnitude (standardised bands)"],
+            "1-cos bands": bands["1 - cosine of the band vectors"],
+        }
+        row = {m: scores(y, found[m][keep]) for m in methods}
+        if "oscd" in before:
+            per[name] = row
+            pooled_y.append(y)
+            for m in methods:
+                pooled_s[m].append(found[m][keep])
+        else:
+            nanjing = row
+        print(name, f"{time.perf_counter() - t0:.0f} s", flush=True)
+    y_all = np.concatenate(pooled_y)
+    pooled = {m: scores(y_all, np.concatenate(pooled_s[m])) for m in methods}
+    write(methods, pooled, per, nanjing, y_all.mean(), time.perf_counter() - t0)
+
+
+def write(methods, pooled, per, nanjing, chance, seconds) -> None:
+    lines = [
+        START,
+        "## Change between two dates (OSCD Sentinel-2, 8 labelled cities; Nanjing Landsat-5)",
+        "",
+        "Written by `scripts/evaluate_change.py`. Pixel level on the label grid; AUROC / average "
+        f"precision (AP) / best F1. Chance AP = the change fraction, {chance:.3f} pooled. "
+        "Pooled = all pixels of the 8 cities together, so a score that means the same in every "
+        "city matters. Nothing here is trained.",
+        "",
+        "| method | pooled AUROC | pooled AP | pooled best F1 |",
+        "|---|---|---|---|",
+        *(
+            f"| {LONG[m]} | {pooled[m][0]:.3f} | {pooled[m][1]:.3f} | {pooled[m][2]:.3f} |"
+            for m in methods
+        ),
+        "",
+        "Per city, AUROC / AP:",
+        "",
+        "| city | " + " | ".join(methods) + " |",
+        "|---|" + "---|" * len(methods),
+        *(
+            f"| {city} | " + " | ".join(f"{r[m][0]:.2f} / {r[m][1]:.3f}" for m in methods) + " |"
+            for city, r in per.items()
+        ),
+        "",
+    ]
+    if nanjing:
+        lines += [
+            "Nanjing (Landsat-5 TM, 6 bands uint8, through the wavelength-conditioned path; "
+            "only the labelled pixels), AUROC / AP / best F1:",
+            "",
+            "| method | AUROC | AP | best F1 |",
+            "|---|---|---|---|",
+            *(
+                f"| {LONG[m]} | {nanjing[m][0]:.3f} | {nanjing[m][1]:.3f} | {nanjing[m][2]:.3f} |"
+                for m in methods
+            ),
+            "",
+        ]
+    lines += [f"({seconds:.0f} s on this machine.)", END]
+    doc = ROOT / "docs" / "EVALUATION.md"
+    text = doc.read_text()
+    section = "\n".join(lines)
+    if START in text:
+        text = text[: text.index(START)] + section + text[text.index(END) + len(END) :]
+    else:
+        text = text.rstrip("\n") + "\n\n" + section + "\n"
+    doc.write_text(text)
+    print(section)
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--shared", type=Path, default=ROOT.parent / "shared" / "data")
+    parser.add_argument("--threads", type=int, default=1)
+    options = parser.parse_args()
+    main(options.shared, options.threads)

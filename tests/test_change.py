@@ -1,0 +1,180 @@
+"""`ofa change` and ofa_explore.change.change on real OSCD pairs (Sentinel-2 L1C, shared data):
+the output's grid, nodata, masks, polygons, warping, and each bad input of issue 26."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+from rasterio.warp import Resampling, calculate_default_transform, reproject
+from rasterio.windows import Window
+
+from ofa_explore.cli import main
+
+pyogrio = pytest.importorskip("pyogrio")
+
+
+@pytest.fixture(scope="module")
+def bercy(shared) -> tuple[Path, Path, Path]:
+    folder = shared / "change" / "oscd" / "bercy"
+    if not folder.is_dir():
+        pytest.skip(f"no OSCD pairs at {folder}")
+    return folder / "bercy_20161130.tif", folder / "bercy_20170829.tif", folder / "bercy_change.tif"
+
+
+def _crop(src_path: Path, dst: Path, size: int = 160, **changes) -> Path:
+    """A real corner of a date as its own GeoTIFF; ``changes`` edit the profile."""
+    with rasterio.open(src_path) as src:
+        window = Window(0, 0, size, size)
+        data = src.read(window=window)
+        profile = src.profile | {
+            "width": size,
+            "height": size,
+            "transform": src.window_transform(window),
+        }
+    profile.update(changes)
+    with rasterio.open(dst, "w", **profile) as out:
+        out.write(data[: profile["count"]])
+        out.descriptions = tuple(rasterio.open(src_path).descriptions[: profile["count"]])
+    return dst
+
+
+def _run(capsys, *argv) -> tuple[int, str, str]:
+    code = main(["change", *map(str, argv), "-q", "--device", "cpu", "--precision", "fp32"])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_cli_writes_score_mask_and_polygons_on_befores_grid(bercy, tmp_path, capsys):
+    before, after, label_path = bercy
+    out, gpkg = tmp_path / "change.tif", tmp_path / "change.gpkg"
+    code, printed, _ = _run(
+        capsys, before, after, "-o", out, "--threshold", "otsu", "--polygons", gpkg
+    )
+    assert code == 0, printed
+    assert "changed:" in printed and "% of the pixels" in printed
+    with rasterio.open(before) as b, rasterio.open(out) as o, rasterio.open(label_path) as lab:
+        assert (o.crs, o.transform, o.shape) == (b.crs, b.transform, b.shape)
+        assert o.count == 2 and o.dtypes[0] == "float32"
+        assert o.descriptions == ("change_score", "change_mask")
+        score, mask = o.read()
+        label = lab.read(1)
+        assert o.tags()["input_bounds"]
+    assert np.isfinite(score).all()  # both dates have data everywhere
+    assert set(np.unique(mask)) == {0.0, 1.0}
+    # the score ranks the labelled change above the rest (AUROC by ranks)
+    ranks = score.ravel().argsort().argsort()
+    pos = label.ravel() == 1
+    auroc = (ranks[pos].mean() - (pos.sum() - 1) / 2) / (~pos).sum()
+    assert auroc > 0.7
+    info = pyogrio.read_info(gpkg)
+    assert info["features"] > 0 and "pixels" in list(info["fields"])  # EPSG:4326: no hectares
+    _, _, _, fields = pyogrio.raw.read(gpkg)
+    assert abs(fields[0].sum() - (mask == 1).sum()) < 1  # the polygons cover the mask exactly
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["change.gpkg", "change.tif"]
+
+
+def test_nodata_of_either_date_is_nodata_and_a_fixed_threshold_masks(bercy, tmp_path, capsys):
+    before, after, _ = bercy
+    b = _crop(before, tmp_path / "b.tif")
+    a = _crop(after, tmp_path / "a.tif", nodata=0)
+    with rasterio.open(a, "r+") as dst:  # a hole in AFTER
+        dst.write(np.zeros((13, 40, 40), np.uint16), window=Window(100, 100, 40, 40))
+    out = tmp_path / "c.tif"
+    code, printed, _ = _run(capsys, b, a, "-o", out, "--threshold", "1.5")
+    assert code == 0, printed
+    with rasterio.open(out) as o:
+        score, mask = o.read()
+        assert o.shape == (160, 160)
+    assert np.isnan(score[100:140, 100:140]).all() and np.isnan(mask[100:140, 100:140]).all()
+    assert np.isfinite(score[:90, :90]).all()
+    valid = np.isfinite(score)
+    assert np.array_equal(mask[valid] == 1, score[valid] >= 1.5)
+
+
+@pytest.mark.slow
+def test_after_in_another_crs_is_warped_onto_befores_grid(bercy, tmp_path, capsys):
+    before, after, _ = bercy
+    with rasterio.open(after) as src:  # AFTER reprojected to Web Mercator
+        transform, width, height = calculate_default_transform(
+            src.crs, "EPSG:3857", src.width, src.height, *src.bounds
+        )
+        profile = src.profile | {
+            "crs": "EPSG:3857",
+            "transform": transform,
+            "width": width,
+            "height": height,
+            "nodata": 0,
+        }
+        warped = tmp_path / "after_3857.tif"
+        with rasterio.open(warped, "w", **profile) as dst:
+            for i in range(1, src.count + 1):
+                reproject(
+                    rasterio.band(src, i),
+                    rasterio.band(dst, i),
+                    resampling=Resampling.bilinear,
+                    dst_nodata=0,
+                )
+            dst.descriptions = src.descriptions
+    direct, moved = tmp_path / "direct.tif", tmp_path / "moved.tif"
+    assert _run(capsys, before, after, "-o", direct)[0] == 0
+    assert _run(capsys, before, warped, "-o", moved)[0] == 0
+    with rasterio.open(before) as b, rasterio.open(moved) as m, rasterio.open(direct) as d:
+        assert (m.crs, m.transform, m.shape) == (b.crs, b.transform, b.shape)
+        s1, s2 = d.read(1), m.read(1)
+    both = np.isfinite(s1) & np.isfinite(s2)
+    assert both.mean() > 0.9  # only the rim lost to the warps
+    assert np.corrcoef(s1[both], s2[both])[0, 1] > 0.8  # the same change, found again
+
+
+def _bad(capsys, tmp_path: Path, *argv) -> str:
+    before = set(tmp_path.iterdir())
+    code, out, err = _run(capsys, *argv)
+    assert code == 2, out + err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("ofa change: error:"), err
+    assert set(tmp_path.iterdir()) == before  # nothing written, nothing half-written
+    return lines[0]
+
+
+def test_rasters_that_do_not_overlap(bercy, tmp_path, capsys):
+    before, after, _ = bercy
+    b = _crop(before, tmp_path / "b.tif")
+    with rasterio.open(after) as src:
+        far = src.transform * src.transform.__class__.translation(5000, 0)  # 5000 px east
+    a = _crop(after, tmp_path / "a.tif", transform=far)
+    assert "do not overlap" in _bad(capsys, tmp_path, b, a, "-o", tmp_path / "c.tif")
+
+
+def test_different_band_counts(bercy, tmp_path, capsys, shared):
+    before, _, _ = bercy
+    b = _crop(before, tmp_path / "b.tif")
+    landsat = shared / "change" / "landsat_tm" / "nanjing" / "nanjing_20020712.tif"
+    line = _bad(capsys, tmp_path, b, landsat, "-o", tmp_path / "c.tif")
+    assert "13 bands" in line and "6 bands" in line
+
+
+def test_one_date_all_nodata(bercy, tmp_path, capsys):
+    before, after, _ = bercy
+    b = _crop(before, tmp_path / "b.tif")
+    a = _crop(after, tmp_path / "a.tif", nodata=0)
+    with rasterio.open(a, "r+") as dst:
+        dst.write(np.zeros((13, 160, 160), np.uint16))
+    assert "no pixel with data" in _bad(capsys, tmp_path, b, a, "-o", tmp_path / "c.tif")
+
+
+def test_output_equal_to_an_input(bercy, tmp_path, capsys):
+    before, after, _ = bercy
+    b = _crop(before, tmp_path / "b.tif")
+    a = _crop(after, tmp_path / "a.tif")
+    assert "is the input" in _bad(capsys, tmp_path, b, a, "-o", a)
+
+
+def test_polygons_need_a_threshold(bercy, tmp_path, capsys):
+    before, after, _ = bercy
+    b = _crop(before, tmp_path / "b.tif")
+    a = _crop(after, tmp_path / "a.tif")
+    line = _bad(capsys, tmp_path, b, a, "-o", tmp_path / "c.tif", "--polygons", tmp_path / "p.gpkg")
+    assert "--threshold" in line
