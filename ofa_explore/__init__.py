@@ -27,6 +27,7 @@ _WHERE = {
     "load_pretrained": "pretrained",
     "load_model": "pretrained",
     "set_threads": "threads",
+    "change": "change_detection",
 }
 
 __all__ = [
@@ -44,9 +45,11 @@ __all__ = [
     "load_pretrained",
     "load_model",
     "set_threads",
+    "change",
 ]
 
 if TYPE_CHECKING:  # what type checkers and editors see
+    from .change_detection import change
     from .checkpoint import CheckpointError, load_checkpoint, read_metadata, save_checkpoint
     from .modalities import (
         Modality,

@@ -65,7 +65,7 @@ def cmd_change(args: argparse.Namespace) -> int:
     check_writable(args.output)
     check_device(args.device)
     with loading():
-        from .change import change
+        from .change_detection import change
         from .engine import EngineSettings
         from .pretrained import load_model
 

@@ -20,7 +20,7 @@ import numpy as np
 import rasterio
 import torch
 
-from ofa_explore import change as change_module
+from ofa_explore import change_detection as change_module
 from ofa_explore.checkpoint import model_from_metadata, read_metadata
 from ofa_explore.engine import predict_raster
 from ofa_explore.io import CONVERSION_ATTR, open_raster

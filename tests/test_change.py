@@ -1,4 +1,4 @@
-"""`ofa change` and ofa_explore.change.change on real OSCD pairs (Sentinel-2 L1C, shared data):
+"""`ofa change` and ofa_explore.change on real OSCD pairs (Sentinel-2 L1C, shared data):
 the output's grid, nodata, masks, polygons, warping, and each bad input of issue 26."""
 
 from __future__ import annotations
@@ -178,3 +178,20 @@ def test_polygons_need_a_threshold(bercy, tmp_path, capsys):
     a = _crop(after, tmp_path / "a.tif")
     line = _bad(capsys, tmp_path, b, a, "-o", tmp_path / "c.tif", "--polygons", tmp_path / "p.gpkg")
     assert "--threshold" in line
+
+
+def test_python_api_returns_a_georeferenced_dataarray_on_befores_grid(bercy, tmp_path):
+    import ofa_explore
+
+    before, after, _ = bercy
+    b = _crop(before, tmp_path / "b.tif")
+    a = _crop(after, tmp_path / "a.tif")
+    result = ofa_explore.change(b, a, threshold=2.0)
+    data = result.data
+    assert data is not None and list(data.band.values) == ["change_score", "change_mask"]
+    with rasterio.open(b) as src:
+        assert data.rio.crs == src.crs and data.rio.transform() == src.transform
+        assert data.shape == (2, src.height, src.width)
+    changed = int((data.values[1] == 1).sum())
+    assert result.checks["changed_pixels"] == changed > 0
+    assert list(tmp_path.iterdir()) and {p.name for p in tmp_path.iterdir()} == {"a.tif", "b.tif"}

@@ -343,8 +343,8 @@ class Change(Task):
     def __init__(self, model, modality: Modality, settings: EngineSettings):
         if CHANGE_ATTR not in modality.extra:
             raise BadInput(
-                "the change task runs on two dates calibrated by ofa_explore.change",
-                "call ofa_explore.change.change(before, after)",
+                "the change task runs on two dates calibrated by ofa_explore.change()",
+                "call ofa_explore.change(before, after)",
             )
         self.stats = modality.extra[CHANGE_ATTR]
         self.date = _date_modality(modality)
@@ -429,7 +429,8 @@ def change(
     check_output(output, [str(before), str(after)], overwrite, Change)  # before any work
     gpkg = _check_polygons(polygons, threshold, overwrite)
     settings = settings or EngineSettings()
-    model = load_model(None) if model is None else model() if callable(model) else model
+    if model is None or not isinstance(model, torch.nn.Module):  # None, or what loads one
+        model = load_model(None) if model is None else model()
     pair = open_pair(before, after, modality)
     tile = settings.tile or model.config.img_size
     stats = calibrate(model.eval(), pair, tile, threshold)

@@ -1,0 +1,72 @@
+"""Benchmark: `ofa change` on two 1000 x 1000 px Sentinel-2 dates against one `ofa embed` of one
+date (issue 26's goal: at most 2.2x), measured side by side in one process, same settings.
+
+    python bench/bench_change.py [--size 1000] [--threads 1] [--repeats 2]
+
+The dates are the real OSCD Pisa pair (../shared/data/change), mirrored out to the size asked.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import rasterio
+import torch
+
+from ofa_explore import change
+from ofa_explore.engine import EngineSettings, predict_raster
+from ofa_explore.pretrained import load_pretrained
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("OFA_SHARED_DATA", ROOT.parent / "shared" / "data"))
+PAIR = [SHARED / "change" / "oscd" / "pisa" / f"pisa_{d}.tif" for d in ("20150704", "20180211")]
+
+
+def grown(src_path: Path, dst: Path, size: int) -> Path:
+    """The date mirrored out to size x size pixels, on the same pixel grid."""
+    with rasterio.open(src_path) as src:
+        data, profile = src.read(), src.profile
+        descriptions = src.descriptions
+    pad = ((0, 0), (0, max(0, size - data.shape[1])), (0, max(0, size - data.shape[2])))
+    data = np.pad(data, pad, mode="symmetric")[:, :size, :size]
+    profile.update(width=size, height=size)
+    with rasterio.open(dst, "w", **profile) as out:
+        out.write(data)
+        out.descriptions = descriptions
+    return dst
+
+
+def main(size: int, threads: int, repeats: int) -> None:
+    torch.set_num_threads(threads)
+    model = load_pretrained()
+    settings = EngineSettings(device="cpu", precision="fp32")
+    with tempfile.TemporaryDirectory() as tmp:
+        before, after = (grown(p, Path(tmp) / p.name, size) for p in PAIR)
+        times: dict[str, list[float]] = {"embed": [], "change": []}
+        for i in range(repeats):  # alternating, so both see the same machine load
+            t = time.perf_counter()
+            predict_raster(model, before, "embed", Path(tmp) / f"e{i}.tif", settings=settings)
+            times["embed"].append(time.perf_counter() - t)
+            t = time.perf_counter()
+            change(before, after, Path(tmp) / f"c{i}.tif", model=model, settings=settings)
+            times["change"].append(time.perf_counter() - t)
+    embed, chg = min(times["embed"]), min(times["change"])
+    print(
+        f"{size} x {size} px S2 L1C, {threads} thread(s), fp32, best of {repeats}: "
+        f"embed one date {embed:.1f} s, change of two dates {chg:.1f} s, ratio {chg / embed:.2f}x "
+        "(goal <= 2.2x)"
+    )
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size", type=int, default=1000)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--repeats", type=int, default=2)
+    options = parser.parse_args()
+    main(options.size, options.threads, options.repeats)
