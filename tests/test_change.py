@@ -195,3 +195,24 @@ def test_python_api_returns_a_georeferenced_dataarray_on_befores_grid(bercy, tmp
     changed = int((data.values[1] == 1).sum())
     assert result.checks["changed_pixels"] == changed > 0
     assert list(tmp_path.iterdir()) and {p.name for p in tmp_path.iterdir()} == {"a.tif", "b.tif"}
+
+
+def test_tile_groups_never_span_two_rows_of_tiles(bercy):
+    """The two dates make 26 bands, so fewer tiles fit one read window: a group of tiles must
+    still run left to right where the last two rows of tiles share their top (a 1400 px raster
+    read columns 1000..472 before)."""
+    from ofa_explore.change_detection import open_pair
+    from ofa_explore.engine.tiles import TileReader, layout
+    from ofa_explore.io import raster_modality
+
+    before, after, _ = bercy
+    pair = open_pair(before, after)
+    tiles = list(layout(1400, 1400, 64, 64, 8))
+    assert len({t.y0 for t in tiles}) < len({t.core[0] for t in tiles})  # two rows share a top
+    reader = TileReader(pair, raster_modality(pair), tiles, 64, 64, queue_size=2)
+    reader.stop()
+    groups = list(reader._groups())
+    assert sum(map(len, groups)) == len(tiles)
+    for group in groups:
+        assert len({t.y0 for t in group}) == 1
+        assert all(a.x0 < b.x0 for a, b in zip(group, group[1:]))

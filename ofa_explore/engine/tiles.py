@@ -152,7 +152,9 @@ class TileReader:
         most = max(1, READ_VALUES // per_tile)
         group: list[Tile] = []
         for t in self.tiles:
-            if group and (t.y0 != group[0].y0 or len(group) == most):
+            # a new row of tiles starts a group, also where two rows share their window's top
+            # (the last two rows of a raster can): a group's window runs left to right
+            if group and (t.y0 != group[0].y0 or t.x0 <= group[-1].x0 or len(group) == most):
                 yield group
                 group = []
             group.append(t)
