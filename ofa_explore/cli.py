@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, cast
 
 from . import protocol
-from .cli_change import add_change_verb
+from .cli_change import add_change_verb, cmd_change
 from .cli_downstream import cmd_evaluate, cmd_train_head
 from .cli_raster import (
     CANCEL_SIGNAL,
@@ -356,7 +356,7 @@ def main(argv: list[str] | None = None) -> int:
         elif args.func not in (_cmd_modalities, _cmd_info, _cmd_convert):  # these run no model
             ensure_threads()  # the shell's default: the cores free for this process
     args.report = report_for(args.command, getattr(args, "progress", "none"))
-    previous = sigterm_as_ctrl_c() if args.func is cmd_predict else None
+    previous = sigterm_as_ctrl_c() if args.func in (cmd_predict, cmd_change) else None
     try:
         return run_command(args)
     finally:
