@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 from qgis.core import QgsApplication, QgsSettings
-from test_plugin import details, messages  # the message bar as the user reads it
+from test_plugin import details, messages, wait  # the bar as the user reads it; a task's end
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -98,15 +98,6 @@ def choose(monkeypatch, **fields):
         return 1
 
     monkeypatch.setattr(SetupDialog, "exec_", exec_)
-
-
-def wait(plugin, qgis_app, timeout=300):
-    t0 = time.time()
-    while plugin.tasks or QgsApplication.taskManager().countActiveTasks():
-        qgis_app.processEvents()
-        time.sleep(0.02)
-        assert time.time() - t0 < timeout, "task did not finish"
-    qgis_app.processEvents()
 
 
 def keep_description(task) -> list[str]:
