@@ -20,6 +20,10 @@ the scene (``calibrate``) before the engine runs the task tile by tile; memory s
 raster's size. Measured on the 8 labelled OSCD cities in docs/EVALUATION.md
 (scripts/evaluate_change.py), where the weights below were chosen.
 
+With a trained change head (``ofa train-head --task change``, kind "change" in the checkpoint)
+band 1 is instead the head's change probability (0-1), from the same calibrated inputs plus the
+token maps of a few encoder blocks (``head_inputs``).
+
 AFTER is warped onto BEFORE's grid by GDAL (rasterio's WarpedVRT, bilinear) when its grid differs.
 """
 
@@ -252,11 +256,73 @@ def combine(pixels: torch.Tensor, embeddings: torch.Tensor, stats: dict[str, Any
     return z_pix + EMBEDDING_WEIGHT * z_emb
 
 
+def head_inputs(
+    model, before: torch.Tensor, after: torch.Tensor, m: Modality, stats: dict, layers: list[int]
+) -> tuple[list[torch.Tensor], torch.Tensor]:
+    """What a ChangeHead reads of two dates [N, C, H, W] (model units, calibrated ``stats``):
+    per block of ``layers``, |before - after| and the mean of the token maps; and the image of
+    both dates' bands standardised per date, their absolute difference and the zero-shot
+    score's two terms, z-scored ([N, 3C + 2, H, W])."""
+    from .inputs import prepare
+
+    n = before.shape[0]
+    last = model.config.depth - 1
+    wanted = sorted(set(layers) | {last})
+    xn, m = prepare(torch.cat([before, after]), m, model.modalities, model.config.patch_size)
+    maps = dict(zip(wanted, model.forward_intermediates(xn, m, wanted)))
+    levels = []
+    for layer in layers:
+        tb, ta = maps[layer][:n].float(), maps[layer][n:].float()
+        levels += [(tb - ta).abs(), (tb + ta) / 2]
+    tb, ta = maps[last][:n].float(), maps[last][n:].float()  # as embedding_term's tokens
+    tb = tb - torch.tensor(stats["before_embedding"], device=tb.device).view(1, -1, 1, 1)
+    ta = ta - torch.tensor(stats["after_embedding"], device=ta.device).view(1, -1, 1, 1)
+    distance = 1 - F.cosine_similarity(tb, ta, dim=1, eps=1e-6)
+    pixels = pixel_term(before.float(), after.float(), stats)
+    p = pixels.shape[-1] // distance.shape[-1]
+    up = distance.repeat_interleave(p, dim=-2).repeat_interleave(p, dim=-1)
+    z_pix = (pixels - stats["pixel_mean"]) / stats["pixel_std"]
+    z_emb = (up - stats["embedding_mean"]) / stats["embedding_std"]
+
+    def standard(x: torch.Tensor, date: str) -> torch.Tensor:
+        mean = torch.tensor(stats[f"{date}_band_mean"], dtype=x.dtype, device=x.device)
+        std = torch.tensor(stats[f"{date}_band_std"], dtype=x.dtype, device=x.device)
+        return (x - mean.view(1, -1, 1, 1)) / std.view(1, -1, 1, 1)
+
+    zb, za = standard(before.float(), "before"), standard(after.float(), "after")
+    image = torch.cat([zb, za, (za - zb).abs(), z_pix[:, None], z_emb[:, None]], dim=1)
+    return levels, image
+
+
+def score(
+    model, before: torch.Tensor, after: torch.Tensor, m: Modality, stats: dict
+) -> torch.Tensor:
+    """Band 1 of the output for two dates [N, C, H, W] -> [N, H, W]: the head's change
+    probability when ``stats`` names a head, else the zero-shot score."""
+    name = stats.get("head")
+    if name is not None:
+        head = model.heads[name]
+        levels, image = head_inputs(model, before, after, m, stats, model.heads.info[name]["layers"])
+        with torch.autocast(image.device.type, enabled=False):
+            logits = head([v.float() for v in levels], image.float())
+        return torch.sigmoid(logits[:, 0])
+    pixels = pixel_term(before.float(), after.float(), stats)
+    embeddings, _, _ = embedding_term(model, before, after, m, stats)
+    return combine(pixels, embeddings.float(), stats)
+
+
 # ------------------------------------------------------------------ calibration on a sample
-def calibrate(model, pair: xr.DataArray, tile: int, threshold: float | str | None) -> dict:
+def calibrate(
+    model,
+    pair: xr.DataArray,
+    tile: int,
+    threshold: float | str | None,
+    head: str | None = None,
+) -> dict:
     """The figures the score needs, from up to SAMPLE_TILES tiles spread over the scene: each
     date's band means and deviations, its mean embedding, the two terms' means and deviations
-    (and the Otsu threshold of the sample's scores for ``threshold="otsu"``)."""
+    (and the Otsu threshold of the sample's scores for ``threshold="otsu"``). ``head``: the
+    change head that scores (None: the zero-shot score)."""
     pm = raster_modality(pair)
     count = pm.num_bands // 2
     m = _date_modality(pm)
@@ -285,6 +351,11 @@ def calibrate(model, pair: xr.DataArray, tile: int, threshold: float | str | Non
         "before_std": std[:count][vis].tolist(),
         "after_mean": mean[count:][vis].tolist(),
         "after_std": std[count:][vis].tolist(),
+        "before_band_mean": mean[:count].tolist(),
+        "before_band_std": std[:count].tolist(),
+        "after_band_mean": mean[count:].tolist(),
+        "after_band_std": std[count:].tolist(),
+        "head": head,
     }
     filled = np.where(np.isfinite(x), x, mean[None, :, None, None]).astype(np.float32)
     t = torch.from_numpy(filled)
@@ -301,8 +372,9 @@ def calibrate(model, pair: xr.DataArray, tile: int, threshold: float | str | Non
         stats[f"{name}_mean"] = float(term[valid].mean())
         stats[f"{name}_std"] = float(term[valid].std()) or 1.0
     if threshold == "otsu":
-        score = combine(torch.from_numpy(pixels), emb, stats).numpy()[valid]
-        stats["threshold"] = otsu(score)
+        with torch.inference_mode():
+            sample = score(model, t[:, :count], t[:, count:], m, stats).float().numpy()
+        stats["threshold"] = otsu(sample[valid])
     elif threshold is not None:
         stats["threshold"] = float(threshold)
     return stats
@@ -361,9 +433,7 @@ class Change(Task):
     def forward(self, x: torch.Tensor, seed: int) -> np.ndarray:
         count = self.date.num_bands
         before, after = x[:, :count], x[:, count:]
-        pixels = pixel_term(before.float(), after.float(), self.stats)
-        embeddings, _, _ = embedding_term(self.model, before, after, self.date, self.stats)
-        return combine(pixels, embeddings.float(), self.stats)[:, None].cpu().numpy()
+        return score(self.model, before, after, self.date, self.stats)[:, None].cpu().numpy()
 
     def cells(self, block: np.ndarray) -> np.ndarray:
         if self.threshold is None:
@@ -379,7 +449,12 @@ class Change(Task):
         self.counts += (int(valid.sum()), int((changed & valid).sum()))
 
     def tags(self) -> dict[str, str]:
-        tags = {"ofa_change_score": f"z(pixels) + {EMBEDDING_WEIGHT:g} * z(embeddings)"}
+        head = self.stats.get("head")
+        tags = {
+            "ofa_change_score": f"change probability of head {head!r} (0-1)"
+            if head is not None
+            else f"z(pixels) + {EMBEDDING_WEIGHT:g} * z(embeddings)"
+        }
         if self.threshold is not None:
             tags["ofa_change_threshold"] = f"{self.threshold:.6g}"
         return tags
@@ -412,6 +487,7 @@ def change(
     model=None,  # an OFANet, a function that loads one, or None: the shipped model
     threshold: float | str | None = None,
     polygons: str | Path | None = None,
+    head: str | None = None,
     modality: str | Modality | None = None,
     settings: EngineSettings | None = None,
     overwrite: bool = False,
@@ -421,7 +497,10 @@ def change(
     """The change between two dates on BEFORE's grid: ``result.data`` (in memory, a
     georeferenced DataArray) or ``output`` (a COG): band 1 the zero-shot score (see the
     module's docstring), band 2 a 0/1 mask when ``threshold`` (a score, or "otsu") is given.
-    ``polygons`` (a .gpkg, needs a threshold) gets the changed areas as polygons."""
+    ``polygons`` (a .gpkg, needs a threshold) gets the changed areas as polygons.
+
+    ``head``: the model's change head that scores (band 1 is then its probability); by
+    default its first change head for the sensor, if it has one; ``"zero-shot"``: none."""
     from .pretrained import load_model
 
     if threshold is not None and threshold != "otsu" and not isinstance(threshold, (int, float)):
@@ -433,7 +512,8 @@ def change(
         model = load_model(None) if model is None else model()
     pair = open_pair(before, after, modality)
     tile = settings.tile or model.config.img_size
-    stats = calibrate(model.eval(), pair, tile, threshold)
+    name = change_head(model, head, _date_modality(raster_modality(pair)))
+    stats = calibrate(model.eval(), pair, tile, threshold, name)
     pm = raster_modality(pair)
     pair.attrs[MODALITY_ATTR] = replace(pm, extra={**pm.extra, CHANGE_ATTR: stats}).to_dict()
     result = predict_raster(
@@ -455,6 +535,23 @@ def change(
             raise
         result.notes.append(f"wrote {count} changed area(s) to {gpkg}")
     return result
+
+
+def change_head(model, head: str | None, m: Modality) -> str | None:
+    """The change head to score with: the one named, else the model's first change head for
+    this sensor; None for the zero-shot score (``head="zero-shot"``, or no change head)."""
+    if head == "zero-shot":
+        return None
+    has = [n for n, i in model.heads.info.items() if i["kind"] == "change"]
+    if head is None and not has:
+        return None
+    name = model.heads.select(head, "change", m)
+    if model.heads.info[name]["kind"] != "change":
+        raise BadInput(
+            f"head {name!r} is a {model.heads.info[name]['kind']} head, not a change head",
+            "name a change head with {head}, or 'zero-shot'",
+        )
+    return name
 
 
 def _check_polygons(polygons, threshold, overwrite: bool) -> Path | None:

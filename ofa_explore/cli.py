@@ -62,6 +62,7 @@ EPILOG = """examples:
   ofa embed scenes.txt -o embeddings/ --dask          many scenes on a local Dask cluster
   ofa train-head --data eurosat/ -o landcover.safetensors          (folder per class, or CSV)
   ofa train-head --data trees/ --task segmentation -o trees.safetensors  (images/ + masks/)
+  ofa train-head --data pairs.csv --task change -o change.safetensors   (before,after,mask)
   ofa evaluate --data eurosat/index.csv --checkpoint landcover.safetensors
   ofa evaluate --data eurosat/index.csv --probe        linear probe + kNN vs random init
   ofa evaluate --benchmark geobench --root ~/geobench   the OFA-Net paper's GEO-Bench tasks
@@ -217,13 +218,14 @@ def build_parser() -> argparse.ArgumentParser:
         type=Path,
         required=True,
         help="folder with one sub-folder per class, or a CSV with path,label "
-        "(optional group column); segmentation: images/ + masks/ or image,mask CSV",
+        "(optional group column); segmentation: images/ + masks/ or image,mask CSV; "
+        "change: a CSV with before,after,mask (mask 1 change, 0 none, 255 not labelled)",
     )
     p.add_argument("-o", "--output", type=Path, required=True, help="output .safetensors")
     p.add_argument("--checkpoint", help="backbone: " + CHECKPOINT_HELP)
     p.add_argument("--modality", help="override modality detection (see `ofa modalities`)")
-    p.add_argument("--task", choices=["scene", "segmentation"], default="scene")
-    p.add_argument("--name", help="head name (default: classifier / segmentation)")
+    p.add_argument("--task", choices=["scene", "segmentation", "change"], default="scene")
+    p.add_argument("--name", help="head name (default: classifier / segmentation / change)")
     p.add_argument(
         "--method",
         choices=["linear", "finetune"],
@@ -236,8 +238,14 @@ def build_parser() -> argparse.ArgumentParser:
         default=0,
         help="fine-tune the last K encoder blocks too (-1: all; default 0)",
     )
-    p.add_argument("--epochs", type=int, help="training epochs (default 30; segmentation 60)")
-    p.add_argument("--val-fraction", type=float, default=0.2, help="held out for scores (0.2)")
+    p.add_argument(
+        "--epochs", type=int, help="training epochs (default 30; segmentation 60; change 12)"
+    )
+    p.add_argument(
+        "--val-fraction",
+        type=float,
+        help="held out for scores (default 0.2; change: 0, a share of the pairs)",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--overwrite", action="store_true", help="replace an existing output")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress")

@@ -35,6 +35,11 @@ def add_change_verb(sub: argparse._SubParsersAction) -> None:
         help="also write the changed areas as polygons with their area (needs --threshold)",
     )
     p.add_argument("--checkpoint", help=CHECKPOINT_HELP)
+    p.add_argument(
+        "--head",
+        help="the checkpoint's change head to score with (default: its first change head, "
+        "if any; 'zero-shot': none); band 1 is then the head's change probability (0-1)",
+    )
     p.add_argument("--modality", help="override modality detection (see `ofa modalities`)")
     p.add_argument("--tile", type=int, help="tile size in pixels (default: the model's)")
     p.add_argument("--overlap", type=int, help="tile overlap in pixels (default: tile/4)")
@@ -86,6 +91,7 @@ def cmd_change(args: argparse.Namespace) -> int:
             model=lambda: load_model(args.checkpoint),
             threshold=args.threshold,
             polygons=args.polygons,
+            head=args.head,
             modality=args.modality,
             settings=settings,
             overwrite=args.overwrite,

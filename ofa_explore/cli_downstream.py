@@ -20,9 +20,34 @@ def cmd_train_head(args: argparse.Namespace) -> int:
         raise OutputError(
             f"{args.output} exists", "add {overwrite} to replace it", path=str(args.output)
         )
-    name = args.name or ("segmentation" if args.task == "segmentation" else "classifier")
+    name = args.name or {"segmentation": "segmentation", "change": "change"}.get(
+        args.task, "classifier"
+    )
     progress = None if args.quiet else print_progress
-    if args.task == "segmentation":
+    val_fraction = args.val_fraction if args.val_fraction is not None else 0.2
+    if args.task == "change":
+        from .downstream.change import fit_change_head
+
+        report = fit_change_head(
+            model,
+            args.data,
+            name,
+            epochs=args.epochs or 12,
+            val_fraction=args.val_fraction or 0.0,
+            seed=args.seed,
+            progress=progress,
+        )
+        print(
+            f"head {name!r}: trained on {report['pairs']} pairs ({report['labelled']} labelled "
+            f"px, {report['changed'] / max(report['labelled'], 1):.1%} change) in "
+            f"{report['seconds']:.0f} s"
+        )
+        if report["val"]:
+            print(
+                f"held out {', '.join(report['val'])}: AUROC {report['auroc']:.3f}, average "
+                f"precision {report['ap']:.3f}, best F1 {report['best_f1']:.3f}"
+            )
+    elif args.task == "segmentation":
         report = fit_segmentation_head(
             model,
             args.data,
@@ -30,7 +55,7 @@ def cmd_train_head(args: argparse.Namespace) -> int:
             modality=args.modality,
             trainable_blocks=args.trainable_blocks,
             epochs=args.epochs or 60,
-            val_fraction=args.val_fraction,
+            val_fraction=val_fraction,
             seed=args.seed,
             progress=progress,
         )
@@ -47,7 +72,7 @@ def cmd_train_head(args: argparse.Namespace) -> int:
             method=args.method,
             trainable_blocks=args.trainable_blocks,
             epochs=args.epochs or 30,
-            val_fraction=args.val_fraction,
+            val_fraction=val_fraction,
             seed=args.seed,
             progress=progress,
         )
@@ -58,7 +83,8 @@ def cmd_train_head(args: argparse.Namespace) -> int:
         )
     source = args.checkpoint or "shipped demo checkpoint"
     out = save_checkpoint(model, args.output, backbone=str(source), head_trained=name)
-    print(f"wrote {out} (backbone + head; use it with `ofa classify --checkpoint {out}`)")
+    verb = "change BEFORE AFTER -o OUT.tif" if args.task == "change" else "classify"
+    print(f"wrote {out} (backbone + head; use it with `ofa {verb} --checkpoint {out}`)")
     return 0
 
 

@@ -9,6 +9,9 @@ Two kinds, both small:
   (bilinear + 3x3 conv) back to pixel resolution, where a small convolution of the image itself
   joins in (as U-Net's top skip: tokens are one per patch, edges are finer than that).
 
+- ``ChangeHead``: one change logit per pixel of two dates, the same network fed with what
+  differs between the dates' token maps and pixels (``change_detection.head_inputs``).
+
 ``HeadSet`` is the model's ``heads``: named heads with their records (classes, colours, the
 modality each was trained on); it adds, orders and selects them. ``classify`` and ``segment``
 apply one to a model's encoder output.
@@ -31,7 +34,7 @@ from .modalities import Modality
 if TYPE_CHECKING:
     from .model import OFAConfig, OFANet
 
-HEAD_KINDS = ("scene", "segmentation")
+HEAD_KINDS = ("scene", "segmentation", "change")
 POOLS = ("mean", "cls")
 STANDARDIZE_EPS = 1e-5
 # used when a head is saved without colours: distinct, readable on a map (Tableau 10, then grey)
@@ -133,6 +136,40 @@ class SegmentationHead(nn.Module):
         return self.classifier(self.fuse(x + self.pixels(image)))
 
 
+class ChangeHead(nn.Module):
+    """Two dates -> one change logit per pixel [B, 1, h*p, w*p].
+
+    Its levels are, per encoder block, |before - after| and the mean of the two dates' token
+    maps (what changed, and on what kind of place); its image is both dates' bands standardised
+    per date, their absolute difference and the zero-shot score's two terms (3C + 2 channels).
+    Light on purpose: the token maps get a 1x1 projection and one 3x3 convolution at patch
+    resolution, are upsampled and meet a per-pixel projection of the image; one 3x3
+    convolution at pixel resolution fuses them. Trains on cached inputs in minutes on a CPU
+    (a SegmentationHead's full-resolution decoder took ~40x longer)."""
+
+    def __init__(self, dim: int, patch_size: int, num_layers: int, bands: int, width: int = 32):
+        super().__init__()
+        self.patch_size = patch_size
+        self.tokens = nn.Sequential(
+            nn.Conv2d(2 * num_layers * dim, width, 1),
+            nn.BatchNorm2d(width),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(width, width, 3, padding=1),
+        )
+        self.pixels = nn.Sequential(nn.BatchNorm2d(3 * bands + 2), nn.Conv2d(3 * bands + 2, width, 1))
+        self.fuse = nn.Sequential(
+            nn.ReLU(),
+            nn.Conv2d(width, width // 2, 3, padding=1),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(width // 2, 1, 1),
+        )
+
+    def forward(self, levels: Sequence[torch.Tensor], image: torch.Tensor) -> torch.Tensor:
+        x = self.tokens(torch.cat(list(levels), dim=1))
+        x = F.interpolate(x, size=image.shape[-2:], mode="bilinear", align_corners=False)
+        return self.fuse(x + self.pixels(image))
+
+
 class HeadSet(nn.ModuleDict):
     """The model's downstream heads by name (state_dict keys ``heads.<name>.*``), and ``info``:
     each head's record (kind, classes, colours, pool, layers, the modality it was trained on,
@@ -168,6 +205,7 @@ class HeadSet(nn.ModuleDict):
         ``kind="scene"``: one label per image from pooled tokens (``pool`` "mean" or "cls").
         ``kind="segmentation"``: one label per pixel from the token maps of encoder ``layers``
         (default: four evenly spaced blocks).
+        ``kind="change"``: one change logit per pixel of two dates (``ChangeHead``; one class).
         """
         if kind not in HEAD_KINDS:
             raise BadInput(f"head kind must be one of {', '.join(HEAD_KINDS)}, got {kind!r}")
@@ -189,7 +227,7 @@ class HeadSet(nn.ModuleDict):
         else:
             if modality is None:
                 raise BadInput(
-                    "a segmentation head needs the modality it will see (its first "
+                    f"a {kind} head needs the modality it will see (its first "
                     "layer reads the image's bands)",
                     "name its {modality}",
                 )
@@ -207,7 +245,12 @@ class HeadSet(nn.ModuleDict):
                 else notes.pop("bands", None)
                 or resolve_modality(modality, self.modalities).num_bands
             )
-            head = SegmentationHead(D, len(classes), self.config.patch_size, len(layers), bands)
+            p = self.config.patch_size
+            head = (
+                ChangeHead(D, p, len(layers), bands)
+                if kind == "change"
+                else SegmentationHead(D, len(classes), p, len(layers), bands)
+            )
             notes["bands"] = bands
         if isinstance(modality, Modality):
             modality = modality.name
@@ -316,6 +359,7 @@ def segment(
 __all__ = [
     "SceneHead",
     "SegmentationHead",
+    "ChangeHead",
     "HeadSet",
     "classify",
     "segment",

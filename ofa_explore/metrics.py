@@ -84,3 +84,20 @@ def segmentation_scores(
         "iou": [None if np.isnan(v) else float(v) for v in iou],
         "pixel_accuracy": float(tp.sum() / max(cm.sum(), 1)),
     }
+
+
+def ranking_scores(y: np.ndarray, s: np.ndarray) -> tuple[float, float, float]:
+    """How well scores ``s`` rank the positives of ``y`` (0/1): AUROC, average precision and
+    the best F1 over thresholds; equal scores count together, NaN ranks last."""
+    s = np.where(np.isfinite(s), s, -np.inf)
+    order = np.argsort(-s, kind="stable")
+    y, s = y[order].astype(np.float64), s[order]
+    tp, fp = np.cumsum(y), np.cumsum(1 - y)
+    last = np.r_[s[1:] != s[:-1], True]  # the end of each run of equal scores
+    tp, fp = tp[last], fp[last]
+    recall, fpr = tp / tp[-1], fp / fp[-1]
+    precision = tp / (tp + fp)
+    auroc = float(np.trapezoid(np.r_[0, recall], np.r_[0, fpr]))
+    ap = float(np.sum(np.diff(np.r_[0, recall]) * precision))
+    f1 = float(np.max(2 * precision * recall / np.maximum(precision + recall, 1e-12)))
+    return auroc, ap, f1

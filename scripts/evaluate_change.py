@@ -24,6 +24,7 @@ from ofa_explore import change_detection as change_module
 from ofa_explore.checkpoint import model_from_metadata, read_metadata
 from ofa_explore.engine import predict_raster
 from ofa_explore.io import CONVERSION_ATTR, open_raster
+from ofa_explore.metrics import ranking_scores as scores
 from ofa_explore.pretrained import load_pretrained, shipped_checkpoint_path
 from ofa_explore.scale import to_model_units
 
@@ -40,22 +41,6 @@ LONG = {
     "1-cos bands": "1 - cosine of the band vectors",
 }
 START, END = "<!-- change-evaluation:start -->", "<!-- change-evaluation:end -->"
-
-
-def scores(y: np.ndarray, s: np.ndarray) -> tuple[float, float, float]:
-    """AUROC, average precision and the best F1 over thresholds; ties count together."""
-    s = np.where(np.isfinite(s), s, -np.inf)
-    order = np.argsort(-s, kind="stable")
-    y, s = y[order].astype(np.float64), s[order]
-    tp, fp = np.cumsum(y), np.cumsum(1 - y)
-    last = np.r_[s[1:] != s[:-1], True]  # the end of each run of equal scores
-    tp, fp = tp[last], fp[last]
-    recall, fpr = tp / tp[-1], fp / fp[-1]
-    precision = tp / (tp + fp)
-    auroc = float(np.trapezoid(np.r_[0, recall], np.r_[0, fpr]))
-    ap = float(np.sum(np.diff(np.r_[0, recall]) * precision))
-    f1 = float(np.max(2 * precision * recall / np.maximum(precision + recall, 1e-12)))
-    return auroc, ap, f1
 
 
 def band_baselines(before: str, after: str) -> dict[str, np.ndarray]:

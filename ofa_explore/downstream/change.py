@@ -1,0 +1,335 @@
+"""A change head trained on labelled pairs: ``ofa train-head --task change --data PAIRS.csv``.
+
+PAIRS.csv has the columns ``before,after,mask`` (paths relative to the CSV); a mask is on
+BEFORE's grid with 1 = change, 0 = no change, 255 = not labelled. The backbone stays frozen, so
+each pair is calibrated as ``ofa change`` calibrates it, cut into model-sized tiles, and the
+head's inputs (``change_detection.head_inputs``) of every tile are computed once; then only the
+head trains, on those inputs, flipped and rotated. That keeps the 8 labelled OSCD cities under
+a few minutes on a 2-core CPU (bench/RESULTS.md).
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import rasterio
+import torch
+import torch.nn.functional as F
+
+from ..errors import BadInput, NotFound
+from ..heads import default_layers
+from ..io import raster_modality
+from ..model import OFANet
+
+IGNORE = 255
+COLUMNS = ("before", "after", "mask")
+POS_WEIGHT = 5.0  # changed pixels are 1-4% of a city: weigh them up, measured 1, 5, 20
+
+
+@dataclass
+class ChangePair:
+    """One labelled pair of the CSV (absolute paths)."""
+
+    before: Path
+    after: Path
+    mask: Path
+
+    @property
+    def name(self) -> str:
+        return self.before.parent.name or self.before.stem
+
+
+@dataclass
+class PairTiles:
+    """A pair's tiles as the head reads them: levels [T, 2L, D, h, w] and image
+    [T, 3C + 2, H, W] (float16), labels [T, H, W] (uint8, 255 ignored)."""
+
+    name: str
+    levels: torch.Tensor
+    image: torch.Tensor
+    labels: torch.Tensor
+
+
+def read_change_pairs(path: str | Path) -> list[ChangePair]:
+    """The pairs of a CSV; a missing column or file is one line naming it."""
+    path = Path(path)
+    if not path.is_file():
+        raise NotFound(f"{path} is not a CSV file of pairs", "give a CSV with before,after,mask")
+    with open(path, newline="") as f:
+        reader = csv.DictReader(f)
+        missing = [c for c in COLUMNS if c not in (reader.fieldnames or [])]
+        if missing:
+            raise BadInput(
+                f"{path} has no {', '.join(missing)} column (it has "
+                f"{', '.join(reader.fieldnames or []) or 'none'})",
+                "give the CSV the columns before,after,mask",
+            )
+        rows = list(reader)
+    if not rows:
+        raise BadInput(f"{path} lists no pairs", "add rows: before,after,mask")
+    pairs = []
+    for line, row in enumerate(rows, start=2):
+        paths = {c: path.parent / (row[c] or "").strip() for c in COLUMNS}
+        for column, file in paths.items():
+            if not file.is_file():
+                raise NotFound(
+                    f"{path.name} line {line}: {column} file {file} does not exist",
+                    "fix the path (relative to the CSV)",
+                )
+        pairs.append(ChangePair(**paths))
+    return pairs
+
+
+def read_mask(pair: ChangePair, shape: tuple[int, int]) -> np.ndarray:
+    """The pair's labels (uint8, 1/0/255) on BEFORE's grid; another size, other values or no
+    change pixel at all is a one-line BadInput."""
+    with rasterio.open(pair.mask) as src:
+        mask = src.read(1)
+    if mask.shape != shape:
+        raise BadInput(
+            f"mask {pair.mask.name} is {mask.shape[1]}x{mask.shape[0]} px but BEFORE "
+            f"{pair.before.name} is {shape[1]}x{shape[0]} px",
+            "give masks on BEFORE's grid",
+        )
+    values = set(np.unique(mask).tolist())
+    if not values <= {0, 1, IGNORE}:
+        raise BadInput(
+            f"mask {pair.mask.name} holds values {sorted(values - {0, 1, IGNORE})[:5]}",
+            "use 1 = change, 0 = no change, 255 = not labelled",
+        )
+    if 1 not in values:
+        raise BadInput(
+            f"mask {pair.mask.name} has no change pixel (no 1)",
+            "label some change in it, or leave the pair out",
+        )
+    return mask.astype(np.uint8)
+
+
+@torch.no_grad()
+def pair_tiles(
+    model: OFANet, pair: ChangePair, layers: list[int], batch_size: int = 32
+) -> PairTiles:
+    """The head's inputs on non-overlapping model-sized tiles covering the pair (edge tiles
+    moved inside), calibrated as ``ofa change`` calibrates the whole pair."""
+    from ..change_detection import _date_modality, calibrate, head_inputs, open_pair
+
+    pair_da = open_pair(pair.before, pair.after)
+    m = _date_modality(raster_modality(pair_da))
+    size = model.config.img_size
+    height, width = pair_da.sizes["y"], pair_da.sizes["x"]
+    if height < size or width < size:
+        raise BadInput(
+            f"{pair.before.name} is {width}x{height} px, smaller than one tile ({size} px)",
+            "give larger pairs",
+        )
+    mask = read_mask(pair, (height, width))
+    stats = calibrate(model.eval(), pair_da, size, None)
+    values = pair_da.values  # [2C, H, W], NaN where a date has no data
+    invalid = ~np.isfinite(values).all(axis=0)
+    labels = np.where(invalid, IGNORE, mask).astype(np.uint8)
+    count = m.num_bands
+    corners = [(y, x) for y in _starts(height, size) for x in _starts(width, size)]
+    levels, images = [], []
+    for start in range(0, len(corners), batch_size):
+        chips = np.stack([values[:, y : y + size, x : x + size] for y, x in corners[start:][:batch_size]])
+        chips = _fill(chips)
+        t = torch.from_numpy(chips)
+        lv, image = head_inputs(model, t[:, :count], t[:, count:], m, stats, layers)
+        levels.append(torch.stack(lv, dim=1).half())
+        images.append(image.half())
+    return PairTiles(
+        pair.name,
+        torch.cat(levels),
+        torch.cat(images),
+        torch.from_numpy(np.stack([labels[y : y + size, x : x + size] for y, x in corners])),
+    )
+
+
+def _starts(length: int, size: int) -> list[int]:
+    return sorted({min(i, length - size) for i in range(0, length, size)})
+
+
+def _fill(chips: np.ndarray) -> np.ndarray:
+    """NaN pixels filled with each chip's band means over its valid pixels, as the engine's
+    tile reader fills nodata."""
+    chips = chips.astype(np.float32)
+    bad = ~np.isfinite(chips)
+    if bad.any():
+        means = np.nanmean(np.where(bad, np.nan, chips), axis=(2, 3), keepdims=True)
+        chips = np.where(bad, np.nan_to_num(means), chips)
+    return chips
+
+
+def train_change_head(
+    model: OFANet,
+    name: str,
+    tiles: list[PairTiles],
+    layers: list[int],
+    modality: str,
+    epochs: int = 12,
+    lr: float = 2e-3,
+    batch_size: int = 16,
+    seed: int = 0,
+    progress: Callable[[int, int, float], None] | None = None,
+) -> list[float]:
+    """Add change head ``name`` and train it on the tiles' cached inputs (AdamW, cosine
+    schedule, BCE with changed pixels weighed POS_WEIGHT, 255 ignored); the loss per epoch."""
+    torch.manual_seed(seed)
+    model.heads.add(name, ["change"], kind="change", modality=modality, layers=layers)
+    head = model.heads[name]
+    levels = torch.cat([t.levels for t in tiles])
+    image = torch.cat([t.image for t in tiles])
+    labels = torch.cat([t.labels for t in tiles])
+    optimizer = torch.optim.AdamW(head.parameters(), lr=lr, weight_decay=0.05)
+    steps = epochs * math.ceil(len(labels) / batch_size)
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: 0.5 * (1 + math.cos(math.pi * min(step, steps) / steps))
+    )
+    generator = torch.Generator().manual_seed(seed)
+    pos_weight = torch.tensor(POS_WEIGHT)
+    losses = []
+    head.train()
+    try:
+        for epoch in range(epochs):
+            order = torch.randperm(len(labels), generator=generator)
+            total, seen = 0.0, 0
+            for start in range(0, len(order), batch_size):
+                index = order[start : start + batch_size]
+                if len(index) < 2:  # BatchNorm needs two samples
+                    continue
+                lv, im, y = _dihedral(
+                    levels[index].float(), image[index].float(), labels[index], generator
+                )
+                logits = head(list(lv.unbind(1)), im)[:, 0]
+                known = y != IGNORE
+                loss = F.binary_cross_entropy_with_logits(
+                    logits[known], (y[known] == 1).float(), pos_weight=pos_weight
+                )
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                schedule.step()
+                total, seen = total + loss.item() * len(index), seen + len(index)
+            losses.append(total / max(seen, 1))
+            if progress:
+                progress(epoch + 1, epochs, losses[-1])
+    finally:
+        head.eval()
+        for p in model.parameters():
+            p.requires_grad_(False)
+    return losses
+
+
+def _dihedral(levels, image, labels, generator):
+    """One random flip/rotation per batch for token maps, image and labels alike."""
+    k = int(torch.randint(4, (1,), generator=generator))
+    flip = bool(torch.randint(2, (1,), generator=generator))
+    levels = torch.rot90(levels, k, dims=(-2, -1))
+    image = torch.rot90(image, k, dims=(-2, -1))
+    labels = torch.rot90(labels, k, dims=(-2, -1))
+    if flip:
+        levels, image, labels = levels.flip(-1), image.flip(-1), labels.flip(-1)
+    return levels, image, labels
+
+
+def fit_change_head(
+    model: OFANet,
+    data: str | Path,
+    name: str = "change",
+    *,
+    layers: list[int] | None = None,
+    epochs: int = 12,
+    val_fraction: float = 0.0,
+    seed: int = 0,
+    progress: Callable[[str, int, int], None] | None = None,
+) -> dict[str, Any]:
+    """Add change head ``name`` trained on the pairs of the CSV ``data``. With
+    ``val_fraction`` > 0, that share of the pairs (at least one) is held out and scored through
+    ``ofa_explore.change`` (AUROC, average precision, best F1 over their labelled pixels)."""
+    from ..change_detection import change
+    from ..metrics import ranking_scores
+
+    t0 = time.perf_counter()
+    pairs = read_change_pairs(data)
+    held = max(1, round(len(pairs) * val_fraction)) if val_fraction > 0 else 0
+    if held and held >= len(pairs):
+        raise BadInput(
+            f"{len(pairs)} pair(s) cannot hold {val_fraction:.0%} out and train on the rest",
+            "add pairs or set the validation fraction to 0",
+        )
+    order = np.random.default_rng(seed).permutation(len(pairs))
+    val = [pairs[i] for i in sorted(order[:held])]
+    train = [pairs[i] for i in sorted(order[held:])]
+    modality = _common_modality(pairs)
+    layers = layers or default_layers(model.config.depth)
+    tiles = []
+    for i, pair in enumerate(train):
+        tiles.append(pair_tiles(model, pair, layers))
+        if progress:
+            progress("reading pairs", i + 1, len(train))
+    losses = train_change_head(
+        model,
+        name,
+        tiles,
+        layers,
+        modality,
+        epochs=epochs,
+        seed=seed,
+        progress=(lambda done, total, _loss: progress("training", done, total))
+        if progress
+        else None,
+    )
+    labels = torch.cat([t.labels for t in tiles])
+    labelled, changed = int((labels != IGNORE).sum()), int((labels == 1).sum())
+    model.heads.info[name]["trained_on"] = (
+        f"{Path(data).name}: {len(train)} pairs ({', '.join(t.name for t in tiles)}), "
+        f"{labelled} labelled px, {changed / max(labelled, 1):.1%} change"
+    )
+    report: dict[str, Any] = {
+        "head": name,
+        "pairs": len(train),
+        "labelled": labelled,
+        "changed": changed,
+        "loss": losses[-1],
+        "seconds": time.perf_counter() - t0,
+        "val": [p.name for p in val],
+    }
+    if val:
+        y, s = [], []
+        for pair in val:
+            result = change(pair.before, pair.after, model=model, head=name)
+            assert result.data is not None
+            with rasterio.open(pair.mask) as src:
+                mask = src.read(1)
+            known = mask != IGNORE
+            y.append(mask[known] == 1)
+            s.append(result.data.values[0][known])
+        report.update(
+            zip(("auroc", "ap", "best_f1"), ranking_scores(np.concatenate(y), np.concatenate(s)))
+        )
+        model.heads.info[name].update(
+            {k: round(report[k], 4) for k in ("auroc", "ap", "best_f1")}, held_out=report["val"]
+        )
+    return report
+
+
+def _common_modality(pairs: list[ChangePair]) -> str:
+    """The sensor of the pairs' BEFORE rasters; pairs of several sensors are refused."""
+    from ..io import open_raster
+
+    names = {p.name: raster_modality(open_raster(p.before)).name for p in pairs}
+    if len(set(names.values())) > 1:
+        raise BadInput(
+            "the pairs come from several sensors ("
+            + ", ".join(f"{k}: {v}" for k, v in names.items())
+            + ")",
+            "train one change head per sensor",
+        )
+    return next(iter(names.values()))

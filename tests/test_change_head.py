@@ -1,0 +1,159 @@
+"""`ofa train-head --task change` and `ofa change --checkpoint` with the trained head, on real
+OSCD crops (Sentinel-2 L1C and their change maps, read from the shared data into tmp_path,
+never into the repository): the head travels in the checkpoint, scores change as a
+probability, and each bad CSV is one line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+from rasterio.windows import Window
+
+from ofa_explore.cli import main
+from ofa_explore.metrics import ranking_scores
+
+CITIES = {  # a corner of each city with labelled change in it (row, col)
+    "rennes": (96, 288),
+    "nantes": (256, 64),
+}
+SIZE = 128
+
+
+def _crop(src: Path, dst: Path, row: int, col: int) -> Path:
+    with rasterio.open(src) as s:
+        window = Window(col, row, SIZE, SIZE)
+        profile = s.profile | {
+            "width": SIZE,
+            "height": SIZE,
+            "transform": s.window_transform(window),
+        }
+        profile.pop("blockxsize", None), profile.pop("blockysize", None)
+        profile["tiled"] = False
+        data, descriptions = s.read(window=window), s.descriptions
+    with rasterio.open(dst, "w", **profile) as out:
+        out.write(data)
+        out.descriptions = descriptions
+    return dst
+
+
+@pytest.fixture(scope="module")
+def pairs_csv(shared, tmp_path_factory) -> Path:
+    """Two labelled OSCD crops and their CSV (relative paths)."""
+    root = shared / "change" / "oscd"
+    if not root.is_dir():
+        pytest.skip(f"no OSCD pairs at {root}")
+    folder = tmp_path_factory.mktemp("pairs")
+    rows = ["before,after,mask"]
+    for city, (row, col) in CITIES.items():
+        files = sorted((root / city).glob(f"{city}_*.tif"))
+        dates = [f for f in files if not f.name.endswith("_change.tif")]
+        (folder / city).mkdir()
+        names = []
+        for src in [*dates, root / city / f"{city}_change.tif"]:
+            names.append(f"{city}/{src.name}")
+            _crop(src, folder / city / src.name, row, col)
+        rows.append(",".join(names))
+    (folder / "pairs.csv").write_text("\n".join(rows) + "\n")
+    return folder / "pairs.csv"
+
+
+@pytest.fixture(scope="module")
+def trained(pairs_csv, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("head") / "change.safetensors"
+    code = main(
+        ["train-head", "--task", "change", "--data", str(pairs_csv), "-o", str(out)]
+        + ["--epochs", "3", "-q"]
+    )
+    assert code == 0
+    return out
+
+
+def test_trained_head_travels_in_the_checkpoint_and_scores_probabilities(
+    trained, pairs_csv, tmp_path, capsys
+):
+    from ofa_explore.checkpoint import read_metadata
+
+    info = read_metadata(trained)["heads"]["change"]
+    assert info["kind"] == "change" and info["modality"] == "s2_l1c"
+    assert "2 pairs" in info["trained_on"]
+    folder = pairs_csv.parent / "rennes"
+    before, after = sorted(p for p in folder.iterdir() if not p.name.endswith("_change.tif"))
+    out = tmp_path / "c.tif"
+    argv = ["change", str(before), str(after), "-o", str(out), "--checkpoint", str(trained)]
+    assert main([*argv, "-q", "--device", "cpu", "--threshold", "0.5"]) == 0
+    assert "changed:" in capsys.readouterr().out
+    with rasterio.open(out) as o, rasterio.open(folder / "rennes_change.tif") as lab:
+        assert o.descriptions == ("change_score", "change_mask")
+        assert "head 'change'" in o.tags()["ofa_change_score"]
+        score, mask = o.read()
+        label = lab.read(1)
+    assert 0 <= score.min() and score.max() <= 1  # a probability
+    assert ((score >= 0.5) == (mask == 1)).all()
+    auroc, ap, _ = ranking_scores((label == 1).ravel(), score.ravel())
+    assert auroc > 0.7, (auroc, ap)  # seen in training: it must have learnt that crop
+
+    zero = tmp_path / "z.tif"
+    zero_argv = ["change", str(before), str(after), "-o", str(zero), "--checkpoint", str(trained)]
+    assert main([*zero_argv, "-q", "--device", "cpu", "--head", "zero-shot"]) == 0
+    with rasterio.open(zero) as z:
+        assert "z(pixels)" in z.tags()["ofa_change_score"]
+        assert z.read(1).max() > 1  # a z-score, not a probability
+
+
+def test_held_out_pairs_are_scored(pairs_csv, tmp_path, capsys):
+    out = tmp_path / "h.safetensors"
+    argv = ["train-head", "--task", "change", "--data", str(pairs_csv), "-o", str(out)]
+    assert main([*argv, "--epochs", "1", "--val-fraction", "0.5", "-q"]) == 0
+    printed = capsys.readouterr().out
+    assert "trained on 1 pairs" in printed and "average precision" in printed
+
+
+def _bad_csv(capsys, tmp_path: Path, text: str) -> str:
+    csv = tmp_path / "bad.csv"
+    csv.write_text(text)
+    out = tmp_path / "x.safetensors"
+    argv = ["train-head", "--task", "change", "--data", str(csv), "-o", str(out), "-q"]
+    assert main([*argv, "--epochs", "1"]) == 2
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(err) == 1 and err[0].startswith("ofa train-head: error:"), err
+    assert not out.exists()
+    return err[0]
+
+
+def test_bad_pair_csvs_are_one_line(pairs_csv, tmp_path, capsys):
+    root = pairs_csv.parent
+    b, a, m = (f"{root}/rennes/{n}" for n in sorted(p.name for p in (root / "rennes").iterdir()))
+    # sorted: rennes_20150821, rennes_20170621, rennes_change
+    assert "missing.tif does not exist" in _bad_csv(
+        capsys, tmp_path, f"before,after,mask\n{b},{a},{root}/missing.tif\n"
+    )
+    assert "no mask column" in _bad_csv(capsys, tmp_path, f"before,after\n{b},{a}\n")
+    small = tmp_path / "small_mask.tif"
+    with rasterio.open(m) as src:
+        profile = src.profile | {"width": 64, "height": 64}
+        data = src.read(window=Window(0, 0, 64, 64))
+    with rasterio.open(small, "w", **profile) as dst:
+        dst.write(data)
+    assert "64x64 px but BEFORE" in _bad_csv(
+        capsys, tmp_path, f"before,after,mask\n{b},{a},{small}\n"
+    )
+    none = tmp_path / "none.tif"
+    with rasterio.open(m) as src:
+        profile = src.profile
+    with rasterio.open(none, "w", **profile) as dst:
+        dst.write(np.zeros((1, SIZE, SIZE), dtype=np.uint8))
+    assert "no change pixel" in _bad_csv(capsys, tmp_path, f"before,after,mask\n{b},{a},{none}\n")
+
+
+def test_a_head_that_is_not_a_change_head_is_refused(pairs_csv, tmp_path, capsys):
+    folder = pairs_csv.parent / "rennes"
+    before, after = sorted(p for p in folder.iterdir() if not p.name.endswith("_change.tif"))
+    out = tmp_path / "c.tif"
+    argv = ["change", str(before), str(after), "-o", str(out), "-q", "--device", "cpu"]
+    assert main([*argv, "--head", "eurosat_landcover"]) == 2  # the shipped scene head
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(err) == 1 and "not a change head" in err[0], err
+    assert not out.exists()
