@@ -300,4 +300,9 @@ def test_qgis_process_runs_the_algorithms(shared, tmp_path):
     refused = qgis_process("embed_raster", INPUT=str(chip), BANDS="14", OUTPUT=str(out / "x.tif"))
     assert refused.returncode != 0
     assert "Band 14 does not exist" in refused.stdout + refused.stderr
-    assert sorted(p.name for p in out.iterdir()) == ["classes.tif", "view.tif"]
+    later = shutil.copy(naip, tmp_path / "naip_later.tif")  # the same place, nothing changed
+    done = qgis_process("change", BEFORE=str(naip), AFTER=later, OUTPUT=str(out / "change.tif"))
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    with rasterio.open(out / "change.tif") as src:
+        assert src.count == 2 and src.read(2).max() == 0  # score and mask: no change
+    assert sorted(p.name for p in out.iterdir()) == ["change.tif", "classes.tif", "view.tif"]
