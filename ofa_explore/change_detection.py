@@ -61,6 +61,7 @@ from .io import (
     raster_modality,
 )
 from .modalities import Modality
+from .protocol import CHANGE_THRESHOLD_TAG
 from .scale import to_model_units
 
 EMBEDDING_WEIGHT = 0.5  # measured: 0.25-0.5 best on OSCD, see docs/EVALUATION.md
@@ -117,10 +118,25 @@ def open_pair(
 ) -> xr.DataArray:
     """The two dates as one lazy DataArray on BEFORE's grid, ready for the "change" task. AFTER
     on another grid or CRS is warped by GDAL; a raster of another sensor or band set, or one
-    that does not overlap, is a one-line BadInput."""
+    that does not overlap, or the same file twice, is a one-line BadInput."""
+    if Path(before).resolve() == Path(after).resolve():
+        raise BadInput(
+            f"BEFORE and AFTER are the same file, {Path(before).name}",
+            "give the later date of the same place as AFTER",
+        )
     first = open_raster(before, modality)
-    second = open_raster(after, modality or raster_modality(first))
-    m, m2 = raster_modality(first), raster_modality(second)
+    m = raster_modality(first)
+    try:
+        second = open_raster(after, modality or m)
+    except RasterError as err:
+        if modality is not None or "bands" not in err.context:
+            raise
+        raise BadInput(
+            f"BEFORE is {m.name} ({m.num_bands} bands) but AFTER has {err.context['bands']} "
+            "bands: the two dates must come from the same sensor and bands",
+            "give two rasters with the same bands",
+        ) from None
+    m2 = raster_modality(second)
     if (m.name, m.bands) != (m2.name, m2.bands):
         raise BadInput(
             f"BEFORE is {m.name} ({m.num_bands} bands) but AFTER is {m2.name} "
@@ -456,7 +472,7 @@ class Change(Task):
             else f"z(pixels) + {EMBEDDING_WEIGHT:g} * z(embeddings)"
         }
         if self.threshold is not None:
-            tags["ofa_change_threshold"] = f"{self.threshold:.6g}"
+            tags[CHANGE_THRESHOLD_TAG] = f"{self.threshold:.6g}"
         return tags
 
     def finish(self, sink, path: Path | None) -> dict[str, Any]:
@@ -618,5 +634,6 @@ def write_polygons(result: PredictionResult, path: Path) -> int:
             crs=crs.to_wkt() if crs is not None else None,
             driver="GPKG",
             layer="change",
+            dataset_options={"VERSION": "1.2"},  # read without a warning by older GDAL (QGIS 3.22)
         )
     return len(geoms)

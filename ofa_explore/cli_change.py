@@ -64,6 +64,8 @@ def _threshold(text: str) -> float | str:
 
 
 def cmd_change(args: argparse.Namespace) -> int:
+    """`ofa change`; as `ofa <task>` (cli_raster.cmd_predict), a program that runs it in-process
+    (`ofa serve`) may set ``args.load_model`` and ``args.cancel``."""
     from .devices import check_device
     from .fileio import check_writable
 
@@ -71,7 +73,7 @@ def cmd_change(args: argparse.Namespace) -> int:
     check_device(args.device)
     with loading():
         from .change_detection import change
-        from .engine import EngineSettings
+        from .engine import Cancelled, EngineSettings
         from .pretrained import load_model
 
     settings = EngineSettings(
@@ -82,13 +84,14 @@ def cmd_change(args: argparse.Namespace) -> int:
         precision=args.precision,
     )
     report = args.report
+    load = getattr(args, "load_model", None) or load_model
     report.start("change", 2, f"{Path(args.before).name} -> {Path(args.after).name}")
     try:
         result = change(
             args.before,
             args.after,
             args.output,
-            model=lambda: load_model(args.checkpoint),
+            model=lambda: load(args.checkpoint),
             threshold=args.threshold,
             polygons=args.polygons,
             head=args.head,
@@ -96,7 +99,10 @@ def cmd_change(args: argparse.Namespace) -> int:
             settings=settings,
             overwrite=args.overwrite,
             progress=report.progress,
+            cancel=getattr(args, "cancel", None),
         )
+    except Cancelled:  # the caller's cancel is a Ctrl-C to the shell
+        raise KeyboardInterrupt("cancelled; nothing was written") from None
     finally:
         report.close()
     report.result(result)

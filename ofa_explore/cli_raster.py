@@ -34,9 +34,10 @@ TASK_OPTIONS: dict[str, tuple[str, dict]] = {
 
 
 def add_raster_verbs(sub: argparse._SubParsersAction) -> None:
-    """One subcommand per task of ``protocol.TASKS`` (the engine's, without importing it: torch
-    loads when a command runs, not for ``--help``)."""
-    for task, text in ((t.name, t.help) for t in protocol.TASKS.values()):
+    """One subcommand per task of ``protocol.TASKS`` that reads one raster (the engine's,
+    without importing it: torch loads when a command runs, not for ``--help``); change, of two
+    dates, has its own (cli_change)."""
+    for task, text in ((t.name, t.help) for t in protocol.TASKS.values() if len(t.inputs) == 1):
         p = sub.add_parser(
             task,
             help=f"{text}, over a raster of any size",

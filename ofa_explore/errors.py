@@ -100,6 +100,8 @@ QGIS_WORDS: dict[str, str] = {
     "config": "the config file",
     "nodata": "the nodata value",
     "convert": "`ofa convert` in the engine's environment",
+    "threshold": "Threshold",
+    "polygons": "Changed areas",
 }
 
 

@@ -26,6 +26,7 @@ MODALITIES_FILE = "modalities.json"  # sensor facts, in the package's data folde
 WEIGHTS_FILE = "weights.json"  # published weights, in the package's data folder
 TIF_SUFFIXES = (".tif", ".tiff")
 QUICKLOOK = ".png"  # the small picture of a result beside its output: <stem>.png
+CHANGE_THRESHOLD_TAG = "ofa_change_threshold"  # a change map's tag: the mask's threshold
 
 
 # ---------------------------------------------------------------- tasks
@@ -46,6 +47,9 @@ class Task:
     # the EngineSettings fields only this task reads (its own options of `ofa <task>`), as the
     # engine's Task.options lists them: the CLI builds its parser from here without torch
     options: tuple[str, ...] = ()
+    # the rasters it reads, as its verb names them: one (`ofa <task> RASTER...`, the parser
+    # cli_raster builds from here), or change's two dates (`ofa change BEFORE AFTER`, cli_change)
+    inputs: tuple[str, ...] = ("raster",)
 
 
 TASKS: dict[str, Task] = {
@@ -77,6 +81,16 @@ TASKS: dict[str, Task] = {
             "reconstruction",
             "reconstruction",
             options=("mask_ratio", "seed"),
+        ),
+        Task(
+            "change",
+            "change score (and 0/1 mask) between two dates of the same place",
+            "Change between two layers…",
+            "Comparing",
+            "change",
+            "change",
+            companions=(".gpkg",),  # the changed areas as polygons, when asked for
+            inputs=("before", "after"),
         ),
     )
 }
@@ -131,8 +145,8 @@ def safe_stem(name: str, default: str = "layer") -> str:
 
 def layer_output(folder: str | os.PathLike, layer_name: str, task_name: str) -> Path:
     """``<layer>_<suffix>.tif`` in ``folder`` (suffix: ``classes``, ``embedding``,
-    ``reconstruction``), numbered (``_2``, ``_3``...) rather than replacing any file the task
-    would write."""
+    ``reconstruction``, ``change``), numbered (``_2``, ``_3``...) rather than replacing any file
+    the task would write."""
     folder = Path(folder)
     stem = f"{safe_stem(layer_name)}_{task(task_name).suffix}"
     candidate, n = folder / f"{stem}.tif", 1

@@ -154,6 +154,12 @@ def test_different_band_counts(bercy, tmp_path, capsys, shared):
     landsat = shared / "change" / "landsat_tm" / "nanjing" / "nanjing_20020712.tif"
     line = _bad(capsys, tmp_path, b, landsat, "-o", tmp_path / "c.tif")
     assert "13 bands" in line and "6 bands" in line
+    assert "the two dates must come from the same sensor" in line  # no --bands: change has none
+
+
+def test_the_same_raster_twice(bercy, tmp_path, capsys):
+    b = _crop(bercy[0], tmp_path / "b.tif")
+    assert "are the same file" in _bad(capsys, tmp_path, b, b, "-o", tmp_path / "c.tif")
 
 
 def test_one_date_all_nodata(bercy, tmp_path, capsys):

@@ -32,11 +32,16 @@ def test_stdlib_only():
 
 
 def test_tasks_and_output_names(tmp_path):
-    assert protocol.TASK_NAMES == ("classify", "embed", "reconstruct")
+    assert protocol.TASK_NAMES == ("classify", "embed", "reconstruct", "change")
     assert [protocol.task(n).suffix for n in protocol.TASK_NAMES] == [
         "classes",
         "embedding",
         "reconstruction",
+        "change",
+    ]
+    assert protocol.output_files(tmp_path / "c.tif", "change") == [
+        tmp_path / "c.tif",
+        tmp_path / "c.gpkg",  # the polygons, when asked for
     ]
     with pytest.raises(BadInput, match="unknown task 'segment'"):
         protocol.task("segment")

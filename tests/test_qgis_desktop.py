@@ -6,7 +6,8 @@ scene; QGIS must not crash nor stall its main thread for more than 0.5 s; both r
 engine worker, which ends with QGIS. In the same session, the first hour's dead ends (issue 24):
 the output folder saved in the settings no longer works (the dialog opens anyway, says so and
 offers the default), Classify on NAIP (no head fits: greyed with the reason, OK disabled), the
-results say what was found, and a cancelled run says so.
+results say what was found, and a cancelled run says so. Then, in a session of its own, Change
+between two layers… from the Raster menu on a 600 x 600 px crop of two OSCD dates.
 Screenshots: test-artifacts/qgis_desktop/.
 """
 
@@ -78,39 +79,15 @@ def test_classify_and_embed_in_the_real_qgis_desktop(shared, tmp_path):
     shutil.copy(shared / "naip" / naip.name, naip)
     big = mosaic(shared, inputs / "big_mosaic.tif")
     profiles = profile(tmp_path, sys.executable, broken)
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("QT_", "OFA_EXPLORE"))}
-    env.update(
-        QT_QPA_PLATFORM="xcb",
-        OFA_DESKTOP_OUT=str(out),
-        HOME=str(tmp_path),
+    report = drive(
+        tmp_path,
+        profiles,
+        out,
         OFA_DESKTOP_CHIP=str(chip),
         OFA_DESKTOP_NAIP=str(naip),
         OFA_DESKTOP_BIG=str(big),
         OFA_DESKTOP_RESULTS=str(results),
-        PATH="/usr/bin:/bin",
-    )  # no `ofa` of this venv: the engine comes from settings
-    command = [
-        XVFB,
-        "-a",
-        "-s",
-        "-screen 0 1600x1000x24",
-        QGIS,
-        "--nologo",
-        "--noversioncheck",
-        "--profiles-path",
-        str(profiles),
-        "--code",
-        str(ROOT / "tests" / "qgis_desktop" / "drive.py"),
-    ]
-    proc = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    for png in out.glob("*.png"):
-        shutil.copy(png, ARTIFACTS / png.name)
-    log = f"exit {proc.returncode}\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}"
-    assert proc.returncode == 0, log  # a crash (SIGSEGV) ends here
-    report = json.loads((out / "report.json").read_text())
-    (ARTIFACTS / "report.json").write_text(json.dumps(report, indent=1))
-    assert not report["errors"], report["errors"][0] + log
+    )
     assert report["platform"] == "xcb" and report["mesa_llvm_loaded"], report
     assert not report["torch_in_qgis"] and not report["ofa_explore_in_qgis"]
     steps = report["steps"]
@@ -159,6 +136,101 @@ def test_classify_and_embed_in_the_real_qgis_desktop(shared, tmp_path):
     assert beside <= {f"{p.name}.aux.xml" for p in (chip, naip, big)}, beside  # QGIS's own only
     for name in ("classify_dialog", "classify_refused_dialog", "classify_result", "embed_result"):
         assert (ARTIFACTS / f"{name}.png").stat().st_size > 10_000, name
+
+
+def drive(tmp_path: Path, profiles: Path, out: Path, name: str = "report", **env: str) -> dict:
+    """QGIS under Xvfb (xcb) in the profile, driven by drive.py with ``env`` (OFA_DESKTOP_...):
+    asserts that QGIS ended well and drive.py saw no error; returns its report (the report and
+    the screenshots copied into ARTIFACTS)."""
+    environ = {k: v for k, v in os.environ.items() if not k.startswith(("QT_", "OFA_EXPLORE"))}
+    environ.update(
+        QT_QPA_PLATFORM="xcb",
+        OFA_DESKTOP_OUT=str(out),
+        HOME=str(tmp_path),
+        PATH="/usr/bin:/bin",  # no `ofa` of this venv: the engine comes from settings
+        **env,
+    )
+    command = [
+        XVFB,
+        "-a",
+        "-s",
+        "-screen 0 1600x1000x24",
+        QGIS,
+        "--nologo",
+        "--noversioncheck",
+        "--profiles-path",
+        str(profiles),
+        "--code",
+        str(ROOT / "tests" / "qgis_desktop" / "drive.py"),
+    ]
+    proc = subprocess.run(command, env=environ, capture_output=True, text=True, timeout=600)
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    for png in out.glob("*.png"):
+        shutil.copy(png, ARTIFACTS / png.name)
+    log = f"exit {proc.returncode}\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}"
+    assert proc.returncode == 0, log  # a crash (SIGSEGV) ends here
+    report = json.loads((out / "report.json").read_text())
+    (ARTIFACTS / f"{name}.json").write_text(json.dumps(report, indent=1))
+    assert not report["errors"], report["errors"][0] + log
+    return report
+
+
+@pytest.mark.skipif(
+    not (QGIS and XVFB),
+    reason="needs the QGIS desktop and Xvfb: `apt-get install qgis xvfb` to run the desktop test",
+)
+def test_change_between_two_layers_in_the_real_qgis_desktop(shared, tmp_path):
+    """Raster > OFA Explore > Change between two layers… on 600 x 600 px of two OSCD dates
+    (Saclay, Sentinel-2 L1C): Before is the layer added first, the changed areas are ticked,
+    OK; the score and the outlines come on top, the bar says the changed area, QGIS never
+    stalls. Twice: the second run finds the engine warm. The time from the click to the layers
+    is in the report (change_report.json)."""
+    import rasterio
+    from rasterio.windows import Window
+
+    oscd = shared / "change" / "oscd" / "saclay_e"
+    if not oscd.is_dir():
+        pytest.skip(f"no OSCD pairs at {oscd}")
+    inputs, results, out = tmp_path / "inputs", tmp_path / "results", tmp_path / "out"
+    for folder in (inputs, results, out):
+        folder.mkdir()
+    dates = []
+    for source in sorted(oscd.glob("saclay_e_2*.tif")):  # the images only, never the change map
+        window = Window(44, 19, 600, 600)
+        with rasterio.open(source) as src:
+            data = src.read(window=window)
+            kept = {**src.profile, "width": 600, "height": 600}
+            kept["transform"] = src.window_transform(window)
+            with rasterio.open(inputs / source.name, "w", **kept) as dst:
+                dst.write(data)
+                dst.descriptions = src.descriptions
+        dates.append(str(inputs / source.name))
+    title = "Saclay 2016 to Saclay 2017 change"
+    steps = [["change", dates, ["Saclay 2016", "Saclay 2017"], t] for t in (title, f"{title} (2)")]
+    report = drive(
+        tmp_path,
+        profile(tmp_path, sys.executable, results),
+        out,
+        name="change_report",
+        OFA_DESKTOP_STEPS=json.dumps(steps),
+    )
+    cold, warm = report["steps"]
+    for step in (cold, warm):
+        assert step["pair"] == ["Saclay 2016", "Saclay 2017"] and step["polygons"], step
+        assert step["dialog_problem"] is None and step["max_stall_s"] < 0.5, step
+    assert cold["layers"][:2] == [f"{title[:-7]} changed areas", title], cold["layers"]
+    found = next(m for m in cold["messages"] if m.startswith(title))
+    assert " px changed (" in found and "Sentinel-2 L1C" in found, found
+    assert warm["worker_before"] == cold["worker_after"]  # one engine for both
+    assert sorted(p.name for p in results.iterdir() if p.suffix != ".xml") == [  # QGIS's .aux.xml
+        "Saclay_2016_to_Saclay_2017_change.gpkg",
+        "Saclay_2016_to_Saclay_2017_change.tif",
+        "Saclay_2016_to_Saclay_2017_change_2.gpkg",
+        "Saclay_2016_to_Saclay_2017_change_2.tif",
+    ]
+    assert not report["torch_in_qgis"] and not report["ofa_explore_in_qgis"]
+    for step in (cold, warm):  # the click, the dialog read for 0.3 s, OK, the layers
+        print(f"click to layers {step['seconds']:.1f} s, dialog open {step['dialog_open_s']:.2f} s")
 
 
 def mosaic(shared: Path, path: Path, tiles: int = 24) -> Path:
@@ -228,4 +300,9 @@ def test_qgis_process_runs_the_algorithms(shared, tmp_path):
     refused = qgis_process("embed_raster", INPUT=str(chip), BANDS="14", OUTPUT=str(out / "x.tif"))
     assert refused.returncode != 0
     assert "Band 14 does not exist" in refused.stdout + refused.stderr
-    assert sorted(p.name for p in out.iterdir()) == ["classes.tif", "view.tif"]
+    later = shutil.copy(naip, tmp_path / "naip_later.tif")  # the same place, nothing changed
+    done = qgis_process("change", BEFORE=str(naip), AFTER=later, OUTPUT=str(out / "change.tif"))
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    with rasterio.open(out / "change.tif") as src:
+        assert src.count == 2 and src.read(2).max() == 0  # score and mask: no change
+    assert sorted(p.name for p in out.iterdir()) == ["change.tif", "classes.tif", "view.tif"]

@@ -1,12 +1,12 @@
-"""The dialog of Classify / Embed / Reconstruct layer: it gathers and checks parameters from
-files only (GDAL for the bands, the model file's header for sensors and heads), so it opens at
-once; the work itself runs in the engine's process."""
+"""The dialog of Classify / Embed / Reconstruct layer and Change between two layers: it gathers
+and checks parameters from files only (GDAL for the bands, the model file's header for sensors
+and heads), so it opens at once; the work itself runs in the engine's process."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from qgis.core import QgsMapLayerProxyModel
+from qgis.core import QgsCoordinateTransform, QgsCsException, QgsMapLayerProxyModel, QgsProject
 from qgis.gui import QgsFileWidget, QgsMapLayerComboBox
 from qgis.PyQt.QtCore import Qt
 from qgis.PyQt.QtWidgets import (
@@ -15,7 +15,9 @@ from qgis.PyQt.QtWidgets import (
     QComboBox,
     QDialog,
     QDialogButtonBox,
+    QDoubleSpinBox,
     QFormLayout,
+    QHBoxLayout,
     QLabel,
     QListWidget,
     QListWidgetItem,
@@ -31,28 +33,41 @@ DEVICES = {
     "cuda": "NVIDIA GPU (CUDA)",
     "mps": "Apple GPU (MPS)",
 }
+HEAD_KINDS = {"classify": ("scene", "segmentation"), "change": ("change",)}  # heads it offers
+ZERO_SHOT = "the zero-shot score (pixels and embeddings, no training)"
+DEFAULT_THRESHOLD = 3.0  # change: scores are standard deviations of the scene's; 3 = outliers
+NOT_ON_DISK = (
+    "This layer is not a raster file on disk: save it as a GeoTIFF first (Export > Save As…)."
+)
 
 
 class OfaDialog(QDialog):
-    def __init__(self, task: str, runner: engine.Engine, layer=None, parent=None):
+    """One layer and a task; for change, ``layer`` is BEFORE and ``after`` the later date."""
+
+    def __init__(self, task: str, runner: engine.Engine, layer=None, parent=None, after=None):
         super().__init__(parent)
         self.task, self.runner = task, runner
         self.registry = runner.sensors()
         self.model: engine.ModelInfo | None = None
         self.bands: list[layers.Band] = []
-        self.setWindowTitle("OFA Explore: " + protocol.task(task).title)
+        self.setWindowTitle("OFA Explore: " + protocol.task(task).title.rstrip("…"))
         self.setObjectName("ofa_explore_dialog")
         form = QFormLayout(self)
-        self.layer = QgsMapLayerComboBox()
-        self.layer.setFilters(QgsMapLayerProxyModel.RasterLayer)
-        if layer is not None:
-            self.layer.setLayer(layer)
-        form.addRow("Raster layer", self.layer)
-        self.band_list = QListWidget()
+        self.layer = raster_box(layer)
+        self.after = raster_box(after)
+        if task == "change":
+            form.addRow("Before", self.layer)
+            form.addRow("After", self.after)
+        else:
+            form.addRow("Raster layer", self.layer)
+        self.band_list = QListWidget(self)
         self.band_list.setMaximumHeight(120)
         self.band_list.setDragDropMode(QAbstractItemView.InternalMove)  # the order fed in
         self.band_list.setToolTip("Tick the bands to use; drag them into the sensor's order.")
-        form.addRow("Bands (drag to reorder)", self.band_list)
+        if task == "change":  # the engine reads every band of both dates
+            self.band_list.hide()
+        else:
+            form.addRow("Bands (drag to reorder)", self.band_list)
         self.sensor = QComboBox()
         form.addRow("Sensor", self.sensor)
         self.model_choice = QComboBox()
@@ -66,8 +81,8 @@ class OfaDialog(QDialog):
         self.checkpoint.setFilter("OFA Explore models (*.safetensors)")
         form.addRow("or a model file", self.checkpoint)
         self.head = QComboBox()
-        if task == "classify":
-            form.addRow("Classes from", self.head)
+        if task in HEAD_KINDS:
+            form.addRow("Classes from" if task == "classify" else "Score from", self.head)
         self.device = QComboBox()
         for key, label in DEVICES.items():
             self.device.addItem(label, key)
@@ -89,6 +104,22 @@ class OfaDialog(QDialog):
         self.add_cube = QCheckBox("Also add the embedding cube (one band per feature)")
         if task == "embed":
             form.addRow("", self.add_cube)
+        self.threshold = QDoubleSpinBox()
+        self.threshold.setRange(-1000.0, 1000.0)
+        self.threshold.setValue(DEFAULT_THRESHOLD)
+        self.threshold.setToolTip(
+            "Pixels whose score is at least this are changed: drawn, counted and outlined. "
+            "Scores are in standard deviations of the scene's own scores."
+        )
+        self.otsu = QCheckBox("from the scene (Otsu)")
+        self.otsu.toggled.connect(lambda on: self.threshold.setEnabled(not on))
+        self.polygons = QCheckBox("Also outline the changed areas as polygons")
+        if task == "change":
+            row = QHBoxLayout()
+            row.addWidget(self.threshold)
+            row.addWidget(self.otsu)
+            form.addRow("Threshold", row)
+            form.addRow("", self.polygons)
         self.status = QLabel()
         self.status.setWordWrap(True)
         self.status.setStyleSheet("color: #b00020")
@@ -98,6 +129,7 @@ class OfaDialog(QDialog):
         self.buttons.rejected.connect(self.reject)
         form.addRow(self.buttons)
         self.layer.layerChanged.connect(self.refresh_layer)
+        self.after.layerChanged.connect(self.validate)
         self.checkpoint.fileChanged.connect(self.refresh_model)
         self.model_choice.currentIndexChanged.connect(self.refresh_model)
         self.band_list.itemChanged.connect(self.refresh_sensors)
@@ -126,8 +158,10 @@ class OfaDialog(QDialog):
             self.status.setText(str(err))
         self.head.clear()
         for name, info in self.model.heads.items() if self.model else []:
-            if info.get("kind") in ("scene", "segmentation"):
+            if info.get("kind") in HEAD_KINDS.get(self.task, ()):
                 self.head.addItem(self.head_label(name, info), name)
+        if self.task == "change" and self.head.count() == 0:  # the engine's default then
+            self.head.addItem(ZERO_SHOT, None)
         self.refresh_sensors()
 
     def refresh_layer(self, *_) -> None:
@@ -185,6 +219,8 @@ class OfaDialog(QDialog):
         self.head.blockSignals(True)
         for i in range(self.head.count()):
             name = self.head.itemData(i)
+            if name is None:  # the zero-shot score: any sensor
+                continue
             info = self.model.heads[name] if self.model else {}
             why = layers.head_problem(info, sensor, self.registry)
             self.head.setItemText(i, self.head_label(name, info) + (f": {why}" if why else ""))
@@ -200,6 +236,8 @@ class OfaDialog(QDialog):
         """What the head gives and the sensor it was trained on, as the list shows it."""
         trained = info.get("modality")
         on = layers.sensor_name(self.registry, trained) if trained else "any sensor"
+        if info.get("kind") == "change":
+            return f"{name} (trained change head, {on})"
         return f"{name} ({len(info.get('classes', []))} classes, {on})"
 
     def head_fits(self) -> bool:
@@ -212,12 +250,11 @@ class OfaDialog(QDialog):
         """Why the dialog cannot run yet, in a sentence; None when it can."""
         layer = self.layer.currentLayer()
         if layer is None:
-            return "Choose a raster layer."
+            return "Choose the Before layer." if self.task == "change" else "Choose a raster layer."
         if not Path(layer.source()).is_file():
-            return (
-                "This layer is not a raster file on disk: save it as a GeoTIFF first "
-                "(Export > Save As…)."
-            )
+            return NOT_ON_DISK
+        if self.task == "change" and (pair := self.pair_problem()):
+            return pair
         if self.model is None:
             return self.status.text() or "The model file cannot be read."
         if self.task == "classify" and self.head.count() == 0:
@@ -236,38 +273,90 @@ class OfaDialog(QDialog):
         selection = layers.check_selection(
             self.sensor.currentData(), self.selected_bands(), self.registry
         )
-        if selection or self.task != "classify" or self.head_fits():
+        if selection or self.task not in HEAD_KINDS or self.head_fits():
             return selection
         reasons = "; ".join(
             f"{self.head.itemData(i)} was {self.head.itemData(i, Qt.ToolTipRole)}"
             for i in range(self.head.count())
         )
+        kind = "classification" if self.task == "classify" else "change"
         return (
-            f"No classification head of this model fits this layer ({reasons}). Choose the "
+            f"No {kind} head of this model fits this layer ({reasons}). Choose the "
             "Sensor and bands it was trained on, another model, or train a head for this "
             "sensor with `ofa train-head` in the engine's environment."
         )
 
+    def pair_problem(self) -> str | None:
+        """Why Before and After cannot be compared, in a sentence; None when they can."""
+        before, after = self.layer.currentLayer(), self.after.currentLayer()
+        if after is None:
+            return "Choose the After layer: the later date of the same place."
+        if not Path(after.source()).is_file():
+            return NOT_ON_DISK
+        if Path(after.source()).resolve() == Path(before.source()).resolve():
+            return "Before and After are the same layer: choose the later date's layer as After."
+        if after.bandCount() != before.bandCount():
+            return (
+                f"Before has {before.bandCount()} bands and After {after.bandCount()}: the two "
+                "dates must come from the same sensor, with the same bands."
+            )
+        if not overlap(before, after):
+            return "Before and After do not overlap: choose two layers of the same place."
+        return None
+
     def validate(self, *_) -> None:
-        if self.task == "classify":
+        if self.task in HEAD_KINDS:
             self.refresh_heads()
         problem = self.problem()
         self.status.setText(problem or "")
         self.buttons.button(QDialogButtonBox.Ok).setEnabled(problem is None)
 
+    def result_name(self) -> str:
+        """What the result is called: the layer's name, or "<before> to <after>"."""
+        name = self.layer.currentLayer().name()
+        return f"{name} to {self.after.currentLayer().name()}" if self.task == "change" else name
+
     def job(self) -> engine.Job:
-        layer = self.layer.currentLayer()
         folder = Path(self.folder.filePath())
         settings.set_value("output_folder", str(folder))
-        bands = [b.number for b in self.selected_bands()]
-        return engine.Job(
+        output = protocol.layer_output(folder, self.result_name(), self.task)
+        job = engine.Job(
             task=self.task,
-            source=layer.source(),
-            output=str(protocol.layer_output(folder, layer.name(), self.task)),
-            bands=[] if bands == [b.number for b in self.bands] else bands,
+            source=self.layer.currentLayer().source(),
+            output=str(output),
             modality=self.sensor.currentData().modality,
             checkpoint=self.checkpoint.filePath() or self.model_choice.currentData() or None,
-            head=self.head.currentData() if self.task == "classify" else None,
+            head=self.head.currentData(),
             device=self.device.currentData(),
             tile=self.tile.value() or None,
         )
+        if self.task == "change":
+            job.after = self.after.currentLayer().source()
+            job.threshold = "otsu" if self.otsu.isChecked() else f"{self.threshold.value():g}"
+            if self.polygons.isChecked():
+                job.polygons = str(protocol.companion_path(output, ".gpkg"))
+        else:
+            bands = [b.number for b in self.selected_bands()]
+            job.bands = [] if bands == [b.number for b in self.bands] else bands
+        return job
+
+
+def raster_box(layer=None) -> QgsMapLayerComboBox:
+    """A picker of the project's raster layers, on ``layer``."""
+    box = QgsMapLayerComboBox()
+    box.setFilters(QgsMapLayerProxyModel.RasterLayer)
+    if layer is not None:
+        box.setLayer(layer)
+    return box
+
+
+def overlap(a, b) -> bool:
+    """Whether two layers' extents meet (``b``'s brought into ``a``'s CRS)."""
+    extent = b.extent()
+    if a.crs().isValid() and b.crs().isValid() and a.crs() != b.crs():
+        try:
+            transform = QgsCoordinateTransform(b.crs(), a.crs(), QgsProject.instance())
+            extent = transform.transformBoundingBox(extent)
+        except QgsCsException:
+            return False
+    return extent.intersects(a.extent())

@@ -247,7 +247,8 @@ def unique_name(name: str, taken: set[str]) -> str:
 # ---------------------------------------------------------------- running a job
 @dataclass
 class Job:
-    """One engine run: ``ofa <task> <source> -o <output>`` with the dialog's choices."""
+    """One engine run: ``ofa <task> <source> -o <output>`` with the dialog's choices; change
+    compares ``source`` (BEFORE) with ``after``."""
 
     task: str
     source: str
@@ -259,26 +260,28 @@ class Job:
     device: str = "auto"
     tile: int | None = None
     overwrite: bool = False
+    after: str | None = None  # change: the later date
+    threshold: str | None = None  # change: a score ("3") or "otsu"; the mask band and area
+    polygons: str | None = None  # change: a .gpkg for the changed areas (needs a threshold)
+
+    def sources(self) -> list[str]:
+        """The files the job reads."""
+        return [self.source] + ([self.after] if self.after else [])
 
     def arguments(self) -> list[str]:
-        protocol.task(self.task)  # an unknown task is refused here, not by the worker
-        args = [
-            self.task,
-            self.source,
-            "-o",
-            self.output,
-            "--progress",
-            "json",
-            "--device",
-            self.device,
-            "--no-quicklook",  # QGIS shows the result itself
-        ]
+        task = protocol.task(self.task)  # an unknown task is refused here, not by the worker
+        args = [self.task, *self.sources(), "-o", self.output, "--progress", "json"]
+        args += ["--device", self.device]
+        if protocol.QUICKLOOK in task.companions:  # a task that draws one unless told not to
+            args.append("--no-quicklook")  # QGIS shows the result itself
         for flag, value in (
             ("--bands", ",".join(map(str, self.bands))),
             ("--modality", self.modality),
             ("--checkpoint", self.checkpoint),
-            ("--head", self.head if self.task == "classify" else None),
+            ("--head", self.head),
             ("--tile", str(self.tile) if self.tile else None),
+            ("--threshold", self.threshold),
+            ("--polygons", self.polygons),
         ):
             if value:
                 args += [flag, value]
@@ -301,7 +304,7 @@ def run(
     "" once it runs."""
     from . import workers  # it imports this module
 
-    if not Path(job.source).is_file():
+    if not all(Path(source).is_file() for source in job.sources()):
         raise EngineError(
             "the layer is not a raster file on disk (the engine reads files "
             "through GDAL): save it as a GeoTIFF first (Export > Save As…)"

@@ -7,7 +7,7 @@ import threading
 import traceback
 from pathlib import Path
 
-from qgis.core import Qgis, QgsApplication, QgsMapLayerType
+from qgis.core import Qgis, QgsApplication, QgsMapLayerType, QgsProject
 from qgis.PyQt.QtCore import Qt
 from qgis.PyQt.QtGui import QFontDatabase
 from qgis.PyQt.QtWidgets import QAction, QMessageBox, QPushButton
@@ -72,22 +72,34 @@ class OfaExplorePlugin:
         except engine.EngineError as err:
             self._message(str(err), Qgis.Critical, setup_button=True)
             return None
-        layer = self.iface.activeLayer()
-        if layer is None or layer.type() != QgsMapLayerType.RasterLayer:
+        title = protocol.task(task).title.rstrip("…")
+        layer, after = self.iface.activeLayer(), None
+        if task == "change":
+            layer, after = change_pair(layer, rasters())
+            if after is None:
+                self._message(
+                    f"{title} compares two raster layers of the same place, and the project "
+                    "has fewer: add both dates first.",
+                    Qgis.Warning,
+                )
+                return None
+        elif layer is None or layer.type() != QgsMapLayerType.RasterLayer:
             what = f"{layer.name()} is not a raster layer" if layer else "no layer is selected"
             self._message(
-                f"{protocol.task(task).title} works on a raster layer, and {what}: select one "
+                f"{title} works on a raster layer, and {what}: select one "
                 "in the Layers panel first.",
                 Qgis.Warning,
             )
             return None
         workers.warm_up(runner)  # the engine starts while the user fills in the dialog
         try:
-            dialog = self.last_dialog = OfaDialog(task, runner, layer, self.iface.mainWindow())
+            dialog = self.last_dialog = OfaDialog(
+                task, runner, layer, self.iface.mainWindow(), after=after
+            )
         except Exception as err:  # noqa: BLE001 - a message, never QGIS's "Python error"
             log(traceback.format_exc(), Qgis.Critical)
             self._message(
-                f"The {protocol.task(task).title} dialog could not open: check the engine "
+                f"The {title} dialog could not open: check the engine "
                 "with Raster > OFA Explore > Set up engine… (the details are in the log, tab "
                 f"OFA Explore: {err})",
                 Qgis.Critical,
@@ -98,13 +110,26 @@ class OfaExplorePlugin:
         if not dialog.exec_():
             return None
         return self.start(
-            runner, dialog.job(), dialog.layer.currentLayer(), add_cube=dialog.add_cube.isChecked()
+            runner,
+            dialog.job(),
+            dialog.layer.currentLayer(),
+            add_cube=dialog.add_cube.isChecked(),
+            name=dialog.result_name(),
         )
 
     def start(
-        self, runner: engine.Engine, job: engine.Job, layer=None, add_cube: bool = False
+        self,
+        runner: engine.Engine,
+        job: engine.Job,
+        layer=None,
+        add_cube: bool = False,
+        name: str | None = None,
     ) -> EngineTask:
-        name = layer.name() if layer is not None else Path(job.source).stem
+        """Runs ``job`` as a task; its result is added as ``name`` (default: the layer's, or
+        the input files')."""
+        name = name or (
+            layer.name() if layer is not None else " to ".join(Path(s).stem for s in job.sources())
+        )
         task = EngineTask(
             f"OFA Explore: {protocol.task(job.task).verb} {name}",
             runner,
@@ -241,17 +266,20 @@ class OfaExplorePlugin:
 
 def summary(info: dict, layer_name: str, registry: list[dict]) -> tuple[str, str]:
     """What a run found, for the message bar (one line that fits it, about 100 characters)
-    and its Details: the classes with their shares (areas and the file under Details), the
-    sensor the layer was read as, the precision, the tiles and time."""
+    and its Details: the classes with their shares, or the changed area and its share (areas
+    and the file under Details), the sensor the layer was read as, the precision, the tiles and
+    time."""
     sensor = layers.sensor_name(registry, info.get("modality") or "?")
     tiles = protocol.count(int(info.get("tiles") or 0), "tile")
     found = sorted(
         (a for a in info.get("areas") or [] if a.get("pixels")), key=lambda a: -a["share"]
     )
     classes = ", ".join(f"{a['class']} {a['share']:.0%}" for a in found[:3])
+    changed = changed_text(info.get("checks") or {})
     short = (
         f"{layer_name}: "
         + (f"{classes}{', …' if len(found) > 3 else ''}; " if found else "")
+        + (f"{changed}; " if changed else "")
         + f"{sensor}, {info.get('precision')}, {tiles} in {info.get('seconds')} s"
     )
     if info.get("warnings"):  # the values do not fit the sensor, no CRS...: worth a look
@@ -270,6 +298,38 @@ def summary(info: dict, layer_name: str, registry: list[dict]) -> tuple[str, str
         details += ["", f"Classes found ({info.get('head')}), largest first:"]
         details.append(protocol.class_table(found))
     return short, "\n".join(details)
+
+
+def changed_text(checks: dict) -> str | None:
+    """A change result's changed area and its share of the pixels with data in both dates
+    ("12.5 ha changed (1.1%)"; pixels where the CRS has no metres); None for other results."""
+    if "changed_share" not in checks:
+        return None
+    if "changed_hectares" in checks:
+        area = f"{checks['changed_hectares']:,.1f} ha"
+    else:
+        area = f"{int(checks['changed_pixels']):,} px"
+    return f"{area} changed ({checks['changed_share']:.1%})"
+
+
+def rasters() -> list:
+    """The project's raster layers, as the Layers panel lists them (top first)."""
+    order = QgsProject.instance().layerTreeRoot().layerOrder()
+    return [lyr for lyr in order if lyr.type() == QgsMapLayerType.RasterLayer]
+
+
+def change_pair(active, layers: list) -> tuple:
+    """The (BEFORE, AFTER) the change dialog opens with: the active raster layer (else the top
+    one) and the nearest other with as many bands; the lower of the two in the Layers panel,
+    added first, is BEFORE. (None, None) with fewer than two raster layers."""
+    if len(layers) < 2:
+        return None, None
+    ids = [lyr.id() for lyr in layers]
+    at = ids.index(active.id()) if active is not None and active.id() in ids else 0
+    others = sorted((i for i in range(len(layers)) if i != at), key=lambda i: abs(i - at))
+    same = [i for i in others if layers[i].bandCount() == layers[at].bandCount()]
+    upper, lower = sorted((at, (same or others)[0]))
+    return layers[lower], layers[upper]
 
 
 def cancelled_text(job: engine.Job, name: str) -> str:

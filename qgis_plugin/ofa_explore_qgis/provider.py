@@ -7,21 +7,25 @@ import shutil
 from pathlib import Path
 
 from qgis.core import (
+    QgsProcessing,
     QgsProcessingAlgorithm,
     QgsProcessingException,
     QgsProcessingLayerPostProcessorInterface,
     QgsProcessingParameterBand,
+    QgsProcessingParameterBoolean,
     QgsProcessingParameterEnum,
     QgsProcessingParameterFile,
+    QgsProcessingParameterNumber,
     QgsProcessingParameterRasterDestination,
     QgsProcessingParameterRasterLayer,
     QgsProcessingParameterString,
+    QgsProcessingParameterVectorDestination,
     QgsProcessingProvider,
     QgsProcessingUtils,
 )
 
 from . import engine, settings
-from .dialog import DEVICES
+from .dialog import DEFAULT_THRESHOLD, DEVICES
 from .resources import icon
 
 
@@ -46,21 +50,29 @@ class OfaProvider(QgsProcessingProvider):
 
     def loadAlgorithms(self) -> None:  # noqa: N802
         sensors = sensor_names()
-        for algorithm in (ClassifyRaster, EmbedRaster, ReconstructRaster):
+        for algorithm in (ClassifyRaster, EmbedRaster, ReconstructRaster, ChangeRasters):
             self.addAlgorithm(algorithm(sensors))
 
+    def supportedOutputVectorLayerExtensions(self) -> list[str]:  # noqa: N802
+        return ["gpkg"]  # the engine writes the changed areas as a GeoPackage
 
-class _ClassStyle(QgsProcessingLayerPostProcessorInterface):
-    """Gives the loaded class map its head's names and colours."""
 
-    def __init__(self, classes: list[str], colors: list[str]):
+class _Style(QgsProcessingLayerPostProcessorInterface):
+    """Styles a loaded output as the toolbar's actions do: ``style(layer)``."""
+
+    def __init__(self, style):
         super().__init__()
-        self.classes, self.colors = classes, colors
+        self.style = style
 
     def postProcessLayer(self, layer, context, feedback) -> None:  # noqa: N802
-        from .style import style_classes
+        self.style(layer)
 
-        style_classes(layer, self.classes, self.colors)
+
+def style_on_load(algorithm, context, path: str, style) -> None:
+    """``style(layer)`` once Processing loads ``path`` into the project (if it does)."""
+    if context.willLoadLayerOnCompletion(path):
+        algorithm.styles = [*getattr(algorithm, "styles", []), _Style(style)]  # kept alive
+        context.layerToLoadOnCompletionDetails(path).setPostProcessor(algorithm.styles[-1])
 
 
 class _OfaAlgorithm(QgsProcessingAlgorithm):
@@ -71,16 +83,7 @@ class _OfaAlgorithm(QgsProcessingAlgorithm):
         self.sensors = sensors
 
     def initAlgorithm(self, config=None) -> None:  # noqa: N802
-        self.addParameter(QgsProcessingParameterRasterLayer("INPUT", "Raster layer"))
-        self.addParameter(
-            QgsProcessingParameterBand(
-                "BANDS",
-                "Bands, in order (empty: all)",
-                parentLayerParameterName="INPUT",
-                optional=True,
-                allowMultiple=True,
-            )
-        )
+        self.add_input_parameters()
         self.addParameter(
             QgsProcessingParameterEnum("SENSOR", "Sensor", options=self.sensors, defaultValue=0)
         )
@@ -99,27 +102,48 @@ class _OfaAlgorithm(QgsProcessingAlgorithm):
             )
         )
 
+    def add_input_parameters(self) -> None:
+        self.addParameter(QgsProcessingParameterRasterLayer("INPUT", "Raster layer"))
+        self.addParameter(
+            QgsProcessingParameterBand(
+                "BANDS",
+                "Bands, in order (empty: all)",
+                parentLayerParameterName="INPUT",
+                optional=True,
+                allowMultiple=True,
+            )
+        )
+
     def add_task_parameters(self) -> None:
         raise NotImplementedError
 
-    def run_engine(
-        self, parameters, context, feedback, output: str, head: str | None = None
-    ) -> dict:
-        layer = self.parameterAsRasterLayer(parameters, "INPUT", context)
+    def inputs(self, parameters, context) -> dict:
+        """The job's fields for what it reads: the layer's file and the bands chosen."""
+        return {
+            "source": self.raster_file(parameters, "INPUT", context),
+            "bands": self.parameterAsInts(parameters, "BANDS", context),
+        }
+
+    def raster_file(self, parameters, name: str, context) -> str:
+        layer = self.parameterAsRasterLayer(parameters, name, context)
         if layer is None:
-            raise QgsProcessingException("INPUT is not a raster layer")
+            raise QgsProcessingException(f"{name} is not a raster layer")
+        return layer.source()
+
+    def run_engine(self, parameters, context, feedback, output: str, **choices) -> dict:
+        """Runs the engine on the inputs with the common parameters and the task's
+        ``choices`` (Job fields); an engine error is a QgsProcessingException in its words."""
         sensor = self.sensors[self.parameterAsEnum(parameters, "SENSOR", context)]
         job = engine.Job(
             task=self.TASK,
-            source=layer.source(),
             output=output,
-            bands=self.parameterAsInts(parameters, "BANDS", context),
             modality=None if sensor == "auto" else sensor,
             checkpoint=self.parameterAsFile(parameters, "MODEL", context) or None,
-            head=head,
             device=list(DEVICES)[self.parameterAsEnum(parameters, "DEVICE", context)],
-            overwrite=True,
-        )  # Processing chose or confirmed OUTPUT
+            overwrite=True,  # Processing chose or confirmed OUTPUT
+            **self.inputs(parameters, context),
+            **choices,
+        )
         try:
             return engine.run(
                 settings.current_engine(),
@@ -183,9 +207,14 @@ class ClassifyRaster(_OfaAlgorithm):
             output,
             head=self.parameterAsString(parameters, "HEAD", context) or None,
         )
-        if context.willLoadLayerOnCompletion(info["path"]):
-            self.style = _ClassStyle(info["classes"], info["colors"])  # kept alive with self
-            context.layerToLoadOnCompletionDetails(info["path"]).setPostProcessor(self.style)
+        from .style import style_classes
+
+        style_on_load(
+            self,
+            context,
+            info["path"],
+            lambda layer: style_classes(layer, info["classes"], info["colors"]),
+        )
         return {"OUTPUT": info["path"]}
 
 
@@ -247,3 +276,88 @@ class ReconstructRaster(_OfaAlgorithm):
     def processAlgorithm(self, parameters, context, feedback) -> dict:  # noqa: N802
         output = self.parameterAsOutputLayer(parameters, "OUTPUT", context)
         return {"OUTPUT": self.run_engine(parameters, context, feedback, output)["path"]}
+
+
+class ChangeRasters(_OfaAlgorithm):
+    TASK = "change"
+
+    def name(self) -> str:
+        return "change"
+
+    def displayName(self) -> str:  # noqa: N802
+        return "Change between two rasters"
+
+    def shortHelpString(self) -> str:  # noqa: N802
+        return (
+            "The change from BEFORE to AFTER on BEFORE's grid (AFTER is warped onto it when "
+            "needed): band 1 the change score (higher = more change, in standard deviations "
+            "of the scene's scores; drawn from the threshold up), band 2 the 0/1 mask of "
+            "scores at or above the threshold; on request the changed areas as polygons with "
+            "their area. Zero-shot unless the model carries a trained change head."
+        )
+
+    def add_input_parameters(self) -> None:
+        self.addParameter(QgsProcessingParameterRasterLayer("BEFORE", "Before (earlier date)"))
+        self.addParameter(
+            QgsProcessingParameterRasterLayer("AFTER", "After (later date, same sensor)")
+        )
+
+    def inputs(self, parameters, context) -> dict:
+        return {
+            "source": self.raster_file(parameters, "BEFORE", context),
+            "after": self.raster_file(parameters, "AFTER", context),
+        }
+
+    def add_task_parameters(self) -> None:
+        self.addParameter(
+            QgsProcessingParameterNumber(
+                "THRESHOLD",
+                "Threshold (score in standard deviations)",
+                type=QgsProcessingParameterNumber.Double,
+                defaultValue=DEFAULT_THRESHOLD,
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterBoolean(
+                "OTSU", "Threshold from the scene instead (Otsu)", defaultValue=False
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterString(
+                "HEAD",
+                "Change head (empty: the engine's default; the zero-shot score for a model "
+                "without change heads)",
+                optional=True,
+            )
+        )
+        self.addParameter(QgsProcessingParameterRasterDestination("OUTPUT", "Change"))
+        self.addParameter(
+            QgsProcessingParameterVectorDestination(
+                "POLYGONS",
+                "Changed areas (polygons)",
+                type=QgsProcessing.TypeVectorPolygon,
+                optional=True,
+                createByDefault=False,
+            )
+        )
+
+    def processAlgorithm(self, parameters, context, feedback) -> dict:  # noqa: N802
+        from .style import style_change, style_outlines
+
+        output = self.parameterAsOutputLayer(parameters, "OUTPUT", context)
+        polygons = self.parameterAsOutputLayer(parameters, "POLYGONS", context) or None
+        otsu = self.parameterAsBoolean(parameters, "OTSU", context)
+        threshold = self.parameterAsDouble(parameters, "THRESHOLD", context)
+        info = self.run_engine(
+            parameters,
+            context,
+            feedback,
+            output,
+            threshold="otsu" if otsu else f"{threshold:g}",
+            polygons=polygons,
+            head=self.parameterAsString(parameters, "HEAD", context) or None,
+        )
+        style_on_load(self, context, info["path"], style_change)
+        if polygons:
+            style_on_load(self, context, polygons, style_outlines)
+        return {"OUTPUT": info["path"], "POLYGONS": polygons}

@@ -1,13 +1,21 @@
 """Results as QGIS layers: class maps with a paletted renderer (the head's names and colours),
-embeddings as their PCA colour view, reconstructions drawn like their input layer."""
+embeddings as their PCA colour view, reconstructions drawn like their input layer, change scores
+transparent below their threshold and a yellow-to-red ramp above, with the changed areas'
+outlines on top."""
 
 from __future__ import annotations
 
 from qgis.core import (
+    QgsColorRampShader,
+    QgsFillSymbol,
+    QgsMapLayer,
     QgsMultiBandColorRenderer,
     QgsPalettedRasterRenderer,
     QgsProject,
     QgsRasterLayer,
+    QgsRasterShader,
+    QgsSingleBandPseudoColorRenderer,
+    QgsVectorLayer,
 )
 from qgis.PyQt.QtGui import QColor
 
@@ -31,6 +39,56 @@ def style_classes(layer: QgsRasterLayer, classes: list[str], colors: list[str]) 
     layer.triggerRepaint()
 
 
+CHANGE_COLORS = ("#fed976", "#fd8d3c", "#e31a1c", "#800026")  # ColorBrewer YlOrRd: more, darker
+CHANGE_SPAN = 6.0  # the ramp's length above the threshold, in standard deviations of the scores
+DEFAULT_THRESHOLD = 3.0  # a score without a threshold in its file
+
+
+def change_renderer(layer: QgsRasterLayer, threshold: float) -> QgsSingleBandPseudoColorRenderer:
+    """Band 1, the score: transparent below ``threshold`` (no change: the map beneath shows),
+    then yellow to dark red over CHANGE_SPAN, dark red beyond."""
+    shader = QgsColorRampShader(threshold, threshold + CHANGE_SPAN)
+    shader.setColorRampType(QgsColorRampShader.Interpolated)
+    items = [  # below the first item the shader keeps its colour: transparent
+        QgsColorRampShader.ColorRampItem(
+            threshold - 1e-6, QColor(0, 0, 0, 0), f"below {threshold:.3g}: no change"
+        )
+    ]
+    for i, color in enumerate(CHANGE_COLORS):
+        value = threshold + CHANGE_SPAN * i / (len(CHANGE_COLORS) - 1)
+        items.append(QgsColorRampShader.ColorRampItem(value, QColor(color), f"{value:.3g}"))
+    shader.setColorRampItemList(items)
+    function = QgsRasterShader()
+    function.setRasterShaderFunction(shader)
+    renderer = QgsSingleBandPseudoColorRenderer(layer.dataProvider(), 1, function)
+    renderer.setClassificationMin(threshold)
+    renderer.setClassificationMax(threshold + CHANGE_SPAN)
+    return renderer
+
+
+def change_threshold(path: str) -> float:
+    """The threshold the engine used (Otsu's is known only then), from the file's tags."""
+    from osgeo import gdal
+
+    ds = gdal.Open(path)
+    value = ds.GetMetadataItem(protocol.CHANGE_THRESHOLD_TAG) if ds is not None else None
+    return float(value) if value else DEFAULT_THRESHOLD
+
+
+def style_change(layer: QgsRasterLayer) -> None:
+    layer.setRenderer(change_renderer(layer, change_threshold(layer.source())))
+    layer.triggerRepaint()
+
+
+def style_outlines(layer: QgsVectorLayer) -> None:
+    """The changed areas as outlines only, the change beneath them left visible."""
+    symbol = QgsFillSymbol.createSimple(
+        {"style": "no", "outline_color": "0,180,255", "outline_width": "0.5"}
+    )
+    layer.renderer().setSymbol(symbol)
+    layer.triggerRepaint()
+
+
 def add_result_layers(
     info: dict,
     job: Job,
@@ -38,12 +96,13 @@ def add_result_layers(
     name: str,
     add_cube: bool = False,
     project: QgsProject | None = None,
-) -> list[QgsRasterLayer]:
-    """Adds an engine result to the project, styled, under names no other layer has; raises
-    RuntimeError if QGIS cannot read a file."""
+) -> list[QgsMapLayer]:
+    """Adds an engine result to the project, styled, under names no other layer has (the main
+    layer first in the list); raises RuntimeError if QGIS cannot read a file."""
     project = project or QgsProject.instance()
     taken = {lyr.name() for lyr in project.mapLayers().values()}
     title = unique_name(f"{name} {protocol.task(job.task).layer}", taken)
+    layers: list[QgsMapLayer]
     if job.task == "classify":
         layer = _open(info["path"], title)
         style_classes(layer, info["classes"], info["colors"])
@@ -54,13 +113,22 @@ def add_result_layers(
         layers = [layer]
         if add_cube:
             layers.append(_open(info["path"], unique_name(f"{name} embedding cube", taken)))
+    elif job.task == "change":
+        layer = _open(info["path"], title)
+        style_change(layer)
+        layers = [layer]
     else:
         layer = _open(info["path"], title)
         _draw_like(layer, source, job.bands)
         layers = [layer]
+    outlines = _outlines(job.polygons, unique_name(f"{name} changed areas", taken))
     for layer in reversed(layers):  # on top of the Layers panel, the first one uppermost:
         project.addMapLayer(layer, False)  # the newest result is the one seen
         project.layerTreeRoot().insertLayer(0, layer)
+    if outlines is not None:  # the changed areas' outlines, above their scores
+        project.addMapLayer(outlines, False)
+        project.layerTreeRoot().insertLayer(0, outlines)
+        layers.append(outlines)
     return layers
 
 
@@ -82,6 +150,17 @@ def _draw_like(layer: QgsRasterLayer, source: QgsRasterLayer | None, bands: list
         clone.setGreenBand(order.index(picked[1]) + 1)
         clone.setBlueBand(order.index(picked[2]) + 1)
         layer.setRenderer(clone)
+
+
+def _outlines(path: str | None, name: str) -> QgsVectorLayer | None:
+    """The changed areas' GeoPackage as an outlined layer; None when none was asked for."""
+    if not path:
+        return None
+    layer = QgsVectorLayer(path, name, "ogr")
+    if not layer.isValid():
+        raise RuntimeError(f"QGIS cannot open the result {path}")
+    style_outlines(layer)
+    return layer
 
 
 def _open(path: str, name: str) -> QgsRasterLayer:

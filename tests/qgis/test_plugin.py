@@ -7,6 +7,7 @@ venv's); QGIS's own Python here has neither torch nor ofa_explore.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import sys
@@ -157,14 +158,15 @@ def test_plugin_loads_with_distinct_actions_and_processing_provider(plugin):
         "Classify layer",
         "Embed layer",
         "Reconstruct layer",
+        "Change between two layers…",
         "Set up engine…",
     ]
     images = {
         a.icon().pixmap(24, 24).toImage().bits().asstring(24 * 24 * 4) for a in plugin.actions
     }
-    assert len(images) == 4  # four different icons
+    assert len(images) == 5  # five different icons
     registry = QgsApplication.processingRegistry()
-    for name in ("classify_raster", "embed_raster", "reconstruct_raster"):
+    for name in ("classify_raster", "embed_raster", "reconstruct_raster", "change"):
         algorithm = registry.algorithmById(f"ofa_explore:{name}")
         assert algorithm is not None
     sensors = registry.algorithmById("ofa_explore:classify_raster").parameterDefinition("SENSOR")
@@ -195,7 +197,7 @@ def test_plugin_installs_from_the_zip(qgis_iface, tmp_path, monkeypatch):
     assert qgis.utils.startPlugin("ofa_explore_qgis")
     try:
         plugin = qgis.utils.plugins["ofa_explore_qgis"]
-        assert len(plugin.actions) == 4 and not plugin.actions[0].icon().isNull()
+        assert len(plugin.actions) == 5 and not plugin.actions[0].icon().isNull()
         assert Path(sys.modules["ofa_explore_qgis"].__file__).parent.parent == tmp_path / "plugins"
     finally:
         qgis.utils.unloadPlugin("ofa_explore_qgis")
@@ -750,7 +752,8 @@ def test_processing_algorithms_write_the_right_outputs(plugin, data, tmp_path):
 
 
 def _screenshot_side_by_side(layers, path: Path, size: int = 384) -> None:
-    """The input (true colour: B04, B03, B02) and the styled result, rendered by QGIS."""
+    """The input (true colour: B04, B03, B02) and the styled result, rendered by QGIS; a list
+    in ``layers`` is drawn as one map (top layer first)."""
     from qgis.core import (
         QgsContrastEnhancement,
         QgsMapRendererParallelJob,
@@ -769,10 +772,11 @@ def _screenshot_side_by_side(layers, path: Path, size: int = 384) -> None:
     canvas.fill(QColor("white"))
     painter = QPainter(canvas)
     for i, layer in enumerate(layers):
+        drawn = layer if isinstance(layer, list) else [layer]
         settings = QgsMapSettings()
-        settings.setLayers([layer])
-        settings.setDestinationCrs(layer.crs())
-        settings.setExtent(layer.extent())
+        settings.setLayers(drawn)
+        settings.setDestinationCrs(drawn[-1].crs())
+        settings.setExtent(drawn[-1].extent())
         settings.setOutputSize(QSize(size, size))
         job = QgsMapRendererParallelJob(settings)
         job.start()
@@ -781,3 +785,249 @@ def _screenshot_side_by_side(layers, path: Path, size: int = 384) -> None:
     painter.end()
     path.parent.mkdir(parents=True, exist_ok=True)
     assert canvas.save(str(path))
+
+
+# ---------------------------------------------------------------- change between two layers
+OSCD = SHARED / "change" / "oscd"
+
+
+def oscd_crop(city: str, date: int, path: Path, size: int = 192, x: int = 100, y: int = 80):
+    """A corner of an OSCD city's date (1 or 2: Sentinel-2 L1C, 13 bands) as its own GeoTIFF;
+    the change maps (CC BY-NC-SA) are never copied."""
+    source = sorted(p for p in (OSCD / city).glob(f"{city}_2*.tif"))[date - 1]
+    gdal.Translate(str(path), str(source), srcWin=[x, y, size, size])
+    return path
+
+
+@pytest.fixture()
+def pair(tmp_path):
+    if not OSCD.is_dir():
+        pytest.skip(f"no OSCD pairs at {OSCD}")
+    folder = tmp_path / "dates"
+    folder.mkdir()
+    return oscd_crop("bercy", 1, folder / "b2016.tif"), oscd_crop("bercy", 2, folder / "b2017.tif")
+
+
+def change_dialog(monkeypatch, **choices):
+    """Accepts the change dialog with ``choices`` (threshold, otsu, polygons), keeping it."""
+    seen = []
+
+    def choose(dialog):
+        if "threshold" in choices:
+            dialog.threshold.setValue(choices["threshold"])
+        dialog.otsu.setChecked(choices.get("otsu", False))
+        dialog.polygons.setChecked(choices.get("polygons", False))
+        seen.append(dialog)
+
+    accept_dialog(monkeypatch, check=choose)
+    return seen
+
+
+def test_change_adds_the_score_transparent_below_the_threshold_and_the_outlines(
+    plugin, qgis_iface, qgis_app, monkeypatch, pair, tmp_path
+):
+    """Before is the lower of the two layers (added first), whichever is active; the result:
+    the score drawn from 3 up (transparent below), the changed areas outlined above it, the
+    changed area and share in the bar, both files in the output folder."""
+    from qgis.core import QgsSingleBandPseudoColorRenderer
+    from qgis.PyQt.QtGui import qAlpha
+
+    before = add_layer(qgis_iface, pair[0], "bercy 2016")
+    add_layer(qgis_iface, pair[1], "bercy 2017")  # active, on top
+    seen = change_dialog(monkeypatch, polygons=True)
+    t0 = time.time()
+    plugin.change_action.trigger()
+    wait(plugin, qgis_app)
+    seconds = time.time() - t0
+    dialog = seen[0]
+    assert (dialog.layer.currentLayer().name(), dialog.after.currentLayer().name()) == (
+        "bercy 2016",
+        "bercy 2017",
+    )
+    assert dialog.head.currentText().startswith("the zero-shot score")  # no change head shipped
+    said = messages(qgis_iface, "Success")
+    assert re.search(
+        r"bercy 2016 to bercy 2017 change: [\d,]+ px changed \(\d+\.\d%\); Sentinel-2 L1C, ", said
+    ), said + messages(qgis_iface, "Critical")  # pixels: the OSCD grid is in degrees
+    top = [n.layer().name() for n in QgsProject.instance().layerTreeRoot().children()[:2]]
+    assert top == ["bercy 2016 to bercy 2017 changed areas", "bercy 2016 to bercy 2017 change"]
+    layer = QgsProject.instance().mapLayersByName("bercy 2016 to bercy 2017 change")[0]
+    assert Path(layer.source()) == tmp_path / "results" / "bercy_2016_to_bercy_2017_change.tif"
+    assert layer.crs() == before.crs() and layer.extent() == before.extent()
+    renderer = layer.renderer()
+    assert isinstance(renderer, QgsSingleBandPseudoColorRenderer) and renderer.band() == 1
+    assert renderer.classificationMin() == 3.0
+    # transparent where the score is below 3, coloured at and above it: as QGIS draws it
+    score, mask = gdal.Open(layer.source()).ReadAsArray()  # a band outliving its file crashes
+    block = renderer.block(1, layer.extent(), layer.width(), layer.height())
+    (low_r, low_c), (high_r, high_c) = np.argwhere(score < 1)[0], np.argwhere(score >= 3)[0]
+    assert qAlpha(block.color(int(low_r), int(low_c))) == 0
+    assert qAlpha(block.color(int(high_r), int(high_c))) == 255
+    outlines = QgsProject.instance().mapLayersByName("bercy 2016 to bercy 2017 changed areas")[0]
+    assert isinstance(outlines, QgsVectorLayer) and outlines.featureCount() > 0
+    assert outlines.fields().names()[-1] == "pixels"
+    assert sum(f["pixels"] for f in outlines.getFeatures()) == pytest.approx((mask == 1).sum())
+    assert sorted(p.name for p in (tmp_path / "results").iterdir()) == [
+        "bercy_2016_to_bercy_2017_change.gpkg",
+        "bercy_2016_to_bercy_2017_change.tif",
+    ]
+    print(f"change of {before.width()} x {before.height()} px: {seconds:.1f} s to the layers")
+    _screenshot_side_by_side([before, [outlines, layer, before]], ARTIFACTS / "change_layer.png")
+
+
+def test_change_with_otsu_and_a_change_head_of_the_model(plugin, qgis_iface, pair, tmp_path):
+    """Otsu replaces the number; a model with change heads offers them (the first chosen,
+    passed as --head; one trained on another sensor greyed out), else the zero-shot score."""
+    from ofa_explore_qgis import settings
+    from ofa_explore_qgis._shared import protocol
+    from ofa_explore_qgis.dialog import OfaDialog
+
+    runner = settings.current_engine()
+    before = add_layer(qgis_iface, pair[0], "before")
+    after = add_layer(qgis_iface, pair[1], "after")
+    dialog = OfaDialog("change", runner, before, after=after)
+    assert dialog.problem() is None and dialog.threshold.value() == 3.0
+    assert [dialog.head.itemData(i) for i in range(dialog.head.count())] == [None]
+    dialog.otsu.setChecked(True)
+    assert not dialog.threshold.isEnabled()
+    job = dialog.job()
+    assert (job.threshold, job.head, job.polygons, job.bands) == ("otsu", None, None, [])
+    assert job.arguments()[:3] == ["change", str(pair[0]), str(pair[1])]
+    assert "--head" not in job.arguments() and "--no-quicklook" not in job.arguments()
+
+    meta = protocol.read_checkpoint_metadata(runner.shipped_checkpoint)
+    meta["heads"] = {
+        **meta["heads"],
+        "urban": {"kind": "change", "modality": "s2_l1c"},
+        "fields": {"kind": "change", "modality": "landsat_tm_8bit"},
+    }
+    header = json.dumps({"__metadata__": {protocol.METADATA_KEY: json.dumps(meta)}}).encode()
+    model = tmp_path / "with_change_heads.safetensors"
+    model.write_bytes(len(header).to_bytes(8, "little") + header)  # the header is all it reads
+    dialog.checkpoint.setFilePath(str(model))
+    heads = [dialog.head.itemText(i) for i in range(dialog.head.count())]
+    assert heads[0] == "urban (trained change head, Sentinel-2 L1C)", heads
+    assert heads[1].startswith("fields (trained change head, Landsat-4/5 TM"), heads
+    assert ": trained on Landsat-4/5 TM" in heads[1], heads
+    assert not dialog.head.model().item(1).isEnabled()
+    assert dialog.problem() is None
+    arguments = dialog.job().arguments()
+    assert arguments[arguments.index("--head") + 1] == "urban"
+    assert arguments[arguments.index("--checkpoint") + 1] == str(model)
+
+
+def test_change_refuses_pairs_that_cannot_be_compared_in_gis_words(
+    plugin, qgis_iface, qgis_app, monkeypatch, pair, data, tmp_path
+):
+    """The dialog says why, OK disabled: the same layer twice, other bands, no overlap; the
+    action: fewer than two raster layers; the engine's own refusal reaches the bar in one line."""
+    from ofa_explore_qgis import settings
+    from ofa_explore_qgis.dialog import OfaDialog
+
+    runner = settings.current_engine()
+    before = add_layer(qgis_iface, pair[0], "before")
+    opened = []
+    monkeypatch.setattr(OfaDialog, "exec_", lambda self: opened.append(self) or 0)
+    plugin.change_action.trigger()
+    assert not opened
+    assert "Change between two layers compares two raster layers of the same place, and the " in (
+        messages(qgis_iface, "Warning")
+    )
+
+    def problem(after):
+        dialog = OfaDialog("change", runner, before, after=after)
+        assert not dialog.buttons.button(dialog.buttons.Ok).isEnabled()
+        return dialog.status.text()
+
+    twice = add_layer(qgis_iface, pair[0], "before again")
+    assert problem(twice) == (
+        "Before and After are the same layer: choose the later date's layer as After."
+    )
+    landsat = add_layer(qgis_iface, LANDSAT_TM, "nanjing")
+    assert problem(landsat) == (
+        "Before has 13 bands and After 6: the two dates must come from the same sensor, with "
+        "the same bands."
+    )
+    elsewhere = add_layer(
+        qgis_iface, oscd_crop("rennes", 2, tmp_path / "rennes.tif"), "rennes 2017"
+    )
+    assert problem(elsewhere) == (
+        "Before and After do not overlap: choose two layers of the same place."
+    )
+    naip = add_layer(qgis_iface, data / NAIP.name, "naip")  # active, on top
+    plugin.change_action.trigger()  # no other 4-band layer: the nearest, below it, is Before
+    names = (opened[-1].layer.currentLayer().name(), opened[-1].after.currentLayer().name())
+    assert names == ("rennes 2017", "naip")
+
+    # the engine's own refusal (a job the dialog would not send), one line in the bar
+    job = engine_job("change", before.source(), tmp_path / "results" / "x.tif", after=naip.source())
+    plugin.start(runner, job)
+    wait(plugin, qgis_app)
+    said = messages(qgis_iface, "Critical")
+    assert "BEFORE is s2_l1c (13 bands) but AFTER has 4 bands: the two dates must come" in said
+    assert "Traceback" not in said and " --" not in said
+    assert list((tmp_path / "results").iterdir()) == []
+
+
+def test_cancelling_a_change_keeps_the_warm_engine_and_leaves_nothing(
+    plugin, qgis_iface, qgis_app, tmp_path
+):
+    """A whole city (pisa, 718 x 776 px): cancelled once it runs, the engine's worker stops the
+    job itself (it stays, same process) and nothing is written."""
+    from ofa_explore_qgis import settings, workers
+
+    if not OSCD.is_dir():
+        pytest.skip(f"no OSCD pairs at {OSCD}")
+    before, after = sorted((OSCD / "pisa").glob("pisa_2*.tif"))
+    out_dir = tmp_path / "results"
+    job = engine_job(
+        "change",
+        before,
+        out_dir / "pisa_change.tif",
+        after=str(after),
+        threshold="3",
+        polygons=str(out_dir / "pisa_change.gpkg"),
+    )
+    task = plugin.start(settings.current_engine(), job)
+    t0 = time.time()
+    while task.progress() <= 0 and time.time() - t0 < 90:
+        qgis_app.processEvents()
+        time.sleep(0.005)
+    assert task.progress() > 0
+    pid = workers.current().proc.pid
+    task.cancel()
+    wait(plugin, qgis_app)
+    assert "Comparing pisa_20150704 to pisa_20180211 was cancelled; nothing was written." in (
+        messages(qgis_iface, "Info")
+    )
+    assert workers.current().alive() and workers.current().proc.pid == pid
+    assert list(out_dir.iterdir()) == [] and not layers_named("pisa")
+
+
+def test_processing_change_writes_the_score_mask_and_polygons(plugin, pair, tmp_path):
+    import processing
+    from qgis.core import QgsProcessingException
+
+    out, gpkg = tmp_path / "change.tif", tmp_path / "areas.gpkg"
+    result = processing.run(
+        "ofa_explore:change",
+        {"BEFORE": str(pair[0]), "AFTER": str(pair[1]), "OUTPUT": str(out), "POLYGONS": str(gpkg)},
+    )
+    assert result == {"OUTPUT": str(out), "POLYGONS": str(gpkg)}
+    ds = gdal.Open(str(out))
+    assert ds.RasterCount == 2 and ds.GetMetadataItem("ofa_change_threshold") == "3"
+    assert QgsVectorLayer(str(gpkg), "areas", "ogr").featureCount() > 0
+
+    otsu = processing.run(
+        "ofa_explore:change",
+        {"BEFORE": str(pair[0]), "AFTER": str(pair[1]), "OTSU": True, "OUTPUT": str(out)},
+    )
+    assert otsu["POLYGONS"] is None
+    assert float(gdal.Open(str(out)).GetMetadataItem("ofa_change_threshold")) != 3.0
+
+    with pytest.raises(QgsProcessingException, match="are the same file") as err:
+        processing.run(
+            "ofa_explore:change",
+            {"BEFORE": str(pair[0]), "AFTER": str(pair[0]), "OUTPUT": str(tmp_path / "x.tif")},
+        )
+    assert "--" not in str(err.value)

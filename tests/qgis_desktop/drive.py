@@ -4,8 +4,10 @@ scene, OK in each dialog, wait for the layers; a heartbeat timer measures the lo
 QGIS's main thread from opening each dialog to its result. With OFA_DESKTOP_RESULTS (the folder
 to choose when the saved one no longer works), OFA_DESKTOP_NAIP and OFA_DESKTOP_BIG, three more
 steps: Classify on NAIP (no head fits: the dialog must say so, OK disabled, Cancel), and a
-Classify of a big mosaic cancelled once it runs. Writes ``report.json`` and screenshots into
-OFA_DESKTOP_OUT, then quits QGIS.
+Classify of a big mosaic cancelled once it runs. A change step (OFA_DESKTOP_STEPS) opens its two
+dates, Before first, and clicks Raster > OFA Explore > Change between two layers… with the
+changed areas' polygons ticked. Writes ``report.json`` and screenshots into OFA_DESKTOP_OUT,
+then quits QGIS.
 """
 
 import ctypes
@@ -18,12 +20,13 @@ import traceback
 
 import qgis.utils
 from qgis.core import QgsProject, QgsSettings
-from qgis.PyQt.QtCore import Qt, QTimer
+from qgis.PyQt.QtCore import QPoint, Qt, QTimer
 from qgis.PyQt.QtTest import QTest
 from qgis.PyQt.QtWidgets import QApplication
 
 OUT = os.environ["OFA_DESKTOP_OUT"]
 if os.environ.get("OFA_DESKTOP_STEPS"):  # [[task, path, layer name, result layer name], ...]
+    # change: [["change", [before, after], [before name, after name], result layer name]]
     STEPS = json.loads(os.environ["OFA_DESKTOP_STEPS"])  # bench/bench_qgis.py
 else:
     STEPS = [
@@ -133,22 +136,28 @@ def step(index):
     if index == len(STEPS):
         return finish()
     task, path, name, result_name, *expect = STEPS[index]
-    layer = QgsProject.instance().mapLayersByName(name)
-    layer = layer[0] if layer else iface.addRasterLayer(path, name)
-    if layer is None or not layer.isValid():
-        return fail(f"cannot open {path}")
+    paths, names = (path, name) if isinstance(path, list) else ([path], [name])
+    for path, name in zip(paths, names):  # change: Before, then After (on top, active)
+        layer = QgsProject.instance().mapLayersByName(name)
+        layer = layer[0] if layer else iface.addRasterLayer(path, name)
+        if layer is None or not layer.isValid():
+            return fail(f"cannot open {path}")
     iface.setActiveLayer(layer)
     action = getattr(PLUGIN, f"{task}_action")
     button = iface.pluginToolBar().widgetForAction(action)
     if button is None:
         return fail(f"no toolbar button for {action.text()}")
+    name = " to ".join(names)  # what the result's message starts with
     record = {"task": task, "layer": name, "worker_before": worker_pid(), "t0": time.monotonic()}
     record["expect"] = expect[0] if expect else "result"
     report["steps"].append(record)
     delay = int(os.environ.get("OFA_DESKTOP_OK_AFTER_MS", "300"))  # a user reading the dialog
     QTimer.singleShot(delay, lambda: press_ok(record, 0))
     BEAT.reset()
-    QTest.mouseClick(button, Qt.LeftButton)  # returns when the modal dialog closes
+    if task == "change":  # from the menu, as the issue says; returns when the dialog closes
+        menu_action(action.text()).trigger()
+    else:
+        QTest.mouseClick(button, Qt.LeftButton)  # returns when the modal dialog closes
     record["dialog_closed"] = time.monotonic() - record["t0"]
     if record["expect"] == "refused":
         return QTimer.singleShot(0, lambda: step(index + 1))
@@ -175,12 +184,23 @@ def press_ok(record, tries):
         [dialog.head.itemText(i), dialog.head.model().item(i).isEnabled()]
         for i in range(dialog.head.count())
     ]
+    if record["task"] == "change":
+        record["pair"] = [dialog.layer.currentLayer().name(), dialog.after.currentLayer().name()]
+        box = dialog.polygons  # "Also outline the changed areas": a click on its tick box
+        QTest.mouseClick(box, Qt.LeftButton, Qt.NoModifier, QPoint(8, box.height() // 2))
+        record["polygons"] = dialog.polygons.isChecked()
     suffix = {"refused": "_refused", "cancel": "_cancel"}.get(record["expect"], "")
     dialog.grab().save(os.path.join(OUT, f"{record['task']}{suffix}_dialog.png"))
     record["ok_s"] = time.monotonic() - record["t0"]
     if record["expect"] == "refused":
         return QTest.mouseClick(dialog.buttons.button(dialog.buttons.Cancel), Qt.LeftButton)
     QTest.mouseClick(ok, Qt.LeftButton)
+
+
+def menu_action(text):
+    """The action called ``text`` under Raster > OFA Explore, as a user finds it."""
+    menu = next(a.menu() for a in iface.rasterMenu().actions() if a.text() == "OFA Explore")
+    return next(a for a in menu.actions() if a.text() == text)
 
 
 def watch_task(record):
@@ -225,6 +245,7 @@ def wait_for(result_name, record, index, deadline=240):
         record["worker_after"] = worker_pid()
         record["messages"] = bar_messages()
         record["top_layer"] = QgsProject.instance().layerTreeRoot().children()[0].name()
+        record["layers"] = [n.name() for n in QgsProject.instance().layerTreeRoot().children()]
         result = QgsProject.instance().mapLayersByName(result_name)[0]
         iface.setActiveLayer(result)
         iface.zoomToActiveLayer()
