@@ -35,6 +35,7 @@ DEVICES = {
 }
 HEAD_KINDS = {"classify": ("scene", "segmentation"), "change": ("change",)}  # heads it offers
 ZERO_SHOT = "the zero-shot score (pixels and embeddings, no training)"
+ZERO_SHOT_HEAD = "zero-shot"  # `ofa change --head zero-shot`: no head even if the model has one
 DEFAULT_THRESHOLD = 3.0  # change: scores are standard deviations of the scene's; 3 = outliers
 NOT_ON_DISK = (
     "This layer is not a raster file on disk: save it as a GeoTIFF first (Export > Save As…)."
@@ -160,8 +161,8 @@ class OfaDialog(QDialog):
         for name, info in self.model.heads.items() if self.model else []:
             if info.get("kind") in HEAD_KINDS.get(self.task, ()):
                 self.head.addItem(self.head_label(name, info), name)
-        if self.task == "change" and self.head.count() == 0:  # the engine's default then
-            self.head.addItem(ZERO_SHOT, None)
+        if self.task == "change":  # the engine's default when the model has no change head
+            self.head.addItem(ZERO_SHOT, ZERO_SHOT_HEAD if self.head.count() else None)
         self.refresh_sensors()
 
     def refresh_layer(self, *_) -> None:
@@ -219,7 +220,7 @@ class OfaDialog(QDialog):
         self.head.blockSignals(True)
         for i in range(self.head.count()):
             name = self.head.itemData(i)
-            if name is None:  # the zero-shot score: any sensor
+            if name in (None, ZERO_SHOT_HEAD):  # the zero-shot score: any sensor
                 continue
             info = self.model.heads[name] if self.model else {}
             why = layers.head_problem(info, sensor, self.registry)

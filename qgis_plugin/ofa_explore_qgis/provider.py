@@ -325,8 +325,8 @@ class ChangeRasters(_OfaAlgorithm):
         self.addParameter(
             QgsProcessingParameterString(
                 "HEAD",
-                "Change head (empty: the engine's default; the zero-shot score for a model "
-                "without change heads)",
+                "Change head (empty: the model's first change head, else the zero-shot "
+                "score; 'zero-shot': no head)",
                 optional=True,
             )
         )

@@ -911,9 +911,13 @@ def test_change_with_otsu_and_a_change_head_of_the_model(plugin, qgis_iface, pai
     assert ": trained on Landsat-4/5 TM" in heads[1], heads
     assert not dialog.head.model().item(1).isEnabled()
     assert dialog.problem() is None
+    assert heads[2].startswith("the zero-shot score"), heads  # still offered, last
     arguments = dialog.job().arguments()
     assert arguments[arguments.index("--head") + 1] == "urban"
     assert arguments[arguments.index("--checkpoint") + 1] == str(model)
+    dialog.head.setCurrentIndex(2)
+    arguments = dialog.job().arguments()
+    assert arguments[arguments.index("--head") + 1] == "zero-shot"
 
 
 def test_change_refuses_pairs_that_cannot_be_compared_in_gis_words(
