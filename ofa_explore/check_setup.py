@@ -25,6 +25,8 @@ WORKSHOP_IMPORTS = (
     "ipyleaflet",
     "leafmap",
     "jupyterlab",
+    "pyogrio",  # notebook 06 writes and reads polygons
+    "shapely",
 )
 
 

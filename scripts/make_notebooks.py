@@ -2,7 +2,8 @@
 
     python scripts/make_notebooks.py
 
-Each notebook uses only the shipped checkpoint and sample scenes, so it runs offline on a laptop.
+Each notebook uses only the shipped checkpoint, the sample scenes and notebooks/data/, so it runs
+offline on a laptop.
 """
 
 from __future__ import annotations
@@ -273,6 +274,84 @@ NOTEBOOKS = {
         '    print(f"{run} is still in use: restart the kernel, then run this cell again")\n'
         "else:\n"
         '    print(f"deleted {run}: the next training starts over")',
+    ],
+    "06_change_between_dates.ipynb": [
+        "# 6. What changed between two dates\n\nTwo images of the same place, years apart: where "
+        "did the land change? `change(before, after)` gives every pixel of the first image a "
+        "**change score**: how different the two dates look there, measured in two ways and "
+        "added up:\n\n"
+        "- *pixels*: each date's colours are first standardised by that date's own averages "
+        "(so that a brighter or hazier year does not count as change), then compared, averaged "
+        "over 5 × 5 pixels (so that images shifted by a pixel do not count either);\n"
+        "- *embeddings*: how different the model's embeddings of the two dates are, patch by "
+        "patch: the model's view of *what* is there.\n\n"
+        "The score is in **standard deviations of the scene's own scores**: a typical pixel of "
+        "the scene scores about 0, and 3 or more is rare. It needs no labels, so it says where "
+        "the place *looks* different, not why: new water, another crop and a new building all "
+        "score.",
+        SETUP,
+        "## Three dates of one place\n`data/naip_change/` beside this notebook holds the same "
+        "2 km × 2 km of North Dakota in three NAIP aerial images (red, green, blue and near "
+        "infrared, resampled to 5 m) from August 2009, July 2014 and August 2020. This is "
+        "prairie pothole country: shallow lakes left by the glaciers, between fields, that grow "
+        "in wet years and shrink in dry ones. The change map compares 2009 with 2020:",
+        "from ofa_explore.widgets import ChangeMap\n\n"
+        'changes = ChangeMap(model, "data/naip_change/naip_2009.tif", '
+        '"data/naip_change/naip_2020.tif")\nchanges',
+        "**Drag the divider** in the middle of the map: 2009 on its left, 2020 on its right. "
+        "The coloured pixels score at or above the *Threshold* (3 to start with): light yellow "
+        "just above it, dark red for the largest changes; the rest is transparent. The status "
+        "line under the map gives their area in hectares and their share of the scene. **Click "
+        "the map** for the score of one pixel; *Opacity* fades the change layer.\n\n"
+        "What scores high here: the lake in the top right, dark open water in 2009 and an even "
+        "green in 2020; shores that moved; fields with another crop, or bare, in one of the "
+        "years. The score tells where to look; which changes matter is for you to judge (or for "
+        "a head trained on labelled changes: `ofa train-head --task change`).\n\n"
+        "The same figures from code, e.g. for a report (the map is left as it is):",
+        "for threshold in (2, 3, 4):\n"
+        "    area = changes.area_above(threshold)\n"
+        "    print(f\"score {threshold} or more: {area['hectares']:6.2f} ha, \"\n"
+        "          f\"{area['share']:5.1%} of the scene\")",
+        "## In a script, and polygons for a GIS\n`change()` is the function behind the map "
+        "(and behind `ofa change` on the command line). With an output file it writes a "
+        "GeoTIFF on the grid of the first date: band 1 the score, band 2 a 0/1 mask at "
+        "`threshold`. `polygons` outlines the changed areas in a GeoPackage, each with its "
+        "area in hectares, ready to open in QGIS. The map's *Export* button does the same at "
+        "the slider's threshold. The years' images lie on grids a few metres apart, so "
+        "`change` first warps the second date onto the first one's grid (it says so):",
+        "from pathlib import Path\n\nfrom ofa_explore import change\n\n"
+        'Path("ofa-export").mkdir(exist_ok=True)\n'
+        "result = change(\n"
+        '    "data/naip_change/naip_2009.tif",\n'
+        '    "data/naip_change/naip_2020.tif",\n'
+        '    "ofa-export/change_2009_2020.tif",\n'
+        "    model=model,\n"
+        "    threshold=3,\n"
+        '    polygons="ofa-export/changes_2009_2020.gpkg",\n'
+        "    overwrite=True,   # running the notebook again replaces the files\n"
+        ")\n"
+        'print(*result.notes[-3:], sep="\\n")',
+        "The polygons' areas, read back from the GeoPackage with pyogrio:",
+        "import pyogrio\n\n"
+        '_, _, _, (hectares,) = pyogrio.raw.read("ofa-export/changes_2009_2020.gpkg")\n'
+        "largest = sorted(hectares, reverse=True)\n"
+        'print(f"{len(largest)} changed areas, {sum(largest):.2f} ha in all; the largest:",\n'
+        '      ", ".join(f"{a:.2f} ha" for a in largest[:5]))',
+        "Most areas are small (half of them a dozen pixels or fewer): the edge of a shore, a "
+        "field's corner. In QGIS, keep the large ones with a filter on their `hectares` field, "
+        "or raise the threshold.\n\n"
+        "## Try it\n"
+        "1. In the map above, move the *Threshold* to 2, then to 4.5: how do the area and the "
+        "share change, and what is left at 4.5?\n"
+        "2. Set the years in the cell below (2009, 2014 or 2020) and run it: compare the share "
+        "at 3 of 2009 to 2014, and of 2014 to 2020, with 2009 to 2020 above. Does a larger "
+        "share mean more change? (What is the score measured against?) Where did the lakes "
+        "grow?\n"
+        "3. Set a year that is not there, e.g. 2010: one line says what is wrong.",
+        "from ofa_explore.widgets import ChangeMap\n\n"
+        "before, after = 2009, 2014   # the years to compare: 2009, 2014 or 2020\n"
+        'ChangeMap(model, f"data/naip_change/naip_{before}.tif", '
+        'f"data/naip_change/naip_{after}.tif")',
     ],
 }
 

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import nbformat
+import numpy as np
 import pytest
 from jupyter_client.manager import start_new_kernel
 from nbclient import NotebookClient
@@ -54,8 +55,8 @@ def shown_text(nb) -> str:
     return "\n".join(parts)
 
 
-def test_there_are_the_five_workshop_notebooks():
-    assert [p.name[:3] for p in NOTEBOOKS] == ["01_", "02_", "03_", "04_", "05_"]
+def test_there_are_the_six_workshop_notebooks():
+    assert [p.name[:3] for p in NOTEBOOKS] == ["01_", "02_", "03_", "04_", "05_", "06_"]
 
 
 def test_the_notebooks_are_what_the_script_writes():
@@ -81,11 +82,9 @@ def test_notebook_runs_top_to_bottom(path, tmp_path):
     for cell in nb.cells:
         if cell.cell_type == "code":
             assert not cell.outputs and cell.execution_count is None, "store without outputs"
+    folder = workshop_folder(tmp_path)
     NotebookClient(
-        nb,
-        timeout=300,
-        kernel_name="python3",
-        resources={"metadata": {"path": str(workshop_folder(tmp_path))}},
+        nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(folder)}}
     ).execute()
     assert not outputs(nb, "error")
     stderr = [o["text"] for o in outputs(nb, "stream") if o["name"] == "stderr"]
@@ -108,6 +107,16 @@ def test_notebook_runs_top_to_bottom(path, tmp_path):
         assert len(rows) == 5, rows  # the five largest classes, several of them
         check_class_claims(path, {name: float(share) for name, share in rows})
         assert re.search(r"^4 held-out chips: accuracy \d+%, macro-F1 [\d.]+$", text, re.M)
+    if path.name.startswith("06"):  # after Run All: no click yet, the area at 3, the files
+        assert "Click the map for the change score at a point." in text
+        assert re.search(r"Score 3\.0 or more: [\d.]+ ha \([\d,]+ px\)", text), text
+        areas = re.findall(r"^score [234] or more: +[\d.]+ ha, +[\d.]+% of the scene$", text, re.M)
+        assert len(areas) == 3, areas
+        assert "AFTER: warped onto BEFORE's grid" in text
+        assert re.search(r"^changed: [\d.]+ ha \(\d+ px\), [\d.]+% of the pixels", text, re.M)
+        assert "to ofa-export/changes_2009_2020.gpkg" in text
+        assert re.search(r"^\d+ changed areas, [\d.]+ ha in all; the largest: ", text, re.M)
+        check_change_claims(path, folder / "ofa-export")
 
 
 def check_class_claims(path: Path, shares: dict[str, float]) -> None:
@@ -125,20 +134,58 @@ def check_class_claims(path: Path, shares: dict[str, float]) -> None:
     assert {"HerbaceousVegetation", "Highway"} <= set(shares), shares  # "mixes herbaceous ..."
 
 
-def test_a_missing_chip_folder_is_one_line(tmp_path):
-    """Notebook 04's "Your own classes" with a folder that is not there: one line that names the
-    folder as typed, no traceback through the package (machine paths)."""
-    nb = nbformat.read(FOLDER / "04_classify_scene.ipynb", as_version=4)
+def check_change_claims(path: Path, export: Path) -> None:
+    """Notebook 06's text against the polygons it wrote (2009 to 2020, score 3 or more)."""
+    import pyogrio
+    import rasterio
+    import shapely
+
+    text = "\n".join(c.source for c in nbformat.read(path, as_version=4).cells)
+    assert "the lake in the top right, dark open water in 2009" in text
+    assert "half of them a dozen pixels or fewer" in text
+    _, _, geometry, (hectares,) = pyogrio.raw.read(export / "changes_2009_2020.gpkg")
+    assert np.median(hectares) <= 12 * 25 / 1e4  # 5 m pixels
+    largest = shapely.from_wkb(geometry[np.argmax(hectares)]).centroid
+    with rasterio.open(FOLDER / "data" / "naip_change" / "naip_2009.tif") as src:
+        left, bottom, right, top = src.bounds
+    assert largest.x > (left + right) / 2 and largest.y > (bottom + top) / 2  # the top right
+
+
+@pytest.mark.parametrize(
+    "name, cell, typed, said",
+    [
+        (  # "Your own classes" with a folder that is not there
+            "04_classify_scene.ipynb",
+            "fit_scene_head(",
+            ("data/my_chips/", "my_chips/"),
+            [
+                "labelled data not found: my_chips",
+                "a folder with one sub-folder of chips per class",
+            ],
+        ),
+        (  # "Try it" 3: a year that is not there
+            "06_change_between_dates.ipynb",
+            "before, after = ",
+            ("2009, 2014", "2009, 2010"),
+            ["raster not found: data/naip_change/naip_2010.tif; check the path"],
+        ),
+    ],
+    ids=["04", "06"],
+)
+def test_a_mistyped_path_in_an_exercise_is_one_line(name, cell, typed, said, tmp_path):
+    """An exercise's cell with a path that does not exist: one line that names it as typed, no
+    traceback through the package (machine paths)."""
+    nb = nbformat.read(FOLDER / name, as_version=4)
     code = [c.source for c in nb.cells if c.cell_type == "code"]
-    fit = next(c for c in code if "fit_scene_head(" in c)
+    exercise = next(c for c in code if cell in c)
+    assert typed[0] in exercise
     km, kc = start_new_kernel(kernel_name="python3", cwd=str(workshop_folder(tmp_path)))
     try:
         assert _run(kc, code[0])["status"] == "ok"
-        reply = _run(kc, fit.replace("data/my_chips/", "my_chips/"))
+        reply = _run(kc, exercise.replace(*typed))
         assert reply["status"] == "error"
         shown = "\n".join(reply["traceback"])
-        assert len(reply["traceback"]) == 1 and "labelled data not found: my_chips" in shown
-        assert "a folder with one sub-folder of chips per class" in shown
+        assert len(reply["traceback"]) == 1 and all(s in shown for s in said), shown
         assert not MACHINE_PATH.search(shown) and "File " not in shown, shown
     finally:
         kc.stop_channels()

@@ -13,6 +13,7 @@ from ofa_explore import OFANet, hyperspectral_modality, load_pretrained
 from ofa_explore.demo import sample_path
 from ofa_explore.io import open_raster
 from ofa_explore.widgets import (
+    ChangeMap,
     ClassificationMap,
     EmbeddingMap,
     RasterExplorer,
@@ -35,6 +36,17 @@ def model():
 @pytest.fixture(scope="module")
 def naip_map(model):
     return EmbeddingMap(model, sample_path("naip_rgbn_2020.tif"), basemap=False)
+
+
+NAIP_CHANGE = Path(__file__).resolve().parents[1] / "notebooks" / "data" / "naip_change"
+
+
+@pytest.fixture(scope="module")
+def change_map(model):
+    """Notebook 06's map: NAIP 2009 and 2020 (AFTER on a grid 1-4 m off BEFORE's)."""
+    return ChangeMap(
+        model, NAIP_CHANGE / "naip_2009.tif", NAIP_CHANGE / "naip_2020.tif", basemap=False
+    )
 
 
 def centre(bounds):
@@ -236,3 +248,90 @@ def test_widgets_take_the_engine_settings(model):
         ClassificationMap(
             model, sample_path("eurosat_river.tif"), basemap=False, settings=settings, head="nope"
         )  # the argument wins over the settings
+
+
+def test_change_map_threshold_click_and_area(change_map):
+    """The score on BEFORE's grid; the slider redraws the layer, the colour bar and the area
+    (hectares at 5 m, share of the scene); a click reports the pixel's score."""
+    w = change_map
+    with rasterio.open(NAIP_CHANGE / "naip_2009.tif") as src:
+        assert w.score.shape == src.shape and w.data.rio.transform() == src.transform
+    # AFTER lies 4 m north of BEFORE: BEFORE's last row has no 2020 pixels under it
+    assert w.valid[:-1].all() and not w.valid[-1].any() and w.threshold.value == 3.0
+    above = int((w.score >= 3.0).sum())
+    area = w.area_above()
+    assert area["pixels"] == above > 0 and area["hectares"] == pytest.approx(above * 25 / 1e4)
+    assert area["share"] == pytest.approx(above / (399 * 400))
+    assert f"Score 3.0 or more: {above * 25 / 1e4:,.2f} ha ({above:,} px)" in w.status.value
+    assert "Click the map" in w.status.value and "change score" in w.colorbar.value
+    url, bar = w.change_layer.url, w.colorbar.value
+    w.threshold.value = 4.5
+    assert w.change_layer.url != url and w.colorbar.value != bar
+    assert "Score 4.5 or more" in w.status.value
+    assert w.area_above()["pixels"] == int((w.score >= 4.5).sum()) < above
+    lat, lon = centre(w.bounds)
+    w._on_map(type="click", coordinates=[lat, lon])  # a click on the map
+    row, col = w.selected
+    assert abs(row - 200) <= 1 and abs(col - 200) <= 1  # 400 x 400 px
+    assert w.score_at(lat, lon) == pytest.approx(float(w.score[row, col]))
+    assert f"Pixel row {row}, column {col}: score {w.score[row, col]:.2f}" in w.status.value
+    assert not w.select(0.0, 0.0) and w.score_at(0.0, 0.0) is None
+    w.threshold.value = 3.0
+
+
+def test_change_map_swipes_between_the_dates_under_the_change_layer(change_map):
+    w = change_map
+    assert (w.swipe.left_layer, w.swipe.right_layer) == (w.before_layer, w.after_layer)
+    assert (w.before_layer.pane, w.after_layer.pane) == ("before", "after")
+    assert all(w.map.panes[p]["zIndex"] < 400 for p in ("before", "after"))  # under overlays
+    assert [lyr.name for lyr in w.map.layers if hasattr(lyr, "url")] == ["change"]
+    assert w.swipe in w.map.controls
+    assert "naip_2009.tif" in w.dates.value and "naip_2020.tif" in w.dates.value
+
+
+def test_change_map_exports_score_mask_and_polygons(change_map, tmp_path):
+    pyogrio = pytest.importorskip("pyogrio")
+    w = change_map
+    tif, gpkg = w.export(tmp_path / "export")
+    with rasterio.open(tif) as out, rasterio.open(NAIP_CHANGE / "naip_2009.tif") as ref:
+        assert (out.crs, out.transform, out.shape) == (ref.crs, ref.transform, ref.shape)
+        score, mask = out.read()
+    assert np.array_equal(mask == 1, w.score >= w.threshold.value)
+    _, _, _, (hectares,) = pyogrio.raw.read(gpkg)
+    assert hectares.sum() == pytest.approx(w.area_above()["hectares"])  # the mask, exactly
+
+
+def test_change_map_in_degrees_counts_pixels_and_skips_nodata(model, shared, tmp_path):
+    """Two real Sentinel-2 dates in EPSG:4326 (OSCD, images only): areas in pixels, no
+    hectares; a hole in AFTER is nodata, left out of the share and reported on a click."""
+    from rasterio.windows import Window
+
+    folder = shared / "change" / "oscd" / "bercy"
+    if not folder.is_dir():
+        pytest.skip(f"no OSCD pair at {folder}")
+    paths = []
+    for name in ("bercy_20161130.tif", "bercy_20170829.tif"):
+        with rasterio.open(folder / name) as src:
+            window = Window(0, 0, 96, 96)
+            profile = src.profile | {"width": 96, "height": 96, "nodata": 0}
+            profile["transform"] = src.window_transform(window)
+            data, descriptions = src.read(window=window), src.descriptions
+        data[:, 60:80, 60:80] = 0 if name.endswith("0829.tif") else data[:, 60:80, 60:80]
+        paths.append(tmp_path / name)
+        with rasterio.open(paths[-1], "w", **profile) as dst:
+            dst.write(data)
+            dst.descriptions = descriptions
+    w = ChangeMap(model, *paths, threshold=2.0, basemap=False, precision="fp32", batch_size=2)
+    assert w.result.precision == "fp32"
+    assert np.isnan(w.score[60:80, 60:80]).all() and w.valid.sum() == 96 * 96 - 400
+    area = w.area_above()
+    assert area["hectares"] is None and area["share"] == pytest.approx(
+        area["pixels"] / w.valid.sum()
+    )
+    assert (
+        f"Score 2.0 or more: {area['pixels']:,} px," in w.status.value
+        and " ha" not in w.status.value
+    )
+    with rasterio.open(paths[0]) as src:  # the centre of the hole, in degrees
+        lon, lat = src.xy(70, 70)
+    assert w.select(lat, lon) and "no data in one of the dates" in w.status.value

@@ -17,9 +17,16 @@ if _missing:
         missing=_missing,
     )
 
+from .change_map import ChangeMap  # noqa: E402
 from .classification_map import ClassificationMap  # noqa: E402
 from .embedding_map import EmbeddingMap  # noqa: E402
 from .raster_explorer import RasterExplorer  # noqa: E402
 from .reconstruction import ReconstructionExplorer  # noqa: E402
 
-__all__ = ["RasterExplorer", "ReconstructionExplorer", "EmbeddingMap", "ClassificationMap"]
+__all__ = [
+    "RasterExplorer",
+    "ReconstructionExplorer",
+    "EmbeddingMap",
+    "ClassificationMap",
+    "ChangeMap",
+]

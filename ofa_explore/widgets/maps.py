@@ -13,6 +13,15 @@ def scene_map(
     da: xr.DataArray, rgb: np.ndarray, height: str = "480px", basemap: bool | None = None
 ):
     """(map, scene overlay): a leafmap (ipyleaflet) map centred on the raster."""
+    m = offline_map(da, height, basemap)
+    scene = overlay(rgb, latlon_bounds(da), "scene")
+    m.add(scene)
+    return m, scene
+
+
+def offline_map(da: xr.DataArray, height: str = "480px", basemap: bool | None = None):
+    """A leafmap (ipyleaflet) map fitted to the raster, with only the controls that work
+    offline and a tile basemap only when its server answers."""
     import ipyleaflet
     from leafmap import leafmap
 
@@ -32,21 +41,21 @@ def scene_map(
     if not basemap:  # offline: no grey tiles that never load
         for layer in [lyr for lyr in m.layers if isinstance(lyr, ipyleaflet.TileLayer)]:
             m.remove(layer)
-    scene = overlay(rgb, ((south, west), (north, east)), "scene")
-    m.add(scene)
     m.fit_bounds([[south, west], [north, east]])
-    return m, scene
+    return m
 
 
 # drawn pixel for pixel: no smoothing that lets the colours of neighbouring patches bleed
 PIXELATED_CSS = "<style>.leaflet-image-layer { image-rendering: pixelated; }</style>"
 
 
-def overlay(array: np.ndarray, bounds, name: str, opacity: float = 1.0):
+def overlay(array: np.ndarray, bounds, name: str, opacity: float = 1.0, pane: str = ""):
+    """A picture placed by its (lat, lon) bounds; ``pane``: a map pane of its own (a swipe
+    clips a picture's whole pane), else Leaflet's overlay pane."""
     import ipyleaflet
 
     return ipyleaflet.ImageOverlay(
-        url=data_url(png(array)), bounds=bounds, name=name, opacity=opacity
+        url=data_url(png(array)), bounds=bounds, name=name, opacity=opacity, pane=pane
     )
 
 

@@ -1,7 +1,8 @@
 """The widgets in a real JupyterLab, driven in headless Chromium (Debian's /usr/bin/chromium, via
 playwright): the workshop notebooks run, images and the map render, the mask-ratio slider
 changes the reconstruction, and a click on the map reaches Python and redraws the similarity
-overlay. Screenshots go to test-artifacts/browser/."""
+overlay; the change map swipes between two dates and its threshold slider changes the change
+layer and the area it reports. Screenshots go to test-artifacts/browser/."""
 
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ NOTEBOOKS = (
     "04_classify_scene.ipynb",
     "01_modalities_tour.ipynb",
     "05_pretrain_tiny.ipynb",
+    "06_change_between_dates.ipynb",
 )
 
 pytestmark = pytest.mark.skipif(
@@ -310,4 +312,43 @@ def test_run_all_of_notebook_05_ends_by_deleting_the_run_folder(browser, lab):
     page.get_by_text(re.compile("final train loss")).first.wait_for()  # the run was written
     page.get_by_text("deleted runs/tiny-ofa: the next training starts over").wait_for()
     assert not run_folder.exists() and (lab[2] / "runs").is_dir()
+    page.close()
+
+
+def test_change_map_swipes_and_its_threshold_changes_the_layer_and_the_area(browser, lab):
+    """Notebook 06: the two dates each in a pane that the swipe clips (one left, one right of
+    the divider), the change layer on top; the threshold slider redraws the layer and the area
+    in the status line; a click reports the score of a pixel."""
+    page = run_notebook(browser, lab, NOTEBOOKS[5])
+    widget = page.locator(".jp-OutputArea-output:has(.leaflet-container)").first
+    overlays = widget.locator("img.leaflet-image-layer")
+    overlays.nth(2).wait_for(timeout=60_000)  # before, after, change
+    panes = ("before", "after", "overlay")  # the change layer is in Leaflet's overlay pane
+    widget.scroll_into_view_if_needed()
+    page.wait_for_timeout(1000)  # let the browser paint the overlays and place the divider
+    assert widget.locator(".leaflet-sbs-divider").count() == 1
+    clips = [
+        widget.locator(f".leaflet-{name}-pane").evaluate("e => e.style.clip")
+        for name in ("before", "after")
+    ]
+    assert all(c.startswith("rect(") for c in clips) and clips[0] != clips[1], clips
+    status = widget.get_by_text(re.compile(r"Score 3\.0 or more: [\d.]+ ha"))
+    status.wait_for(timeout=30_000)
+    said = status.inner_text()
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    widget.locator(".leaflet-container").screenshot(path=str(ARTIFACTS / "change_map.png"))
+    before = [widget.locator(f".leaflet-{name}-pane img").get_attribute("src") for name in panes]
+    readout = widget.locator(".widget-slider .widget-readout").first  # Threshold
+    readout.click()
+    page.keyboard.press("Control+A")
+    page.keyboard.type("4.5")
+    page.keyboard.press("Enter")
+    widget.get_by_text(re.compile(r"Score 4\.5 or more: [\d.]+ ha")).wait_for(timeout=30_000)
+    after = [widget.locator(f".leaflet-{name}-pane img").get_attribute("src") for name in panes]
+    assert after[:2] == before[:2] and after[2] != before[2]  # only the change layer redrawn
+    assert widget.get_by_text(re.compile(r"Score 4\.5 or more")).inner_text() != said
+    box = widget.locator(".leaflet-before-pane img").bounding_box()  # away from the handle
+    page.mouse.click(box["x"] + box["width"] * 0.8, box["y"] + box["height"] * 0.2)
+    widget.get_by_text(re.compile(r"Pixel row \d+, column \d+: score")).wait_for(timeout=30_000)
+    page.screenshot(path=str(ARTIFACTS / "notebook06_after_click.png"))
     page.close()
