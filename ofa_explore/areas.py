@@ -7,14 +7,18 @@ import numpy as np
 import xarray as xr
 
 
+def is_metric(crs) -> bool:
+    """Whether a (rasterio) CRS measures in metres, so areas can be hectares."""
+    return (
+        crs is not None
+        and crs.is_projected
+        and (crs.linear_units or "").lower() in ("metre", "meter", "m")
+    )
+
+
 def pixel_area_m2(da: xr.DataArray) -> float | None:
     """One pixel's area in m², or None where the CRS is missing or not in metres (degrees)."""
-    crs = da.rio.crs
-    if (
-        crs is None
-        or not crs.is_projected
-        or (crs.linear_units or "").lower() not in ("metre", "meter", "m")
-    ):
+    if not is_metric(da.rio.crs):
         return None
     res_x, res_y = da.rio.resolution()
     return abs(res_x * res_y)

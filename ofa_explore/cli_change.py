@@ -38,7 +38,8 @@ def add_change_verb(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--head",
         help="the checkpoint's change head to score with (default: its first change head, "
-        "if any; 'zero-shot': none); band 1 is then the head's change probability (0-1)",
+        "if any; 'zero-shot': none); band 1 is then the head's change logit, standardised over "
+        "the scene like the zero-shot score",
     )
     p.add_argument("--modality", help="override modality detection (see `ofa modalities`)")
     p.add_argument("--tile", type=int, help="tile size in pixels (default: the model's)")

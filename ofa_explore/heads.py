@@ -156,7 +156,9 @@ class ChangeHead(nn.Module):
             nn.ReLU(inplace=True),
             nn.Conv2d(width, width, 3, padding=1),
         )
-        self.pixels = nn.Sequential(nn.BatchNorm2d(3 * bands + 2), nn.Conv2d(3 * bands + 2, width, 1))
+        self.pixels = nn.Sequential(
+            nn.BatchNorm2d(3 * bands + 2), nn.Conv2d(3 * bands + 2, width, 1)
+        )
         self.fuse = nn.Sequential(
             nn.ReLU(),
             nn.Conv2d(width, width // 2, 3, padding=1),

@@ -1,7 +1,7 @@
 """`ofa train-head --task change` and `ofa change --checkpoint` with the trained head, on real
 OSCD crops (Sentinel-2 L1C and their change maps, read from the shared data into tmp_path,
-never into the repository): the head travels in the checkpoint, scores change as a
-probability, and each bad CSV is one line."""
+never into the repository): the head travels in the checkpoint, scores change on the zero-shot
+score's scale (standard deviations of the scene), and each bad CSV is one line."""
 
 from __future__ import annotations
 
@@ -71,7 +71,7 @@ def trained(pairs_csv, tmp_path_factory) -> Path:
     return out
 
 
-def test_trained_head_travels_in_the_checkpoint_and_scores_probabilities(
+def test_trained_head_travels_in_the_checkpoint_and_scores_in_standard_deviations(
     trained, pairs_csv, tmp_path, capsys
 ):
     from ofa_explore.checkpoint import read_metadata
@@ -83,15 +83,16 @@ def test_trained_head_travels_in_the_checkpoint_and_scores_probabilities(
     before, after = sorted(p for p in folder.iterdir() if not p.name.endswith("_change.tif"))
     out = tmp_path / "c.tif"
     argv = ["change", str(before), str(after), "-o", str(out), "--checkpoint", str(trained)]
-    assert main([*argv, "-q", "--device", "cpu", "--threshold", "0.5"]) == 0
+    assert main([*argv, "-q", "--device", "cpu", "--threshold", "2"]) == 0
     assert "changed:" in capsys.readouterr().out
     with rasterio.open(out) as o, rasterio.open(folder / "rennes_change.tif") as lab:
         assert o.descriptions == ("change_score", "change_mask")
-        assert "head 'change'" in o.tags()["ofa_change_score"]
+        assert o.tags()["ofa_change_score"] == "z(change logit of head 'change')"
         score, mask = o.read()
         label = lab.read(1)
-    assert 0 <= score.min() and score.max() <= 1  # a probability
-    assert ((score >= 0.5) == (mask == 1)).all()
+    # standardised over the scene (from a sample of tiles: here the crop's 4 tiles)
+    assert abs(score.mean()) < 0.2 and 0.8 < score.std() < 1.2, (score.mean(), score.std())
+    assert ((score >= 2) == (mask == 1)).all()
     auroc, ap, _ = ranking_scores((label == 1).ravel(), score.ravel())
     assert auroc > 0.7, (auroc, ap)  # seen in training: it must have learnt that crop
 
@@ -100,7 +101,7 @@ def test_trained_head_travels_in_the_checkpoint_and_scores_probabilities(
     assert main([*zero_argv, "-q", "--device", "cpu", "--head", "zero-shot"]) == 0
     with rasterio.open(zero) as z:
         assert "z(pixels)" in z.tags()["ofa_change_score"]
-        assert z.read(1).max() > 1  # a z-score, not a probability
+        assert not np.allclose(z.read(1), score, atol=0.1)  # not the head's
 
 
 def test_held_out_pairs_are_scored(pairs_csv, tmp_path, capsys):

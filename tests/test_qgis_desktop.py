@@ -138,6 +138,23 @@ def test_classify_and_embed_in_the_real_qgis_desktop(shared, tmp_path):
         assert (ARTIFACTS / f"{name}.png").stat().st_size > 10_000, name
 
 
+def desktop_command(profiles: Path, script: str) -> list[str]:
+    """QGIS's desktop under Xvfb with the profiles folder, running tests/qgis_desktop/<script>."""
+    return [
+        str(XVFB),
+        "-a",
+        "-s",
+        "-screen 0 1600x1000x24",
+        str(QGIS),
+        "--nologo",
+        "--noversioncheck",
+        "--profiles-path",
+        str(profiles),
+        "--code",
+        str(ROOT / "tests" / "qgis_desktop" / script),
+    ]
+
+
 def drive(tmp_path: Path, profiles: Path, out: Path, name: str = "report", **env: str) -> dict:
     """QGIS under Xvfb (xcb) in the profile, driven by drive.py with ``env`` (OFA_DESKTOP_...):
     asserts that QGIS ended well and drive.py saw no error; returns its report (the report and
@@ -150,19 +167,7 @@ def drive(tmp_path: Path, profiles: Path, out: Path, name: str = "report", **env
         PATH="/usr/bin:/bin",  # no `ofa` of this venv: the engine comes from settings
         **env,
     )
-    command = [
-        XVFB,
-        "-a",
-        "-s",
-        "-screen 0 1600x1000x24",
-        QGIS,
-        "--nologo",
-        "--noversioncheck",
-        "--profiles-path",
-        str(profiles),
-        "--code",
-        str(ROOT / "tests" / "qgis_desktop" / "drive.py"),
-    ]
+    command = desktop_command(profiles, "drive.py")
     proc = subprocess.run(command, env=environ, capture_output=True, text=True, timeout=600)
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     for png in out.glob("*.png"):

@@ -19,11 +19,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
-
-ROOT = Path(__file__).resolve().parents[1]
-ARTIFACTS = ROOT / "test-artifacts" / "qgis_desktop"
-QGIS = shutil.which("qgis")
-XVFB = shutil.which("xvfb-run")
+from test_qgis_desktop import ARTIFACTS, QGIS, ROOT, XVFB, desktop_command
 
 
 def fresh_profile(tmp_path: Path) -> Path:
@@ -71,19 +67,7 @@ def test_setup_offline_then_an_existing_engine_in_the_real_qgis_desktop(shared, 
         PIP_INDEX_URL="http://127.0.0.1:9/simple",  # and its index does not answer
         PIP_RETRIES="1",
     )
-    command = [
-        XVFB,
-        "-a",
-        "-s",
-        "-screen 0 1600x1000x24",
-        QGIS,
-        "--nologo",
-        "--noversioncheck",
-        "--profiles-path",
-        str(fresh_profile(tmp_path)),
-        "--code",
-        str(ROOT / "tests" / "qgis_desktop" / "setup_drive.py"),
-    ]
+    command = desktop_command(fresh_profile(tmp_path), "setup_drive.py")
     proc = subprocess.run(command, env=env, capture_output=True, text=True, timeout=400)
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     for png in out.glob("setup_*.png"):

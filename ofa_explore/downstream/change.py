@@ -138,7 +138,9 @@ def pair_tiles(
     corners = [(y, x) for y in _starts(height, size) for x in _starts(width, size)]
     levels, images = [], []
     for start in range(0, len(corners), batch_size):
-        chips = np.stack([values[:, y : y + size, x : x + size] for y, x in corners[start:][:batch_size]])
+        chips = np.stack(
+            [values[:, y : y + size, x : x + size] for y, x in corners[start:][:batch_size]]
+        )
         chips = _fill(chips)
         t = torch.from_numpy(chips)
         lv, image = head_inputs(model, t[:, :count], t[:, count:], m, stats, layers)
