@@ -196,12 +196,14 @@ def write(methods, pooled, per, nanjing, chance, seconds, train_seconds) -> None
             for m in methods
         ),
         "",
-        "Per city, AUROC / AP:",
+        "Per city, AUROC / AP / best F1:",
         "",
         "| city | " + " | ".join(methods) + " |",
         "|---|" + "---|" * len(methods),
         *(
-            f"| {city} | " + " | ".join(f"{r[m][0]:.2f} / {r[m][1]:.3f}" for m in methods) + " |"
+            f"| {city} | "
+            + " | ".join(f"{r[m][0]:.2f} / {r[m][1]:.3f} / {r[m][2]:.2f}" for m in methods)
+            + " |"
             for city, r in per.items()
         ),
         "",
@@ -224,8 +226,9 @@ def write(methods, pooled, per, nanjing, chance, seconds, train_seconds) -> None
         "How the trained head was chosen (leave-one-city-out, pooled AP on these 8 cities): "
         "the head's output as a probability ranked worse pooled (0.176) than the zero-shot "
         "score (0.190) although it beat it in 7 of 8 cities, as its scale differs from city to "
-        "city; its logit standardised over the scene like the zero-shot score gives 0.224 "
-        "(0.241 with statistics from the whole scene instead of 16 sample tiles), and adding "
+        "city; its logit standardised over the scene like the zero-shot score gives "
+        "0.222-0.224 by thread count (0.241 with statistics from the whole scene instead of 16 "
+        "sample tiles), and adding "
         "the zero-shot score to it did not help (0.238 at weight 0.5, 0.225 at 1). A "
         "full-resolution decoder (the segmentation head's) took ~3 min an epoch on this CPU "
         "(other jobs running) against 3-15 s for the light head that replaced it. The issue's "
