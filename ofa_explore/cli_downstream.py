@@ -28,6 +28,13 @@ def cmd_train_head(args: argparse.Namespace) -> int:
     if args.task == "change":
         from .downstream.change import fit_change_head
 
+        if args.trainable_blocks or args.method != "linear" or args.modality:
+            raise BadInput(
+                "a change head trains on a frozen backbone, with each pair's sensor as read "
+                "from its files",
+                "leave out --trainable-blocks, --method and --modality with --task change",
+            )
+
         report = fit_change_head(
             model,
             args.data,

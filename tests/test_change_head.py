@@ -158,3 +158,12 @@ def test_a_head_that_is_not_a_change_head_is_refused(pairs_csv, tmp_path, capsys
     err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
     assert len(err) == 1 and "not a change head" in err[0], err
     assert not out.exists()
+
+
+def test_options_a_change_head_does_not_take_are_one_line(pairs_csv, tmp_path, capsys):
+    out = tmp_path / "x.safetensors"
+    argv = ["train-head", "--task", "change", "--data", str(pairs_csv), "-o", str(out), "-q"]
+    assert main([*argv, "--trainable-blocks", "2"]) == 2
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(err) == 1 and "frozen backbone" in err[0] and "--trainable-blocks" in err[0], err
+    assert not out.exists()
