@@ -239,7 +239,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="fine-tune the last K encoder blocks too (-1: all; default 0)",
     )
     p.add_argument(
-        "--epochs", type=int, help="training epochs (default 30; segmentation 60; change 12)"
+        "--epochs", type=int, help="training epochs (default 30; segmentation 60; change 6)"
     )
     p.add_argument(
         "--val-fraction",

@@ -39,7 +39,7 @@ def cmd_train_head(args: argparse.Namespace) -> int:
             model,
             args.data,
             name,
-            epochs=args.epochs or 12,
+            epochs=args.epochs or 6,
             val_fraction=args.val_fraction or 0.0,
             seed=args.seed,
             progress=progress,

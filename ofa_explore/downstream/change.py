@@ -30,7 +30,8 @@ from ..model import OFANet
 
 IGNORE = 255
 COLUMNS = ("before", "after", "mask")
-POS_WEIGHT = 5.0  # changed pixels are 1-4% of a city: weigh them up, measured 1, 5, 20
+POS_WEIGHT = 5.0  # changed pixels are 1-4% of a city: weigh them up (measured 1 and 5)
+EPOCHS = 6  # leave-one-city-out on OSCD: 6 epochs pooled AP 0.232, 12: 0.224, 24: 0.184
 
 
 @dataclass
@@ -175,7 +176,7 @@ def train_change_head(
     tiles: list[PairTiles],
     layers: list[int],
     modality: str,
-    epochs: int = 12,
+    epochs: int = EPOCHS,
     lr: float = 2e-3,
     batch_size: int = 16,
     seed: int = 0,
@@ -247,7 +248,7 @@ def fit_change_head(
     name: str = "change",
     *,
     layers: list[int] | None = None,
-    epochs: int = 12,
+    epochs: int = EPOCHS,
     val_fraction: float = 0.0,
     seed: int = 0,
     progress: Callable[[str, int, int], None] | None = None,
