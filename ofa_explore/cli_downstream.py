@@ -32,7 +32,7 @@ def cmd_train_head(args: argparse.Namespace) -> int:
             raise BadInput(
                 "a change head trains on a frozen backbone, with each pair's sensor as read "
                 "from its files",
-                "leave out --trainable-blocks, --method and --modality with --task change",
+                "leave out `--trainable-blocks`, `--method` and `--modality` with `--task change`",
             )
 
         report = fit_change_head(
