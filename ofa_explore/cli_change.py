@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from .checks import PRECISIONS
-from .cli_raster import CHECKPOINT_HELP
+from .cli_raster import CHECKPOINT_HELP, engine_settings
 from .startup import loading
 
 
@@ -74,16 +74,10 @@ def cmd_change(args: argparse.Namespace) -> int:
     check_device(args.device)
     with loading():
         from .change_detection import change
-        from .engine import Cancelled, EngineSettings
+        from .engine import Cancelled
         from .pretrained import load_model
 
-    settings = EngineSettings(
-        tile=args.tile,
-        overlap=args.overlap,
-        batch_size=args.batch_size,
-        device=args.device,
-        precision=args.precision,
-    )
+    settings = engine_settings(args)
     report = args.report
     load = getattr(args, "load_model", None) or load_model
     report.start("change", 2, f"{Path(args.before).name} -> {Path(args.after).name}")

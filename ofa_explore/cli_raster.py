@@ -138,6 +138,21 @@ def add_raster_verbs(sub: argparse._SubParsersAction) -> None:
         p.set_defaults(func=cmd_predict)
 
 
+def engine_settings(args: argparse.Namespace, **fields):
+    """The EngineSettings of a raster verb's common options (tile, overlap, batch size, device,
+    precision), plus ``fields``."""
+    from .engine import EngineSettings
+
+    return EngineSettings(
+        tile=args.tile,
+        overlap=args.overlap,
+        batch_size=args.batch_size,
+        device=args.device,
+        precision=args.precision,
+        **fields,
+    )
+
+
 def cmd_predict(args: argparse.Namespace) -> int:
     """`ofa <task>`. A program that runs it in-process (`ofa serve`) may set ``args.load_model``
     (models kept between jobs) and ``args.cancel`` (a threading.Event: a cancel, reported like
@@ -145,16 +160,12 @@ def cmd_predict(args: argparse.Namespace) -> int:
     several = args.output.suffix.lower() not in protocol.TIF_SUFFIXES
     _check_first(args, several)  # before the model loads and before anything is written
     with loading():  # the engine's imports (xarray, rasterio...), the collector paused
-        from .engine import Cancelled, EngineSettings, predict_raster
+        from .engine import Cancelled, predict_raster
         from .io import KEEP, open_raster, raster_modality
         from .pretrained import load_model
 
-    settings = EngineSettings(
-        tile=args.tile,
-        overlap=args.overlap,
-        batch_size=args.batch_size,
-        device=args.device,
-        precision=args.precision,
+    settings = engine_settings(
+        args,
         quicklook=args.quicklook,
         **{option: getattr(args, option) for option in TASK_OPTIONS if hasattr(args, option)},
     )
