@@ -35,7 +35,8 @@ if TYPE_CHECKING:
     from .model import OFAConfig, OFANet
 
 HEAD_KINDS = ("scene", "segmentation", "change")
-POOLS = ("mean", "cls")
+POOLS = ("mean", "cls", "mean+std")  # OFANet.pooled_features
+DEFAULT_POOL = "mean"  # what scene heads, probes and kNN read unless told (docs/EVALUATION.md)
 STANDARDIZE_EPS = 1e-5
 # used when a head is saved without colours: distinct, readable on a map (Tableau 10, then grey)
 DEFAULT_PALETTE = [
@@ -195,7 +196,7 @@ class HeadSet(nn.ModuleDict):
         name: str,
         classes: Sequence[str],
         kind: str = "scene",
-        pool: str = "mean",
+        pool: str = DEFAULT_POOL,
         modality: str | Modality | None = None,
         colors: Sequence[str] | None = None,
         layers: Sequence[int] | None = None,
@@ -204,7 +205,7 @@ class HeadSet(nn.ModuleDict):
         """Attach a head; it is saved with the model, with its class names, colours, the
         modality it expects and any ``notes`` (metrics, training data: JSON values).
 
-        ``kind="scene"``: one label per image from pooled tokens (``pool`` "mean" or "cls").
+        ``kind="scene"``: one label per image from pooled tokens (``pool``: one of ``POOLS``).
         ``kind="segmentation"``: one label per pixel from the token maps of encoder ``layers``
         (default: four evenly spaced blocks).
         ``kind="change"``: one change logit per pixel of two dates (``ChangeHead``; one class).
@@ -224,7 +225,7 @@ class HeadSet(nn.ModuleDict):
             raise BadInput(f"{len(colors)} colours for {len(classes)} classes")
         D, depth = self.config.embed_dim, self.config.depth
         if kind == "scene":
-            head: nn.Module = SceneHead(D, len(classes))
+            head: nn.Module = SceneHead(2 * D if pool == "mean+std" else D, len(classes))
             layers = None
         else:
             if modality is None:
@@ -366,6 +367,7 @@ __all__ = [
     "classify",
     "segment",
     "HEAD_KINDS",
+    "DEFAULT_POOL",
     "POOLS",
     "default_colors",
     "default_layers",

@@ -294,12 +294,18 @@ class OFANet(nn.Module):
 
     def pooled_features(self, x: Tensor, modality: str | Modality, pool: str = "mean") -> Tensor:
         """One vector per image: [B, C, H, W] in sensor units -> [B, D], the mean of the patch
-        tokens (through ``fc_norm`` where the model has one, as DOFA), or the class token."""
+        tokens (through ``fc_norm`` where the model has one, as DOFA), or the class token;
+        ``pool="mean+std"``: [B, 2D], the tokens' mean and their spread over the image (how
+        varied the scene is, which a mean averages away)."""
         tokens = self.forward_features(x, modality)
         if pool == "cls":
             return tokens[:, 0]
-        pooled = tokens[:, 1:].mean(1)
-        return self.fc_norm(pooled) if self.fc_norm is not None else pooled
+        patches = tokens[:, 1:]
+        pooled = patches.mean(1)
+        pooled = self.fc_norm(pooled) if self.fc_norm is not None else pooled
+        if pool == "mean+std":
+            return torch.cat([pooled, patches.std(1, unbiased=False)], 1)
+        return pooled
 
     def forward_intermediates(
         self, x: Tensor, modality: str | Modality, layers: Sequence[int]

@@ -29,7 +29,7 @@ from ofa_explore.downstream import (
     read_labelled_chips,
     split_folds,
 )
-from ofa_explore.downstream.datasets import boxes_to_mask
+from ofa_explore.downstream.datasets import boxes_to_mask, load_chips
 from ofa_explore.downstream.geobench import format_table, read_sample, run_geobench
 from ofa_explore.engine import predict_raster
 from ofa_explore.metrics import classification_scores, segmentation_scores
@@ -252,7 +252,10 @@ def test_metrics_on_known_values():
 
 
 def test_backbone_comparison_reports_both_backbones(eurosat_csv):
-    rows = compare_with_random_init(load_pretrained(), eurosat_csv, folds=3, seeds=(0,))
+    rows = compare_with_random_init(
+        load_pretrained(), eurosat_csv, folds=3, seeds=(0,), init_seeds=(0, 1)
+    )
+    assert [r["networks"] for r in rows] == [1, 1, 2, 2, 1, 1]
     assert [(r["backbone"], r["method"]) for r in rows] == [
         ("pre-trained", "linear"),
         ("pre-trained", "knn"),
@@ -262,6 +265,46 @@ def test_backbone_comparison_reports_both_backbones(eurosat_csv):
         ("band mean+std", "knn"),
     ]
     assert all(0.1 < r["accuracy"] <= 1 for r in rows)
+
+
+def test_random_init_is_timms_and_differs_by_seed():
+    """The random baseline is the stronger one (timm's ViT init: normal, std 0.02), one network
+    per seed, with the trained model's architecture and modalities."""
+    from ofa_explore.downstream.tasks import random_init
+
+    model = load_pretrained()
+    a, b = random_init(model, 0), random_init(model, 1)
+    w = a.blocks[0].attn.qkv.weight
+    assert float(w.std()) == pytest.approx(0.02, rel=0.1) and float(w.mean()) == pytest.approx(
+        0, abs=1e-3
+    )
+    assert not torch.equal(w, b.blocks[0].attn.qkv.weight)
+    assert torch.equal(w, random_init(model, 0).blocks[0].attn.qkv.weight)
+    assert a.state_dict().keys() == {k for k in model.state_dict() if not k.startswith("heads.")}
+
+
+def test_mean_std_pooling_feeds_a_scene_head_that_round_trips(eurosat_csv, tmp_path):
+    """``pool="mean+std"``: the tokens' mean (as plain pooling) and their spread; a scene head
+    fitted on it keeps its pooling through a checkpoint and classifies with it."""
+    from ofa_explore import save_checkpoint
+    from ofa_explore.heads import classify
+
+    model = load_pretrained()
+    chips = read_labelled_chips(eurosat_csv)
+    x = torch.as_tensor(load_chips(chips.paths[:4], "s2_l1c")[0])
+    mean = model.pooled_features(x, "s2_l1c")
+    both = model.pooled_features(x, "s2_l1c", "mean+std")
+    assert both.shape == (4, 2 * mean.shape[1]) and torch.allclose(both[:, : mean.shape[1]], mean)
+    assert (both[:, mean.shape[1] :] > 0).all()
+
+    report = fit_scene_head(model, eurosat_csv, "landcover_spread", pool="mean+std")
+    assert report["accuracy"] >= 0.3, report
+    save_checkpoint(model, tmp_path / "spread.safetensors")
+    reloaded = load_checkpoint(tmp_path / "spread.safetensors")
+    assert reloaded.heads.info["landcover_spread"]["pool"] == "mean+std"
+    assert torch.equal(
+        classify(model, x, "s2_l1c").argmax(1), classify(reloaded, x, "s2_l1c").argmax(1)
+    )
 
 
 # ---------------------------------------------------------------- GEO-Bench
@@ -435,7 +478,7 @@ def test_published_weight_layout_runs_the_comparison_and_wavelength_only_tasks(
     from ofa_explore.weights import convert_dofa_v1
 
     dofa = convert_dofa_v1(layouts.dofa_v1(D=64, depth=1))  # the layout; widths kept small
-    rows = compare_with_random_init(dofa, eurosat_csv, folds=2, seeds=(0,))
+    rows = compare_with_random_init(dofa, eurosat_csv, folds=2, seeds=(0,), init_seeds=(0,))
     assert len(rows) == 6 and all(0 <= r["accuracy"] <= 1 for r in rows)
     kiln = run_geobench(dofa, geobench_root, tasks=["m-brick-kiln"])[0]
     assert "skipped" not in kiln and kiln["train"] == 30 and 0 <= kiln["linear"] <= 1

@@ -17,7 +17,7 @@ import yaml
 
 from ofa_explore import load_checkpoint, set_threads
 from ofa_explore.checkpoint import CheckpointError
-from ofa_explore.errors import BadInput
+from ofa_explore.errors import BadInput, OFAError
 from ofa_explore.pretraining.config import ConfigError, load_config
 from ofa_explore.pretraining.train import fused_attention, latest_checkpoint, train
 from ofa_explore.pretraining.train import main as train_main
@@ -408,6 +408,11 @@ def test_landsat_and_enmap_train_the_wavelength_path(shared, tmp_path):
         (lambda c: c["objective"].update(projector=3), "unknown key 'objective.projector'"),
         (lambda c: c["augment"].update(band_dropout=1.0), "augment.band_dropout must be in"),
         (
+            lambda c: c["data"][0].update(time_pairs=True, stack_folders=True),
+            "time_pairs reads one file per date",
+        ),
+        (lambda c: c.update(init_from=3), "'init_from' must be str"),
+        (
             lambda c: c["model"].update(modalities=["s2_l1c", "landsat_oli_l1"]),
             "the model gives 'landsat_oli_l1' an embedding of its own",
         ),
@@ -427,3 +432,68 @@ def test_info_nce_rewards_matching_views():
     a = torch.randn(16, 64)
     assert info_nce(a, a + 0.01 * torch.randn(16, 64), 0.1) < 0.1
     assert info_nce(a, torch.randn(16, 64), 0.1) > 2.0
+
+
+def test_time_pairs_make_two_dates_of_one_place_the_two_views(shared, tmp_path):
+    """OSCD images, two cities of two dates each: with ``time_pairs`` the two views of a chip
+    are one window at two dates (they differ as the dates do, where the same-date views of
+    plain sources match up to augmentation), and held-out rows stay out of training."""
+    import numpy as np
+
+    from ofa_explore.pretraining.data import ChipSampler, build_sources
+
+    for city in ("rennes", "nantes"):  # the images only: change maps never leave shared data
+        (tmp_path / city).mkdir()
+        for date in sorted((shared / "change/oscd" / city).glob(f"{city}_20*.tif")):
+            (tmp_path / city / date.name).symlink_to(date)
+    source = {"modality": "s2_l1c", "paths": [str(tmp_path / "*/*.tif")], "val_fraction": 0.2}
+    cfg = load_config(config(shared, tmp_path / "run", data=[{**source, "time_pairs": True}]))
+    (sources,) = build_sources(cfg, Path.cwd())
+    assert len(sources.train) == 2 and all(len(r.dates) == 2 for r in sources.train)
+    assert all(r.rows[1] <= v.rows[0] for r, v in zip(sources.train, sources.val))
+
+    def gap(sampler):  # how far the two views of a chip are apart, per band, in the median
+        _, (a, b) = sampler.views_for(0)
+        return float(np.median((a.x.mean((2, 3)) - b.x.mean((2, 3))).abs()))
+
+    across_time = gap(ChipSampler([sources], seed=0, views=2))
+    plain_cfg = load_config(config(shared, tmp_path / "run", data=[source]))
+    same_date = gap(ChipSampler(build_sources(plain_cfg, Path.cwd()), seed=0, views=2))
+    assert same_date == 0.0  # no augmentation, no crops: the same window twice
+    assert across_time > 10  # DN: the two acquisitions differ
+
+    lonely = tmp_path / "lonely"
+    lonely.mkdir()
+    (lonely / "one_date.tif").symlink_to(next((tmp_path / "rennes").glob("*.tif")))
+    cfg = load_config(
+        config(
+            shared,
+            tmp_path / "run",
+            data=[{**source, "paths": [str(lonely / "*.tif")], "time_pairs": True}],
+        )
+    )
+    with pytest.raises(BadInput, match="two or more dates of each place"):
+        build_sources(cfg, Path.cwd())
+
+
+def test_init_from_starts_a_run_from_a_trained_model(shared, tmp_path):
+    """``init_from`` continues a trained model with a fresh schedule: the new run's first
+    weights are the checkpoint's; a checkpoint of another architecture is refused by name."""
+    from ofa_explore.errors import ModelMismatch
+    from ofa_explore.pretraining.train import build_model, load_initial_weights
+
+    first = train(load_config(config(shared, tmp_path / "a", steps=3)), quiet=True)
+    trained = load_checkpoint(first)
+    cfg = load_config(config(shared, tmp_path / "b", steps=3, init_from=str(first)))
+    model = build_model(cfg)
+    load_initial_weights(model, cfg.init_from, Path.cwd())
+    for name, tensor in trained.state_dict().items():
+        assert torch.equal(model.state_dict()[name], tensor), name
+
+    deeper = config(shared, tmp_path / "c", init_from=str(first))
+    deeper["model"]["arch"] = {"depth": 3}
+    with pytest.raises(ModelMismatch, match="does not fit the model of this config"):
+        train(load_config(deeper), quiet=True)
+    missing = load_config(config(shared, tmp_path / "d", init_from=str(tmp_path / "none.st")))
+    with pytest.raises(OFAError, match="init_from: no checkpoint"):
+        train(missing, quiet=True)

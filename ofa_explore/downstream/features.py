@@ -8,6 +8,7 @@ import numpy as np
 import torch
 
 from ..errors import BadInput
+from ..heads import DEFAULT_POOL
 from ..modalities import Modality
 from ..model import OFANet
 from .datasets import LabelledChips, load_chips
@@ -18,14 +19,14 @@ def extract_features(
     model: OFANet,
     chips: np.ndarray | torch.Tensor | LabelledChips,
     modality: str | Modality | None = None,
-    pool: str = "mean",
+    pool: str = DEFAULT_POOL,
     batch_size: int = 64,
     device: str | torch.device = "cpu",
     progress: Callable[[int, int], None] | None = None,
 ) -> np.ndarray:
     """[N, D] features of ``chips`` ([N, C, H, W] in sensor units, or labelled chips on disk).
 
-    ``pool``: "mean" of the patch tokens (the better default for MAE encoders) or the "cls" token.
+    ``pool``: see ``OFANet.pooled_features``.
     """
     if isinstance(chips, LabelledChips):
         chips, found = load_chips(chips.paths, modality)
@@ -44,4 +45,6 @@ def extract_features(
                 progress(min(start + batch_size, len(x)), len(x))
     finally:
         model.train(was_training)
-    return torch.cat(out).numpy() if out else np.zeros((0, model.config.embed_dim), np.float32)
+    if not out:
+        return np.zeros((0, model.config.embed_dim * (2 if pool == "mean+std" else 1)), np.float32)
+    return torch.cat(out).numpy()

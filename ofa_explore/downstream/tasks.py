@@ -12,6 +12,7 @@ import torch
 
 from ..checkpoint import model_from_metadata
 from ..errors import BadInput
+from ..heads import DEFAULT_POOL
 from ..inputs import normalize, require_embedding
 from ..metrics import classification_scores, segmentation_scores
 from ..modalities import Modality
@@ -48,13 +49,15 @@ def fit_scene_head(
     epochs: int = 30,
     val_fraction: float = 0.2,
     colors: Sequence[str] | None = None,
+    pool: str = DEFAULT_POOL,
     seed: int = 0,
     progress: Progress | None = None,
 ) -> dict[str, Any]:
     """Add scene head ``name`` to ``model``, fitted on the chips' train split; returns (and
     stores in ``model.heads.info[name]``) its scores on the held-out split.
 
-    ``method="linear"``: logistic regression on frozen mean-pooled features (a linear probe).
+    ``method="linear"``: logistic regression on frozen pooled features (a linear probe; ``pool``:
+    see ``OFANet.pooled_features``).
     ``method="finetune"``: that probe, then gradient training of the head and the last
     ``trainable_blocks`` encoder blocks (-1: all). Fine-tuning changes the shared backbone, so
     the model's other heads are removed. The new head becomes the model's default.
@@ -70,9 +73,11 @@ def fit_scene_head(
     train, val = train_val_split(len(y), val_fraction, data.groups, y, seed)
     if method == "finetune" and trainable_blocks:
         _drop_heads(model)
-    model.heads.add(name, data.classes, modality=m.name, colors=colors)
+    model.heads.add(name, data.classes, pool=pool, modality=m.name, colors=colors)
     model.heads.set_default(name)  # a freshly fitted head is the one users expect next
-    features = extract_features(model, x[train], m, progress=_stage(progress, "features"))
+    features = extract_features(
+        model, x[train], m, pool=pool, progress=_stage(progress, "features")
+    )
     probe = fit_linear_probe(
         features,
         y[train],
@@ -244,6 +249,29 @@ def evaluate_head(
     return {"head": name, "kind": info["kind"], "classes": info["classes"], **scores}
 
 
+def random_init(model: OFANet, seed: int) -> OFANet:
+    """The same architecture, modalities and heads, initialised the way timm initialises a ViT
+    (weights normal with std 0.02, as timm's ``trunc_normal_``, whose bounds of ±2 never bite
+    at that std; biases 0; norms 1 and 0): the stronger
+    of the usual random baselines for frozen features, so the one to beat."""
+    meta = {
+        "config": model.config.to_dict(),
+        "modalities": {n: v.to_dict() for n, v in model.modalities.items()},
+    }
+    torch.manual_seed(seed)
+    net = model_from_metadata(meta)
+    for module in net.modules():
+        if isinstance(module, torch.nn.Linear | torch.nn.Conv2d):
+            torch.nn.init.trunc_normal_(module.weight, std=0.02)
+            if module.bias is not None:
+                torch.nn.init.zeros_(module.bias)
+        elif isinstance(module, torch.nn.LayerNorm):
+            torch.nn.init.ones_(module.weight)
+            torch.nn.init.zeros_(module.bias)
+    torch.nn.init.normal_(net.cls_token, std=0.02)
+    return net
+
+
 def compare_with_random_init(
     model: OFANet,
     data: LabelledChips | SegmentationScenes | str | Path,
@@ -251,17 +279,21 @@ def compare_with_random_init(
     modality: str | Modality | None = None,
     folds: int = 5,
     seeds: Sequence[int] = (0, 1, 2),
+    init_seeds: Sequence[int] = (0, 1, 2, 3, 4),
+    pool: str = DEFAULT_POOL,
     k: int = 20,
     progress: Progress | None = None,
 ) -> list[dict[str, Any]]:
     """Linear-probe and kNN accuracy (cross-validated, group-aware when the data has groups) of
-    the model's frozen features, of the same architecture randomly initialised, and of no network
-    at all (each band's mean and standard deviation: what colour alone gives).
+    the model's frozen features, of the same architecture randomly initialised (``random_init``,
+    one network per ``init_seeds``), and of no network at all (each band's mean and standard
+    deviation: what colour alone gives).
 
-    Labelled chips: one mean-pooled feature per chip. Segmentation scenes (images + masks): one
-    token per patch, labelled with the majority class of its labelled pixels (patches less than a
-    quarter labelled are left out), folds split by scene. Scores are averaged over ``seeds``
-    (fold assignment, and the random initialisation)."""
+    Labelled chips: one pooled feature per chip (``pool``: see ``OFANet.pooled_features``).
+    Segmentation scenes (images + masks): one token per patch, labelled with the majority class
+    of its labelled pixels (patches less than a quarter labelled are left out), folds split by
+    scene. Every score is the mean over the ``seeds`` fold assignments (and, for random init,
+    over the networks); ``accuracy_std`` is the spread between folds."""
     if _is_segmentation_data(data):
         scenes = data if isinstance(data, SegmentationScenes) else read_segmentation_scenes(data)
         x, m, y, keep, groups = _labelled_patches(model, scenes, modality)
@@ -284,40 +316,34 @@ def compare_with_random_init(
         y, groups, num_classes = chips.targets, chips.groups, len(chips.classes)
 
         def features(net: OFANet) -> np.ndarray:
-            return extract_features(net, x, m)
+            return extract_features(net, x, m, pool=pool)
 
         normalised = normalize(torch.from_numpy(x), m)
         stats = torch.cat([normalised.mean((2, 3)), normalised.std((2, 3))], 1).numpy()
-    meta = {
-        "config": model.config.to_dict(),
-        "modalities": {n: v.to_dict() for n, v in model.modalities.items()},
+    backbones: dict[str, Callable[[], list[np.ndarray]]] = {
+        "pre-trained": lambda: [features(model)],
+        "random init": lambda: [features(random_init(model, s)) for s in init_seeds],
+        BAND_STATS: lambda: [stats],
     }
     rows = []
-    for label in ("pre-trained", "random init", BAND_STATS):
-        runs = []
-        for seed in seeds:
-            if label == BAND_STATS:
-                f = stats
-            elif label == "random init":
-                torch.manual_seed(seed)
-                f = features(model_from_metadata(meta))
-            else:
-                f = features(model)
-            runs.append(cross_validate(f, y, num_classes, groups, folds, seed, k))
-            if progress:
-                progress(label, len(runs), len(seeds))
+    for label, make in backbones.items():
+        runs, total = [], len(seeds) * (len(init_seeds) if label == "random init" else 1)
+        for f in make():
+            for seed in seeds:
+                runs.append(cross_validate(f, y, num_classes, groups, folds, seed, k))
+                if progress:
+                    progress(label, len(runs), total)
         for method in ("linear", "knn"):
-            acc = [r[method]["accuracy"] for r in runs]
-            f1 = [r[method]["macro_f1"] for r in runs]
             rows.append(
                 {
                     "backbone": label,
                     "method": method,
-                    "accuracy": float(np.mean(acc)),
+                    "accuracy": float(np.mean([r[method]["accuracy"] for r in runs])),
                     "accuracy_std": float(np.mean([r[method]["accuracy_std"] for r in runs])),
-                    "macro_f1": float(np.mean(f1)),
+                    "macro_f1": float(np.mean([r[method]["macro_f1"] for r in runs])),
                     "folds": folds,
                     "repeats": len(seeds),
+                    "networks": len(init_seeds) if label == "random init" else 1,
                     "chips": len(y),
                 }
             )

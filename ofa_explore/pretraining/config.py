@@ -60,10 +60,17 @@ class SourceConfig(_Section):
     val_fraction: float = 0.1  # share held out for validation
     # files | rows (the bottom rows of each raster) | auto: files if there are several
     split: Literal["auto", "files", "rows"] = "auto"
+    # the files of one folder are one place at several dates on one grid: the two views of a
+    # chip are the same window at two dates (time as a view), the bottom rows held out
+    time_pairs: bool = False
 
     @model_validator(mode="after")
     def _check(self) -> SourceConfig:
         where = f"source '{self.modality}'"
+        if self.time_pairs and self.stack_folders:
+            raise ValueError(
+                f"{where}: time_pairs reads one file per date; it cannot be used with stack_folders"
+            )
         if self.modality == "auto" and self.embedding != "wavelength":
             raise ValueError(
                 f"{where}: a modality read from the files has no embedding of its "
@@ -157,6 +164,9 @@ class TrainConfig(_Section):
     num_workers: int = 0
     output_dir: str = "runs/ofa"
     seed: int = 0
+    # start from these weights instead of random ones ("shipped": the packaged model), with a
+    # fresh optimiser and schedule: more steps for a trained model without starting over
+    init_from: str | None = None
 
     @model_validator(mode="after")
     def _check(self) -> TrainConfig:

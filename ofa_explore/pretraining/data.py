@@ -13,10 +13,11 @@ different chips.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import glob
 import os
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -42,6 +43,7 @@ class Region:
     rows: tuple[int, int]
     nodata: float | None
     conversion: dict
+    dates: list[Region] = field(default_factory=list)  # the same place at other dates
 
 
 @dataclass
@@ -61,6 +63,17 @@ class ModalitySource:
         self.batch_size = cfg.batch_size or default_batch
         self.chip_size = cfg.chip_size or default_size
         items = _expand(cfg, base)
+        if cfg.time_pairs:
+            places: dict[Path, list] = {}
+            for item in items:
+                places.setdefault(Path(item).parent, []).append(item)
+            alone = [str(place) for place, files in places.items() if len(files) < 2]
+            if alone:
+                raise BadInput(
+                    f"source '{cfg.modality}': time_pairs needs two or more dates of each "
+                    f"place, but {alone[0]} holds one file",
+                    "put each place's dates in a folder of their own",
+                )
         if not items:
             raise NotFound(
                 f"source '{cfg.modality}': no rasters match {cfg.paths or cfg.manifest}",
@@ -84,6 +97,17 @@ class ModalitySource:
                     "bands than the first file",
                     "give such files a source each",
                 )
+        if cfg.time_pairs:  # one region per place, its other dates beside it, bottom rows held out
+            self.train, self.val = [], []
+            start = 0
+            for files in places.values():
+                dates = rasters[start : start + len(files)]
+                start += len(files)
+                train, val = _split(dates, cfg.val_fraction, False, self.modality.nodata)
+                self.train.append(_with_dates(train))
+                if val:
+                    self.val.append(_with_dates(val))
+            return
         by_files = cfg.split == "files" or (cfg.split == "auto" and len(rasters) > 1)
         self.train, self.val = _split(rasters, cfg.val_fraction, by_files, self.modality.nodata)
 
@@ -165,17 +189,29 @@ class ChipSampler:
             width = region.raster.shape[-1]
             y = rng.integers(r0, max(r0, r1 - side) + 1)
             x = rng.integers(0, max(0, width - side) + 1)
-            block = _read(region.raster, y, min(y + side, r1), x, min(x + side, width))
-            values = to_model_units(block, region.conversion)
-            valid = np.isfinite(values).all(axis=0)
-            if region.nodata is not None:
-                valid &= ~(block == region.nodata).any(axis=0)
+            # two views of a place with several dates: the same window at two of them
+            dates = (
+                [region.dates[i] for i in rng.choice(len(region.dates), 2, replace=False)]
+                if region.dates and count > 1
+                else [region]
+            )
+            blocks, valid = [], np.ones((min(side, r1 - y), min(side, width - x)), bool)
+            for date in dates:
+                block = _read(date.raster, y, y + valid.shape[0], x, x + valid.shape[1])
+                values = to_model_units(block, date.conversion)
+                valid &= np.isfinite(values).all(axis=0)
+                if date.nodata is not None:
+                    valid &= ~(block == date.nodata).any(axis=0)
+                blocks.append(values)
             if valid.sum() / side**2 < MIN_VALID:
                 continue
-            window = np.broadcast_to(mean, (m.num_bands, side, side)).copy()
-            h, w = values.shape[1:]
-            window[:, :h, :w] = np.where(valid, values, mean)
-            return [self._view(window, m, size, rng) for _ in range(count)]
+            windows = []
+            for values in blocks:
+                window = np.broadcast_to(mean, (m.num_bands, side, side)).copy()
+                h, w = values.shape[1:]
+                window[:, :h, :w] = np.where(valid, values, mean)
+                windows.append(window)
+            return [self._view(windows[i % len(windows)], m, size, rng) for i in range(count)]
         raise BadInput(
             f"source '{m.name}': no chip with {MIN_VALID:.0%} valid pixels in {TRIES} tries",
             "check the rasters' nodata value",
@@ -301,6 +337,20 @@ def _split(
         [region(da, (0, cut)) for da, cut in zip(rasters, cuts)],
         [region(da, (cut, da.sizes["y"])) for da, cut in zip(rasters, cuts)],
     )
+
+
+def _with_dates(regions: list[Region]) -> Region:
+    """The first date's region, holding every date (rows cut to the smallest of them)."""
+    rows = (regions[0].rows[0], min(r.rows[1] for r in regions))
+    width = min(r.raster.shape[-1] for r in regions)
+    dates = [dataclasses.replace(r, rows=rows) for r in regions]
+    for d in dates:
+        d.raster = (
+            d.raster[..., :width]
+            if isinstance(d.raster, np.ndarray)
+            else d.raster.isel(x=slice(0, width))
+        )
+    return dataclasses.replace(dates[0], dates=dates)
 
 
 def _read(raster, y0: int, y1: int, x0: int, x1: int) -> np.ndarray:

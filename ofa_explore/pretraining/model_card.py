@@ -38,7 +38,17 @@ LICENCES = {
     "landsat_composite_8bit": "Landsat composites (USGS, public domain; via opengeos/data, MIT)",
     "auto": "EnMAP L2A Potsdam 2022-07-24 (EnMAP data (c) DLR 2022; tiles as distributed in the "
     "EnMAP-Box repository, GPL-3.0); used for training only, not shipped",
+    "oscd": "OSCD images (Daudt et al. 2018; contain modified Copernicus Sentinel data "
+    "2015-2018, Copernicus free and open licence); their change maps (CC BY-NC-SA) are not used",
 }
+
+
+def licence(source) -> str:
+    """Where a source's data come from and under which licence (by dataset where a modality
+    has several)."""
+    if any("oscd" in p for p in source.paths):
+        return LICENCES["oscd"]
+    return LICENCES.get(source.modality, "")
 
 
 def source_label(source) -> str:
@@ -115,6 +125,20 @@ def final_losses(run: Path, cfg) -> dict[str, float | int | None]:
     }
 
 
+def earlier_rounds(cfg) -> list[dict]:
+    """The runs a run continued (``init_from``), oldest first, from their checkpoints'
+    provenance: what the card must name for the model to be reproduced."""
+    if not cfg.init_from:
+        return []
+    from ofa_explore.checkpoint import read_metadata
+    from ofa_explore.pretrained import shipped_checkpoint_path
+
+    path = shipped_checkpoint_path() if cfg.init_from == "shipped" else Path(cfg.init_from)
+    prov = read_metadata(path).get("provenance", {})
+    own = {k: prov.get(k) for k in ("command", "steps", "training_minutes", "trained_on")}
+    return [*prov.get("earlier_rounds", []), own]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--run", type=Path, required=True)
@@ -129,6 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     cfg = load_config(args.config)
     model = load_checkpoint(args.run / "model.safetensors")
+    prior = earlier_rounds(cfg)
     held_out = held_out_scores(model, cfg, Path.cwd(), args.batches)
     samples = sample_scores(model)
     run = final_losses(args.run, cfg)
@@ -146,14 +171,15 @@ def main(argv: list[str] | None = None) -> int:
         training_minutes=run["minutes"],
         command=f"ofa pretrain --config {args.config}",
         held_out_reconstruction=held_out,
+        earlier_rounds=prior,
     )
-    card = render(cfg, args.config, run, args.where, held_out, samples, ckpt)
+    card = render(cfg, args.config, run, args.where, held_out, samples, ckpt, prior)
     (args.out / "MODEL_CARD.md").write_text(card)
     print(card)
     return 0
 
 
-def render(cfg, config_path, run, where, held_out, samples, ckpt) -> str:
+def render(cfg, config_path, run, where, held_out, samples, ckpt, prior=()) -> str:
     mc, ob, au = cfg.model, cfg.objective, cfg.augment
     own = list(dict.fromkeys(s.modality for s in cfg.data if s.embedding == "own"))
     objective = (
@@ -179,7 +205,13 @@ def render(cfg, config_path, run, where, held_out, samples, ckpt) -> str:
         f"{mc.patch_size} px, images of {mc.img_size} x {mc.img_size} px. Pre-trained with "
         f"{objective}, mask ratio {cfg.mask_ratio}, for {run['steps']} steps of up to "
         f"{cfg.batch_size} chips, {cfg.precision}, on {where}: {run['minutes']:.0f} minutes of "
-        "training steps. It is a small demonstration model for workshops and tests, not a "
+        "training steps"
+        + "".join(
+            f", continuing a model trained for {p['steps']} steps (`{p['command']}`, "
+            f"{p['training_minutes']:.0f} minutes)"
+            for p in reversed(prior)
+        )
+        + ". It is a small demonstration model for workshops and tests, not a "
         "replacement for published OFA-Net/DOFA weights.",
         "",
         "Views: random-resized crops of one window (area "
@@ -188,20 +220,30 @@ def render(cfg, config_path, run, where, held_out, samples, ckpt) -> str:
         f"of the band mean, {au.band_dropout:.0%} of bands replaced by their mean. On the share "
         "of steps given by `band_subsets` the second view keeps a random subset of the bands "
         "and goes through the wavelength-conditioned embedding, so that path learns band sets "
-        "no sensor gave it and is pulled towards the features of the sensor's own embedding.",
+        "no sensor gave it and is pulled towards the features of the sensor's own embedding."
+        + (
+            " Sources marked *time pairs* hold one place at several dates: their two views are "
+            "one window at two dates, so the features learn what stays (land cover) and let go "
+            "of what varies (season, sun, atmosphere)."
+            if any(s.time_pairs for s in cfg.data)
+            else ""
+        ),
         "",
         "## Data (all real, from `../shared/data`)",
         *[
             f"- `{s.modality}`"
             f"{' (wavelength-conditioned embedding)' if s.embedding != 'own' else ''}: "
-            f"{LICENCES.get(s.modality, '')}; `{', '.join(s.paths)}`, mixing weight {s.weight}, "
+            f"{licence(s)}; `{', '.join(s.paths)}`, mixing weight {s.weight}, "
             f"{s.val_fraction:.0%} held out (split: {s.split}; auto = whole files when there "
             f"are several, else bottom rows); band subsets on {s.band_subsets:.0%} of its steps"
+            + ("; *time pairs*" if s.time_pairs else "")
             for s in cfg.data
         ],
         "",
         "## Reproduce",
-        f"```\nofa pretrain --config {config_path}\n"
+        "```\n"
+        + "".join(f"{p['command']}  # then its model card, as below\n" for p in prior)
+        + f"ofa pretrain --config {config_path}\n"
         f"python -m ofa_explore.pretraining.model_card --run {cfg.output_dir} "
         f"--config {config_path}\n"
         "python scripts/add_shipped_head.py\npython scripts/evaluation_table.py\n```",

@@ -28,7 +28,7 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
 from ..checkpoint import CheckpointError, read_tensors, save_checkpoint, write_tensors
-from ..errors import CLI_WORDS, NotFound, OFAError, OutputError
+from ..errors import CLI_WORDS, ModelMismatch, NotFound, OFAError, OutputError
 from ..model import OFANet, set_fused_attention
 from ..precision import autocast_for, fused_attention_for, resolve_precision
 from ..threads import set_threads
@@ -60,6 +60,41 @@ def build_model(cfg: TrainConfig) -> OFANet:
         norm_pix_loss=mc.norm_pix_loss,
         **mc.arch,
     )
+
+
+def load_initial_weights(model: OFANet, init_from: str, base: Path) -> Path:
+    """Copy a checkpoint's encoder and decoder weights into ``model`` (its heads are left out:
+    they belong to downstream tasks). ``init_from``: a path, or "shipped" for the packaged
+    model; refused when its architecture or modalities differ from the config's."""
+    from ..checkpoint import load_checkpoint
+    from ..pretrained import shipped_checkpoint_path
+
+    if init_from == "shipped":
+        path = shipped_checkpoint_path()
+    else:
+        path = Path(os.path.expandvars(init_from))
+        path = path if path.is_absolute() else base / path
+    if not path.is_file():
+        raise NotFound(f"init_from: no checkpoint at {path}", "check init_from in {config}")
+    source = {
+        k: v
+        for k, v in load_checkpoint(path).state_dict().items()
+        if ".heads." not in k and not k.startswith("heads.")
+    }
+    target = model.state_dict()
+    mismatched = sorted(
+        k
+        for k in set(source) | set(target)
+        if k not in source or k not in target or source[k].shape != target[k].shape
+    )
+    if mismatched:
+        raise ModelMismatch(
+            f"init_from: {path.name} does not fit the model of this config "
+            f"({len(mismatched)} tensors differ, e.g. {mismatched[0]})",
+            "give the model section and the sources the checkpoint was trained with",
+        )
+    model.load_state_dict(source, strict=False)
+    return path
 
 
 def fused_attention(cfg: TrainConfig, device: torch.device) -> bool:
@@ -212,6 +247,9 @@ def train(
     precision = resolve_precision(cfg.precision, device)  # auto: bf16 where native, else fp32
     scaler = torch.amp.GradScaler("cuda", enabled=precision == "fp16" and device.type == "cuda")
     start = 0
+    if cfg.init_from and not resume:  # a resumed run has its own newer weights
+        origin = load_initial_weights(model, cfg.init_from, base)
+        _log0(rank, f"starting from the weights of {origin}")
     if resume:
         folder = Path(resume) if isinstance(resume, str) else latest_checkpoint(out)
         if folder is None:
