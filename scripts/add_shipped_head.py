@@ -2,7 +2,8 @@
 the shipped checkpoint; update the head section of its model card.
 
 Run from the repository root: ``python scripts/add_shipped_head.py [SHARED_DATA_DIR]``.
-The head is a linear probe on frozen mean-pooled features, fitted on the EuroSAT chips of
+The head is a linear probe on frozen pooled features (``heads.DEFAULT_POOL``: the tokens' mean
+and spread), fitted on the EuroSAT chips of
 ../shared/data with whole spatial groups (``geo_group``) held out for its validation score.
 """
 
@@ -15,6 +16,7 @@ import torch
 
 from ofa_explore.checkpoint import load_checkpoint, save_checkpoint
 from ofa_explore.downstream import evaluate_head, fit_scene_head, read_labelled_chips
+from ofa_explore.heads import DEFAULT_POOL
 from ofa_explore.pretrained import shipped_checkpoint_path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -78,7 +80,8 @@ def write_card(model, scores: dict, n_val: int, n_train: int) -> None:
         for i, (c, row) in enumerate(zip(classes, scores["confusion"]))
     )
     card += f"""{CARD_MARK}: `{HEAD}` (default of `ofa classify` for Sentinel-2 L1C)
-A linear probe (standardised mean-pooled features, logistic regression) on the frozen backbone,
+A linear probe (standardised features pooled as `{DEFAULT_POOL}`, logistic regression) on the
+frozen backbone,
 fitted on {n_train} EuroSAT-MS chips of `../shared/data/eurosat` (10 classes, 15 per class);
 {n_val} chips of whole spatial groups (`geo_group`) held out. Rebuild:
 `python scripts/add_shipped_head.py`.

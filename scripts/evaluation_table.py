@@ -35,6 +35,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SEG_EPOCHS, SEEDS = 30, (0, 1, 2)  # fold assignments (and segmentation-head seeds)
 INIT_SEEDS = (0, 1, 2, 3, 4)  # random-init networks (timm's init: normal, std 0.02)
 POOLS = ("mean", "mean+std")  # EuroSAT features compared both ways
+GOAL_POOL = "mean"  # the goal is judged on the features' mean, as the issues measured it
 GOAL_POINTS = 10  # issues 12 and 27: beat random initialisation by this many points on EuroSAT
 CHANGE_BLOCK = ("<!-- change-evaluation:start -->", "<!-- change-evaluation:end -->")
 
@@ -159,9 +160,9 @@ def main(shared: Path, model_path: Path | None) -> None:
         )
         for pool in POOLS
     }
-    eurosat = by_pool[DEFAULT_POOL]
+    eurosat = by_pool[GOAL_POOL]
     pooling = "\n".join(
-        f"| {pool}{' (default)' if pool == DEFAULT_POOL else ''} | "
+        f"| {pool}{' (default of scene heads)' if pool == DEFAULT_POOL else ''} | "
         + " | ".join(f"{score(rows, b):.1%}" for b in ("pre-trained", "random init"))
         + f" | {(score(rows, 'pre-trained') - score(rows, 'random init')) * 100:+.1f} |"
         for pool, rows in by_pool.items()
@@ -187,7 +188,7 @@ script alone.
 {verdict(eurosat)}
 
 ## EuroSAT-MS scene classification (Sentinel-2 L1C, 10 classes, 150 chips)
-Frozen features ({DEFAULT_POOL} pooling of the patch tokens), a logistic-regression linear
+Frozen features ({GOAL_POOL} of the patch tokens), a logistic-regression linear
 probe (weight decay chosen by inner cross-validation) and a cosine kNN (k = 20). 5-fold
 cross-validation in which whole spatial groups (`geo_group` of `index.csv`) stay on one side,
 repeated with {len(SEEDS)} fold assignments; "random init" is the same network initialised the
@@ -202,7 +203,9 @@ pre-training data without their labels. Same numbers from the command line:
 {table(eurosat)}
 
 Pooling, linear probe, same protocol ("mean+std": the tokens' mean and their standard deviation
-over the chip, 2 x 192 numbers):
+over the chip, 2 x 192 numbers). Scene heads (`ofa train-head`, the shipped `eurosat_landcover`)
+pool with `{DEFAULT_POOL}` by default, the most accurate; the goal above is judged on the mean,
+where what pre-training adds is not mixed with what the pooling adds (see random init):
 
 | pooling | pre-trained | random init | difference (points) |
 |---|---|---|---|
