@@ -53,6 +53,18 @@ TRIED = [
         "0.59 / 0.57",
     ),
     ("mean+std pooling of the previous model's tokens (384 features)", "0.63 (random 0.65)"),
+    # issue 27's protocol from here on (3 fold assignments; random init: 5 timm-initialised
+    # networks, the same for every checkpoint of one architecture), measured 2026-12-03
+    (
+        "first round (`demo.yaml`, 9000 steps; shipped until the second round), mean pooling",
+        "0.670 / 0.643 (random init 0.583 / 0.524; band mean+std 0.675 / 0.580)",
+    ),
+    ("the same, mean+std pooling", "0.699 / 0.651 (random init 0.694 / 0.565)"),
+    (
+        "second round (`round2.yaml`: time pairs, from the first round's weights) after 2250 "
+        "of its 3000 steps, mean / mean+std pooling",
+        "0.694 / 0.661; 0.727 / 0.657",
+    ),
 ]
 
 
