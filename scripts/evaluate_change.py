@@ -256,9 +256,10 @@ def write(methods, pooled, per, nanjing, chance, seconds, train_seconds) -> None
         "every city then shares a scale; raw embedding distances add nothing at any weight "
         "(0.195 at weights -0.1 to 0.1, worse above), centred ones add a little at weight "
         "0.25-0.5 (0.199 to 0.215-0.219 on full-scene statistics). Products of the two terms "
-        "did worse (0.03-0.05). Here the random-init embeddings do as well as the shipped "
-        "model's: the embedding term helps as a patch-level texture difference, not through "
-        "what pre-training taught.",
+        "did worse (0.03-0.05). With the first-round backbone the random-init embeddings did "
+        "as well as the shipped model's (0.194 against 0.190): the embedding term helped as a "
+        "patch-level texture difference, not through what pre-training taught. Compare the "
+        "rows above for the backbone shipped now (random init here: timm's, std 0.02).",
         "",
         "Against the backbone shipped before (first round: 9000 steps, no time pairs; the same "
         "script on 2026-12-02), pooled AUROC / AP / best F1 then -> now: "

@@ -99,11 +99,11 @@ NOTEBOOKS = {
         "of the other sensors, so the model *accepts* any raster whose band wavelengths are "
         "known.",
         'ReconstructionExplorer(model, sample_path("landsat8_l1_gulf_coast.tif"))   # Landsat-8',
-        "Accepting is not the same as reconstructing well. Here the model does **no better than "
-        "the trivial guess**: its error is about the baseline's, slightly above it at seed 0 "
+        "Accepting is not the same as reconstructing well. Here the model does **little better "
+        "than the trivial guess**: its error is about nine tenths of the baseline's at seed 0 "
         "(compare the two numbers under the panels), where on the Sentinel-2 and NAIP scenes "
-        "above it is about half. Change the *Seed* (another random mask): the model wins on some "
-        "masks and loses on others. The wavelength-conditioned path is the weakest part of this "
+        "above it is about half. Change the *Seed* (another random mask): on some masks the "
+        "model does no better than the guess. The wavelength-conditioned path is the weakest part of this "
         "small model, and this cloudy scene of raw Landsat digital numbers a hard case for it. "
         "In the *error* panel, grey marks the patches the model saw (nothing to score); black "
         "means no error.",
@@ -304,8 +304,9 @@ NOTEBOOKS = {
         "line under the map gives their area in hectares and their share of the scene. **Click "
         "the map** for the score of one pixel; *Opacity* fades the change layer.\n\n"
         "What scores high here: the lake in the top right, dark open water in 2009 and an even "
-        "green in 2020; shores that moved; fields with another crop, or bare, in one of the "
-        "years. The score tells where to look; which changes matter is for you to judge (or for "
+        "green in 2020 (just under 3: lower the *Threshold* to 2.5 to see it); shores that "
+        "moved; fields with another crop, or bare, in one of the years. The score tells where "
+        "to look; which changes matter is for you to judge (or for "
         "a head trained on labelled changes: `ofa train-head --task change`).\n\n"
         "The same figures from code, e.g. for a report (the map is left as it is):",
         "for threshold in (2, 3, 4):\n"
@@ -326,7 +327,7 @@ NOTEBOOKS = {
         '    "data/naip_change/naip_2020.tif",\n'
         '    "ofa-export/change_2009_2020.tif",\n'
         "    model=model,\n"
-        "    threshold=3,\n"
+        "    threshold=2.5,   # the lake included\n"
         '    polygons="ofa-export/changes_2009_2020.gpkg",\n'
         "    overwrite=True,   # running the notebook again replaces the files\n"
         ")\n"
@@ -337,8 +338,8 @@ NOTEBOOKS = {
         "largest = sorted(hectares, reverse=True)\n"
         'print(f"{len(largest)} changed areas, {sum(largest):.2f} ha in all; the largest:",\n'
         '      ", ".join(f"{a:.2f} ha" for a in largest[:5]))',
-        "Most areas are small (half of them a dozen pixels or fewer): the edge of a shore, a "
-        "field's corner. In QGIS, keep the large ones with a filter on their `hectares` field, "
+        "Most areas are small (half of them twenty pixels or fewer): the edge of a shore, a "
+        "field's corner; the largest is the lake. In QGIS, keep the large ones with a filter on their `hectares` field, "
         "or raise the threshold.\n\n"
         "## Try it\n"
         "1. In the map above, move the *Threshold* to 2, then to 4.5: how do the area and the "

@@ -135,16 +135,16 @@ def check_class_claims(path: Path, shares: dict[str, float]) -> None:
 
 
 def check_change_claims(path: Path, export: Path) -> None:
-    """Notebook 06's text against the polygons it wrote (2009 to 2020, score 3 or more)."""
+    """Notebook 06's text against the polygons it wrote (2009 to 2020, score 2.5 or more)."""
     import pyogrio
     import rasterio
     import shapely
 
     text = "\n".join(c.source for c in nbformat.read(path, as_version=4).cells)
     assert "the lake in the top right, dark open water in 2009" in text
-    assert "half of them a dozen pixels or fewer" in text
+    assert "half of them twenty pixels or fewer" in text and "the largest is the lake" in text
     _, _, geometry, (hectares,) = pyogrio.raw.read(export / "changes_2009_2020.gpkg")
-    assert np.median(hectares) <= 12 * 25 / 1e4  # 5 m pixels
+    assert np.median(hectares) <= 20 * 25 / 1e4  # 5 m pixels
     largest = shapely.from_wkb(geometry[np.argmax(hectares)]).centroid
     with rasterio.open(FOLDER / "data" / "naip_change" / "naip_2009.tif") as src:
         left, bottom, right, top = src.bounds

@@ -146,11 +146,11 @@ def test_error_panel_greys_the_patches_the_model_saw(model):
     assert not (error[hidden] == 128 / 255).all(axis=-1).any()
 
 
-def test_landsat_reconstruction_is_no_better_than_the_trivial_guess(model):
-    """What notebook 02 says of its Landsat-8 scene: at seed 0 the model's error is slightly
-    above the trivial baseline's, and on the Sentinel-2 scene about half of it."""
+def test_landsat_reconstruction_is_little_better_than_the_trivial_guess(model):
+    """What notebook 02 says of its Landsat-8 scene: at seed 0 the model's error is about nine
+    tenths of the trivial baseline's, and on the Sentinel-2 scene about half of it."""
     landsat = ReconstructionExplorer(model, sample_path("landsat8_l1_gulf_coast.tif")).update()
-    assert landsat["baseline"] < landsat["model"] < 1.1 * landsat["baseline"], landsat
+    assert 0.8 * landsat["baseline"] < landsat["model"] < 0.95 * landsat["baseline"], landsat
     river = ReconstructionExplorer(model, sample_path("eurosat_river.tif")).update()
     assert river["model"] < 0.6 * river["baseline"], river
 
