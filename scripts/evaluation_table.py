@@ -190,10 +190,13 @@ def main(shared: Path, model_path: Path | None) -> None:
     seg_lines = "\n".join(f"| {label} | {mean:.3f} | {sd:.3f} |" for label, mean, sd in seg)
     tried = "\n".join(f"| {recipe} | {result} |" for recipe, result in TRIED)
     name = model_path.name if model_path else "ofa_explore/data/ofa_tiny_demo.safetensors"
+    earlier = "".join(
+        f" after {r['steps']} of an earlier round" for r in prov.get("earlier_rounds", [])
+    )
     text = f"""# Evaluation: does the shipped backbone help downstream?
 
 Measured {dt.date.today()} on {platform.machine()} CPU with `python scripts/evaluation_table.py`
-(checkpoint `{name}`: {prov.get("steps", "?")} pre-training steps on
+(checkpoint `{name}`: {prov.get("steps", "?")} pre-training steps{earlier} on
 {prov.get("trained_on", "a CPU")}; data in `../shared/data`). This file is written by that
 script alone.
 
