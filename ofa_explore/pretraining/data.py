@@ -4,7 +4,8 @@ The batch of a step is a pure function of (seed, step, rank): one modality per s
 every rank, chosen by the mixing weights), random windows (of a random area, resized to the
 chip size, when ``crop_scale`` asks for it: MAE's random-resized crop) with flips, rotations and
 spectral augmentation, chips with too much nodata skipped. With two views (the contrastive
-objective) both are crops of one window, augmented independently; on a share of steps the second
+objective) both are crops of one window, augmented independently (for a source of
+``time_pairs``, of that window at two dates); on a share of steps the second
 keeps a random subset of the bands, for the wavelength-conditioned path. Resuming at step N
 therefore reproduces batch N exactly, with no sampler state to save, and every rank draws
 different chips.
@@ -340,8 +341,9 @@ def _split(
 
 
 def _with_dates(regions: list[Region]) -> Region:
-    """The first date's region, holding every date (rows cut to the smallest of them)."""
-    rows = (regions[0].rows[0], min(r.rows[1] for r in regions))
+    """The first date's region, holding every date (rows: those every date has in this split,
+    so a held-out row of one date is never a training row of another)."""
+    rows = (max(r.rows[0] for r in regions), min(r.rows[1] for r in regions))
     width = min(r.raster.shape[-1] for r in regions)
     dates = [dataclasses.replace(r, rows=rows) for r in regions]
     for d in dates:
