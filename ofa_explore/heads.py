@@ -39,6 +39,13 @@ POOLS = ("mean", "cls", "mean+std")  # OFANet.pooled_features
 DEFAULT_POOL = "mean+std"  # what scene heads, probes and kNN read unless told: the most
 # accurate on EuroSAT (docs/EVALUATION.md, "Pooling")
 STANDARDIZE_EPS = 1e-5
+
+
+def pooled_width(pool: str, dim: int) -> int:
+    """Length of a pooled feature: ``dim``, twice that for "mean+std" (mean and spread)."""
+    return 2 * dim if pool == "mean+std" else dim
+
+
 # used when a head is saved without colours: distinct, readable on a map (Tableau 10, then grey)
 DEFAULT_PALETTE = [
     "#4e79a7",
@@ -226,7 +233,7 @@ class HeadSet(nn.ModuleDict):
             raise BadInput(f"{len(colors)} colours for {len(classes)} classes")
         D, depth = self.config.embed_dim, self.config.depth
         if kind == "scene":
-            head: nn.Module = SceneHead(2 * D if pool == "mean+std" else D, len(classes))
+            head: nn.Module = SceneHead(pooled_width(pool, D), len(classes))
             layers = None
         else:
             if modality is None:
@@ -370,6 +377,7 @@ __all__ = [
     "HEAD_KINDS",
     "DEFAULT_POOL",
     "POOLS",
+    "pooled_width",
     "default_colors",
     "default_layers",
 ]

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from ..errors import BadInput
-from ..heads import DEFAULT_POOL
+from ..heads import DEFAULT_POOL, pooled_width
 from ..modalities import Modality
 from ..model import OFANet
 from .datasets import LabelledChips, load_chips
@@ -46,5 +46,5 @@ def extract_features(
     finally:
         model.train(was_training)
     if not out:
-        return np.zeros((0, model.config.embed_dim * (2 if pool == "mean+std" else 1)), np.float32)
+        return np.zeros((0, pooled_width(pool, model.config.embed_dim)), np.float32)
     return torch.cat(out).numpy()

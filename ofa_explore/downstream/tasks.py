@@ -250,7 +250,7 @@ def evaluate_head(
 
 
 def random_init(model: OFANet, seed: int) -> OFANet:
-    """The same architecture, modalities and heads, initialised the way timm initialises a ViT
+    """The same architecture and modalities (no heads), initialised the way timm initialises a ViT
     (weights normal with std 0.02, as timm's ``trunc_normal_``, whose bounds of ±2 never bite
     at that std; biases 0; norms 1 and 0): the stronger
     of the usual random baselines for frozen features, so the one to beat."""
