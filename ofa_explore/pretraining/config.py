@@ -63,10 +63,15 @@ class SourceConfig(_Section):
     # the files of one folder are one place at several dates on one grid: the two views of a
     # chip are the same window at two dates (time as a view), the bottom rows held out
     time_pairs: bool = False
+    # an npz of this source's regions written by ``ofa_explore.pretraining.packed`` (read with
+    # numpy alone, for a machine without GDAL), in place of paths
+    packed: str | None = None
 
     @model_validator(mode="after")
     def _check(self) -> SourceConfig:
         where = f"source '{self.modality}'"
+        if self.packed and (self.paths or self.manifest):
+            raise ValueError(f"{where}: packed replaces paths and manifest; give one of them")
         if self.time_pairs and self.stack_folders:
             raise ValueError(
                 f"{where}: time_pairs reads one file per date; it cannot be used with stack_folders"

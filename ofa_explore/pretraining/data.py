@@ -26,7 +26,6 @@ import torch
 import xarray as xr
 
 from ..errors import BadInput, NotFound
-from ..io import CONVERSION_ATTR, open_raster, raster_modality
 from ..modalities import Modality, get_modality
 from ..scale import to_model_units
 from .config import AugmentConfig, SourceConfig, TrainConfig
@@ -63,6 +62,16 @@ class ModalitySource:
         self.cfg = cfg
         self.batch_size = cfg.batch_size or default_batch
         self.chip_size = cfg.chip_size or default_size
+        if cfg.packed:  # numpy only: no GDAL where the source was packed for
+            from .packed import read_packed
+
+            path = Path(cfg.packed) if Path(cfg.packed).is_absolute() else base / cfg.packed
+            if not path.is_file():
+                raise NotFound(f"source '{cfg.modality}': no packed file {path}", "pack it again")
+            self.modality, self.train, self.val = read_packed(path)
+            return
+        from ..io import open_raster, raster_modality  # GDAL: only where rasters are read
+
         items = _expand(cfg, base)
         if cfg.time_pairs:
             places: dict[Path, list] = {}
@@ -316,6 +325,7 @@ def _split(
 ) -> tuple[list[Region], list[Region]]:
     """Whole rasters held out (every k-th), or the bottom rows of each raster. ``nodata``: the
     sensor's fill value, for files that do not declare theirs."""
+    from ..io import CONVERSION_ATTR
 
     def region(da, rows):
         data = da.values if da.nbytes <= IN_MEMORY_BYTES else da

@@ -21,6 +21,16 @@ LOG_FIELDS = [
 ]
 
 
+def step_seconds(rows: list[dict[str, str]], cfg: Any) -> list[float]:
+    """Each logged step's duration (its source's batch size over its images/s): the log keeps
+    rates, which a resumed run's rows share with the first run's."""
+    batch = {
+        ("hyperspectral" if s.modality == "auto" else s.modality): s.batch_size or cfg.batch_size
+        for s in cfg.data
+    }
+    return [batch.get(r["modality"], cfg.batch_size) / float(r["images_per_s"]) for r in rows]
+
+
 class TrainingLog:
     """Rank 0: a CSV row per step (appended on resume), and every ``every`` steps TensorBoard
     scalars (when installed) and the progress bar's loss and images/s."""

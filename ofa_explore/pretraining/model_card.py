@@ -25,6 +25,7 @@ from ofa_explore.protocol import SHIPPED_CHECKPOINT
 
 from .config import load_config
 from .data import ChipSampler, build_sources
+from .log import step_seconds
 
 LICENCES = {
     "s2_l1c": "EuroSAT-MS (Helber et al. 2019), MIT; Sentinel-2 L1C scenes Chesapeake Bay "
@@ -109,11 +110,7 @@ def final_losses(run: Path, cfg) -> dict[str, float | int | None]:
         values = [float(r[key]) for r in tail if r.get(key)]
         return sum(values) / len(values) if values else None
 
-    batch = {
-        ("hyperspectral" if s.modality == "auto" else s.modality): s.batch_size or cfg.batch_size
-        for s in cfg.data
-    }
-    seconds = sum(batch.get(r["modality"], cfg.batch_size) / float(r["images_per_s"]) for r in rows)
+    seconds = sum(step_seconds(rows, cfg))
     vals = [float(r["val_loss"]) for r in rows if r["val_loss"]]
     return {
         "train_loss": mean("loss"),
@@ -136,7 +133,14 @@ def earlier_rounds(cfg) -> list[dict]:
     path = shipped_checkpoint_path() if cfg.init_from == "shipped" else Path(cfg.init_from)
     prov = read_metadata(path).get("provenance", {})
     own = {k: prov.get(k) for k in ("command", "steps", "training_minutes", "trained_on")}
-    return [*prov.get("earlier_rounds", []), own]
+    rounds = [*prov.get("earlier_rounds", []), own]
+    return [{**r, "command": _moved_config(r.get("command") or "")} for r in rounds]
+
+
+def _moved_config(command: str) -> str:
+    """A recorded command with its config at today's place: the configs moved into the
+    package (``pretraining/configs`` -> ``ofa_explore/pretraining/configs``)."""
+    return command.replace(" pretraining/configs/", " ofa_explore/pretraining/configs/")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -28,7 +28,7 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
 from ..checkpoint import CheckpointError, read_tensors, save_checkpoint, write_tensors
-from ..errors import CLI_WORDS, ModelMismatch, NotFound, OFAError, OutputError
+from ..errors import CLI_WORDS, BadInput, ModelMismatch, NotFound, OFAError, OutputError
 from ..model import OFANet, set_fused_attention
 from ..precision import autocast_for, fused_attention_for, resolve_precision
 from ..threads import set_threads
@@ -223,15 +223,26 @@ def latest_checkpoint(output_dir: Path) -> Path | None:
 
 # ---------------------------------------------------------------- loop
 def train(
-    cfg: TrainConfig, base: Path | None = None, resume: bool | str = False, quiet: bool = False
+    cfg: TrainConfig,
+    base: Path | None = None,
+    resume: bool | str = False,
+    quiet: bool = False,
+    stop_after_s: float | None = None,
 ) -> Path:
     """Run (or continue) pre-training; returns the path of the final model checkpoint.
     Relative data paths are read from ``base`` (default: the working directory). A new run
     refuses an ``output_dir`` that holds another run's checkpoints, which it would mix with its
-    own; ``resume=True`` continues from the newest one. Torch's thread count is the caller's
-    choice (``set_threads``; the command lines set it)."""
+    own; ``resume=True`` continues from the newest one. ``stop_after_s``: a lease's clock (one
+    process): after that many seconds of steps the run checkpoints, validates and writes its
+    model where it is, so a machine that is taken back still returns one. Torch's thread count
+    is the caller's choice (``set_threads``; the command lines set it)."""
     base = Path.cwd() if base is None else base
     rank, world, device = _setup_distributed()
+    if stop_after_s is not None and world > 1:
+        raise BadInput(
+            "a time limit stops one process; under torchrun the ranks would disagree",
+            "give steps instead",
+        )
     out = Path(cfg.output_dir)
     existing = latest_checkpoint(out)
     if not resume and existing is not None:
@@ -279,6 +290,8 @@ def train(
     model.train()
     last = {}
     t_prev = time.perf_counter()
+    deadline = None if stop_after_s is None else t_prev + stop_after_s
+    done = start
     for step, modality, views in loader:
         for group in optimizer.param_groups:
             group["lr"] = lr_at(step, cfg)
@@ -318,7 +331,8 @@ def train(
         if cfg.val_every and done % cfg.val_every == 0:
             last["val_loss"] = validate(model, val_batches, cfg, autocast)
         log.step(last)
-        if done % cfg.checkpoint_every == 0 or done == cfg.steps:
+        out_of_time = deadline is not None and now > deadline and done < cfg.steps
+        if done % cfg.checkpoint_every == 0 or done == cfg.steps or out_of_time:
             if rank == 0:
                 save_training_state(
                     out / "checkpoints" / f"step_{done:07d}",
@@ -331,19 +345,22 @@ def train(
                 )
                 _prune(out / "checkpoints", cfg.keep_last)
             _barrier(world)
+        if out_of_time:
+            break
     val = validate(model, val_batches, cfg, autocast)
     final = out / "model.safetensors"
     if rank == 0:
         save_checkpoint(
             model,
             final,
-            steps=cfg.steps,
+            steps=done,
             config=config_dict(cfg),
             train_loss=last.get("loss"),
             val_loss=val,
         )
         log.close(
             f"final train loss {last['loss']:.4f}, val loss {val:.4f}"
+            + (f" (time limit: stopped at step {done} of {cfg.steps})" if done < cfg.steps else "")
             if last
             else f"nothing left to train: the run was complete ({cfg.steps} steps); val loss "
             f"{val:.4f}"
