@@ -22,6 +22,7 @@ torch.set_num_threads(min(2, torch.get_num_threads()))
 # the 2-core development machine (measured with --durations=0), listed here by test name.
 SLOW_FILES = {
     "test_pretraining.py",
+    "test_gpu_pretrain.py",
     "test_notebooks.py",
     "test_qgis_desktop.py",
     "test_qgis_plugin.py",
