@@ -405,6 +405,8 @@ def test_landsat_and_enmap_train_the_wavelength_path(shared, tmp_path):
         (lambda c: c["data"][2].update(chip_size=36), "chip_size 36 must be a multiple"),
         (lambda c: c["objective"].update(contrastive=-1), "objective.contrastive is a loss weight"),
         (lambda c: c["objective"].update(temperature=0), "objective.temperature must be positive"),
+        (lambda c: c["objective"].update(hog=-0.5), "objective.hog is a loss weight"),
+        (lambda c: c["data"][0].update(packed="x.npz"), "packed replaces paths"),
         (lambda c: c["objective"].update(projector=3), "unknown key 'objective.projector'"),
         (lambda c: c["augment"].update(band_dropout=1.0), "augment.band_dropout must be in"),
         (
@@ -423,6 +425,47 @@ def test_new_config_keys_are_validated_with_named_errors(shared, tmp_path, chang
     change(cfg)
     with pytest.raises(ConfigError, match=message):
         load_config(cfg)
+
+
+def test_hog_target_sees_orientation_and_trains_the_reconstruction(shared, tmp_path):
+    """HOG descriptors put vertical stripes and horizontal ones in different orientation bins;
+    the HOG loss is 0 for a perfect reconstruction and passes gradients to it; a run with
+    ``objective.hog`` logs the term (and a log begun without the column keeps its columns)."""
+    from ofa_explore.pretraining.objective import HOG_BINS, hog, hog_loss
+
+    stripes = torch.zeros(1, 16, 16)
+    stripes[:, :, ::4] = 1
+    vertical = hog(stripes, 8)[0, 0, :HOG_BINS]
+    horizontal = hog(stripes.transpose(1, 2), 8)[0, 0, :HOG_BINS]
+    assert vertical.argmax() == 0 and horizontal.argmax() in (4, 5)
+
+    model = load_checkpoint(train(load_config(config(shared, tmp_path / "a", steps=1)), quiet=True))
+    x = torch.randn(2, 13, 32, 32)
+    mask = torch.ones(2, 16)
+    perfect = model.patchify(x).requires_grad_(True)
+    assert hog_loss(model, x, perfect, mask) < 1e-6
+    noisy = (perfect.detach() + torch.randn_like(perfect)).requires_grad_(True)
+    loss = hog_loss(model, x, noisy, mask)
+    loss.backward()
+    assert loss > 0.1 and noisy.grad.abs().sum() > 0
+
+    out = tmp_path / "hog"
+    cfg = config(shared, out, steps=3, checkpoint_every=3, **CONTRASTIVE)
+    cfg["objective"] = {**cfg["objective"], "hog": 1.0}
+    train(load_config(cfg), quiet=True)
+    rows = read_log(out)
+    assert all(float(r["hog"]) > 0 for r in rows)
+    assert all(float(r["loss"]) > float(r["mae"]) + float(r["contrastive"]) for r in rows)
+
+    old = tmp_path / "old"  # a log written before the hog column: resumed in its own columns
+    train(load_config(config(shared, old, steps=2, checkpoint_every=2)), quiet=True)
+    text = (old / "log.csv").read_text().splitlines()
+    header = text[0].replace(",hog", "")
+    rows_without = [",".join(v for i, v in enumerate(r.split(",")) if i != 5) for r in text[1:]]
+    (old / "log.csv").write_text("\n".join([header, *rows_without]) + "\n")
+    train(load_config(config(shared, old, steps=4, checkpoint_every=2)), quiet=True, resume=True)
+    resumed = read_log(old)
+    assert len(resumed) == 4 and "hog" not in resumed[0] and resumed[3]["step"] == "3"
 
 
 def test_info_nce_rewards_matching_views():

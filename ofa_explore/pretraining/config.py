@@ -94,12 +94,14 @@ class ObjectiveConfig(_Section):
     """What pre-training minimises: MAE's masked reconstruction of every view, plus, when
     ``contrastive`` > 0, that weight times an InfoNCE loss between two augmented, masked views
     of each chip (mean-pooled encoder tokens through a small projector; the other chips of the
-    batch on the same rank are the negatives)."""
+    batch on the same rank are the negatives), plus, when ``hog`` > 0, that weight times the
+    distance between the HOG descriptors of the hidden patches' reconstruction and the image's."""
 
     contrastive: float = 0.0
     temperature: float = 0.2
     projection_dim: int = 128
     hidden_dim: int = 512
+    hog: float = 0.0  # weight of the hidden patches' HOG loss (objective.hog_loss); 0: none
 
     @model_validator(mode="after")
     def _check(self) -> ObjectiveConfig:
@@ -107,6 +109,8 @@ class ObjectiveConfig(_Section):
             raise ValueError(
                 f"objective.contrastive is a loss weight >= 0 (0: MAE only), got {self.contrastive}"
             )
+        if self.hog < 0:
+            raise ValueError(f"objective.hog is a loss weight >= 0 (0: none), got {self.hog}")
         if self.temperature <= 0:
             raise ValueError(f"objective.temperature must be positive, got {self.temperature}")
         for key in ("projection_dim", "hidden_dim"):

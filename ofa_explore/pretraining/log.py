@@ -14,6 +14,7 @@ LOG_FIELDS = [
     "loss",
     "mae",
     "contrastive",
+    "hog",
     "lr",
     "images_per_s",
     "batch_sum",
@@ -46,8 +47,12 @@ class TrainingLog:
         if append and path.exists():  # a killed run may have left half a line
             text = path.read_text()
             path.write_text(text[: text.rfind("\n") + 1])
+        fields = LOG_FIELDS
+        if append and path.exists():  # a log begun by an older version keeps its columns
+            with open(path, newline="") as f:
+                fields = next(csv.reader(f), None) or LOG_FIELDS
         self.file = open(path, "a" if append and path.exists() else "w", newline="")
-        self.csv = csv.DictWriter(self.file, fieldnames=LOG_FIELDS)
+        self.csv = csv.DictWriter(self.file, fieldnames=fields, extrasaction="ignore")
         if self.file.tell() == 0:
             self.csv.writeheader()
         try:

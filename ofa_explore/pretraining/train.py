@@ -321,6 +321,7 @@ def train(
             loss=loss.item(),
             mae=losses["mae"].item(),
             contrastive=(losses["contrastive"].item() if "contrastive" in losses else ""),
+            hog=(losses["hog"].item() if "hog" in losses else ""),
             lr=lr_at(step, cfg),
             images_per_s=x.shape[0] * world / max(now - t_prev, 1e-9),
             batch_sum=float(x.double().sum()),
