@@ -193,6 +193,11 @@ def render(cfg, config_path, run, where, held_out, samples, ckpt, prior=()) -> s
         f"x an InfoNCE term between the views (temperature {ob.temperature:g}, "
         f"projector {ob.hidden_dim}-{ob.projection_dim}, negatives: the other chips "
         "of the batch)"
+    ) + (
+        f", plus {ob.hog:g} x a HOG loss on the hidden patches (the HOG descriptors of their "
+        "reconstruction against the image's, MaskFeat's target)"
+        if ob.hog > 0
+        else ""
     )
     fmt = lambda v: "n/a" if v is None else f"{v:.4f}"  # noqa: E731
     lines = [
