@@ -125,13 +125,21 @@ def held_out_heads(model, found: list[tuple[str, str, str, Path]]):
         yield name, held, time.perf_counter() - t0
 
 
-# The same rows with the backbone shipped before (first round, 9000 steps of configs/demo.yaml),
-# as this script measured them on 2026-12-02 (pooled AUROC / AP / best F1 on the 8 cities).
-FIRST_ROUND = {
-    "trained head": (0.871, 0.232, 0.293),
-    "default": (0.838, 0.190, 0.263),
-    "embedding only": (0.446, 0.017, 0.038),
-    "centred embedding": (0.601, 0.043, 0.076),
+# The same rows with the backbones shipped before, as this script measured them (pooled AUROC /
+# AP / best F1 on the 8 cities), oldest first.
+EARLIER_ROUNDS = {
+    "first round (9000 steps of configs/demo.yaml, no time pairs; 2026-12-02)": {
+        "trained head": (0.871, 0.232, 0.293),
+        "default": (0.838, 0.190, 0.263),
+        "embedding only": (0.446, 0.017, 0.038),
+        "centred embedding": (0.601, 0.043, 0.076),
+    },
+    "second round (then 3000 steps of configs/round2.yaml, time pairs; 2026-12-03)": {
+        "trained head": (0.873, 0.211, 0.286),
+        "default": (0.846, 0.199, 0.277),
+        "embedding only": (0.498, 0.021, 0.048),
+        "centred embedding": (0.637, 0.064, 0.104),
+    },
 }
 
 
@@ -261,12 +269,16 @@ def write(methods, pooled, per, nanjing, chance, seconds, train_seconds) -> None
         "patch-level texture difference, not through what pre-training taught. Compare the "
         "rows above for the backbone shipped now (random init here: timm's, std 0.02).",
         "",
-        "Against the backbone shipped before (first round: 9000 steps, no time pairs; the same "
-        "script on 2026-12-02), pooled AUROC / AP / best F1 then -> now: "
+        "Against the backbones shipped before, pooled AUROC / AP / best F1, "
+        + "; ".join(f"{i + 1}: {round_}" for i, round_ in enumerate(EARLIER_ROUNDS))
+        + f"; {len(EARLIER_ROUNDS) + 1}: the backbone shipped now: "
         + "; ".join(
-            f"{LONG[m]}: {' / '.join(f'{v:.3f}' for v in FIRST_ROUND[m])} -> "
-            f"{' / '.join(f'{v:.3f}' for v in pooled[m])}"
-            for m in FIRST_ROUND
+            f"{LONG[m]}: "
+            + " -> ".join(
+                " / ".join(f"{v:.3f}" for v in rows[m]) for rows in EARLIER_ROUNDS.values()
+            )
+            + f" -> {' / '.join(f'{v:.3f}' for v in pooled[m])}"
+            for m in next(iter(EARLIER_ROUNDS.values()))
             if m in pooled
         )
         + ".",

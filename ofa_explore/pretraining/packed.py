@@ -22,7 +22,7 @@ import numpy as np
 from ..errors import BadInput
 from ..modalities import Modality
 from .config import TrainConfig, config_dict
-from .data import ModalitySource, Region, _read
+from .data import ModalitySource, Region, _read, build_sources
 
 FORMAT = "ofa_explore.packed_source/1"
 TILE = 128  # regions larger than this are cut into tiles of this side (the last ones longer)
@@ -46,7 +46,7 @@ def pack(
     ``budget_bytes`` of compressed npz; returns the config that reads them (paths relative to
     ``base`` when ``out`` is inside it) and what each source became."""
     out.mkdir(parents=True, exist_ok=True)
-    sources = [ModalitySource(s, cfg.batch_size, cfg.model.img_size, base) for s in cfg.data]
+    sources = build_sources(cfg, base)
     tiles = [(_tiles(src.train), _tiles(src.val)) for src in sources]
     sizes = [sum(_nbytes(t) for t in train + val) for train, val in tiles]
     weights = [s.weight for s in cfg.data]
