@@ -55,9 +55,15 @@ def prepare(args: argparse.Namespace) -> int:
     from ofa_explore.pretraining.packed import pack
 
     folder = args.dir.resolve()
-    if folder.exists():
-        shutil.rmtree(folder)
-    folder.mkdir(parents=True)
+    if folder.exists() and any(folder.iterdir()) and not (folder / "config.yaml").is_file():
+        print(
+            f"error: {folder} holds files prepare did not write; give an empty --dir",
+            file=sys.stderr,
+        )
+        return 2
+    for old in ("data", "whl"):  # only what an earlier prepare wrote
+        shutil.rmtree(folder / old, ignore_errors=True)
+    folder.mkdir(parents=True, exist_ok=True)
     _exclude(folder)
     if args.wheels:
         subprocess.run(
@@ -174,7 +180,11 @@ def fetch(args: argparse.Namespace) -> int:
     args.output.mkdir(parents=True, exist_ok=True)
     tmp = args.output / "model.safetensors.part"
     tmp.write_bytes(data)
-    load_checkpoint(tmp)  # a checkpoint this version reads, or an error naming what is wrong
+    try:
+        load_checkpoint(tmp)  # a checkpoint this version reads, or an error naming what is wrong
+    except Exception:
+        tmp.unlink()
+        raise
     os.replace(tmp, args.output / "model.safetensors")
     for name in ("log.csv", "summary.json"):
         shutil.copy(args.files / name, args.output / name)

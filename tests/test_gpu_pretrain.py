@@ -140,6 +140,13 @@ def test_gpu_script_prepares_trains_without_gdal_and_brings_the_model_back(share
     assert done.returncode == 2 and "do not join" in done.stderr
     assert not (tmp_path / "again" / "model.safetensors").exists()
 
+    mine = tmp_path / "mine"  # a folder of the user's is never emptied by prepare
+    mine.mkdir()
+    (mine / "notes.txt").write_text("keep")
+    done = run("prepare", "--no-wheels", "--config", str(config), "--dir", str(mine))
+    assert done.returncode == 2 and "give an empty --dir" in done.stderr
+    assert (mine / "notes.txt").read_text() == "keep"
+
 
 def test_packed_config_errors_are_named(shared, tmp_path):
     cfg = small_config(shared, tmp_path)
