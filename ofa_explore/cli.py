@@ -239,6 +239,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="fine-tune the last K encoder blocks too (-1: all; default 0)",
     )
     p.add_argument(
+        "--pool",
+        help="scene heads: how the tokens are pooled into one feature (mean, cls or mean+std; "
+        "default mean+std)",
+    )
+    p.add_argument(
         "--epochs", type=int, help="training epochs (default 30; segmentation 60; change 6)"
     )
     p.add_argument(

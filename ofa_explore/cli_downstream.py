@@ -13,6 +13,7 @@ from .errors import BadInput, OutputError
 def cmd_train_head(args: argparse.Namespace) -> int:
     from .checkpoint import save_checkpoint
     from .downstream import fit_scene_head, fit_segmentation_head
+    from .heads import DEFAULT_POOL
     from .pretrained import load_model
 
     model = load_model(args.checkpoint)
@@ -28,11 +29,12 @@ def cmd_train_head(args: argparse.Namespace) -> int:
     if args.task == "change":
         from .downstream.change import fit_change_head
 
-        if args.trainable_blocks or args.method != "linear" or args.modality:
+        if args.trainable_blocks or args.method != "linear" or args.modality or args.pool:
             raise BadInput(
                 "a change head trains on a frozen backbone, with each pair's sensor as read "
-                "from its files",
-                "leave out `--trainable-blocks`, `--method` and `--modality` with `--task change`",
+                "from its files, on token maps (nothing pooled)",
+                "leave out `--trainable-blocks`, `--method`, `--modality` and `--pool` with "
+                "`--task change`",
             )
 
         report = fit_change_head(
@@ -55,6 +57,11 @@ def cmd_train_head(args: argparse.Namespace) -> int:
                 f"precision {report['ap']:.3f}, best F1 {report['best_f1']:.3f}"
             )
     elif args.task == "segmentation":
+        if args.pool:
+            raise BadInput(
+                "a segmentation head reads token maps, nothing pooled",
+                "leave out `--pool` with `--task segmentation`",
+            )
         report = fit_segmentation_head(
             model,
             args.data,
@@ -80,6 +87,7 @@ def cmd_train_head(args: argparse.Namespace) -> int:
             trainable_blocks=args.trainable_blocks,
             epochs=args.epochs or 30,
             val_fraction=val_fraction,
+            pool=args.pool or DEFAULT_POOL,
             seed=args.seed,
             progress=progress,
         )

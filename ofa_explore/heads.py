@@ -41,6 +41,14 @@ DEFAULT_POOL = "mean+std"  # what scene heads, probes and kNN read unless told: 
 STANDARDIZE_EPS = 1e-5
 
 
+def check_pool(pool: str) -> None:
+    """A pooling name the heads know, else one line naming them (before any data is read)."""
+    if pool not in POOLS:
+        raise BadInput(
+            f"pool must be one of {', '.join(POOLS)}, got {pool!r}", "choose one of them"
+        )
+
+
 def pooled_width(pool: str, dim: int) -> int:
     """Length of a pooled feature: ``dim``, twice that for "mean+std" (mean and spread)."""
     return 2 * dim if pool == "mean+std" else dim
@@ -220,8 +228,7 @@ class HeadSet(nn.ModuleDict):
         """
         if kind not in HEAD_KINDS:
             raise BadInput(f"head kind must be one of {', '.join(HEAD_KINDS)}, got {kind!r}")
-        if pool not in POOLS:
-            raise BadInput(f"pool must be one of {', '.join(POOLS)}, got {pool!r}")
+        check_pool(pool)
         classes = [str(c) for c in classes]
         if not classes:
             raise BadInput("a head needs at least one class name")

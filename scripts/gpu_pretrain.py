@@ -169,6 +169,13 @@ def device(args: argparse.Namespace) -> int:
 def fetch(args: argparse.Namespace) -> int:
     from ofa_explore.checkpoint import load_checkpoint
 
+    if not (args.files / "summary.json").is_file():
+        print(
+            f"error: {args.files} holds no summary.json: give the files_at folder of the "
+            "device run that trained (its output tail says why it sent none)",
+            file=sys.stderr,
+        )
+        return 2
     summary = json.loads((args.files / "summary.json").read_text())
     parts = sorted(
         args.files.glob("model.safetensors.part*"), key=lambda p: int(p.suffix[len(".part") :])

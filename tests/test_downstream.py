@@ -98,7 +98,8 @@ def test_saved_head_round_trips_and_drives_ofa_classify(shared, eurosat_csv, tmp
     out = tmp_path / "landcover.safetensors"
     assert (
         main(
-            ["train-head", "--data", str(eurosat_csv), "-o", str(out), "--name", "landcover", "-q"]
+            ["train-head", "--data", str(eurosat_csv), "-o", str(out), "--name", "landcover"]
+            + ["--pool", "mean", "-q"]
         )
         == 0
     )
@@ -106,6 +107,7 @@ def test_saved_head_round_trips_and_drives_ofa_classify(shared, eurosat_csv, tmp
     assert "accuracy" in printed and "held-out chips" in printed
     model = load_checkpoint(out)
     info = model.heads.info["landcover"]
+    assert info["pool"] == "mean"  # --pool reaches the head, and the checkpoint keeps it
     assert len(info["classes"]) == 10 and len(info["colors"]) == 10
     again = tmp_path / "again.safetensors"
     from ofa_explore import save_checkpoint
@@ -160,6 +162,18 @@ def test_wrong_modality_and_unknown_labels_are_named(landcover, shared, tmp_path
     )
     assert "needs the columns path,label" in capsys.readouterr().err
     assert not (tmp_path / "x.safetensors").exists()
+
+    for argv, said in [
+        (["--data", str(csv_path), "--pool", "median"], "pool must be one of mean, cls, mean+std"),
+        (["--data", str(csv_path), "--task", "change", "--pool", "mean"], "and `--pool` with"),
+        (
+            ["--data", str(csv_path), "--task", "segmentation", "--pool", "mean"],
+            "leave out `--pool` with `--task segmentation`",
+        ),
+    ]:
+        assert main(["train-head", *argv, "-o", str(tmp_path / "x.safetensors"), "-q"]) == 2
+        assert said in capsys.readouterr().err
+        assert not (tmp_path / "x.safetensors").exists()
 
 
 # ---------------------------------------------------------------- segmentation

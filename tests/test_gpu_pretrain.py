@@ -139,6 +139,9 @@ def test_gpu_script_prepares_trains_without_gdal_and_brings_the_model_back(share
     done = run("fetch", str(out), "--output", str(tmp_path / "again"))
     assert done.returncode == 2 and "do not join" in done.stderr
     assert not (tmp_path / "again" / "model.safetensors").exists()
+    (out / "summary.json").unlink()  # a device run that failed sends no summary
+    done = run("fetch", str(out), "--output", str(tmp_path / "again"))
+    assert done.returncode == 2 and "holds no summary.json" in done.stderr, done.stderr
 
     mine = tmp_path / "mine"  # a folder of the user's is never emptied by prepare
     mine.mkdir()

@@ -12,7 +12,7 @@ import torch
 
 from ..checkpoint import model_from_metadata
 from ..errors import BadInput
-from ..heads import DEFAULT_POOL
+from ..heads import DEFAULT_POOL, check_pool
 from ..inputs import normalize, require_embedding
 from ..metrics import classification_scores, segmentation_scores
 from ..modalities import Modality
@@ -64,6 +64,7 @@ def fit_scene_head(
     """
     if method not in METHODS:
         raise BadInput(f"method must be one of {', '.join(METHODS)}, got {method!r}")
+    check_pool(pool)
     data = data if isinstance(data, LabelledChips) else read_labelled_chips(data)
     x, m = load_chips(
         data.paths, modality, _chip_size(model, data.paths[0], modality), _stage(progress, "read")
