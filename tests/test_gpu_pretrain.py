@@ -159,3 +159,41 @@ def test_packed_config_errors_are_named(shared, tmp_path):
     cfg["data"][0]["paths"] = []
     with pytest.raises(Exception, match="no packed file"):
         build_sources(load_config(cfg), tmp_path)
+
+
+def test_a_packed_run_checkpoints_validates_and_resumes_on_the_device_torch_picks(tmp_path):
+    """Needs no GDAL and no shared data, so it runs on a lent GPU too, where training takes
+    CUDA: there the optimiser state and the validation masks once stayed on the GPU and the
+    first checkpoint failed (numpy of a CUDA tensor; a CPU generator for CUDA masks)."""
+    import torch
+
+    from ofa_explore.modalities import get_modality
+    from ofa_explore.pretraining.packed import FORMAT
+
+    rng = np.random.default_rng(0)
+    arrays, regions = {}, []
+    for k, split in enumerate(["train"] * 3 + ["val"]):
+        arrays[f"r{k}_d0"] = rng.uniform(0.02, 0.3, (13, 48, 48)).astype(np.float32)
+        regions.append(dict(split=split, rows=48, dates=1, nodata=0.0, conversion={"kind": "none"}))
+    meta = dict(format=FORMAT, modality=get_modality("s2_l1c").to_dict(), regions=regions)
+    np.savez(tmp_path / "s2.npz", meta=np.array(json.dumps(meta)), **arrays)
+    cfg = {
+        "model": {"size": "tiny", "patch_size": 8, "img_size": 32, "arch": {"depth": 2}},
+        "data": [{"modality": "s2_l1c", "packed": str(tmp_path / "s2.npz")}],
+        "objective": {"contrastive": 1.0, "projection_dim": 16, "hidden_dim": 32},
+        "precision": "bf16",
+        "steps": 4,
+        "batch_size": 4,
+        "checkpoint_every": 2,
+        "val_batches": 2,
+        "output_dir": str(tmp_path / "run"),
+    }
+    final = train(load_config(cfg), tmp_path, quiet=True)
+    first = load_checkpoint(final)
+    assert np.isfinite(first.provenance["val_loss"])
+    cfg["steps"] = 6
+    again = load_checkpoint(train(load_config(cfg), tmp_path, resume=True, quiet=True))
+    assert again.provenance["steps"] == 6 and np.isfinite(again.provenance["val_loss"])
+    with open(tmp_path / "run" / "log.csv") as f:
+        assert len(f.read().splitlines()) == 1 + 6
+    print("trained on", "cuda" if torch.cuda.is_available() else "cpu")

@@ -150,7 +150,11 @@ def save_training_state(
             model, tmp / "model.safetensors", step=step, config=config_dict(cfg), **metrics
         )
         opt = optimizer.state_dict()
-        tensors = {f"optim.{i}.{k}": v for i, s in opt["state"].items() for k, v in s.items()}
+        tensors = {
+            f"optim.{i}.{k}": v.detach().cpu()
+            for i, s in opt["state"].items()
+            for k, v in s.items()
+        }
         if objective.projector is not None:
             tensors.update(
                 {
@@ -380,16 +384,17 @@ def train(
 def validate(model: OFANet, sampler: ChipSampler, cfg: TrainConfig, autocast) -> float:
     """Masked-patch loss on held-out chips, same masks every time (seeded)."""
     model.eval()
+    device = next(model.parameters()).device
     losses = []
     for i in range(cfg.val_batches):
         source = sampler.source_for(i)
         x = sampler.chips(source, i)
         with autocast:
             loss, _, _ = model(
-                x.to(next(model.parameters()).device),
+                x.to(device),
                 source.modality,
                 cfg.mask_ratio,
-                generator=torch.Generator().manual_seed(i),
+                generator=torch.Generator(device).manual_seed(i),
             )
         losses.append(loss.item())
     model.train()
