@@ -45,8 +45,7 @@ def check_pool(pool: str) -> None:
     """A pooling name the heads know, else one line naming them (before any data is read)."""
     if pool not in POOLS:
         raise BadInput(
-            f"pool must be one of {', '.join(POOLS)}, got {pool!r}",
-            "give one of them to --pool (pool= in Python)",
+            f"pool must be one of {', '.join(POOLS)}, got {pool!r}", "choose one of them"
         )
 
 
