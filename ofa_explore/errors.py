@@ -33,6 +33,7 @@ API_WORDS: dict[str, str] = {
     "precision": "precision=",
     "threshold": "threshold=",
     "polygons": "polygons=",
+    "pool": "pool=",
     "tile": "tile=",
     "overlap": "overlap=",
     "batch_size": "batch_size=",
@@ -75,6 +76,7 @@ CLI_WORDS: dict[str, str] = {
     "convert": "`ofa convert`",
     "threshold": "--threshold",
     "polygons": "--polygons",
+    "pool": "--pool",
 }
 
 # The QGIS plugin's: its dialog's field labels, bare, as a user reads them on screen ("choose
@@ -102,6 +104,7 @@ QGIS_WORDS: dict[str, str] = {
     "convert": "`ofa convert` in the engine's environment",
     "threshold": "Threshold",
     "polygons": "Changed areas",
+    "pool": "the pooling of the head",
 }
 
 

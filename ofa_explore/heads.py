@@ -45,7 +45,8 @@ def check_pool(pool: str) -> None:
     """A pooling name the heads know, else one line naming them (before any data is read)."""
     if pool not in POOLS:
         raise BadInput(
-            f"pool must be one of {', '.join(POOLS)}, got {pool!r}", "choose one of them"
+            f"pool must be one of {', '.join(POOLS)}, got {pool!r}",
+            "give one of them to {pool}",
         )
 
 

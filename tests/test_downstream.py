@@ -164,7 +164,10 @@ def test_wrong_modality_and_unknown_labels_are_named(landcover, shared, tmp_path
     assert not (tmp_path / "x.safetensors").exists()
 
     for argv, said in [
-        (["--data", str(csv_path), "--pool", "median"], "pool must be one of mean, cls, mean+std"),
+        (
+            ["--data", str(csv_path), "--pool", "median"],
+            "pool must be one of mean, cls, mean+std, got 'median'; give one of them to --pool",
+        ),
         (["--data", str(csv_path), "--task", "change", "--pool", "mean"], "and `--pool` with"),
         (
             ["--data", str(csv_path), "--task", "segmentation", "--pool", "mean"],
