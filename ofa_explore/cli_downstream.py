@@ -48,8 +48,13 @@ def cmd_train_head(args: argparse.Namespace) -> int:
         )
         print(
             f"head {name!r}: trained on {report['pairs']} pairs ({report['labelled']} labelled "
-            f"px, {report['changed'] / max(report['labelled'], 1):.1%} change) in "
-            f"{report['seconds']:.0f} s"
+            f"px, {report['changed'] / max(report['labelled'], 1):.1%} change"
+            + (
+                f"; self-trained on {report['unlabelled']} unlabelled"
+                if report["unlabelled"]
+                else ""
+            )
+            + f") in {report['seconds']:.0f} s"
         )
         if report["val"]:
             print(

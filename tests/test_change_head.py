@@ -167,3 +167,46 @@ def test_options_a_change_head_does_not_take_are_one_line(pairs_csv, tmp_path, c
     err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
     assert len(err) == 1 and "frozen backbone" in err[0] and "--trainable-blocks" in err[0], err
     assert not out.exists()
+
+
+def test_unlabelled_pairs_self_train_the_head(pairs_csv, trained, tmp_path, capsys):
+    """A row with an empty mask is an unlabelled pair: the head trained on the labelled pairs
+    marks its top 2% of scores as change and its bottom 70% as no change, and a new head trains
+    on both. A CSV of unlabelled pairs alone is refused in one line."""
+    import torch
+
+    from ofa_explore import load_checkpoint
+    from ofa_explore.downstream.change import (
+        IGNORE,
+        PSEUDO_CHANGE,
+        PSEUDO_NO_CHANGE,
+        ChangePair,
+        pair_tiles,
+        pseudo_labelled,
+    )
+
+    root = pairs_csv.parent
+    header, rennes, nantes = pairs_csv.read_text().splitlines()
+    before, after, _ = nantes.split(",")
+    data = root / "with_unlabelled.csv"
+    data.write_text(f"{header}\n{rennes}\n{before},{after},\n")
+    out = tmp_path / "self_trained.safetensors"
+    argv = ["train-head", "--task", "change", "--data", str(data), "-o", str(out), "-q"]
+    assert main([*argv, "--epochs", "2"]) == 0
+    assert "self-trained on 1 unlabelled" in capsys.readouterr().out
+    model = load_checkpoint(out)
+    assert model.heads.info["change"]["trained_on"].endswith(
+        "self-trained on 1 unlabelled (nantes)"
+    )
+
+    head_model = load_checkpoint(trained)
+    pair = ChangePair(root / before, root / after, None)
+    tiles = pair_tiles(head_model, pair, head_model.heads.info["change"]["layers"])
+    labels = pseudo_labelled(head_model.heads["change"], tiles).labels
+    assert set(torch.unique(labels).tolist()) == {0, 1, IGNORE}
+    share = {v: float((labels == v).float().mean()) for v in (0, 1)}
+    assert share[1] == pytest.approx(PSEUDO_CHANGE, abs=0.005)
+    assert share[0] == pytest.approx(PSEUDO_NO_CHANGE, abs=0.01)
+
+    said = _bad_csv(capsys, tmp_path, f"{header}\n{root}/{before},{root}/{after},\n")
+    assert "no pair has a mask" in said

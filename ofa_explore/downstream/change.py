@@ -1,11 +1,14 @@
 """A change head trained on labelled pairs: ``ofa train-head --task change --data PAIRS.csv``.
 
 PAIRS.csv has the columns ``before,after,mask`` (paths relative to the CSV); a mask is on
-BEFORE's grid with 1 = change, 0 = no change, 255 = not labelled. The backbone stays frozen, so
-each pair is calibrated as ``ofa change`` calibrates it, cut into model-sized tiles, and the
-head's inputs (``change_detection.head_inputs``) of every tile are computed once; then only the
-head trains, on those inputs, flipped and rotated. That keeps the 8 labelled OSCD cities under
-a few minutes on a 2-core CPU (bench/RESULTS.md).
+BEFORE's grid with 1 = change, 0 = no change, 255 = not labelled. A row with an empty mask is
+an unlabelled pair: the head trained on the labelled pairs marks its most and least changed
+pixels (pseudo-labels), and a new head trains on both (self-training; it ranked change better
+in OSCD cities it had not seen, docs/EVALUATION.md). The backbone stays frozen, so each pair is
+calibrated as ``ofa change`` calibrates it, cut into model-sized tiles, and the head's inputs
+(``change_detection.head_inputs``) of every tile are computed once; then only the head trains,
+on those inputs, flipped and rotated. That keeps the 8 labelled OSCD cities under a few minutes
+on a 2-core CPU (bench/RESULTS.md).
 """
 
 from __future__ import annotations
@@ -32,6 +35,13 @@ IGNORE = 255
 COLUMNS = ("before", "after", "mask")
 POS_WEIGHT = 5.0  # changed pixels are 1-4% of a city: weigh them up (measured 1 and 5)
 EPOCHS = 6  # leave-one-city-out on OSCD: 6 epochs pooled AP 0.232, 12: 0.224, 24: 0.184
+# self-training on unlabelled pairs: their top share of scores becomes change, their bottom
+# share no change, the rest stays unlabelled (leave-one-city-out on OSCD, cached inputs, seeds
+# 0-2: pooled AP 0.232 / 0.210 / 0.241 without, 0.254 / 0.243 / 0.246 with its 4 unlabelled
+# cities; docs/EVALUATION.md)
+PSEUDO_CHANGE = 0.02
+PSEUDO_NO_CHANGE = 0.7
+UNLABELLED = 254  # a valid pixel of an unlabelled pair until pseudo-labelled; never trained on
 
 
 @dataclass
@@ -40,7 +50,7 @@ class ChangePair:
 
     before: Path
     after: Path
-    mask: Path
+    mask: Path | None  # None: an unlabelled pair (self-training)
 
     @property
     def name(self) -> str:
@@ -77,20 +87,31 @@ def read_change_pairs(path: str | Path) -> list[ChangePair]:
         raise BadInput(f"{path} lists no pairs", "add rows: before,after,mask")
     pairs = []
     for line, row in enumerate(rows, start=2):
-        paths = {c: path.parent / (row[c] or "").strip() for c in COLUMNS}
+        given = {c: (row[c] or "").strip() for c in COLUMNS}
+        paths = {c: path.parent / v if v else None for c, v in given.items()}
         for column, file in paths.items():
-            if not file.is_file():
+            if file is None and column == "mask":
+                continue  # an unlabelled pair
+            if file is None or not file.is_file():
                 raise NotFound(
-                    f"{path.name} line {line}: {column} file {file} does not exist",
+                    f"{path.name} line {line}: {column} file {file or '(empty)'} does not exist",
                     "fix the path (relative to the CSV)",
                 )
-        pairs.append(ChangePair(**paths))
+        pairs.append(ChangePair(before=paths["before"], after=paths["after"], mask=paths["mask"]))
+    if all(p.mask is None for p in pairs):
+        raise BadInput(
+            f"{path.name}: no pair has a mask (all {len(pairs)} are unlabelled)",
+            "give at least one pair a mask; unlabelled pairs only help a head trained on labels",
+        )
     return pairs
 
 
 def read_mask(pair: ChangePair, shape: tuple[int, int]) -> np.ndarray:
-    """The pair's labels (uint8, 1/0/255) on BEFORE's grid; another size, other values or no
-    change pixel at all is a one-line BadInput."""
+    """The pair's labels (uint8, 1/0/255) on BEFORE's grid, UNLABELLED everywhere for a pair
+    without a mask; another size, other values or no change pixel at all is a one-line
+    BadInput."""
+    if pair.mask is None:
+        return np.full(shape, UNLABELLED, np.uint8)
     with rasterio.open(pair.mask) as src:
         mask = src.read(1)
     if mask.shape != shape:
@@ -181,15 +202,70 @@ def train_change_head(
     batch_size: int = 16,
     seed: int = 0,
     progress: Callable[[int, int, float], None] | None = None,
+    unlabelled: list[PairTiles] | None = None,
 ) -> list[float]:
     """Add change head ``name`` and train it on the tiles' cached inputs (AdamW, cosine
-    schedule, BCE with changed pixels weighed POS_WEIGHT, 255 ignored); the loss per epoch."""
+    schedule, BCE with changed pixels weighed POS_WEIGHT, 255 ignored); the loss per epoch.
+    With ``unlabelled`` pairs' tiles, that head pseudo-labels them and a new head ``name``
+    trains on both (self-training)."""
+    rounds = 2 if unlabelled else 1
+
+    def counted(before: int) -> Callable[[int, int, float], None] | None:
+        """Progress over both rounds: epochs 1..2E when self-training."""
+        if progress is None:
+            return None
+        return lambda done, total, loss: progress(before + done, rounds * total, loss)
+
+    kwargs = dict(layers=layers, modality=modality, epochs=epochs, lr=lr, batch_size=batch_size)
+    losses = _train_head(model, name, tiles, seed=seed, progress=counted(0), **kwargs)
+    if unlabelled:
+        pseudo = [pseudo_labelled(model.heads[name], t) for t in unlabelled]
+        losses = _train_head(
+            model, name, tiles + pseudo, seed=seed, progress=counted(epochs), **kwargs
+        )
+    return losses
+
+
+@torch.no_grad()
+def pseudo_labelled(head: torch.nn.Module, tiles: PairTiles) -> PairTiles:
+    """An unlabelled pair's tiles labelled by a trained head: the top PSEUDO_CHANGE of its
+    scores over the pair's valid pixels as change, the bottom PSEUDO_NO_CHANGE as no change,
+    the rest (and nodata) not labelled."""
+    logits = torch.cat(
+        [
+            head(list(lv.float().unbind(1)), im.float())[:, 0]
+            for lv, im in zip(tiles.levels.split(32), tiles.image.split(32))
+        ]
+    )
+    valid = tiles.labels == UNLABELLED
+    labels = torch.full_like(tiles.labels, IGNORE)
+    if valid.any():
+        low, high = np.quantile(logits[valid].numpy(), [PSEUDO_NO_CHANGE, 1 - PSEUDO_CHANGE])
+        labels[valid & (logits >= float(high))] = 1
+        labels[valid & (logits <= float(low))] = 0
+    return PairTiles(tiles.name, tiles.levels, tiles.image, labels)
+
+
+def _train_head(
+    model: OFANet,
+    name: str,
+    tiles: list[PairTiles],
+    layers: list[int],
+    modality: str,
+    epochs: int,
+    lr: float,
+    batch_size: int,
+    seed: int,
+    progress: Callable[[int, int, float], None] | None,
+) -> list[float]:
     torch.manual_seed(seed)
     model.heads.add(name, ["change"], kind="change", modality=modality, layers=layers)
     head = model.heads[name]
     levels = torch.cat([t.levels for t in tiles])
     image = torch.cat([t.image for t in tiles])
     labels = torch.cat([t.labels for t in tiles])
+    if (labels == UNLABELLED).any():
+        raise ValueError("unlabelled tiles go to `unlabelled=`, to be pseudo-labelled first")
     optimizer = torch.optim.AdamW(head.parameters(), lr=lr, weight_decay=0.05)
     steps = epochs * math.ceil(len(labels) / batch_size)
     schedule = torch.optim.lr_scheduler.LambdaLR(
@@ -212,6 +288,8 @@ def train_change_head(
                 )
                 logits = head(list(lv.unbind(1)), im)[:, 0]
                 known = y != IGNORE
+                if not known.any():
+                    continue
                 loss = F.binary_cross_entropy_with_logits(
                     logits[known], (y[known] == 1).float(), pos_weight=pos_weight
                 )
@@ -253,30 +331,34 @@ def fit_change_head(
     seed: int = 0,
     progress: Callable[[str, int, int], None] | None = None,
 ) -> dict[str, Any]:
-    """Add change head ``name`` trained on the pairs of the CSV ``data``. With
-    ``val_fraction`` > 0, that share of the pairs (at least one) is held out and scored through
-    ``ofa_explore.change`` (AUROC, average precision, best F1 over their labelled pixels)."""
+    """Add change head ``name`` trained on the pairs of the CSV ``data`` (its unlabelled pairs
+    through self-training). With ``val_fraction`` > 0, that share of the labelled pairs (at
+    least one) is held out and scored through ``ofa_explore.change`` (AUROC, average precision,
+    best F1 over their labelled pixels)."""
     from ..change_detection import change
     from ..metrics import ranking_scores
 
     t0 = time.perf_counter()
     pairs = read_change_pairs(data)
-    held = max(1, round(len(pairs) * val_fraction)) if val_fraction > 0 else 0
-    if held and held >= len(pairs):
+    unlabelled = [p for p in pairs if p.mask is None]
+    labelled_pairs = [p for p in pairs if p.mask is not None]
+    held = max(1, round(len(labelled_pairs) * val_fraction)) if val_fraction > 0 else 0
+    if held and held >= len(labelled_pairs):
         raise BadInput(
-            f"{len(pairs)} pair(s) cannot hold {val_fraction:.0%} out and train on the rest",
+            f"{len(labelled_pairs)} labelled pair(s) cannot hold {val_fraction:.0%} out and "
+            "train on the rest",
             "add pairs or set the validation fraction to 0",
         )
-    order = np.random.default_rng(seed).permutation(len(pairs))
-    val = [pairs[i] for i in sorted(order[:held])]
-    train = [pairs[i] for i in sorted(order[held:])]
+    order = np.random.default_rng(seed).permutation(len(labelled_pairs))
+    val = [labelled_pairs[i] for i in sorted(order[:held])]
+    train = [labelled_pairs[i] for i in sorted(order[held:])]
     modality = _common_modality(pairs)
     layers = layers or default_layers(model.config.depth)
-    tiles = []
-    for i, pair in enumerate(train):
-        tiles.append(pair_tiles(model, pair, layers))
+    tiles, extra = [], []
+    for i, pair in enumerate(train + unlabelled):
+        (tiles if pair.mask is not None else extra).append(pair_tiles(model, pair, layers))
         if progress:
-            progress("reading pairs", i + 1, len(train))
+            progress("reading pairs", i + 1, len(train) + len(unlabelled))
     losses = train_change_head(
         model,
         name,
@@ -288,16 +370,23 @@ def fit_change_head(
         progress=(lambda done, total, _loss: progress("training", done, total))
         if progress
         else None,
+        unlabelled=extra,
     )
     labels = torch.cat([t.labels for t in tiles])
     labelled, changed = int((labels != IGNORE).sum()), int((labels == 1).sum())
     model.heads.info[name]["trained_on"] = (
         f"{Path(data).name}: {len(train)} pairs ({', '.join(t.name for t in tiles)}), "
         f"{labelled} labelled px, {changed / max(labelled, 1):.1%} change"
+        + (
+            f"; self-trained on {len(extra)} unlabelled ({', '.join(t.name for t in extra)})"
+            if extra
+            else ""
+        )
     )
     report: dict[str, Any] = {
         "head": name,
         "pairs": len(train),
+        "unlabelled": len(extra),
         "labelled": labelled,
         "changed": changed,
         "loss": losses[-1],
