@@ -7,9 +7,9 @@ deviations of the scene's own scores):
 
 * pixels: each date's bands standardised by that date's own band means and deviations (which
   removes most of the difference of season, sun and haze), the absolute difference averaged
-  over the visible bands (400-700 nm, from the modality's wavelengths; all bands for a sensor
-  without them) and over a PIXEL_BOX x PIXEL_BOX window, so one pixel of misregistration
-  barely counts.
+  over the bands that see the ground (400-2500 nm without the water-vapour and cirrus bands,
+  from the modality's wavelengths; all bands of a sensor without wavelengths, and of SAR) and
+  over a PIXEL_BOX x PIXEL_BOX window, so one pixel of misregistration barely counts.
 * embeddings: 1 - cosine of the two dates' patch embeddings from the model, each date's mean
   embedding subtracted first (raw embeddings mostly say "other season"), one value per patch.
 * z(): standardised by its mean and deviation over the scene, so scores of different scenes
@@ -67,7 +67,12 @@ from .scale import to_model_units
 
 EMBEDDING_WEIGHT = 0.5  # measured: 0.25-0.5 best on OSCD, see docs/EVALUATION.md
 PIXEL_BOX = 5  # pixels; tolerance to ~1 px of misregistration, measured best of 3, 5, 7
-VISIBLE_UM = (0.4, 0.7)  # the bands the pixel term averages (wavelengths in µm)
+# the bands the pixel term averages (wavelengths in µm): those that see the ground, not the
+# atmosphere's water vapour and cirrus (Sentinel-2 B09, B10; hyperspectral water bands). Measured
+# against the visible bands alone (0.4-0.7 µm): OSCD pooled AP 0.195 against 0.202, the Landsat-5
+# Nanjing pair 0.817 against 0.739 (best band baseline 0.787); docs/EVALUATION.md
+SURFACE_UM = (0.4, 2.5)
+ABSORPTION_UM = ((0.9, 1.0), (1.3, 1.45), (1.8, 1.95))
 SAMPLE_TILES = 16  # tiles read and embedded to calibrate the score
 CHANGE_ATTR = "change"  # the calibration, in the pair modality's ``extra``
 
@@ -225,22 +230,27 @@ def _warped(
 
 
 # ------------------------------------------------------------------ the score's two terms
-def visible_bands(m: Modality) -> list[int]:
-    """Indices of the bands within VISIBLE_UM; all bands when there are none."""
-    low, high = VISIBLE_UM
-    picked = [i for i, w in enumerate(m.wavelengths) if low <= w <= high]
-    return picked if picked and m.kind == "optical" else list(range(m.num_bands))
+def surface_bands(m: Modality) -> list[int]:
+    """Indices of the bands within SURFACE_UM outside ABSORPTION_UM; all bands of SAR, or
+    when no band is there."""
+    low, high = SURFACE_UM
+    picked = [
+        i
+        for i, w in enumerate(m.wavelengths)
+        if low <= w <= high and not any(a < w < b for a, b in ABSORPTION_UM)
+    ]
+    return picked if picked and m.kind != "sar" else list(range(m.num_bands))
 
 
 def pixel_term(before: torch.Tensor, after: torch.Tensor, stats: dict[str, Any]) -> torch.Tensor:
     """[N, C, H, W] twice -> [N, H, W]: the mean absolute difference of the dates' own
-    standardised visible bands, averaged over a PIXEL_BOX window."""
-    vis = stats["visible"]
+    standardised surface bands, averaged over a PIXEL_BOX window."""
+    bands = stats["surface"]
 
     def standard(x: torch.Tensor, date: str) -> torch.Tensor:
         mean = torch.tensor(stats[f"{date}_mean"], dtype=x.dtype, device=x.device)
         std = torch.tensor(stats[f"{date}_std"], dtype=x.dtype, device=x.device)
-        return (x[:, vis] - mean.view(1, -1, 1, 1)) / std.view(1, -1, 1, 1)
+        return (x[:, bands] - mean.view(1, -1, 1, 1)) / std.view(1, -1, 1, 1)
 
     diff = (standard(after, "after") - standard(before, "before")).abs().mean(1, keepdim=True)
     pad = PIXEL_BOX // 2
@@ -365,13 +375,13 @@ def calibrate(
     values = x.transpose(1, 0, 2, 3)[:, valid]  # [2C, pixels]
     mean, std = values.mean(axis=1), values.std(axis=1)
     std = np.where(std > 0, std, 1.0)
-    vis = visible_bands(m)
+    bands = surface_bands(m)
     stats: dict[str, Any] = {
-        "visible": vis,
-        "before_mean": mean[:count][vis].tolist(),
-        "before_std": std[:count][vis].tolist(),
-        "after_mean": mean[count:][vis].tolist(),
-        "after_std": std[count:][vis].tolist(),
+        "surface": bands,
+        "before_mean": mean[:count][bands].tolist(),
+        "before_std": std[:count][bands].tolist(),
+        "after_mean": mean[count:][bands].tolist(),
+        "after_std": std[count:][bands].tolist(),
         "before_band_mean": mean[:count].tolist(),
         "before_band_std": std[:count].tolist(),
         "after_band_mean": mean[count:].tolist(),

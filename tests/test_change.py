@@ -222,3 +222,49 @@ def test_tile_groups_never_span_two_rows_of_tiles(bercy):
     for group in groups:
         assert len({t.y0 for t in group}) == 1
         assert all(a.x0 < b.x0 for a, b in zip(group, group[1:]))
+
+
+def test_the_pixel_term_reads_the_bands_that_see_the_ground():
+    """Not the atmosphere's water-vapour and cirrus bands (Sentinel-2 B09, B10; hyperspectral
+    water bands); every band of Landsat TM, and of SAR."""
+    from ofa_explore import hyperspectral_modality
+    from ofa_explore.change_detection import surface_bands
+    from ofa_explore.modalities import get_modality
+
+    s2 = get_modality("s2_l1c")
+    assert [s2.bands[i] for i in surface_bands(s2)] == [
+        b for b in s2.bands if b not in ("B09", "B10")
+    ]
+    sar = get_modality("s1_grd")
+    assert surface_bands(sar) == list(range(sar.num_bands))
+    cube = hyperspectral_modality([0.45, 0.65, 0.94, 1.38, 1.65, 1.9, 2.2])
+    assert surface_bands(cube) == [0, 1, 4, 6]
+
+
+def test_zero_shot_beats_every_band_baseline_on_the_landsat_pair(shared):
+    """Issue 26's zero-shot goal on the Nanjing Landsat-5 pair (labelled pixels only): with the
+    visible bands alone the default ranked change below two band baselines (AP 0.739 against
+    0.787, docs/EVALUATION.md)."""
+    from ofa_explore import change
+    from ofa_explore.metrics import ranking_scores
+
+    folder = shared / "change" / "landsat_tm" / "nanjing"
+    if not folder.is_dir():
+        pytest.skip(f"no Nanjing pair at {folder}")
+    before, after = folder / "nanjing_20000503.tif", folder / "nanjing_20020712.tif"
+    with rasterio.open(folder / "nanjing_change.tif") as src:
+        label = src.read(1)
+    keep = label != 255
+    y = label[keep] == 1
+    score = change(before, after).data.values[0]
+    b, a = (rasterio.open(p).read().astype(np.float64) for p in (before, after))
+    std = np.concatenate([b, a], axis=2).std(axis=(1, 2))[:, None, None]
+    cosine = (a * b).sum(0) / (np.linalg.norm(a, axis=0) * np.linalg.norm(b, axis=0) + 1e-12)
+    baselines = {
+        "change vector": np.sqrt((((a - b) / std) ** 2).sum(0)),
+        "1 - cosine": 1 - cosine,
+        **{f"abs(band {i + 1})": np.abs(a[i] - b[i]) for i in range(len(b))},
+    }
+    ours = ranking_scores(y, score[keep])[1]
+    for name, baseline in baselines.items():
+        assert ours > ranking_scores(y, baseline[keep])[1], name
