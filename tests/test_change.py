@@ -257,7 +257,11 @@ def test_zero_shot_beats_every_band_baseline_on_the_landsat_pair(shared):
     keep = label != 255
     y = label[keep] == 1
     score = change(before, after).data.values[0]
-    b, a = (rasterio.open(p).read().astype(np.float64) for p in (before, after))
+    dates = []
+    for path in (before, after):
+        with rasterio.open(path) as src:
+            dates.append(src.read().astype(np.float64))
+    b, a = dates
     std = np.concatenate([b, a], axis=2).std(axis=(1, 2))[:, None, None]
     cosine = (a * b).sum(0) / (np.linalg.norm(a, axis=0) * np.linalg.norm(b, axis=0) + 1e-12)
     baselines = {
