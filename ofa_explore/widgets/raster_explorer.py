@@ -86,11 +86,11 @@ class RasterExplorer(widgets.VBox):
             control.options, control.value = names, default
         self._loading = False
         da = self.raster
+        self.render()  # the picture first, so that it is there when its caption appears
         self.info.value = (
             f"<b>{m.name}</b> ({m.description}); {da.sizes['band']} bands, "
             f"{da.sizes['x']} x {da.sizes['y']} px, CRS {da.rio.crs}"
         )
-        self.render()
 
     def render(self) -> None:
         if self.pixels is None or getattr(self, "_loading", False):

@@ -285,7 +285,8 @@ def test_raster_explorer_exercise_of_notebook_01(browser, lab):
     explorers.nth(3).wait_for(timeout=60_000)
     naip = explorers.nth(3)  # eurosat, SAR, NEON, NAIP: the "Try it" is under NAIP
     naip.scroll_into_view_if_needed()
-    assert "rgbn" in naip.inner_text() and naip.locator("img.widget-image").is_visible()
+    naip.locator("img.widget-image").wait_for(state="visible", timeout=30_000)
+    assert "rgbn" in naip.inner_text()
     box = naip.locator("input[placeholder*='path to a raster']")
     load = naip.locator("button[title='Load']")
     box.fill("data/s2_chesapeake/B08.tif")
@@ -293,13 +294,13 @@ def test_raster_explorer_exercise_of_notebook_01(browser, lab):
     naip.get_by_text("no known sensor has 1 band").wait_for(timeout=30_000)
     message = naip.inner_text()
     assert "Modality" in message and "--modality" not in message and "modality=" not in message
-    assert not naip.locator("img.widget-image").is_visible()  # the NAIP picture is gone
+    naip.locator("img.widget-image").wait_for(state="hidden", timeout=10_000)  # NAIP's is gone
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "notebook01_one_band.png"))
     box.fill("data/my_chips/Forest/Forest_1.tif")
     load.click()
     naip.get_by_text("Sentinel-2 L1C, 13 bands").wait_for(timeout=30_000)
-    assert naip.locator("img.widget-image").is_visible()
+    naip.locator("img.widget-image").wait_for(state="visible", timeout=10_000)
     assert page.get_by_text(re.compile("Jupyter news", re.I)).count() == 0
     page.close()
 
