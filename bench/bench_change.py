@@ -1,7 +1,7 @@
 """Benchmark: `ofa change` on two 1000 x 1000 px Sentinel-2 dates against one `ofa embed` of one
 date (issue 26's goal: at most 2.2x), measured side by side in one process, same settings.
 
-    python bench/bench_change.py [--size 1000] [--threads 1] [--repeats 2]
+    python bench/bench_change.py [--size 1000] [--threads 1] [--repeats 2] [--tile PX]
 
 The dates are the real OSCD Pisa pair (../shared/data/change), mirrored out to the size asked.
 """
@@ -41,10 +41,10 @@ def grown(src_path: Path, dst: Path, size: int) -> Path:
     return dst
 
 
-def main(size: int, threads: int, repeats: int) -> None:
+def main(size: int, threads: int, repeats: int, tile: int | None = None) -> None:
     torch.set_num_threads(threads)
     model = load_pretrained()
-    settings = EngineSettings(device="cpu", precision="fp32")
+    settings = EngineSettings(device="cpu", precision="fp32", tile=tile)
     with tempfile.TemporaryDirectory() as tmp:
         before, after = (grown(p, Path(tmp) / p.name, size) for p in PAIR)
         times: dict[str, list[float]] = {"embed": [], "change": []}
@@ -57,7 +57,8 @@ def main(size: int, threads: int, repeats: int) -> None:
             times["change"].append(time.perf_counter() - t)
     embed, chg = min(times["embed"]), min(times["change"])
     print(
-        f"{size} x {size} px S2 L1C, {threads} thread(s), fp32, best of {repeats}: "
+        f"{size} x {size} px S2 L1C, {threads} thread(s), fp32, tile {tile or 'default'}, "
+        f"best of {repeats}: "
         f"embed one date {embed:.1f} s, change of two dates {chg:.1f} s, ratio {chg / embed:.2f}x "
         "(goal <= 2.2x)"
     )
@@ -68,5 +69,6 @@ if __name__ == "__main__":
     parser.add_argument("--size", type=int, default=1000)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--tile", type=int, help="tile size in pixels (default: the model's)")
     options = parser.parse_args()
-    main(options.size, options.threads, options.repeats)
+    main(options.size, options.threads, options.repeats, options.tile)

@@ -7,9 +7,10 @@ deviations of the scene's own scores):
 
 * pixels: each date's bands standardised by that date's own band means and deviations (which
   removes most of the difference of season, sun and haze), the absolute difference averaged
-  over the bands that see the ground (400-2500 nm without the water-vapour and cirrus bands,
-  from the modality's wavelengths; all bands of a sensor without wavelengths, and of SAR) and
-  over a PIXEL_BOX x PIXEL_BOX window, so one pixel of misregistration barely counts.
+  over the visible and shortwave-infrared bands (PIXEL_BANDS_UM, from the modality's
+  wavelengths; all bands of a sensor without wavelengths, and of SAR) and over a
+  PIXEL_BOX x PIXEL_BOX window, so one pixel of misregistration barely counts. The near
+  infrared and red edge (0.7-1.5 µm) are left out: they mostly see the vegetation's season.
 * embeddings: 1 - cosine of the two dates' patch embeddings from the model, each date's mean
   embedding subtracted first (raw embeddings mostly say "other season"), one value per patch.
 * z(): standardised by its mean and deviation over the scene, so scores of different scenes
@@ -46,7 +47,14 @@ from xarray.backends import BackendArray
 from xarray.core import indexing
 
 from .areas import is_metric
-from .engine import EngineSettings, PredictionResult, Task, predict_raster, register
+from .engine import (
+    BATCH_TOKENS,
+    EngineSettings,
+    PredictionResult,
+    Task,
+    predict_raster,
+    register,
+)
 from .engine.sinks import check_output
 from .errors import BadInput, MissingPart
 from .fileio import atomic_output, check_writable
@@ -65,15 +73,26 @@ from .modalities import Modality
 from .protocol import CHANGE_THRESHOLD_TAG
 from .scale import to_model_units
 
-EMBEDDING_WEIGHT = 0.5  # measured: 0.25-0.5 best on OSCD, see docs/EVALUATION.md
+EMBEDDING_WEIGHT = 0.25  # measured with 0, 0.25, 0.5 on OSCD and Nanjing, docs/EVALUATION.md
 PIXEL_BOX = 5  # pixels; tolerance to ~1 px of misregistration, measured best of 3, 5, 7
-# the bands the pixel term averages (wavelengths in µm): those that see the ground, not the
-# atmosphere's water vapour and cirrus (Sentinel-2 B09, B10; hyperspectral water bands). Measured
-# against the visible bands alone (0.4-0.7 µm): OSCD pooled AP 0.195 against 0.202, the Landsat-5
-# Nanjing pair 0.817 against 0.739 (best band baseline 0.787); docs/EVALUATION.md
-SURFACE_UM = (0.4, 2.5)
-ABSORPTION_UM = ((0.9, 1.0), (1.3, 1.45), (1.8, 1.95))
-SAMPLE_TILES = 16  # tiles read and embedded to calibrate the score
+# the bands the pixel term averages (wavelengths in µm): visible and shortwave infrared, without
+# the coastal-aerosol band and the water-vapour band near 1.9 µm. Each band's AP alone, on the
+# 8 labelled OSCD cities and the Landsat-5 Nanjing pair: visible and SWIR rank urban change,
+# near infrared and red edge (the vegetation's season) do not. Against all the bands of
+# 0.4-2.5 µm at weight 0.5: above abs(B04) in 7 of the 8 OSCD cities instead of 4 (rennes,
+# where abs(B04) ranks best, 0.486 instead of 0.394 against 0.465), pooled AP 0.195 both,
+# Nanjing 0.800 instead of 0.817 (best band baseline 0.787); docs/EVALUATION.md
+PIXEL_BANDS_UM = ((0.45, 0.70), (1.5, 2.5))
+ABSORPTION_UM = ((1.8, 1.95),)
+SAMPLE_TILES = 16  # tiles read and embedded to calibrate the zero-shot score
+# ... and a change head's inputs and logits, in training and at prediction: leave-one-city-out
+# pooled AP 0.278 / 0.285 / 0.275 (seeds 0-2) against 0.244 / 0.252 / 0.243 with 16 tiles;
+# the sample is embedded in the engine's batches (_over_sample), so the peak memory stays theirs
+HEAD_SAMPLE_TILES = 64
+# a --tile larger than the model's image reads fewer sample tiles, about as many pixels in all,
+# but at least this many, spread over the scene: 1000 px dates at --tile 512 took 3.3 GB above
+# the model and 54 s before (an embed 0.2 GB, 8 s), 0.6 GB and 25 s with 4 (bench/RESULTS.md)
+MIN_SAMPLE_TILES = 4
 CHANGE_ATTR = "change"  # the calibration, in the pair modality's ``extra``
 
 
@@ -230,22 +249,22 @@ def _warped(
 
 
 # ------------------------------------------------------------------ the score's two terms
-def surface_bands(m: Modality) -> list[int]:
-    """Indices of the bands within SURFACE_UM outside ABSORPTION_UM; all bands of SAR, or
+def pixel_bands(m: Modality) -> list[int]:
+    """Indices of the bands within PIXEL_BANDS_UM outside ABSORPTION_UM; all bands of SAR, or
     when no band is there."""
-    low, high = SURFACE_UM
     picked = [
         i
         for i, w in enumerate(m.wavelengths)
-        if low <= w <= high and not any(a < w < b for a, b in ABSORPTION_UM)
+        if any(low <= w <= high for low, high in PIXEL_BANDS_UM)
+        and not any(a < w < b for a, b in ABSORPTION_UM)
     ]
     return picked if picked and m.kind != "sar" else list(range(m.num_bands))
 
 
 def pixel_term(before: torch.Tensor, after: torch.Tensor, stats: dict[str, Any]) -> torch.Tensor:
     """[N, C, H, W] twice -> [N, H, W]: the mean absolute difference of the dates' own
-    standardised surface bands, averaged over a PIXEL_BOX window."""
-    bands = stats["surface"]
+    standardised bands of ``pixel_bands``, averaged over a PIXEL_BOX window."""
+    bands = stats["pixel_bands"]
 
     def standard(x: torch.Tensor, date: str) -> torch.Tensor:
         mean = torch.tensor(stats[f"{date}_mean"], dtype=x.dtype, device=x.device)
@@ -266,12 +285,19 @@ def embedding_term(
     n, _, height, width = before.shape
     tokens = model.forward_features(torch.cat([before, after]), m)[:, 1:].float()
     tb, ta = tokens[:n], tokens[n:]
+    p = model.config.patch_size
+    return token_distance(tb, ta, stats).reshape(n, height // p, width // p), tb, ta
+
+
+def token_distance(
+    tb: torch.Tensor, ta: torch.Tensor, stats: dict[str, Any] | None
+) -> torch.Tensor:
+    """1 - cosine of two dates' tokens [N, L, D] -> [N, L], each date's mean embedding
+    (``stats``, when given) subtracted first."""
     if stats is not None:
         tb = tb - torch.tensor(stats["before_embedding"], device=tb.device)
         ta = ta - torch.tensor(stats["after_embedding"], device=ta.device)
-    distance = 1 - F.cosine_similarity(tb, ta, dim=-1, eps=1e-6)
-    p = model.config.patch_size
-    return distance.reshape(n, height // p, width // p), tokens[:n], tokens[n:]
+    return 1 - F.cosine_similarity(tb, ta, dim=-1, eps=1e-6)
 
 
 def combine(pixels: torch.Tensor, embeddings: torch.Tensor, stats: dict[str, Any]) -> torch.Tensor:
@@ -349,18 +375,24 @@ def calibrate(
     tile: int,
     threshold: float | str | None,
     head: str | None = None,
+    samples: int | None = None,
 ) -> dict:
-    """The figures the score needs, from up to SAMPLE_TILES tiles spread over the scene: each
-    date's band means and deviations, its mean embedding, the two terms' means and deviations
-    (and the Otsu threshold of the sample's scores for ``threshold="otsu"``). ``head``: the
-    change head that scores (None: the zero-shot score)."""
+    """The figures the score needs, from up to ``samples`` tiles spread over the scene
+    (default: HEAD_SAMPLE_TILES for a head, else SAMPLE_TILES; fewer when ``tile`` is larger
+    than the model's image, about as many pixels): each date's band means and deviations,
+    its mean embedding, the two terms' means and deviations (and the Otsu threshold of the
+    sample's scores for ``threshold="otsu"``). ``head``: the change head that scores (None:
+    the zero-shot score)."""
+    samples = samples or (HEAD_SAMPLE_TILES if head is not None else SAMPLE_TILES)
     pm = raster_modality(pair)
     count = pm.num_bands // 2
     m = _date_modality(pm)
     H, W = pair.sizes["y"], pair.sizes["x"]
     p = model.config.patch_size
     th, tw = min(tile, H // p * p), min(tile, W // p * p)
-    side = max(1, math.isqrt(SAMPLE_TILES))
+    image = model.config.img_size**2
+    samples = min(samples, max(MIN_SAMPLE_TILES, round(samples * image / (th * tw))))
+    side = max(1, math.isqrt(samples))
     ys = np.unique(np.linspace(0, H - th, side).round().astype(int))
     xs = np.unique(np.linspace(0, W - tw, side).round().astype(int))
     tiles = [pair.isel(y=slice(y, y + th), x=slice(x, x + tw)).values for y in ys for x in xs]
@@ -375,9 +407,9 @@ def calibrate(
     values = x.transpose(1, 0, 2, 3)[:, valid]  # [2C, pixels]
     mean, std = values.mean(axis=1), values.std(axis=1)
     std = np.where(std > 0, std, 1.0)
-    bands = surface_bands(m)
+    bands = pixel_bands(m)
     stats: dict[str, Any] = {
-        "surface": bands,
+        "pixel_bands": bands,
         "before_mean": mean[:count][bands].tolist(),
         "before_std": std[:count][bands].tolist(),
         "after_mean": mean[count:][bands].tolist(),
@@ -392,28 +424,44 @@ def calibrate(
     t = torch.from_numpy(filled)
     with torch.inference_mode():
         pixels = pixel_term(t[:, :count], t[:, count:], stats).numpy()
-        _, tb, ta = embedding_term(model, t[:, :count], t[:, count:], m, None)
+        tb, ta = _over_sample(
+            lambda b, a: torch.stack(embedding_term(model, b, a, m, None)[1:]),
+            t,
+            count,
+            p,
+            dim=1,
+        )
         patch_valid = torch.from_numpy(valid).float()
         patch_valid = F.avg_pool2d(patch_valid[:, None], p)[:, 0].flatten(1) > 0.5  # [T, L]
         stats["before_embedding"] = tb[patch_valid].mean(0).tolist()
         stats["after_embedding"] = ta[patch_valid].mean(0).tolist()
-        emb, _, _ = embedding_term(model, t[:, :count], t[:, count:], m, stats)
+        emb = token_distance(tb, ta, stats).reshape(len(t), th // p, tw // p)
     up = emb.repeat_interleave(p, -2).repeat_interleave(p, -1).numpy()
     for name, term in (("pixel", pixels), ("embedding", up)):
         stats[f"{name}_mean"] = float(term[valid].mean())
         stats[f"{name}_std"] = float(term[valid].std()) or 1.0
-    if head is not None:
+    if head is not None or threshold == "otsu":  # the sample's scores, computed once
         with torch.inference_mode():
-            logits = score(model, t[:, :count], t[:, count:], m, stats).float().numpy()
-        stats["head_mean"] = float(logits[valid].mean())
-        stats["head_std"] = float(logits[valid].std()) or 1.0
+            sample = _over_sample(lambda b, a: score(model, b, a, m, stats), t, count, p)
+        sample = sample.float().numpy()  # a head's raw logits: no head_mean in stats yet
+        if head is not None:
+            stats["head_mean"] = float(sample[valid].mean())
+            stats["head_std"] = float(sample[valid].std()) or 1.0
+            sample = (sample - stats["head_mean"]) / stats["head_std"]
     if threshold == "otsu":
-        with torch.inference_mode():
-            sample = score(model, t[:, :count], t[:, count:], m, stats).float().numpy()
         stats["threshold"] = otsu(sample[valid])
     elif threshold is not None:
         stats["threshold"] = float(threshold)
     return stats
+
+
+def _over_sample(fn, t: torch.Tensor, count: int, patch: int, dim: int = 0) -> torch.Tensor:
+    """``fn(before, after)`` over the sample ``t`` ([T, 2C, h, w], dates of ``count`` bands),
+    the engine's BATCH_TOKENS tokens of both dates at a time (16 tiles of the model's size),
+    so a larger sample or tile costs no more peak memory than the engine's batches."""
+    tokens = 2 * (t.shape[-2] // patch) * (t.shape[-1] // patch)
+    chunks = t.split(max(1, BATCH_TOKENS // tokens))
+    return torch.cat([fn(c[:, :count], c[:, count:]) for c in chunks], dim=dim)
 
 
 def otsu(values: np.ndarray, bins: int = 256) -> float:

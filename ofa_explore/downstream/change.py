@@ -140,7 +140,13 @@ def pair_tiles(
 ) -> PairTiles:
     """The head's inputs on non-overlapping model-sized tiles covering the pair (edge tiles
     moved inside), calibrated as ``ofa change`` calibrates the whole pair."""
-    from ..change_detection import _date_modality, calibrate, head_inputs, open_pair
+    from ..change_detection import (
+        HEAD_SAMPLE_TILES,
+        _date_modality,
+        calibrate,
+        head_inputs,
+        open_pair,
+    )
 
     pair_da = open_pair(pair.before, pair.after)
     m = _date_modality(raster_modality(pair_da))
@@ -152,7 +158,7 @@ def pair_tiles(
             "give larger pairs",
         )
     mask = read_mask(pair, (height, width))
-    stats = calibrate(model.eval(), pair_da, size, None)
+    stats = calibrate(model.eval(), pair_da, size, None, samples=HEAD_SAMPLE_TILES)
     values = pair_da.values  # [2C, H, W], NaN where a date has no data
     invalid = ~np.isfinite(values).all(axis=0)
     labels = np.where(invalid, IGNORE, mask).astype(np.uint8)
