@@ -222,13 +222,24 @@ def train_change_head(
             return None
         return lambda done, total, loss: progress(before + done, rounds * total, loss)
 
-    kwargs = dict(layers=layers, modality=modality, epochs=epochs, lr=lr, batch_size=batch_size)
-    losses = _train_head(model, name, tiles, seed=seed, progress=counted(0), **kwargs)
+    def train(on: list[PairTiles], done: int) -> list[float]:
+        return _train_head(
+            model,
+            name,
+            on,
+            layers=layers,
+            modality=modality,
+            epochs=epochs,
+            lr=lr,
+            batch_size=batch_size,
+            seed=seed,
+            progress=counted(done),
+        )
+
+    losses = train(tiles, 0)
     if unlabelled:
         pseudo = [pseudo_labelled(model.heads[name], t) for t in unlabelled]
-        losses = _train_head(
-            model, name, tiles + pseudo, seed=seed, progress=counted(epochs), **kwargs
-        )
+        losses = train(tiles + pseudo, epochs)
     return losses
 
 
