@@ -3,7 +3,7 @@
 The zero-shot score, per pixel of BEFORE's grid (float32, higher = more change, in standard
 deviations of the scene's own scores):
 
-    score = z(pixels) + EMBEDDING_WEIGHT * z(embeddings)
+    score = z(pixels) + ANOMALY_WEIGHT * z(anomaly) + EMBEDDING_WEIGHT * z(embeddings)
 
 * pixels: each date's bands standardised by that date's own band means and deviations (which
   removes most of the difference of season, sun and haze), the absolute difference averaged
@@ -11,14 +11,19 @@ deviations of the scene's own scores):
   wavelengths; all bands of a sensor without wavelengths, and of SAR) and over a
   PIXEL_BOX x PIXEL_BOX window, so one pixel of misregistration barely counts. The near
   infrared and red edge (0.7-1.5 µm) are left out: they mostly see the vegetation's season.
+* anomaly: the same bands' anomalous change (the Gaussian detector of Theiler and Perkins,
+  2006): how unlikely the pixel's two dates are together, given how likely each date is alone,
+  under the scene's joint band covariance of both dates. Where the whole scene changes alike
+  (a season, haze, another sensor gain), the covariance has learnt that change and it scores
+  low; so it ranks what changed unlike the rest, averaged over the same window.
 * embeddings: 1 - cosine of the two dates' patch embeddings from the model, each date's mean
   embedding subtracted first (raw embeddings mostly say "other season"), one value per patch.
 * z(): standardised by its mean and deviation over the scene, so scores of different scenes
   and sensors mean the same.
 
-The band statistics, the mean embeddings and z's figures come from a sample of tiles spread over
-the scene (``calibrate``) before the engine runs the task tile by tile; memory stays flat in the
-raster's size. Measured on the 8 labelled OSCD cities in docs/EVALUATION.md
+The band statistics and covariances, the mean embeddings and z's figures come from a sample of
+tiles spread over the scene (``calibrate``) before the engine runs the task tile by tile;
+memory stays flat in the raster's size. Measured on the 8 labelled OSCD cities in docs/EVALUATION.md
 (scripts/evaluate_change.py), where the weights below were chosen.
 
 With a trained change head (``ofa train-head --task change``, kind "change" in the checkpoint)
@@ -74,6 +79,10 @@ from .protocol import CHANGE_THRESHOLD_TAG
 from .scale import to_model_units
 
 EMBEDDING_WEIGHT = 0.25  # measured with 0, 0.25, 0.5 on OSCD and Nanjing, docs/EVALUATION.md
+# the anomalous-change term's weight: measured 0, 0.25, 0.5, 0.75 on the 8 OSCD cities, the
+# Nanjing pair and 9 sub-scenes of it (docs/EVALUATION.md); at 0.5 pooled OSCD AP 0.195 to
+# 0.22 and Nanjing's margin over its best band baseline 0.013 to 0.04
+ANOMALY_WEIGHT = 0.5
 PIXEL_BOX = 5  # pixels; tolerance to ~1 px of misregistration, measured best of 3, 5, 7
 # the bands the pixel term averages (wavelengths in µm): visible and shortwave infrared, without
 # the coastal-aerosol band and the water-vapour band near 1.9 µm. Each band's AP alone, on the
@@ -276,6 +285,45 @@ def pixel_term(before: torch.Tensor, after: torch.Tensor, stats: dict[str, Any])
     return F.avg_pool2d(F.pad(diff, (pad,) * 4, mode="replicate"), PIXEL_BOX, 1)[:, 0]
 
 
+def anomaly_term(before: torch.Tensor, after: torch.Tensor, stats: dict[str, Any]) -> torch.Tensor:
+    """[N, C, H, W] twice -> [N, H, W]: the Gaussian anomalous change of ``pixel_bands``,
+    sqrt(max(0, z'(S^-1 - diag(Sb^-1, Sa^-1))z)) for z the pixel's bands of both dates less their
+    means (S: their joint covariance, Sb and Sa each date's; ``anomaly_matrix`` holds the
+    difference of inverses), averaged over a PIXEL_BOX window like the pixel term."""
+    index = torch.tensor(stats["pixel_bands"], device=before.device)
+
+    def centred(x: torch.Tensor, date: str) -> torch.Tensor:
+        mean = torch.tensor(stats[f"{date}_mean"], dtype=x.dtype, device=x.device)
+        return x.index_select(1, index) - mean.view(1, -1, 1, 1)
+
+    z = torch.cat([centred(before, "before"), centred(after, "after")], dim=1)
+    q = torch.tensor(stats["anomaly_matrix"], dtype=z.dtype, device=z.device)
+    flat = z.flatten(2)  # [N, 2C', H*W]
+    with torch.autocast(z.device.type, enabled=False):  # float32: within 1e-4 of float64 on
+        quadratic = ((q @ flat) * flat).sum(1)  # OSCD and Nanjing; half precision is not
+    value = quadratic.clamp(min=0).sqrt().view_as(z[:, :1])
+    pad = PIXEL_BOX // 2
+    return F.avg_pool2d(F.pad(value, (pad,) * 4, mode="replicate"), PIXEL_BOX, 1)[:, 0]
+
+
+def anomaly_matrix(before: np.ndarray, after: np.ndarray) -> list[list[float]]:
+    """The quadratic form of ``anomaly_term`` from two dates' sample pixels ([C, pixels] each):
+    the inverse of their joint covariance less each date's own (Theiler and Perkins 2006),
+    with a ridge of 1e-6 of the mean variance so a constant band does not break it."""
+
+    def inverse(x: np.ndarray) -> np.ndarray:
+        cov = np.atleast_2d(np.cov(x))
+        ridge = 1e-6 * max(float(np.trace(cov)) / len(cov), 1e-12)
+        return np.linalg.inv(cov + ridge * np.eye(len(cov)))
+
+    b, a = before.astype(np.float64), after.astype(np.float64)
+    k = len(b)
+    q = inverse(np.concatenate([b, a]))
+    q[:k, :k] -= inverse(b)
+    q[k:, k:] -= inverse(a)
+    return q.tolist()
+
+
 def embedding_term(
     model, before: torch.Tensor, after: torch.Tensor, m: Modality, stats: dict[str, Any] | None
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -300,13 +348,17 @@ def token_distance(
     return 1 - F.cosine_similarity(tb, ta, dim=-1, eps=1e-6)
 
 
-def combine(pixels: torch.Tensor, embeddings: torch.Tensor, stats: dict[str, Any]) -> torch.Tensor:
-    """The score: z(pixels) + EMBEDDING_WEIGHT * z(embeddings, upsampled to pixels)."""
+def combine(
+    pixels: torch.Tensor, anomalies: torch.Tensor, embeddings: torch.Tensor, stats: dict[str, Any]
+) -> torch.Tensor:
+    """The score: z(pixels) + ANOMALY_WEIGHT * z(anomalies) + EMBEDDING_WEIGHT *
+    z(embeddings, upsampled to pixels)."""
     p = pixels.shape[-1] // embeddings.shape[-1]
     up = embeddings.repeat_interleave(p, dim=-2).repeat_interleave(p, dim=-1)
     z_pix = (pixels - stats["pixel_mean"]) / stats["pixel_std"]
+    z_anomaly = (anomalies - stats["anomaly_mean"]) / stats["anomaly_std"]
     z_emb = (up - stats["embedding_mean"]) / stats["embedding_std"]
-    return z_pix + EMBEDDING_WEIGHT * z_emb
+    return z_pix + ANOMALY_WEIGHT * z_anomaly + EMBEDDING_WEIGHT * z_emb
 
 
 def head_inputs(
@@ -315,7 +367,7 @@ def head_inputs(
     """What a ChangeHead reads of two dates [N, C, H, W] (model units, calibrated ``stats``):
     per block of ``layers``, |before - after| and the mean of the token maps; and the image of
     both dates' bands standardised per date, their absolute difference and the zero-shot
-    score's two terms, z-scored ([N, 3C + 2, H, W])."""
+    score's three terms, z-scored ([N, 3C + 3, H, W], ``heads.change_image_channels``)."""
     from .inputs import prepare
 
     n = before.shape[0]
@@ -343,7 +395,10 @@ def head_inputs(
         return (x - mean.view(1, -1, 1, 1)) / std.view(1, -1, 1, 1)
 
     zb, za = standard(before.float(), "before"), standard(after.float(), "after")
-    image = torch.cat([zb, za, (za - zb).abs(), z_pix[:, None], z_emb[:, None]], dim=1)
+    anomalies = anomaly_term(before.float(), after.float(), stats)
+    z_anomaly = (anomalies - stats["anomaly_mean"]) / stats["anomaly_std"]
+    terms = [z_pix[:, None], z_emb[:, None], z_anomaly[:, None]]
+    image = torch.cat([zb, za, (za - zb).abs(), *terms], dim=1)
     return levels, image
 
 
@@ -364,8 +419,9 @@ def score(
             logits = head([v.float() for v in levels], image.float())[:, 0]
         return (logits - stats.get("head_mean", 0.0)) / stats.get("head_std", 1.0)
     pixels = pixel_term(before.float(), after.float(), stats)
+    anomalies = anomaly_term(before.float(), after.float(), stats)
     embeddings, _, _ = embedding_term(model, before, after, m, stats)
-    return combine(pixels, embeddings.float(), stats)
+    return combine(pixels, anomalies, embeddings.float(), stats)
 
 
 # ------------------------------------------------------------------ calibration on a sample
@@ -380,9 +436,9 @@ def calibrate(
     """The figures the score needs, from up to ``samples`` tiles spread over the scene
     (default: HEAD_SAMPLE_TILES for a head, else SAMPLE_TILES; fewer when ``tile`` is larger
     than the model's image, about as many pixels): each date's band means and deviations,
-    its mean embedding, the two terms' means and deviations (and the Otsu threshold of the
-    sample's scores for ``threshold="otsu"``). ``head``: the change head that scores (None:
-    the zero-shot score)."""
+    the dates' band covariances, each date's mean embedding, the three terms' means and
+    deviations (and the Otsu threshold of the sample's scores for ``threshold="otsu"``).
+    ``head``: the change head that scores (None: the zero-shot score)."""
     samples = samples or (HEAD_SAMPLE_TILES if head is not None else SAMPLE_TILES)
     pm = raster_modality(pair)
     count = pm.num_bands // 2
@@ -418,12 +474,14 @@ def calibrate(
         "before_band_std": std[:count].tolist(),
         "after_band_mean": mean[count:].tolist(),
         "after_band_std": std[count:].tolist(),
+        "anomaly_matrix": anomaly_matrix(values[:count][bands], values[count:][bands]),
         "head": head,
     }
     filled = np.where(np.isfinite(x), x, mean[None, :, None, None]).astype(np.float32)
     t = torch.from_numpy(filled)
     with torch.inference_mode():
         pixels = pixel_term(t[:, :count], t[:, count:], stats).numpy()
+        anomalies = anomaly_term(t[:, :count], t[:, count:], stats).numpy()
         tb, ta = _over_sample(
             lambda b, a: torch.stack(embedding_term(model, b, a, m, None)[1:]),
             t,
@@ -437,7 +495,7 @@ def calibrate(
         stats["after_embedding"] = ta[patch_valid].mean(0).tolist()
         emb = token_distance(tb, ta, stats).reshape(len(t), th // p, tw // p)
     up = emb.repeat_interleave(p, -2).repeat_interleave(p, -1).numpy()
-    for name, term in (("pixel", pixels), ("embedding", up)):
+    for name, term in (("pixel", pixels), ("anomaly", anomalies), ("embedding", up)):
         stats[f"{name}_mean"] = float(term[valid].mean())
         stats[f"{name}_std"] = float(term[valid].std()) or 1.0
     if head is not None or threshold == "otsu":  # the sample's scores, computed once
@@ -537,7 +595,8 @@ class Change(Task):
         tags = {
             "ofa_change_score": f"z(change logit of head {head!r})"
             if head is not None
-            else f"z(pixels) + {EMBEDDING_WEIGHT:g} * z(embeddings)"
+            else f"z(pixels) + {ANOMALY_WEIGHT:g} * z(anomaly) + "
+            f"{EMBEDDING_WEIGHT:g} * z(embeddings)"
         }
         if self.threshold is not None:
             tags[CHANGE_THRESHOLD_TAG] = f"{self.threshold:.6g}"

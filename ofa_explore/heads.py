@@ -154,12 +154,24 @@ class SegmentationHead(nn.Module):
         return self.classifier(self.fuse(x + self.pixels(image)))
 
 
+# the zero-shot score's terms in a change head's image: pixels, embeddings and (since
+# 2026-12-05) the anomalous change; with it, leave-one-city-out pooled AP on OSCD 0.296 / 0.291
+# against 0.278 / 0.285 (seeds 0, 1; docs/EVALUATION.md)
+CHANGE_SCORE_TERMS = 3
+
+
+def change_image_channels(bands: int) -> int:
+    """A change head's image channels for a sensor of ``bands`` bands (``head_inputs``)."""
+    return 3 * bands + CHANGE_SCORE_TERMS
+
+
 class ChangeHead(nn.Module):
     """Two dates -> one change logit per pixel [B, 1, h*p, w*p].
 
     Its levels are, per encoder block, |before - after| and the mean of the two dates' token
     maps (what changed, and on what kind of place); its image is both dates' bands standardised
-    per date, their absolute difference and the zero-shot score's two terms (3C + 2 channels).
+    per date, their absolute difference and the zero-shot score's three terms (3C + 3
+    channels, ``change_image_channels``).
     Light on purpose: the token maps get a 1x1 projection and one 3x3 convolution at patch
     resolution, are upsampled and meet a per-pixel projection of the image; one 3x3
     convolution at pixel resolution fuses them. Trains on cached inputs in minutes on a CPU
@@ -174,9 +186,8 @@ class ChangeHead(nn.Module):
             nn.ReLU(inplace=True),
             nn.Conv2d(width, width, 3, padding=1),
         )
-        self.pixels = nn.Sequential(
-            nn.BatchNorm2d(3 * bands + 2), nn.Conv2d(3 * bands + 2, width, 1)
-        )
+        channels = change_image_channels(bands)
+        self.pixels = nn.Sequential(nn.BatchNorm2d(channels), nn.Conv2d(channels, width, 1))
         self.fuse = nn.Sequential(
             nn.ReLU(),
             nn.Conv2d(width, width // 2, 3, padding=1),
@@ -240,6 +251,7 @@ class HeadSet(nn.ModuleDict):
         if colors is not None and len(colors) != len(classes):
             raise BadInput(f"{len(colors)} colours for {len(classes)} classes")
         D, depth = self.config.embed_dim, self.config.depth
+        rebuilt = "bands" in notes  # a head's record read back from a checkpoint
         if kind == "scene":
             head: nn.Module = SceneHead(pooled_width(pool, D), len(classes))
             layers = None
@@ -271,6 +283,16 @@ class HeadSet(nn.ModuleDict):
                 else SegmentationHead(D, len(classes), p, len(layers), bands)
             )
             notes["bands"] = bands
+            if kind == "change":
+                channels = change_image_channels(bands)
+                if rebuilt and notes.get("image_channels") != channels:
+                    raise ModelMismatch(
+                        f"change head {name!r} was trained by an earlier ofa-explore, on "
+                        f"{notes.get('image_channels', 3 * bands + 2)} image channels where "
+                        f"this one gives {channels} (the zero-shot score's anomaly term)",
+                        "train it again: `ofa train-head --task change --data PAIRS.csv`",
+                    )
+                notes["image_channels"] = channels
         if isinstance(modality, Modality):
             modality = modality.name
         self[name] = head.to(self._device.device)

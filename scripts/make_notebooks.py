@@ -278,12 +278,15 @@ NOTEBOOKS = {
     "06_change_between_dates.ipynb": [
         "# 6. What changed between two dates\n\nTwo images of the same place, years apart: where "
         "did the land change? `change(before, after)` gives every pixel of the first image a "
-        "**change score**: how different the two dates look there, measured in two ways and "
-        "added up:\n\n"
+        "**change score**: how different the two dates look there, measured in three ways "
+        "and added up:\n\n"
         "- *pixels*: each date's colours (red, green and blue; the near infrared mostly tells "
         "how far the crops have grown) are first standardised by that date's own averages "
         "(so that a brighter or hazier year does not count as change), then compared, averaged "
         "over 5 × 5 pixels (so that images shifted by a pixel do not count either);\n"
+        "- *unusual change*: the same colours, asking whether the pixel changed the way the "
+        "rest of the scene did (a whole scene that turned greener is expected) or unlike it: "
+        "what only a few pixels did scores high;\n"
         "- *embeddings*: how different the model's embeddings of the two dates are, patch by "
         "patch: the model's view of *what* is there.\n\n"
         "The score is in **standard deviations of the scene's own scores**: a typical pixel of "
@@ -304,9 +307,12 @@ NOTEBOOKS = {
         "just above it, dark red for the largest changes; the rest is transparent. The status "
         "line under the map gives their area in hectares and their share of the scene. **Click "
         "the map** for the score of one pixel; *Opacity* fades the change layer.\n\n"
-        "What scores high here: the lake in the top right, dark open water in 2009 and an even "
-        "green in 2020 (just under 3: lower the *Threshold* to 2.5 to see it); shores that "
-        "moved; fields with another crop, or bare, in one of the years. The score tells where "
+        "What scores high here: the field in the lower right, a tan field in 2009 that the "
+        "lake beside it had flooded by 2020 (green water and pale shore); the field in the "
+        "bottom left, bare in 2020; shores that moved. The lake in the top right, dark open water in 2009 "
+        "and an even green in 2020, scores about 2.4 (lower the *Threshold* to 2 to see it): a "
+        "large change, but the scene's other lakes turned green too, and the *unusual change* "
+        "part of the score expects what much of the scene did. The score tells where "
         "to look; which changes matter is for you to judge (or for "
         "a head trained on labelled changes: `ofa train-head --task change`).\n\n"
         "The same figures from code, e.g. for a report (the map is left as it is):",
@@ -328,7 +334,7 @@ NOTEBOOKS = {
         '    "data/naip_change/naip_2020.tif",\n'
         '    "ofa-export/change_2009_2020.tif",\n'
         "    model=model,\n"
-        "    threshold=2.5,   # the lake included\n"
+        "    threshold=2.5,   # the bare ground and shores; the lake needs 2\n"
         '    polygons="ofa-export/changes_2009_2020.gpkg",\n'
         "    overwrite=True,   # running the notebook again replaces the files\n"
         ")\n"
@@ -340,7 +346,7 @@ NOTEBOOKS = {
         'print(f"{len(largest)} changed areas, {sum(largest):.2f} ha in all; the largest:",\n'
         '      ", ".join(f"{a:.2f} ha" for a in largest[:5]))',
         "Most areas are small (half of them twenty pixels or fewer): the edge of a shore, a "
-        "field's corner; the largest is the lake. In QGIS, keep the large ones with a filter on their `hectares` field, "
+        "field's corner; the largest is the flooded field in the lower right. In QGIS, keep the large ones with a filter on their `hectares` field, "
         "or raise the threshold.\n\n"
         "## Try it\n"
         "1. In the map above, move the *Threshold* to 2, then to 4.5: how do the area and the "

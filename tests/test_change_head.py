@@ -160,6 +160,41 @@ def test_a_head_that_is_not_a_change_head_is_refused(pairs_csv, tmp_path, capsys
     assert not out.exists()
 
 
+def test_a_change_head_of_an_earlier_version_is_one_line(trained, pairs_csv, tmp_path, capsys):
+    """A head trained before the anomaly term joined its image (3C + 2 channels, no
+    ``image_channels`` in its record): ofa change says to train it again, in one line."""
+    import json
+
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    from ofa_explore.checkpoint import METADATA_KEY, _digest
+
+    with safe_open(trained, "pt") as f:
+        meta = json.loads(f.metadata()[METADATA_KEY])
+        tensors = {k: f.get_tensor(k) for k in f.keys()}
+    bands = meta["heads"]["change"]["bands"]
+    del meta["heads"]["change"]["image_channels"]
+    for key in [k for k in tensors if k.startswith("heads.change.pixels.")]:
+        value = tensors[key]  # the image's first layer: a BatchNorm and a 1 x 1 convolution
+        if value.dim() == 1 and len(value) == 3 * bands + 3:
+            tensors[key] = value[: 3 * bands + 2].clone()
+        elif value.dim() == 4:
+            tensors[key] = value[:, : 3 * bands + 2].clone()
+    meta["sha256"] = _digest(tensors)  # as it was saved then
+    old = tmp_path / "old.safetensors"
+    save_file(tensors, old, metadata={METADATA_KEY: json.dumps(meta)})
+    folder = pairs_csv.parent / "rennes"
+    before, after = sorted(p for p in folder.iterdir() if not p.name.endswith("_change.tif"))
+    out = tmp_path / "c.tif"
+    argv = ["change", str(before), str(after), "-o", str(out), "--checkpoint", str(old)]
+    assert main([*argv, "-q", "--device", "cpu"]) == 2
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(err) == 1 and "earlier ofa-explore" in err[0], err
+    assert "ofa train-head --task change" in err[0], err
+    assert not out.exists()
+
+
 def test_options_a_change_head_does_not_take_are_one_line(pairs_csv, tmp_path, capsys):
     out = tmp_path / "x.safetensors"
     argv = ["train-head", "--task", "change", "--data", str(pairs_csv), "-o", str(out), "-q"]

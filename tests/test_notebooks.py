@@ -141,14 +141,26 @@ def check_change_claims(path: Path, export: Path) -> None:
     import shapely
 
     text = "\n".join(c.source for c in nbformat.read(path, as_version=4).cells)
-    assert "the lake in the top right, dark open water in 2009" in text
-    assert "half of them twenty pixels or fewer" in text and "the largest is the lake" in text
+    assert "the field in the lower right, a tan field in 2009 that the" in text
+    assert "half of them twenty pixels or fewer" in text
+    assert "the largest is the flooded field in the lower right" in text
     _, _, geometry, (hectares,) = pyogrio.raw.read(export / "changes_2009_2020.gpkg")
     assert np.median(hectares) <= 20 * 25 / 1e4  # 5 m pixels
     largest = shapely.from_wkb(geometry[np.argmax(hectares)]).centroid
     with rasterio.open(FOLDER / "data" / "naip_change" / "naip_2009.tif") as src:
         left, bottom, right, top = src.bounds
-    assert largest.x > (left + right) / 2 and largest.y > (bottom + top) / 2  # the top right
+        before = src.read([1, 2, 3]).astype(float).sum(0)
+    assert largest.x > (left + right) / 2 and largest.y < (bottom + top) / 2  # the lower right
+    # "The lake in the top right, dark open water in 2009 ... scores about 2.4 (lower the
+    # Threshold to 2 to see it)": the darkest 2009 pixels of the top right's upper part
+    with rasterio.open(export / "change_2009_2020.tif") as src:
+        score = src.read(1)
+    height, width = score.shape
+    lake = np.zeros_like(score, dtype=bool)
+    lake[int(0.08 * height) : int(0.35 * height), int(0.65 * width) : int(0.97 * width)] = True
+    lake &= before[:height, :width] < np.percentile(before, 15)
+    assert lake.sum() > 1000 and 2.0 < np.median(score[lake]) < 2.5, np.median(score[lake])
+    assert (score[lake] >= 2).mean() > 0.7 and (score[lake] >= 2.5).mean() < 0.5
 
 
 @pytest.mark.parametrize(

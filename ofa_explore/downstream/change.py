@@ -60,7 +60,7 @@ class ChangePair:
 @dataclass
 class PairTiles:
     """A pair's tiles as the head reads them: levels [T, 2L, D, h, w] and image
-    [T, 3C + 2, H, W] (float16), labels [T, H, W] (uint8, 255 ignored)."""
+    [T, 3C + 3, H, W] (float16), labels [T, H, W] (uint8, 255 ignored)."""
 
     name: str
     levels: torch.Tensor

@@ -34,7 +34,7 @@ DEVICES = {
     "mps": "Apple GPU (MPS)",
 }
 HEAD_KINDS = {"classify": ("scene", "segmentation"), "change": ("change",)}  # heads it offers
-ZERO_SHOT = "the zero-shot score (pixels and embeddings, no training)"
+ZERO_SHOT = "the zero-shot score (pixels, how unusually they changed, embeddings; no training)"
 ZERO_SHOT_HEAD = "zero-shot"  # `ofa change --head zero-shot`: no head even if the model has one
 DEFAULT_THRESHOLD = 3.0  # change: scores are standard deviations of the scene's; 3 = outliers
 NOT_ON_DISK = (
