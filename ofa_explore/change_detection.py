@@ -81,7 +81,7 @@ from .scale import to_model_units
 EMBEDDING_WEIGHT = 0.25  # measured with 0, 0.25, 0.5 on OSCD and Nanjing, docs/EVALUATION.md
 # the anomalous-change term's weight: measured 0, 0.25, 0.5, 0.75 on the 8 OSCD cities, the
 # Nanjing pair and 9 sub-scenes of it (docs/EVALUATION.md); at 0.5 pooled OSCD AP 0.195 to
-# 0.22 and Nanjing's margin over its best band baseline 0.013 to 0.04
+# 0.213, Nanjing's margin over its best band baseline 0.013 to 0.045, sub-scenes above it 4 to 7
 ANOMALY_WEIGHT = 0.5
 PIXEL_BOX = 5  # pixels; tolerance to ~1 px of misregistration, measured best of 3, 5, 7
 # the bands the pixel term averages (wavelengths in µm): visible and shortwave infrared, without

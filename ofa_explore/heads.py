@@ -156,7 +156,7 @@ class SegmentationHead(nn.Module):
 
 # the zero-shot score's terms in a change head's image: pixels, embeddings and (since
 # 2026-12-05) the anomalous change; with it, leave-one-city-out pooled AP on OSCD 0.296 / 0.291
-# against 0.278 / 0.285 (seeds 0, 1; docs/EVALUATION.md)
+# / 0.279 against 0.278 / 0.285 / 0.275 (seeds 0-2; docs/EVALUATION.md)
 CHANGE_SCORE_TERMS = 3
 
 
