@@ -276,6 +276,27 @@ def test_the_pixel_term_reads_the_visible_and_shortwave_infrared_bands():
     assert pixel_bands(cube) == [0, 1, 5, 7]
 
 
+def test_the_anomaly_term_reads_an_imaging_spectrometer_in_a_few_band_groups():
+    """Multispectral bands one by one; 129 EnMAP-like bands as 4 groups of neighbours in each
+    range (visible, SWIR), never mixing the two, so its covariance stays 16 x 16."""
+    from ofa_explore import hyperspectral_modality
+    from ofa_explore.change_detection import ANOMALY_BANDS, anomaly_bands, pixel_bands
+    from ofa_explore.modalities import get_modality
+
+    s2 = get_modality("s2_l1c")
+    assert anomaly_bands(s2) == [[i] for i in sorted(pixel_bands(s2))]
+    sar = get_modality("s1_grd")
+    assert anomaly_bands(sar) == [[i] for i in range(sar.num_bands)]
+    wavelengths = list(np.round(np.linspace(0.42, 2.45, 224), 4))
+    cube = hyperspectral_modality(wavelengths)
+    groups = anomaly_bands(cube)
+    assert len(groups) == 2 * ANOMALY_BANDS
+    assert sorted(i for g in groups for i in g) == sorted(pixel_bands(cube))
+    for group in groups:
+        w = [wavelengths[i] for i in group]
+        assert w == sorted(w) and (max(w) <= 0.70 or min(w) >= 1.5), w
+
+
 def _default_and_band_baselines(before: Path, after: Path, label: Path) -> tuple[float, dict]:
     """AP of the zero-shot default and of each band baseline on the labelled pixels: change
     vector, 1 - cosine of the band vectors, and each band's absolute difference."""
@@ -360,9 +381,9 @@ def test_the_anomaly_term_scores_what_changed_unlike_the_rest_of_the_scene():
 
     def term(b: np.ndarray, a: np.ndarray) -> np.ndarray:
         stats = {
-            "pixel_bands": list(range(bands)),
-            "before_mean": b.mean(1).tolist(),
-            "after_mean": a.mean(1).tolist(),
+            "anomaly_bands": [[i] for i in range(bands)],
+            "before_anomaly_mean": b.mean(1).tolist(),
+            "after_anomaly_mean": a.mean(1).tolist(),
             "anomaly_matrix": anomaly_matrix(b, a),
         }
         tb, ta = (torch.from_numpy(x.reshape(1, bands, side, side)).float() for x in (b, a))
