@@ -107,6 +107,9 @@ HEAD_SAMPLE_TILES = 64
 # but at least this many, spread over the scene: 1000 px dates at --tile 512 took 3.3 GB above
 # the model and 54 s before (an embed 0.2 GB, 8 s), 0.6 GB and 25 s with 4 (bench/RESULTS.md)
 MIN_SAMPLE_TILES = 4
+# z() divides by no less: the terms are unitless (real scenes: 0.26-1.5), while two copies of one
+# date leave float noise of 1e-7 in the embedding term that z would blow up to a score of +-0.7
+MIN_TERM_STD = 1e-3
 CHANGE_ATTR = "change"  # the calibration, in the pair modality's ``extra``
 
 
@@ -537,7 +540,7 @@ def calibrate(
     up = emb.repeat_interleave(p, -2).repeat_interleave(p, -1).numpy()
     for name, term in (("pixel", pixels), ("anomaly", anomalies), ("embedding", up)):
         stats[f"{name}_mean"] = float(term[valid].mean())
-        stats[f"{name}_std"] = float(term[valid].std()) or 1.0
+        stats[f"{name}_std"] = max(float(term[valid].std()), MIN_TERM_STD)
     if head is not None or threshold == "otsu":  # the sample's scores, computed once
         with torch.inference_mode():
             sample = _over_sample(lambda b, a: score(model, b, a, m, stats), t, count, p)

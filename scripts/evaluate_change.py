@@ -106,22 +106,15 @@ def zero_shot(
     after: str,
     embedding: float | None = None,
     anomaly: float | None = None,
-    pixel: bool = True,
 ) -> np.ndarray:
-    """The zero-shot score with other weights of its terms (None: the shipped one; ``pixel``
-    False: without the pixel term)."""
+    """The zero-shot score with other weights of its terms (None: the shipped one)."""
     kept = change_module.EMBEDDING_WEIGHT, change_module.ANOMALY_WEIGHT
     if embedding is not None:
         change_module.EMBEDDING_WEIGHT = embedding
     if anomaly is not None:
         change_module.ANOMALY_WEIGHT = anomaly
     try:
-        result = change_module.change(before, after, model=model)
-        score = _values(result)[0]
-        if not pixel:  # the calibrated pixel term, z as the score has it, taken out
-            change_module.EMBEDDING_WEIGHT = change_module.ANOMALY_WEIGHT = 0.0
-            score = score - _values(change_module.change(before, after, model=model))[0]
-        return score
+        return _values(change_module.change(before, after, model=model))[0]
     finally:
         change_module.EMBEDDING_WEIGHT, change_module.ANOMALY_WEIGHT = kept
 
@@ -329,11 +322,13 @@ def main(shared: Path, threads: int, checkpoint: Path | None = None) -> None:
         y = (label[keep] == 1).astype(np.uint8)
         bands = band_baselines(before, after)
         raw, centred = embedding_distances(model, before, after)
+        no_embeddings = zero_shot(model, before, after, embedding=0.0)
+        pixels_only = zero_shot(model, before, after, embedding=0.0, anomaly=0.0)
         found = {
             "default": zero_shot(model, before, after),
             "no anomaly": zero_shot(model, before, after, anomaly=0.0),
-            "no embeddings": zero_shot(model, before, after, embedding=0.0),
-            "anomaly only": zero_shot(model, before, after, embedding=0.0, pixel=False),
+            "no embeddings": no_embeddings,
+            "anomaly only": no_embeddings - pixels_only,  # ANOMALY_WEIGHT * z(anomaly)
             "random-init": zero_shot(random_model, before, after),
             "embedding only": raw,
             "centred embedding": centred,

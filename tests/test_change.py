@@ -174,6 +174,19 @@ def test_one_date_all_nodata(bercy, tmp_path, capsys):
     assert "no pixel with data" in _bad(capsys, tmp_path, b, a, "-o", tmp_path / "c.tif")
 
 
+def test_a_copy_of_before_as_after_scores_no_change(bercy, tmp_path):
+    """The same date twice under two names: every term is nothing but float noise, which z()
+    must not blow up into a map of +-0.7 (it did through the embedding term)."""
+    from ofa_explore import change
+
+    copy = tmp_path / "copy.tif"
+    copy.write_bytes(bercy[0].read_bytes())
+    result = change(bercy[0], copy, threshold=3)
+    score, mask = result.data.values
+    assert np.nanmax(np.abs(score)) < 0.01, np.nanmax(np.abs(score))
+    assert np.nansum(mask) == 0
+
+
 def test_output_equal_to_an_input(bercy, tmp_path, capsys):
     before, after, _ = bercy
     b = _crop(before, tmp_path / "b.tif")
