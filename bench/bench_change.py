@@ -2,6 +2,7 @@
 date (issue 26's goal: at most 2.2x), measured side by side in one process, same settings.
 
     python bench/bench_change.py [--size 1000] [--threads 1] [--repeats 2] [--tile PX]
+                                 [--precision fp32|auto]
 
 The dates are the real OSCD Pisa pair (../shared/data/change), mirrored out to the size asked.
 """
@@ -41,10 +42,12 @@ def grown(src_path: Path, dst: Path, size: int) -> Path:
     return dst
 
 
-def main(size: int, threads: int, repeats: int, tile: int | None = None) -> None:
+def main(
+    size: int, threads: int, repeats: int, tile: int | None = None, precision: str = "fp32"
+) -> None:
     torch.set_num_threads(threads)
     model = load_pretrained()
-    settings = EngineSettings(device="cpu", precision="fp32", tile=tile)
+    settings = EngineSettings(device="cpu", precision=precision, tile=tile)
     with tempfile.TemporaryDirectory() as tmp:
         before, after = (grown(p, Path(tmp) / p.name, size) for p in PAIR)
         times: dict[str, list[float]] = {"embed": [], "change": []}
@@ -57,7 +60,7 @@ def main(size: int, threads: int, repeats: int, tile: int | None = None) -> None
             times["change"].append(time.perf_counter() - t)
     embed, chg = min(times["embed"]), min(times["change"])
     print(
-        f"{size} x {size} px S2 L1C, {threads} thread(s), fp32, tile {tile or 'default'}, "
+        f"{size} x {size} px S2 L1C, {threads} thread(s), {precision}, tile {tile or 'default'}, "
         f"best of {repeats}: "
         f"embed one date {embed:.1f} s, change of two dates {chg:.1f} s, ratio {chg / embed:.2f}x "
         "(goal <= 2.2x)"
@@ -70,5 +73,6 @@ if __name__ == "__main__":
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--tile", type=int, help="tile size in pixels (default: the model's)")
+    parser.add_argument("--precision", default="fp32", help="fp32 or auto (ofa's default)")
     options = parser.parse_args()
-    main(options.size, options.threads, options.repeats, options.tile)
+    main(options.size, options.threads, options.repeats, options.tile, options.precision)
