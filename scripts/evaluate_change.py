@@ -271,6 +271,16 @@ HEAD_RECIPES = [
     ("the logits of two seeds averaged", "0.226"),
     ("the output averaged over 3 x 3 to 7 x 7 px (with the 1-px shift)", "- / 0.229-0.230 (0.223)"),
     ("the output's maximum over 3 x 3 px (with the 1-px shift)", "- / 0.219 (0.223)"),
+    (
+        "2026-12-06, with the anomaly term and the 64-tile calibration (the shipped recipe "
+        "0.288 there): copy-paste change, 100 more tiles per training city, each with 1-4 "
+        "labelled changes of the other training cities pasted into AFTER (their bands "
+        "standardised by their city, put back in the host's units; saclay_e, nantes and pisa "
+        "rose, bercy fell from 0.267 to 0.064)",
+        "0.275",
+    ),
+    ("the same, each change pasted into both dates (its BEFORE too)", "0.228"),
+    ("the same, with as many unchanged places of those cities pasted as no change", "0.223"),
 ]
 
 
