@@ -544,7 +544,14 @@ def section(figures: dict) -> str:
         "logits averaged with the shipped recipe's (weight 0.25 or 0.5, on the label grid) "
         "0.276 or 0.268 against 0.279 for the shipped recipe alone. How the logits are "
         "put on one scale matters more: pooled, the raw logits score 0.182 and the logits "
-        "less each city's median 0.246, against 0.273 standardised (shipped). None shipped.",
+        "less each city's median 0.246, against 0.273 standardised (shipped). None shipped. "
+        "Other scales (2026-12-06, the same logits of seeds 0 and 1 rescaled, where "
+        "standardised they score 0.288 / 0.284): each city's median and MAD 0.293 / 0.290, "
+        "mean and deviation of its lowest 80% 0.293 / 0.292, the posterior of a two-Gaussian "
+        "mixture 0.264 / 0.258, each city's quantiles 0.253 / 0.256; the oracle 0.324 / 0.322. "
+        "Not shipped: a gain of 0.006 that would change every head score's scale. The zero-shot "
+        "terms scaled by their median and MAD instead of their mean and deviation: pooled AP "
+        "0.198 against 0.213 (the lowest 90%'s mean and deviation 0.214).",
         "",
         "What pre-training brings to it: the row trained on random-init embeddings "
         f"({pooled['random-init head'][1]:.3f} here, self-trained like the trained head's, one "
