@@ -281,6 +281,13 @@ HEAD_RECIPES = [
     ),
     ("the same, each change pasted into both dates (its BEFORE too)", "0.228"),
     ("the same, with as many unchanged places of those cities pasted as no change", "0.223"),
+    (
+        "2026-12-06, as above (the shipped recipe 0.288 / 0.284): the token maps' difference "
+        "taken after subtracting each date's mean map over the scene, per block (as the "
+        "embedding term centres the last block's tokens)",
+        "0.250 / 0.243",
+    ),
+    ("the same, and the mean of the two dates' token maps centred too", "0.259 / 0.255"),
 ]
 
 
