@@ -366,7 +366,7 @@ def embedding_term(
     subtracted: [N, h, w] per patch, with the raw tokens of each date ([N, L, D]) for
     calibration."""
     n, _, height, width = before.shape
-    # one date per pass: the engine's batch of tokens, not twice it (5% faster, measured)
+    # one date per pass: the engine's batch of tokens, not twice it (bench/RESULTS.md: 5% faster)
     tb, ta = (model.forward_features(x, m)[:, 1:].float() for x in (before, after))
     p = model.config.patch_size
     return token_distance(tb, ta, stats).reshape(n, height // p, width // p), tb, ta

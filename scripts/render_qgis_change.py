@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -133,10 +134,12 @@ def main() -> None:
         paths = run_engine(options.shared, Path(tmp))
         drawn = Path(tmp) / "drawn.png"
         subprocess.run([QGIS_PYTHON, __file__, "--draw", *map(str, paths), str(drawn)], check=True)
+        quantized = Path(tmp) / "quantized.png"
         with Image.open(drawn) as image:  # 256 colours: a third of the size, the ramp kept
             image.convert("RGB").quantize(256, method=Image.Quantize.FASTOCTREE).save(
-                options.output, optimize=True
+                quantized, optimize=True
             )
+        shutil.move(quantized, options.output)  # whole or not at all
     print(f"wrote {options.output}")
 
 
