@@ -316,8 +316,14 @@ def pixel_term(before: torch.Tensor, after: torch.Tensor, stats: dict[str, Any])
         return (x[:, bands] - mean.view(1, -1, 1, 1)) / std.view(1, -1, 1, 1)
 
     diff = (standard(after, "after") - standard(before, "before")).abs().mean(1, keepdim=True)
+    return _box(diff)[:, 0]
+
+
+def _box(x: torch.Tensor) -> torch.Tensor:
+    """[N, C, H, W] averaged over a PIXEL_BOX window (edges replicated): one pixel of
+    misregistration barely counts."""
     pad = PIXEL_BOX // 2
-    return F.avg_pool2d(F.pad(diff, (pad,) * 4, mode="replicate"), PIXEL_BOX, 1)[:, 0]
+    return F.avg_pool2d(F.pad(x, (pad,) * 4, mode="replicate"), PIXEL_BOX, 1)
 
 
 def anomaly_term(before: torch.Tensor, after: torch.Tensor, stats: dict[str, Any]) -> torch.Tensor:
@@ -336,9 +342,7 @@ def anomaly_term(before: torch.Tensor, after: torch.Tensor, stats: dict[str, Any
     flat = z.flatten(2)  # [N, 2C', H*W]
     with torch.autocast(z.device.type, enabled=False):  # float32: within 1e-4 of float64 on
         quadratic = ((q @ flat) * flat).sum(1)  # OSCD and Nanjing; half precision is not
-    value = quadratic.clamp(min=0).sqrt().view_as(z[:, :1])
-    pad = PIXEL_BOX // 2
-    return F.avg_pool2d(F.pad(value, (pad,) * 4, mode="replicate"), PIXEL_BOX, 1)[:, 0]
+    return _box(quadratic.clamp(min=0).sqrt().view_as(z[:, :1]))[:, 0]
 
 
 def anomaly_matrix(before: np.ndarray, after: np.ndarray) -> list[list[float]]:
@@ -357,6 +361,33 @@ def anomaly_matrix(before: np.ndarray, after: np.ndarray) -> list[list[float]]:
     q[:k, :k] -= inverse(b)
     q[k:, k:] -= inverse(a)
     return q.tolist()
+
+
+def residual_fit(before: np.ndarray, after: np.ndarray) -> tuple[list[list[float]], list[float]]:
+    """AFTER's bands predicted from BEFORE's by least squares over a sample ([C, pixels] each,
+    standardised per date): the coefficients [C + 1, C] (the last row the offsets) and each
+    band's residual deviation, for ``after_residuals``."""
+    x = np.vstack([before, np.ones((1, before.shape[1]))]).astype(np.float64)
+    y = after.astype(np.float64)
+    gram = x @ x.T
+    ridge = 1e-6 * float(np.trace(gram)) / len(gram)  # a constant band does not break it
+    coef = np.linalg.solve(gram + ridge * np.eye(len(gram)), x @ y.T)
+    spread = (y - coef.T @ x).std(axis=1)
+    return coef.tolist(), np.maximum(spread, MIN_TERM_STD).tolist()
+
+
+def after_residuals(zb: torch.Tensor, za: torch.Tensor, stats: dict[str, Any]) -> torch.Tensor:
+    """[N, C, H, W] twice (each date's standardised bands) -> [N, C, H, W]: each band of AFTER
+    less its prediction from all of BEFORE's (``residual_fit``), in residual deviations,
+    absolute, averaged over a PIXEL_BOX window. A change the whole scene shares (the season,
+    the light) is close to a linear map of the bands and costs little here, where the plain
+    difference counts it everywhere (the change head reads these instead: docs/EVALUATION.md)."""
+    with torch.autocast(za.device.type, enabled=False):  # float32, like the anomaly term
+        coef = torch.tensor(stats["residual_matrix"], dtype=torch.float32, device=za.device)
+        spread = torch.tensor(stats["residual_std"], dtype=torch.float32, device=za.device)
+        predicted = torch.einsum("ck,nchw->nkhw", coef[:-1], zb.float())
+        residual = za.float() - predicted - coef[-1].view(1, -1, 1, 1)
+        return _box(residual.abs() / spread.view(1, -1, 1, 1))
 
 
 def embedding_term(
@@ -401,8 +432,9 @@ def head_inputs(
 ) -> tuple[list[torch.Tensor], torch.Tensor]:
     """What a ChangeHead reads of two dates [N, C, H, W] (model units, calibrated ``stats``):
     per block of ``layers``, |before - after| and the mean of the token maps; and the image of
-    both dates' bands standardised per date, their absolute difference and the zero-shot
-    score's three terms, z-scored ([N, 3C + 3, H, W], ``heads.change_image_channels``)."""
+    both dates' bands standardised per date, AFTER's residuals from BEFORE
+    (``after_residuals``) and the zero-shot score's three terms, z-scored ([N, 3C + 3, H, W],
+    ``heads.CHANGE_IMAGE``)."""
     from .inputs import prepare
 
     n = before.shape[0]
@@ -433,7 +465,7 @@ def head_inputs(
     anomalies = anomaly_term(before.float(), after.float(), stats)
     z_anomaly = (anomalies - stats["anomaly_mean"]) / stats["anomaly_std"]
     terms = [z_pix[:, None], z_emb[:, None], z_anomaly[:, None]]
-    image = torch.cat([zb, za, (za - zb).abs(), *terms], dim=1)
+    image = torch.cat([zb, za, after_residuals(zb, za, stats), *terms], dim=1)
     return levels, image
 
 
@@ -520,6 +552,9 @@ def calibrate(
         "anomaly_matrix": anomaly_matrix(*grouped),
         "head": head,
     }
+    standardised = (values - mean[:, None]) / std[:, None]  # for a change head's image
+    fit = residual_fit(standardised[:count], standardised[count:])
+    stats["residual_matrix"], stats["residual_std"] = fit
     filled = np.where(np.isfinite(x), x, mean[None, :, None, None]).astype(np.float32)
     t = torch.from_numpy(filled)
     with torch.inference_mode():

@@ -158,6 +158,11 @@ class SegmentationHead(nn.Module):
 # 2026-12-05) the anomalous change; with it, leave-one-city-out pooled AP on OSCD 0.296 / 0.291
 # / 0.279 against 0.278 / 0.285 / 0.275 (seeds 0-2; docs/EVALUATION.md)
 CHANGE_SCORE_TERMS = 3
+# what a change head's image holds, in order (``change_detection.head_inputs``), kept in its
+# record: a head trained on another image (by an earlier ofa-explore) is refused, as it would
+# read the new channels as the old ones. Since 2026-12-06 AFTER's residuals from BEFORE take
+# the place of the dates' plain difference.
+CHANGE_IMAGE = "before, after, after_residuals, pixel_term, embedding_term, anomaly_term"
 
 
 def change_image_channels(bands: int) -> int:
@@ -170,8 +175,8 @@ class ChangeHead(nn.Module):
 
     Its levels are, per encoder block, |before - after| and the mean of the two dates' token
     maps (what changed, and on what kind of place); its image is both dates' bands standardised
-    per date, their absolute difference and the zero-shot score's three terms (3C + 3
-    channels, ``change_image_channels``).
+    per date, AFTER's residuals from BEFORE and the zero-shot score's three terms (3C + 3
+    channels, ``CHANGE_IMAGE``).
     Light on purpose: the token maps get a 1x1 projection and one 3x3 convolution at patch
     resolution, are upsampled and meet a per-pixel projection of the image; one 3x3
     convolution at pixel resolution fuses them. Trains on cached inputs in minutes on a CPU
@@ -284,15 +289,14 @@ class HeadSet(nn.ModuleDict):
             )
             notes["bands"] = bands
             if kind == "change":
-                channels = change_image_channels(bands)
-                if rebuilt and notes.get("image_channels") != channels:
+                if rebuilt and notes.get("image") != CHANGE_IMAGE:
                     raise ModelMismatch(
                         f"change head {name!r} was trained by an earlier ofa-explore, on "
-                        f"{notes.get('image_channels', 3 * bands + 2)} image channels where "
-                        f"this one gives {channels} (the zero-shot score's anomaly term)",
+                        f"other image channels than this one gives ({CHANGE_IMAGE})",
                         "train it again: `ofa train-head --task change --data PAIRS.csv`",
                     )
-                notes["image_channels"] = channels
+                notes["image"] = CHANGE_IMAGE
+                notes["image_channels"] = change_image_channels(bands)
         if isinstance(modality, Modality):
             modality = modality.name
         self[name] = head.to(self._device.device)

@@ -414,6 +414,45 @@ def test_the_anomaly_term_scores_what_changed_unlike_the_rest_of_the_scene():
     np.testing.assert_allclose(again, anomaly, rtol=0.01, atol=0.01)
 
 
+def test_after_residuals_leave_out_what_the_whole_scene_shares():
+    """Synthetic dates whose whole scene changed alike (bands mixed and shifted, as by a
+    season): the plain difference of the standardised bands is large everywhere, AFTER's
+    residuals from BEFORE (what a change head reads) only where a square changed otherwise;
+    and they read AFTER in any units."""
+    import torch
+
+    from ofa_explore.change_detection import after_residuals, residual_fit
+
+    rng = np.random.default_rng(1)
+    bands, side = 6, 64
+    before = rng.normal(size=(bands, bands)) @ rng.normal(size=(bands, side * side)) + 10
+    season = rng.normal(size=(bands, bands))  # every band of AFTER a mix of BEFORE's
+    after = season @ before + 3 + rng.normal(scale=0.05, size=before.shape)
+    changed = np.zeros((side, side), bool)
+    changed[20:28, 20:28] = True
+    after[:, changed.ravel()] = after[::-1, changed.ravel()]  # another spectrum
+
+    def residuals(b: np.ndarray, a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        zb, za = ((x - x.mean(1, keepdims=True)) / x.std(1, keepdims=True) for x in (b, a))
+        stats = dict(zip(("residual_matrix", "residual_std"), residual_fit(zb, za)))
+        tb, ta = (torch.from_numpy(x.reshape(1, bands, side, side)).float() for x in (zb, za))
+        plain = np.abs(za - zb).mean(0).reshape(side, side)
+        return after_residuals(tb, ta, stats)[0].mean(0).numpy(), plain
+
+    residual, plain = residuals(before, after)
+    rest = np.ones((side, side), bool)
+    rest[16:32, 16:32] = False  # the square and its 5 x 5 px window
+    inner = np.zeros_like(changed)
+    inner[22:26, 22:26] = True
+    assert residual[inner].min() > 3 * residual[rest].mean()
+    assert residual[rest].mean() < 0.3 * plain[rest].mean()  # the season counts little
+    contrast, plain_contrast = (x[inner].mean() / x[rest].mean() for x in (residual, plain))
+    assert contrast > 3 * plain_contrast  # 63x against 4.6x when written
+    gain = rng.uniform(0.5, 2.0, size=(bands, 1))
+    again, _ = residuals(before, gain * after + 7)  # AFTER in other units
+    np.testing.assert_allclose(again, residual, rtol=1e-3, atol=1e-3)
+
+
 def test_zero_shot_beats_every_band_baseline_where_the_red_band_is_strongest(shared):
     """Rennes, the labelled OSCD city where abs(B04) ranks change best (AP 0.465): averaged over
     all the bands of 0.4-2.5 µm, near infrared and red edge included, the default fell below it

@@ -160,9 +160,14 @@ def test_a_head_that_is_not_a_change_head_is_refused(pairs_csv, tmp_path, capsys
     assert not out.exists()
 
 
-def test_a_change_head_of_an_earlier_version_is_one_line(trained, pairs_csv, tmp_path, capsys):
+@pytest.mark.parametrize("earlier", ["no anomaly term", "no residuals"])
+def test_a_change_head_of_an_earlier_version_is_one_line(
+    trained, pairs_csv, tmp_path, capsys, earlier
+):
     """A head trained before the anomaly term joined its image (3C + 2 channels, no
-    ``image_channels`` in its record): ofa change says to train it again, in one line."""
+    ``image_channels`` in its record), or before AFTER's residuals replaced the dates' plain
+    difference (as many channels, no ``image`` in its record: only the record tells them
+    apart): ofa change says to train it again, in one line."""
     import json
 
     from safetensors import safe_open
@@ -173,14 +178,17 @@ def test_a_change_head_of_an_earlier_version_is_one_line(trained, pairs_csv, tmp
     with safe_open(trained, "pt") as f:
         meta = json.loads(f.metadata()[METADATA_KEY])
         tensors = {k: f.get_tensor(k) for k in f.keys()}
-    bands = meta["heads"]["change"]["bands"]
-    del meta["heads"]["change"]["image_channels"]
-    for key in [k for k in tensors if k.startswith("heads.change.pixels.")]:
-        value = tensors[key]  # the image's first layer: a BatchNorm and a 1 x 1 convolution
-        if value.dim() == 1 and len(value) == 3 * bands + 3:
-            tensors[key] = value[: 3 * bands + 2].clone()
-        elif value.dim() == 4:
-            tensors[key] = value[:, : 3 * bands + 2].clone()
+    record = meta["heads"]["change"]
+    bands = record["bands"]
+    del record["image"]
+    if earlier == "no anomaly term":
+        del record["image_channels"]
+        for key in [k for k in tensors if k.startswith("heads.change.pixels.")]:
+            value = tensors[key]  # the image's first layer: a BatchNorm and a 1 x 1 convolution
+            if value.dim() == 1 and len(value) == 3 * bands + 3:
+                tensors[key] = value[: 3 * bands + 2].clone()
+            elif value.dim() == 4:
+                tensors[key] = value[:, : 3 * bands + 2].clone()
     meta["sha256"] = _digest(tensors)  # as it was saved then
     old = tmp_path / "old.safetensors"
     save_file(tensors, old, metadata={METADATA_KEY: json.dumps(meta)})
