@@ -304,6 +304,13 @@ HEAD_RECIPES = [
         "0.308 / 0.292",
     ),
     ("the residuals (5 x 5 px) beside the absolute difference (4C + 3 channels)", "0.305 / 0.289"),
+    ("the residuals both ways (BEFORE's from AFTER's too), averaged", "0.297 / 0.286"),
+    ("the residuals fitted per tile of 64 px instead of over the scene", "0.295 / 0.289"),
+    (
+        "with those residuals, the token maps' difference replaced the same way (per block, "
+        "AFTER's tokens less their ridge prediction from BEFORE's over the scene)",
+        "0.259",
+    ),
     (
         "both dates' bands left out of the image (the difference and the terms kept)",
         "0.268 / 0.266",
