@@ -503,8 +503,10 @@ def calibrate(
     """The figures the score needs, from up to ``samples`` tiles spread over the scene
     (default: HEAD_SAMPLE_TILES for a head, else SAMPLE_TILES; fewer when ``tile`` is larger
     than the model's image, about as many pixels): each date's band means and deviations,
-    the dates' band covariances, each date's mean embedding, the three terms' means and
-    deviations (and the Otsu threshold of the sample's scores for ``threshold="otsu"``).
+    the dates' band covariances, AFTER's least-squares fit from BEFORE (``residual_fit``, for a
+    change head's image; a 14 x 13 solve for Sentinel-2, so the zero-shot score computes it
+    too rather than keep two calibrations), each date's mean embedding, the three terms' means
+    and deviations (and the Otsu threshold of the sample's scores for ``threshold="otsu"``).
     ``head``: the change head that scores (None: the zero-shot score)."""
     samples = samples or (HEAD_SAMPLE_TILES if head is not None else SAMPLE_TILES)
     pm = raster_modality(pair)
@@ -552,7 +554,7 @@ def calibrate(
         "anomaly_matrix": anomaly_matrix(*grouped),
         "head": head,
     }
-    standardised = (values - mean[:, None]) / std[:, None]  # for a change head's image
+    standardised = (values - mean[:, None]) / std[:, None]
     fit = residual_fit(standardised[:count], standardised[count:])
     stats["residual_matrix"], stats["residual_std"] = fit
     filled = np.where(np.isfinite(x), x, mean[None, :, None, None]).astype(np.float32)
