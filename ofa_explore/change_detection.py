@@ -649,6 +649,12 @@ class Change(Task):
     def per_pixel(self) -> bool:
         return True
 
+    @property
+    def blend(self) -> bool:
+        """A head's score blends tiles: its token maps see only their tile, and the cropped
+        centres showed as squares on the map (the zero-shot score keeps them: its cost goal)."""
+        return self.stats.get("head") is not None
+
     def bands(self) -> list[str]:
         return ["change_score"] + (["change_mask"] if self.threshold is not None else [])
 

@@ -43,7 +43,12 @@ def add_change_verb(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--modality", help="override modality detection (see `ofa modalities`)")
     p.add_argument("--tile", type=int, help="tile size in pixels (default: the model's)")
-    p.add_argument("--overlap", type=int, help="tile overlap in pixels (default: tile/4)")
+    p.add_argument(
+        "--overlap",
+        type=int,
+        help="tile overlap in pixels (default: tile/4; tile/2 with a change head, "
+        "whose tiles are blended)",
+    )
     p.add_argument("--batch-size", type=int, help="tiles per batch")
     p.add_argument("--device", default="auto", help="auto (CUDA, MPS, CPU), cpu, cuda, mps")
     p.add_argument("--precision", choices=PRECISIONS, default="auto", help="as for `ofa embed`")

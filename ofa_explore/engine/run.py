@@ -2,8 +2,9 @@
 
 A reader thread cuts the raster into overlapping tiles aligned to the patch grid and hands them
 over through a bounded queue; the model runs on batches of tiles; each tile contributes only its
-centre, which goes straight to the sink. No accumulator spans the raster, so memory stays flat
-whatever its size. Which task runs is the ``Task`` object's business (tasks.py); nothing here
+centre, which goes straight to the sink (or, for a task that blends, its weighted whole to a
+strip of rows, blend.py). No accumulator spans the raster, so memory stays flat whatever its
+size. Which task runs is the ``Task`` object's business (tasks.py); nothing here
 depends on its name.
 """
 
@@ -30,10 +31,11 @@ from ..modalities import Modality
 from ..precision import autocast_for, fused_attention_for, resolve_precision
 from ..protocol import quicklook_path
 from ..quicklook import write_quicklook
+from .blend import Blender
 from .settings import Cancelled, EngineSettings, PredictionResult
 from .sinks import Sink, check_output, open_sink
 from .tasks import Task, get_task
-from .tiles import Grid, Tile, TileReader, layout, tiling
+from .tiles import Grid, Tile, TileReader, blend_layout, blend_tiling, layout, tiling
 
 GDAL_CACHE_BYTES = 64 * 2**20  # GDAL block cache while reading/writing; its default grows with RAM
 BATCH_TOKENS = 2048  # default batch: 32 tiles of 64 px with 8-px patches; measured 1.2x (fp32)
@@ -116,10 +118,15 @@ def _predict(
             f"the raster is {H}x{W} pixels, smaller than one {p}x{p} patch; the "
             f"model needs at least {p} pixels on each side"
         )
-    tile, margin = tiling(p, settings.tile or task.default_tile, settings.overlap)
     Hp, Wp = math.ceil(H / p) * p, math.ceil(W / p) * p
-    th, tw = min(tile, Hp), min(tile, Wp)
-    tiles = list(layout(Hp, Wp, th, tw, margin))
+    if task.blend:
+        tile, stride = blend_tiling(p, settings.tile or task.default_tile, settings.overlap)
+        th, tw = min(tile, Hp), min(tile, Wp)
+        tiles = list(blend_layout(Hp, Wp, th, tw, stride))
+    else:
+        tile, margin = tiling(p, settings.tile or task.default_tile, settings.overlap)
+        th, tw = min(tile, Hp), min(tile, Wp)
+        tiles = list(layout(Hp, Wp, th, tw, margin))
     dev = pick_device(settings.device)
     precision = resolve_precision(settings.precision, dev)
     task.to(dev)
@@ -138,9 +145,10 @@ def _predict(
     task.start(grid)
     batch_size = settings.batch_size or max(1, BATCH_TOKENS // ((th // p) * (tw // p)))
     sink = open_sink(task, grid, out_path)
+    blender = Blender(sink, th, tw) if task.blend else None
     runner = _Runner(
         task=task,
-        sink=sink,
+        sink=blender or sink,
         device=dev,
         precision=precision,
         batch_size=batch_size,
@@ -166,6 +174,8 @@ def _predict(
                     progress(done, len(tiles))
                 if is_cancelled():
                     raise Cancelled("cancelled by the caller; nothing was written")
+        if blender is not None:
+            blender.close()
         if not sink.cells_with_data:
             raise RasterError(
                 f"no {p}x{p}-pixel patch of the raster has data in most of its pixels, so "
@@ -250,7 +260,7 @@ class _Runner:
         self,
         *,
         task: Task,
-        sink: Sink,
+        sink: Sink | Blender,
         device: torch.device,
         precision: str,
         batch_size: int,

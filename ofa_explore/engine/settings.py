@@ -24,6 +24,7 @@ class EngineSettings:
 
     tile: int | None = None  # pixels, a multiple of the patch size; None: the model's image size
     overlap: int | None = None  # pixels of context shared by neighbours; None: a quarter tile
+    # (half a tile for a task that blends its tiles, Task.blend)
     batch_size: int | None = None  # tiles per forward pass (None: BATCH_TOKENS tokens' worth;
     # halved on GPU out-of-memory)
     device: str = "auto"  # "auto" (CUDA, MPS, CPU), "cpu", "cuda", "cuda:1", "mps"

@@ -86,6 +86,13 @@ class Task:
         return False
 
     @property
+    def blend(self) -> bool:
+        """Whether tiles overlap by half and each pixel averages every tile that covers it
+        (``engine.blend``) instead of taking one tile's centre: for a per-pixel output that
+        depends on the tile's context, which otherwise steps at every centre's edge."""
+        return False
+
+    @property
     def resolution(self) -> int:
         """Output cell side, in input pixels."""
         return 1 if self.per_pixel else self.patch

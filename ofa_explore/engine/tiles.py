@@ -1,7 +1,8 @@
 """The tile layout on the patch grid and the reader that fills tiles in a thread.
 
 Tiles overlap; each contributes only its centre (the overlap is context, cropped away), so the
-centres cover the raster exactly once.
+centres cover the raster exactly once; or, for a task that blends (``Task.blend``), tiles every
+half a tile contribute all of themselves, weighted (blend.py).
 """
 
 from __future__ import annotations
@@ -91,6 +92,33 @@ def layout(Hp: int, Wp: int, th: int, tw: int, margin: int) -> Iterator[Tile]:
     for y0, ys, ye in axis(Hp, th):
         for x0, xs, xe in axis(Wp, tw):
             yield Tile(index, y0, x0, (ys, ye, xs, xe))
+            index += 1
+
+
+def blend_tiling(patch: int, tile: int, overlap: int | None) -> tuple[int, int]:
+    """Checked tile side and the stride between blended tiles (``Task.blend``), in pixels: a
+    tile less ``overlap`` (None: half a tile), on the patch grid."""
+    tile, _ = tiling(patch, tile, 0)
+    overlap = tile // 2 if overlap is None else overlap
+    if overlap >= tile:
+        raise BadInput(
+            f"overlap {overlap} is not smaller than the {tile}-pixel tile",
+            "use a smaller {overlap}",
+        )
+    return tile, max(patch, (tile - overlap) // patch * patch)
+
+
+def blend_layout(Hp: int, Wp: int, th: int, tw: int, stride: int) -> Iterator[Tile]:
+    """Windows every ``stride`` pixels, the last of a row or column moved inside, each
+    contributing all of itself to the average (its ``core`` is the whole window)."""
+
+    def axis(size: int, t: int) -> list[int]:
+        return [*range(0, size - t, stride), size - t]
+
+    index = 0
+    for y0 in axis(Hp, th):
+        for x0 in axis(Wp, tw):
+            yield Tile(index, y0, x0, (y0, y0 + th, x0, x0 + tw))
             index += 1
 
 
