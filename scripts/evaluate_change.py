@@ -581,11 +581,20 @@ def section(figures: dict) -> str:
         "0.319 / 0.297; a plain mean of tiles every 48 px 0.322 / 0.302; the tent-weighted "
         "mean of tiles every 32 px (shipped) 0.324 / 0.305; every 16 px (4 times the tiles) "
         "0.324 / 0.304. Ranking is no better, the map is seamless; the head's `ofa change` "
-        "costs more (bench/RESULTS.md). Through `ofa change` now, the trained head's row "
-        "above: seeds 0, 1, 2 "
-        + " / ".join(f"{v[1]:.3f}" for v in head_seeds.values())
-        + ". The zero-shot score keeps cropped centres: its goal is a cost of at most 2.2 "
+        "costs more (bench/RESULTS.md). Through `ofa change`, seeds 0, 1, 2: 0.325 / 0.305 / "
+        "0.300. The zero-shot score keeps cropped centres: its goal is a cost of at most 2.2 "
         "embeds.",
+        "",
+        "The embedding term at pixel resolution (2026-12-06): upsampled bilinearly "
+        "(`to_pixels`) instead of repeating each patch's value over its 8 x 8 px, which drew "
+        "every patch as a square on the zero-shot map (on valencia the mean step across the "
+        "patches' edges was 1.45 times the step elsewhere, now 1.04; across the cropped tile "
+        "centres' edges 1.44, now 1.16). Ranking is the same: the zero-shot default "
+        f"pooled AP 0.213 before, {pooled['default'][1]:.3f} after, Nanjing 0.832 and "
+        f"{nanjing['default'][1]:.3f} (the rows above are after). The head's image reads the "
+        "term the same way: its row above, seeds 0, 1, 2 "
+        + " / ".join(f"{v[1]:.3f}" for v in head_seeds.values())
+        + " against 0.325 / 0.305 / 0.300 before.",
         "",
         "Self-training (2026-12-04): without the unlabelled cities the same row scored pooled "
         "AP 0.221 / 0.210 / 0.230 with seeds 0, 1, 2 (AUROC 0.878 / 0.882 / 0.874; this "

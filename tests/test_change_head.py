@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import rasterio
+from map_steps import step_ratio  # tests/map_steps.py
 from rasterio.windows import Window
 
 from ofa_explore.cli import main
@@ -287,18 +288,6 @@ def test_the_head_trains_on_the_inputs_that_ofa_change_gives_it(pairs_csv, train
         np.testing.assert_allclose(tile, scored[y : y + size, x : x + size], atol=0.01)
 
 
-def _step_ratio(score: np.ndarray, every: int) -> float:
-    """The mean step between neighbouring pixels across the lines every ``every`` px (both
-    axes), over the mean step everywhere else: about 1 on a map without seams."""
-    at, elsewhere = [], []
-    for axis in (0, 1):
-        steps = np.abs(np.diff(score, axis=axis)).mean(axis=1 - axis)
-        lines = np.arange(every - 1, steps.size, every)
-        at.append(steps[lines].mean())
-        elsewhere.append(np.delete(steps, lines).mean())
-    return float(np.mean(at) / np.mean(elsewhere))
-
-
 def test_a_heads_map_shows_no_tiles(trained, shared, monkeypatch):
     """A head reads its tile's token maps, so cropped tile centres stepped at their edges (a
     grid of squares); its tiles are blended, and the map is as smooth there as elsewhere. On
@@ -317,9 +306,9 @@ def test_a_heads_map_shows_no_tiles(trained, shared, monkeypatch):
     # the cropped centres: tiles of 64 px, a quarter overlapping, so a centre every 48 px
     # measured 1.25 cropped (this test's head: 3 epochs on 2 crops), 1.02 blended; at the
     # blended tiles' edges 1.05
-    assert _step_ratio(cropped.values[0], 48) > 1.15  # the seams this test must see
-    assert _step_ratio(blended.values[0], 48) < 1.08
-    assert _step_ratio(blended.values[0], 32) < 1.08
+    assert step_ratio(cropped.values[0], 48) > 1.15  # the seams this test must see
+    assert step_ratio(blended.values[0], 48) < 1.08
+    assert step_ratio(blended.values[0], 32) < 1.08
 
 
 def test_blended_tiles_are_the_tent_weighted_mean_of_the_heads_tiles(trained, pairs_csv, tmp_path):
