@@ -11,6 +11,7 @@ import rasterio
 from map_steps import step_ratio  # tests/map_steps.py
 from rasterio.warp import Resampling, calculate_default_transform, reproject
 from rasterio.windows import Window
+from rasters import crop  # tests/rasters.py
 
 from ofa_explore.cli import main
 
@@ -28,21 +29,8 @@ def bercy(shared) -> tuple[Path, Path, Path]:
 def _crop(
     src_path: Path, dst: Path, size: int = 160, corner: tuple[int, int] = (0, 0), **changes
 ) -> Path:
-    """A real window of a date (``corner``: its first row and column) as its own GeoTIFF;
-    ``changes`` edit the profile."""
-    with rasterio.open(src_path) as src:
-        window = Window(corner[1], corner[0], size, size)
-        data = src.read(window=window)
-        profile = src.profile | {
-            "width": size,
-            "height": size,
-            "transform": src.window_transform(window),
-        }
-    profile.update(changes)
-    with rasterio.open(dst, "w", **profile) as out:
-        out.write(data[: profile["count"]])
-        out.descriptions = tuple(rasterio.open(src_path).descriptions[: profile["count"]])
-    return dst
+    """A real ``size`` px square of a date (``corner``: its first row and column)."""
+    return crop(src_path, dst, Window(corner[1], corner[0], size, size), **changes)
 
 
 def _run(capsys, *argv) -> tuple[int, str, str]:

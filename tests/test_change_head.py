@@ -12,6 +12,7 @@ import pytest
 import rasterio
 from map_steps import step_ratio  # tests/map_steps.py
 from rasterio.windows import Window
+from rasters import crop  # tests/rasters.py
 
 from ofa_explore.cli import main
 from ofa_explore.metrics import ranking_scores
@@ -24,20 +25,7 @@ SIZE = 128
 
 
 def _crop(src: Path, dst: Path, row: int, col: int) -> Path:
-    with rasterio.open(src) as s:
-        window = Window(col, row, SIZE, SIZE)
-        profile = s.profile | {
-            "width": SIZE,
-            "height": SIZE,
-            "transform": s.window_transform(window),
-        }
-        profile.pop("blockxsize", None), profile.pop("blockysize", None)
-        profile["tiled"] = False
-        data, descriptions = s.read(window=window), s.descriptions
-    with rasterio.open(dst, "w", **profile) as out:
-        out.write(data)
-        out.descriptions = descriptions
-    return dst
+    return crop(src, dst, Window(col, row, SIZE, SIZE))
 
 
 @pytest.fixture(scope="module")
