@@ -355,3 +355,21 @@ def test_an_overlap_of_a_whole_tile_is_one_line(trained, pairs_csv, tmp_path, ca
     err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
     assert len(err) == 1 and "overlap 64" in err[0] and "--overlap" in err[0], err
     assert not out.exists()
+
+
+def test_the_focal_loss_weighs_down_the_pixels_the_head_already_gets_right():
+    import torch
+    import torch.nn.functional as F
+
+    from ofa_explore.downstream.change import focal_loss
+
+    logits = torch.tensor([-4.0, -0.2, 0.3, 3.0])
+    target = torch.tensor([0.0, 0.0, 1.0, 1.0])
+    plain = F.binary_cross_entropy_with_logits(logits, target, pos_weight=torch.tensor(5.0))
+    assert torch.allclose(focal_loss(logits, target, 5.0, 0.0), plain)  # gamma 0: plain BCE
+    ratios = torch.stack(
+        [focal_loss(logits[i : i + 1], target[i : i + 1], 5.0, 2.0) for i in range(4)]
+    ) / torch.stack([focal_loss(logits[i : i + 1], target[i : i + 1], 5.0, 0.0) for i in range(4)])
+    right = torch.sigmoid(torch.where(target > 0, logits, -logits))  # p of the true label
+    assert torch.allclose(ratios, (1 - right) ** 2)
+    assert ratios[0] < 1e-3 and ratios[1] > 0.15  # a sure "no change": ~3000x less
