@@ -287,7 +287,7 @@ def _on_dask(
     on_scene: Callable[[SceneOutcome, int, int], None] | None,
 ) -> list[SceneOutcome]:
     try:
-        from distributed import Client, Event, LocalCluster, as_completed, wait
+        from distributed import Client, Event, LocalCluster, wait
     except ImportError:
         raise MissingPart(
             "spreading scenes over a Dask cluster needs dask.distributed",
@@ -313,16 +313,23 @@ def _on_dask(
     stop = f"ofa-explore-stop-{uuid.uuid4().hex}"
     futures = {client.submit(run_scene, *job, stop, pure=False, retries=0): job for job in jobs}
     outcomes = {}
+    pending = dict(futures)
     try:
-        for future in as_completed(futures):
-            job = futures[future]
-            try:
-                outcome = future.result()
-            except Exception as err:  # noqa: BLE001 - the worker itself died
-                outcome = SceneOutcome(job[1], job[3], error=_one_line(err))
-            outcomes[job[1]] = outcome
-            if on_scene:
-                on_scene(outcome, len(outcomes), len(jobs))
+        while pending:
+            # polled, not `as_completed`: Ctrl-C or SIGTERM raised inside its `with lock:` could
+            # leave the lock held, and the cancelled run then hung for good (bpo-29988)
+            finished = [future for future in pending if future.done()]
+            if not finished:
+                time.sleep(0.05)
+            for future in finished:
+                job = pending.pop(future)
+                try:
+                    outcome = future.result()
+                except Exception as err:  # noqa: BLE001 - the worker itself died
+                    outcome = SceneOutcome(job[1], job[3], error=_one_line(err))
+                outcomes[job[1]] = outcome
+                if on_scene:
+                    on_scene(outcome, len(outcomes), len(jobs))
     except KeyboardInterrupt:  # Ctrl-C or SIGTERM: running scenes stop and clean up after
         Event(stop, client=client).set()  # queued scenes end at once, running ones in a batch
         with contextlib.suppress(Exception):  # a worker stopped by the same signal, a timeout
@@ -334,8 +341,10 @@ def _on_dask(
     finally:
         client.close()
         if local is not None:
-            local.close()
-            _remove_leftovers([(job[3], job[2]) for job in jobs if job[1] not in outcomes])
+            local.close()  # no worker of this run writes any more: every hidden file is an orphan
+            # (a worker stopped mid-write is restarted, and the scene's rerun may end "cancelled
+            # before it started" or written, with the first try's temporary file still there)
+            _remove_leftovers([(job[3], job[2]) for job in jobs])
     return [outcomes[job[1]] for job in jobs]
 
 

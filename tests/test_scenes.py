@@ -77,6 +77,9 @@ def test_local_dask_cluster_matches_serial_run(scenes, tmp_path):
     ended = []
     settings = EngineSettings(batch_size=4)
     serial = predict_scenes(order, "classify", tmp_path / "serial", settings=settings)
+    # what a worker killed mid-write leaves while the scheduler reruns its scene elsewhere
+    (tmp_path / "dask").mkdir()
+    (tmp_path / "dask" / ".River_classify.tif.k1ll3d.tmp").write_bytes(b"half a GeoTIFF")
     dask = predict_scenes(
         order,
         "classify",
@@ -93,6 +96,7 @@ def test_local_dask_cluster_matches_serial_run(scenes, tmp_path):
         if s.error is None:
             assert np.array_equal(read_tif(s.output), read_tif(d.output))
             assert d.result.class_areas == s.result.class_areas
+    assert not list((tmp_path / "dask").glob(".*"))  # no hidden file left, however it came
     assert "cannot read" in dask[1].error
     assert "no classification head of this model takes 'rgbn'" in dask[2].error
 
@@ -152,8 +156,9 @@ def test_sigterm_stops_a_dask_run_and_leaves_nothing_hidden(shared, scenes, tmp_
             if events[-1]["event"] == "scene":  # River is done; the big one runs
                 break
         os.killpg(proc.pid, signal.SIGTERM)
-        events += [json.loads(line) for line in proc.stdout]
-        assert proc.wait(timeout=90) == EXIT_CANCELLED, proc.stderr.read()
+        rest, err = proc.communicate(timeout=90)  # a hung run fails here instead of blocking
+        events += [json.loads(line) for line in rest.splitlines()]
+        assert proc.returncode == EXIT_CANCELLED, err
     assert events[-1] == {
         "event": "cancelled",
         "message": "cancelled; 1 of 2 scenes were written, nothing of the others",
