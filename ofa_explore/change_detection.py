@@ -52,7 +52,7 @@ from rasterio.warp import transform_bounds
 from xarray.backends import BackendArray
 from xarray.core import indexing
 
-from .areas import is_metric
+from .areas import masked_area_m2, polygon_areas_m2
 from .engine import (
     BATCH_TOKENS,
     EngineSettings,
@@ -678,10 +678,14 @@ class Change(Task):
     def start(self, grid) -> None:
         super().start(grid)
         self.counts = np.zeros(2, dtype=np.int64)  # valid pixels, changed pixels
+        self.changed_m2 = 0.0
 
     def observe(self, block: np.ndarray, valid: np.ndarray, row: int, col: int) -> None:
         changed = block[1] > 0.5 if self.threshold is not None else np.zeros_like(valid)
-        self.counts += (int(valid.sum()), int((changed & valid).sum()))
+        changed &= valid
+        self.counts += (int(valid.sum()), int(changed.sum()))
+        if self.grid.row_m2 is not None:  # a pixel's area differs by row in degrees
+            self.changed_m2 += masked_area_m2(changed, self.grid.row_m2[row : row + len(changed)])
 
     def tags(self) -> dict[str, str]:
         head = self.stats.get("head")
@@ -703,8 +707,8 @@ class Change(Task):
             share = changed / max(pixels, 1)
             checks.update(changed_pixels=changed, changed_share=share)
             area = f"{changed} px"
-            if self.grid.pixel_m2 is not None:
-                hectares = changed * self.grid.pixel_m2 / 1e4
+            if self.grid.row_m2 is not None:
+                hectares = self.changed_m2 / 1e4
                 checks["changed_hectares"] = hectares
                 area = f"{hectares:.2f} ha ({changed} px)"
             notes.append(
@@ -822,8 +826,9 @@ def _vector_writer():
 
 
 def write_polygons(result: PredictionResult, path: Path) -> int:
-    """The mask's changed areas as polygons with their area (hectares in a metric CRS, else
-    pixels), written to a GeoPackage atomically. Reads the mask band whole (1 byte a pixel)."""
+    """The mask's changed areas as polygons with their area (hectares where the CRS has areas,
+    on the ellipsoid in degrees; else pixels), written to a GeoPackage atomically. Reads the
+    mask band whole (1 byte a pixel)."""
     pyogrio, shapely = _vector_writer()
     from rasterio.features import shapes
 
@@ -839,10 +844,9 @@ def write_polygons(result: PredictionResult, path: Path) -> int:
         shapely.geometry.shape(g)
         for g, _ in shapes(mask.astype(np.uint8), mask=mask, transform=transform)
     ]
-    metric = is_metric(crs)
-    pixel = abs(transform.a * transform.e - transform.b * transform.d)
-    areas = np.array([g.area for g in geoms], dtype=np.float64)
-    field, values = ("hectares", areas / 1e4) if metric else ("pixels", areas / pixel)
+    m2 = polygon_areas_m2(geoms, crs)
+    pixels = np.array([g.area for g in geoms], dtype=np.float64) / abs(transform.determinant)
+    field, values = ("pixels", pixels) if m2 is None else ("hectares", m2 / 1e4)
     with atomic_output(path, suffix=".tmp.gpkg") as tmp:
         tmp.unlink()
         pyogrio.raw.write(  # the raw writer: no pandas needed

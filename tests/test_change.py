@@ -13,6 +13,7 @@ from rasterio.warp import Resampling, calculate_default_transform, reproject
 from rasterio.windows import Window
 from rasters import crop  # tests/rasters.py
 
+from ofa_explore.areas import row_areas_m2
 from ofa_explore.cli import main
 
 pyogrio = pytest.importorskip("pyogrio")
@@ -62,9 +63,12 @@ def test_cli_writes_score_mask_and_polygons_on_befores_grid(bercy, tmp_path, cap
     auroc = (ranks[pos].mean() - (pos.sum() - 1) / 2) / (~pos).sum()
     assert auroc > 0.7
     info = pyogrio.read_info(gpkg)
-    assert info["features"] > 0 and "pixels" in list(info["fields"])  # EPSG:4326: no hectares
-    _, _, _, fields = pyogrio.raw.read(gpkg)
-    assert abs(fields[0].sum() - (mask == 1).sum()) < 1  # the polygons cover the mask exactly
+    assert info["features"] > 0 and list(info["fields"]) == ["hectares"]  # EPSG:4326 has areas
+    _, _, _, (hectares,) = pyogrio.raw.read(gpkg)
+    with rasterio.open(out) as o:  # the polygons cover the mask exactly, on the ellipsoid
+        rows_m2 = row_areas_m2(o.crs, o.transform, o.height, o.width)
+    assert hectares.sum() == pytest.approx((mask == 1).sum(axis=1) @ rows_m2 / 1e4, rel=1e-6)
+    assert f"changed: {hectares.sum():.2f} ha" in printed
     assert sorted(p.name for p in tmp_path.iterdir()) == ["change.gpkg", "change.tif"]
 
 

@@ -10,6 +10,8 @@ import pytest
 import rasterio
 import torch
 from affine import Affine
+from pyproj import Geod
+from test_areas import _geodesic_m2
 from test_io import write_tif
 
 from ofa_explore import OFANet, load_checkpoint, save_checkpoint
@@ -356,7 +358,7 @@ def test_file_output_equals_in_memory_result(model, shared, tmp_path):
 def test_patch_grid_records_the_input_extent_and_class_areas(checkpoint, tmp_path, capsys):
     """A 61 x 59 px scene: the 8-px cell grid reaches past its right and bottom edges, which the
     file and the result say (input_bounds); class areas count only the pixels inside; the CLI
-    lists the classes found with hectares, or pixels where the CRS is in degrees."""
+    lists the classes found with hectares, on the ellipsoid where the CRS is in degrees."""
     with rasterio.open(sample_path("eurosat_river.tif")) as src:
         chip = src.read()[:, :59, :61]
     scene = write_tif(tmp_path / "cut.tif", chip)
@@ -364,7 +366,7 @@ def test_patch_grid_records_the_input_extent_and_class_areas(checkpoint, tmp_pat
     assert cli(["classify", str(scene), "-o", str(out), "--checkpoint", str(checkpoint)]) == 0
     printed = capsys.readouterr().out
     with rasterio.open(scene) as src, rasterio.open(out) as cls:
-        bounds = src.bounds
+        bounds, crs = src.bounds, src.crs
         assert [float(v) for v in cls.tags()["input_bounds"].split(",")] == pytest.approx(
             list(bounds)
         )
@@ -377,7 +379,10 @@ def test_patch_grid_records_the_input_extent_and_class_areas(checkpoint, tmp_pat
     assert result.data.attrs["input_bounds"] == result.input_bounds
     rows = result.class_areas
     assert sum(r["pixels"] for r in rows) == 61 * 59
-    assert sum(r["hectares"] for r in rows) == pytest.approx(61 * 59 * 100 / 1e4)
+    left, bottom, right, top = bounds  # the scene's ground area, as pyproj measures it
+    footprint = _geodesic_m2(crs, [left, right, right, left], [top, top, bottom, bottom])
+    assert footprint == pytest.approx(61 * 59 * 100, rel=2e-3)  # UTM: not quite 10 m x 10 m
+    assert sum(r["hectares"] for r in rows) == pytest.approx(footprint / 1e4, rel=1e-6)
     assert sum(r["share"] for r in rows) == pytest.approx(1.0)
     assert [r["pixels"] for r in rows] == sorted((r["pixels"] for r in rows), reverse=True)
     assert "classes: 0=Forest, 1=River, 2=Urban\nfound (landcover):\n" in printed
@@ -392,7 +397,13 @@ def test_patch_grid_records_the_input_extent_and_class_areas(checkpoint, tmp_pat
         transform=rasterio.transform.from_origin(13.0, 52.0, 1e-4, 1e-4),
     )
     geographic = predict_raster(load_checkpoint(checkpoint), degrees, "classify")
-    assert all(r["hectares"] is None for r in geographic.class_areas)
+    # in degrees, hectares on the WGS 84 ellipsoid: the scene's footprint, measured by pyproj
+    footprint = Geod(ellps="WGS84").polygon_area_perimeter(
+        [13.0, 13.0061, 13.0061, 13.0], [52.0, 52.0, 51.9941, 51.9941]
+    )[0]
+    assert sum(r["hectares"] for r in geographic.class_areas) == pytest.approx(
+        abs(footprint) / 1e4, rel=1e-4
+    )
     assert (
         cli(
             [
@@ -410,4 +421,4 @@ def test_patch_grid_records_the_input_extent_and_class_areas(checkpoint, tmp_pat
     printed = capsys.readouterr().out
     for r in geographic.class_areas:
         if r["pixels"]:
-            assert f"{r['pixels']:,} px" in printed
+            assert f"{r['hectares']:,.1f} ha" in printed

@@ -225,7 +225,7 @@ def test_change_between_two_layers_in_the_real_qgis_desktop(shared, tmp_path):
         assert step["dialog_problem"] is None and step["max_stall_s"] < 0.5, step
     assert cold["layers"][:2] == [f"{title[:-7]} changed areas", title], cold["layers"]
     found = next(m for m in cold["messages"] if m.startswith(title))
-    assert " px changed (" in found and "Sentinel-2 L1C" in found, found
+    assert " ha changed (" in found and "Sentinel-2 L1C" in found, found  # WGS 84: ground areas
     assert warm["worker_before"] == cold["worker_after"]  # one engine for both
     assert sorted(p.name for p in results.iterdir() if p.suffix != ".xml") == [  # QGIS's .aux.xml
         "Saclay_2016_to_Saclay_2017_change.gpkg",

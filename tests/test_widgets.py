@@ -8,6 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import rasterio
+from pyproj import Geod
+from test_areas import _geodesic_m2
+from test_io import write_tif
 
 from ofa_explore import OFANet, hyperspectral_modality, load_pretrained
 from ofa_explore.demo import sample_path
@@ -204,6 +207,22 @@ def test_the_map_offers_only_tools_that_work_offline(naip_map):
     assert controls == {"ZoomControl", "FullScreenControl", "ScaleControl", "AttributionControl"}
 
 
+def test_embedding_map_in_degrees_gives_hectares_on_the_ellipsoid(model, tmp_path):
+    """A scene in EPSG:4326: the status line's hectares are its patches' ground areas (every
+    patch at or above -1: the whole scene, as pyproj measures its footprint)."""
+    with rasterio.open(sample_path("eurosat_river.tif")) as src:
+        data = src.read()
+    transform = rasterio.transform.from_origin(13.0, 52.0, 1e-4, 1e-4)
+    path = write_tif(tmp_path / "wgs84.tif", data, crs="EPSG:4326", transform=transform)
+    widget = EmbeddingMap(model, path, basemap=False)
+    assert widget.select(*centre(widget.bounds))
+    widget.threshold.value = -1.0
+    footprint = Geod(ellps="WGS84").polygon_area_perimeter(
+        [13.0, 13.0064, 13.0064, 13.0], [52.0, 52.0, 51.9936, 51.9936]
+    )[0]
+    assert f"64 of 64 patches ({abs(footprint) / 1e4:,.1f} ha)" in widget.status.value
+
+
 def test_classification_map_legend_and_area_table(model):
     widget = ClassificationMap(model, sample_path("eurosat_river.tif"), basemap=False)
     assert "River" in widget.legend.value and "eurosat_landcover" in widget.legend.value
@@ -252,17 +271,23 @@ def test_widgets_take_the_engine_settings(model):
 
 def test_change_map_threshold_click_and_area(change_map):
     """The score on BEFORE's grid; the slider redraws the layer, the colour bar and the area
-    (hectares at 5 m, share of the scene); a click reports the pixel's score."""
+    (hectares of 5 m pixels on the ellipsoid, share of the scene); a click reports the pixel's
+    score."""
     w = change_map
     with rasterio.open(NAIP_CHANGE / "naip_2009.tif") as src:
         assert w.score.shape == src.shape and w.data.rio.transform() == src.transform
+        x, y = src.xy(200, 200)  # the middle pixel's ground area, as pyproj measures it
+        corners = [x - 2.5, x + 2.5, x + 2.5, x - 2.5], [y - 2.5, y - 2.5, y + 2.5, y + 2.5]
+        pixel_m2 = _geodesic_m2(src.crs, *corners)
+    assert 24.9 < pixel_m2 < 25.1  # UTM: not quite 5 m x 5 m
     # AFTER lies 4 m north of BEFORE: BEFORE's last row has no 2020 pixels under it
     assert w.valid[:-1].all() and not w.valid[-1].any() and w.threshold.value == 3.0
     above = int((w.score >= 3.0).sum())
     area = w.area_above()
-    assert area["pixels"] == above > 0 and area["hectares"] == pytest.approx(above * 25 / 1e4)
+    assert area["pixels"] == above > 0
+    assert area["hectares"] == pytest.approx(above * pixel_m2 / 1e4, rel=1e-5)
     assert area["share"] == pytest.approx(above / (399 * 400))
-    assert f"Score 3.0 or more: {above * 25 / 1e4:,.2f} ha ({above:,} px)" in w.status.value
+    assert f"Score 3.0 or more: {area['hectares']:,.2f} ha ({above:,} px)" in w.status.value
     assert "Click the map" in w.status.value and "change score" in w.colorbar.value
     url, bar = w.change_layer.url, w.colorbar.value
     w.threshold.value = 4.5
@@ -302,8 +327,8 @@ def test_change_map_exports_score_mask_and_polygons(change_map, tmp_path):
 
 
 def test_change_map_in_degrees_counts_pixels_and_skips_nodata(model, shared, tmp_path):
-    """Two real Sentinel-2 dates in EPSG:4326 (OSCD, images only): areas in pixels, no
-    hectares; a hole in AFTER is nodata, left out of the share and reported on a click."""
+    """Two real Sentinel-2 dates in EPSG:4326 (OSCD, images only): areas in hectares on the
+    ellipsoid; a hole in AFTER is nodata, left out of the share and reported on a click."""
     from rasterio.windows import Window
 
     folder = shared / "change" / "oscd" / "bercy"
@@ -325,12 +350,11 @@ def test_change_map_in_degrees_counts_pixels_and_skips_nodata(model, shared, tmp
     assert w.result.precision == "fp32"
     assert np.isnan(w.score[60:80, 60:80]).all() and w.valid.sum() == 96 * 96 - 400
     area = w.area_above()
-    assert area["hectares"] is None and area["share"] == pytest.approx(
-        area["pixels"] / w.valid.sum()
-    )
-    assert (
-        f"Score 2.0 or more: {area['pixels']:,} px," in w.status.value
-        and " ha" not in w.status.value
+    assert area["share"] == pytest.approx(area["pixels"] / w.valid.sum())
+    # Paris, 48.87 deg N: a pixel of 0.0001163 x 0.0001164 deg covers 110.5 m^2 there
+    assert area["hectares"] == pytest.approx(area["pixels"] * 110.5 / 1e4, rel=0.001)
+    assert f"Score 2.0 or more: {area['hectares']:,.2f} ha ({area['pixels']:,} px)," in (
+        w.status.value
     )
     with rasterio.open(paths[0]) as src:  # the centre of the hole, in degrees
         lon, lat = src.xy(70, 70)

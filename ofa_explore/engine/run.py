@@ -24,7 +24,7 @@ import torch
 import xarray as xr
 from affine import Affine
 
-from ..areas import pixel_area_m2
+from ..areas import raster_row_areas_m2
 from ..errors import BadInput
 from ..io import NOTES_ATTR, RasterError, open_raster, raster_modality, source_tags
 from ..modalities import Modality
@@ -139,7 +139,7 @@ def _predict(
         transform=da.rio.transform() @ Affine.scale(res),
         crs=da.rio.crs,
         bounds=_bounds(da),
-        pixel_m2=pixel_area_m2(da),
+        row_m2=raster_row_areas_m2(da),
         tags=source_tags(da),
     )
     task.start(grid)

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from .. import protocol
+from ..areas import cell_areas_m2, class_area_table
 from ..errors import BadInput
 from ..heads import classify, default_colors, segment
 from ..inputs import require_embedding
@@ -328,10 +329,14 @@ class Classify(Task):
     def start(self, grid: Grid) -> None:
         super().start(grid)
         self.pixels = np.zeros(len(self.classes), dtype=np.int64)
+        self.cell_m2, self.m2 = None, None  # without a CRS that has areas: pixels only
+        if grid.row_m2 is not None:
+            self.cell_m2 = cell_areas_m2(grid.row_m2, grid.width, grid.res)
+            self.m2 = np.zeros(len(self.classes))
 
     def observe(self, block: np.ndarray, valid: np.ndarray, row: int, col: int) -> None:
-        """Counts the input pixels of each class: a cell cut by the raster's edge counts only
-        its pixels inside."""
+        """Counts the input pixels and area of each class: a cell cut by the raster's edge
+        counts only its pixels inside."""
         g, classes = self.grid, block[0]
         rows = np.minimum(g.res, g.height - (row + np.arange(classes.shape[0])) * g.res)
         cols = np.minimum(g.res, g.width - (col + np.arange(classes.shape[1])) * g.res)
@@ -339,6 +344,10 @@ class Classify(Task):
         self.pixels += np.bincount(
             classes[valid], weights=pixels[valid], minlength=len(self.pixels)
         ).astype(np.int64)
+        if self.m2 is not None and self.cell_m2 is not None:
+            h, w = classes.shape
+            m2 = self.cell_m2[row : row + h, col : col + w]
+            self.m2 += np.bincount(classes[valid], weights=m2[valid], minlength=len(self.m2))
 
     def tags(self) -> dict[str, str]:
         return {
@@ -356,9 +365,7 @@ class Classify(Task):
         return cmap
 
     def finish(self, sink: Sink, path: Path | None) -> dict[str, Any]:
-        from ..areas import class_area_table
-
-        areas = class_area_table(self.classes, self.pixels, self.grid.pixel_m2)
+        areas = class_area_table(self.classes, self.pixels, self.m2)
         return {
             "class_names": self.classes,
             "head": self.head,

@@ -40,7 +40,8 @@ class Grid:
     transform: Affine  # of the cells
     crs: Any
     bounds: tuple[float, float, float, float]  # the input's own extent
-    pixel_m2: float | None  # an input pixel's area (None: the CRS is not in metres)
+    # each input pixel row's pixel area in m² (None: no CRS with areas; areas.row_areas_m2)
+    row_m2: np.ndarray | None = field(compare=False)
     tags: dict[str, str] = field(default_factory=dict)  # how the input was read, for the record
 
     @property

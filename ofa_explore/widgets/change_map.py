@@ -10,7 +10,7 @@ import ipyleaflet
 import ipywidgets as widgets
 import numpy as np
 
-from ..areas import pixel_area_m2
+from ..areas import masked_area_m2, raster_row_areas_m2
 from ..change_detection import change, write_polygons
 from ..engine import EngineSettings
 from ..model import OFANet
@@ -68,7 +68,7 @@ class ChangeMap(widgets.VBox):
         self.data = self.result.data  # on BEFORE's grid
         self.score = self.data.values[0]  # [H, W], NaN = nodata in either date
         self.valid = np.isfinite(self.score)
-        self.pixel_m2 = pixel_area_m2(self.data)  # None: no metres, areas in pixels
+        self.row_m2 = raster_row_areas_m2(self.data)  # None: no CRS with areas: pixels
         before_pixels, m, self.raster = read_scene(before, modality)
         after_pixels, _, after_raster = read_scene(after, modality or m.name)
         self.bounds = latlon_bounds(self.raster)
@@ -138,13 +138,14 @@ class ChangeMap(widgets.VBox):
 
     def area_above(self, threshold: float | None = None) -> dict:
         """Pixels at or above ``threshold`` (the slider's by default): their count, hectares
-        (None where the CRS is not in metres) and share of the pixels with data in both dates."""
+        (None without a CRS that has areas) and share of the pixels with data in both dates."""
         t = self.threshold.value if threshold is None else threshold
-        pixels = int((self.score[self.valid] >= t).sum())
+        above = self.valid & (np.nan_to_num(self.score, nan=-np.inf) >= t)
+        pixels = int(above.sum())
         return {
             "threshold": t,
             "pixels": pixels,
-            "hectares": None if self.pixel_m2 is None else pixels * self.pixel_m2 / 1e4,
+            "hectares": None if self.row_m2 is None else masked_area_m2(above, self.row_m2) / 1e4,
             "share": pixels / max(int(self.valid.sum()), 1),
         }
 

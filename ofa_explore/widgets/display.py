@@ -180,16 +180,6 @@ def cosine_similarity(embeddings: np.ndarray, row: int, col: int) -> np.ndarray:
     return np.einsum("dhw,d->hw", e, ref) / np.where(norms > 0, norms, np.nan)
 
 
-def cell_areas(da: xr.DataArray, cell: int) -> np.ndarray:
-    """[h, w] area in m² of each ``cell`` x ``cell``-pixel output cell of a raster, counting only
-    the pixels inside it (the last row and column of cells may be cut by the edge)."""
-    H, W = da.sizes["y"], da.sizes["x"]
-    rows = np.minimum(cell, H - np.arange(0, H, cell))
-    cols = np.minimum(cell, W - np.arange(0, W, cell))
-    res_x, res_y = da.rio.resolution()
-    return np.outer(rows, cols) * abs(res_x * res_y)
-
-
 def basemap_reachable(host: str = "tile.openstreetmap.org", timeout: float = 0.5) -> bool:
     """Offline-first: add a tile basemap only when its server answers."""
     try:

@@ -8,12 +8,12 @@ from pathlib import Path
 import ipywidgets as widgets
 import numpy as np
 
+from ..areas import cell_areas_m2, raster_row_areas_m2
 from ..engine import predict_raster
 from ..model import OFANet
 from ..threads import ensure_threads
 from .display import (
     COLORMAPS,
-    cell_areas,
     colorbar_html,
     colormap_picture,
     cosine_similarity,
@@ -52,6 +52,10 @@ class EmbeddingMap(widgets.VBox):
         result = predict_raster(model, self.raster, "embed", progress=step, **engine)
         self.embeddings = result.data.values  # [D, h, w], NaN = nodata
         self.cell = model.config.patch_size
+        rows_m2 = raster_row_areas_m2(self.raster)  # None: no CRS with areas, patches only
+        self.cell_m2 = (
+            None if rows_m2 is None else cell_areas_m2(rows_m2, self.raster.sizes["x"], self.cell)
+        )
         self.bounds = latlon_bounds(self.raster)
         self.map, self.scene = scene_map(
             self.raster, rgb_picture(pixels, self.modality), basemap=basemap
@@ -137,11 +141,11 @@ class EmbeddingMap(widgets.VBox):
         )
         alike = self.similarity >= threshold
         above, valid = int(alike.sum()), int(np.isfinite(self.similarity).sum())
-        hectares = float(cell_areas(self.raster, self.cell)[alike].sum()) / 1e4
+        area = "" if self.cell_m2 is None else f" ({self.cell_m2[alike].sum() / 1e4:,.1f} ha)"
         row, col = self.selected
         self.status.value = (
-            f"Patch row {row}, column {col}: {above} of {valid} patches "
-            f"({hectares:,.1f} ha) at or above {threshold:.2f}"
+            f"Patch row {row}, column {col}: {above} of {valid} patches{area} "
+            f"at or above {threshold:.2f}"
         )
 
     def _on_scene(self, picture: np.ndarray) -> np.ndarray:

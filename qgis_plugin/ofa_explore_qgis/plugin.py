@@ -302,7 +302,7 @@ def summary(info: dict, layer_name: str, registry: list[dict]) -> tuple[str, str
 
 def changed_text(checks: dict) -> str | None:
     """A change result's changed area and its share of the pixels with data in both dates
-    ("12.5 ha changed (1.1%)"; pixels where the CRS has no metres); None for other results."""
+    ("12.5 ha changed (1.1%)"; pixels where the layer has no CRS); None for other results."""
     if "changed_share" not in checks:
         return None
     if "changed_hectares" in checks:

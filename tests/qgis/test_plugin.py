@@ -19,6 +19,7 @@ import pytest
 from osgeo import gdal
 from qgis.core import (
     QgsApplication,
+    QgsDistanceArea,
     QgsMultiBandColorRenderer,
     QgsPalettedRasterRenderer,
     QgsProject,
@@ -846,9 +847,11 @@ def test_change_adds_the_score_transparent_below_the_threshold_and_the_outlines(
     )
     assert dialog.head.currentText().startswith("the zero-shot score")  # no change head shipped
     said = messages(qgis_iface, "Success")
-    assert re.search(
-        r"bercy 2016 to bercy 2017 change: [\d,]+ px changed \(\d+\.\d%\); Sentinel-2 L1C, ", said
-    ), said + messages(qgis_iface, "Critical")  # pixels: the OSCD grid is in degrees
+    found = re.search(
+        r"bercy 2016 to bercy 2017 change: ([\d,.]+) ha changed \(\d+\.\d%\); Sentinel-2 L1C, ",
+        said,
+    )  # hectares, though the OSCD grid is in degrees
+    assert found, said + messages(qgis_iface, "Critical")
     top = [n.layer().name() for n in QgsProject.instance().layerTreeRoot().children()[:2]]
     assert top == ["bercy 2016 to bercy 2017 changed areas", "bercy 2016 to bercy 2017 change"]
     layer = QgsProject.instance().mapLayersByName("bercy 2016 to bercy 2017 change")[0]
@@ -865,8 +868,16 @@ def test_change_adds_the_score_transparent_below_the_threshold_and_the_outlines(
     assert qAlpha(block.color(int(high_r), int(high_c))) == 255
     outlines = QgsProject.instance().mapLayersByName("bercy 2016 to bercy 2017 changed areas")[0]
     assert isinstance(outlines, QgsVectorLayer) and outlines.featureCount() > 0
-    assert outlines.fields().names()[-1] == "pixels"
-    assert sum(f["pixels"] for f in outlines.getFeatures()) == pytest.approx((mask == 1).sum())
+    assert outlines.fields().names()[-1] == "hectares"
+    # the areas as QGIS measures them on the WGS 84 ellipsoid, and the message bar's total
+    measure = QgsDistanceArea()
+    measure.setSourceCrs(outlines.crs(), QgsProject.instance().transformContext())
+    measure.setEllipsoid("WGS84")
+    for feature in outlines.getFeatures():
+        m2 = measure.measureArea(feature.geometry())
+        assert feature["hectares"] == pytest.approx(m2 / 1e4, rel=1e-4)
+    total = sum(f["hectares"] for f in outlines.getFeatures())
+    assert float(found.group(1).replace(",", "")) == pytest.approx(total, abs=0.051)
     assert sorted(p.name for p in (tmp_path / "results").iterdir()) == [
         "bercy_2016_to_bercy_2017_change.gpkg",
         "bercy_2016_to_bercy_2017_change.tif",
