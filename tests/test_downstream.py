@@ -13,6 +13,7 @@ import pytest
 import rasterio
 import torch
 from conftest import PickleBomb, read_tif
+from map_steps import step_ratio  # tests/map_steps.py
 
 from ofa_explore import OFANet, load_checkpoint, load_pretrained
 from ofa_explore.cli import main
@@ -32,6 +33,7 @@ from ofa_explore.downstream import (
 from ofa_explore.downstream.datasets import boxes_to_mask, load_chips
 from ofa_explore.downstream.geobench import format_table, read_sample, run_geobench
 from ofa_explore.engine import predict_raster
+from ofa_explore.engine.tasks import Classify
 from ofa_explore.metrics import classification_scores, segmentation_scores
 
 
@@ -180,8 +182,11 @@ def test_wrong_modality_and_unknown_labels_are_named(landcover, shared, tmp_path
 
 
 # ---------------------------------------------------------------- segmentation
-def test_segmentation_head_overfits_a_real_labelled_scene(neon_trees_crop, tmp_path):
-    """Fine-tuned end to end without augmentation, the head memorises the tree boxes it saw."""
+def test_segmentation_head_overfits_a_real_labelled_scene(
+    neon_trees_crop, neon_trees, tmp_path, monkeypatch
+):
+    """Fine-tuned end to end without augmentation, the head memorises the tree boxes it saw;
+    on the whole tile its class map shows no grid of tiles."""
     model = load_pretrained()
     report = fit_segmentation_head(
         model,
@@ -208,6 +213,16 @@ def test_segmentation_head_overfits_a_real_labelled_scene(neon_trees_crop, tmp_p
     truth = read_tif(neon_trees_crop / "masks" / "OSBS_029.tif")[0]
     assert classes.shape == truth.shape == (192, 192) and set(np.unique(classes)) <= {0, 1}
     assert segmentation_scores(classes[:128], truth[:128], 2)["miou"] >= 0.8
+
+    # the whole 400 px tile, mostly unseen: tiles blended, the class map has no seams
+    scene = neon_trees / "images" / "OSBS_029.tif"
+    blended = predict_raster(model, scene, "classify", head="trees").data.values[0]
+    monkeypatch.setattr(Classify, "blend", property(lambda self: False))
+    cropped = predict_raster(model, scene, "classify", head="trees").data.values[0]
+    # cropped: 64 px tiles less 8 px margins, their centres meeting every 48 px
+    assert step_ratio(cropped, 48) > 2  # the seams this test must see
+    assert step_ratio(blended, 48) < 1.2
+    assert step_ratio(blended, 32) < 1.2  # blended tiles start every 32 px
 
 
 def test_segmentation_head_from_the_cli_on_the_whole_scene(neon_trees, tmp_path, capsys):
