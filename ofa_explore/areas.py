@@ -62,13 +62,16 @@ def _ground_m2_per_unit2(crs, x: np.ndarray, y: np.ndarray) -> np.ndarray:
 
     (le, pe), (lw, pw) = lonlat(h, 0), lonlat(-h, 0)
     (ln, pn), (ls, ps) = lonlat(0, h), lonlat(0, -h)
-    jacobian = np.abs((le - lw) * (pn - ps) - (ln - ls) * (pe - pw)) / (2 * h) ** 2
     a, b = projected.ellipsoid.semi_major_metre, projected.ellipsoid.semi_minor_metre
-    lat = (pe + pw) / 2
-    e2 = 1 - (b / a) ** 2
-    w = 1 - e2 * np.sin(lat) ** 2
-    meridian, normal = a * (1 - e2) / w**1.5, a / np.sqrt(w)
-    return jacobian * meridian * normal * np.cos(lat)
+    with np.errstate(invalid="ignore"):  # inf where a point is off the projection
+        jacobian = np.abs((le - lw) * (pn - ps) - (ln - ls) * (pe - pw)) / (2 * h) ** 2
+        lat = (pe + pw) / 2
+        e2 = 1 - (b / a) ** 2
+        w = 1 - e2 * np.sin(lat) ** 2
+        meridian, normal = a * (1 - e2) / w**1.5, a / np.sqrt(w)
+        ground = jacobian * meridian * normal * np.cos(lat)
+    planar = (_metres_per_unit(crs) or 1.0) ** 2  # where pyproj cannot invert the point
+    return np.where(np.isfinite(ground) & (ground > 0), ground, planar)
 
 
 def _zone_area(latitude: np.ndarray, a: float, b: float) -> np.ndarray:

@@ -65,6 +65,8 @@ def test_whole_earth_and_projected_grids_on_the_ellipsoid():
         (area,) = polygon_areas_m2([box], crs)
         assert area == pytest.approx(_geodesic_m2(crs, *box.exterior.xy), rel=1e-6), epsg
     assert row_areas_m2(None, Affine.identity(), 3, 3) is None
+    off = row_areas_m2(CRS.from_epsg(32631), Affine(10, 0, -9e9, 0, -10, 9e9), 2, 2)
+    assert off.tolist() == [100.0, 100.0]  # off the projection: the planar area, not NaN
 
 
 def test_cells_cut_by_the_edge_and_polygons_agree_with_rows():
