@@ -151,7 +151,8 @@ def open_raster(
     if tagged_cube:
         conversion = detect_conversion(valid, da.dtype, m)
     else:
-        fit = _check_scale(da, valid, candidates, given is not None, source)
+        baseline = processing_baseline(source)
+        fit = _check_scale(da, valid, candidates, given is not None, source, baseline)
         m, conversion = fit.modality, fit.conversion
         notes.append(fit.note())
         if not isinstance(source, (list, tuple)):
@@ -381,13 +382,38 @@ def _band_order(da: xr.DataArray, m: Modality) -> list[int] | None:
 
 
 # ---------------------------------------------------------------- value scale
-def _fit(da: xr.DataArray, sample: np.ndarray, m: Modality) -> ScaleFit:
+def _fit(
+    da: xr.DataArray, sample: np.ndarray, m: Modality, baseline: str | None = None
+) -> ScaleFit:
     order = _band_order(da, m)
-    return scale_fit(sample if order is None else sample[order], da.dtype, m)
+    return scale_fit(sample if order is None else sample[order], da.dtype, m, baseline)
+
+
+def processing_baseline(source: Any) -> str | None:
+    """The processing baseline a product names: a ``PROCESSING_BASELINE`` tag (GDAL's Sentinel-2
+    driver writes it, and copies keep it), else the ``_Nxxyy_`` of a Sentinel-2 product's name
+    in the path ('S2B_MSIL2A_20230612T102559_N0509_R108_T32UMU_...SAFE/.../B04.jp2')."""
+    paths = [Path(p) for p in (source if isinstance(source, (list, tuple)) else [source])]
+    for path in paths:
+        with _open_dataset(path) as src:
+            tags = src.tags()
+        for key, value in tags.items():
+            if "PROCESSING_BASELINE" in key.upper() and value.strip():
+                return value.strip()
+    for path in paths:
+        found = re.search(r"_N(\d{2})(\d{2})_", str(path))
+        if found:
+            return f"{found[1]}.{found[2]}"
+    return None
 
 
 def _check_scale(
-    da: xr.DataArray, sample: np.ndarray, candidates: list[Modality], given: bool, source: Any
+    da: xr.DataArray,
+    sample: np.ndarray,
+    candidates: list[Modality],
+    given: bool,
+    source: Any,
+    baseline: str | None = None,
 ) -> ScaleFit:
     """The modality whose statistics the values fit, and how to convert them.
 
@@ -395,7 +421,7 @@ def _check_scale(
     when none does, another modality with as many bands that they fit (8-bit DN of the same
     sensor, say); when none fits, the raster is refused with the scale named. A modality the
     caller gave is kept, with a ``ScaleWarning`` when the values do not fit it."""
-    fits = [_fit(da, sample, m) for m in candidates]
+    fits = [_fit(da, sample, m, baseline) for m in candidates]
     good = [f for f in fits if f.fits]
     m, values = candidates[0], fits[0].describe(da.dtype)
     expected = f"'{m.name}' ({m.units}, band means {span(m.mean)})"
@@ -412,7 +438,7 @@ def _check_scale(
     if not good:
         names = {c.name for c in candidates}
         others = [get_modality(n) for n in list_modalities() if n not in names]
-        good = [_fit(da, sample, o) for o in others if o.num_bands == m.num_bands]
+        good = [_fit(da, sample, o, baseline) for o in others if o.num_bands == m.num_bands]
         good = [f for f in good if f.fits]
         fitting = sensor_candidates(
             [f.modality.to_dict() for f in good], m.num_bands, _descriptions(da), da.dtype

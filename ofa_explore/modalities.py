@@ -25,8 +25,11 @@ class Modality:
     """One sensor layout as it lies on disk: bands in file order and how to normalise them.
 
     ``mean``/``std`` are in the file's own units; ``value * scale + offset`` gives the physical
-    quantity named by ``units`` (e.g. reflectance). SAR ``wavelengths`` are the pseudo-values that
-    wavelength-conditioned weights were trained with (see ``SAR_WAVELENGTH_CONVENTIONS``).
+    quantity named by ``units`` (e.g. reflectance). ``baseline_offset``: what newer processing
+    adds to every valid value (Sentinel-2's processing baseline 04.00, from 25 January 2022,
+    adds 1000), removed on reading where the file or its values show it (``scale``). SAR
+    ``wavelengths`` are the pseudo-values that wavelength-conditioned weights were trained
+    with (see ``SAR_WAVELENGTH_CONVENTIONS``).
     """
 
     name: str
@@ -40,6 +43,7 @@ class Modality:
     scale: float = 1.0
     offset: float = 0.0
     nodata: float | None = None
+    baseline_offset: float = 0.0
     description: str = ""
     source: str = ""
     autodetect: bool = False  # preferred by io.open_raster when guessing from the band count
@@ -119,8 +123,13 @@ class Modality:
             f"  kind {self.kind}, {self.num_bands} bands, GSD {gsd}, units: {self.units}"
             f" (x {self.scale:g}{f' {self.offset:+g}' if self.offset else ''})",
             f"  nodata {self.nodata}; source: {self.source}",
-            f"  {'band':<8}{'µm':>8}{'mean':>14}{'std':>14}",
         ]
+        if self.baseline_offset:
+            lines.append(
+                f"  products of processing baseline 04.00 and later store values "
+                f"{self.baseline_offset:+g}: removed on reading"
+            )
+        lines.append(f"  {'band':<8}{'µm':>8}{'mean':>14}{'std':>14}")
         for b, w, m, s in zip(self.bands, self.wavelengths, self.mean, self.std):
             lines.append(f"  {b:<8}{w:>8.3f}{m:>14.4f}{s:>14.4f}")
         if self.kind == "sar":

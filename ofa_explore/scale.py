@@ -24,12 +24,34 @@ FIT_FACTOR = 32.0  # band means more than 32x off a modality's: not its units. S
 # means); a unit change is ~40x (8-bit vs reflectance x 10000) or more, and changes between
 # 8 and 16 bits are caught by the value range.
 DB_FIT_STDS = 4.0  # for dB modalities (means near or below 0): means within 4 std
+# Sentinel-2 processing baseline 04.00 (25 January 2022) added ``Modality.baseline_offset``
+OFFSET_SINCE_BASELINE = (4, 0)
+# Without a baseline named, values carry the offset when every band's darkest pixels (0.1th
+# percentile of its positive values) are at least 0.95x the offset and the darkest band's at most
+# 1.3x. Without the offset the darkest band lies far lower (at most 0.18x in all of EuroSAT, the
+# OSCD cities, BigEarthNet and the two L1C scenes: L1C's cirrus band B10, L2A's blue over
+# vegetation or SWIR over water); with it, dark pixels sit just above the offset. A scene bright
+# everywhere (desert, snow) without the offset can look the same: named as what was done.
+OFFSET_WINDOW = (0.95, 1.3)
 
 
-def detect_conversion(sample: np.ndarray, dtype: Any, m: Modality) -> dict[str, Any]:
+def detect_conversion(
+    sample: np.ndarray, dtype: Any, m: Modality, baseline: str | None = None
+) -> dict[str, Any]:
     """How to bring stored values into the modality's units, judged from a sample:
-    floats in 0..~1 for a DN modality are physical reflectance (-> DN), and non-negative
-    backscatter for a dB modality is linear power (-> dB)."""
+    floats in 0..~1 for a DN modality are physical reflectance (-> DN), non-negative
+    backscatter for a dB modality is linear power (-> dB), and integers that carry the
+    modality's ``baseline_offset`` lose it (``baseline``: the processing baseline the file
+    names, e.g. '05.09'; else judged from the values, ``carries_offset``)."""
+    if m.baseline_offset and np.issubdtype(np.dtype(dtype), np.integer):
+        if carries_offset(sample, m.baseline_offset, baseline):
+            return {
+                "kind": "affine",
+                "scale": 1.0,
+                "offset": -m.baseline_offset,
+                "baseline_offset": m.baseline_offset,
+                "baseline": baseline,  # None: judged from the values
+            }
     finite = sample[np.isfinite(sample)]
     if finite.size == 0 or not np.issubdtype(np.dtype(dtype), np.floating):
         return {"kind": "none"}
@@ -42,6 +64,34 @@ def detect_conversion(sample: np.ndarray, dtype: Any, m: Modality) -> dict[str, 
     if m.scale < 1 and -0.5 <= p1 and p99 <= 1.5 and typical > 10 * max(p99, 1e-6):
         return {"kind": "affine", "scale": 1.0 / m.scale, "offset": -m.offset / m.scale}
     return {"kind": "none"}
+
+
+def carries_offset(sample: np.ndarray, offset: float, baseline: str | None) -> bool:
+    """Whether a sample [C, h, w] (nodata as NaN) carries ``offset``: the processing baseline
+    named, else where the bands' darkest pixels lie (``OFFSET_WINDOW``)."""
+    if baseline is not None:
+        return baseline_version(baseline) >= OFFSET_SINCE_BASELINE
+    darkest = []
+    for band in sample.reshape(sample.shape[0], -1):
+        positive = band[np.isfinite(band) & (band > 0)]  # 0: Sentinel-2's nodata
+        if positive.size == 0:
+            return False
+        darkest.append(float(np.percentile(positive, 0.1)))
+    low, high = OFFSET_WINDOW
+    return min(darkest) >= low * offset and min(darkest) <= high * offset
+
+
+def baseline_version(baseline: str) -> tuple[int, int]:
+    """'05.09', 'N0509' or '5.9' -> (5, 9); (0, 0) when it is not a version."""
+    digits = baseline.strip().upper().lstrip("N")
+    if "." in digits:
+        major, _, minor = digits.partition(".")
+    else:
+        major, minor = digits[:2], digits[2:4]
+    try:
+        return int(major), int(minor or 0)
+    except ValueError:
+        return (0, 0)
 
 
 def to_model_units(values: np.ndarray, conversion: dict[str, Any]) -> np.ndarray:
@@ -83,6 +133,13 @@ class ScaleFit:
         """One sentence for the record (the result line, the output's tags)."""
         how = {"affine": " after scaling to its units", "linear_to_db": " after conversion to dB"}
         conv = how.get(self.conversion.get("kind", "none"), "")
+        if self.conversion.get("baseline_offset"):
+            baseline = self.conversion.get("baseline")
+            why = f"baseline {baseline}" if baseline else "no band's darkest pixels lie below it"
+            conv = (
+                f" less the +{self.conversion['baseline_offset']:g} that processing baseline "
+                f"04.00 and later adds ({why})"
+            )
         read = f"read as '{self.modality.name}', in {self.modality.units}{conv}"
         if not self.fits:
             return f"{read}, as asked; the values are {self.mismatch()} its statistics"
@@ -90,9 +147,10 @@ class ScaleFit:
         return f"{read}; the values fit its statistics (band means {ratio} its own)"
 
 
-def scale_fit(sample: np.ndarray, dtype: Any, m: Modality) -> ScaleFit:
-    """Compare a sample [C, h, w] (nodata as NaN) with modality ``m``'s statistics."""
-    conversion = detect_conversion(sample, dtype, m)
+def scale_fit(sample: np.ndarray, dtype: Any, m: Modality, baseline: str | None = None) -> ScaleFit:
+    """Compare a sample [C, h, w] (nodata as NaN) with modality ``m``'s statistics
+    (``baseline``: see ``detect_conversion``)."""
+    conversion = detect_conversion(sample, dtype, m, baseline)
     values = to_model_units(sample, conversion).reshape(sample.shape[0], -1)
     means = []
     for band in values:
