@@ -135,7 +135,15 @@ class ScaleFit:
         conv = how.get(self.conversion.get("kind", "none"), "")
         if self.conversion.get("baseline_offset"):
             baseline = self.conversion.get("baseline")
-            why = f"baseline {baseline}" if baseline else "no band's darkest pixels lie below it"
+            why = (
+                f"baseline {baseline}"
+                if baseline
+                else (
+                    "no band's darkest pixels lie below it; a scene from before 2022 bright "
+                    "everywhere (desert, snow) can look so: to read it as it is, tag it "
+                    "with `gdal_edit.py -mo PROCESSING_BASELINE=03.01 FILE`"
+                )
+            )
             conv = (
                 f" less the +{self.conversion['baseline_offset']:g} that processing baseline "
                 f"04.00 and later adds ({why})"

@@ -83,6 +83,8 @@ def test_the_offset_is_removed_exactly_and_said(shared, tmp_path):
         conversion = da.attrs[CONVERSION_ATTR]
         shifted.append(da.values * conversion["scale"] + conversion["offset"])
     assert np.array_equal(np.stack(plain), np.stack(shifted))
+    # judged from the values: the note says how to read such a file as it is, and that works
+    assert "gdal_edit.py -mo PROCESSING_BASELINE=03.01" in da.attrs[NOTES_ATTR][-1]
     with torch.no_grad():
         raw = torch.from_numpy(np.stack(plain) + 1000)  # what the model saw before
         ok = classify(model, torch.from_numpy(np.stack(plain)), m).argmax(-1)
@@ -94,6 +96,9 @@ def test_the_offset_is_removed_exactly_and_said(shared, tmp_path):
         model, tmp_path / "0.tif", "embed", settings=EngineSettings(precision="fp32")
     )
     assert np.array_equal(a.data.values, b.data.values, equal_nan=True)
+    with rasterio.open(tmp_path / "0.tif", "r+") as dst:
+        dst.update_tags(PROCESSING_BASELINE="03.01")
+    assert open_raster(tmp_path / "0.tif").attrs[CONVERSION_ATTR] == {"kind": "none"}
 
 
 def test_the_baseline_named_by_the_product_decides(shared, tmp_path):
