@@ -169,10 +169,15 @@ class OFANet(nn.Module):
         """Normalised [B, C, H, W] -> tokens [B, L, D], through the modality's own embedding
         when the model has one, else through the wavelength-conditioned one."""
         require_embedding(self, modality)
-        if modality.name in self.patch_embeds:
-            return self.patch_embeds[modality.name](x)
-        assert self.wavelength_embed is not None
-        return self.wavelength_embed(x, self.wavelength_codes(modality, x.device))
+        # float32 on the CPU, also under bf16 autocast: on CPUs with AMX (Intel Sapphire Rapids
+        # and later) oneDNN's bf16 convolution with stride = kernel gives silently wrong values,
+        # NaN at times (12 or 16 bands on 64 px tiles, 1-16 bands on tiles 8 px wide; oneDNN
+        # pull 5494); the patch embedding is a few % of the model's work
+        with torch.autocast("cpu", enabled=False):
+            if modality.name in self.patch_embeds:
+                return self.patch_embeds[modality.name](x)
+            assert self.wavelength_embed is not None
+            return self.wavelength_embed(x, self.wavelength_codes(modality, x.device))
 
     def _embed(self, x: Tensor, modality: Modality) -> tuple[Tensor, Tensor]:
         """Normalised [B, C, H, W] -> (patch tokens with position [B, L, D], class token

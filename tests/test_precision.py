@@ -60,3 +60,20 @@ def test_bf16_class_map_equals_fp32(model):
     bf16 = predict_raster(model, scene, "classify", precision="bf16").data.values
     assert (fp32 == bf16).mean() >= 0.99, (fp32 == bf16).mean()
     assert len(np.unique(fp32)) >= 3  # a real multi-class map, not one colour
+
+
+def test_bf16_patch_embedding_is_right_on_every_cpu(model, shared):
+    """On CPUs with AMX (Intel Sapphire Rapids and later) oneDNN's bf16 convolution with stride
+    = kernel, the patch embedding, gave wrong values and NaN: 12-band Sentinel-2 L2A on 64 px
+    tiles, a 13-band strip 8 px wide (tiles of 64 x 8). It now runs in float32 on the CPU;
+    on other CPUs this passed before as well."""
+    folder = sorted((shared / "bigearthnet" / "S2").glob("S2*"))[0]
+    l2a = open_raster(sorted(folder.glob("*_B*.tif")))  # 12 bands, 120 x 120 px
+    chip = sorted((shared / "eurosat" / "Forest").glob("*.tif"))[0]
+    strip = open_raster(chip).isel(x=slice(0, 8))  # 13 bands, 64 x 8 px
+    for scene in (l2a, strip):
+        a = predict_raster(model, scene, "embed").data.values
+        b = predict_raster(model, scene, "embed", precision="bf16").data.values
+        assert np.isfinite(b).all()
+        cosine = (a * b).sum(0) / (np.linalg.norm(a, axis=0) * np.linalg.norm(b, axis=0))
+        assert cosine.min() >= 0.99, cosine.min()

@@ -164,7 +164,14 @@ def reference_outputs() -> dict[str, tuple[str, list[float]]]:
 
 
 def platform() -> dict[str, str]:
-    return {"torch": torch.__version__, "cpu": torch.backends.cpu.get_cpu_capability()}
+    """What decides the bits: torch, its CPU kernels, and AMX (oneDNN picks other kernels where
+    the CPU has it, and torch names both 'AVX512')."""
+    flags = Path("/proc/cpuinfo").read_text().split() if Path("/proc/cpuinfo").exists() else []
+    return {
+        "torch": torch.__version__,
+        "cpu": torch.backends.cpu.get_cpu_capability(),
+        "amx": str("amx_bf16" in flags),
+    }
 
 
 def test_shipped_model_gives_the_same_numbers_as_before():
