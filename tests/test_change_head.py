@@ -76,7 +76,7 @@ def test_trained_head_travels_in_the_checkpoint_and_scores_in_standard_deviation
     assert "changed:" in capsys.readouterr().out
     with rasterio.open(out) as o, rasterio.open(folder / "rennes_change.tif") as lab:
         assert o.descriptions == ("change_score", "change_mask")
-        assert o.tags()["ofa_change_score"] == "z(change logit of head 'change')"
+        assert o.tags()["ofa_change_score"] == "z(change logit of head 'change', Gaussian 1 px)"
         score, mask = o.read()
         label = lab.read(1)
     # standardised over the scene (from a sample of tiles: here the crop's 4 tiles)
@@ -373,3 +373,22 @@ def test_the_focal_loss_weighs_down_the_pixels_the_head_already_gets_right():
     right = torch.sigmoid(torch.where(target > 0, logits, -logits))  # p of the true label
     assert torch.allclose(ratios, (1 - right) ** 2)
     assert ratios[0] < 1e-3 and ratios[1] > 0.15  # a sure "no change": ~3000x less
+
+
+def test_the_heads_logits_are_smoothed_by_a_gaussian_of_one_pixel():
+    """A lone pixel of change spreads to its neighbours as a normalised Gaussian of 1 px; a
+    constant map stays as it is up to the tile's edges (mirrored, not padded with zeros)."""
+    import torch
+
+    from ofa_explore.change_detection import HEAD_SMOOTH_PX, _gaussian
+
+    assert HEAD_SMOOTH_PX == 1.0
+    impulse = torch.zeros(2, 1, 15, 15)
+    impulse[0, 0, 7, 7] = 1.0
+    out = _gaussian(impulse, 1.0)
+    taps = torch.exp(-0.5 * torch.arange(-3.0, 4.0) ** 2)
+    taps /= taps.sum()
+    assert torch.allclose(out[0, 0, 4:11, 4:11], torch.outer(taps, taps), atol=1e-7)
+    assert float(out[1].abs().max()) == 0.0  # each tile alone
+    flat = torch.full((1, 1, 16, 8), 2.5)
+    assert torch.allclose(_gaussian(flat, 1.0), flat)
