@@ -88,7 +88,8 @@ ANOMALY_WEIGHT = 0.5
 PIXEL_BOX = 5  # pixels; tolerance to ~1 px of misregistration, measured best of 3, 5, 7
 # a head's logits are smoothed by a Gaussian of this many pixels: its map is made of tokens
 # every 8 px and a pixel branch, and isolated pixels of change are mostly noise; leave-one-city-
-# out pooled AP rose by 0.005 in each of 5 heads measured (2 px: as much, a blurrier map)
+# out pooled AP through `ofa change` rose by 0.003-0.004 with each of 3 seeds (docs/EVALUATION.md;
+# 2 px: as much on cached inputs, a blurrier map)
 HEAD_SMOOTH_PX = 1.0
 # the bands the pixel term averages (wavelengths in µm): visible and shortwave infrared, without
 # the coastal-aerosol band and the water-vapour band near 1.9 µm. Each band's AP alone, on the
