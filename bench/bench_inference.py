@@ -93,14 +93,23 @@ def bare_forward(tiles: int, batch_size: int = 8) -> float:
     return time.perf_counter() - t0
 
 
-def in_subprocess(raster: Path, out: Path) -> dict:
+def in_fresh_process(module: str, function: str, *args: str | int | bool | Path) -> dict:
+    """``bench/<module>.<function>(*args)`` in a fresh Python, so its peak memory is its own
+    (paths arrive as strings); returns the dict it returns."""
     code = (
         f"import json, sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); "
-        "from bench_inference import run_engine; from pathlib import Path; "
-        f"print(json.dumps(run_engine(Path({str(raster)!r}), Path({str(out)!r}))))"
+        f"from {module} import {function}; "
+        f"print(json.dumps({function}(*json.loads(sys.argv[1]))))"
     )
-    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    plain = json.dumps([str(a) if isinstance(a, Path) else a for a in args])
+    res = subprocess.run(
+        [sys.executable, "-c", code, plain], capture_output=True, text=True, check=True
+    )
     return json.loads(res.stdout.strip().splitlines()[-1])
+
+
+def in_subprocess(raster: Path, out: Path) -> dict:
+    return in_fresh_process("bench_inference", "run_engine", raster, out)
 
 
 def main() -> None:

@@ -11,16 +11,13 @@ depend on what the head learnt), on the real NAIP scene of bench_inference.py ti
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import resource
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-from bench_inference import build_raster  # bench/
+from bench_inference import build_raster, in_fresh_process  # bench/
 
 
 def run(raster: Path, out: Path, blend: bool, threads: int) -> dict:
@@ -47,16 +44,6 @@ def run(raster: Path, out: Path, blend: bool, threads: int) -> dict:
     )
 
 
-def in_subprocess(raster: Path, out: Path, blend: bool, threads: int) -> dict:
-    code = (
-        f"import json, sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); "
-        "from bench_segmentation import run; from pathlib import Path; "
-        f"print(json.dumps(run(Path({str(raster)!r}), Path({str(out)!r}), {blend}, {threads})))"
-    )
-    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    return json.loads(res.stdout.strip().splitlines()[-1])
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, default=4000)
@@ -70,7 +57,9 @@ def main() -> None:
     for size in (args.small, args.size):
         raster = build_raster(args.workdir / f"naip_{size}.tif", size)
         for blend in (False, True):
-            r = in_subprocess(raster, args.workdir / "seg.tif", blend, args.threads)
+            r = in_fresh_process(
+                "bench_segmentation", "run", raster, args.workdir / "seg.tif", blend, args.threads
+            )
             runs[size, blend] = r
             label = "blended" if blend else "cropped"
             print(

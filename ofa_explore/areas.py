@@ -9,6 +9,12 @@ import xarray as xr
 from affine import Affine
 
 
+def _has_areas(crs) -> bool:
+    """Whether ground areas can be measured: a geographic CRS, or a projected one in a linear
+    unit that converts to metres."""
+    return crs is not None and (not crs.is_projected or _metres_per_unit(crs) is not None)
+
+
 def _metres_per_unit(crs) -> float | None:
     try:
         _, factor = crs.linear_units_factor
@@ -23,11 +29,9 @@ def row_areas_m2(crs, transform: Affine, height: int, width: int) -> np.ndarray 
     100.08 m² on the zone's central meridian, a 10 "m" Web Mercator one 38 m² at 52° N); in a
     geographic one the exact area between the row's two parallels (north-up grids); None
     without a CRS or for other grids."""
-    if crs is None:
+    if not _has_areas(crs):
         return None
     if crs.is_projected:
-        if _metres_per_unit(crs) is None:
-            return None
         x, y = transform * (np.full(height, width / 2), np.arange(height) + 0.5)
         return abs(transform.determinant) * _ground_m2_per_unit2(crs, x, y)
     if not crs.is_geographic or transform.b or transform.d:
@@ -108,11 +112,9 @@ def polygon_areas_m2(polygons: list, crs) -> np.ndarray | None:
     """Each (shapely) polygon's area in m² on the CRS's ellipsoid: in a projected CRS its planar
     area times the ground area of a square unit at its middle, in a geographic one geodesic;
     None without a CRS that has areas."""
-    if crs is None:
+    if not _has_areas(crs):
         return None
     if crs.is_projected:
-        if _metres_per_unit(crs) is None:
-            return None
         planar = np.array([p.area for p in polygons], dtype=float)
         if not polygons:
             return planar
