@@ -77,7 +77,7 @@ from .io import (
     raster_modality,
 )
 from .modalities import Modality
-from .protocol import CHANGE_THRESHOLD_TAG
+from .protocol import CHANGE_THRESHOLD_TAG, SCENE_THRESHOLDS, change_threshold
 from .scale import to_model_units
 
 EMBEDDING_WEIGHT = 0.25  # measured with 0, 0.25, 0.5 on OSCD and Nanjing, docs/EVALUATION.md
@@ -531,7 +531,8 @@ def calibrate(
     the dates' band covariances, AFTER's least-squares fit from BEFORE (``residual_fit``, for a
     change head's image; a 14 x 13 solve for Sentinel-2, so the zero-shot score computes it
     too rather than keep two calibrations), each date's mean embedding, the three terms' means
-    and deviations (and the Otsu threshold of the sample's scores for ``threshold="otsu"``).
+    and deviations, and the mask's threshold: ``"auto"`` the measured default of the score
+    (``protocol.CHANGE_THRESHOLDS``), ``"otsu"`` Otsu's threshold of the sample's scores.
     ``head``: the change head that scores (None: the zero-shot score)."""
     samples = samples or (HEAD_SAMPLE_TILES if head is not None else SAMPLE_TILES)
     pm = raster_modality(pair)
@@ -613,6 +614,8 @@ def calibrate(
             sample = (sample - stats["head_mean"]) / stats["head_std"]
     if threshold == "otsu":
         stats["threshold"] = otsu(sample[valid])
+    elif threshold == "auto":
+        stats["threshold"] = change_threshold(head is not None)
     elif threshold is not None:
         stats["threshold"] = float(threshold)
     return stats
@@ -723,7 +726,7 @@ class Change(Task):
         notes = []
         if self.threshold is not None:
             share = changed / max(pixels, 1)
-            checks.update(changed_pixels=changed, changed_share=share)
+            checks.update(threshold=self.threshold, changed_pixels=changed, changed_share=share)
             area = f"{changed} px"
             if self.grid.row_m2 is not None:
                 hectares = self.changed_m2 / 1e4
@@ -754,15 +757,17 @@ def change(
 ) -> PredictionResult:
     """The change between two dates on BEFORE's grid: ``result.data`` (in memory, a
     georeferenced DataArray) or ``output`` (a COG): band 1 the zero-shot score (see the
-    module's docstring), band 2 a 0/1 mask when ``threshold`` (a score, or "otsu") is given.
+    module's docstring), band 2 a 0/1 mask when ``threshold`` is given: a score, "auto" (3 for
+    the zero-shot score, 2.5 for a head's: ``protocol.CHANGE_THRESHOLDS``) or "otsu" (Otsu's
+    split of the scene's scores, which marks far more than changed on the OSCD cities).
     ``polygons`` (a .gpkg, needs a threshold) gets the changed areas as polygons.
 
     ``head``: the model's change head that scores (band 1 is then its standardised logit); by
     default its first change head for the sensor, if it has one; ``"zero-shot"``: none."""
     from .pretrained import load_model
 
-    if threshold is not None and threshold != "otsu" and not isinstance(threshold, (int, float)):
-        raise BadInput(f"threshold {threshold!r}", "give {threshold} a number or 'otsu'")
+    if threshold not in (None, *SCENE_THRESHOLDS) and not isinstance(threshold, (int, float)):
+        raise BadInput(f"threshold {threshold!r}", "give {threshold} a number, 'auto' or 'otsu'")
     check_output(output, [str(before), str(after)], overwrite, Change)  # before any work
     gpkg = _check_polygons(polygons, threshold, overwrite)
     settings = settings or EngineSettings()
@@ -818,7 +823,8 @@ def _check_polygons(polygons, threshold, overwrite: bool) -> Path | None:
     path = Path(polygons)
     if threshold is None:
         raise BadInput(
-            "{polygons} outlines the changed areas of the mask", "add {threshold} VALUE or otsu"
+            "{polygons} outlines the changed areas of the mask",
+            "add {threshold} VALUE, auto or otsu",
         )
     if path.suffix.lower() != ".gpkg":
         raise BadInput(f"polygons {path} must be a GeoPackage", "give {polygons} a .gpkg name")

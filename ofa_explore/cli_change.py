@@ -7,6 +7,7 @@ from pathlib import Path
 
 from .checks import PRECISIONS
 from .cli_raster import CHECKPOINT_HELP, engine_settings
+from .protocol import SCENE_THRESHOLDS
 from .startup import loading
 
 
@@ -25,8 +26,9 @@ def add_change_verb(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--threshold",
         type=_threshold,
-        help="add band 2, a 0/1 mask of score >= VALUE, or 'otsu' (Otsu's threshold of the "
-        "scene's scores); e.g. 3",
+        help="add band 2, a 0/1 mask of score >= VALUE; 'auto': 3 for the zero-shot score, 2.5 "
+        "for a trained change head's (measured on OSCD); 'otsu': Otsu's split of the scene's "
+        "scores (marks far more than changed on urban pairs)",
     )
     p.add_argument(
         "--polygons",
@@ -61,12 +63,12 @@ def add_change_verb(sub: argparse._SubParsersAction) -> None:
 
 
 def _threshold(text: str) -> float | str:
-    if text == "otsu":
+    if text in SCENE_THRESHOLDS:
         return text
     try:
         return float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r}: give a number or 'otsu'") from None
+        raise argparse.ArgumentTypeError(f"{text!r}: give a number, 'auto' or 'otsu'") from None
 
 
 def cmd_change(args: argparse.Namespace) -> int:

@@ -1,6 +1,6 @@
 """What both sides of the QGIS process boundary share: task names and their outputs, output
 naming, the JSON events of ``ofa <task> --progress json``, checkpoint metadata read from the
-file's header, wavelength band tags and the sensor hint.
+file's header, wavelength band tags, the sensor hint and the change mask's default thresholds.
 
 Standard library only (no torch, no numpy): the QGIS plugin's build copies this file and
 ``errors.py`` into the plugin (``ofa_explore_qgis/_shared/``), so QGIS's Python reads the same
@@ -27,6 +27,13 @@ WEIGHTS_FILE = "weights.json"  # published weights, in the package's data folder
 TIF_SUFFIXES = (".tif", ".tiff")
 QUICKLOOK = ".png"  # the small picture of a result beside its output: <stem>.png
 CHANGE_THRESHOLD_TAG = "ofa_change_threshold"  # a change map's tag: the mask's threshold
+# change: the threshold a change map's mask takes by default (`--threshold auto`, the QGIS
+# dialog, the widget's slider), in standard deviations of the scene's scores, per score. The
+# zero-shot score's tail is long, a trained head's standardised logit nearly Gaussian: 3 marks
+# 0.0-1.1% of the OSCD cities with a head (none of aguasclaras), 2.5 keeps 0.3-2.2% (measured
+# on the 8 labelled OSCD cities, docs/EVALUATION.md)
+CHANGE_THRESHOLDS = {"zero-shot": 3.0, "head": 2.5}
+SCENE_THRESHOLDS = ("auto", "otsu")  # thresholds by name: the engine sets the value
 
 
 # ---------------------------------------------------------------- tasks
@@ -417,3 +424,9 @@ def sensor_hint(
     """The one sensor the raster looks like, or None when none or several fit."""
     found = sensor_candidates(sensors, band_count, names, dtype)
     return found[0] if len(found) == 1 else None
+
+
+def change_threshold(head: bool) -> float:
+    """The default threshold of a change map's mask: of a trained change head's score when
+    ``head``, else of the zero-shot score (``CHANGE_THRESHOLDS``)."""
+    return CHANGE_THRESHOLDS["head" if head else "zero-shot"]

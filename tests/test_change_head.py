@@ -72,25 +72,45 @@ def test_trained_head_travels_in_the_checkpoint_and_scores_in_standard_deviation
     before, after = sorted(p for p in folder.iterdir() if not p.name.endswith("_change.tif"))
     out = tmp_path / "c.tif"
     argv = ["change", str(before), str(after), "-o", str(out), "--checkpoint", str(trained)]
-    assert main([*argv, "-q", "--device", "cpu", "--threshold", "2"]) == 0
+    assert main([*argv, "-q", "--device", "cpu", "--threshold", "auto"]) == 0
     assert "changed:" in capsys.readouterr().out
     with rasterio.open(out) as o, rasterio.open(folder / "rennes_change.tif") as lab:
         assert o.descriptions == ("change_score", "change_mask")
         assert o.tags()["ofa_change_score"] == "z(change logit of head 'change', Gaussian 1 px)"
+        assert o.tags()["ofa_change_threshold"] == "2.5"  # auto: a head's measured threshold
         score, mask = o.read()
         label = lab.read(1)
     # standardised over the scene (from a sample of tiles: here the crop's 4 tiles)
     assert abs(score.mean()) < 0.2 and 0.8 < score.std() < 1.2, (score.mean(), score.std())
-    assert ((score >= 2) == (mask == 1)).all()
+    assert ((score >= 2.5) == (mask == 1)).all()
     auroc, ap, _ = ranking_scores((label == 1).ravel(), score.ravel())
     assert auroc > 0.7, (auroc, ap)  # seen in training: it must have learnt that crop
 
     zero = tmp_path / "z.tif"
     zero_argv = ["change", str(before), str(after), "-o", str(zero), "--checkpoint", str(trained)]
-    assert main([*zero_argv, "-q", "--device", "cpu", "--head", "zero-shot"]) == 0
+    zero_argv += ["--head", "zero-shot", "--threshold", "auto"]
+    assert main([*zero_argv, "-q", "--device", "cpu"]) == 0
     with rasterio.open(zero) as z:
         assert "z(pixels)" in z.tags()["ofa_change_score"]
+        assert z.tags()["ofa_change_threshold"] == "3"  # auto: the zero-shot score's
         assert not np.allclose(z.read(1), score, atol=0.1)  # not the head's
+
+
+def test_the_change_map_starts_at_the_threshold_of_the_score_it_shows(trained, pairs_csv):
+    """The widget's slider starts at `--threshold auto`'s value: 2.5 for the head's score,
+    3 for the zero-shot score of the same model."""
+    pytest.importorskip("ipyleaflet")
+    from ofa_explore.checkpoint import load_checkpoint
+    from ofa_explore.widgets import ChangeMap
+
+    folder = pairs_csv.parent / "rennes"
+    before, after = sorted(p for p in folder.iterdir() if not p.name.endswith("_change.tif"))
+    model = load_checkpoint(trained)
+    for head, threshold in ((None, 2.5), ("zero-shot", 3.0)):
+        w = ChangeMap(model, before, after, head=head, basemap=False, precision="fp32")
+        assert w.threshold.max > threshold  # the slider reaches it: not clipped to the top
+        assert w.threshold.value == threshold, head
+        assert w.area_above()["pixels"] == int((w.score >= threshold).sum())
 
 
 def test_held_out_pairs_are_scored(pairs_csv, tmp_path, capsys):

@@ -39,15 +39,18 @@ DATE_PANES = {"before": {"zIndex": 390}, "after": {"zIndex": 390}}
 class ChangeMap(widgets.VBox):
     """``before`` and ``after``: two rasters of one place and sensor (AFTER is warped onto
     BEFORE's grid); ``threshold``: the score, in standard deviations of the scene's scores,
-    from which a pixel counts as changed. ``engine``: how the engine runs, as for
-    ``predict_raster``: ``settings=EngineSettings(...)`` and/or single fields."""
+    from which a pixel counts as changed (default: 3 for the zero-shot score, 2.5 for a
+    trained change head's, ``protocol.CHANGE_THRESHOLDS``); ``head``: as for ``change()`` (by
+    default the model's first change head for the sensor, if any). ``engine``: how the engine
+    runs, as for ``predict_raster``: ``settings=EngineSettings(...)`` and/or single fields."""
 
     def __init__(
         self,
         model: OFANet,
         before: str | Path,
         after: str | Path,
-        threshold: float = 3.0,
+        threshold: float | None = None,
+        head: str | None = None,
         modality: str | None = None,
         basemap: bool | None = None,
         **engine,
@@ -62,7 +65,14 @@ class ChangeMap(widgets.VBox):
 
         settings = replace(engine.pop("settings", None) or EngineSettings(), **engine)
         self.result = change(
-            before, after, model=model, modality=modality, settings=settings, progress=step
+            before,
+            after,
+            model=model,
+            threshold="auto" if threshold is None else threshold,
+            head=head,
+            modality=modality,
+            settings=settings,
+            progress=step,
         )
         assert self.result.data is not None  # no output file: the result is in memory
         self.data = self.result.data  # on BEFORE's grid
@@ -96,7 +106,7 @@ class ChangeMap(widgets.VBox):
         # ---- the controls
         top = max(1.0, float(np.ceil(np.nanmax(self.score)))) if self.valid.any() else 1.0
         self.threshold = widgets.FloatSlider(
-            value=min(threshold, top),
+            value=min(self.result.checks["threshold"], top),
             min=0,
             max=top,
             step=0.1,
@@ -197,7 +207,7 @@ class ChangeMap(widgets.VBox):
         bands = np.stack([self.score, mask]).astype(np.float32)
         tif, gpkg = folder / "change.tif", folder / "changes.gpkg"
         write_geotiff(bands, self.data, tif, ["change_score", "change_mask"], 1)
-        data = self.data.isel(band=[0, 0]).copy(data=bands)  # the mask as band 2
+        data = self.data.copy(data=bands)  # band 2: the mask at the slider's threshold
         write_polygons(replace(self.result, data=data, path=None), gpkg)
         return [tif, gpkg]
 

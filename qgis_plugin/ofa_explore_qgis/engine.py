@@ -261,7 +261,7 @@ class Job:
     tile: int | None = None
     overwrite: bool = False
     after: str | None = None  # change: the later date
-    threshold: str | None = None  # change: a score ("3") or "otsu"; the mask band and area
+    threshold: str | None = None  # change: a score ("3"), "auto" or "otsu"; the mask and area
     polygons: str | None = None  # change: a .gpkg for the changed areas (needs a threshold)
 
     def sources(self) -> list[str]:

@@ -13,6 +13,7 @@ from qgis.core import (
     QgsProcessingLayerPostProcessorInterface,
     QgsProcessingParameterBand,
     QgsProcessingParameterBoolean,
+    QgsProcessingParameterDefinition,
     QgsProcessingParameterEnum,
     QgsProcessingParameterFile,
     QgsProcessingParameterNumber,
@@ -25,7 +26,8 @@ from qgis.core import (
 )
 
 from . import engine, settings
-from .dialog import DEFAULT_THRESHOLD, DEVICES
+from ._shared import protocol
+from .dialog import DEVICES
 from .resources import icon
 
 
@@ -309,19 +311,24 @@ class ChangeRasters(_OfaAlgorithm):
         }
 
     def add_task_parameters(self) -> None:
+        zero_shot, head = (protocol.change_threshold(head=h) for h in (False, True))
         self.addParameter(
             QgsProcessingParameterNumber(
                 "THRESHOLD",
-                "Threshold (score in standard deviations)",
+                f"Threshold (score in standard deviations; not set: {zero_shot:g} for the "
+                f"zero-shot score, {head:g} for a trained change head)",
                 type=QgsProcessingParameterNumber.Double,
-                defaultValue=DEFAULT_THRESHOLD,
+                optional=True,
             )
         )
-        self.addParameter(
-            QgsProcessingParameterBoolean(
-                "OTSU", "Threshold from the scene instead (Otsu)", defaultValue=False
-            )
+        otsu = QgsProcessingParameterBoolean(
+            "OTSU",
+            "Threshold from Otsu's split of the scene's scores instead (marks far more than "
+            "changed on urban pairs)",
+            defaultValue=False,
         )
+        otsu.setFlags(otsu.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
+        self.addParameter(otsu)
         self.addParameter(
             QgsProcessingParameterString(
                 "HEAD",
@@ -346,14 +353,17 @@ class ChangeRasters(_OfaAlgorithm):
 
         output = self.parameterAsOutputLayer(parameters, "OUTPUT", context)
         polygons = self.parameterAsOutputLayer(parameters, "POLYGONS", context) or None
-        otsu = self.parameterAsBoolean(parameters, "OTSU", context)
-        threshold = self.parameterAsDouble(parameters, "THRESHOLD", context)
+        threshold = "auto"  # the measured default of the score, as the engine knows the head
+        if self.parameterAsBoolean(parameters, "OTSU", context):
+            threshold = "otsu"
+        elif parameters.get("THRESHOLD") is not None:
+            threshold = f"{self.parameterAsDouble(parameters, 'THRESHOLD', context):g}"
         info = self.run_engine(
             parameters,
             context,
             feedback,
             output,
-            threshold="otsu" if otsu else f"{threshold:g}",
+            threshold=threshold,
             polygons=polygons,
             head=self.parameterAsString(parameters, "HEAD", context) or None,
         )

@@ -41,7 +41,6 @@ def style_classes(layer: QgsRasterLayer, classes: list[str], colors: list[str]) 
 
 CHANGE_COLORS = ("#fed976", "#fd8d3c", "#e31a1c", "#800026")  # ColorBrewer YlOrRd: more, darker
 CHANGE_SPAN = 6.0  # the ramp's length above the threshold, in standard deviations of the scores
-DEFAULT_THRESHOLD = 3.0  # a score without a threshold in its file
 
 
 def change_renderer(layer: QgsRasterLayer, threshold: float) -> QgsSingleBandPseudoColorRenderer:
@@ -72,7 +71,7 @@ def change_threshold(path: str) -> float:
 
     ds = gdal.Open(path)
     value = ds.GetMetadataItem(protocol.CHANGE_THRESHOLD_TAG) if ds is not None else None
-    return float(value) if value else DEFAULT_THRESHOLD
+    return float(value) if value else protocol.change_threshold(head=False)  # none in the file
 
 
 def style_change(layer: QgsRasterLayer) -> None:

@@ -810,13 +810,12 @@ def pair(tmp_path):
 
 
 def change_dialog(monkeypatch, **choices):
-    """Accepts the change dialog with ``choices`` (threshold, otsu, polygons), keeping it."""
+    """Accepts the change dialog with ``choices`` (threshold, polygons), keeping it."""
     seen = []
 
     def choose(dialog):
         if "threshold" in choices:
             dialog.threshold.setValue(choices["threshold"])
-        dialog.otsu.setChecked(choices.get("otsu", False))
         dialog.polygons.setChecked(choices.get("polygons", False))
         seen.append(dialog)
 
@@ -886,9 +885,10 @@ def test_change_adds_the_score_transparent_below_the_threshold_and_the_outlines(
     _screenshot_side_by_side([before, [outlines, layer, before]], ARTIFACTS / "change_layer.png")
 
 
-def test_change_with_otsu_and_a_change_head_of_the_model(plugin, qgis_iface, pair, tmp_path):
-    """Otsu replaces the number; a model with change heads offers them (the first chosen,
-    passed as --head; one trained on another sensor greyed out), else the zero-shot score."""
+def test_change_with_a_change_head_of_the_model(plugin, qgis_iface, pair, tmp_path):
+    """A model with change heads offers them (the first chosen, passed as --head; one trained
+    on another sensor greyed out), else the zero-shot score; the threshold follows the score
+    chosen (3 for the zero-shot score, 2.5 for a head's) unless the user typed one."""
     from ofa_explore_qgis import settings
     from ofa_explore_qgis._shared import protocol
     from ofa_explore_qgis.dialog import OfaDialog
@@ -899,10 +899,8 @@ def test_change_with_otsu_and_a_change_head_of_the_model(plugin, qgis_iface, pai
     dialog = OfaDialog("change", runner, before, after=after)
     assert dialog.problem() is None and dialog.threshold.value() == 3.0
     assert [dialog.head.itemData(i) for i in range(dialog.head.count())] == [None]
-    dialog.otsu.setChecked(True)
-    assert not dialog.threshold.isEnabled()
     job = dialog.job()
-    assert (job.threshold, job.head, job.polygons, job.bands) == ("otsu", None, None, [])
+    assert (job.threshold, job.head, job.polygons, job.bands) == ("3", None, None, [])
     assert job.arguments()[:3] == ["change", str(pair[0]), str(pair[1])]
     assert "--head" not in job.arguments() and "--no-quicklook" not in job.arguments()
 
@@ -926,9 +924,14 @@ def test_change_with_otsu_and_a_change_head_of_the_model(plugin, qgis_iface, pai
     arguments = dialog.job().arguments()
     assert arguments[arguments.index("--head") + 1] == "urban"
     assert arguments[arguments.index("--checkpoint") + 1] == str(model)
+    assert arguments[arguments.index("--threshold") + 1] == "2.5"
     dialog.head.setCurrentIndex(2)
     arguments = dialog.job().arguments()
     assert arguments[arguments.index("--head") + 1] == "zero-shot"
+    assert arguments[arguments.index("--threshold") + 1] == "3"
+    dialog.threshold.setValue(4.0)  # typed: it stays whichever score is chosen
+    dialog.head.setCurrentIndex(0)
+    assert dialog.job().threshold == "4"
 
 
 def test_change_refuses_pairs_that_cannot_be_compared_in_gis_words(
@@ -1039,6 +1042,9 @@ def test_processing_change_writes_the_score_mask_and_polygons(plugin, pair, tmp_
     )
     assert otsu["POLYGONS"] is None
     assert float(gdal.Open(str(out)).GetMetadataItem("ofa_change_threshold")) != 3.0
+    given = {"BEFORE": str(pair[0]), "AFTER": str(pair[1]), "THRESHOLD": 2, "OUTPUT": str(out)}
+    processing.run("ofa_explore:change", given)
+    assert gdal.Open(str(out)).GetMetadataItem("ofa_change_threshold") == "2"
 
     with pytest.raises(QgsProcessingException, match="are the same file") as err:
         processing.run(
