@@ -29,9 +29,9 @@ QUICKLOOK = ".png"  # the small picture of a result beside its output: <stem>.pn
 CHANGE_THRESHOLD_TAG = "ofa_change_threshold"  # a change map's tag: the mask's threshold
 # change: the threshold a change map's mask takes by default (`--threshold auto`, the QGIS
 # dialog, the widget's slider), in standard deviations of the scene's scores, per score. The
-# zero-shot score's tail is long, a trained head's standardised logit nearly Gaussian: 3 marks
-# 0.0-1.1% of the OSCD cities with a head (none of aguasclaras), 2.5 keeps 0.3-2.2% (measured
-# on the 8 labelled OSCD cities, docs/EVALUATION.md)
+# zero-shot score's tail is long, a trained head's standardised logit nearly Gaussian: with a
+# head 3 marked 0.0-1.3% of the 8 labelled OSCD cities (none of aguasclaras), 2.5 0.3-2.4%
+# and the highest pooled F1 of every seed (0.38-0.39; docs/EVALUATION.md)
 CHANGE_THRESHOLDS = {"zero-shot": 3.0, "head": 2.5}
 SCENE_THRESHOLDS = ("auto", "otsu")  # thresholds by name: the engine sets the value
 

@@ -36,6 +36,7 @@ from ofa_explore.heads import default_layers
 from ofa_explore.io import CONVERSION_ATTR, open_raster
 from ofa_explore.metrics import ranking_scores as scores
 from ofa_explore.pretrained import load_pretrained
+from ofa_explore.protocol import change_threshold
 from ofa_explore.scale import to_model_units
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -61,6 +62,7 @@ START, END = "<!-- change-evaluation:start -->", "<!-- change-evaluation:end -->
 FIGURES = ROOT / "docs" / "change_evaluation.json"  # the last run's measurements
 # the trained head's seeds: the row is the first (what `ofa train-head` uses), the spread all
 SEEDS = (0, 1, 2)
+FIXED_THRESHOLDS = (1.5, 2.0, 2.5, 3.0, 3.5, 4.0)  # the masks' thresholds compared
 
 
 def band_baselines(before: str, after: str) -> dict[str, np.ndarray]:
@@ -117,6 +119,30 @@ def zero_shot(
         return _values(change_module.change(before, after, model=model))[0]
     finally:
         change_module.EMBEDDING_WEIGHT, change_module.ANOMALY_WEIGHT = kept
+
+
+def with_otsu(model, before: str, after: str, head: str | None = None) -> tuple:
+    """The score (as ``change()`` gives it) and the mask of ``--threshold otsu``."""
+    result = change_module.change(before, after, model=model, head=head, threshold="otsu")
+    score, mask = _values(result)
+    return score, mask == 1
+
+
+def mask_scores(y: np.ndarray, mask: np.ndarray) -> tuple[float, float]:
+    """F1 of a 0/1 mask against the labels, and the share of pixels it marks."""
+    hits = int((y.astype(bool) & mask).sum())
+    return 2 * hits / max(int(y.sum()) + int(mask.sum()), 1), float(mask.mean())
+
+
+def threshold_figures(y: np.ndarray, score: np.ndarray, otsu_mask: np.ndarray, head: bool) -> dict:
+    """F1 and share marked at the default threshold (``--threshold auto``), Otsu's and the
+    FIXED_THRESHOLDS, of one score's pixels (a city, or the cities pooled)."""
+    return {
+        "change": float(y.mean()),
+        "auto": mask_scores(y, score >= change_threshold(head)),
+        "otsu": mask_scores(y, otsu_mask),
+        "fixed": {f"{t:g}": mask_scores(y, score >= t) for t in FIXED_THRESHOLDS},
+    }
 
 
 def _crop(path: str | Path, to: Path, window: Window) -> str:
@@ -414,6 +440,9 @@ def main(shared: Path, threads: int, checkpoint: Path | None = None) -> None:
     windows: list[dict] = []
     seed_s: dict[int, list[np.ndarray]] = {seed: [] for seed in SEEDS}
     oracle_s: list[np.ndarray] = []
+    # the masks' thresholds: the default score's and each seed's head, per city and pooled
+    masked: dict[str, dict[str, dict]] = {}
+    masked_s: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {}
     for name, before, after, label_path in pairs(shared):
         with rasterio.open(label_path) as src:
             label = src.read(1)
@@ -423,8 +452,10 @@ def main(shared: Path, threads: int, checkpoint: Path | None = None) -> None:
         raw, centred = embedding_distances(model, before, after)
         no_embeddings = zero_shot(model, before, after, embedding=0.0)
         pixels_only = zero_shot(model, before, after, embedding=0.0, anomaly=0.0)
+        default, otsu_mask = with_otsu(model, before, after)
+        masks = {"default": (default[keep], otsu_mask[keep])}
         found = {
-            "default": zero_shot(model, before, after),
+            "default": default,
             "no anomaly": zero_shot(model, before, after, anomaly=0.0),
             "no embeddings": no_embeddings,
             "anomaly only": no_embeddings - pixels_only,  # ANOMALY_WEIGHT * z(anomaly)
@@ -437,7 +468,8 @@ def main(shared: Path, threads: int, checkpoint: Path | None = None) -> None:
         }
         if name in trained:  # Nanjing is Landsat: no head of its sensor to hold out
             for seed, held in trained[name].items():
-                head = _values(change_module.change(before, after, model=held, head="change"))
+                head = with_otsu(held, before, after, head="change")
+                masks[f"head, seed {seed}"] = (head[0][keep], head[1][keep])
                 seed_s[seed].append(head[0][keep])
                 if seed == SEEDS[0]:  # the row: the default seed, as `ofa train-head` trains
                     found["trained head"] = head[0]
@@ -446,6 +478,10 @@ def main(shared: Path, threads: int, checkpoint: Path | None = None) -> None:
                 change_module.change(before, after, model=random_heads[name], head="change")
             )[0]
         row = {m: scores(y, found[m][keep]) for m in methods if m in found}
+        for kind, (s, o) in masks.items():
+            masked.setdefault(kind, {})[name] = threshold_figures(y, s, o, kind != "default")
+            if "oscd" in before:
+                masked_s.setdefault(kind, []).append((s, o))
         if "oscd" in before:
             per[name] = row
             pooled_y.append(y)
@@ -459,6 +495,9 @@ def main(shared: Path, threads: int, checkpoint: Path | None = None) -> None:
     pooled = {m: scores(y_all, np.concatenate(pooled_s[m])) for m in methods}
     head_seeds = {seed: scores(y_all, np.concatenate(v)) for seed, v in seed_s.items()}
     oracle = scores(y_all, np.concatenate(oracle_s))
+    for kind, pieces in masked_s.items():
+        s, o = (np.concatenate(v) for v in zip(*pieces))
+        masked[kind]["pooled"] = threshold_figures(y_all, s, o, kind != "default")
     figures = {
         "pooled": pooled,
         "per": per,
@@ -469,6 +508,7 @@ def main(shared: Path, threads: int, checkpoint: Path | None = None) -> None:
         "head_seeds": {str(seed): v for seed, v in head_seeds.items()},
         "oracle": oracle,
         "nanjing_windows": windows,
+        "thresholds": masked,
     }
     FIGURES.write_text(json.dumps(figures, indent=1) + "\n")
     write(figures)
@@ -498,6 +538,92 @@ def _city_changes(per: dict, method: str, before: dict[str, float]) -> str:
 
     text = f"higher in {len(up)} of {len(before)} cities ({listed(up)})"
     return text + (f", lower in {len(down)} ({listed(down)})" if down else "")
+
+
+def threshold_section(masked: dict | None) -> list[str]:
+    """The masks' thresholds: F1 and share marked at `--threshold auto`, Otsu's and fixed
+    values, for the zero-shot default and the trained head."""
+    if not masked:
+        return []
+    heads = sorted(k for k in masked if k != "default")  # "head, seed 0", ...
+    zero, head = change_threshold(False), change_threshold(True)
+
+    def cell(f1_share: list) -> str:
+        return f"{f1_share[0]:.2f} ({f1_share[1]:.1%})"
+
+    def per_city(kind: str, pick) -> list[float]:
+        return [pick(v)[0] for c, v in masked[kind].items() if c not in ("pooled", "nanjing")]
+
+    def summary(kind: str, pick) -> str:
+        f1 = per_city(kind, pick)
+        return f"{pick(masked[kind]['pooled'])[0]:.3f} / {np.mean(f1):.3f} / {min(f1):.2f}"
+
+    lines = [
+        "The mask's threshold (2026-12-06). `--threshold auto`, the default of the QGIS "
+        f"dialog and of the widget's slider, is {zero:g} for the zero-shot score and {head:g} "
+        "for a trained head's (`ofa_explore.protocol.CHANGE_THRESHOLDS`). Both scores are in "
+        "standard deviations of the scene's scores, but the zero-shot score's tail is long "
+        "and a head's standardised logit nearly Gaussian, so 3 marks far less with a head. "
+        "Otsu's split (`--threshold otsu`, of the calibration sample's scores) looks for two "
+        "classes of some size, and change here is 1-4% of a city. F1 of the mask and, in "
+        "brackets, the share of the pixels it marks (the trained head: seed 0; Nanjing: its "
+        "labelled pixels):",
+        "",
+        f"| city | change | zero-shot default at {zero:g} | zero-shot, Otsu | trained head at "
+        f"{head:g} | trained head, Otsu |",
+        "|---|---|---|---|---|---|",
+    ]
+    for city, row in masked["default"].items():
+        h = masked[heads[0]].get(city) if heads else None
+        lines.append(
+            f"| {city} | {row['change']:.1%} | {cell(row['auto'])} | {cell(row['otsu'])} | "
+            + (f"{cell(h['auto'])} | {cell(h['otsu'])} |" if h else "- | - |")
+        )
+    kinds = ["default", *heads]
+    nanjing = masked["default"].get("nanjing")
+
+    def on_nanjing(pick) -> str:
+        return f" | {pick(nanjing)[0]:.3f} |" if nanjing else " | - |"
+
+    lines += [
+        "",
+        "Each threshold on the 8 OSCD cities, F1 pooled / the mean of the cities' F1 / the "
+        "lowest city's F1 (each seed's head trained as above), and on Nanjing:",
+        "",
+        "| threshold | zero-shot default | "
+        + " | ".join(f"trained {k}" for k in heads)
+        + " | zero-shot default on Nanjing |",
+        "|---|" + "---|" * (len(kinds) + 1),
+    ]
+    for t in masked["default"]["pooled"]["fixed"]:
+        pick = lambda v, t=t: v["fixed"][t]  # noqa: E731
+        lines.append(f"| {t} | " + " | ".join(summary(k, pick) for k in kinds) + on_nanjing(pick))
+    otsu = lambda v: v["otsu"]  # noqa: E731
+    lines += ["| Otsu | " + " | ".join(summary(k, otsu) for k in kinds) + on_nanjing(otsu), ""]
+    best = {  # each head's threshold of the highest pooled F1
+        k: max(masked[k]["pooled"]["fixed"], key=lambda t, k=k: masked[k]["pooled"]["fixed"][t][0])
+        for k in heads
+    }
+    zero_pooled = {t: v[0] for t, v in masked["default"]["pooled"]["fixed"].items()}
+    top = max(zero_pooled, key=zero_pooled.__getitem__)
+    lines += [
+        "Why these: with a head, the highest pooled F1 is at "
+        + ", ".join(f"{t} ({k})" for k, t in best.items())
+        + ", and at 3 the lowest city's F1 is "
+        + " / ".join(f"{min(per_city(k, lambda v: v['fixed']['3'])):.2f}" for k in heads)
+        + f" (too few pixels left marked). The zero-shot score keeps {zero:g}: "
+        f"{top} is a little higher on the OSCD cities (pooled F1 {zero_pooled[top]:.3f} against "
+        f"{zero_pooled[f'{zero:g}']:.3f}) but lower on Nanjing"
+        + (
+            f" ({nanjing['fixed'][top][0]:.3f} against {nanjing['fixed'][f'{zero:g}'][0]:.3f}), "
+            f"where change is {nanjing['change']:.0%} of the labelled pixels and Otsu's split "
+            f"does well ({nanjing['otsu'][0]:.3f}): it needs a changed class of some size."
+            if nanjing
+            else "."
+        ),
+        "",
+    ]
+    return lines
 
 
 def section(figures: dict) -> str:
@@ -585,6 +711,7 @@ def section(figures: dict) -> str:
             f"sub-scenes, without its anomaly term in {won_before}.",
             "",
         ]
+    lines += threshold_section(figures.get("thresholds"))
     lines += [
         "How the trained head was chosen (leave-one-city-out, pooled AP on these 8 cities): "
         "the head's output as a probability ranked worse pooled (0.176) than the zero-shot "
