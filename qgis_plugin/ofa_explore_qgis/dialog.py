@@ -106,6 +106,7 @@ class OfaDialog(QDialog):
             form.addRow("", self.add_cube)
         self.threshold = QDoubleSpinBox()
         self.threshold.setRange(-1000.0, 1000.0)
+        self.threshold.setSuffix(" standard deviations of the scene's scores")
         self.threshold_default = protocol.change_threshold(head=False)  # follows the head
         self.threshold.setValue(self.threshold_default)
         self.threshold.setToolTip(
