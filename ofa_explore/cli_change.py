@@ -7,7 +7,7 @@ from pathlib import Path
 
 from .checks import PRECISIONS
 from .cli_raster import CHECKPOINT_HELP, engine_settings
-from .protocol import SCENE_THRESHOLDS
+from .protocol import SCENE_THRESHOLDS, change_threshold
 from .startup import loading
 
 
@@ -26,9 +26,10 @@ def add_change_verb(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--threshold",
         type=_threshold,
-        help="add band 2, a 0/1 mask of score >= VALUE; 'auto': 3 for the zero-shot score, 2.5 "
-        "for a trained change head's (measured on OSCD); 'otsu': Otsu's split of the scene's "
-        "scores (marks far more than changed on urban pairs)",
+        help="add band 2, a 0/1 mask of score >= VALUE; 'auto': "
+        f"{change_threshold(head=False):g} for the zero-shot score, "
+        f"{change_threshold(head=True):g} for a trained change head's (measured on OSCD); "
+        "'otsu': Otsu's split of the scene's scores (marks far more than changed on urban pairs)",
     )
     p.add_argument(
         "--polygons",

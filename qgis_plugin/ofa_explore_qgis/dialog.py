@@ -112,8 +112,9 @@ class OfaDialog(QDialog):
         self.threshold.setToolTip(
             "Pixels whose score is at least this are changed: drawn, counted and outlined. "
             "Scores are in standard deviations of the scene's own scores; the value set for "
-            "you is the one measured best on labelled cities: 3 for the zero-shot score, 2.5 "
-            "for a trained change head."
+            "you is the one measured best on labelled cities: "
+            f"{protocol.change_threshold(head=False):g} for the zero-shot score, "
+            f"{protocol.change_threshold(head=True):g} for a trained change head."
         )
         self.polygons = QCheckBox("Also outline the changed areas as polygons")
         if task == "change":
