@@ -33,6 +33,10 @@ of a few encoder blocks (``head_inputs``), smoothed by a Gaussian of ``HEAD_SMOO
 standardised over the scene like the zero-shot score.
 
 AFTER is warped onto BEFORE's grid by GDAL (rasterio's WarpedVRT, bilinear) when its grid differs.
+Dates that are not co-registered show every edge as change: the calibration's sample measures
+how far AFTER's features lie from BEFORE's (``registration.phase_shift``), and from
+MISREGISTERED_PX AFTER is warped again from where its features lie (``align``, the default) or
+a warning says so (``result.checks["shift_pixels"]``, ``["shift_rows"]``, ``["shift_cols"]``).
 """
 
 from __future__ import annotations
@@ -47,9 +51,11 @@ import rasterio
 import torch
 import torch.nn.functional as F
 import xarray as xr
+from affine import Affine
 from rasterio.enums import Resampling
 from rasterio.vrt import WarpedVRT
 from rasterio.warp import transform_bounds
+from rasterio.windows import Window
 from xarray.backends import BackendArray
 from xarray.core import indexing
 
@@ -77,7 +83,13 @@ from .io import (
     raster_modality,
 )
 from .modalities import Modality
-from .protocol import CHANGE_THRESHOLD_TAG, SCENE_THRESHOLDS, change_threshold
+from .protocol import (
+    CHANGE_THRESHOLD_TAG,
+    MISREGISTERED_PX,
+    SCENE_THRESHOLDS,
+    change_threshold,
+)
+from .registration import Shift, phase_shift
 from .scale import to_model_units
 
 EMBEDDING_WEIGHT = 0.25  # measured with 0, 0.25, 0.5 on OSCD and Nanjing, docs/EVALUATION.md
@@ -118,6 +130,15 @@ MIN_SAMPLE_TILES = 4
 # date leave float noise of 1e-7 in the embedding term that z would blow up to a score of +-0.7
 MIN_TERM_STD = 1e-3
 CHANGE_ATTR = "change"  # the calibration, in the pair modality's ``extra``
+# AFTER's offset from BEFORE (registration.phase_shift on the calibration's sample, within
+# 0.16 px of a known move on the 13 pairs of the shared data): from protocol.MISREGISTERED_PX,
+# change() warps AFTER onto BEFORE's features (align=True, the default), or warns that edges
+# will show as change. AFTER moved 1 px off, the zero-shot default's pooled AP on the 8 OSCD
+# cities fell from 0.215 to 0.187, 3 px: 0.109; aligned from 0.3 px instead of 1, 0.229 against
+# 0.228 on the pairs as they are, for a slower read of AFTER through a warp (docs/EVALUATION.md)
+# ... when the dates share enough detail for the offset to be believed: the phase correlation
+# of unrelated images peaks at a coherence of about 0.01 on 16 tiles, real pairs 0.14-0.62
+MIN_COHERENCE = 0.03
 
 
 # ------------------------------------------------------------------ the two dates as one raster
@@ -125,9 +146,18 @@ class _PairArray(BackendArray):
     """BEFORE's and AFTER's bands, in model units, as one lazily read [2C, H, W] float32 array:
     a pixel that either date has no data for is NaN in every band of its date."""
 
-    def __init__(self, before: xr.DataArray, after: xr.DataArray, keep: Any = None):
+    def __init__(
+        self,
+        before: xr.DataArray,
+        after: xr.DataArray,
+        vrt: WarpedVRT | None = None,
+        indexes: list[int] | None = None,
+    ):
         self.before, self.after = before, after
-        self.keep = keep  # the WarpedVRT that AFTER is read through, open while this lives
+        # the WarpedVRT that AFTER is read through (open while this lives) and AFTER's bands in
+        # it, in the modality's order: read directly, as rioxarray's reads of a WarpedVRT
+        # window took 10-20x as long (1000 px Sentinel-2, 64 px windows: 4.0 s against 0.2 s)
+        self.vrt, self.indexes = vrt, indexes
         count = before.sizes["band"]
         self.shape = (2 * count, before.sizes["y"], before.sizes["x"])
         self.dtype = np.dtype("float32")
@@ -142,13 +172,19 @@ class _PairArray(BackendArray):
 
     def _read(self, key: tuple) -> np.ndarray:
         bands, ys, xs = key
-        dates = [_units(da.isel(y=ys, x=xs), da) for da in (self.before, self.after)]
+        dates = [_units(self._raw(da, ys, xs), da) for da in (self.before, self.after)]
         return np.concatenate(dates)[bands]
 
+    def _raw(self, da: xr.DataArray, ys, xs) -> np.ndarray:
+        if da is self.after and self.vrt is not None and isinstance(ys, slice):
+            height, width = self.shape[1:]
+            window = Window.from_slices(ys, xs, height=height, width=width)
+            return self.vrt.read(self.indexes, window=window)
+        return np.atleast_3d(da.isel(y=ys, x=xs).values)
 
-def _units(window: xr.DataArray, da: xr.DataArray) -> np.ndarray:
-    """A window in the modality's units, NaN where the pixel has no data."""
-    raw = np.atleast_3d(window.values)
+
+def _units(raw: np.ndarray, da: xr.DataArray) -> np.ndarray:
+    """A window's raw values in the modality's units, NaN where the pixel has no data."""
     values = to_model_units(raw, da.attrs.get(CONVERSION_ATTR, {"kind": "none"}))
     bad = ~np.isfinite(values).all(axis=0)
     nodata = da.rio.nodata
@@ -163,11 +199,23 @@ def _units(window: xr.DataArray, da: xr.DataArray) -> np.ndarray:
 
 
 def open_pair(
-    before: str | Path, after: str | Path, modality: str | Modality | None = None
+    before: str | Path,
+    after: str | Path,
+    modality: str | Modality | None = None,
+    offset: tuple[float, float] | None = None,
 ) -> xr.DataArray:
     """The two dates as one lazy DataArray on BEFORE's grid, ready for the "change" task. AFTER
     on another grid or CRS is warped by GDAL; a raster of another sensor or band set, or one
-    that does not overlap, or the same file twice, is a one-line BadInput."""
+    that does not overlap, or the same file twice, is a one-line BadInput.
+    ``offset``: (rows, cols) of BEFORE's pixels by which AFTER's features lie off BEFORE's
+    (``registration.phase_shift``); AFTER is then warped from there, onto BEFORE's features."""
+    return pair_of(*open_dates(before, after, modality), Path(after), offset)
+
+
+def open_dates(
+    before: str | Path, after: str | Path, modality: str | Modality | None = None
+) -> tuple[xr.DataArray, xr.DataArray]:
+    """Both dates opened (``open_raster``), checked to be two rasters of one sensor and bands."""
     if Path(before).resolve() == Path(after).resolve():
         raise BadInput(
             f"BEFORE and AFTER are the same file, {Path(before).name}",
@@ -192,9 +240,20 @@ def open_pair(
             f"({m2.num_bands} bands): the two dates must come from the same sensor and bands",
             "give two rasters with the same bands",
         )
-    vrt = None
-    if not _same_grid(first, second):
-        second, vrt = _warped(Path(after), first, second, m)
+    return first, second
+
+
+def pair_of(
+    first: xr.DataArray,
+    second: xr.DataArray,
+    after: Path,
+    offset: tuple[float, float] | None = None,
+) -> xr.DataArray:
+    """The pair of two opened dates (``open_pair``); ``after``: AFTER's file, for a warp."""
+    m = raster_modality(first)
+    vrt, indexes = None, None
+    if offset is not None or not _same_grid(first, second):
+        second, vrt, indexes = _warped(after, first, second, m, offset)
     # the pair: NaN marks nodata, values are in model units
     pair_modality = replace(
         m,
@@ -204,7 +263,7 @@ def open_pair(
         std=m.std * 2,
         nodata=None,
     )
-    lazy = indexing.LazilyIndexedArray(_PairArray(first, second, vrt))
+    lazy = indexing.LazilyIndexedArray(_PairArray(first, second, vrt, indexes))
     da = xr.DataArray(
         xr.Variable(("band", "y", "x"), lazy),
         coords={"band": list(pair_modality.bands), "y": first.y, "x": first.x},
@@ -217,7 +276,7 @@ def open_pair(
     da.attrs[NOTES_ATTR] = [f"BEFORE: {n}" for n in first.attrs.get(NOTES_ATTR, [])] + [
         f"AFTER: {n}" for n in second.attrs.get(NOTES_ATTR, [])
     ]
-    da.attrs["source"] = [str(before), str(after)]
+    da.attrs["source"] = [first.attrs.get("source", ""), str(after)]
     return da
 
 
@@ -230,10 +289,16 @@ def _same_grid(a: xr.DataArray, b: xr.DataArray) -> bool:
 
 
 def _warped(
-    path: Path, first: xr.DataArray, second: xr.DataArray, m: Modality
-) -> tuple[xr.DataArray, WarpedVRT]:
+    path: Path,
+    first: xr.DataArray,
+    second: xr.DataArray,
+    m: Modality,
+    offset: tuple[float, float] | None = None,
+) -> tuple[xr.DataArray, WarpedVRT, list[int]]:
     """AFTER warped onto BEFORE's grid (bilinear, GDAL), lazily, with AFTER's band order,
-    nodata and units; refused when the two do not overlap."""
+    nodata and units, the VRT and AFTER's bands in it (1-based, the modality's order); refused
+    when the two do not overlap. With an ``offset`` (rows, cols),
+    each pixel of BEFORE's grid reads AFTER that far away, where AFTER has its features."""
     if first.rio.crs is None or second.rio.crs is None:
         raise BadInput(
             "BEFORE and AFTER lie on different grids and one has no CRS, so AFTER cannot be "
@@ -252,10 +317,11 @@ def _warped(
     nodata = second.rio.nodata
     if nodata is None or (isinstance(nodata, float) and math.isnan(nodata)):
         nodata = second.attrs.get(FILL_ATTR, 0 if np.dtype(second.dtype).kind in "iu" else np.nan)
+    rows, cols = offset or (0.0, 0.0)
     vrt = WarpedVRT(
         src,
         crs=first.rio.crs,
-        transform=first.rio.transform(),
+        transform=first.rio.transform() * Affine.translation(cols, rows),
         width=first.sizes["x"],
         height=first.sizes["y"],
         resampling=Resampling.bilinear,
@@ -264,12 +330,13 @@ def _warped(
     raw = _open_file(vrt)  # rioxarray reads a WarpedVRT lazily
     order = _band_order(raw, m)
     warped = raw if order is None else raw.isel(band=order)
+    indexes = [int(i) + 1 for i in (range(raw.sizes["band"]) if order is None else order)]
     warped = warped.rio.write_nodata(nodata, encoded=False)
     warped.attrs.update({k: v for k, v in second.attrs.items() if k != FILL_ATTR})
-    warped.attrs[NOTES_ATTR] = second.attrs.get(NOTES_ATTR, []) + [
-        "warped onto BEFORE's grid (GDAL, bilinear)"
-    ]
-    return warped, vrt
+    warped.attrs[NOTES_ATTR] = second.attrs.get(NOTES_ATTR, []) + (
+        [] if _same_grid(first, second) else ["warped onto BEFORE's grid (GDAL, bilinear)"]
+    )  # a move onto BEFORE's features is the change task's note
+    return warped, vrt, indexes
 
 
 # ------------------------------------------------------------------ the score's two terms
@@ -524,6 +591,7 @@ def calibrate(
     threshold: float | str | None,
     head: str | None = None,
     samples: int | None = None,
+    sample: np.ndarray | None = None,
 ) -> dict:
     """The figures the score needs, from up to ``samples`` tiles spread over the scene
     (default: HEAD_SAMPLE_TILES for a head, else SAMPLE_TILES; fewer when ``tile`` is larger
@@ -533,21 +601,14 @@ def calibrate(
     too rather than keep two calibrations), each date's mean embedding, the three terms' means
     and deviations, and the mask's threshold: ``"auto"`` the measured default of the score
     (``protocol.CHANGE_THRESHOLDS``), ``"otsu"`` Otsu's threshold of the sample's scores.
-    ``head``: the change head that scores (None: the zero-shot score)."""
-    samples = samples or (HEAD_SAMPLE_TILES if head is not None else SAMPLE_TILES)
+    ``head``: the change head that scores (None: the zero-shot score). ``sample``: the pair's
+    ``sample_tiles``, when already read."""
     pm = raster_modality(pair)
     count = pm.num_bands // 2
     m = _date_modality(pm)
-    H, W = pair.sizes["y"], pair.sizes["x"]
     p = model.config.patch_size
-    th, tw = min(tile, H // p * p), min(tile, W // p * p)
-    image = model.config.img_size**2
-    samples = min(samples, max(MIN_SAMPLE_TILES, round(samples * image / (th * tw))))
-    side = max(1, math.isqrt(samples))
-    ys = np.unique(np.linspace(0, H - th, side).round().astype(int))
-    xs = np.unique(np.linspace(0, W - tw, side).round().astype(int))
-    tiles = [pair.isel(y=slice(y, y + th), x=slice(x, x + tw)).values for y in ys for x in xs]
-    x = np.stack(tiles)  # [T, 2C, th, tw]
+    x = sample_tiles(model, pair, tile, head, samples) if sample is None else sample
+    th, tw = x.shape[-2:]
     valid = np.isfinite(x).all(axis=1)  # [T, th, tw]
     if valid.sum() < 16:
         raise RasterError(
@@ -619,6 +680,41 @@ def calibrate(
     elif threshold is not None:
         stats["threshold"] = float(threshold)
     return stats
+
+
+def sample_tiles(
+    model, pair: xr.DataArray, tile: int, head: str | None = None, samples: int | None = None
+) -> np.ndarray:
+    """Up to ``samples`` tiles of ``tile`` px spread over the pair [T, 2C, h, w] (default:
+    HEAD_SAMPLE_TILES for a head, else SAMPLE_TILES; fewer when ``tile`` is larger than the
+    model's image, about as many pixels, but at least MIN_SAMPLE_TILES)."""
+    samples = samples or (HEAD_SAMPLE_TILES if head is not None else SAMPLE_TILES)
+    H, W = pair.sizes["y"], pair.sizes["x"]
+    p = model.config.patch_size
+    th, tw = min(tile, H // p * p), min(tile, W // p * p)
+    image = model.config.img_size**2
+    samples = min(samples, max(MIN_SAMPLE_TILES, round(samples * image / (th * tw))))
+    side = max(1, math.isqrt(samples))
+    ys = np.unique(np.linspace(0, H - th, side).round().astype(int))
+    xs = np.unique(np.linspace(0, W - tw, side).round().astype(int))
+    return np.stack(
+        [pair.isel(y=slice(y, y + th), x=slice(x, x + tw)).values for y in ys for x in xs]
+    )
+
+
+def date_shift(x: np.ndarray, m: Modality) -> Shift | None:
+    """AFTER's offset from BEFORE (``registration.phase_shift``) over the sample's tiles ``x``
+    [T, 2C, h, w] that have data in both dates over at least half their pixels, in the anomaly
+    term's band groups (``m``: one date's modality); None when no tile does."""
+    count, groups = m.num_bands, anomaly_bands(m)
+    full = np.isfinite(x).all(axis=1).mean(axis=(1, 2)) >= 0.5
+    if not full.any():
+        return None
+
+    def stack(date: np.ndarray) -> np.ndarray:  # [T * G, h, w]
+        return np.concatenate([date[full][:, g].mean(axis=1) for g in groups])
+
+    return phase_shift(stack(x[:, :count]), stack(x[:, count:]))
 
 
 def _over_sample(fn, t: torch.Tensor, count: int, patch: int, dim: int = 0) -> torch.Tensor:
@@ -723,7 +819,25 @@ class Change(Task):
     def finish(self, sink, path: Path | None) -> dict[str, Any]:
         pixels, changed = (int(v) for v in self.counts)
         checks: dict[str, float] = {"valid_pixels": pixels}
-        notes = []
+        notes, cautions = [], []
+        if self.stats.get("shift") is not None:
+            shift = Shift(*self.stats["shift"])
+            checks.update(
+                shift_rows=shift.rows,
+                shift_cols=shift.cols,
+                shift_pixels=shift.pixels,
+                shift_coherence=shift.coherence,
+            )
+            said = misregistration(shift, self.grid.transform, self.stats)
+            if self.stats.get("aligned") is not None:
+                rows, cols = self.stats["aligned"]
+                checks.update(aligned_rows=rows, aligned_cols=cols)
+                moved = Shift(-rows, -cols, shift.coherence)
+                said = (
+                    f"AFTER was moved {moved.pixels:.1f} px onto BEFORE's features "
+                    f"({directions(moved, self.grid.transform)}; GDAL, bilinear); then {said}"
+                )
+            (cautions if shift_matters(shift) else notes).append(said)
         if self.threshold is not None:
             share = changed / max(pixels, 1)
             checks.update(threshold=self.threshold, changed_pixels=changed, changed_share=share)
@@ -736,7 +850,56 @@ class Change(Task):
                 f"changed: {area}, {share:.2%} of the pixels with data in both dates "
                 f"(score >= {self.threshold:.3g})"
             )
-        return {"checks": checks, "notes": notes}
+        return {"checks": checks, "notes": notes, "warnings": cautions}
+
+
+def shift_matters(shift: Shift) -> bool:
+    """Whether AFTER's measured offset from BEFORE is large enough to show edges as change
+    (MISREGISTERED_PX) and measured on enough shared detail to be believed (MIN_COHERENCE)."""
+    return shift.pixels >= MISREGISTERED_PX and shift.coherence >= MIN_COHERENCE
+
+
+def directions(shift: Shift, transform) -> str:
+    """A shift in compass directions on a north-up grid ("1.4 px south, 0.4 px east"), else
+    in rows and columns."""
+    if transform is not None and transform.b == 0 and transform.d == 0 and transform.e < 0:
+        return (
+            f"{abs(shift.rows):.1f} px {'south' if shift.rows > 0 else 'north'}, "
+            f"{abs(shift.cols):.1f} px {'east' if shift.cols > 0 else 'west'}"
+        )
+    return f"{shift.rows:+.1f} rows, {shift.cols:+.1f} columns"
+
+
+def misregistration(shift: Shift, transform, stats: dict) -> str:
+    """What the dates' measured offset means, in words (compass directions on a north-up grid,
+    else rows and columns), and what to do when it matters: left by alignment (another
+    distortion than a move), or alignment was off (``stats["align"]``)."""
+    if shift.coherence < MIN_COHERENCE:
+        return (
+            "the dates' offset could not be measured: they share too little detail "
+            f"(phase correlation, coherence {shift.coherence:.2f})"
+        )
+    if not shift_matters(shift):
+        return f"the dates line up within {shift.pixels:.1f} px (phase correlation)"
+    if stats.get("aligned") is not None:
+        fix = (
+            "AFTER was moved onto BEFORE's features, yet the dates still differ by more than a "
+            "move (a rotation, scale or terrain?): co-register AFTER onto BEFORE (e.g. with "
+            "AROSICS, or GDAL and ground control points) and run again"
+        )
+    elif not stats.get("align", True):
+        fix = "leave alignment on (the default), or co-register AFTER onto BEFORE and run again"
+    else:  # no CRS to warp in
+        fix = (
+            "give both dates a CRS so AFTER can be moved onto BEFORE's features, or co-register "
+            "them"
+        )
+    return (
+        f"AFTER's features lie {shift.pixels:.1f} px from BEFORE's ({directions(shift, transform)}"
+        f"; phase correlation): from {MISREGISTERED_PX:g} px, edges show as change. "
+        + fix[:1].upper()
+        + fix[1:]
+    )
 
 
 # ------------------------------------------------------------------ the public function
@@ -752,6 +915,7 @@ def change(
     modality: str | Modality | None = None,
     settings: EngineSettings | None = None,
     overwrite: bool = False,
+    align: bool = True,
     progress=None,
     cancel=None,
 ) -> PredictionResult:
@@ -773,10 +937,10 @@ def change(
     settings = settings or EngineSettings()
     if model is None or not isinstance(model, torch.nn.Module):  # None, or what loads one
         model = load_model(None) if model is None else model()
-    pair = open_pair(before, after, modality)
     tile = settings.tile or model.config.img_size
-    name = change_head(model, head, _date_modality(raster_modality(pair)))
-    stats = calibrate(model.eval(), pair, tile, threshold, name)
+    pair, stats = calibrated_pair(
+        model, before, after, modality, tile, threshold, head=head, align=align
+    )
     pm = raster_modality(pair)
     pair.attrs[MODALITY_ATTR] = replace(pm, extra={**pm.extra, CHANGE_ATTR: stats}).to_dict()
     result = predict_raster(
@@ -798,6 +962,38 @@ def change(
             raise
         result.notes.append(f"wrote {count} changed area(s) to {gpkg}")
     return result
+
+
+def calibrated_pair(
+    model,
+    before: str | Path,
+    after: str | Path,
+    modality: str | Modality | None,
+    tile: int,
+    threshold: float | str | None,
+    head: str | None = None,
+    samples: int | None = None,
+    align: bool = True,
+) -> tuple[xr.DataArray, dict]:
+    """The pair (``open_pair``) and its calibration (``calibrate``; ``head`` as ``change()``
+    takes it). With ``align``, AFTER found MISREGISTERED_PX or more off BEFORE is warped again
+    from where its features lie, and calibrated again: its ``shift`` is then what is left,
+    ``aligned`` the move."""
+    dates = open_dates(before, after, modality)
+    pair = pair_of(*dates, Path(after))
+    m = _date_modality(raster_modality(pair))
+    name = change_head(model, head, m)
+    sample = sample_tiles(model, pair, tile, name, samples)
+    shift = date_shift(sample, m)
+    aligned = None
+    if align and shift and shift_matters(shift) and pair.rio.crs is not None:
+        aligned = [shift.rows, shift.cols]
+        pair = pair_of(*dates, Path(after), offset=(shift.rows, shift.cols))
+        sample = sample_tiles(model, pair, tile, name, samples)
+        shift = date_shift(sample, m)  # what is left
+    stats = calibrate(model.eval(), pair, tile, threshold, name, samples, sample)
+    stats.update(shift=None if shift is None else list(shift), aligned=aligned, align=align)
+    return pair, stats
 
 
 def change_head(model, head: str | None, m: Modality) -> str | None:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from .checks import PRECISIONS
 from .cli_raster import CHECKPOINT_HELP, engine_settings
-from .protocol import SCENE_THRESHOLDS, change_threshold
+from .protocol import MISREGISTERED_PX, SCENE_THRESHOLDS, change_threshold
 from .startup import loading
 
 
@@ -36,6 +36,14 @@ def add_change_verb(sub: argparse._SubParsersAction) -> None:
         type=Path,
         metavar="OUT.gpkg",
         help="also write the changed areas as polygons with their area (needs --threshold)",
+    )
+    p.add_argument(
+        "--no-align",
+        dest="align",
+        action="store_false",
+        help="keep AFTER where its georeferencing puts it (and warn when it is off); by "
+        f"default, AFTER whose features lie {MISREGISTERED_PX:g} px or more off BEFORE's (phase "
+        "correlation) is warped onto them",
     )
     p.add_argument("--checkpoint", help=CHECKPOINT_HELP)
     p.add_argument(
@@ -101,6 +109,7 @@ def cmd_change(args: argparse.Namespace) -> int:
             modality=args.modality,
             settings=settings,
             overwrite=args.overwrite,
+            align=getattr(args, "align", True),
             progress=report.progress,
             cancel=getattr(args, "cancel", None),
         )

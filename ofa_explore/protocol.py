@@ -34,6 +34,10 @@ CHANGE_THRESHOLD_TAG = "ofa_change_threshold"  # a change map's tag: the mask's 
 # and the highest pooled F1 of every seed (0.38-0.39; docs/EVALUATION.md)
 CHANGE_THRESHOLDS = {"zero-shot": 3.0, "head": 2.5}
 SCENE_THRESHOLDS = ("auto", "otsu")  # thresholds by name: the engine sets the value
+# change: AFTER's features this many pixels or more off BEFORE's (phase correlation) are warped
+# onto them, or warned of (``--no-align``): 1 px off cost the zero-shot default 13% of its
+# pooled AP on the 8 OSCD cities, 3 px half (docs/EVALUATION.md; change_detection)
+MISREGISTERED_PX = 1.0
 
 
 # ---------------------------------------------------------------- tasks

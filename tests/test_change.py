@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import rasterio
+from affine import Affine
 from map_steps import step_ratio  # tests/map_steps.py
 from rasterio.warp import Resampling, calculate_default_transform, reproject
 from rasterio.windows import Window
@@ -15,6 +16,7 @@ from rasters import crop  # tests/rasters.py
 
 from ofa_explore.areas import row_areas_m2
 from ofa_explore.cli import main
+from ofa_explore.protocol import MISREGISTERED_PX
 
 pyogrio = pytest.importorskip("pyogrio")
 
@@ -137,6 +139,43 @@ def test_after_in_another_crs_is_warped_onto_befores_grid(bercy, tmp_path, capsy
     assert np.corrcoef(s1[both], s2[both])[0, 1] > 0.8  # the same change, found again
 
 
+def test_after_off_befores_features_is_moved_onto_them_or_warned(bercy, tmp_path, capsys):
+    """Dates that are not co-registered show every edge as change. ``change()`` measures AFTER's
+    offset (phase correlation of its calibration's sample) and by default warps AFTER onto
+    BEFORE's features; with alignment off it warns from MISREGISTERED_PX, in compass words."""
+    from ofa_explore import change
+
+    before, after, _ = bercy
+    with rasterio.open(after) as src:  # georeferenced 2 px too far north, 3 px too far east
+        window = Window(0, 0, src.width, src.height)
+        transform = src.transform * Affine.translation(3, -2)
+    moved = crop(after, tmp_path / "moved.tif", window, transform=transform)
+    kept, off = change(before, after, align=False), change(before, moved, align=False)
+    own = kept.checks["shift_rows"], kept.checks["shift_cols"]  # bercy's own: ~0.2 px
+    assert kept.checks["shift_pixels"] < 0.5 and kept.checks["shift_coherence"] > 0.2
+    assert not kept.warnings and "aligned_rows" not in kept.checks
+    assert any(n.startswith("the dates line up within 0.") for n in kept.notes)
+    found = off.checks["shift_rows"] - own[0], off.checks["shift_cols"] - own[1]
+    assert found == pytest.approx((-2, 3), abs=0.2)
+    assert off.checks["shift_pixels"] > MISREGISTERED_PX
+    (warning,) = off.warnings
+    assert "AFTER's features lie 3." in warning and "px north" in warning and "px east" in warning
+    assert "Leave alignment on" in warning
+    # by default AFTER is moved back: what is left is under a pixel, and the map is the same
+    aligned = change(before, moved)
+    moved_by = aligned.checks["aligned_rows"], aligned.checks["aligned_cols"]
+    assert moved_by == pytest.approx((off.checks["shift_rows"], off.checks["shift_cols"]))
+    assert aligned.checks["shift_pixels"] < 0.3 and not aligned.warnings
+    assert any(n.startswith("AFTER was moved 3.") for n in aligned.notes), aligned.notes
+    a, b, c = (r.data.values[0] for r in (change(before, after), aligned, off))
+    both = np.isfinite(a) & np.isfinite(b) & np.isfinite(c)
+    assert np.corrcoef(a[both], b[both])[0, 1] > 0.9 > np.corrcoef(a[both], c[both])[0, 1]
+    # the command line: a warning with --no-align, and the map is still written
+    code, _, err = _run(capsys, before, moved, "-o", tmp_path / "change.tif", "--no-align")
+    assert code == 0 and (tmp_path / "change.tif").is_file()
+    assert "warning: AFTER's features lie 3." in err and "Leave alignment on" in err
+
+
 def _bad(capsys, tmp_path: Path, *argv) -> str:
     before = set(tmp_path.iterdir())
     code, out, err = _run(capsys, *argv)
@@ -190,6 +229,7 @@ def test_a_copy_of_before_as_after_scores_no_change(bercy, tmp_path):
     score, mask = result.data.values
     assert np.nanmax(np.abs(score)) < 0.01, np.nanmax(np.abs(score))
     assert np.nansum(mask) == 0
+    assert result.checks["shift_pixels"] == 0 and not result.warnings  # in perfect register
 
 
 def test_output_equal_to_an_input(bercy, tmp_path, capsys):

@@ -141,29 +141,30 @@ def read_mask(pair: ChangePair, shape: tuple[int, int]) -> np.ndarray:
 
 @torch.no_grad()
 def pair_tiles(
-    model: OFANet, pair: ChangePair, layers: list[int], batch_size: int = 32
+    model: OFANet, pair: ChangePair, layers: list[int], batch_size: int = 32, align: bool = True
 ) -> PairTiles:
     """The head's inputs on non-overlapping model-sized tiles covering the pair (edge tiles
-    moved inside), calibrated as ``ofa change`` calibrates the whole pair."""
+    moved inside), calibrated (and AFTER aligned) as ``ofa change`` does the whole pair."""
     from ..change_detection import (
         HEAD_SAMPLE_TILES,
         _date_modality,
-        calibrate,
+        calibrated_pair,
         head_inputs,
-        open_pair,
     )
 
-    pair_da = open_pair(pair.before, pair.after)
-    m = _date_modality(raster_modality(pair_da))
     size = model.config.img_size
-    height, width = pair_da.sizes["y"], pair_da.sizes["x"]
+    with rasterio.open(pair.before) as src:
+        height, width = src.height, src.width
     if height < size or width < size:
         raise BadInput(
             f"{pair.before.name} is {width}x{height} px, smaller than one tile ({size} px)",
             "give larger pairs",
         )
     mask = read_mask(pair, (height, width))
-    stats = calibrate(model.eval(), pair_da, size, None, samples=HEAD_SAMPLE_TILES)
+    pair_da, stats = calibrated_pair(
+        model, pair.before, pair.after, None, size, None, "zero-shot", HEAD_SAMPLE_TILES, align
+    )
+    m = _date_modality(raster_modality(pair_da))
     values = pair_da.values  # [2C, H, W], NaN where a date has no data
     invalid = ~np.isfinite(values).all(axis=0)
     labels = np.where(invalid, IGNORE, mask).astype(np.uint8)

@@ -147,7 +147,7 @@ class _OfaAlgorithm(QgsProcessingAlgorithm):
             **choices,
         )
         try:
-            return engine.run(
+            result = engine.run(
                 settings.current_engine(),
                 job,
                 progress=feedback.setProgress,
@@ -159,6 +159,11 @@ class _OfaAlgorithm(QgsProcessingAlgorithm):
             raise QgsProcessingException("Cancelled; nothing was written.") from None
         except engine.EngineError as err:
             raise QgsProcessingException(str(err)) from None
+        for note in result.get("notes") or []:  # how the input was read, what was found
+            feedback.pushInfo(note)
+        for warning in result["warnings"]:  # values that do not fit the sensor, dates off...
+            feedback.pushWarning(warning)
+        return result
 
     def group(self) -> str:
         return "OFA-Net"

@@ -1022,6 +1022,75 @@ def test_cancelling_a_change_keeps_the_warm_engine_and_leaves_nothing(
     assert list(out_dir.iterdir()) == [] and not layers_named("pisa")
 
 
+class _Feedback:
+    """A Processing feedback that keeps what it was told (made once QGIS is up)."""
+
+    @staticmethod
+    def make():
+        from qgis.core import QgsProcessingFeedback
+
+        class Feedback(QgsProcessingFeedback):
+            def __init__(self):
+                super().__init__()
+                self.infos: list[str] = []
+                self.warnings: list[str] = []
+
+            def pushInfo(self, info):  # noqa: N802
+                self.infos.append(info)
+                super().pushInfo(info)
+
+            def pushWarning(self, warning):  # noqa: N802
+                self.warnings.append(warning)
+                super().pushWarning(warning)
+
+        return Feedback()
+
+
+def test_processing_change_moves_after_onto_befores_features(plugin, pair, tmp_path):
+    """AFTER cut 3 px further east but georeferenced where BEFORE's corner is: its features lie
+    3 px west of BEFORE's. The engine moves it back before scoring and the log says so."""
+    import processing
+
+    corner = gdal.Open(str(pair[1])).GetGeoTransform()
+    size = gdal.Open(str(pair[1])).RasterXSize
+    bounds = [corner[0], corner[3], corner[0] + size * corner[1], corner[3] + size * corner[5]]
+    source = sorted((OSCD / "bercy").glob("bercy_2*.tif"))[1]
+    off = tmp_path / "off.tif"
+    gdal.Translate(str(off), str(source), srcWin=[103, 80, size, size], outputBounds=bounds)
+    out, feedback = tmp_path / "change.tif", _Feedback.make()
+    processing.run(
+        "ofa_explore:change",
+        {"BEFORE": str(pair[0]), "AFTER": str(off), "OUTPUT": str(out)},
+        feedback=feedback,
+    )
+    assert gdal.Open(str(out)).RasterCount == 2
+    said = "\n".join(feedback.infos)
+    found = re.search(r"AFTER was moved (\d+\.\d) px onto BEFORE's features", said)
+    assert found and 2.5 < float(found.group(1)) < 3.5, said  # bercy's own: ~0.2 px
+    assert "the dates line up within 0." in said and not feedback.warnings
+
+
+def test_processing_says_a_result_to_doubt_as_a_warning(plugin, tmp_path):
+    """8-bit Landsat TM read as Landsat 7 surface reflectance: a warning in Processing's log."""
+    import processing
+
+    feedback = _Feedback.make()
+    small = tmp_path / "nanjing.tif"
+    gdal.Translate(str(small), str(LANDSAT_TM), srcWin=[0, 0, 128, 128])
+    sensors = plugin.provider.algorithms()[0].sensors
+    processing.run(
+        "ofa_explore:embed_raster",
+        {
+            "INPUT": str(small),
+            "OUTPUT": str(tmp_path / "e.tif"),
+            "SENSOR": sensors.index("landsat_etm"),
+        },
+        feedback=feedback,
+    )
+    (warning,) = feedback.warnings
+    assert "smaller than the statistics of 'landsat_etm'" in warning, warning
+
+
 def test_processing_change_writes_the_score_mask_and_polygons(plugin, pair, tmp_path):
     import processing
     from qgis.core import QgsProcessingException
