@@ -52,6 +52,16 @@ def change_map(model):
     )
 
 
+def test_change_map_says_when_after_was_moved_onto_befores_features(model):
+    """NAIP 2014's features lie ~1.8 px off 2009's: the map says AFTER was moved onto them."""
+    w = ChangeMap(
+        model, NAIP_CHANGE / "naip_2009.tif", NAIP_CHANGE / "naip_2014.tif", basemap=False
+    )
+    assert w.result.checks["aligned_rows"] ** 2 + w.result.checks["aligned_cols"] ** 2 > 1
+    assert "AFTER was moved 1." in w.said.value and "onto BEFORE&#x27;s features" in w.said.value
+    assert w.said in w.children and not w.result.warnings
+
+
 def centre(bounds):
     (south, west), (north, east) = bounds
     return (south + north) / 2, (west + east) / 2

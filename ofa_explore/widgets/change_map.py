@@ -3,6 +3,7 @@ threshold on top, and a click that reports the score there and the area above th
 
 from __future__ import annotations
 
+import html
 from dataclasses import replace
 from pathlib import Path
 
@@ -128,9 +129,15 @@ class ChangeMap(widgets.VBox):
             f"<b>◀ before</b> {shown_path(before)} &nbsp;|&nbsp; "
             f"{shown_path(after)} <b>after ▶</b> &nbsp; (drag the divider)"
         )
+        # what the run found worth saying beside the map: AFTER moved onto BEFORE's features,
+        # values that do not fit the sensor, dates left off each other
+        said = [n for n in self.result.notes if n.startswith("AFTER was moved")]
+        said += [f"⚠ {w}" for w in self.result.warnings]
+        self.said = widgets.HTML("<br>".join(html.escape(line) for line in said))
         self.children = [
             widgets.HTML(PIXELATED_CSS),
             self.dates,
+            self.said,
             self.map,
             self.colorbar,
             widgets.HBox([self.threshold, self.opacity]),
