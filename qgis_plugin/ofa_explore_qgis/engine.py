@@ -263,6 +263,7 @@ class Job:
     after: str | None = None  # change: the later date
     threshold: str | None = None  # change: a score ("3"), "auto" or "otsu"; the mask and area
     polygons: str | None = None  # change: a .gpkg for the changed areas (needs a threshold)
+    align: bool = True  # change: AFTER moved onto BEFORE's features when they lie apart
 
     def sources(self) -> list[str]:
         """The files the job reads."""
@@ -285,6 +286,7 @@ class Job:
         ):
             if value:
                 args += [flag, value]
+        args += [] if self.align else ["--no-align"]
         return args + (["--overwrite"] if self.overwrite else [])
 
 

@@ -334,6 +334,14 @@ class ChangeRasters(_OfaAlgorithm):
         )
         otsu.setFlags(otsu.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
         self.addParameter(otsu)
+        align = QgsProcessingParameterBoolean(
+            "ALIGN",
+            f"Move After onto Before's features when they lie {protocol.MISREGISTERED_PX:g} px "
+            "or more apart (measured by phase correlation; unticked: a warning instead)",
+            defaultValue=True,
+        )
+        align.setFlags(align.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
+        self.addParameter(align)
         self.addParameter(
             QgsProcessingParameterString(
                 "HEAD",
@@ -371,6 +379,7 @@ class ChangeRasters(_OfaAlgorithm):
             threshold=threshold,
             polygons=polygons,
             head=self.parameterAsString(parameters, "HEAD", context) or None,
+            align=self.parameterAsBoolean(parameters, "ALIGN", context),
         )
         style_on_load(self, context, info["path"], style_change)
         if polygons:

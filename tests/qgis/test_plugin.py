@@ -1068,6 +1068,17 @@ def test_processing_change_moves_after_onto_befores_features(plugin, pair, tmp_p
     found = re.search(r"AFTER was moved (\d+\.\d) px onto BEFORE's features", said)
     assert found and 2.5 < float(found.group(1)) < 3.5, said  # bercy's own: ~0.2 px
     assert "the dates line up within 0." in said and not feedback.warnings
+    # unticked (advanced), After is read where it lies, and the log warns instead
+    feedback = _Feedback.make()
+    processing.run(
+        "ofa_explore:change",
+        {"BEFORE": str(pair[0]), "AFTER": str(off), "ALIGN": False, "OUTPUT": str(out)},
+        feedback=feedback,
+    )
+    (warning,) = feedback.warnings
+    found = re.search(r"AFTER's features lie (\d+\.\d) px from BEFORE's \(.*px west", warning)
+    assert found and 2.5 < float(found.group(1)) < 3.5, warning
+    assert not any("AFTER was moved" in info for info in feedback.infos)
 
 
 def test_processing_says_a_result_to_doubt_as_a_warning(plugin, tmp_path):
