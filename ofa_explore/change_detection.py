@@ -927,7 +927,11 @@ def change(
     ``polygons`` (a .gpkg, needs a threshold) gets the changed areas as polygons.
 
     ``head``: the model's change head that scores (band 1 is then its standardised logit); by
-    default its first change head for the sensor, if it has one; ``"zero-shot"``: none."""
+    default its first change head for the sensor, if it has one; ``"zero-shot"``: none.
+
+    ``align``: AFTER whose features lie MISREGISTERED_PX or more off BEFORE's (measured by phase
+    correlation, ``result.checks["shift_pixels"]``) is warped onto them before scoring; False
+    reads AFTER as its georeferencing puts it and warns instead."""
     from .pretrained import load_model
 
     if threshold not in (None, *SCENE_THRESHOLDS) and not isinstance(threshold, (int, float)):
