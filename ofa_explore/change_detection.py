@@ -814,6 +814,12 @@ class Change(Task):
         }
         if self.threshold is not None:
             tags[CHANGE_THRESHOLD_TAG] = f"{self.threshold:.6g}"
+        if self.stats.get("aligned") is not None:  # the file says AFTER was moved, and how
+            rows, cols = self.stats["aligned"]
+            tags["ofa_after_aligned"] = (
+                f"AFTER read {rows:+.2f} rows, {cols:+.2f} columns off its georeferencing, "
+                "where its features lie (phase correlation)"
+            )
         return tags
 
     def finish(self, sink, path: Path | None) -> dict[str, Any]:

@@ -170,10 +170,16 @@ def test_after_off_befores_features_is_moved_onto_them_or_warned(bercy, tmp_path
     a, b, c = (r.data.values[0] for r in (change(before, after), aligned, off))
     both = np.isfinite(a) & np.isfinite(b) & np.isfinite(c)
     assert np.corrcoef(a[both], b[both])[0, 1] > 0.9 > np.corrcoef(a[both], c[both])[0, 1]
-    # the command line: a warning with --no-align, and the map is still written
+    # the command line: a warning with --no-align, and the map is still written; by default
+    # the map's tags say that AFTER was moved
     code, _, err = _run(capsys, before, moved, "-o", tmp_path / "change.tif", "--no-align")
     assert code == 0 and (tmp_path / "change.tif").is_file()
     assert "warning: AFTER's features lie 3." in err and "Leave alignment on" in err
+    with rasterio.open(tmp_path / "change.tif") as src:
+        assert "ofa_after_aligned" not in src.tags()
+    assert _run(capsys, before, moved, "-o", tmp_path / "aligned.tif")[0] == 0
+    with rasterio.open(tmp_path / "aligned.tif") as src:
+        assert src.tags()["ofa_after_aligned"].startswith("AFTER read -1.")  # rows, then cols
 
 
 def _bad(capsys, tmp_path: Path, *argv) -> str:
