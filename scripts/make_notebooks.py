@@ -326,7 +326,10 @@ NOTEBOOKS = {
         "`threshold`. `polygons` outlines the changed areas in a GeoPackage, each with its "
         "area in hectares, ready to open in QGIS. The map's *Export* button does the same at "
         "the slider's threshold. The years' images lie on grids a few metres apart, so "
-        "`change` first warps the second date onto the first one's grid (it says so):",
+        "`change` first warps the second date onto the first one's grid (it says so). It "
+        "also checks that the two dates' features line up: images a pixel or more apart would "
+        "show every field edge as change, so it moves the second date onto the first one's "
+        "features (2014's image lies almost 2 pixels off 2009's; the map in *Try it* says so):",
         "from pathlib import Path\n\nfrom ofa_explore import change\n\n"
         'Path("ofa-export").mkdir(exist_ok=True)\n'
         "result = change(\n"
