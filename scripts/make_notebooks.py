@@ -341,7 +341,7 @@ NOTEBOOKS = {
         '    polygons="ofa-export/changes_2009_2020.gpkg",\n'
         "    overwrite=True,   # running the notebook again replaces the files\n"
         ")\n"
-        'print(*result.notes[-3:], sep="\\n")',
+        'print(*result.notes[-4:], sep="\\n")',
         "The polygons' areas, read back from the GeoPackage with pyogrio:",
         "import pyogrio\n\n"
         '_, _, _, (hectares,) = pyogrio.raw.read("ofa-export/changes_2009_2020.gpkg")\n'

@@ -113,6 +113,7 @@ def test_notebook_runs_top_to_bottom(path, tmp_path):
         areas = re.findall(r"^score [234] or more: +[\d.]+ ha, +[\d.]+% of the scene$", text, re.M)
         assert len(areas) == 3, areas
         assert "AFTER: warped onto BEFORE's grid" in text
+        assert re.search(r"^the dates line up within 0\.\d px \(phase correlation\)$", text, re.M)
         assert re.search(r"^changed: [\d.]+ ha \(\d+ px\), [\d.]+% of the pixels", text, re.M)
         assert "to ofa-export/changes_2009_2020.gpkg" in text
         assert re.search(r"^\d+ changed areas, [\d.]+ ha in all; the largest: ", text, re.M)
