@@ -635,7 +635,6 @@ def misregistration_section(found: dict | None) -> list[str]:
         return f"| {label} | " + " | ".join(f"{v[1]:.3f}" for v in values) + " |"
 
     return [
-        "",
         "Dates off each other (misregistration; 2026-12-06). `change()` measures how far "
         "AFTER's features lie from BEFORE's by phase correlation of the calibration's sample "
         "(`ofa_explore.registration`; `checks['shift_rows']`, `['shift_cols']`) and, by "
@@ -658,6 +657,7 @@ def misregistration_section(found: dict | None) -> list[str]:
         + f", the other {len(own) - len(off)} under 0.5 px; "
         f"coherence {min(coherence):.2f}-{max(coherence):.2f} (unrelated images: about 0.01). "
         "The band baselines above read the files as they are.",
+        "",
     ]
 
 
