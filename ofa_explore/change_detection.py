@@ -297,8 +297,8 @@ def _warped(
 ) -> tuple[xr.DataArray, WarpedVRT, list[int]]:
     """AFTER warped onto BEFORE's grid (bilinear, GDAL), lazily, with AFTER's band order,
     nodata and units, the VRT and AFTER's bands in it (1-based, the modality's order); refused
-    when the two do not overlap. With an ``offset`` (rows, cols),
-    each pixel of BEFORE's grid reads AFTER that far away, where AFTER has its features."""
+    when the two do not overlap. With an ``offset`` (rows, cols), each pixel of BEFORE's grid
+    reads AFTER that far away, where AFTER has its features."""
     if first.rio.crs is None or second.rio.crs is None:
         raise BadInput(
             "BEFORE and AFTER lie on different grids and one has no CRS, so AFTER cannot be "

@@ -141,7 +141,7 @@ def read_mask(pair: ChangePair, shape: tuple[int, int]) -> np.ndarray:
 
 @torch.no_grad()
 def pair_tiles(
-    model: OFANet, pair: ChangePair, layers: list[int], batch_size: int = 32, align: bool = True
+    model: OFANet, pair: ChangePair, layers: list[int], batch_size: int = 32
 ) -> PairTiles:
     """The head's inputs on non-overlapping model-sized tiles covering the pair (edge tiles
     moved inside), calibrated (and AFTER aligned) as ``ofa change`` does the whole pair."""
@@ -162,7 +162,14 @@ def pair_tiles(
         )
     mask = read_mask(pair, (height, width))
     pair_da, stats = calibrated_pair(
-        model, pair.before, pair.after, None, size, None, "zero-shot", HEAD_SAMPLE_TILES, align
+        model,
+        pair.before,
+        pair.after,
+        modality=None,
+        tile=size,
+        threshold=None,
+        head="zero-shot",  # the head's inputs are calibrated as the zero-shot score's
+        samples=HEAD_SAMPLE_TILES,
     )
     m = _date_modality(raster_modality(pair_da))
     values = pair_da.values  # [2C, H, W], NaN where a date has no data
