@@ -87,6 +87,7 @@ from .protocol import (
     CHANGE_THRESHOLD_TAG,
     MISREGISTERED_PX,
     SCENE_THRESHOLDS,
+    WIDESPREAD_CHANGE,
     change_threshold,
 )
 from .registration import Shift, phase_shift
@@ -679,6 +680,8 @@ def calibrate(
         stats["threshold"] = change_threshold(head is not None)
     elif threshold is not None:
         stats["threshold"] = float(threshold)
+    if threshold is not None:  # how it was chosen, for the advice on a too wide mask
+        stats["threshold_from"] = threshold if threshold in SCENE_THRESHOLDS else "value"
     return stats
 
 
@@ -856,7 +859,34 @@ class Change(Task):
                 f"changed: {area}, {share:.2%} of the pixels with data in both dates "
                 f"(score >= {self.threshold:.3g})"
             )
-        return {"checks": checks, "notes": notes, "warnings": cautions}
+            if share >= WIDESPREAD_CHANGE:
+                head = self.stats.get("head") is not None
+                otsu = self.stats.get("threshold_from") == "otsu"
+                cautions.append(widespread(share, self.threshold, head, otsu))
+        return {
+            "checks": checks,
+            "notes": notes,
+            "warnings": cautions,
+            "head": self.stats.get("head"),
+        }
+
+
+def widespread(share: float, threshold: float, head: bool, otsu: bool = False) -> str:
+    """The warning for a mask that marks WIDESPREAD_CHANGE or more of the scene at
+    ``threshold`` (of a trained ``head``'s score, or the zero-shot score's; ``otsu``: Otsu's
+    split chose it), with the threshold to try instead."""
+    why = (
+        "Otsu's split looks for two classes of some size, and marks far more than changed "
+        "where change is a small part of the scene"
+        if otsu
+        else f"the threshold {threshold:.3g} is low for this score"
+    )
+    return (
+        f"the mask marks {share:.0%} of the scene as changed; change between two dates is "
+        f"rarely that wide (0.7-3.8% of each labelled OSCD city): {why}. Use a threshold of "
+        f"{change_threshold(head):g} (the measured default, 'auto') or higher, unless most of "
+        "the place did change"
+    )
 
 
 def shift_matters(shift: Shift) -> bool:

@@ -38,6 +38,11 @@ SCENE_THRESHOLDS = ("auto", "otsu")  # thresholds by name: the engine sets the v
 # onto them, or warned of (``--no-align``): 1 px off cost the zero-shot default 13% of its
 # pooled AP on the 8 OSCD cities, 3 px half (docs/EVALUATION.md; change_detection)
 MISREGISTERED_PX = 1.0
+# change: a mask that marks this share of the pixels or more is warned of. Change was 0.7-3.8%
+# of each labelled OSCD city (16% of Nanjing's labelled pixels, sampled towards change); Otsu's
+# split of a trained head's score marked 21-45% of them at F1 0.04-0.26, and the zero-shot
+# score's at most 18% (docs/EVALUATION.md): a mask this wide is most likely a low threshold
+WIDESPREAD_CHANGE = 0.25
 
 
 # ---------------------------------------------------------------- tasks

@@ -16,7 +16,7 @@ from rasters import crop  # tests/rasters.py
 
 from ofa_explore.areas import row_areas_m2
 from ofa_explore.cli import main
-from ofa_explore.protocol import MISREGISTERED_PX
+from ofa_explore.protocol import MISREGISTERED_PX, WIDESPREAD_CHANGE
 
 pyogrio = pytest.importorskip("pyogrio")
 
@@ -45,11 +45,12 @@ def _run(capsys, *argv) -> tuple[int, str, str]:
 def test_cli_writes_score_mask_and_polygons_on_befores_grid(bercy, tmp_path, capsys):
     before, after, label_path = bercy
     out, gpkg = tmp_path / "change.tif", tmp_path / "change.gpkg"
-    code, printed, _ = _run(
+    code, printed, err = _run(
         capsys, before, after, "-o", out, "--threshold", "otsu", "--polygons", gpkg
     )
     assert code == 0, printed
     assert "changed:" in printed and "% of the pixels" in printed
+    assert "warning" not in err  # Otsu marks 8% of bercy: no wide-mask warning
     with rasterio.open(before) as b, rasterio.open(out) as o, rasterio.open(label_path) as lab:
         assert (o.crs, o.transform, o.shape) == (b.crs, b.transform, b.shape)
         assert o.count == 2 and o.dtypes[0] == "float32"
@@ -90,6 +91,26 @@ def test_nodata_of_either_date_is_nodata_and_a_fixed_threshold_masks(bercy, tmp_
     assert np.isfinite(score[:90, :90]).all()
     valid = np.isfinite(score)
     assert np.array_equal(mask[valid] == 1, score[valid] >= 1.5)
+
+
+def test_a_mask_of_much_of_the_scene_is_warned_of_with_the_threshold_to_use(bercy, tmp_path):
+    """Change is a few percent of a city: a mask of a quarter of the scene or more (a low
+    threshold, or Otsu's split of a head's score) gets a warning naming the threshold to try."""
+    from ofa_explore import change
+    from ofa_explore.change_detection import widespread
+
+    before, after, _ = bercy
+    b, a = _crop(before, tmp_path / "b.tif"), _crop(after, tmp_path / "a.tif")
+    low = change(b, a, threshold=0.0)
+    share = low.checks["changed_share"]
+    assert share >= WIDESPREAD_CHANGE
+    (warning,) = low.warnings
+    assert f"marks {share:.0%} of the scene" in warning
+    assert "the threshold 0 is low" in warning
+    assert "a threshold of 3 (the measured default" in warning
+    assert not change(b, a, threshold="auto").warnings
+    otsu = widespread(0.4, 0.3, head=True, otsu=True)
+    assert "Otsu's split" in otsu and "a threshold of 2.5 (the" in otsu
 
 
 def test_the_zero_shot_map_shows_no_patches(bercy):

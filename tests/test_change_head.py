@@ -111,6 +111,9 @@ def test_the_change_map_starts_at_the_threshold_of_the_score_it_shows(trained, p
         assert w.threshold.max > threshold  # the slider reaches it: not clipped to the top
         assert w.threshold.value == threshold, head
         assert w.area_above()["pixels"] == int((w.score >= threshold).sum())
+        assert (w.result.head is None) == (head == "zero-shot")  # the head that scored
+        w.threshold.value = 0.0  # the wide-mask warning names the score's own default
+        assert f"a threshold of {threshold:g} (the measured default" in w.status.value
 
 
 def test_held_out_pairs_are_scored(pairs_csv, tmp_path, capsys):

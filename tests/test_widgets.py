@@ -304,6 +304,11 @@ def test_change_map_threshold_click_and_area(change_map):
     assert w.change_layer.url != url and w.colorbar.value != bar
     assert "Score 4.5 or more" in w.status.value
     assert w.area_above()["pixels"] == int((w.score >= 4.5).sum()) < above
+    assert "⚠" not in w.status.value
+    w.threshold.value = 0.0  # a quarter of the scene or more: the warning `ofa change` gives
+    assert w.area_above()["share"] >= 0.25
+    assert "⚠ the mask marks" in w.status.value and "a threshold of 3 (the" in w.status.value
+    w.threshold.value = 4.5
     lat, lon = centre(w.bounds)
     w._on_map(type="click", coordinates=[lat, lon])  # a click on the map
     row, col = w.selected

@@ -65,7 +65,7 @@ class PredictionResult:
     pca_path: Path | None = None  # embed: the colour view beside ``path``
     pca: xr.DataArray | None = None  # embed, in memory: the colour view
     class_names: list[str] | None = None
-    head: str | None = None  # the head that classified
+    head: str | None = None  # the head that classified, or scored change (None: zero-shot)
     class_colors: list[str] | None = None
     precision: str = "fp32"  # as resolved ("auto" -> what ran)
     modality: str | None = None  # the input's, as detected or given

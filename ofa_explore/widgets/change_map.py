@@ -12,9 +12,10 @@ import ipywidgets as widgets
 import numpy as np
 
 from ..areas import masked_area_m2, raster_row_areas_m2
-from ..change_detection import change, write_polygons
+from ..change_detection import change, widespread, write_polygons
 from ..engine import EngineSettings
 from ..model import OFANet
+from ..protocol import WIDESPREAD_CHANGE
 from ..threads import ensure_threads
 from .display import (
     colorbar_html,
@@ -191,6 +192,8 @@ class ChangeMap(widgets.VBox):
             f"Score {t:.1f} or more: {size}, {area['share']:.2%} of the scene "
             "(pixels with data in both dates)."
         ]
+        if area["share"] >= WIDESPREAD_CHANGE:  # the warning `ofa change` gives such a mask
+            lines.append(f"⚠ {widespread(area['share'], t, self.result.head is not None)}")
         if self.selected is None:
             lines.insert(0, "Click the map for the change score at a point.")
         else:
