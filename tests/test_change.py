@@ -203,6 +203,27 @@ def test_after_off_befores_features_is_moved_onto_them_or_warned(bercy, tmp_path
         assert src.tags()["ofa_after_aligned"].startswith("AFTER read -1.")  # rows, then cols
 
 
+def test_dates_off_each_other_without_a_crs_are_warned_of_with_the_fix(bercy, tmp_path):
+    """Without a CRS AFTER cannot be warped onto BEFORE's features: the offset is measured and
+    warned of, with the fix (a CRS, or co-registration), and AFTER is read as it lies."""
+    from ofa_explore import change
+
+    before, after, _ = bercy
+    with rasterio.open(before) as src:
+        transform = src.window_transform(Window(0, 0, 200, 200))
+    b = crop(before, tmp_path / "b.tif", Window(0, 0, 200, 200), crs=None, transform=transform)
+    a = crop(after, tmp_path / "a.tif", Window(3, 0, 200, 200), crs=None, transform=transform)
+    with pytest.warns(UserWarning, match="has no CRS"):
+        result = change(b, a)
+    assert result.data is not None and result.data.rio.crs is None
+    assert result.checks["shift_cols"] == pytest.approx(-3, abs=0.3)  # features 3 px west
+    assert "aligned_rows" not in result.checks  # nothing to warp in
+    (warning,) = result.warnings
+    assert f"AFTER's features lie {result.checks['shift_pixels']:.1f} px" in warning
+    assert "px west" in warning
+    assert "Give both dates a CRS" in warning and "co-register" in warning
+
+
 def _bad(capsys, tmp_path: Path, *argv) -> str:
     before = set(tmp_path.iterdir())
     code, out, err = _run(capsys, *argv)
