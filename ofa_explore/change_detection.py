@@ -84,6 +84,7 @@ from .io import (
 )
 from .modalities import Modality
 from .protocol import (
+    CHANGE_HEAD_TAG,
     CHANGE_THRESHOLD_TAG,
     MISREGISTERED_PX,
     SCENE_THRESHOLDS,
@@ -815,6 +816,8 @@ class Change(Task):
             else f"z(pixels) + {ANOMALY_WEIGHT:g} * z(anomaly) + "
             f"{EMBEDDING_WEIGHT:g} * z(embeddings)"
         }
+        if head is not None:  # the score's kind, for a style that fits it
+            tags[CHANGE_HEAD_TAG] = head
         if self.threshold is not None:
             tags[CHANGE_THRESHOLD_TAG] = f"{self.threshold:.6g}"
         if self.stats.get("aligned") is not None:  # the file says AFTER was moved, and how

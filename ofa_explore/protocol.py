@@ -33,11 +33,25 @@ CHANGE_THRESHOLD_TAG = "ofa_change_threshold"  # a change map's tag: the mask's 
 # head 3 marked 0.0-1.3% of the 8 labelled OSCD cities (none of aguasclaras), 2.5 0.3-2.4%
 # and the highest pooled F1 of every seed (0.38-0.39; docs/EVALUATION.md)
 CHANGE_THRESHOLDS = {"zero-shot": 3.0, "head": 2.5}
+CHANGE_HEAD_TAG = "ofa_change_head"  # a change map's tag: the trained head that scored it
+# change: the colour ramp's length above the threshold (QGIS's style, the widget), per score,
+# so that the strongest tenth of the changed pixels is drawn dark: the 90th percentile of the
+# scores above the threshold was 6.6-11.7 for the zero-shot score (3 + 6 = 9) and 2.8-4.8 for
+# a trained head's (2.5 + 1.5 = 4; leave-one-city-out heads on bercy, pisa, aguasclaras)
+CHANGE_SPANS = {"zero-shot": 6.0, "head": 1.5}
 SCENE_THRESHOLDS = ("auto", "otsu")  # thresholds by name: the engine sets the value
 # change: AFTER's features this many pixels or more off BEFORE's (phase correlation) are warped
 # onto them, or warned of (``--no-align``): 1 px off cost the zero-shot default 13% of its
 # pooled AP on the 8 OSCD cities, 3 px half (docs/EVALUATION.md; change_detection)
 MISREGISTERED_PX = 1.0
+# the QGIS dialog's and Processing's switch for it (unticked: `--no-align`)
+ALIGN_LABEL = f"Move After onto Before's features when {MISREGISTERED_PX:g} px or more off"
+ALIGN_HELP = (
+    "Two dates that are not co-registered show every edge as change: After's offset from "
+    "Before is measured by phase correlation, and After is moved onto Before's features. "
+    "Unticked, After is read where its georeferencing puts it, and a warning says how far off "
+    "it lies."
+)
 # change: a mask that marks this share of the pixels or more is warned of. Change was 0.7-3.8%
 # of each labelled OSCD city (16% of Nanjing's labelled pixels, sampled towards change); Otsu's
 # split of a trained head's score marked 21-45% of them at F1 0.04-0.26, and the zero-shot
@@ -433,6 +447,13 @@ def sensor_hint(
     """The one sensor the raster looks like, or None when none or several fit."""
     found = sensor_candidates(sensors, band_count, names, dtype)
     return found[0] if len(found) == 1 else None
+
+
+def change_span(head: bool) -> float:
+    """The length of a change map's colour ramp above its threshold, in standard deviations:
+    of a trained change head's score when ``head``, else of the zero-shot score
+    (``CHANGE_SPANS``)."""
+    return CHANGE_SPANS["head" if head else "zero-shot"]
 
 
 def change_threshold(head: bool) -> float:

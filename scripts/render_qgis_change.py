@@ -63,7 +63,7 @@ def draw(before: str, after: str, score: str, polygons: str, png: str) -> None:
     staged = tempfile.TemporaryDirectory(prefix="ofa-qgis-plugin-")
     stage(staged.name)
     sys.path.insert(0, staged.name)
-    from ofa_explore_qgis.style import change_renderer, style_outlines
+    from ofa_explore_qgis.style import change_renderer, change_style, style_outlines
 
     def true_colour(path: str, name: str) -> QgsRasterLayer:
         layer = QgsRasterLayer(path, name)
@@ -88,7 +88,7 @@ def draw(before: str, after: str, score: str, polygons: str, png: str) -> None:
     left = true_colour(before, "before")
     right = true_colour(after, "after")
     change = QgsRasterLayer(score, "change")
-    change.setRenderer(change_renderer(change, THRESHOLD))
+    change.setRenderer(change_renderer(change, *change_style(score)))
     outlines = QgsVectorLayer(polygons, "changed areas", "ogr")
     style_outlines(outlines)
     size = QSize(SCALE * left.width(), SCALE * left.height())

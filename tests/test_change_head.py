@@ -78,6 +78,7 @@ def test_trained_head_travels_in_the_checkpoint_and_scores_in_standard_deviation
         assert o.descriptions == ("change_score", "change_mask")
         assert o.tags()["ofa_change_score"] == "z(change logit of head 'change', Gaussian 1 px)"
         assert o.tags()["ofa_change_threshold"] == "2.5"  # auto: a head's measured threshold
+        assert o.tags()["ofa_change_head"] == "change"  # QGIS draws a head's ramp from it
         score, mask = o.read()
         label = lab.read(1)
     # standardised over the scene (from a sample of tiles: here the crop's 4 tiles)
@@ -93,6 +94,7 @@ def test_trained_head_travels_in_the_checkpoint_and_scores_in_standard_deviation
     with rasterio.open(zero) as z:
         assert "z(pixels)" in z.tags()["ofa_change_score"]
         assert z.tags()["ofa_change_threshold"] == "3"  # auto: the zero-shot score's
+        assert "ofa_change_head" not in z.tags()
         assert not np.allclose(z.read(1), score, atol=0.1)  # not the head's
 
 
@@ -112,6 +114,8 @@ def test_the_change_map_starts_at_the_threshold_of_the_score_it_shows(trained, p
         assert w.threshold.value == threshold, head
         assert w.area_above()["pixels"] == int((w.score >= threshold).sum())
         assert (w.result.head is None) == (head == "zero-shot")  # the head that scored
+        top = threshold + (6 if head == "zero-shot" else 1.5)  # the ramp QGIS draws too
+        assert f"<span>{top:g}</span>" in w.colorbar.value
         w.threshold.value = 0.0  # the wide-mask warning names the score's own default
         assert f"a threshold of {threshold:g} (the measured default" in w.status.value
 

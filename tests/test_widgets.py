@@ -299,6 +299,7 @@ def test_change_map_threshold_click_and_area(change_map):
     assert area["share"] == pytest.approx(above / (399 * 400))
     assert f"Score 3.0 or more: {area['hectares']:,.2f} ha ({above:,} px)" in w.status.value
     assert "Click the map" in w.status.value and "change score" in w.colorbar.value
+    assert "<span>3</span>" in w.colorbar.value and "<span>9</span>" in w.colorbar.value  # 6 sd
     url, bar = w.change_layer.url, w.colorbar.value
     w.threshold.value = 4.5
     assert w.change_layer.url != url and w.colorbar.value != bar

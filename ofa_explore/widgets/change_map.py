@@ -15,7 +15,7 @@ from ..areas import masked_area_m2, raster_row_areas_m2
 from ..change_detection import change, widespread, write_polygons
 from ..engine import EngineSettings
 from ..model import OFANet
-from ..protocol import WIDESPREAD_CHANGE
+from ..protocol import WIDESPREAD_CHANGE, change_span
 from ..threads import ensure_threads
 from .display import (
     colorbar_html,
@@ -180,10 +180,11 @@ class ChangeMap(widgets.VBox):
     def draw(self) -> None:
         """Redraw the change layer (transparent below the threshold), its colour bar and the
         status line."""
-        t, top = self.threshold.value, self.threshold.max
-        picture = colormap_picture(self.score, COLORMAP, t, max(top, t), threshold=t)
+        t = self.threshold.value
+        top = t + change_span(self.result.head is not None)  # as QGIS draws it
+        picture = colormap_picture(self.score, COLORMAP, t, top, threshold=t)
         self.change_layer.url = data_url(png(on_display_grid(picture, 1, self.raster)))
-        self.colorbar.value = colorbar_html(COLORMAP, t, max(top, t), "change score")
+        self.colorbar.value = colorbar_html(COLORMAP, t, top, "change score")
         area = self.area_above()
         size = f"{area['pixels']:,} px"
         if area["hectares"] is not None:

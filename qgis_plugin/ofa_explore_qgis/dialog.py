@@ -117,9 +117,13 @@ class OfaDialog(QDialog):
             f"{protocol.change_threshold(head=True):g} for a trained change head."
         )
         self.polygons = QCheckBox("Also outline the changed areas as polygons")
+        self.align = QCheckBox(protocol.ALIGN_LABEL)
+        self.align.setChecked(True)
+        self.align.setToolTip(protocol.ALIGN_HELP)
         if task == "change":
             form.addRow("Threshold", self.threshold)
             form.addRow("", self.polygons)
+            form.addRow("", self.align)
         self.status = QLabel()
         self.status.setWordWrap(True)
         self.status.setStyleSheet("color: #b00020")
@@ -343,6 +347,7 @@ class OfaDialog(QDialog):
         if self.task == "change":
             job.after = self.after.currentLayer().source()
             job.threshold = f"{self.threshold.value():g}"
+            job.align = self.align.isChecked()
             if self.polygons.isChecked():
                 job.polygons = str(protocol.companion_path(output, ".gpkg"))
         else:

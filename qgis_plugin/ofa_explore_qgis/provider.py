@@ -300,7 +300,8 @@ class ChangeRasters(_OfaAlgorithm):
             "needed): band 1 the change score (higher = more change, in standard deviations "
             "of the scene's scores; drawn from the threshold up), band 2 the 0/1 mask of "
             "scores at or above the threshold; on request the changed areas as polygons with "
-            "their area. Zero-shot unless the model carries a trained change head."
+            "their area. Zero-shot unless the model carries a trained change head. "
+            + protocol.ALIGN_HELP
         )
 
     def add_input_parameters(self) -> None:
@@ -334,12 +335,7 @@ class ChangeRasters(_OfaAlgorithm):
         )
         otsu.setFlags(otsu.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
         self.addParameter(otsu)
-        align = QgsProcessingParameterBoolean(
-            "ALIGN",
-            f"Move After onto Before's features when they lie {protocol.MISREGISTERED_PX:g} px "
-            "or more apart (measured by phase correlation; unticked: a warning instead)",
-            defaultValue=True,
-        )
+        align = QgsProcessingParameterBoolean("ALIGN", protocol.ALIGN_LABEL, defaultValue=True)
         align.setFlags(align.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
         self.addParameter(align)
         self.addParameter(

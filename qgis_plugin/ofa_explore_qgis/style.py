@@ -40,13 +40,14 @@ def style_classes(layer: QgsRasterLayer, classes: list[str], colors: list[str]) 
 
 
 CHANGE_COLORS = ("#fed976", "#fd8d3c", "#e31a1c", "#800026")  # ColorBrewer YlOrRd: more, darker
-CHANGE_SPAN = 6.0  # the ramp's length above the threshold, in standard deviations of the scores
 
 
-def change_renderer(layer: QgsRasterLayer, threshold: float) -> QgsSingleBandPseudoColorRenderer:
+def change_renderer(
+    layer: QgsRasterLayer, threshold: float, span: float
+) -> QgsSingleBandPseudoColorRenderer:
     """Band 1, the score: transparent below ``threshold`` (no change: the map beneath shows),
-    then yellow to dark red over CHANGE_SPAN, dark red beyond."""
-    shader = QgsColorRampShader(threshold, threshold + CHANGE_SPAN)
+    then yellow to dark red over ``span`` (``protocol.CHANGE_SPANS``), dark red beyond."""
+    shader = QgsColorRampShader(threshold, threshold + span)
     shader.setColorRampType(QgsColorRampShader.Interpolated)
     items = [  # below the first item the shader keeps its colour: transparent
         QgsColorRampShader.ColorRampItem(
@@ -54,28 +55,32 @@ def change_renderer(layer: QgsRasterLayer, threshold: float) -> QgsSingleBandPse
         )
     ]
     for i, color in enumerate(CHANGE_COLORS):
-        value = threshold + CHANGE_SPAN * i / (len(CHANGE_COLORS) - 1)
+        value = threshold + span * i / (len(CHANGE_COLORS) - 1)
         items.append(QgsColorRampShader.ColorRampItem(value, QColor(color), f"{value:.3g}"))
     shader.setColorRampItemList(items)
     function = QgsRasterShader()
     function.setRasterShaderFunction(shader)
     renderer = QgsSingleBandPseudoColorRenderer(layer.dataProvider(), 1, function)
     renderer.setClassificationMin(threshold)
-    renderer.setClassificationMax(threshold + CHANGE_SPAN)
+    renderer.setClassificationMax(threshold + span)
     return renderer
 
 
-def change_threshold(path: str) -> float:
-    """The threshold the engine used (Otsu's is known only then), from the file's tags."""
+def change_style(path: str) -> tuple[float, float]:
+    """The threshold the engine used (Otsu's is known only then) and the ramp's span for the
+    score that drew it (a trained head's or the zero-shot score's), from the file's tags."""
     from osgeo import gdal
 
     ds = gdal.Open(path)
-    value = ds.GetMetadataItem(protocol.CHANGE_THRESHOLD_TAG) if ds is not None else None
-    return float(value) if value else protocol.change_threshold(head=False)  # none in the file
+    tags = (ds.GetMetadata() or {}) if ds is not None else {}
+    head = bool(tags.get(protocol.CHANGE_HEAD_TAG))
+    value = tags.get(protocol.CHANGE_THRESHOLD_TAG)  # none in the file: the score's default
+    threshold = float(value) if value else protocol.change_threshold(head=head)
+    return threshold, protocol.change_span(head=head)
 
 
 def style_change(layer: QgsRasterLayer) -> None:
-    layer.setRenderer(change_renderer(layer, change_threshold(layer.source())))
+    layer.setRenderer(change_renderer(layer, *change_style(layer.source())))
     layer.triggerRepaint()
 
 

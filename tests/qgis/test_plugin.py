@@ -858,7 +858,7 @@ def test_change_adds_the_score_transparent_below_the_threshold_and_the_outlines(
     assert layer.crs() == before.crs() and layer.extent() == before.extent()
     renderer = layer.renderer()
     assert isinstance(renderer, QgsSingleBandPseudoColorRenderer) and renderer.band() == 1
-    assert renderer.classificationMin() == 3.0
+    assert (renderer.classificationMin(), renderer.classificationMax()) == (3.0, 9.0)
     # transparent where the score is below 3, coloured at and above it: as QGIS draws it
     score, mask = gdal.Open(layer.source()).ReadAsArray()  # a band outliving its file crashes
     block = renderer.block(1, layer.extent(), layer.width(), layer.height())
@@ -885,6 +885,27 @@ def test_change_adds_the_score_transparent_below_the_threshold_and_the_outlines(
     _screenshot_side_by_side([before, [outlines, layer, before]], ARTIFACTS / "change_layer.png")
 
 
+def test_a_change_heads_map_gets_the_ramp_of_its_score(tmp_path):
+    """A trained head's score is spread less than the zero-shot score's: its map's ramp spans
+    1.5 standard deviations from its threshold (the zero-shot score's 6), as the file's tags
+    say which score drew it."""
+    from ofa_explore_qgis._shared import protocol
+    from ofa_explore_qgis.style import style_change
+
+    spans = {}
+    for tags in ({}, {protocol.CHANGE_HEAD_TAG: "urban"}):
+        path = tmp_path / f"change{len(tags)}.tif"
+        ds = gdal.GetDriverByName("GTiff").Create(str(path), 8, 8, 1, gdal.GDT_Float32)
+        ds.GetRasterBand(1).WriteArray(np.linspace(0, 10, 64, dtype=np.float32).reshape(8, 8))
+        ds.SetMetadata(tags)  # no threshold tag: the score's default
+        ds = None
+        layer = QgsRasterLayer(str(path), path.stem)
+        style_change(layer)
+        renderer = layer.renderer()
+        spans[bool(tags)] = (renderer.classificationMin(), renderer.classificationMax())
+    assert spans == {False: (3.0, 9.0), True: (2.5, 4.0)}
+
+
 def test_change_with_a_change_head_of_the_model(plugin, qgis_iface, pair, tmp_path):
     """A model with change heads offers them (the first chosen, passed as --head; one trained
     on another sensor greyed out), else the zero-shot score; the threshold follows the score
@@ -903,6 +924,10 @@ def test_change_with_a_change_head_of_the_model(plugin, qgis_iface, pair, tmp_pa
     assert (job.threshold, job.head, job.polygons, job.bands) == ("3", None, None, [])
     assert job.arguments()[:3] == ["change", str(pair[0]), str(pair[1])]
     assert "--head" not in job.arguments() and "--no-quicklook" not in job.arguments()
+    assert dialog.align.isChecked() and "--no-align" not in job.arguments()
+    dialog.align.setChecked(False)  # After read where its georeferencing puts it
+    assert "--no-align" in dialog.job().arguments()
+    dialog.align.setChecked(True)
 
     meta = protocol.read_checkpoint_metadata(runner.shipped_checkpoint)
     meta["heads"] = {
