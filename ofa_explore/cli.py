@@ -252,6 +252,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="held out for scores (default 0.2; change: 0, a share of the pairs)",
     )
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--members",
+        type=int,
+        help="change: heads trained alike from seeds SEED, SEED+1, ..., their logits averaged "
+        "(default 3; each costs one head's training)",
+    )
     p.add_argument("--overwrite", action="store_true", help="replace an existing output")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress")
     p.set_defaults(func=cmd_train_head)

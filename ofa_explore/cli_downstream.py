@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from . import protocol
 from .errors import BadInput, OutputError
 
 
@@ -26,8 +27,13 @@ def cmd_train_head(args: argparse.Namespace) -> int:
     )
     progress = None if args.quiet else print_progress
     val_fraction = args.val_fraction if args.val_fraction is not None else 0.2
+    if args.members is not None and (args.task != "change" or args.members < 1):
+        raise BadInput(
+            f"--members {args.members}: only a change head has members, one or more",
+            "leave out `--members`, or give a whole number from 1 with `--task change`",
+        )
     if args.task == "change":
-        from .downstream.change import fit_change_head
+        from .downstream.change import MEMBERS, fit_change_head
 
         if args.trainable_blocks or args.method != "linear" or args.modality or args.pool:
             raise BadInput(
@@ -44,10 +50,12 @@ def cmd_train_head(args: argparse.Namespace) -> int:
             epochs=args.epochs or 6,
             val_fraction=args.val_fraction or 0.0,
             seed=args.seed,
+            members=args.members or MEMBERS,
             progress=progress,
         )
         print(
-            f"head {name!r}: trained on {report['pairs']} pairs ({report['labelled']} labelled "
+            f"head {name!r} ({protocol.count(report['members'], 'member')}): trained on "
+            f"{report['pairs']} pairs ({report['labelled']} labelled "
             f"px, {report['changed'] / max(report['labelled'], 1):.1%} change"
             + (
                 f"; self-trained on {report['unlabelled']} unlabelled"

@@ -98,6 +98,48 @@ def test_trained_head_travels_in_the_checkpoint_and_scores_in_standard_deviation
         assert not np.allclose(z.read(1), score, atol=0.1)  # not the head's
 
 
+def test_a_change_head_is_three_heads_from_three_seeds_averaged(
+    trained, pairs_csv, tmp_path, capsys
+):
+    """One head's AP depends on its seed: `ofa train-head --task change` trains MEMBERS heads
+    alike from seeds --seed, --seed + 1, ... and scores with the mean of their logits; with
+    `--members 1`, one head. Members of another task, or none, are one line."""
+    import torch
+
+    from ofa_explore import load_checkpoint
+    from ofa_explore.downstream.change import MEMBERS
+    from ofa_explore.heads import ChangeEnsemble, ChangeHead
+
+    model = load_checkpoint(trained)
+    head, info = model.heads["change"], model.heads.info["change"]
+    assert isinstance(head, ChangeEnsemble) and len(head) == MEMBERS == info["members"] == 3
+    p, dim = model.config.patch_size, model.config.embed_dim
+    generator = torch.Generator().manual_seed(0)
+    levels = [torch.randn(2, dim, 4, 4, generator=generator) for _ in info["layers"] * 2]
+    image = torch.randn(2, info["image_channels"], 4 * p, 4 * p, generator=generator)
+    with torch.no_grad():
+        each = [member(levels, image) for member in head]
+        assert torch.allclose(head(levels, image), torch.stack(each).mean(0), atol=1e-6)
+    assert not torch.allclose(each[0], each[1], atol=1e-3)  # trained from other seeds
+
+    one = tmp_path / "one.safetensors"
+    argv = ["train-head", "--task", "change", "--data", str(pairs_csv), "-o", str(one)]
+    assert main([*argv, "--epochs", "1", "--members", "1"]) == 0
+    assert "head 'change' (1 member): trained on 2 pairs" in capsys.readouterr().out
+    single = load_checkpoint(one)
+    assert isinstance(single.heads["change"], ChangeHead)
+    assert "members" not in single.heads.info["change"]
+    for extra in (["--members", "0"], ["--members", "2", "--task", "scene"]):
+        out = tmp_path / "bad.safetensors"
+        bad = ["train-head", "--data", str(pairs_csv), "-o", str(out), "-q", *extra]
+        if "--task" not in extra:
+            bad += ["--task", "change"]
+        assert main(bad) == 2
+        err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+        assert len(err) == 1 and "only a change head has members" in err[0], err
+        assert not out.exists()
+
+
 def test_the_change_map_starts_at_the_threshold_of_the_score_it_shows(trained, pairs_csv):
     """The widget's slider starts at `--threshold auto`'s value: 2.5 for the head's score,
     3 for the zero-shot score of the same model."""

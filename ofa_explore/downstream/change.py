@@ -47,6 +47,10 @@ EPOCHS = 6  # leave-one-city-out on OSCD: 6 epochs pooled AP 0.232, 12: 0.224, 2
 PSEUDO_CHANGE = 0.02
 PSEUDO_NO_CHANGE = 0.7
 UNLABELLED = 254  # a valid pixel of an unlabelled pair until pseudo-labelled; never trained on
+# a change head is this many heads trained alike from seeds seed, seed + 1, ..., their logits
+# averaged (``heads.ChangeEnsemble``): one head's AP depends on its seed, three are steadier and
+# above their mean (docs/EVALUATION.md); each member costs one head's training
+MEMBERS = 3
 
 
 @dataclass
@@ -222,20 +226,23 @@ def train_change_head(
     seed: int = 0,
     progress: Callable[[int, int, float], None] | None = None,
     unlabelled: list[PairTiles] | None = None,
+    members: int = MEMBERS,
 ) -> list[float]:
-    """Add change head ``name`` and train it on the tiles' cached inputs (AdamW, cosine
-    schedule, ``focal_loss``, 255 ignored); the loss per epoch.
-    With ``unlabelled`` pairs' tiles, that head pseudo-labels them and a new head ``name``
-    trains on both (self-training)."""
-    rounds = 2 if unlabelled else 1
+    """Add change head ``name``: ``members`` heads trained on the tiles' cached inputs (AdamW,
+    cosine schedule, ``focal_loss``, 255 ignored) from seeds ``seed``, ``seed + 1``, ...,
+    joined (``join_members``); the last member's loss per epoch.
+    With ``unlabelled`` pairs' tiles, each member pseudo-labels them and a new member trains
+    on both (self-training)."""
+    per_member = 2 if unlabelled else 1  # rounds of training
+    rounds = per_member * members
 
     def counted(before: int) -> Callable[[int, int, float], None] | None:
-        """Progress over both rounds: epochs 1..2E when self-training."""
+        """Progress over all rounds: epochs 1..2E per member when self-training."""
         if progress is None:
             return None
         return lambda done, total, loss: progress(before + done, rounds * total, loss)
 
-    def train(on: list[PairTiles], done: int) -> list[float]:
+    def train(on: list[PairTiles], member: int, done: int) -> list[float]:
         return _train_head(
             model,
             name,
@@ -245,15 +252,31 @@ def train_change_head(
             epochs=epochs,
             lr=lr,
             batch_size=batch_size,
-            seed=seed,
+            seed=seed + member,
             progress=counted(done),
         )
 
-    losses = train(tiles, 0)
-    if unlabelled:
-        pseudo = [pseudo_labelled(model.heads[name], t) for t in unlabelled]
-        losses = train(tiles + pseudo, epochs)
+    trained, losses = [], []
+    for member in range(members):
+        done = member * per_member * epochs
+        losses = train(tiles, member, done)
+        if unlabelled:
+            pseudo = [pseudo_labelled(model.heads[name], t) for t in unlabelled]
+            losses = train(tiles + pseudo, member, done + epochs)
+        trained.append(model.heads[name])
+    if members > 1:
+        join_members(model, name, trained)
     return losses
+
+
+def join_members(model: OFANet, name: str, members: list[torch.nn.Module]) -> None:
+    """Make change head ``name`` of ``model`` the ``ChangeEnsemble`` of ``members`` (trained
+    ChangeHeads of that name's record, e.g. from models trained with other seeds)."""
+    info = dict(model.heads.info[name])
+    model.heads.add(name, info.pop("classes"), **{**info, "members": len(members)})
+    for i, member in enumerate(members):
+        model.heads[name][i].load_state_dict(member.state_dict())
+    model.heads[name].eval().requires_grad_(False)
 
 
 @torch.no_grad()
@@ -367,15 +390,19 @@ def fit_change_head(
     epochs: int = EPOCHS,
     val_fraction: float = 0.0,
     seed: int = 0,
+    members: int = MEMBERS,
     progress: Callable[[str, int, int], None] | None = None,
 ) -> dict[str, Any]:
     """Add change head ``name`` trained on the pairs of the CSV ``data`` (its unlabelled pairs
-    through self-training). With ``val_fraction`` > 0, that share of the labelled pairs (at
-    least one) is held out and scored through ``ofa_explore.change`` (AUROC, average precision,
-    best F1 over their labelled pixels)."""
+    through self-training; ``members`` heads from seeds ``seed``, ``seed + 1``, ...,
+    averaged: ``train_change_head``). With ``val_fraction`` > 0, that share of the labelled
+    pairs (at least one) is held out and scored through ``ofa_explore.change`` (AUROC, average
+    precision, best F1 over their labelled pixels)."""
     from ..change_detection import change
     from ..metrics import ranking_scores
 
+    if members < 1:
+        raise BadInput(f"members={members}: a change head has one member or more")
     t0 = time.perf_counter()
     pairs = read_change_pairs(data)
     unlabelled = [p for p in pairs if p.mask is None]
@@ -409,6 +436,7 @@ def fit_change_head(
         if progress
         else None,
         unlabelled=extra,
+        members=members,
     )
     labels = torch.cat([t.labels for t in tiles])
     labelled, changed = int((labels != IGNORE).sum()), int((labels == 1).sum())
@@ -423,6 +451,7 @@ def fit_change_head(
     )
     report: dict[str, Any] = {
         "head": name,
+        "members": members,
         "pairs": len(train),
         "unlabelled": len(extra),
         "labelled": labelled,
