@@ -1,8 +1,8 @@
 """Benchmark: `ofa train-head --task change` on the 8 labelled OSCD cities of the shared data,
 the whole command in a fresh process (issue 26's goal: under 10 minutes on a 2-core CPU), with
 its peak memory, then with the 4 unlabelled cities added (self-training); and, in the same
-run, `ofa change` with the trained head against the zero-shot score on one city, for what the
-head costs at inference.
+run, `ofa change` with the trained head (3 members, the default) against a head of one member
+(`--members 1`) and the zero-shot score on one city, for what the head costs at inference.
 
     python bench/bench_change_head.py [--threads 2]
 
@@ -61,6 +61,9 @@ def main(threads: int) -> None:
         (Path(tmp) / "self.csv").write_text("before,after,mask\n" + rows)
         argv = ["train-head", "--task", "change", "--data", str(Path(tmp) / "self.csv")]
         self_trained, self_peak = timed([*argv, "-o", str(Path(tmp) / "s.st"), "-q"], threads)
+        one = Path(tmp) / "one.safetensors"
+        argv = ["train-head", "--task", "change", "--data", str(csv), "-o", str(one), "-q"]
+        timed([*argv, "--members", "1"], threads)
         before, after, _ = pairs[-1]
         common = [
             "change",
@@ -73,6 +76,9 @@ def main(threads: int) -> None:
             str(head),
         ]
         with_head, _ = timed([*common, "-o", str(Path(tmp) / "h.tif")], threads)
+        one_head, _ = timed(
+            [*common, "-o", str(Path(tmp) / "o.tif"), "--checkpoint", str(one)], threads
+        )
         zero, _ = timed([*common, "-o", str(Path(tmp) / "z.tif"), "--head", "zero-shot"], threads)
     print(
         f"train-head --task change, {len(pairs)} OSCD cities, {threads} thread(s): "
@@ -84,7 +90,8 @@ def main(threads: int) -> None:
     )
     print(
         f"ofa change on {before.parent.name} (whole command): head {with_head:.1f} s, "
-        f"zero-shot {zero:.1f} s ({with_head / zero:.2f}x)"
+        f"one member {one_head:.1f} s, zero-shot {zero:.1f} s ({with_head / zero:.2f}x, "
+        f"{one_head / zero:.2f}x)"
     )
 
 
