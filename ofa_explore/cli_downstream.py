@@ -29,7 +29,7 @@ def cmd_train_head(args: argparse.Namespace) -> int:
     val_fraction = args.val_fraction if args.val_fraction is not None else 0.2
     if args.members is not None and (args.task != "change" or args.members < 1):
         raise BadInput(
-            f"--members {args.members}: only a change head has members, one or more",
+            f"`--members {args.members}`: only a change head has members, one or more",
             "leave out `--members`, or give a whole number from 1 with `--task change`",
         )
     if args.task == "change":

@@ -33,6 +33,7 @@ API_WORDS: dict[str, str] = {
     "precision": "precision=",
     "threshold": "threshold=",
     "polygons": "polygons=",
+    "members": "members=",
     "pool": "pool=",
     "tile": "tile=",
     "overlap": "overlap=",
@@ -76,6 +77,7 @@ CLI_WORDS: dict[str, str] = {
     "convert": "`ofa convert`",
     "threshold": "--threshold",
     "polygons": "--polygons",
+    "members": "--members",
     "pool": "--pool",
 }
 

@@ -403,7 +403,10 @@ def fit_change_head(
     from ..metrics import ranking_scores
 
     if members < 1:
-        raise BadInput(f"members={members}: a change head has one member or more")
+        raise BadInput(
+            f"a change head has one member or more, not {members}",
+            "give a whole number from 1 as {members}",
+        )
     t0 = time.perf_counter()
     pairs = read_change_pairs(data)
     unlabelled = [p for p in pairs if p.mask is None]
