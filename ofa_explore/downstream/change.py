@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import BadInput, NotFound
-from ..heads import default_layers
+from ..heads import ChangeEnsemble, default_layers
 from ..io import raster_modality
 from ..model import OFANet
 
@@ -272,12 +272,10 @@ def train_change_head(
 
 def join_members(model: OFANet, name: str, members: list[torch.nn.Module]) -> None:
     """Make change head ``name`` of ``model`` the ``ChangeEnsemble`` of ``members`` (trained
-    ChangeHeads of that name's record, e.g. from models trained with other seeds)."""
-    info = dict(model.heads.info[name])
-    model.heads.add(name, info.pop("classes"), **{**info, "members": len(members)})
-    for i, member in enumerate(members):
-        model.heads[name][i].load_state_dict(member.state_dict())
-    model.heads[name].eval().requires_grad_(False)
+    ChangeHeads of that name's record, e.g. from models trained with other seeds); its record's
+    ``members`` rebuilds it from a checkpoint."""
+    model.heads[name] = ChangeEnsemble(members).eval().requires_grad_(False)
+    model.heads.info[name]["members"] = len(members)
 
 
 @torch.no_grad()
