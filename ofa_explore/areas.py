@@ -32,7 +32,7 @@ def row_areas_m2(crs, transform: Affine, height: int, width: int) -> np.ndarray 
     if not _has_areas(crs):
         return None
     if crs.is_projected:
-        x, y = transform * (np.full(height, width / 2), np.arange(height) + 0.5)
+        x, y = transform * (np.full(height, width / 2), np.arange(height) + 0.5)  # type: ignore[operator]
         return abs(transform.determinant) * _ground_m2_per_unit2(crs, x, y)
     if not crs.is_geographic or transform.b or transform.d:
         return None

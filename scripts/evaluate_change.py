@@ -29,6 +29,7 @@ from affine import Affine
 from rasterio.windows import Window
 
 from ofa_explore import change_detection as change_module
+from ofa_explore.change_detection import terms as change_terms
 from ofa_explore.checkpoint import load_checkpoint
 from ofa_explore.downstream.change import (
     ChangePair,
@@ -42,7 +43,7 @@ from ofa_explore.heads import default_layers
 from ofa_explore.io import CONVERSION_ATTR, open_raster
 from ofa_explore.metrics import ranking_scores as scores
 from ofa_explore.pretrained import load_pretrained
-from ofa_explore.protocol import change_threshold
+from ofa_explore.protocol import MISREGISTERED_PX, change_threshold
 from ofa_explore.scale import to_model_units
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -54,7 +55,7 @@ LONG = {
     "one member": "one member of it alone (seed 0; the trained head until 2026-12-06)",
     "random-init head": "one member (seed 0) trained on random-init embeddings",
     "default": "**zero-shot default** (`ofa change`: z(pixels) + "
-    f"{change_module.ANOMALY_WEIGHT:g} z(anomaly) + {change_module.EMBEDDING_WEIGHT:g} "
+    f"{change_terms.ANOMALY_WEIGHT:g} z(anomaly) + {change_terms.EMBEDDING_WEIGHT:g} "
     "z(embeddings))",
     "no anomaly": "the default without its anomaly term (the default until 2026-12-05)",
     "no embeddings": "its pixel and anomaly terms alone (embedding weight 0)",
@@ -121,15 +122,15 @@ def zero_shot(
     anomaly: float | None = None,
 ) -> np.ndarray:
     """The zero-shot score with other weights of its terms (None: the shipped one)."""
-    kept = change_module.EMBEDDING_WEIGHT, change_module.ANOMALY_WEIGHT
+    kept = change_terms.EMBEDDING_WEIGHT, change_terms.ANOMALY_WEIGHT
     if embedding is not None:
-        change_module.EMBEDDING_WEIGHT = embedding
+        change_terms.EMBEDDING_WEIGHT = embedding
     if anomaly is not None:
-        change_module.ANOMALY_WEIGHT = anomaly
+        change_terms.ANOMALY_WEIGHT = anomaly
     try:
         return _values(change_module.change(before, after, model=model))[0]
     finally:
-        change_module.EMBEDDING_WEIGHT, change_module.ANOMALY_WEIGHT = kept
+        change_terms.EMBEDDING_WEIGHT, change_terms.ANOMALY_WEIGHT = kept
 
 
 def with_otsu(model, before: str, after: str, head: str | None = None) -> tuple:
@@ -659,7 +660,7 @@ def misregistration_section(found: dict | None) -> list[str]:
         "Dates off each other (misregistration; 2026-12-06). `change()` measures how far "
         "AFTER's features lie from BEFORE's by phase correlation of the calibration's sample "
         "(`ofa_explore.registration`; `checks['shift_rows']`, `['shift_cols']`) and, by "
-        f"default, warps AFTER onto BEFORE's features from {change_module.MISREGISTERED_PX:g} px "
+        f"default, warps AFTER onto BEFORE's features from {MISREGISTERED_PX:g} px "
         "(`--no-align` keeps it where it lies, and warns). Below, each pair's AFTER georeferenced "
         "further south-east by the move, then warped back onto BEFORE's grid by GDAL as any "
         "AFTER on another grid is; the zero-shot default's AP:",
@@ -965,7 +966,7 @@ def section(figures: dict) -> str:
         "",
         "Aligned dates (2026-12-06; the misregistration table below): `ofa change` and `ofa "
         "train-head --task change` warp AFTER onto BEFORE's features when they lie "
-        f"{change_module.MISREGISTERED_PX:g} px or more apart; of the shared pairs, abudhabi "
+        f"{MISREGISTERED_PX:g} px or more apart; of the shared pairs, abudhabi "
         "(1.4 px). Pooled AP through `ofa change`, seeds 0, 1, 2: "
         + " / ".join(f"{v[1]:.3f}" for v in head_seeds.values())
         + " against 0.337 / 0.319 / 0.340 before (AUROC "

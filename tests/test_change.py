@@ -97,7 +97,7 @@ def test_a_mask_of_much_of_the_scene_is_warned_of_with_the_threshold_to_use(berc
     """Change is a few percent of a city: a mask of a quarter of the scene or more (a low
     threshold, or Otsu's split of a head's score) gets a warning naming the threshold to try."""
     from ofa_explore import change
-    from ofa_explore.change_detection import widespread
+    from ofa_explore.change_detection.task import widespread
 
     before, after, _ = bercy
     b, a = _crop(before, tmp_path / "b.tif"), _crop(after, tmp_path / "a.tif")
@@ -316,7 +316,7 @@ def test_tile_groups_never_span_two_rows_of_tiles(bercy):
     """The two dates make 26 bands, so fewer tiles fit one read window: a group of tiles must
     still run left to right where the last two rows of tiles share their top (a 1400 px raster
     read columns 1000..472 before)."""
-    from ofa_explore.change_detection import open_pair
+    from ofa_explore.change_detection.dates import open_pair
     from ofa_explore.engine.tiles import TileReader, layout
     from ofa_explore.io import raster_modality
 
@@ -337,7 +337,8 @@ def test_a_larger_tile_calibrates_on_fewer_tiles_in_engine_sized_batches(bercy):
     """``--tile 256`` (4 x 4 model images): the calibration reads MIN_SAMPLE_TILES sample tiles
     instead of 16 (16 tiles of 512 px took 3.3 GB and 6.5x an embed) and embeds them in the
     engine's batches of BATCH_TOKENS tokens, one pair of dates at a time here."""
-    from ofa_explore.change_detection import MIN_SAMPLE_TILES, calibrate, open_pair
+    from ofa_explore.change_detection.calibration import MIN_SAMPLE_TILES, calibrate
+    from ofa_explore.change_detection.dates import open_pair
     from ofa_explore.engine import BATCH_TOKENS
     from ofa_explore.pretrained import load_model
 
@@ -367,7 +368,7 @@ def test_the_pixel_term_reads_the_visible_and_shortwave_infrared_bands():
     """Not the coastal-aerosol band, the near infrared and red edge (the vegetation's season),
     nor the atmosphere's water-vapour and cirrus bands; every band of SAR."""
     from ofa_explore import hyperspectral_modality
-    from ofa_explore.change_detection import pixel_bands
+    from ofa_explore.change_detection.terms import pixel_bands
     from ofa_explore.modalities import get_modality
 
     s2 = get_modality("s2_l1c")
@@ -386,7 +387,7 @@ def test_the_anomaly_term_reads_an_imaging_spectrometer_in_a_few_band_groups():
     """Multispectral bands one by one; 129 EnMAP-like bands as 4 groups of neighbours in each
     range (visible, SWIR), never mixing the two, so its covariance stays 16 x 16."""
     from ofa_explore import hyperspectral_modality
-    from ofa_explore.change_detection import ANOMALY_BANDS, anomaly_bands, pixel_bands
+    from ofa_explore.change_detection.terms import ANOMALY_BANDS, anomaly_bands, pixel_bands
     from ofa_explore.modalities import get_modality
 
     s2 = get_modality("s2_l1c")
@@ -469,7 +470,7 @@ def test_the_anomaly_term_scores_what_changed_unlike_the_rest_of_the_scene():
     distance over both dates together would not), and reads AFTER in any units."""
     import torch
 
-    from ofa_explore.change_detection import anomaly_matrix, anomaly_term
+    from ofa_explore.change_detection.terms import anomaly_matrix, anomaly_term
 
     rng = np.random.default_rng(0)
     bands, side = 5, 64
@@ -514,7 +515,7 @@ def test_after_residuals_leave_out_what_the_whole_scene_shares():
     and they read AFTER in any units."""
     import torch
 
-    from ofa_explore.change_detection import after_residuals, residual_fit
+    from ofa_explore.change_detection.terms import after_residuals, residual_fit
 
     rng = np.random.default_rng(1)
     bands, side = 6, 64

@@ -320,7 +320,9 @@ def test_the_head_trains_on_the_inputs_that_ofa_change_gives_it(pairs_csv, train
     import torch
 
     from ofa_explore import change, load_checkpoint
-    from ofa_explore.change_detection import HEAD_SMOOTH_PX, _gaussian, calibrate, open_pair
+    from ofa_explore.change_detection.calibration import calibrate
+    from ofa_explore.change_detection.dates import open_pair
+    from ofa_explore.change_detection.terms import HEAD_SMOOTH_PX, _gaussian
     from ofa_explore.downstream.change import ChangePair, pair_tiles
     from ofa_explore.engine import EngineSettings
 
@@ -351,7 +353,7 @@ def test_a_heads_map_shows_no_tiles(trained, shared, monkeypatch):
     grid of squares); its tiles are blended, and the map is as smooth there as elsewhere. On
     a whole OSCD city the head has not seen."""
     from ofa_explore import change, load_checkpoint
-    from ofa_explore.change_detection import Change
+    from ofa_explore.change_detection.task import Change
 
     model = load_checkpoint(trained)
     folder = shared / "change" / "oscd" / "bercy"
@@ -376,7 +378,9 @@ def test_blended_tiles_are_the_tent_weighted_mean_of_the_heads_tiles(trained, pa
     import torch
 
     from ofa_explore import change, load_checkpoint
-    from ofa_explore.change_detection import _date_modality, calibrate, open_pair, score
+    from ofa_explore.change_detection.calibration import calibrate, date_modality
+    from ofa_explore.change_detection.dates import open_pair
+    from ofa_explore.change_detection.terms import score
     from ofa_explore.engine.blend import tent
     from ofa_explore.io import raster_modality
 
@@ -386,7 +390,7 @@ def test_blended_tiles_are_the_tent_weighted_mean_of_the_heads_tiles(trained, pa
     size = model.config.img_size
     pair = open_pair(before, after)
     stats = calibrate(model, pair, size, None, head="change")
-    m = _date_modality(raster_modality(pair))
+    m = date_modality(raster_modality(pair))
     values = torch.from_numpy(pair.values.astype(np.float32))
     total, weight = np.zeros((SIZE, SIZE)), np.zeros((SIZE, SIZE))
     tent2d = tent(size)[:, None] * tent(size)[None, :]
@@ -451,7 +455,7 @@ def test_the_heads_logits_are_smoothed_by_a_gaussian_of_one_pixel():
     constant map stays as it is up to the tile's edges (mirrored, not padded with zeros)."""
     import torch
 
-    from ofa_explore.change_detection import HEAD_SMOOTH_PX, _gaussian
+    from ofa_explore.change_detection.terms import HEAD_SMOOTH_PX, _gaussian
 
     assert HEAD_SMOOTH_PX == 1.0
     impulse = torch.zeros(2, 1, 15, 15)

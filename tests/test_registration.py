@@ -9,7 +9,7 @@ import rasterio
 from affine import Affine
 from rasterio.warp import Resampling, reproject
 
-from ofa_explore.change_detection import MIN_COHERENCE
+from ofa_explore.change_detection.task import MIN_COHERENCE
 from ofa_explore.registration import phase_shift
 
 

@@ -6,7 +6,7 @@ an unlabelled pair: the head trained on the labelled pairs marks its most and le
 pixels (pseudo-labels), and a new head trains on both (self-training; it ranked change better
 in OSCD cities it had not seen, docs/EVALUATION.md). The backbone stays frozen, so each pair is
 calibrated as ``ofa change`` calibrates it, cut into model-sized tiles, and the head's inputs
-(``change_detection.head_inputs``) of every tile are computed once; then only the head trains,
+(``change_detection.terms.head_inputs``) of every tile are computed once; then only the head trains,
 on those inputs, flipped and rotated. That keeps the 8 labelled OSCD cities under a few minutes
 on a 2-core CPU (bench/RESULTS.md).
 """
@@ -107,7 +107,9 @@ def read_change_pairs(path: str | Path) -> list[ChangePair]:
                     f"{path.name} line {line}: {column} file {file or '(empty)'} does not exist",
                     "fix the path (relative to the CSV)",
                 )
-        pairs.append(ChangePair(before=paths["before"], after=paths["after"], mask=paths["mask"]))
+        before, after = paths["before"], paths["after"]
+        assert before is not None and after is not None  # checked above
+        pairs.append(ChangePair(before=before, after=after, mask=paths["mask"]))
     if all(p.mask is None for p in pairs):
         raise BadInput(
             f"{path.name}: no pair has a mask (all {len(pairs)} are unlabelled)",
@@ -150,12 +152,9 @@ def pair_tiles(
 ) -> PairTiles:
     """The head's inputs on non-overlapping model-sized tiles covering the pair (edge tiles
     moved inside), calibrated (and AFTER aligned) as ``ofa change`` does the whole pair."""
-    from ..change_detection import (
-        HEAD_SAMPLE_TILES,
-        _date_modality,
-        calibrated_pair,
-        head_inputs,
-    )
+    from ..change_detection import calibrated_pair
+    from ..change_detection.calibration import HEAD_SAMPLE_TILES, date_modality
+    from ..change_detection.terms import head_inputs
 
     size = model.config.img_size
     with rasterio.open(pair.before) as src:
@@ -176,7 +175,7 @@ def pair_tiles(
         head="zero-shot",  # the head's inputs are calibrated as the zero-shot score's
         samples=HEAD_SAMPLE_TILES,
     )
-    m = _date_modality(raster_modality(pair_da))
+    m = date_modality(raster_modality(pair_da))
     values = pair_da.values  # [2C, H, W], NaN where a date has no data
     invalid = ~np.isfinite(values).all(axis=0)
     labels = np.where(invalid, IGNORE, mask).astype(np.uint8)
@@ -421,7 +420,8 @@ def fit_change_head(
     train = [labelled_pairs[i] for i in sorted(order[held:])]
     modality = _common_modality(pairs)
     layers = layers or default_layers(model.config.depth)
-    tiles, extra = [], []
+    tiles: list[PairTiles] = []
+    extra: list[PairTiles] = []
     for i, pair in enumerate(train + unlabelled):
         (tiles if pair.mask is not None else extra).append(pair_tiles(model, pair, layers))
         if progress:

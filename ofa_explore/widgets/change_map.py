@@ -12,7 +12,9 @@ import ipywidgets as widgets
 import numpy as np
 
 from ..areas import masked_area_m2, raster_row_areas_m2
-from ..change_detection import change, widespread, write_polygons
+from ..change_detection import change
+from ..change_detection.polygons import write_polygons
+from ..change_detection.task import widespread
 from ..engine import EngineSettings
 from ..model import OFANet
 from ..protocol import WIDESPREAD_CHANGE, change_span
