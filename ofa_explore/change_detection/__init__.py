@@ -50,13 +50,12 @@ import xarray as xr
 from ..engine import EngineSettings, PredictionResult, predict_raster
 from ..engine.sinks import check_output
 from ..errors import BadInput
-from ..fileio import check_writable
 from ..io import MODALITY_ATTR, raster_modality
 from ..modalities import Modality
 from ..protocol import SCENE_THRESHOLDS
 from .calibration import CHANGE_ATTR, calibrate, date_modality, date_shift, sample_tiles
 from .dates import open_dates, pair_of
-from .polygons import vector_writer, write_polygons
+from .polygons import check_polygons, write_polygons
 from .task import Change, shift_matters
 
 
@@ -94,7 +93,7 @@ def change(
     if threshold not in (None, *SCENE_THRESHOLDS) and not isinstance(threshold, (int, float)):
         raise BadInput(f"threshold {threshold!r}", "give {threshold} a number, 'auto' or 'otsu'")
     check_output(output, [str(before), str(after)], overwrite, Change)  # before any work
-    gpkg = _check_polygons(polygons, threshold, overwrite)
+    gpkg = check_polygons(polygons, threshold, overwrite)
     settings = settings or EngineSettings()
     if model is None or not isinstance(model, torch.nn.Module):  # None, or what loads one
         model = load_model(None) if model is None else model()
@@ -172,22 +171,3 @@ def change_head(model, head: str | None, m: Modality) -> str | None:
             "name a change head with {head}, or 'zero-shot'",
         )
     return name
-
-
-def _check_polygons(polygons, threshold, overwrite: bool) -> Path | None:
-    if polygons is None:
-        return None
-    path = Path(polygons)
-    if threshold is None:
-        raise BadInput(
-            "{polygons} outlines the changed areas of the mask",
-            "add {threshold} VALUE, auto or otsu",
-        )
-    if path.suffix.lower() != ".gpkg":
-        raise BadInput(f"polygons {path} must be a GeoPackage", "give {polygons} a .gpkg name")
-    if path.exists() and not overwrite:
-        from ..errors import OutputExists
-
-        raise OutputExists(f"{path} exists", "pass {overwrite} to replace it")
-    vector_writer()
-    return check_writable(path)

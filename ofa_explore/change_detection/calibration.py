@@ -13,18 +13,10 @@ import torch
 import torch.nn.functional as F
 import xarray as xr
 
-from ..engine import (
-    BATCH_TOKENS,
-)
-from ..io import (
-    RasterError,
-    raster_modality,
-)
+from ..engine import BATCH_TOKENS
+from ..io import RasterError, raster_modality
 from ..modalities import Modality
-from ..protocol import (
-    SCENE_THRESHOLDS,
-    change_threshold,
-)
+from ..protocol import SCENE_THRESHOLDS, change_threshold
 from ..registration import Shift, phase_shift
 from .terms import (
     MIN_TERM_STD,

@@ -9,14 +9,32 @@ import numpy as np
 import rasterio
 
 from ..areas import polygon_areas_m2
-from ..engine import (
-    PredictionResult,
-)
-from ..errors import MissingPart
-from ..fileio import atomic_output
+from ..engine import PredictionResult
+from ..errors import BadInput, MissingPart, OutputExists
+from ..fileio import atomic_output, check_writable
+
+
+def check_polygons(polygons, threshold, overwrite: bool) -> Path | None:
+    """``polygons`` as ``change()`` takes it, checked before any work: a new .gpkg beside a
+    threshold, with pyogrio and shapely installed; None when no polygons were asked for."""
+    if polygons is None:
+        return None
+    path = Path(polygons)
+    if threshold is None:
+        raise BadInput(
+            "{polygons} outlines the changed areas of the mask",
+            "add {threshold} VALUE, auto or otsu",
+        )
+    if path.suffix.lower() != ".gpkg":
+        raise BadInput(f"polygons {path} must be a GeoPackage", "give {polygons} a .gpkg name")
+    if path.exists() and not overwrite:
+        raise OutputExists(f"{path} exists", "pass {overwrite} to replace it")
+    vector_writer()
+    return check_writable(path)
 
 
 def vector_writer():
+    """pyogrio and shapely (the `change` extra), or what to install."""
     try:
         import pyogrio
         import pyogrio.raw

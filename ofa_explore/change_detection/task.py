@@ -10,11 +10,7 @@ import numpy as np
 import torch
 
 from ..areas import masked_area_m2
-from ..engine import (
-    EngineSettings,
-    Task,
-    register,
-)
+from ..engine import EngineSettings, Task, register
 from ..errors import BadInput
 from ..modalities import Modality
 from ..protocol import (
