@@ -10,7 +10,7 @@ Two kinds, both small:
   joins in (as U-Net's top skip: tokens are one per patch, edges are finer than that).
 
 - ``ChangeHead``: one change logit per pixel of two dates, the same network fed with what
-  differs between the dates' token maps and pixels (``change_detection.head_inputs``).
+  differs between the dates' token maps and pixels (``change_detection.terms.head_inputs``).
 
 ``HeadSet`` is the model's ``heads``: named heads with their records (classes, colours, the
 modality each was trained on); it adds, orders and selects them. ``classify`` and ``segment``
@@ -158,7 +158,7 @@ class SegmentationHead(nn.Module):
 # 2026-12-05) the anomalous change; with it, leave-one-city-out pooled AP on OSCD 0.296 / 0.291
 # / 0.279 against 0.278 / 0.285 / 0.275 (seeds 0-2; docs/EVALUATION.md)
 CHANGE_SCORE_TERMS = 3
-# what a change head's image holds, in order (``change_detection.head_inputs``), kept in its
+# what a change head's image holds, in order (``change_detection.terms.head_inputs``), kept in its
 # record: a head trained on another image (by an earlier ofa-explore) is refused, as it would
 # read the new channels as the old ones. Since 2026-12-06 AFTER's residuals from BEFORE take
 # the place of the dates' plain difference.

@@ -29,15 +29,15 @@ QUICKLOOK = ".png"  # the small picture of a result beside its output: <stem>.pn
 CHANGE_THRESHOLD_TAG = "ofa_change_threshold"  # a change map's tag: the mask's threshold
 # change: the threshold a change map's mask takes by default (`--threshold auto`, the QGIS
 # dialog, the widget's slider), in standard deviations of the scene's scores, per score. The
-# zero-shot score's tail is long, a trained head's standardised logit nearly Gaussian: with a
-# head 3 marked 0.0-1.3% of the 8 labelled OSCD cities (none of aguasclaras), 2.5 0.3-2.4%
-# and the highest pooled F1 of every seed (0.38-0.39; docs/EVALUATION.md)
+# zero-shot score's tail is long, a trained head's standardised logit nearly Gaussian: with the
+# 3-member head 3 marked 0.04-1.4% of the 8 labelled OSCD cities, 2.5 0.4-2.6% and the highest
+# pooled F1, 0.40 (of each member alone too: 0.39-0.40; docs/EVALUATION.md)
 CHANGE_THRESHOLDS = {"zero-shot": 3.0, "head": 2.5}
 CHANGE_HEAD_TAG = "ofa_change_head"  # a change map's tag: the trained head that scored it
 # change: the colour ramp's length above the threshold (QGIS's style, the widget), per score,
 # so that the strongest tenth of the changed pixels is drawn dark: the 90th percentile of the
-# scores above the threshold was 6.6-11.7 for the zero-shot score (3 + 6 = 9) and 2.8-4.8 for
-# a trained head's (2.5 + 1.5 = 4; leave-one-city-out heads on bercy, pisa, aguasclaras)
+# scores above the threshold was 6.6-13.5 for the zero-shot score (3 + 6 = 9) and 3.0-4.4 for
+# the 3-member head's (2.5 + 1.5 = 4), leave-one-city-out on the 8 labelled OSCD cities
 CHANGE_SPANS = {"zero-shot": 6.0, "head": 1.5}
 SCENE_THRESHOLDS = ("auto", "otsu")  # thresholds by name: the engine sets the value
 # change: AFTER's features this many pixels or more off BEFORE's (phase correlation) are warped
