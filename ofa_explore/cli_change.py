@@ -35,7 +35,8 @@ def add_change_verb(sub: argparse._SubParsersAction) -> None:
         "--polygons",
         type=Path,
         metavar="OUT.gpkg",
-        help="also write the changed areas as polygons with their area (needs --threshold)",
+        help="also write the changed areas as polygons with their area and their pixels' mean "
+        "and highest score (needs --threshold)",
     )
     p.add_argument(
         "--no-align",

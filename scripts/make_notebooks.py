@@ -342,14 +342,19 @@ NOTEBOOKS = {
         "    overwrite=True,   # running the notebook again replaces the files\n"
         ")\n"
         'print(*result.notes[-4:], sep="\\n")',
-        "The polygons' areas, read back from the GeoPackage with pyogrio:",
+        "The polygons' areas and the mean and highest score of their pixels, read back from the "
+        "GeoPackage with pyogrio:",
         "import pyogrio\n\n"
-        '_, _, _, (hectares,) = pyogrio.raw.read("ofa-export/changes_2009_2020.gpkg")\n'
-        "largest = sorted(hectares, reverse=True)\n"
-        'print(f"{len(largest)} changed areas, {sum(largest):.2f} ha in all; the largest:",\n'
-        '      ", ".join(f"{a:.2f} ha" for a in largest[:5]))',
+        "_, _, _, (hectares, score_mean, score_max) = pyogrio.raw.read(\n"
+        '    "ofa-export/changes_2009_2020.gpkg"\n'
+        ")\n"
+        "largest = sorted(zip(hectares, score_max), reverse=True)\n"
+        'print(f"{len(largest)} changed areas, {sum(hectares):.2f} ha in all; the largest:")\n'
+        "for area, top in largest[:5]:\n"
+        '    print(f"{area:6.2f} ha, score up to {top:.1f}")',
         "Most areas are small (half of them twenty pixels or fewer): the edge of a shore, a "
-        "field's corner; the largest is the flooded field in the lower right. In QGIS, keep the large ones with a filter on their `hectares` field, "
+        "field's corner; the largest is the flooded field in the lower right. In QGIS, keep the "
+        "large ones with a filter on their `hectares` field, the strong ones on `score_max`, "
         "or raise the threshold.\n\n"
         "## Try it\n"
         "1. In the map above, move the *Threshold* to 2, then to 4.5: how do the area and the "

@@ -19,6 +19,7 @@ from ofa_explore.cli import main
 from ofa_explore.protocol import MISREGISTERED_PX, WIDESPREAD_CHANGE
 
 pyogrio = pytest.importorskip("pyogrio")
+shapely = pytest.importorskip("shapely")
 
 
 @pytest.fixture(scope="module")
@@ -66,11 +67,18 @@ def test_cli_writes_score_mask_and_polygons_on_befores_grid(bercy, tmp_path, cap
     auroc = (ranks[pos].mean() - (pos.sum() - 1) / 2) / (~pos).sum()
     assert auroc > 0.7
     info = pyogrio.read_info(gpkg)
-    assert info["features"] > 0 and list(info["fields"]) == ["hectares"]  # EPSG:4326 has areas
-    _, _, _, (hectares,) = pyogrio.raw.read(gpkg)
+    assert info["features"] > 0  # EPSG:4326 has areas:
+    assert list(info["fields"]) == ["hectares", "score_mean", "score_max"]
+    _, _, wkb, (hectares, mean, top) = pyogrio.raw.read(gpkg)
     with rasterio.open(out) as o:  # the polygons cover the mask exactly, on the ellipsoid
         rows_m2 = row_areas_m2(o.crs, o.transform, o.height, o.width)
+        threshold, pixel = float(o.tags()["ofa_change_threshold"]), abs(o.transform.determinant)
     assert hectares.sum() == pytest.approx((mask == 1).sum(axis=1) @ rows_m2 / 1e4, rel=1e-6)
+    # each area's scores: those of its own pixels, all at or above the threshold
+    assert (mean >= threshold).all() and (top >= mean).all()
+    assert top.max() == pytest.approx(score[mask == 1].max())
+    pixels = np.array([shapely.from_wkb(g).area for g in wkb]) / pixel
+    assert (mean * pixels).sum() == pytest.approx(score[mask == 1].sum(), rel=1e-5)
     assert f"changed: {hectares.sum():.2f} ha" in printed
     assert sorted(p.name for p in tmp_path.iterdir()) == ["change.gpkg", "change.tif"]
 
@@ -222,6 +230,32 @@ def test_dates_off_each_other_without_a_crs_are_warned_of_with_the_fix(bercy, tm
     assert f"AFTER's features lie {result.checks['shift_pixels']:.1f} px" in warning
     assert "px west" in warning
     assert "Give both dates a CRS" in warning and "co-register" in warning
+
+
+def test_polygons_without_a_crs_count_pixels_and_carry_their_scores(bercy, tmp_path):
+    """No CRS, no ground areas: each changed area's size in pixels, beside the mean and the
+    highest score of its own pixels."""
+    import warnings
+
+    from ofa_explore import change
+
+    before, after, _ = bercy
+    with rasterio.open(before) as src:
+        transform = src.window_transform(Window(0, 0, 200, 200))
+    b = crop(before, tmp_path / "b.tif", Window(0, 0, 200, 200), crs=None, transform=transform)
+    a = crop(after, tmp_path / "a.tif", Window(0, 0, 200, 200), crs=None, transform=transform)
+    gpkg = tmp_path / "p.gpkg"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "has no CRS"
+        result = change(b, a, threshold=2, polygons=gpkg)
+    assert result.data is not None
+    score, mask = result.data.values
+    assert list(pyogrio.read_info(gpkg)["fields"]) == ["pixels", "score_mean", "score_max"]
+    _, _, _, (pixels, mean, top) = pyogrio.raw.read(gpkg)
+    assert len(pixels) > 1 and pixels.sum() == pytest.approx((mask == 1).sum())
+    assert (mean >= 2).all() and (top >= mean).all()
+    assert (mean * pixels).sum() == pytest.approx(score[mask == 1].sum(), rel=1e-5)
+    assert top.max() == pytest.approx(score[mask == 1].max())
 
 
 def _bad(capsys, tmp_path: Path, *argv) -> str:

@@ -116,7 +116,8 @@ def test_notebook_runs_top_to_bottom(path, tmp_path):
         assert re.search(r"^the dates line up within 0\.\d px \(phase correlation\)$", text, re.M)
         assert re.search(r"^changed: [\d.]+ ha \(\d+ px\), [\d.]+% of the pixels", text, re.M)
         assert "to ofa-export/changes_2009_2020.gpkg" in text
-        assert re.search(r"^\d+ changed areas, [\d.]+ ha in all; the largest: ", text, re.M)
+        assert re.search(r"^\d+ changed areas, [\d.]+ ha in all; the largest:$", text, re.M)
+        assert len(re.findall(r"^ *[\d.]+ ha, score up to [\d.]+$", text, re.M)) == 5, text
         check_change_claims(path, folder / "ofa-export")
 
 
@@ -145,7 +146,7 @@ def check_change_claims(path: Path, export: Path) -> None:
     assert "the field in the lower right, a tan field in 2009 that the" in text
     assert "half of them twenty pixels or fewer" in text
     assert "the largest is the flooded field in the lower right" in text
-    _, _, geometry, (hectares,) = pyogrio.raw.read(export / "changes_2009_2020.gpkg")
+    _, _, geometry, (hectares, _, _) = pyogrio.raw.read(export / "changes_2009_2020.gpkg")
     assert np.median(hectares) <= 20 * 25.02 / 1e4  # 5 m pixels: 25.02 m² on the ground
     largest = shapely.from_wkb(geometry[np.argmax(hectares)]).centroid
     with rasterio.open(FOLDER / "data" / "naip_change" / "naip_2009.tif") as src:

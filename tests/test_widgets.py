@@ -338,8 +338,9 @@ def test_change_map_exports_score_mask_and_polygons(change_map, tmp_path):
         assert (out.crs, out.transform, out.shape) == (ref.crs, ref.transform, ref.shape)
         score, mask = out.read()
     assert np.array_equal(mask == 1, w.score >= w.threshold.value)
-    _, _, _, (hectares,) = pyogrio.raw.read(gpkg)
+    _, _, _, (hectares, mean, top) = pyogrio.raw.read(gpkg)
     assert hectares.sum() == pytest.approx(w.area_above()["hectares"])  # the mask, exactly
+    assert (mean >= w.threshold.value).all() and top.max() == pytest.approx(score[mask == 1].max())
 
 
 def test_change_map_in_degrees_counts_pixels_and_skips_nodata(model, shared, tmp_path):

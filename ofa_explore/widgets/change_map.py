@@ -213,7 +213,8 @@ class ChangeMap(widgets.VBox):
     # ------------------------------------------------------------------ export
     def export(self, folder: str | Path) -> list[Path]:
         """``change.tif`` (the score and the 0/1 mask at the slider's threshold) and
-        ``changes.gpkg`` (the changed areas as polygons with their area), in ``folder``."""
+        ``changes.gpkg`` (the changed areas as polygons with their area and scores), in
+        ``folder``."""
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         mask = np.where(self.valid, (self.score >= self.threshold.value).astype(np.float32), np.nan)

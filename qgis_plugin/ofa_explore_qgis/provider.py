@@ -300,8 +300,9 @@ class ChangeRasters(_OfaAlgorithm):
             "needed): band 1 the change score (higher = more change, in standard deviations "
             "of the scene's scores; drawn from the threshold up), band 2 the 0/1 mask of "
             "scores at or above the threshold; on request the changed areas as polygons with "
-            "their area. Zero-shot unless the model carries a trained change head. "
-            + protocol.ALIGN_HELP
+            "their area and the mean and highest score of their pixels (score_mean, "
+            "score_max: filter on them to keep the strongest). Zero-shot unless the model "
+            "carries a trained change head. " + protocol.ALIGN_HELP
         )
 
     def add_input_parameters(self) -> None:

@@ -867,7 +867,7 @@ def test_change_adds_the_score_transparent_below_the_threshold_and_the_outlines(
     assert qAlpha(block.color(int(high_r), int(high_c))) == 255
     outlines = QgsProject.instance().mapLayersByName("bercy 2016 to bercy 2017 changed areas")[0]
     assert isinstance(outlines, QgsVectorLayer) and outlines.featureCount() > 0
-    assert outlines.fields().names()[-1] == "hectares"
+    assert outlines.fields().names()[-3:] == ["hectares", "score_mean", "score_max"]
     # the areas as QGIS measures them on the WGS 84 ellipsoid, and the message bar's total
     measure = QgsDistanceArea()
     measure.setSourceCrs(outlines.crs(), QgsProject.instance().transformContext())
@@ -875,6 +875,7 @@ def test_change_adds_the_score_transparent_below_the_threshold_and_the_outlines(
     for feature in outlines.getFeatures():
         m2 = measure.measureArea(feature.geometry())
         assert feature["hectares"] == pytest.approx(m2 / 1e4, rel=1e-4)
+        assert 3 <= feature["score_mean"] <= feature["score_max"]  # its pixels' scores
     total = sum(f["hectares"] for f in outlines.getFeatures())
     assert float(found.group(1).replace(",", "")) == pytest.approx(total, abs=0.051)
     assert sorted(p.name for p in (tmp_path / "results").iterdir()) == [
