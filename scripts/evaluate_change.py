@@ -62,7 +62,8 @@ LONG = {
     "anomaly only": "its anomalous-change term alone",
     "random-init": "zero-shot default with random-init embeddings",
     "embedding only": "embedding distance alone (1 - cosine, raw, upsampled)",
-    "centred embedding": "its embedding term alone (1 - cosine after subtracting each date's mean)",
+    "centred embedding": "the last block's embeddings centred (1 - cosine after subtracting "
+    "each date's mean; the default's embedding term until 2026-12-06, now of block 6 of 8)",
     "abs(B04)": "abs(B04 difference)",
     "CVA": "change vector magnitude (standardised bands)",
     "1-cos bands": "1 - cosine of the band vectors",

@@ -384,18 +384,46 @@ def test_a_larger_tile_calibrates_on_fewer_tiles_in_engine_sized_batches(bercy):
     for tile, tiles, largest in ((64, 16, BATCH_TOKENS), (256, MIN_SAMPLE_TILES, one_pair)):
         seen: list[tuple[int, int]] = []  # per forward pass: images, pixels of each
 
-        def counted(x, modality, forward=type(model).forward_features, seen=seen):
+        def counted(x, modality, layers, forward=type(model).forward_intermediates, seen=seen):
             seen.append((len(x), x.shape[-2] * x.shape[-1]))
-            return forward(model, x, modality)
+            return forward(model, x, modality, layers)
 
-        model.forward_features = counted
+        model.forward_intermediates = counted  # the zero-shot embedding term's block
         try:
             calibrate(model, pair, tile, None)
         finally:
-            del model.forward_features
+            del model.forward_intermediates
         assert all(size == tile * tile for _, size in seen), seen
         assert sum(n for n, _ in seen) == 2 * tiles, seen  # both dates of each sample tile
         assert max(n * size // p**2 for n, size in seen) <= largest, seen
+
+
+def test_the_zero_shot_embedding_term_compares_block_6_of_8_a_head_the_last(bercy):
+    """The zero-shot score's embedding term reads the token maps after 3/4 of the encoder's
+    blocks (the same AP as the last block's on OSCD and Nanjing, a quarter less backbone); a
+    change head, in training and when it scores, the last block's, as it was trained."""
+    import torch
+
+    from ofa_explore.change_detection.calibration import calibrate, date_modality
+    from ofa_explore.change_detection.dates import open_pair
+    from ofa_explore.change_detection.terms import date_tokens, embedding_layer
+    from ofa_explore.io import raster_modality
+    from ofa_explore.pretrained import load_model
+
+    model = load_model(None).eval()
+    assert model.config.depth == 8
+    assert (embedding_layer(model, head=False), embedding_layer(model, head=True)) == (5, 7)
+    before, after, _ = bercy
+    pair = open_pair(before, after)
+    assert calibrate(model, pair, 64, None)["embedding_layer"] == 5
+    assert calibrate(model, pair, 64, None, for_head=True)["embedding_layer"] == 7
+    m = date_modality(raster_modality(pair))
+    x = torch.from_numpy(pair.values[: m.num_bands, :64, :64].copy())[None]
+    with torch.inference_mode():
+        last, sixth = date_tokens(model, x, m, 7), date_tokens(model, x, m, 5)
+        assert torch.equal(last, model.forward_features(x, m)[:, 1:])
+    assert sixth.shape == last.shape == (1, 64, model.config.embed_dim)
+    assert not torch.allclose(sixth, last)
 
 
 def test_the_pixel_term_reads_the_visible_and_shortwave_infrared_bands():

@@ -134,11 +134,12 @@ def calibrated_pair(
     head: str | None = None,
     samples: int | None = None,
     align: bool = True,
+    for_head: bool = False,
 ) -> tuple[xr.DataArray, dict]:
     """The pair (``open_pair``) and its calibration (``calibrate``; ``head`` as ``change()``
-    takes it). With ``align``, AFTER found MISREGISTERED_PX or more off BEFORE is warped again
-    from where its features lie, and calibrated again: its ``shift`` is then what is left,
-    ``aligned`` the move."""
+    takes it, ``for_head`` as ``calibrate`` does). With ``align``, AFTER found
+    MISREGISTERED_PX or more off BEFORE is warped again from where its features lie, and
+    calibrated again: its ``shift`` is then what is left, ``aligned`` the move."""
     dates = open_dates(before, after, modality)
     pair = pair_of(*dates, Path(after))
     m = date_modality(raster_modality(pair))
@@ -151,7 +152,7 @@ def calibrated_pair(
         pair = pair_of(*dates, Path(after), offset=(shift.rows, shift.cols))
         sample = sample_tiles(model, pair, tile, name, samples)
         shift = date_shift(sample, m)  # what is left
-    stats = calibrate(model.eval(), pair, tile, threshold, name, samples, sample)
+    stats = calibrate(model.eval(), pair, tile, threshold, name, samples, sample, for_head)
     stats.update(shift=None if shift is None else list(shift), aligned=aligned, align=align)
     return pair, stats
 

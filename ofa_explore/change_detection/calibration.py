@@ -23,6 +23,7 @@ from .terms import (
     anomaly_bands,
     anomaly_matrix,
     anomaly_term,
+    embedding_layer,
     embedding_term,
     pixel_bands,
     pixel_term,
@@ -52,6 +53,7 @@ def calibrate(
     head: str | None = None,
     samples: int | None = None,
     sample: np.ndarray | None = None,
+    for_head: bool = False,
 ) -> dict:
     """The figures the score needs, from up to ``samples`` tiles spread over the scene
     (default: HEAD_SAMPLE_TILES for a head, else SAMPLE_TILES; fewer when ``tile`` is larger
@@ -62,12 +64,14 @@ def calibrate(
     and deviations, and the mask's threshold: ``"auto"`` the measured default of the score
     (``protocol.CHANGE_THRESHOLDS``), ``"otsu"`` Otsu's threshold of the sample's scores.
     ``head``: the change head that scores (None: the zero-shot score). ``sample``: the pair's
-    ``sample_tiles``, when already read."""
+    ``sample_tiles``, when already read. ``for_head``: the inputs of a change head in training,
+    whose embedding term reads the last block as ``head`` does (``embedding_layer``)."""
     pm = raster_modality(pair)
     count = pm.num_bands // 2
     m = date_modality(pm)
     p = model.config.patch_size
     x = sample_tiles(model, pair, tile, head, samples) if sample is None else sample
+    layer = embedding_layer(model, head=head is not None or for_head)
     th, tw = x.shape[-2:]
     valid = np.isfinite(x).all(axis=1)  # [T, th, tw]
     if valid.sum() < 16:
@@ -100,6 +104,7 @@ def calibrate(
         "after_anomaly_mean": grouped[1].mean(axis=1).tolist(),
         "anomaly_matrix": anomaly_matrix(*grouped),
         "head": head,
+        "embedding_layer": layer,
     }
     standardised = (values - mean[:, None]) / std[:, None]
     fit = residual_fit(standardised[:count], standardised[count:])
@@ -110,7 +115,7 @@ def calibrate(
         pixels = pixel_term(t[:, :count], t[:, count:], stats).numpy()
         anomalies = anomaly_term(t[:, :count], t[:, count:], stats).numpy()
         tb, ta = _over_sample(
-            lambda b, a: torch.stack(embedding_term(model, b, a, m, None)[1:]),
+            lambda b, a: torch.stack(embedding_term(model, b, a, m, None, layer)[1:]),
             t,
             count,
             p,

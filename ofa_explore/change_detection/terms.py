@@ -38,6 +38,13 @@ ABSORPTION_UM = ((1.8, 1.95),)
 # covariance (a 256 x 256 px pair, 1 thread: 4.0-4.3 s instead of 5.1 s); multispectral bands
 # stay apart
 ANOMALY_BANDS = 4
+# the zero-shot score's embedding term compares the token maps after this share of the
+# encoder's blocks (6 of the shipped model's 8), not after the last: on the 8 labelled OSCD
+# cities and Nanjing it ranks change as well (pooled AP 0.228 both, Nanjing 0.830 against
+# 0.831; after 4 blocks 0.225 / 0.828, after 2 0.223 / 0.828; docs/EVALUATION.md) for a quarter
+# less of the backbone's work on both dates (bench/RESULTS.md). A change head reads the last
+# block's, as it was trained (``embedding_layer``)
+EMBEDDING_DEPTH = 0.75
 # z() divides by no less: the terms are unitless (real scenes: 0.26-1.5), while two copies of one
 # date leave float noise of 1e-7 in the embedding term that z would blow up to a score of +-0.7
 MIN_TERM_STD = 1e-3
@@ -179,15 +186,39 @@ def after_residuals(zb: torch.Tensor, za: torch.Tensor, stats: dict[str, Any]) -
         return _box(residual.abs() / spread.view(1, -1, 1, 1))
 
 
+def embedding_layer(model, head: bool) -> int:
+    """The encoder block (0-based) whose token maps the embedding term compares: the last for
+    a change head (as trained), else the one after EMBEDDING_DEPTH of the blocks."""
+    depth = model.config.depth
+    return depth - 1 if head else max(round(EMBEDDING_DEPTH * depth), 1) - 1
+
+
+def date_tokens(model, x: torch.Tensor, m: Modality, layer: int) -> torch.Tensor:
+    """One date's patch tokens [N, L, D] after encoder block ``layer`` (through the final
+    norm, as the model's embeddings are), from [N, C, H, W] in model units."""
+    if layer == model.config.depth - 1:
+        return model.forward_features(x, m)[:, 1:]
+    from ..inputs import prepare
+
+    xn, m = prepare(x, m, model.modalities, model.config.patch_size)
+    (maps,) = model.forward_intermediates(xn, m, [layer])
+    return maps.flatten(2).transpose(1, 2)
+
+
 def embedding_term(
-    model, before: torch.Tensor, after: torch.Tensor, m: Modality, stats: dict[str, Any] | None
+    model,
+    before: torch.Tensor,
+    after: torch.Tensor,
+    m: Modality,
+    stats: dict[str, Any] | None,
+    layer: int,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """1 - cosine of the dates' patch embeddings, each date's mean embedding (``stats``)
-    subtracted: [N, h, w] per patch, with the raw tokens of each date ([N, L, D]) for
-    calibration."""
+    """1 - cosine of the dates' patch embeddings after encoder block ``layer``, each date's
+    mean embedding (``stats``) subtracted: [N, h, w] per patch, with the raw tokens of each date
+    ([N, L, D]) for calibration."""
     n, _, height, width = before.shape
     # one date per pass: the engine's batch of tokens, not twice it (bench/RESULTS.md: 5% faster)
-    tb, ta = (model.forward_features(x, m)[:, 1:].float() for x in (before, after))
+    tb, ta = (date_tokens(model, x, m, layer).float() for x in (before, after))
     p = model.config.patch_size
     return token_distance(tb, ta, stats).reshape(n, height // p, width // p), tb, ta
 
@@ -234,7 +265,7 @@ def head_inputs(
     from ..inputs import prepare
 
     n = before.shape[0]
-    last = model.config.depth - 1
+    last = stats["embedding_layer"]  # the last block's (``embedding_layer``)
     wanted = sorted(set(layers) | {last})
     xn, m = prepare(torch.cat([before, after]), m, model.modalities, model.config.patch_size)
     mb, ma = (dict(zip(wanted, model.forward_intermediates(x, m, wanted))) for x in xn.split(n))
@@ -282,5 +313,5 @@ def score(
         return (logits[:, 0] - stats.get("head_mean", 0.0)) / stats.get("head_std", 1.0)
     pixels = pixel_term(before.float(), after.float(), stats)
     anomalies = anomaly_term(before.float(), after.float(), stats)
-    embeddings, _, _ = embedding_term(model, before, after, m, stats)
+    embeddings, _, _ = embedding_term(model, before, after, m, stats, stats["embedding_layer"])
     return combine(pixels, anomalies, embeddings.float(), stats)

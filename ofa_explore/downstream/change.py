@@ -172,8 +172,9 @@ def pair_tiles(
         modality=None,
         tile=size,
         threshold=None,
-        head="zero-shot",  # the head's inputs are calibrated as the zero-shot score's
+        head="zero-shot",  # the head's inputs are calibrated as the zero-shot score's,
         samples=HEAD_SAMPLE_TILES,
+        for_head=True,  # but for the embedding term's block: the last, as a head reads it
     )
     m = date_modality(raster_modality(pair_da))
     values = pair_da.values  # [2C, H, W], NaN where a date has no data
