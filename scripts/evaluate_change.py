@@ -956,6 +956,17 @@ def section(figures: dict) -> str:
         "term the same way: seeds 0, 1, 2 0.324 / 0.310 / 0.305 against 0.325 / 0.305 / "
         "0.300 before.",
         "",
+        "The embedding term's block (2026-12-06): the zero-shot default compares the token "
+        "maps after 6 of the encoder's 8 blocks (`EMBEDDING_DEPTH`, 3/4 of the blocks) instead "
+        "of the last block's, so the backbone does a quarter less work on both dates (`ofa "
+        "change` 1.7x an embed instead of 2.0-2.1x, bench/RESULTS.md). The default's pooled AP "
+        "on the 8 OSCD cities / AP on Nanjing, measured side by side: after the last block "
+        "0.228 / 0.831, after block 6 0.228 / 0.830, block 4 0.225 / 0.828, block 2 0.223 / "
+        "0.828; per city, block 6 is within 0.004 of the last block's. Now, through this "
+        f"script: {pooled['default'][1]:.3f} / {nanjing['default'][1]:.3f}. A change head "
+        "reads the last block's maps, in training and when it scores, as it did; the row of "
+        "the last block's embeddings centred is the term as it was.",
+        "",
         "The focal loss (2026-12-06): the head trains on its weighted cross-entropy with each "
         "pixel's term times (1 - p)^2, p the probability it gives the pixel's true label "
         "(`focal_loss`, gamma 2; changed pixels still weighed 5x), so the many unchanged pixels "
