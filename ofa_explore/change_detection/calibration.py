@@ -206,6 +206,8 @@ def otsu(values: np.ndarray, bins: int = 256) -> float:
 
 
 def date_modality(pair: Modality) -> Modality:
+    """One date's modality from the pair's (its first half of the bands, without the
+    calibration): what the model embeds each date as."""
     count = pair.num_bands // 2
     return replace(
         pair,
