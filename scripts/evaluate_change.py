@@ -961,8 +961,9 @@ def section(figures: dict) -> str:
         "of the last block's, so the backbone does a quarter less work on both dates (`ofa "
         "change` 1.7x an embed instead of 2.0-2.1x, bench/RESULTS.md). The default's pooled AP "
         "on the 8 OSCD cities / AP on Nanjing, measured side by side: after the last block "
-        "0.228 / 0.831, after block 6 0.228 / 0.830, block 4 0.225 / 0.828, block 2 0.223 / "
-        "0.828; per city, block 6 is within 0.004 of the last block's. Now, through this "
+        "0.2280 / 0.831, after block 6 0.2273 / 0.830, block 4 0.225 / 0.828, block 2 0.223 / "
+        "0.828; per city, block 6 is within 0.004 of the last block's (higher in 2 of the 9 "
+        "pairs, lower in 6). Now, through this "
         f"script: {pooled['default'][1]:.3f} / {nanjing['default'][1]:.3f}. A change head "
         "reads the last block's maps, in training and when it scores, as it did; the row of "
         "the last block's embeddings centred is the term as it was.",

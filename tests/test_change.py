@@ -400,7 +400,7 @@ def test_a_larger_tile_calibrates_on_fewer_tiles_in_engine_sized_batches(bercy):
 
 def test_the_zero_shot_embedding_term_compares_block_6_of_8_a_head_the_last(bercy):
     """The zero-shot score's embedding term reads the token maps after 3/4 of the encoder's
-    blocks (the same AP as the last block's on OSCD and Nanjing, a quarter less backbone); a
+    blocks (about the AP of the last block's on OSCD and Nanjing, a quarter less backbone); a
     change head, in training and when it scores, the last block's, as it was trained."""
     import torch
 

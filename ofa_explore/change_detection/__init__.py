@@ -17,9 +17,9 @@ deviations of the scene's own scores):
   (a season, haze, another sensor gain), the covariance has learnt that change and it scores
   low; so it ranks what changed unlike the rest, averaged over the same window.
 * embeddings: 1 - cosine of the two dates' patch embeddings from the model (the token maps
-  after EMBEDDING_DEPTH of its blocks: as good as the last block's, for less work), each date's
-  mean embedding subtracted first (raw embeddings mostly say "other season"), one value per
-  patch, interpolated bilinearly to pixels (``to_pixels``).
+  after EMBEDDING_DEPTH of its blocks: about as good as the last block's, for less work),
+  each date's mean embedding subtracted first (raw embeddings mostly say "other season"), one
+  value per patch, interpolated bilinearly to pixels (``to_pixels``).
 * z(): standardised by its mean and deviation over the scene, so scores of different scenes
   and sensors mean the same.
 

@@ -40,9 +40,9 @@ ABSORPTION_UM = ((1.8, 1.95),)
 ANOMALY_BANDS = 4
 # the zero-shot score's embedding term compares the token maps after this share of the
 # encoder's blocks (6 of the shipped model's 8), not after the last: on the 8 labelled OSCD
-# cities and Nanjing it ranks change as well (pooled AP 0.228 both, Nanjing 0.830 against
-# 0.831; after 4 blocks 0.225 / 0.828, after 2 0.223 / 0.828; docs/EVALUATION.md) for a quarter
-# less of the backbone's work on both dates (bench/RESULTS.md). A change head reads the last
+# cities and Nanjing it ranks change about as well (pooled AP 0.227 against 0.228, Nanjing 0.830
+# against 0.831; after 4 blocks 0.225 / 0.828, after 2 0.223 / 0.828; docs/EVALUATION.md) for a
+# quarter less of the backbone's work on both dates (bench/RESULTS.md). A change head reads the last
 # block's, as it was trained (``embedding_layer``)
 EMBEDDING_DEPTH = 0.75
 # z() divides by no less: the terms are unitless (real scenes: 0.26-1.5), while two copies of one
