@@ -28,8 +28,9 @@ from .terms import ANOMALY_WEIGHT, EMBEDDING_WEIGHT, HEAD_SMOOTH_PX, score
 # 0.16 px of a known move on the 13 pairs of the shared data): from protocol.MISREGISTERED_PX,
 # change() warps AFTER onto BEFORE's features (align=True, the default), or warns that edges
 # will show as change. AFTER moved 1 px off, the zero-shot default's pooled AP on the 8 OSCD
-# cities fell from 0.215 to 0.187, 3 px: 0.109; aligned from 0.3 px instead of 1, 0.229 against
-# 0.228 on the pairs as they are, for a slower read of AFTER through a warp (docs/EVALUATION.md)
+# cities fell from 0.214 to 0.185, 3 px: 0.109; aligned from 0.3 px instead of 1, 0.229 against
+# 0.228 on the pairs as they are (with the last block's embeddings then), for a slower read of
+# AFTER through a warp (docs/EVALUATION.md)
 # ... when the dates share enough detail for the offset to be believed: the phase correlation
 # of unrelated images peaks at a coherence of about 0.01 on 16 tiles, real pairs 0.14-0.62
 MIN_COHERENCE = 0.03
