@@ -258,6 +258,41 @@ def test_polygons_without_a_crs_count_pixels_and_carry_their_scores(bercy, tmp_p
     assert top.max() == pytest.approx(score[mask == 1].max())
 
 
+def test_area_scores_read_in_strips_are_each_areas_own_pixels():
+    """Each area's mean and highest score, read a strip of rows at a time, equal those of its
+    own pixels however the strips cut it: an area with a hole, two areas that touch only at a
+    corner, one under nodata in part, one wholly."""
+    from rasterio.features import geometry_mask, shapes
+
+    from ofa_explore.change_detection.polygons import area_scores
+
+    mask = np.zeros((12, 10), np.uint8)
+    mask[1:6, 1:6] = 1
+    mask[3, 3] = 0  # a hole
+    mask[6, 6] = mask[7, 7] = 1  # corners touch: two areas
+    mask[8:12, 0:3] = 1
+    mask[9, 8] = 1
+    score = np.arange(120, dtype=np.float32).reshape(12, 10) / 7
+    score[10:12, :] = np.nan  # nodata under part of an area
+    score[9, 8] = np.nan  # and under all of one
+    transform = Affine(10.0, 0, 500_000, 0, -10.0, 4_000_000)
+    areas = [
+        shapely.geometry.shape(g) for g, _ in shapes(mask, mask=mask == 1, transform=transform)
+    ]
+    assert len(areas) == 5
+    expected = []
+    for area in areas:
+        own = score[geometry_mask([area], mask.shape, transform, invert=True)]
+        own = own[~np.isnan(own)]
+        expected.append((own.mean(), own.max()) if own.size else (np.nan, np.nan))
+    for strip_rows in (None, 1, 2, 5):
+        stats = area_scores(
+            areas, transform, mask.shape, lambda w: score[w.toslices()], strip_rows=strip_rows
+        )
+        np.testing.assert_allclose(stats, expected, rtol=1e-6)
+    assert area_scores([], transform, mask.shape, lambda w: score).shape == (0, 2)
+
+
 def _bad(capsys, tmp_path: Path, *argv) -> str:
     before = set(tmp_path.iterdir())
     code, out, err = _run(capsys, *argv)

@@ -1,0 +1,71 @@
+"""Benchmark: `--polygons`, the changed areas written with their area and scores, against how
+many areas a mask has (a low threshold on a large scene marks tens of thousands).
+
+    python bench/bench_polygons.py [--sizes 1000 3000]
+
+The change map is synthetic so the count of areas is known: a score of Gaussian noise and a
+mask of small blobs (1-2 x 2 px, one every ~150 px) on a UTM grid of 10 m, written as
+`ofa change` writes its map; then `write_polygons` from that file, as the CLI runs it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import rasterio
+from rasterio.transform import from_origin
+
+from ofa_explore.change_detection.polygons import write_polygons
+from ofa_explore.engine import PredictionResult
+
+
+def change_map(path: Path, size: int) -> Path:
+    rng = np.random.default_rng(0)
+    mask = np.zeros((size, size), np.float32)
+    seeds = size * size // 150
+    rows, cols = rng.integers(0, size - 3, seeds), rng.integers(0, size - 3, seeds)
+    for dr in range(2):
+        for dc in range(int(rng.integers(1, 3))):
+            mask[rows + dr, cols + dc] = 1
+    profile = dict(
+        driver="GTiff",
+        width=size,
+        height=size,
+        count=2,
+        dtype="float32",
+        crs="EPSG:32632",
+        transform=from_origin(600_000, 5_000_000, 10, 10),
+        tiled=True,
+    )
+    with rasterio.open(path, "w", **profile) as dst:
+        dst.write(rng.normal(size=(size, size)).astype(np.float32), 1)
+        dst.write(mask, 2)
+    return path
+
+
+def main(sizes: list[int]) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        for size in sizes:
+            path = change_map(Path(tmp) / f"map{size}.tif", size)
+            result = PredictionResult(
+                task="change", data=None, path=path, tiles=0, seconds=0.0, device="cpu"
+            )
+            start = time.perf_counter()
+            count = write_polygons(result, Path(tmp) / f"areas{size}.gpkg")
+            seconds = time.perf_counter() - start
+            peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+            print(
+                f"{size} x {size} px: {count} areas in {seconds:.1f} s "
+                f"({1e3 * seconds / max(count, 1):.2f} ms an area), peak RSS {peak:.0f} MB"
+            )
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 3000])
+    main(parser.parse_args().sizes)
