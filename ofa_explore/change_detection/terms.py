@@ -93,14 +93,18 @@ def pixel_term(before: torch.Tensor, after: torch.Tensor, stats: dict[str, Any])
     """[N, C, H, W] twice -> [N, H, W]: the mean absolute difference of the dates' own
     standardised bands of ``pixel_bands``, averaged over a PIXEL_BOX window."""
     bands = stats["pixel_bands"]
+    zb, za = (
+        standardised(before[:, bands], stats, "before"),
+        standardised(after[:, bands], stats, "after"),
+    )
+    return _box((za - zb).abs().mean(1, keepdim=True))[:, 0]
 
-    def standard(x: torch.Tensor, date: str) -> torch.Tensor:
-        mean = torch.tensor(stats[f"{date}_mean"], dtype=x.dtype, device=x.device)
-        std = torch.tensor(stats[f"{date}_std"], dtype=x.dtype, device=x.device)
-        return (x[:, bands] - mean.view(1, -1, 1, 1)) / std.view(1, -1, 1, 1)
 
-    diff = (standard(after, "after") - standard(before, "before")).abs().mean(1, keepdim=True)
-    return _box(diff)[:, 0]
+def standardised(x: torch.Tensor, stats: dict[str, Any], key: str) -> torch.Tensor:
+    """[N, C, H, W] less ``stats[key + "_mean"]`` over ``stats[key + "_std"]``, per band."""
+    mean = torch.tensor(stats[f"{key}_mean"], dtype=x.dtype, device=x.device)
+    std = torch.tensor(stats[f"{key}_std"], dtype=x.dtype, device=x.device)
+    return (x - mean.view(1, -1, 1, 1)) / std.view(1, -1, 1, 1)
 
 
 def _box(x: torch.Tensor) -> torch.Tensor:
@@ -198,11 +202,17 @@ def date_tokens(model, x: torch.Tensor, m: Modality, layer: int) -> torch.Tensor
     norm, as the model's embeddings are), from [N, C, H, W] in model units."""
     if layer == model.config.depth - 1:
         return model.forward_features(x, m)[:, 1:]
+    (maps,) = token_maps(model, x, m, [layer])
+    return maps.flatten(2).transpose(1, 2)
+
+
+def token_maps(model, x: torch.Tensor, m: Modality, layers: list[int]) -> list[torch.Tensor]:
+    """One date's token maps [N, D, h, w] after each encoder block of ``layers``, from
+    [N, C, H, W] in model units."""
     from ..inputs import prepare
 
     xn, m = prepare(x, m, model.modalities, model.config.patch_size)
-    (maps,) = model.forward_intermediates(xn, m, [layer])
-    return maps.flatten(2).transpose(1, 2)
+    return model.forward_intermediates(xn, m, layers)
 
 
 def embedding_term(
@@ -247,11 +257,21 @@ def combine(
 ) -> torch.Tensor:
     """The score: z(pixels) + ANOMALY_WEIGHT * z(anomalies) + EMBEDDING_WEIGHT *
     z(embeddings, upsampled to pixels)."""
-    up = to_pixels(embeddings, pixels.shape[-1] // embeddings.shape[-1])
-    z_pix = (pixels - stats["pixel_mean"]) / stats["pixel_std"]
-    z_anomaly = (anomalies - stats["anomaly_mean"]) / stats["anomaly_std"]
-    z_emb = (up - stats["embedding_mean"]) / stats["embedding_std"]
+    z_pix, z_anomaly, z_emb = z_terms(pixels, anomalies, embeddings, stats)
     return z_pix + ANOMALY_WEIGHT * z_anomaly + EMBEDDING_WEIGHT * z_emb
+
+
+def z_terms(
+    pixels: torch.Tensor, anomalies: torch.Tensor, embeddings: torch.Tensor, stats: dict[str, Any]
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The three terms [N, H, W] (the embeddings' per patch, upsampled to pixels) each
+    standardised over the scene by the calibrated ``stats``."""
+    up = to_pixels(embeddings, pixels.shape[-1] // embeddings.shape[-1])
+    return (
+        (pixels - stats["pixel_mean"]) / stats["pixel_std"],
+        (anomalies - stats["anomaly_mean"]) / stats["anomaly_std"],
+        (up - stats["embedding_mean"]) / stats["embedding_std"],
+    )
 
 
 def head_inputs(
@@ -262,34 +282,21 @@ def head_inputs(
     both dates' bands standardised per date, AFTER's residuals from BEFORE
     (``after_residuals``) and the zero-shot score's three terms, z-scored ([N, 3C + 3, H, W],
     ``heads.CHANGE_IMAGE``)."""
-    from ..inputs import prepare
-
-    n = before.shape[0]
     last = stats["embedding_layer"]  # the last block's (``embedding_layer``)
     wanted = sorted(set(layers) | {last})
-    xn, m = prepare(torch.cat([before, after]), m, model.modalities, model.config.patch_size)
-    mb, ma = (dict(zip(wanted, model.forward_intermediates(x, m, wanted))) for x in xn.split(n))
+    # one date per pass, as embedding_term
+    mb, ma = (dict(zip(wanted, token_maps(model, x, m, wanted))) for x in (before, after))
     levels = []
     for layer in layers:
         tb, ta = mb[layer].float(), ma[layer].float()
         levels += [(tb - ta).abs(), (tb + ta) / 2]
-    tb, ta = mb[last].float(), ma[last].float()  # one date per pass, as embedding_term
-    tb = tb - torch.tensor(stats["before_embedding"], device=tb.device).view(1, -1, 1, 1)
-    ta = ta - torch.tensor(stats["after_embedding"], device=ta.device).view(1, -1, 1, 1)
-    distance = 1 - F.cosine_similarity(tb, ta, dim=1, eps=1e-6)
-    pixels = pixel_term(before.float(), after.float(), stats)
-    up = to_pixels(distance, pixels.shape[-1] // distance.shape[-1])
-    z_pix = (pixels - stats["pixel_mean"]) / stats["pixel_std"]
-    z_emb = (up - stats["embedding_mean"]) / stats["embedding_std"]
-
-    def standard(x: torch.Tensor, date: str) -> torch.Tensor:
-        mean = torch.tensor(stats[f"{date}_band_mean"], dtype=x.dtype, device=x.device)
-        std = torch.tensor(stats[f"{date}_band_std"], dtype=x.dtype, device=x.device)
-        return (x - mean.view(1, -1, 1, 1)) / std.view(1, -1, 1, 1)
-
-    zb, za = standard(before.float(), "before"), standard(after.float(), "after")
-    anomalies = anomaly_term(before.float(), after.float(), stats)
-    z_anomaly = (anomalies - stats["anomaly_mean"]) / stats["anomaly_std"]
+    n, _, h, w = mb[last].shape
+    tb, ta = (x[last].float().flatten(2).transpose(1, 2) for x in (mb, ma))
+    distance = token_distance(tb, ta, stats).reshape(n, h, w)
+    before, after = before.float(), after.float()
+    pixels, anomalies = pixel_term(before, after, stats), anomaly_term(before, after, stats)
+    z_pix, z_anomaly, z_emb = z_terms(pixels, anomalies, distance, stats)
+    zb, za = standardised(before, stats, "before_band"), standardised(after, stats, "after_band")
     terms = [z_pix[:, None], z_emb[:, None], z_anomaly[:, None]]
     image = torch.cat([zb, za, after_residuals(zb, za, stats), *terms], dim=1)
     return levels, image
