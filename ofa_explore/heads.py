@@ -161,8 +161,11 @@ CHANGE_SCORE_TERMS = 3
 # what a change head's image holds, in order (``change_detection.terms.head_inputs``), kept in its
 # record: a head trained on another image (by an earlier ofa-explore) is refused, as it would
 # read the new channels as the old ones. Since 2026-12-06 AFTER's residuals from BEFORE take
-# the place of the dates' plain difference.
-CHANGE_IMAGE = "before, after, after_residuals, pixel_term, embedding_term, anomaly_term"
+# the place of the dates' plain difference; since 2026-12-07 the pixel term weighs the visible
+# bands more (``PIXEL_RANGE_SHARES``).
+CHANGE_IMAGE = (
+    "before, after, after_residuals, pixel_term (visible 0.8), embedding_term, anomaly_term"
+)
 
 
 def change_image_channels(bands: int) -> int:

@@ -480,6 +480,54 @@ def test_the_pixel_term_reads_the_visible_and_shortwave_infrared_bands():
     assert pixel_bands(cube) == [0, 1, 5, 7]
 
 
+def test_the_pixel_term_weighs_the_visible_bands_more():
+    """The visible range makes PIXEL_RANGE_SHARES[0] of the pixel term however many bands each
+    range has; a sensor with bands in one range only, and SAR, weigh their bands alike."""
+    import torch
+
+    from ofa_explore import hyperspectral_modality
+    from ofa_explore.change_detection.terms import (
+        PIXEL_RANGE_SHARES,
+        pixel_bands,
+        pixel_term,
+        pixel_weights,
+    )
+    from ofa_explore.modalities import get_modality
+
+    visible, swir = PIXEL_RANGE_SHARES
+    s2 = get_modality("s2_l1c")
+    weights = dict(zip((s2.bands[i] for i in pixel_bands(s2)), pixel_weights(s2)))
+    assert weights == pytest.approx(
+        {
+            "B02": visible / 3,
+            "B03": visible / 3,
+            "B04": visible / 3,
+            "B11": swir / 2,
+            "B12": swir / 2,
+        }
+    )
+    cube = hyperspectral_modality([0.45, 0.5, 0.55, 0.6, 0.65, 1.65, 2.2])  # 5 visible, 2 SWIR
+    assert pixel_weights(cube) == pytest.approx([visible / 5] * 5 + [swir / 2] * 2)
+    assert pixel_weights(hyperspectral_modality([0.48, 0.56, 0.66])) == pytest.approx([1 / 3] * 3)
+    assert pixel_weights(get_modality("s1_grd")) == [0.5, 0.5]
+    # the term: each band's absolute difference (in the date's deviations) times its weight
+    bands = pixel_bands(s2)
+    stats = {
+        "pixel_bands": bands,
+        "pixel_weights": pixel_weights(s2),
+        **{
+            f"{d}_{k}": [0.0 if k == "mean" else 1.0] * len(bands)
+            for d in ("before", "after")
+            for k in ("mean", "std")
+        },
+    }
+    before = torch.zeros(1, s2.num_bands, 8, 8)
+    after = before.clone()
+    after[:, bands[0]] = 1.0  # B02 changed by one deviation
+    after[:, bands[-1]] = 1.0  # and B12
+    assert pixel_term(before, after, stats)[0, 4, 4].item() == pytest.approx(visible / 3 + swir / 2)
+
+
 def test_the_anomaly_term_reads_an_imaging_spectrometer_in_a_few_band_groups():
     """Multispectral bands one by one; 129 EnMAP-like bands as 4 groups of neighbours in each
     range (visible, SWIR), never mixing the two, so its covariance stays 16 x 16."""

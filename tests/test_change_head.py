@@ -218,14 +218,15 @@ def test_a_head_that_is_not_a_change_head_is_refused(pairs_csv, tmp_path, capsys
     assert not out.exists()
 
 
-@pytest.mark.parametrize("earlier", ["no anomaly term", "no residuals"])
+@pytest.mark.parametrize("earlier", ["no anomaly term", "no residuals", "bands alike"])
 def test_a_change_head_of_an_earlier_version_is_one_line(
     trained, pairs_csv, tmp_path, capsys, earlier
 ):
     """A head trained before the anomaly term joined its image (3C + 2 channels, no
     ``image_channels`` in its record), or before AFTER's residuals replaced the dates' plain
     difference (as many channels, no ``image`` in its record: only the record tells them
-    apart): ofa change says to train it again, in one line."""
+    apart), or before the pixel term weighed the visible bands more (its ``image`` says so):
+    ofa change says to train it again, in one line."""
     import json
 
     from safetensors import safe_open
@@ -239,6 +240,8 @@ def test_a_change_head_of_an_earlier_version_is_one_line(
     record = meta["heads"]["change"]
     bands = record["bands"]
     del record["image"]
+    if earlier == "bands alike":  # as a head of 2026-12-06 recorded its image
+        record["image"] = "before, after, after_residuals, pixel_term, embedding_term, anomaly_term"
     if earlier == "no anomaly term":
         del record["image_channels"]
         for key in [k for k in tensors if k.startswith("heads.change.pixels.")]:

@@ -8,9 +8,10 @@ deviations of the scene's own scores):
 * pixels: each date's bands standardised by that date's own band means and deviations (which
   removes most of the difference of season, sun and haze), the absolute difference averaged
   over the visible and shortwave-infrared bands (PIXEL_BANDS_UM, from the modality's
-  wavelengths; all bands of a sensor without wavelengths, and of SAR) and over a
-  PIXEL_BOX x PIXEL_BOX window, so one pixel of misregistration barely counts. The near
-  infrared and red edge (0.7-1.5 µm) are left out: they mostly see the vegetation's season.
+  wavelengths; all bands of a sensor without wavelengths, and of SAR), the visible range
+  weighed 0.8 and the SWIR 0.2 (PIXEL_RANGE_SHARES: the visible bands rank urban change best),
+  and over a PIXEL_BOX x PIXEL_BOX window, so one pixel of misregistration barely counts. The
+  near infrared and red edge (0.7-1.5 µm) are left out: they mostly see the vegetation's season.
 * anomaly: the same bands' anomalous change (the Gaussian detector of Theiler and Perkins,
   2006): how unlikely the pixel's two dates are together, given how likely each date is alone,
   under the scene's joint band covariance of both dates. Where the whole scene changes alike

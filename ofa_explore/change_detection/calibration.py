@@ -27,6 +27,7 @@ from .terms import (
     embedding_term,
     pixel_bands,
     pixel_term,
+    pixel_weights,
     residual_fit,
     score,
     to_pixels,
@@ -91,6 +92,7 @@ def calibrate(
     ]
     stats: dict[str, Any] = {
         "pixel_bands": bands,
+        "pixel_weights": pixel_weights(m),
         "before_mean": mean[:count][bands].tolist(),
         "before_std": std[:count][bands].tolist(),
         "after_mean": mean[count:][bands].tolist(),

@@ -32,6 +32,14 @@ HEAD_SMOOTH_PX = 1.0
 # where abs(B04) ranks best, 0.486 instead of 0.394 against 0.465), pooled AP 0.195 both,
 # Nanjing 0.800 instead of 0.817 (best band baseline 0.787); docs/EVALUATION.md
 PIXEL_BANDS_UM = ((0.45, 0.70), (1.5, 2.5))
+# how much of the pixel term each range of PIXEL_BANDS_UM makes, shared equally by its bands
+# (a sensor without bands in one range: the other's alone). The visible bands rank urban change
+# best, so they count more: on the 8 OSCD cities and Nanjing, the visible range's share 0.6
+# (Sentinel-2's 5 bands alike, the choice until 2026-12-07) / 0.75 / 0.8 / 0.86: pooled AP 0.228
+# / 0.234 / 0.236 / 0.237, cities above abs(B04) 7 / 7 / 8 / 8 (bercy 0.130 / 0.144 / 0.150 /
+# 0.155 against 0.147), Nanjing 0.830 / 0.821 / 0.818 / 0.813 (best band baseline 0.787), its
+# sub-scenes above their best band baseline 7 / 7 / 7 / 5 of 9 (docs/EVALUATION.md)
+PIXEL_RANGE_SHARES = (0.8, 0.2)
 ABSORPTION_UM = ((1.8, 1.95),)
 # the anomaly term reads at most this many bands of each range of PIXEL_BANDS_UM, an imaging
 # spectrometer's neighbouring bands averaged: EnMAP's 129 there as 2 x 4 instead of a 258 x 258
@@ -62,6 +70,24 @@ def pixel_bands(m: Modality) -> list[int]:
     return picked if picked and m.kind != "sar" else list(range(m.num_bands))
 
 
+def pixel_weights(m: Modality) -> list[float]:
+    """The weight of each band of ``pixel_bands`` in the pixel term (summing to 1): each range
+    of PIXEL_BANDS_UM its share of PIXEL_RANGE_SHARES, split equally among its bands; alike
+    where ``pixel_bands`` takes all bands (SAR, or none in the ranges)."""
+    bands = pixel_bands(m)
+    if m.kind == "sar" or not any(
+        low <= m.wavelengths[i] <= high for i in bands for low, high in PIXEL_BANDS_UM
+    ):
+        return [1 / len(bands)] * len(bands)
+    ranges = [  # the range of each band
+        next(r for r, (low, high) in enumerate(PIXEL_BANDS_UM) if low <= m.wavelengths[i] <= high)
+        for i in bands
+    ]
+    counts = [ranges.count(r) for r in range(len(PIXEL_BANDS_UM))]
+    total = sum(share for share, n in zip(PIXEL_RANGE_SHARES, counts) if n)
+    return [PIXEL_RANGE_SHARES[r] / counts[r] / total for r in ranges]
+
+
 def anomaly_bands(m: Modality) -> list[list[int]]:
     """The bands the anomaly term reads: ``pixel_bands`` as groups averaged together, at most
     ANOMALY_BANDS neighbours in wavelength per range of PIXEL_BANDS_UM (of SAR, and of a sensor
@@ -90,14 +116,14 @@ def _grouped(x: torch.Tensor, groups: list[list[int]]) -> torch.Tensor:
 
 
 def pixel_term(before: torch.Tensor, after: torch.Tensor, stats: dict[str, Any]) -> torch.Tensor:
-    """[N, C, H, W] twice -> [N, H, W]: the mean absolute difference of the dates' own
-    standardised bands of ``pixel_bands``, averaged over a PIXEL_BOX window."""
+    """[N, C, H, W] twice -> [N, H, W]: the absolute difference of the dates' own standardised
+    bands of ``pixel_bands``, their mean weighted by ``pixel_weights``, averaged over a
+    PIXEL_BOX window."""
     bands = stats["pixel_bands"]
-    zb, za = (
-        standardised(before[:, bands], stats, "before"),
-        standardised(after[:, bands], stats, "after"),
-    )
-    return _box((za - zb).abs().mean(1, keepdim=True))[:, 0]
+    zb = standardised(before[:, bands], stats, "before")
+    za = standardised(after[:, bands], stats, "after")
+    weights = torch.tensor(stats["pixel_weights"], dtype=za.dtype, device=za.device)
+    return _box(torch.einsum("nchw,c->nhw", (za - zb).abs(), weights)[:, None])[:, 0]
 
 
 def standardised(x: torch.Tensor, stats: dict[str, Any], key: str) -> torch.Tensor:
