@@ -1163,7 +1163,10 @@ def section(figures: dict) -> str:
         "0.498 / 0.500: the margin over abs(B04), which is the best band baseline on the OSCD "
         "cities the project is evaluated on, widens where it was thinnest. The anomaly term's "
         "weight with the visible share at 0.82: 0.25: 8 / 0.232 / 0.800 / 5; 0.5 (kept): 8 / "
-        "0.236 / 0.816 / 7; 0.75: 7 / 0.236 / 0.823 / 6.",
+        "0.236 / 0.816 / 7; 0.75: 7 / 0.236 / 0.823 / 6. The embedding term's weight with the "
+        "share at 0.8: 0 (the row above) 0.227 pooled; 0.25 (kept) 8 / 0.236 / 0.818 / 7; "
+        "0.375: 7 / 0.237 / 0.819 / 7 (bercy 0.145); 0.5: 6 / 0.237 / 0.820 / 6 (bercy 0.139, "
+        "rennes 0.462).",
         "",
         "The anomalous-change term (2026-12-05). On 400 x 400 px sub-scenes of Nanjing the "
         "default without it was above the best band baseline in only 4 of 9 (1 - cosine of "
