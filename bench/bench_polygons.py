@@ -1,11 +1,13 @@
 """Benchmark: `--polygons`, the changed areas written with their area and scores, against how
 many areas a mask has (a low threshold on a large scene marks tens of thousands).
 
-    python bench/bench_polygons.py [--sizes 1000 3000]
+    python bench/bench_polygons.py [--sizes 1000 3000] [--memory]
 
 The change map is synthetic so the count of areas is known: a score of Gaussian noise and a
-mask of small blobs (1-2 x 2 px, one every ~150 px) on a UTM grid of 10 m, written as
+mask of small blobs (2 x 1-2 px, one every ~150 px) on a UTM grid of 10 m, written as
 `ofa change` writes its map; then `write_polygons` from that file, as the CLI runs it.
+``--memory`` also traces the peak of the memory Python and numpy allocate in it (tracemalloc:
+several times slower, so its times are not comparable with a run without it).
 """
 
 from __future__ import annotations
@@ -14,24 +16,21 @@ import argparse
 import resource
 import tempfile
 import time
+import tracemalloc
 from pathlib import Path
 
 import numpy as np
 import rasterio
 from rasterio.transform import from_origin
+from rasterio.windows import Window
 
 from ofa_explore.change_detection.polygons import write_polygons
 from ofa_explore.engine import PredictionResult
 
 
 def change_map(path: Path, size: int) -> Path:
+    """Written a strip at a time, so making it takes little memory beside what is measured."""
     rng = np.random.default_rng(0)
-    mask = np.zeros((size, size), np.float32)
-    seeds = size * size // 150
-    rows, cols = rng.integers(0, size - 3, seeds), rng.integers(0, size - 3, seeds)
-    for dr in range(2):
-        for dc in range(int(rng.integers(1, 3))):
-            mask[rows + dr, cols + dc] = 1
     profile = dict(
         driver="GTiff",
         width=size,
@@ -43,29 +42,48 @@ def change_map(path: Path, size: int) -> Path:
         tiled=True,
     )
     with rasterio.open(path, "w", **profile) as dst:
-        dst.write(rng.normal(size=(size, size)).astype(np.float32), 1)
-        dst.write(mask, 2)
+        for top in range(0, size, 500):
+            rows = min(500, size - top)
+            mask = np.zeros((rows, size), np.float32)
+            seeds = rows * size // 150
+            r, c = rng.integers(0, rows - 1, seeds), rng.integers(0, size - 3, seeds)
+            for dr in range(2):
+                for dc in range(int(rng.integers(1, 3))):
+                    mask[r + dr, c + dc] = 1
+            window = Window(0, top, size, rows)
+            dst.write(rng.normal(size=(rows, size)).astype(np.float32), 1, window=window)
+            dst.write(mask, 2, window=window)
     return path
 
 
-def main(sizes: list[int]) -> None:
+def main(sizes: list[int], memory: bool = False) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for size in sizes:
             path = change_map(Path(tmp) / f"map{size}.tif", size)
             result = PredictionResult(
                 task="change", data=None, path=path, tiles=0, seconds=0.0, device="cpu"
             )
+            if memory:
+                tracemalloc.start()
             start = time.perf_counter()
             count = write_polygons(result, Path(tmp) / f"areas{size}.gpkg")
             seconds = time.perf_counter() - start
+            traced = ""
+            if memory:
+                peak_mb = tracemalloc.get_traced_memory()[1] / 2**20
+                traced = f", its peak of Python's and numpy's memory {peak_mb:.0f} MB"
+                tracemalloc.stop()
             peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
             print(
                 f"{size} x {size} px: {count} areas in {seconds:.1f} s "
-                f"({1e3 * seconds / max(count, 1):.2f} ms an area), peak RSS {peak:.0f} MB"
+                f"({1e3 * seconds / max(count, 1):.2f} ms an area){traced}, "
+                f"the process's peak RSS {peak:.0f} MB"
             )
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 3000])
-    main(parser.parse_args().sizes)
+    parser.add_argument("--memory", action="store_true", help="trace memory (slower)")
+    args = parser.parse_args()
+    main(args.sizes, args.memory)

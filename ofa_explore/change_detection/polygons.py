@@ -60,7 +60,11 @@ def write_polygons(result: PredictionResult, path: Path) -> int:
     with ExitStack() as stack:
         if result.path is not None:
             src = stack.enter_context(rasterio.open(result.path))
-            mask = src.read(2) == 1
+            mask = np.empty(src.shape, dtype=bool)  # band 2 read in strips: 1 byte a pixel
+            strip = max(1, STRIP_PIXELS // src.width)
+            for top in range(0, src.height, strip):
+                rows = Window(0, top, src.width, min(strip, src.height - top))
+                mask[top : top + rows.height] = src.read(2, window=rows) == 1
             transform, crs = src.transform, src.crs
 
             def scores(window: Window) -> np.ndarray:
@@ -76,7 +80,7 @@ def write_polygons(result: PredictionResult, path: Path) -> int:
 
         geoms = [
             shapely.geometry.shape(g)
-            for g, _ in shapes(mask.astype(np.uint8), mask=mask, transform=transform)
+            for g, _ in shapes(mask.view(np.uint8), mask=mask, transform=transform)
         ]
         stats = area_scores(geoms, transform, mask.shape, scores)
     m2 = polygon_areas_m2(geoms, crs)
