@@ -53,7 +53,7 @@ def write_polygons(result: PredictionResult, path: Path) -> int:
     """The mask's changed areas as polygons with their area (hectares where the CRS has areas,
     on the ellipsoid in degrees; else pixels) and the mean and highest score of their pixels (to
     sort or style the areas by how strongly they changed), written to a GeoPackage atomically.
-    Reads the mask band whole (1 byte a pixel) and the score in strips."""
+    Holds the mask whole (1 byte a pixel); reads it and the score in strips of rows."""
     pyogrio, shapely = vector_writer()
     from rasterio.features import shapes
 
@@ -102,7 +102,7 @@ def write_polygons(result: PredictionResult, path: Path) -> int:
     return len(geoms)
 
 
-STRIP_PIXELS = 1_000_000  # pixels of the score read at a time for the areas' scores (~10 MB)
+STRIP_PIXELS = 1_000_000  # pixels of the mask or the score read at a time (~10 MB)
 
 
 def area_scores(
