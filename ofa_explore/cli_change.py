@@ -5,8 +5,12 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .checks import PRECISIONS
-from .cli_raster import CHECKPOINT_HELP, engine_settings
+from .cli_raster import (
+    CHECKPOINT_HELP,
+    add_engine_options,
+    add_progress_options,
+    engine_settings,
+)
 from .protocol import MISREGISTERED_PX, SCENE_THRESHOLDS, change_threshold
 from .startup import loading
 
@@ -54,21 +58,13 @@ def add_change_verb(sub: argparse._SubParsersAction) -> None:
         "the scene like the zero-shot score",
     )
     p.add_argument("--modality", help="override modality detection (see `ofa modalities`)")
-    p.add_argument("--tile", type=int, help="tile size in pixels (default: the model's)")
-    p.add_argument(
-        "--overlap",
-        type=int,
-        help="tile overlap in pixels (default: tile/4; tile/2 with a change head, "
+    add_engine_options(
+        p,
+        overlap_help="tile overlap in pixels (default: tile/4; tile/2 with a change head, "
         "whose tiles are blended)",
     )
-    p.add_argument("--batch-size", type=int, help="tiles per batch")
-    p.add_argument("--device", default="auto", help="auto (CUDA, MPS, CPU), cpu, cuda, mps")
-    p.add_argument("--precision", choices=PRECISIONS, default="auto", help="as for `ofa embed`")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
-    p.add_argument("--progress", choices=["bar", "json", "none"], default="bar")
-    p.add_argument(
-        "-q", "--quiet", dest="progress", action="store_const", const="none", help="no bar"
-    )
+    add_progress_options(p)
     p.set_defaults(func=cmd_change)
 
 

@@ -69,28 +69,7 @@ def add_raster_verbs(sub: argparse._SubParsersAction) -> None:
             help="use these bands of the file, in this order, counted from 1 as in "
             "GIS software (e.g. 4,3,2); detection sees only them",
         )
-        p.add_argument(
-            "--tile", type=int, help="tile size in pixels (default: the model's image size)"
-        )
-        p.add_argument("--overlap", type=int, help="tile overlap in pixels (default: tile/4)")
-        p.add_argument(
-            "--batch-size",
-            type=int,
-            help="tiles per batch (default: about 2048 patches' worth, 32 tiles of "
-            "64 x 64 px with 8-px patches)",
-        )
-        p.add_argument(
-            "--device", default="auto", help="auto (CUDA, MPS, CPU), cpu, cuda, cuda:1, mps"
-        )
-        p.add_argument(
-            "--precision",
-            choices=PRECISIONS,
-            default="auto",
-            help="auto (default): bf16 where the device computes it natively (a recent GPU, "
-            "a CPU with AVX512-BF16 or AMX; faster, embeddings within 1%% of fp32, class maps "
-            "99.7%% the same), else exact fp32; fp32 for exact results everywhere; bf16; "
-            "fp16 (CUDA)",
-        )
+        add_engine_options(p)
         p.add_argument("--nodata", help="override the file's nodata value ('none' to unset)")
         p.add_argument("--overwrite", action="store_true", help="replace an existing output")
         p.add_argument(
@@ -99,21 +78,7 @@ def add_raster_verbs(sub: argparse._SubParsersAction) -> None:
             action="store_false",
             help="write no small PNG preview beside each output (written by default)",
         )
-        p.add_argument(
-            "--progress",
-            choices=["bar", "json", "none"],
-            default="bar",
-            help="bar (default); json: only JSON lines on stdout (start, progress, "
-            "result, error, cancelled) for programs that run ofa; none",
-        )
-        p.add_argument(
-            "-q",
-            "--quiet",
-            dest="progress",
-            action="store_const",
-            const="none",
-            help="no progress bar (same as --progress none)",
-        )
+        add_progress_options(p)
         p.add_argument(
             "--dask",
             action="store_true",
@@ -136,6 +101,50 @@ def add_raster_verbs(sub: argparse._SubParsersAction) -> None:
             flag, spec = TASK_OPTIONS[option]
             p.add_argument(flag, **spec)
         p.set_defaults(func=cmd_predict)
+
+
+def add_engine_options(
+    p: argparse.ArgumentParser, overlap_help: str = "tile overlap in pixels (default: tile/4)"
+) -> None:
+    """How the engine runs (tiles, batches, device, precision): the same for every verb that
+    runs it over a raster."""
+    p.add_argument("--tile", type=int, help="tile size in pixels (default: the model's image size)")
+    p.add_argument("--overlap", type=int, help=overlap_help)
+    p.add_argument(
+        "--batch-size",
+        type=int,
+        help="tiles per batch (default: about 2048 patches' worth, 32 tiles of "
+        "64 x 64 px with 8-px patches)",
+    )
+    p.add_argument("--device", default="auto", help="auto (CUDA, MPS, CPU), cpu, cuda, cuda:1, mps")
+    p.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        default="auto",
+        help="auto (default): bf16 where the device computes it natively (a recent GPU, "
+        "a CPU with AVX512-BF16 or AMX; faster, embeddings within 1%% of fp32, class maps "
+        "99.7%% the same), else exact fp32; fp32 for exact results everywhere; bf16; "
+        "fp16 (CUDA)",
+    )
+
+
+def add_progress_options(p: argparse.ArgumentParser) -> None:
+    """--progress and -q, for every verb that runs the engine."""
+    p.add_argument(
+        "--progress",
+        choices=["bar", "json", "none"],
+        default="bar",
+        help="bar (default); json: only JSON lines on stdout (start, progress, "
+        "result, error, cancelled) for programs that run ofa; none",
+    )
+    p.add_argument(
+        "-q",
+        "--quiet",
+        dest="progress",
+        action="store_const",
+        const="none",
+        help="no progress bar (same as --progress none)",
+    )
 
 
 def engine_settings(args: argparse.Namespace, **fields):
