@@ -110,16 +110,25 @@ def device(args: argparse.Namespace) -> int:
         sys.path.insert(0, str(site))
     import torch
 
-    from ofa_explore.pretraining.config import load_config
-    from ofa_explore.pretraining.log import step_seconds
-    from ofa_explore.pretraining.train import train
-
     if not torch.cuda.is_available() and not args.cpu:
         print("error: no GPU here (give --cpu to run on the CPU anyway)", file=sys.stderr)
         return 2
     out = Path(os.environ.get("OUT") or args.out)
     out.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix="ofa_gpu_"))
+    with tempfile.TemporaryDirectory(prefix="ofa_gpu_") as scratch:  # its checkpoints: ~50 MB
+        return _train_and_send(args, folder, out, Path(scratch), started)
+
+
+def _train_and_send(
+    args: argparse.Namespace, folder: Path, out: Path, work: Path, started: float
+) -> int:
+    """Calibrate the step time, train for the minutes left, write the model in parts to OUT."""
+    import torch
+
+    from ofa_explore.pretraining.config import load_config
+    from ofa_explore.pretraining.log import step_seconds
+    from ofa_explore.pretraining.train import train
+
     cfg = load_config(folder / "config.yaml")
     workers = max(1, (os.cpu_count() or 2) - 2)  # chips are cut on the CPU: all cores but two
     cfg = cfg.model_copy(update=dict(num_workers=workers))

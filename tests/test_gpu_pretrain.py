@@ -120,9 +120,12 @@ def test_gpu_script_prepares_trains_without_gdal_and_brings_the_model_back(share
     assert all(s["packed"] and not s["paths"] for s in packed["data"])
 
     out = tmp_path / "out"
+    scratch = tmp_path / "tmp"  # the run's temporary folder: its checkpoints go with it
+    scratch.mkdir()
     args = ("device", "--cpu", "--dir", str(folder), "--calibration-steps", "4", "--steps", "2")
-    done = run(*args, without_gdal=True, OUT=str(out))
+    done = run(*args, without_gdal=True, OUT=str(out), TMPDIR=str(scratch))
     assert done.returncode == 0, done.stderr
+    assert not list(scratch.glob("ofa_gpu_*"))
     files = sorted(out.iterdir())
     assert len(files) <= 8 and all(f.stat().st_size <= 16 * 2**20 for f in files)
     summary = json.loads((out / "summary.json").read_text())

@@ -3,6 +3,7 @@ shipped model and sample scenes (the browser tests are in tests/browser/)."""
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -92,7 +93,8 @@ def test_map_clicks_map_to_patches_and_outside_is_none():
 
 
 # ---------------------------------------------------------------- widgets
-def test_raster_explorer_detects_overrides_and_reports_errors(tmp_path):
+def test_raster_explorer_detects_overrides_and_reports_errors(tmp_path, monkeypatch):
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # where uploads are copied
     explorer = RasterExplorer(sample_path("bigearthnet_s1_20170613.tif"))
     assert "s1_grd" in explorer.info.value and explorer.image.value
     first = explorer.image.value
@@ -107,8 +109,13 @@ def test_raster_explorer_detects_overrides_and_reports_errors(tmp_path):
     assert "13" in explorer.info.value and "color:#b00" in explorer.info.value
     with open(sample_path("eurosat_river.tif"), "rb") as f:  # an upload
         explorer.modality.value = ""
-        explorer._uploaded({"new": [{"name": "river.tif", "content": memoryview(f.read())}]})
-    assert "s2_l1c" in explorer.info.value
+        content = memoryview(f.read())
+    for _ in range(2):  # the same file twice: each copy kept while its raster may be read
+        explorer._uploaded({"new": [{"name": "river.tif", "content": content}]})
+        assert "s2_l1c" in explorer.info.value
+    assert len(list(tmp_path.glob("ofa_upload_*/*/river.tif"))) == 2
+    explorer.close()
+    assert not list(tmp_path.glob("ofa_upload_*"))  # the copies go with the explorer
 
 
 def test_raster_explorer_says_why_a_file_cannot_be_shown_in_its_own_words():

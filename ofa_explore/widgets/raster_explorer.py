@@ -41,6 +41,7 @@ class RasterExplorer(widgets.VBox):
         self.info = widgets.HTML()
         self.pixels = self.modality_record = self.raster = None
         self._source = None
+        self._uploads: tempfile.TemporaryDirectory | None = None  # the uploaded files' copies
         self.load_button.on_click(lambda _: self.load(self._typed()))
         self.upload.observe(self._uploaded, names="value")
         self.modality.observe(
@@ -105,10 +106,20 @@ class RasterExplorer(widgets.VBox):
         if not files:
             return
         upload = files[0]
-        folder = Path(tempfile.mkdtemp(prefix="ofa_upload_"))
-        path = folder / upload["name"]
+        if self._uploads is None:  # removed with the explorer, or when the kernel ends
+            self._uploads = tempfile.TemporaryDirectory(prefix="ofa_upload_")
+        folder = Path(tempfile.mkdtemp(dir=self._uploads.name))  # a file uploaded twice
+        path = folder / Path(upload["name"]).name
         path.write_bytes(bytes(upload["content"]))
         self.load(path)
+
+    def close(self) -> None:
+        """Close the widget and remove the copies of the files uploaded to it (the kernel's
+        exit removes them too)."""
+        if self._uploads is not None:
+            self._uploads.cleanup()
+            self._uploads = None
+        super().close()
 
     def _typed(self):
         """What the path box asks for: the loaded file while the box still shows its name."""
