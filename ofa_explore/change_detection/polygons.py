@@ -12,6 +12,7 @@ from rasterio.windows import Window
 
 from ..areas import polygon_areas_m2
 from ..engine import PredictionResult
+from ..engine.run import GDAL_CACHE_BYTES
 from ..errors import BadInput, MissingPart, OutputExists
 from ..fileio import atomic_output, check_writable
 
@@ -53,36 +54,30 @@ def write_polygons(result: PredictionResult, path: Path) -> int:
     """The mask's changed areas as polygons with their area (hectares where the CRS has areas,
     on the ellipsoid in degrees; else pixels) and the mean and highest score of their pixels (to
     sort or style the areas by how strongly they changed), written to a GeoPackage atomically.
-    Holds the mask whole (1 byte a pixel); reads it and the score in strips of rows."""
+    From a file, the map is read in strips of rows and never held whole."""
     pyogrio, shapely = vector_writer()
     from rasterio.features import shapes
 
     with ExitStack() as stack:
         if result.path is not None:
+            stack.enter_context(rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_BYTES))  # as the engine's
             src = stack.enter_context(rasterio.open(result.path))
-            mask = np.empty(src.shape, dtype=bool)  # band 2 read in strips: 1 byte a pixel
-            strip = max(1, STRIP_PIXELS // src.width)
-            for top in range(0, src.height, strip):
-                rows = Window(0, top, src.width, min(strip, src.height - top))
-                mask[top : top + rows.height] = src.read(2, window=rows) == 1
-            transform, crs = src.transform, src.crs
+            mask = rasterio.band(_mask_file(src, stack), 1)  # GDAL polygonises it block by block
+            transform, crs, shape = src.transform, src.crs, src.shape
 
             def scores(window: Window) -> np.ndarray:
                 return src.read(1, window=window)
         else:
             assert result.data is not None
             values = result.data.values
-            mask = values[1] == 1
-            transform, crs = result.data.rio.transform(), result.data.rio.crs
+            mask = (values[1] == 1).view(np.uint8)
+            transform, crs, shape = result.data.rio.transform(), result.data.rio.crs, mask.shape
 
             def scores(window: Window) -> np.ndarray:
                 return values[0][window.toslices()]
 
-        geoms = [
-            shapely.geometry.shape(g)
-            for g, _ in shapes(mask.view(np.uint8), mask=mask, transform=transform)
-        ]
-        stats = area_scores(geoms, transform, mask.shape, scores)
+        geoms = [shapely.geometry.shape(g) for g, _ in shapes(mask, mask=mask, transform=transform)]
+        stats = area_scores(geoms, transform, shape, scores)
     m2 = polygon_areas_m2(geoms, crs)
     pixels = np.array([g.area for g in geoms], dtype=np.float64) / abs(transform.determinant)
     field, areas = ("pixels", pixels) if m2 is None else ("hectares", m2 / 1e4)
@@ -103,6 +98,22 @@ def write_polygons(result: PredictionResult, path: Path) -> int:
 
 
 STRIP_PIXELS = 1_000_000  # pixels of the mask or the score read at a time (~10 MB)
+
+
+def _mask_file(src, stack: ExitStack):
+    """The map's mask (band 2 == 1) as a deflated uint8 GeoTIFF in memory, written a strip of
+    rows at a time, for GDAL to polygonise block by block: a mostly empty mask deflates to
+    little, where the mask as an array took 1 byte a pixel (120 MB for a Sentinel-2 tile)."""
+    from rasterio.io import MemoryFile
+
+    memory = stack.enter_context(MemoryFile())
+    profile = dict(driver="GTiff", width=src.width, height=src.height, count=1, dtype="uint8")
+    with memory.open(**profile, compress="deflate", transform=src.transform) as dst:
+        strip = max(1, STRIP_PIXELS // src.width)
+        for top in range(0, src.height, strip):
+            rows = Window(0, top, src.width, min(strip, src.height - top))
+            dst.write((src.read(2, window=rows) == 1).astype(np.uint8), 1, window=rows)
+    return stack.enter_context(memory.open())
 
 
 def area_scores(
