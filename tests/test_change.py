@@ -433,6 +433,36 @@ def test_a_larger_tile_calibrates_on_fewer_tiles_in_engine_sized_batches(bercy):
         assert max(n * size // p**2 for n, size in seen) <= largest, seen
 
 
+def test_a_scene_smaller_than_the_sample_is_not_read_over_and_over(bercy):
+    """A model of DOFA's image size (224 px) on bercy (360 x 395 px): a head's 64 sample tiles
+    held 22 times the city's pixels; now as many as hold twice them, which still cover every
+    pixel. The shipped model's sample on it is as before (64 tiles of 64 px, 1.8 times)."""
+    from ofa_explore import OFANet
+    from ofa_explore.change_detection.calibration import SAMPLE_COVER, sample_tiles
+    from ofa_explore.change_detection.dates import open_pair
+    from ofa_explore.pretrained import load_model
+
+    before, after, _ = bercy
+    pair = open_pair(before, after)
+    H, W = pair.sizes["y"], pair.sizes["x"]
+    large = OFANet("tiny", modalities=["s2_l1c"], img_size=224, patch_size=16, depth=1)
+    sample = sample_tiles(large, pair, 224, head="change")
+    assert len(sample) * 224 * 224 <= SAMPLE_COVER * H * W + 224 * 224
+    covered = np.zeros((H, W), bool)  # the sample's tiles, found again in the pair
+    values = pair.values[0]
+    for t in sample[:, 0]:
+        hits = [
+            (y, x)
+            for y in range(H - 223)
+            for x in range(W - 223)
+            if t[0, 0] == values[y, x] and np.array_equal(t, values[y : y + 224, x : x + 224])
+        ]
+        y, x = hits[0]
+        covered[y : y + 224, x : x + 224] = True
+    assert covered.all()
+    assert len(sample_tiles(load_model(None), pair, 64, head="change")) == 64
+
+
 def test_the_zero_shot_embedding_term_compares_block_6_of_8_a_head_the_last(bercy):
     """The zero-shot score's embedding term reads the token maps after 3/4 of the encoder's
     blocks (about the AP of the last block's on OSCD and Nanjing, a quarter less backbone); a

@@ -43,6 +43,10 @@ HEAD_SAMPLE_TILES = 64
 # but at least this many, spread over the scene: 1000 px dates at --tile 512 took 3.3 GB above
 # the model and 54 s before (an embed 0.2 GB, 8 s), 0.6 GB and 25 s with 4 (bench/RESULTS.md)
 MIN_SAMPLE_TILES = 4
+# ... and no more than hold this many times the scene's pixels: past that, more tiles on the
+# grid read the same pixels again (a 400 x 360 px city: 64 tiles of 224 px, 22 times its
+# pixels, for a model of DOFA's image size)
+SAMPLE_COVER = 2
 CHANGE_ATTR = "change"  # the calibration, in the pair modality's ``extra``
 
 
@@ -156,13 +160,15 @@ def sample_tiles(
 ) -> np.ndarray:
     """Up to ``samples`` tiles of ``tile`` px spread over the pair [T, 2C, h, w] (default:
     HEAD_SAMPLE_TILES for a head, else SAMPLE_TILES; fewer when ``tile`` is larger than the
-    model's image, about as many pixels, but at least MIN_SAMPLE_TILES)."""
+    model's image, about as many pixels, or when they would hold more than SAMPLE_COVER times
+    the scene's pixels; but at least MIN_SAMPLE_TILES)."""
     samples = samples or (HEAD_SAMPLE_TILES if head is not None else SAMPLE_TILES)
     H, W = pair.sizes["y"], pair.sizes["x"]
     p = model.config.patch_size
     th, tw = min(tile, H // p * p), min(tile, W // p * p)
     image = model.config.img_size**2
-    samples = min(samples, max(MIN_SAMPLE_TILES, round(samples * image / (th * tw))))
+    fits = math.ceil(SAMPLE_COVER * H * W / (th * tw))
+    samples = min(samples, max(MIN_SAMPLE_TILES, min(round(samples * image / (th * tw)), fits)))
     side = max(1, math.isqrt(samples))
     ys = np.unique(np.linspace(0, H - th, side).round().astype(int))
     xs = np.unique(np.linspace(0, W - tw, side).round().astype(int))
