@@ -44,7 +44,7 @@ HEAD_SAMPLE_TILES = 64
 # the model and 54 s before (an embed 0.2 GB, 8 s), 0.6 GB and 25 s with 4 (bench/RESULTS.md)
 MIN_SAMPLE_TILES = 4
 # ... and no more than hold this many times the scene's pixels: past that, more tiles on the
-# grid read the same pixels again (a 400 x 360 px city: 64 tiles of 224 px, 22 times its
+# grid read the same pixels again (a 360 x 395 px city: 64 tiles of 224 px, 22 times its
 # pixels, for a model of DOFA's image size)
 SAMPLE_COVER = 2
 CHANGE_ATTR = "change"  # the calibration, in the pair modality's ``extra``
