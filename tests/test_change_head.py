@@ -207,6 +207,47 @@ def test_bad_pair_csvs_are_one_line(pairs_csv, tmp_path, capsys):
     assert "no change pixel" in _bad_csv(capsys, tmp_path, f"before,after,mask\n{b},{a},{none}\n")
 
 
+def test_only_the_tiles_with_labels_are_read_and_a_pair_too_large_is_one_line(
+    pairs_csv, tmp_path, capsys, monkeypatch
+):
+    """A mask labelled in one corner and 255 elsewhere (a large scene labelled in a few places):
+    only the tiles with labels are embedded and kept. Inputs that would not fit in memory are
+    refused in one line that says how to need less, before any pair is embedded."""
+    from ofa_explore.downstream import change as change_training
+    from ofa_explore.downstream.change import ChangePair, check_inputs_fit, pair_tiles
+    from ofa_explore.heads import default_layers
+    from ofa_explore.pretrained import load_model
+
+    root = pairs_csv.parent
+    b, a, m = (root / "rennes" / n for n in sorted(p.name for p in (root / "rennes").iterdir()))
+    with rasterio.open(m) as src:
+        profile, mask = src.profile, src.read(1)
+    corner = np.full_like(mask, 255)
+    corner[:40, :40] = mask[:40, :40]
+    corner[5, 5] = 1  # a change pixel, so the mask is taken
+    sparse = tmp_path / "corner.tif"
+    with rasterio.open(sparse, "w", **profile) as dst:
+        dst.write(corner, 1)
+    model = load_model(None).eval()
+    layers = default_layers(model.config.depth)
+    size = model.config.img_size
+    whole, labelled = (ChangePair(b, a, mask_path) for mask_path in (m, sparse))
+    assert len(pair_tiles(model, whole, layers).labels) == (SIZE // size) ** 2
+    tiles = pair_tiles(model, labelled, layers)
+    assert len(tiles.labels) == 1  # the corner's tile alone
+    assert (tiles.labels[0, :40, :40] != 255).all() and (tiles.labels[0, 40:] == 255).all()
+    assert check_inputs_fit(model, [labelled], layers) * 4 == check_inputs_fit(
+        model, [whole], layers
+    )
+
+    embedded = []
+    monkeypatch.setattr(change_training, "pair_tiles", lambda *args: embedded.append(args))
+    monkeypatch.setattr("ofa_explore.check_setup.free_memory_gb", lambda: 0.001)
+    line = _bad_csv(capsys, tmp_path, f"before,after,mask\n{b},{a},{m}\n")
+    assert "would take" in line and "GB free" in line and "255" in line, line
+    assert not embedded
+
+
 def test_a_head_that_is_not_a_change_head_is_refused(pairs_csv, tmp_path, capsys):
     folder = pairs_csv.parent / "rennes"
     before, after = sorted(p for p in folder.iterdir() if not p.name.endswith("_change.tif"))

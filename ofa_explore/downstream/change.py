@@ -6,9 +6,10 @@ an unlabelled pair: the head trained on the labelled pairs marks its most and le
 pixels (pseudo-labels), and a new head trains on both (self-training; it ranked change better
 in OSCD cities it had not seen, docs/EVALUATION.md). The backbone stays frozen, so each pair is
 calibrated as ``ofa change`` calibrates it, cut into model-sized tiles, and the head's inputs
-(``change_detection.terms.head_inputs``) of every tile are computed once; then only the head trains,
-on those inputs, flipped and rotated. That keeps the 8 labelled OSCD cities under a few minutes
-on a 2-core CPU (bench/RESULTS.md).
+(``change_detection.terms.head_inputs``) of every tile with a labelled pixel are computed once
+(about 150 bytes a pixel; ``check_inputs_fit`` refuses what would not fit in memory); then only
+the head trains, on those inputs, flipped and rotated. That keeps the 8 labelled OSCD cities
+under a few minutes on a 2-core CPU (bench/RESULTS.md).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import BadInput, NotFound
-from ..heads import ChangeEnsemble, default_layers
+from ..heads import ChangeEnsemble, change_image_channels, default_layers
 from ..io import raster_modality
 from ..model import OFANet
 
@@ -151,7 +152,9 @@ def pair_tiles(
     model: OFANet, pair: ChangePair, layers: list[int], batch_size: int = 32
 ) -> PairTiles:
     """The head's inputs on non-overlapping model-sized tiles covering the pair (edge tiles
-    moved inside), calibrated (and AFTER aligned) as ``ofa change`` does the whole pair."""
+    moved inside), calibrated (and AFTER aligned) as ``ofa change`` does the whole pair; only
+    the tiles with a pixel to train on (``tile_corners``), so a large scene labelled in a few
+    places costs what those places do."""
     from ..change_detection import calibrated_pair
     from ..change_detection.calibration import HEAD_SAMPLE_TILES, date_modality
     from ..change_detection.terms import head_inputs
@@ -181,7 +184,7 @@ def pair_tiles(
     invalid = ~np.isfinite(values).all(axis=0)
     labels = np.where(invalid, IGNORE, mask).astype(np.uint8)
     count = m.num_bands
-    corners = [(y, x) for y in _starts(height, size) for x in _starts(width, size)]
+    corners = tile_corners(labels, size)
     levels, images = [], []
     for start in range(0, len(corners), batch_size):
         chips = np.stack(
@@ -200,8 +203,54 @@ def pair_tiles(
     )
 
 
+def tile_corners(labels: np.ndarray, size: int) -> list[tuple[int, int]]:
+    """The top-left corners of the size-px tiles that cover ``labels`` (edge tiles moved
+    inside) and hold a pixel that is not IGNORE: labelled, or with data in an unlabelled pair."""
+    height, width = labels.shape
+    return [
+        (y, x)
+        for y in _starts(height, size)
+        for x in _starts(width, size)
+        if (labels[y : y + size, x : x + size] != IGNORE).any()
+    ]
+
+
 def _starts(length: int, size: int) -> list[int]:
     return sorted({min(i, length - size) for i in range(0, length, size)})
+
+
+# the share of the memory free at the start that the head's cached inputs may take: the rest is
+# for the model, the tiles being read and the head's training
+INPUTS_MEMORY_SHARE = 0.6
+
+
+def check_inputs_fit(model: OFANet, pairs: list[ChangePair], layers: list[int]) -> int:
+    """The bytes the head's inputs of ``pairs`` will take (``pair_tiles``), from their masks
+    (read and checked here, before any pair is embedded); more than INPUTS_MEMORY_SHARE of the
+    free memory is a one-line BadInput that says how to need less."""
+    from ..check_setup import free_memory_gb
+
+    size, patch = model.config.img_size, model.config.patch_size
+    tokens = 2 * len(layers) * model.config.embed_dim * (size // patch) ** 2
+    tiles = need = 0
+    for pair in pairs:
+        with rasterio.open(pair.before) as src:
+            shape, bands = src.shape, src.count
+        if min(shape) < size:  # pair_tiles says so
+            continue
+        count = len(tile_corners(read_mask(pair, shape), size))
+        tiles += count  # float16 token maps and image, uint8 labels
+        need += count * (2 * (tokens + change_image_channels(bands) * size * size) + size * size)
+    free = free_memory_gb()
+    if free is not None and need > INPUTS_MEMORY_SHARE * free * 1e9:
+        raise BadInput(
+            f"the head's inputs of these pairs would take {need / 1e9:.1f} GB ({tiles} tiles of "
+            f"{size} px with labels or, in unlabelled pairs, data), more than this machine can "
+            f"spare ({free:.1f} GB free)",
+            "mark what is not labelled 255 in the masks (only tiles with labels are read), "
+            "crop the pairs to their labelled areas, or leave out unlabelled pairs",
+        )
+    return need
 
 
 def _fill(chips: np.ndarray) -> np.ndarray:
@@ -313,9 +362,8 @@ def _train_head(
     torch.manual_seed(seed)
     model.heads.add(name, ["change"], kind="change", modality=modality, layers=layers)
     head = model.heads[name]
-    levels = torch.cat([t.levels for t in tiles])
-    image = torch.cat([t.image for t in tiles])
-    labels = torch.cat([t.labels for t in tiles])
+    labels = torch.cat([t.labels for t in tiles])  # uint8; the inputs stay in their tiles
+    first = torch.tensor([0] + [len(t.labels) for t in tiles]).cumsum(0)
     if (labels == UNLABELLED).any():
         raise ValueError("unlabelled tiles go to `unlabelled=`, to be pseudo-labelled first")
     optimizer = torch.optim.AdamW(head.parameters(), lr=lr, weight_decay=0.05)
@@ -334,9 +382,8 @@ def _train_head(
                 index = order[start : start + batch_size]
                 if len(index) < 2:  # BatchNorm needs two samples
                     continue
-                lv, im, y = _dihedral(
-                    levels[index].float(), image[index].float(), labels[index], generator
-                )
+                levels, image = _gathered(tiles, first, index)
+                lv, im, y = _dihedral(levels.float(), image.float(), labels[index], generator)
                 logits = head(list(lv.unbind(1)), im)[:, 0]
                 known = y != IGNORE
                 if not known.any():
@@ -355,6 +402,20 @@ def _train_head(
         for p in model.parameters():
             p.requires_grad_(False)
     return losses
+
+
+def _gathered(
+    tiles: list[PairTiles], first: torch.Tensor, index: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The token maps and images of tiles ``index`` (numbered across ``tiles`` in order,
+    ``first``: each pair's first number), in that order, without joining all the pairs' inputs
+    into one tensor first (that held them twice)."""
+    pair = (torch.searchsorted(first, index, right=True) - 1).tolist()
+    local = (index - first[pair]).tolist()
+    return (
+        torch.stack([tiles[p].levels[i] for p, i in zip(pair, local)]),
+        torch.stack([tiles[p].image[i] for p, i in zip(pair, local)]),
+    )
 
 
 def focal_loss(
@@ -421,6 +482,7 @@ def fit_change_head(
     train = [labelled_pairs[i] for i in sorted(order[held:])]
     modality = _common_modality(pairs)
     layers = layers or default_layers(model.config.depth)
+    check_inputs_fit(model, train + unlabelled, layers)
     tiles: list[PairTiles] = []
     extra: list[PairTiles] = []
     for i, pair in enumerate(train + unlabelled):
