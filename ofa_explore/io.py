@@ -12,6 +12,7 @@ import json
 import re
 import warnings
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, cast
 
@@ -28,7 +29,14 @@ from .errors import BadInput, NotFound
 from .fileio import existing_file
 from .modalities import Modality, get_modality, hyperspectral_modality, list_modalities
 from .protocol import band_wavelengths, sensor_candidates
-from .scale import ScaleFit, detect_conversion, scale_fit, span
+from .scale import (
+    ORDER_MARGIN,
+    ORDER_SPREAD,
+    ScaleFit,
+    detect_conversion,
+    scale_fit,
+    span,
+)
 
 SAMPLE_SIDE = 256  # pixels per side of the decimated read used for detection
 ABSURD = 1e30  # a value this large is a float nodata marker (-3.4e38), not a measurement
@@ -153,6 +161,8 @@ def open_raster(
     else:
         baseline = processing_baseline(source)
         fit = _check_scale(da, valid, candidates, given is not None, source, baseline)
+        if given is None:
+            fit = _by_band_order(da, valid, fit, baseline)
         m, conversion = fit.modality, fit.conversion
         notes.append(fit.note())
         if not isinstance(source, (list, tuple)):
@@ -458,6 +468,28 @@ def _check_scale(
         "convert the file to those units, or name its sensor with {modality} ({modalities} "
         "lists them)",
     )
+
+
+def _by_band_order(
+    da: xr.DataArray, sample: np.ndarray, fit: ScaleFit, baseline: str | None
+) -> ScaleFit:
+    """The sensor whose band order the values follow, of those with as many bands as the file:
+    ``fit`` (detection's), unless the file names no bands, its band means spread over the
+    detected sensor's by ``ORDER_SPREAD`` or more, and another sensor's that the values fit
+    spread ``ORDER_MARGIN`` times less (Landsat composites of SWIR1, NIR, red, green, which
+    four unnamed 8-bit bands would otherwise be read as NAIP's red, green, blue and NIR)."""
+    names = {d.upper() for d in _descriptions(da) if d}
+    if names == {b.upper() for b in fit.modality.bands} or not fit.spread >= ORDER_SPREAD:
+        return fit
+    others = [
+        _fit(da, sample, get_modality(n), baseline)
+        for n in list_modalities()
+        if n != fit.modality.name and get_modality(n).num_bands == fit.modality.num_bands
+    ]
+    closer = [o for o in others if o.fits and o.spread * ORDER_MARGIN <= fit.spread]
+    if not closer:
+        return fit
+    return replace(min(closer, key=lambda o: o.spread), preferred_to=fit)
 
 
 def _band_token(path: Path, m: Modality | None) -> str | None:

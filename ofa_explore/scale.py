@@ -33,6 +33,15 @@ OFFSET_SINCE_BASELINE = (4, 0)
 # vegetation or SWIR over water); with it, dark pixels sit just above the offset. A scene bright
 # everywhere (desert, snow) without the offset can look the same: named as what was done.
 OFFSET_WINDOW = (0.95, 1.3)
+# Band order. Two sensors with as many bands, of which the file names none, differ in which
+# band is where; the band means then say which. The spread of a sample's band means over a
+# sensor's (the largest ratio over the smallest) is 1.0-1.4 for the ten NAIP years of the shared
+# data read as 'rgbn' and 6.4-7.4 for the eight Peru composites (SWIR1, NIR, red, green) read
+# so; read as 'landsat_composite_8bit', 1.04-1.13 and 5.0-7.9. A scene of one land cover (water,
+# a field in one season) bends the spread too, so only a spread this large is a doubt...
+ORDER_SPREAD = 3.0
+# ... and another sensor wins only with less than half of it.
+ORDER_MARGIN = 2.0
 
 
 def detect_conversion(
@@ -116,6 +125,20 @@ class ScaleFit:
     means: tuple[float, ...]  # the sample's per-band means, in the modality's units
     factor: float  # typical ratio sample / modality (geometric median over bands); nan: none
     fits: bool
+    preferred_to: ScaleFit | None = None  # the sensor detection named, whose band order lost
+
+    @property
+    def spread(self) -> float:
+        """How unevenly the band means differ from the modality's: the largest ratio of a
+        band's mean to the modality's over the smallest (1: the same profile; nan: signed
+        units, or no positive mean). Bands in another order than the modality's spread wide."""
+        mean = np.asarray(self.modality.mean, dtype=float)
+        got = np.asarray(self.means, dtype=float)
+        ok = np.isfinite(got) & (got > 0) & (mean > 0)
+        if (mean <= 0).any() or ok.sum() < 2:
+            return math.nan
+        ratio = got[ok] / mean[ok]
+        return float(ratio.max() / ratio.min())
 
     def describe(self, dtype: Any) -> str:
         """The values in a few words: '(uint8, band means 39-98)'."""
@@ -152,7 +175,17 @@ class ScaleFit:
         if not self.fits:
             return f"{read}, as asked; the values are {self.mismatch()} its statistics"
         ratio = f"{self.factor:.2f}x" if math.isfinite(self.factor) else "n/a"
-        return f"{read}; the values fit its statistics (band means {ratio} its own)"
+        fit = f"{read}; the values fit its statistics (band means {ratio} its own)"
+        other = self.preferred_to
+        if other is None:
+            return fit
+        name, bands = other.modality.name, ", ".join(other.modality.bands)
+        return (
+            f"{fit}: its bands carry no sensor's names, and band by band its means follow this "
+            f"sensor's ({', '.join(self.modality.bands)}; within {self.spread:.1f}x) rather "
+            f"than those of '{name}' ({bands}; {other.spread:.1f}x apart); if it is '{name}', "
+            "choose that sensor"
+        )
 
 
 def scale_fit(sample: np.ndarray, dtype: Any, m: Modality, baseline: str | None = None) -> ScaleFit:

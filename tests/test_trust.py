@@ -72,6 +72,36 @@ def test_a_modality_given_in_other_units_warns(shared):
     assert raster_modality(da).name == "landsat_etm"  # the caller's word stands
 
 
+@pytest.mark.parametrize("year", ["1985", "2020"])
+def test_unnamed_bands_in_another_order_are_read_by_the_sensor_their_means_follow(
+    shared, tmp_path, year
+):
+    """Four unnamed 8-bit bands were read as NAIP's R, G, B, NIR although the Peru composites
+    hold SWIR1, NIR, red, green (band means 7x apart band to band): now the band means choose
+    the sensor, the note says why and how to choose the other; bands named, or a sensor
+    given, still decide; the NAIP years stay NAIP."""
+    path = shared / f"landsat/peru_composites/{year}.tif"
+    da = open_raster(path)
+    assert raster_modality(da).name == "landsat_composite_8bit"
+    assert list(da.band.values) == ["SWIR1", "NIR", "R", "G"]
+    note = source_tags(da)["ofa_notes"]
+    assert "carry no sensor's names" in note and "if it is 'rgbn', choose that sensor" in note
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ScaleWarning)
+        assert raster_modality(open_raster(path, modality="rgbn")).name == "rgbn"
+    named = tmp_path / "named.tif"
+    with rasterio.open(path) as src:
+        profile, data = src.profile, src.read()
+    with rasterio.open(named, "w", **profile) as dst:
+        dst.write(data)
+        dst.descriptions = ("R", "G", "B", "NIR")
+    assert raster_modality(open_raster(named)).name == "rgbn"
+    for naip in sorted((shared / "naip").glob("*.tif")):
+        kept = open_raster(naip)
+        assert raster_modality(kept).name == "rgbn", naip.name
+        assert "no sensor's names" not in source_tags(kept)["ofa_notes"]
+
+
 def test_reflectance_floats_are_converted_and_the_note_says_so(tmp_path):
     from ofa_explore.demo import sample_path
 
