@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import rasterio
+import torch
 from map_steps import step_ratio  # tests/map_steps.py
 from rasterio.windows import Window
 from rasters import crop  # tests/rasters.py
@@ -211,12 +212,25 @@ def test_only_the_tiles_with_labels_are_read_and_a_pair_too_large_is_one_line(
     pairs_csv, tmp_path, capsys, monkeypatch
 ):
     """A mask labelled in one corner and 255 elsewhere (a large scene labelled in a few places):
-    only the tiles with labels are embedded and kept. Inputs that would not fit in memory are
-    refused in one line that says how to need less, before any pair is embedded."""
+    only the tiles with labels are embedded and kept, and the pair is read a tile at a time,
+    never whole; an unlabelled pair gives at most UNLABELLED_TILES tiles, spread over it.
+    Inputs that would not fit in memory are refused in one line that says how to need less,
+    before any pair is embedded."""
+    from ofa_explore.change_detection.dates import _PairArray
     from ofa_explore.downstream import change as change_training
     from ofa_explore.downstream.change import ChangePair, check_inputs_fit, pair_tiles
     from ofa_explore.heads import default_layers
     from ofa_explore.pretrained import load_model
+
+    reads = []
+    read = _PairArray._read
+
+    def recorded(self, key):
+        values = read(self, key)
+        reads.append(values.shape[1:])
+        return values
+
+    monkeypatch.setattr(_PairArray, "_read", recorded)
 
     root = pairs_csv.parent
     b, a, m = (root / "rennes" / n for n in sorted(p.name for p in (root / "rennes").iterdir()))
@@ -233,10 +247,20 @@ def test_only_the_tiles_with_labels_are_read_and_a_pair_too_large_is_one_line(
     size = model.config.img_size
     whole, labelled = (ChangePair(b, a, mask_path) for mask_path in (m, sparse))
     assert len(pair_tiles(model, whole, layers).labels) == (SIZE // size) ** 2
+    reads.clear()
     tiles = pair_tiles(model, labelled, layers)
     assert len(tiles.labels) == 1  # the corner's tile alone
     assert (tiles.labels[0, :40, :40] != 255).all() and (tiles.labels[0, 40:] == 255).all()
+    assert reads and max(max(shape) for shape in reads) <= size < SIZE  # no whole read
     assert check_inputs_fit(model, [labelled], layers) * 4 == check_inputs_fit(
+        model, [whole], layers
+    )
+    unlabelled = ChangePair(b, a, None)
+    monkeypatch.setattr(change_training, "UNLABELLED_TILES", 2)
+    spread = pair_tiles(model, unlabelled, layers)
+    assert len(spread.labels) == 2 and (spread.labels == change_training.UNLABELLED).all()
+    assert torch.equal(spread.image[1], pair_tiles(model, whole, layers).image[-1])  # far corner
+    assert check_inputs_fit(model, [unlabelled], layers) * 2 == check_inputs_fit(
         model, [whole], layers
     )
 
@@ -246,6 +270,27 @@ def test_only_the_tiles_with_labels_are_read_and_a_pair_too_large_is_one_line(
     line = _bad_csv(capsys, tmp_path, f"before,after,mask\n{b},{a},{m}\n")
     assert "would take" in line and "GB free" in line and "255" in line, line
     assert not embedded
+
+
+def test_a_pair_labelled_only_where_a_date_has_no_data_is_one_line(pairs_csv, tmp_path, capsys):
+    """Labels only under BEFORE's nodata leave nothing to train on: one line, not a crash."""
+    root = pairs_csv.parent / "rennes"
+    b, a, m = (root / n for n in sorted(p.name for p in root.iterdir()))
+    with rasterio.open(b) as src:
+        profile, data = src.profile, src.read()
+    data[:, :64, :64] = 0
+    before = tmp_path / "before.tif"
+    with rasterio.open(before, "w", **(profile | {"nodata": 0})) as dst:
+        dst.write(data)
+    with rasterio.open(m) as src:
+        profile, mask = src.profile, src.read(1)
+    mask[:] = 255
+    mask[10:20, 10:20] = 1
+    sparse = tmp_path / "mask.tif"
+    with rasterio.open(sparse, "w", **profile) as dst:
+        dst.write(mask, 1)
+    line = _bad_csv(capsys, tmp_path, f"before,after,mask\n{before},{a},{sparse}\n")
+    assert "no pixel to train on" in line and "where both dates have data" in line, line
 
 
 def test_a_head_that_is_not_a_change_head_is_refused(pairs_csv, tmp_path, capsys):

@@ -46,10 +46,12 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
+import rasterio
 import torch
 import xarray as xr
 
 from ..engine import EngineSettings, PredictionResult, predict_raster
+from ..engine.run import GDAL_CACHE_BYTES
 from ..engine.sinks import check_output
 from ..errors import BadInput
 from ..io import MODALITY_ATTR, raster_modality
@@ -146,15 +148,16 @@ def calibrated_pair(
     pair = pair_of(*dates, Path(after))
     m = date_modality(raster_modality(pair))
     name = change_head(model, head, m)
-    sample = sample_tiles(model, pair, tile, name, samples)
-    shift = date_shift(sample, m)
-    aligned = None
-    if align and shift and shift_matters(shift) and pair.rio.crs is not None:
-        aligned = [shift.rows, shift.cols]
-        pair = pair_of(*dates, Path(after), offset=(shift.rows, shift.cols))
+    with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_BYTES):  # as the engine reads: a bounded cache
         sample = sample_tiles(model, pair, tile, name, samples)
-        shift = date_shift(sample, m)  # what is left
-    stats = calibrate(model.eval(), pair, tile, threshold, name, samples, sample, for_head)
+        shift = date_shift(sample, m)
+        aligned = None
+        if align and shift and shift_matters(shift) and pair.rio.crs is not None:
+            aligned = [shift.rows, shift.cols]
+            pair = pair_of(*dates, Path(after), offset=(shift.rows, shift.cols))
+            sample = sample_tiles(model, pair, tile, name, samples)
+            shift = date_shift(sample, m)  # what is left
+        stats = calibrate(model.eval(), pair, tile, threshold, name, samples, sample, for_head)
     stats.update(shift=None if shift is None else list(shift), aligned=aligned, align=align)
     return pair, stats
 

@@ -27,6 +27,7 @@ import rasterio
 import torch
 import torch.nn.functional as F
 
+from ..engine.run import GDAL_CACHE_BYTES
 from ..errors import BadInput, NotFound
 from ..heads import ChangeEnsemble, change_image_channels, default_layers
 from ..io import raster_modality
@@ -153,8 +154,9 @@ def pair_tiles(
 ) -> PairTiles:
     """The head's inputs on non-overlapping model-sized tiles covering the pair (edge tiles
     moved inside), calibrated (and AFTER aligned) as ``ofa change`` does the whole pair; only
-    the tiles with a pixel to train on (``tile_corners``), so a large scene labelled in a few
-    places costs what those places do."""
+    the tiles with a pixel to train on (``pair_corners``), each read on its own, so a large
+    scene labelled in a few places costs what those places do, and an unlabelled one at most
+    UNLABELLED_TILES tiles."""
     from ..change_detection import calibrated_pair
     from ..change_detection.calibration import HEAD_SAMPLE_TILES, date_modality
     from ..change_detection.terms import head_inputs
@@ -180,27 +182,53 @@ def pair_tiles(
         for_head=True,  # but for the embedding term's block: the last, as a head reads it
     )
     m = date_modality(raster_modality(pair_da))
-    values = pair_da.values  # [2C, H, W], NaN where a date has no data
-    invalid = ~np.isfinite(values).all(axis=0)
-    labels = np.where(invalid, IGNORE, mask).astype(np.uint8)
     count = m.num_bands
-    corners = tile_corners(labels, size)
-    levels, images = [], []
-    for start in range(0, len(corners), batch_size):
-        chips = np.stack(
-            [values[:, y : y + size, x : x + size] for y, x in corners[start:][:batch_size]]
-        )
-        chips = _fill(chips)
-        t = torch.from_numpy(chips)
+    levels, images, labels = [], [], []
+
+    def embed(chips: list[np.ndarray]) -> None:
+        t = torch.from_numpy(_fill(np.stack(chips)))
         lv, image = head_inputs(model, t[:, :count], t[:, count:], m, stats, layers)
         levels.append(torch.stack(lv, dim=1).half())
         images.append(image.half())
-    return PairTiles(
-        pair.name,
-        torch.cat(levels),
-        torch.cat(images),
-        torch.from_numpy(np.stack([labels[y : y + size, x : x + size] for y, x in corners])),
-    )
+
+    pending: list[np.ndarray] = []
+    with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_BYTES):  # as the engine reads: a bounded cache
+        for y, x in pair_corners(pair, mask, size):
+            chip = pair_da[:, y : y + size, x : x + size].values  # [2C, size, size], NaN: none
+            chip_labels = np.where(
+                np.isfinite(chip).all(axis=0), mask[y : y + size, x : x + size], IGNORE
+            )
+            if (chip_labels == IGNORE).all():
+                continue  # labelled only where a date has no data
+            pending.append(chip)
+            labels.append(torch.from_numpy(chip_labels.astype(np.uint8)))
+            if len(pending) == batch_size:
+                embed(pending)
+                pending = []
+    if pending:
+        embed(pending)
+    if not labels:
+        raise BadInput(
+            f"{pair.name}: no pixel to train on (labelled, where both dates have data)",
+            "label pixels where both dates have data, or leave the pair out",
+        )
+    return PairTiles(pair.name, torch.cat(levels), torch.cat(images), torch.stack(labels))
+
+
+# an unlabelled pair gives self-training at most this many tiles, spread over it (each of the 4
+# unlabelled OSCD cities has 28-64 tiles of the shipped model's 64 px), so a whole scene added
+# unlabelled costs what a city does, not what the scene does
+UNLABELLED_TILES = 256
+
+
+def pair_corners(pair: ChangePair, mask: np.ndarray, size: int) -> list[tuple[int, int]]:
+    """The tiles of ``pair`` that ``pair_tiles`` reads (``tile_corners`` of its mask); of an
+    unlabelled pair, at most UNLABELLED_TILES of them, evenly spread."""
+    corners = tile_corners(mask, size)
+    if pair.mask is None and len(corners) > UNLABELLED_TILES:
+        picked = np.linspace(0, len(corners) - 1, UNLABELLED_TILES).round().astype(int)
+        corners = [corners[i] for i in picked]
+    return corners
 
 
 def tile_corners(labels: np.ndarray, size: int) -> list[tuple[int, int]]:
@@ -238,7 +266,7 @@ def check_inputs_fit(model: OFANet, pairs: list[ChangePair], layers: list[int]) 
             shape, bands = src.shape, src.count
         if min(shape) < size:  # pair_tiles says so
             continue
-        count = len(tile_corners(read_mask(pair, shape), size))
+        count = len(pair_corners(pair, read_mask(pair, shape), size))
         tiles += count  # float16 token maps and image, uint8 labels
         need += count * (2 * (tokens + change_image_channels(bands) * size * size) + size * size)
     free = free_memory_gb()
