@@ -35,10 +35,10 @@ OFFSET_SINCE_BASELINE = (4, 0)
 OFFSET_WINDOW = (0.95, 1.3)
 # Band order. Two sensors with as many bands, of which the file names none, differ in which
 # band is where; the band means then say which. The spread of a sample's band means over a
-# sensor's (the largest ratio over the smallest) is 1.0-1.4 for the ten NAIP years of the shared
-# data read as 'rgbn' and 6.4-7.4 for the eight Peru composites (SWIR1, NIR, red, green) read
-# so; read as 'landsat_composite_8bit', 1.04-1.13 and 5.0-7.9. A scene of one land cover (water,
-# a field in one season) bends the spread too, so only a spread this large is a doubt...
+# sensor's (the largest ratio over the smallest), over 'rgbn' (R, G, B, NIR): 1.0-1.4 for the ten
+# NAIP years of the shared data, 6.4-7.4 for the eight Peru composites (SWIR1, NIR, red, green);
+# over 'landsat_composite_8bit': 5.0-7.9 for NAIP, 1.04-1.13 for the composites. A scene of one
+# land cover (water, a field in one season) bends the spread too, so only this much is a doubt...
 ORDER_SPREAD = 3.0
 # ... and another sensor wins only with less than half of it.
 ORDER_MARGIN = 2.0
