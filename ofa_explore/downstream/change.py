@@ -233,7 +233,8 @@ def pair_corners(pair: ChangePair, mask: np.ndarray, size: int) -> list[tuple[in
 
 def tile_corners(labels: np.ndarray, size: int) -> list[tuple[int, int]]:
     """The top-left corners of the size-px tiles that cover ``labels`` (edge tiles moved
-    inside) and hold a pixel that is not IGNORE: labelled, or with data in an unlabelled pair."""
+    inside) and hold a pixel that is not IGNORE: labelled, or any pixel of an unlabelled pair
+    (``pair_tiles`` drops the tiles whose labels lie only where a date has no data)."""
     height, width = labels.shape
     return [
         (y, x)
@@ -273,8 +274,8 @@ def check_inputs_fit(model: OFANet, pairs: list[ChangePair], layers: list[int]) 
     if free is not None and need > INPUTS_MEMORY_SHARE * free * 1e9:
         raise BadInput(
             f"the head's inputs of these pairs would take {need / 1e9:.1f} GB ({tiles} tiles of "
-            f"{size} px with labels or, in unlabelled pairs, data), more than this machine can "
-            f"spare ({free:.1f} GB free)",
+            f"{size} px: those with labels, and up to {UNLABELLED_TILES} of each unlabelled "
+            f"pair), more than this machine can spare ({free:.1f} GB free)",
             "mark what is not labelled 255 in the masks (only tiles with labels are read), "
             "crop the pairs to their labelled areas, or leave out unlabelled pairs",
         )
