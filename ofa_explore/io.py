@@ -9,6 +9,7 @@ detection looks at a decimated sample.
 from __future__ import annotations
 
 import json
+import math
 import re
 import warnings
 from collections.abc import Sequence
@@ -28,7 +29,14 @@ from rasterio.windows import Window
 from .errors import BadInput, NotFound
 from .fileio import existing_file
 from .modalities import Modality, get_modality, hyperspectral_modality, list_modalities
-from .protocol import band_wavelengths, sensor_candidates
+from .protocol import (
+    band_key,
+    band_subsets,
+    band_wavelengths,
+    is_8bit,
+    sensor_candidates,
+    subset_name,
+)
 from .scale import (
     ORDER_MARGIN,
     ORDER_SPREAD,
@@ -80,6 +88,8 @@ def open_raster(
     (see ``to_model_units``).
     """
     given = _as_modality(modality)
+    stack_notes: list[str] = []
+    subsets: list[tuple[Modality, Modality]] = []
     if isinstance(source, (list, tuple)):
         paths = [_existing(p) for p in source]
         if not paths:
@@ -91,7 +101,10 @@ def open_raster(
                 "{bands} picks bands of one multi-band file, not of a list of single-band files",
                 "give only the files of the bands you want",
             )
-        da, sample, m = _open_stack(paths, given)
+        da, sample, stack, stack_notes = _open_stack(paths, given)
+        if stack is None:  # some of a sensor's bands, a file each
+            subsets = _named_subsets(da, given)
+        m = stack or subsets[0][0]
         tagged_cube, candidates = False, [m]
     else:
         path = _existing(cast("str | Path", source))  # one file (lists are handled above)
@@ -109,11 +122,13 @@ def open_raster(
             da, sample = da.isel(band=good), sample[good]
             m = given or hyperspectral_modality(waves, gsd=abs(da.rio.resolution()[0]))
         else:
-            candidates = (
-                [given]
-                if given
-                else likely_modalities(da.sizes["band"], _descriptions(da), da.dtype)
-            )
+            subsets = _named_subsets(da, given)
+            if subsets:
+                candidates = [subsets[0][0]]
+            elif given is not None:
+                candidates = [given]
+            else:
+                candidates = likely_modalities(da.sizes["band"], _descriptions(da), da.dtype)
             m = candidates[0]
     if da.sizes["band"] != m.num_bands:
         raise RasterError(
@@ -148,7 +163,7 @@ def open_raster(
             "and infinite values are no data); nothing to run the model on",
             "check the file, or its nodata value",
         )
-    notes = []
+    notes = list(stack_notes)
     if fill is not None:
         da.attrs[FILL_ATTR] = fill
         share = (sample == fill).all(axis=0).mean()
@@ -160,6 +175,10 @@ def open_raster(
         conversion = detect_conversion(valid, da.dtype, m)
     else:
         baseline = processing_baseline(source)
+        if subsets:
+            chosen, note = _closest_fitting(da, valid, subsets, baseline)
+            candidates = [chosen]
+            notes.append(note)
         fit = _check_scale(da, valid, candidates, given is not None, source, baseline)
         if given is None:
             fit = _by_band_order(da, valid, fit, baseline)
@@ -275,23 +294,16 @@ def _select_bands(da: xr.DataArray, bands: list[int]) -> xr.DataArray:
 
 
 def _open_stack(paths: list[Path], given: Modality | None):
-    """Single-band files -> one lazy DataArray on the finest grid, in the modality's band order."""
-    m = given or detect_modality(len(paths), [_band_token(p, None) for p in paths], None)
-    order = []
-    for band in m.bands:
-        match = [p for p in paths if _band_token(p, m) == band]
-        if len(match) != 1:
-            raise RasterError(
-                f"cannot tell which file holds band {band} of '{m.name}' (found {len(match)})",
-                f"name the files with their band (e.g. ..._{band}.tif), or give one file per "
-                f"band of {', '.join(m.bands)}",
-            )
-        order.append(match[0])
-    if len(paths) != len(order):
-        extra = sorted(set(paths) - set(order))
-        raise RasterError(
-            f"files {', '.join(map(str, extra))} are not bands of '{m.name}'",
-            "leave them out, or choose another {modality}",
+    """Single-band files -> one lazy DataArray on the finest grid, in the modality's band order,
+    with a note on the files left out (see ``_stack_sensor``); or, when they are some of a
+    sensor's bands, in the order given, the bands named (modality None: ``_named_subsets``)."""
+    m, order = _stack_sensor(paths, given)
+    left_out = [p for p in paths if p not in order]
+    notes = []
+    if m is not None and left_out:
+        notes.append(
+            f"left out {', '.join(p.name for p in left_out)}: not bands of '{m.name}' "
+            f"({', '.join(m.bands)})"
         )
     sources = [_open_dataset(p) for p in order]
     for p, src in zip(order, sources):
@@ -316,7 +328,130 @@ def _open_stack(paths: list[Path], given: Modality | None):
             _sample(src, shape=(min(SAMPLE_SIDE, finest.height), min(SAMPLE_SIDE, finest.width)))
         )
     da = xr.concat(cast("list[xr.DataArray]", arrays), dim="band")
-    return da, np.concatenate(samples, axis=0), m
+    if m is None:
+        da.attrs["long_name"] = tuple(_file_bands(order, given))
+    return da, np.concatenate(samples, axis=0), m, notes
+
+
+def _stack_sensor(paths: list[Path], given: Modality | None) -> tuple[Modality | None, list[Path]]:
+    """The sensor a list of single-band files is from, and its files in its band order.
+
+    A scene's folder holds more than a sensor's layout takes (Landsat's panchromatic, thermal
+    and quality bands; Sentinel-2's SCL or TCI): the files of the sensor's bands are kept, the
+    others left out. Without ``given``, the sensor is the one that the band count and names
+    point to (``detect_modality``) when each of its bands is in a file; else, of the sensors
+    whose bands the files hold, one of the data type's kind (8-bit layouts for bytes, others for
+    wider types) before the others, then the one with the most bands. Files that hold some of
+    a sensor's bands, and no sensor whole, give None (``_named_subsets`` reads them)."""
+    names = {p: _band_name(p) for p in paths}
+    some = [given.to_dict()] if given else [get_modality(n).to_dict() for n in list_modalities()]
+    some_of_one = bool(band_subsets(some, _file_bands(paths, given)))
+    if given is not None:
+        if some_of_one and not _holds(given, names):
+            return None, paths
+        return given, _files_in_order(given, names)
+    try:
+        named = [_file_band(p, names[p], _registry_bands()) for p in paths]
+        counted: Modality | None = detect_modality(len(paths), named, None)
+    except RasterError as err:
+        counted, unknown = None, err
+    if counted is not None and _holds(counted, names):
+        return counted, _files_in_order(counted, names)
+    held = [get_modality(n) for n in list_modalities()]
+    held = [s for s in held if s.num_bands < len(paths) and _holds(s, names)]
+    if not held:
+        if some_of_one:
+            return None, paths
+        if counted is None:
+            raise unknown
+        return counted, _files_in_order(counted, names)  # says which band is missing
+    byte = sum(map(_is_8bit_file, paths)) * 2 > len(paths)  # a QA band may be bytes alone
+
+    def rank(s: Modality) -> tuple[bool, int]:
+        return ("8-bit" in s.units) == byte, s.num_bands
+
+    best = [s for s in held if rank(s) == max(map(rank, held))]
+    if len(best) > 1:
+        raise RasterError(
+            f"the files hold the bands of {' and of '.join(repr(s.name) for s in best)}",
+            "say which with {modality}",
+        )
+    return best[0], _files_in_order(best[0], names)
+
+
+def _band_files(m: Modality, names: dict[Path, str | None]) -> dict[str, list[Path]]:
+    """The files that hold each band of ``m`` (``names``: each file's band description)."""
+    found = {p: _file_band(p, names[p], m.bands) for p in names}
+    return {band: [p for p in names if found[p] == band] for band in m.bands}
+
+
+def _holds(m: Modality, names: dict[Path, str | None]) -> bool:
+    """Whether each band of ``m`` is in exactly one of the files."""
+    return all(len(files) == 1 for files in _band_files(m, names).values())
+
+
+def _files_in_order(m: Modality, names: dict[Path, str | None]) -> list[Path]:
+    """The file of each band of ``m``, in ``m``'s order; an error names a band in no file or in
+    several."""
+    order = []
+    for band, files in _band_files(m, names).items():
+        if len(files) != 1:
+            raise RasterError(
+                f"cannot tell which file holds band {band} of '{m.name}' (found {len(files)})",
+                f"name the files with their band (e.g. ..._{band}.tif), or give one file per "
+                f"band of {', '.join(m.bands)}",
+            )
+        order.extend(files)
+    return order
+
+
+def _named_subsets(da: xr.DataArray, given: Modality | None) -> list[tuple[Modality, Modality]]:
+    """When the file names its bands and they are some of a sensor's (of ``given``'s, when
+    given): each such sensor's record for those bands in the file's order, with the sensor
+    (``band_subsets``; the values choose, ``_closest_fitting``). Sentinel-2's 10 m bands exported
+    alone were refused: no sensor of four bands is Sentinel-2, yet the wavelength-conditioned
+    embedding reads any bands."""
+    if given is not None and given.num_bands == da.sizes["band"]:
+        return []
+    sensors = {s.name: s for s in ([given] if given else map(get_modality, list_modalities()))}
+    records = [s.to_dict() for s in sensors.values()]
+    found = band_subsets(records, _descriptions(da), None if given else da.dtype)
+    return [(sensors[n].select(b, name=subset_name(n, b)), sensors[n]) for n, b in found]
+
+
+def _closest_fitting(
+    da: xr.DataArray,
+    sample: np.ndarray,
+    subsets: list[tuple[Modality, Modality]],
+    baseline: str | None,
+) -> tuple[Modality, str]:
+    """Of ``subsets``, the first whose statistics the values fit, unless another's fit them
+    ``ORDER_MARGIN`` times closer (band means over its own: Landsat-8's B2, B3, B4 are 1.0x
+    Landsat-8's and 8.4x Sentinel-2 L1C's, while L1C's and L2A's means differ by less: 0.85x
+    and 1.4x on an L1C scene); else the first, refused or warned about by ``_check_scale``.
+    With a note on what reading it means."""
+    fits = [(_fit(da, sample, s[0], baseline), s) for s in subsets]
+    off = [(abs(math.log(f.factor)), s) for f, s in fits if f.fits and f.factor > 0]
+    if not off:
+        return subsets[0][0], _subset_note(*subsets[0], [])
+    margin = math.log(ORDER_MARGIN)
+    closer = [o for o in off if o[0] + margin < off[0][0]]
+    best = min(closer, key=lambda o: o[0]) if closer else off[0]
+    others = [s[1].name for d, s in off if s is not best[1] and d < best[0] + margin]
+    return best[1][0], _subset_note(*best[1], others)
+
+
+def _subset_note(m: Modality, parent: Modality, others: list[str]) -> str:
+    """What reading some of a sensor's bands means, and which sensors the values fit as well."""
+    note = (
+        f"its bands {', '.join(m.bands)} are {m.num_bands} of the {parent.num_bands} of "
+        f"'{parent.name}', read alone (by their wavelengths where the model has no embedding "
+        "of them)"
+    )
+    if others:
+        note += f"; the values fit those of {' and '.join(map(repr, others))} too: to read "
+        note += "them so, choose that sensor"
+    return note
 
 
 # ---------------------------------------------------------------- detection
@@ -478,8 +613,8 @@ def _by_band_order(
     detected sensor's by ``ORDER_SPREAD`` or more, and another sensor's that the values fit
     spread ``ORDER_MARGIN`` times less (Landsat composites of SWIR1, NIR, red, green, which
     four unnamed 8-bit bands would otherwise be read as NAIP's red, green, blue and NIR)."""
-    names = {d.upper() for d in _descriptions(da) if d}
-    if names == {b.upper() for b in fit.modality.bands} or not fit.spread >= ORDER_SPREAD:
+    names = {band_key(d) for d in _descriptions(da) if d}
+    if names == {band_key(b) for b in fit.modality.bands} or not fit.spread >= ORDER_SPREAD:
         return fit
     others = [
         _fit(da, sample, get_modality(n), baseline)
@@ -492,19 +627,34 @@ def _by_band_order(
     return replace(min(closer, key=lambda o: o.spread), preferred_to=fit)
 
 
-def _band_token(path: Path, m: Modality | None) -> str | None:
-    """The band a single-band file holds: its description, else a band name in its file name."""
+def _band_name(path: Path) -> str | None:
+    """A single-band file's band description, if it has one."""
     with _open_dataset(path) as src:
-        desc = src.descriptions[0] if src.count == 1 else None
-    bands = (
-        m.bands
-        if m
-        else sorted(
-            {b for n in list_modalities() for b in get_modality(n).bands}, key=len, reverse=True
-        )
-    )
-    if desc and desc.upper() in {b.upper() for b in bands}:
-        return next(b for b in bands if b.upper() == desc.upper())
+        return src.descriptions[0] if src.count == 1 else None
+
+
+def _is_8bit_file(path: Path) -> bool:
+    with _open_dataset(path) as src:
+        return is_8bit(src.dtypes[0])
+
+
+def _registry_bands() -> list[str]:
+    """Every band name of the registry, longest first (so that 'B8A' is found before 'B8')."""
+    names = {b for n in list_modalities() for b in get_modality(n).bands}
+    return sorted(names, key=len, reverse=True)
+
+
+def _file_bands(paths: list[Path], given: Modality | None) -> list[str | None]:
+    """The band each single-band file holds, of ``given``'s or of any sensor's."""
+    bands = given.bands if given else _registry_bands()
+    return [_file_band(p, _band_name(p), bands) for p in paths]
+
+
+def _file_band(path: Path, description: str | None, bands: Sequence[str]) -> str | None:
+    """The one of ``bands`` a single-band file holds: its description, else a band name in its
+    file name."""
+    if description and description.upper() in {b.upper() for b in bands}:
+        return next(b for b in bands if b.upper() == description.upper())
     tokens = re.split(r"[_\-.\s]", path.stem.upper())
     for band in bands:
         if band.upper() in tokens:

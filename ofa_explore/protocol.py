@@ -444,9 +444,88 @@ def sensor_hint(
     names: Sequence[str | None] | None = None,
     dtype: Any = None,
 ) -> str | None:
-    """The one sensor the raster looks like, or None when none or several fit."""
+    """The one sensor the raster looks like, or None when none or several fit; bands named as
+    some of a sensor's are read as those (``band_subsets``, named by ``subset_name``)."""
+    sensors = list(sensors)
+    subsets = band_subsets(sensors, names, dtype)
+    if subsets:
+        return subset_name(*subsets[0])
     found = sensor_candidates(sensors, band_count, names, dtype)
     return found[0] if len(found) == 1 else None
+
+
+# A single band does not tell a sensor apart, and the model learns little from one: a file of
+# one named band (a Sentinel-2 product's B08.tif opened alone) is refused, naming the fix
+MIN_SUBSET_BANDS = 2
+
+
+def band_key(name: str) -> str:
+    """A band name as files and sensors are compared: upper case, a band number of one or two
+    digits without its leading zero (Sentinel-2's 'B08' is Earth Engine's 'B8'; EnMAP's 'B008'
+    stays itself)."""
+    upper = name.strip().upper()
+    number = re.fullmatch(r"B(\d{1,2})([A-Z]?)", upper)
+    return f"B{int(number[1])}{number[2]}" if number else upper
+
+
+def band_subsets(
+    sensors: Iterable[Mapping[str, Any]],
+    names: Sequence[str | None] | None,
+    dtype: Any = None,
+) -> list[tuple[str, list[str]]]:
+    """The sensors of which a raster's bands, every one named, are some but not all, each with
+    those bands in the raster's order (a file of Sentinel-2's 10 m bands alone, named 'B02',
+    'B03', 'B04', 'B08' or 'B2' ... 'B8'); none when a sensor has exactly these bands, or for
+    fewer than ``MIN_SUBSET_BANDS``. Hyperspectral sensors are left out (their files carry
+    wavelengths). Of several, those of the data type's kind (8-bit layouts for bytes, the others
+    for wider types), then the ones marked for detection first; the values decide between them
+    (``io.open_raster``)."""
+    given = [band_key(str(n)) for n in (names or []) if n]
+    if len(given) < MIN_SUBSET_BANDS or len(given) != len(names or []):
+        return []
+    if len(set(given)) != len(given):
+        return []
+    sensors = [s for s in sensors if s.get("kind") != "hyperspectral"]
+    found: list[tuple[Mapping[str, Any], list[str]]] = []
+    for s in sensors:
+        keys = {band_key(str(b)): str(b) for b in s["bands"]}
+        if set(given) <= set(keys):
+            if len(keys) == len(given):
+                return []
+            found.append((s, [keys[g] for g in given]))
+    if dtype is not None:
+        byte = is_8bit(dtype)
+        found = [f for f in found if ("8-bit" in str(f[0].get("units", ""))) == byte] or found
+    found.sort(key=lambda f: not f[0].get("autodetect"))
+    return [(str(s["name"]), bands) for s, bands in found]
+
+
+def subset_name(sensor: str, bands: Sequence[str]) -> str:
+    """The name of some of a sensor's bands read alone: 's2_l1c_b02_b03_b04_b08'."""
+    return "_".join(_name_part(part) for part in [sensor, *bands])
+
+
+def subset_of(sensors: Iterable[Mapping[str, Any]], name: str) -> tuple[str, list[str]] | None:
+    """The sensor and bands that a ``subset_name`` names (None when it names none)."""
+    for s in sorted(sensors, key=lambda s: -len(str(s["name"]))):
+        prefix = f"{s['name']}_"
+        if not name.startswith(prefix):
+            continue
+        parts = {_name_part(str(b)): str(b) for b in s["bands"]}
+        rest, bands = name[len(prefix) :], []
+        while rest:
+            part = max((p for p in parts if f"{rest}_".startswith(f"{p}_")), key=len, default=None)
+            if part is None:
+                break
+            bands.append(parts[part])
+            rest = rest[len(part) + 1 :]
+        if not rest and bands:
+            return str(s["name"]), bands
+    return None
+
+
+def _name_part(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "_", text.lower())
 
 
 def change_span(head: bool) -> float:

@@ -11,7 +11,7 @@ import pytest
 import rasterio
 
 from ofa_explore.demo import sample_path
-from ofa_explore.io import RasterError, open_raster, raster_modality
+from ofa_explore.io import RasterError, ScaleWarning, open_raster, raster_modality
 from ofa_explore.modalities import _REGISTRY, Modality, register_modality
 from ofa_explore.scale import to_model_units
 
@@ -77,6 +77,74 @@ def test_single_band_files_are_stacked_in_band_order_on_the_finest_grid(shared):
     with rasterio.open(next(f for f in files if f.endswith("_B01.tif"))) as src:
         b01 = src.read(1).astype(float)  # 60 m band, bilinear to 10 m: same mean, 6x the pixels
     assert abs(da.sel(band="B01").values.mean() - b01.mean()) < 0.05 * b01.mean()
+
+
+def test_a_scene_folder_is_read_as_the_sensor_its_band_files_hold(shared, tmp_path):
+    """Landsat-8's folder as downloaded (B1 ... B11 and BQA, 12 files) was taken for Sentinel-2
+    L2A, the one sensor of 12 bands, and refused for want of a B01; it is Landsat-8 Level-1, and
+    the panchromatic, thermal and quality bands are left out with a note."""
+    folder = shared / "landsat/l8_gulf_coast"
+    files = sorted(glob.glob(str(folder / "*.tif")))
+    assert len(files) == 12
+    for modality in (None, "landsat_oli_l1"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", ScaleWarning)  # the values fit the sensor
+            da = open_raster(files, modality=modality)
+        assert raster_modality(da).name == "landsat_oli_l1"
+        assert list(da.band.values) == ["B1", "B2", "B3", "B4", "B5", "B6", "B7", "B9"]
+        assert "left out B10.tif, B11.tif, B8.tif, BQA.tif" in da.attrs["ofa_notes"][0]
+        with rasterio.open(folder / "B9.tif") as src:
+            assert np.array_equal(da.sel(band="B9").values, src.read(1))
+
+    # a band file more than Sentinel-2 L1C's 13 (a product's scene classification) is left out
+    s2 = sorted(glob.glob(str(shared / "s2_scenes/brandenburg_20170216/*.tif")))
+    with rasterio.open(s2[0]) as src:
+        scl = src.read(1) % 11
+    write_tif(tmp_path / "SCL.tif", scl.astype(np.uint8)[None])
+    da = open_raster([*s2, str(tmp_path / "SCL.tif")])
+    assert raster_modality(da).name == "s2_l1c" and da.sizes["band"] == 13
+    assert da.attrs["ofa_notes"][0].startswith("left out SCL.tif: not bands of 's2_l1c'")
+    with pytest.raises(RasterError, match="cannot tell which file holds band B12"):
+        open_raster([f for f in s2 if not f.endswith("B12.tif")] + [str(tmp_path / "SCL.tif")])
+
+
+def test_a_file_of_some_named_bands_of_a_sensor_is_read_as_those_bands(shared, tmp_path):
+    """Sentinel-2's four 10 m bands exported alone (the usual export) were refused: 4 bands of
+    uint16 were taken for NAIP's R, G, B, NIR, whose 8-bit statistics they do not fit. Named,
+    they are read as those bands of Sentinel-2, by their wavelengths."""
+    folder = shared / "s2_scenes/chesapeake"
+    bands = []
+    for band in ("B02", "B03", "B04", "B08"):
+        with rasterio.open(folder / f"{band}.tif") as src:
+            bands.append(src.read(1, window=rasterio.windows.Window(0, 0, 256, 256)))
+    data = np.stack(bands)
+    for names in (["B02", "B03", "B04", "B08"], ["B2", "B3", "B4", "B8"]):  # ESA's, GEE's
+        path = write_tif(tmp_path / f"{names[0]}.tif", data, descriptions=names)
+        da = open_raster(path)
+        m = raster_modality(da)
+        assert m.name == "s2_l1c_b02_b03_b04_b08" and tuple(da.band.values) == m.bands
+        assert m.wavelengths == pytest.approx([0.49, 0.56, 0.665, 0.842], abs=0.01)
+        assert np.array_equal(da.values, data)
+        assert da.attrs["ofa_notes"][0].startswith("its bands B02, B03, B04, B08 are 4 of the 13")
+        assert "'s2_l2a' too" in da.attrs["ofa_notes"][0]
+    assert raster_modality(open_raster(path, modality="s2_l2a")).name == "s2_l2a_b02_b03_b04_b08"
+    # in another order, they stay in the file's order
+    path = write_tif(tmp_path / "bgr.tif", data[[2, 1, 0]], descriptions=["B04", "B03", "B02"])
+    assert raster_modality(open_raster(path)).bands == ("B04", "B03", "B02")
+    with pytest.raises(RasterError, match="values .* larger than those of 'rgbn'"):
+        open_raster(write_tif(tmp_path / "unnamed.tif", data))  # unnamed: as before
+
+    # a file each, named by their file names: the same; of several sensors with such bands,
+    # the one whose statistics the values fit closest (Landsat-8's B2, B3, B4 are Landsat's)
+    files = [str(folder / f"{band}.tif") for band in ("B02", "B03", "B04", "B08")]
+    assert raster_modality(open_raster(files)).name == "s2_l1c_b02_b03_b04_b08"
+    assert raster_modality(open_raster(files, "s2_l2a")).name == "s2_l2a_b02_b03_b04_b08"
+    landsat = [str(shared / f"landsat/l8_gulf_coast/{band}.tif") for band in ("B2", "B3", "B4")]
+    da = open_raster(landsat)
+    assert raster_modality(da).name == "landsat_oli_l1_b2_b3_b4"
+    assert "too" not in da.attrs["ofa_notes"][0]  # Sentinel-2's means are 8x off: not named
+    with pytest.raises(RasterError, match="no known sensor has 1 band"):
+        open_raster(files[:1])  # one band does not tell the sensor apart
 
 
 def test_s1_polarisation_files_in_any_order(shared):

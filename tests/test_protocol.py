@@ -170,6 +170,32 @@ def test_sensor_hint_is_the_engines_detection():
         )
 
 
+def test_named_bands_that_are_some_of_a_sensors():
+    facts = protocol.load_sensor_facts(Path(protocol.__file__).parent / "data")
+    s2 = (("s2_l1c", ["B02", "B03", "B04", "B08"]), ("s2_l2a", ["B02", "B03", "B04", "B08"]))
+    # Sentinel-2's 10 m bands, as ESA names them and as Earth Engine does; the 8-bit layout of
+    # the same bands ('s2') only for bytes
+    assert protocol.band_subsets(facts, ["B02", "B03", "B04", "B08"], "uint16") == list(s2)
+    assert protocol.band_subsets(facts, ["b2", "B3", "B4", "B8"], "UInt16") == list(s2)
+    assert protocol.band_subsets(facts, ["B2", "B3", "B4", "B8"], "uint8")[0][0] == "s2"
+    assert protocol.sensor_hint(facts, 4, ["B02", "B03", "B04", "B08"], "uint16") == (
+        "s2_l1c_b02_b03_b04_b08"
+    )
+    # none: all of a sensor's bands, a band unnamed or named twice, or names no sensor has
+    assert protocol.band_subsets(facts, ["R", "G", "B", "NIR"]) == []
+    assert protocol.band_subsets(facts, ["B02", None]) == []
+    assert protocol.band_subsets(facts, ["B02", "B2"]) == []
+    assert protocol.band_subsets(facts, ["Band 1", "Band 2"]) == []
+    assert protocol.band_subsets(facts, ["B001", "B002"]) == []  # EnMAP's: by wavelength
+    assert protocol.band_subsets(facts, ["B08"]) == []  # one band tells no sensor apart
+    # names round-trip, bands with underscores too
+    for sensor, bands in (s2[0], ("landsat_oli", ["SR_B4", "SR_B5"]), ("s2", ["B8", "B4"])):
+        name = protocol.subset_name(sensor, bands)
+        assert name == name.lower() and protocol.subset_of(facts, name) == (sensor, bands)
+    assert protocol.subset_of(facts, "s2_l1c") is None
+    assert protocol.subset_of(facts, "s2_l1c_b99") is None
+
+
 def test_facts_file_is_plain_json():
     data = json.loads(
         (Path(protocol.__file__).parent / "data" / protocol.MODALITIES_FILE).read_text()

@@ -77,12 +77,23 @@ def test_sensor_choices_and_checks(runner):
     assert own == list(model.modalities)
     assert "landsat_etm" in [c.modality for c in choices if "by wavelength" in c.label]
     assert layers.check_selection(choices[0], s2, registry) is None
-    five = s2[:5]
+    five = s2[:5]  # named as five of Sentinel-2 L1C's bands: the engine reads them alone
+    auto = layers.sensor_choices(model, registry, five)[0]
+    assert auto.label == "auto (looks like Sentinel-2 L1C bands B01, B02, B03, B04, B05)"
+    assert layers.check_selection(auto, five, registry) is None
+    assert layers.read_as(auto, five, registry) == "s2_l1c_b01_b02_b03_b04_b05"
+    assert "this layer looks like Sentinel-2 L1C bands B01" in layers.head_problem(
+        {"modality": "s2_l1c"}, layers.read_as(auto, five, registry), registry
+    )  # a head trained on all 13 bands is refused by the engine: greyed out in the dialog
+    unnamed = [layers.Band(i + 1, f"Band {i + 1}") for i in range(5)]
     assert "No sensor the model knows has 5 bands" in layers.check_selection(
-        choices[0], five, registry
+        choices[0], unnamed, registry
     )
     s2_choice = next(c for c in choices if c.modality == "s2_l1c")
-    assert "has 13 bands but 5 are selected" in layers.check_selection(s2_choice, five, registry)
+    assert layers.check_selection(s2_choice, five, registry) is None  # some of its bands
+    assert layers.read_as(s2_choice, five, registry) == "s2_l1c_b01_b02_b03_b04_b05"
+    assert layers.read_as(s2_choice, s2, registry) == "s2_l1c"
+    assert "has 13 bands but 5 are selected" in layers.check_selection(s2_choice, unnamed, registry)
     tagged = [layers.Band(i + 1, f"b{i}", 0.4 + 0.01 * i) for i in range(5)]
     assert layers.check_selection(choices[0], tagged, registry) is None  # by their wavelengths
 

@@ -54,11 +54,19 @@ def test_16bit_landsat_of_the_same_family_keeps_its_own_scale(shared):
     assert "band means" in source_tags(da)["ofa_notes"]
 
 
-def test_16bit_values_where_8bit_are_expected_are_refused_naming_the_scale(shared):
+def test_16bit_values_where_8bit_are_expected_are_refused_naming_the_scale(shared, tmp_path):
     """Landsat-8 blue/green/red in 16-bit DN: three bands suggest 8-bit RGB, whose statistics
-    are ~50x smaller; nothing fits, so one line says so."""
+    are ~50x smaller; nothing fits, so one line says so. Named B2, B3, B4 (as the file has
+    them), they are those bands of Landsat-8 Level-1 (they were refused too)."""
+    named = shared / "landsat/l8_224078_20200518_B2B3B4.tif"
+    assert raster_modality(open_raster(named)).name == "landsat_oli_l1_b2_b3_b4"
+    unnamed = tmp_path / "b2b3b4.tif"
+    with rasterio.open(named) as src:
+        profile = {**src.profile, "width": 512, "height": 512}  # (the grid does not matter)
+        with rasterio.open(unnamed, "w", **profile) as dst:
+            dst.write(src.read(out_shape=(3, 512, 512)))
     with pytest.raises(RasterError) as err:
-        open_raster(shared / "landsat/l8_224078_20200518_B2B3B4.tif")
+        open_raster(unnamed)
     text = str(err.value)
     assert "uint16" in text and "larger than those of 'rgb'" in text and "modality" in text
     assert "\n" not in text

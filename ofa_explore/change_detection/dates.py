@@ -116,6 +116,13 @@ def open_dates(
         )
     first = open_raster(before, modality)
     m = raster_modality(first)
+    count = _band_count(after)
+    if modality is None and count not in (None, m.num_bands):  # not some of BEFORE's bands
+        raise BadInput(
+            f"BEFORE is {m.name} ({m.num_bands} bands) but AFTER has {count} bands: the two "
+            "dates must come from the same sensor and bands",
+            "give two rasters with the same bands",
+        )
     try:
         second = open_raster(after, modality or m)
     except RasterError as err:
@@ -134,6 +141,15 @@ def open_dates(
             "give two rasters with the same bands",
         )
     return first, second
+
+
+def _band_count(path: str | Path) -> int | None:
+    """How many bands a raster has (None when GDAL cannot tell: ``open_raster`` then says why)."""
+    try:
+        with rasterio.open(path) as src:
+            return int(src.count)
+    except (rasterio.errors.RasterioIOError, OSError):
+        return None
 
 
 def pair_of(

@@ -97,26 +97,39 @@ def check_selection(choice: SensorChoice, bands: list[Band], registry: list[dict
     """Why these bands cannot run with this sensor (a sentence for the dialog), or None."""
     if not bands:
         return "Choose at least one band of the layer."
-    if choice.bands is not None and choice.bands != len(bands):
+    chosen = [r for r in registry if r["name"] == choice.modality]
+    if (
+        choice.bands is not None
+        and choice.bands != len(bands)
+        and not protocol.band_subsets(chosen, [b.name for b in bands])
+    ):
         return (
             f"{choice.label} has {choice.bands} bands but {len(bands)} are selected: "
             f"select the layer's {choice.bands} bands in the sensor's order."
         )
     if choice.modality is None and not all(b.wavelength_um for b in bands):
-        if not protocol.sensor_candidates(registry, len(bands)):
+        if not protocol.sensor_candidates(registry, len(bands)) and not protocol.band_subsets(
+            registry, [b.name for b in bands]
+        ):
             return (
-                f"No sensor the model knows has {len(bands)} bands, and the bands carry no "
-                "wavelengths: select the bands that match a sensor, or choose the sensor."
+                f"No sensor the model knows has {len(bands)} bands, the bands carry no "
+                "wavelengths, and their names are not those of some of a sensor's bands: "
+                "select the bands that match a sensor, or choose the sensor."
             )
     return None
 
 
 def sensor_name(registry: list[dict], name: str) -> str:
     """A sensor as people call it ("Sentinel-2 L1C", "NAIP-style aerial R, G, B, NIR"): the
-    registry's description up to its details (", 13 bands...", " (8-bit)"); else the name."""
+    registry's description up to its details (", 13 bands...", " (8-bit)"), with the bands
+    when some of its bands are read alone ("Sentinel-2 L1C bands B02, B03, B04, B08"); else
+    the name."""
     for record in registry:
         if record["name"] == name and record.get("description"):
             return re.split(r", \d| \(", str(record["description"]))[0]
+    subset = protocol.subset_of(registry, name)
+    if subset is not None:
+        return f"{sensor_name(registry, subset[0])} bands {', '.join(subset[1])}"
     return name
 
 
@@ -125,7 +138,9 @@ def read_as(choice: SensorChoice, bands: list[Band], registry: list[dict]) -> st
     detect; None when it reads them by their wavelengths (tagged files such as EnMAP) or cannot
     tell."""
     if choice.modality:
-        return choice.modality
+        chosen = [r for r in registry if r["name"] == choice.modality]
+        some = protocol.band_subsets(chosen, [b.name for b in bands])
+        return protocol.subset_name(*some[0]) if some else choice.modality
     if bands and all(b.wavelength_um for b in bands):
         return None
     return guess_sensor(registry, bands)

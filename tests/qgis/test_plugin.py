@@ -637,6 +637,36 @@ def test_classify_offers_only_heads_that_fit_the_layer(plugin, qgis_iface, data)
     assert head_state(dialog)[0] and dialog.buttons.button(dialog.buttons.Ok).isEnabled()
 
 
+def test_a_layer_of_some_sentinel2_bands_runs_as_those_bands(
+    plugin, qgis_iface, qgis_app, monkeypatch, tmp_path
+):
+    """Sentinel-2's four 10 m bands exported alone: the dialog says which bands of which sensor
+    it reads, the EuroSAT head (all 13 bands) is greyed with the reason, and Embed runs."""
+    from ofa_explore_qgis import settings
+    from ofa_explore_qgis.dialog import OfaDialog
+
+    path = tmp_path / "data" / "s2_10m.tif"
+    path.parent.mkdir()
+    gdal.Translate(str(path), str(S2_CHIP), bandList=[2, 3, 4, 8])  # EuroSAT's B02-B04, B08
+    ds = gdal.Open(str(path), gdal.GA_Update)
+    for i, name in enumerate(["B2", "B3", "B4", "B8"], start=1):  # as Earth Engine names them
+        ds.GetRasterBand(i).SetDescription(name)
+    ds = None
+    layer = add_layer(qgis_iface, path, "s2 10m")
+    dialog = OfaDialog("classify", settings.current_engine(), layer)
+    looks = "Sentinel-2 L1C bands B02, B03, B04, B08"
+    assert dialog.sensor.itemText(0) == f"auto (looks like {looks})"
+    assert not dialog.head.model().item(0).isEnabled()
+    assert f"this layer looks like {looks}" in dialog.head.itemText(0)
+
+    accept_dialog(monkeypatch)
+    plugin.open_dialog("embed")
+    wait(plugin, qgis_app)
+    assert "s2 10m embedding" in messages(qgis_iface, "Success"), messages(qgis_iface, "Critical")
+    names = [lyr.name() for lyr in QgsProject.instance().mapLayers().values()]
+    assert "s2 10m embedding (PCA colours)" in names
+
+
 def test_results_say_what_was_found(plugin, qgis_iface, qgis_app, monkeypatch, data, tmp_path):
     """The bar: classes with shares, the sensor, precision, tiles, time and file; Details: the
     class table with areas and the whole path. The newest layer is on top."""
