@@ -416,7 +416,13 @@ def _named_subsets(da: xr.DataArray, given: Modality | None) -> list[tuple[Modal
     sensors = {s.name: s for s in ([given] if given else map(get_modality, list_modalities()))}
     records = [s.to_dict() for s in sensors.values()]
     found = band_subsets(records, _descriptions(da), None if given else da.dtype)
-    return [(sensors[n].select(b, name=subset_name(n, b)), sensors[n]) for n, b in found]
+    return [(_some_bands(sensors[n], b), sensors[n]) for n, b in found]
+
+
+def _some_bands(sensor: Modality, bands: list[str]) -> Modality:
+    """``sensor``'s record for some of its bands, named and described as such."""
+    some = sensor.select(bands, name=subset_name(sensor.name, bands))
+    return replace(some, description=f"{', '.join(bands)} of {sensor.description}")
 
 
 def _closest_fitting(

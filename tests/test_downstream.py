@@ -220,9 +220,11 @@ def test_segmentation_head_overfits_a_real_labelled_scene(
     monkeypatch.setattr(Classify, "blend", property(lambda self: False))
     cropped = predict_raster(model, scene, "classify", head="trees").data.values[0]
     # cropped: 64 px tiles less 8 px margins, their centres meeting every 48 px
-    assert step_ratio(cropped, 48) > 2  # the seams this test must see
-    assert step_ratio(blended, 48) < 1.2
-    assert step_ratio(blended, 32) < 1.2  # blended tiles start every 32 px
+    # the training is not bit-reproducible on the CPU: over 5 runs, cropped 4.6-5.3, blended
+    # 0.99-1.43 at 48 px and 1.03-1.15 at 32 px (the old bound, 1.2, failed 4 runs in 9)
+    assert step_ratio(cropped, 48) > 3  # the seams this test must see
+    assert step_ratio(blended, 48) < 2
+    assert step_ratio(blended, 32) < 2  # blended tiles start every 32 px
 
 
 def test_segmentation_head_from_the_cli_on_the_whole_scene(neon_trees, tmp_path, capsys):
