@@ -16,7 +16,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from .errors import BadInput, NotFound, literal
 
@@ -445,22 +445,26 @@ def sensor_hint(
     dtype: Any = None,
 ) -> str | None:
     """The one sensor the raster looks like, or None when none or several fit; bands named as
-    some of a sensor's are read as those (``band_subsets``, named by ``subset_name``)."""
+    some of a sensor's are read as those (``band_subsets``, named by ``subset_name``), unless
+    they are bands of several sensors that spell them differently: Sentinel-2 L1C's and L2A's
+    B02, B03, B04 are the first's unless the values say otherwise, while of Landsat-8's B2,
+    B3, B4 and Sentinel-2's the values decide (``io.open_raster``)."""
     sensors = list(sensors)
     subsets = band_subsets(sensors, names, dtype)
     if subsets:
-        return subset_name(*subsets[0])
+        alike = all(bands == subsets[0][1] for _, bands in subsets)
+        return subset_name(*subsets[0]) if alike else None
     found = sensor_candidates(sensors, band_count, names, dtype)
     return found[0] if len(found) == 1 else None
 
 
 # A single band does not tell a sensor apart, and the model learns little from one: a file of
-# one named band (a Sentinel-2 product's B08.tif opened alone) is refused, naming the fix
+# one named band (a Sentinel-2 product's B08.tif opened alone) stays refused
 MIN_SUBSET_BANDS = 2
 
 
 def band_key(name: str) -> str:
-    """A band name as files and sensors are compared: upper case, a band number of one or two
+    """A sensor's band name as a file may spell it: upper case, a band number of one or two
     digits without its leading zero (Sentinel-2's 'B08' is Earth Engine's 'B8'; EnMAP's 'B008'
     stays itself)."""
     upper = name.strip().upper()
@@ -480,19 +484,21 @@ def band_subsets(
     wavelengths). Of several, those of the data type's kind (8-bit layouts for bytes, the others
     for wider types), then the ones marked for detection first; the values decide between them
     (``io.open_raster``)."""
-    given = [band_key(str(n)) for n in (names or []) if n]
+    given = [str(n).strip().upper() for n in (names or []) if n]
     if len(given) < MIN_SUBSET_BANDS or len(given) != len(names or []):
-        return []
-    if len(set(given)) != len(given):
         return []
     sensors = [s for s in sensors if s.get("kind") != "hyperspectral"]
     found: list[tuple[Mapping[str, Any], list[str]]] = []
     for s in sensors:
-        keys = {band_key(str(b)): str(b) for b in s["bands"]}
-        if set(given) <= set(keys):
-            if len(keys) == len(given):
-                return []
-            found.append((s, [keys[g] for g in given]))
+        bands = [str(b) for b in s["bands"]]
+        # a file's 'B2' may be Sentinel-2's 'B02'; its 'B02' is not Landsat's 'B2'
+        keys = {**{band_key(b): b for b in bands}, **{b.upper(): b for b in bands}}
+        picked = [keys.get(g) for g in given]
+        if None in picked or len(set(picked)) != len(picked):
+            continue
+        if len(picked) == len(bands):
+            return []
+        found.append((s, cast("list[str]", picked)))
     if dtype is not None:
         byte = is_8bit(dtype)
         found = [f for f in found if ("8-bit" in str(f[0].get("units", ""))) == byte] or found

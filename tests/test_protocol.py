@@ -180,7 +180,17 @@ def test_named_bands_that_are_some_of_a_sensors():
     assert protocol.band_subsets(facts, ["B2", "B3", "B4", "B8"], "uint8")[0][0] == "s2"
     assert protocol.sensor_hint(facts, 4, ["B02", "B03", "B04", "B08"], "uint16") == (
         "s2_l1c_b02_b03_b04_b08"
-    )
+    )  # L1C's or L2A's: the same bands, L1C's unless the values say otherwise
+    assert [n for n, _ in protocol.band_subsets(facts, ["B2", "B3", "B4"], "uint16")] == [
+        "s2_l1c",
+        "s2_l2a",
+        "landsat_oli_l1",
+    ]
+    assert protocol.sensor_hint(facts, 3, ["B2", "B3", "B4"], "uint16") is None  # the values say
+    assert [n for n, _ in protocol.band_subsets(facts, ["B02", "B03", "B04"], "uint16")] == [
+        "s2_l1c",
+        "s2_l2a",
+    ]  # a file's B02 is never Landsat's B2
     # none: all of a sensor's bands, a band unnamed or named twice, or names no sensor has
     assert protocol.band_subsets(facts, ["R", "G", "B", "NIR"]) == []
     assert protocol.band_subsets(facts, ["B02", None]) == []

@@ -117,7 +117,7 @@ def open_dates(
     first = open_raster(before, modality)
     m = raster_modality(first)
     count = _band_count(after)
-    if modality is None and count not in (None, m.num_bands):  # not some of BEFORE's bands
+    if modality is None and count not in (None, m.num_bands):  # all BEFORE's bands, not some
         raise BadInput(
             f"BEFORE is {m.name} ({m.num_bands} bands) but AFTER has {count} bands: the two "
             "dates must come from the same sensor and bands",
