@@ -67,7 +67,8 @@ def add_raster_verbs(sub: argparse._SubParsersAction) -> None:
             type=_band_numbers,
             metavar="N,N,...",
             help="use these bands of the file, in this order, counted from 1 as in "
-            "GIS software (e.g. 4,3,2); detection sees only them",
+            "GIS software (e.g. 4,3,2); detection sees only them (of a file of one sensor's "
+            "band count, unnamed: those bands of it)",
         )
         add_engine_options(p)
         p.add_argument("--nodata", help="override the file's nodata value ('none' to unset)")

@@ -34,6 +34,7 @@ from .protocol import (
     band_subsets,
     band_wavelengths,
     is_8bit,
+    picked_bands,
     sensor_candidates,
     subset_name,
 )
@@ -80,7 +81,9 @@ def open_raster(
     ``modality`` overrides detection; ``nodata`` overrides the file's nodata value (``None``
     unsets it, e.g. for NEON tiles that flag 255 although it is a valid bright pixel).
     ``bands`` picks bands of a single file by their 1-based numbers (as GIS software counts them),
-    in the order given, before anything else looks at the file: detection then sees only them.
+    in the order given, before anything else looks at the file: detection then sees only them
+    (picked of a file of unnamed bands whose count and values are one sensor's, such as
+    Sentinel-2 L1C's 13: they are named as its bands, ``_picked_names``).
     A file whose bands carry their centre wavelengths (ENVI/EnMAP ``wavelength`` band tags)
     needs no modality: the wavelengths define it, and bands flagged bad (``bbl`` = 0) are left out.
     ``attrs["ofa_modality"]`` holds the modality record and
@@ -88,8 +91,9 @@ def open_raster(
     (see ``to_model_units``).
     """
     given = _as_modality(modality)
-    stack_notes: list[str] = []
+    read_notes: list[str] = []
     subsets: list[tuple[Modality, Modality]] = []
+    whole_sensor: Modality | None = None  # the sensor of a file whose bands were picked
     if isinstance(source, (list, tuple)):
         paths = [_existing(p) for p in source]
         if not paths:
@@ -101,17 +105,21 @@ def open_raster(
                 "{bands} picks bands of one multi-band file, not of a list of single-band files",
                 "give only the files of the bands you want",
             )
-        da, sample, stack, stack_notes = _open_stack(paths, given)
+        da, sample, stack, read_notes = _open_stack(paths, given)
         if stack is None:  # some of a sensor's bands, a file each
             subsets = _named_subsets(da, given)
         m = stack or subsets[0][0]
         tagged_cube, candidates = False, [m]
     else:
         path = _existing(cast("str | Path", source))  # one file (lists are handled above)
-        da = _open_file(path)
+        da = whole = _open_file(path)
         if bands is not None:
             bands = _check_bands(bands, da.sizes["band"], path)
             da = _select_bands(da, bands)
+            picked = _picked_names(path, whole, bands, given)
+            if picked is not None:
+                da.attrs["long_name"], whole_sensor, note = picked
+                read_notes.append(note)
         sample = _sample(path, bands=bands)
         tagged = file_wavelengths(path, bands=bands)
         tagged_cube = tagged is not None and (
@@ -122,7 +130,7 @@ def open_raster(
             da, sample = da.isel(band=good), sample[good]
             m = given or hyperspectral_modality(waves, gsd=abs(da.rio.resolution()[0]))
         else:
-            subsets = _named_subsets(da, given)
+            subsets = _named_subsets(da, given or whole_sensor)
             if subsets:
                 candidates = [subsets[0][0]]
             elif given is not None:
@@ -163,7 +171,7 @@ def open_raster(
             "and infinite values are no data); nothing to run the model on",
             "check the file, or its nodata value",
         )
-    notes = list(stack_notes)
+    notes = list(read_notes)
     if fill is not None:
         da.attrs[FILL_ATTR] = fill
         share = (sample == fill).all(axis=0).mean()
@@ -423,6 +431,34 @@ def _some_bands(sensor: Modality, bands: list[str]) -> Modality:
     """``sensor``'s record for some of its bands, named and described as such."""
     some = sensor.select(bands, name=subset_name(sensor.name, bands))
     return replace(some, description=f"{', '.join(bands)} of {sensor.description}")
+
+
+def _picked_names(
+    path: Path, whole: xr.DataArray, bands: list[int], given: Modality | None
+) -> tuple[tuple[str, ...], Modality, str] | None:
+    """Names for bands picked of a file whose bands carry none, when its band count is one
+    sensor's (13: Sentinel-2 L1C) and it is that sensor (``given``, or its values fit), with
+    the sensor and a note; else None (the picked bands are then detected on their own, as
+    before). Named, they are read as what they are, some of that sensor's bands: 12 of
+    EuroSAT's 13 (B10 left out) were read as L2A's 12 in L2A's order (B09 as B8A, three more
+    off by one); bands 2, 3, 4, 8 were refused."""
+    if any(_descriptions(whole)):
+        return None
+    sensors = [given] if given else [get_modality(n) for n in list_modalities()]
+    found = picked_bands([s.to_dict() for s in sensors], whole.sizes["band"], bands)
+    if found is None:
+        return None
+    sensor = given or get_modality(found[0])
+    if (
+        given is None
+        and not scale_fit(_valid(_sample(path), whole.rio.nodata, None), whole.dtype, sensor).fits
+    ):
+        return None
+    note = (
+        f"bands {', '.join(map(str, bands))} of the file's {sensor.num_bands} ('{sensor.name}') "
+        f"are its {', '.join(found[1])}"
+    )
+    return tuple(found[1]), sensor, note
 
 
 def _closest_fitting(

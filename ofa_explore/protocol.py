@@ -506,6 +506,19 @@ def band_subsets(
     return [(str(s["name"]), bands) for s, bands in found]
 
 
+def picked_bands(
+    sensors: Iterable[Mapping[str, Any]], count: int, numbers: Sequence[int]
+) -> tuple[str, list[str]] | None:
+    """Bands picked by their numbers (1-based) of a file of ``count`` unnamed bands: the one
+    sensor of ``count`` bands and those of its bands; None when all bands are picked, or no
+    sensor or several have ``count`` (4: NAIP's, Gaofen's or Landsat composites' order)."""
+    of_count = [s for s in sensors if len(s["bands"]) == count]
+    if not numbers or len(numbers) == count or len(of_count) != 1:
+        return None
+    bands = [str(b) for b in of_count[0]["bands"]]
+    return str(of_count[0]["name"]), [bands[n - 1] for n in numbers]
+
+
 def subset_name(sensor: str, bands: Sequence[str]) -> str:
     """The name of some of a sensor's bands read alone: 's2_l1c_b02_b03_b04_b08'."""
     return "_".join(_name_part(part) for part in [sensor, *bands])

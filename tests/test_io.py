@@ -147,6 +147,27 @@ def test_a_file_of_some_named_bands_of_a_sensor_is_read_as_those_bands(shared, t
         open_raster(files[:1])  # one band does not tell the sensor apart
 
 
+def test_bands_picked_of_an_unnamed_sentinel2_file_are_those_bands(shared):
+    """EuroSAT's chips name no bands. Bands 2, 3, 4, 8 were refused (four uint16 bands do not
+    fit NAIP's statistics), and the 12 without B10 were read as L2A's 12 in L2A's order: B09
+    as B8A, B11 as B09, B12 as B11, B8A as B12. They are those bands of Sentinel-2 L1C."""
+    chip = shared / "eurosat/River/River_1.tif"
+    with rasterio.open(chip) as src:
+        pixels = src.read()
+    da = open_raster(chip, bands=[2, 3, 4, 8])
+    assert raster_modality(da).name == "s2_l1c_b02_b03_b04_b08"
+    assert np.array_equal(da.values, pixels[[1, 2, 3, 7]])
+    assert da.attrs["ofa_notes"][0] == (
+        "bands 2, 3, 4, 8 of the file's 13 ('s2_l1c') are its B02, B03, B04, B08"
+    )
+    no_b10 = [1, 2, 3, 4, 5, 6, 7, 8, 9, 11, 12, 13]
+    da = open_raster(chip, bands=no_b10)
+    m = raster_modality(da)
+    assert m.name.startswith("s2_l1c_") and "'s2_l2a'" not in str(da.attrs["ofa_notes"])
+    for band, number in (("B09", 9), ("B11", 11), ("B12", 12), ("B8A", 13)):
+        assert np.array_equal(da.sel(band=band).values, pixels[number - 1])
+
+
 def test_s1_polarisation_files_in_any_order(shared):
     patch = sorted(glob.glob(str(shared / "bigearthnet/S1/*")))[0]
     da = open_raster(sorted(glob.glob(patch + "/*.tif")))  # VH sorts before VV

@@ -198,6 +198,10 @@ def test_named_bands_that_are_some_of_a_sensors():
     assert protocol.band_subsets(facts, ["Band 1", "Band 2"]) == []
     assert protocol.band_subsets(facts, ["B001", "B002"]) == []  # EnMAP's: by wavelength
     assert protocol.band_subsets(facts, ["B08"]) == []  # one band tells no sensor apart
+    # unnamed bands picked by number of a file whose band count is one sensor's
+    assert protocol.picked_bands(facts, 13, [2, 3, 4, 8]) == s2[0]
+    assert protocol.picked_bands(facts, 13, list(range(1, 14))) is None  # all of them
+    assert protocol.picked_bands(facts, 4, [1, 2, 3]) is None  # NAIP's, Gaofen's...: as before
     # names round-trip, bands with underscores too
     for sensor, bands in (s2[0], ("landsat_oli", ["SR_B4", "SR_B5"]), ("s2", ["B8", "B4"])):
         name = protocol.subset_name(sensor, bands)

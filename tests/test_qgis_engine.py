@@ -93,7 +93,17 @@ def test_sensor_choices_and_checks(runner):
     assert layers.check_selection(s2_choice, five, registry) is None  # some of its bands
     assert layers.read_as(s2_choice, five, registry) == "s2_l1c_b01_b02_b03_b04_b05"
     assert layers.read_as(s2_choice, s2, registry) == "s2_l1c"
-    assert "has 13 bands but 5 are selected" in layers.check_selection(s2_choice, unnamed, registry)
+    assert "has 13 bands but 5 bands are selected" in layers.check_selection(
+        s2_choice, unnamed, registry
+    )
+    # unnamed bands ticked of a 13-band layer (a EuroSAT chip): those bands of Sentinel-2 L1C
+    chip = [layers.Band(i + 1, f"Band {i + 1}", data_type="UInt16") for i in range(13)]
+    ticked = [chip[i] for i in (1, 2, 3, 7)]
+    auto = layers.sensor_choices(model, registry, ticked, 13)[0]
+    assert auto.label == "auto (looks like Sentinel-2 L1C bands B02, B03, B04, B08)"
+    assert layers.check_selection(auto, ticked, registry, 13) is None
+    assert layers.check_selection(s2_choice, ticked, registry, 13) is None
+    assert layers.read_as(s2_choice, ticked, registry, 13) == "s2_l1c_b02_b03_b04_b08"
     tagged = [layers.Band(i + 1, f"b{i}", 0.4 + 0.01 * i) for i in range(5)]
     assert layers.check_selection(choices[0], tagged, registry) is None  # by their wavelengths
 

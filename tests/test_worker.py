@@ -287,7 +287,7 @@ def test_serve_runs_the_jobs_sent_until_eof(chip, tmp_path):
     assert finals[1]["event"] == "result" and finals[3]["event"] == "result"
     assert finals[3]["model_loads"] == 1 and finals[3]["cached"]
     assert finals[2]["event"] == "error" and "runs the tasks" in finals[2]["message"]
-    assert finals["b"]["event"] == "error" and "--modality" in finals["b"]["message"]
+    assert finals["b"]["event"] == "error" and "s2_l1c_b04_b03_b02" in finals["b"]["message"]
     assert any(
         e["event"] == "error" and e["id"] is None and "not a job" in e["problem"] for e in events
     )

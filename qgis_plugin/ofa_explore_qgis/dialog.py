@@ -198,7 +198,9 @@ class OfaDialog(QDialog):
         self.sensor.blockSignals(True)
         self.sensor.clear()
         if self.model is not None:
-            for choice in layers.sensor_choices(self.model, self.registry, self.selected_bands()):
+            for choice in layers.sensor_choices(
+                self.model, self.registry, self.selected_bands(), len(self.bands)
+            ):
                 self.sensor.addItem(choice.label, choice)
         for i in range(self.sensor.count()):
             if previous is not None and self.sensor.itemData(i).modality == previous.modality:
@@ -219,7 +221,11 @@ class OfaDialog(QDialog):
         """Heads that cannot read the layer as the chosen sensor are greyed out with the
         reason; the choice moves to one that fits."""
         choice = self.sensor.currentData()
-        sensor = layers.read_as(choice, self.selected_bands(), self.registry) if choice else None
+        sensor = (
+            layers.read_as(choice, self.selected_bands(), self.registry, len(self.bands))
+            if choice
+            else None
+        )
         items = self.head.model()
         self.head.blockSignals(True)
         for i in range(self.head.count()):
@@ -285,7 +291,7 @@ class OfaDialog(QDialog):
         if self.sensor.currentData() is None:
             return "Choose the sensor."
         selection = layers.check_selection(
-            self.sensor.currentData(), self.selected_bands(), self.registry
+            self.sensor.currentData(), self.selected_bands(), self.registry, len(self.bands)
         )
         if selection or self.task not in HEAD_KINDS or self.head_fits():
             return selection

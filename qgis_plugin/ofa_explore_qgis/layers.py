@@ -54,10 +54,13 @@ def layer_bands(path: str) -> list[Band]:
     return bands
 
 
-def sensor_choices(model: ModelInfo, registry: list[dict], bands: list[Band]) -> list[SensorChoice]:
-    """The sensors this model accepts for the selected bands, "auto" first: the model's own
-    sensors, then (when the model has the wavelength path) every registered sensor."""
-    guess = guess_sensor(registry, bands)
+def sensor_choices(
+    model: ModelInfo, registry: list[dict], bands: list[Band], total: int | None = None
+) -> list[SensorChoice]:
+    """The sensors this model accepts for the selected bands (of the layer's ``total``), "auto"
+    first: the model's own sensors, then (when the model has the wavelength path) every
+    registered sensor."""
+    guess = guess_sensor(registry, bands, total)
     auto = (
         "auto (from the bands' wavelengths)"
         if bands and all(b.wavelength_um for b in bands)
@@ -84,17 +87,33 @@ def sensor_choices(model: ModelInfo, registry: list[dict], bands: list[Band]) ->
     return choices
 
 
-def guess_sensor(registry: list[dict], bands: list[Band]) -> str | None:
+def guess_sensor(registry: list[dict], bands: list[Band], total: int | None = None) -> str | None:
     """The sensor the engine's detection would pick for these bands (the same rule: band count,
-    names, 8-bit data, sensors marked for detection), or None; a hint only."""
+    names, 8-bit data, sensors marked for detection), or None; a hint only. Unnamed bands
+    picked of a layer of ``total`` bands whose count is one sensor's are some of its bands
+    (the engine checks that the values fit it)."""
+    picked = _picked(registry, bands, total)
+    if picked is not None:
+        return protocol.subset_name(*picked)
     types = {b.data_type for b in bands}
     return protocol.sensor_hint(
         registry, len(bands), [b.name for b in bands], types.pop() if len(types) == 1 else None
     )
 
 
-def check_selection(choice: SensorChoice, bands: list[Band], registry: list[dict]) -> str | None:
-    """Why these bands cannot run with this sensor (a sentence for the dialog), or None."""
+def _picked(registry: list[dict], bands: list[Band], total: int | None) -> tuple | None:
+    """Unnamed bands picked of a layer of ``total``: the sensor and its bands they are
+    (``protocol.picked_bands``), or None."""
+    if not total or not all(b.name == f"Band {b.number}" for b in bands):
+        return None
+    return protocol.picked_bands(registry, total, [b.number for b in bands])
+
+
+def check_selection(
+    choice: SensorChoice, bands: list[Band], registry: list[dict], total: int | None = None
+) -> str | None:
+    """Why these bands (of the layer's ``total``) cannot run with this sensor (a sentence for
+    the dialog), or None."""
     if not bands:
         return "Choose at least one band of the layer."
     chosen = [r for r in registry if r["name"] == choice.modality]
@@ -102,17 +121,22 @@ def check_selection(choice: SensorChoice, bands: list[Band], registry: list[dict
         choice.bands is not None
         and choice.bands != len(bands)
         and not protocol.band_subsets(chosen, [b.name for b in bands])
+        and _picked(chosen, bands, total) is None
     ):
+        selected = f"{protocol.count(len(bands), 'band')} {'is' if len(bands) == 1 else 'are'}"
         return (
-            f"{choice.label} has {choice.bands} bands but {len(bands)} are selected: "
+            f"{choice.label} has {choice.bands} bands but {selected} selected: "
             f"select the layer's {choice.bands} bands in the sensor's order."
         )
     if choice.modality is None and not all(b.wavelength_um for b in bands):
-        if not protocol.sensor_candidates(registry, len(bands)) and not protocol.band_subsets(
-            registry, [b.name for b in bands]
+        if (
+            not protocol.sensor_candidates(registry, len(bands))
+            and not protocol.band_subsets(registry, [b.name for b in bands])
+            and _picked(registry, bands, total) is None
         ):
             return (
-                f"No sensor the model knows has {len(bands)} bands, the bands carry no "
+                f"No sensor the model knows has {protocol.count(len(bands), 'band')}, the bands "
+                "carry no "
                 "wavelengths, and their names are not those of some of a sensor's bands: "
                 "select the bands that match a sensor, or choose the sensor."
             )
@@ -133,17 +157,20 @@ def sensor_name(registry: list[dict], name: str) -> str:
     return name
 
 
-def read_as(choice: SensorChoice, bands: list[Band], registry: list[dict]) -> str | None:
+def read_as(
+    choice: SensorChoice, bands: list[Band], registry: list[dict], total: int | None = None
+) -> str | None:
     """The sensor the engine will read these bands as: the one chosen, else the one it would
     detect; None when it reads them by their wavelengths (tagged files such as EnMAP) or cannot
     tell."""
     if choice.modality:
         chosen = [r for r in registry if r["name"] == choice.modality]
         some = protocol.band_subsets(chosen, [b.name for b in bands])
-        return protocol.subset_name(*some[0]) if some else choice.modality
+        picked = some[0] if some else _picked(chosen, bands, total)
+        return protocol.subset_name(*picked) if picked else choice.modality
     if bands and all(b.wavelength_um for b in bands):
         return None
-    return guess_sensor(registry, bands)
+    return guess_sensor(registry, bands, total)
 
 
 def head_problem(info: dict, sensor: str | None, registry: list[dict]) -> str | None:

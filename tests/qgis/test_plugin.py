@@ -220,13 +220,21 @@ def test_dialog_reads_bands_and_model_without_the_engine(plugin, qgis_iface, dat
     assert dialog.head.currentData() == "eurosat_landcover"
     assert dialog.problem() is None
 
-    for i in range(5, 13):  # keep five bands: no sensor of five bands, no wavelength tags
+    for i in range(5, 13):  # keep five bands: Sentinel-2 L1C's first five, by their places
         dialog.band_list.item(i).setCheckState(Qt.Unchecked)
-    assert "No sensor the model knows has 5 bands" in dialog.status.text()
-    assert not dialog.buttons.button(dialog.buttons.Ok).isEnabled()
-    s2 = next(i for i, t in enumerate(labels) if "[s2_l1c]" in t)
-    dialog.sensor.setCurrentIndex(s2)
-    assert "has 13 bands but 5 are selected" in dialog.status.text()
+    looks = "Sentinel-2 L1C bands B01, B02, B03, B04, B05"
+    assert dialog.sensor.itemText(0) == f"auto (looks like {looks})"
+    assert f"trained on Sentinel-2 L1C; this layer looks like {looks}" in dialog.status.text()
+    assert not dialog.buttons.button(dialog.buttons.Ok).isEnabled()  # the head needs all 13
+
+    naip = OfaDialog("classify", settings.current_engine(), add_layer(qgis_iface, NAIP, "naip"))
+    for i in range(1, 4):  # one band of four: no sensor has one, and four is several sensors'
+        naip.band_list.item(i).setCheckState(Qt.Unchecked)
+    assert "No sensor the model knows has 1 band," in naip.status.text()
+    assert not naip.buttons.button(naip.buttons.Ok).isEnabled()
+    s2 = next(i for i in range(naip.sensor.count()) if "[s2_l1c]" in naip.sensor.itemText(i))
+    naip.sensor.setCurrentIndex(s2)
+    assert "has 13 bands but 1 band is selected" in naip.status.text()
     dialog.checkpoint.setFilePath(str(data / "missing.safetensors"))
     assert "missing.safetensors does not exist" in dialog.status.text()
     dialog.checkpoint.setFilePath(str(data / S2_CHIP.name))  # not a model file
@@ -630,9 +638,10 @@ def test_classify_offers_only_heads_that_fit_the_layer(plugin, qgis_iface, data)
 
     dialog = OfaDialog("classify", runner, add_layer(qgis_iface, data / S2_CHIP.name, "s2"))
     assert head_state(dialog)[0] and dialog.problem() is None
-    dialog.band_list.item(9).setCheckState(Qt.Unchecked)  # B10 out: reads as L2A, 12 bands
+    dialog.band_list.item(9).setCheckState(Qt.Unchecked)  # B10 out: 12 of L1C's 13 bands
     enabled, text, status = head_state(dialog)
-    assert not enabled and "this layer looks like Sentinel-2 L2A" in text, text
+    looks = "this layer looks like Sentinel-2 L1C bands B01, B02, B03, B04, B05, B06, B07, B08, "
+    assert not enabled and looks + "B09, B11, B12, B8A" in text, text
     dialog.band_list.item(9).setCheckState(Qt.Checked)
     assert head_state(dialog)[0] and dialog.buttons.button(dialog.buttons.Ok).isEnabled()
 
