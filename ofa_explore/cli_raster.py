@@ -48,7 +48,8 @@ def add_raster_verbs(sub: argparse._SubParsersAction) -> None:
             "raster",
             nargs="+",
             help="with -o FILE.tif: a raster GDAL reads, or one single-band file per "
-            "band (stacked in the modality's band order); with -o FOLDER: "
+            "band (stacked in the modality's band order; as files, a quoted pattern or "
+            "their folder; files of other bands are left out); with -o FOLDER: "
             "scenes, as paths, quoted glob patterns ('scenes/*.tif') or text "
             "files (.txt) listing one path per line",
         )
@@ -185,8 +186,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
     cancel = getattr(args, "cancel", None)
     model = (getattr(args, "load_model", None) or load_model)(args.checkpoint)
     nodata = KEEP if args.nodata is None else None if args.nodata == "none" else float(args.nodata)
+    files = [f for r in args.raster for f in _pattern_files(r)]
     raster = open_raster(
-        args.raster if len(args.raster) > 1 else args.raster[0],
+        files if len(files) > 1 else files[0],
         modality=args.modality,
         nodata=nodata,
         bands=args.bands,
@@ -212,6 +214,17 @@ def cmd_predict(args: argparse.Namespace) -> int:
         report.close()
     report.result(result)
     return 0
+
+
+def _pattern_files(item: str) -> list[str]:
+    """A raster argument, or the files of a quoted pattern ('B*.tif': as with -o FOLDER)."""
+    import glob
+
+    from .scenes import matching
+
+    if glob.has_magic(item) and not Path(item).exists():
+        return [str(p) for p in matching(item)]
+    return [item]
 
 
 def _check_first(args: argparse.Namespace, several: bool) -> None:

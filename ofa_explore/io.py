@@ -48,6 +48,7 @@ from .scale import (
 )
 
 SAMPLE_SIDE = 256  # pixels per side of the decimated read used for detection
+BAND_FILE_SUFFIXES = (".tif", ".tiff", ".jp2")  # the rasters a scene's folder is read from
 ABSURD = 1e30  # a value this large is a float nodata marker (-3.4e38), not a measurement
 CONVERSION_ATTR = "ofa_conversion"
 MODALITY_ATTR = "ofa_modality"
@@ -77,7 +78,8 @@ def open_raster(
     """A raster as a lazy ``DataArray`` (band, y, x) whose ``band`` coordinate holds band names.
 
     ``source`` is one file GDAL reads (GeoTIFF, COG, JP2, VRT, ...) or a list of single-band files,
-    which are stacked in the modality's band order and resampled to the finest grid among them.
+    which are stacked in the modality's band order and resampled to the finest grid among them,
+    or a folder of them (its .tif, .tiff and .jp2 files).
     ``modality`` overrides detection; ``nodata`` overrides the file's nodata value (``None``
     unsets it, e.g. for NEON tiles that flag 255 although it is a valid bright pixel).
     ``bands`` picks bands of a single file by their 1-based numbers (as GIS software counts them),
@@ -91,6 +93,8 @@ def open_raster(
     (see ``to_model_units``).
     """
     given = _as_modality(modality)
+    if isinstance(source, (str, Path)) and Path(source).is_dir():
+        source = _folder_rasters(Path(source))
     read_notes: list[str] = []
     subsets: list[tuple[Modality, Modality]] = []
     whole_sensor: Modality | None = None  # the sensor of a file whose bands were picked
@@ -537,6 +541,18 @@ def _as_modality(modality: str | Modality | None) -> Modality | None:
     if modality is None or isinstance(modality, Modality):
         return modality
     return get_modality(modality)
+
+
+def _folder_rasters(folder: Path) -> list[Path]:
+    """A scene's folder (its band files, as Landsat and Sentinel-2 scenes are downloaded): the
+    rasters in it, by name."""
+    found = sorted(p for p in folder.iterdir() if p.suffix.lower() in BAND_FILE_SUFFIXES)
+    if not found:
+        raise RasterError(
+            f"{folder} is a folder with no raster files ({', '.join(BAND_FILE_SUFFIXES)})",
+            "give a raster file, or the folder of a scene's band files",
+        )
+    return found
 
 
 def _existing(path: str | Path) -> Path:

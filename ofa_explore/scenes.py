@@ -57,13 +57,7 @@ def expand_inputs(items: list[str]) -> list[Path]:
     scenes: list[Path] = []
     for item in items:
         if glob.has_magic(item):
-            found = sorted(glob.glob(item, recursive=True))
-            if not found:
-                raise NotFound(
-                    f"no file matches {literal(repr(item))}",
-                    "check the pattern (quote it so that ofa, not the shell, expands it)",
-                )
-            scenes += [Path(f) for f in found]
+            scenes += matching(item)
         elif Path(item).suffix.lower() in LIST_SUFFIXES:
             scenes += _read_list(Path(item))
         else:
@@ -72,6 +66,17 @@ def expand_inputs(items: list[str]) -> list[Path]:
         if not scene.is_file():
             raise NotFound(f"{literal(scene)}: no such raster file", "check the path")
     return list(dict.fromkeys(scenes))
+
+
+def matching(pattern: str) -> list[Path]:
+    """The files a glob pattern matches, by name; none is an error that says so."""
+    found = sorted(glob.glob(pattern, recursive=True))
+    if not found:
+        raise NotFound(
+            f"no file matches {literal(repr(pattern))}",
+            "check the pattern (quote it so that ofa, not the shell, expands it)",
+        )
+    return [Path(f) for f in found]
 
 
 def _read_list(path: Path) -> list[Path]:

@@ -322,6 +322,19 @@ def test_bands_pick_file_bands_before_detection(shared, tmp_path, capsys):
     assert "separated by commas" in capsys.readouterr().err
 
 
+def test_a_scene_folder_or_a_quoted_pattern_of_band_files(shared, tmp_path, capsys):
+    """Landsat-8's band files as downloaded: the folder, or a pattern quoted so that the shell
+    leaves it (with -o FILE it named no file: 'raster not found: .../B*.tif')."""
+    folder = shared / "landsat" / "l8_gulf_coast"
+    for source in (str(folder), str(folder / "B*.tif")):
+        out = tmp_path / f"{len(source)}.tif"
+        assert cli(["embed", source, "-o", str(out), "--progress", "json"]) == 0
+        events = _events(capsys.readouterr().out)
+        assert events[0]["modality"] == "landsat_oli_l1" and events[0]["bands"] == 8
+    assert cli(["embed", str(tmp_path / "none*.tif"), "-o", str(tmp_path / "x.tif")]) == 2
+    assert "no file matches" in capsys.readouterr().err
+
+
 def test_published_weights_by_name_wherever_a_checkpoint_is_taken(
     shared, tmp_path, monkeypatch, capsys
 ):

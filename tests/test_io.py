@@ -96,6 +96,11 @@ def test_a_scene_folder_is_read_as_the_sensor_its_band_files_hold(shared, tmp_pa
         with rasterio.open(folder / "B9.tif") as src:
             assert np.array_equal(da.sel(band="B9").values, src.read(1))
 
+    da = open_raster(folder)  # the folder itself: its rasters
+    assert raster_modality(da).name == "landsat_oli_l1" and da.sizes["band"] == 8
+    with pytest.raises(RasterError, match="is a folder with no raster files"):
+        open_raster(tmp_path)
+
     # a band file more than Sentinel-2 L1C's 13 (a product's scene classification) is left out
     s2 = sorted(glob.glob(str(shared / "s2_scenes/brandenburg_20170216/*.tif")))
     with rasterio.open(s2[0]) as src:
@@ -254,8 +259,9 @@ def test_bad_inputs_name_the_problem(tmp_path):
     nan = write_tif(tmp_path / "nan.tif", np.full((2, 16, 16), np.nan, np.float32))
     with pytest.raises(RasterError, match="no pixel with data"):
         open_raster(nan)
-    with pytest.raises(RasterError, match="folder"):
-        open_raster(tmp_path)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(RasterError, match="is a folder with no raster files"):
+        open_raster(tmp_path / "empty")  # (a folder of rasters is read as a scene's band files)
     with pytest.raises(KeyError, match="unknown modality"):
         open_raster(sample_path("naip_rgbn_2020.tif"), modality="landsat9")
 
