@@ -309,6 +309,14 @@ def _open_stack(paths: list[Path], given: Modality | None):
     """Single-band files -> one lazy DataArray on the finest grid, in the modality's band order,
     with a note on the files left out (see ``_stack_sensor``); or, when they are some of a
     sensor's bands, in the order given, the bands named (modality None: ``_named_subsets``)."""
+    for p in paths:  # first: a folder or list of scenes otherwise reads as some sensor's bands
+        with _open_dataset(p) as src:
+            if src.count != 1:
+                raise RasterError(
+                    f"{p} has {src.count} bands; a list of files (or a folder's files) must be "
+                    "one scene's single-band files",
+                    "give one multi-band file alone, or run each file on its own",
+                )
     m, order = _stack_sensor(paths, given)
     left_out = [p for p in paths if p not in order]
     notes = []
@@ -318,12 +326,6 @@ def _open_stack(paths: list[Path], given: Modality | None):
             f"({', '.join(m.bands)})"
         )
     sources = [_open_dataset(p) for p in order]
-    for p, src in zip(order, sources):
-        if src.count != 1:
-            raise RasterError(
-                f"{p} has {src.count} bands; a list of files must be single-band",
-                "give one multi-band file alone, or single-band files",
-            )
     finest = min(sources, key=lambda s: abs(s.res[0] * s.res[1]))
     arrays, samples = [], []
     for src in sources:

@@ -100,6 +100,8 @@ def test_a_scene_folder_is_read_as_the_sensor_its_band_files_hold(shared, tmp_pa
     assert raster_modality(da).name == "landsat_oli_l1" and da.sizes["band"] == 8
     with pytest.raises(RasterError, match="is a folder with no raster files"):
         open_raster(tmp_path)
+    with pytest.raises(RasterError, match="has 4 bands; a list of files .* single-band files"):
+        open_raster(shared / "naip")  # a folder of scenes (it said: no sensor has 10 bands)
 
     # a band file more than Sentinel-2 L1C's 13 (a product's scene classification) is left out
     s2 = sorted(glob.glob(str(shared / "s2_scenes/brandenburg_20170216/*.tif")))
