@@ -309,6 +309,7 @@ def _open_stack(paths: list[Path], given: Modality | None):
     """Single-band files -> one lazy DataArray on the finest grid, in the modality's band order,
     with a note on the files left out (see ``_stack_sensor``); or, when they are some of a
     sensor's bands, in the order given, the bands named (modality None: ``_named_subsets``)."""
+    names, byte = {}, 0  # each file's band description; how many hold bytes
     for p in paths:  # first: a folder or list of scenes otherwise reads as some sensor's bands
         with _open_dataset(p) as src:
             if src.count != 1:
@@ -317,7 +318,8 @@ def _open_stack(paths: list[Path], given: Modality | None):
                     "one scene's single-band files",
                     "give one multi-band file alone, or run each file on its own",
                 )
-    m, order = _stack_sensor(paths, given)
+            names[p], byte = src.descriptions[0], byte + is_8bit(src.dtypes[0])
+    m, order = _stack_sensor(names, given, eight_bit=byte * 2 > len(paths))
     left_out = [p for p in paths if p not in order]
     notes = []
     if m is not None and left_out:
@@ -343,11 +345,13 @@ def _open_stack(paths: list[Path], given: Modality | None):
         )
     da = xr.concat(cast("list[xr.DataArray]", arrays), dim="band")
     if m is None:
-        da.attrs["long_name"] = tuple(_file_bands(order, given))
+        da.attrs["long_name"] = tuple(_file_bands({p: names[p] for p in order}, given))
     return da, np.concatenate(samples, axis=0), m, notes
 
 
-def _stack_sensor(paths: list[Path], given: Modality | None) -> tuple[Modality | None, list[Path]]:
+def _stack_sensor(
+    names: dict[Path, str | None], given: Modality | None, eight_bit: bool
+) -> tuple[Modality | None, list[Path]]:
     """The sensor a list of single-band files is from, and its files in its band order.
 
     A scene's folder holds more than a sensor's layout takes (Landsat's panchromatic, thermal
@@ -356,17 +360,18 @@ def _stack_sensor(paths: list[Path], given: Modality | None) -> tuple[Modality |
     point to (``detect_modality``) when each of its bands is in a file; else, of the sensors
     whose bands the files hold, one of the data type's kind (8-bit layouts for bytes, others for
     wider types) before the others, then the one with the most bands. Files that hold some of
-    a sensor's bands, and no sensor whole, give None (``_named_subsets`` reads them)."""
-    names = {p: _band_name(p) for p in paths}
+    a sensor's bands, and no sensor whole, give None (``_named_subsets`` reads them).
+    ``names``: each file's band description; ``eight_bit``: whether most files hold bytes (a
+    quality band may be bytes alone)."""
+    paths = list(names)
     some = [given.to_dict()] if given else [get_modality(n).to_dict() for n in list_modalities()]
-    some_of_one = bool(band_subsets(some, _file_bands(paths, given)))
+    some_of_one = bool(band_subsets(some, _file_bands(names, given)))
     if given is not None:
         if some_of_one and not _holds(given, names):
             return None, paths
         return given, _files_in_order(given, names)
     try:
-        named = [_file_band(p, names[p], _registry_bands()) for p in paths]
-        counted: Modality | None = detect_modality(len(paths), named, None)
+        counted: Modality | None = detect_modality(len(paths), _file_bands(names, None), None)
     except RasterError as err:
         counted, unknown = None, err
     if counted is not None and _holds(counted, names):
@@ -379,10 +384,9 @@ def _stack_sensor(paths: list[Path], given: Modality | None) -> tuple[Modality |
         if counted is None:
             raise unknown
         return counted, _files_in_order(counted, names)  # says which band is missing
-    byte = sum(map(_is_8bit_file, paths)) * 2 > len(paths)  # a QA band may be bytes alone
 
     def rank(s: Modality) -> tuple[bool, int]:
-        return ("8-bit" in s.units) == byte, s.num_bands
+        return ("8-bit" in s.units) == eight_bit, s.num_bands
 
     best = [s for s in held if rank(s) == max(map(rank, held))]
     if len(best) > 1:
@@ -687,27 +691,17 @@ def _by_band_order(
     return replace(min(closer, key=lambda o: o.spread), preferred_to=fit)
 
 
-def _band_name(path: Path) -> str | None:
-    """A single-band file's band description, if it has one."""
-    with _open_dataset(path) as src:
-        return src.descriptions[0] if src.count == 1 else None
-
-
-def _is_8bit_file(path: Path) -> bool:
-    with _open_dataset(path) as src:
-        return is_8bit(src.dtypes[0])
-
-
 def _registry_bands() -> list[str]:
     """Every band name of the registry, longest first (so that 'B8A' is found before 'B8')."""
     names = {b for n in list_modalities() for b in get_modality(n).bands}
     return sorted(names, key=len, reverse=True)
 
 
-def _file_bands(paths: list[Path], given: Modality | None) -> list[str | None]:
-    """The band each single-band file holds, of ``given``'s or of any sensor's."""
+def _file_bands(names: dict[Path, str | None], given: Modality | None) -> list[str | None]:
+    """The band each single-band file holds (``names``: their band descriptions), of
+    ``given``'s or of any sensor's."""
     bands = given.bands if given else _registry_bands()
-    return [_file_band(p, _band_name(p), bands) for p in paths]
+    return [_file_band(p, description, bands) for p, description in names.items()]
 
 
 def _file_band(path: Path, description: str | None, bands: Sequence[str]) -> str | None:
