@@ -24,8 +24,11 @@ def add_change_verb(sub: argparse._SubParsersAction) -> None:
         "deviations of the scene's scores), band 2 a 0/1 mask with --threshold. AFTER on "
         "another grid or CRS is warped onto BEFORE's.",
     )
-    p.add_argument("before", help="the earlier raster (its grid is the output's)")
-    p.add_argument("after", help="the later raster, same sensor and bands")
+    p.add_argument(
+        "before",
+        help="the earlier raster, or its scene's folder of band files (its grid is the output's)",
+    )
+    p.add_argument("after", help="the later raster or scene's folder, same sensor and bands")
     p.add_argument("-o", "--output", type=Path, required=True, help="output .tif")
     p.add_argument(
         "--threshold",

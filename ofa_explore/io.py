@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 import warnings
 from collections.abc import Sequence
@@ -21,7 +22,7 @@ import numpy as np
 import rasterio
 import rioxarray
 import xarray as xr
-from rasterio.enums import Resampling
+from rasterio.enums import ColorInterp, Resampling
 from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
 from rasterio.vrt import WarpedVRT
 from rasterio.windows import Window
@@ -30,11 +31,14 @@ from .errors import BadInput, NotFound
 from .fileio import existing_file
 from .modalities import Modality, get_modality, hyperspectral_modality, list_modalities
 from .protocol import (
-    band_key,
+    alpha_mask,
+    band_label,
     band_subsets,
     band_wavelengths,
     is_8bit,
+    names_sensor_bands,
     picked_bands,
+    sensor_bands,
     sensor_candidates,
     subset_name,
 )
@@ -55,6 +59,8 @@ MODALITY_ATTR = "ofa_modality"
 FILL_ATTR = "ofa_fill"  # a value that marks a pixel as nodata when every band has it (a file
 # without a nodata value whose integer pixels are 0 in every band: Landsat's scene borders)
 NOTES_ATTR = "ofa_notes"  # what detection decided, one sentence each (results and tags repeat it)
+BAND_FILES_ATTR = "ofa_band_files"  # a scene read from band files: the file of each band, in order
+FILE_BANDS_ATTR = "ofa_file_bands"  # the file's bands read (1-based), where not all (picked, alpha)
 
 
 class ScaleWarning(UserWarning):
@@ -67,6 +73,9 @@ class RasterError(BadInput):
 
 # ---------------------------------------------------------------- opening
 KEEP = "file"  # nodata default: whatever the file says
+# a dataset GDAL opens by name rather than a file: a driver's prefix (two or more characters,
+# unlike a Windows drive) and a colon, or one of its virtual file systems
+GDAL_NAME = re.compile(r"^([A-Za-z][A-Za-z0-9_]+:(?!\\)|/vsi[a-z0-9_]+/)")
 
 
 def open_raster(
@@ -93,11 +102,13 @@ def open_raster(
     (see ``to_model_units``).
     """
     given = _as_modality(modality)
-    if isinstance(source, (str, Path)) and Path(source).is_dir():
-        source = _folder_rasters(Path(source))
+    folder = isinstance(source, (str, Path)) and Path(source).is_dir()
+    if folder:
+        source = _folder_rasters(Path(cast("str | Path", source)))
     read_notes: list[str] = []
     subsets: list[tuple[Modality, Modality]] = []
     whole_sensor: Modality | None = None  # the sensor of a file whose bands were picked
+    alpha, transparent = None, None  # a file's alpha band; what its transparent pixels hold
     if isinstance(source, (list, tuple)):
         paths = [_existing(p) for p in source]
         if not paths:
@@ -109,7 +120,7 @@ def open_raster(
                 "{bands} picks bands of one multi-band file, not of a list of single-band files",
                 "give only the files of the bands you want",
             )
-        da, sample, stack, read_notes = _open_stack(paths, given)
+        da, sample, stack, read_notes = _open_stack(paths, given, folder)
         if stack is None:  # some of a sensor's bands, a file each
             subsets = _named_subsets(da, given)
         m = stack or subsets[0][0]
@@ -119,15 +130,26 @@ def open_raster(
         da = whole = _open_file(path)
         if bands is not None:
             bands = _check_bands(bands, da.sizes["band"], path)
+        alpha = _alpha_band(path)
+        if alpha is not None and alpha not in (bands or []):
+            # a mask, not imagery: RGBA orthophotos were read as NAIP's R, G, B and NIR
+            if bands is None:
+                bands = [b for b in range(1, da.sizes["band"] + 1) if b != alpha]
+                read_notes.append(f"left out band {alpha}: the file's alpha band (transparency)")
+            transparent = _transparent(path, alpha, bands)
+        if bands is not None:
             da = _select_bands(da, bands)
+            da.attrs[FILE_BANDS_ATTR] = list(bands)
             picked = _picked_names(path, whole, bands, given)
             if picked is not None:
                 da.attrs["long_name"], whole_sensor, note = picked
                 read_notes.append(note)
         sample = _sample(path, bands=bands)
         tagged = file_wavelengths(path, bands=bands)
-        tagged_cube = tagged is not None and (
-            given is None or given.num_bands == len(tagged[1]) < da.sizes["band"]
+        tagged_cube = (
+            tagged is not None
+            and (given is None or given.num_bands == len(tagged[1]) < da.sizes["band"])
+            and not names_sensor_bands(_sensor_records(), _descriptions(da))
         )
         if tagged is not None and tagged_cube:
             waves, good = tagged
@@ -161,12 +183,16 @@ def open_raster(
     if nodata != KEEP:
         da = da.rio.write_nodata(nodata, encoded=False)
     nodata = cast("float | None", da.rio.nodata)
-    fill = 0 if infer_fill and (sample == 0).all(axis=0).any() else None
+    fill: float | None = 0 if infer_fill and (sample == 0).all(axis=0).any() else None
+    if isinstance(transparent, str):
+        read_notes.append(transparent)
+    elif transparent is not None and infer_fill:
+        fill = transparent  # what the file holds where its alpha band says transparent
     valid = _valid(sample, nodata, fill)
     if not np.isfinite(valid).any() and not isinstance(source, (list, tuple)):
         side = (min(SAMPLE_SIDE, da.sizes["y"]), min(SAMPLE_SIDE, da.sizes["x"]))
         full = _sample(
-            Path(cast("str | Path", source)), shape=side, bands=bands
+            _raster_path(cast("str | Path", source)), shape=side, bands=bands
         )  # confirm on a full decimated read
         valid = _valid(full, nodata, fill)
     if not np.isfinite(valid).any():
@@ -179,16 +205,17 @@ def open_raster(
     if fill is not None:
         da.attrs[FILL_ATTR] = fill
         share = (sample == fill).all(axis=0).mean()
+        where = "transparent (alpha 0) and " if transparent is not None else ""
         notes.append(
-            f"pixels that are 0 in every band ({share:.0%} of a sample) are taken as "
-            "nodata, as the file declares none (give a nodata value to override)"
+            f"pixels that are {where}{fill:g} in every band ({share:.0%} of a sample) are "
+            "taken as nodata, as the file declares none (give a nodata value to override)"
         )
     if tagged_cube:
         conversion = detect_conversion(valid, da.dtype, m)
     else:
         baseline = processing_baseline(source)
         if subsets:
-            chosen, note = _closest_fitting(da, valid, subsets, baseline)
+            chosen, note = _closest_fitting(da, valid, subsets, baseline, source)
             candidates = [chosen]
             notes.append(note)
         fit = _check_scale(da, valid, candidates, given is not None, source, baseline)
@@ -214,7 +241,7 @@ def file_wavelengths(
     """Band centre wavelengths (µm) that a file carries per band, and the indices of the bands
     it does not flag as bad (``bbl`` = 0); ``None`` unless every band has a wavelength tag.
     ``bands`` (1-based numbers) looks at those bands only, in that order; indices count in them."""
-    with _open_dataset(Path(path)) as src:
+    with _open_dataset(_raster_path(path)) as src:
         tags = [src.tags(i) for i in (bands or range(1, src.count + 1))]
     return band_wavelengths(tags)
 
@@ -262,7 +289,15 @@ def _open_file(path: Path) -> xr.DataArray:
     except (RasterioIOError, OSError) as err:
         raise _unreadable(path, err) from None
     if isinstance(da, list) or isinstance(da, xr.Dataset):
-        raise RasterError(f"{path} holds several sub-datasets", "open one of them by its GDAL name")
+        with warnings.catch_warnings():  # a container has no grid of its own
+            warnings.simplefilter("ignore", NotGeoreferencedWarning)
+            with _open_dataset(path) as src:
+                names = list(src.subdatasets)
+        shown = ", ".join(f"'{n}'" for n in names[:4]) + (", ..." if len(names) > 4 else "")
+        raise RasterError(
+            f"{path} holds {len(names)} rasters (GDAL sub-datasets: {shown})",
+            "give one of them by its GDAL name, quoted, in place of the file",
+        )
     return da
 
 
@@ -295,6 +330,35 @@ def _check_bands(bands: Sequence[int], count: int, path: Path) -> list[int]:
     return [int(b) for b in bands]
 
 
+def _alpha_band(path: Path) -> int | None:
+    """The number of the file's alpha band, when it has one and other bands besides: a band of
+    GDAL's colour interpretation alpha whose values are a mask's (``protocol.alpha_mask``)."""
+    with _open_dataset(path) as src:
+        found = [i + 1 for i, c in enumerate(src.colorinterp) if c == ColorInterp.alpha]
+        dtype = np.dtype(src.dtypes[0])
+        if len(found) != 1 or src.count < 2 or dtype.kind not in "iu":
+            return None
+        values = _sample(src, bands=found).ravel()
+    return found[0] if alpha_mask(values, np.iinfo(dtype).max) else None
+
+
+def _transparent(path: Path, alpha: int, bands: list[int]) -> float | str | None:
+    """What the bands hold where the alpha band says transparent (0), from a sample: one value
+    in every band (0 or 255, as GDAL and drone software write them), taken as nodata; else a
+    note that transparent pixels are read as data; None where the sample has none."""
+    sample = _sample(path, bands=[*bands, alpha])
+    clear = sample[-1] == 0
+    if not clear.any():
+        return None
+    under = np.unique(sample[:-1][:, clear])
+    if len(under) == 1:
+        return float(under[0])
+    return (
+        f"its transparent pixels (alpha 0, {clear.mean():.0%} of a sample) hold varied values "
+        "and are read as data"
+    )
+
+
 def _select_bands(da: xr.DataArray, bands: list[int]) -> xr.DataArray:
     """The bands numbered ``bands`` (1-based), with per-band attributes (descriptions) to match."""
     count, index = da.sizes["band"], [b - 1 for b in bands]
@@ -305,28 +369,45 @@ def _select_bands(da: xr.DataArray, bands: list[int]) -> xr.DataArray:
     return picked
 
 
-def _open_stack(paths: list[Path], given: Modality | None):
+def _open_stack(paths: list[Path], given: Modality | None, folder: bool = False):
     """Single-band files -> one lazy DataArray on the finest grid, in the modality's band order,
     with a note on the files left out (see ``_stack_sensor``); or, when they are some of a
-    sensor's bands, in the order given, the bands named (modality None: ``_named_subsets``)."""
-    names, byte = {}, 0  # each file's band description; how many hold bytes
-    for p in paths:  # first: a folder or list of scenes otherwise reads as some sensor's bands
+    sensor's bands, in the order given, the bands named (modality None: ``_named_subsets``).
+    A multi-band file is refused (a list or folder of scenes would otherwise read as some
+    sensor's bands), except in a ``folder`` that holds two or more single-band files: there it
+    is a scene's extra (Sentinel-2's TCI.jp2), left out with a note."""
+    names, counts, area, byte = {}, {}, {}, 0  # description, band count, pixel area; bytes
+    for p in paths:
         with _open_dataset(p) as src:
-            if src.count != 1:
-                raise RasterError(
-                    f"{p} has {src.count} bands; a list of files (or a folder's files) must be "
-                    "one scene's single-band files",
-                    "give one multi-band file alone, or run each file on its own",
-                )
-            names[p], byte = src.descriptions[0], byte + is_8bit(src.dtypes[0])
-    m, order = _stack_sensor(names, given, eight_bit=byte * 2 > len(paths))
-    left_out = [p for p in paths if p not in order]
-    notes = []
-    if m is not None and left_out:
-        notes.append(
-            f"left out {', '.join(p.name for p in left_out)}: not bands of '{m.name}' "
-            f"({', '.join(m.bands)})"
+            counts[p], area[p] = src.count, abs(src.res[0] * src.res[1])
+            if src.count == 1:
+                names[p], byte = src.descriptions[0], byte + is_8bit(src.dtypes[0])
+    multi = [p for p in paths if counts[p] != 1]
+    if multi and (not folder or len(names) < 2):
+        raise RasterError(
+            f"{multi[0]} has {counts[multi[0]]} bands; a list of files (or a folder's files) "
+            "must be one scene's single-band files",
+            "give one multi-band file alone, or run each file on its own",
         )
+    notes = []
+    if multi:
+        notes.append(
+            f"left out {_file_names(multi, paths)}: "
+            f"{'not single-band files' if len(multi) > 1 else 'not a single-band file'} (a "
+            "scene's folder is read from its band files)"
+        )
+    coarser = _coarser_copies(names, area)
+    if coarser:
+        names = {p: d for p, d in names.items() if p not in coarser}
+        notes.append(
+            f"each band read from its finest file; left out the coarser "
+            f"cop{'ies' if len(coarser) > 1 else 'y'} {_file_names(coarser, paths)}"
+        )
+    m, order = _stack_sensor(names, given, eight_bit=byte * 2 > len(names))
+    left_out = [p for p in names if p not in order]
+    if left_out:
+        what = f"bands of '{m.name}' ({', '.join(m.bands)})" if m else "bands of a known sensor"
+        notes.append(f"left out {_file_names(left_out, paths)}: not {what}")
     sources = [_open_dataset(p) for p in order]
     finest = min(sources, key=lambda s: abs(s.res[0] * s.res[1]))
     arrays, samples = [], []
@@ -344,9 +425,52 @@ def _open_stack(paths: list[Path], given: Modality | None):
             _sample(src, shape=(min(SAMPLE_SIDE, finest.height), min(SAMPLE_SIDE, finest.width)))
         )
     da = xr.concat(cast("list[xr.DataArray]", arrays), dim="band")
+    da.attrs[BAND_FILES_ATTR] = [str(p) for p in order]
     if m is None:
         da.attrs["long_name"] = tuple(_file_bands({p: names[p] for p in order}, given))
     return da, np.concatenate(samples, axis=0), m, notes
+
+
+def _file_names(some: list[Path], paths: list[Path]) -> str:
+    """File names for a note, without the prefix that all of ``paths`` share ('T33UUP_2017...
+    _B02_10m.jp2' is '...B02_10m.jp2', 'LC08_L1TP_..._B10.TIF' '...B10.TIF')."""
+    prefix = os.path.commonprefix([p.name for p in paths])
+    prefix = prefix[: max(prefix.rfind("_"), prefix.rfind("-")) + 1]
+    cut = len(prefix) if len(prefix) >= 6 and len(paths) > 1 else 0
+    return ", ".join(("..." if cut else "") + p.name[cut:] for p in some)
+
+
+def _coarser_copies(names: dict[Path, str | None], area: dict[Path, float]) -> list[Path]:
+    """The files of a band that finer files of the same band make redundant (Sentinel-2 L2A
+    has B02 at 10, 20 and 60 m): those of each band but the finest, when they differ in pixel
+    size. Files of one band and pixel size are refused: in several folders, as several scenes
+    (a folder of scene folders)."""
+    bands = _registry_bands()
+    by_band: dict[str, list[Path]] = {}
+    for p, description in names.items():
+        band = _file_band(p, description, bands)
+        if band is not None:
+            by_band.setdefault(band, []).append(p)
+    coarser: list[Path] = []
+    for band, files in by_band.items():
+        if len({area[p] for p in files}) < len(files):  # two files of one band and size
+            folders = sorted({p.parent.name for p in files})
+            if len(folders) > 1:
+                raise RasterError(
+                    f"the files are of several scenes: band {band} is in {len(files)} files "
+                    f"of the same pixel size, in {len(folders)} folders "
+                    f"({', '.join(folders[:3])}{', ...' if len(folders) > 3 else ''})",
+                    "give one scene's folder or band files, and run each scene on its own",
+                )
+            raise RasterError(
+                f"band {band} is in {len(files)} files of the same pixel size "
+                f"({_file_names(files, list(names))})",
+                "keep one file of each band",
+            )
+        if len(files) > 1:
+            finest = min(files, key=lambda p: area[p])
+            coarser.extend(p for p in files if p != finest)
+    return sorted(coarser)
 
 
 def _stack_sensor(
@@ -364,11 +488,13 @@ def _stack_sensor(
     ``names``: each file's band description; ``eight_bit``: whether most files hold bytes (a
     quality band may be bytes alone)."""
     paths = list(names)
-    some = [given.to_dict()] if given else [get_modality(n).to_dict() for n in list_modalities()]
-    some_of_one = bool(band_subsets(some, _file_bands(names, given)))
+    some = [given.to_dict()] if given else _sensor_records()
+    bands = _file_bands(names, given)
+    named = [p for p, band in zip(paths, bands) if band is not None]  # the files of a band
+    some_of_one = bool(band_subsets(some, [band for band in bands if band is not None]))
     if given is not None:
         if some_of_one and not _holds(given, names):
-            return None, paths
+            return None, named
         return given, _files_in_order(given, names)
     try:
         counted: Modality | None = detect_modality(len(paths), _file_bands(names, None), None)
@@ -380,7 +506,7 @@ def _stack_sensor(
     held = [s for s in held if s.num_bands < len(paths) and _holds(s, names)]
     if not held:
         if some_of_one:
-            return None, paths
+            return None, named
         if counted is None:
             raise unknown
         return counted, _files_in_order(counted, names)  # says which band is missing
@@ -476,12 +602,16 @@ def _closest_fitting(
     sample: np.ndarray,
     subsets: list[tuple[Modality, Modality]],
     baseline: str | None,
+    source: Any = "",
 ) -> tuple[Modality, str]:
     """Of ``subsets``, the first whose statistics the values fit, unless another's fit them
     ``ORDER_MARGIN`` times closer (band means over its own: Landsat-8's B2, B3, B4 are 1.0x
     Landsat-8's and 8.4x Sentinel-2 L1C's, while L1C's and L2A's means differ by less: 0.85x
     and 1.4x on an L1C scene); else the first, refused or warned about by ``_check_scale``.
-    With a note on what reading it means."""
+    A sensor whose product the path names (Sentinel-2's 'MSIL2A' in a .SAFE's name) comes
+    first. With a note on what reading it means."""
+    named = [s for s in subsets if _names_product(s[1], source)]
+    subsets = named + [s for s in subsets if s not in named]
     fits = [(_fit(da, sample, s[0], baseline), s) for s in subsets]
     off = [(abs(math.log(f.factor)), s) for f, s in fits if f.fits and f.factor > 0]
     if not off:
@@ -491,6 +621,14 @@ def _closest_fitting(
     best = min(closer, key=lambda o: o[0]) if closer else off[0]
     others = [s[1].name for d, s in off if s is not best[1] and d < best[0] + margin]
     return best[1][0], _subset_note(*best[1], others)
+
+
+def _names_product(sensor: Modality, source: Any) -> bool:
+    """Whether a path of ``source`` names one of the sensor's products (its ``extra``'s
+    "products": 'MSIL2A' in 'S2A_MSIL2A_20230612T102559_N0509_..._.SAFE/.../R20m')."""
+    products = {p.upper() for p in sensor.extra.get("products", [])}
+    paths = source if isinstance(source, (list, tuple)) else [source]
+    return any(products & set(re.split(r"[_\-.\s/\\]", str(p).upper())) for p in paths)
 
 
 def _subset_note(m: Modality, parent: Modality, others: list[str]) -> str:
@@ -527,7 +665,7 @@ def likely_modalities(
 ) -> list[Modality]:
     """The modalities a raster may be from its band count, band names and data type (see
     ``protocol.sensor_candidates``), most likely first; none is an error."""
-    sensors = [get_modality(n).to_dict() for n in list_modalities()]
+    sensors = _sensor_records()
     found = sensor_candidates(
         sensors, band_count, descriptions, None if dtype is None else np.dtype(dtype).name
     )
@@ -551,8 +689,18 @@ def _as_modality(modality: str | Modality | None) -> Modality | None:
 
 def _folder_rasters(folder: Path) -> list[Path]:
     """A scene's folder (its band files, as Landsat and Sentinel-2 scenes are downloaded): the
-    rasters in it, by name."""
-    found = sorted(p for p in folder.iterdir() if p.suffix.lower() in BAND_FILE_SUFFIXES)
+    rasters in it, by name; where it has none, those of its subfolders (Sentinel-2 L2A's
+    IMG_DATA holds R10m, R20m and R60m). A Sentinel-2 product's .SAFE folder: its IMG_DATA."""
+    granules = sorted(folder.glob("GRANULE/*/IMG_DATA")) if folder.suffix.upper() == ".SAFE" else []
+    if len(granules) == 1:
+        folder = granules[0]
+
+    def rasters(folder: Path) -> list[Path]:
+        return sorted(p for p in folder.iterdir() if p.suffix.lower() in BAND_FILE_SUFFIXES)
+
+    found = rasters(folder) or [
+        p for sub in sorted(folder.iterdir()) if sub.is_dir() for p in rasters(sub)
+    ]
     if not found:
         raise RasterError(
             f"{folder} is a folder with no raster files ({', '.join(BAND_FILE_SUFFIXES)})",
@@ -561,7 +709,32 @@ def _folder_rasters(folder: Path) -> list[Path]:
     return found
 
 
+class GdalName(type(Path())):  # type: ignore[misc]
+    """A dataset name GDAL opens (``GDAL_NAME``), kept as written: a Path would fold the '//'
+    of '/vsizip//data/scene.zip/B04.tif' (an absolute archive path) into '/'."""
+
+    def __new__(cls, name: str):
+        self = super().__new__(cls, name)
+        self._gdal_name = str(name)
+        return self
+
+    def __str__(self) -> str:
+        return self._gdal_name
+
+    def __fspath__(self) -> str:
+        return self._gdal_name
+
+
+def _raster_path(path: str | Path) -> Path:
+    """A raster's path as a Path, a GDAL dataset name as written (``GdalName``)."""
+    return GdalName(str(path)) if GDAL_NAME.match(str(path)) else Path(path)
+
+
 def _existing(path: str | Path) -> Path:
+    """An existing raster file, or a GDAL dataset name ('GPKG:scenes.gpkg:t2020', a
+    sub-dataset of a container; '/vsizip//data/scene.zip/B04.tif'), which GDAL then opens."""
+    if GDAL_NAME.match(str(path)):
+        return _raster_path(path)
     return existing_file(
         path, "raster", RasterError, "give a raster file (or a list of band files)"
     )
@@ -583,11 +756,10 @@ def _order_bands(da: xr.DataArray, m: Modality) -> xr.DataArray:
 def _band_order(da: xr.DataArray, m: Modality) -> list[int] | None:
     """The file's band indices in the modality's order, when the file names its bands in
     another order; else None."""
-    names = [d.upper() if d else None for d in _descriptions(da)]
-    wanted = [b.upper() for b in m.bands]
-    if len(names) == len(wanted) and set(names) == set(wanted) and names != wanted:
-        return [names.index(b) for b in wanted]
-    return None
+    named = sensor_bands(m.to_dict(), _descriptions(da))
+    if named is None or len(named) != m.num_bands or named == list(m.bands):
+        return None
+    return [named.index(b) for b in m.bands]
 
 
 # ---------------------------------------------------------------- value scale
@@ -602,7 +774,7 @@ def processing_baseline(source: Any) -> str | None:
     """The processing baseline a product names: a ``PROCESSING_BASELINE`` tag (GDAL's Sentinel-2
     driver writes it, and copies keep it), else the ``_Nxxyy_`` of a Sentinel-2 product's name
     in the path ('S2B_MSIL2A_20230612T102559_N0509_R108_T32UMU_...SAFE/.../B04.jp2')."""
-    paths = [Path(p) for p in (source if isinstance(source, (list, tuple)) else [source])]
+    paths = [_raster_path(p) for p in (source if isinstance(source, (list, tuple)) else [source])]
     for path in paths:
         with _open_dataset(path) as src:
             tags = src.tags()
@@ -677,8 +849,8 @@ def _by_band_order(
     detected sensor's by ``ORDER_SPREAD`` or more, and another sensor's that the values fit
     spread ``ORDER_MARGIN`` times less (Landsat composites of SWIR1, NIR, red, green, which
     four unnamed 8-bit bands would otherwise be read as NAIP's red, green, blue and NIR)."""
-    names = {band_key(d) for d in _descriptions(da) if d}
-    if names == {band_key(b) for b in fit.modality.bands} or not fit.spread >= ORDER_SPREAD:
+    named = sensor_bands(fit.modality.to_dict(), _descriptions(da)) is not None
+    if named or not fit.spread >= ORDER_SPREAD:
         return fit
     others = [
         _fit(da, sample, get_modality(n), baseline)
@@ -689,6 +861,11 @@ def _by_band_order(
     if not closer:
         return fit
     return replace(min(closer, key=lambda o: o.spread), preferred_to=fit)
+
+
+def _sensor_records() -> list[dict[str, Any]]:
+    """Every registered sensor's record, as the protocol's rules take them."""
+    return [get_modality(n).to_dict() for n in list_modalities()]
 
 
 def _registry_bands() -> list[str]:
@@ -707,8 +884,9 @@ def _file_bands(names: dict[Path, str | None], given: Modality | None) -> list[s
 def _file_band(path: Path, description: str | None, bands: Sequence[str]) -> str | None:
     """The one of ``bands`` a single-band file holds: its description, else a band name in its
     file name."""
-    if description and description.upper() in {b.upper() for b in bands}:
-        return next(b for b in bands if b.upper() == description.upper())
+    label = (band_label(description) or "").upper()
+    if label in {b.upper() for b in bands}:
+        return next(b for b in bands if b.upper() == label)
     tokens = re.split(r"[_\-.\s]", path.stem.upper())
     for band in bands:
         if band.upper() in tokens:

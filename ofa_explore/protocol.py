@@ -416,6 +416,21 @@ def is_8bit(dtype: Any) -> bool:
     return str(dtype).lower() in ("uint8", "byte", "|u1", "u1")
 
 
+# GDAL's GeoTIFF writer calls the fourth band of any 4-band 8-bit file alpha unless told
+# otherwise, so an R, G, B, NIR file written with default settings (rasterio's too) says that its
+# NIR band is the alpha band: a band is taken for one only when its values are a mask's
+ALPHA_SHARE = 0.99  # of a sample of the band, at least this share transparent (0) or opaque
+
+
+def alpha_mask(values: Iterable[float], opaque: float) -> bool:
+    """Whether a band that GDAL calls alpha is a transparency mask: its values (a sample) are
+    all but 1% 0 or ``opaque`` (its data type's largest value), as drone software and
+    ``gdalwarp -dstalpha`` write them; a NIR band is not."""
+    values = list(values)
+    binary = sum(1 for v in values if v == 0 or v == opaque)
+    return bool(values) and binary >= ALPHA_SHARE * len(values)
+
+
 def sensor_candidates(
     sensors: Iterable[Mapping[str, Any]],
     band_count: int,
@@ -427,10 +442,8 @@ def sensor_candidates(
     named and any matches); of several, the 8-bit layouts for bytes, then the ones marked for
     detection (``autodetect``). One name is an answer; several are ambiguous; none: unknown."""
     candidates = [s for s in sensors if len(s["bands"]) == band_count]
-    given = [str(n).upper() for n in (names or []) if n]
-    if given and len(given) == band_count:
-        by_name = [s for s in candidates if {str(b).upper() for b in s["bands"]} == set(given)]
-        candidates = by_name or candidates
+    by_name = [s for s in candidates if sensor_bands(s, names) is not None]
+    candidates = by_name or candidates
     if len(candidates) > 1 and dtype is not None and is_8bit(dtype):
         candidates = [s for s in candidates if "8-bit" in str(s.get("units", ""))] or candidates
     if len(candidates) > 1:
@@ -472,6 +485,41 @@ def band_key(name: str) -> str:
     return f"B{int(number[1])}{number[2]}" if number else upper
 
 
+def band_label(description: str | None) -> str | None:
+    """The band name a band's description gives: all of it, or what precedes its first comma
+    (GDAL's Sentinel-2 driver, and the files QGIS saves of its layers, describe the red band
+    as 'B4, central wavelength 665 nm')."""
+    label = (description or "").split(",")[0].strip()
+    return label or None
+
+
+def sensor_bands(sensor: Mapping[str, Any], names: Sequence[str | None] | None) -> list[str] | None:
+    """The sensor's band that each of a raster's band names is (``band_label``), in the
+    raster's order; None unless each names another band of it. A file's 'B2' is Sentinel-2's
+    'B02'; a file's 'B02' is not Landsat's 'B2'."""
+    bands = [str(b) for b in sensor["bands"]]
+    keys = {**{band_key(b): b for b in bands}, **{b.upper(): b for b in bands}}
+    labels = [band_label(n) for n in (names or [])]
+    picked = [keys.get(label.upper()) if label else None for label in labels]
+    if not picked or None in picked or len(set(picked)) != len(picked):
+        return None
+    return cast("list[str]", picked)
+
+
+def names_sensor_bands(
+    sensors: Iterable[Mapping[str, Any]], names: Sequence[str | None] | None
+) -> bool:
+    """Whether a raster's band names are bands of a known sensor, all or some (at least
+    ``MIN_SUBSET_BANDS``): they then say what the bands are before any wavelength tags do, as
+    GDAL's Sentinel-2 layers carry both (read by their tags, they were a 'hyperspectral' sensor
+    of Sentinel-2's wavelengths, but without its statistics)."""
+    if len(names or []) < MIN_SUBSET_BANDS:
+        return False
+    return any(
+        sensor_bands(s, names) is not None for s in sensors if s.get("kind") != "hyperspectral"
+    )
+
+
 def band_subsets(
     sensors: Iterable[Mapping[str, Any]],
     names: Sequence[str | None] | None,
@@ -484,21 +532,17 @@ def band_subsets(
     wavelengths). Of several, those of the data type's kind (8-bit layouts for bytes, the others
     for wider types), then the ones marked for detection first; the values decide between them
     (``io.open_raster``)."""
-    given = [str(n).strip().upper() for n in (names or []) if n]
-    if len(given) < MIN_SUBSET_BANDS or len(given) != len(names or []):
+    if len(names or []) < MIN_SUBSET_BANDS:
         return []
     sensors = [s for s in sensors if s.get("kind") != "hyperspectral"]
     found: list[tuple[Mapping[str, Any], list[str]]] = []
     for s in sensors:
-        bands = [str(b) for b in s["bands"]]
-        # a file's 'B2' may be Sentinel-2's 'B02'; its 'B02' is not Landsat's 'B2'
-        keys = {**{band_key(b): b for b in bands}, **{b.upper(): b for b in bands}}
-        picked = [keys.get(g) for g in given]
-        if None in picked or len(set(picked)) != len(picked):
+        picked = sensor_bands(s, names)
+        if picked is None:
             continue
-        if len(picked) == len(bands):
+        if len(picked) == len(s["bands"]):
             return []
-        found.append((s, cast("list[str]", picked)))
+        found.append((s, picked))
     if dtype is not None:
         byte = is_8bit(dtype)
         found = [f for f in found if ("8-bit" in str(f[0].get("units", ""))) == byte] or found

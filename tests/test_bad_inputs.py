@@ -181,6 +181,9 @@ def write_raster(spec: Spec, path: Path) -> dict:
     profile = dict(
         driver="GTiff", dtype=spec.dtype, count=spec.bands, height=spec.height, width=spec.width
     )
+    # bands of imagery, none an alpha band: GDAL's writer calls the fourth of four 8-bit bands
+    # alpha by default, and 'extremes' fills one with 0 and 255 (alpha bands: test_io.py)
+    profile["photometric"] = "MINISBLACK"
     nodata = _nodata_value(spec, data)
     if nodata is not None:
         profile["nodata"] = nodata

@@ -12,7 +12,7 @@ from affine import Affine
 from map_steps import step_ratio  # tests/map_steps.py
 from rasterio.warp import Resampling, calculate_default_transform, reproject
 from rasterio.windows import Window
-from rasters import crop  # tests/rasters.py
+from rasters import crop, product_bands  # tests/rasters.py
 
 from ofa_explore.areas import row_areas_m2
 from ofa_explore.cli import main
@@ -362,6 +362,32 @@ def test_polygons_need_a_threshold(bercy, tmp_path, capsys):
     a = _crop(after, tmp_path / "a.tif")
     line = _bad(capsys, tmp_path, b, a, "-o", tmp_path / "c.tif", "--polygons", tmp_path / "p.gpkg")
     assert "--threshold" in line
+
+
+def test_dates_as_scene_folders_of_band_files(bercy, tmp_path):
+    """Sentinel-2 dates as downloaded, each a folder of band files: `ofa change` failed with a
+    TypeError (BEFORE's list of files taken for one path). BEFORE's folder on its own grid
+    scores as its file does; AFTER's band files in UTM at 10, 20 and 60 m are warped onto
+    BEFORE's grid each from its own pixel size, and its TCI.jp2 is left out."""
+    import ofa_explore
+
+    before, after, _ = bercy
+    b = product_bands(before, tmp_path / "before", "T31UDQ_20161130T105422")
+    a = product_bands(after, tmp_path / "after", "T31UDQ_20170829T105021", crs="EPSG:32631")
+    direct = ofa_explore.change(before, after).data
+    same_grid = ofa_explore.change(b, after).data
+    assert direct is not None and same_grid is not None
+    assert np.array_equal(same_grid.values, direct.values)
+    result = ofa_explore.change(b, a, tmp_path / "change.tif")
+    for date in ("BEFORE", "AFTER"):
+        assert any(n.startswith(f"{date}: left out ...TCI.jp2: not a single") for n in result.notes)
+    assert "AFTER: warped onto BEFORE's grid (GDAL, bilinear)" in result.notes
+    with rasterio.open(before) as src, rasterio.open(result.path) as out:
+        assert (out.crs, out.transform, out.shape) == (src.crs, src.transform, src.shape)
+        warped = out.read(1)
+    both = np.isfinite(warped)
+    assert both.mean() > 0.95
+    assert np.corrcoef(warped[both], direct.values[0][both])[0, 1] > 0.8
 
 
 def test_python_api_returns_a_georeferenced_dataarray_on_befores_grid(bercy, tmp_path):

@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import glob
 import random
+import shutil
 import warnings
+import zipfile
 
 import numpy as np
 import pytest
 import rasterio
+from rasterio.enums import ColorInterp, Resampling
+from rasters import product_bands, write_jp2  # tests/rasters.py
 
 from ofa_explore.demo import sample_path
 from ofa_explore.io import RasterError, ScaleWarning, open_raster, raster_modality
-from ofa_explore.modalities import _REGISTRY, Modality, register_modality
+from ofa_explore.modalities import _REGISTRY, Modality, get_modality, register_modality
 from ofa_explore.scale import to_model_units
 
 
@@ -111,8 +115,190 @@ def test_a_scene_folder_is_read_as_the_sensor_its_band_files_hold(shared, tmp_pa
     da = open_raster([*s2, str(tmp_path / "SCL.tif")])
     assert raster_modality(da).name == "s2_l1c" and da.sizes["band"] == 13
     assert da.attrs["ofa_notes"][0].startswith("left out SCL.tif: not bands of 's2_l1c'")
-    with pytest.raises(RasterError, match="cannot tell which file holds band B12"):
-        open_raster([f for f in s2 if not f.endswith("B12.tif")] + [str(tmp_path / "SCL.tif")])
+    # without B12: the other 12 bands, read alone as some of L1C's (it said: cannot tell
+    # which file holds band B12), and SCL left out
+    da = open_raster([f for f in s2 if not f.endswith("B12.tif")] + [str(tmp_path / "SCL.tif")])
+    assert raster_modality(da).name.startswith("s2_l1c_b01") and "B12" not in da.band.values
+    assert "left out SCL.tif: not bands of a known sensor" in da.attrs["ofa_notes"]
+    others = [f for f in s2 if not f.endswith("B12.tif")]
+    twice = [shutil.copy(s2[11], tmp_path / name) for name in ("B12.tif", "B12_copy.tif")]
+    for modality in (None, "s2_l1c"):  # it said: no known sensor has 14 bands
+        with pytest.raises(RasterError, match=r"band B12 is in 2 files .*\(B12.tif, B12_copy"):
+            open_raster([*others, *twice], modality=modality)
+
+
+def test_a_sentinel2_product_is_read_as_downloaded(shared, tmp_path):
+    """A Sentinel-2 product as downloaded was refused: L1C's IMG_DATA holds the 3-band TCI.jp2
+    ('has 3 bands; a list of files ... must be one scene's single-band files'), and L2A's holds
+    no raster but R10m, R20m and R60m, with each band at its own and coarser pixel sizes and
+    the AOT, WVP, SCL and TCI files. Now IMG_DATA, or the .SAFE folder, is the product's scene."""
+    l1c = "S2A_MSIL1C_20161130T105422_N0204_R051_T31UDQ_20161130T105425.SAFE"
+    src = shared / "change/oscd/bercy/bercy_20161130.tif"
+    img = product_bands(
+        src, tmp_path / l1c / "GRANULE/L1C_T31UDQ/IMG_DATA", "T31UDQ_20161130T105422"
+    )
+    for folder in (img, tmp_path / l1c):
+        da = open_raster(folder)
+        assert raster_modality(da).name == "s2_l1c" and da.sizes["band"] == 13
+        assert da.attrs["ofa_notes"][0].startswith("left out ...TCI.jp2: not a single-band file")
+    with rasterio.open(src) as s:
+        assert np.array_equal(da.sel(band="B8A").values, s.read(s.descriptions.index("B8A") + 1))
+
+    # L2A: BigEarthNet's bands at their native 10, 20 and 60 m, and coarser copies, as in a product
+    patch = shared / "bigearthnet/S2/S2A_MSIL2A_20170613T101031_87_48"
+    l2a = tmp_path / "S2A_MSIL2A_20170613T101031_N0205_R022_T33UUP_20170613T101032.SAFE"
+    img = l2a / "GRANULE/L2A_T33UUP_A010263_20170613T101032/IMG_DATA"
+    native = {"B02": 10, "B03": 10, "B04": 10, "B08": 10, "B01": 60, "B09": 60}
+    resolutions = {10: ["B02", "B03", "B04", "B08"], 20: ["B02", "B03", "B04", "B05", "B06"]}
+    resolutions[20] += ["B07", "B8A", "B11", "B12", "AOT", "SCL", "WVP", "TCI"]
+    resolutions[60] = ["B01", "B02", "B05", "B09", "B12", "AOT", "SCL", "TCI"]
+    for res, names in resolutions.items():
+        (img / f"R{res}m").mkdir(parents=True)
+        for name in names:
+            band = next(patch.glob(f"*_{name if name[0] == 'B' else 'B02'}.tif"))
+            with rasterio.open(band) as s:
+                side = 1200 // res  # BigEarthNet's patches are 1200 m square
+                data = s.read(out_shape=(1, side, side), resampling=Resampling.average)
+                transform = s.transform * s.transform.scale(s.width / side, s.height / side)
+                if name == "TCI":
+                    data = np.repeat((data // 40).clip(0, 255).astype(np.uint8), 3, axis=0)
+                stem = f"T33UUP_20170613T101031_{name}_{res}m.jp2"
+                write_jp2(img / f"R{res}m" / stem, data, s.crs, transform)
+        assert all(native.get(n, 20) <= res for n in names if n[0] == "B")
+    da = open_raster(l2a)
+    assert raster_modality(da).name == "s2_l2a" and da.sizes["band"] == 12
+    with rasterio.open(next(patch.glob("*_B02.tif"))) as s:
+        assert np.array_equal(da.sel(band="B02").values, s.read(1))  # the 10 m file's
+    notes = " ".join(da.attrs["ofa_notes"])
+    assert "each band read from its finest file; left out the coarser copies ...B02_20m" in notes
+    assert "left out ...AOT_20m.jp2, ...SCL_20m.jp2, ...WVP_20m.jp2, ...AOT_60m.jp2" in notes
+    # R20m alone: 10 of L2A's 12 bands, as the product's name says (the values fit L1C too)
+    assert raster_modality(open_raster(img / "R20m")).name.startswith("s2_l2a_b02_b03_b04_b05")
+    unnamed = (img / "R20m").rename(tmp_path / "R20m")
+    assert raster_modality(open_raster(unnamed)).name.startswith("s2_l1c_b02_b03_b04_b05")
+
+    with pytest.raises(RasterError, match="several scenes: band B01 is in 6 files .* 6 folders"):
+        open_raster(shared / "bigearthnet/S2")  # a folder of scene folders
+
+
+def test_bands_as_gdals_sentinel2_driver_describes_them(shared, tmp_path):
+    """GDAL's Sentinel-2 driver (a product's .zip or MTD file opened in QGIS, and the GeoTIFFs
+    saved from its layers) describes bands as 'B4, central wavelength 665 nm', red first, and
+    tags each with its wavelength: read by those tags, they were an unknown sensor of those
+    wavelengths without Sentinel-2's statistics, and the model filled hidden patches worse
+    than the trivial baseline. The names now say what they are, in any order."""
+    from ofa_explore.engine import predict_raster
+    from ofa_explore.pretrained import load_model
+
+    folder = shared / "s2_scenes/chesapeake"
+    order = ["B04", "B03", "B02", "B08", "B05", "B06", "B07", "B8A", "B11", "B12"]
+    order += ["B01", "B09", "B10"]  # GDAL's 10 m, 20 m and 60 m sets, one after the other
+    with rasterio.open(folder / "B04.tif") as src:  # 224 px at 10 m
+        window = rasterio.windows.Window(0, 0, 224, 224)
+        transform, bounds = src.window_transform(window), src.window_bounds(window)
+    s2 = get_modality("s2_l1c")
+    nm = {b: f"{w * 1000:.0f}" for b, w in zip(s2.bands, s2.wavelengths)}
+    data = []
+    for band in order:  # each band over the same ground, at 10 m
+        with rasterio.open(folder / f"{band}.tif") as src:
+            data.append(src.read(1, window=src.window(*bounds), out_shape=(224, 224)))
+    gdal = [f"{b[0]}{b[1:].lstrip('0')}" for b in order]  # 'B4', 'B8A'
+    described = [f"{g}, central wavelength {nm[b]} nm" for g, b in zip(gdal, order)]
+    for count, name in ((4, "s2_l1c_b04_b03_b02_b08"), (13, "s2_l1c")):
+        path = write_tif(
+            tmp_path / f"s2_{count}.tif", np.stack(data[:count]), crs="EPSG:32618",
+            transform=transform, descriptions=described[:count],
+        )  # fmt: skip
+        with rasterio.open(path, "r+") as dst:
+            for i, (g, b) in enumerate(zip(gdal[:count], order), start=1):
+                dst.update_tags(i, BANDNAME=g, WAVELENGTH=nm[b], WAVELENGTH_UNIT="nm")
+        da = open_raster(path)
+        assert raster_modality(da).name == name
+        for band in ("B04", "B8A") if count == 13 else ("B04", "B08"):
+            assert np.array_equal(da.sel(band=band).values, data[order.index(band)])
+    result = predict_raster(load_model(None), tmp_path / "s2_4.tif", "reconstruct")
+    assert result.checks["hidden_mse"] < 0.9 * result.checks["baseline_mse"]
+
+
+def test_an_alpha_band_is_a_mask_not_a_band(shared, tmp_path):
+    """An RGBA orthophoto (drone software and GDAL write them; QGIS saves rendered maps so) was
+    read as NAIP's R, G, B and NIR, its alpha band as the near infrared and its transparent
+    rim as data. The alpha band is left out, and where it says transparent, the value the
+    bands hold there (0 here) is nodata; varied values there are named in a note."""
+    with rasterio.open(shared / "neon_rgb/OSBS_029.tif") as src:
+        rgb, crs, transform = src.read(), src.crs, src.transform
+    alpha = np.full((1, *rgb.shape[1:]), 255, np.uint8)
+    alpha[:, :100] = 0  # the first 100 rows are outside the flight
+    for under, name in ((0, "black"), (None, "kept")):
+        data = rgb.copy()
+        if under is not None:
+            data[:, :100] = under
+        path = write_tif(tmp_path / f"{name}.tif", np.concatenate([data, alpha]), crs, transform)
+        with rasterio.open(path, "r+") as dst:
+            dst.colorinterp = [
+                ColorInterp.red,
+                ColorInterp.green,
+                ColorInterp.blue,
+                ColorInterp.alpha,
+            ]
+        for bands in (None, [1, 2, 3]):  # all, or the colour bands picked (as QGIS does)
+            da = open_raster(path, bands=bands)
+            assert raster_modality(da).name == "rgb" and da.sizes["band"] == 3
+            notes = " ".join(da.attrs["ofa_notes"])
+            assert ("left out band 4: the file's alpha band" in notes) == (bands is None)
+            if under is not None:
+                assert da.attrs["ofa_fill"] == 0 and "transparent (alpha 0) and 0 in every" in notes
+            else:
+                assert "ofa_fill" not in da.attrs and "hold varied values" in notes
+    assert raster_modality(open_raster(path, bands=[1, 2, 3, 4])).name == "rgbn"  # as asked
+    # NAIP's R, G, B and NIR written with GDAL's defaults: GDAL calls the NIR band alpha, but
+    # its values are no mask's, so it stays the NIR band
+    naip = sample_path("naip_rgbn_2020.tif")
+    with rasterio.open(naip) as src:
+        copy = write_tif(tmp_path / "naip.tif", src.read(), src.crs, src.transform)
+    with rasterio.open(copy) as src:
+        assert src.colorinterp[3] == ColorInterp.alpha
+    assert raster_modality(open_raster(copy)).name == "rgbn"
+
+    from ofa_explore.engine import predict_raster
+    from ofa_explore.pretrained import load_model
+
+    embedded = predict_raster(load_model(None), tmp_path / "black.tif", "embed").data
+    assert embedded is not None
+    nodata = ~np.isfinite(embedded.values[0])
+    rows = 100 // (rgb.shape[1] // nodata.shape[0])  # patch rows wholly transparent
+    assert nodata[:rows].all() and not nodata[rows + 1 :].any()
+
+
+def test_a_raster_inside_a_container_is_given_by_its_gdal_name(shared, tmp_path):
+    """A GeoPackage of two rasters was refused with 'open one of them by its GDAL name', and
+    that name was then 'not found'. The refusal lists the names, and a name opens; so does a
+    raster in a zip, by GDAL's /vsizip/ path (an absolute one has '//', which a Path folds)."""
+    with rasterio.open(shared / "neon_rgb/OSBS_029.tif") as src:
+        rgb, profile = src.read(), src.profile
+    gpkg = tmp_path / "flights.gpkg"
+    profile = dict(driver="GPKG", count=3, dtype="uint8", crs=profile["crs"], TILE_FORMAT="PNG")
+    profile |= dict(transform=src.transform, width=src.width, height=src.height)
+    for table, more in (("t2019", {}), ("t2020", {"APPEND_SUBDATASET": "YES"})):
+        with rasterio.open(gpkg, "w", RASTER_TABLE=table, **profile, **more) as dst:
+            dst.write(rgb)
+    with pytest.raises(RasterError, match=r"holds 2 rasters .*'GPKG:.*flights.gpkg:t2019', 'GPKG"):
+        open_raster(gpkg)
+    da = open_raster(f"GPKG:{gpkg}:t2020")  # GeoPackage tiles are RGBA: the alpha band is a mask
+    assert raster_modality(da).name == "rgb" and np.array_equal(da.values, rgb)
+
+    band = shared / "s2_scenes/chesapeake/B04.tif"
+    with zipfile.ZipFile(tmp_path / "scene.zip", "w") as archive:
+        archive.write(band, "scene/B04.tif")
+        archive.write(band.with_name("B03.tif"), "scene/B03.tif")
+    names = [
+        f"/vsizip/{tmp_path}/scene.zip/scene/{b}.tif".replace("zip/", "zip//", 1)
+        for b in ("B04", "B03")
+    ]
+    da = open_raster(names)
+    assert raster_modality(da).name == "s2_l1c_b04_b03"
+    with rasterio.open(band) as src:
+        assert np.array_equal(da.sel(band="B04").values, src.read(1))
 
 
 def test_a_file_of_some_named_bands_of_a_sensor_is_read_as_those_bands(shared, tmp_path):

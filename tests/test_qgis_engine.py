@@ -106,6 +106,17 @@ def test_sensor_choices_and_checks(runner):
     assert layers.read_as(s2_choice, ticked, registry, 13) == "s2_l1c_b02_b03_b04_b08"
     tagged = [layers.Band(i + 1, f"b{i}", 0.4 + 0.01 * i) for i in range(5)]
     assert layers.check_selection(choices[0], tagged, registry) is None  # by their wavelengths
+    assert layers.sensor_choices(model, registry, tagged)[0].label.endswith("wavelengths)")
+    # a layer of GDAL's Sentinel-2 driver (or saved from one): bands named and tagged with
+    # their wavelengths, red first; the names say what they are (by their tags, they were
+    # read as an unknown sensor of those wavelengths, without Sentinel-2's statistics)
+    gdal_s2 = [
+        layers.Band(i + 1, f"{name}, central wavelength {nm} nm", nm / 1000, False, "UInt16")
+        for i, (name, nm) in enumerate([("B4", 665), ("B3", 560), ("B2", 490), ("B8", 842)])
+    ]
+    auto = layers.sensor_choices(model, registry, gdal_s2)[0]
+    assert auto.label == "auto (looks like Sentinel-2 L1C bands B04, B03, B02, B08)"
+    assert layers.read_as(auto, gdal_s2, registry) == "s2_l1c_b04_b03_b02_b08"
 
 
 def test_outputs_never_replace_and_names_stay_unique(tmp_path):

@@ -145,7 +145,7 @@ def calibrated_pair(
     MISREGISTERED_PX or more off BEFORE is warped again from where its features lie, and
     calibrated again: its ``shift`` is then what is left, ``aligned`` the move."""
     dates = open_dates(before, after, modality)
-    pair = pair_of(*dates, Path(after))
+    pair = pair_of(*dates)
     m = date_modality(raster_modality(pair))
     name = change_head(model, head, m)
     with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_BYTES):  # as the engine reads: a bounded cache
@@ -154,7 +154,7 @@ def calibrated_pair(
         aligned = None
         if align and shift and shift_matters(shift) and pair.rio.crs is not None:
             aligned = [shift.rows, shift.cols]
-            pair = pair_of(*dates, Path(after), offset=(shift.rows, shift.cols))
+            pair = pair_of(*dates, offset=(shift.rows, shift.cols))
             sample = sample_tiles(model, pair, tile, name, samples)
             shift = date_shift(sample, m)  # what is left
         stats = calibrate(model.eval(), pair, tile, threshold, name, samples, sample, for_head)

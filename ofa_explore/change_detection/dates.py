@@ -21,13 +21,17 @@ from xarray.core import indexing
 
 from ..errors import BadInput
 from ..io import (
+    BAND_FILES_ATTR,
     CONVERSION_ATTR,
+    FILE_BANDS_ATTR,
     FILL_ATTR,
     MODALITY_ATTR,
     NOTES_ATTR,
     RasterError,
+    _alpha_band,
     _band_order,
     _open_file,
+    _select_bands,
     open_raster,
     raster_modality,
 )
@@ -43,14 +47,14 @@ class _PairArray(BackendArray):
         self,
         before: xr.DataArray,
         after: xr.DataArray,
-        vrt: WarpedVRT | None = None,
-        indexes: list[int] | None = None,
+        warps: list[tuple[WarpedVRT, list[int]]] | None = None,
     ):
         self.before, self.after = before, after
-        # the WarpedVRT that AFTER is read through (open while this lives) and AFTER's bands in
-        # it, in the modality's order: read directly, as rioxarray's reads of a WarpedVRT
-        # window took 10-20x as long (1000 px Sentinel-2, 64 px windows: 4.0 s against 0.2 s)
-        self.vrt, self.indexes = vrt, indexes
+        # the WarpedVRTs that AFTER is read through (open while this lives; one, or one a band
+        # file) and AFTER's bands in each, in the modality's order: read directly, as
+        # rioxarray's reads of a WarpedVRT window took 10-20x as long (1000 px Sentinel-2,
+        # 64 px windows: 4.0 s against 0.2 s)
+        self.warps = warps
         count = before.sizes["band"]
         self.shape = (2 * count, before.sizes["y"], before.sizes["x"])
         self.dtype = np.dtype("float32")
@@ -69,10 +73,10 @@ class _PairArray(BackendArray):
         return np.concatenate(dates)[bands]
 
     def _raw(self, da: xr.DataArray, ys, xs) -> np.ndarray:
-        if da is self.after and self.vrt is not None and isinstance(ys, slice):
+        if da is self.after and self.warps and isinstance(ys, slice):
             height, width = self.shape[1:]
             window = Window.from_slices(ys, xs, height=height, width=width)
-            return self.vrt.read(self.indexes, window=window)
+            return np.concatenate([vrt.read(bands, window=window) for vrt, bands in self.warps])
         return np.atleast_3d(da.isel(y=ys, x=xs).values)
 
 
@@ -102,13 +106,14 @@ def open_pair(
     that does not overlap, or the same file twice, is a one-line BadInput.
     ``offset``: (rows, cols) of BEFORE's pixels by which AFTER's features lie off BEFORE's
     (``registration.phase_shift``); AFTER is then warped from there, onto BEFORE's features."""
-    return pair_of(*open_dates(before, after, modality), Path(after), offset)
+    return pair_of(*open_dates(before, after, modality), offset)
 
 
 def open_dates(
     before: str | Path, after: str | Path, modality: str | Modality | None = None
 ) -> tuple[xr.DataArray, xr.DataArray]:
-    """Both dates opened (``open_raster``), checked to be two rasters of one sensor and bands."""
+    """Both dates opened (``open_raster``: a file, or a folder of a scene's band files),
+    checked to be two rasters of one sensor and bands."""
     if Path(before).resolve() == Path(after).resolve():
         raise BadInput(
             f"BEFORE and AFTER are the same file, {Path(before).name}",
@@ -144,10 +149,12 @@ def open_dates(
 
 
 def _band_count(path: str | Path) -> int | None:
-    """How many bands a raster has (None when GDAL cannot tell: ``open_raster`` then says why)."""
+    """How many bands a raster has, an alpha band not counted (None when GDAL cannot tell, as
+    of a folder: ``open_raster`` then reads it or says why)."""
     try:
         with rasterio.open(path) as src:
-            return int(src.count)
+            count = int(src.count)
+        return count - (_alpha_band(Path(path)) is not None)  # a mask, not a band
     except (rasterio.errors.RasterioIOError, OSError):
         return None
 
@@ -155,14 +162,13 @@ def _band_count(path: str | Path) -> int | None:
 def pair_of(
     first: xr.DataArray,
     second: xr.DataArray,
-    after: Path,
     offset: tuple[float, float] | None = None,
 ) -> xr.DataArray:
-    """The pair of two opened dates (``open_pair``); ``after``: AFTER's file, for a warp."""
+    """The pair of two opened dates (``open_pair``)."""
     m = raster_modality(first)
-    vrt, indexes = None, None
+    warps = None
     if offset is not None or not _same_grid(first, second):
-        second, vrt, indexes = _warped(after, first, second, m, offset)
+        second, warps = _warped(first, second, m, offset)
     # the pair: NaN marks nodata, values are in model units
     pair_modality = replace(
         m,
@@ -172,7 +178,7 @@ def pair_of(
         std=m.std * 2,
         nodata=None,
     )
-    lazy = indexing.LazilyIndexedArray(_PairArray(first, second, vrt, indexes))
+    lazy = indexing.LazilyIndexedArray(_PairArray(first, second, warps))
     da = xr.DataArray(
         xr.Variable(("band", "y", "x"), lazy),
         coords={"band": list(pair_modality.bands), "y": first.y, "x": first.x},
@@ -185,8 +191,14 @@ def pair_of(
     da.attrs[NOTES_ATTR] = [f"BEFORE: {n}" for n in first.attrs.get(NOTES_ATTR, [])] + [
         f"AFTER: {n}" for n in second.attrs.get(NOTES_ATTR, [])
     ]
-    da.attrs["source"] = [first.attrs.get("source", ""), str(after)]
+    da.attrs["source"] = _files(first) + _files(second)
     return da
+
+
+def _files(date: xr.DataArray) -> list[str]:
+    """The files a date was read from: one, or a scene's band files."""
+    source = date.attrs.get("source", "")
+    return [source] if isinstance(source, str) else list(source)
 
 
 def _same_grid(a: xr.DataArray, b: xr.DataArray) -> bool:
@@ -198,16 +210,16 @@ def _same_grid(a: xr.DataArray, b: xr.DataArray) -> bool:
 
 
 def _warped(
-    path: Path,
     first: xr.DataArray,
     second: xr.DataArray,
     m: Modality,
     offset: tuple[float, float] | None = None,
-) -> tuple[xr.DataArray, WarpedVRT, list[int]]:
+) -> tuple[xr.DataArray, list[tuple[WarpedVRT, list[int]]]]:
     """AFTER warped onto BEFORE's grid (bilinear, GDAL), lazily, with AFTER's band order,
-    nodata and units, the VRT and AFTER's bands in it (1-based, the modality's order); refused
-    when the two do not overlap. With an ``offset`` (rows, cols), each pixel of BEFORE's grid
-    reads AFTER that far away, where AFTER has its features."""
+    nodata and units, and the VRTs with AFTER's bands in each (1-based, the modality's order):
+    one VRT of AFTER's file, or one of each of its band files, each warped from its own
+    resolution; refused when the two do not overlap. With an ``offset`` (rows, cols), each
+    pixel of BEFORE's grid reads AFTER that far away, where AFTER has its features."""
     if first.rio.crs is None or second.rio.crs is None:
         raise BadInput(
             "BEFORE and AFTER lie on different grids and one has no CRS, so AFTER cannot be "
@@ -222,27 +234,34 @@ def _warped(
             f"{bottom:.6g}, {right:.6g}, {top:.6g}, in BEFORE's CRS) do not overlap",
             "give two rasters of the same place",
         )
-    src = rasterio.open(path)
     nodata = second.rio.nodata
     if nodata is None or (isinstance(nodata, float) and math.isnan(nodata)):
         nodata = second.attrs.get(FILL_ATTR, 0 if np.dtype(second.dtype).kind in "iu" else np.nan)
     rows, cols = offset or (0.0, 0.0)
-    vrt = WarpedVRT(
-        src,
-        crs=first.rio.crs,
-        transform=first.rio.transform() * Affine.translation(cols, rows),
-        width=first.sizes["x"],
-        height=first.sizes["y"],
-        resampling=Resampling.bilinear,
-        nodata=nodata,
-    )
-    raw = _open_file(vrt)  # rioxarray reads a WarpedVRT lazily
-    order = _band_order(raw, m)
-    warped = raw if order is None else raw.isel(band=order)
-    indexes = [int(i) + 1 for i in (range(raw.sizes["band"]) if order is None else order)]
+    vrts = [
+        WarpedVRT(
+            rasterio.open(path),
+            crs=first.rio.crs,
+            transform=first.rio.transform() * Affine.translation(cols, rows),
+            width=first.sizes["x"],
+            height=first.sizes["y"],
+            resampling=Resampling.bilinear,
+            nodata=nodata,
+        )
+        for path in second.attrs.get(BAND_FILES_ATTR, _files(second))
+    ]
+    raws = [_open_file(vrt) for vrt in vrts]  # rioxarray reads a WarpedVRT lazily
+    if len(vrts) > 1:  # a band file each, in the modality's order
+        warped, warps = xr.concat(raws, dim="band"), [(vrt, [1]) for vrt in vrts]
+    else:  # the file's bands that AFTER was read from (all, or all but an alpha band)
+        numbers = second.attrs.get(FILE_BANDS_ATTR) or range(1, raws[0].sizes["band"] + 1)
+        raw = _select_bands(raws[0], list(numbers))
+        order = _band_order(raw, m)
+        warped = raw if order is None else raw.isel(band=order)
+        warps = [(vrts[0], [numbers[i] for i in (range(len(numbers)) if order is None else order)])]
     warped = warped.rio.write_nodata(nodata, encoded=False)
     warped.attrs.update({k: v for k, v in second.attrs.items() if k != FILL_ATTR})
     warped.attrs[NOTES_ATTR] = second.attrs.get(NOTES_ATTR, []) + (
         [] if _same_grid(first, second) else ["warped onto BEFORE's grid (GDAL, bilinear)"]
     )  # a move onto BEFORE's features is the change task's note
-    return warped, vrt, indexes
+    return warped, warps

@@ -184,10 +184,12 @@ class OfaDialog(QDialog):
                 text += f" ({band.wavelength_um:.3f} µm)"
             if band.bad:
                 text += " - flagged bad in the file"
+            if band.alpha:
+                text += " - the alpha band (transparency), not imagery"
             item = QListWidgetItem(text)
             item.setData(Qt.UserRole, band.number)
             item.setFlags(item.flags() | Qt.ItemIsUserCheckable)
-            item.setCheckState(Qt.Unchecked if band.bad else Qt.Checked)
+            item.setCheckState(Qt.Unchecked if band.bad or band.alpha else Qt.Checked)
             self.band_list.addItem(item)
         self.band_list.blockSignals(False)
         self.refresh_sensors()

@@ -17,6 +17,7 @@ class Band:
     wavelength_um: float | None = None
     bad: bool = False  # flagged bad in the file (``bbl`` = 0); the engine leaves it out
     data_type: str = ""  # GDAL's name: Byte, UInt16, Float32...
+    alpha: bool = False  # the file's alpha band (transparency): a mask, left out like a bad one
 
 
 @dataclass(frozen=True)
@@ -29,7 +30,7 @@ class SensorChoice:
 def layer_bands(path: str) -> list[Band]:
     """The bands of a raster file as GDAL reports them: description (or "Band n"), the centre
     wavelength and bad-band flag when the file tags them (ENVI/EnMAP ``wavelength`` +
-    ``wavelength_units``, ``bbl``), and the data type."""
+    ``wavelength_units``, ``bbl``), the data type, and whether it is the alpha band."""
     from osgeo import gdal
 
     try:
@@ -49,9 +50,23 @@ def layer_bands(path: str) -> list[Band]:
                 protocol.band_wavelength(tags),
                 protocol.bad_band(tags),
                 gdal.GetDataTypeName(band.DataType),
+                band.GetColorInterpretation() == gdal.GCI_AlphaBand and _mask_values(band),
             )
         )
     return bands
+
+
+def _mask_values(band) -> bool:
+    """Whether a band GDAL calls alpha holds a mask's values (``protocol.alpha_mask``), from a
+    decimated read: a NIR band written with GDAL's defaults is called alpha too."""
+    from osgeo import gdal
+
+    bits = gdal.GetDataTypeSize(band.DataType)
+    if gdal.GetDataTypeName(band.DataType) not in ("Byte", "UInt16", "UInt32"):
+        return False
+    side = (min(64, band.XSize), min(64, band.YSize))
+    values = band.ReadAsArray(0, 0, band.XSize, band.YSize, buf_xsize=side[0], buf_ysize=side[1])
+    return protocol.alpha_mask(values.ravel().tolist(), 2**bits - 1)
 
 
 def sensor_choices(
@@ -63,7 +78,7 @@ def sensor_choices(
     guess = guess_sensor(registry, bands, total)
     auto = (
         "auto (from the bands' wavelengths)"
-        if bands and all(b.wavelength_um for b in bands)
+        if by_wavelength(registry, bands)
         else f"auto (looks like {sensor_name(registry, guess)})"
         if guess
         else "auto (the engine decides)"
@@ -85,6 +100,17 @@ def sensor_choices(
                     )
                 )
     return choices
+
+
+def by_wavelength(registry: list[dict], bands: list[Band]) -> bool:
+    """Whether the engine reads these bands by the wavelengths the file tags them with (EnMAP):
+    each has one, and their names are not a known sensor's bands (GDAL's Sentinel-2 layers
+    carry both; ``protocol.names_sensor_bands``)."""
+    return (
+        bool(bands)
+        and all(b.wavelength_um for b in bands)
+        and not protocol.names_sensor_bands(registry, [b.name for b in bands])
+    )
 
 
 def guess_sensor(registry: list[dict], bands: list[Band], total: int | None = None) -> str | None:
@@ -128,7 +154,7 @@ def check_selection(
             f"{choice.label} has {choice.bands} bands but {selected} selected: "
             f"select the layer's {choice.bands} bands in the sensor's order."
         )
-    if choice.modality is None and not all(b.wavelength_um for b in bands):
+    if choice.modality is None and not by_wavelength(registry, bands):
         if (
             not protocol.sensor_candidates(registry, len(bands))
             and not protocol.band_subsets(registry, [b.name for b in bands])
@@ -168,7 +194,7 @@ def read_as(
         some = protocol.band_subsets(chosen, [b.name for b in bands])
         picked = some[0] if some else _picked(chosen, bands, total)
         return protocol.subset_name(*picked) if picked else choice.modality
-    if bands and all(b.wavelength_um for b in bands):
+    if by_wavelength(registry, bands):
         return None
     return guess_sensor(registry, bands, total)
 

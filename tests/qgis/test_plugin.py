@@ -676,6 +676,43 @@ def test_a_layer_of_some_sentinel2_bands_runs_as_those_bands(
     assert "s2 10m embedding (PCA colours)" in names
 
 
+def test_an_rgba_layers_alpha_band_is_not_imagery(
+    plugin, qgis_iface, qgis_app, monkeypatch, tmp_path
+):
+    """An RGBA orthophoto (as drone software writes them): its alpha band is listed as such and
+    left unticked, so the layer is read as RGB (it was NAIP's R, G, B and NIR, the alpha band
+    as the near infrared), and its transparent rim is no data in the embedding."""
+    from ofa_explore_qgis import settings
+    from ofa_explore_qgis.dialog import OfaDialog
+
+    neon = gdal.Open(str(SHARED / "neon_rgb" / "OSBS_029.tif"))
+    rgb = neon.ReadAsArray()
+    rgb[:, :100] = 0  # outside the flight: transparent, and black as GDAL fills it
+    path = tmp_path / "data" / "ortho.tif"
+    path.parent.mkdir()
+    ds = gdal.GetDriverByName("GTiff").Create(str(path), 400, 400, 4, gdal.GDT_Byte, ["ALPHA=YES"])
+    ds.SetGeoTransform(neon.GetGeoTransform())
+    ds.SetProjection(neon.GetProjection())
+    for i in range(3):
+        ds.GetRasterBand(i + 1).WriteArray(rgb[i])
+    ds.GetRasterBand(4).WriteArray(np.where(rgb[0] == 0, 0, 255).astype(np.uint8))
+    ds = None
+    layer = add_layer(qgis_iface, path, "ortho")
+    dialog = OfaDialog("embed", settings.current_engine(), layer)
+    item = dialog.band_list.item(3)
+    assert item.text() == "4: Band 4 - the alpha band (transparency), not imagery"
+    assert item.checkState() == Qt.Unchecked
+    assert dialog.sensor.itemText(0) == "auto (looks like Any 8-bit RGB image)"
+
+    accept_dialog(monkeypatch)
+    plugin.open_dialog("embed")
+    wait(plugin, qgis_app)
+    assert "ortho embedding" in messages(qgis_iface, "Success"), messages(qgis_iface, "Critical")
+    shown = details(plugin, qgis_iface, "ortho embedding")
+    assert "Read as" in shown and "(rgb)" in shown, shown
+    assert "transparent (alpha 0) and 0 in every band" in shown, shown
+
+
 def test_results_say_what_was_found(plugin, qgis_iface, qgis_app, monkeypatch, data, tmp_path):
     """The bar: classes with shares, the sensor, precision, tiles, time and file; Details: the
     class table with areas and the whole path. The newest layer is on top."""
