@@ -3,14 +3,15 @@ DataArray with band names, CRS, transform and nodata, and work out which modalit
 which units its values are stored.
 
 Nothing here reads a whole raster: pixels are read window by window by the inference engine;
-detection looks at a decimated sample.
+detection looks at a decimated sample. Below it: ``rasterfiles`` (GDAL's files, samples of their
+values, alpha bands), ``band_files`` (a scene's single-band files) and ``detection`` (the sensor
+a header points to).
 """
 
 from __future__ import annotations
 
 import json
 import math
-import os
 import re
 import warnings
 from collections.abc import Sequence
@@ -19,28 +20,32 @@ from pathlib import Path
 from typing import Any, cast
 
 import numpy as np
-import rasterio
-import rioxarray
 import xarray as xr
-from rasterio.enums import ColorInterp, Resampling
-from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
-from rasterio.vrt import WarpedVRT
-from rasterio.windows import Window
 
-from .errors import BadInput, NotFound
-from .fileio import existing_file
+from .band_files import folder_rasters, open_stack
+from .detection import detect_modality as detect_modality  # re-exported: the public rule
+from .detection import likely_modalities, sensor_records
 from .modalities import Modality, get_modality, hyperspectral_modality, list_modalities
 from .protocol import (
-    alpha_mask,
-    band_label,
     band_subsets,
     band_wavelengths,
-    is_8bit,
     names_sensor_bands,
     picked_bands,
     sensor_bands,
     sensor_candidates,
     subset_name,
+)
+from .rasterfiles import (
+    SAMPLE_SIDE,
+    RasterError,
+    alpha_band,
+    existing_raster,
+    open_dataset,
+    open_file,
+    raster_path,
+    read_sample,
+    select_bands,
+    transparent_value,
 )
 from .scale import (
     ORDER_MARGIN,
@@ -51,15 +56,12 @@ from .scale import (
     span,
 )
 
-SAMPLE_SIDE = 256  # pixels per side of the decimated read used for detection
-BAND_FILE_SUFFIXES = (".tif", ".tiff", ".jp2")  # the rasters a scene's folder is read from
 ABSURD = 1e30  # a value this large is a float nodata marker (-3.4e38), not a measurement
 CONVERSION_ATTR = "ofa_conversion"
 MODALITY_ATTR = "ofa_modality"
 FILL_ATTR = "ofa_fill"  # a value that marks a pixel as nodata when every band has it (a file
 # without a nodata value whose integer pixels are 0 in every band: Landsat's scene borders)
 NOTES_ATTR = "ofa_notes"  # what detection decided, one sentence each (results and tags repeat it)
-BAND_FILES_ATTR = "ofa_band_files"  # a scene read from band files: the file of each band, in order
 FILE_BANDS_ATTR = "ofa_file_bands"  # the file's bands read (1-based), where not all (picked, alpha)
 
 
@@ -67,15 +69,8 @@ class ScaleWarning(UserWarning):
     """The values do not fit the statistics of the modality that was asked for."""
 
 
-class RasterError(BadInput):
-    """A raster that cannot be used as it is: ``problem`` says why, ``fix`` what to do."""
-
-
 # ---------------------------------------------------------------- opening
 KEEP = "file"  # nodata default: whatever the file says
-# a dataset GDAL opens by name rather than a file: a driver's prefix (two or more characters,
-# unlike a Windows drive) and a colon, or one of its virtual file systems
-GDAL_NAME = re.compile(r"^([A-Za-z][A-Za-z0-9_]+:(?!\\)|/vsi[a-z0-9_]+/)")
 
 
 def open_raster(
@@ -104,13 +99,13 @@ def open_raster(
     given = _as_modality(modality)
     folder = isinstance(source, (str, Path)) and Path(source).is_dir()
     if folder:
-        source = _folder_rasters(Path(cast("str | Path", source)))
+        source = folder_rasters(Path(cast("str | Path", source)))
     read_notes: list[str] = []
     subsets: list[tuple[Modality, Modality]] = []
     whole_sensor: Modality | None = None  # the sensor of a file whose bands were picked
     alpha, transparent = None, None  # a file's alpha band; what its transparent pixels hold
     if isinstance(source, (list, tuple)):
-        paths = [_existing(p) for p in source]
+        paths = [existing_raster(p) for p in source]
         if not paths:
             raise RasterError("empty list of files", "give one raster or its single-band files")
         if len(paths) == 1:
@@ -120,36 +115,36 @@ def open_raster(
                 "{bands} picks bands of one multi-band file, not of a list of single-band files",
                 "give only the files of the bands you want",
             )
-        da, sample, stack, read_notes = _open_stack(paths, given, folder)
+        da, sample, stack, read_notes = open_stack(paths, given, folder)
         if stack is None:  # some of a sensor's bands, a file each
             subsets = _named_subsets(da, given)
         m = stack or subsets[0][0]
         tagged_cube, candidates = False, [m]
     else:
-        path = _existing(cast("str | Path", source))  # one file (lists are handled above)
-        da = whole = _open_file(path)
+        path = existing_raster(cast("str | Path", source))  # one file (lists are handled above)
+        da = whole = open_file(path)
         if bands is not None:
             bands = _check_bands(bands, da.sizes["band"], path)
-        alpha = _alpha_band(path)
+        alpha = alpha_band(path)
         if alpha is not None and alpha not in (bands or []):
             # a mask, not imagery: RGBA orthophotos were read as NAIP's R, G, B and NIR
             if bands is None:
                 bands = [b for b in range(1, da.sizes["band"] + 1) if b != alpha]
                 read_notes.append(f"left out band {alpha}: the file's alpha band (transparency)")
-            transparent = _transparent(path, alpha, bands)
+            transparent = transparent_value(path, alpha, bands)
         if bands is not None:
-            da = _select_bands(da, bands)
+            da = select_bands(da, bands)
             da.attrs[FILE_BANDS_ATTR] = list(bands)
             picked = _picked_names(path, whole, bands, given)
             if picked is not None:
                 da.attrs["long_name"], whole_sensor, note = picked
                 read_notes.append(note)
-        sample = _sample(path, bands=bands)
+        sample = read_sample(path, bands=bands)
         tagged = file_wavelengths(path, bands=bands)
         tagged_cube = (
             tagged is not None
             and (given is None or given.num_bands == len(tagged[1]) < da.sizes["band"])
-            and not names_sensor_bands(_sensor_records(), _descriptions(da))
+            and not names_sensor_bands(sensor_records(), _descriptions(da))
         )
         if tagged is not None and tagged_cube:
             waves, good = tagged
@@ -191,8 +186,8 @@ def open_raster(
     valid = _valid(sample, nodata, fill)
     if not np.isfinite(valid).any() and not isinstance(source, (list, tuple)):
         side = (min(SAMPLE_SIDE, da.sizes["y"]), min(SAMPLE_SIDE, da.sizes["x"]))
-        full = _sample(
-            _raster_path(cast("str | Path", source)), shape=side, bands=bands
+        full = read_sample(
+            raster_path(cast("str | Path", source)), shape=side, bands=bands
         )  # confirm on a full decimated read
         valid = _valid(full, nodata, fill)
     if not np.isfinite(valid).any():
@@ -241,7 +236,7 @@ def file_wavelengths(
     """Band centre wavelengths (µm) that a file carries per band, and the indices of the bands
     it does not flag as bad (``bbl`` = 0); ``None`` unless every band has a wavelength tag.
     ``bands`` (1-based numbers) looks at those bands only, in that order; indices count in them."""
-    with _open_dataset(_raster_path(path)) as src:
+    with open_dataset(raster_path(path)) as src:
         tags = [src.tags(i) for i in (bands or range(1, src.count + 1))]
     return band_wavelengths(tags)
 
@@ -281,26 +276,6 @@ def source_tags(da: xr.DataArray) -> dict[str, str]:
     }
 
 
-def _open_file(path: Path) -> xr.DataArray:
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", NotGeoreferencedWarning)
-            da = rioxarray.open_rasterio(path, cache=False, mask_and_scale=False)
-    except (RasterioIOError, OSError) as err:
-        raise _unreadable(path, err) from None
-    if isinstance(da, list) or isinstance(da, xr.Dataset):
-        with warnings.catch_warnings():  # a container has no grid of its own
-            warnings.simplefilter("ignore", NotGeoreferencedWarning)
-            with _open_dataset(path) as src:
-                names = list(src.subdatasets)
-        shown = ", ".join(f"'{n}'" for n in names[:4]) + (", ..." if len(names) > 4 else "")
-        raise RasterError(
-            f"{path} holds {len(names)} rasters (GDAL sub-datasets: {shown})",
-            "give one of them by its GDAL name, quoted, in place of the file",
-        )
-    return da
-
-
 def _check_bands(bands: Sequence[int], count: int, path: Path) -> list[int]:
     """1-based band numbers, each an existing band of the file, none twice."""
     bands = list(bands)
@@ -328,225 +303,6 @@ def _check_bands(bands: Sequence[int], count: int, path: Path) -> list[int]:
                 band=band,
             )
     return [int(b) for b in bands]
-
-
-def _alpha_band(path: Path) -> int | None:
-    """The number of the file's alpha band, when it has one and other bands besides: a band of
-    GDAL's colour interpretation alpha whose values are a mask's (``protocol.alpha_mask``)."""
-    with _open_dataset(path) as src:
-        found = [i + 1 for i, c in enumerate(src.colorinterp) if c == ColorInterp.alpha]
-        dtype = np.dtype(src.dtypes[0])
-        if len(found) != 1 or src.count < 2 or dtype.kind not in "iu":
-            return None
-        values = _sample(src, bands=found).ravel()
-    return found[0] if alpha_mask(values, np.iinfo(dtype).max) else None
-
-
-def _transparent(path: Path, alpha: int, bands: list[int]) -> float | str | None:
-    """What the bands hold where the alpha band says transparent (0), from a sample: one value
-    in every band (0 or 255, as GDAL and drone software write them), taken as nodata; else a
-    note that transparent pixels are read as data; None where the sample has none."""
-    sample = _sample(path, bands=[*bands, alpha])
-    clear = sample[-1] == 0
-    if not clear.any():
-        return None
-    under = np.unique(sample[:-1][:, clear])
-    if len(under) == 1:
-        return float(under[0])
-    return (
-        f"its transparent pixels (alpha 0, {clear.mean():.0%} of a sample) hold varied values "
-        "and are read as data"
-    )
-
-
-def _select_bands(da: xr.DataArray, bands: list[int]) -> xr.DataArray:
-    """The bands numbered ``bands`` (1-based), with per-band attributes (descriptions) to match."""
-    count, index = da.sizes["band"], [b - 1 for b in bands]
-    picked = da.isel(band=index)
-    for key, value in da.attrs.items():
-        if isinstance(value, tuple) and len(value) == count:
-            picked.attrs[key] = tuple(value[i] for i in index)
-    return picked
-
-
-def _open_stack(paths: list[Path], given: Modality | None, folder: bool = False):
-    """Single-band files -> one lazy DataArray on the finest grid, in the modality's band order,
-    with a note on the files left out (see ``_stack_sensor``); or, when they are some of a
-    sensor's bands, in the order given, the bands named (modality None: ``_named_subsets``).
-    A multi-band file is refused (a list or folder of scenes would otherwise read as some
-    sensor's bands), except in a ``folder`` that holds two or more single-band files: there it
-    is a scene's extra (Sentinel-2's TCI.jp2), left out with a note."""
-    names, counts, area, byte = {}, {}, {}, 0  # description, band count, pixel area; bytes
-    for p in paths:
-        with _open_dataset(p) as src:
-            counts[p], area[p] = src.count, abs(src.res[0] * src.res[1])
-            if src.count == 1:
-                names[p], byte = src.descriptions[0], byte + is_8bit(src.dtypes[0])
-    multi = [p for p in paths if counts[p] != 1]
-    if multi and (not folder or len(names) < 2):
-        raise RasterError(
-            f"{multi[0]} has {counts[multi[0]]} bands; a list of files (or a folder's files) "
-            "must be one scene's single-band files",
-            "give one multi-band file alone, or run each file on its own",
-        )
-    notes = []
-    if multi:
-        notes.append(
-            f"left out {_file_names(multi, paths)}: "
-            f"{'not single-band files' if len(multi) > 1 else 'not a single-band file'} (a "
-            "scene's folder is read from its band files)"
-        )
-    coarser = _coarser_copies(names, area)
-    if coarser:
-        names = {p: d for p, d in names.items() if p not in coarser}
-        notes.append(
-            f"each band read from its finest file; left out the coarser "
-            f"cop{'ies' if len(coarser) > 1 else 'y'} {_file_names(coarser, paths)}"
-        )
-    m, order = _stack_sensor(names, given, eight_bit=byte * 2 > len(names))
-    left_out = [p for p in names if p not in order]
-    if left_out:
-        what = f"bands of '{m.name}' ({', '.join(m.bands)})" if m else "bands of a known sensor"
-        notes.append(f"left out {_file_names(left_out, paths)}: not {what}")
-    sources = [_open_dataset(p) for p in order]
-    finest = min(sources, key=lambda s: abs(s.res[0] * s.res[1]))
-    arrays, samples = [], []
-    for src in sources:
-        vrt = WarpedVRT(
-            src,
-            crs=finest.crs,
-            transform=finest.transform,
-            width=finest.width,
-            height=finest.height,
-            resampling=Resampling.bilinear,
-        )
-        arrays.append(rioxarray.open_rasterio(vrt, cache=False, mask_and_scale=False))
-        samples.append(
-            _sample(src, shape=(min(SAMPLE_SIDE, finest.height), min(SAMPLE_SIDE, finest.width)))
-        )
-    da = xr.concat(cast("list[xr.DataArray]", arrays), dim="band")
-    da.attrs[BAND_FILES_ATTR] = [str(p) for p in order]
-    if m is None:
-        da.attrs["long_name"] = tuple(_file_bands({p: names[p] for p in order}, given))
-    return da, np.concatenate(samples, axis=0), m, notes
-
-
-def _file_names(some: list[Path], paths: list[Path]) -> str:
-    """File names for a note, without the prefix that all of ``paths`` share ('T33UUP_2017...
-    _B02_10m.jp2' is '...B02_10m.jp2', 'LC08_L1TP_..._B10.TIF' '...B10.TIF')."""
-    prefix = os.path.commonprefix([p.name for p in paths])
-    prefix = prefix[: max(prefix.rfind("_"), prefix.rfind("-")) + 1]
-    cut = len(prefix) if len(prefix) >= 6 and len(paths) > 1 else 0
-    return ", ".join(("..." if cut else "") + p.name[cut:] for p in some)
-
-
-def _coarser_copies(names: dict[Path, str | None], area: dict[Path, float]) -> list[Path]:
-    """The files of a band that finer files of the same band make redundant (Sentinel-2 L2A
-    has B02 at 10, 20 and 60 m): those of each band but the finest, when they differ in pixel
-    size. Files of one band and pixel size are refused: in several folders, as several scenes
-    (a folder of scene folders)."""
-    bands = _registry_bands()
-    by_band: dict[str, list[Path]] = {}
-    for p, description in names.items():
-        band = _file_band(p, description, bands)
-        if band is not None:
-            by_band.setdefault(band, []).append(p)
-    coarser: list[Path] = []
-    for band, files in by_band.items():
-        if len({area[p] for p in files}) < len(files):  # two files of one band and size
-            folders = sorted({p.parent.name for p in files})
-            if len(folders) > 1:
-                raise RasterError(
-                    f"the files are of several scenes: band {band} is in {len(files)} files "
-                    f"of the same pixel size, in {len(folders)} folders "
-                    f"({', '.join(folders[:3])}{', ...' if len(folders) > 3 else ''})",
-                    "give one scene's folder or band files, and run each scene on its own",
-                )
-            raise RasterError(
-                f"band {band} is in {len(files)} files of the same pixel size "
-                f"({_file_names(files, list(names))})",
-                "keep one file of each band",
-            )
-        if len(files) > 1:
-            finest = min(files, key=lambda p: area[p])
-            coarser.extend(p for p in files if p != finest)
-    return sorted(coarser)
-
-
-def _stack_sensor(
-    names: dict[Path, str | None], given: Modality | None, eight_bit: bool
-) -> tuple[Modality | None, list[Path]]:
-    """The sensor a list of single-band files is from, and its files in its band order.
-
-    A scene's folder holds more than a sensor's layout takes (Landsat's panchromatic, thermal
-    and quality bands; Sentinel-2's SCL or TCI): the files of the sensor's bands are kept, the
-    others left out. Without ``given``, the sensor is the one that the band count and names
-    point to (``detect_modality``) when each of its bands is in a file; else, of the sensors
-    whose bands the files hold, one of the data type's kind (8-bit layouts for bytes, others for
-    wider types) before the others, then the one with the most bands. Files that hold some of
-    a sensor's bands, and no sensor whole, give None (``_named_subsets`` reads them).
-    ``names``: each file's band description; ``eight_bit``: whether most files hold bytes (a
-    quality band may be bytes alone)."""
-    paths = list(names)
-    some = [given.to_dict()] if given else _sensor_records()
-    bands = _file_bands(names, given)
-    named = [p for p, band in zip(paths, bands) if band is not None]  # the files of a band
-    some_of_one = bool(band_subsets(some, [band for band in bands if band is not None]))
-    if given is not None:
-        if some_of_one and not _holds(given, names):
-            return None, named
-        return given, _files_in_order(given, names)
-    try:
-        counted: Modality | None = detect_modality(len(paths), _file_bands(names, None), None)
-    except RasterError as err:
-        counted, unknown = None, err
-    if counted is not None and _holds(counted, names):
-        return counted, _files_in_order(counted, names)
-    held = [get_modality(n) for n in list_modalities()]
-    held = [s for s in held if s.num_bands < len(paths) and _holds(s, names)]
-    if not held:
-        if some_of_one:
-            return None, named
-        if counted is None:
-            raise unknown
-        return counted, _files_in_order(counted, names)  # says which band is missing
-
-    def rank(s: Modality) -> tuple[bool, int]:
-        return ("8-bit" in s.units) == eight_bit, s.num_bands
-
-    best = [s for s in held if rank(s) == max(map(rank, held))]
-    if len(best) > 1:
-        raise RasterError(
-            f"the files hold the bands of {' and of '.join(repr(s.name) for s in best)}",
-            "say which with {modality}",
-        )
-    return best[0], _files_in_order(best[0], names)
-
-
-def _band_files(m: Modality, names: dict[Path, str | None]) -> dict[str, list[Path]]:
-    """The files that hold each band of ``m`` (``names``: each file's band description)."""
-    found = {p: _file_band(p, names[p], m.bands) for p in names}
-    return {band: [p for p in names if found[p] == band] for band in m.bands}
-
-
-def _holds(m: Modality, names: dict[Path, str | None]) -> bool:
-    """Whether each band of ``m`` is in exactly one of the files."""
-    return all(len(files) == 1 for files in _band_files(m, names).values())
-
-
-def _files_in_order(m: Modality, names: dict[Path, str | None]) -> list[Path]:
-    """The file of each band of ``m``, in ``m``'s order; an error names a band in no file or in
-    several."""
-    order = []
-    for band, files in _band_files(m, names).items():
-        if len(files) != 1:
-            raise RasterError(
-                f"cannot tell which file holds band {band} of '{m.name}' (found {len(files)})",
-                f"name the files with their band (e.g. ..._{band}.tif), or give one file per "
-                f"band of {', '.join(m.bands)}",
-            )
-        order.extend(files)
-    return order
 
 
 def _named_subsets(da: xr.DataArray, given: Modality | None) -> list[tuple[Modality, Modality]]:
@@ -585,11 +341,10 @@ def _picked_names(
     if found is None:
         return None
     sensor = given or get_modality(found[0])
-    if (
-        given is None
-        and not scale_fit(_valid(_sample(path), whole.rio.nodata, None), whole.dtype, sensor).fits
-    ):
-        return None
+    if given is None:  # the values must fit the sensor the band count names
+        values = _valid(read_sample(path), whole.rio.nodata, None)
+        if not scale_fit(values, whole.dtype, sensor).fits:
+            return None
     note = (
         f"bands {', '.join(map(str, bands))} of the file's {sensor.num_bands} ('{sensor.name}') "
         f"are its {', '.join(found[1])}"
@@ -645,39 +400,6 @@ def _subset_note(m: Modality, parent: Modality, others: list[str]) -> str:
 
 
 # ---------------------------------------------------------------- detection
-def detect_modality(
-    band_count: int, descriptions: Sequence[str | None] | None, dtype: Any
-) -> Modality:
-    """Guess the modality from the band count, band names and data type; ambiguity is an error
-    that lists the candidates and the ``modality=`` override. (``open_raster`` also looks at the
-    values, see ``_check_scale``.)"""
-    found = likely_modalities(band_count, descriptions, dtype)
-    if len(found) > 1:
-        raise RasterError(
-            f"{band_count} bands could be any of {', '.join(m.name for m in found)}",
-            "say which with {modality}",
-        )
-    return found[0]
-
-
-def likely_modalities(
-    band_count: int, descriptions: Sequence[str | None] | None, dtype: Any
-) -> list[Modality]:
-    """The modalities a raster may be from its band count, band names and data type (see
-    ``protocol.sensor_candidates``), most likely first; none is an error."""
-    sensors = _sensor_records()
-    found = sensor_candidates(
-        sensors, band_count, descriptions, None if dtype is None else np.dtype(dtype).name
-    )
-    if not found:
-        plural = "s" * (band_count != 1)
-        raise RasterError(
-            f"no known sensor has {band_count} band{plural}",
-            "name its sensor with {modality} ({modalities} lists them; others can be "
-            "registered), or give all the bands of the scene",
-            bands=band_count,
-        )
-    return [get_modality(n) for n in found]
 
 
 # ---------------------------------------------------------------- helpers
@@ -685,59 +407,6 @@ def _as_modality(modality: str | Modality | None) -> Modality | None:
     if modality is None or isinstance(modality, Modality):
         return modality
     return get_modality(modality)
-
-
-def _folder_rasters(folder: Path) -> list[Path]:
-    """A scene's folder (its band files, as Landsat and Sentinel-2 scenes are downloaded): the
-    rasters in it, by name; where it has none, those of its subfolders (Sentinel-2 L2A's
-    IMG_DATA holds R10m, R20m and R60m). A Sentinel-2 product's .SAFE folder: its IMG_DATA."""
-    granules = sorted(folder.glob("GRANULE/*/IMG_DATA")) if folder.suffix.upper() == ".SAFE" else []
-    if len(granules) == 1:
-        folder = granules[0]
-
-    def rasters(folder: Path) -> list[Path]:
-        return sorted(p for p in folder.iterdir() if p.suffix.lower() in BAND_FILE_SUFFIXES)
-
-    found = rasters(folder) or [
-        p for sub in sorted(folder.iterdir()) if sub.is_dir() for p in rasters(sub)
-    ]
-    if not found:
-        raise RasterError(
-            f"{folder} is a folder with no raster files ({', '.join(BAND_FILE_SUFFIXES)})",
-            "give a raster file, or the folder of a scene's band files",
-        )
-    return found
-
-
-class GdalName(type(Path())):  # type: ignore[misc]
-    """A dataset name GDAL opens (``GDAL_NAME``), kept as written: a Path would fold the '//'
-    of '/vsizip//data/scene.zip/B04.tif' (an absolute archive path) into '/'."""
-
-    def __new__(cls, name: str):
-        self = super().__new__(cls, name)
-        self._gdal_name = str(name)
-        return self
-
-    def __str__(self) -> str:
-        return self._gdal_name
-
-    def __fspath__(self) -> str:
-        return self._gdal_name
-
-
-def _raster_path(path: str | Path) -> Path:
-    """A raster's path as a Path, a GDAL dataset name as written (``GdalName``)."""
-    return GdalName(str(path)) if GDAL_NAME.match(str(path)) else Path(path)
-
-
-def _existing(path: str | Path) -> Path:
-    """An existing raster file, or a GDAL dataset name ('GPKG:scenes.gpkg:t2020', a
-    sub-dataset of a container; '/vsizip//data/scene.zip/B04.tif'), which GDAL then opens."""
-    if GDAL_NAME.match(str(path)):
-        return _raster_path(path)
-    return existing_file(
-        path, "raster", RasterError, "give a raster file (or a list of band files)"
-    )
 
 
 def _descriptions(da: xr.DataArray) -> list[str | None]:
@@ -749,11 +418,11 @@ def _descriptions(da: xr.DataArray) -> list[str | None]:
 
 def _order_bands(da: xr.DataArray, m: Modality) -> xr.DataArray:
     """Reorder bands to the modality's order when the file names them in another order."""
-    order = _band_order(da, m)
+    order = band_order(da, m)
     return da if order is None else da.isel(band=order)
 
 
-def _band_order(da: xr.DataArray, m: Modality) -> list[int] | None:
+def band_order(da: xr.DataArray, m: Modality) -> list[int] | None:
     """The file's band indices in the modality's order, when the file names its bands in
     another order; else None."""
     named = sensor_bands(m.to_dict(), _descriptions(da))
@@ -766,7 +435,7 @@ def _band_order(da: xr.DataArray, m: Modality) -> list[int] | None:
 def _fit(
     da: xr.DataArray, sample: np.ndarray, m: Modality, baseline: str | None = None
 ) -> ScaleFit:
-    order = _band_order(da, m)
+    order = band_order(da, m)
     return scale_fit(sample if order is None else sample[order], da.dtype, m, baseline)
 
 
@@ -774,9 +443,9 @@ def processing_baseline(source: Any) -> str | None:
     """The processing baseline a product names: a ``PROCESSING_BASELINE`` tag (GDAL's Sentinel-2
     driver writes it, and copies keep it), else the ``_Nxxyy_`` of a Sentinel-2 product's name
     in the path ('S2B_MSIL2A_20230612T102559_N0509_R108_T32UMU_...SAFE/.../B04.jp2')."""
-    paths = [_raster_path(p) for p in (source if isinstance(source, (list, tuple)) else [source])]
+    paths = [raster_path(p) for p in (source if isinstance(source, (list, tuple)) else [source])]
     for path in paths:
-        with _open_dataset(path) as src:
+        with open_dataset(path) as src:
             tags = src.tags()
         for key, value in tags.items():
             if "PROCESSING_BASELINE" in key.upper() and value.strip():
@@ -863,98 +532,5 @@ def _by_band_order(
     return replace(min(closer, key=lambda o: o.spread), preferred_to=fit)
 
 
-def _sensor_records() -> list[dict[str, Any]]:
-    """Every registered sensor's record, as the protocol's rules take them."""
-    return [get_modality(n).to_dict() for n in list_modalities()]
-
-
-def _registry_bands() -> list[str]:
-    """Every band name of the registry, longest first (so that 'B8A' is found before 'B8')."""
-    names = {b for n in list_modalities() for b in get_modality(n).bands}
-    return sorted(names, key=len, reverse=True)
-
-
-def _file_bands(names: dict[Path, str | None], given: Modality | None) -> list[str | None]:
-    """The band each single-band file holds (``names``: their band descriptions), of
-    ``given``'s or of any sensor's."""
-    bands = given.bands if given else _registry_bands()
-    return [_file_band(p, description, bands) for p, description in names.items()]
-
-
-def _file_band(path: Path, description: str | None, bands: Sequence[str]) -> str | None:
-    """The one of ``bands`` a single-band file holds: its description, else a band name in its
-    file name."""
-    label = (band_label(description) or "").upper()
-    if label in {b.upper() for b in bands}:
-        return next(b for b in bands if b.upper() == label)
-    tokens = re.split(r"[_\-.\s]", path.stem.upper())
-    for band in bands:
-        if band.upper() in tokens:
-            return band
-    return None
-
-
-def _sample(
-    source: Path | Any, shape: tuple[int, int] | None = None, bands: Sequence[int] | None = None
-) -> np.ndarray:
-    """Values of all bands (or of ``bands``, 1-based) from a cheap look at the raster, as float64,
-    nodata as stored.
-
-    With overviews (or a small raster) a decimated read; otherwise a grid of small windows, so
-    that a large compressed file is not decoded whole just to guess its units.
-    """
-    src = _open_dataset(source) if isinstance(source, Path) else source
-    try:
-        side = shape or (min(SAMPLE_SIDE, src.height), min(SAMPLE_SIDE, src.width))
-        indexes = list(bands or range(1, src.count + 1))
-        if src.overviews(1) or src.height * src.width <= 4 * SAMPLE_SIDE**2 or shape:
-            return src.read(
-                indexes, out_shape=(len(indexes), *side), resampling=Resampling.nearest
-            ).astype(np.float64)
-        n, size = 8, SAMPLE_SIDE // 8  # 8 x 8 windows of 32 x 32 pixels, spread evenly
-        rows = np.linspace(0, src.height - size, n).astype(int)
-        cols = np.linspace(0, src.width - size, n).astype(int)
-        return np.concatenate(
-            [
-                np.concatenate(
-                    [src.read(indexes, window=Window(c, r, size, size)) for c in cols], axis=2
-                )
-                for r in rows
-            ],
-            axis=1,
-        ).astype(np.float64)
-    except RasterioIOError as err:
-        raise RasterError(
-            f"{getattr(src, 'name', source)} is corrupt or truncated: reading its "
-            f"pixels failed ({_first_line(err)})",
-            "re-download or re-export the file",
-        ) from None
-    finally:
-        if isinstance(source, Path):
-            src.close()
-
-
-def _open_dataset(path: Path):
-    """``rasterio.open`` for a user's file: GDAL's failures (not a raster, truncated, missing)
-    become errors that name the file."""
-    try:
-        return rasterio.open(path)
-    except (RasterioIOError, OSError) as err:
-        if not Path(path).exists():
-            raise NotFound(f"raster not found: {path}", "check the path") from None
-        raise _unreadable(path, err) from None
-
-
-def _unreadable(path: Path, err: Exception) -> RasterError:
-    return RasterError(
-        f"cannot read {path} as a raster ({_first_line(err)})",
-        "is it a complete GeoTIFF/COG or another format GDAL reads?",
-    )
-
-
 def _name(source: Any) -> str:
     return str(source) if not isinstance(source, (list, tuple)) else f"{len(source)} files"
-
-
-def _first_line(err: Exception) -> str:
-    return (str(err).strip().splitlines() or [type(err).__name__])[0][:200]

@@ -19,23 +19,21 @@ from rasterio.windows import Window
 from xarray.backends import BackendArray
 from xarray.core import indexing
 
+from ..band_files import BAND_FILES_ATTR
 from ..errors import BadInput
 from ..io import (
-    BAND_FILES_ATTR,
     CONVERSION_ATTR,
     FILE_BANDS_ATTR,
     FILL_ATTR,
     MODALITY_ATTR,
     NOTES_ATTR,
     RasterError,
-    _alpha_band,
-    _band_order,
-    _open_file,
-    _select_bands,
+    band_order,
     open_raster,
     raster_modality,
 )
 from ..modalities import Modality
+from ..rasterfiles import alpha_band, open_file, select_bands
 from ..scale import to_model_units
 
 
@@ -154,7 +152,7 @@ def _band_count(path: str | Path) -> int | None:
     try:
         with rasterio.open(path) as src:
             count = int(src.count)
-        return count - (_alpha_band(Path(path)) is not None)  # a mask, not a band
+        return count - (alpha_band(Path(path)) is not None)  # a mask, not a band
     except (rasterio.errors.RasterioIOError, OSError):
         return None
 
@@ -250,13 +248,13 @@ def _warped(
         )
         for path in second.attrs.get(BAND_FILES_ATTR, _files(second))
     ]
-    raws = [_open_file(vrt) for vrt in vrts]  # rioxarray reads a WarpedVRT lazily
+    raws = [open_file(vrt) for vrt in vrts]  # rioxarray reads a WarpedVRT lazily
     if len(vrts) > 1:  # a band file each, in the modality's order
         warped, warps = xr.concat(raws, dim="band"), [(vrt, [1]) for vrt in vrts]
     else:  # the file's bands that AFTER was read from (all, or all but an alpha band)
         numbers = second.attrs.get(FILE_BANDS_ATTR) or range(1, raws[0].sizes["band"] + 1)
-        raw = _select_bands(raws[0], list(numbers))
-        order = _band_order(raw, m)
+        raw = select_bands(raws[0], list(numbers))
+        order = band_order(raw, m)
         warped = raw if order is None else raw.isel(band=order)
         warps = [(vrts[0], [numbers[i] for i in (range(len(numbers)) if order is None else order)])]
     warped = warped.rio.write_nodata(nodata, encoded=False)
