@@ -682,7 +682,7 @@ def test_an_rgba_layers_alpha_band_is_not_imagery(
     """An RGBA orthophoto (as drone software writes them): its alpha band is listed as such and
     left unticked, so the layer is read as RGB (it was NAIP's R, G, B and NIR, the alpha band
     as the near infrared), and its transparent rim is no data in the embedding."""
-    from ofa_explore_qgis import settings
+    from ofa_explore_qgis import layers, settings
     from ofa_explore_qgis.dialog import OfaDialog
 
     neon = gdal.Open(str(SHARED / "neon_rgb" / "OSBS_029.tif"))
@@ -703,6 +703,17 @@ def test_an_rgba_layers_alpha_band_is_not_imagery(
     assert item.text() == "4: Band 4 - the alpha band (transparency), not imagery"
     assert item.checkState() == Qt.Unchecked
     assert dialog.sensor.itemText(0) == "auto (looks like Any 8-bit RGB image)"
+    # NAIP's R, G, B, NIR written with GDAL's defaults: GDAL calls the NIR band alpha too, but
+    # its values are no mask's: it stays ticked, a band
+    naip = gdal.Open(str(NAIP))
+    copy = gdal.GetDriverByName("GTiff").Create(
+        str(tmp_path / "data" / "naip.tif"), naip.RasterXSize, naip.RasterYSize, 4, gdal.GDT_Byte
+    )
+    for i in range(1, 5):
+        copy.GetRasterBand(i).WriteArray(naip.GetRasterBand(i).ReadAsArray())
+    assert copy.GetRasterBand(4).GetColorInterpretation() == gdal.GCI_AlphaBand
+    copy = None
+    assert not any(b.alpha for b in layers.layer_bands(str(tmp_path / "data" / "naip.tif")))
 
     accept_dialog(monkeypatch)
     plugin.open_dialog("embed")
