@@ -76,6 +76,8 @@ def open_dataset(path: Path):
 
 
 def open_file(path: Path) -> xr.DataArray:
+    """A raster as rioxarray opens it, lazily; a file of several rasters (GDAL sub-datasets) is
+    refused with their names, which open one."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", NotGeoreferencedWarning)

@@ -33,7 +33,7 @@ from ..io import (
     raster_modality,
 )
 from ..modalities import Modality
-from ..rasterfiles import alpha_band, open_file, select_bands
+from ..rasterfiles import alpha_band, open_file, raster_path, select_bands
 from ..scale import to_model_units
 
 
@@ -152,7 +152,7 @@ def _band_count(path: str | Path) -> int | None:
     try:
         with rasterio.open(path) as src:
             count = int(src.count)
-        return count - (alpha_band(Path(path)) is not None)  # a mask, not a band
+        return count - (alpha_band(raster_path(path)) is not None)  # a mask, not a band
     except (rasterio.errors.RasterioIOError, OSError):
         return None
 
