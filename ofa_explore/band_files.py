@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import re
+import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import cast
@@ -19,7 +20,7 @@ from rasterio.vrt import WarpedVRT
 from .detection import detect_modality, registry_bands, sensor_records
 from .modalities import Modality, get_modality, list_modalities
 from .protocol import band_label, band_subsets, is_8bit
-from .rasterfiles import SAMPLE_SIDE, RasterError, open_dataset, read_sample
+from .rasterfiles import SAMPLE_SIDE, RasterError, open_dataset, raster_path, read_sample
 
 BAND_FILE_SUFFIXES = (".tif", ".tiff", ".jp2")  # the rasters a scene's folder is read from
 BAND_FILES_ATTR = "ofa_band_files"  # a scene read from band files: the file of each band, in order
@@ -28,7 +29,10 @@ BAND_FILES_ATTR = "ofa_band_files"  # a scene read from band files: the file of 
 def folder_rasters(folder: Path) -> list[Path]:
     """A scene's folder (its band files, as Landsat and Sentinel-2 scenes are downloaded): the
     rasters in it, by name; where it has none, those of its subfolders (Sentinel-2 L2A's
-    IMG_DATA holds R10m, R20m and R60m). A Sentinel-2 product's .SAFE folder: its IMG_DATA."""
+    IMG_DATA holds R10m, R20m and R60m). A Sentinel-2 product's .SAFE folder: its IMG_DATA.
+    A zip of one (a Sentinel-2 product as downloaded): the same files in it, read by GDAL."""
+    if folder.is_file():
+        return _zip_rasters(folder)
     granules = sorted(folder.glob("GRANULE/*/IMG_DATA")) if folder.suffix.upper() == ".SAFE" else []
     if len(granules) == 1:
         folder = granules[0]
@@ -45,6 +49,24 @@ def folder_rasters(folder: Path) -> list[Path]:
             "give a raster file, or the folder of a scene's band files",
         )
     return found
+
+
+def _zip_rasters(archive: Path) -> list[Path]:
+    """The band files of the scene in a zip, as GDAL dataset names ('/vsizip//data/S2A_...zip/
+    S2A_....SAFE/GRANULE/.../IMG_DATA/R10m/..._B02_10m.jp2'): those under IMG_DATA (a
+    Sentinel-2 product), else those of the shallowest folder that holds rasters."""
+    with zipfile.ZipFile(archive) as z:
+        members = sorted(m for m in z.namelist() if m.lower().endswith(BAND_FILE_SUFFIXES))
+    found = [m for m in members if "/IMG_DATA/" in f"/{m}"]
+    if not found and members:
+        top = min(m.count("/") for m in members)
+        found = [m for m in members if m.count("/") == top]
+    if not found:
+        raise RasterError(
+            f"{archive} is a zip with no raster files ({', '.join(BAND_FILE_SUFFIXES)})",
+            "give a raster file, or the zip or folder of a scene's band files",
+        )
+    return [raster_path(f"/vsizip/{archive.resolve()}/{m}") for m in found]
 
 
 def open_stack(paths: list[Path], given: Modality | None, folder: bool = False):

@@ -26,9 +26,10 @@ def add_change_verb(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "before",
-        help="the earlier raster, or its scene's folder of band files (its grid is the output's)",
+        help="the earlier raster, or its scene's folder or zip of band files (its grid is the "
+        "output's)",
     )
-    p.add_argument("after", help="the later raster or scene's folder, same sensor and bands")
+    p.add_argument("after", help="the later raster, folder or zip, same sensor and bands")
     p.add_argument("-o", "--output", type=Path, required=True, help="output .tif")
     p.add_argument(
         "--threshold",

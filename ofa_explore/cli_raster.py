@@ -49,7 +49,8 @@ def add_raster_verbs(sub: argparse._SubParsersAction) -> None:
             nargs="+",
             help="with -o FILE.tif: a raster GDAL reads, or one single-band file per "
             "band (stacked in the modality's band order; as files, a quoted pattern or "
-            "their folder, such as a Sentinel-2 .SAFE; files of other bands are left out); "
+            "their folder or zip, such as a Sentinel-2 .SAFE; files of other bands are left "
+            "out); "
             "with -o FOLDER: "
             "scenes, as paths, quoted glob patterns ('scenes/*.tif') or text "
             "files (.txt) listing one path per line",

@@ -97,8 +97,10 @@ def open_raster(
     (see ``to_model_units``).
     """
     given = _as_modality(modality)
-    folder = isinstance(source, (str, Path)) and Path(source).is_dir()
-    if folder:
+    folder = isinstance(source, (str, Path)) and (
+        Path(source).is_dir() or (Path(source).suffix.lower() == ".zip" and Path(source).is_file())
+    )
+    if folder:  # a scene's folder, or its zip as downloaded
         source = folder_rasters(Path(cast("str | Path", source)))
     read_notes: list[str] = []
     subsets: list[tuple[Modality, Modality]] = []

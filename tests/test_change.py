@@ -3,6 +3,7 @@ the output's grid, nodata, masks, polygons, warping, and each bad input of issue
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -388,6 +389,10 @@ def test_dates_as_scene_folders_of_band_files(bercy, tmp_path):
     both = np.isfinite(warped)
     assert both.mean() > 0.95
     assert np.corrcoef(warped[both], direct.values[0][both])[0, 1] > 0.8
+    # AFTER's zip as downloaded: its band files read through GDAL's /vsizip/, the same map
+    archive = shutil.make_archive(str(tmp_path / "after"), "zip", tmp_path, "after")
+    zipped = ofa_explore.change(b, archive).data
+    assert zipped is not None and np.array_equal(zipped.values[0], warped, equal_nan=True)
 
 
 def test_python_api_returns_a_georeferenced_dataarray_on_befores_grid(bercy, tmp_path):

@@ -131,7 +131,7 @@ def test_a_sentinel2_product_is_read_as_downloaded(shared, tmp_path):
     """A Sentinel-2 product as downloaded was refused: L1C's IMG_DATA holds the 3-band TCI.jp2
     ('has 3 bands; a list of files ... must be one scene's single-band files'), and L2A's holds
     no raster but R10m, R20m and R60m, with each band at its own and coarser pixel sizes and
-    the AOT, WVP, SCL and TCI files. Now IMG_DATA, or the .SAFE folder, is the product's scene."""
+    the AOT, WVP, SCL and TCI files. Now IMG_DATA, the .SAFE folder or its zip is the scene."""
     l1c = "S2A_MSIL1C_20161130T105422_N0204_R051_T31UDQ_20161130T105425.SAFE"
     src = shared / "change/oscd/bercy/bercy_20161130.tif"
     img = product_bands(
@@ -172,6 +172,13 @@ def test_a_sentinel2_product_is_read_as_downloaded(shared, tmp_path):
     notes = " ".join(da.attrs["ofa_notes"])
     assert "each band read from its finest file; left out the coarser copies ...B02_20m" in notes
     assert "left out ...AOT_20m.jp2, ...SCL_20m.jp2, ...WVP_20m.jp2, ...AOT_60m.jp2" in notes
+    # the product's zip as downloaded: read through GDAL's /vsizip/, the same bands
+    archive = shutil.make_archive(str(tmp_path / l2a.stem), "zip", tmp_path, l2a.name)
+    zipped = open_raster(archive)
+    assert raster_modality(zipped).name == "s2_l2a" and zipped.attrs["source"][0].startswith(
+        "/vsizip//"
+    )
+    assert np.array_equal(zipped.sel(band="B02").values, da.sel(band="B02").values)
     # R20m alone: 10 of L2A's 12 bands, as the product's name says (the values fit L1C too)
     assert raster_modality(open_raster(img / "R20m")).name.startswith("s2_l2a_b02_b03_b04_b05")
     unnamed = (img / "R20m").rename(tmp_path / "R20m")

@@ -148,10 +148,14 @@ def open_dates(
 
 def _band_count(path: str | Path) -> int | None:
     """How many bands a raster has, an alpha band not counted (None when GDAL cannot tell, as
-    of a folder: ``open_raster`` then reads it or says why)."""
+    of a folder, a zip or a container: ``open_raster`` then reads it or says why)."""
+    if Path(path).suffix.lower() == ".zip":  # a scene's zip (GDAL may take it for a product)
+        return None
     try:
         with rasterio.open(path) as src:
             count = int(src.count)
+        if count == 0:  # a container of rasters
+            return None
         return count - (alpha_band(raster_path(path)) is not None)  # a mask, not a band
     except (rasterio.errors.RasterioIOError, OSError):
         return None
