@@ -55,8 +55,11 @@ def _zip_rasters(archive: Path) -> list[Path]:
     """The band files of the scene in a zip, as GDAL dataset names ('/vsizip//data/S2A_...zip/
     S2A_....SAFE/GRANULE/.../IMG_DATA/R10m/..._B02_10m.jp2'): those under IMG_DATA (a
     Sentinel-2 product), else those of the shallowest folder that holds rasters."""
-    with zipfile.ZipFile(archive) as z:
-        members = sorted(m for m in z.namelist() if m.lower().endswith(BAND_FILE_SUFFIXES))
+    try:
+        with zipfile.ZipFile(archive) as z:
+            members = sorted(m for m in z.namelist() if m.lower().endswith(BAND_FILE_SUFFIXES))
+    except zipfile.BadZipFile as err:
+        raise RasterError(f"{archive} is not a readable zip ({err})", "download it again") from None
     found = [m for m in members if "/IMG_DATA/" in f"/{m}"]
     if not found and members:
         top = min(m.count("/") for m in members)

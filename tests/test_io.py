@@ -7,6 +7,7 @@ import random
 import shutil
 import warnings
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -179,6 +180,10 @@ def test_a_sentinel2_product_is_read_as_downloaded(shared, tmp_path):
         "/vsizip//"
     )
     assert np.array_equal(zipped.sel(band="B02").values, da.sel(band="B02").values)
+    cut = tmp_path / "cut.zip"
+    cut.write_bytes(Path(archive).read_bytes()[:4000])  # a download broken off
+    with pytest.raises(RasterError, match="cut.zip is not a readable zip"):
+        open_raster(cut)
     # R20m alone: 10 of L2A's 12 bands, as the product's name says (the values fit L1C too)
     assert raster_modality(open_raster(img / "R20m")).name.startswith("s2_l2a_b02_b03_b04_b05")
     unnamed = (img / "R20m").rename(tmp_path / "R20m")
