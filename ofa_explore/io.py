@@ -127,13 +127,14 @@ def open_raster(
         da = whole = open_file(path)
         if bands is not None:
             bands = _check_bands(bands, da.sizes["band"], path)
-        alpha = alpha_band(path)
+        alpha, with_alpha = alpha_band(path), None
         if alpha is not None and alpha not in (bands or []):
             # a mask, not imagery: RGBA orthophotos were read as NAIP's R, G, B and NIR
             if bands is None:
                 bands = [b for b in range(1, da.sizes["band"] + 1) if b != alpha]
                 read_notes.append(f"left out band {alpha}: the file's alpha band (transparency)")
-            transparent = transparent_value(path, alpha, bands)
+            with_alpha = read_sample(path, bands=[*bands, alpha])  # one read for both
+            transparent = transparent_value(with_alpha)
         if bands is not None:
             da = select_bands(da, bands)
             da.attrs[FILE_BANDS_ATTR] = list(bands)
@@ -141,7 +142,7 @@ def open_raster(
             if picked is not None:
                 da.attrs["long_name"], whole_sensor, note = picked
                 read_notes.append(note)
-        sample = read_sample(path, bands=bands)
+        sample = read_sample(path, bands=bands) if with_alpha is None else with_alpha[:-1]
         tagged = file_wavelengths(path, bands=bands)
         tagged_cube = (
             tagged is not None

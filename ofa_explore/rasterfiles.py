@@ -160,11 +160,11 @@ def alpha_band(path: Path) -> int | None:
     return found[0] if alpha_mask(values, np.iinfo(dtype).max) else None
 
 
-def transparent_value(path: Path, alpha: int, bands: list[int]) -> float | str | None:
-    """What the bands hold where the alpha band says transparent (0), from a sample: one value
-    in every band (0 or 255, as GDAL and drone software write them), taken as nodata; else a
-    note that transparent pixels are read as data; None where the sample has none."""
-    sample = read_sample(path, bands=[*bands, alpha])
+def transparent_value(sample: np.ndarray) -> float | str | None:
+    """What the bands hold where the alpha band says transparent (0), from a sample of the
+    bands and, last, the alpha band: one value in every band (0 or 255, as GDAL and drone
+    software write them), taken as nodata; else a note that transparent pixels are read as
+    data; None where the sample has none."""
     clear = sample[-1] == 0
     if not clear.any():
         return None
