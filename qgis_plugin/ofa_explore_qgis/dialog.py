@@ -50,6 +50,7 @@ class OfaDialog(QDialog):
         self.registry = runner.sensors()
         self.model: engine.ModelInfo | None = None
         self.bands: list[layers.Band] = []
+        self.after_bands: dict[str, list[layers.Band]] = {}  # by source: read once, not per check
         self.setWindowTitle("OFA Explore: " + protocol.task(task).title.rstrip("…"))
         self.setObjectName("ofa_explore_dialog")
         form = QFormLayout(self)
@@ -317,14 +318,26 @@ class OfaDialog(QDialog):
             return NOT_ON_DISK
         if Path(after.source()).resolve() == Path(before.source()).resolve():
             return "Before and After are the same layer: choose the later date's layer as After."
-        if after.bandCount() != before.bandCount():
+        before_count, after_count = imagery_bands(self.bands), self.after_imagery_bands(after)
+        if after_count is not None and after_count != before_count:
             return (
-                f"Before has {before.bandCount()} bands and After {after.bandCount()}: the two "
+                f"Before has {before_count} bands of imagery and After {after_count}: the two "
                 "dates must come from the same sensor, with the same bands."
             )
         if not overlap(before, after):
             return "Before and After do not overlap: choose two layers of the same place."
         return None
+
+    def after_imagery_bands(self, after) -> int | None:
+        """After's bands without an alpha band (the engine leaves it out of either date, so an
+        RGBA orthophoto compares with an RGB one); None when GDAL cannot read the file."""
+        source = after.source()
+        if source not in self.after_bands:
+            try:
+                self.after_bands[source] = layers.layer_bands(source)
+            except engine.EngineError:
+                return None
+        return imagery_bands(self.after_bands[source])
 
     def validate(self, *_) -> None:
         if self.task in HEAD_KINDS:
@@ -362,6 +375,11 @@ class OfaDialog(QDialog):
             bands = [b.number for b in self.selected_bands()]
             job.bands = [] if bands == [b.number for b in self.bands] else bands
         return job
+
+
+def imagery_bands(bands: list[layers.Band]) -> int:
+    """How many of a layer's bands are imagery: all but its alpha band."""
+    return sum(not band.alpha for band in bands)
 
 
 def raster_box(layer=None) -> QgsMapLayerComboBox:

@@ -676,6 +676,26 @@ def test_a_layer_of_some_sentinel2_bands_runs_as_those_bands(
     assert "s2 10m embedding (PCA colours)" in names
 
 
+def rgba_orthophoto(path: Path, alpha: bool = True) -> Path:
+    """A NEON RGB tile as drone software writes an orthophoto: R, G, B and an alpha band, 0
+    over a black rim outside the flight (``alpha``), else R, G, B alone."""
+    neon = gdal.Open(str(SHARED / "neon_rgb" / "OSBS_029.tif"))
+    rgb = neon.ReadAsArray()
+    rgb[:, :100] = 0  # the top 100 rows, outside the flight: transparent, black as GDAL fills it
+    path.parent.mkdir(exist_ok=True)
+    options = ["ALPHA=YES"] if alpha else []
+    count = 4 if alpha else 3
+    ds = gdal.GetDriverByName("GTiff").Create(str(path), 400, 400, count, gdal.GDT_Byte, options)
+    ds.SetGeoTransform(neon.GetGeoTransform())
+    ds.SetProjection(neon.GetProjection())
+    for i in range(3):
+        ds.GetRasterBand(i + 1).WriteArray(rgb[i])
+    if alpha:
+        ds.GetRasterBand(4).WriteArray(np.where(rgb[0] == 0, 0, 255).astype(np.uint8))
+    ds = None
+    return path
+
+
 def test_an_rgba_layers_alpha_band_is_not_imagery(
     plugin, qgis_iface, qgis_app, monkeypatch, tmp_path
 ):
@@ -685,18 +705,7 @@ def test_an_rgba_layers_alpha_band_is_not_imagery(
     from ofa_explore_qgis import layers, settings
     from ofa_explore_qgis.dialog import OfaDialog
 
-    neon = gdal.Open(str(SHARED / "neon_rgb" / "OSBS_029.tif"))
-    rgb = neon.ReadAsArray()
-    rgb[:, :100] = 0  # outside the flight: transparent, and black as GDAL fills it
-    path = tmp_path / "data" / "ortho.tif"
-    path.parent.mkdir()
-    ds = gdal.GetDriverByName("GTiff").Create(str(path), 400, 400, 4, gdal.GDT_Byte, ["ALPHA=YES"])
-    ds.SetGeoTransform(neon.GetGeoTransform())
-    ds.SetProjection(neon.GetProjection())
-    for i in range(3):
-        ds.GetRasterBand(i + 1).WriteArray(rgb[i])
-    ds.GetRasterBand(4).WriteArray(np.where(rgb[0] == 0, 0, 255).astype(np.uint8))
-    ds = None
+    path = rgba_orthophoto(tmp_path / "data" / "ortho.tif")
     layer = add_layer(qgis_iface, path, "ortho")
     dialog = OfaDialog("embed", settings.current_engine(), layer)
     item = dialog.band_list.item(3)
@@ -1076,8 +1085,8 @@ def test_change_refuses_pairs_that_cannot_be_compared_in_gis_words(
     )
     landsat = add_layer(qgis_iface, LANDSAT_TM, "nanjing")
     assert problem(landsat) == (
-        "Before has 13 bands and After 6: the two dates must come from the same sensor, with "
-        "the same bands."
+        "Before has 13 bands of imagery and After 6: the two dates must come from the same "
+        "sensor, with the same bands."
     )
     elsewhere = add_layer(
         qgis_iface, oscd_crop("rennes", 2, tmp_path / "rennes.tif"), "rennes 2017"
@@ -1098,6 +1107,34 @@ def test_change_refuses_pairs_that_cannot_be_compared_in_gis_words(
     assert "BEFORE is s2_l1c (13 bands) but AFTER has 4 bands: the two dates must come" in said
     assert "Traceback" not in said and " --" not in said
     assert list((tmp_path / "results").iterdir()) == []
+
+
+def test_change_compares_an_rgba_orthophoto_with_an_rgb_one(
+    plugin, qgis_iface, qgis_app, monkeypatch, tmp_path
+):
+    """A drone orthophoto with an alpha band (Before) and an RGB one of the same place (After)
+    are the same three bands of imagery: the dialog lets them through (it compared 4 bands with
+    3 and refused), and the engine leaves the alpha band out, its transparent rim no data."""
+    from ofa_explore_qgis import settings
+    from ofa_explore_qgis.dialog import OfaDialog
+
+    before = add_layer(qgis_iface, rgba_orthophoto(tmp_path / "data" / "flight1.tif"), "flight 1")
+    after = add_layer(
+        qgis_iface, rgba_orthophoto(tmp_path / "data" / "flight2.tif", alpha=False), "flight 2"
+    )
+    assert OfaDialog("change", settings.current_engine(), before, after=after).problem() is None
+    change_dialog(monkeypatch)
+    plugin.change_action.trigger()
+    wait(plugin, qgis_app)
+    said = messages(qgis_iface, "Success")
+    assert "flight 1 to flight 2 change: " in said, said + messages(qgis_iface, "Critical")
+    layer = QgsProject.instance().mapLayersByName("flight 1 to flight 2 change")[0]
+    assert layer.extent() == before.extent()
+    ds = gdal.Open(layer.source())  # a band outliving its dataset crashes
+    nodata, values = ds.GetRasterBand(1).GetNoDataValue(), ds.GetRasterBand(1).ReadAsArray()
+    ds = None
+    assert nodata is not None and np.isnan(nodata)
+    assert np.isnan(values[:100]).all() and not np.isnan(values[100:]).any()  # rim: no data
 
 
 def test_cancelling_a_change_keeps_the_warm_engine_and_leaves_nothing(
