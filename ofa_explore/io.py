@@ -219,6 +219,10 @@ def open_raster(
         fit = _check_scale(da, valid, candidates, given is not None, source, baseline)
         if given is None:
             fit = _by_band_order(da, valid, fit, baseline)
+        stored = stored_order(da, valid, fit, baseline)
+        if stored is not None:
+            fit, order = stored
+            da = da.isel(band=order)
         m, conversion = fit.modality, fit.conversion
         notes.append(fit.note())
         if not isinstance(source, (list, tuple)):
@@ -537,3 +541,26 @@ def _by_band_order(
 
 def _name(source: Any) -> str:
     return str(source) if not isinstance(source, (list, tuple)) else f"{len(source)} files"
+
+
+def stored_order(
+    da: xr.DataArray, sample: np.ndarray, fit: ScaleFit, baseline: str | None
+) -> tuple[ScaleFit, list[int]] | None:
+    """When a file that names none of its bands holds all of the sensor's bands in another
+    order that files use (``extra.band_orders``: Sentinel-2 L1C's 13 by wavelength, B8A after
+    B08, as OSCD stores them, where EuroSAT's order puts it last) and its band means follow that
+    order: the fit in it and the file's band indices in the sensor's order. Read in EuroSAT's
+    order, such a file had B8A as B09, B09 as the cirrus band B10, and so on, without a word.
+    As between sensors (``_by_band_order``): the sensor's own order must spread its band means
+    ``ORDER_SPREAD`` or more, and the other ``ORDER_MARGIN`` times less."""
+    m = fit.modality
+    if any(_descriptions(da)) or da.sizes["band"] != m.num_bands or not fit.spread >= ORDER_SPREAD:
+        return None
+    found = []
+    for order in m.extra.get("band_orders", []):
+        index = [order["bands"].index(band) for band in m.bands]
+        other = scale_fit(sample[index], da.dtype, m, baseline)
+        if other.fits and other.spread * ORDER_MARGIN <= fit.spread:
+            stored = replace(other, stored_as=order["name"], own_order_spread=fit.spread)
+            found.append((stored, index))
+    return min(found, key=lambda f: f[0].spread, default=None)

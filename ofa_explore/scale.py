@@ -126,6 +126,9 @@ class ScaleFit:
     factor: float  # typical ratio sample / modality (geometric median over bands); nan: none
     fits: bool
     preferred_to: ScaleFit | None = None  # the sensor detection named, whose band order lost
+    stored_as: str | None = None  # another order of the sensor's bands that the file follows
+    # (``extra.band_orders``: its name), with the spread in the sensor's own order:
+    own_order_spread: float = math.nan
 
     @property
     def spread(self) -> float:
@@ -176,6 +179,13 @@ class ScaleFit:
             return f"{read}, as asked; the values are {self.mismatch()} its statistics"
         ratio = f"{self.factor:.2f}x" if math.isfinite(self.factor) else "n/a"
         fit = f"{read}; the values fit its statistics (band means {ratio} its own)"
+        if self.stored_as is not None:
+            return (
+                f"{fit}: its bands carry no names, and their means follow this sensor's bands "
+                f"in {self.stored_as} (within {self.spread:.1f}x) rather than in its own order "
+                f"({self.own_order_spread:.0f}x apart): read in that order; name the file's "
+                "bands (their descriptions) to read them otherwise"
+            )
         other = self.preferred_to
         if other is None:
             return fit

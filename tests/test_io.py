@@ -373,6 +373,56 @@ def test_bands_picked_of_an_unnamed_sentinel2_file_are_those_bands(shared):
         assert np.array_equal(da.sel(band=band).values, pixels[number - 1])
 
 
+ESA_ORDER = [
+    "B01",
+    "B02",
+    "B03",
+    "B04",
+    "B05",
+    "B06",
+    "B07",
+    "B08",
+    "B8A",
+    "B09",
+    "B10",
+    "B11",
+    "B12",
+]
+
+
+def test_unnamed_sentinel2_bands_in_esas_order_are_read_in_it(shared, tmp_path):
+    """Sentinel-2's 13 bands by wavelength put B8A after B08 (OSCD stores them so); EuroSAT's
+    order, L1C's here, puts it last. A file in the first order that names no bands was read in
+    the second: B8A as B09, B09 as the cirrus band B10, and so on, without a word. Its band
+    means say which order it is in (also for reflectance in 0-1 and with the sensor named);
+    every EuroSAT chip stays in its own order, and each of them stored by wavelength is read
+    in that order."""
+    l1c = list(get_modality("s2_l1c").bands)
+    with rasterio.open(shared / "change/oscd/bercy/bercy_20161130.tif") as src:
+        assert list(src.descriptions) == ESA_ORDER
+        crop = src.read(window=rasterio.windows.Window(100, 100, 160, 160))
+    named = open_raster(write_tif(tmp_path / "named.tif", crop, descriptions=ESA_ORDER))
+    assert list(named.band.values) == l1c
+    for data, modality in ((crop, None), (crop / 10000, None), (crop, "s2_l1c")):
+        da = open_raster(write_tif(tmp_path / "unnamed.tif", data), modality=modality)
+        assert list(da.band.values) == l1c
+        values = to_model_units(da.values, da.attrs["ofa_conversion"])
+        np.testing.assert_allclose(values, named.values, rtol=1e-4, atol=0.5)
+        note = da.attrs["ofa_notes"][-1]
+        assert "in ESA's order by wavelength, B8A after B08, as OSCD stores them" in note, note
+    chips = sorted(shared.glob("eurosat/*/*.tif"))
+    assert len(chips) >= 100
+    for chip in chips:
+        with rasterio.open(chip) as src:
+            pixels = src.read()
+        da = open_raster(chip)
+        assert np.array_equal(da.values, pixels), chip
+        assert "ESA's order" not in str(da.attrs["ofa_notes"]), chip
+        by_wavelength = pixels[[l1c.index(band) for band in ESA_ORDER]]
+        da = open_raster(write_tif(tmp_path / "chip.tif", by_wavelength))
+        assert np.array_equal(da.values, pixels), chip
+
+
 def test_s1_polarisation_files_in_any_order(shared):
     patch = sorted(glob.glob(str(shared / "bigearthnet/S1/*")))[0]
     da = open_raster(sorted(glob.glob(patch + "/*.tif")))  # VH sorts before VV

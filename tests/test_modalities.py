@@ -9,6 +9,7 @@ import pytest
 from conftest import read_tif
 
 from ofa_explore.modalities import (
+    _REGISTRY,
     SAR_WAVELENGTH_CONVENTIONS,
     Modality,
     get_modality,
@@ -17,6 +18,17 @@ from ofa_explore.modalities import (
     register_modality,
     sar_wavelength,
 )
+
+
+@pytest.fixture(autouse=True)
+def _registry_kept():
+    """The sensors a test here registers are gone after it, so that tests run after these
+    (the CLI's list of sensors in an error) see the built-in ones alone."""
+    saved = dict(_REGISTRY)
+    yield
+    _REGISTRY.clear()
+    _REGISTRY.update(saved)
+
 
 REQUIRED = {
     "s1": 2,
