@@ -113,7 +113,10 @@ def _cmd_info(args: argparse.Namespace) -> int:
         ),
         (
             "modalities",
-            ", ".join(f"{k} ({len(v['bands'])} bands)" for k, v in meta["modalities"].items())
+            ", ".join(
+                f"{k} ({protocol.count(len(v['bands']), 'band')})"
+                for k, v in meta["modalities"].items()
+            )
             or "none",
         ),
     ]

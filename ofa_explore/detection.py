@@ -10,8 +10,11 @@ from typing import Any
 import numpy as np
 
 from .modalities import Modality, get_modality, list_modalities
-from .protocol import sensor_candidates
+from .protocol import count, sensor_candidates
 from .rasterfiles import RasterError
+
+# how a refusal shows the names of some of a sensor's bands (``protocol.subset_name``)
+SOME_BANDS_EXAMPLE = "s2_l2a_b02_b03_b04_b08 or s1_grd_vv"
 
 
 def sensor_records() -> list[dict[str, Any]]:
@@ -50,11 +53,11 @@ def likely_modalities(
         sensors, band_count, descriptions, None if dtype is None else np.dtype(dtype).name
     )
     if not found:
-        plural = "s" * (band_count != 1)
         raise RasterError(
-            f"no known sensor has {band_count} band{plural}",
+            f"no known sensor has {count(band_count, 'band')}",
             "name its sensor with {modality} ({modalities} lists them; others can be "
-            "registered), or give all the bands of the scene",
+            f"registered; some of a sensor's bands by their names after its own, such as "
+            f"{SOME_BANDS_EXAMPLE}), or give all the bands of the scene",
             bands=band_count,
         )
     return [get_modality(n) for n in found]

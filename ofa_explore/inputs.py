@@ -16,6 +16,7 @@ import torch
 
 from .errors import BadInput, ModelMismatch
 from .modalities import Modality, get_modality
+from .protocol import count
 
 if TYPE_CHECKING:
     from .model import OFANet
@@ -40,7 +41,8 @@ def require_embedding(model: OFANet, modality: Modality) -> None:
         trained = model.modalities[modality.name]
         if trained.num_bands != modality.num_bands:
             raise ModelMismatch(
-                f"modality '{modality.name}' has {modality.num_bands} bands but this model's "
+                f"modality '{modality.name}' has {count(modality.num_bands, 'band')} but this "
+                "model's "
                 f"'{modality.name}' embedding takes {trained.num_bands}",
                 "register the custom modality under another name",
                 modality=modality.name,
@@ -70,7 +72,7 @@ def check_input(x: torch.Tensor, modality: Modality, patch_size: int) -> torch.T
     c, h, w = x.shape[1:]
     if c != modality.num_bands:
         raise BadInput(
-            f"modality '{modality.name}' expects {modality.num_bands} bands "
+            f"modality '{modality.name}' expects {count(modality.num_bands, 'band')} "
             f"({', '.join(modality.bands)}), got {c}",
             "pass the bands in this order or choose the matching {modality} "
             "({modalities} lists them)",

@@ -23,12 +23,19 @@ import numpy as np
 import xarray as xr
 
 from .band_files import folder_rasters, open_stack
+from .detection import SOME_BANDS_EXAMPLE, likely_modalities, sensor_records
 from .detection import detect_modality as detect_modality  # re-exported: the public rule
-from .detection import likely_modalities, sensor_records
-from .modalities import Modality, get_modality, hyperspectral_modality, list_modalities
+from .modalities import (
+    Modality,
+    get_modality,
+    hyperspectral_modality,
+    list_modalities,
+    some_bands,
+)
 from .protocol import (
     band_subsets,
     band_wavelengths,
+    count,
     names_sensor_bands,
     picked_bands,
     sensor_bands,
@@ -164,9 +171,16 @@ def open_raster(
             m = candidates[0]
     if da.sizes["band"] != m.num_bands:
         raise RasterError(
-            f"{_name(source)} has {da.sizes['band']} bands but modality '{m.name}' expects "
-            f"{m.num_bands} bands ({', '.join(m.bands)})",
-            "pick the matching {modality}, or give the bands in that order with {bands}",
+            f"{_name(source)} has {count(da.sizes['band'], 'band')} but modality '{m.name}' "
+            f"expects {count(m.num_bands, 'band')} ({', '.join(m.bands)})",
+            "pick the matching {modality}"
+            + (
+                f" (some of its bands by their names after its own, such as "
+                f"{subset_name(m.name, m.bands[: da.sizes['band']])})"
+                if da.sizes["band"] < m.num_bands and m.kind != "hyperspectral"
+                else ""
+            )
+            + ", or give the bands in that order with {bands}",
             modality=m.name,
             bands=da.sizes["band"],
         )
@@ -283,7 +297,7 @@ def source_tags(da: xr.DataArray) -> dict[str, str]:
     }
 
 
-def _check_bands(bands: Sequence[int], count: int, path: Path) -> list[int]:
+def _check_bands(bands: Sequence[int], total: int, path: Path) -> list[int]:
     """1-based band numbers, each an existing band of the file, none twice."""
     bands = list(bands)
     if not bands:
@@ -296,9 +310,9 @@ def _check_bands(bands: Sequence[int], count: int, path: Path) -> list[int]:
                 f"band numbers are whole numbers counted from 1, got {band!r}",
                 "give band numbers in {bands}, e.g. 4,3,2",
             )
-        if not 1 <= band <= count:
+        if not 1 <= band <= total:
             raise RasterError(
-                f"band {band} does not exist: {path.name} has {count} bands "
+                f"band {band} does not exist: {path.name} has {count(total, 'band')} "
                 "(bands are numbered from 1)",
                 "check {bands}",
                 band=band,
@@ -306,7 +320,7 @@ def _check_bands(bands: Sequence[int], count: int, path: Path) -> list[int]:
         if band in bands[:i]:
             raise RasterError(
                 f"band {band} is picked twice",
-                f"pick each of the {count} bands of {path.name} at most once in {{bands}}",
+                f"pick each of the {total} bands of {path.name} at most once in {{bands}}",
                 band=band,
             )
     return [int(b) for b in bands]
@@ -323,13 +337,7 @@ def _named_subsets(da: xr.DataArray, given: Modality | None) -> list[tuple[Modal
     sensors = {s.name: s for s in ([given] if given else map(get_modality, list_modalities()))}
     records = [s.to_dict() for s in sensors.values()]
     found = band_subsets(records, _descriptions(da), None if given else da.dtype)
-    return [(_some_bands(sensors[n], b), sensors[n]) for n, b in found]
-
-
-def _some_bands(sensor: Modality, bands: list[str]) -> Modality:
-    """``sensor``'s record for some of its bands, named and described as such."""
-    some = sensor.select(bands, name=subset_name(sensor.name, bands))
-    return replace(some, description=f"{', '.join(bands)} of {sensor.description}")
+    return [(some_bands(sensors[n], b), sensors[n]) for n, b in found]
 
 
 def _picked_names(
@@ -513,7 +521,8 @@ def _check_scale(
         f"{_name(source)}'s values {values} are {fits[0].mismatch()} those of {expected} or "
         f"of any other {m.num_bands}-band sensor",
         "convert the file to those units, or name its sensor with {modality} ({modalities} "
-        "lists them)",
+        f"lists them; some of a sensor's bands by their names after its own, such as "
+        f"{SOME_BANDS_EXAMPLE})",
     )
 
 

@@ -15,6 +15,7 @@ from importlib import resources
 from typing import Any
 
 from .errors import BadInput, NotFound, literal
+from .protocol import count, subset_name, subset_of
 
 KINDS = ("optical", "sar", "hyperspectral")
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
@@ -120,7 +121,7 @@ class Modality:
         gsd = f"{self.gsd:g} m" if self.gsd else "varies"
         lines = [
             f"{self.name}: {self.description}",
-            f"  kind {self.kind}, {self.num_bands} bands, GSD {gsd}, units: {self.units}"
+            f"  kind {self.kind}, {count(self.num_bands, 'band')}, GSD {gsd}, units: {self.units}"
             f" (x {self.scale:g}{f' {self.offset:+g}' if self.offset else ''})",
             f"  nodata {self.nodata}; source: {self.source}",
         ]
@@ -169,11 +170,23 @@ def list_modalities() -> list[str]:
 
 
 def get_modality(name: str) -> Modality:
-    """The registered modality called ``name``."""
+    """The registered modality called ``name``, or some of its bands read alone as
+    ``subset_name`` names them ('s2_l2a_b02_b03_b04_b08', 's1_grd_vv'): the name a note gives
+    for a file of some named bands, and the one way to read a file of unnamed ones."""
     try:
         return _REGISTRY[name]
     except (KeyError, TypeError):
+        found = subset_of([m.to_dict() for m in _REGISTRY.values()], name)
+        if isinstance(name, str) and found is not None:
+            return some_bands(_REGISTRY[found[0]], found[1])
         raise _unknown(name) from None
+
+
+def some_bands(sensor: Modality, bands: Sequence[str]) -> Modality:
+    """``sensor``'s record for some of its bands, named (``subset_name``) and described as such;
+    the model reads them by their wavelengths where it has no embedding of them."""
+    some = sensor.select(list(bands), name=subset_name(sensor.name, bands))
+    return replace(some, description=f"{', '.join(bands)} of {sensor.description}")
 
 
 # What people call the sensors, for "did you mean" (keys as _plain writes them)

@@ -16,8 +16,15 @@ from rasterio.enums import ColorInterp, Resampling
 from rasters import product_bands, write_jp2  # tests/rasters.py
 
 from ofa_explore.demo import sample_path
+from ofa_explore.errors import CLI_WORDS
 from ofa_explore.io import RasterError, ScaleWarning, open_raster, raster_modality
-from ofa_explore.modalities import _REGISTRY, Modality, get_modality, register_modality
+from ofa_explore.modalities import (
+    _REGISTRY,
+    Modality,
+    UnknownModalityError,
+    get_modality,
+    register_modality,
+)
 from ofa_explore.scale import to_model_units
 
 
@@ -336,8 +343,24 @@ def test_a_file_of_some_named_bands_of_a_sensor_is_read_as_those_bands(shared, t
     # in another order, they stay in the file's order
     path = write_tif(tmp_path / "bgr.tif", data[[2, 1, 0]], descriptions=["B04", "B03", "B02"])
     assert raster_modality(open_raster(path)).bands == ("B04", "B03", "B02")
-    with pytest.raises(RasterError, match="values .* larger than those of 'rgbn'"):
-        open_raster(write_tif(tmp_path / "unnamed.tif", data))  # unnamed: as before
+    unnamed = write_tif(tmp_path / "unnamed.tif", data)
+    with pytest.raises(RasterError, match="values .* larger than those of 'rgbn'") as refused:
+        open_raster(unnamed)  # unnamed: as before, and the refusal says how to name them
+    assert "such as s2_l2a_b02_b03_b04_b08 or s1_grd_vv" in refused.value.render(CLI_WORDS)
+    # ... by the name a note gives them: the one way to read unnamed ones (it was "unknown
+    # modality", and naming the sensor said it has 13 bands, not 4)
+    da = open_raster(unnamed, modality="s2_l2a_b02_b03_b04_b08")
+    m = raster_modality(da)
+    assert (
+        m.bands == ("B02", "B03", "B04", "B08")
+        and m.mean == get_modality("s2_l2a").select(["B02", "B03", "B04", "B08"]).mean
+    )
+    assert np.array_equal(da.values, data)
+    with pytest.raises(RasterError, match="has 4 bands but modality 's2_l1c' expects 13") as err:
+        open_raster(unnamed, modality="s2_l1c")
+    assert "such as s2_l1c_b01_b02_b03_b04" in err.value.render(CLI_WORDS)
+    with pytest.raises(UnknownModalityError, match="'s2_l2a_b02_b10'"):
+        open_raster(unnamed, modality="s2_l2a_b02_b10")  # L2A has no B10
 
     # a file each, named by their file names: the same; of several sensors with such bands,
     # the one whose statistics the values fit closest (Landsat-8's B2, B3, B4 are Landsat's)
@@ -348,8 +371,18 @@ def test_a_file_of_some_named_bands_of_a_sensor_is_read_as_those_bands(shared, t
     da = open_raster(landsat)
     assert raster_modality(da).name == "landsat_oli_l1_b2_b3_b4"
     assert "too" not in da.attrs["ofa_notes"][0]  # Sentinel-2's means are 8x off: not named
-    with pytest.raises(RasterError, match="no known sensor has 1 band"):
+    with pytest.raises(RasterError, match="no known sensor has 1 band;") as err:
         open_raster(files[:1])  # one band does not tell the sensor apart
+    assert "such as s2_l2a_b02_b03_b04_b08 or s1_grd_vv" in err.value.render(CLI_WORDS)
+    # named, it is read: Sentinel-1's VV alone (its files: ..._VV.tif), through the
+    # wavelength-conditioned embedding; it said "has 1 bands but modality 's1_grd' expects 2"
+    vv = sorted(shared.glob("bigearthnet/S1/*/*_VV.tif"))[0]
+    with pytest.raises(RasterError, match="has 1 band but modality 's1_grd' expects 2 bands"):
+        open_raster(vv, modality="s1_grd")
+    da = open_raster(vv, modality="s1_grd_vv")
+    assert raster_modality(da).bands == ("VV",) and raster_modality(da).kind == "sar"
+    with rasterio.open(vv) as src:
+        assert np.array_equal(da.values[0], src.read(1))
 
 
 def test_bands_picked_of_an_unnamed_sentinel2_file_are_those_bands(shared):

@@ -33,6 +33,7 @@ from ..io import (
     raster_modality,
 )
 from ..modalities import Modality
+from ..protocol import count
 from ..rasterfiles import alpha_band, open_file, raster_path, select_bands
 from ..scale import to_model_units
 
@@ -119,11 +120,11 @@ def open_dates(
         )
     first = open_raster(before, modality)
     m = raster_modality(first)
-    count = _band_count(after)
-    if modality is None and count not in (None, m.num_bands):  # all BEFORE's bands, not some
+    after_count = _band_count(after)
+    if modality is None and after_count not in (None, m.num_bands):  # all BEFORE's bands, not some
         raise BadInput(
-            f"BEFORE is {m.name} ({m.num_bands} bands) but AFTER has {count} bands: the two "
-            "dates must come from the same sensor and bands",
+            f"BEFORE is {m.name} ({count(m.num_bands, 'band')}) but AFTER has "
+            f"{count(after_count, 'band')}: the two dates must come from the same sensor and bands",
             "give two rasters with the same bands",
         )
     try:
@@ -132,15 +133,17 @@ def open_dates(
         if modality is not None or "bands" not in err.context:
             raise
         raise BadInput(
-            f"BEFORE is {m.name} ({m.num_bands} bands) but AFTER has {err.context['bands']} "
-            "bands: the two dates must come from the same sensor and bands",
+            f"BEFORE is {m.name} ({count(m.num_bands, 'band')}) but AFTER has "
+            f"{count(err.context['bands'], 'band')}: the two dates must come from the same sensor "
+            "and bands",
             "give two rasters with the same bands",
         ) from None
     m2 = raster_modality(second)
     if (m.name, m.bands) != (m2.name, m2.bands):
         raise BadInput(
-            f"BEFORE is {m.name} ({m.num_bands} bands) but AFTER is {m2.name} "
-            f"({m2.num_bands} bands): the two dates must come from the same sensor and bands",
+            f"BEFORE is {m.name} ({count(m.num_bands, 'band')}) but AFTER is {m2.name} "
+            f"({count(m2.num_bands, 'band')}): the two dates must come from the same sensor and "
+            "bands",
             "give two rasters with the same bands",
         )
     return first, second

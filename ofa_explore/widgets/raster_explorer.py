@@ -11,6 +11,7 @@ import ipywidgets as widgets
 
 from ..errors import API_WORDS, OFAError
 from ..modalities import list_modalities
+from ..protocol import count
 from ..visualize import rgb_band_indices
 from .display import png, read_scene, rgb_picture, shown_path
 
@@ -89,7 +90,7 @@ class RasterExplorer(widgets.VBox):
         da = self.raster
         self.render()  # the picture first, so that it is there when its caption appears
         self.info.value = (
-            f"<b>{m.name}</b> ({m.description}); {da.sizes['band']} bands, "
+            f"<b>{m.name}</b> ({m.description}); {count(da.sizes['band'], 'band')}, "
             f"{da.sizes['x']} x {da.sizes['y']} px, CRS {da.rio.crs}"
         )
 
