@@ -70,8 +70,8 @@ def add_raster_verbs(sub: argparse._SubParsersAction) -> None:
             type=_band_numbers,
             metavar="N,N,...",
             help="use these bands of the file, in this order, counted from 1 as in "
-            "GIS software (e.g. 4,3,2); detection sees only them (of a file of one sensor's "
-            "band count, unnamed: those bands of it)",
+            "GIS software (e.g. 4,3,2 or 1-12); detection sees only them (of a file of one "
+            "sensor's band count, unnamed: those bands of it)",
         )
         add_engine_options(p)
         p.add_argument("--nodata", help="override the file's nodata value ('none' to unset)")
@@ -297,12 +297,21 @@ def _predict_scenes(args: argparse.Namespace, settings) -> int:
 
 
 def _band_numbers(text: str) -> list[int]:
+    """'4,3,2' or, as GIS users write runs of bands, '1-12' and '1-8,10'."""
+    numbers: list[int] = []
     try:
-        return [int(b) for b in text.split(",")]
+        for part in text.split(","):
+            first, _, last = part.partition("-")
+            run = range(int(first), int(last) + 1) if last else [int(first)]
+            if not run:
+                raise ValueError(part)  # 5-3
+            numbers.extend(run)
     except ValueError:
         raise argparse.ArgumentTypeError(
-            f"{text!r}: give band numbers counted from 1, separated by commas, e.g. 4,3,2"
+            f"{text!r}: give band numbers counted from 1, separated by commas (a run as "
+            "first-last), e.g. 4,3,2 or 1-12"
         ) from None
+    return numbers
 
 
 # What a scheduler or a GUI sends to cancel: SIGTERM (POSIX), Ctrl-Break (Windows' process groups)

@@ -35,6 +35,7 @@ from .modalities import (
 from .protocol import (
     band_subsets,
     band_wavelengths,
+    bands_among_others,
     count,
     names_sensor_bands,
     picked_bands,
@@ -134,6 +135,8 @@ def open_raster(
         da = whole = open_file(path)
         if bands is not None:
             bands = _check_bands(bands, da.sizes["band"], path)
+        else:
+            bands = _without_other_layers(da, given, read_notes)
         alpha, with_alpha = alpha_band(path), None
         if alpha is not None and alpha not in (bands or []):
             # a mask, not imagery: RGBA orthophotos were read as NAIP's R, G, B and NIR
@@ -324,6 +327,38 @@ def _check_bands(bands: Sequence[int], total: int, path: Path) -> list[int]:
                 band=band,
             )
     return [int(b) for b in bands]
+
+
+def _without_other_layers(
+    da: xr.DataArray, given: Modality | None, notes: list[str]
+) -> list[int] | None:
+    """The numbers of a file's bands that are all of a sensor's (of ``given``'s, when given),
+    where the file names the others as none of them (``bands_among_others``: an Earth Engine
+    export's AOT, SCL, TCI and QA layers), with a note of what was left out; else None."""
+    names = _descriptions(da)
+    sensors = [given.to_dict()] if given else sensor_records()
+    kept = bands_among_others(sensors, names)
+    if kept is None:
+        return None
+    others = [i for i in range(1, len(names) + 1) if i not in kept]
+    shown = ", ".join(str(names[i - 1]) for i in others[:6])
+    more = f" and {len(others) - 6} more" if len(others) > 6 else ""
+    notes.append(
+        f"left out bands {numbers_text(others)} ({shown}{more}): the file names them as none "
+        "of the sensor's bands, which the others are"
+    )
+    return kept
+
+
+def numbers_text(numbers: Sequence[int]) -> str:
+    """Band numbers as GIS users read them: '13-23', '8, 10-12'."""
+    runs: list[list[int]] = []
+    for n in numbers:
+        if runs and n == runs[-1][-1] + 1:
+            runs[-1].append(n)
+        else:
+            runs.append([n])
+    return ", ".join(f"{r[0]}-{r[-1]}" if len(r) > 2 else ", ".join(map(str, r)) for r in runs)
 
 
 def _named_subsets(da: xr.DataArray, given: Modality | None) -> list[tuple[Modality, Modality]]:

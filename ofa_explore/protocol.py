@@ -520,6 +520,31 @@ def names_sensor_bands(
     )
 
 
+def bands_among_others(
+    sensors: Iterable[Mapping[str, Any]], names: Sequence[str | None] | None
+) -> list[int] | None:
+    """Of a raster whose bands are all named: the numbers (1-based) of the bands that are all of
+    a sensor's, when the others are none of its bands (an Earth Engine export of Sentinel-2 L2A
+    holds its 12 bands, then AOT, WVP, SCL, TCI_R ... QA60: 'no known sensor has 23 bands').
+    None when some band is unnamed, all are a sensor's, no sensor's bands are all there, or two
+    sensors' are on other bands. Some of a sensor's bands beside others are not enough: Earth
+    Engine names Landsat's bands B1 ... B11 too."""
+    names, sensors = list(names or []), list(sensors)
+    if not names or None in [band_label(n) for n in names] or names_sensor_bands(sensors, names):
+        return None  # unnamed, or all a sensor's (``band_subsets``, ``sensor_candidates``)
+    found: set[tuple[int, ...]] = set()
+    for s in sensors:
+        if s.get("kind") == "hyperspectral":
+            continue
+        numbers = tuple(i for i, n in enumerate(names, 1) if sensor_bands(s, [n]) is not None)
+        whole = sensor_bands(s, [names[i - 1] for i in numbers])
+        if whole is not None and len(whole) == len(s["bands"]) < len(names):
+            found.add(numbers)
+    largest = max(map(len, found), default=0)
+    best = [numbers for numbers in found if len(numbers) == largest]
+    return list(best[0]) if len(best) == 1 else None
+
+
 def band_subsets(
     sensors: Iterable[Mapping[str, Any]],
     names: Sequence[str | None] | None,

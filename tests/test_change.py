@@ -322,6 +322,25 @@ def test_different_band_counts(bercy, tmp_path, capsys, shared):
     assert "the two dates must come from the same sensor" in line  # no --bands: change has none
 
 
+def test_dates_as_exports_with_other_layers(bercy, tmp_path):
+    """Each date as Earth Engine exports it, its 13 bands with QA layers after them (16 and
+    23 layers): the same map as of the bands alone; it said 'no known sensor has 16 bands'."""
+    from ofa_explore import change
+
+    dates = [_crop(path, tmp_path / f"{i}.tif") for i, path in enumerate(bercy[:2])]
+    exports = []
+    for i, (date, other) in enumerate(zip(dates, (["QA10", "QA20", "QA60"], ["SCL"] * 10))):
+        with rasterio.open(date) as src:
+            profile, data, names = src.profile, src.read(), list(src.descriptions)
+        layers = np.concatenate([data, np.full((len(other), *data.shape[1:]), 3, data.dtype)])
+        exports.append(tmp_path / f"export{i}.tif")
+        with rasterio.open(exports[-1], "w", **{**profile, "count": len(layers)}) as dst:
+            dst.write(layers)
+            dst.descriptions = tuple(names + other)
+    expected = change(*dates).data.values
+    assert np.array_equal(change(*exports).data.values, expected, equal_nan=True)
+
+
 def test_the_same_raster_twice(bercy, tmp_path, capsys):
     b = _crop(bercy[0], tmp_path / "b.tif")
     assert "are the same file" in _bad(capsys, tmp_path, b, b, "-o", tmp_path / "c.tif")

@@ -287,8 +287,15 @@ def test_bands_pick_file_bands_before_detection(shared, tmp_path, capsys):
     all_bands = ",".join(str(b) for b in range(1, 14))  # the file's order is s2_l1c's order
     assert cli(["embed", str(chip), "-o", str(tmp_path / "a.tif"), "-q"]) == 0
     assert cli(["embed", str(chip), "-o", str(tmp_path / "b.tif"), "-q", "--bands", all_bands]) == 0
-    with rasterio.open(tmp_path / "a.tif") as a, rasterio.open(tmp_path / "b.tif") as b:
-        assert a.count == b.count and np.array_equal(a.read(), b.read())
+    # a run of bands as GIS users write it ('1-12' said: give band numbers ... separated by
+    # commas), also beside single numbers
+    assert cli(["embed", str(chip), "-o", str(tmp_path / "c.tif"), "-q", "--bands", "1-13"]) == 0
+    assert (
+        cli(["embed", str(chip), "-o", str(tmp_path / "d.tif"), "-q", "--bands", "1-9,10-13"]) == 0
+    )
+    for other in ("b.tif", "c.tif", "d.tif"):
+        with rasterio.open(tmp_path / "a.tif") as a, rasterio.open(tmp_path / other) as b:
+            assert a.count == b.count and np.array_equal(a.read(), b.read())
     capsys.readouterr()
 
     naip = shared / "naip" / "m_4709963_se_14_1_20200831.tif"  # R, G, B, NIR
@@ -317,9 +324,10 @@ def test_bands_pick_file_bands_before_detection(shared, tmp_path, capsys):
     assert cli(["embed", str(naip), "-o", str(tmp_path / "x.tif"), "--bands", "3,3,2"]) == 2
     assert "picked twice" in capsys.readouterr().err
     assert not (tmp_path / "x.tif").exists()
-    with pytest.raises(SystemExit):  # not numbers: a usage error from the parser
-        cli(["embed", str(naip), "-o", str(tmp_path / "x.tif"), "--bands", "red,green"])
-    assert "separated by commas" in capsys.readouterr().err
+    for bad in ("red,green", "4-2"):  # not numbers, or a run backwards: a usage error
+        with pytest.raises(SystemExit):
+            cli(["embed", str(naip), "-o", str(tmp_path / "x.tif"), "--bands", bad])
+        assert "separated by commas (a run as first-last)" in capsys.readouterr().err
 
 
 def test_a_scene_folder_or_a_quoted_pattern_of_band_files(shared, tmp_path, capsys):

@@ -456,6 +456,53 @@ def test_unnamed_sentinel2_bands_in_esas_order_are_read_in_it(shared, tmp_path):
         assert np.array_equal(da.values, pixels), chip
 
 
+def test_an_earth_engine_export_is_read_without_its_other_layers(shared, tmp_path):
+    """Earth Engine exports an image's bands together with its other layers: Sentinel-2 L2A's
+    12 bands beside AOT, WVP, SCL, TCI and QA layers; Landsat-8's B1 ... B11 beside QA_PIXEL
+    and its angles. Such files were refused ('no known sensor has 23 bands'); the bands named
+    as all of a sensor's are read, the other layers left out with a note. Landsat's B1 ... B11
+    are Landsat-8 Level-1's B1-B7 and B9 (its panchromatic and thermal bands left out), not
+    11 of Sentinel-2's 13."""
+    patch = sorted((shared / "bigearthnet/S2").iterdir())[0]
+    l2a = list(get_modality("s2_l2a").bands)
+    bands = []
+    for band in l2a:
+        with rasterio.open(next(patch.glob(f"*_{band}.tif"))) as src:
+            bands.append(src.read(1, out_shape=(120, 120), resampling=Resampling.nearest))
+    data = np.stack(bands)
+    other = ["AOT", "WVP", "SCL", "TCI_R", "TCI_G", "TCI_B", "MSK_CLDPRB", "QA10", "QA60"]
+    layers = np.concatenate([data, np.full((len(other), 120, 120), 7, data.dtype)])
+    names = [band.replace("B0", "B") for band in l2a] + other  # Earth Engine's B1 ... B12
+    export = write_tif(tmp_path / "s2_export.tif", layers, descriptions=names)
+    for modality in (None, "s2_l2a"):
+        da = open_raster(export, modality=modality)
+        assert raster_modality(da).name == "s2_l2a" and np.array_equal(da.values, data)
+        assert da.attrs["ofa_notes"][0] == (
+            "left out bands 13-21 (AOT, WVP, SCL, TCI_R, TCI_G, TCI_B and 3 more): the file "
+            "names them as none of the sensor's bands, which the others are"
+        )
+    some = [1, 2, 3, 12, 13]  # some of a sensor's bands beside others: as before
+    with pytest.raises(RasterError, match="no known sensor has 5 bands"):
+        open_raster(
+            write_tif(tmp_path / "s.tif", layers[some], descriptions=[names[i] for i in some])
+        )
+
+    landsat = shared / "landsat/l8_gulf_coast"
+    l1 = ["B1", "B2", "B3", "B4", "B5", "B6", "B7", "B9"]
+    stack = {band: rasterio.open(landsat / f"{band}.tif").read(1) for band in l1}
+    names = ["B1", "B2", "B3", "B4", "B5", "B6", "B7", "B8", "B9", "B10", "B11", "QA_PIXEL"]
+    filler = np.full(stack["B1"].shape, 9000, stack["B1"].dtype)
+    export = write_tif(
+        tmp_path / "l8_export.tif",
+        np.stack([stack.get(band, filler) for band in names]),
+        descriptions=names,
+    )
+    da = open_raster(export)
+    assert raster_modality(da).name == "landsat_oli_l1"
+    assert np.array_equal(da.values, np.stack([stack[band] for band in l1]))
+    assert da.attrs["ofa_notes"][0].startswith("left out bands 8, 10-12 (B8, B10, B11, QA_PIXEL)")
+
+
 def test_s1_polarisation_files_in_any_order(shared):
     patch = sorted(glob.glob(str(shared / "bigearthnet/S1/*")))[0]
     da = open_raster(sorted(glob.glob(patch + "/*.tif")))  # VH sorts before VV

@@ -20,6 +20,7 @@ from xarray.backends import BackendArray
 from xarray.core import indexing
 
 from ..band_files import BAND_FILES_ATTR
+from ..detection import sensor_records
 from ..errors import BadInput
 from ..io import (
     CONVERSION_ATTR,
@@ -33,7 +34,7 @@ from ..io import (
     raster_modality,
 )
 from ..modalities import Modality
-from ..protocol import count
+from ..protocol import bands_among_others, count
 from ..rasterfiles import alpha_band, open_file, raster_path, select_bands
 from ..scale import to_model_units
 
@@ -150,16 +151,20 @@ def open_dates(
 
 
 def _band_count(path: str | Path) -> int | None:
-    """How many bands a raster has, an alpha band not counted (None when GDAL cannot tell, as
-    of a folder, a zip or a container: ``open_raster`` then reads it or says why)."""
+    """How many bands of a raster are imagery: not an alpha band, nor layers it names as none
+    of a sensor's bands whose others it holds (``bands_among_others``). None when GDAL cannot
+    tell, as of a folder, a zip or a container: ``open_raster`` then reads it or says why."""
     if Path(path).suffix.lower() == ".zip":  # a scene's zip (GDAL may take it for a product)
         return None
     try:
         with rasterio.open(path) as src:
-            count = int(src.count)
-        if count == 0:  # a container of rasters
+            total, names = int(src.count), list(src.descriptions)
+        if total == 0:  # a container of rasters
             return None
-        return count - (alpha_band(raster_path(path)) is not None)  # a mask, not a band
+        kept = bands_among_others(sensor_records(), names)
+        if kept is not None:
+            return len(kept)
+        return total - (alpha_band(raster_path(path)) is not None)  # a mask, not a band
     except (rasterio.errors.RasterioIOError, OSError):
         return None
 

@@ -179,6 +179,7 @@ class OfaDialog(QDialog):
             self.bands = layers.layer_bands(layer.source()) if layer else []
         except engine.EngineError:
             self.bands = []
+        others = layers.other_layers(self.registry, self.bands)
         for band in self.bands:
             text = f"{band.number}: {band.name}"
             if band.wavelength_um:
@@ -187,10 +188,13 @@ class OfaDialog(QDialog):
                 text += " - flagged bad in the file"
             if band.alpha:
                 text += " - the alpha band (transparency), not imagery"
+            if band.number in others:
+                text += " - none of the sensor's bands that the others are"
             item = QListWidgetItem(text)
             item.setData(Qt.UserRole, band.number)
             item.setFlags(item.flags() | Qt.ItemIsUserCheckable)
-            item.setCheckState(Qt.Unchecked if band.bad or band.alpha else Qt.Checked)
+            unticked = band.bad or band.alpha or band.number in others
+            item.setCheckState(Qt.Unchecked if unticked else Qt.Checked)
             self.band_list.addItem(item)
         self.band_list.blockSignals(False)
         self.refresh_sensors()
@@ -318,7 +322,8 @@ class OfaDialog(QDialog):
             return NOT_ON_DISK
         if Path(after.source()).resolve() == Path(before.source()).resolve():
             return "Before and After are the same layer: choose the later date's layer as After."
-        before_count, after_count = imagery_bands(self.bands), self.after_imagery_bands(after)
+        before_count = imagery_bands(self.bands, self.registry)
+        after_count = self.after_imagery_bands(after)
         if after_count is not None and after_count != before_count:
             return (
                 f"Before has {before_count} bands of imagery and After {after_count}: the two "
@@ -329,15 +334,14 @@ class OfaDialog(QDialog):
         return None
 
     def after_imagery_bands(self, after) -> int | None:
-        """After's bands without an alpha band (the engine leaves it out of either date, so an
-        RGBA orthophoto compares with an RGB one); None when GDAL cannot read the file."""
+        """After's bands of imagery (``imagery_bands``); None when GDAL cannot read the file."""
         source = after.source()
         if source not in self.after_bands:
             try:
                 self.after_bands[source] = layers.layer_bands(source)
             except engine.EngineError:
                 return None
-        return imagery_bands(self.after_bands[source])
+        return imagery_bands(self.after_bands[source], self.registry)
 
     def validate(self, *_) -> None:
         if self.task in HEAD_KINDS:
@@ -377,9 +381,12 @@ class OfaDialog(QDialog):
         return job
 
 
-def imagery_bands(bands: list[layers.Band]) -> int:
-    """How many of a layer's bands are imagery: all but its alpha band."""
-    return sum(not band.alpha for band in bands)
+def imagery_bands(bands: list[layers.Band], registry: list[dict]) -> int:
+    """How many of a layer's bands are imagery, as the engine reads either date: all but its
+    alpha band and the layers it names as none of a sensor's bands whose others it holds (so
+    an RGBA orthophoto compares with an RGB one, an Earth Engine export with its bands)."""
+    others = layers.other_layers(registry, bands)
+    return sum(not band.alpha and band.number not in others for band in bands)
 
 
 def raster_box(layer=None) -> QgsMapLayerComboBox:

@@ -75,6 +75,14 @@ def _mask_values(band) -> bool:
     return protocol.alpha_mask(values, 2**bits - 1)
 
 
+def other_layers(registry: list[dict], bands: list[Band]) -> set[int]:
+    """The numbers of a layer's bands that it names as none of a sensor's bands whose others it
+    holds (``protocol.bands_among_others``: an Earth Engine export's AOT, SCL, TCI and QA
+    layers); the engine leaves them out, and the dialog unticks them."""
+    kept = protocol.bands_among_others(registry, [b.name for b in bands])
+    return set() if kept is None else {b.number for b in bands} - set(kept)
+
+
 def sensor_choices(
     model: ModelInfo, registry: list[dict], bands: list[Band], total: int | None = None
 ) -> list[SensorChoice]:

@@ -1137,6 +1137,38 @@ def test_change_compares_an_rgba_orthophoto_with_an_rgb_one(
     assert np.isnan(values[:100]).all() and not np.isnan(values[100:]).any()  # rim: no data
 
 
+def test_an_exports_other_layers_are_not_imagery(qgis_iface, pair, tmp_path):
+    """An Earth Engine export holds the bands and other layers (QA60, SCL ...): the dialog
+    lists those unticked, as the engine leaves them out, and Change compares the bands alone
+    (it refused 16 bands against 13)."""
+    from ofa_explore_qgis import settings
+    from ofa_explore_qgis.dialog import OfaDialog
+
+    before = gdal.Open(str(pair[0]))
+    names = [before.GetRasterBand(i).GetDescription() for i in range(1, 14)]
+    path = tmp_path / "dates" / "export.tif"
+    ds = gdal.GetDriverByName("GTiff").Create(str(path), 192, 192, 16, gdal.GDT_UInt16)
+    ds.SetGeoTransform(before.GetGeoTransform())
+    ds.SetProjection(before.GetProjection())
+    for i, name in enumerate([*names, "QA10", "QA20", "QA60"], 1):
+        band = ds.GetRasterBand(i)
+        band.WriteArray(before.GetRasterBand(i).ReadAsArray() if i <= 13 else np.zeros((192, 192)))
+        band.SetDescription(name)
+    ds = None
+    runner = settings.current_engine()
+    export = add_layer(qgis_iface, path, "export")
+    dialog = OfaDialog("embed", runner, export)
+    ticked = [dialog.band_list.item(i).checkState() == Qt.Checked for i in range(16)]
+    assert ticked == [True] * 13 + [False] * 3
+    assert dialog.band_list.item(15).text() == (
+        "16: QA60 - none of the sensor's bands that the others are"
+    )
+    assert dialog.sensor.itemText(0) == "auto (looks like Sentinel-2 L1C)"
+    assert dialog.problem() is None and dialog.job().bands == list(range(1, 14))
+    after = add_layer(qgis_iface, pair[1], "after")
+    assert OfaDialog("change", runner, export, after=after).problem() is None
+
+
 def test_cancelling_a_change_keeps_the_warm_engine_and_leaves_nothing(
     plugin, qgis_iface, qgis_app, tmp_path
 ):
