@@ -343,9 +343,10 @@ def _without_other_layers(
     others = [i for i in range(1, len(names) + 1) if i not in kept]
     shown = ", ".join(str(names[i - 1]) for i in others[:6])
     more = f" and {len(others) - 6} more" if len(others) > 6 else ""
+    band, them = ("band", "it") if len(others) == 1 else ("bands", "them")
     notes.append(
-        f"left out bands {numbers_text(others)} ({shown}{more}): the file names them as none "
-        "of the sensor's bands, which the others are"
+        f"left out {band} {numbers_text(others)} ({shown}{more}): the file names {them} as "
+        "none of the sensor's bands, which the others are"
     )
     return kept
 
