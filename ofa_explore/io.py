@@ -425,6 +425,18 @@ def _closest_fitting(
     margin = math.log(ORDER_MARGIN)
     closer = [o for o in off if o[0] + margin < off[0][0]]
     best = min(closer, key=lambda o: o[0]) if closer else off[0]
+    spread = {id(s): f.spread for f, s in fits}
+    flatter = [  # band by band (as ``_by_band_order``): Earth Engine's Landsat-8 B1 ... B7
+        o for o in off if spread[id(o[1])] * ORDER_MARGIN <= spread[id(best[1])]
+    ]  # were 7 of Sentinel-2's 13 (B5, Landsat's NIR, as the red edge): 5.2x apart, 1.0x
+    if spread[id(best[1])] >= ORDER_SPREAD and flatter:
+        chosen = min(flatter, key=lambda o: spread[id(o[1])])
+        note = _subset_note(*chosen[1], []) + (
+            f"; band by band its means follow this sensor's (within "
+            f"{spread[id(chosen[1])]:.1f}x) rather than those of '{best[1][1].name}' "
+            f"({spread[id(best[1])]:.1f}x apart), whose band names they carry too"
+        )
+        return chosen[1][0], note
     others = [s[1].name for d, s in off if s is not best[1] and d < best[0] + margin]
     return best[1][0], _subset_note(*best[1], others)
 

@@ -501,6 +501,12 @@ def test_an_earth_engine_export_is_read_without_its_other_layers(shared, tmp_pat
     assert raster_modality(da).name == "landsat_oli_l1"
     assert np.array_equal(da.values, np.stack([stack[band] for band in l1]))
     assert da.attrs["ofa_notes"][0].startswith("left out bands 8, 10-12 (B8, B10, B11, QA_PIXEL)")
+    # B1 ... B7 alone, as top-of-atmosphere reflectance: they were 7 of Sentinel-2 L1C's 13
+    # bands (Landsat's NIR as Sentinel-2's red edge); their band means say whose they are
+    toa = np.stack([stack[band] for band in l1[:7]]).astype(np.float32) * 2e-5 - 0.1
+    da = open_raster(write_tif(tmp_path / "l8_toa.tif", toa, descriptions=names[:7]))
+    assert raster_modality(da).name == "landsat_oli_l1_b1_b2_b3_b4_b5_b6_b7"
+    assert "rather than those of 's2_l1c'" in da.attrs["ofa_notes"][0]
 
 
 def test_s1_polarisation_files_in_any_order(shared):
