@@ -56,6 +56,7 @@ from .rasterfiles import (
     transparent_value,
 )
 from .scale import (
+    ODD_SPREAD,
     ORDER_MARGIN,
     ORDER_SPREAD,
     ScaleFit,
@@ -242,6 +243,15 @@ def open_raster(
             da = da.isel(band=order)
         m, conversion = fit.modality, fit.conversion
         notes.append(fit.note())
+        if fit.spread >= ODD_SPREAD:
+            warnings.warn(
+                f"{_name(source)}'s band means, each over those of '{m.name}', spread "
+                f"{fit.spread:.0f}x ({fit.odd_bands()}), where a scene of it spreads under "
+                "100x: the bands may be another sensor's, or in another order, and the "
+                "outputs will not mean much; name the file's bands, or its sensor",
+                ScaleWarning,
+                stacklevel=2,
+            )
         if not isinstance(source, (list, tuple)):
             da = _order_bands(da, m)
     da = da.assign_coords(band=list(m.bands))
