@@ -23,8 +23,8 @@ import numpy as np
 import xarray as xr
 
 from .band_files import folder_rasters, open_stack
-from .detection import SOME_BANDS_EXAMPLE, likely_modalities, sensor_records
 from .detection import detect_modality as detect_modality  # re-exported: the public rule
+from .detection import likely_modalities, sensor_records, some_bands_hint
 from .modalities import (
     Modality,
     get_modality,
@@ -579,8 +579,7 @@ def _check_scale(
         f"{_name(source)}'s values {values} are {fits[0].mismatch()} those of {expected} or "
         f"of any other {m.num_bands}-band sensor",
         "convert the file to those units, or name its sensor with {modality} ({modalities} "
-        f"lists them; some of a sensor's bands by their names after its own, such as "
-        f"{SOME_BANDS_EXAMPLE})",
+        f"lists them; {some_bands_hint(m.num_bands)})",
     )
 
 

@@ -588,6 +588,30 @@ def picked_bands(
     return str(of_count[0]["name"]), [bands[n - 1] for n in numbers]
 
 
+def export_subsets(
+    sensors: Iterable[Mapping[str, Any]], band_count: int
+) -> list[tuple[str, str, str]]:
+    """Some of a sensor's bands that files commonly hold alone (``extra.exports``: Sentinel-2's
+    10 m bands), ``band_count`` of them: each one's ``subset_name``, its sensor as people call
+    it (``sensor_label``) and what the bands are ("10 m bands B02, B03, B04, B08"). A file of
+    unnamed bands is never read as some of a sensor's by itself; these are what the user can
+    name it."""
+    found = []
+    for s in sensors:
+        for export in (s.get("extra") or {}).get("exports", []):
+            if len(export["bands"]) == band_count:
+                name = subset_name(str(s["name"]), export["bands"])
+                words = f"{export['name']} {', '.join(export['bands'])}"
+                found.append((name, sensor_label(s), words))
+    return found
+
+
+def sensor_label(sensor: Mapping[str, Any]) -> str:
+    """A sensor as people call it ("Sentinel-2 L1C", "NAIP-style aerial R, G, B, NIR"): its
+    description up to its details (", 13 bands ...", " (8-bit)"), else its name."""
+    return re.split(r", \d| \(", str(sensor.get("description") or sensor["name"]))[0]
+
+
 def subset_name(sensor: str, bands: Sequence[str]) -> str:
     """The name of some of a sensor's bands read alone: 's2_l1c_b02_b03_b04_b08'."""
     return "_".join(_name_part(part) for part in [sensor, *bands])

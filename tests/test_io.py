@@ -346,7 +346,10 @@ def test_a_file_of_some_named_bands_of_a_sensor_is_read_as_those_bands(shared, t
     unnamed = write_tif(tmp_path / "unnamed.tif", data)
     with pytest.raises(RasterError, match="values .* larger than those of 'rgbn'") as refused:
         open_raster(unnamed)  # unnamed: as before, and the refusal says how to name them
-    assert "such as s2_l2a_b02_b03_b04_b08 or s1_grd_vv" in refused.value.render(CLI_WORDS)
+    assert (
+        "such as s2_l1c_b02_b03_b04_b08 or s2_l2a_b02_b03_b04_b08 (10 m bands B02, B03, B04, B08 "
+        "of Sentinel-2 L1C or Sentinel-2 L2A)"
+    ) in refused.value.render(CLI_WORDS)  # Sentinel-2's exports of four bands
     # ... by the name a note gives them: the one way to read unnamed ones (it was "unknown
     # modality", and naming the sensor said it has 13 bands, not 4)
     da = open_raster(unnamed, modality="s2_l2a_b02_b03_b04_b08")

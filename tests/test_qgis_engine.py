@@ -119,6 +119,50 @@ def test_sensor_choices_and_checks(runner):
     assert layers.read_as(auto, gdal_s2, registry) == "s2_l1c_b04_b03_b02_b08"
 
 
+def test_unnamed_bands_of_a_common_export_can_be_named_in_the_sensor_list(runner, shared, tmp_path):
+    """Four unnamed 16-bit bands (Sentinel-2's 10 m bands as many exports hold them) fit no
+    sensor of four bands, and Sentinel-2 said 'has 13 bands but 4 are selected': a dead end.
+    The Sensor list offers them by name, and the engine reads them so."""
+    import numpy as np
+    import rasterio
+
+    model = engine.read_model_info(runner.shipped_checkpoint)
+    registry = runner.sensors()
+    four = [layers.Band(i + 1, f"Band {i + 1}", data_type="UInt16") for i in range(4)]
+    offered = {c.modality: c for c in layers.sensor_choices(model, registry, four)}
+    choice = offered["s2_l2a_b02_b03_b04_b08"]
+    assert choice.label == "Sentinel-2 L2A: 10 m bands B02, B03, B04, B08 [s2_l2a_b02_b03_b04_b08]"
+    assert "s2_l1c_b02_b03_b04_b08" in offered and "s2_l2a_b04_b03_b02" not in offered
+    assert layers.check_selection(choice, four, registry) is None
+    assert layers.read_as(choice, four, registry) == "s2_l2a_b02_b03_b04_b08"
+    assert layers.sensor_name(registry, choice.modality) == (
+        "Sentinel-2 L2A bands B02, B03, B04, B08"
+    )
+    three = {c.modality for c in layers.sensor_choices(model, registry, four[:3])}
+    assert "s2_l2a_b04_b03_b02" in three and "s2_l2a_b02_b03_b04_b08" not in three
+    rgb = [layers.Band(i + 1, f"Band {i + 1}", data_type="Byte") for i in range(3)]
+    assert "s2_l2a_b04_b03_b02" not in {  # an 8-bit RGB layer is no Sentinel-2 export
+        c.modality for c in layers.sensor_choices(model, registry, rgb)
+    }
+
+    folder = shared / "s2_scenes" / "chesapeake"
+    bands = []
+    for band in ("B02", "B03", "B04", "B08"):
+        with rasterio.open(folder / f"{band}.tif") as src:
+            profile = src.profile
+            bands.append(src.read(1, window=rasterio.windows.Window(0, 0, 128, 128)))
+    path = tmp_path / "export.tif"
+    profile.update(count=4, width=128, height=128, driver="GTiff")
+    with rasterio.open(path, "w", **profile) as dst:
+        dst.write(np.stack(bands))  # no band names
+    auto = engine.Job("embed", str(path), str(tmp_path / "auto.tif"))
+    with pytest.raises(engine.EngineError, match="such as s2_l1c_b02_b03_b04_b08 or"):
+        engine.run(runner, auto)
+    job = engine.Job("embed", str(path), str(tmp_path / "e.tif"), modality=choice.modality)
+    info = engine.run(runner, job)
+    assert info["modality"] == "s2_l2a_b02_b03_b04_b08" and (tmp_path / "e.tif").is_file()
+
+
 def test_outputs_never_replace_and_names_stay_unique(tmp_path):
     first = shared.layer_output(tmp_path, "My scene: 2024", "embed")
     assert first.name == "My_scene_2024_embedding.tif"

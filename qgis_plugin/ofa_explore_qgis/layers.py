@@ -3,7 +3,6 @@ and the check of the user's choice, in the dialog's words. Torch-free, Qt-free."
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
 from ._shared import protocol
@@ -113,6 +112,12 @@ def sensor_choices(
                         len(record["bands"]),
                     )
                 )
+        # some of a sensor's bands that files hold alone, as many as selected (Sentinel-2's
+        # 10 m bands): unnamed, the engine reads them only as named here; of wider types
+        # than bytes, as the sensors' are (an 8-bit RGB layer is no Sentinel-2 export)
+        if not all(protocol.is_8bit(b.data_type) for b in bands):
+            for name, sensor, words in protocol.export_subsets(registry, len(bands)):
+                choices.append(SensorChoice(f"{sensor}: {words} [{name}]", name, len(bands)))
     return choices
 
 
@@ -190,7 +195,7 @@ def sensor_name(registry: list[dict], name: str) -> str:
     the name."""
     for record in registry:
         if record["name"] == name and record.get("description"):
-            return re.split(r", \d| \(", str(record["description"]))[0]
+            return protocol.sensor_label(record)
     subset = protocol.subset_of(registry, name)
     if subset is not None:
         return f"{sensor_name(registry, subset[0])} bands {', '.join(subset[1])}"
