@@ -409,21 +409,8 @@ def test_bands_picked_of_an_unnamed_sentinel2_file_are_those_bands(shared):
         assert np.array_equal(da.sel(band=band).values, pixels[number - 1])
 
 
-ESA_ORDER = [
-    "B01",
-    "B02",
-    "B03",
-    "B04",
-    "B05",
-    "B06",
-    "B07",
-    "B08",
-    "B8A",
-    "B09",
-    "B10",
-    "B11",
-    "B12",
-]
+# Sentinel-2 L1C by wavelength, B8A after B08: the other order modalities.json knows
+ESA_ORDER = get_modality("s2_l1c").extra["band_orders"][0]["bands"]
 
 
 def test_unnamed_sentinel2_bands_in_esas_order_are_read_in_it(shared, tmp_path):
