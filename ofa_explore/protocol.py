@@ -187,6 +187,32 @@ def layer_output(folder: str | os.PathLike, layer_name: str, task_name: str) -> 
 
 
 # ---------------------------------------------------------------- words in results
+# GDAL's virtual file systems of archives, which a dataset name may nest ('/vsizip//data/x.zip/
+# B04.tif'), and those of other machines, whose rasters are not on this one
+ARCHIVE_VSI = re.compile(r"/vsi(?:zip|tar|gzip|7z|rar)/")
+REMOTE_SOURCES: tuple[str, ...] = (
+    *("/vsicurl", "/vsis3", "/vsigs", "/vsiaz", "/vsiadls", "/vsioss", "/vsiswift"),
+    *("/vsihdfs", "/vsiwebhdfs", "http://", "https://", "ftp://"),
+)
+
+
+def local_file(source: str) -> str | None:
+    """The file on this machine that a raster source reads: the source itself, or the file a
+    GDAL dataset name holds ('GPKG:/data/x.gpkg:t2020', '/vsizip//data/scene.zip/B04.tif',
+    'SENTINEL2_L2A:/vsizip//data/S2B.zip/S2B.SAFE/MTD_MSIL2A.xml:10m:EPSG_32633',
+    'NETCDF:"/data/sst.nc":sst'), which QGIS layers of those files have as their source; None
+    for a raster elsewhere (/vsicurl/, a URL) or a file that is not there."""
+    if Path(source).is_file():
+        return source
+    if any(remote in source for remote in REMOTE_SOURCES):
+        return None
+    for token in re.findall(r'(?<![\w])(?:[A-Za-z]:)?[/\\][^:"|]+', ARCHIVE_VSI.sub("/", source)):
+        for candidate in (Path(token), *Path(token).parents):
+            if candidate.is_file():
+                return str(candidate)
+    return None
+
+
 def count(n: int, word: str) -> str:
     """``1 tile``, ``2 tiles``: a number with its noun."""
     return f"{n} {word}{'s' * (n != 1)}"

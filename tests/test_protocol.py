@@ -215,3 +215,29 @@ def test_facts_file_is_plain_json():
         (Path(protocol.__file__).parent / "data" / protocol.MODALITIES_FILE).read_text()
     )
     assert {"name", "bands", "units"} <= set(data["modalities"][0])
+
+
+def test_a_sources_local_file_inside_gdal_dataset_names(tmp_path):
+    """QGIS layers of a GeoPackage's raster, a zip's file or a product's sub-dataset have GDAL
+    dataset names as sources; the file they read is on this machine. Remote ones are not."""
+    import zipfile
+
+    tif, gpkg, archive = tmp_path / "a.tif", tmp_path / "b.gpkg", tmp_path / "S2B.zip"
+    for path in (tif, gpkg):
+        path.write_bytes(b"x")
+    with zipfile.ZipFile(archive, "w") as zipped:
+        zipped.writestr("S2B.SAFE/MTD_MSIL2A.xml", "<x/>")
+    assert protocol.local_file(str(tif)) == str(tif)
+    assert protocol.local_file(f"GPKG:{gpkg}:t2020") == str(gpkg)
+    assert protocol.local_file(f'NETCDF:"{tif}":sst') == str(tif)
+    zipped_name = f"/vsizip/{archive}/S2B.SAFE/MTD_MSIL2A.xml"
+    assert protocol.local_file(zipped_name).endswith(str(archive))
+    product = f"SENTINEL2_L2A:/vsizip/{archive}/S2B.SAFE/MTD_MSIL2A.xml:10m:EPSG_32633"
+    assert protocol.local_file(product).endswith(str(archive))
+    for elsewhere in (
+        "/vsicurl/https://example.com/a.tif",
+        "https://example.com/a.tif",
+        f"GPKG:{tmp_path / 'gone.gpkg'}:t2020",
+        str(tmp_path / "gone.tif"),
+    ):
+        assert protocol.local_file(elsewhere) is None, elsewhere

@@ -37,7 +37,8 @@ ZERO_SHOT = "the zero-shot score (pixels, how unusually they changed, embeddings
 ZERO_SHOT_HEAD = "zero-shot"  # `ofa change --head zero-shot`: no head even if the model has one
 NO_HEAD = (None, ZERO_SHOT_HEAD)  # the head list's data where the zero-shot score is chosen
 NOT_ON_DISK = (
-    "This layer is not a raster file on disk: save it as a GeoTIFF first (Export > Save As…)."
+    "This layer is not a raster file on this computer (a web, database or remote layer): save "
+    "it as a GeoTIFF first (Export > Save As…)."
 )
 
 
@@ -278,7 +279,7 @@ class OfaDialog(QDialog):
         layer = self.layer.currentLayer()
         if layer is None:
             return "Choose the Before layer." if self.task == "change" else "Choose a raster layer."
-        if not Path(layer.source()).is_file():
+        if protocol.local_file(layer.source()) is None:
             return NOT_ON_DISK
         if self.task == "change" and (pair := self.pair_problem()):
             return pair
@@ -318,7 +319,7 @@ class OfaDialog(QDialog):
         before, after = self.layer.currentLayer(), self.after.currentLayer()
         if after is None:
             return "Choose the After layer: the later date of the same place."
-        if not Path(after.source()).is_file():
+        if protocol.local_file(after.source()) is None:
             return NOT_ON_DISK
         if Path(after.source()).resolve() == Path(before.source()).resolve():
             return "Before and After are the same layer: choose the later date's layer as After."

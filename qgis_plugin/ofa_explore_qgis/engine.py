@@ -306,9 +306,9 @@ def run(
     "" once it runs."""
     from . import workers  # it imports this module
 
-    if not all(Path(source).is_file() for source in job.sources()):
+    if not all(protocol.local_file(source) for source in job.sources()):
         raise EngineError(
-            "the layer is not a raster file on disk (the engine reads files "
+            "the layer is not a raster file on this computer (the engine reads files "
             "through GDAL): save it as a GeoTIFF first (Export > Save As…)"
         )
     result, warnings = None, []

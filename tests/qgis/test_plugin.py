@@ -733,6 +733,45 @@ def test_an_rgba_layers_alpha_band_is_not_imagery(
     assert "transparent (alpha 0) and 0 in every band" in shown, shown
 
 
+def test_layers_inside_a_geopackage_or_a_zip_run(
+    plugin, qgis_iface, qgis_app, monkeypatch, tmp_path
+):
+    """A raster stored in a GeoPackage (QGIS's source 'GPKG:/…/x.gpkg:table') or read from a
+    zip ('/vsizip//…/x.zip/tile.tif') is a file on disk that GDAL reads: Embed runs on it. It
+    said 'This layer is not a raster file on disk: save it as a GeoTIFF first'; a layer
+    read over the network still does."""
+    import zipfile
+
+    from ofa_explore_qgis import settings
+    from ofa_explore_qgis._shared import protocol
+    from ofa_explore_qgis.dialog import OfaDialog
+
+    folder = tmp_path / "data"
+    folder.mkdir()
+    neon = str(SHARED / "neon_rgb" / "OSBS_029.tif")
+    gpkg = folder / "flights.gpkg"
+    for table in ("t2019", "t2020"):
+        options = ["RASTER_TABLE=" + table] + (["APPEND_SUBDATASET=YES"] if gpkg.exists() else [])
+        gdal.Translate(str(gpkg), neon, format="GPKG", creationOptions=options)
+    archive = folder / "tiles.zip"
+    with zipfile.ZipFile(archive, "w") as zipped:
+        zipped.write(neon, "tiles/OSBS_029.tif")
+    runner = settings.current_engine()
+    for source, name in (
+        (f"GPKG:{gpkg}:t2020", "flight 2020"),
+        (f"/vsizip/{archive}/tiles/OSBS_029.tif", "tile"),
+    ):
+        layer = add_layer(qgis_iface, source, name)
+        assert OfaDialog("embed", runner, layer).problem() is None, layer.source()
+        accept_dialog(monkeypatch)
+        plugin.open_dialog("embed")
+        wait(plugin, qgis_app)
+        said = messages(qgis_iface, "Success")
+        assert f"{name} embedding" in said, said + messages(qgis_iface, "Critical")
+    assert protocol.local_file("/vsicurl/https://example.com/tile.tif") is None  # elsewhere
+    assert protocol.local_file(f"GPKG:{folder / 'gone.gpkg'}:t2020") is None
+
+
 def test_results_say_what_was_found(plugin, qgis_iface, qgis_app, monkeypatch, data, tmp_path):
     """The bar: classes with shares, the sensor, precision, tiles, time and file; Details: the
     class table with areas and the whole path. The newest layer is on top."""
