@@ -26,6 +26,16 @@ BAND_FILE_SUFFIXES = (".tif", ".tiff", ".jp2")  # the rasters a scene's folder i
 BAND_FILES_ATTR = "ofa_band_files"  # a scene read from band files: the file of each band, in order
 
 
+def metadata_product(path: Path) -> Path | None:
+    """The product folder of a Sentinel-2 product's metadata file (its MTD_MSIL1C.xml or
+    MTD_MSIL2A.xml, which GDAL's driver opens as a container of one raster a resolution):
+    read as the product, all its bands; None for any other path."""
+    name = path.name.upper()
+    if name.startswith("MTD_MSIL") and name.endswith(".XML") and path.is_file():
+        return path.parent
+    return None
+
+
 def folder_rasters(folder: Path) -> list[Path]:
     """A scene's folder (its band files, as Landsat and Sentinel-2 scenes are downloaded): the
     rasters in it, by name; where it has none, those of its subfolders (Sentinel-2 L2A's

@@ -22,7 +22,7 @@ from typing import Any, cast
 import numpy as np
 import xarray as xr
 
-from .band_files import folder_rasters, open_stack
+from .band_files import folder_rasters, metadata_product, open_stack
 from .detection import detect_modality as detect_modality  # re-exported: the public rule
 from .detection import likely_modalities, sensor_records, some_bands_hint
 from .modalities import (
@@ -106,6 +106,8 @@ def open_raster(
     (see ``to_model_units``).
     """
     given = _as_modality(modality)
+    if isinstance(source, (str, Path)):
+        source = metadata_product(Path(source)) or source  # a product's MTD_MSIL*.xml
     folder = isinstance(source, (str, Path)) and (
         Path(source).is_dir() or (Path(source).suffix.lower() == ".zip" and Path(source).is_file())
     )

@@ -76,3 +76,57 @@ def write_jp2(path: Path, data: np.ndarray, crs, transform) -> Path:
     with rasterio.open(path, "w", **profile, QUALITY=100, REVERSIBLE="YES") as dst:
         dst.write(data)
     return path
+
+
+def sentinel2_product(root: Path, scene: Path, baseline: str = "02.04", side_m: int = 2400) -> Path:
+    """A Sentinel-2 L1C product in the SAFE layout that GDAL's SENTINEL2 driver reads, of a
+    corner of ``scene`` (a folder of the 13 band files, in UTM): each band a JPEG 2000 file at
+    its own pixel size, the product's MTD_MSIL1C.xml (the baseline, the granule's files) and
+    the granule's MTD_TL.xml (its CRS, sizes and corner), holding only what the driver reads.
+    From baseline 04.00 the values carry ESA's offset of +1000. Returns the .SAFE folder."""
+    code = f"N{baseline.replace('.', '')}"
+    safe = root / f"S2A_MSIL1C_20200101T000000_{code}_R000_T18SUH_20200101T000000.SAFE"
+    granule = safe / "GRANULE" / "L1C_T18SUH_A000000_20200101T000000"
+    (granule / "IMG_DATA").mkdir(parents=True)
+    offset = 1000 if tuple(map(int, baseline.split("."))) >= (4, 0) else 0
+    with rasterio.open(scene / "B02.tif") as src:
+        crs, left, top = src.crs, src.transform.c, src.transform.f
+    files = []
+    for band, res in S2_PIXEL_M.items():
+        n = side_m // res
+        with rasterio.open(scene / f"{band}.tif") as src:
+            side = round(side_m / src.res[0])
+            data = src.read(1, window=Window(0, 0, side, side), out_shape=(n, n))
+        data = np.where(data > 0, data + offset, 0).astype(np.uint16)
+        name = f"GRANULE/{granule.name}/IMG_DATA/T18SUH_20200101T000000_{band}"
+        write_jp2(
+            safe / f"{name}.jp2",
+            data[None],
+            crs,
+            rasterio.transform.from_origin(left, top, res, res),
+        )
+        files.append(f"<IMAGE_FILE>{name}</IMAGE_FILE>")
+    (safe / "MTD_MSIL1C.xml").write_text(
+        '<n1:Level-1C_User_Product xmlns:n1="https://psd-14.sentinel2.eo.esa.int/PSD/'
+        'User_Product_Level-1C.xsd"><n1:General_Info><Product_Info>'
+        f"<PROCESSING_LEVEL>Level-1C</PROCESSING_LEVEL><PRODUCT_TYPE>S2MSI1C</PRODUCT_TYPE>"
+        f"<PROCESSING_BASELINE>{baseline}</PROCESSING_BASELINE>"
+        '<Query_Options completeSingleTile="true"><PRODUCT_FORMAT>SAFE_COMPACT</PRODUCT_FORMAT>'
+        '</Query_Options><Product_Organisation><Granule_List><Granule imageFormat="JPEG2000">'
+        + "".join(files)
+        + "</Granule></Granule_List></Product_Organisation></Product_Info>"
+        "</n1:General_Info></n1:Level-1C_User_Product>"
+    )
+    sizes = "".join(
+        f'<Size resolution="{r}"><NROWS>{side_m // r}</NROWS><NCOLS>{side_m // r}</NCOLS></Size>'
+        f'<Geoposition resolution="{r}"><ULX>{left}</ULX><ULY>{top}</ULY><XDIM>{r}</XDIM>'
+        f"<YDIM>-{r}</YDIM></Geoposition>"
+        for r in (10, 20, 60)
+    )
+    (granule / "MTD_TL.xml").write_text(
+        '<n1:Level-1C_Tile_ID xmlns:n1="https://psd-14.sentinel2.eo.esa.int/PSD/'
+        'S2_PDI_Level-1C_Tile_Metadata.xsd"><n1:Geometric_Info><Tile_Geocoding>'
+        f"<HORIZONTAL_CS_CODE>EPSG:{crs.to_epsg()}</HORIZONTAL_CS_CODE>{sizes}"
+        "</Tile_Geocoding></n1:Geometric_Info></n1:Level-1C_Tile_ID>"
+    )
+    return safe

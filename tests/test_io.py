@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import rasterio
 from rasterio.enums import ColorInterp, Resampling
-from rasters import product_bands, write_jp2  # tests/rasters.py
+from rasters import product_bands, sentinel2_product, write_jp2  # tests/rasters.py
 
 from ofa_explore.demo import sample_path
 from ofa_explore.errors import CLI_WORDS
@@ -198,6 +198,38 @@ def test_a_sentinel2_product_is_read_as_downloaded(shared, tmp_path):
 
     with pytest.raises(RasterError, match="several scenes: band B01 is in 6 files .* 6 folders"):
         open_raster(shared / "bigearthnet/S2")  # a folder of scene folders
+
+
+def test_a_sentinel2_product_through_gdals_own_driver(shared, tmp_path):
+    """GDAL's SENTINEL2 driver opens a product's MTD_MSIL1C.xml as one raster a resolution
+    ('SENTINEL2_L1C:…/MTD_MSIL1C.xml:10m:EPSG_32618', as QGIS adds it; in its zip too): each
+    is read as those bands, the offset of baseline 04.00 and later taken off as the driver's
+    baseline tag says. The MTD file itself is the whole product, all 13 bands (it was a
+    container to pick a raster of)."""
+    scene = shared / "s2_scenes/chesapeake"
+    old, new = (sentinel2_product(tmp_path / b, scene, b) for b in ("02.04", "05.09"))
+    ten_m = f"SENTINEL2_L1C:{old / 'MTD_MSIL1C.xml'}:10m:EPSG_32618"
+    da = open_raster(ten_m)
+    assert raster_modality(da).name == "s2_l1c_b04_b03_b02_b08" and da.rio.crs.to_epsg() == 32618
+    with rasterio.open(next((old / "GRANULE").glob("*/IMG_DATA/*_B04.jp2"))) as src:
+        assert np.array_equal(da.sel(band="B04").values, src.read(1))
+    offset = open_raster(f"SENTINEL2_L1C:{new / 'MTD_MSIL1C.xml'}:10m:EPSG_32618")
+    assert (
+        "less the +1000" in offset.attrs["ofa_notes"][-1]
+        and "05.09" in offset.attrs["ofa_notes"][-1]
+    )
+    np.testing.assert_array_equal(
+        to_model_units(offset.values, offset.attrs["ofa_conversion"]), da.values
+    )
+    whole = open_raster(old / "MTD_MSIL1C.xml")
+    assert raster_modality(whole).name == "s2_l1c" and whole.sizes["band"] == 13
+    assert np.array_equal(whole.values, open_raster(old).values)  # as its .SAFE folder
+    archive = tmp_path / f"{old.stem}.zip"
+    with zipfile.ZipFile(archive, "w") as zipped:
+        for path in old.rglob("*"):
+            zipped.write(path, path.relative_to(old.parent))
+    inside = f"SENTINEL2_L1C:/vsizip/{archive}/{old.name}/MTD_MSIL1C.xml:10m:EPSG_32618"
+    assert np.array_equal(open_raster(inside).values, da.values)
 
 
 def test_bands_as_gdals_sentinel2_driver_describes_them(shared, tmp_path):

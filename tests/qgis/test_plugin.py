@@ -733,13 +733,15 @@ def test_an_rgba_layers_alpha_band_is_not_imagery(
     assert "transparent (alpha 0) and 0 in every band" in shown, shown
 
 
-def test_layers_inside_a_geopackage_or_a_zip_run(
+def test_layers_inside_a_geopackage_a_zip_or_a_product_run(
     plugin, qgis_iface, qgis_app, monkeypatch, tmp_path
 ):
-    """A raster stored in a GeoPackage (QGIS's source 'GPKG:/…/x.gpkg:table') or read from a
-    zip ('/vsizip//…/x.zip/tile.tif') is a file on disk that GDAL reads: Embed runs on it. It
-    said 'This layer is not a raster file on disk: save it as a GeoTIFF first'; a layer
-    read over the network still does."""
+    """A raster stored in a GeoPackage (QGIS's source 'GPKG:/…/x.gpkg:table'), read from a
+    zip ('/vsizip//…/x.zip/tile.tif') or a Sentinel-2 product's resolution as QGIS adds it
+    from the product ('SENTINEL2_L1C:/…/MTD_MSIL1C.xml:10m:EPSG_32618', GDAL's driver) is a
+    file on disk that GDAL reads: Embed runs on it. It said 'This layer is not a raster file
+    on disk: save it as a GeoTIFF first'; a layer read over the network still does."""
+    import subprocess
     import zipfile
 
     from ofa_explore_qgis import settings
@@ -756,10 +758,20 @@ def test_layers_inside_a_geopackage_or_a_zip_run(
     archive = folder / "tiles.zip"
     with zipfile.ZipFile(archive, "w") as zipped:
         zipped.write(neon, "tiles/OSBS_029.tif")
+    scene = SHARED / "s2_scenes" / "chesapeake"
+    build = (  # tests/rasters.py needs rasterio: the engine's Python has it, QGIS's has not
+        f"import sys; sys.path.insert(0, {str(ROOT / 'tests')!r}); from pathlib import Path; "
+        "from rasters import sentinel2_product; "
+        f"print(sentinel2_product(Path({str(folder)!r}), Path({str(scene)!r})))"
+    )
+    safe = subprocess.run(
+        [os.environ["OFA_EXPLORE_PYTHON"], "-c", build], capture_output=True, text=True, check=True
+    ).stdout.strip()
     runner = settings.current_engine()
     for source, name in (
         (f"GPKG:{gpkg}:t2020", "flight 2020"),
         (f"/vsizip/{archive}/tiles/OSBS_029.tif", "tile"),
+        (f"SENTINEL2_L1C:{safe}/MTD_MSIL1C.xml:10m:EPSG_32618", "S2 10 m"),
     ):
         layer = add_layer(qgis_iface, source, name)
         assert OfaDialog("embed", runner, layer).problem() is None, layer.source()
