@@ -239,21 +239,13 @@ def open_raster(
         fit = _check_scale(da, valid, candidates, given is not None, source, baseline)
         if given is None:
             fit = _by_band_order(da, valid, fit, baseline)
-        stored = stored_order(da, valid, fit, baseline)
+        stored = _stored_order(da, valid, fit, baseline)
         if stored is not None:
             fit, order = stored
             da = da.isel(band=order)
         m, conversion = fit.modality, fit.conversion
         notes.append(fit.note())
-        if fit.spread >= ODD_SPREAD:
-            warnings.warn(
-                f"{_name(source)}'s band means, each over those of '{m.name}', spread "
-                f"{fit.spread:.0f}x ({fit.odd_bands()}), where a scene of it spreads under "
-                "100x: the bands may be another sensor's, or in another order, and the "
-                "outputs will not mean much; name the file's bands, or its sensor",
-                ScaleWarning,
-                stacklevel=2,
-            )
+        _warn_of_odd_bands(fit, source)
         if not isinstance(source, (list, tuple)):
             da = _order_bands(da, m)
     da = da.assign_coords(band=list(m.bands))
@@ -437,18 +429,18 @@ def _closest_fitting(
     margin = math.log(ORDER_MARGIN)
     closer = [o for o in off if o[0] + margin < off[0][0]]
     best = min(closer, key=lambda o: o[0]) if closer else off[0]
-    spread = {id(s): f.spread for f, s in fits}
-    flatter = [  # band by band (as ``_by_band_order``): Earth Engine's Landsat-8 B1 ... B7
-        o for o in off if spread[id(o[1])] * ORDER_MARGIN <= spread[id(best[1])]
-    ]  # were 7 of Sentinel-2's 13 (B5, Landsat's NIR, as the red edge): 5.2x apart, 1.0x
-    if spread[id(best[1])] >= ORDER_SPREAD and flatter:
-        chosen = min(flatter, key=lambda o: spread[id(o[1])])
-        note = _subset_note(*chosen[1], []) + (
-            f"; band by band its means follow this sensor's (within "
-            f"{spread[id(chosen[1])]:.1f}x) rather than those of '{best[1][1].name}' "
-            f"({spread[id(best[1])]:.1f}x apart), whose band names they carry too"
+    # band by band (as ``_by_band_order``): Earth Engine's Landsat-8 B1 ... B7 were 7 of
+    # Sentinel-2's 13 (B5, Landsat's NIR, as the red edge): 5.2x apart, against 1.0x
+    spread = next(f.spread for f, s in fits if s is best[1])
+    flatter = [(f, s) for f, s in fits if f.fits and f.spread * ORDER_MARGIN <= spread]
+    if spread >= ORDER_SPREAD and flatter:
+        fit, chosen = min(flatter, key=lambda fs: fs[0].spread)
+        note = _subset_note(*chosen, []) + (
+            f"; band by band its means follow this sensor's (within {fit.spread:.1f}x) rather "
+            f"than those of '{best[1][1].name}' ({spread:.1f}x apart), whose band names they "
+            "carry too"
         )
-        return chosen[1][0], note
+        return chosen[0], note
     others = [s[1].name for d, s in off if s is not best[1] and d < best[0] + margin]
     return best[1][0], _subset_note(*best[1], others)
 
@@ -607,11 +599,26 @@ def _by_band_order(
     return replace(min(closer, key=lambda o: o.spread), preferred_to=fit)
 
 
+def _warn_of_odd_bands(fit: ScaleFit, source: Any) -> None:
+    """A ``ScaleWarning`` when the band means follow the sensor's nowhere near (``ODD_SPREAD``):
+    Earth Engine's Landsat-8 B1 ... B11, which only Sentinel-2's band names cover, read as
+    Sentinel-2's spread 1013x."""
+    if fit.spread >= ODD_SPREAD:
+        warnings.warn(
+            f"{_name(source)}'s band means, each over those of '{fit.modality.name}', spread "
+            f"{fit.spread:.0f}x ({fit.odd_bands()}), where a scene of it spreads under 100x: "
+            "the bands may be another sensor's, or in another order, and the outputs will not "
+            "mean much; name the file's bands, or its sensor",
+            ScaleWarning,
+            stacklevel=4,
+        )
+
+
 def _name(source: Any) -> str:
     return str(source) if not isinstance(source, (list, tuple)) else f"{len(source)} files"
 
 
-def stored_order(
+def _stored_order(
     da: xr.DataArray, sample: np.ndarray, fit: ScaleFit, baseline: str | None
 ) -> tuple[ScaleFit, list[int]] | None:
     """When a file that names none of its bands holds all of the sensor's bands in another

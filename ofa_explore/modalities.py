@@ -176,9 +176,10 @@ def get_modality(name: str) -> Modality:
     try:
         return _REGISTRY[name]
     except (KeyError, TypeError):
-        found = subset_of([m.to_dict() for m in _REGISTRY.values()], name)
-        if isinstance(name, str) and found is not None:
-            return some_bands(_REGISTRY[found[0]], found[1])
+        if isinstance(name, str):
+            found = subset_of([m.to_dict() for m in _REGISTRY.values()], name)
+            if found is not None:
+                return some_bands(_REGISTRY[found[0]], found[1])
         raise _unknown(name) from None
 
 

@@ -186,7 +186,6 @@ def layer_output(folder: str | os.PathLike, layer_name: str, task_name: str) -> 
     return candidate
 
 
-# ---------------------------------------------------------------- words in results
 # GDAL's virtual file systems of archives, which a dataset name may nest ('/vsizip//data/x.zip/
 # B04.tif'), and those of other machines, whose rasters are not on this one
 ARCHIVE_VSI = re.compile(r"/vsi(?:zip|tar|gzip|7z|rar)/")
@@ -213,6 +212,7 @@ def local_file(source: str) -> str | None:
     return None
 
 
+# ---------------------------------------------------------------- words in results
 def count(n: int, word: str) -> str:
     """``1 tile``, ``2 tiles``: a number with its noun."""
     return f"{n} {word}{'s' * (n != 1)}"

@@ -327,8 +327,9 @@ class OfaDialog(QDialog):
         after_count = self.after_imagery_bands(after)
         if after_count is not None and after_count != before_count:
             return (
-                f"Before has {before_count} bands of imagery and After {after_count}: the two "
-                "dates must come from the same sensor, with the same bands."
+                f"Before has {protocol.count(before_count, 'band')} of imagery and After "
+                f"{after_count}: the two dates must come from the same sensor, with the same "
+                "bands."
             )
         if not overlap(before, after):
             return "Before and After do not overlap: choose two layers of the same place."
