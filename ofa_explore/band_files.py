@@ -161,10 +161,10 @@ def _coarser_copies(names: dict[Path, str | None], area: dict[Path, float]) -> l
     has B02 at 10, 20 and 60 m): those of each band but the finest, when they differ in pixel
     size. Files of one band and pixel size are refused: in several folders, as several scenes
     (a folder of scene folders)."""
-    bands = registry_bands()
+    bands, tokens = registry_bands(), _band_tokens(names)
     by_band: dict[str, list[Path]] = {}
     for p, description in names.items():
-        band = _file_band(p, description, bands)
+        band = _file_band(tokens[p], description, bands)
         if band is not None:
             by_band.setdefault(band, []).append(p)
     coarser: list[Path] = []
@@ -241,7 +241,8 @@ def _stack_sensor(
 
 def _band_files(m: Modality, names: dict[Path, str | None]) -> dict[str, list[Path]]:
     """The files that hold each band of ``m`` (``names``: each file's band description)."""
-    found = {p: _file_band(p, names[p], m.bands) for p in names}
+    tokens = _band_tokens(names)
+    found = {p: _file_band(tokens[p], names[p], m.bands) for p in names}
     return {band: [p for p in names if found[p] == band] for band in m.bands}
 
 
@@ -268,17 +269,31 @@ def _files_in_order(m: Modality, names: dict[Path, str | None]) -> list[Path]:
 def _file_bands(names: dict[Path, str | None], given: Modality | None) -> list[str | None]:
     """The band each single-band file holds (``names``: their band descriptions), of
     ``given``'s or of any sensor's."""
-    bands = given.bands if given else registry_bands()
-    return [_file_band(p, description, bands) for p, description in names.items()]
+    bands, tokens = (given.bands if given else registry_bands()), _band_tokens(names)
+    return [_file_band(tokens[p], description, bands) for p, description in names.items()]
 
 
-def _file_band(path: Path, description: str | None, bands: Sequence[str]) -> str | None:
-    """The one of ``bands`` a single-band file holds: its description, else a band name in its
-    file name."""
+def _band_tokens(names: dict[Path, str | None]) -> dict[Path, list[str]]:
+    """Each file name's words that can name its band: its stem split at '_', '-', '.' and
+    spaces, less the words that every file's name begins with (the product's name: ASF's
+    Sentinel-1 'S1A_IW_…_RTC30_G_gpuned_…_VV.tif' has a 'G', which read as RGB's green in its
+    dem, inc_map and ls_map files: 'band G is in 3 files')."""
+    tokens = {p: re.split(r"[_\-.\s]", p.stem.upper()) for p in names}
+    words = list(tokens.values())
+    shared = 0
+    while len(words) > 1 and all(len(w) > shared + 1 for w in words):
+        if len({w[shared] for w in words}) > 1:
+            break
+        shared += 1
+    return {p: w[shared:] for p, w in tokens.items()}
+
+
+def _file_band(tokens: list[str], description: str | None, bands: Sequence[str]) -> str | None:
+    """The one of ``bands`` a single-band file holds: its description, else a band name among
+    its file name's words (``_band_tokens``)."""
     label = (band_label(description) or "").upper()
     if label in {b.upper() for b in bands}:
         return next(b for b in bands if b.upper() == label)
-    tokens = re.split(r"[_\-.\s]", path.stem.upper())
     for band in bands:
         if band.upper() in tokens:
             return band

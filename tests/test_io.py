@@ -537,6 +537,38 @@ def test_an_earth_engine_export_is_read_without_its_other_layers(shared, tmp_pat
         open_raster(eleven)
 
 
+def test_a_sentinel1_rtc_folder_as_asf_delivers_it(shared, tmp_path):
+    """ASF's radiometrically terrain-corrected Sentinel-1 products hold VV and VH in linear
+    power beside a DEM, an incidence-angle map, a layover-shadow mask and an RGB picture, all
+    named after the product ('S1A_IW_…_DVP_RTC30_G_gpuned_…'). Its 'G' was RGB's green in
+    three files ('band G is in 3 files of the same pixel size'): the words all the names share
+    name no band, so VV and VH are read, in dB, and the rest left out."""
+    patch = sorted((shared / "bigearthnet/S1").iterdir())[0]
+    folder = tmp_path / "S1A_IW_20170613T165043_DVP_RTC30_G_gpuned_3A4B"
+    folder.mkdir()
+    stem = f"{folder.name}_"
+    db = {}
+    for pol in ("VV", "VH"):
+        with rasterio.open(next(patch.glob(f"*_{pol}.tif"))) as src:
+            profile, db[pol] = src.profile, src.read(1)
+        power = (10 ** (db[pol] / 10)).astype(np.float32)
+        with rasterio.open(
+            folder / f"{stem}{pol}.tif", "w", **{**profile, "dtype": "float32"}
+        ) as dst:
+            dst.write(power[None])
+    for other in ("dem", "inc_map", "ls_map"):
+        with rasterio.open(
+            folder / f"{stem}{other}.tif", "w", **{**profile, "dtype": "float32"}
+        ) as dst:
+            dst.write(np.ones((1, *db["VV"].shape), np.float32))
+    da = open_raster(folder)
+    assert raster_modality(da).name == "s1_grd" and list(da.band.values) == ["VV", "VH"]
+    assert da.attrs["ofa_conversion"] == {"kind": "linear_to_db"}
+    values = to_model_units(da.values, da.attrs["ofa_conversion"])
+    np.testing.assert_allclose(values, np.stack([db["VV"], db["VH"]]), atol=1e-3)
+    assert "left out ...dem.tif, ...inc_map.tif, ...ls_map.tif" in str(da.attrs["ofa_notes"])
+
+
 def test_s1_polarisation_files_in_any_order(shared):
     patch = sorted(glob.glob(str(shared / "bigearthnet/S1/*")))[0]
     da = open_raster(sorted(glob.glob(patch + "/*.tif")))  # VH sorts before VV
