@@ -290,11 +290,14 @@ def _band_tokens(names: dict[Path, str | None]) -> dict[Path, list[str]]:
 
 def _file_band(tokens: list[str], description: str | None, bands: Sequence[str]) -> str | None:
     """The one of ``bands`` a single-band file holds: its description, else a band name among
-    its file name's words (``_band_tokens``)."""
+    its file name's words (``_band_tokens``), the words of a name such as Landsat
+    Collection 2's 'SR_B1' in a row (each file of USGS's Level-2 folder was taken for its 'B1',
+    a Landsat-7 band of another wavelength)."""
     label = (band_label(description) or "").upper()
     if label in {b.upper() for b in bands}:
         return next(b for b in bands if b.upper() == label)
     for band in bands:
-        if band.upper() in tokens:
+        words = re.split(r"[_\-.\s]", band.upper())
+        if any(tokens[i : i + len(words)] == words for i in range(len(tokens))):
             return band
     return None

@@ -110,6 +110,7 @@ def test_a_scene_folder_is_read_as_the_sensor_its_band_files_hold(shared, tmp_pa
 
     da = open_raster(folder)  # the folder itself: its rasters
     assert raster_modality(da).name == "landsat_oli_l1" and da.sizes["band"] == 8
+
     with pytest.raises(RasterError, match="is a folder with no raster files"):
         open_raster(tmp_path)
     with pytest.raises(RasterError, match="has 4 bands; a list of files .* single-band files"):
@@ -133,6 +134,25 @@ def test_a_scene_folder_is_read_as_the_sensor_its_band_files_hold(shared, tmp_pa
     for modality in (None, "s2_l1c"):  # it said: no known sensor has 14 bands
         with pytest.raises(RasterError, match=r"band B12 is in 2 files .*\(B12.tif, B12_copy"):
             open_raster([*others, *twice], modality=modality)
+
+    # Collection 2 Level-2 as USGS names its files (…_SR_B1.TIF … _SR_B7.TIF, _ST_B10.TIF and
+    # quality layers): each file was taken for its 'B1' ... 'B7', Landsat-7's (without 'B6',
+    # left out), read as Landsat-7 surface reflectance: another sensor's wavelengths, silently
+    level2 = tmp_path / "LC08_L2SP_034030_20200513_20200820_02_T1"
+    level2.mkdir()
+    sr = {f"SR_B{n}": folder / f"B{n}.tif" for n in range(1, 8)}
+    other = {"ST_B10": folder / "B10.tif", "QA_PIXEL": folder / "BQA.tif"}
+    other |= {"SR_QA_AEROSOL": folder / "BQA.tif", "ST_QA": folder / "BQA.tif"}
+    for name, src in (sr | other).items():
+        shutil.copy(src, level2 / f"{level2.name}_{name}.TIF")
+    da = open_raster(level2)
+    assert raster_modality(da).name == "landsat_oli" and list(da.band.values) == list(sr)
+    with rasterio.open(folder / "B6.tif") as src:
+        assert np.array_equal(da.sel(band="SR_B6").values, src.read(1))
+    assert (
+        "left out ...QA_PIXEL.TIF, ...SR_QA_AEROSOL.TIF, ...ST_B10.TIF, ...ST_QA.TIF"
+        in (da.attrs["ofa_notes"][0])
+    )
 
 
 def test_a_sentinel2_product_is_read_as_downloaded(shared, tmp_path):
