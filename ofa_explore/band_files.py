@@ -19,20 +19,26 @@ from rasterio.vrt import WarpedVRT
 
 from .detection import detect_modality, registry_bands, sensor_records
 from .modalities import Modality, get_modality, list_modalities
-from .protocol import band_label, band_subsets, is_8bit
+from .protocol import band_key, band_label, band_subsets, is_8bit
 from .rasterfiles import SAMPLE_SIDE, RasterError, open_dataset, raster_path, read_sample
 
-BAND_FILE_SUFFIXES = (".tif", ".tiff", ".jp2")  # the rasters a scene's folder is read from
+# the rasters a scene's folder is read from (.img: ENVI, as in SNAP's .data folders, or ERDAS)
+BAND_FILE_SUFFIXES = (".tif", ".tiff", ".jp2", ".img")
 BAND_FILES_ATTR = "ofa_band_files"  # a scene read from band files: the file of each band, in order
 
 
-def metadata_product(path: Path) -> Path | None:
-    """The product folder of a Sentinel-2 product's metadata file (its MTD_MSIL1C.xml or
-    MTD_MSIL2A.xml, which GDAL's driver opens as a container of one raster a resolution):
-    read as the product, all its bands; None for any other path."""
+def product_folder(path: Path) -> Path | None:
+    """The folder of band files that a product's header file stands for, read as the product,
+    all its bands: a Sentinel-2 product's MTD_MSIL1C.xml or MTD_MSIL2A.xml (which GDAL's driver
+    opens as a container of one raster a resolution) its .SAFE folder; SNAP's BEAM-DIMAP
+    header (a .dim, which GDAL does not read) its .data folder of ENVI band files. None for
+    any other path."""
     name = path.name.upper()
     if name.startswith("MTD_MSIL") and name.endswith(".XML") and path.is_file():
         return path.parent
+    data = path.with_suffix(".data")
+    if path.suffix.lower() == ".dim" and data.is_dir():
+        return data
     return None
 
 
@@ -240,9 +246,11 @@ def _stack_sensor(
 
 
 def _band_files(m: Modality, names: dict[Path, str | None]) -> dict[str, list[Path]]:
-    """The files that hold each band of ``m`` (``names``: each file's band description)."""
+    """The files that hold each band of ``m`` (``names``: each file's band description), its
+    bands as files may spell them (``band_key``: SNAP and Earth Engine name Sentinel-2's
+    'B01' 'B1'; a folder of them was read as Landsat-8's B1-B7 and B9)."""
     tokens = _band_tokens(names)
-    found = {p: _file_band(tokens[p], names[p], m.bands) for p in names}
+    found = {p: _file_band(tokens[p], names[p], m.bands, keyed=True) for p in names}
     return {band: [p for p in names if found[p] == band] for band in m.bands}
 
 
@@ -288,16 +296,26 @@ def _band_tokens(names: dict[Path, str | None]) -> dict[Path, list[str]]:
     return {p: w[shared:] for p, w in tokens.items()}
 
 
-def _file_band(tokens: list[str], description: str | None, bands: Sequence[str]) -> str | None:
+def _file_band(
+    tokens: list[str], description: str | None, bands: Sequence[str], keyed: bool = False
+) -> str | None:
     """The one of ``bands`` a single-band file holds: its description, else a band name among
     its file name's words (``_band_tokens``), the words of a name such as Landsat
     Collection 2's 'SR_B1' in a row (each file of USGS's Level-2 folder was taken for its 'B1',
-    a Landsat-7 band of another wavelength)."""
+    a Landsat-7 band of another wavelength). ``keyed``: a band's name also as ``band_key``
+    spells it, for one sensor's bands: a file's 'B1' is Sentinel-2's 'B01', but a file's 'B01'
+    is never Landsat's 'B1'."""
+
+    def spellings(word: str) -> set[str]:
+        return {word.upper(), band_key(word)} if keyed else {word.upper()}
+
     label = (band_label(description) or "").upper()
-    if label in {b.upper() for b in bands}:
-        return next(b for b in bands if b.upper() == label)
     for band in bands:
-        words = re.split(r"[_\-.\s]", band.upper())
-        if any(tokens[i : i + len(words)] == words for i in range(len(tokens))):
+        if label in spellings(band):
             return band
+    for band in bands:
+        words = [spellings(w) for w in re.split(r"[_\-.\s]", band.upper())]
+        for i in range(len(tokens) - len(words) + 1):
+            if all(tokens[i + j] in word for j, word in enumerate(words)):
+                return band
     return None

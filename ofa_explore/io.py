@@ -22,7 +22,7 @@ from typing import Any, cast
 import numpy as np
 import xarray as xr
 
-from .band_files import folder_rasters, metadata_product, open_stack
+from .band_files import folder_rasters, open_stack, product_folder
 from .detection import detect_modality as detect_modality  # re-exported: the public rule
 from .detection import likely_modalities, sensor_records, some_bands_hint
 from .modalities import (
@@ -107,7 +107,7 @@ def open_raster(
     """
     given = _as_modality(modality)
     if isinstance(source, (str, Path)):
-        source = metadata_product(Path(source)) or source  # a product's MTD_MSIL*.xml
+        source = product_folder(Path(source)) or source  # MTD_MSIL*.xml, SNAP's .dim
     folder = isinstance(source, (str, Path)) and (
         Path(source).is_dir() or (Path(source).suffix.lower() == ".zip" and Path(source).is_file())
     )

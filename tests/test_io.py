@@ -220,6 +220,35 @@ def test_a_sentinel2_product_is_read_as_downloaded(shared, tmp_path):
         open_raster(shared / "bigearthnet/S2")  # a folder of scene folders
 
 
+def test_a_snap_product_as_beam_dimap(shared, tmp_path):
+    """SNAP saves a product as BEAM-DIMAP by default: a .dim header, which GDAL does not read,
+    and a .data folder of ENVI band files named B1 ... B12, B8A beside angle grids. The folder
+    had 'no raster files (.tif, .tiff, .jp2)'; read from its .img files, B1 ... B9 were
+    Landsat-8's (reconstruct 16.4 against 0.047 for the trivial baseline). The .dim, or its
+    folder, is Sentinel-2 L1C's 13 bands, B1 being B01."""
+    scene = shared / "s2_scenes/brandenburg_20170216"
+    data = tmp_path / "S2A_resampled.data"
+    data.mkdir()
+    (tmp_path / "S2A_resampled.dim").write_text("<Dimap_Document/>")
+    first = None
+    for band in [*get_modality("s2_l1c").bands, "view_zenith_mean", "sun_zenith"]:
+        with rasterio.open(scene / f"{band if band.startswith('B') else 'B04'}.tif") as src:
+            pixels = src.read(1, out_shape=(96, 96), resampling=Resampling.average)
+            transform = src.transform * src.transform.scale(src.width / 96, src.height / 96)
+            profile = dict(driver="ENVI", width=96, height=96, count=1, dtype=pixels.dtype)
+        name = band.replace("B0", "B") if band.startswith("B") else band  # SNAP's B1 ... B9
+        with rasterio.open(
+            data / f"{name}.img", "w", crs=src.crs, transform=transform, **profile
+        ) as dst:
+            dst.write(pixels[None])
+        first = pixels if band == "B01" else first
+    for source in (tmp_path / "S2A_resampled.dim", data):
+        da = open_raster(source)
+        assert raster_modality(da).name == "s2_l1c" and da.sizes["band"] == 13
+        assert np.array_equal(da.sel(band="B01").values, first)
+        assert "left out sun_zenith.img, view_zenith_mean.img" in da.attrs["ofa_notes"][0]
+
+
 def test_a_sentinel2_product_through_gdals_own_driver(shared, tmp_path):
     """GDAL's SENTINEL2 driver opens a product's MTD_MSIL1C.xml as one raster a resolution
     ('SENTINEL2_L1C:…/MTD_MSIL1C.xml:10m:EPSG_32618', as QGIS adds it; in its zip too): each
