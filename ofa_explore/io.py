@@ -633,6 +633,8 @@ def _stored_order(
         return None
     found = []
     for order in m.extra.get("band_orders", []):
+        if sorted(order["bands"]) != sorted(m.bands):  # some of the sensor's bands (a subset)
+            continue
         index = [order["bands"].index(band) for band in m.bands]
         other = scale_fit(sample[index], da.dtype, m, baseline)
         if other.fits and other.spread * ORDER_MARGIN <= fit.spread:

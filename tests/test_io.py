@@ -445,6 +445,18 @@ def test_a_file_of_some_named_bands_of_a_sensor_is_read_as_those_bands(shared, t
     assert "such as s2_l1c_b01_b02_b03_b04" in err.value.render(CLI_WORDS)
     with pytest.raises(UnknownModalityError, match="'s2_l2a_b02_b10'"):
         open_raster(unnamed, modality="s2_l2a_b02_b10")  # L2A has no B10
+    # the 10 and 20 m bands (10, unnamed), as many exports for models hold them: named in the
+    # refusal, and read so (a subset of Sentinel-2 L1C's, whose other band order is of 13)
+    with rasterio.open(shared / "change/oscd/bercy/bercy_20161130.tif") as src:
+        names = list(src.descriptions)
+        ten = ["B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B11", "B12"]
+        pixels = src.read([names.index(band) + 1 for band in ten])
+    path = write_tif(tmp_path / "ten.tif", pixels)
+    with pytest.raises(RasterError, match="no known sensor has 10 bands") as refused:
+        open_raster(path)
+    assert "(10 and 20 m bands B02, B03, B04, B05" in refused.value.render(CLI_WORDS)
+    da = open_raster(path, modality="s2_l1c_b02_b03_b04_b05_b06_b07_b08_b8a_b11_b12")
+    assert np.array_equal(da.values, pixels)
 
     # a file each, named by their file names: the same; of several sensors with such bands,
     # the one whose statistics the values fit closest (Landsat-8's B2, B3, B4 are Landsat's)
