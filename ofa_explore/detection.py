@@ -13,22 +13,21 @@ from .modalities import Modality, get_modality, list_modalities
 from .protocol import count, export_subsets, sensor_candidates
 from .rasterfiles import RasterError
 
-# how a refusal shows the names of some of a sensor's bands (``protocol.subset_name``), where
-# no sensor's common exports have as many bands as the file
-SOME_BANDS_EXAMPLE = "s2_l2a_b02_b03_b04_b08 or s1_grd_vv"
-
 
 def some_bands_hint(band_count: int) -> str:
-    """How a refusal of ``band_count`` unnamed bands says to name them as some of a sensor's:
-    the sensors' common exports of as many bands (``protocol.export_subsets``: Sentinel-2's
-    10 m bands for four), else an example of such names."""
+    """How a refusal of ``band_count`` unnamed bands says to name them as some of a sensor's,
+    a clause to put after others: the sensors' common exports of as many bands
+    (``protocol.export_subsets``: Sentinel-2's 10 m bands for four; QGIS's Sensor list and the
+    raster explorer offer them too), else ``{some_bands}``, an example where names are typed."""
     found = export_subsets(sensor_records(), band_count)
-    such = " or ".join(name for name, _, _ in found) or SOME_BANDS_EXAMPLE
-    hint = f"some of a sensor's bands by their names after its own, such as {such}"
-    if found:  # (10 m bands B02, B03, B04, B08 of Sentinel-2 L1C or Sentinel-2 L2A)
-        sensors = " or ".join(dict.fromkeys(sensor for _, sensor, _ in found))
-        hint += f" ({found[0][2]} of {sensors})"
-    return hint
+    if not found:
+        return "{some_bands}"
+    such = " or ".join(name for name, _, _ in found)
+    sensors = " or ".join(dict.fromkeys(sensor for _, sensor, _ in found))
+    return (  # (10 m bands B02, B03, B04, B08 of Sentinel-2 L1C or Sentinel-2 L2A)
+        f"; some of a sensor's bands by their names after its own, such as {such} "
+        f"({found[0][2]} of {sensors})"
+    )
 
 
 def sensor_records() -> list[dict[str, Any]]:
@@ -70,7 +69,7 @@ def likely_modalities(
         raise RasterError(
             f"no known sensor has {count(band_count, 'band')}",
             "name its sensor with {modality} ({modalities} lists them; others can be "
-            f"registered; {some_bands_hint(band_count)}), or give all the bands of the scene",
+            f"registered{some_bands_hint(band_count)}), or give all the bands of the scene",
             bands=band_count,
         )
     return [get_modality(n) for n in found]

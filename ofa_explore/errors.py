@@ -21,6 +21,13 @@ EXIT_BAD_INPUT = 2  # an OFAError: the message says what to change
 EXIT_SCENES_FAILED = 3  # some of several scenes failed; the others were written
 EXIT_CANCELLED = 130  # Ctrl-C, or SIGTERM for a running job
 
+# How a refusal says that some of a sensor's bands are named after it, where a name can be typed
+# (not in QGIS's Sensor list or a widget's drop-down, which offer their own)
+SOME_BANDS = (
+    "; some of a sensor's bands by their names after its own, such as s2_l2a_b02_b03_b04_b08 "
+    "or s1_grd_vv"
+)
+
 # How each shell names a setting; a name missing from a vocabulary is shown as it is.
 API_WORDS: dict[str, str] = {
     "output": "the output path",
@@ -50,6 +57,7 @@ API_WORDS: dict[str, str] = {
     "workers": "workers=",
     "benchmark": "ofa_explore.downstream.geobench.run_geobench()",
     "convert": "ofa_explore.load_model(NAME)",
+    "some_bands": SOME_BANDS,
 }
 CLI_WORDS: dict[str, str] = {
     "output": "-o",
@@ -79,6 +87,7 @@ CLI_WORDS: dict[str, str] = {
     "polygons": "--polygons",
     "members": "--members",
     "pool": "--pool",
+    "some_bands": SOME_BANDS,
 }
 
 # The QGIS plugin's: its dialog's field labels, bare, as a user reads them on screen ("choose
@@ -107,6 +116,7 @@ QGIS_WORDS: dict[str, str] = {
     "threshold": "Threshold",
     "polygons": "Changed areas",
     "pool": "the pooling of the head",
+    "some_bands": "",  # its Sensor list offers those of a sensor's bands files commonly hold
 }
 
 

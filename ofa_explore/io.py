@@ -573,7 +573,7 @@ def _check_scale(
         f"{_name(source)}'s values {values} are {fits[0].mismatch()} those of {expected} or "
         f"of any other {m.num_bands}-band sensor",
         "convert the file to those units, or name its sensor with {modality} ({modalities} "
-        f"lists them; {some_bands_hint(m.num_bands)})",
+        f"lists them{some_bands_hint(m.num_bands)})",
     )
 
 

@@ -138,6 +138,28 @@ def test_raster_explorer_says_why_a_file_cannot_be_shown_in_its_own_words():
     assert explorer.image.layout.display != "none"
 
 
+def test_raster_explorer_offers_the_bands_a_refusal_names(tmp_path):
+    """Sentinel-2's 10 m bands, unnamed, as exports hold them: the refusal names them as
+    s2_l2a_b02_b03_b04_b08 (a name to type in code and the CLI), and the Modality drop-down
+    offers that name, so choosing it shows the scene; no name the drop-down lacks is named."""
+
+    scene = Path(__file__).resolve().parents[1] / "notebooks" / "data" / "s2_chesapeake"
+    bands = []
+    for band in ("B02", "B03", "B04", "B08"):
+        with rasterio.open(scene / f"{band}.tif") as src:
+            profile, pixels = src.profile, src.read(1)
+            bands.append(pixels)
+    path = tmp_path / "ten_m.tif"
+    with rasterio.open(path, "w", **{**profile, "count": 4}) as dst:
+        dst.write(np.stack(bands))
+    explorer = RasterExplorer(str(path))
+    assert "such as s2_l1c_b02_b03_b04_b08 or s2_l2a_b02_b03_b04_b08" in explorer.info.value
+    explorer.modality.value = "s2_l2a_b02_b03_b04_b08"  # observed: it loads again
+    assert "s2_l2a_b02_b03_b04_b08" in explorer.info.value and explorer.image.value
+    single = RasterExplorer(str(scene / "B08.tif"))
+    assert "s1_grd_vv" not in single.info.value  # a name the drop-down does not offer
+
+
 def test_mask_ratio_changes_the_reconstruction_and_the_loss(model):
     explorer = ReconstructionExplorer(model, sample_path("eurosat_river.tif"))
     before, loss = explorer.panels["reconstruction"].value, explorer.loss.value

@@ -9,14 +9,27 @@ from pathlib import Path
 
 import ipywidgets as widgets
 
+from ..detection import sensor_records
 from ..errors import API_WORDS, OFAError
 from ..modalities import list_modalities
-from ..protocol import count
+from ..protocol import count, export_subsets
 from ..visualize import rgb_band_indices
 from .display import png, read_scene, rgb_picture, shown_path
 
 # how this widget names what the package's messages call {modality}: its own controls
-WIDGET_WORDS = {**API_WORDS, "modality": "Modality", "modalities": "the drop-down"}
+WIDGET_WORDS = {
+    **API_WORDS,
+    "modality": "Modality",
+    "modalities": "the drop-down",
+    "some_bands": "",
+}
+
+
+def _export_names() -> list[str]:
+    """Some of a sensor's bands that files commonly hold alone (Sentinel-2's 10 m bands), by
+    name: a file of them, unnamed, is read only when they are chosen (its refusal names them)."""
+    sensors = sensor_records()
+    return [name for n in range(1, 20) for name, _, _ in export_subsets(sensors, n)]
 
 
 class RasterExplorer(widgets.VBox):
@@ -29,7 +42,7 @@ class RasterExplorer(widgets.VBox):
         self.load_button = widgets.Button(description="Load", icon="folder-open")
         self.upload = widgets.FileUpload(accept=".tif,.tiff", multiple=False, description="Upload")
         self.modality = widgets.Dropdown(
-            options=[("auto", "")] + [(n, n) for n in list_modalities()],
+            options=[("auto", "")] + [(n, n) for n in [*list_modalities(), *_export_names()]],
             value=modality or "",
             description="Modality",
         )
