@@ -36,9 +36,8 @@ def product_folder(path: Path) -> Path | None:
     name = path.name.upper()
     if name.startswith("MTD_MSIL") and name.endswith(".XML") and path.is_file():
         return path.parent
-    data = path.with_suffix(".data")
-    if path.suffix.lower() == ".dim" and data.is_dir():
-        return data
+    if path.suffix.lower() == ".dim" and path.with_suffix(".data").is_dir():
+        return path.with_suffix(".data")
     return None
 
 

@@ -249,6 +249,15 @@ def test_a_snap_product_as_beam_dimap(shared, tmp_path):
         assert "left out sun_zenith.img, view_zenith_mean.img" in da.attrs["ofa_notes"][0]
 
 
+def test_the_current_folder_as_the_scene(shared, tmp_path, monkeypatch):
+    """`ofa embed .` in a scene's folder: '.' is that folder (looking for a product's header
+    beside it, the first version failed: "PosixPath('.') has an empty name", a bug)."""
+    for band in ("B02", "B03", "B04", "B08"):
+        shutil.copy(shared / "s2_scenes/chesapeake" / f"{band}.tif", tmp_path / f"{band}.tif")
+    monkeypatch.chdir(tmp_path)
+    assert raster_modality(open_raster(".")).name == "s2_l1c_b02_b03_b04_b08"
+
+
 def test_a_sentinel2_product_through_gdals_own_driver(shared, tmp_path):
     """GDAL's SENTINEL2 driver opens a product's MTD_MSIL1C.xml as one raster a resolution
     ('SENTINEL2_L1C:…/MTD_MSIL1C.xml:10m:EPSG_32618', as QGIS adds it; in its zip too): each
