@@ -19,7 +19,7 @@ from rasterio.vrt import WarpedVRT
 
 from .detection import detect_modality, registry_bands, sensor_records
 from .modalities import Modality, get_modality, list_modalities
-from .protocol import band_key, band_label, band_subsets, is_8bit
+from .protocol import band_key, band_label, band_subsets, common_names, is_8bit
 from .rasterfiles import SAMPLE_SIDE, RasterError, open_dataset, raster_path, read_sample
 
 # the rasters a scene's folder is read from (.img: ENVI, as in SNAP's .data folders, or ERDAS)
@@ -248,8 +248,8 @@ def _band_files(m: Modality, names: dict[Path, str | None]) -> dict[str, list[Pa
     """The files that hold each band of ``m`` (``names``: each file's band description), its
     bands as files may spell them (``band_key``: SNAP and Earth Engine name Sentinel-2's
     'B01' 'B1'; a folder of them was read as Landsat-8's B1-B7 and B9)."""
-    tokens = _band_tokens(names)
-    found = {p: _file_band(tokens[p], names[p], m.bands, keyed=True) for p in names}
+    tokens, aliases = _band_tokens(names), common_names(m.to_dict())
+    found = {p: _file_band(tokens[p], names[p], m.bands, aliases) for p in names}
     return {band: [p for p in names if found[p] == band] for band in m.bands}
 
 
@@ -296,25 +296,34 @@ def _band_tokens(names: dict[Path, str | None]) -> dict[Path, list[str]]:
 
 
 def _file_band(
-    tokens: list[str], description: str | None, bands: Sequence[str], keyed: bool = False
+    tokens: list[str],
+    description: str | None,
+    bands: Sequence[str],
+    aliases: dict[str, str] | None = None,
 ) -> str | None:
     """The one of ``bands`` a single-band file holds: its description, else a band name among
     its file name's words (``_band_tokens``), the words of a name such as Landsat
     Collection 2's 'SR_B1' in a row (each file of USGS's Level-2 folder was taken for its 'B1',
-    a Landsat-7 band of another wavelength). ``keyed``: a band's name also as ``band_key``
-    spells it, for one sensor's bands: a file's 'B1' is Sentinel-2's 'B01', but a file's 'B01'
-    is never Landsat's 'B1'."""
+    a Landsat-7 band of another wavelength). ``aliases``, for one sensor's bands: its common
+    names ('blue.tif', 'nir08.tif' as Earth Search names Sentinel-2's files), and each band's
+    name also as ``band_key`` spells it: a file's 'B1' is Sentinel-2's 'B01', but a file's
+    'B01' is never Landsat's 'B1'."""
+    keyed = aliases is not None
+    names = {band: [band] for band in bands}
+    for alias, band in (aliases or {}).items():
+        names.setdefault(band, []).append(alias)
 
     def spellings(word: str) -> set[str]:
         return {word.upper(), band_key(word)} if keyed else {word.upper()}
 
     label = (band_label(description) or "").upper()
     for band in bands:
-        if label in spellings(band):
+        if any(label in spellings(name) for name in names[band]):
             return band
     for band in bands:
-        words = [spellings(w) for w in re.split(r"[_\-.\s]", band.upper())]
-        for i in range(len(tokens) - len(words) + 1):
-            if all(tokens[i + j] in word for j, word in enumerate(words)):
-                return band
+        for name in names[band]:
+            words = [spellings(w) for w in re.split(r"[_\-.\s]", name.upper())]
+            for i in range(len(tokens) - len(words) + 1):
+                if all(tokens[i + j] in word for j, word in enumerate(words)):
+                    return band
     return None

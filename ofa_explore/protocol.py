@@ -522,14 +522,22 @@ def band_label(description: str | None) -> str | None:
 def sensor_bands(sensor: Mapping[str, Any], names: Sequence[str | None] | None) -> list[str] | None:
     """The sensor's band that each of a raster's band names is (``band_label``), in the
     raster's order; None unless each names another band of it. A file's 'B2' is Sentinel-2's
-    'B02'; a file's 'B02' is not Landsat's 'B2'."""
+    'B02'; a file's 'B02' is not Landsat's 'B2'; 'nir08' is Sentinel-2's 'B8A' and Landsat-8's
+    'SR_B5', as STAC and Earth Search name them (``common_names``)."""
     bands = [str(b) for b in sensor["bands"]]
     keys = {**{band_key(b): b for b in bands}, **{b.upper(): b for b in bands}}
+    keys |= {name.upper(): str(band) for name, band in common_names(sensor).items()}
     labels = [band_label(n) for n in (names or [])]
     picked = [keys.get(label.upper()) if label else None for label in labels]
     if not picked or None in picked or len(set(picked)) != len(picked):
         return None
     return cast("list[str]", picked)
+
+
+def common_names(sensor: Mapping[str, Any]) -> dict[str, str]:
+    """A sensor's bands by the names STAC (eo:common_name) and Earth Search give them ('blue',
+    'nir08', 'swir16'; ``extra.common_names``), as files and band descriptions may carry them."""
+    return dict((sensor.get("extra") or {}).get("common_names", {}))
 
 
 def names_sensor_bands(
@@ -578,24 +586,27 @@ def band_subsets(
 ) -> list[tuple[str, list[str]]]:
     """The sensors of which a raster's bands, every one named, are some but not all, each with
     those bands in the raster's order (a file of Sentinel-2's 10 m bands alone, named 'B02',
-    'B03', 'B04', 'B08' or 'B2' ... 'B8'); none when a sensor has exactly these bands, or for
-    fewer than ``MIN_SUBSET_BANDS``. Hyperspectral sensors are left out (their files carry
-    wavelengths). Of several, those of the data type's kind (8-bit layouts for bytes, the others
-    for wider types), then the ones marked for detection first; the values decide between them
-    (``io.open_raster``)."""
+    'B03', 'B04', 'B08' or 'B2' ... 'B8'); none when a sensor has exactly these bands (one of
+    the data type's kind: 'blue', 'green', 'red', 'nir' of 16 bits are Sentinel-2's, not NAIP's
+    R, G, B, NIR of 8), or for fewer than ``MIN_SUBSET_BANDS``. Hyperspectral sensors are left
+    out (their files carry wavelengths). Of several, those of the data type's kind (8-bit
+    layouts for bytes, the others for wider types), then the ones marked for detection first;
+    the values decide between them (``io.open_raster``)."""
     if len(names or []) < MIN_SUBSET_BANDS:
         return []
     sensors = [s for s in sensors if s.get("kind") != "hyperspectral"]
+    byte = None if dtype is None else is_8bit(dtype)
     found: list[tuple[Mapping[str, Any], list[str]]] = []
     for s in sensors:
         picked = sensor_bands(s, names)
         if picked is None:
             continue
         if len(picked) == len(s["bands"]):
-            return []
+            if byte is None or ("8-bit" in str(s.get("units", ""))) == byte:
+                return []
+            continue  # all of a sensor's bands of another data type: no reading of these
         found.append((s, picked))
-    if dtype is not None:
-        byte = is_8bit(dtype)
+    if byte is not None:
         found = [f for f in found if ("8-bit" in str(f[0].get("units", ""))) == byte] or found
     found.sort(key=lambda f: not f[0].get("autodetect"))
     return [(str(s["name"]), bands) for s, bands in found]

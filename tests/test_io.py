@@ -639,6 +639,44 @@ def test_a_sentinel1_rtc_folder_as_asf_delivers_it(shared, tmp_path):
     assert "left out ...dem.tif, ...inc_map.tif, ...ls_map.tif" in str(da.attrs["ofa_notes"])
 
 
+def test_bands_and_files_named_as_stac_names_them(shared, tmp_path):
+    """STAC's common names (Earth Search's Sentinel-2 files blue.tif … nir08.tif … swir22.tif,
+    band descriptions 'blue', 'green', 'red', 'nir' of stackstac and rioxarray exports) are the
+    sensor's bands: the folder said "cannot tell which file holds band B01", a 16-bit file
+    was NAIP's (8-bit) R, G, B, NIR and refused, an 8-bit one was read by its band count."""
+    scene = shared / "s2_scenes/chesapeake"
+    names = {"coastal": "B01", "blue": "B02", "green": "B03", "red": "B04", "rededge1": "B05"}
+    names |= {"rededge2": "B06", "rededge3": "B07", "nir": "B08", "nir08": "B8A"}
+    names |= {"nir09": "B09", "swir16": "B11", "swir22": "B12"}
+    folder = tmp_path / "S2B_18SUH_20200101_0_L2A"
+    folder.mkdir()
+    pixels = {}
+    for common, band in names.items():
+        with rasterio.open(scene / f"{band}.tif") as src:
+            pixels[band] = src.read(1, window=rasterio.windows.Window(0, 0, 120, 120))
+            profile = {**src.profile, "width": 120, "height": 120}
+            profile["transform"] = src.window_transform(rasterio.windows.Window(0, 0, 120, 120))
+        with rasterio.open(folder / f"{common}.tif", "w", **profile) as dst:
+            dst.write(pixels[band][None])  # no band description: the name is the file's
+    da = open_raster(folder)
+    assert raster_modality(da).name == "s2_l2a" and np.array_equal(
+        da.sel(band="B08"), pixels["B08"]
+    )
+
+    ten_m = np.stack([pixels[band] for band in ("B02", "B03", "B04", "B08")])
+    path = write_tif(tmp_path / "bgrn16.tif", ten_m, descriptions=["blue", "green", "red", "nir"])
+    da = open_raster(path)
+    assert raster_modality(da).name == "s2_l1c_b02_b03_b04_b08" and np.array_equal(da.values, ten_m)
+    naip = shared / "naip" / "m_4709963_se_14_1_20200831.tif"
+    with rasterio.open(naip) as src:
+        rgbn = src.read(window=rasterio.windows.Window(0, 0, 200, 200))
+    path = write_tif(
+        tmp_path / "bgrn8.tif", rgbn[[2, 1, 0, 3]], descriptions=["blue", "green", "red", "nir"]
+    )
+    da = open_raster(path)
+    assert raster_modality(da).name == "rgbn" and np.array_equal(da.values, rgbn)  # R, G, B, NIR
+
+
 def test_s1_polarisation_files_in_any_order(shared):
     patch = sorted(glob.glob(str(shared / "bigearthnet/S1/*")))[0]
     da = open_raster(sorted(glob.glob(patch + "/*.tif")))  # VH sorts before VV
