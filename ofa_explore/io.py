@@ -349,13 +349,13 @@ def _without_other_layers(
     more = f" and {len(others) - 6} more" if len(others) > 6 else ""
     band, them = ("band", "it") if len(others) == 1 else ("bands", "them")
     notes.append(
-        f"left out {band} {numbers_text(others)} ({shown}{more}): the file names {them} as "
+        f"left out {band} {_numbers_text(others)} ({shown}{more}): the file names {them} as "
         "none of the sensor's bands, which the others are"
     )
     return kept
 
 
-def numbers_text(numbers: Sequence[int]) -> str:
+def _numbers_text(numbers: Sequence[int]) -> str:
     """Band numbers as GIS users read them: '13-23', '8, 10-12'."""
     runs: list[list[int]] = []
     for n in numbers:

@@ -626,17 +626,17 @@ def picked_bands(
 
 
 def export_subsets(
-    sensors: Iterable[Mapping[str, Any]], band_count: int
+    sensors: Iterable[Mapping[str, Any]], band_count: int | None = None
 ) -> list[tuple[str, str, str]]:
     """Some of a sensor's bands that files commonly hold alone (``extra.exports``: Sentinel-2's
-    10 m bands), ``band_count`` of them: each one's ``subset_name``, its sensor as people call
-    it (``sensor_label``) and what the bands are ("10 m bands B02, B03, B04, B08"). A file of
-    unnamed bands is never read as some of a sensor's by itself; these are what the user can
-    name it."""
+    10 m bands), ``band_count`` of them (None: all): each one's ``subset_name``, its sensor as
+    people call it (``sensor_label``) and what the bands are ("10 m bands B02, B03, B04, B08").
+    A file of unnamed bands is never read as some of a sensor's by itself; these are what the
+    user can name it."""
     found = []
     for s in sensors:
         for export in (s.get("extra") or {}).get("exports", []):
-            if len(export["bands"]) == band_count:
+            if band_count in (None, len(export["bands"])):
                 name = subset_name(str(s["name"]), export["bands"])
                 words = f"{export['name']} {', '.join(export['bands'])}"
                 found.append((name, sensor_label(s), words))

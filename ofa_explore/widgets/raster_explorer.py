@@ -28,8 +28,7 @@ WIDGET_WORDS = {
 def _export_names() -> list[str]:
     """Some of a sensor's bands that files commonly hold alone (Sentinel-2's 10 m bands), by
     name: a file of them, unnamed, is read only when they are chosen (its refusal names them)."""
-    sensors = sensor_records()
-    return [name for n in range(1, 20) for name, _, _ in export_subsets(sensors, n)]
+    return [name for name, _, _ in export_subsets(sensor_records())]
 
 
 class RasterExplorer(widgets.VBox):
