@@ -19,7 +19,15 @@ from rasterio.vrt import WarpedVRT
 
 from .detection import detect_modality, registry_bands, sensor_records
 from .modalities import Modality, get_modality, list_modalities
-from .protocol import band_key, band_label, band_subsets, common_names, is_8bit
+from .protocol import (
+    band_key,
+    band_label,
+    band_names,
+    band_subsets,
+    common_names,
+    is_8bit,
+    sensor_label,
+)
 from .rasterfiles import SAMPLE_SIDE, RasterError, open_dataset, raster_path, read_sample
 
 # the rasters a scene's folder is read from (.img: ENVI, as in SNAP's .data folders, or ERDAS)
@@ -109,6 +117,10 @@ def open_stack(paths: list[Path], given: Modality | None, folder: bool = False):
             "give one multi-band file alone, or run each file on its own",
         )
     notes = []
+    product = _product_bands(list(names), given)
+    if product is not None:
+        names, note = product
+        notes.append(note)
     if multi:
         notes.append(
             f"left out {_file_names(multi, paths)}: "
@@ -125,7 +137,7 @@ def open_stack(paths: list[Path], given: Modality | None, folder: bool = False):
     m, order = _stack_sensor(names, given, eight_bit=byte * 2 > len(names))
     left_out = [p for p in names if p not in order]
     if left_out:
-        what = f"bands of '{m.name}' ({', '.join(m.bands)})" if m else "bands of a known sensor"
+        what = f"bands of '{m.name}' ({band_names(m.bands)})" if m else "bands of a known sensor"
         notes.append(f"left out {_file_names(left_out, paths)}: not {what}")
     sources = [open_dataset(p) for p in order]
     finest = min(sources, key=lambda s: abs(s.res[0] * s.res[1]))
@@ -152,11 +164,40 @@ def open_stack(paths: list[Path], given: Modality | None, folder: bool = False):
     return da, np.concatenate(samples, axis=0), m, notes
 
 
+def _product_bands(
+    paths: list[Path], given: Modality | None
+) -> tuple[dict[Path, str | None], str] | None:
+    """Band files of a product that names a sensor's bands its own way (``extra.product_bands``:
+    HLS L30's B05 is Sentinel-2's B8A): each kept file with the sensor's band as its name, and
+    a note on what was read and left out; None when the files are of no such product. Read by
+    their own names, HLS L30's B05-B07 (near and shortwave infrared) were Sentinel-2's red-edge
+    bands, and S30's surface reflectance was L1C's top-of-atmosphere (reconstruct 4.7x and 4.3x
+    the trivial baseline's error; read so, 0.94x and 0.76x)."""
+    words = [set(re.split(r"[_\-.\s]", p.name.upper())) for p in paths]
+    for sensor in [given] if given else [get_modality(n) for n in list_modalities()]:
+        for product, table in sensor.extra.get("product_bands", {}).items():
+            if len(paths) < 2 or not all(set(product.upper().split(".")) <= w for w in words):
+                continue
+            tokens = _band_tokens(dict.fromkeys(paths))
+            bands = {p: _file_band(tokens[p], None, list(table)) for p in paths}
+            kept = {p: table[b] for p, b in bands.items() if b is not None}
+            renamed = [f"its {b} is {table[b]}" for b in dict.fromkeys(bands.values()) if b]
+            renamed = [r for r in renamed if r.split()[1] != r.split()[-1]]
+            whose = sensor_label(sensor.to_dict())
+            note = f"read as {product.replace('.', ' ')}, whose bands are {whose}'s"
+            note += f" ({', '.join(renamed)})" if renamed else ""
+            left_out = [p for p in paths if p not in kept]
+            if left_out:
+                note += f"; left out {_file_names(left_out, paths)}: none of its bands"
+            return kept, note
+    return None
+
+
 def _file_names(some: list[Path], paths: list[Path]) -> str:
     """File names for a note, without the prefix that all of ``paths`` share ('T33UUP_2017...
     _B02_10m.jp2' is '...B02_10m.jp2', 'LC08_L1TP_..._B10.TIF' '...B10.TIF')."""
     prefix = os.path.commonprefix([p.name for p in paths])
-    prefix = prefix[: max(prefix.rfind("_"), prefix.rfind("-")) + 1]
+    prefix = prefix[: max(prefix.rfind("_"), prefix.rfind("-"), prefix.rfind(".")) + 1]
     cut = len(prefix) if len(prefix) >= 6 and len(paths) > 1 else 0
     return ", ".join(("..." if cut else "") + p.name[cut:] for p in some)
 
@@ -267,7 +308,7 @@ def _files_in_order(m: Modality, names: dict[Path, str | None]) -> list[Path]:
             raise RasterError(
                 f"cannot tell which file holds band {band} of '{m.name}' (found {len(files)})",
                 f"name the files with their band (e.g. ..._{band}.tif), or give one file per "
-                f"band of {', '.join(m.bands)}",
+                f"band of {band_names(m.bands)}",
             )
         order.extend(files)
     return order

@@ -14,12 +14,15 @@ from .protocol import count, export_subsets, sensor_candidates
 from .rasterfiles import RasterError
 
 
-def some_bands_hint(band_count: int) -> str:
+def some_bands_hint(band_count: int, sensor: Modality | None = None) -> str:
     """How a refusal of ``band_count`` unnamed bands says to name them as some of a sensor's,
-    a clause to put after others: the sensors' common exports of as many bands
-    (``protocol.export_subsets``: Sentinel-2's 10 m bands for four; QGIS's Sensor list and the
-    raster explorer offer them too), else ``{some_bands}``, an example where names are typed."""
-    found = export_subsets(sensor_records(), band_count)
+    a clause to put after others: the common exports of as many bands of ``sensor`` (the one
+    the user named), else of any sensor (``protocol.export_subsets``: Sentinel-2's 10 m bands
+    for four; QGIS's Sensor list and the raster explorer offer them too), else
+    ``{some_bands}``, an example where names are typed."""
+    records = sensor_records()
+    named = [r for r in records if sensor is not None and r["name"] == sensor.name]
+    found = export_subsets(named, band_count) or export_subsets(records, band_count)
     if not found:
         return "{some_bands}"
     such = " or ".join(name for name, _, _ in found)

@@ -16,7 +16,7 @@ import torch
 
 from .errors import BadInput, ModelMismatch
 from .modalities import Modality, get_modality
-from .protocol import count
+from .protocol import band_names, count
 
 if TYPE_CHECKING:
     from .model import OFANet
@@ -73,7 +73,7 @@ def check_input(x: torch.Tensor, modality: Modality, patch_size: int) -> torch.T
     if c != modality.num_bands:
         raise BadInput(
             f"modality '{modality.name}' expects {count(modality.num_bands, 'band')} "
-            f"({', '.join(modality.bands)}), got {c}",
+            f"({band_names(modality.bands)}), got {c}",
             "pass the bands in this order or choose the matching {modality} "
             "({modalities} lists them)",
             modality=modality.name,

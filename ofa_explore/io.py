@@ -33,6 +33,7 @@ from .modalities import (
     some_bands,
 )
 from .protocol import (
+    band_names,
     band_subsets,
     band_wavelengths,
     bands_among_others,
@@ -41,7 +42,6 @@ from .protocol import (
     picked_bands,
     sensor_bands,
     sensor_candidates,
-    subset_name,
 )
 from .rasterfiles import (
     SAMPLE_SIDE,
@@ -178,11 +178,10 @@ def open_raster(
     if da.sizes["band"] != m.num_bands:
         raise RasterError(
             f"{_name(source)} has {count(da.sizes['band'], 'band')} but modality '{m.name}' "
-            f"expects {count(m.num_bands, 'band')} ({', '.join(m.bands)})",
+            f"expects {count(m.num_bands, 'band')} ({band_names(m.bands)})",
             "pick the matching {modality}"
             + (
-                f" (some of its bands by their names after its own, such as "
-                f"{subset_name(m.name, m.bands[: da.sizes['band']])})"
+                some_bands_hint(da.sizes["band"], m)
                 if da.sizes["band"] < m.num_bands and m.kind != "hyperspectral"
                 else ""
             )
@@ -388,23 +387,30 @@ def _picked_names(
     the sensor and a note; else None (the picked bands are then detected on their own, as
     before). Named, they are read as what they are, some of that sensor's bands: 12 of
     EuroSAT's 13 (B10 left out) were read as L2A's 12 in L2A's order (B09 as B8A, three more
-    off by one); bands 2, 3, 4, 8 were refused."""
+    off by one); bands 2, 3, 4, 8 were refused. A file in another order of the sensor's bands
+    (``_stored_order``: Sentinel-2's by wavelength, B8A after B08) is named in that order."""
     if any(_descriptions(whole)):
         return None
     sensors = [given] if given else [get_modality(n) for n in list_modalities()]
     found = picked_bands([s.to_dict() for s in sensors], whole.sizes["band"], bands)
     if found is None:
         return None
-    sensor = given or get_modality(found[0])
-    if given is None:  # the values must fit the sensor the band count names
-        values = _valid(read_sample(path), whole.rio.nodata, None)
-        if not scale_fit(values, whole.dtype, sensor).fits:
-            return None
+    sensor, names, how = given or get_modality(found[0]), found[1], ""
+    values = _valid(read_sample(path), whole.rio.nodata, None)
+    baseline = processing_baseline(path)
+    fit = scale_fit(values, whole.dtype, sensor, baseline)
+    if given is None and not fit.fits:  # the values must fit the sensor the band count names
+        return None
+    stored = _stored_order(whole, values, fit, baseline)
+    if stored is not None:
+        held = dict(zip(stored[1], sensor.bands))  # the file's band index -> the sensor's band
+        names = [held[number - 1] for number in bands]
+        how = f" ({stored[0].stored_as}, which the file's band means follow)"
     note = (
         f"bands {', '.join(map(str, bands))} of the file's {sensor.num_bands} ('{sensor.name}') "
-        f"are its {', '.join(found[1])}"
+        f"are its {', '.join(names)}{how}"
     )
-    return tuple(found[1]), sensor, note
+    return tuple(names), sensor, note
 
 
 def _closest_fitting(
@@ -423,6 +429,8 @@ def _closest_fitting(
     named = [s for s in subsets if _names_product(s[1], source)]
     subsets = named + [s for s in subsets if s not in named]
     fits = [(_fit(da, sample, s[0], baseline), s) for s in subsets]
+    if any(f.fits and f.dark is None for f, _ in fits):  # L1C's blue this dark: another product
+        fits = [(f, s) for f, s in fits if f.dark is None]
     off = [(abs(math.log(f.factor)), s) for f, s in fits if f.fits and f.factor > 0]
     if not off:
         return subsets[0][0], _subset_note(*subsets[0], [])
@@ -456,7 +464,7 @@ def _names_product(sensor: Modality, source: Any) -> bool:
 def _subset_note(m: Modality, parent: Modality, others: list[str]) -> str:
     """What reading some of a sensor's bands means, and which sensors the values fit as well."""
     note = (
-        f"its bands {', '.join(m.bands)} are {m.num_bands} of the {parent.num_bands} of "
+        f"its bands {band_names(m.bands)} are {m.num_bands} of the {parent.num_bands} of "
         f"'{parent.name}', read alone (by their wavelengths where the model has no embedding "
         "of them)"
     )
@@ -615,7 +623,10 @@ def _warn_of_odd_bands(fit: ScaleFit, source: Any) -> None:
 
 
 def _name(source: Any) -> str:
-    return str(source) if not isinstance(source, (list, tuple)) else f"{len(source)} files"
+    """A raster in a sentence: its path, or "the 15-file scene" ("15 files's band means")."""
+    if isinstance(source, (list, tuple)):
+        return f"the {len(source)}-file scene"
+    return str(source)
 
 
 def _stored_order(

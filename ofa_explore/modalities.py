@@ -15,7 +15,7 @@ from importlib import resources
 from typing import Any
 
 from .errors import BadInput, NotFound, literal
-from .protocol import count, subset_name, subset_of
+from .protocol import band_names, count, subset_name, subset_of
 
 KINDS = ("optical", "sar", "hyperspectral")
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
@@ -93,7 +93,7 @@ class Modality:
         missing = [b for b in bands if b not in self.bands]
         if missing:
             raise BadInput(
-                f"{self.name!r} has no band(s) {missing}; it has {', '.join(self.bands)}"
+                f"{self.name!r} has no band(s) {missing}; it has {band_names(self.bands)}"
             )
         idx = [self.bands.index(b) for b in bands]
         pick = lambda values: tuple(values[i] for i in idx)  # noqa: E731

@@ -218,6 +218,14 @@ def count(n: int, word: str) -> str:
     return f"{n} {word}{'s' * (n != 1)}"
 
 
+def band_names(bands: Sequence[str], most: int = 16) -> str:
+    """A sensor's bands in a sentence: all of a multispectral one's, the first and last few of
+    a hyperspectral one's (EnMAP's 202 names made a refusal a screenful)."""
+    if len(bands) <= most:
+        return ", ".join(bands)
+    return f"{', '.join(bands[:3])} … {', '.join(bands[-2:])}"
+
+
 def class_table(rows: Sequence[Mapping[str, Any]]) -> str:
     """The classes found (a ``result`` event's ``areas``), largest first, one a line: hectares
     where the CRS is in metres, else pixels, and the share; the CLI prints it, QGIS shows it."""

@@ -11,13 +11,13 @@ its modality before the model sees it: floats in physical units are converted
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 
 from .modalities import Modality
-from .protocol import is_8bit
+from .protocol import band_names, is_8bit
 
 FIT_FACTOR = 32.0  # band means more than 32x off a modality's: not its units. Scenes of one
 # sensor in one unit stay within ~12x of its means (a EuroSAT lake chip: 11x below the L1C
@@ -134,6 +134,21 @@ class ScaleFit:
     stored_as: str | None = None  # another order of the sensor's bands that the file follows
     # (``extra.band_orders``: its name), with the spread in the sensor's own order:
     own_order_spread: float = math.nan
+    # the darkest pixels of the band the sensor's records keep above a floor (``extra.darkest``:
+    # Sentinel-2 L1C's blue), where they lie below it; else None
+    dark: float | None = None
+
+    @property
+    def below_zero(self) -> bool:
+        """Whether most band means lie below the value that stands for zero in the sensor's
+        physical units (``Modality.offset``: Landsat Level-1 DN 5,000, Collection 2 surface
+        reflectance 7,273): negative reflectance on average is no scene of it. PlanetScope
+        surface reflectance x 10000 (band means 400-3,000) fitted Landsat-8 Level-1's
+        statistics within ``FIT_FACTOR`` (0.09x) and was read as it."""
+        zero = _zero_value(self.modality)
+        got = np.asarray(self.means, dtype=float)
+        got = got[np.isfinite(got)]
+        return zero is not None and got.size > 0 and float(np.median(got)) < zero
 
     @property
     def spread(self) -> float:
@@ -163,6 +178,10 @@ class ScaleFit:
 
     def mismatch(self) -> str:
         """How far off the values are, in words: '~100x smaller than'."""
+        zero, near = _zero_value(self.modality), 1 / FIT_FACTOR <= self.factor <= FIT_FACTOR
+        if self.below_zero and zero is not None and near:  # else the factor says more
+            what = "reflectance" if "reflectance" in self.modality.units else "its units"
+            return f"mostly below the {zero:,.0f} that stands for zero {what} in"
         if not math.isfinite(self.factor) or self.factor <= 0:
             return "not in the range of"
         if self.factor >= 1:
@@ -193,6 +212,13 @@ class ScaleFit:
             return f"{read}, as asked; the values are {self.mismatch()} its statistics"
         ratio = f"{self.factor:.2f}x" if math.isfinite(self.factor) else "n/a"
         fit = f"{read}; the values fit its statistics (band means {ratio} its own)"
+        if self.dark is not None:
+            floor = self.modality.extra["darkest"]
+            fit += (
+                f", but its {floor['band']}'s darkest pixels ({self.dark:.0f}) lie below the "
+                f"{floor['above']:g} that this sensor's keep above: they look like "
+                f"{floor['darker']}"
+            )
         if self.stored_as is not None:
             return (
                 f"{fit}: its bands carry no names, and their means follow this sensor's bands "
@@ -203,10 +229,10 @@ class ScaleFit:
         other = self.preferred_to
         if other is None:
             return fit
-        name, bands = other.modality.name, ", ".join(other.modality.bands)
+        name, bands = other.modality.name, band_names(other.modality.bands)
         return (
             f"{fit}: its bands carry no sensor's names, and band by band its means follow this "
-            f"sensor's ({', '.join(self.modality.bands)}; within {self.spread:.1f}x) rather "
+            f"sensor's ({band_names(self.modality.bands)}; within {self.spread:.1f}x) rather "
             f"than those of '{name}' ({bands}; {other.spread:.1f}x apart); if it is '{name}', "
             "choose that sensor"
         )
@@ -234,7 +260,30 @@ def scale_fit(sample: np.ndarray, dtype: Any, m: Modality, baseline: str | None 
     if not positive.any():
         return ScaleFit(m, conversion, tuple(means), math.nan, False)
     factor = float(np.exp(np.median(np.log(got[positive] / mean[positive]))))
-    return ScaleFit(m, conversion, tuple(means), factor, _fits(values, dtype, m, factor))
+    fit = ScaleFit(m, conversion, tuple(means), factor, _fits(values, dtype, m, factor))
+    return replace(fit, fits=False) if fit.below_zero else replace(fit, dark=_dark(values, m))
+
+
+def _dark(values: np.ndarray, m: Modality) -> float | None:
+    """The 1st percentile of the positive values [C, n] of the band whose darkest pixels the
+    sensor keeps above a floor (``extra.darkest``), where it lies below; else None."""
+    floor = m.extra.get("darkest")
+    if not floor or floor["band"] not in m.bands:
+        return None
+    band = values[m.bands.index(floor["band"])]
+    band = band[np.isfinite(band) & (band > 0)]
+    if band.size == 0:
+        return None
+    darkest = float(np.percentile(band, 1))
+    return darkest if darkest < floor["above"] else None
+
+
+def _zero_value(m: Modality) -> float | None:
+    """The stored value that stands for zero in the modality's physical units, where that is
+    above zero (``value * scale + offset`` with a negative offset); else None."""
+    if m.offset < 0 < m.scale:
+        return -m.offset / m.scale
+    return None
 
 
 def _fits(values: np.ndarray, dtype: Any, m: Modality, factor: float) -> bool:

@@ -130,3 +130,38 @@ def sentinel2_product(root: Path, scene: Path, baseline: str = "02.04", side_m: 
         "</Tile_Geocoding></n1:Geometric_Info></n1:Level-1C_Tile_ID>"
     )
     return safe
+
+
+# NASA's Harmonized Landsat Sentinel-2 (HLS v2.0) band files: each of a granule's bands as the
+# Sentinel-2 L2A band it stands for (L30 adjusts Landsat-8/9 OLI to Sentinel-2: OLI 5, 6, 7 are
+# MSI 8A, 11, 12), else a constant: cirrus (top-of-atmosphere), thermal (degrees C x 100), the
+# Fmask quality layer and the sun and view angles
+HLS_BANDS = {
+    "L30": {"B01": "B01", "B02": "B02", "B03": "B03", "B04": "B04", "B05": "B8A", "B06": "B11",
+            "B07": "B12", "B09": 12, "B10": 2150, "B11": 2070},
+    "S30": {**{b: b for b in ("B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A",
+                              "B09", "B11", "B12")}, "B10": 15},
+}  # fmt: skip
+HLS_LAYERS = {"Fmask": 64, "SAA": 1500, "SZA": 3000, "VAA": 1000, "VZA": 300}
+
+
+def hls_granule(patch: Path, root: Path, product: str, bands: list[str] | None = None) -> Path:
+    """An HLS granule's folder of int16 band files (``HLS.L30.T33UUP.2017164T101031.v2.0.B05.tif``,
+    nodata -9999), made of a BigEarthNet Sentinel-2 L2A ``patch`` folder at 120 x 120 px:
+    ``bands`` of it (default all, with Fmask and the angles)."""
+    stem = f"HLS.{product}.T33UUP.2017164T101031.v2.0"
+    folder = root / stem
+    folder.mkdir(parents=True)
+    layers = {**HLS_BANDS[product], **HLS_LAYERS}
+    with rasterio.open(next(patch.glob("*_B02.tif"))) as src:  # the 10 m grid, 120 x 120 px
+        profile = {**src.profile, "dtype": "int16", "nodata": -9999, "driver": "GTiff"}
+    for name in bands or list(layers):
+        source = layers[name]
+        if isinstance(source, str):
+            with rasterio.open(next(patch.glob(f"*_{source}.tif"))) as src:
+                data = src.read(1, out_shape=(120, 120), resampling=Resampling.bilinear)
+        else:
+            data = np.full((120, 120), source)
+        with rasterio.open(folder / f"{stem}.{name}.tif", "w", **profile) as dst:
+            dst.write(data.astype(np.int16)[None])
+    return folder

@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 import rasterio
 from rasterio.enums import ColorInterp, Resampling
-from rasters import product_bands, sentinel2_product, write_jp2  # tests/rasters.py
+from rasters import hls_granule, product_bands, sentinel2_product, write_jp2  # tests/rasters.py
 
 from ofa_explore.demo import sample_path
-from ofa_explore.errors import CLI_WORDS
+from ofa_explore.errors import CLI_WORDS, QGIS_WORDS
 from ofa_explore.io import RasterError, ScaleWarning, open_raster, raster_modality
 from ofa_explore.modalities import (
     _REGISTRY,
@@ -213,8 +213,9 @@ def test_a_sentinel2_product_is_read_as_downloaded(shared, tmp_path):
         open_raster(cut)
     # R20m alone: 10 of L2A's 12 bands, as the product's name says (the values fit L1C too)
     assert raster_modality(open_raster(img / "R20m")).name.startswith("s2_l2a_b02_b03_b04_b05")
-    unnamed = (img / "R20m").rename(tmp_path / "R20m")
-    assert raster_modality(open_raster(unnamed)).name.startswith("s2_l1c_b02_b03_b04_b05")
+    unnamed = (img / "R20m").rename(tmp_path / "R20m")  # without it, the values say L2A too:
+    da = open_raster(unnamed)  # its blue is darker than L1C's ever is (it was read as L1C's)
+    assert raster_modality(da).name.startswith("s2_l2a_b02_b03_b04_b05"), da.attrs["ofa_notes"]
 
     with pytest.raises(RasterError, match="several scenes: band B01 is in 6 files .* 6 folders"):
         open_raster(shared / "bigearthnet/S2")  # a folder of scene folders
@@ -451,7 +452,16 @@ def test_a_file_of_some_named_bands_of_a_sensor_is_read_as_those_bands(shared, t
     assert np.array_equal(da.values, data)
     with pytest.raises(RasterError, match="has 4 bands but modality 's2_l1c' expects 13") as err:
         open_raster(unnamed, modality="s2_l1c")
-    assert "such as s2_l1c_b01_b02_b03_b04" in err.value.render(CLI_WORDS)
+    # the named sensor's own export of as many bands, which QGIS's Sensor list and the raster
+    # explorer offer too (it gave s2_l1c_b01_b02_b03_b04, a name only typing reaches)
+    for words in (CLI_WORDS, QGIS_WORDS):
+        assert (
+            "pick the matching {modality}; some of a sensor's bands by their names after its "
+            "own, such as s2_l1c_b02_b03_b04_b08 (10 m bands B02, B03, B04, B08 of Sentinel-2 "
+            "L1C), or give"
+        ).format(modality=words["modality"]) in err.value.render(words)
+    with pytest.raises(RasterError, match=r"expects 202 bands \(B001, B002, B003 … B223, B224\);"):
+        open_raster(unnamed, modality="enmap")  # not 202 band names
     with pytest.raises(UnknownModalityError, match="'s2_l2a_b02_b10'"):
         open_raster(unnamed, modality="s2_l2a_b02_b10")  # L2A has no B10
     # the 10 and 20 m bands (10, unnamed), as many exports for models hold them: named in the
@@ -478,12 +488,17 @@ def test_a_file_of_some_named_bands_of_a_sensor_is_read_as_those_bands(shared, t
     assert "too" not in da.attrs["ofa_notes"][0]  # Sentinel-2's means are 8x off: not named
     with pytest.raises(RasterError, match="no known sensor has 1 band;") as err:
         open_raster(files[:1])  # one band does not tell the sensor apart
-    assert "such as s2_l2a_b02_b03_b04_b08 or s1_grd_vv" in err.value.render(CLI_WORDS)
+    assert "such as s1_grd_vv (co-polarised backscatter VV of" in err.value.render(CLI_WORDS)
     # named, it is read: Sentinel-1's VV alone (its files: ..._VV.tif), through the
     # wavelength-conditioned embedding; it said "has 1 bands but modality 's1_grd' expects 2"
     vv = sorted(shared.glob("bigearthnet/S1/*/*_VV.tif"))[0]
-    with pytest.raises(RasterError, match="has 1 band but modality 's1_grd' expects 2 bands"):
+    with pytest.raises(
+        RasterError, match="has 1 band but modality 's1_grd' expects 2 bands"
+    ) as err:
         open_raster(vv, modality="s1_grd")
+    assert "such as s1_grd_vv (co-polarised backscatter VV of Sentinel-1 IW GRD)" in (
+        err.value.render(QGIS_WORDS)  # a Sensor the list offers for one band wider than bytes
+    )
     da = open_raster(vv, modality="s1_grd_vv")
     assert raster_modality(da).bands == ("VV",) and raster_modality(da).kind == "sar"
     with rasterio.open(vv) as src:
@@ -535,6 +550,10 @@ def test_unnamed_sentinel2_bands_in_esas_order_are_read_in_it(shared, tmp_path):
         np.testing.assert_allclose(values, named.values, rtol=1e-4, atol=0.5)
         note = da.attrs["ofa_notes"][-1]
         assert "in ESA's order by wavelength, B8A after B08, as OSCD stores them" in note, note
+        # bands picked of it are named in that order too: its 9th is B8A (was EuroSAT's B09)
+        da = open_raster(tmp_path / "unnamed.tif", modality=modality, bands=[2, 3, 4, 9])
+        assert raster_modality(da).bands == ("B02", "B03", "B04", "B8A")
+        assert "(ESA's order by wavelength" in da.attrs["ofa_notes"][0]
     chips = sorted(shared.glob("eurosat/*/*.tif"))
     assert len(chips) >= 100
     warnings.simplefilter("error", ScaleWarning)  # no chip's band means look odd (a sea's 89x)
@@ -667,6 +686,20 @@ def test_bands_and_files_named_as_stac_names_them(shared, tmp_path):
     path = write_tif(tmp_path / "bgrn16.tif", ten_m, descriptions=["blue", "green", "red", "nir"])
     da = open_raster(path)
     assert raster_modality(da).name == "s2_l1c_b02_b03_b04_b08" and np.array_equal(da.values, ten_m)
+    # of L2A (BigEarthNet), the same bands are L2A's: L1C's blue never lies as dark (its 1st
+    # percentile at least 652 in the 176 L1C files of the shared data; here 86), and read as
+    # L1C's they reconstructed 1.64x the trivial baseline's error, as L2A's 1.00x
+    patch = sorted((shared / "bigearthnet/S2").iterdir())[0]
+    l2a = []
+    for band in ("B02", "B03", "B04", "B08"):
+        with rasterio.open(next(patch.glob(f"*_{band}.tif"))) as src:
+            l2a.append(src.read(1))
+    path = write_tif(
+        tmp_path / "l2a.tif", np.stack(l2a), descriptions=["blue", "green", "red", "nir"]
+    )
+    assert raster_modality(open_raster(path)).name == "s2_l2a_b02_b03_b04_b08"
+    da = open_raster(path, modality="s2_l1c_b02_b03_b04_b08")  # as asked, with a word
+    assert "they look like surface reflectance, as Sentinel-2 L2A's" in da.attrs["ofa_notes"][-1]
     naip = shared / "naip" / "m_4709963_se_14_1_20200831.tif"
     with rasterio.open(naip) as src:
         rgbn = src.read(window=rasterio.windows.Window(0, 0, 200, 200))
@@ -675,6 +708,84 @@ def test_bands_and_files_named_as_stac_names_them(shared, tmp_path):
     )
     da = open_raster(path)
     assert raster_modality(da).name == "rgbn" and np.array_equal(da.values, rgbn)  # R, G, B, NIR
+
+
+def test_planetscope_surface_reflectance_is_not_landsat_level1(shared, tmp_path):
+    """An 8-band PlanetScope SuperDove file (surface reflectance x 10000; built here from a
+    BigEarthNet Sentinel-2 L2A patch at Planet's band centres, as Planet harmonises it to
+    Sentinel-2) was read by its band count as Landsat-8 Level-1 DN: its band means were 0.09x
+    Landsat's, inside the fit, though below the 5,000 that stands for zero reflectance there.
+    Reconstruct said 12.3 against 0.17 for the trivial baseline; embed said nothing."""
+    patch = sorted((shared / "bigearthnet/S2").glob("*"))[0]
+
+    def band(name: str) -> np.ndarray:
+        with rasterio.open(next(patch.glob(f"*_{name}.tif"))) as src:
+            return src.read(1, out_shape=(120, 120)).astype(np.float32)
+
+    b = {name: band(name) for name in ("B01", "B02", "B03", "B04", "B05", "B8A")}
+    planet = {"coastal_blue": b["B01"], "blue": b["B02"], "green_i": (b["B02"] + b["B03"]) / 2}
+    planet |= {"green": b["B03"], "yellow": (b["B03"] + b["B04"]) / 2, "red": b["B04"]}
+    planet |= {"rededge": b["B05"], "nir": b["B8A"]}
+    pixels = np.stack(list(planet.values())).astype(np.uint16)
+    unnamed = write_tif(tmp_path / "ps_unnamed.tif", pixels, nodata=0)
+    with pytest.raises(RasterError, match="mostly below the 5,000 that stands for zero reflec"):
+        open_raster(unnamed)
+    with pytest.warns(ScaleWarning, match="mostly below the 5,000"):
+        open_raster(unnamed, modality="landsat_oli_l1")  # named: read as asked, warned
+    # as Planet delivers it, each band described: Sentinel-2's blue, green, red and nir, the
+    # others left out (the reading of the shipped model's that reconstructs best: hidden-pixel
+    # error over the trivial baseline's 1.00 on the six BigEarthNet patches, all eight bands
+    # by their wavelengths 1.50 with Sentinel-2's statistics, 2.66 with EnMAP's)
+    named = write_tif(tmp_path / "ps.tif", pixels, nodata=0, descriptions=list(planet))
+    da = open_raster(named)
+    assert raster_modality(da).name == "s2_l2a_b02_b03_b04_b08"  # surface reflectance: its blue
+    assert np.array_equal(da.values, pixels[[1, 3, 5, 7]])  # is darker than L1C's ever is
+    # Landsat-8 Level-1 itself still fits (its darkest band, cirrus, averages 5,614)
+    gulf = [shared / f"landsat/l8_gulf_coast/B{n}.tif" for n in (1, 2, 3, 4, 5, 6, 7, 9)]
+    assert raster_modality(open_raster(gulf)).name == "landsat_oli_l1"
+
+
+def test_hls_granules_are_read_as_the_sentinel2_bands_they_stand_for(shared, tmp_path):
+    """NASA's HLS v2.0 (Harmonized Landsat Sentinel-2), one file a band. L30's B05, B06, B07
+    (Landsat's near and shortwave infrared, adjusted to Sentinel-2's B8A, B11, B12) were read by
+    their names as Sentinel-2's red-edge B05, B06, B07, and S30's surface reflectance as L1C's
+    top-of-atmosphere 13 bands: reconstruct 4.7x and 4.3x the trivial baseline's error on the
+    six BigEarthNet patches, read as L2A's bands 0.94x and 0.76x. The cirrus, thermal, Fmask
+    and angle layers are left out; Prithvi's six bands (L30's B02-B07) are L2A's B02, B03, B04,
+    B8A, B11, B12, and a stack of them that names no bands is refused naming that reading."""
+    patch = sorted((shared / "bigearthnet/S2").iterdir())[0]
+
+    def pixels(band: str) -> np.ndarray:
+        with rasterio.open(next(patch.glob(f"*_{band}.tif"))) as src:
+            return src.read(1, out_shape=(120, 120), resampling=Resampling.bilinear).astype(
+                np.int16
+            )
+
+    l30 = hls_granule(patch, tmp_path / "l30", "L30")
+    da = open_raster(l30)
+    assert raster_modality(da).name == "s2_l2a_b01_b02_b03_b04_b8a_b11_b12"
+    assert np.array_equal(da.sel(band="B8A").values, pixels("B8A"))  # L30's B05.tif
+    assert np.array_equal(da.sel(band="B12").values, pixels("B12"))  # L30's B07.tif
+    notes = str(da.attrs["ofa_notes"])
+    assert "read as HLS L30, whose bands are Sentinel-2 L2A's (its B05 is B8A" in notes, notes
+    assert "left out ...B09.tif, ...B10.tif, ...B11.tif, ...Fmask.tif" in notes, notes
+    s30 = hls_granule(patch, tmp_path / "s30", "S30")
+    da = open_raster(s30)
+    assert raster_modality(da).name == "s2_l2a" and "left out ...B10.tif" in str(da.attrs)
+    assert np.array_equal(da.sel(band="B05").values, pixels("B05"))
+
+    six = ["B02", "B03", "B04", "B05", "B06", "B07"]
+    prithvi = hls_granule(patch, tmp_path / "prithvi", "L30", bands=six)
+    da = open_raster(prithvi)
+    assert raster_modality(da).bands == ("B02", "B03", "B04", "B8A", "B11", "B12")
+    stack = write_tif(tmp_path / "stack.tif", da.values, nodata=-9999)
+    with pytest.raises(RasterError, match="mostly below the 7,273") as refused:
+        open_raster(stack)  # it was read as Landsat-7 surface reflectance (band means 0.13x)
+    assert "such as s2_l2a_b02_b03_b04_b8a_b11_b12 (six HLS bands (Prithvi's)" in (
+        refused.value.render(QGIS_WORDS)  # a Sensor the list offers for six 16-bit bands
+    )
+    da = open_raster(stack, modality="s2_l2a_b02_b03_b04_b8a_b11_b12")
+    assert raster_modality(da).bands == ("B02", "B03", "B04", "B8A", "B11", "B12")
 
 
 def test_s1_polarisation_files_in_any_order(shared):
