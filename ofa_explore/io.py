@@ -25,6 +25,7 @@ import xarray as xr
 from .band_files import folder_rasters, open_stack, product_folder
 from .detection import detect_modality as detect_modality  # re-exported: the public rule
 from .detection import likely_modalities, sensor_records, some_bands_hint
+from .enmap_product import band_tags, product_image, reflectance_scale
 from .modalities import (
     Modality,
     get_modality,
@@ -106,8 +107,8 @@ def open_raster(
     (see ``to_model_units``).
     """
     given = _as_modality(modality)
-    if isinstance(source, (str, Path)):
-        source = product_folder(Path(source)) or source  # MTD_MSIL*.xml, SNAP's .dim
+    if isinstance(source, (str, Path)):  # MTD_MSIL*.xml, SNAP's .dim; EnMAP's METADATA.XML
+        source = product_folder(Path(source)) or product_image(Path(source)) or source
     folder = isinstance(source, (str, Path)) and (
         Path(source).is_dir() or (Path(source).suffix.lower() == ".zip" and Path(source).is_file())
     )
@@ -164,6 +165,16 @@ def open_raster(
         )
         if tagged is not None and tagged_cube:
             waves, good = tagged
+            marker = cast("float | None", da.rio.nodata if nodata == KEEP else nodata)
+            empty = [i for i in good if np.isnan(_valid(sample[i : i + 1], marker, None)).all()]
+            if empty and len(empty) < len(good):  # a product's water-vapour bands, all nodata
+                numbers = [bands[i] if bands else i + 1 for i in empty]
+                read_notes.append(
+                    f"left out {count(len(numbers), 'band')} {_numbers_text(numbers)}: no "
+                    "data in any pixel of a sample"
+                )
+                waves = [w for w, i in zip(waves, good) if i not in empty]
+                good = [i for i in good if i not in empty]
             da, sample = da.isel(band=good), sample[good]
             m = given or hyperspectral_modality(waves, gsd=abs(da.rio.resolution()[0]))
         else:
@@ -228,7 +239,7 @@ def open_raster(
             "taken as nodata, as the file declares none (give a nodata value to override)"
         )
     if tagged_cube:
-        conversion = detect_conversion(valid, da.dtype, m)
+        conversion = _product_conversion(source, m) or detect_conversion(valid, da.dtype, m)
     else:
         baseline = processing_baseline(source)
         if subsets:
@@ -265,7 +276,30 @@ def file_wavelengths(
     ``bands`` (1-based numbers) looks at those bands only, in that order; indices count in them."""
     with open_dataset(raster_path(path)) as src:
         tags = [src.tags(i) for i in (bands or range(1, src.count + 1))]
-    return band_wavelengths(tags)
+    found = band_wavelengths(tags)
+    product = band_tags(path) if found is None else None  # an EnMAP product's METADATA.XML
+    if product is not None and len(product) >= len(tags):
+        return band_wavelengths([product[i - 1] for i in (bands or range(1, len(tags) + 1))])
+    return found
+
+
+def _product_conversion(source: Any, m: Modality) -> dict[str, Any] | None:
+    """How an EnMAP product's numbers become the modality's units, from the gain and offset its
+    METADATA.XML gives (reflectance = number x gain + offset); None for other files, or where
+    the numbers are in those units already (gain 0.0001, offset 0, as reflectance x 10000)."""
+    tags = band_tags(source) if isinstance(source, (str, Path)) else None
+    if tags is None:
+        return None
+    scale = reflectance_scale(tags)
+    if scale is None:
+        raise RasterError(
+            f"{source}: its METADATA.XML gives the bands different gains and offsets",
+            "make them reflectance first, e.g. with the EnMAP-Box's 'Import EnMAP L2A product'",
+        )
+    gain, offset = scale
+    if math.isclose(gain, m.scale) and math.isclose(offset, m.offset, abs_tol=1e-12):
+        return None
+    return {"kind": "affine", "scale": gain / m.scale, "offset": (offset - m.offset) / m.scale}
 
 
 def raster_modality(da: xr.DataArray) -> Modality:

@@ -4,11 +4,11 @@
     python scripts/build_qgis_plugin.py --stage FOLDER   # the plugin folder, unzipped, in FOLDER
 
 The plugin's sources (qgis_plugin/ofa_explore_qgis/) plus the package's torch-free modules that
-both sides of the process boundary share (ofa_explore/protocol.py and errors.py), copied into
-``ofa_explore_qgis/_shared/`` here, at build time: the source tree holds no second copy. The zip
-also carries the package's own wheel (``ofa_explore_qgis/wheels/``), built here by pip from this
-checkout: Set up engine… installs exactly this engine, and only PyTorch and the package's
-libraries come from the index.
+both sides of the process boundary share (ofa_explore/protocol.py, errors.py and
+enmap_product.py), copied into ``ofa_explore_qgis/_shared/`` here, at build time: the source
+tree holds no second copy. The zip also carries the package's own wheel
+(``ofa_explore_qgis/wheels/``), built here by pip from this checkout: Set up engine… installs
+exactly this engine, and only PyTorch and the package's libraries come from the index.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 PLUGIN = ROOT / "qgis_plugin" / "ofa_explore_qgis"
-SHARED = [ROOT / "ofa_explore" / name for name in ("errors.py", "protocol.py")]
+SHARED = [ROOT / "ofa_explore" / name for name in ("errors.py", "protocol.py", "enmap_product.py")]
 SHARED_PACKAGE = "_shared"
 WHEELS = "wheels"  # install.WHEELS
 SHARED_INIT = (

@@ -165,3 +165,39 @@ def hls_granule(patch: Path, root: Path, product: str, bands: list[str] | None =
         with rasterio.open(folder / f"{stem}.{name}.tif", "w", **profile) as dst:
             dst.write(data.astype(np.int16)[None])
     return folder
+
+
+ENMAP_ID = "ENMAP01-____L2A-DT0000001867_20220724T104526Z_008_V010302_20230628T165614Z"
+
+
+def enmap_product(tile: Path, folder: Path, gain: float = 1e-4) -> Path:
+    """An EnMAP L2A product as DLR delivers it, of a shared EnMAP tile (its bands tagged with
+    their wavelengths): ``<ID>-SPECTRAL_IMAGE.TIF`` of int16 numbers (reflectance / ``gain``,
+    no band tags) beside ``<ID>-METADATA.XML`` with each band's wavelength, width, gain and
+    offset, and a quality layer, ``<ID>-QL_PIXELMASK.TIF``. Returns the folder."""
+    folder.mkdir(parents=True)
+    with rasterio.open(tile) as src:
+        profile, tags = src.profile, [src.tags(i) for i in range(1, src.count + 1)]
+        data = src.read()
+    bad = data == src.nodata
+    numbers = np.where(bad, -32768, np.round(data * 1e-4 / gain)).astype(np.int16)
+    profile.update(dtype="int16", nodata=-32768, driver="GTiff")
+    with rasterio.open(folder / f"{ENMAP_ID}-SPECTRAL_IMAGE.TIF", "w", **profile) as dst:
+        dst.write(numbers)
+    with rasterio.open(
+        folder / f"{ENMAP_ID}-QL_PIXELMASK.TIF",
+        "w",
+        **{**profile, "count": 1, "dtype": "uint8", "nodata": None},
+    ) as dst:
+        dst.write(np.zeros((1, *data.shape[1:]), np.uint8))
+    bands = "".join(
+        f'<bandID number="{i}"><wavelengthCenterOfBand>{t["wavelength"]}</wavelengthCenterOfBand>'
+        f"<FWHMOfBand>{t['fwhm']}</FWHMOfBand><GainOfBand>{gain:g}</GainOfBand>"
+        "<OffsetOfBand>0</OffsetOfBand></bandID>"
+        for i, t in enumerate(tags, start=1)
+    )
+    (folder / f"{ENMAP_ID}-METADATA.XML").write_text(
+        f'<?xml version="1.0" encoding="UTF-8"?><level_X><specific>'
+        f"<bandCharacterisation>{bands}</bandCharacterisation></specific></level_X>"
+    )
+    return folder

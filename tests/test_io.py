@@ -13,7 +13,14 @@ import numpy as np
 import pytest
 import rasterio
 from rasterio.enums import ColorInterp, Resampling
-from rasters import hls_granule, product_bands, sentinel2_product, write_jp2  # tests/rasters.py
+from rasters import (  # tests/rasters.py
+    ENMAP_ID,
+    enmap_product,
+    hls_granule,
+    product_bands,
+    sentinel2_product,
+    write_jp2,
+)
 
 from ofa_explore.demo import sample_path
 from ofa_explore.errors import CLI_WORDS, QGIS_WORDS
@@ -914,6 +921,30 @@ def test_enmap_file_is_read_by_its_own_wavelengths(shared):
     assert m.gsd == 30.0
     assert da.rio.crs == crs and da.rio.transform() == transform
     assert not (da.values == da.rio.nodata).any()  # the nodata-filled bad bands are gone
+
+
+def test_an_enmap_product_is_read_by_the_wavelengths_of_its_metadata(shared, tmp_path):
+    """DLR delivers EnMAP L2A as <ID>-SPECTRAL_IMAGE.TIF, whose 224 bands carry no tags, beside
+    <ID>-METADATA.XML, which gives each band's wavelength, width, gain and offset: the image
+    was "no known sensor has 224 bands". It is read by those wavelengths, as the same tile
+    with its bands tagged (the same numbers, bands and wavelengths); bands with no data in the
+    sample are left out; the product's folder and its METADATA.XML stand for the image; a gain
+    other than 0.0001 is applied."""
+    tile = shared / "enmap_potsdam" / "images" / "enmap_potsdam_tile_128_0.tif"
+    tagged = open_raster(tile)
+    folder = enmap_product(tile, tmp_path / "product")
+    image = folder / f"{ENMAP_ID}-SPECTRAL_IMAGE.TIF"
+    for source in (image, folder, folder / f"{ENMAP_ID}-METADATA.XML"):
+        da = open_raster(source)
+        assert raster_modality(da).wavelengths == raster_modality(tagged).wavelengths
+        assert np.array_equal(da.values, tagged.values) and da.attrs["source"] == str(image)
+        assert "left out 6 bands 130-135: no data in any pixel" in da.attrs["ofa_notes"][0]
+    (folder / f"{ENMAP_ID}-METADATA.XML").rename(tmp_path / "elsewhere.xml")
+    with pytest.raises(RasterError, match="no known sensor has 224 bands"):
+        open_raster(image)  # as it was
+    scaled = open_raster(enmap_product(tile, tmp_path / "gain", gain=5e-4))  # numbers 1/5 as big
+    values = to_model_units(scaled.values, scaled.attrs["ofa_conversion"])
+    np.testing.assert_allclose(values, tagged.values, atol=2.5)
 
 
 def test_wavelength_tags_in_micrometres_and_unflagged(tmp_path):

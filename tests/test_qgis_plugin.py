@@ -116,9 +116,10 @@ def test_plugin_zip_holds_an_installable_plugin(tmp_path):
         "ofa_explore_qgis/_shared/__init__.py",
         "ofa_explore_qgis/_shared/protocol.py",
         "ofa_explore_qgis/_shared/errors.py",
+        "ofa_explore_qgis/_shared/enmap_product.py",
     } <= names
     with zipfile.ZipFile(out) as zf:  # the package's own files, copied at build time
-        for name in ("protocol.py", "errors.py"):
+        for name in ("protocol.py", "errors.py", "enmap_product.py"):
             assert (
                 zf.read(f"ofa_explore_qgis/_shared/{name}")
                 == (ROOT / "ofa_explore" / name).read_bytes()

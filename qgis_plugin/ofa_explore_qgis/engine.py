@@ -5,8 +5,8 @@ algorithms: finding the engine's Python, reading what a checkpoint and the senso
 (from files, without torch), building the ``ofa`` command line and running it while its JSON-line
 progress streams back (the processes themselves, the warm worker among them: workers.py).
 Task names, output names, the events, the checkpoint header, wavelength tags and the sensor hint
-come from ``_shared`` (the package's protocol.py and errors.py, copied into the plugin when it is
-built); errors are shown in the dialog's words (QGIS_WORDS).
+come from ``_shared`` (the package's protocol.py, errors.py and enmap_product.py, copied into the
+plugin when it is built); errors are shown in the dialog's words (QGIS_WORDS).
 """
 
 from __future__ import annotations

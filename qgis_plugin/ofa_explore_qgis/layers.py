@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ._shared import protocol
+from ._shared import enmap_product, protocol
 from .engine import EngineError, ModelInfo
 
 
@@ -29,7 +29,8 @@ class SensorChoice:
 def layer_bands(path: str) -> list[Band]:
     """The bands of a raster file as GDAL reports them: description (or "Band n"), the centre
     wavelength and bad-band flag when the file tags them (ENVI/EnMAP ``wavelength`` +
-    ``wavelength_units``, ``bbl``), the data type, and whether it is the alpha band."""
+    ``wavelength_units``, ``bbl``; an EnMAP product's image: its METADATA.XML, as the engine
+    reads it), the data type, and whether it is the alpha band."""
     from osgeo import gdal
 
     try:
@@ -39,9 +40,12 @@ def layer_bands(path: str) -> list[Band]:
     if ds is None:
         raise EngineError(f"GDAL cannot open {path}")
     bands = []
+    product = enmap_product.band_tags(path)
     for i in range(1, ds.RasterCount + 1):
         band = ds.GetRasterBand(i)
         tags = band.GetMetadata() or {}
+        if product and len(product) == ds.RasterCount and not protocol.band_wavelength(tags):
+            tags = product[i - 1]
         bands.append(
             Band(
                 i,

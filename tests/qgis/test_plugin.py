@@ -784,6 +784,31 @@ def test_layers_inside_a_geopackage_a_zip_or_a_product_run(
     assert protocol.local_file(f"GPKG:{folder / 'gone.gpkg'}:t2020") is None
 
 
+def test_an_enmap_product_as_delivered_runs(plugin, qgis_iface, qgis_app, monkeypatch, tmp_path):
+    """An EnMAP L2A product's SPECTRAL_IMAGE.TIF added as it comes from DLR (its 224 bands carry
+    no wavelengths: those are in the METADATA.XML beside it): Embed runs, the engine reading
+    the wavelengths there (it said "no known sensor has 224 bands")."""
+    import subprocess
+
+    build = (  # tests/rasters.py needs rasterio: the engine's Python has it, QGIS's has not
+        f"import sys; sys.path.insert(0, {str(ROOT / 'tests')!r}); from pathlib import Path; "
+        "from rasters import enmap_product; "
+        f"print(enmap_product(Path({str(ENMAP)!r}), Path({str(tmp_path / 'enmap')!r})))"
+    )
+    folder = subprocess.run(
+        [os.environ["OFA_EXPLORE_PYTHON"], "-c", build], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    (image,) = Path(folder).glob("*-SPECTRAL_IMAGE.TIF")
+    add_layer(qgis_iface, image, "EnMAP")
+    accept_dialog(monkeypatch)
+    plugin.open_dialog("embed")
+    wait(plugin, qgis_app)
+    said = messages(qgis_iface, "Success")
+    assert "EnMAP embedding" in said, said + messages(qgis_iface, "Critical")
+    shown = details(plugin, qgis_iface, "EnMAP embedding")
+    assert "left out 6 bands 130-135: no data in any pixel" in shown, shown
+
+
 def test_results_say_what_was_found(plugin, qgis_iface, qgis_app, monkeypatch, data, tmp_path):
     """The bar: classes with shares, the sensor, precision, tiles, time and file; Details: the
     class table with areas and the whole path. The newest layer is on top."""
