@@ -672,9 +672,15 @@ def _stored_order(
     order: the fit in it and the file's band indices in the sensor's order. Read in EuroSAT's
     order, such a file had B8A as B09, B09 as the cirrus band B10, and so on, without a word.
     As between sensors (``_by_band_order``): the sensor's own order must spread its band means
-    ``ORDER_SPREAD`` or more, and the other ``ORDER_MARGIN`` times less."""
+    ``ORDER_SPREAD`` or more, and the other ``ORDER_MARGIN`` times less. In signed units (dB),
+    where means do not spread: the sensor's own order must break a band's brightness over
+    another (``extra.brighter``: VV over VH; VH before VV, as a stack of files sorted by name
+    holds them, was read as VV and VH), and the other keep it."""
     m = fit.modality
-    if any(_descriptions(da)) or da.sizes["band"] != m.num_bands or not fit.spread >= ORDER_SPREAD:
+    signed = math.isnan(fit.spread)
+    if any(_descriptions(da)) or da.sizes["band"] != m.num_bands:
+        return None
+    if not (fit.dimmer_than_expected() if signed else fit.spread >= ORDER_SPREAD):
         return None
     found = []
     for order in m.extra.get("band_orders", []):
@@ -682,7 +688,12 @@ def _stored_order(
             continue
         index = [order["bands"].index(band) for band in m.bands]
         other = scale_fit(sample[index], da.dtype, m, baseline)
-        if other.fits and other.spread * ORDER_MARGIN <= fit.spread:
+        follows = (
+            not other.dimmer_than_expected()
+            if signed
+            else other.spread * ORDER_MARGIN <= fit.spread
+        )
+        if other.fits and follows:
             stored = replace(other, stored_as=order["name"], own_order_spread=fit.spread)
             found.append((stored, index))
-    return min(found, key=lambda f: f[0].spread, default=None)
+    return min(found, key=lambda f: f[0].spread if not signed else 0.0, default=None)

@@ -150,6 +150,16 @@ class ScaleFit:
         got = got[np.isfinite(got)]
         return zero is not None and got.size > 0 and float(np.median(got)) < zero
 
+    def dimmer_than_expected(self) -> bool:
+        """Whether a band the sensor's scenes always hold brighter than another
+        (``extra.brighter``: Sentinel-1's VV over VH) is the dimmer one here, by its margin."""
+        rule = self.modality.extra.get("brighter")
+        bands = self.modality.bands
+        if not rule or rule["band"] not in bands or rule["than"] not in bands:
+            return False
+        bright, dim = self.means[bands.index(rule["band"])], self.means[bands.index(rule["than"])]
+        return bool(bright + rule["by"] <= dim)
+
     @property
     def spread(self) -> float:
         """How unevenly the band means differ from the modality's: the largest ratio of a
@@ -218,6 +228,14 @@ class ScaleFit:
                 f", but its {floor['band']}'s darkest pixels ({self.dark:.0f}) lie below the "
                 f"{floor['above']:g} that this sensor's keep above: they look like "
                 f"{floor['darker']}"
+            )
+        if self.stored_as is not None and math.isnan(self.own_order_spread):
+            rule = self.modality.extra["brighter"]
+            return (
+                f"{fit}: its bands carry no names, and read in this sensor's order its "
+                f"{rule['band']} would be dimmer than its {rule['than']}, which is brighter "
+                f"in no scene of it: read in {self.stored_as}; name the file's bands (their "
+                "descriptions) to read them otherwise"
             )
         if self.stored_as is not None:
             return (

@@ -802,6 +802,31 @@ def test_s1_polarisation_files_in_any_order(shared):
     assert da.sel(band="VV").values.mean() > da.sel(band="VH").values.mean()
 
 
+def test_unnamed_sentinel1_bands_stacked_vh_first_are_read_as_vh_and_vv(shared, tmp_path):
+    """A file of VH then VV, as a stack of ..._VH.tif and ..._VV.tif made in the order of their
+    names holds them, without band names, was read as VV and VH: reconstruct 2.4x the trivial
+    baseline's error on the six BigEarthNet-S1 patches, 0.87x in the right order. VV is the
+    brighter in every scene (4.9 to 8.0 dB in band means there): a file whose first band is
+    the dimmer by 2 dB or more holds VH first, in dB or in linear power."""
+    for patch in sorted((shared / "bigearthnet/S1").iterdir()):
+        pol = {}
+        for name in ("VV", "VH"):
+            with rasterio.open(next(patch.glob(f"*_{name}.tif"))) as src:
+                pol[name] = src.read(1)
+        for data in (
+            np.stack([pol["VH"], pol["VV"]]),
+            10 ** (np.stack([pol["VH"], pol["VV"]]) / 10),
+        ):
+            da = open_raster(write_tif(tmp_path / "vh_vv.tif", data.astype(np.float32)))
+            values = to_model_units(da.values, da.attrs["ofa_conversion"])
+            np.testing.assert_allclose(values, np.stack([pol["VV"], pol["VH"]]), atol=1e-3)
+            assert "read in VH before VV" in da.attrs["ofa_notes"][-1], patch
+        da = open_raster(write_tif(tmp_path / "vv_vh.tif", np.stack([pol["VV"], pol["VH"]])))
+        assert np.array_equal(da.values[0], pol["VV"]) and "VH before" not in str(
+            da.attrs["ofa_notes"]
+        )
+
+
 def test_described_bands_are_put_in_modality_order(tmp_path):
     data = np.stack([np.full((32, 32), -20, np.float32), np.full((32, 32), -10, np.float32)])
     da = open_raster(write_tif(tmp_path / "vhvv.tif", data, descriptions=["VH", "VV"]))
