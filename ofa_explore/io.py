@@ -663,6 +663,28 @@ def _name(source: Any) -> str:
     return str(source)
 
 
+# how much more closely a band must follow its anchor (``extra.follows``) in another order:
+# B8A follows B07 by 0.028 or more over the band of the other order in its place, on the
+# shared OSCD dates and BigEarthNet patches
+FOLLOWS_MARGIN = 0.02
+
+
+def _follows(sample: np.ndarray, m: Modality, index: list[int]) -> float:
+    """How closely, pixel by pixel, the file's band at the place of the band the sensor's
+    ``extra.follows`` names follows its anchor's (correlation), the file's bands read as the
+    sensor's in ``index`` (the file's band of each sensor band); nan without such a rule or
+    enough pixels."""
+    rule = m.extra.get("follows")
+    if not rule or rule["band"] not in m.bands or rule["anchor"] not in m.bands:
+        return math.nan
+    band = sample[index[m.bands.index(rule["band"])]].ravel()
+    anchor = sample[index[m.bands.index(rule["anchor"])]].ravel()
+    ok = np.isfinite(band) & np.isfinite(anchor)
+    if ok.sum() < 16 or band[ok].std() == 0 or anchor[ok].std() == 0:
+        return math.nan
+    return float(np.corrcoef(band[ok], anchor[ok])[0, 1])
+
+
 def _stored_order(
     da: xr.DataArray, sample: np.ndarray, fit: ScaleFit, baseline: str | None
 ) -> tuple[ScaleFit, list[int]] | None:
@@ -680,20 +702,37 @@ def _stored_order(
     signed = math.isnan(fit.spread)
     if any(_descriptions(da)) or da.sizes["band"] != m.num_bands:
         return None
-    if not (fit.dimmer_than_expected() if signed else fit.spread >= ORDER_SPREAD):
-        return None
+    own = _follows(sample, m, list(range(m.num_bands)))
     found = []
     for order in m.extra.get("band_orders", []):
         if sorted(order["bands"]) != sorted(m.bands):  # some of the sensor's bands (a subset)
             continue
         index = [order["bands"].index(band) for band in m.bands]
         other = scale_fit(sample[index], da.dtype, m, baseline)
-        follows = (
-            not other.dimmer_than_expected()
-            if signed
-            else other.spread * ORDER_MARGIN <= fit.spread
-        )
+        twin = _follows(sample, m, index)
+        if signed:
+            rule = m.extra.get("brighter") or {}
+            follows = fit.dimmer_than_expected() and not other.dimmer_than_expected()
+            why = (
+                f"read in this sensor's order its {rule.get('band')} would be dimmer than its "
+                f"{rule.get('than')}, which is brighter in no scene of it"
+            )
+        elif fit.spread >= ORDER_SPREAD and other.spread * ORDER_MARGIN <= fit.spread:
+            follows, why = (
+                True,
+                (
+                    f"their means follow this sensor's bands in that order (within "
+                    f"{other.spread:.1f}x) rather than in its own ({fit.spread:.0f}x apart)"
+                ),
+            )
+        else:  # pixel by pixel a band follows its anchor there, and the means are no worse
+            rule = m.extra.get("follows") or {}
+            follows = twin >= own + FOLLOWS_MARGIN and other.spread <= fit.spread
+            why = (
+                f"pixel by pixel the band in {rule.get('band')}'s place in that order follows "
+                f"{rule.get('anchor')} as only {rule.get('band')} does (correlation "
+                f"{twin:.3f}, against {own:.3f} in this sensor's own order)"
+            )
         if other.fits and follows:
-            stored = replace(other, stored_as=order["name"], own_order_spread=fit.spread)
-            found.append((stored, index))
-    return min(found, key=lambda f: f[0].spread if not signed else 0.0, default=None)
+            found.append((replace(other, stored_as=order["name"], stored_why=why), index))
+    return found[0] if found else None

@@ -132,8 +132,8 @@ class ScaleFit:
     fits: bool
     preferred_to: ScaleFit | None = None  # the sensor detection named, whose band order lost
     stored_as: str | None = None  # another order of the sensor's bands that the file follows
-    # (``extra.band_orders``: its name), with the spread in the sensor's own order:
-    own_order_spread: float = math.nan
+    # (``extra.band_orders``: its name), and what showed it, a clause for the note:
+    stored_why: str = ""
     # the darkest pixels of the band the sensor's records keep above a floor (``extra.darkest``:
     # Sentinel-2 L1C's blue), where they lie below it; else None
     dark: float | None = None
@@ -229,20 +229,11 @@ class ScaleFit:
                 f"{floor['above']:g} that this sensor's keep above: they look like "
                 f"{floor['darker']}"
             )
-        if self.stored_as is not None and math.isnan(self.own_order_spread):
-            rule = self.modality.extra["brighter"]
-            return (
-                f"{fit}: its bands carry no names, and read in this sensor's order its "
-                f"{rule['band']} would be dimmer than its {rule['than']}, which is brighter "
-                f"in no scene of it: read in {self.stored_as}; name the file's bands (their "
-                "descriptions) to read them otherwise"
-            )
         if self.stored_as is not None:
             return (
-                f"{fit}: its bands carry no names, and their means follow this sensor's bands "
-                f"in {self.stored_as} (within {self.spread:.1f}x) rather than in its own order "
-                f"({self.own_order_spread:.0f}x apart): read in that order; name the file's "
-                "bands (their descriptions) to read them otherwise"
+                f"{fit}: its bands carry no names, and {self.stored_why}: read in "
+                f"{self.stored_as}; name the file's bands (their descriptions) to read them "
+                "otherwise"
             )
         other = self.preferred_to
         if other is None:
