@@ -738,6 +738,10 @@ def test_bands_and_files_named_as_stac_names_them(shared, tmp_path):
     )
     da = open_raster(path)
     assert raster_modality(da).name == "rgbn" and np.array_equal(da.values, rgbn)  # R, G, B, NIR
+    # Earth Engine's NAIP names its bands R, G, B, N: read as RGB, the near infrared left out
+    path = write_tif(tmp_path / "ee_naip.tif", rgbn, descriptions=["R", "G", "B", "N"])
+    da = open_raster(path)
+    assert raster_modality(da).name == "rgbn" and np.array_equal(da.values, rgbn)
 
 
 def test_planetscope_surface_reflectance_is_not_landsat_level1(shared, tmp_path):
