@@ -43,6 +43,7 @@ from .protocol import (
     picked_bands,
     sensor_bands,
     sensor_candidates,
+    sensors_among,
 )
 from .rasterfiles import (
     SAMPLE_SIDE,
@@ -140,7 +141,7 @@ def open_raster(
         if bands is not None:
             bands = _check_bands(bands, da.sizes["band"], path)
         else:
-            bands = _without_other_layers(da, given, read_notes)
+            bands = _without_other_layers(da, given, read_notes, path)
         alpha, with_alpha = alpha_band(path), None
         if alpha is not None and alpha not in (bands or []):
             # a mask, not imagery: RGBA orthophotos were read as NAIP's R, G, B and NIR
@@ -367,14 +368,16 @@ def _check_bands(bands: Sequence[int], total: int, path: Path) -> list[int]:
 
 
 def _without_other_layers(
-    da: xr.DataArray, given: Modality | None, notes: list[str]
+    da: xr.DataArray, given: Modality | None, notes: list[str], path: Path
 ) -> list[int] | None:
     """The numbers of a file's bands that are all of a sensor's (of ``given``'s, when given),
     where the file names the others as none of them (``bands_among_others``: an Earth Engine
     export's AOT, SCL, TCI and QA layers), with a note of what was left out; else None."""
     names = _descriptions(da)
     sensors = [given.to_dict()] if given else sensor_records()
-    kept = bands_among_others(sensors, names)
+    kept, why = bands_among_others(sensors, names), ", which the others are"
+    if kept is None and given is None and names_sensor_bands(sensors, names):
+        kept, why = _sensor_among_named(da, names, path) or (None, "")
     if kept is None:
         return None
     others = [i for i in range(1, len(names) + 1) if i not in kept]
@@ -383,9 +386,43 @@ def _without_other_layers(
     band, them = ("band", "it") if len(others) == 1 else ("bands", "them")
     notes.append(
         f"left out {band} {_numbers_text(others)} ({shown}{more}): the file names {them} as "
-        "none of the sensor's bands, which the others are"
+        f"none of the sensor's bands{why}"
     )
     return kept
+
+
+def _sensor_among_named(
+    da: xr.DataArray, names: list[str | None], path: Path
+) -> tuple[list[int], str] | None:
+    """Of a file whose band names are all some sensor's (Earth Engine's Landsat-8 B1 ... B11
+    are 11 of Sentinel-2's 13 by name), the numbers of all of another sensor's bands among
+    them (Landsat-8 Level-1's B1-B7 and B9), when band by band their means follow that
+    sensor's (within ``ORDER_SPREAD``) and the first reading's spread ``ORDER_MARGIN`` times
+    wider (Landsat-8's B1 ... B11 read as Sentinel-2's spread 1013x), with why, a clause for
+    the note; None otherwise."""
+    records = sensor_records()
+    subsets, wholes = band_subsets(records, names, da.dtype), sensors_among(records, names)
+    if not subsets or not wholes:
+        return None
+    sample, baseline = _valid(read_sample(path), da.rio.nodata, None), processing_baseline(path)
+    first = scale_fit(sample, da.dtype, some_bands(get_modality(subsets[0][0]), subsets[0][1]))
+    found = []
+    for name, numbers in wholes:
+        sensor = get_modality(name)
+        held = sensor_bands(sensor.to_dict(), [names[n - 1] for n in numbers]) or []
+        index = [numbers[held.index(band)] - 1 for band in sensor.bands]
+        fit = scale_fit(sample[index], da.dtype, sensor, baseline)
+        if fit.fits and fit.spread < ORDER_SPREAD and fit.spread * ORDER_MARGIN <= first.spread:
+            why = (
+                f"; band by band the others' means follow those of '{name}' (within "
+                f"{fit.spread:.1f}x) rather than those of '{first.modality.name}' "
+                f"({first.spread:.0f}x apart), whose band names they all are"
+            )
+            found.append((fit.spread, numbers, why))
+    if not found:
+        return None
+    _, numbers, why = min(found)
+    return numbers, why
 
 
 def _numbers_text(numbers: Sequence[int]) -> str:

@@ -574,17 +574,27 @@ def bands_among_others(
     names, sensors = list(names or []), list(sensors)
     if not names or None in [band_label(n) for n in names] or names_sensor_bands(sensors, names):
         return None  # unnamed, or all a sensor's (``band_subsets``, ``sensor_candidates``)
-    found: set[tuple[int, ...]] = set()
-    for s in sensors:
-        if s.get("kind") == "hyperspectral":
-            continue
-        numbers = tuple(i for i, n in enumerate(names, 1) if sensor_bands(s, [n]) is not None)
-        whole = sensor_bands(s, [names[i - 1] for i in numbers])
-        if whole is not None and len(whole) == len(s["bands"]) < len(names):
-            found.add(numbers)
+    found = {tuple(numbers) for _, numbers in sensors_among(sensors, names)}
     largest = max(map(len, found), default=0)
     best = [numbers for numbers in found if len(numbers) == largest]
     return list(best[0]) if len(best) == 1 else None
+
+
+def sensors_among(
+    sensors: Iterable[Mapping[str, Any]], names: Sequence[str | None]
+) -> list[tuple[str, list[int]]]:
+    """Each sensor all of whose bands a raster's band names hold, beside others that are none of
+    its bands: its name and the numbers (1-based) of those bands. Earth Engine's Landsat-8
+    B1 ... B11 hold Landsat-8 Level-1's B1-B7 and B9 beside B8, B10 and B11."""
+    names, found = list(names), []
+    for s in sensors:
+        if s.get("kind") == "hyperspectral":
+            continue
+        numbers = [i for i, n in enumerate(names, 1) if sensor_bands(s, [n]) is not None]
+        whole = sensor_bands(s, [names[i - 1] for i in numbers])
+        if whole is not None and len(whole) == len(s["bands"]) < len(names):
+            found.append((str(s["name"]), numbers))
+    return found
 
 
 def band_subsets(
