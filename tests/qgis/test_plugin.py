@@ -67,6 +67,22 @@ def plugin(qgis_iface, qgis_new_project, qgis_processing, tmp_path):
     assert "torch" not in sys.modules and "ofa_explore" not in sys.modules
 
 
+def built(maker: str, *paths: Path) -> str:
+    """The path a builder of tests/rasters.py returns for these paths, run in the engine's
+    Python (it needs rasterio, which QGIS's Python has not)."""
+    import subprocess
+
+    arguments = ", ".join(f"Path({str(p)!r})" for p in paths)
+    code = (
+        f"import sys; sys.path.insert(0, {str(ROOT / 'tests')!r}); from pathlib import Path; "
+        f"from rasters import {maker}; print({maker}({arguments}))"
+    )
+    done = subprocess.run(
+        [os.environ["OFA_EXPLORE_PYTHON"], "-c", code], capture_output=True, text=True, check=True
+    )
+    return done.stdout.strip()
+
+
 def add_layer(qgis_iface, path, name="layer"):
     layer = QgsRasterLayer(str(path), name)
     assert layer.isValid(), path
@@ -741,7 +757,6 @@ def test_layers_inside_a_geopackage_a_zip_or_a_product_run(
     from the product ('SENTINEL2_L1C:/…/MTD_MSIL1C.xml:10m:EPSG_32618', GDAL's driver) is a
     file on disk that GDAL reads: Embed runs on it. It said 'This layer is not a raster file
     on disk: save it as a GeoTIFF first'; a layer read over the network still does."""
-    import subprocess
     import zipfile
 
     from ofa_explore_qgis import settings
@@ -758,15 +773,7 @@ def test_layers_inside_a_geopackage_a_zip_or_a_product_run(
     archive = folder / "tiles.zip"
     with zipfile.ZipFile(archive, "w") as zipped:
         zipped.write(neon, "tiles/OSBS_029.tif")
-    scene = SHARED / "s2_scenes" / "chesapeake"
-    build = (  # tests/rasters.py needs rasterio: the engine's Python has it, QGIS's has not
-        f"import sys; sys.path.insert(0, {str(ROOT / 'tests')!r}); from pathlib import Path; "
-        "from rasters import sentinel2_product; "
-        f"print(sentinel2_product(Path({str(folder)!r}), Path({str(scene)!r})))"
-    )
-    safe = subprocess.run(
-        [os.environ["OFA_EXPLORE_PYTHON"], "-c", build], capture_output=True, text=True, check=True
-    ).stdout.strip()
+    safe = built("sentinel2_product", folder, SHARED / "s2_scenes" / "chesapeake")
     runner = settings.current_engine()
     for source, name in (
         (f"GPKG:{gpkg}:t2020", "flight 2020"),
@@ -788,17 +795,7 @@ def test_an_enmap_product_as_delivered_runs(plugin, qgis_iface, qgis_app, monkey
     """An EnMAP L2A product's SPECTRAL_IMAGE.TIF added as it comes from DLR (its 224 bands carry
     no wavelengths: those are in the METADATA.XML beside it): Embed runs, the engine reading
     the wavelengths there (it said "no known sensor has 224 bands")."""
-    import subprocess
-
-    build = (  # tests/rasters.py needs rasterio: the engine's Python has it, QGIS's has not
-        f"import sys; sys.path.insert(0, {str(ROOT / 'tests')!r}); from pathlib import Path; "
-        "from rasters import enmap_product; "
-        f"print(enmap_product(Path({str(ENMAP)!r}), Path({str(tmp_path / 'enmap')!r})))"
-    )
-    folder = subprocess.run(
-        [os.environ["OFA_EXPLORE_PYTHON"], "-c", build], capture_output=True, text=True, check=True
-    ).stdout.strip()
-    (image,) = Path(folder).glob("*-SPECTRAL_IMAGE.TIF")
+    (image,) = Path(built("enmap_product", ENMAP, tmp_path / "enmap")).glob("*-SPECTRAL_IMAGE.TIF")
     add_layer(qgis_iface, image, "EnMAP")
     accept_dialog(monkeypatch)
     plugin.open_dialog("embed")
