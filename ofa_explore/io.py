@@ -476,7 +476,7 @@ def _picked_names(
     if stored is not None:
         held = dict(zip(stored[1], sensor.bands))  # the file's band index -> the sensor's band
         names = [held[number - 1] for number in bands]
-        how = f" ({stored[0].stored_as}, which the file's band means follow)"
+        how = f" ({stored[0].stored_as}, as the file holds them)"
     note = (
         f"bands {', '.join(map(str, bands))} of the file's {sensor.num_bands} ('{sensor.name}') "
         f"are its {', '.join(names)}{how}"
@@ -734,7 +734,10 @@ def _stored_order(
     ``ORDER_SPREAD`` or more, and the other ``ORDER_MARGIN`` times less. In signed units (dB),
     where means do not spread: the sensor's own order must break a band's brightness over
     another (``extra.brighter``: VV over VH; VH before VV, as a stack of files sorted by name
-    holds them, was read as VV and VH), and the other keep it."""
+    holds them, was read as VV and VH), and the other keep it. Where the means do not tell,
+    a band that follows another pixel by pixel as only it does (``extra.follows``: B8A with
+    B07) does: the other order must put a band there that follows it ``FOLLOWS_MARGIN`` more
+    closely, its means no further apart (Sentinel-2 L2A stacked in name order, B8A last)."""
     m = fit.modality
     signed = math.isnan(fit.spread)
     if any(_descriptions(da)) or da.sizes["band"] != m.num_bands:
