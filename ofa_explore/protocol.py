@@ -495,12 +495,14 @@ def sensor_hint(
     some of a sensor's are read as those (``band_subsets``, named by ``subset_name``), unless
     they are bands of several sensors that spell them differently: Sentinel-2 L1C's and L2A's
     B02, B03, B04 are the first's unless the values say otherwise, while of Landsat-8's B2,
-    B3, B4 and Sentinel-2's the values decide (``io.open_raster``)."""
+    B3, B4 and Sentinel-2's the values decide (``io.open_raster``), as they do where all of
+    another sensor's bands are among them (Earth Engine's Landsat-8 B1 ... B11)."""
     sensors = list(sensors)
     subsets = band_subsets(sensors, names, dtype)
     if subsets:
         alike = all(bands == subsets[0][1] for _, bands in subsets)
-        return subset_name(*subsets[0]) if alike else None
+        among = sensors_among(sensors, names or [])
+        return subset_name(*subsets[0]) if alike and not among else None
     found = sensor_candidates(sensors, band_count, names, dtype)
     return found[0] if len(found) == 1 else None
 
