@@ -39,6 +39,7 @@ from .protocol import (
     band_wavelengths,
     bands_among_others,
     count,
+    is_8bit,
     names_sensor_bands,
     picked_bands,
     sensor_bands,
@@ -402,6 +403,8 @@ def _sensor_among_named(
     the note; None otherwise."""
     records = sensor_records()
     subsets, wholes = band_subsets(records, names, da.dtype), sensors_among(records, names)
+    kind = [w for w in wholes if ("8-bit" in get_modality(w[0]).units) == is_8bit(da.dtype)]
+    wholes = kind or wholes  # of the data type's kind first, as ``band_subsets`` ranks them
     if not subsets or not wholes:
         return None
     sample, baseline = _valid(read_sample(path), da.rio.nodata, None), processing_baseline(path)
