@@ -817,6 +817,11 @@ def test_hls_granules_are_read_as_the_sentinel2_bands_they_stand_for(shared, tmp
     da = open_raster(s30)
     assert raster_modality(da).name == "s2_l2a" and "left out ...B10.tif" in str(da.attrs)
     assert np.array_equal(da.sel(band="B05").values, pixels("B05"))
+    # as HLS means them to, an S30 date reads as an L30 one does (``ofa change`` reads AFTER so)
+    l30_bands = raster_modality(open_raster(l30))
+    da = open_raster(s30, modality=l30_bands)
+    assert raster_modality(da).bands == l30_bands.bands
+    assert np.array_equal(da.sel(band="B8A").values, pixels("B8A"))  # S30's own B8A.tif
 
     six = ["B02", "B03", "B04", "B05", "B06", "B07"]
     prithvi = hls_granule(patch, tmp_path / "prithvi", "L30", bands=six)
