@@ -703,10 +703,12 @@ def _name(source: Any) -> str:
     return str(source)
 
 
-# how much more closely a band must follow its anchor (``extra.follows``) in another order:
-# B8A follows B07 by 0.028 or more over the band of the other order in its place, on the
-# shared OSCD dates and BigEarthNet patches
+# how much more closely a band must follow its anchor (``extra.follows``) in another order,
+# and how closely at least: B8A follows B07 at 0.94 or more, and by 0.028 or more over the band
+# of the other order in its place, on the shared OSCD dates and BigEarthNet patches; a scene
+# of water, whose near-infrared bands are noise, follows nothing closely
 FOLLOWS_MARGIN = 0.02
+FOLLOWS_AT_LEAST = 0.9
 
 
 def _follows(sample: np.ndarray, m: Modality, index: list[int]) -> float:
@@ -770,7 +772,8 @@ def _stored_order(
             )
         else:  # pixel by pixel a band follows its anchor there, and the means are no worse
             rule = m.extra.get("follows") or {}
-            follows = twin >= own + FOLLOWS_MARGIN and other.spread <= fit.spread
+            closely = twin >= max(FOLLOWS_AT_LEAST, own + FOLLOWS_MARGIN)
+            follows = closely and other.spread <= fit.spread
             why = (
                 f"pixel by pixel the band in {rule.get('band')}'s place in that order follows "
                 f"{rule.get('anchor')} as only {rule.get('band')} does (correlation "
