@@ -28,6 +28,7 @@ _WHERE = {
     "load_model": "pretrained",
     "set_threads": "threads",
     "change": "change_detection",
+    "save_raster": "arrays",
 }
 
 __all__ = [
@@ -46,9 +47,11 @@ __all__ = [
     "load_model",
     "set_threads",
     "change",
+    "save_raster",
 ]
 
 if TYPE_CHECKING:  # what type checkers and editors see
+    from .arrays import save_raster
     from .change_detection import change
     from .checkpoint import CheckpointError, load_checkpoint, read_metadata, save_checkpoint
     from .modalities import (

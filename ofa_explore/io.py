@@ -309,7 +309,9 @@ def raster_modality(da: xr.DataArray) -> Modality:
     if MODALITY_ATTR not in da.attrs:
         raise RasterError(
             "this DataArray was not opened with ofa_explore.io.open_raster",
-            "open it with open_raster(path, modality=...) first",
+            "open it with open_raster(path, modality=...) first; a scene of your own "
+            "(stackstac, odc-stac) can be written with ofa_explore.save_raster(da, path), "
+            "which keeps its band names, and that file opened",
         )
     return Modality.from_dict(da.attrs[MODALITY_ATTR])
 
