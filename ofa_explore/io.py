@@ -472,16 +472,17 @@ def _picked_names(
     if found is None:
         return None
     sensor, names, how = given or get_modality(found[0]), found[1], ""
-    values = _valid(read_sample(path), whole.rio.nodata, None)
-    baseline = processing_baseline(path)
-    fit = scale_fit(values, whole.dtype, sensor, baseline)
-    if given is None and not fit.fits:  # the values must fit the sensor the band count names
-        return None
-    stored = _stored_order(whole, values, fit, baseline)
-    if stored is not None:
-        held = dict(zip(stored[1], sensor.bands))  # the file's band index -> the sensor's band
-        names = [held[number - 1] for number in bands]
-        how = f" ({stored[0].stored_as}, as the file holds them)"
+    if given is None or sensor.extra.get("band_orders"):  # the values say if, and in what order
+        values = _valid(read_sample(path), whole.rio.nodata, None)
+        baseline = processing_baseline(path)
+        fit = scale_fit(values, whole.dtype, sensor, baseline)
+        if given is None and not fit.fits:  # the values must fit the sensor the count names
+            return None
+        stored = _stored_order(whole, values, fit, baseline)
+        if stored is not None:
+            held = dict(zip(stored[1], sensor.bands))  # the file's band index -> sensor band
+            names = [held[number - 1] for number in bands]
+            how = f" ({stored[0].stored_as}, as the file holds them)"
     note = (
         f"bands {', '.join(map(str, bands))} of the file's {sensor.num_bands} ('{sensor.name}') "
         f"are its {', '.join(names)}{how}"
