@@ -33,7 +33,7 @@ def save_raster(da: xr.DataArray, path: str | Path, overwrite: bool = False) -> 
             "y and x: one scene is written at a time",
             f"select one with da.isel({many[0]}=0), or reduce it, e.g. da.median('{many[0]}')",
         )
-    da = da.squeeze([d for d in extra], drop=True)
+    da = da.squeeze(extra, drop=True)
     if "band" not in da.dims:
         da = da.expand_dims(band=[1])
     out = da.transpose("band", "y", "x").rename(None)  # a dask array's name is no band's

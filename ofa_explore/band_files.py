@@ -173,16 +173,18 @@ def _product_bands(
     their own names, HLS L30's B05-B07 (near and shortwave infrared) were Sentinel-2's red-edge
     bands, and S30's surface reflectance was L1C's top-of-atmosphere (reconstruct 4.7x and 4.3x
     the trivial baseline's error; read so, 0.94x and 0.76x)."""
+    if len(paths) < 2:
+        return None
     words = [set(re.split(r"[_\-.\s]", p.name.upper())) for p in paths]
     for sensor in [given] if given else [get_modality(n) for n in list_modalities()]:
         for product, table in sensor.extra.get("product_bands", {}).items():
-            if len(paths) < 2 or not all(set(product.upper().split(".")) <= w for w in words):
+            if not all(set(product.upper().split(".")) <= w for w in words):
                 continue
             tokens = _band_tokens(dict.fromkeys(paths))
             bands = {p: _file_band(tokens[p], None, list(table)) for p in paths}
             kept = {p: table[b] for p, b in bands.items() if b is not None}
-            renamed = [f"its {b} is {table[b]}" for b in dict.fromkeys(bands.values()) if b]
-            renamed = [r for r in renamed if r.split()[1] != r.split()[-1]]
+            held = [b for b in dict.fromkeys(bands.values()) if b is not None]
+            renamed = [f"its {b} is {table[b]}" for b in held if table[b] != b]
             whose = sensor_label(sensor.to_dict())
             note = f"read as {product.replace('.', ' ')}, whose bands are {whose}'s"
             note += f" ({', '.join(renamed)})" if renamed else ""

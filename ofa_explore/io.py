@@ -532,10 +532,20 @@ def _closest_fitting(
 
 def _names_product(sensor: Modality, source: Any) -> bool:
     """Whether a path of ``source`` names one of the sensor's products (its ``extra``'s
-    "products": 'MSIL2A' in 'S2A_MSIL2A_20230612T102559_N0509_..._.SAFE/.../R20m')."""
-    products = {p.upper() for p in sensor.extra.get("products", [])}
+    "products": 'MSIL2A' in 'S2A_MSIL2A_20230612T102559_N0509_..._.SAFE/.../R20m'; or the
+    products that hold its bands under their own names, "product_bands": 'HLS.L30', every
+    word of it in the path)."""
+    extra = sensor.extra
+    products = [
+        str(p).upper().split(".")
+        for p in [*extra.get("products", []), *extra.get("product_bands", {})]
+    ]
     paths = source if isinstance(source, (list, tuple)) else [source]
-    return any(products & set(re.split(r"[_\-.\s/\\]", str(p).upper())) for p in paths)
+    for path in paths:
+        words = set(re.split(r"[_\-.\s/\\]", str(path).upper()))
+        if any(set(product) <= words for product in products):
+            return True
+    return False
 
 
 def _subset_note(m: Modality, parent: Modality, others: list[str]) -> str:
