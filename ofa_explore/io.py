@@ -73,8 +73,13 @@ CONVERSION_ATTR = "ofa_conversion"
 MODALITY_ATTR = "ofa_modality"
 FILL_ATTR = "ofa_fill"  # a value that marks a pixel as nodata when every band has it (a file
 # without a nodata value whose integer pixels are 0 in every band: Landsat's scene borders)
+# whether the values fitted the sensor's statistics when the file was opened (absent where
+# open_raster did not judge them: a cube tagged with its wavelengths)
+FITS_ATTR = "ofa_fits"
 NOTES_ATTR = "ofa_notes"  # what detection decided, one sentence each (results and tags repeat it)
-FILE_BANDS_ATTR = "ofa_file_bands"  # the file's bands read (1-based), where not all (picked, alpha)
+# a single file's bands (1-based) in the order the DataArray holds them: some (picked, without
+# an alpha band), or in another order (by name, by the values: ``_stored_order``)
+FILE_BANDS_ATTR = "ofa_file_bands"
 
 
 class ScaleWarning(UserWarning):
@@ -153,7 +158,6 @@ def open_raster(
             transparent = transparent_value(with_alpha)
         if bands is not None:
             da = select_bands(da, bands)
-            da.attrs[FILE_BANDS_ATTR] = list(bands)
             picked = _picked_names(path, whole, bands, given)
             if picked is not None:
                 da.attrs["long_name"], whole_sensor, note = picked
@@ -168,7 +172,9 @@ def open_raster(
         if tagged is not None and tagged_cube:
             waves, good = tagged
             marker = cast("float | None", da.rio.nodata if nodata == KEEP else nodata)
-            empty = [i for i in good if np.isnan(_valid(sample[i : i + 1], marker, None)).all()]
+            empty = [
+                i for i in good if np.isnan(without_nodata(sample[i : i + 1], marker, None)).all()
+            ]
             if empty and len(empty) < len(good):  # a product's water-vapour bands, all nodata
                 numbers = [bands[i] if bands else i + 1 for i in empty]
                 read_notes.append(
@@ -218,13 +224,13 @@ def open_raster(
         read_notes.append(transparent)
     elif transparent is not None and infer_fill:
         fill = transparent  # what the file holds where its alpha band says transparent
-    valid = _valid(sample, nodata, fill)
+    valid = without_nodata(sample, nodata, fill)
     if not np.isfinite(valid).any() and not isinstance(source, (list, tuple)):
         side = (min(SAMPLE_SIDE, da.sizes["y"]), min(SAMPLE_SIDE, da.sizes["x"]))
         full = read_sample(
             raster_path(cast("str | Path", source)), shape=side, bands=bands
         )  # confirm on a full decimated read
-        valid = _valid(full, nodata, fill)
+        valid = without_nodata(full, nodata, fill)
     if not np.isfinite(valid).any():
         raise RasterError(
             f"{_name(source)} has no pixel with data in every band (nodata value {nodata}, NaN "
@@ -256,10 +262,13 @@ def open_raster(
             fit, order = stored
             da = da.isel(band=order)
         m, conversion = fit.modality, fit.conversion
+        da.attrs[FITS_ATTR] = fit.fits
         notes.append(fit.note())
         _warn_of_odd_bands(fit, source)
         if not isinstance(source, (list, tuple)):
             da = _order_bands(da, m)
+    if not isinstance(source, (list, tuple)):  # rioxarray numbers a file's bands from 1
+        da.attrs[FILE_BANDS_ATTR] = [int(b) for b in da["band"].values]
     da = da.assign_coords(band=list(m.bands))
     da.attrs[MODALITY_ATTR] = m.to_dict()
     da.attrs[CONVERSION_ATTR] = conversion
@@ -309,14 +318,14 @@ def raster_modality(da: xr.DataArray) -> Modality:
     if MODALITY_ATTR not in da.attrs:
         raise RasterError(
             "this DataArray was not opened with ofa_explore.io.open_raster",
-            "open it with open_raster(path, modality=...) first; a scene of your own "
-            "(stackstac, odc-stac) can be written with ofa_explore.save_raster(da, path), "
-            "which keeps its band names, and that file opened",
+            "open its file with open_raster(path, modality=...), or give the DataArray to "
+            "predict_raster or change(), which read it as such a file (a scene of your own "
+            "too: stackstac's, odc-stac's)",
         )
     return Modality.from_dict(da.attrs[MODALITY_ATTR])
 
 
-def _valid(sample: np.ndarray, nodata: float | None, fill: float | None) -> np.ndarray:
+def without_nodata(sample: np.ndarray, nodata: float | None, fill: float | None) -> np.ndarray:
     """The sample with pixels the engine leaves out as NaN in every band: nodata in any band,
     fill in every band, NaN or infinite, or no number at all (float nodata such as -3.4e38)."""
     with np.errstate(invalid="ignore"):
@@ -409,7 +418,10 @@ def _sensor_among_named(
     wholes = kind or wholes  # of the data type's kind first, as ``band_subsets`` ranks them
     if not subsets or not wholes:
         return None
-    sample, baseline = _valid(read_sample(path), da.rio.nodata, None), processing_baseline(path)
+    sample, baseline = (
+        without_nodata(read_sample(path), da.rio.nodata, None),
+        processing_baseline(path),
+    )
     first = scale_fit(sample, da.dtype, some_bands(get_modality(subsets[0][0]), subsets[0][1]))
     found = []
     for name, numbers in wholes:
@@ -473,7 +485,7 @@ def _picked_names(
         return None
     sensor, names, how = given or get_modality(found[0]), found[1], ""
     if given is None or sensor.extra.get("band_orders"):  # the values say if, and in what order
-        values = _valid(read_sample(path), whole.rio.nodata, None)
+        values = without_nodata(read_sample(path), whole.rio.nodata, None)
         baseline = processing_baseline(path)
         fit = scale_fit(values, whole.dtype, sensor, baseline)
         if given is None and not fit.fits:  # the values must fit the sensor the count names
@@ -510,7 +522,7 @@ def _closest_fitting(
         fits = [(f, s) for f, s in fits if f.dark is None]
     off = [(abs(math.log(f.factor)), s) for f, s in fits if f.fits and f.factor > 0]
     if not off:
-        return subsets[0][0], _subset_note(*subsets[0], [])
+        return subsets[0][0], subset_note(*subsets[0], [])
     margin = math.log(ORDER_MARGIN)
     closer = [o for o in off if o[0] + margin < off[0][0]]
     best = min(closer, key=lambda o: o[0]) if closer else off[0]
@@ -520,14 +532,14 @@ def _closest_fitting(
     flatter = [(f, s) for f, s in fits if f.fits and f.spread * ORDER_MARGIN <= spread]
     if spread >= ORDER_SPREAD and flatter:
         fit, chosen = min(flatter, key=lambda fs: fs[0].spread)
-        note = _subset_note(*chosen, []) + (
+        note = subset_note(*chosen, []) + (
             f"; band by band its means follow this sensor's (within {fit.spread:.1f}x) rather "
             f"than those of '{best[1][1].name}' ({spread:.1f}x apart), whose band names they "
             "carry too"
         )
         return chosen[0], note
     others = [s[1].name for d, s in off if s is not best[1] and d < best[0] + margin]
-    return best[1][0], _subset_note(*best[1], others)
+    return best[1][0], subset_note(*best[1], others)
 
 
 def _names_product(sensor: Modality, source: Any) -> bool:
@@ -548,7 +560,7 @@ def _names_product(sensor: Modality, source: Any) -> bool:
     return False
 
 
-def _subset_note(m: Modality, parent: Modality, others: list[str]) -> str:
+def subset_note(m: Modality, parent: Modality, others: list[str]) -> str:
     """What reading some of a sensor's bands means, and which sensors the values fit as well."""
     note = (
         f"its bands {band_names(m.bands)} are {m.num_bands} of the {parent.num_bands} of "

@@ -274,10 +274,18 @@ class ScaleFit:
         )
 
 
-def scale_fit(sample: np.ndarray, dtype: Any, m: Modality, baseline: str | None = None) -> ScaleFit:
+def scale_fit(
+    sample: np.ndarray,
+    dtype: Any,
+    m: Modality,
+    baseline: str | None = None,
+    conversion: dict[str, Any] | None = None,
+) -> ScaleFit:
     """Compare a sample [C, h, w] (nodata as NaN) with modality ``m``'s statistics
-    (``baseline``: see ``detect_conversion``)."""
-    conversion = detect_conversion(sample, dtype, m, baseline)
+    (``baseline``: see ``detect_conversion``), converted as ``conversion`` says, else as
+    ``detect_conversion`` judges."""
+    if conversion is None:
+        conversion = detect_conversion(sample, dtype, m, baseline)
     values = to_model_units(sample, conversion).reshape(sample.shape[0], -1)
     means = []
     for band in values:

@@ -3,6 +3,9 @@ that open_raster reads: its band names kept as the bands' descriptions."""
 
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
+
 import dask.array
 import numpy as np
 import pytest
@@ -68,3 +71,146 @@ def test_arrays_of_several_scenes_or_other_dimensions_are_refused(shared, tmp_pa
     numbered = da.isel(time=0).assign_coords(band=[1, 2])  # rioxarray's own: no names to keep
     with rasterio.open(save_raster(numbered, tmp_path / "numbered.tif")) as src:
         assert src.descriptions == (None, None)
+
+
+# ---------------------------------------------------------------- a DataArray open_raster gave
+
+
+@pytest.fixture(scope="module")
+def oscd_crop(shared, tmp_path_factory) -> Path:
+    """A real 96 px square of an OSCD date (Sentinel-2 L1C, 13 unnamed bands in ESA's order)."""
+    from rasterio.windows import Window
+    from rasters import crop  # tests/rasters.py
+
+    source = shared / "change" / "oscd" / "bercy" / "bercy_20161130.tif"
+    if not source.exists():
+        pytest.skip(f"no OSCD date at {source}")
+    return crop(source, tmp_path_factory.mktemp("oscd") / "b.tif", Window(0, 0, 96, 96))
+
+
+def _reconstruct(model, raster, **kw):
+    from ofa_explore.engine import predict_raster
+
+    return predict_raster(model, raster, "reconstruct", seed=0, precision="fp32", **kw)
+
+
+def test_an_opened_raster_divided_into_reflectance_reads_as_reflectance(oscd_crop):
+    """Its attributes said the file's digital numbers: divided by 10,000 it was read as them,
+    without a word (hidden-pixel error 0.985 against 8.7e-10 for the trivial baseline)."""
+    import ofa_explore
+
+    model = ofa_explore.load_model()
+    da = open_raster(oscd_crop)
+    as_read = _reconstruct(model, da)
+    divided = _reconstruct(model, da / 10000)
+    assert divided.checks["hidden_mse"] == pytest.approx(as_read.checks["hidden_mse"], rel=1e-4)
+    assert divided.checks["hidden_mse"] < divided.checks["baseline_mse"]
+    assert any("not in the file's units" in n and "after scaling" in n for n in divided.notes)
+    assert not any("not in the file's units" in n for n in as_read.notes)
+
+
+def test_values_that_fit_no_reading_of_the_sensor_are_warned_of(oscd_crop):
+    import ofa_explore
+    from ofa_explore.io import ScaleWarning
+
+    model = ofa_explore.load_model()
+    standardised = open_raster(oscd_crop).astype("float32")
+    standardised = (standardised - standardised.mean()) / standardised.std()
+    with pytest.warns(ScaleWarning, match="DataArray's values .* statistics of 's2_l1c'"):
+        result = _reconstruct(model, standardised)
+    assert any("will not mean much" in n for n in result.notes)
+
+
+def test_bands_selected_by_name_are_those_bands_of_the_sensor(oscd_crop):
+    """Selected by name they were refused ("modality 's2_l1c' expects 13 bands, got 4");
+    they read as the file's bands 2, 3, 4, 8 picked by open_raster: the same map."""
+    import ofa_explore
+    from ofa_explore.engine import predict_raster
+
+    model = ofa_explore.load_model()
+    da = open_raster(oscd_crop)
+    picked = da.sel(band=["B02", "B03", "B04", "B08"])
+    result = predict_raster(model, picked, "embed", precision="fp32")
+    assert result.modality == "s2_l1c_b02_b03_b04_b08"
+    assert any("4 of the 13 of 's2_l1c'" in n for n in result.notes)
+    from_file = predict_raster(model, open_raster(oscd_crop, bands=[2, 3, 4, 8]), "embed")
+    assert np.allclose(result.data.values, from_file.data.values, atol=1e-5)
+    # all 13 in another order are the sensor's 13, put back in its order
+    reordered = predict_raster(model, da.isel(band=list(range(12, -1, -1))), "embed")
+    whole = predict_raster(model, da, "embed")
+    assert reordered.modality == "s2_l1c"
+    assert np.allclose(reordered.data.values, whole.data.values, atol=1e-5)
+    # bands renamed are no bands of it
+    with pytest.raises(BadInput, match="are not bands of 's2_l1c'") as refused:
+        predict_raster(model, da.assign_coords(band=list(range(13))), "embed")
+    assert "da.sel(band=" in refused.value.render()
+
+
+def test_a_sensor_named_for_an_array_is_read_as_it_or_refused(oscd_crop):
+    """``modality=`` was ignored for a DataArray without a word."""
+    import ofa_explore
+    from ofa_explore.engine import predict_raster
+
+    model = ofa_explore.load_model()
+    da = open_raster(oscd_crop)
+    with pytest.raises(BadInput, match="holds 13 bands .* but 'rgb' has 3"):
+        predict_raster(model, da, "embed", modality="rgb")
+    same = predict_raster(model, da, "embed", modality="s2_l1c")
+    assert same.modality == "s2_l1c"
+
+
+def test_an_array_of_ones_own_is_read_in_place_as_its_file_would_be(shared, oscd_crop, tmp_path):
+    """stackstac's (dask, a time dimension of one) and rioxarray's DataArrays were refused ("not
+    opened with open_raster"): they are read with open_raster's rules on a sample of them, the
+    same sensor, order, notes and reconstruction as the file save_raster writes of them."""
+    import rioxarray
+
+    import ofa_explore
+    from ofa_explore.engine import predict_raster
+    from ofa_explore.io import ScaleWarning
+
+    model = ofa_explore.load_model()
+    da = stack_of(shared, ["blue", "green", "red", "nir"], ["B02", "B03", "B04", "B08"])
+    in_place = _reconstruct(model, da)
+    saved = _reconstruct(model, save_raster(da, tmp_path / "scene.tif"))
+    assert in_place.modality == saved.modality == "s2_l2a_b02_b03_b04_b08"
+    assert in_place.checks == saved.checks
+    assert len(in_place.notes) == len(saved.notes)  # the same (its sample's means: 1.65x, 1.64x)
+    assert not any("sample" in n or "ofa-array" in n for n in in_place.notes)
+    # 13 unnamed bands in ESA's order (B8A after B08), as the file is read
+    plain = Path(shutil.copy(oscd_crop, tmp_path / "plain.tif"))
+    with rasterio.open(plain, "r+") as f:
+        for i in range(1, f.count + 1):
+            f.set_band_description(i, "")
+    ours = _reconstruct(model, rioxarray.open_rasterio(plain))
+    theirs = _reconstruct(model, plain)
+    assert ours.modality == theirs.modality == "s2_l1c" and ours.checks == theirs.checks
+    assert any("ESA's order" in n for n in ours.notes)
+    # the rules' refusals and warnings speak of the DataArray
+    five = xr.DataArray(
+        np.random.default_rng(0).random((5, 64, 64)),
+        dims=("band", "y", "x"),
+        coords={"band": [1, 2, 3, 4, 5], "y": np.arange(64.0)[::-1], "x": np.arange(64.0)},
+    )
+    with pytest.raises(RasterError, match="no known sensor has 5 bands") as refused:
+        predict_raster(model, five, "embed")
+    assert "sample" not in refused.value.render() and "ofa-array" not in refused.value.render()
+    with pytest.warns(ScaleWarning, match="^the DataArray's values"):
+        predict_raster(model, da.isel(time=0) * 1000, "embed", modality="s2_l2a_b02_b03_b04_b08")
+
+
+def test_an_array_mostly_without_data_is_read_from_where_it_has_some(shared):
+    """The sample's windows may all fall where a scene has no data (NaN): it is then read from
+    every n-th row and column of it, rather than refused as empty."""
+    import rioxarray
+
+    import ofa_explore
+    from ofa_explore.engine import predict_raster
+
+    date = shared / "change" / "oscd" / "bercy" / "bercy_20161130.tif"
+    da = rioxarray.open_rasterio(date)  # 395 x 360 px: windows from rows 0, 121, 242 and 363
+    block = xr.zeros_like(da.isel(band=0), dtype=bool)
+    block[40:72, 40:72] = True  # data in 32 x 32 px between the windows, NaN elsewhere
+    result = predict_raster(ofa_explore.load_model(), da.where(block), "embed", precision="fp32")
+    assert result.modality == "s2_l1c"
+    assert np.isfinite(result.data.values[0]).sum() == 16  # the block's 4 x 4 patches

@@ -17,6 +17,7 @@ from rasters import crop, product_bands  # tests/rasters.py
 
 from ofa_explore.areas import row_areas_m2
 from ofa_explore.cli import main
+from ofa_explore.errors import BadInput
 from ofa_explore.protocol import MISREGISTERED_PX, WIDESPREAD_CHANGE
 
 pyogrio = pytest.importorskip("pyogrio")
@@ -783,3 +784,66 @@ def test_zero_shot_beats_every_band_baseline_where_the_red_band_is_strongest(sha
     ours, baselines = _default_and_band_baselines(before, after, folder / "rennes_change.tif")
     for name, ap in baselines.items():
         assert ours > ap, name
+
+
+def test_dates_opened_as_dataarrays_score_as_their_files(bercy, tmp_path):
+    """``change(open_raster(b), open_raster(a))`` was a TypeError ("expected str, bytes or
+    os.PathLike object, not DataArray"). Now the same map as the files'; BEFORE cropped to an
+    area of interest gets AFTER warped onto it in memory (the same values as AFTER cropped
+    alike); AFTER divided into reflectance reads as reflectance."""
+    import ofa_explore
+    from ofa_explore.io import RasterError, open_raster
+
+    before, after, _ = bercy
+    b, a = _crop(before, tmp_path / "b.tif"), _crop(after, tmp_path / "a.tif")
+    files = ofa_explore.change(b, a).data.values
+    arrays = ofa_explore.change(open_raster(b), open_raster(a)).data.values
+    assert np.array_equal(files, arrays, equal_nan=True)
+    area = {"x": slice(16, 144), "y": slice(8, 136)}
+    cropped = ofa_explore.change(open_raster(b).isel(area), open_raster(a).isel(area))
+    warped = ofa_explore.change(open_raster(b).isel(area), open_raster(a) / 10000)
+    assert cropped.data.shape == warped.data.shape == (1, 128, 128)
+    assert np.allclose(cropped.data.values, warped.data.values, atol=1e-4)
+    assert any("warped onto BEFORE's grid" in n for n in warped.notes)
+    assert any("not in the file's units" in n for n in warped.notes)
+    # nothing of the user's is overwritten; the same data twice, or an array of its own
+    with pytest.raises(BadInput, match="is the input raster"):
+        ofa_explore.change(open_raster(b), open_raster(a), b)
+    same = open_raster(b)
+    with pytest.raises(BadInput, match="the same"):
+        ofa_explore.change(same, same)
+    # DataArrays of one's own (rioxarray's: 13 unnamed bands) are read as their files are
+    import rioxarray
+
+    own = ofa_explore.change(rioxarray.open_rasterio(b), rioxarray.open_rasterio(a))
+    assert np.array_equal(own.data.values, files, equal_nan=True)
+    with pytest.raises(BadInput, match="BEFORE is s2_l1c .13 bands. but AFTER has 4 bands"):
+        ofa_explore.change(open_raster(b), rioxarray.open_rasterio(a).isel(band=[1, 2, 3, 7]))
+    assert RasterError  # (imported for the refusals above)
+
+
+def test_after_of_unnamed_bands_in_esas_order_on_another_grid_keeps_its_order(bercy, tmp_path):
+    """AFTER warped from another CRS was read in the file's band order, without the order its
+    values had shown (ESA's, B8A after B08, as for BEFORE): its B8A ... B12 were other bands
+    (their means 2.3x, 29x, 0.02x BEFORE's on the same date). Now as BEFORE's, band by band."""
+    from ofa_explore.change_detection.dates import open_pair
+
+    before, _, _ = bercy
+    b = tmp_path / "b.tif"  # 128 px of it, its bands unnamed
+    with rasterio.open(_crop(before, tmp_path / "named.tif", size=128)) as src:
+        with rasterio.open(b, "w", **src.profile) as dst:
+            dst.write(src.read())
+    a = tmp_path / "a.tif"  # the same date, in Web Mercator
+    with rasterio.open(b) as src:
+        t, w, h = calculate_default_transform(
+            src.crs, "EPSG:3857", src.width, src.height, *src.bounds
+        )
+        profile = src.profile | {"crs": "EPSG:3857", "transform": t, "width": w, "height": h}
+        with rasterio.open(a, "w", **profile) as dst:
+            for i in range(1, src.count + 1):
+                reproject(
+                    rasterio.band(src, i), rasterio.band(dst, i), resampling=Resampling.bilinear
+                )
+    pair = open_pair(b, a).isel(x=slice(16, 112), y=slice(16, 112)).values
+    ratios = np.nanmean(pair[13:], axis=(1, 2)) / np.nanmean(pair[:13], axis=(1, 2))
+    assert np.allclose(ratios, 1, atol=0.03), ratios

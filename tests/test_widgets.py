@@ -16,7 +16,7 @@ from test_io import write_tif
 
 from ofa_explore import OFANet, hyperspectral_modality, load_pretrained
 from ofa_explore.demo import sample_path
-from ofa_explore.io import open_raster
+from ofa_explore.io import open_raster, raster_modality
 from ofa_explore.widgets import (
     ChangeMap,
     ClassificationMap,
@@ -407,3 +407,20 @@ def test_change_map_in_degrees_counts_pixels_and_skips_nodata(model, shared, tmp
     with rasterio.open(paths[0]) as src:  # the centre of the hole, in degrees
         lon, lat = src.xy(70, 70)
     assert w.select(lat, lon) and "no data in one of the dates" in w.status.value
+
+
+def test_maps_take_dataarrays_as_they_are(model):
+    """A notebook's DataArrays: open_raster's cropped to an area, rioxarray's of one's own (read
+    as its file: NAIP's R, G, B, NIR). The change map was a TypeError for them."""
+    import rioxarray
+
+    before = open_raster(NAIP_CHANGE / "naip_2009.tif")
+    area = before.isel(y=slice(0, 96), x=slice(0, 128))
+    w = ChangeMap(
+        model, area, rioxarray.open_rasterio(NAIP_CHANGE / "naip_2020.tif"), basemap=False
+    )
+    assert w.score.shape == (96, 128) and np.isfinite(w.score).all()
+    naip = raster_modality(open_raster(NAIP_CHANGE / "naip_2020.tif")).name
+    assert w.result.modality == naip
+    embedded = EmbeddingMap(model, rioxarray.open_rasterio(sample_path("naip_rgbn_2020.tif")))
+    assert embedded.modality.name == naip

@@ -58,14 +58,14 @@ from ..io import MODALITY_ATTR, raster_modality
 from ..modalities import Modality
 from ..protocol import SCENE_THRESHOLDS
 from .calibration import CHANGE_ATTR, calibrate, date_modality, date_shift, sample_tiles
-from .dates import open_dates, pair_of
+from .dates import Date, date_files, open_dates, pair_of
 from .polygons import check_polygons, write_polygons
 from .task import Change, shift_matters
 
 
 def change(
-    before: str | Path,
-    after: str | Path,
+    before: Date,
+    after: Date,
     output: str | Path | None = None,
     *,
     model=None,  # an OFANet, a function that loads one, or None: the shipped model
@@ -86,6 +86,10 @@ def change(
     split of the scene's scores, which marks far more than changed on the OSCD cities).
     ``polygons`` (a .gpkg, needs a threshold) gets the changed areas as polygons.
 
+    ``before`` and ``after``: paths (a file, a scene's folder or zip), or DataArrays that
+    ``open_raster`` gave, as they are now (cropped, bands selected, values scaled:
+    ``arrays.opened_array``); an AFTER DataArray on another grid is warped in memory.
+
     ``head``: the model's change head that scores (band 1 is then its standardised logit); by
     default its first change head for the sensor, if it has one; ``"zero-shot"``: none.
 
@@ -96,7 +100,7 @@ def change(
 
     if threshold not in (None, *SCENE_THRESHOLDS) and not isinstance(threshold, (int, float)):
         raise BadInput(f"threshold {threshold!r}", "give {threshold} a number, 'auto' or 'otsu'")
-    check_output(output, [str(before), str(after)], overwrite, Change)  # before any work
+    check_output(output, date_files(before) + date_files(after), overwrite, Change)
     gpkg = check_polygons(polygons, threshold, overwrite)
     settings = settings or EngineSettings()
     if model is None or not isinstance(model, torch.nn.Module):  # None, or what loads one
@@ -130,8 +134,8 @@ def change(
 
 def calibrated_pair(
     model,
-    before: str | Path,
-    after: str | Path,
+    before: Date,
+    after: Date,
     modality: str | Modality | None,
     tile: int,
     threshold: float | str | None,

@@ -16,9 +16,11 @@ from rasterio.enums import Resampling
 from rasterio.vrt import WarpedVRT
 from rasterio.warp import transform_bounds
 from rasterio.windows import Window
+from rioxarray.exceptions import NoDataInBounds
 from xarray.backends import BackendArray
 from xarray.core import indexing
 
+from ..arrays import opened_array
 from ..band_files import BAND_FILES_ATTR
 from ..detection import sensor_records
 from ..errors import BadInput
@@ -29,7 +31,6 @@ from ..io import (
     MODALITY_ATTR,
     NOTES_ATTR,
     RasterError,
-    band_order,
     open_raster,
     raster_modality,
 )
@@ -37,6 +38,12 @@ from ..modalities import Modality
 from ..protocol import bands_among_others, count
 from ..rasterfiles import alpha_band, open_file, raster_path, select_bands
 from ..scale import to_model_units
+
+# a date the caller gave as a DataArray: warped in memory, as its values may no longer be the
+# file's (masked, scaled)
+HELD_ATTR = "ofa_held"
+
+Date = str | Path | xr.DataArray  # a raster's path (or scene folder), or an opened DataArray
 
 
 class _PairArray(BackendArray):
@@ -110,26 +117,33 @@ def open_pair(
 
 
 def open_dates(
-    before: str | Path, after: str | Path, modality: str | Modality | None = None
+    before: Date, after: Date, modality: str | Modality | None = None
 ) -> tuple[xr.DataArray, xr.DataArray]:
-    """Both dates opened (``open_raster``: a file, or a folder of a scene's band files),
-    checked to be two rasters of one sensor and bands."""
-    if Path(before).resolve() == Path(after).resolve():
+    """Both dates opened (``open_raster``: a file, or a folder of a scene's band files; a
+    DataArray it gave, as it is now: ``opened_array``), checked to be two rasters of one sensor
+    and bands."""
+    if _same_date(before, after):
+        same = (
+            f"the same file, {Path(before).name}"
+            if isinstance(before, (str, Path))
+            else "the same DataArray"
+        )
         raise BadInput(
-            f"BEFORE and AFTER are the same file, {Path(before).name}",
+            f"BEFORE and AFTER are {same}",
             "give the later date of the same place as AFTER",
         )
-    first = open_raster(before, modality)
+    first = _opened(before, modality)
     m = raster_modality(first)
-    after_count = _band_count(after)
+    after_count = _band_count(after) if isinstance(after, (str, Path)) else None
     if modality is None and after_count not in (None, m.num_bands):  # all BEFORE's bands, not some
         raise BadInput(
             f"BEFORE is {m.name} ({count(m.num_bands, 'band')}) but AFTER has "
             f"{count(after_count, 'band')}: the two dates must come from the same sensor and bands",
             "give two rasters with the same bands",
         )
-    try:
-        second = open_raster(after, modality or m)
+    opened = isinstance(after, xr.DataArray) and MODALITY_ATTR in after.attrs
+    try:  # read as BEFORE's sensor, unless open_raster has read it already
+        second = _opened(after, modality if opened else modality or m)
     except RasterError as err:
         if modality is not None or "bands" not in err.context:
             raise
@@ -148,6 +162,26 @@ def open_dates(
             "give two rasters with the same bands",
         )
     return first, second
+
+
+def _opened(date: Date, modality: str | Modality | None) -> xr.DataArray:
+    """A date as ``open_raster`` reads a path, or a DataArray as it is now (``opened_array``),
+    marked as held: on another grid it is warped in memory (``_warped``)."""
+    if not isinstance(date, xr.DataArray):
+        return open_raster(date, modality)
+    return opened_array(date, modality).assign_attrs({HELD_ATTR: True})
+
+
+def _same_date(before: Date, after: Date) -> bool:
+    """Whether BEFORE and AFTER are one file, or one DataArray."""
+    if isinstance(before, xr.DataArray) or isinstance(after, xr.DataArray):
+        return before is after
+    return Path(before).resolve() == Path(after).resolve()
+
+
+def date_files(date: Date) -> list[str]:
+    """The files a date is read from: its path, or those an opened DataArray was read from."""
+    return _files(date) if isinstance(date, xr.DataArray) else [str(date)]
 
 
 def _band_count(path: str | Path) -> int | None:
@@ -178,7 +212,7 @@ def pair_of(
     m = raster_modality(first)
     warps = None
     if offset is not None or not _same_grid(first, second):
-        second, warps = _warped(first, second, m, offset)
+        second, warps = _warped(first, second, offset)
     # the pair: NaN marks nodata, values are in model units
     pair_modality = replace(
         m,
@@ -222,7 +256,6 @@ def _same_grid(a: xr.DataArray, b: xr.DataArray) -> bool:
 def _warped(
     first: xr.DataArray,
     second: xr.DataArray,
-    m: Modality,
     offset: tuple[float, float] | None = None,
 ) -> tuple[xr.DataArray, list[tuple[WarpedVRT, list[int]]]]:
     """AFTER warped onto BEFORE's grid (bilinear, GDAL), lazily, with AFTER's band order,
@@ -248,6 +281,8 @@ def _warped(
     if nodata is None or (isinstance(nodata, float) and math.isnan(nodata)):
         nodata = second.attrs.get(FILL_ATTR, 0 if np.dtype(second.dtype).kind in "iu" else np.nan)
     rows, cols = offset or (0.0, 0.0)
+    if second.attrs.get(HELD_ATTR):
+        return _warped_in_memory(first, second, nodata, (rows, cols)), []
     vrts = [
         WarpedVRT(
             rasterio.open(path),
@@ -263,15 +298,45 @@ def _warped(
     raws = [open_file(vrt) for vrt in vrts]  # rioxarray reads a WarpedVRT lazily
     if len(vrts) > 1:  # a band file each, in the modality's order
         warped, warps = xr.concat(raws, dim="band"), [(vrt, [1]) for vrt in vrts]
-    else:  # the file's bands that AFTER was read from (all, or all but an alpha band)
-        numbers = second.attrs.get(FILE_BANDS_ATTR) or range(1, raws[0].sizes["band"] + 1)
-        raw = select_bands(raws[0], list(numbers))
-        order = band_order(raw, m)
-        warped = raw if order is None else raw.isel(band=order)
-        warps = [(vrts[0], [numbers[i] for i in (range(len(numbers)) if order is None else order)])]
+    else:  # the file's bands that AFTER was read from, in the order it holds them
+        numbers = list(second.attrs[FILE_BANDS_ATTR])
+        warped, warps = select_bands(raws[0], numbers), [(vrts[0], numbers)]
     warped = warped.rio.write_nodata(nodata, encoded=False)
     warped.attrs.update({k: v for k, v in second.attrs.items() if k != FILL_ATTR})
     warped.attrs[NOTES_ATTR] = second.attrs.get(NOTES_ATTR, []) + (
         [] if _same_grid(first, second) else ["warped onto BEFORE's grid (GDAL, bilinear)"]
     )  # a move onto BEFORE's features is the change task's note
     return warped, warps
+
+
+def _warped_in_memory(
+    first: xr.DataArray, second: xr.DataArray, nodata: float, offset: tuple[float, float]
+) -> xr.DataArray:
+    """A DataArray AFTER warped onto BEFORE's grid (bilinear, GDAL through rioxarray), moved by
+    ``offset`` (rows, cols) as ``_warped`` moves a file: the part of it over BEFORE, in memory."""
+    rows, cols = offset
+    transform = first.rio.transform() * Affine.translation(cols, rows)
+    height, width = first.sizes["y"], first.sizes["x"]
+    left, top = transform * (0, 0)
+    right, bottom = transform * (width, height)
+    box = transform_bounds(first.rio.crs, second.rio.crs, left, bottom, right, top)
+    res = max(abs(r) for r in second.rio.resolution())
+    try:  # the part over BEFORE, and two pixels around it for the bilinear kernel
+        part = second.rio.clip_box(
+            box[0] - 2 * res, box[1] - 2 * res, box[2] + 2 * res, box[3] + 2 * res
+        )
+    except NoDataInBounds:  # narrower than a pixel: it reads as none
+        part = second
+    warped = part.rio.write_nodata(nodata, encoded=False).rio.reproject(
+        first.rio.crs,
+        shape=(height, width),
+        transform=transform,
+        resampling=Resampling.bilinear,
+        nodata=nodata,
+    )
+    warped = warped.assign_coords(y=first.y, x=first.x).rio.write_transform(first.rio.transform())
+    warped.attrs.update({k: v for k, v in second.attrs.items() if k != FILL_ATTR})
+    warped.attrs[NOTES_ATTR] = second.attrs.get(NOTES_ATTR, []) + (
+        [] if _same_grid(first, second) else ["warped onto BEFORE's grid (GDAL, bilinear)"]
+    )
+    return warped

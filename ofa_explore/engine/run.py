@@ -25,6 +25,7 @@ import xarray as xr
 from affine import Affine
 
 from ..areas import raster_row_areas_m2
+from ..arrays import opened_array
 from ..errors import BadInput
 from ..io import NOTES_ATTR, RasterError, open_raster, raster_modality, source_tags
 from ..modalities import Modality
@@ -107,7 +108,12 @@ def _predict(
 ) -> PredictionResult:
     t0 = time.perf_counter()
     kind = get_task(name)
-    da = raster if isinstance(raster, xr.DataArray) else open_raster(raster, modality)
+    if not isinstance(raster, xr.DataArray):
+        da = open_raster(raster, modality)
+    elif kind.name == "change":  # the pair change() built of two dates it opened and checked
+        da = raster
+    else:  # open_raster's, perhaps worked on since: read as it is now
+        da = opened_array(raster, modality)
     m = raster_modality(da)
     out_path = check_output(output, da.attrs.get("source"), overwrite, kind)
     task = kind(model, m, settings)

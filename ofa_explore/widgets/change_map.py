@@ -10,6 +10,7 @@ from pathlib import Path
 import ipyleaflet
 import ipywidgets as widgets
 import numpy as np
+import xarray as xr
 
 from ..areas import masked_area_m2, raster_row_areas_m2
 from ..change_detection import change
@@ -51,8 +52,8 @@ class ChangeMap(widgets.VBox):
     def __init__(
         self,
         model: OFANet,
-        before: str | Path,
-        after: str | Path,
+        before: str | Path | xr.DataArray,
+        after: str | Path | xr.DataArray,
         threshold: float | None = None,
         head: str | None = None,
         modality: str | None = None,

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
+from ..arrays import opened_array
 from ..errors import BadInput
 from ..io import CONVERSION_ATTR, open_raster, raster_modality
 from ..modalities import Modality
@@ -24,8 +25,12 @@ def read_scene(
     source: str | Path | xr.DataArray, modality: str | Modality | None = None
 ) -> tuple[np.ndarray, Modality, xr.DataArray]:
     """(pixels [C, H, W] in model units, decimated to at most MAX_DISPLAY_SIDE, modality,
-    the lazy DataArray) of a raster file or an already opened raster."""
-    da = source if isinstance(source, xr.DataArray) else open_raster(source, modality)
+    the lazy DataArray) of a raster file or a DataArray (``opened_array``: open_raster's, as
+    worked on since, or one's own)."""
+    if isinstance(source, xr.DataArray):
+        da = opened_array(source, modality)
+    else:
+        da = open_raster(source, modality)
     step = display_step(da)
     values = da.isel(y=slice(None, None, step), x=slice(None, None, step)).values
     pixels = to_model_units(values, da.attrs[CONVERSION_ATTR]).astype(np.float32)
