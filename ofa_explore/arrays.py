@@ -43,13 +43,16 @@ from .modalities import Modality, get_modality, list_modalities, some_bands
 from .protocol import band_names, subset_of
 from .scale import scale_fit
 
+Scene = xr.DataArray | xr.Dataset  # a Dataset: one variable a band (odc-stac's ``load``)
+SCENES = (xr.DataArray, xr.Dataset)  # for isinstance
+
 # the values looked at: SAMPLE_WINDOWS x SAMPLE_WINDOWS windows of SAMPLE_SIDE pixels, spread
 # over the array (a lazily read file reads only them)
 SAMPLE_WINDOWS = 4
 SAMPLE_SIDE = 32
 
 
-def save_raster(da: xr.DataArray, path: str | Path, overwrite: bool = False) -> Path:
+def save_raster(da: Scene, path: str | Path, overwrite: bool = False) -> Path:
     """``da`` (band, y, x; other dimensions of length one are dropped) as a tiled, compressed
     GeoTIFF at ``path`` with its band names, CRS, transform and nodata, written atomically;
     returns ``path``. Several dates or other dimensions are refused: select or reduce them."""
@@ -65,7 +68,7 @@ def save_raster(da: xr.DataArray, path: str | Path, overwrite: bool = False) -> 
     return path
 
 
-def opened_array(da: xr.DataArray, modality: str | Modality | None = None) -> xr.DataArray:
+def opened_array(da: Scene, modality: str | Modality | None = None) -> xr.DataArray:
     """``da`` as the engine reads it: a DataArray ``open_raster`` gave, with the record of its
     sensor made to fit what it holds now.
 
@@ -79,7 +82,7 @@ def opened_array(da: xr.DataArray, modality: str | Modality | None = None) -> xr
 
     A DataArray ``open_raster`` did not give is read as a file of it would be, from a sample
     (``_read_in_place``): its band names, values, data type, nodata and CRS."""
-    if MODALITY_ATTR not in da.attrs:  # one's own: read as a file of it would be
+    if isinstance(da, xr.Dataset) or MODALITY_ATTR not in da.attrs:  # one's own: as its file
         return _read_in_place(da, modality)
     m = raster_modality(da)
     if modality is not None:
@@ -195,13 +198,17 @@ def _values(da: xr.DataArray) -> np.ndarray:
     return np.asarray(da.transpose("band", "y", "x").values, dtype=np.float64)
 
 
-def one_scene(da: xr.DataArray) -> xr.DataArray:
-    """``da`` as (band, y, x): other dimensions of length one dropped, a single band given one;
-    several dates, or no y and x, refused naming the fix."""
+def one_scene(scene: Scene) -> xr.DataArray:
+    """``scene`` as (band, y, x): a Dataset's variables its bands, other dimensions of length one
+    dropped, a single band given one; several dates, or no y and x, refused naming the fix."""
+    da = scene.to_array("band") if isinstance(scene, xr.Dataset) else scene
     if "y" not in da.dims or "x" not in da.dims:
+        dims = [str(d) for d in da.dims]
+        lat = next((d for d in dims if d.lower() in ("lat", "latitude")), "lat")
+        lon = next((d for d in dims if d.lower() in ("lon", "long", "longitude")), "lon")
         raise BadInput(
-            f"the DataArray's dimensions are {', '.join(map(str, da.dims))}, without y and x",
-            "name them as rioxarray does, e.g. da.rename(lat='y', lon='x')",
+            f"the DataArray's dimensions are {', '.join(dims)}, without y and x",
+            f"name them as rioxarray does: da.rename({lat}='y', {lon}='x')",
         )
     extra = [d for d in da.dims if d not in ("band", "y", "x")]
     many = [d for d in extra if da.sizes[d] > 1]
@@ -225,7 +232,7 @@ def band_names_of(da: xr.DataArray) -> tuple[str, ...] | None:
     return tuple(str(b) for b in values)
 
 
-def _read_in_place(da: xr.DataArray, modality: str | Modality | None) -> xr.DataArray:
+def _read_in_place(da: Scene, modality: str | Modality | None) -> xr.DataArray:
     """A DataArray of one's own (stackstac's, odc-stac's) read with ``open_raster``'s rules, on
     a sample of it: a few windows of its values, its band names, data type, nodata and CRS
     written as a small GeoTIFF, which ``open_raster`` reads as it reads any file (its sensor,

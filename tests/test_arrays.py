@@ -214,3 +214,24 @@ def test_an_array_mostly_without_data_is_read_from_where_it_has_some(shared):
     result = predict_raster(ofa_explore.load_model(), da.where(block), "embed", precision="fp32")
     assert result.modality == "s2_l1c"
     assert np.isfinite(result.data.values[0]).sum() == 16  # the block's 4 x 4 patches
+
+
+def test_an_odc_stac_dataset_of_a_variable_a_band_is_a_scene(shared, tmp_path):
+    """odc-stac's ``load`` gives a Dataset (a variable a band, a time dimension, latitude and
+    longitude in degrees): a TypeError in predict_raster before ("expected str ... not
+    Dataset"). Its variables are its bands, read as the DataArray of them is."""
+    import ofa_explore
+    from ofa_explore.engine import predict_raster
+
+    da = stack_of(shared, ["blue", "green", "red", "nir"], ["B02", "B03", "B04", "B08"])
+    ds = da.to_dataset("band").rio.write_crs("EPSG:32633")  # as odc.stac.load(...) gives it
+    model = ofa_explore.load_model()
+    from_dataset = _reconstruct(model, ds)
+    assert from_dataset.modality == "s2_l2a_b02_b03_b04_b08"
+    assert from_dataset.checks == _reconstruct(model, da).checks
+    saved = save_raster(ds, tmp_path / "scene.tif")
+    assert raster_modality(open_raster(saved)).name == "s2_l2a_b02_b03_b04_b08"
+    degrees = ds.rename(y="latitude", x="longitude")
+    with pytest.raises(BadInput, match="without y and x") as refused:
+        predict_raster(model, degrees, "embed")
+    assert "da.rename(latitude='y', longitude='x')" in refused.value.render()

@@ -20,7 +20,7 @@ from rioxarray.exceptions import NoDataInBounds
 from xarray.backends import BackendArray
 from xarray.core import indexing
 
-from ..arrays import opened_array
+from ..arrays import SCENES, Scene, opened_array
 from ..band_files import BAND_FILES_ATTR
 from ..detection import sensor_records
 from ..errors import BadInput
@@ -43,7 +43,7 @@ from ..scale import to_model_units
 # file's (masked, scaled)
 HELD_ATTR = "ofa_held"
 
-Date = str | Path | xr.DataArray  # a raster's path (or scene folder), or an opened DataArray
+Date = str | Path | Scene  # a raster's path (or scene folder), or a scene held in xarray
 
 
 class _PairArray(BackendArray):
@@ -167,21 +167,21 @@ def open_dates(
 def _opened(date: Date, modality: str | Modality | None) -> xr.DataArray:
     """A date as ``open_raster`` reads a path, or a DataArray as it is now (``opened_array``),
     marked as held: on another grid it is warped in memory (``_warped``)."""
-    if not isinstance(date, xr.DataArray):
+    if not isinstance(date, SCENES):
         return open_raster(date, modality)
     return opened_array(date, modality).assign_attrs({HELD_ATTR: True})
 
 
 def _same_date(before: Date, after: Date) -> bool:
     """Whether BEFORE and AFTER are one file, or one DataArray."""
-    if isinstance(before, xr.DataArray) or isinstance(after, xr.DataArray):
+    if isinstance(before, SCENES) or isinstance(after, SCENES):
         return before is after
     return Path(before).resolve() == Path(after).resolve()
 
 
 def date_files(date: Date) -> list[str]:
     """The files a date is read from: its path, or those an opened DataArray was read from."""
-    return _files(date) if isinstance(date, xr.DataArray) else [str(date)]
+    return _files(date) if isinstance(date, SCENES) else [str(date)]
 
 
 def _band_count(path: str | Path) -> int | None:
@@ -239,7 +239,7 @@ def pair_of(
     return da
 
 
-def _files(date: xr.DataArray) -> list[str]:
+def _files(date: Scene) -> list[str]:
     """The files a date was read from: one, or a scene's band files."""
     source = date.attrs.get("source", "")
     return [source] if isinstance(source, str) else list(source)

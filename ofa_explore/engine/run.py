@@ -25,7 +25,7 @@ import xarray as xr
 from affine import Affine
 
 from ..areas import raster_row_areas_m2
-from ..arrays import opened_array
+from ..arrays import SCENES, opened_array
 from ..errors import BadInput
 from ..io import NOTES_ATTR, RasterError, open_raster, raster_modality, source_tags
 from ..modalities import Modality
@@ -53,7 +53,7 @@ def pick_device(device: str = "auto") -> torch.device:
 
 def predict_raster(
     model,
-    raster: str | Path | xr.DataArray | list,
+    raster: str | Path | xr.DataArray | xr.Dataset | list,
     task: str,
     output: str | Path | None = None,
     *,
@@ -108,10 +108,10 @@ def _predict(
 ) -> PredictionResult:
     t0 = time.perf_counter()
     kind = get_task(name)
-    if not isinstance(raster, xr.DataArray):
+    if not isinstance(raster, SCENES):
         da = open_raster(raster, modality)
-    elif kind.name == "change":  # the pair change() built of two dates it opened and checked
-        da = raster
+    elif kind.name == "change" and isinstance(raster, xr.DataArray):
+        da = raster  # the pair change() built of two dates it opened and checked
     else:  # open_raster's, perhaps worked on since: read as it is now
         da = opened_array(raster, modality)
     m = raster_modality(da)

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
-from ..arrays import opened_array
+from ..arrays import SCENES, opened_array
 from ..errors import BadInput
 from ..io import CONVERSION_ATTR, open_raster, raster_modality
 from ..modalities import Modality
@@ -22,12 +22,12 @@ COLORMAPS = ("magma", "viridis", "inferno", "plasma", "cividis", "gray")
 
 
 def read_scene(
-    source: str | Path | xr.DataArray, modality: str | Modality | None = None
+    source: str | Path | xr.DataArray | xr.Dataset, modality: str | Modality | None = None
 ) -> tuple[np.ndarray, Modality, xr.DataArray]:
     """(pixels [C, H, W] in model units, decimated to at most MAX_DISPLAY_SIDE, modality,
     the lazy DataArray) of a raster file or a DataArray (``opened_array``: open_raster's, as
     worked on since, or one's own)."""
-    if isinstance(source, xr.DataArray):
+    if isinstance(source, SCENES):
         da = opened_array(source, modality)
     else:
         da = open_raster(source, modality)
