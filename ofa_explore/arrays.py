@@ -1,4 +1,4 @@
-"""Scenes held as xarray DataArrays.
+"""Scenes held in xarray: DataArrays, and Datasets of a variable a band.
 
 ``save_raster``: a scene of one's own (stackstac's, odc-stac's, rioxarray's) written as the
 GeoTIFF that ``open_raster`` reads with all its rules: the band coordinate becomes the bands'
@@ -100,8 +100,9 @@ def _as_sensor(
     if (given.name, given.bands) == (m.name, m.bands):
         return _selected(da, m)
     if given.num_bands != da.sizes["band"]:
+        held = [str(b) for b in da["band"].values]
         raise BadInput(
-            f"the DataArray holds {da.sizes['band']} bands ({band_names(m.bands)}) but "
+            f"the DataArray holds {da.sizes['band']} bands ({band_names(held)}) but "
             f"'{given.name}' has {given.num_bands}",
             "select that sensor's bands, or open the file with open_raster(path, modality=...)",
         )
@@ -225,11 +226,21 @@ def one_scene(scene: Scene) -> xr.DataArray:
 
 
 def band_names_of(da: xr.DataArray) -> tuple[str, ...] | None:
-    """The band coordinate's names ('B02', 'blue'), or None where it holds numbers (1, 2, 3)."""
+    """The bands' names: the band coordinate's ('B02', 'blue'), else, where it holds the file's
+    band numbers as rioxarray numbers them, the file's descriptions of those bands (its
+    ``long_name``); None where there are none."""
     values = list(da["band"].values) if "band" in da.coords else []
-    if not values or all(isinstance(b, (int, float)) or str(b).isdigit() for b in values):
+    if values and not all(isinstance(b, (int, float)) or str(b).isdigit() for b in values):
+        return tuple(str(b) for b in values)
+    described = da.attrs.get("long_name")
+    described = (described,) if isinstance(described, str) else described
+    if not values or not isinstance(described, (tuple, list)):
         return None
-    return tuple(str(b) for b in values)
+    numbers = [int(float(b)) for b in values]
+    if not all(1 <= n <= len(described) for n in numbers):
+        return None
+    names = tuple(str(described[n - 1] or "") for n in numbers)
+    return names if any(names) else None
 
 
 def _read_in_place(da: Scene, modality: str | Modality | None) -> xr.DataArray:

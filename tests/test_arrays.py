@@ -186,6 +186,10 @@ def test_an_array_of_ones_own_is_read_in_place_as_its_file_would_be(shared, oscd
     theirs = _reconstruct(model, plain)
     assert ours.modality == theirs.modality == "s2_l1c" and ours.checks == theirs.checks
     assert any("ESA's order" in n for n in ours.notes)
+    # rioxarray's numbers of a file's bands name them by its descriptions (three picked: were
+    # three unnamed 16-bit bands)
+    picked = rioxarray.open_rasterio(oscd_crop).isel(band=[3, 2, 1])
+    assert _reconstruct(model, picked).modality == "s2_l1c_b04_b03_b02"
     # the rules' refusals and warnings speak of the DataArray
     five = xr.DataArray(
         np.random.default_rng(0).random((5, 64, 64)),
