@@ -155,12 +155,10 @@ def _checked_values(da: xr.DataArray, m: Modality) -> xr.DataArray:
     if held is not None and scale_fit(sample, da.dtype, m, conversion=held).fits:
         return da
     fit = scale_fit(sample, da.dtype, m)  # as a file of these values would be read
-    if fit.fits:
-        note = (
-            fit.note() if held is None else f"its values are not in the file's units: {fit.note()}"
-        )
-    elif held is None:  # read as a sensor it was not opened as
+    if held is None:  # read as a sensor it was not opened as
         note = fit.note()
+    elif fit.fits:
+        note = f"its values are not in the file's units: {fit.note()}"
     else:
         fit = scale_fit(sample, da.dtype, m, conversion=held)
         note = (
