@@ -15,8 +15,10 @@ trivial baseline). One of one's own (stackstac's, odc-stac's, rioxarray's) was r
 
 from __future__ import annotations
 
+import re
 import tempfile
 import warnings
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -40,8 +42,8 @@ from .io import (
     without_nodata,
 )
 from .modalities import Modality, get_modality, list_modalities, some_bands
-from .protocol import band_names, subset_of
-from .scale import scale_fit
+from .protocol import band_names, count, subset_of
+from .scale import detect_conversion, reflectance_conversion, scale_fit
 
 Scene = xr.DataArray | xr.Dataset  # a Dataset: one variable a band (odc-stac's ``load``)
 SCENES = (xr.DataArray, xr.Dataset)  # for isinstance
@@ -50,6 +52,14 @@ SCENES = (xr.DataArray, xr.Dataset)  # for isinstance
 # over the array (a lazily read file reads only them)
 SAMPLE_WINDOWS = 4
 SAMPLE_SIDE = 32
+
+# a hyperspectral cube's spectral dimension, as xarray's readers name it (HyperCoast's
+# "wavelength"), and the coordinates along it that flag its good bands (1) and bad ones (0)
+SPECTRAL_DIMS = ("wavelength", "wavelengths")
+GOOD_BAND_COORDS = ("bbl", "good_wavelengths")
+# GDAL's ENVI driver describes a band by its name and centre wavelength, "band 1 (418.24
+# Nanometers)"; of a file's band tags, rioxarray keeps only those descriptions
+_DESCRIBED_WAVELENGTH = re.compile(r"\(\s*(\d+(?:\.\d*)?)\s*([^\W\d_]*)\s*\)\s*$")
 
 
 def save_raster(da: Scene, path: str | Path, overwrite: bool = False) -> Path:
@@ -65,6 +75,9 @@ def save_raster(da: Scene, path: str | Path, overwrite: bool = False) -> Path:
         out = out.assign_attrs(long_name=names)  # rioxarray's own are numbers: none to keep
     with atomic_output(path, suffix=".tmp.tif") as tmp:
         out.rio.to_raster(tmp, driver="GTiff", tiled=True, compress="DEFLATE")
+        if wavelength_tags(out):
+            with rasterio.open(tmp, "r+") as dst:
+                _tag_wavelengths(dst, out)
     return path
 
 
@@ -130,6 +143,8 @@ def _selected(da: xr.DataArray, m: Modality) -> tuple[xr.DataArray, Modality]:
         )
     if set(names) == set(m.bands):  # all of them, in another order: the sensor's
         return da.sel(band=list(m.bands)), m
+    if m.kind == "hyperspectral":
+        return _cube_selected(da, m, names)
     found = subset_of([get_modality(n).to_dict() for n in list_modalities()], m.name)
     sensor = get_modality(found[0]) if found else m  # some bands of some bands: of the sensor
     some = some_bands(sensor, names)
@@ -137,12 +152,31 @@ def _selected(da: xr.DataArray, m: Modality) -> tuple[xr.DataArray, Modality]:
     return da.assign_attrs({MODALITY_ATTR: some.to_dict(), NOTES_ATTR: notes}), some
 
 
+def _cube_selected(
+    da: xr.DataArray, m: Modality, names: list[str]
+) -> tuple[xr.DataArray, Modality]:
+    """Bands selected of a cube: a cube of their own, as ``open_raster`` reads bands picked of a
+    cube's file (not 'some bands of' it, named after each of them)."""
+    cube = replace(
+        m.select(names, name=m.name),
+        description=f"hyperspectral cube, {count(len(names), 'band')} of {m.description}",
+    )
+    note = (
+        f"{count(len(names), 'band')} of the cube's {m.num_bands} ({min(cube.wavelengths):.3f}-"
+        f"{max(cube.wavelengths):.3f} µm), read as a cube of their own, by their wavelengths"
+    )
+    notes = [*da.attrs.get(NOTES_ATTR, []), note]
+    return da.assign_attrs({MODALITY_ATTR: cube.to_dict(), NOTES_ATTR: notes}), cube
+
+
 def _checked_values(da: xr.DataArray, m: Modality) -> xr.DataArray:
     """The array with the conversion its values fit now: the one it was read with, else the
     one its values call for, with a note; else the one it had, with a ``ScaleWarning``. Values
-    that did not fit when the file was opened (warned of then), or were not judged then (a cube
-    tagged with its wavelengths), are left as they are."""
+    that did not fit when the file was opened (warned of then) are left as they are; a cube
+    read by its wavelengths has its units judged again as they were then (``_checked_cube``)."""
     held = da.attrs.get(CONVERSION_ATTR)
+    if held is not None and m.kind == "hyperspectral" and FITS_ATTR not in da.attrs:
+        return _checked_cube(da, m, held)
     if held is not None and da.attrs.get(FITS_ATTR) is not True:
         return da
     sample = without_nodata(_sample(da), da.rio.nodata, da.attrs.get(FILL_ATTR))
@@ -170,6 +204,26 @@ def _checked_values(da: xr.DataArray, m: Modality) -> xr.DataArray:
         warnings.warn(note, ScaleWarning, stacklevel=5)  # the caller of predict_raster
     notes = [*da.attrs.get(NOTES_ATTR, []), note]
     return da.assign_attrs({CONVERSION_ATTR: fit.conversion, NOTES_ATTR: notes})
+
+
+def _checked_cube(da: xr.DataArray, m: Modality, held: dict) -> xr.DataArray:
+    """A cube read by its wavelengths, whose units ``open_raster`` judged by the values alone
+    (``detect_conversion``: floats in 0..1 are reflectance), judged again alike: values divided
+    into reflectance since (or multiplied out of it) were read in the file's units, without a
+    word. Integers, and a product's own gain, are left as they are."""
+    if not np.issubdtype(da.dtype, np.floating) or held not in (
+        {"kind": "none"},
+        reflectance_conversion(m),
+    ):
+        return da
+    sample = without_nodata(_sample(da), da.rio.nodata, da.attrs.get(FILL_ATTR))
+    now = detect_conversion(sample, da.dtype, m)
+    if now == held or not np.isfinite(sample).any():
+        return da
+    how = "reflectance (0-1), scaled to" if now["kind"] == "affine" else "they are, in"
+    note = f"its values are not in the file's units: read as {how} its units ({m.units})"
+    notes = [*da.attrs.get(NOTES_ATTR, []), note]
+    return da.assign_attrs({CONVERSION_ATTR: now, NOTES_ATTR: notes})
 
 
 def _sample(da: xr.DataArray) -> np.ndarray:
@@ -209,6 +263,9 @@ def one_scene(scene: Scene) -> xr.DataArray:
             f"the DataArray's dimensions are {', '.join(dims)}, without y and x",
             f"name them as rioxarray does: da.rename({lat}='y', {lon}='x')",
         )
+    spectral = next((d for d in da.dims if str(d).lower() in SPECTRAL_DIMS), None)
+    if spectral is not None and "band" not in da.dims:
+        da = _spectral_as_bands(da, spectral)
     extra = [d for d in da.dims if d not in ("band", "y", "x")]
     many = [d for d in extra if da.sizes[d] > 1]
     if many:
@@ -221,6 +278,52 @@ def one_scene(scene: Scene) -> xr.DataArray:
     if "band" not in da.dims:
         da = da.expand_dims(band=[1])
     return da.transpose("band", "y", "x")
+
+
+def _spectral_as_bands(da: xr.DataArray, dim: object) -> xr.DataArray:
+    """A cube's spectral dimension as its bands, numbered from 1, its values (if any) kept as
+    their ``wavelength`` coordinate."""
+    waves = da[dim] if dim in da.coords else None
+    da = da.rename({dim: "band"}).assign_coords(band=np.arange(1, da.sizes[dim] + 1))
+    if waves is not None:
+        da = da.assign_coords(wavelength=("band", waves.values, waves.attrs))
+    return da
+
+
+def wavelength_tags(da: xr.DataArray) -> list[dict[str, str]] | None:
+    """Each band's centre wavelength as a file's band tags (ENVI's ``wavelength`` and
+    ``wavelength_units``, ``bbl`` where a coordinate flags the good bands), by which
+    ``open_raster`` reads a cube: a cube it read, from its record; else from a ``wavelength``
+    coordinate along the bands (in its ``units``; without, nanometres above 30), else from band
+    names that end in one, as GDAL describes an ENVI file's bands ("band 1 (418.24
+    Nanometers)"); None without them."""
+    names = band_names_of(da) or ()
+    m = raster_modality(da) if MODALITY_ATTR in da.attrs else None
+    if m is not None and m.kind == "hyperspectral" and names and set(names) <= set(m.bands):
+        waves = dict(zip(m.bands, m.wavelengths))  # µm
+        return [{"wavelength": repr(waves[n]), "wavelength_units": "micrometers"} for n in names]
+    if "wavelength" in da.coords and da["wavelength"].dims == ("band",):
+        units = str(da["wavelength"].attrs.get("units", ""))
+        tags = [
+            {"wavelength": repr(float(w)), "wavelength_units": units}
+            for w in da["wavelength"].values
+        ]
+    else:
+        found = [_DESCRIBED_WAVELENGTH.search(name) for name in names]
+        described = [f for f in found if f is not None]
+        if not found or len(described) < len(found):
+            return None
+        tags = [{"wavelength": f.group(1), "wavelength_units": f.group(2)} for f in described]
+    flags = next((da[c] for c in GOOD_BAND_COORDS if c in da.coords), None)
+    if flags is not None and flags.dims == ("band",):
+        for tag, good in zip(tags, flags.values):
+            tag["bbl"] = "1" if good else "0"
+    return tags
+
+
+def _tag_wavelengths(dst: rasterio.io.DatasetWriter, da: xr.DataArray) -> None:
+    for number, tags in enumerate(wavelength_tags(da) or [], start=1):
+        dst.update_tags(number, **tags)
 
 
 def band_names_of(da: xr.DataArray) -> tuple[str, ...] | None:
@@ -293,6 +396,7 @@ def _write_sample(da: xr.DataArray, path: Path) -> None:
         names = band_names_of(da)
         if names:
             dst.descriptions = names
+        _tag_wavelengths(dst, da)
 
 
 def _in_words(text: str, path: Path) -> str:

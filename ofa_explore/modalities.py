@@ -263,6 +263,16 @@ def register_modality(modality: Modality, overwrite: bool = False) -> Modality:
     return modality
 
 
+def wavelength_names(waves: Sequence[float]) -> tuple[str, ...]:
+    """Bands named by their centre wavelength in nm ('665nm'), with a decimal more where two
+    would share a name (EnMAP's overlapping detectors: '911.7nm', '911.9nm'), so that a cube's
+    bands can be selected by name."""
+    names = [f"{w * 1000:.0f}nm" for w in waves]
+    return tuple(
+        f"{w * 1000:.1f}nm" if names.count(name) > 1 else name for w, name in zip(waves, names)
+    )
+
+
 def hyperspectral_modality(
     wavelengths: Iterable[float],
     name: str = "hyperspectral",
@@ -292,7 +302,7 @@ def hyperspectral_modality(
     std = list(std) if std is not None else _interp(waves, ref.wavelengths, ref.std)
     modality = Modality(
         name=name,
-        bands=tuple(f"{w * 1000:.0f}nm" for w in waves),
+        bands=wavelength_names(waves),
         wavelengths=tuple(waves),
         gsd=gsd,
         mean=tuple(mean),

@@ -76,8 +76,13 @@ def detect_conversion(
     typical = float(np.median(m.mean))
     p1, p99 = (float(v) for v in np.percentile(finite, [1, 99]))
     if m.scale < 1 and -0.5 <= p1 and p99 <= 1.5 and typical > 10 * max(p99, 1e-6):
-        return {"kind": "affine", "scale": 1.0 / m.scale, "offset": -m.offset / m.scale}
+        return reflectance_conversion(m)
     return {"kind": "none"}
+
+
+def reflectance_conversion(m: Modality) -> dict[str, Any]:
+    """The conversion of physical reflectance (0..1) into the modality's units."""
+    return {"kind": "affine", "scale": 1.0 / m.scale, "offset": -m.offset / m.scale}
 
 
 def _amplitude(sample: np.ndarray, m: Modality) -> dict[str, Any]:
