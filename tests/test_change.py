@@ -822,6 +822,43 @@ def test_dates_opened_as_dataarrays_score_as_their_files(bercy, tmp_path):
     assert RasterError  # (imported for the refusals above)
 
 
+def test_an_after_dataarray_on_another_grid_is_warped_a_window_at_a_time(bercy):
+    """AFTER held as a DataArray on another grid was warped whole, in memory, over BEFORE's
+    extent (a 10980 px Sentinel-2 scene: 13 bands of 480 MB each); a path is warped window by
+    window. Now so is a DataArray: its largest read is a tile's part of it, the map the same."""
+    from xarray.backends import BackendArray
+    from xarray.core import indexing
+
+    import ofa_explore
+    from ofa_explore.io import open_raster
+
+    before, after, _ = bercy
+    b, a = open_raster(before), open_raster(after)  # 395 x 360 px
+    in_3857 = a.rio.reproject("EPSG:3857", resampling=Resampling.bilinear).assign_attrs(a.attrs)
+    reads: list[int] = []
+
+    class Counted(BackendArray):  # AFTER's values, each read's size noted
+        def __init__(self, values):
+            self.values, self.shape, self.dtype = values, values.shape, values.dtype
+
+        def __getitem__(self, key):
+            return indexing.explicit_indexing_adapter(
+                key, self.shape, indexing.IndexingSupport.BASIC, self._read
+            )
+
+        def _read(self, key):
+            part = self.values[key]
+            reads.append(part.size // self.shape[0])
+            return part
+
+    counted = in_3857.copy(data=indexing.LazilyIndexedArray(Counted(in_3857.values)))
+    lazily = ofa_explore.change(b, counted)
+    whole = ofa_explore.change(b, in_3857)  # the same values, in memory
+    assert any("warped onto BEFORE's grid" in n for n in lazily.notes)
+    assert np.allclose(lazily.data.values, whole.data.values, equal_nan=True)
+    assert reads and max(reads) < 0.2 * in_3857.sizes["x"] * in_3857.sizes["y"], max(reads)
+
+
 def test_after_of_unnamed_bands_in_esas_order_on_another_grid_keeps_its_order(bercy, tmp_path):
     """AFTER warped from another CRS was read in the file's band order, without the order its
     values had shown (ESA's, B8A after B08, as for BEFORE): its B8A ... B12 were other bands

@@ -88,7 +88,7 @@ def change(
 
     ``before`` and ``after``: paths (a file, a scene's folder or zip), or DataArrays that
     ``open_raster`` gave, as they are now (cropped, bands selected, values scaled:
-    ``arrays.opened_array``); an AFTER DataArray on another grid is warped in memory.
+    ``arrays.opened_array``); an AFTER DataArray on another grid is warped window by window.
 
     ``head``: the model's change head that scores (band 1 is then its standardised logit); by
     default its first change head for the sensor, if it has one; ``"zero-shot"``: none.

@@ -14,9 +14,8 @@ import xarray as xr
 from affine import Affine
 from rasterio.enums import Resampling
 from rasterio.vrt import WarpedVRT
-from rasterio.warp import transform_bounds
+from rasterio.warp import reproject, transform_bounds
 from rasterio.windows import Window
-from rioxarray.exceptions import NoDataInBounds
 from xarray.backends import BackendArray
 from xarray.core import indexing
 
@@ -39,7 +38,7 @@ from ..protocol import bands_among_others, count
 from ..rasterfiles import alpha_band, open_file, raster_path, select_bands
 from ..scale import to_model_units
 
-# a date the caller gave as a DataArray: warped in memory, as its values may no longer be the
+# a date the caller gave as a DataArray: warped from its values, as they may no longer be the
 # file's (masked, scaled)
 HELD_ATTR = "ofa_held"
 
@@ -166,7 +165,7 @@ def open_dates(
 
 def _opened(date: Date, modality: str | Modality | None) -> xr.DataArray:
     """A date as ``open_raster`` reads a path, or a DataArray as it is now (``opened_array``),
-    marked as held: on another grid it is warped in memory (``_warped``)."""
+    marked as held: on another grid its values are warped, not its file's (``_warped``)."""
     if not isinstance(date, SCENES):
         return open_raster(date, modality)
     return opened_array(date, modality).assign_attrs({HELD_ATTR: True})
@@ -282,7 +281,7 @@ def _warped(
         nodata = second.attrs.get(FILL_ATTR, 0 if np.dtype(second.dtype).kind in "iu" else np.nan)
     rows, cols = offset or (0.0, 0.0)
     if second.attrs.get(HELD_ATTR):
-        return _warped_in_memory(first, second, nodata, (rows, cols)), []
+        return _warped_held(first, second, nodata, (rows, cols)), []
     vrts = [
         WarpedVRT(
             rasterio.open(path),
@@ -309,32 +308,95 @@ def _warped(
     return warped, warps
 
 
-def _warped_in_memory(
+class _WarpedArray(BackendArray):
+    """A DataArray AFTER warped onto BEFORE's grid (bilinear, GDAL through rasterio) a window at
+    a time: each read warps the part of AFTER under the window, so memory is the window's, as a
+    file's WarpedVRT reads it (it was warped whole, in memory, over BEFORE's extent)."""
+
+    def __init__(
+        self, source: xr.DataArray, crs, transform: Affine, shape: tuple[int, int], nodata: float
+    ):
+        self.source, self.crs, self.transform, self.nodata = source, crs, transform, nodata
+        self.shape = (source.sizes["band"], *shape)
+        self.dtype = np.dtype(source.dtype)
+
+    def __deepcopy__(self, memo) -> _WarpedArray:
+        return self  # read-only; xarray copies on every write_*
+
+    def __getitem__(self, key):
+        return indexing.explicit_indexing_adapter(
+            key, self.shape, indexing.IndexingSupport.BASIC, self._read
+        )
+
+    def _read(self, key: tuple) -> np.ndarray:
+        bands, ys, xs = key
+        rows, cols = (np.arange(n)[k] for n, k in zip(self.shape[1:], (ys, xs)))
+        if np.size(rows) == 0 or np.size(cols) == 0:
+            return np.empty((self.shape[0], np.size(rows), np.size(cols)), self.dtype)[bands]
+        top, left = int(np.min(rows)), int(np.min(cols))
+        height, width = int(np.max(rows)) - top + 1, int(np.max(cols)) - left + 1
+        window = self._warp(top, left, height, width)
+        picked = window[:, np.atleast_1d(rows - top)][:, :, np.atleast_1d(cols - left)]
+        index = tuple(0 if np.ndim(k) == 0 else slice(None) for k in (rows, cols))
+        return picked[(slice(None),) + index][bands]
+
+    def _warp(self, top: int, left: int, height: int, width: int) -> np.ndarray:
+        """BEFORE's grid's rows top..top+height, columns left..left+width, of AFTER."""
+        out = np.full((self.shape[0], height, width), self.nodata, dtype=self.dtype)
+        to = self.transform * Affine.translation(left, top)
+        x0, y0 = to * (0, 0)
+        x1, y1 = to * (width, height)
+        src = self.source
+        box = transform_bounds(
+            self.crs, src.rio.crs, min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1)
+        )
+        inverse = ~src.rio.transform()
+        corners = [inverse * (x, y) for x in (box[0], box[2]) for y in (box[1], box[3])]
+        c0, c1 = (f(c for c, _ in corners) for f in (min, max))
+        r0, r1 = (f(r for _, r in corners) for f in (min, max))
+        # the bilinear kernel's reach in AFTER's pixels: wider where the warp shrinks AFTER
+        reach = 2 + math.ceil(max((c1 - c0) / width, (r1 - r0) / height))
+        c0, r0 = max(0, math.floor(c0) - reach), max(0, math.floor(r0) - reach)
+        c1, r1 = (
+            min(src.sizes["x"], math.ceil(c1) + reach),
+            min(src.sizes["y"], math.ceil(r1) + reach),
+        )
+        if c0 >= c1 or r0 >= r1:
+            return out  # no part of AFTER under the window
+        part = np.asarray(
+            src.isel(y=slice(r0, r1), x=slice(c0, c1)).transpose("band", "y", "x").values
+        )
+        reproject(
+            part,
+            out,
+            src_transform=src.rio.transform() * Affine.translation(c0, r0),
+            src_crs=src.rio.crs,
+            src_nodata=self.nodata,
+            dst_transform=to,
+            dst_crs=self.crs,
+            dst_nodata=self.nodata,
+            resampling=Resampling.bilinear,
+        )
+        return out
+
+
+def _warped_held(
     first: xr.DataArray, second: xr.DataArray, nodata: float, offset: tuple[float, float]
 ) -> xr.DataArray:
-    """A DataArray AFTER warped onto BEFORE's grid (bilinear, GDAL through rioxarray), moved by
-    ``offset`` (rows, cols) as ``_warped`` moves a file: the part of it over BEFORE, in memory."""
+    """A DataArray AFTER warped onto BEFORE's grid, moved by ``offset`` (rows, cols) as
+    ``_warped`` moves a file, lazily (``_WarpedArray``)."""
     rows, cols = offset
     transform = first.rio.transform() * Affine.translation(cols, rows)
-    height, width = first.sizes["y"], first.sizes["x"]
-    left, top = transform * (0, 0)
-    right, bottom = transform * (width, height)
-    box = transform_bounds(first.rio.crs, second.rio.crs, left, bottom, right, top)
-    res = max(abs(r) for r in second.rio.resolution())
-    try:  # the part over BEFORE, and two pixels around it for the bilinear kernel
-        part = second.rio.clip_box(
-            box[0] - 2 * res, box[1] - 2 * res, box[2] + 2 * res, box[3] + 2 * res
-        )
-    except NoDataInBounds:  # narrower than a pixel: it reads as none
-        part = second
-    warped = part.rio.write_nodata(nodata, encoded=False).rio.reproject(
-        first.rio.crs,
-        shape=(height, width),
-        transform=transform,
-        resampling=Resampling.bilinear,
-        nodata=nodata,
+    shape = (first.sizes["y"], first.sizes["x"])
+    lazy = indexing.LazilyIndexedArray(
+        _WarpedArray(second.transpose("band", "y", "x"), first.rio.crs, transform, shape, nodata)
     )
-    warped = warped.assign_coords(y=first.y, x=first.x).rio.write_transform(first.rio.transform())
+    warped = xr.DataArray(
+        xr.Variable(("band", "y", "x"), lazy),
+        coords={"band": second["band"].values, "y": first.y, "x": first.x},
+    )
+    warped = warped.rio.write_transform(first.rio.transform()).rio.write_crs(first.rio.crs)
+    warped = warped.rio.write_nodata(nodata, encoded=False)
     warped.attrs.update({k: v for k, v in second.attrs.items() if k != FILL_ATTR})
     warped.attrs[NOTES_ATTR] = second.attrs.get(NOTES_ATTR, []) + (
         [] if _same_grid(first, second) else ["warped onto BEFORE's grid (GDAL, bilinear)"]
