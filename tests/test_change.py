@@ -121,6 +121,26 @@ def test_a_mask_of_much_of_the_scene_is_warned_of_with_the_threshold_to_use(berc
     assert not change(b, a, threshold="auto").warnings
     otsu = widespread(0.4, 0.3, head=True, otsu=True)
     assert "Otsu's split" in otsu and "a threshold of 2.5 (the" in otsu
+    at_default = widespread(0.4, 3.0, head=False)  # was: "3 is low ... Use a threshold of 3"
+    assert "is low" not in at_default and "even at the threshold 3" in at_default
+
+
+def test_two_copies_of_one_date_show_no_change(shared, tmp_path):
+    """An EnMAP tile against itself divided into reflectance (the same values but for float
+    rounding) marked 88% of the tile as changed at the command line's precision: bf16 rounded
+    the dates apart in the anomaly term (5.7 where float32 gives 0), and the scene's own
+    deviation of it (0) made that a score of 700. Now the score stays near 0."""
+    from ofa_explore import change
+    from ofa_explore.arrays import save_raster
+    from ofa_explore.engine import EngineSettings
+    from ofa_explore.io import open_raster
+
+    tile = sorted((shared / "enmap_potsdam" / "images").glob("*.tif"))[0]
+    copy = save_raster(open_raster(tile) / 10000, tmp_path / "reflectance.tif")
+    auto = EngineSettings(device="cpu", precision="auto")  # the command line's: bf16 on a CPU
+    result = change(tile, copy, threshold="auto", settings=auto)
+    assert result.checks["changed_share"] == 0 and not result.warnings
+    assert np.nanmax(np.abs(result.data.values[0])) < 0.5
 
 
 def test_the_zero_shot_map_shows_no_patches(bercy):

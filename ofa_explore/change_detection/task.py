@@ -160,6 +160,17 @@ def widespread(share: float, threshold: float, head: bool, otsu: bool = False) -
     """The warning for a mask that marks WIDESPREAD_CHANGE or more of the scene at
     ``threshold`` (of a trained ``head``'s score, or the zero-shot score's; ``otsu``: Otsu's
     split chose it), with the threshold to try instead."""
+    default = change_threshold(head)
+    said = (
+        f"the mask marks {share:.0%} of the scene as changed; change between two dates is "
+        "rarely that wide (0.7-3.8% of each labelled OSCD city)"
+    )
+    if not otsu and threshold >= default:  # no lower than measured best: not the threshold
+        return (
+            f"{said}, even at the threshold {threshold:.3g}: unless most of the place did "
+            "change, the dates differ in more than the land (clouds, haze or snow in one, another "
+            "season, another processing of the data), so check both dates"
+        )
     why = (
         "Otsu's split looks for two classes of some size, and marks far more than changed "
         "where change is a small part of the scene"
@@ -167,10 +178,8 @@ def widespread(share: float, threshold: float, head: bool, otsu: bool = False) -
         else f"the threshold {threshold:.3g} is low for this score"
     )
     return (
-        f"the mask marks {share:.0%} of the scene as changed; change between two dates is "
-        f"rarely that wide (0.7-3.8% of each labelled OSCD city): {why}. Use a threshold of "
-        f"{change_threshold(head):g} (the measured default, 'auto') or higher, unless most of "
-        "the place did change"
+        f"{said}: {why}. Use a threshold of {default:g} (the measured default, 'auto') or "
+        "higher, unless most of the place did change"
     )
 
 
