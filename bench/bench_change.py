@@ -2,11 +2,13 @@
 date (issue 26's goal: at most 2.2x), measured side by side in one process, same settings.
 
     python bench/bench_change.py [--size 1000] [--threads 1] [--repeats 2] [--tile PX]
-                                 [--precision fp32|auto] [--move PX]
+                                 [--precision fp32|auto] [--move PX] [--after-array]
 
 The dates are the real OSCD Pisa pair (../shared/data/change), mirrored out to the size asked;
 with ``--move``, AFTER's georeferencing moved east, so `ofa change` warps it onto BEFORE's
-features (against ``--no-align``, which reads it as it lies).
+features (against ``--no-align``, which reads it as it lies). With ``--after-array``, AFTER lies
+in another CRS (Web Mercator) and is given as the DataArray ``open_raster`` gives, so it is warped
+from its values rather than its file; the process's peak memory is printed too.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from affine import Affine
 
 from ofa_explore import change
 from ofa_explore.engine import EngineSettings, predict_raster
+from ofa_explore.io import open_raster
 from ofa_explore.pretrained import load_pretrained
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -53,6 +56,25 @@ def moved(path: Path, pixels: float) -> Path:
     return path
 
 
+def in_web_mercator(path: Path) -> Path:
+    """The date warped into EPSG:3857 (GDAL, bilinear), beside it."""
+    from rasterio.warp import Resampling, calculate_default_transform, reproject
+
+    dst_path = path.with_name(f"{path.stem}_3857.tif")
+    with rasterio.open(path) as src:
+        t, w, h = calculate_default_transform(
+            src.crs, "EPSG:3857", src.width, src.height, *src.bounds
+        )
+        profile = src.profile | {"crs": "EPSG:3857", "transform": t, "width": w, "height": h}
+        with rasterio.open(dst_path, "w", **profile) as dst:
+            for i in range(1, src.count + 1):
+                reproject(
+                    rasterio.band(src, i), rasterio.band(dst, i), resampling=Resampling.bilinear
+                )
+            dst.descriptions = src.descriptions
+    return dst_path
+
+
 def main(
     size: int,
     threads: int,
@@ -60,6 +82,7 @@ def main(
     tile: int | None = None,
     precision: str = "fp32",
     move: float = 0.0,
+    after_array: bool = False,
 ) -> None:
     torch.set_num_threads(threads)
     model = load_pretrained()
@@ -68,6 +91,9 @@ def main(
         before, after = (grown(p, Path(tmp) / p.name, size) for p in PAIR)
         if move:
             after = moved(after, move)
+        second = open_raster(in_web_mercator(after)) if after_array else after
+        Path("/proc/self/clear_refs").write_text("5")  # Linux: the peak is the runs' own
+        ready = memory_mb("VmRSS")
         times: dict[str, list[float]] = {"embed": [], "change": [], "no-align": []}
         aligned = None
         for i in range(repeats):  # alternating, so all see the same machine load
@@ -77,9 +103,10 @@ def main(
             for kind, align in (("change", True), ("no-align", False)):
                 t = time.perf_counter()
                 out = Path(tmp) / f"{kind}{i}.tif"
-                result = change(before, after, out, model=model, settings=settings, align=align)
+                result = change(before, second, out, model=model, settings=settings, align=align)
                 times[kind].append(time.perf_counter() - t)
                 aligned = aligned or result.checks.get("aligned_rows") is not None
+        peak = memory_mb("VmHWM")
     embed, chg, kept = (min(times[k]) for k in ("embed", "change", "no-align"))
     print(
         f"{size} x {size} px S2 L1C, {threads} thread(s), {precision}, tile {tile or 'default'}, "
@@ -88,6 +115,16 @@ def main(
         f"(goal <= 2.2x; AFTER {'moved onto BEFORE' if aligned else 'not moved'}); "
         f"--no-align {kept:.1f} s, {kept / embed:.2f}x"
     )
+    what = "a DataArray in EPSG:3857" if after_array else "a file on BEFORE's grid"
+    print(f"AFTER {what}: peak memory of the runs {peak - ready:.0f} MB above the dates' set-up")
+
+
+def memory_mb(field: str) -> float:
+    """This process's resident memory (VmRSS) or its peak since it was last reset (VmHWM), MB."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(f"{field}:"):
+            return int(line.split()[1]) / 1024
+    raise OSError(f"no {field} in /proc/self/status")
 
 
 if __name__ == "__main__":
@@ -100,6 +137,9 @@ if __name__ == "__main__":
     parser.add_argument(
         "--move", type=float, default=0.0, help="AFTER's georeferencing moved this many pixels"
     )
+    parser.add_argument(
+        "--after-array", action="store_true", help="AFTER in EPSG:3857, given as a DataArray"
+    )
     options = parser.parse_args()
     main(
         options.size,
@@ -108,4 +148,5 @@ if __name__ == "__main__":
         options.tile,
         options.precision,
         options.move,
+        options.after_array,
     )
