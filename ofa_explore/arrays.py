@@ -264,8 +264,10 @@ def one_scene(scene: Scene) -> xr.DataArray:
             f"name them as rioxarray does: da.rename({lat}='y', {lon}='x')",
         )
     spectral = next((d for d in da.dims if str(d).lower() in SPECTRAL_DIMS), None)
-    if spectral is not None and "band" not in da.dims:
-        da = _spectral_as_bands(da, spectral)
+    if spectral is not None and da.sizes.get("band", 1) == 1:  # a Dataset's one variable: a cube
+        da = _spectral_as_bands(
+            da.squeeze("band", drop=True) if "band" in da.dims else da, spectral
+        )
     extra = [d for d in da.dims if d not in ("band", "y", "x")]
     many = [d for d in extra if da.sizes[d] > 1]
     if many:

@@ -276,6 +276,8 @@ def test_a_cube_held_in_xarray_is_read_by_its_wavelengths(enmap_tile, tmp_path):
     ).rio.write_crs(rx.rio.crs)
     cubed = _reconstruct(model, cube)
     assert cubed.modality == as_file.modality and cubed.data.sizes["band"] == 218
+    dataset = cube.rename(wavelength="wavelengths").to_dataset(name="reflectance")  # as EMIT's
+    assert _reconstruct(model, dataset).checks == cubed.checks
     assert cubed.checks["hidden_mse"] == pytest.approx(as_file.checks["hidden_mse"], rel=1e-4)
     # bad bands flagged, filled with -0.01 rather than left empty (as EMIT's are)
     flagged = cube.fillna(-0.01).assign_coords(
