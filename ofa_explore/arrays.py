@@ -28,6 +28,7 @@ import xarray as xr
 from .errors import BadInput, OFAError, OutputExists
 from .fileio import atomic_output
 from .io import (
+    ASSIGN_CRS,
     CONVERSION_ATTR,
     FILE_BANDS_ATTR,
     FILL_ATTR,
@@ -407,5 +408,5 @@ def _in_words(text: str, path: Path) -> str:
         text.replace(f"{path}'s", "the DataArray's")
         .replace(str(path), "the DataArray")
         .replace(path.name, "the DataArray")
-        .replace("gdal_edit.py -a_srs EPSG:32633 FILE", "da.rio.write_crs('EPSG:32633')")
+        .replace(ASSIGN_CRS, "da.rio.write_crs('EPSG:32633')")
     )

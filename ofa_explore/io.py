@@ -76,6 +76,8 @@ FILL_ATTR = "ofa_fill"  # a value that marks a pixel as nodata when every band h
 # whether the values fitted the sensor's statistics when the file was opened (absent where
 # open_raster did not judge them: a cube tagged with its wavelengths)
 FITS_ATTR = "ofa_fits"
+# how a file is given a CRS, in the warning of a raster without one
+ASSIGN_CRS = "gdal_edit.py -a_srs EPSG:32633 FILE"
 NOTES_ATTR = "ofa_notes"  # what detection decided, one sentence each (results and tags repeat it)
 # a single file's bands (1-based) in the order the DataArray holds them: some (picked, without
 # an alpha band), or in another order (by name, by the values: ``_stored_order``)
@@ -211,8 +213,8 @@ def open_raster(
     if da.rio.crs is None:
         warnings.warn(
             f"{_name(source)} has no CRS: continuing in pixel coordinates, so outputs "
-            "will not be georeferenced. Assign one (e.g. gdal_edit.py -a_srs "
-            "EPSG:32633 FILE) to get georeferenced outputs.",
+            f"will not be georeferenced. Assign one (e.g. {ASSIGN_CRS}) to get georeferenced "
+            "outputs.",
             stacklevel=2,
         )
     infer_fill = nodata == KEEP and da.rio.nodata is None and da.dtype.kind in "iu"
