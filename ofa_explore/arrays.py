@@ -58,6 +58,9 @@ SAMPLE_SIDE = 32
 # "wavelength"), and the coordinates along it that flag its good bands (1) and bad ones (0)
 SPECTRAL_DIMS = ("wavelength", "wavelengths")
 GOOD_BAND_COORDS = ("bbl", "good_wavelengths")
+# the bands' centre wavelengths as a coordinate: a cube's own, or stackstac's of STAC's eo:bands
+# (in µm)
+WAVELENGTH_COORDS = ("wavelength", "center_wavelength")
 # GDAL's ENVI driver describes a band by its name and centre wavelength, "band 1 (418.24
 # Nanometers)"; of a file's band tags, rioxarray keeps only those descriptions
 _DESCRIBED_WAVELENGTH = re.compile(r"\(\s*(\d+(?:\.\d*)?)\s*([^\W\d_]*)\s*\)\s*$")
@@ -296,21 +299,20 @@ def _spectral_as_bands(da: xr.DataArray, dim: object) -> xr.DataArray:
 def wavelength_tags(da: xr.DataArray) -> list[dict[str, str]] | None:
     """Each band's centre wavelength as a file's band tags (ENVI's ``wavelength`` and
     ``wavelength_units``, ``bbl`` where a coordinate flags the good bands), by which
-    ``open_raster`` reads a cube: a cube it read, from its record; else from a ``wavelength``
-    coordinate along the bands (in its ``units``; without, nanometres above 30), else from band
-    names that end in one, as GDAL describes an ENVI file's bands ("band 1 (418.24
-    Nanometers)"); None without them."""
+    ``open_raster`` reads a cube: a cube it read, from its record; else from a coordinate of
+    WAVELENGTH_COORDS along the bands (in its ``units``; without, nanometres above 30), a number
+    for each band; else from band names that end in one, as GDAL describes an ENVI file's bands
+    ("band 1 (418.24 Nanometers)"); None without them."""
     names = band_names_of(da) or ()
     m = raster_modality(da) if MODALITY_ATTR in da.attrs else None
     if m is not None and m.kind == "hyperspectral" and names and set(names) <= set(m.bands):
-        waves = dict(zip(m.bands, m.wavelengths))  # µm
-        return [{"wavelength": repr(waves[n]), "wavelength_units": "micrometers"} for n in names]
-    if "wavelength" in da.coords and da["wavelength"].dims == ("band",):
-        units = str(da["wavelength"].attrs.get("units", ""))
-        tags = [
-            {"wavelength": repr(float(w)), "wavelength_units": units}
-            for w in da["wavelength"].values
-        ]
+        held = dict(zip(m.bands, m.wavelengths))  # µm
+        return [{"wavelength": repr(held[n]), "wavelength_units": "micrometers"} for n in names]
+    coord = next((c for c in WAVELENGTH_COORDS if c in da.coords), None)
+    waves = _numbers(da[coord]) if coord is not None and da[coord].dims == ("band",) else None
+    if coord is not None and waves is not None:
+        units = str(da[coord].attrs.get("units", ""))
+        tags = [{"wavelength": repr(w), "wavelength_units": units} for w in waves]
     else:
         found = [_DESCRIBED_WAVELENGTH.search(name) for name in names]
         described = [f for f in found if f is not None]
@@ -322,6 +324,15 @@ def wavelength_tags(da: xr.DataArray) -> list[dict[str, str]] | None:
         for tag, good in zip(tags, flags.values):
             tag["bbl"] = "1" if good else "0"
     return tags
+
+
+def _numbers(values: xr.DataArray) -> list[float] | None:
+    """Finite numbers, one each (stackstac's ``center_wavelength`` is None for a band of none)."""
+    try:
+        numbers = [float(v) for v in values.values]
+    except (TypeError, ValueError):
+        return None
+    return numbers if all(np.isfinite(numbers)) else None
 
 
 def _tag_wavelengths(dst: rasterio.io.DatasetWriter, da: xr.DataArray) -> None:

@@ -336,3 +336,24 @@ def test_bands_selected_of_a_cube_are_a_cube_of_their_own(enmap_tile):
     assert overlap.data.sizes["band"] == 30 and overlap.checks == picked.checks
     turned = _reconstruct(model, cube.isel(band=slice(None, None, -1)))  # put back in order
     assert turned.checks == _reconstruct(model, cube).checks
+
+
+def test_stackstacs_centre_wavelengths_name_unnamed_bands_and_never_break_named_ones(shared):
+    """stackstac keeps STAC's eo:bands as coordinates: ``center_wavelength`` (µm; None for a
+    band without one, as a scene classification layer). Named bands read by their names as
+    before; bands without names are read by those wavelengths (refused before: "no known
+    sensor has 4 bands")."""
+    import ofa_explore
+    from ofa_explore.engine import predict_raster
+
+    model = ofa_explore.load_model()
+    da = stack_of(shared, ["blue", "green", "red", "nir"], ["B02", "B03", "B04", "B08"])
+    named = predict_raster(model, da, "embed")
+    partly = da.assign_coords(center_wavelength=("band", [0.49, None, 0.665, 0.842]))
+    again = predict_raster(model, partly, "embed")
+    assert again.modality == named.modality == "s2_l2a_b02_b03_b04_b08"
+    assert np.allclose(again.data.values, named.data.values)
+    unnamed = da.assign_coords(
+        band=[1, 2, 3, 4], center_wavelength=("band", [0.49, 0.56, 0.665, 0.842])
+    )
+    assert predict_raster(model, unnamed, "embed").modality == "hyperspectral"
