@@ -11,7 +11,10 @@ reflectance): its attributes still said how the file was read, so bands selected
 refused (3 bands given to a 13-band sensor) and values divided by 10,000 were read as the
 file's digital numbers, without a word (reconstruction error 0.985 against 8.7e-10 for the
 trivial baseline). One of one's own (stackstac's, odc-stac's, rioxarray's) was refused, naming
-``save_raster``: it is read in place with ``open_raster``'s rules, on a sample of it."""
+``save_raster``: it is read in place with ``open_raster``'s rules, on a sample of it.
+
+A hyperspectral cube is read by its bands' wavelengths, as a file tagged with them is: from a
+``wavelength`` dimension or coordinate, or the bands' descriptions where rioxarray keeps them."""
 
 from __future__ import annotations
 

@@ -56,7 +56,7 @@ EMBEDDING_DEPTH = 0.75
 # z() divides by no less: the terms are unitless, and their deviation over 17 real pairs of the
 # shared data (12 OSCD cities, Nanjing, NAIP, Landsat composites) was at least 0.08 (the embedding
 # term's), 0.25 (pixel), 0.43 (anomaly), 0.26 (a residual band); in sub-scenes of 300-400 px,
-# 0.10. Between two copies of one date the terms are rounding alone, which z over the floor
+# 0.096. Between two copies of one date the terms are rounding alone, which z over the floor
 # makes the score: over 1e-3, bf16's 5.7 in the anomaly term (now float32) marked 88% of an
 # EnMAP tile as changed; 0.02 leaves rounding of up to 0.05 (reduced precision on a GPU) below
 # any threshold
