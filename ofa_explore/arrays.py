@@ -104,6 +104,7 @@ def opened_array(da: Scene, modality: str | Modality | None = None) -> xr.DataAr
     (``_read_in_place``): its band names, values, data type, nodata and CRS."""
     if isinstance(da, xr.Dataset) or MODALITY_ATTR not in da.attrs:  # one's own: as its file
         return _read_in_place(da, modality)
+    da = on_its_grid(da)
     m = raster_modality(da)
     if modality is not None:
         da, m = _as_sensor(da, m, modality)
@@ -286,7 +287,21 @@ def one_scene(scene: Scene) -> xr.DataArray:
     da = da.squeeze(extra, drop=True)
     if "band" not in da.dims:
         da = da.expand_dims(band=[1])
-    return da.transpose("band", "y", "x")
+    return on_its_grid(da.transpose("band", "y", "x"))
+
+
+def on_its_grid(da: xr.DataArray) -> xr.DataArray:
+    """``da`` with the transform its x and y coordinates give. rioxarray keeps a file's transform
+    in ``spatial_ref`` and gives it back after ``coarsen``, a step (``isel(x=slice(None, None,
+    2))``) or y turned around, so outputs lay on the file's pixel size: a map of half the area,
+    or of the area south of it, without a word."""
+    if min(da.sizes.get("x", 0), da.sizes.get("y", 0)) < 2 or not {"x", "y"} <= set(da.coords):
+        return da  # no grid to read from coordinates: as given
+    held, given = da.rio.transform(), da.rio.transform(recalc=True)
+    tolerance = 1e-3 * min(abs(given.a), abs(given.e))  # of a pixel
+    if all(abs(h - g) <= tolerance for h, g in zip(held[:6], given[:6])):
+        return da
+    return da.rio.write_transform(given)
 
 
 def _spectral_as_bands(da: xr.DataArray, dim: object) -> xr.DataArray:

@@ -357,3 +357,30 @@ def test_stackstacs_centre_wavelengths_name_unnamed_bands_and_never_break_named_
         band=[1, 2, 3, 4], center_wavelength=("band", [0.49, 0.56, 0.665, 0.842])
     )
     assert predict_raster(model, unnamed, "embed").modality == "hyperspectral"
+
+
+def test_an_array_coarsened_decimated_or_turned_keeps_its_place(oscd_crop, tmp_path):
+    """rioxarray gives a file's transform back after ``coarsen``, a step or y turned around:
+    embeddings of a 2x coarsened date lay on a grid of the file's pixel size, half the area
+    (and a date with y ascending, on the area south of it), without a word. Now on the grid
+    the coordinates give."""
+    import ofa_explore
+    from ofa_explore.engine import predict_raster
+
+    model = ofa_explore.load_model()
+    da = open_raster(oscd_crop)  # 96 x 96 px, 12 patches of 8 px each way
+    left, bottom, right, top = da.rio.bounds()
+    cases = {
+        "coarsened": da.coarsen(x=2, y=2).mean(),
+        "decimated": da.isel(x=slice(None, None, 2), y=slice(None, None, 2)),
+        "turned": da.isel(y=slice(None, None, -1)),
+    }
+    for name, held in cases.items():
+        out = predict_raster(model, held, "embed").data
+        x0, y0, x1, y1 = out.rio.bounds(recalc=True)
+        assert abs(x0 - left) < 0.6 * abs(held.rio.transform(recalc=True).a), name
+        assert x1 == pytest.approx(right, abs=abs(out.rio.transform().a)), name
+        assert min(y0, y1) == pytest.approx(bottom, abs=abs(out.rio.transform().e)), name
+        assert max(y0, y1) == pytest.approx(top, abs=abs(out.rio.transform().e)), name
+    with rasterio.open(save_raster(cases["coarsened"], tmp_path / "coarse.tif")) as src:
+        assert src.bounds.right == pytest.approx(right, abs=abs(src.transform.a))
