@@ -104,7 +104,7 @@ def opened_array(da: Scene, modality: str | Modality | None = None) -> xr.DataAr
     (``_read_in_place``): its band names, values, data type, nodata and CRS."""
     if isinstance(da, xr.Dataset) or MODALITY_ATTR not in da.attrs:  # one's own: as its file
         return _read_in_place(da, modality)
-    da = on_its_grid(da)
+    da = one_scene(da)  # (band, y, x), on the grid its coordinates give
     m = raster_modality(da)
     if modality is not None:
         da, m = _as_sensor(da, m, modality)
@@ -284,10 +284,13 @@ def one_scene(scene: Scene) -> xr.DataArray:
             "y and x: one scene at a time",
             f"select one with da.isel({many[0]}=0), or reduce it, e.g. da.median('{many[0]}')",
         )
-    da = da.squeeze(extra, drop=True)
-    if "band" not in da.dims:
-        da = da.expand_dims(band=[1])
-    return on_its_grid(da.transpose("band", "y", "x"))
+    if extra:
+        da = da.squeeze(extra, drop=True)
+    if "band" not in da.dims:  # one band, its name kept where selected (da.sel(band="B04"))
+        da = da.expand_dims("band") if "band" in da.coords else da.expand_dims(band=[1])
+    if da.dims != ("band", "y", "x"):
+        da = da.transpose("band", "y", "x")
+    return on_its_grid(da)
 
 
 def on_its_grid(da: xr.DataArray) -> xr.DataArray:

@@ -384,3 +384,23 @@ def test_an_array_coarsened_decimated_or_turned_keeps_its_place(oscd_crop, tmp_p
         assert max(y0, y1) == pytest.approx(top, abs=abs(out.rio.transform().e)), name
     with rasterio.open(save_raster(cases["coarsened"], tmp_path / "coarse.tif")) as src:
         assert src.bounds.right == pytest.approx(right, abs=abs(src.transform.a))
+
+
+def test_an_opened_array_in_the_shapes_notebooks_leave_it(oscd_crop):
+    """One band selected by name drops the band dimension (``da.sel(band="B04")``: "TypeError:
+    iteration over a 0-d array"); a time dimension of one (``expand_dims``, a concatenation
+    narrowed) and bands last (``transpose("y", "x", "band")``) were raw numpy errors. Each now
+    reads as the same array in (band, y, x)."""
+    import ofa_explore
+
+    model = ofa_explore.load_model()
+    da = open_raster(oscd_crop)
+    red = _reconstruct(model, da.sel(band="B04"))
+    assert red.modality == "s2_l1c_b04"
+    assert red.checks == _reconstruct(model, da.sel(band=["B04"])).checks
+    as_read = _reconstruct(model, da).checks
+    dated = da.expand_dims(time=[np.datetime64("2016-11-30")])
+    assert _reconstruct(model, dated).checks == as_read
+    assert _reconstruct(model, da.transpose("y", "x", "band")).checks == as_read
+    with pytest.raises(BadInput, match=r"time \(2\) beside band, y and x"):
+        _reconstruct(model, xr.concat([dated, dated], dim="time"))
