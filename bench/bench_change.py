@@ -21,8 +21,10 @@ from pathlib import Path
 
 import numpy as np
 import rasterio
+import rioxarray
 import torch
 from affine import Affine
+from rasterio.enums import Resampling
 
 from ofa_explore import change
 from ofa_explore.engine import EngineSettings, predict_raster
@@ -57,22 +59,11 @@ def moved(path: Path, pixels: float) -> Path:
 
 
 def in_web_mercator(path: Path) -> Path:
-    """The date warped into EPSG:3857 (GDAL, bilinear), beside it."""
-    from rasterio.warp import Resampling, calculate_default_transform, reproject
-
-    dst_path = path.with_name(f"{path.stem}_3857.tif")
-    with rasterio.open(path) as src:
-        t, w, h = calculate_default_transform(
-            src.crs, "EPSG:3857", src.width, src.height, *src.bounds
-        )
-        profile = src.profile | {"crs": "EPSG:3857", "transform": t, "width": w, "height": h}
-        with rasterio.open(dst_path, "w", **profile) as dst:
-            for i in range(1, src.count + 1):
-                reproject(
-                    rasterio.band(src, i), rasterio.band(dst, i), resampling=Resampling.bilinear
-                )
-            dst.descriptions = src.descriptions
-    return dst_path
+    """The date warped into EPSG:3857 (GDAL through rioxarray, bilinear), beside it."""
+    dst = path.with_name(f"{path.stem}_3857.tif")
+    date = rioxarray.open_rasterio(path)  # its band descriptions kept (long_name)
+    date.rio.reproject("EPSG:3857", resampling=Resampling.bilinear).rio.to_raster(dst)
+    return dst
 
 
 def main(
