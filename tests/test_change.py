@@ -125,6 +125,39 @@ def test_a_mask_of_much_of_the_scene_is_warned_of_with_the_threshold_to_use(berc
     assert "is low" not in at_default and "even at the threshold 3" in at_default
 
 
+def test_two_hyperspectral_dates_compare_band_by_band(shared, tmp_path, capsys):
+    """Two EnMAP dates (224 bands each, 6 of them bad) were refused: BEFORE was read as a cube
+    of its 218 good bands, and AFTER as that cube ("BEFORE is hyperspectral (218 bands) but
+    AFTER has 224 bands"). AFTER is read by its own wavelengths and compared band by band;
+    cubes whose bands lie apart are refused naming the band."""
+    import xarray as xr
+
+    from ofa_explore import change
+    from ofa_explore.io import open_raster, raster_modality
+
+    tile = sorted((shared / "enmap_potsdam" / "images").glob("*.tif"))[0]
+    after = Path(shutil.copy(tile, tmp_path / "after.tif"))
+    with rasterio.open(after, "r+") as dst:  # a changed 8 x 8 px patch, the bad bands kept
+        window = Window(8, 8, 8, 8)
+        patch = dst.read(window=window)
+        dst.write(np.where(patch == dst.nodata, patch, patch * 1.8), window=window)
+    code, out, err = _run(capsys, tile, after, "-o", tmp_path / "c.tif", "--threshold", "auto")
+    assert code == 0, err
+    with rasterio.open(tmp_path / "c.tif") as src:
+        score, mask = src.read(1), src.read(2)
+    assert score[8:16, 8:16].mean() > 3 > score[20:, 20:].mean()
+    assert mask[8:16, 8:16].mean() > 0.5 and mask[20:, 20:].mean() < 0.05
+    cube = open_raster(tile)
+    waves = [w * 1000 + 5 for w in raster_modality(cube).wavelengths]  # every band 5 nm off
+    shifted = xr.DataArray(
+        cube.values,
+        dims=("wavelength", "y", "x"),
+        coords={"wavelength": waves, "y": cube.y, "x": cube.x},
+    ).rio.write_crs(cube.rio.crs)
+    with pytest.raises(BadInput, match=r"band 1 lies at 418nm, AFTER's at 423nm \(5.0 nm apart\)"):
+        change(cube, shifted)
+
+
 def test_two_copies_of_one_date_show_no_change(shared, tmp_path):
     """An EnMAP tile against itself divided into reflectance (the same values but for float
     rounding) marked 88% of the tile as changed at the command line's precision: bf16 rounded

@@ -44,6 +44,11 @@ HELD_ATTR = "ofa_held"
 
 Date = str | Path | Scene  # a raster's path (or scene folder), or a scene held in xarray
 
+# two cubes' bands are one band each where their centres lie this close (nm): two acquisitions
+# of one imaging spectrometer differ by their calibration, a fraction of a band's width (EnMAP's
+# bands are 6.5-10 nm wide)
+CUBE_WAVELENGTH_NM = 3.0
+
 
 class _PairArray(BackendArray):
     """BEFORE's and AFTER's bands, in model units, as one lazily read [2C, H, W] float32 array:
@@ -133,6 +138,8 @@ def open_dates(
         )
     first = _opened(before, modality)
     m = raster_modality(first)
+    if modality is None and m.kind == "hyperspectral":  # a cube: AFTER by its own wavelengths
+        return first, _same_cube(m, _opened(after, None))
     after_count = _band_count(after) if isinstance(after, (str, Path)) else None
     if modality is None and after_count not in (None, m.num_bands):  # all BEFORE's bands, not some
         raise BadInput(
@@ -161,6 +168,31 @@ def open_dates(
             "give two rasters with the same bands",
         )
     return first, second
+
+
+def _same_cube(m: Modality, second: xr.DataArray) -> xr.DataArray:
+    """AFTER, read by its own wavelengths, as BEFORE's cube ``m``: as many bands, each within
+    CUBE_WAVELENGTH_NM of BEFORE's, named as BEFORE's; else a BadInput saying what differs. Two
+    EnMAP dates were refused, each read as 218 bands of its 224 (6 bad ones left out): AFTER was
+    read as BEFORE's 218 ("BEFORE is hyperspectral (218 bands) but AFTER has 224 bands")."""
+    m2 = raster_modality(second)
+    fix = "give two rasters of the same sensor, with the same bands"
+    if m2.kind != "hyperspectral" or m2.num_bands != m.num_bands:
+        what = "a cube" if m2.kind == "hyperspectral" else m2.name
+        raise BadInput(
+            f"BEFORE is a cube of {count(m.num_bands, 'band')} ({min(m.wavelengths):.3f}-"
+            f"{max(m.wavelengths):.3f} µm) but AFTER is {what} of {count(m2.num_bands, 'band')}",
+            fix,
+        )
+    apart = np.abs(np.subtract(m.wavelengths, m2.wavelengths)) * 1000
+    if apart.max() > CUBE_WAVELENGTH_NM:
+        i = int(np.argmax(apart > CUBE_WAVELENGTH_NM))  # the first band apart
+        raise BadInput(
+            f"BEFORE's band {i + 1} lies at {m.bands[i]}, AFTER's at {m2.bands[i]} "
+            f"({apart[i]:.1f} nm apart): the two cubes do not hold the same bands",
+            fix,
+        )
+    return second.assign_coords(band=list(m.bands)).assign_attrs({MODALITY_ATTR: m.to_dict()})
 
 
 def _opened(date: Date, modality: str | Modality | None) -> xr.DataArray:
