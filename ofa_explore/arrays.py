@@ -40,6 +40,7 @@ from .io import (
     NOTES_ATTR,
     RasterError,
     ScaleWarning,
+    on_its_grid,
     open_raster,
     raster_modality,
     subset_note,
@@ -319,20 +320,6 @@ def one_scene(scene: Scene) -> xr.DataArray:
     if da.dims != ("band", "y", "x"):
         da = da.transpose("band", "y", "x")
     return on_its_grid(da)
-
-
-def on_its_grid(da: xr.DataArray) -> xr.DataArray:
-    """``da`` with the transform its x and y coordinates give. rioxarray keeps a file's transform
-    in ``spatial_ref`` and gives it back after ``coarsen``, a step (``isel(x=slice(None, None,
-    2))``) or y turned around, so outputs lay on the file's pixel size: a map of half the area,
-    or of the area south of it, without a word."""
-    if min(da.sizes.get("x", 0), da.sizes.get("y", 0)) < 2 or not {"x", "y"} <= set(da.coords):
-        return da  # no grid to read from coordinates: as given
-    held, given = da.rio.transform(), da.rio.transform(recalc=True)
-    tolerance = 1e-3 * min(abs(given.a), abs(given.e))  # of a pixel
-    if all(abs(h - g) <= tolerance for h, g in zip(held[:6], given[:6])):
-        return da
-    return da.rio.write_transform(given)
 
 
 def _spectral_as_bands(da: xr.DataArray, dim: object) -> xr.DataArray:

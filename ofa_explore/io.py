@@ -278,7 +278,26 @@ def open_raster(
     da.attrs["source"] = (
         str(source) if not isinstance(source, (list, tuple)) else [str(p) for p in source]
     )
-    return da
+    return on_its_grid(da)
+
+
+def on_its_grid(da: xr.DataArray) -> xr.DataArray:
+    """``da`` on the grid its x and y coordinates give, north up: rioxarray keeps a file's
+    transform in ``spatial_ref`` and gives it back after ``coarsen``, a step (``isel(x=slice(None,
+    None, 2))``) or y turned around, so outputs lay on the file's pixel size (a map of half the
+    area, or of the area south of it) without a word. A raster with y ascending (a south-up
+    file, or a DataArray turned) is read turned north up, as the model saw its imagery."""
+    if min(da.sizes.get("x", 0), da.sizes.get("y", 0)) < 2 or not {"x", "y"} <= set(da.coords):
+        return da  # no grid to read from coordinates: as given
+    held, given = da.rio.transform(), da.rio.transform(recalc=True)
+    if given.e > 0 or given.a < 0:  # y ascending, x descending: north up, east right
+        flip = slice(None, None, -1)
+        da = da.isel(y=flip if given.e > 0 else slice(None), x=flip if given.a < 0 else slice(None))
+        held, given = None, da.rio.transform(recalc=True)
+    tolerance = 1e-3 * min(abs(given.a), abs(given.e))  # of a pixel
+    if held is not None and all(abs(h - g) <= tolerance for h, g in zip(held[:6], given[:6])):
+        return da
+    return da.rio.write_transform(given)
 
 
 def file_wavelengths(

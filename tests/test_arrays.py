@@ -425,3 +425,28 @@ def test_a_difference_of_two_dates_is_warned_of(shared):
         result = _reconstruct(model, after - before)
     assert any("a difference of two dates" in n for n in result.notes)
     assert not any("below zero" in n for n in _reconstruct(model, after).notes)
+
+
+def test_a_south_up_raster_is_read_north_up(oscd_crop, tmp_path):
+    """A raster with y ascending (a south-up GeoTIFF, or a DataArray turned) was read as it lies:
+    the model saw the scene upside down (embeddings other than the north-up file's). Now turned
+    north up on reading: the same embeddings, north up."""
+    from affine import Affine
+
+    import ofa_explore
+    from ofa_explore.engine import predict_raster
+
+    south_up = tmp_path / "south_up.tif"
+    with rasterio.open(oscd_crop) as src:
+        t, profile = src.transform, src.profile
+        turned = Affine(t.a, t.b, t.c, t.d, -t.e, t.f + t.e * src.height)
+        with rasterio.open(south_up, "w", **(profile | {"transform": turned})) as dst:
+            dst.write(src.read()[:, ::-1])
+            dst.descriptions = src.descriptions
+    model = ofa_explore.load_model()
+    embed = lambda raster: predict_raster(model, raster, "embed", precision="fp32").data  # noqa: E731
+    north = embed(oscd_crop)
+    for raster in (south_up, open_raster(oscd_crop).isel(y=slice(None, None, -1))):
+        out = embed(raster)
+        assert out.rio.transform().e < 0
+        assert np.allclose(out.values, north.values, atol=1e-5)
