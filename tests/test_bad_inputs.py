@@ -341,6 +341,9 @@ def check_outcome(verb: str, run: Run, spec: Spec, written: dict, out_dir: Path)
     t_in = written["transform"]
     with rasterio.open(out_dir / "out.tif") as dst:
         valid = written["valid"] & _in_range(written["data"], dst.tags())
+    t_grid = t_in  # the grid the outputs lie on: the input's, turned north up if south up
+    if t_in.b == 0 and t_in.d == 0 and t_in.e > 0:
+        t_grid, valid = Affine(t_in.a, 0, t_in.c, 0, -t_in.e, t_in.f + t_in.e * height), valid[::-1]
     for name in expected[1:]:  # the GeoTIFFs (the quicklook PNG is tested elsewhere)
         with rasterio.open(out_dir / name) as dst:
             what = f"{where}\n{name}"
@@ -348,9 +351,9 @@ def check_outcome(verb: str, run: Run, spec: Spec, written: dict, out_dir: Path)
                 assert dst.crs == written["crs"], f"{what}: CRS {dst.crs}"
             else:
                 assert not dst.crs, f"{what}: CRS {dst.crs} made up for an input without one"
-            # on the input's grid, at the task's resolution, and covering the input
+            # on the input's grid (north up), at the task's resolution, and covering the input
             tol = 1e-6 * (abs(t_in.a) + abs(t_in.b) + abs(t_in.d) + abs(t_in.e)) * res
-            want_t = t_in * Affine.scale(res)
+            want_t = t_grid * Affine.scale(res)
             assert dst.transform.almost_equals(want_t, tol), f"{what}: {dst.transform}"
             have = _envelope(dst.transform, dst.height, dst.width)
             want = _envelope(t_in, height, width)
