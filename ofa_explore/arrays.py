@@ -88,9 +88,10 @@ def save_raster(da: Scene, path: str | Path, overwrite: bool = False) -> Path:
         out = out.assign_attrs(long_name=names)  # rioxarray's own are numbers: none to keep
     with atomic_output(path, suffix=".tmp.tif") as tmp:
         out.rio.to_raster(tmp, driver="GTiff", tiled=True, compress="DEFLATE")
-        if wavelength_tags(out):
+        tags = wavelength_tags(out)
+        if tags:
             with rasterio.open(tmp, "r+") as dst:
-                _tag_wavelengths(dst, out)
+                _tag_bands(dst, tags)
     return path
 
 
@@ -371,9 +372,9 @@ def _numbers(values: xr.DataArray) -> list[float] | None:
     return numbers if all(np.isfinite(numbers)) else None
 
 
-def _tag_wavelengths(dst: rasterio.io.DatasetWriter, da: xr.DataArray) -> None:
-    for number, tags in enumerate(wavelength_tags(da) or [], start=1):
-        dst.update_tags(number, **tags)
+def _tag_bands(dst: rasterio.io.DatasetWriter, tags: list[dict[str, str]]) -> None:
+    for number, band in enumerate(tags, start=1):
+        dst.update_tags(number, **band)
 
 
 def band_names_of(da: xr.DataArray) -> tuple[str, ...] | None:
@@ -446,7 +447,7 @@ def _write_sample(da: xr.DataArray, path: Path) -> None:
         names = band_names_of(da)
         if names:
             dst.descriptions = names
-        _tag_wavelengths(dst, da)
+        _tag_bands(dst, wavelength_tags(da) or [])
 
 
 def _in_words(text: str, path: Path) -> str:
