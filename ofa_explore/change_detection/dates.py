@@ -80,15 +80,44 @@ class _PairArray(BackendArray):
 
     def _read(self, key: tuple) -> np.ndarray:
         bands, ys, xs = key
-        dates = [_units(self._raw(da, ys, xs), da) for da in (self.before, self.after)]
-        return np.concatenate(dates)[bands]
+        # a row or column by number (``pair.isel(y=300)``) is read as a window of one: AFTER's
+        # warped windows are slices, and its own grid is not BEFORE's
+        points = [i + 1 for i, k in enumerate((ys, xs)) if isinstance(k, (int, np.integer))]
+        ys, xs = (
+            slice(int(k) % n, int(k) % n + 1) if isinstance(k, (int, np.integer)) else k
+            for k, n in zip((ys, xs), self.shape[1:])
+        )
+        # only the bands asked for are read (a picture of both dates: 6 of 26), each date's
+        # nodata then judged by those of its bands
+        wanted = np.atleast_1d(np.arange(self.shape[0])[bands])
+        count = self.shape[0] // 2
+        parts, order = [], []
+        for d, da in enumerate((self.before, self.after)):
+            mine = sorted({int(b) - d * count for b in wanted if d * count <= b < (d + 1) * count})
+            if mine:
+                parts.append(_units(self._raw(da, ys, xs, mine), da))
+                order += [d * count + b for b in mine]
+        values = np.concatenate(parts)[[order.index(int(b)) for b in wanted]]
+        if isinstance(bands, (int, np.integer)):
+            values = values[0]
+            points = [p - 1 for p in points]
+        return values.squeeze(axis=tuple(points))
 
-    def _raw(self, da: xr.DataArray, ys, xs) -> np.ndarray:
+    def _raw(self, da: xr.DataArray, ys, xs, bands: list[int]) -> np.ndarray:
+        """A date's raw values of its ``bands`` (0-based, the modality's order) in a window."""
+        every = len(bands) == da.sizes["band"]
         if da is self.after and self.warps and isinstance(ys, slice):
             height, width = self.shape[1:]
             window = Window.from_slices(ys, xs, height=height, width=width)
-            return np.concatenate([vrt.read(bands, window=window) for vrt, bands in self.warps])
-        return np.atleast_3d(da.isel(y=ys, x=xs).values)
+            numbers = [(vrt, n) for vrt, ns in self.warps for n in ns]  # each band's VRT, number
+            reads = []
+            for vrt, _ in self.warps:  # each VRT once, for the bands asked of it
+                asked = [numbers[b][1] for b in bands if numbers[b][0] is vrt]
+                if asked:
+                    reads.append(vrt.read(asked, window=window))
+            return np.concatenate(reads)
+        chosen = da if every else da.isel(band=bands)
+        return np.atleast_3d(chosen.isel(y=ys, x=xs).values)
 
 
 def _units(raw: np.ndarray, da: xr.DataArray) -> np.ndarray:
