@@ -3,12 +3,14 @@ date (issue 26's goal: at most 2.2x), measured side by side in one process, same
 
     python bench/bench_change.py [--size 1000] [--threads 1] [--repeats 2] [--tile PX]
                                  [--precision fp32|auto] [--move PX] [--after-array]
+                                 [--quicklook]
 
 The dates are the real OSCD Pisa pair (../shared/data/change), mirrored out to the size asked;
 with ``--move``, AFTER's georeferencing moved east, so `ofa change` warps it onto BEFORE's
 features (against ``--no-align``, which reads it as it lies). With ``--after-array``, AFTER lies
 in another CRS (Web Mercator) and is given as the DataArray ``open_raster`` gives, so it is warped
-from its values rather than its file; the process's peak memory is printed too.
+from its values rather than its file; the process's peak memory is printed too. With
+``--quicklook``, both runs write their quicklook PNG, as `ofa embed` and `ofa change` do by default.
 """
 
 from __future__ import annotations
@@ -74,10 +76,11 @@ def main(
     precision: str = "fp32",
     move: float = 0.0,
     after_array: bool = False,
+    quicklook: bool = False,
 ) -> None:
     torch.set_num_threads(threads)
     model = load_pretrained()
-    settings = EngineSettings(device="cpu", precision=precision, tile=tile)
+    settings = EngineSettings(device="cpu", precision=precision, tile=tile, quicklook=quicklook)
     with tempfile.TemporaryDirectory() as tmp:
         before, after = (grown(p, Path(tmp) / p.name, size) for p in PAIR)
         if move:
@@ -105,6 +108,7 @@ def main(
         f"embed one date {embed:.1f} s, change of two dates {chg:.1f} s, ratio {chg / embed:.2f}x "
         f"(goal <= 2.2x; AFTER {'moved onto BEFORE' if aligned else 'not moved'}); "
         f"--no-align {kept:.1f} s, {kept / embed:.2f}x"
+        + (" (both with their quicklook)" if quicklook else "")
     )
     what = "a DataArray in EPSG:3857" if after_array else "a file on BEFORE's grid"
     print(f"AFTER {what}: peak memory of the runs {peak - ready:.0f} MB above the dates' set-up")
@@ -131,6 +135,7 @@ if __name__ == "__main__":
     parser.add_argument(
         "--after-array", action="store_true", help="AFTER in EPSG:3857, given as a DataArray"
     )
+    parser.add_argument("--quicklook", action="store_true", help="write the quicklooks too")
     options = parser.parse_args()
     main(
         options.size,
@@ -140,4 +145,5 @@ if __name__ == "__main__":
         options.precision,
         options.move,
         options.after_array,
+        options.quicklook,
     )

@@ -9,6 +9,7 @@ from .cli_raster import (
     CHECKPOINT_HELP,
     add_engine_options,
     add_progress_options,
+    add_quicklook_option,
     engine_settings,
 )
 from .protocol import MISREGISTERED_PX, SCENE_THRESHOLDS, change_threshold
@@ -68,6 +69,7 @@ def add_change_verb(sub: argparse._SubParsersAction) -> None:
         "whose tiles are blended)",
     )
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    add_quicklook_option(p)
     add_progress_options(p)
     p.set_defaults(func=cmd_change)
 
@@ -94,7 +96,7 @@ def cmd_change(args: argparse.Namespace) -> int:
         from .engine import Cancelled
         from .pretrained import load_model
 
-    settings = engine_settings(args)
+    settings = engine_settings(args, quicklook=args.quicklook)
     report = args.report
     load = getattr(args, "load_model", None) or load_model
     report.start("change", 2, f"{Path(args.before).name} -> {Path(args.after).name}")

@@ -76,12 +76,7 @@ def add_raster_verbs(sub: argparse._SubParsersAction) -> None:
         add_engine_options(p)
         p.add_argument("--nodata", help="override the file's nodata value ('none' to unset)")
         p.add_argument("--overwrite", action="store_true", help="replace an existing output")
-        p.add_argument(
-            "--no-quicklook",
-            dest="quicklook",
-            action="store_false",
-            help="write no small PNG preview beside each output (written by default)",
-        )
+        add_quicklook_option(p)
         add_progress_options(p)
         p.add_argument(
             "--dask",
@@ -129,6 +124,15 @@ def add_engine_options(
         "a CPU with AVX512-BF16 or AMX; faster, embeddings within 1%% of fp32, class maps "
         "99.7%% the same), else exact fp32; fp32 for exact results everywhere; bf16; "
         "fp16 (CUDA)",
+    )
+
+
+def add_quicklook_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--no-quicklook",
+        dest="quicklook",
+        action="store_false",
+        help="write no small PNG preview beside each output (written by default)",
     )
 
 

@@ -39,6 +39,9 @@ CHANGE_HEAD_TAG = "ofa_change_head"  # a change map's tag: the trained head that
 # scores above the threshold was 6.6-13.5 for the zero-shot score (3 + 6 = 9) and 3.0-4.4 for
 # the 3-member head's (2.5 + 1.5 = 4), leave-one-city-out on the 8 labelled OSCD cities
 CHANGE_SPANS = {"zero-shot": 6.0, "head": 1.5}
+# change: the ramp's colours from the threshold to the threshold + span (ColorBrewer YlOrRd:
+# more change, darker), below the threshold transparent (QGIS's style, the quicklook)
+CHANGE_COLORS = ("#fed976", "#fd8d3c", "#e31a1c", "#800026")
 SCENE_THRESHOLDS = ("auto", "otsu")  # thresholds by name: the engine sets the value
 # change: AFTER's features this many pixels or more off BEFORE's (phase correlation) are warped
 # onto them, or warned of (``--no-align``): 1 px off cost the zero-shot default 13% of its
@@ -119,7 +122,7 @@ TASKS: dict[str, Task] = {
             "Comparing",
             "change",
             "change",
-            companions=(".gpkg",),  # the changed areas as polygons, when asked for
+            companions=(".gpkg", QUICKLOOK),  # the changed areas as polygons, when asked for
             inputs=("before", "after"),
         ),
     )
@@ -708,3 +711,13 @@ def change_threshold(head: bool) -> float:
     """The default threshold of a change map's mask: of a trained change head's score when
     ``head``, else of the zero-shot score (``CHANGE_THRESHOLDS``)."""
     return CHANGE_THRESHOLDS["head" if head else "zero-shot"]
+
+
+def change_ramp(tags: Mapping[str, str]) -> tuple[float, float]:
+    """Where a change map's colours start and how far they run (threshold, span), from its
+    file's tags: the threshold the engine used (Otsu's is known only then), else the default
+    of the score that drew it (a trained head's or the zero-shot score's)."""
+    head = bool(tags.get(CHANGE_HEAD_TAG))
+    value = tags.get(CHANGE_THRESHOLD_TAG)
+    threshold = float(value) if value else change_threshold(head=head)
+    return threshold, change_span(head=head)

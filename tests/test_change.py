@@ -82,7 +82,53 @@ def test_cli_writes_score_mask_and_polygons_on_befores_grid(bercy, tmp_path, cap
     pixels = np.array([shapely.from_wkb(g).area for g in wkb]) / pixel
     assert (mean * pixels).sum() == pytest.approx(score[mask == 1].sum(), rel=1e-5)
     assert f"changed: {hectares.sum():.2f} ha" in printed
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["change.gpkg", "change.tif"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["change.gpkg", "change.png", "change.tif"]
+
+
+def test_cli_draws_both_dates_and_the_change_in_a_quicklook(bercy, tmp_path, capsys):
+    """`ofa change` writes OUT.png as the other verbs do: BEFORE, AFTER (one stretch for
+    both) and the change, coloured as QGIS draws it where the mask is, AFTER pale grey
+    elsewhere, nodata transparent; --no-quicklook writes none (and a stale one goes)."""
+    from PIL import Image
+
+    from ofa_explore.quicklook import PAD, PANEL, _line_height, ramp_colors
+
+    before, after, _ = bercy
+    b, a = _crop(before, tmp_path / "b.tif"), _crop(after, tmp_path / "a.tif", nodata=0)
+    with rasterio.open(a, "r+") as dst:  # a hole in AFTER: nodata in the change too
+        dst.write(np.zeros((13, 40, 40), np.uint16), window=Window(0, 0, 40, 40))
+    out = tmp_path / "c.tif"
+    code, printed, err = _run(capsys, b, a, "-o", out, "--threshold", "2")
+    assert code == 0, err
+    assert f"wrote {out} and quicklook {tmp_path / 'c.png'}" in printed
+    with rasterio.open(out) as o:
+        score, mask = o.read()
+    picture = np.asarray(Image.open(tmp_path / "c.png").convert("RGBA")).astype(int)
+    side = 160 * (PANEL // 160)  # 160 px blown up to 320: each pixel a 2 x 2 block
+    top = _line_height() + PAD  # three panels in a row under their labels, PAD apart
+    assert picture.shape[:2] == (top + side + PAD, 3 * side + 4 * PAD)
+    panels = [
+        picture[top : top + side : side // 160, x : x + side : side // 160]
+        for x in (PAD, 2 * PAD + side, 3 * PAD + 2 * side)
+    ]
+    # the hole (nodata in AFTER and in the change) is transparent in AFTER and the change
+    assert (panels[1][:20, :20, 3] == 0).all() and (panels[2][:20, :20, 3] == 0).all()
+    assert (panels[0][:20, :20, 3] == 255).all()
+    changed = mask == 1
+    assert 0 < changed.sum() < changed.size
+    colours = ramp_colors(score, 2.0, 6.0).round()
+    assert np.abs(panels[2][changed][:, :3] - colours[changed]).max() <= 1
+    grey = panels[2][(mask == 0)][:, :3]
+    assert (grey[:, 0] == grey[:, 1]).all() and (grey[:, 1] == grey[:, 2]).all()
+    assert (grey[:, 0] >= 0.4 * 255 - 1).all()  # pale: the change stands out on it
+
+    again = _run(capsys, b, a, "-o", out, "--threshold", "2", "--overwrite", "--no-quicklook")
+    assert again[0] == 0 and not (tmp_path / "c.png").exists()
+    (tmp_path / "c.png").write_bytes(b"the user's own picture")
+    code, _, err = _run(capsys, b, a, "-o", tmp_path / "d.tif")
+    assert code == 0 and (tmp_path / "d.png").is_file()
+    code, _, err = _run(capsys, b, a, "-o", out, "--overwrite")  # replaces c.png, as asked
+    assert code == 0 and (tmp_path / "c.png").read_bytes()[:4] == b"\x89PNG"
 
 
 def test_nodata_of_either_date_is_nodata_and_a_fixed_threshold_masks(bercy, tmp_path, capsys):
@@ -212,6 +258,16 @@ def test_after_in_another_crs_is_warped_onto_befores_grid(bercy, tmp_path, capsy
                     dst_nodata=0,
                 )
             dst.descriptions = src.descriptions
+    from ofa_explore.change_detection.dates import open_pair
+
+    pair = open_pair(before, warped)  # a row or column by number: as the window of one
+    rows = pair.isel(y=slice(100, 101), x=slice(20, 90)).values[:, 0]
+    np.testing.assert_array_equal(pair.isel(y=100, x=slice(20, 90)).values, rows)
+    np.testing.assert_array_equal(pair.isel(y=-1).values, pair.isel(y=slice(-1, None)).values[:, 0])
+    assert pair.isel(band=14, y=100, x=30).values == rows[14, 10]
+    whole = pair.isel(y=slice(0, 40)).values  # some bands: read alone (a picture's), the same
+    for some in ([1, 2, 3], [14, 15, 16], [3, 1, 15], slice(12, 15)):
+        np.testing.assert_array_equal(pair.isel(band=some, y=slice(0, 40)).values, whole[some])
     direct, moved = tmp_path / "direct.tif", tmp_path / "moved.tif"
     assert _run(capsys, before, after, "-o", direct)[0] == 0
     assert _run(capsys, before, warped, "-o", moved)[0] == 0

@@ -42,6 +42,7 @@ def test_tasks_and_output_names(tmp_path):
     assert protocol.output_files(tmp_path / "c.tif", "change") == [
         tmp_path / "c.tif",
         tmp_path / "c.gpkg",  # the polygons, when asked for
+        tmp_path / "c.png",  # the quicklook
     ]
     with pytest.raises(BadInput, match="unknown task 'segment'"):
         protocol.task("segment")

@@ -116,7 +116,7 @@ def change(
         pair,
         "change",
         output,
-        settings=replace(settings, quicklook=False),
+        settings=settings,
         overwrite=overwrite,
         progress=progress,
         cancel=cancel,
@@ -124,9 +124,10 @@ def change(
     if gpkg is not None:
         try:
             count = write_polygons(result, gpkg)
-        except BaseException:
-            if result.path is not None:
-                result.path.unlink(missing_ok=True)
+        except BaseException:  # nothing half-written: the map and its picture go too
+            for written in (result.path, result.quicklook):
+                if written is not None:
+                    written.unlink(missing_ok=True)
             raise
         result.notes.append(f"wrote {count} changed area(s) to {gpkg}")
     return result

@@ -39,9 +39,6 @@ def style_classes(layer: QgsRasterLayer, classes: list[str], colors: list[str]) 
     layer.triggerRepaint()
 
 
-CHANGE_COLORS = ("#fed976", "#fd8d3c", "#e31a1c", "#800026")  # ColorBrewer YlOrRd: more, darker
-
-
 def change_renderer(
     layer: QgsRasterLayer, threshold: float, span: float
 ) -> QgsSingleBandPseudoColorRenderer:
@@ -54,8 +51,9 @@ def change_renderer(
             threshold - 1e-6, QColor(0, 0, 0, 0), f"below {threshold:.3g}: no change"
         )
     ]
-    for i, color in enumerate(CHANGE_COLORS):
-        value = threshold + span * i / (len(CHANGE_COLORS) - 1)
+    colors = protocol.CHANGE_COLORS
+    for i, color in enumerate(colors):
+        value = threshold + span * i / (len(colors) - 1)
         items.append(QgsColorRampShader.ColorRampItem(value, QColor(color), f"{value:.3g}"))
     shader.setColorRampItemList(items)
     function = QgsRasterShader()
@@ -67,16 +65,12 @@ def change_renderer(
 
 
 def change_style(path: str) -> tuple[float, float]:
-    """The threshold the engine used (Otsu's is known only then) and the ramp's span for the
-    score that drew it (a trained head's or the zero-shot score's), from the file's tags."""
+    """The threshold and the ramp's span of a change map, from its file's tags
+    (``protocol.change_ramp``)."""
     from osgeo import gdal
 
     ds = gdal.Open(path)
-    tags = (ds.GetMetadata() or {}) if ds is not None else {}
-    head = bool(tags.get(protocol.CHANGE_HEAD_TAG))
-    value = tags.get(protocol.CHANGE_THRESHOLD_TAG)  # none in the file: the score's default
-    threshold = float(value) if value else protocol.change_threshold(head=head)
-    return threshold, protocol.change_span(head=head)
+    return protocol.change_ramp((ds.GetMetadata() or {}) if ds is not None else {})
 
 
 def style_change(layer: QgsRasterLayer) -> None:
