@@ -42,6 +42,9 @@ CHANGE_SPANS = {"zero-shot": 6.0, "head": 1.5}
 # change: the ramp's colours from the threshold to the threshold + span (ColorBrewer YlOrRd:
 # more change, darker), below the threshold transparent (QGIS's style, the quicklook)
 CHANGE_COLORS = ("#fed976", "#fd8d3c", "#e31a1c", "#800026")
+# two sensors' bands are one band where their centres lie this close (µm): Sentinel-2 L1C's and
+# L2A's lie at the same wavelengths; Landsat 7's and 8's red, NIR and SWIR are 7-39 nm apart
+SAME_BAND_UM = 0.01
 SCENE_THRESHOLDS = ("auto", "otsu")  # thresholds by name: the engine sets the value
 # change: AFTER's features this many pixels or more off BEFORE's (phase correlation) are warped
 # onto them, or warned of (``--no-align``): 1 px off cost the zero-shot default 13% of its
@@ -122,7 +125,7 @@ TASKS: dict[str, Task] = {
             "Comparing",
             "change",
             "change",
-            companions=(".gpkg", QUICKLOOK),  # the changed areas as polygons, when asked for
+            companions=(".gpkg", QUICKLOOK),  # polygons when asked for; the picture unless not
             inputs=("before", "after"),
         ),
     )
@@ -664,6 +667,33 @@ def export_subsets(
                 words = f"{export['name']} {', '.join(export['bands'])}"
                 found.append((name, sensor_label(s), words))
     return found
+
+
+def one_instrument(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
+    """Whether two sensors are one instrument's products at two processing levels (Sentinel-2
+    L1C's 13 bands and L2A's 12): the same kind and resolution, and all bands but one of the
+    one with more within ``SAME_BAND_UM`` of the other's."""
+    if a["name"] == b["name"] or not a.get("gsd") or (a["kind"], a["gsd"]) != (b["kind"], b["gsd"]):
+        return False
+    fewer, more = sorted((a["wavelengths"], b["wavelengths"]), key=len)
+    shared = sum(min(abs(w - v) for v in more) <= SAME_BAND_UM for w in fewer)
+    return shared >= len(more) - 1
+
+
+def other_level(
+    sensors: Iterable[Mapping[str, Any]], sensor: Mapping[str, Any], band_count: int
+) -> Mapping[str, Any] | None:
+    """The sensor a raster of ``band_count`` bands is read as when none is given, where it is
+    ``sensor``'s instrument at another processing level (``one_instrument``): a date of 12
+    bands beside an L1C date of 13 is L2A. None when no such sensor has as many bands."""
+    return next(
+        (
+            s
+            for s in sensors
+            if s.get("autodetect") and len(s["bands"]) == band_count and one_instrument(sensor, s)
+        ),
+        None,
+    )
 
 
 def sensor_label(sensor: Mapping[str, Any]) -> str:

@@ -432,6 +432,31 @@ def test_different_band_counts(bercy, tmp_path, capsys, shared):
     assert "the two dates must come from the same sensor" in line  # no --bands: change has none
 
 
+def test_an_l1c_and_an_l2a_date_are_told_apart_by_processing_level(bercy, tmp_path, capsys):
+    """An L1C date and an L2A one (12 bands: no B10) were refused as "13 bands but AFTER has 12
+    bands, the same sensor and bands", when they are one sensor at two processing levels."""
+    import ofa_explore
+    from ofa_explore.io import open_raster
+
+    before, after, _ = bercy
+    b = _crop(before, tmp_path / "b.tif")
+    with rasterio.open(_crop(after, tmp_path / "a13.tif")) as src:
+        keep = [i for i, d in enumerate(src.descriptions) if d != "B10"]
+        data, names, profile = src.read()[keep], src.descriptions, src.profile | {"count": 12}
+    with rasterio.open(tmp_path / "a.tif", "w", **profile) as out:
+        out.write(data)
+        out.descriptions = [names[i] for i in keep]
+    a = tmp_path / "a.tif"
+    for first, second, levels in ((b, a, ("s2_l1c", "s2_l2a")), (a, b, ("s2_l2a", "s2_l1c"))):
+        line = _bad(capsys, tmp_path, first, second, "-o", tmp_path / "c.tif")
+        assert f"but AFTER has {len(keep) if second == a else 13} bands, as {levels[1]} has" in line
+        assert "the same sensor at the same processing level" in line
+        assert f"give two {levels[0]} rasters or two {levels[1]} rasters" in line
+    with pytest.raises(BadInput, match="BEFORE is s2_l1c .13 bands. but AFTER is s2_l2a"):
+        ofa_explore.change(open_raster(b), open_raster(a))
+    assert not (tmp_path / "c.tif").exists()
+
+
 def test_dates_as_exports_with_other_layers(bercy, tmp_path):
     """Each date as Earth Engine exports it, its 13 bands with QA layers after them (16 and
     23 layers): the same map as of the bands alone; it said 'no known sensor has 16 bands'."""

@@ -247,3 +247,22 @@ def test_a_sources_local_file_inside_gdal_dataset_names(tmp_path):
         str(tmp_path / "gone.tif"),
     ):
         assert protocol.local_file(elsewhere) is None, elsewhere
+
+
+def test_one_instrument_at_two_processing_levels():
+    """Sentinel-2 L1C (13 bands) and L2A (12, no B10) are one instrument at two levels, as are
+    Landsat 7's surface reflectance and its 8-bit digital numbers; Landsat 7 and 8 (NIR and
+    SWIR 30-40 nm apart), or L1C and an RGBN aerial image, are not."""
+    from ofa_explore.detection import sensor_records
+    from ofa_explore.protocol import one_instrument, other_level
+
+    records = {r["name"]: r for r in sensor_records()}
+    assert one_instrument(records["s2_l1c"], records["s2_l2a"])
+    assert one_instrument(records["landsat_etm"], records["landsat_tm_8bit"])
+    assert not one_instrument(records["landsat_oli"], records["landsat_etm"])
+    assert not one_instrument(records["s2_l1c"], records["rgbn"])
+    assert not one_instrument(records["s2_l1c"], records["s2_l1c"])
+    assert other_level(records.values(), records["s2_l1c"], 12)["name"] == "s2_l2a"
+    assert other_level(records.values(), records["s2_l2a"], 13)["name"] == "s2_l1c"
+    assert other_level(records.values(), records["s2_l1c"], 4) is None  # 10 m bands, or RGBN
+    assert other_level(records.values(), records["landsat_oli"], 6) is None

@@ -34,7 +34,7 @@ from ..io import (
     raster_modality,
 )
 from ..modalities import Modality
-from ..protocol import bands_among_others, count
+from ..protocol import bands_among_others, count, one_instrument, other_level
 from ..rasterfiles import alpha_band, open_file, raster_path, select_bands
 from ..scale import to_model_units
 
@@ -171,32 +171,41 @@ def open_dates(
         return first, _same_cube(m, _opened(after, None))
     after_count = _band_count(after) if isinstance(after, (str, Path)) else None
     if modality is None and after_count not in (None, m.num_bands):  # all BEFORE's bands, not some
-        raise BadInput(
-            f"BEFORE is {m.name} ({count(m.num_bands, 'band')}) but AFTER has "
-            f"{count(after_count, 'band')}: the two dates must come from the same sensor and bands",
-            "give two rasters with the same bands",
-        )
+        raise _other_bands(m, after_count)
     opened = isinstance(after, xr.DataArray) and MODALITY_ATTR in after.attrs
     try:  # read as BEFORE's sensor, unless open_raster has read it already
         second = _opened(after, modality if opened else modality or m)
     except RasterError as err:
         if modality is not None or "bands" not in err.context:
             raise
-        raise BadInput(
-            f"BEFORE is {m.name} ({count(m.num_bands, 'band')}) but AFTER has "
-            f"{count(err.context['bands'], 'band')}: the two dates must come from the same sensor "
-            "and bands",
-            "give two rasters with the same bands",
-        ) from None
+        raise _other_bands(m, int(err.context["bands"])) from None
     m2 = raster_modality(second)
     if (m.name, m.bands) != (m2.name, m2.bands):
-        raise BadInput(
-            f"BEFORE is {m.name} ({count(m.num_bands, 'band')}) but AFTER is {m2.name} "
-            f"({count(m2.num_bands, 'band')}): the two dates must come from the same sensor and "
-            "bands",
-            "give two rasters with the same bands",
-        )
+        raise _other_bands(m, m2)
     return first, second
+
+
+def _other_bands(m: Modality, after: int | Modality) -> BadInput:
+    """AFTER holds other bands than BEFORE's sensor ``m`` (as many as ``after``, or another
+    sensor's). Where those are of BEFORE's instrument at another processing level
+    (``protocol.other_level``: Sentinel-2 L2A's 12 bands against L1C's 13), the problem and
+    the fix say so: an L1C and an L2A date had been refused as "the same sensor and bands"."""
+    other: str | None
+    if isinstance(after, Modality):
+        other = after.name if one_instrument(m.to_dict(), after.to_dict()) else None
+        said = f"AFTER is {after.name} ({count(after.num_bands, 'band')})"
+    else:
+        level = other_level(sensor_records(), m.to_dict(), after)
+        other = level["name"] if level else None
+        said = f"AFTER has {count(after, 'band')}" + (f", as {other} has" if other else "")
+    problem = f"BEFORE is {m.name} ({count(m.num_bands, 'band')}) but {said}: the two dates"
+    if other is not None:
+        return BadInput(
+            f"{problem} must come from the same sensor at the same processing level",
+            f"give two {m.name} rasters or two {other} rasters",
+        )
+    fix = "give two rasters with the same bands"
+    return BadInput(f"{problem} must come from the same sensor and bands", fix)
 
 
 def _same_cube(m: Modality, second: xr.DataArray) -> xr.DataArray:

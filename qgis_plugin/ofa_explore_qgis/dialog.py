@@ -326,6 +326,15 @@ class OfaDialog(QDialog):
         before_count = imagery_bands(self.bands, self.registry)
         after_count = self.after_imagery_bands(after)
         if after_count is not None and after_count != before_count:
+            sensor = self.before_sensor(before_count)
+            level = sensor and protocol.other_level(self.registry, sensor, after_count)
+            if sensor and level:  # one instrument, two processing levels: L1C and L2A
+                ours, theirs = protocol.sensor_label(sensor), protocol.sensor_label(level)
+                return (
+                    f"Before is {ours} ({protocol.count(before_count, 'band')} of imagery) and "
+                    f"After has {after_count}, as {theirs} has: the two dates must be of the same "
+                    f"processing level. Choose two {ours} layers or two {theirs} layers."
+                )
             return (
                 f"Before has {protocol.count(before_count, 'band')} of imagery and After "
                 f"{after_count}: the two dates must come from the same sensor, with the same "
@@ -334,6 +343,16 @@ class OfaDialog(QDialog):
         if not overlap(before, after):
             return "Before and After do not overlap: choose two layers of the same place."
         return None
+
+    def before_sensor(self, band_count: int) -> dict | None:
+        """Before's sensor record: the one chosen, else the one read by default from as many
+        bands (the engine's choice); None when that is not one sensor."""
+        choice = self.sensor.currentData()
+        named = choice.modality if choice is not None else None
+        if named is None:
+            found = protocol.sensor_candidates(self.registry, band_count)
+            named = found[0] if len(found) == 1 else None
+        return next((r for r in self.registry if r["name"] == named), None)
 
     def after_imagery_bands(self, after) -> int | None:
         """After's bands of imagery (``imagery_bands``); None when GDAL cannot read the file."""

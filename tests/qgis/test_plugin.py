@@ -1161,6 +1161,17 @@ def test_change_refuses_pairs_that_cannot_be_compared_in_gis_words(
         "Before has 13 bands of imagery and After 6: the two dates must come from the same "
         "sensor, with the same bands."
     )
+    from osgeo import gdal  # After as L2A (12 bands: no B10) beside an L1C Before
+
+    source = gdal.Open(str(pair[1]))
+    keep = [i for i in range(1, 14) if source.GetRasterBand(i).GetDescription() != "B10"]
+    written = gdal.Translate(str(tmp_path / "after_l2a.tif"), source, bandList=keep)
+    del written, source  # closed: on disk
+    assert problem(add_layer(qgis_iface, tmp_path / "after_l2a.tif", "after L2A")) == (
+        "Before is Sentinel-2 L1C (13 bands of imagery) and After has 12, as Sentinel-2 L2A "
+        "has: the two dates must be of the same processing level. Choose two Sentinel-2 L1C "
+        "layers or two Sentinel-2 L2A layers."
+    )
     elsewhere = add_layer(
         qgis_iface, oscd_crop("rennes", 2, tmp_path / "rennes.tif"), "rennes 2017"
     )
