@@ -28,7 +28,7 @@ import numpy as np
 import rasterio
 import xarray as xr
 
-from .errors import BadInput, OFAError, OutputExists
+from .errors import BadInput, OFAError, OutputExists, warn_user
 from .fileio import atomic_output
 from .io import (
     ASSIGN_CRS,
@@ -48,7 +48,13 @@ from .io import (
 )
 from .modalities import Modality, get_modality, list_modalities, some_bands
 from .protocol import band_names, count, subset_of
-from .scale import detect_conversion, reflectance_conversion, scale_fit, to_model_units
+from .scale import (
+    BELOW_ZERO_WORDS,
+    below_zero_note,
+    detect_conversion,
+    reflectance_conversion,
+    scale_fit,
+)
 
 Scene = xr.DataArray | xr.Dataset  # a Dataset: one variable a band (odc-stac's ``load``)
 SCENES = (xr.DataArray, xr.Dataset)  # for isinstance
@@ -57,11 +63,6 @@ SCENES = (xr.DataArray, xr.Dataset)  # for isinstance
 # over the array (a lazily read file reads only them)
 SAMPLE_WINDOWS = 4
 SAMPLE_SIDE = 32
-
-# a share of a sample's values below zero in a sensor's units where its scenes have none
-# (reflectance, digital numbers) that no scene of it holds: of 223 shared rasters of such
-# sensors, at most 0.003%; a difference of two dates, or centred values, about half
-BELOW_ZERO_SHARE = 0.1
 
 # a hyperspectral cube's spectral dimension, as xarray's readers name it (HyperCoast's
 # "wavelength"), and the coordinates along it that flag its good bands (1) and bad ones (0)
@@ -216,7 +217,7 @@ def _checked_values(da: xr.DataArray, m: Modality) -> xr.DataArray:
             "the values are in those units, as open_raster read them"
         )
     if not fit.fits:
-        warnings.warn(note, ScaleWarning, stacklevel=5)  # the caller of predict_raster
+        warn_user(note, ScaleWarning)
     notes = [*da.attrs.get(NOTES_ATTR, []), note]
     return da.assign_attrs({CONVERSION_ATTR: fit.conversion, NOTES_ATTR: notes})
 
@@ -244,24 +245,15 @@ def _checked_cube(da: xr.DataArray, m: Modality, held: dict) -> xr.DataArray:
 def _warned_below_zero(
     da: xr.DataArray, sample: np.ndarray, conversion: dict, m: Modality
 ) -> xr.DataArray:
-    """The array, with a ``ScaleWarning`` and a note where more than BELOW_ZERO_SHARE of a
-    sample's values lie below zero in units that have none there: the difference of two dates
-    fitted the sensor's scale (band means 0.09x its own, by those above zero) and ran without
-    a word (hidden-pixel error 11.1 against 0.15 for the trivial baseline)."""
-    if "dB" in m.units or not (np.asarray(m.mean) > 0).all():
+    """The array, with a ``ScaleWarning`` and a note where its values lie below zero
+    (``below_zero_note``) and ``open_raster`` said nothing of it: values that were a file's
+    own were told of when it was read."""
+    notes = da.attrs.get(NOTES_ATTR, [])
+    note = below_zero_note(sample, conversion, m, "the DataArray")
+    if note is None or any(BELOW_ZERO_WORDS in n for n in notes):
         return da
-    values = to_model_units(sample, conversion)
-    values = values[np.isfinite(values)]
-    share = float((values < 0).mean()) if values.size else 0.0
-    if share <= BELOW_ZERO_SHARE:
-        return da
-    note = (
-        f"the DataArray's values are below zero in {share:.0%} of a sample, where no scene of "
-        f"'{m.name}' ({m.units}) has any: a difference of two dates, or centred values, are no "
-        "image of it, and the outputs will not mean much"
-    )
-    warnings.warn(note, ScaleWarning, stacklevel=6)  # the caller of predict_raster
-    return da.assign_attrs({NOTES_ATTR: [*da.attrs.get(NOTES_ATTR, []), note]})
+    warn_user(note, ScaleWarning)
+    return da.assign_attrs({NOTES_ATTR: [*notes, note]})
 
 
 def _sample(da: xr.DataArray) -> np.ndarray:
@@ -413,7 +405,7 @@ def _read_in_place(da: Scene, modality: str | Modality | None) -> xr.DataArray:
             err.problem, err.fix = (_in_words(t, path) for t in (err.problem, err.fix))
             raise
     for warning in caught:  # the rules' warnings, of the DataArray
-        warnings.warn(_in_words(str(warning.message), path), warning.category, stacklevel=5)
+        warn_user(_in_words(str(warning.message), path), warning.category)
     held = da.isel(band=[b - 1 for b in seen.attrs[FILE_BANDS_ATTR]])
     kept = (CONVERSION_ATTR, MODALITY_ATTR, FILL_ATTR, FITS_ATTR)
     attrs = {k: v for k, v in seen.attrs.items() if k in kept}

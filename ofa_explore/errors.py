@@ -12,7 +12,11 @@ Torch-free and numpy-free: the QGIS plugin ships a copy of this file.
 
 from __future__ import annotations
 
+import os
+import sys
+import warnings
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 EXIT_OK = 0
@@ -212,3 +216,17 @@ def _words(text: str, words: Mapping[str, str]) -> str:
         return text.format_map(_Words(words))
     except (ValueError, IndexError, AttributeError):  # a stray brace (a path): shown as it is
         return text
+
+
+_HERE = str(Path(__file__).parent) + os.sep  # this package's files
+
+
+def warn_user(message: str, category: type[Warning] = UserWarning) -> None:
+    """``warnings.warn`` at the first line outside this package: the user's call (a notebook's
+    cell, a script's line), however deep in the package the warning was raised. Fixed
+    stacklevels pointed into the package where the same check ran through another path
+    (``change()`` opening each date, a DataArray read as a file of it)."""
+    depth, frame = 1, sys._getframe(1)
+    while frame.f_back is not None and frame.f_code.co_filename.startswith(_HERE):
+        depth, frame = depth + 1, frame.f_back
+    warnings.warn(message, category, stacklevel=depth + 1)

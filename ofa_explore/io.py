@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import math
 import re
-import warnings
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -26,6 +25,7 @@ from .band_files import folder_rasters, open_stack, product_folder
 from .detection import detect_modality as detect_modality  # re-exported: the public rule
 from .detection import likely_modalities, sensor_records, some_bands_hint
 from .enmap_product import band_tags, product_image, reflectance_scale
+from .errors import warn_user
 from .modalities import (
     Modality,
     get_modality,
@@ -63,6 +63,7 @@ from .scale import (
     ORDER_MARGIN,
     ORDER_SPREAD,
     ScaleFit,
+    below_zero_note,
     detect_conversion,
     scale_fit,
     span,
@@ -211,11 +212,10 @@ def open_raster(
             bands=da.sizes["band"],
         )
     if da.rio.crs is None:
-        warnings.warn(
+        warn_user(
             f"{_name(source)} has no CRS: continuing in pixel coordinates, so outputs "
             f"will not be georeferenced. Assign one (e.g. {ASSIGN_CRS}) to get georeferenced "
-            "outputs.",
-            stacklevel=2,
+            "outputs."
         )
     infer_fill = nodata == KEEP and da.rio.nodata is None and da.dtype.kind in "iu"
     if nodata != KEEP:
@@ -269,6 +269,10 @@ def open_raster(
         _warn_of_odd_bands(fit, source)
         if not isinstance(source, (list, tuple)):
             da = _order_bands(da, m)
+    below = below_zero_note(valid, conversion, m, _name(source))
+    if below is not None:
+        warn_user(below, ScaleWarning)
+        notes.append(below)
     if not isinstance(source, (list, tuple)):  # rioxarray numbers a file's bands from 1
         da.attrs[FILE_BANDS_ATTR] = [int(b) for b in da["band"].values]
     da = da.assign_coords(band=list(m.bands))
@@ -672,12 +676,11 @@ def _check_scale(
     expected = f"'{m.name}' ({m.units}, band means {span(m.mean)})"
     if given:
         if not good:
-            warnings.warn(
+            warn_user(
                 f"{_name(source)}'s values {values} are {fits[0].mismatch()} the statistics "
                 f"of {expected}: the outputs will not mean much unless the values are "
                 "converted to those units",
                 ScaleWarning,
-                stacklevel=3,
             )
         return fits[0]
     if not good:
@@ -732,13 +735,12 @@ def _warn_of_odd_bands(fit: ScaleFit, source: Any) -> None:
     Earth Engine's Landsat-8 B1 ... B11, which only Sentinel-2's band names cover, read as
     Sentinel-2's spread 1013x."""
     if fit.spread >= ODD_SPREAD:
-        warnings.warn(
+        warn_user(
             f"{_name(source)}'s band means, each over those of '{fit.modality.name}', spread "
             f"{fit.spread:.0f}x ({fit.odd_bands()}), where a scene of it spreads under 100x: "
             "the bands may be another sensor's, or in another order, and the outputs will not "
             "mean much; name the file's bands, or its sensor",
             ScaleWarning,
-            stacklevel=4,
         )
 
 

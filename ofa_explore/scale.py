@@ -367,3 +367,32 @@ def _number(value: float) -> str:
 def _round(factor: float) -> str:
     """A factor to two significant digits, as a plain number: 96 -> '96', 1234 -> '1200'."""
     return f"{float(f'{factor:.2g}'):g}"
+
+
+# a share of a sample's values below zero in a sensor's units where its scenes have none
+# (reflectance, digital numbers) that no scene of it holds: of 223 shared rasters of such
+# sensors, at most 0.003%; a difference of two dates, or centred values, about half
+BELOW_ZERO_SHARE = 0.1
+BELOW_ZERO_WORDS = "'s values are below zero in "  # how its note says so
+
+
+def below_zero_note(
+    sample: np.ndarray, conversion: dict[str, Any], m: Modality, what: str
+) -> str | None:
+    """What to tell of ``what`` (a file, "the DataArray") where more than BELOW_ZERO_SHARE of a
+    sample's values [C, ...] lie below zero in units that have none there; else None. A
+    difference of two dates fitted the sensor's scale (band means 0.09x its own, by those above
+    zero) and ran without a word (hidden-pixel error 11.1 against 0.15 for the trivial
+    baseline); a file of one, or a DataArray of one's own, still did."""
+    if "dB" in m.units or not (np.asarray(m.mean) > 0).all():
+        return None
+    values = to_model_units(sample, conversion)
+    values = values[np.isfinite(values)]
+    share = float((values < 0).mean()) if values.size else 0.0
+    if share <= BELOW_ZERO_SHARE:
+        return None
+    return (
+        f"{what}{BELOW_ZERO_WORDS}{share:.0%} of a sample, where no scene of "
+        f"'{m.name}' ({m.units}) has any: a difference of two dates, or centred values, are no "
+        "image of it, and the outputs will not mean much"
+    )

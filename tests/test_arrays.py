@@ -427,6 +427,67 @@ def test_a_difference_of_two_dates_is_warned_of(shared):
     assert not any("below zero" in n for n in _reconstruct(model, after).notes)
 
 
+def test_a_difference_is_warned_of_once_at_the_users_line_however_it_comes(
+    shared, tmp_path, capsys
+):
+    """The difference of two dates was warned of only as a DataArray ``open_raster`` gave: as a
+    file (``predict_raster`` of its path, ``change()``'s AFTER), or a DataArray of one's own
+    (rioxarray's), it ran without a word, and ``ofa embed`` called the file "the DataArray".
+    Now each is warned of once, in its own words, at the caller's line, not inside the
+    package."""
+    import warnings
+
+    import rioxarray
+
+    import ofa_explore
+    from ofa_explore.cli import main
+    from ofa_explore.engine import predict_raster
+    from ofa_explore.io import ScaleWarning
+
+    folder = shared / "change" / "oscd" / "bercy"
+    dates = [folder / f"bercy_{d}.tif" for d in ("20161130", "20170829")]
+    with rasterio.open(dates[0]) as b, rasterio.open(dates[1]) as a:
+        window = rasterio.windows.Window(0, 0, 96, 96)
+        profile = b.profile | {
+            "dtype": "float32",
+            "width": 96,
+            "height": 96,
+            "transform": b.window_transform(window),
+        }
+        difference = a.read(window=window).astype("float32") - b.read(window=window)
+    path = tmp_path / "difference.tif"
+    with rasterio.open(path, "w", **profile) as out:
+        out.write(difference)
+    model = ofa_explore.load_model()
+    before = open_raster(dates[0]).isel(x=slice(0, 96), y=slice(0, 96))
+
+    def warned(run) -> list[str]:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            run()
+        said = [w for w in caught if issubclass(w.category, ScaleWarning)]
+        assert all(w.filename == __file__ for w in said)  # the caller's line, not the package's
+        return [str(w.message) for w in said]
+
+    embed = "embed"
+    assert warned(lambda: predict_raster(model, path, embed)) == [
+        f"{path}'s values are below zero in 21% of a sample, where no scene of 's2_l1c' (TOA "
+        "reflectance x 10000 (L1C DN)) has any: a difference of two dates, or centred values, "
+        "are no image of it, and the outputs will not mean much"
+    ]
+    own = warned(lambda: predict_raster(model, rioxarray.open_rasterio(path), embed))
+    assert len(own) == 1 and own[0].startswith("the DataArray's values are below zero in 21%")
+    held = rioxarray.open_rasterio(path)
+    after = warned(lambda: ofa_explore.change(before, held))
+    assert len(after) == 1 and after[0].startswith("AFTER's values are below zero in 21%")
+    assert warned(lambda: ofa_explore.change(before, path))[0].startswith(f"{path}'s values")
+    assert warned(lambda: ofa_explore.change(before, dates[1])) == []
+    # the command line: once, of the file
+    code = main(["embed", str(path), "-o", str(tmp_path / "e.tif"), "-q", "--device", "cpu"])
+    err = capsys.readouterr().err
+    assert code == 0 and err.count("below zero") == 1 and "DataArray" not in err, err
+
+
 def test_a_south_up_raster_is_read_north_up(oscd_crop, tmp_path):
     """A raster with y ascending (a south-up GeoTIFF, or a DataArray turned) was read as it lies:
     the model saw the scene upside down (embeddings other than the north-up file's). Now turned

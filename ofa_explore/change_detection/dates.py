@@ -5,6 +5,7 @@ onto BEFORE's features), so the engine tiles a pair like any raster."""
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import replace
 from pathlib import Path
 
@@ -22,7 +23,7 @@ from xarray.core import indexing
 from ..arrays import SCENES, Scene, opened_array
 from ..band_files import BAND_FILES_ATTR
 from ..detection import sensor_records
-from ..errors import BadInput
+from ..errors import BadInput, warn_user
 from ..io import (
     CONVERSION_ATTR,
     FILE_BANDS_ATTR,
@@ -165,16 +166,16 @@ def open_dates(
             f"BEFORE and AFTER are {same}",
             "give the later date of the same place as AFTER",
         )
-    first = _opened(before, modality)
+    first = _opened(before, modality, "BEFORE")
     m = raster_modality(first)
     if modality is None and m.kind == "hyperspectral":  # a cube: AFTER by its own wavelengths
-        return first, _same_cube(m, _opened(after, None))
+        return first, _same_cube(m, _opened(after, None, "AFTER"))
     after_count = _band_count(after) if isinstance(after, (str, Path)) else None
     if modality is None and after_count not in (None, m.num_bands):  # all BEFORE's bands, not some
         raise _other_bands(m, after_count)
     opened = isinstance(after, xr.DataArray) and MODALITY_ATTR in after.attrs
     try:  # read as BEFORE's sensor, unless open_raster has read it already
-        second = _opened(after, modality if opened else modality or m)
+        second = _opened(after, modality if opened else modality or m, "AFTER")
     except RasterError as err:
         if modality is not None or "bands" not in err.context:
             raise
@@ -233,12 +234,23 @@ def _same_cube(m: Modality, second: xr.DataArray) -> xr.DataArray:
     return second.assign_coords(band=list(m.bands)).assign_attrs({MODALITY_ATTR: m.to_dict()})
 
 
-def _opened(date: Date, modality: str | Modality | None) -> xr.DataArray:
+def _opened(date: Date, modality: str | Modality | None, which: str) -> xr.DataArray:
     """A date as ``open_raster`` reads a path, or a DataArray as it is now (``opened_array``),
-    marked as held: on another grid its values are warped, not its file's (``_warped``)."""
-    if not isinstance(date, SCENES):
-        return open_raster(date, modality)
-    return opened_array(date, modality).assign_attrs({HELD_ATTR: True})
+    marked as held: on another grid its values are warped, not its file's (``_warped``). A
+    warning of "the DataArray" says which date (``which``: "BEFORE", "AFTER")."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        if isinstance(date, SCENES):
+            opened = opened_array(date, modality).assign_attrs({HELD_ATTR: True})
+        else:
+            opened = open_raster(date, modality)
+    for w in caught:
+        text = str(w.message)
+        if text.startswith("the DataArray"):
+            warn_user(which + text.removeprefix("the DataArray"), w.category)
+        else:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    return opened
 
 
 def _same_date(before: Date, after: Date) -> bool:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import csv
 import json
-import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +18,7 @@ import rasterio
 import torch
 import torch.nn.functional as F
 
-from ..errors import BadInput, NotFound, literal
+from ..errors import BadInput, NotFound, literal, warn_user
 from ..io import CONVERSION_ATTR, RasterError, open_raster, raster_modality
 from ..modalities import Modality
 from ..scale import to_model_units
@@ -257,10 +256,9 @@ def load_chips(
     if not arrays:
         raise LabelError("no chips to read")
     if filled:
-        warnings.warn(
+        warn_user(
             f"{len(filled)} chip(s) had nodata/NaN pixels, filled with the modality "
-            f"mean: {', '.join(filled[:5])}{' ...' if len(filled) > 5 else ''}",
-            stacklevel=2,
+            f"mean: {', '.join(filled[:5])}{' ...' if len(filled) > 5 else ''}"
         )
     size = size or arrays[0].shape[-1]
     return np.stack([_resized(a, size) for a in arrays]), modality_of
