@@ -49,9 +49,9 @@ from .io import (
 from .modalities import Modality, get_modality, list_modalities, some_bands
 from .protocol import band_names, count, subset_of
 from .scale import (
-    BELOW_ZERO_WORDS,
-    below_zero_note,
+    IMPOSSIBLE_WORDS,
     detect_conversion,
+    impossible_values_note,
     reflectance_conversion,
     scale_fit,
 )
@@ -203,7 +203,7 @@ def _checked_values(da: xr.DataArray, m: Modality) -> xr.DataArray:
             "check what it holds, or give a part of it with data",
         )
     if held is not None and scale_fit(sample, da.dtype, m, conversion=held).fits:
-        return _warned_below_zero(da, sample, held, m)
+        return _warned_of_impossible_values(da, sample, held, m)
     fit = scale_fit(sample, da.dtype, m)  # as a file of these values would be read
     if held is None:  # read as a sensor it was not opened as
         note = fit.note()
@@ -235,22 +235,22 @@ def _checked_cube(da: xr.DataArray, m: Modality, held: dict) -> xr.DataArray:
     sample = without_nodata(_sample(da), da.rio.nodata, da.attrs.get(FILL_ATTR))
     now = detect_conversion(sample, da.dtype, m)
     if now == held or not np.isfinite(sample).any():
-        return _warned_below_zero(da, sample, held, m)
+        return _warned_of_impossible_values(da, sample, held, m)
     how = "reflectance (0-1), scaled to" if now["kind"] == "affine" else "they are, in"
     note = f"its values are not in the file's units: read as {how} its units ({m.units})"
     notes = [*da.attrs.get(NOTES_ATTR, []), note]
     return da.assign_attrs({CONVERSION_ATTR: now, NOTES_ATTR: notes})
 
 
-def _warned_below_zero(
+def _warned_of_impossible_values(
     da: xr.DataArray, sample: np.ndarray, conversion: dict, m: Modality
 ) -> xr.DataArray:
-    """The array, with a ``ScaleWarning`` and a note where its values lie below zero
-    (``below_zero_note``) and ``open_raster`` said nothing of it: values that were a file's
-    own were told of when it was read."""
+    """The array, with a ``ScaleWarning`` and a note where its values lie below zero or
+    wrapped around from there (``impossible_values_note``) and ``open_raster`` said nothing of
+    it: values that were a file's own were told of when it was read."""
     notes = da.attrs.get(NOTES_ATTR, [])
-    note = below_zero_note(sample, conversion, m, "the DataArray")
-    if note is None or any(BELOW_ZERO_WORDS in n for n in notes):
+    note = impossible_values_note(sample, da.dtype, conversion, m, "the DataArray")
+    if note is None or any(w in n for n in notes for w in IMPOSSIBLE_WORDS):
         return da
     warn_user(note, ScaleWarning)
     return da.assign_attrs({NOTES_ATTR: [*notes, note]})

@@ -63,8 +63,8 @@ from .scale import (
     ORDER_MARGIN,
     ORDER_SPREAD,
     ScaleFit,
-    below_zero_note,
     detect_conversion,
+    impossible_values_note,
     scale_fit,
     span,
 )
@@ -269,7 +269,7 @@ def open_raster(
         _warn_of_odd_bands(fit, source)
         if not isinstance(source, (list, tuple)):
             da = _order_bands(da, m)
-    below = below_zero_note(valid, conversion, m, _name(source))
+    below = impossible_values_note(valid, da.dtype, conversion, m, _name(source))
     if below is not None:
         warn_user(below, ScaleWarning)
         notes.append(below)

@@ -371,28 +371,48 @@ def _round(factor: float) -> str:
 
 # a share of a sample's values below zero in a sensor's units where its scenes have none
 # (reflectance, digital numbers) that no scene of it holds: of 223 shared rasters of such
-# sensors, at most 0.003%; a difference of two dates, or centred values, about half
+# sensors, at most 0.003%; a difference of two dates, or centred values, about half. The same
+# share in the top half of an unsigned integer type's range, above any scene of the sensor
+# (mean + WRAP_STDS standard deviations), is a difference that wrapped around below zero
 BELOW_ZERO_SHARE = 0.1
-BELOW_ZERO_WORDS = "'s values are below zero in "  # how its note says so
+WRAP_STDS = 6
+# how their notes say so (a note of it, the values' reading was told of)
+IMPOSSIBLE_WORDS = ("'s values are below zero in ", "'s values lie in the top half of ")
 
 
-def below_zero_note(
-    sample: np.ndarray, conversion: dict[str, Any], m: Modality, what: str
+def impossible_values_note(
+    sample: np.ndarray, dtype: Any, conversion: dict[str, Any], m: Modality, what: str
 ) -> str | None:
     """What to tell of ``what`` (a file, "the DataArray") where more than BELOW_ZERO_SHARE of a
-    sample's values [C, ...] lie below zero in units that have none there; else None. A
-    difference of two dates fitted the sensor's scale (band means 0.09x its own, by those above
-    zero) and ran without a word (hidden-pixel error 11.1 against 0.15 for the trivial
-    baseline); a file of one, or a DataArray of one's own, still did."""
+    sample's values [C, ...] lie below zero in units that have none there, or wrapped around
+    from below zero to the top of an unsigned integer type; else None. A difference of two
+    dates fitted the sensor's scale (band means 0.09x its own, by those above zero) and ran
+    without a word (hidden-pixel error 11.1 against 0.15 for the trivial baseline), as did one
+    of two uint16 dates (``after - before``: 21% of its values wrapped to the top of uint16's
+    range, band means 3.2x the sensor's; error 8678 against 1342)."""
     if "dB" in m.units or not (np.asarray(m.mean) > 0).all():
         return None
     values = to_model_units(sample, conversion)
     values = values[np.isfinite(values)]
-    share = float((values < 0).mean()) if values.size else 0.0
-    if share <= BELOW_ZERO_SHARE:
+    if not values.size:
+        return None
+    below = float((values < 0).mean())
+    if below > BELOW_ZERO_SHARE:
+        return (
+            f"{what}{IMPOSSIBLE_WORDS[0]}{below:.0%} of a sample, where no scene of "
+            f"'{m.name}' ({m.units}) has any: a difference of two dates, or centred values, "
+            "are no image of it, and the outputs will not mean much"
+        )
+    if not np.issubdtype(np.dtype(dtype), np.unsignedinteger):
+        return None
+    half = to_model_units(np.array([2.0 ** (8 * np.dtype(dtype).itemsize - 1)]), conversion)[0]
+    highest = float((np.asarray(m.mean) + WRAP_STDS * np.asarray(m.std)).max())
+    wrapped = float((values >= half).mean())
+    if highest >= half or wrapped <= BELOW_ZERO_SHARE:
         return None
     return (
-        f"{what}{BELOW_ZERO_WORDS}{share:.0%} of a sample, where no scene of "
-        f"'{m.name}' ({m.units}) has any: a difference of two dates, or centred values, are no "
-        "image of it, and the outputs will not mean much"
+        f"{what}{IMPOSSIBLE_WORDS[1]}{np.dtype(dtype).name}'s range in {wrapped:.0%} of a "
+        f"sample, far above any scene of '{m.name}' ({m.units}): a difference of two dates of "
+        "unsigned integers wraps around below zero (subtract them as floats: "
+        "after.astype('float32') - before), and the outputs will not mean much"
     )

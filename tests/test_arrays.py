@@ -425,6 +425,13 @@ def test_a_difference_of_two_dates_is_warned_of(shared):
         result = _reconstruct(model, after - before)
     assert any("a difference of two dates" in n for n in result.notes)
     assert not any("below zero" in n for n in _reconstruct(model, after).notes)
+    # of the dates as read (uint16), the difference wraps around below zero to 65535: its
+    # band means 3.2x the sensor's fitted, and it ran without a word
+    before, after = (date.astype("uint16") for date in (before, after))
+    with pytest.warns(ScaleWarning, match=r"top half of uint16's range in \d+% of a sample"):
+        wrapped = _reconstruct(model, after - before)
+    assert any("subtract them as floats" in n for n in wrapped.notes)
+    assert not any("top half" in n for n in _reconstruct(model, after).notes)
 
 
 def test_a_difference_is_warned_of_once_at_the_users_line_however_it_comes(
