@@ -269,10 +269,10 @@ def open_raster(
         _warn_of_odd_bands(fit, source)
         if not isinstance(source, (list, tuple)):
             da = _order_bands(da, m)
-    below = impossible_values_note(valid, da.dtype, conversion, m, _name(source))
-    if below is not None:
-        warn_user(below, ScaleWarning)
-        notes.append(below)
+    impossible = impossible_values_note(valid, da.dtype, conversion, m, _name(source))
+    if impossible is not None:  # below zero, or wrapped around from there
+        warn_user(impossible, ScaleWarning)
+        notes.append(impossible)
     if not isinstance(source, (list, tuple)):  # rioxarray numbers a file's bands from 1
         da.attrs[FILE_BANDS_ATTR] = [int(b) for b in da["band"].values]
     da = da.assign_coords(band=list(m.bands))
